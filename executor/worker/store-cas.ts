@@ -1,0 +1,106 @@
+/**
+ * `WorkerCas` over a local `BlobStore`: what an in-process worker (`larder executor`) reads inputs and writes
+ * outputs through. Pass the outermost store, the one wrapped by `verifying()`, so uploads are checked there.
+ *
+ * Reads are checked here, while the bytes stream past: a store that hands back bytes which do not hash to
+ * their digest (a corrupt disk, a bug) must not end up as an action's input, nor in the worker's file cache
+ * where it would poison every later action. The empty blob is always present, whatever the store says.
+ */
+import { createHash } from 'node:crypto';
+import { createReadStream } from 'node:fs';
+import { open, rm } from 'node:fs/promises';
+import { Readable } from 'node:stream';
+import { type BlobKey, type Digest, EMPTY_SHA256, parseInstance } from '../../shared/digest.ts';
+import { LarderError } from '../../shared/errors.ts';
+import type { BlobStore, StoredBlob } from '../../shared/storage/store.ts';
+import { readWhole, streamOf } from '../../shared/storage/streams.ts';
+import { verifier } from '../../shared/storage/verify.ts';
+import { mapLimit } from '../map-limit.ts';
+import type { WorkerCas } from './cas.ts';
+
+/** Store calls in flight for one findMissing. */
+const CONCURRENCY = 32;
+
+export function storeCas(store: BlobStore, instance: string): WorkerCas {
+  const checkedInstance = parseInstance(instance);
+  // Digests are already checked (shared/digest.ts), so keys are built without checking them again.
+  const keyOf = (digest: Digest): BlobKey => ({ instance: checkedInstance, kind: 'cas', hash: digest.hash });
+  const isPresent = async (digest: Digest) => isEmpty(digest) || (await store.stat(keyOf(digest))) === digest.sizeBytes;
+
+  /** The stored blob when it has the digest's size; anything else counts as missing. */
+  const openBlob = async (digest: Digest): Promise<StoredBlob | null> => {
+    const blob = await store.get(keyOf(digest));
+    if (blob !== null && blob.size !== digest.sizeBytes) {
+      if (blob.bytes === undefined) await blob.body.cancel();
+      return null;
+    }
+    return blob;
+  };
+
+  return {
+    async readBytes(digest, maxBytes) {
+      if (digest.sizeBytes > maxBytes) {
+        throw new LarderError('too_large', `blob ${label(digest)} is over the ${maxBytes}-byte limit for buffered reads`);
+      }
+      if (isEmpty(digest)) return new Uint8Array(0);
+      const blob = await openBlob(digest);
+      if (blob === null) return null;
+      const bytes = await readWhole(blob, digest.sizeBytes);
+      const actual = createHash('sha256').update(bytes).digest('hex');
+      if (actual !== digest.hash) {
+        throw new LarderError('digest_mismatch', `cas read ${label(digest)}: the stored bytes hash to ${actual}`);
+      }
+      return bytes;
+    },
+
+    async readToFile(digest, path) {
+      const blob = isEmpty(digest) ? null : await openBlob(digest);
+      if (blob === null && !isEmpty(digest)) return false;
+      let file;
+      try {
+        file = await open(path, 'wx', 0o600);
+      } catch (err) {
+        // Nothing of ours is at `path` (it existed already, or the folder is gone): leave it alone.
+        await blob?.body.cancel();
+        throw err;
+      }
+      try {
+        if (blob !== null) {
+          const checked = blob.body.pipeThrough(verifier(keyOf(digest), digest.sizeBytes));
+          for await (const chunk of checked) await file.write(chunk);
+        }
+        await file.close();
+        return true;
+      } catch (err) {
+        await file.close().catch(() => {});
+        await rm(path, { force: true });
+        throw err instanceof LarderError ? err.wrap(`cas read ${label(digest)}`) : err;
+      }
+    },
+
+    async findMissing(digests) {
+      const present = await mapLimit(digests, CONCURRENCY, isPresent);
+      return digests.filter((_, i) => !present[i]);
+    },
+
+    async uploadBytes(digest, bytes) {
+      if (await isPresent(digest)) return;
+      await store.put(keyOf(digest), streamOf(bytes), digest.sizeBytes);
+    },
+
+    async uploadFile(digest, path) {
+      if (await isPresent(digest)) return;
+      // The verifying store rejects the upload if the file no longer matches the digest the caller computed.
+      const body = Readable.toWeb(createReadStream(path)) as ReadableStream<Uint8Array>;
+      await store.put(keyOf(digest), body, digest.sizeBytes);
+    },
+  };
+}
+
+function isEmpty(digest: Digest): boolean {
+  return digest.sizeBytes === 0 && digest.hash === EMPTY_SHA256;
+}
+
+function label(digest: Digest): string {
+  return `${digest.hash}/${digest.sizeBytes}`;
+}
