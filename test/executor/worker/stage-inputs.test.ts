@@ -1,0 +1,192 @@
+import { create, type MessageInitShape, toBinary } from '@bufbuild/protobuf';
+import { existsSync, readdirSync, readFileSync, readlinkSync, statSync } from 'node:fs';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import type { Digest } from '../../../shared/digest.ts';
+import { isLarderError } from '../../../shared/errors.ts';
+import { DirectorySchema } from '../../../shared/proto/gen/build/bazel/remote/execution/v2/remote_execution_pb.ts';
+import type { BlobStore } from '../../../shared/storage/store.ts';
+import { FileCache } from '../../../executor/worker/file-cache.ts';
+import { MissingBlobsError, stageInputs } from '../../../executor/worker/stage-inputs.ts';
+import { storeCas } from '../../../executor/worker/store-cas.ts';
+import { digestOf, memoryStore, putBlob, tempDirs } from './helpers.ts';
+
+const freshDir = tempDirs();
+type DirInit = MessageInitShape<typeof DirectorySchema>;
+const ref = (d: Digest) => ({ hash: d.hash, sizeBytes: BigInt(d.sizeBytes) });
+const file = (name: string, d: Digest, isExecutable = false) => ({ name, digest: ref(d), isExecutable });
+const dir = (name: string, d: Digest) => ({ name, digest: ref(d) });
+
+async function putDir(store: BlobStore, init: DirInit): Promise<Digest> {
+  return putBlob(store, toBinary(DirectorySchema, create(DirectorySchema, init)));
+}
+
+async function setup() {
+  const store = memoryStore();
+  const cache = await FileCache.open({ dir: freshDir(), maxBytes: 1 << 24 });
+  const execRoot = join(freshDir(), 'root');
+  const stage = (rootDigest: Digest, signal?: AbortSignal) => stageInputs({ cas: storeCas(store, ''), cache, rootDigest, execRoot, signal });
+  return { store, cache, execRoot, stage };
+}
+
+/** The invalid_argument message staging fails with, after checking it created nothing. */
+async function refusal(stage: () => Promise<unknown>, execRoot: string): Promise<string> {
+  const err = await stage().then(
+    () => null,
+    (e: unknown) => e,
+  );
+  expect(existsSync(execRoot) ? readdirSync(execRoot) : []).toEqual([]);
+  return isLarderError(err, 'invalid_argument') ? err.message : `unexpected: ${String(err)}`;
+}
+
+describe('stageInputs', () => {
+  it('stages files, executables, empty files, symlinks and shared directories', async () => {
+    const { store, execRoot, stage } = await setup();
+    const text = await putBlob(store, 'shared text\n');
+    const tool = await putBlob(store, '#!/bin/sh\n');
+    const empty = digestOf('');
+    const lib = await putDir(store, { files: [file('data.txt', text)] });
+    const root = await putDir(store, {
+      files: [file('a.txt', text), file('empty', empty), file('tool', tool, true)],
+      directories: [dir('lib1', lib), dir('lib2', lib)],
+      symlinks: [{ name: 'link', target: 'lib1/data.txt' }],
+    });
+    const stats = await stage(root);
+
+    expect(readFileSync(join(execRoot, 'lib2/data.txt'), 'utf8')).toBe('shared text\n');
+    expect(statSync(join(execRoot, 'tool')).mode & 0o777).toBe(0o555);
+    expect(statSync(join(execRoot, 'a.txt')).mode & 0o777).toBe(0o444);
+    expect(statSync(join(execRoot, 'a.txt')).ino).toBe(statSync(join(execRoot, 'lib1/data.txt')).ino);
+    expect(statSync(join(execRoot, 'empty')).size).toBe(0);
+    expect(readlinkSync(join(execRoot, 'link'))).toBe('lib1/data.txt');
+    expect(stats).toEqual({
+      files: 5,
+      directories: 3,
+      bytes: 3 * 12 + 10,
+      linked: 4,
+      copied: 1,
+      fetchedFiles: 2,
+      fetchedBytes: 12 + 10,
+      createdDirectories: [execRoot, join(execRoot, 'lib1'), join(execRoot, 'lib2')],
+    });
+    expect(store.gets).toBe(2 + 2); // each distinct Directory once, each distinct file once
+  });
+
+  it('lists every missing blob, directories and files, before creating anything', async () => {
+    const { store, execRoot, stage } = await setup();
+    const goneDir = digestOf('a Directory never uploaded');
+    const goneFile = digestOf('a file never uploaded');
+    const goneDeeper = digestOf('another file never uploaded');
+    const present = await putBlob(store, 'present');
+    const sub = await putDir(store, { files: [file('deeper', goneDeeper), file('here', present)] });
+    const root = await putDir(store, { files: [file('top', goneFile)], directories: [dir('gone', goneDir), dir('sub', sub)] });
+    const err = await stage(root).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(MissingBlobsError);
+    expect(new Set((err as MissingBlobsError).digests)).toEqual(new Set([goneDir, goneFile, goneDeeper]));
+    expect(existsSync(execRoot)).toBe(false);
+    // A missing root is listed too.
+    expect(((await stage(digestOf('no root')).catch((e: unknown) => e)) as MissingBlobsError).digests).toEqual([digestOf('no root')]);
+  });
+
+  it.each([
+    ['..', /invalid name "\.\."/],
+    ['.', /invalid name "\."/],
+    ['a/b', /invalid name "a\/b"/],
+    ['', /invalid name ""/],
+    ['nul\0', /invalid name "nul\\u0000"/],
+  ])('refuses the entry name %j', async (name, message) => {
+    const { store, execRoot, stage } = await setup();
+    const content = await putBlob(store, 'x');
+    const sub = await putDir(store, { files: [file(name, content)] });
+    const root = await putDir(store, { directories: [dir('sub', sub)] });
+    expect(await refusal(() => stage(root), execRoot)).toMatch(message);
+    expect(await refusal(() => stage(root), execRoot)).toMatch(/input directory "sub"/);
+  });
+
+  it('refuses two entries with one name, across files, directories and symlinks', async () => {
+    const { store, execRoot, stage } = await setup();
+    const content = await putBlob(store, 'x');
+    const empty = await putDir(store, {});
+    const fileAndDir = await putDir(store, { files: [file('same', content)], directories: [dir('same', empty)] });
+    expect(await refusal(() => stage(fileAndDir), execRoot)).toMatch(/two entries named "same"/);
+    const fileAndLink = await putDir(store, { files: [file('same', content)], symlinks: [{ name: 'same', target: 'x' }] });
+    expect(await refusal(() => stage(fileAndLink), execRoot)).toMatch(/two entries named "same"/);
+    const twoFiles = await putDir(store, { files: [file('same', content), file('same', content)] });
+    expect(await refusal(() => stage(twoFiles), execRoot)).toMatch(/two entries named "same"/);
+  });
+
+  it('refuses absolute symlinks and symlinks that climb out of the input root', async () => {
+    const { store, execRoot, stage } = await setup();
+    const withLinks = async (links: Array<{ name: string; target: string }>) => {
+      const sub = await putDir(store, { symlinks: links });
+      return putDir(store, { directories: [dir('sub', sub)] });
+    };
+    expect(await refusal(async () => stage(await withLinks([{ name: 'abs', target: '/etc/passwd' }])), execRoot)).toMatch(
+      /input symlink "sub\/abs" -> "\/etc\/passwd" is absolute/,
+    );
+    expect(await refusal(async () => stage(await withLinks([{ name: 'up', target: '../../outside' }])), execRoot)).toMatch(
+      /input symlink "sub\/up" -> "..\/..\/outside" points outside the input root/,
+    );
+    // Neither link looks like it escapes on its own; resolved as the kernel will, the second one does.
+    const chained = await withLinks([
+      { name: 'top', target: '..' },
+      { name: 'sneaky', target: 'top/../x' },
+    ]);
+    expect(await refusal(() => stage(chained), execRoot)).toMatch(/input symlink "sub\/sneaky" -> "top\/..\/x" points outside/);
+  });
+
+  it('accepts relative symlinks that stay inside, dangling ones included', async () => {
+    const { store, execRoot, stage } = await setup();
+    const sub = await putDir(store, {
+      symlinks: [
+        { name: 'sibling', target: '../other/file' },
+        { name: 'dangling', target: 'not-there/../../..' }, // fails with ENOENT at "not-there" in the action
+        { name: 'self', target: '.' },
+      ],
+    });
+    const root = await putDir(store, { directories: [dir('sub', sub)] });
+    await stage(root);
+    expect(readlinkSync(join(execRoot, 'sub/sibling'))).toBe('../other/file');
+    expect(readlinkSync(join(execRoot, 'sub/dangling'))).toBe('not-there/../../..');
+  });
+
+  it('checks a directory shared by digest at every place it appears', async () => {
+    const { store, execRoot, stage } = await setup();
+    const shared = await putDir(store, { symlinks: [{ name: 'up2', target: '../../x' }] });
+    const deep = await putDir(store, { directories: [dir('shared', shared)] });
+    // Fine at deep/shared (resolves to the root), escaping at top/shared.
+    const root = await putDir(store, { directories: [dir('deep', deep), dir('top', shared)] });
+    expect(await refusal(() => stage(root), execRoot)).toMatch(/"top\/up2"/);
+  });
+
+  it('refuses a Directory blob that is not a Directory protobuf', async () => {
+    const { store, execRoot, stage } = await setup();
+    const garbage = await putBlob(store, new Uint8Array([0x0a, 0xff, 0xff, 0xff]));
+    expect(await refusal(() => stage(garbage), execRoot)).toMatch(/is not a valid Directory protobuf/);
+    const root = await putDir(store, { directories: [dir('sub', garbage)] });
+    expect(await refusal(() => stage(root), execRoot)).toMatch(/is not a valid Directory protobuf/);
+  });
+
+  it('refuses a node without a digest or with a malformed one', async () => {
+    const { store, execRoot, stage } = await setup();
+    const noDigest = await putDir(store, { files: [{ name: 'f' }] });
+    expect(await refusal(() => stage(noDigest), execRoot)).toMatch(/input "f" has no digest/);
+    const badHash = await putDir(store, { files: [{ name: 'f', digest: { hash: 'XYZ', sizeBytes: 1n } }] });
+    expect(await refusal(() => stage(badHash), execRoot)).toMatch(/input "f": not a SHA-256 hash/);
+  });
+
+  it('refuses a small DAG that expands into millions of nodes', async () => {
+    const { store, execRoot, stage } = await setup();
+    let level = await putDir(store, {});
+    for (let i = 0; i < 22; i++) level = await putDir(store, { directories: [dir('a', level), dir('b', level)] });
+    const err = await stage(level).catch((e: unknown) => e);
+    expect(isLarderError(err, 'too_large')).toBe(true);
+    expect(existsSync(execRoot)).toBe(false);
+  });
+
+  it('stops when aborted', async () => {
+    const { store, stage } = await setup();
+    const root = await putDir(store, {});
+    await expect(stage(root, AbortSignal.abort(new Error('cancelled')))).rejects.toThrow('cancelled');
+  });
+});
