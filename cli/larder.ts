@@ -8,7 +8,8 @@ const USAGE = `usage: larder <command> [options]
 
 commands:
   edge      serve Bazel's HTTP remote cache (GET/HEAD/PUT /ac/{sha256}, /cas/{sha256})
-  executor  serve the REAPI v2 cache over gRPC (Capabilities, CAS, ActionCache, ByteStream, health)
+  executor  serve REAPI v2 over gRPC: remote execution with in-process workers, and the cache
+            (Capabilities, Execution, CAS, ActionCache, ByteStream, Operations, health)
   credential-helper  Bazel credential helper: get, login HOST, print-header HOST, logout HOST
 `;
 

@@ -12,7 +12,7 @@ import type { AccessGate } from '../shared/auth/gate.ts';
 import { requiredRole } from '../shared/auth/operations.ts';
 import { LarderError } from '../shared/errors.ts';
 import type { Logger } from '../shared/log.ts';
-import { ActionCache } from '../shared/proto/gen/build/bazel/remote/execution/v2/remote_execution_pb.ts';
+import { ActionCache, Execution } from '../shared/proto/gen/build/bazel/remote/execution/v2/remote_execution_pb.ts';
 import type { CallContext } from './grpc/adapt.ts';
 
 /** An `authorize` hook for the adapter (grpc/adapt.ts) that asks `gate` about every call. */
@@ -47,4 +47,11 @@ const UPDATE_ACTION_RESULT = `/${ActionCache.typeName}/${ActionCache.method.upda
  */
 export function mayUpdateActionCache(ctx: CallContext): boolean {
   return ctx.principal === null || ctx.principal.roles.has(requiredRole(UPDATE_ACTION_RESULT));
+}
+
+const EXECUTE = `/${Execution.typeName}/${Execution.method.execute.name}`;
+
+/** Whether the caller may execute actions: what GetCapabilities reports as `exec_enabled` (with workers). */
+export function mayExecute(ctx: CallContext): boolean {
+  return ctx.principal === null || ctx.principal.roles.has(requiredRole(EXECUTE));
 }

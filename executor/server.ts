@@ -12,10 +12,14 @@ import {
   ActionCache,
   Capabilities,
   ContentAddressableStorage,
+  Execution,
 } from '../shared/proto/gen/build/bazel/remote/execution/v2/remote_execution_pb.ts';
+import { Operations } from '../shared/proto/gen/google/longrunning/operations_pb.ts';
 import { ByteStream } from '../shared/proto/gen/google/bytestream/bytestream_pb.ts';
 import { Health } from '../shared/proto/gen/grpc/health/v1/health_pb.ts';
-import { authorizeCalls, mayUpdateActionCache } from './auth.ts';
+import { authorizeCalls, mayExecute, mayUpdateActionCache } from './auth.ts';
+import { type ExecutionDeps, executionService } from './execution/execution-service.ts';
+import { operationsService } from './execution/operations-service.ts';
 import type { PartialUploads } from './bytestream/partial-uploads.ts';
 import { addService, type AdaptOptions, type CallContext } from './grpc/adapt.ts';
 import { logCalls } from './request-metadata.ts';
@@ -43,6 +47,8 @@ export interface ExecutorServerOptions {
    * Default: the caller's roles allow UpdateActionResult (everyone, without a gate).
    */
   canUpdateActionCache?: (ctx: CallContext) => boolean;
+  /** Remote execution: served (and advertised) only with a scheduler that has somewhere to run actions. */
+  execution?: Omit<ExecutionDeps, 'store' | 'log' | 'validateActionResults'>;
 }
 
 const MiB = 1024 * 1024;
@@ -62,7 +68,12 @@ export function createExecutorServer(options: ExecutorServerOptions): grpc.Serve
     'grpc.max_receive_message_length': limit,
     'grpc.max_send_message_length': limit,
   });
-  const deps = { ...options, canUpdateActionCache: options.canUpdateActionCache ?? mayUpdateActionCache };
+  const execution = options.execution;
+  const deps = {
+    ...options,
+    canUpdateActionCache: options.canUpdateActionCache ?? mayUpdateActionCache,
+    canExecute: (ctx: CallContext) => execution !== undefined && mayExecute(ctx),
+  };
   const open: AdaptOptions = { log: options.log, onCall: logCalls(options.log) };
   const guarded: AdaptOptions = options.gate === undefined ? open : { ...open, authorize: authorizeCalls(options.gate, options.log) };
   addService(server, Capabilities, capabilitiesService(deps), guarded);
@@ -70,6 +81,11 @@ export function createExecutorServer(options: ExecutorServerOptions): grpc.Serve
   addService(server, ActionCache, actionCacheService(deps), guarded);
   addService(server, ByteStream, byteStreamService(deps), guarded);
   const served = [Capabilities, ContentAddressableStorage, ActionCache, ByteStream].map((s) => s.typeName);
+  if (execution !== undefined) {
+    addService(server, Execution, executionService({ ...options, ...execution }), guarded);
+    addService(server, Operations, operationsService(execution), guarded);
+    served.push(Execution.typeName, Operations.typeName);
+  }
   // Health stays open: probes and load balancers carry no credentials, and "SERVING" reveals nothing stored.
   addService(server, Health, healthService(served), open);
   return server;

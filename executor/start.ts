@@ -18,13 +18,20 @@ import { openStore } from '../shared/storage/from-config.ts';
 import type { BlobStore } from '../shared/storage/store.ts';
 import { PartialUploads } from './bytestream/partial-uploads.ts';
 import { widenReceiveWindows } from './grpc/flow-control.ts';
+import { MemoryScheduler } from './scheduler/memory-scheduler.ts';
+import type { Scheduler } from './scheduler/scheduler.ts';
 import { createExecutorServer } from './server.ts';
+import { startInProcessWorkers, type WorkerPool } from './worker/in-process.ts';
+import type { Worker } from './worker/worker.ts';
 import { loadZstd } from './zstd.ts';
 
 export interface RunningExecutor {
   /** grpc://HOST:PORT or grpcs://HOST:PORT, with the real port when the config asked for port 0. */
   url: string;
   port: number;
+  /** The scheduler and in-process workers (null without execution): what tests and the status page read. */
+  scheduler: Scheduler | null;
+  workers: readonly Worker[];
   close(): Promise<void>;
 }
 
@@ -33,7 +40,12 @@ export interface StartOptions {
   store?: BlobStore;
   /** Print the listening line (the CLI does; tests may not want it). */
   announce?: boolean;
+  /** Worker pools instead of the one the flags describe (tests run an amd64 and an "arm64" pool side by side). */
+  pools?: WorkerPool[];
 }
+
+/** How often Execute and WaitExecution streams hear from a long action. */
+const KEEPALIVE_MS = 30_000;
 
 const MiB = 1024 * 1024;
 
@@ -64,7 +76,13 @@ async function serve(config: ExecutorConfig, options: StartOptions, log: Logger,
   const zstd = loadZstd();
   if (zstd === null) log.info('zstd-napi is not installed: compressed-blobs are not offered');
 
-  const server = createExecutorServer({ ...config, store, log, uploads, zstd, gate });
+  const pools = options.pools ?? [{ labels: config.execution.platform, workers: config.execution.workers, concurrency: config.execution.concurrency }];
+  const hasWorkers = pools.some((pool) => pool.workers > 0);
+  const scheduler = hasWorkers ? new MemoryScheduler() : null;
+  const workers = scheduler === null ? null : await startInProcessWorkers({ config: config.execution, pools, store, scheduler, log });
+  const timeouts = { defaultMs: config.execution.actionTimeoutMs, maxMs: config.execution.maxActionTimeoutMs };
+  const execution = scheduler === null ? undefined : { scheduler, timeouts, keepaliveMs: KEEPALIVE_MS };
+  const server = createExecutorServer({ ...config, store, log, uploads, zstd, gate, execution });
   const credentials = config.tls === null ? grpc.ServerCredentials.createInsecure() : await tlsCredentials(config.tls);
   const host = config.listen.host.includes(':') ? `[${config.listen.host}]` : config.listen.host;
   const port = await new Promise<number>((resolve, reject) => {
@@ -77,7 +95,12 @@ async function serve(config: ExecutorConfig, options: StartOptions, log: Logger,
   return {
     url,
     port,
+    scheduler,
+    workers: workers?.workers ?? [],
     async close() {
+      // Queued operations end UNAVAILABLE and running ones are stopped, so streams end and the server can close.
+      scheduler?.close();
+      await workers?.stop();
       // Give calls in flight a moment to finish, then cut the rest off.
       await new Promise<void>((resolve) => {
         const timer = setTimeout(() => {

@@ -4,8 +4,11 @@
  * configuration reference are written from the same rows. A flag beats its variable, which beats the default.
  */
 import { readFileSync } from 'node:fs';
+import { availableParallelism } from 'node:os';
 import { parseArgs } from 'node:util';
 import { type AuthConfig, parseAuthConfig } from './auth/config.ts';
+import { parseDuration } from './duration.ts';
+import { parsePlatformLabels } from './platform-properties.ts';
 import { LarderError } from './errors.ts';
 import { isLogLevel, type LogLevel } from './log.ts';
 import { parseSize } from './size.ts';
@@ -40,6 +43,25 @@ export interface ExecutorConfig {
   auth: AuthConfig;
   /** PEM files to serve grpcs:// with; null serves plaintext grpc://. */
   tls: { certPath: string; keyPath: string } | null;
+  execution: ExecutionConfig;
+}
+
+/** Remote execution by `larder executor`: its in-process workers and the limits every action runs under. */
+export interface ExecutionConfig {
+  /** In-process workers (0: a frontend that executes nothing itself). */
+  workers: number;
+  /** Actions one worker runs at once. */
+  concurrency: number;
+  /** Labels the workers offer besides the detected OSFamily and Arch (`--platform Pool=big,cpu=avx2`). */
+  platform: Map<string, string[]>;
+  /** Per-action directories and the input file cache live here. */
+  workDir: string;
+  inputCacheBytes: number;
+  /** Timeout of an action that sets none, and the most any action gets. */
+  actionTimeoutMs: number;
+  maxActionTimeoutMs: number;
+  /** The user actions run as when the server runs as root; '' runs them as the server's own user. */
+  runAs: string;
 }
 
 interface OptionRow {
@@ -119,6 +141,14 @@ export const EXECUTOR_OPTIONS: readonly OptionRow[] = [
   { flag: 'max-batch-size', env: 'LARDER_MAX_BATCH_SIZE', help: 'summed blob bytes one BatchUpdateBlobs/BatchReadBlobs call may carry', default: () => '4MiB' },
   { flag: 'tls-cert', env: 'LARDER_TLS_CERT', help: 'PEM certificate chain; with --tls-key, serve grpcs://', default: () => '' },
   { flag: 'tls-key', env: 'LARDER_TLS_KEY', help: 'PEM private key for --tls-cert', default: () => '' },
+  { flag: 'workers', env: 'LARDER_WORKERS', help: 'in-process workers that execute actions (0: execute nothing here)', default: () => '1' },
+  { flag: 'concurrency', env: 'LARDER_CONCURRENCY', help: 'actions one worker runs at once', default: () => String(availableParallelism()) },
+  { flag: 'platform', env: 'LARDER_PLATFORM', help: 'labels the workers offer besides OSFamily and Arch: key=value,key=value', default: () => '' },
+  { flag: 'work-dir', env: 'LARDER_WORK_DIR', help: 'where actions are staged and input files cached', default: (env) => defaultWorkDir(env) },
+  { flag: 'input-cache-size', env: 'LARDER_INPUT_CACHE_SIZE', help: 'size of the local input file cache actions are staged from (hard links)', default: () => '4GiB' },
+  { flag: 'action-timeout', env: 'LARDER_ACTION_TIMEOUT', help: 'timeout of an action that sets none', default: () => '15m' },
+  { flag: 'max-action-timeout', env: 'LARDER_MAX_ACTION_TIMEOUT', help: 'the longest any action may run, whatever it asks for', default: () => '3h' },
+  { flag: 'run-as', env: 'LARDER_RUN_AS', help: 'user actions run as when larder runs as root (never as root itself)', default: () => (isRoot() ? 'nobody' : '') },
 ];
 
 /** Parses `larder executor` arguments (without the subcommand) and the environment into a checked config. */
@@ -130,7 +160,49 @@ export function parseExecutorConfig(args: string[], env: Env): ExecutorConfig {
     maxBatchBytes: parseSize(values['max-batch-size']!),
     auth: parseAuthOptions(values),
     tls: parseTlsOptions(values, 'grpcs'),
+    execution: parseExecutionOptions(values),
   };
+}
+
+function parseExecutionOptions(values: Record<string, string>): ExecutionConfig {
+  const actionTimeoutMs = parseDuration(values['action-timeout']!, '--action-timeout');
+  const maxActionTimeoutMs = parseDuration(values['max-action-timeout']!, '--max-action-timeout');
+  if (actionTimeoutMs <= 0 || actionTimeoutMs > maxActionTimeoutMs) {
+    throw new LarderError('invalid_argument', `--action-timeout must be above zero and at most --max-action-timeout (${values['max-action-timeout']})`);
+  }
+  const runAs = values['run-as']!;
+  if (isRoot() && (runAs === '' || runAs === 'root' || runAs === '0')) {
+    throw new LarderError('invalid_argument', '--run-as: larder runs as root, and actions never do; name an unprivileged user (the default is nobody)');
+  }
+  return {
+    workers: parseCount('workers', values.workers!, 0),
+    concurrency: parseCount('concurrency', values.concurrency!, 1),
+    platform: parsePlatformLabels(values.platform!),
+    workDir: values['work-dir']!,
+    inputCacheBytes: parseSize(values['input-cache-size']!),
+    actionTimeoutMs,
+    maxActionTimeoutMs,
+    runAs,
+  };
+}
+
+function parseCount(flag: string, text: string, min: number): number {
+  const value = Number(text);
+  if (!/^\d+$/.test(text.trim()) || value < min || value > 1024) throw new LarderError('invalid_argument', `--${flag} must be a whole number from ${min} to 1024, not ${JSON.stringify(text)}`);
+  return value;
+}
+
+function isRoot(): boolean {
+  return typeof process.getuid === 'function' && process.getuid() === 0;
+}
+
+/**
+ * Where actions are staged unless told otherwise. As root, under /var/cache: actions run as an unprivileged
+ * user, who could not reach into root's home (0700). Otherwise beside the blob store's default folder.
+ */
+export function defaultWorkDir(env: Env): string {
+  if (isRoot()) return '/var/cache/larder-work';
+  return `${defaultCacheDir(env)}-work`;
 }
 
 /** The rows every server role shares: where blobs live, how big they may be, validation and logging. */

@@ -37,13 +37,9 @@ export function actionCacheService(deps: ActionCacheDeps): ServiceHandlers<typeo
     async getActionResult(request) {
       checkDigestFunction(request.digestFunction);
       const instance = instanceOf(request.instanceName);
-      const key = blobKey(instance, 'ac', digestOf(request.actionDigest, 'action_digest').hash);
-      const result = await readEntry(key);
-      if (deps.validateActionResults && !(await outputsPresent(store, instance, result))) {
-        log.debug('action result refers to missing outputs; answering as a miss', { key: formatKey(key) });
-        throw new LarderError('not_found', 'the action result refers to outputs no longer stored');
-      }
-      await inline(store, instance, result, request);
+      const result = await lookupActionResult(deps, instance, digestOf(request.actionDigest, 'action_digest').hash);
+      if (result === null) throw new LarderError('not_found', `no usable action result for ${request.actionDigest!.hash}`);
+      await inlineOutputs(store, instance, result, request);
       return result;
     },
 
@@ -53,36 +49,58 @@ export function actionCacheService(deps: ActionCacheDeps): ServiceHandlers<typeo
       const instance = instanceOf(request.instanceName);
       const key = blobKey(instance, 'ac', digestOf(request.actionDigest, 'action_digest').hash);
       if (request.actionResult === undefined) throw new LarderError('invalid_argument', 'action_result is missing');
-      const bytes = toBinary(ActionResultSchema, request.actionResult);
-      if (bytes.byteLength > MAX_BUFFERED_PROTO_BYTES) {
-        throw new LarderError('too_large', `action result of ${bytes.byteLength} bytes exceeds the ${MAX_BUFFERED_PROTO_BYTES}-byte limit`);
-      }
-      await store.put(key, streamOf(bytes), bytes.byteLength);
-      log.debug('stored action result', { key: formatKey(key), size: bytes.byteLength });
+      await writeActionResult(store, key, request.actionResult);
+      log.debug('stored action result', { key: formatKey(key) });
       return request.actionResult;
     },
   };
 
-  async function readEntry(key: BlobKey): Promise<ActionResult> {
-    const blob = await store.get(key);
-    if (blob === null) throw new LarderError('not_found', `no action result for ${key.hash}`);
-    try {
-      return decodeActionResult(await readWhole(blob, MAX_BUFFERED_PROTO_BYTES));
-    } catch (err) {
-      if (!isLarderError(err, 'invalid_argument') && !isLarderError(err, 'too_large')) throw err;
-      // Someone stored bytes that are not an ActionResult (possible over HTTP): nothing usable here.
-      log.warn('action cache entry is not a valid ActionResult; answering as a miss', { key: formatKey(key) });
-      throw new LarderError('not_found', `no usable action result for ${key.hash}`);
-    }
-  }
 }
+
+/** Stores `result` under an `ac` key: UpdateActionResult's write, and a worker's after a successful run. */
+export async function writeActionResult(store: BlobStore, key: BlobKey, result: ActionResult): Promise<void> {
+  const bytes = toBinary(ActionResultSchema, result);
+  if (bytes.byteLength > MAX_BUFFERED_PROTO_BYTES) {
+    throw new LarderError('too_large', `action result of ${bytes.byteLength} bytes exceeds the ${MAX_BUFFERED_PROTO_BYTES}-byte limit`);
+  }
+  await store.put(key, streamOf(bytes), bytes.byteLength);
+}
+
+/**
+ * The action result stored for `hash`, or null when there is none, it is not a valid ActionResult, or (with
+ * validation on) its outputs are no longer all in the CAS: every case in which the client must run the action.
+ * Shared by GetActionResult and Execute's cache lookup.
+ */
+export async function lookupActionResult(deps: Pick<ActionCacheDeps, 'store' | 'log' | 'validateActionResults'>, instance: string, hash: string): Promise<ActionResult | null> {
+  const { store, log } = deps;
+  const key = blobKey(instance, 'ac', hash);
+  const blob = await store.get(key);
+  if (blob === null) return null;
+  let result: ActionResult;
+  try {
+    result = decodeActionResult(await readWhole(blob, MAX_BUFFERED_PROTO_BYTES));
+  } catch (err) {
+    if (!isLarderError(err, 'invalid_argument') && !isLarderError(err, 'too_large')) throw err;
+    // Someone stored bytes that are not an ActionResult (possible over HTTP): nothing usable here.
+    log.warn('action cache entry is not a valid ActionResult; answering as a miss', { key: formatKey(key) });
+    return null;
+  }
+  if (deps.validateActionResults && !(await outputsPresent(store, instance, result))) {
+    log.debug('action result refers to missing outputs; answering as a miss', { key: formatKey(key) });
+    return null;
+  }
+  return result;
+}
+
+/** What a client may ask to have inlined: GetActionResultRequest and ExecuteRequest both carry these fields. */
+export type InlineRequest = Pick<GetActionResultRequest, 'inlineStdout' | 'inlineStderr' | 'inlineOutputFiles'>;
 
 /**
  * Fills stdout_raw, stderr_raw and output file contents the client asked for, in that order, while the
  * summed size stays within MAX_INLINE_BYTES. REAPI lets a server skip any
  * of them; the digests stay set either way, so the client can always fetch the rest itself.
  */
-async function inline(store: BlobStore, instance: string, result: ActionResult, request: GetActionResultRequest): Promise<void> {
+export async function inlineOutputs(store: BlobStore, instance: string, result: ActionResult, request: InlineRequest): Promise<void> {
   let budget = MAX_INLINE_BYTES;
   const fetch = async (digest: DigestMessage | undefined): Promise<Uint8Array | null> => {
     if (digest === undefined || digest.sizeBytes === 0n || digest.sizeBytes > BigInt(budget)) return null;

@@ -7,6 +7,7 @@
 import {
   Capabilities,
   Compressor_Value,
+  DigestFunction_Value,
   SymlinkAbsolutePathStrategy_Value,
 } from '../../shared/proto/gen/build/bazel/remote/execution/v2/remote_execution_pb.ts';
 import { DIGEST_FUNCTIONS, instanceOf } from '../digests.ts';
@@ -17,7 +18,12 @@ export interface CapabilitiesDeps {
   zstd: unknown | null;
   /** Seam for per-role authorisation: whether this caller may write the action cache. */
   canUpdateActionCache(ctx: CallContext): boolean;
+  /** Whether this server executes at all (it has workers or a shared queue), and this caller may ask it to. */
+  canExecute(ctx: CallContext): boolean;
 }
+
+/** REAPI priorities: lower runs sooner. The queue orders by any integer; this is the range it promises. */
+export const PRIORITY_RANGE = { minPriority: -1000, maxPriority: 1000 };
 
 export function capabilitiesService(deps: CapabilitiesDeps): ServiceHandlers<typeof Capabilities> {
   const compressors = deps.zstd === null ? [] : [Compressor_Value.ZSTD];
@@ -34,6 +40,12 @@ export function capabilitiesService(deps: CapabilitiesDeps): ServiceHandlers<typ
           symlinkAbsolutePathStrategy: SymlinkAbsolutePathStrategy_Value.ALLOWED,
           supportedCompressors: compressors,
           supportedBatchUpdateCompressors: compressors,
+        },
+        executionCapabilities: {
+          digestFunction: DigestFunction_Value.SHA256,
+          digestFunctions: DIGEST_FUNCTIONS,
+          execEnabled: deps.canExecute(ctx),
+          executionPriorityCapabilities: { priorities: [PRIORITY_RANGE] },
         },
         lowApiVersion: { major: 2, minor: 0 },
         highApiVersion: { major: 2, minor: 3 },

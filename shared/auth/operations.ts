@@ -16,6 +16,7 @@ const AC = '/build.bazel.remote.execution.v2.ActionCache';
 const CAPABILITIES = '/build.bazel.remote.execution.v2.Capabilities';
 const EXECUTION = '/build.bazel.remote.execution.v2.Execution';
 const BYTESTREAM = '/google.bytestream.ByteStream';
+const OPERATIONS = '/google.longrunning.Operations';
 
 export const OPERATION_ROLES: Readonly<Record<string, Role>> = {
   // Bazel's HTTP cache protocol (edge/app.ts): reads are GET/HEAD, every upload is a PUT.
@@ -37,6 +38,12 @@ export const OPERATION_ROLES: Readonly<Record<string, Role>> = {
   [`${BYTESTREAM}/QueryWriteStatus`]: 'write',
   [`${EXECUTION}/Execute`]: 'execute',
   [`${EXECUTION}/WaitExecution`]: 'execute',
+  // Operations exist only for executions, so following or cancelling one is part of executing.
+  [`${OPERATIONS}/GetOperation`]: 'execute',
+  [`${OPERATIONS}/CancelOperation`]: 'execute',
+  [`${OPERATIONS}/ListOperations`]: 'execute',
+  [`${OPERATIONS}/DeleteOperation`]: 'execute',
+  [`${OPERATIONS}/WaitOperation`]: 'execute',
 };
 
 /** The role `operation` (an HTTP method or a gRPC method path) needs; unknown operations need `write`. */

@@ -13,6 +13,7 @@
  * S3 operation with all its retries; past it the client gets 504.
  */
 import { LarderError } from '../errors.ts';
+import { parseDuration } from '../duration.ts';
 
 export interface S3Config {
   kind: 's3';
@@ -55,7 +56,7 @@ export function parseS3Spec(spec: string, env: Env): S3Config {
     region: query.get('region') || env.AWS_REGION || env.AWS_DEFAULT_REGION || 'us-east-1',
     endpoint,
     forcePathStyle: parseSwitch('path-style', query.get('path-style') ?? env.LARDER_S3_FORCE_PATH_STYLE ?? 'off'),
-    timeoutMs: parseDuration(query.get('timeout') ?? '20s'),
+    timeoutMs: parseTimeout(query.get('timeout') ?? '20s'),
   };
 }
 
@@ -70,10 +71,9 @@ function parseSwitch(name: string, value: string): boolean {
   throw new LarderError('invalid_argument', `S3 ${name} must be on or off, not ${JSON.stringify(value)}`);
 }
 
-/** "20s", "1500ms", "2m"; a bare number is seconds. */
-function parseDuration(text: string): number {
-  const match = /^(\d+(?:\.\d+)?)(ms|s|m)?$/.exec(text.trim());
-  const ms = match ? Number(match[1]) * { ms: 1, s: 1000, m: 60_000 }[match[2] ?? 's']! : NaN;
-  if (!(ms >= 100)) throw new LarderError('invalid_argument', `S3 timeout must be a duration of at least 100ms such as 20s, not ${JSON.stringify(text)}`);
-  return Math.round(ms);
+/** S3's operation timeout: a duration of at least 100 ms. */
+function parseTimeout(text: string): number {
+  const ms = parseDuration(text, 'S3 timeout');
+  if (ms < 100) throw new LarderError('invalid_argument', `S3 timeout must be at least 100ms, not ${JSON.stringify(text)}`);
+  return ms;
 }

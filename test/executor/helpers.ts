@@ -2,18 +2,21 @@
 import * as grpc from '@grpc/grpc-js';
 import { type ChildProcess, spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { chmodSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { type ServiceClient, createClient } from '../../executor/grpc/client.ts';
 import { type RunningExecutor, startExecutor } from '../../executor/start.ts';
+import type { WorkerPool } from '../../executor/worker/in-process.ts';
 import { parseExecutorConfig } from '../../shared/config.ts';
 import type { BlobStore } from '../../shared/storage/store.ts';
 import {
   ActionCache,
   Capabilities,
   ContentAddressableStorage,
+  Execution,
 } from '../../shared/proto/gen/build/bazel/remote/execution/v2/remote_execution_pb.ts';
+import { Operations } from '../../shared/proto/gen/google/longrunning/operations_pb.ts';
 import { ByteStream } from '../../shared/proto/gen/google/bytestream/bytestream_pb.ts';
 import { Health } from '../../shared/proto/gen/grpc/health/v1/health_pb.ts';
 import { REPO_ROOT } from '../helpers/tools.ts';
@@ -24,6 +27,8 @@ export interface Clients {
   ac: ServiceClient<typeof ActionCache>;
   bytestream: ServiceClient<typeof ByteStream>;
   health: ServiceClient<typeof Health>;
+  execution: ServiceClient<typeof Execution>;
+  operations: ServiceClient<typeof Operations>;
   close(): void;
 }
 
@@ -35,6 +40,8 @@ export function clientsFor(address: string, credentials?: grpc.ChannelCredential
     ac: make(ActionCache),
     bytestream: make(ByteStream),
     health: make(Health),
+    execution: make(Execution),
+    operations: make(Operations),
   };
   return { ...clients, close: () => Object.values(clients).forEach((c) => c.close()) };
 }
@@ -47,11 +54,22 @@ export interface TestServer {
   stop(): Promise<void>;
 }
 
+/**
+ * A fresh temporary folder that actions running as another user (nobody, when the tests run as root) can
+ * enter: mkdtemp makes 0700 folders, which would keep them out of a work folder inside.
+ */
+export function reachableTempDir(prefix: string): string {
+  const dir = mkdtempSync(join(tmpdir(), prefix));
+  chmodSync(dir, 0o755);
+  return dir;
+}
+
 /** An in-process executor on 127.0.0.1:0 over a fresh disk store (or the given store), with clients. */
-export async function startTestServer(options: { args?: string[]; store?: BlobStore } = {}): Promise<TestServer> {
-  const dir = mkdtempSync(join(tmpdir(), 'larder-executor-test-'));
-  const config = parseExecutorConfig(['--listen', '127.0.0.1:0', '--store', `disk:${dir}/store`, '--log-level', 'silent', ...(options.args ?? [])], {});
-  const executor = await startExecutor(config, { store: options.store, announce: false });
+export async function startTestServer(options: { args?: string[]; store?: BlobStore; pools?: WorkerPool[] } = {}): Promise<TestServer> {
+  const dir = reachableTempDir('larder-executor-test-');
+  const args = ['--listen', '127.0.0.1:0', '--store', `disk:${dir}/store`, '--work-dir', `${dir}/work`, '--log-level', 'silent', ...(options.args ?? [])];
+  const config = parseExecutorConfig(args, {});
+  const executor = await startExecutor(config, { store: options.store, announce: false, pools: options.pools });
   const address = `127.0.0.1:${executor.port}`;
   const clients = clientsFor(address);
   return {
@@ -122,7 +140,10 @@ export interface ExecutorProcess {
 
 /** A real `larder executor` process (bin/larder.js), stopped by PID. */
 export async function startExecutorProcess(args: string[], env: Record<string, string> = {}): Promise<ExecutorProcess> {
-  const child: ChildProcess = spawn(process.execPath, [join(REPO_ROOT, 'bin/larder.js'), 'executor', '--listen', '127.0.0.1:0', '--log-level', 'warn', ...args], {
+  // Each process stages actions in a folder of its own: a shared one would be emptied by the next to start.
+  const workDir = args.includes('--work-dir') ? null : reachableTempDir('larder-executor-work-');
+  const workArgs = workDir === null ? [] : ['--work-dir', join(workDir, 'work')];
+  const child: ChildProcess = spawn(process.execPath, [join(REPO_ROOT, 'bin/larder.js'), 'executor', '--listen', '127.0.0.1:0', '--log-level', 'warn', ...workArgs, ...args], {
     cwd: REPO_ROOT,
     env: { ...process.env, ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
@@ -155,11 +176,13 @@ export async function startExecutorProcess(args: string[], env: Record<string, s
     pid: child.pid!,
     output: () => output,
     async stop() {
-      if (child.exitCode !== null || child.signalCode !== null) return;
-      process.kill(child.pid!, 'SIGTERM');
-      const timer = setTimeout(() => process.kill(child.pid!, 'SIGKILL'), 8_000);
-      await exited;
-      clearTimeout(timer);
+      if (child.exitCode === null && child.signalCode === null) {
+        process.kill(child.pid!, 'SIGTERM');
+        const timer = setTimeout(() => process.kill(child.pid!, 'SIGKILL'), 8_000);
+        await exited;
+        clearTimeout(timer);
+      }
+      if (workDir !== null) rmSync(workDir, { recursive: true, force: true });
     },
   };
 }

@@ -1,0 +1,134 @@
+/**
+ * Execution: Execute and WaitExecution. Execute answers from the action cache when it can (the same lookup and
+ * validation as GetActionResult), otherwise reads and checks the action, submits it to the scheduler (joining an
+ * identical cacheable action already in flight) and streams the operation until it is done. A client that goes
+ * away only stops its own stream: the run goes on, its result is cached, and WaitExecution can collect it.
+ */
+import { clone, create } from '@bufbuild/protobuf';
+import { randomUUID } from 'node:crypto';
+import { LarderError } from '../../shared/errors.ts';
+import type { Logger } from '../../shared/log.ts';
+import type { BlobStore } from '../../shared/storage/store.ts';
+import {
+  ExecuteResponseSchema,
+  Execution,
+  ExecutionStage_Value,
+} from '../../shared/proto/gen/build/bazel/remote/execution/v2/remote_execution_pb.ts';
+import type { Operation } from '../../shared/proto/gen/google/longrunning/operations_pb.ts';
+import { checkDigestFunction, digestOf, instanceOf } from '../digests.ts';
+import type { CallContext, ServiceHandlers } from '../grpc/adapt.ts';
+import type { OperationState, Scheduler } from '../scheduler/scheduler.ts';
+import { inlineOutputs, type InlineRequest, lookupActionResult } from '../services/action-cache.ts';
+import { missingBlobsResponse } from '../worker/run-action.ts';
+import { MissingBlobsError } from '../worker/stage-inputs.ts';
+import { operationMessage } from './operation-message.ts';
+import { prepareJob, type TimeoutPolicy } from './prepare-job.ts';
+
+export interface ExecutionDeps {
+  store: BlobStore;
+  log: Logger;
+  validateActionResults: boolean;
+  scheduler: Scheduler;
+  timeouts: TimeoutPolicy;
+  /** How often a stream waiting on a long action gets an update, so proxies and clients see it alive. */
+  keepaliveMs: number;
+}
+
+type Send = (operation: Operation) => Promise<void>;
+
+export function executionService(deps: ExecutionDeps): ServiceHandlers<typeof Execution> {
+  const { scheduler, store } = deps;
+
+  return {
+    async execute(request, ctx, send) {
+      checkDigestFunction(request.digestFunction);
+      const instance = instanceOf(request.instanceName);
+      const actionDigest = digestOf(request.actionDigest, 'action_digest');
+      if (!request.skipCacheLookup) {
+        const cached = await lookupActionResult(deps, instance, actionDigest.hash);
+        if (cached !== null) {
+          await inlineOutputs(store, instance, cached, request);
+          const response = create(ExecuteResponseSchema, { result: cached, cachedResult: true, status: { code: 0 } });
+          const state: OperationState = { name: `operations/${randomUUID()}`, actionDigest, stage: ExecutionStage_Value.COMPLETED, done: true, response };
+          await send(operationMessage(state));
+          return;
+        }
+      }
+      let job;
+      try {
+        job = await prepareJob(store, instance, request, deps.timeouts);
+      } catch (err) {
+        if (!(err instanceof MissingBlobsError)) throw err;
+        const state: OperationState = { name: `operations/${randomUUID()}`, actionDigest, stage: ExecutionStage_Value.COMPLETED, done: true, response: missingBlobsResponse(err.digests) };
+        await send(operationMessage(state));
+        return;
+      }
+      // do_not_cache actions are never merged: each asked for a run of its own.
+      const mergeKey = job.action.doNotCache ? null : `${instance}\u0000${actionDigest.hash}`;
+      const state = scheduler.submit(job, mergeKey);
+      deps.log.debug('queued', { operation: state.name, action: actionDigest.hash });
+      await follow(state.name, request, instance, ctx, send);
+    },
+
+    async waitExecution(request, ctx, send) {
+      const state = scheduler.get(request.name);
+      if (state === null) throw new LarderError('not_found', `no operation named ${JSON.stringify(request.name.slice(0, 120))} (unknown, or finished too long ago)`);
+      // WaitExecution has no inlining fields: its final response carries digests only.
+      await follow(request.name, null, '', ctx, send);
+    },
+  };
+
+  /**
+   * Streams the operation's state at every change, and again every keepaliveMs while nothing changes, until it
+   * is done or the client leaves. The last message carries the ExecuteResponse, with outputs inlined as asked.
+   */
+  async function follow(name: string, inline: InlineRequest | null, instance: string, ctx: CallContext, send: Send): Promise<void> {
+    let changed = true;
+    let wake: (() => void) | null = null;
+    const unsubscribe = scheduler.subscribe(name, () => {
+      changed = true;
+      wake?.();
+    });
+    if (unsubscribe === null) throw new LarderError('not_found', `operation ${name} is gone`);
+    try {
+      while (!ctx.signal.aborted) {
+        changed = false;
+        const state = scheduler.get(name);
+        if (state === null) throw new LarderError('not_found', `operation ${name} is gone`);
+        if (state.done) {
+          await send(operationMessage(state, await finalResponse(state, inline, instance)));
+          return;
+        }
+        await send(operationMessage(state));
+        if (!changed) await nextChange(ctx.signal, (resolve) => (wake = resolve));
+        wake = null;
+      }
+    } finally {
+      unsubscribe();
+    }
+  }
+
+  /** Waits for a change (the listener calls what `register` is given), a keepalive tick, or the client leaving. */
+  function nextChange(signal: AbortSignal, register: (resolve: () => void) => void): Promise<void> {
+    return new Promise<void>((resolve) => {
+      const done = () => {
+        clearTimeout(timer);
+        signal.removeEventListener('abort', done);
+        resolve();
+      };
+      const timer = setTimeout(done, deps.keepaliveMs);
+      signal.addEventListener('abort', done, { once: true });
+      register(done);
+    });
+  }
+
+  /** The done operation's response, with stdout/stderr/files inlined for this caller when it asked. */
+  async function finalResponse(state: OperationState, inline: InlineRequest | null, instance: string) {
+    const response = state.response!;
+    if (inline === null || response.result === undefined) return response;
+    if (!inline.inlineStdout && !inline.inlineStderr && inline.inlineOutputFiles.length === 0) return response;
+    const copy = clone(ExecuteResponseSchema, response);
+    await inlineOutputs(store, instance, copy.result!, inline);
+    return copy;
+  }
+}

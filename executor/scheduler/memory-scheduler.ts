@@ -1,0 +1,215 @@
+/**
+ * The embedded scheduler: one process, operations in memory. Queued jobs wait in priority order (then first
+ * come, first served); a worker that asks for work gets the first job whose routing constraints it satisfies.
+ * Identical cacheable actions in flight share one operation. Finished operations are remembered for a while
+ * (bounded in time and number) so that WaitExecution can still collect their result.
+ */
+import { create } from '@bufbuild/protobuf';
+import { randomUUID } from 'node:crypto';
+import {
+  type ExecuteResponse,
+  ExecuteResponseSchema,
+  ExecutionStage_Value,
+} from '../../shared/proto/gen/build/bazel/remote/execution/v2/remote_execution_pb.ts';
+import { type ActionPlatform, describeWorkerPlatform, unmatchedProperties, type WorkerPlatform } from '../execution/platform.ts';
+import { Code, RpcError } from '../grpc-status.ts';
+import type { ExecutionJob, Lease, OperationState, Scheduler, SchedulerStats, WorkerSlot } from './scheduler.ts';
+
+export interface MemorySchedulerOptions {
+  /** How long a finished operation stays available to WaitExecution/GetOperation. Default 10 minutes. */
+  retainMs?: number;
+  /** At most this many finished operations are remembered; the oldest go first. Default 10,000. */
+  retainCount?: number;
+  now?: () => number;
+}
+
+interface Operation {
+  state: OperationState;
+  readonly job: ExecutionJob;
+  readonly mergeKey: string | null;
+  readonly listeners: Set<() => void>;
+  readonly cancel: AbortController;
+  finishedAt?: number;
+}
+
+interface Waiter {
+  readonly platform: WorkerPlatform;
+  readonly deliver: (operation: Operation) => void;
+}
+
+interface Worker {
+  readonly name: string;
+  readonly platform: WorkerPlatform;
+}
+
+export class MemoryScheduler implements Scheduler {
+  private readonly operations = new Map<string, Operation>();
+  private readonly inFlight = new Map<string, Operation>();
+  private readonly queue: Operation[] = [];
+  /** Operations a worker holds. */
+  private readonly leased = new Set<Operation>();
+  private readonly waiters = new Set<Waiter>();
+  private readonly workers = new Set<Worker>();
+  /** Finished operations in the order they finished, for pruning. */
+  private readonly finished: Operation[] = [];
+  private readonly counts = { submitted: 0, merged: 0, completed: 0 };
+  private readonly retainMs: number;
+  private readonly retainCount: number;
+  private readonly now: () => number;
+
+  constructor(options: MemorySchedulerOptions = {}) {
+    this.retainMs = options.retainMs ?? 10 * 60_000;
+    this.retainCount = options.retainCount ?? 10_000;
+    this.now = options.now ?? Date.now;
+  }
+
+  submit(job: Omit<ExecutionJob, 'operation'>, mergeKey: string | null): OperationState {
+    const joined = mergeKey === null ? undefined : this.inFlight.get(mergeKey);
+    if (joined !== undefined) {
+      this.counts.merged++;
+      return joined.state;
+    }
+    this.checkRunnable(job.platform);
+    const name = `operations/${randomUUID()}`;
+    const operation: Operation = {
+      state: { name, actionDigest: job.actionDigest, stage: ExecutionStage_Value.QUEUED, done: false },
+      job: { ...job, operation: name },
+      mergeKey,
+      listeners: new Set(),
+      cancel: new AbortController(),
+    };
+    this.operations.set(name, operation);
+    if (mergeKey !== null) this.inFlight.set(mergeKey, operation);
+    this.counts.submitted++;
+    this.enqueue(operation);
+    return operation.state;
+  }
+
+  get(name: string): OperationState | null {
+    this.prune();
+    return this.operations.get(name)?.state ?? null;
+  }
+
+  subscribe(name: string, listener: () => void): (() => void) | null {
+    const operation = this.operations.get(name);
+    if (operation === undefined) return null;
+    operation.listeners.add(listener);
+    return () => operation.listeners.delete(listener);
+  }
+
+  cancel(name: string): boolean {
+    const operation = this.operations.get(name);
+    if (operation === undefined) return false;
+    if (operation.state.done) return true;
+    operation.cancel.abort(new RpcError(Code.CANCELLED, 'the operation was cancelled'));
+    const queuedAt = this.queue.indexOf(operation);
+    if (queuedAt >= 0) {
+      this.queue.splice(queuedAt, 1);
+      this.finish(operation, create(ExecuteResponseSchema, { status: { code: Code.CANCELLED, message: 'cancelled before it ran' } }));
+    }
+    return true;
+  }
+
+  join(worker: { name: string; platform: WorkerPlatform }): WorkerSlot {
+    const member: Worker = { ...worker };
+    this.workers.add(member);
+    return {
+      take: (signal) => this.take(member, signal),
+      leave: () => this.workers.delete(member),
+    };
+  }
+
+  stats(): SchedulerStats {
+    return { queued: this.queue.length, running: this.leased.size, ...this.counts };
+  }
+
+  close(): void {
+    for (const operation of this.operations.values()) {
+      if (!operation.state.done) operation.cancel.abort(new RpcError(Code.UNAVAILABLE, 'the server is shutting down'));
+    }
+    for (const operation of this.queue.splice(0)) {
+      this.finish(operation, create(ExecuteResponseSchema, { status: { code: Code.UNAVAILABLE, message: 'the server shut down before the action ran' } }));
+    }
+  }
+
+  /** Fails fast when no worker could ever run an action of this platform, naming what nobody offers. */
+  private checkRunnable(platform: ActionPlatform): void {
+    if (this.workers.size === 0) throw new RpcError(Code.FAILED_PRECONDITION, 'this server has no workers to execute actions');
+    let closest: string[] | null = null;
+    for (const worker of this.workers) {
+      const unmatched = unmatchedProperties(platform, worker.platform);
+      if (unmatched.length === 0) return;
+      if (closest === null || unmatched.length < closest.length) closest = unmatched;
+    }
+    const offered = [...new Set([...this.workers].map((w) => describeWorkerPlatform(w.platform)))].map((p) => `[${p}]`).join(' ');
+    throw new RpcError(Code.FAILED_PRECONDITION, `no worker can run this action: none offers ${closest!.join(', ')} (workers offer ${offered})`);
+  }
+
+  private enqueue(operation: Operation): void {
+    for (const waiter of this.waiters) {
+      if (unmatchedProperties(operation.job.platform, waiter.platform).length === 0) {
+        this.waiters.delete(waiter);
+        waiter.deliver(operation);
+        return;
+      }
+    }
+    // Stable insertion: after every job of the same or a more urgent priority.
+    let at = this.queue.length;
+    while (at > 0 && this.queue[at - 1]!.job.priority > operation.job.priority) at--;
+    this.queue.splice(at, 0, operation);
+  }
+
+  private take(worker: Worker, signal: AbortSignal): Promise<Lease> {
+    if (signal.aborted) return Promise.reject(signal.reason);
+    const index = this.queue.findIndex((op) => unmatchedProperties(op.job.platform, worker.platform).length === 0);
+    if (index >= 0) return Promise.resolve(this.lease(this.queue.splice(index, 1)[0]!));
+    return new Promise((resolve, reject) => {
+      const waiter: Waiter = {
+        platform: worker.platform,
+        deliver: (operation) => {
+          signal.removeEventListener('abort', abandon);
+          resolve(this.lease(operation));
+        },
+      };
+      const abandon = () => {
+        this.waiters.delete(waiter);
+        reject(signal.reason);
+      };
+      signal.addEventListener('abort', abandon, { once: true });
+      this.waiters.add(waiter);
+    });
+  }
+
+  private lease(operation: Operation): Lease {
+    this.leased.add(operation);
+    return {
+      job: operation.job,
+      signal: operation.cancel.signal,
+      executing: () => this.update(operation, { ...operation.state, stage: ExecutionStage_Value.EXECUTING }),
+      complete: (response) => this.finish(operation, response),
+    };
+  }
+
+  private finish(operation: Operation, response: ExecuteResponse): void {
+    if (operation.state.done) return;
+    if (operation.mergeKey !== null && this.inFlight.get(operation.mergeKey) === operation) this.inFlight.delete(operation.mergeKey);
+    this.leased.delete(operation);
+    operation.finishedAt = this.now();
+    this.finished.push(operation);
+    this.counts.completed++;
+    this.update(operation, { ...operation.state, stage: ExecutionStage_Value.COMPLETED, done: true, response });
+    this.prune();
+  }
+
+  private update(operation: Operation, state: OperationState): void {
+    operation.state = state;
+    for (const listener of [...operation.listeners]) listener();
+  }
+
+  private prune(): void {
+    const expired = this.now() - this.retainMs;
+    while (this.finished.length > 0 && (this.finished.length > this.retainCount || this.finished[0]!.finishedAt! < expired)) {
+      this.operations.delete(this.finished.shift()!.state.name);
+    }
+  }
+}

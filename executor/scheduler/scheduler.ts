@@ -1,0 +1,86 @@
+/**
+ * The seam between the Execution service (which submits and follows operations) and workers (which take and
+ * finish them). `larder executor` uses the in-memory scheduler (memory-scheduler.ts); a fleet will put a
+ * Redis-backed one behind the same interface, so nothing here may assume one process: jobs and updates are
+ * plain data (protobuf messages serialise), and followers learn of changes by subscription, not by sharing objects.
+ */
+import type { Digest } from '../../shared/digest.ts';
+import type {
+  Action,
+  Command,
+  ExecuteResponse,
+  ExecutionStage_Value,
+} from '../../shared/proto/gen/build/bazel/remote/execution/v2/remote_execution_pb.ts';
+import type { ActionPlatform, WorkerPlatform } from '../execution/platform.ts';
+
+/** Everything a worker needs to run one action, fetched and checked by the frontend. */
+export interface ExecutionJob {
+  /** The operation's name, `operations/<uuid>`. */
+  readonly operation: string;
+  readonly instance: string;
+  readonly actionDigest: Digest;
+  readonly action: Action;
+  readonly command: Command;
+  readonly platform: ActionPlatform;
+  /** How long the command may run, already capped by the server's maximum. */
+  readonly timeoutMs: number;
+  /** REAPI priority: lower runs sooner; 0 is the default. */
+  readonly priority: number;
+  readonly queuedAt: Date;
+}
+
+/** An operation as followers see it. `response` is set exactly when `done`. */
+export interface OperationState {
+  readonly name: string;
+  readonly actionDigest: Digest;
+  readonly stage: ExecutionStage_Value;
+  readonly done: boolean;
+  readonly response?: ExecuteResponse;
+}
+
+export interface Scheduler {
+  /**
+   * Queues `job`, or joins the operation already in flight under `mergeKey` (null: never merged, as for
+   * `do_not_cache` actions). Throws FAILED_PRECONDITION (RpcError) naming the unmatched properties when no
+   * registered worker could ever run it.
+   */
+  submit(job: Omit<ExecutionJob, 'operation'>, mergeKey: string | null): OperationState;
+  /** The current state of an operation, or null when the name is unknown (never existed, or forgotten). */
+  get(name: string): OperationState | null;
+  /** Calls `listener` after every change of the operation; returns the unsubscribe function, or null when unknown. */
+  subscribe(name: string, listener: () => void): (() => void) | null;
+  /** Cancels an operation: a queued one finishes CANCELLED at once, a running one is stopped. False when unknown. */
+  cancel(name: string): boolean;
+  /** A worker joins with its platform; it takes only jobs whose routing constraints it satisfies. */
+  join(worker: { name: string; platform: WorkerPlatform }): WorkerSlot;
+  /** What the scheduler has done so far, for tests, logs and (later) metrics. */
+  stats(): SchedulerStats;
+  close(): void;
+}
+
+export interface SchedulerStats {
+  queued: number;
+  running: number;
+  /** Operations created (each ran, or will run, once). */
+  submitted: number;
+  /** Submissions that joined an operation already in flight instead. */
+  merged: number;
+  completed: number;
+}
+
+export interface WorkerSlot {
+  /** The next job for this worker, waiting until one is queued; rejects when `signal` aborts. */
+  take(signal: AbortSignal): Promise<Lease>;
+  /** The worker leaves: it takes no more jobs. */
+  leave(): void;
+}
+
+/** A job handed to one worker, which must finish it with `complete` whatever happens. */
+export interface Lease {
+  readonly job: ExecutionJob;
+  /** Aborted when the operation is cancelled or the scheduler closes: stop the run and complete. */
+  readonly signal: AbortSignal;
+  /** The action left the queue and is being executed (stage EXECUTING). */
+  executing(): void;
+  complete(response: ExecuteResponse): void;
+}

@@ -1,0 +1,172 @@
+/**
+ * One action on a worker, start to finish: stage the input root into a fresh directory, prepare output
+ * parents, run the command through the runner, upload outputs, stdout and stderr, write the action cache
+ * (exit code 0 and cacheable only), and remove the directory. Whatever fails becomes an ExecuteResponse
+ * status the client can act on; nothing here throws past `runAction`.
+ */
+import { create } from '@bufbuild/protobuf';
+import { anyPack, timestampFromDate } from '@bufbuild/protobuf/wkt';
+import { createHash, randomUUID } from 'node:crypto';
+import { chown, mkdir, readFile, rm } from 'node:fs/promises';
+import { join } from 'node:path';
+import type { Digest } from '../../shared/digest.ts';
+import { isLarderError } from '../../shared/errors.ts';
+import type { Logger } from '../../shared/log.ts';
+import {
+  type ActionResult,
+  ActionResultSchema,
+  type ExecuteResponse,
+  ExecuteResponseSchema,
+  type ExecutedActionMetadata,
+  ExecutedActionMetadataSchema,
+} from '../../shared/proto/gen/build/bazel/remote/execution/v2/remote_execution_pb.ts';
+import { PreconditionFailureSchema } from '../../shared/proto/gen/google/rpc/error_details_pb.ts';
+import { digestMessage } from '../digests.ts';
+import { Code } from '../grpc-status.ts';
+import type { ExecutionJob } from '../scheduler/scheduler.ts';
+import type { WorkerCas } from './cas.ts';
+import { collectOutputs, prepareOutputs } from './collect-outputs.ts';
+import type { FileCache } from './file-cache.ts';
+import type { Runner, RunOutcome } from './runner.ts';
+import { MissingBlobsError, stageInputs } from './stage-inputs.ts';
+
+export interface ActionEnvironment {
+  /** This worker's name, reported in ExecutedActionMetadata.worker. */
+  workerName: string;
+  cas: WorkerCas;
+  /** Writes a successful, cacheable result to the action cache of the job's instance. */
+  writeActionResult(instance: string, actionDigest: Digest, result: ActionResult): Promise<void>;
+  cache: FileCache;
+  runner: Runner;
+  /** Where per-action directories are made; emptied at start by the worker. */
+  actionsDir: string;
+  /** The user commands run as, and who gets to write the staged directories; null: the server's own user. */
+  user: { uid: number; gid: number } | null;
+  /** stdout and stderr together are cut at this many bytes. */
+  maxOutputBytes: number;
+  log: Logger;
+}
+
+export async function runAction(job: ExecutionJob, env: ActionEnvironment, signal: AbortSignal): Promise<ExecuteResponse> {
+  const metadata = create(ExecutedActionMetadataSchema, {
+    worker: env.workerName,
+    queuedTimestamp: timestampFromDate(job.queuedAt),
+    workerStartTimestamp: now(),
+  });
+  const dir = join(env.actionsDir, randomUUID());
+  try {
+    return await execute(job, env, signal, metadata, dir);
+  } catch (err) {
+    return failure(err, job);
+  } finally {
+    metadata.workerCompletedTimestamp = now();
+    // The runner has already waited for the command's whole process group, so nothing writes here any more.
+    await rm(dir, { recursive: true, force: true }).catch((err: Error) => env.log.warn('could not remove an action directory', { dir, error: err.message }));
+  }
+}
+
+async function execute(job: ExecutionJob, env: ActionEnvironment, signal: AbortSignal, metadata: ExecutedActionMetadata, dir: string): Promise<ExecuteResponse> {
+  const { command, action } = job;
+  const execRoot = join(dir, 'root');
+  await mkdir(execRoot, { recursive: true, mode: 0o755 });
+
+  metadata.inputFetchStartTimestamp = now();
+  const inputRoot = job.action.inputRootDigest!;
+  const staged = await stageInputs({ cas: env.cas, cache: env.cache, rootDigest: { hash: inputRoot.hash, sizeBytes: Number(inputRoot.sizeBytes) }, execRoot, signal });
+  const outputs = {
+    execRoot,
+    workingDirectory: command.workingDirectory,
+    outputPaths: command.outputPaths,
+    outputFiles: command.outputFiles,
+    outputDirectories: command.outputDirectories,
+  };
+  const created = await prepareOutputs(outputs);
+  if (env.user !== null) await handOver([execRoot, ...staged.createdDirectories, ...created], env.user);
+  metadata.inputFetchCompletedTimestamp = now();
+
+  metadata.executionStartTimestamp = now();
+  const outcome = await env.runner.run({
+    argv: command.arguments,
+    env: Object.fromEntries(command.environmentVariables.map((v) => [v.name, v.value])),
+    cwd: join(execRoot, command.workingDirectory),
+    timeoutMs: job.timeoutMs,
+    signal,
+    stdoutPath: join(dir, 'stdout'),
+    stderrPath: join(dir, 'stderr'),
+    maxOutputBytes: env.maxOutputBytes,
+    user: env.user,
+    options: job.platform.options,
+  });
+  metadata.executionCompletedTimestamp = now();
+
+  metadata.outputUploadStartTimestamp = now();
+  const result = create(ActionResultSchema, { exitCode: outcome.exitCode });
+  if (!outcome.timedOut && !outcome.cancelled && outcome.startError === null) Object.assign(result, await collectOutputs({ cas: env.cas, ...outputs }));
+  const stderrPrefix = outcome.startError === null ? '' : `${outcome.startError}\n`;
+  result.stdoutDigest = await uploadOutput(env.cas, join(dir, 'stdout'), '');
+  result.stderrDigest = await uploadOutput(env.cas, join(dir, 'stderr'), stderrPrefix);
+  metadata.outputUploadCompletedTimestamp = now();
+  metadata.workerCompletedTimestamp = now();
+  result.executionMetadata = metadata;
+
+  if (outcome.cancelled) return create(ExecuteResponseSchema, { result, status: { code: Code.CANCELLED, message: 'the action was cancelled' } });
+  if (outcome.timedOut) {
+    return create(ExecuteResponseSchema, {
+      result,
+      status: { code: Code.DEADLINE_EXCEEDED, message: `the action ran past its timeout of ${job.timeoutMs / 1000} s and was killed` },
+      message: `larder: the action was killed after ${job.timeoutMs / 1000} s (its timeout)`,
+    });
+  }
+  if (outcome.exitCode === 0 && !action.doNotCache) await env.writeActionResult(job.instance, job.actionDigest, result);
+  return create(ExecuteResponseSchema, { result, status: { code: Code.OK }, message: describeFailure(outcome) });
+}
+
+/** Makes the staged directories writable by the unprivileged user; the cached input files stay read-only and ours. */
+async function handOver(directories: string[], user: { uid: number; gid: number }): Promise<void> {
+  await Promise.all(directories.map((d) => chown(d, user.uid, user.gid)));
+}
+
+/** Uploads captured stdout or stderr (with `prefix` first) and returns its digest; an empty one is not uploaded. */
+async function uploadOutput(cas: WorkerCas, path: string, prefix: string) {
+  const captured = await readFile(path).catch(() => Buffer.alloc(0));
+  const bytes = prefix === '' ? captured : Buffer.concat([Buffer.from(prefix), captured]);
+  const digest: Digest = { hash: createHash('sha256').update(bytes).digest('hex'), sizeBytes: bytes.byteLength };
+  if (bytes.byteLength > 0) await cas.uploadBytes(digest, bytes);
+  return digestMessage(digest);
+}
+
+/** The note Bazel shows the user beside a failed command's stderr. */
+function describeFailure(outcome: RunOutcome): string {
+  if (outcome.startError !== null) return outcome.startError;
+  const notes: string[] = [];
+  if (outcome.signal !== null) notes.push(`the command was killed by ${outcome.signal}`);
+  if (outcome.outputTruncated) notes.push('its output was cut at the server limit');
+  return notes.length === 0 ? '' : `larder: ${notes.join('; ')}`;
+}
+
+/** An ExecuteResponse for a failure before or around the run: missing inputs, bad input, a full disk. */
+function failure(err: unknown, job: ExecutionJob): ExecuteResponse {
+  if (err instanceof MissingBlobsError) return missingBlobsResponse(err.digests);
+  if (isLarderError(err, 'invalid_argument')) return create(ExecuteResponseSchema, { status: { code: Code.INVALID_ARGUMENT, message: err.message } });
+  const code = (err as NodeJS.ErrnoException)?.code;
+  if (code === 'ENOSPC' || code === 'EDQUOT' || isLarderError(err, 'no_space')) {
+    return create(ExecuteResponseSchema, { status: { code: Code.RESOURCE_EXHAUSTED, message: `the worker's disk is full: ${(err as Error).message}` } });
+  }
+  return create(ExecuteResponseSchema, {
+    status: { code: Code.INTERNAL, message: `larder could not execute action ${job.actionDigest.hash}: ${(err as Error)?.message ?? String(err)}` },
+  });
+}
+
+/** FAILED_PRECONDITION with one MISSING violation per blob: what makes Bazel upload them again and retry. */
+export function missingBlobsResponse(digests: readonly Digest[]): ExecuteResponse {
+  const detail = create(PreconditionFailureSchema, {
+    violations: digests.map((d) => ({ type: 'MISSING', subject: `blobs/${d.hash}/${d.sizeBytes}`, description: 'not in the CAS' })),
+  });
+  return create(ExecuteResponseSchema, {
+    status: { code: Code.FAILED_PRECONDITION, message: `${digests.length} input blob(s) are missing from the CAS`, details: [anyPack(PreconditionFailureSchema, detail)] },
+  });
+}
+
+function now() {
+  return timestampFromDate(new Date());
+}

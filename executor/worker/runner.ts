@@ -1,0 +1,47 @@
+/**
+ * How a staged action's command is run. The worker stages inputs and collects outputs; a runner only starts
+ * the command in the prepared directory and reports how it ended. `local` runs a process on this host
+ * (local-runner.ts); `docker` (a later issue) will run it in a container; persistent workers will be runners too.
+ */
+import type { RunnerKind } from '../execution/platform.ts';
+
+export interface RunRequest {
+  /** argv; a relative program path is resolved against `cwd`, as REAPI says. */
+  readonly argv: readonly string[];
+  /** Exactly the action's environment: nothing of the server's leaks in. */
+  readonly env: Readonly<Record<string, string>>;
+  /** Absolute working directory inside the staged execution root. */
+  readonly cwd: string;
+  readonly timeoutMs: number;
+  /** Aborted when the operation is cancelled or the server stops: the run ends at once. */
+  readonly signal: AbortSignal;
+  /** Files the command's stdout and stderr go to, each cut at `maxOutputBytes`. */
+  readonly stdoutPath: string;
+  readonly stderrPath: string;
+  readonly maxOutputBytes: number;
+  /** Run as this user (when the server runs as root); null runs as the server's own user. */
+  readonly user: { uid: number; gid: number } | null;
+  /** The action's runner options (container-image, …). */
+  readonly options: ReadonlyMap<string, string>;
+}
+
+export interface RunOutcome {
+  /** The exit code; for a command killed by a signal, 128 + its number, as shells report it. */
+  readonly exitCode: number;
+  /** The signal that ended the command, if one did (SIGKILL after a timeout included). */
+  readonly signal: NodeJS.Signals | null;
+  readonly timedOut: boolean;
+  readonly cancelled: boolean;
+  /** Why the command could not be started at all (no such program, not executable…); exitCode is 127 then. */
+  readonly startError: string | null;
+  /** Output beyond maxOutputBytes was dropped. */
+  readonly outputTruncated: boolean;
+  readonly startedAt: Date;
+  readonly endedAt: Date;
+}
+
+export interface Runner {
+  readonly kind: RunnerKind;
+  /** Runs the command; resolves only when no process the command started is left (the whole group is gone). */
+  run(request: RunRequest): Promise<RunOutcome>;
+}

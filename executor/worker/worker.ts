@@ -1,0 +1,82 @@
+/**
+ * A worker: takes jobs its platform satisfies from the scheduler and runs each through runAction, at most
+ * `concurrency` at once (a p-queue). It asks for the next job only when a slot is free, so a busy worker never
+ * holds queued work another worker could start. In `larder executor` workers live in-process; the same class
+ * will run as `larder worker` in a process of its own, with a WorkerCas over gRPC.
+ */
+import PQueue from 'p-queue';
+import { create } from '@bufbuild/protobuf';
+import type { Logger } from '../../shared/log.ts';
+import { ExecuteResponseSchema } from '../../shared/proto/gen/build/bazel/remote/execution/v2/remote_execution_pb.ts';
+import type { WorkerPlatform } from '../execution/platform.ts';
+import { Code } from '../grpc-status.ts';
+import type { Lease, Scheduler } from '../scheduler/scheduler.ts';
+import { type ActionEnvironment, runAction } from './run-action.ts';
+
+export interface WorkerOptions {
+  name: string;
+  scheduler: Scheduler;
+  platform: WorkerPlatform;
+  concurrency: number;
+  /** Everything runAction needs but the CAS, which depends on the job's instance. */
+  environment: Omit<ActionEnvironment, 'cas' | 'workerName'> & { casFor(instance: string): ActionEnvironment['cas'] };
+  log: Logger;
+}
+
+export class Worker {
+  private readonly queue: PQueue;
+  private readonly stopping = new AbortController();
+  private loop: Promise<void> | null = null;
+  /** Actions this worker has run (each Lease once), for tests and logs. */
+  executed = 0;
+
+  constructor(private readonly options: WorkerOptions) {
+    this.queue = new PQueue({ concurrency: options.concurrency });
+  }
+
+  start(): void {
+    const slot = this.options.scheduler.join({ name: this.options.name, platform: this.options.platform });
+    this.loop = this.takeJobs(slot.take).finally(() => slot.leave());
+  }
+
+  /** Takes no more jobs and waits for the running ones to finish. */
+  async stop(): Promise<void> {
+    this.stopping.abort(new Error('worker stopping'));
+    await this.loop;
+    await this.queue.onIdle();
+  }
+
+  private async takeJobs(take: (signal: AbortSignal) => Promise<Lease>): Promise<void> {
+    const signal = this.stopping.signal;
+    while (!signal.aborted) {
+      while (this.queue.pending + this.queue.size >= this.options.concurrency) await new Promise((resolve) => this.queue.once('next', resolve));
+      let lease: Lease;
+      try {
+        lease = await take(signal);
+      } catch (err) {
+        if (signal.aborted) return;
+        throw err;
+      }
+      void this.queue.add(() => this.run(lease));
+    }
+  }
+
+  private async run(lease: Lease): Promise<void> {
+    const { job } = lease;
+    const { log } = this.options;
+    lease.executing();
+    this.executed++;
+    log.debug('executing', { worker: this.options.name, action: job.actionDigest.hash, operation: job.operation });
+    const cancelled = AbortSignal.any([lease.signal, this.stopping.signal]);
+    try {
+      const env = { ...this.options.environment, cas: this.options.environment.casFor(job.instance), workerName: this.options.name };
+      const response = await runAction(job, env, cancelled);
+      log.debug('executed', { worker: this.options.name, action: job.actionDigest.hash, exit: response.result?.exitCode, status: response.status?.code });
+      lease.complete(response);
+    } catch (err) {
+      // runAction turns every failure into a response; this is the last line of defence.
+      log.error('worker failed on an action', { action: job.actionDigest.hash, error: (err as Error).message });
+      lease.complete(create(ExecuteResponseSchema, { status: { code: Code.INTERNAL, message: `worker failure: ${(err as Error).message}` } }));
+    }
+  }
+}
