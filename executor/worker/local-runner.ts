@@ -6,6 +6,7 @@
  */
 import { spawn } from 'node:child_process';
 import { createWriteStream } from 'node:fs';
+import { readdir, readFile } from 'node:fs/promises';
 import { constants } from 'node:os';
 import type { Readable } from 'node:stream';
 import { finished } from 'node:stream/promises';
@@ -77,20 +78,39 @@ function signalGroup(pid: number | undefined, signal: NodeJS.Signals): void {
 }
 
 /**
- * Resolves once no process of the group is left. There is no event for "a process group emptied", so this
- * asks the kernel (kill 0) at a short interval, bounded in time.
+ * Resolves once no live process of the group is left. There is no event for "a process group emptied", so this
+ * asks the kernel at a short interval, bounded in time. Killed processes whose parent is gone wait as zombies
+ * until init reaps them, which some container inits do slowly or never; a zombie runs no code and writes
+ * nothing, so on Linux the group counts as gone once /proc shows only zombies in it.
  */
 async function groupGone(pgid: number): Promise<void> {
   const deadline = Date.now() + GROUP_EXIT_LIMIT_MS;
   while (Date.now() < deadline) {
     try {
-      process.kill(-pgid, 0);
+      process.kill(-pgid, 'SIGKILL');
     } catch {
-      return;
+      return; // ESRCH: nothing left at all
     }
-    process.kill(-pgid, 'SIGKILL');
+    if (!(await hasLiveMember(pgid))) return;
     await new Promise((resolve) => setTimeout(resolve, 5));
   }
+}
+
+/** Whether /proc lists a process of group `pgid` that is not a zombie (true where /proc cannot tell). */
+async function hasLiveMember(pgid: number): Promise<boolean> {
+  let pids: string[];
+  try {
+    pids = (await readdir('/proc')).filter((name) => /^\d+$/.test(name));
+  } catch {
+    return true;
+  }
+  for (const pid of pids) {
+    const stat = await readFile(`/proc/${pid}/stat`, 'utf8').catch(() => '');
+    // pid (comm) state ppid pgrp …; comm may contain spaces and parentheses, so parse from the last ')'.
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    if (Number(fields[2]) === pgid && fields[0] !== 'Z') return true;
+  }
+  return false;
 }
 
 /** Copies a pipe into a file, keeping at most `limit` bytes of both streams together and discarding the rest. */

@@ -22,7 +22,7 @@ import {
 } from '../../shared/proto/gen/build/bazel/remote/execution/v2/remote_execution_pb.ts';
 import { PreconditionFailureSchema } from '../../shared/proto/gen/google/rpc/error_details_pb.ts';
 import { digestMessage } from '../digests.ts';
-import { Code } from '../grpc-status.ts';
+import { callStatus, Code } from '../grpc-status.ts';
 import type { ExecutionJob } from '../scheduler/scheduler.ts';
 import type { WorkerCas } from './cas.ts';
 import { collectOutputs, prepareOutputs } from './collect-outputs.ts';
@@ -57,6 +57,8 @@ export async function runAction(job: ExecutionJob, env: ActionEnvironment, signa
   try {
     return await execute(job, env, signal, metadata, dir);
   } catch (err) {
+    // A cancellation can land in any phase (staging, upload); whatever it interrupted, it is the answer.
+    if (signal.aborted) return create(ExecuteResponseSchema, { status: statusOf(signal.reason) });
     return failure(err, job);
   } finally {
     metadata.workerCompletedTimestamp = now();
@@ -109,7 +111,7 @@ async function execute(job: ExecutionJob, env: ActionEnvironment, signal: AbortS
   metadata.workerCompletedTimestamp = now();
   result.executionMetadata = metadata;
 
-  if (outcome.cancelled) return create(ExecuteResponseSchema, { result, status: { code: Code.CANCELLED, message: 'the action was cancelled' } });
+  if (outcome.cancelled) return create(ExecuteResponseSchema, { result, status: statusOf(signal.reason) });
   if (outcome.timedOut) {
     return create(ExecuteResponseSchema, {
       result,
@@ -165,6 +167,12 @@ export function missingBlobsResponse(digests: readonly Digest[]): ExecuteRespons
   return create(ExecuteResponseSchema, {
     status: { code: Code.FAILED_PRECONDITION, message: `${digests.length} input blob(s) are missing from the CAS`, details: [anyPack(PreconditionFailureSchema, detail)] },
   });
+}
+
+/** The status a cancelled run ends with: the canceller's (CANCELLED, or UNAVAILABLE when the server stops). */
+function statusOf(reason: unknown) {
+  const { code, details } = callStatus(reason);
+  return code === Code.INTERNAL ? { code: Code.CANCELLED, message: 'the action was cancelled' } : { code, message: details };
 }
 
 function now() {

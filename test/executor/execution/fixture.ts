@@ -3,6 +3,7 @@
  * them through a real executor's Execution service: the execution suites share it.
  */
 import { create, toBinary, type MessageInitShape } from '@bufbuild/protobuf';
+import { readdirSync, readFileSync } from 'node:fs';
 import { anyUnpack } from '@bufbuild/protobuf/wkt';
 import {
   ActionSchema,
@@ -138,4 +139,34 @@ export function missingSubjects(response: ExecuteResponse): string[] {
     const failure = anyUnpack(detail, PreconditionFailureSchema);
     return failure === undefined ? [] : failure.violations.map((v) => `${v.type} ${v.subject}`);
   });
+}
+
+/**
+ * Live (not zombie) processes of a process group, from /proc. Killed orphans may wait as zombies until this
+ * sandbox's init reaps them; a zombie runs nothing, so it does not count.
+ */
+export function liveProcessesInGroup(pgid: number): number[] {
+  return readdirSync('/proc')
+    .filter((name) => /^\d+$/.test(name))
+    .filter((pid) => {
+      let stat: string;
+      try {
+        stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+      } catch {
+        return false;
+      }
+      const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+      return Number(fields[2]) === pgid && fields[0] !== 'Z';
+    })
+    .map(Number);
+}
+
+/** Whether a process is alive and not a zombie. */
+export function isLive(pid: number): boolean {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    return stat.slice(stat.lastIndexOf(')') + 2)[0] !== 'Z';
+  } catch {
+    return false;
+  }
 }

@@ -1,0 +1,191 @@
+// Execute, WaitExecution and Operations against a real in-process executor with its embedded worker and the
+// local runner: commands really run, as the unprivileged user when the suite runs as root.
+import { chmodSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { ExecutionStage_Value } from '../../../shared/proto/gen/build/bazel/remote/execution/v2/remote_execution_pb.ts';
+import { Code } from '../../../executor/grpc-status.ts';
+import { codeOf, startTestServer, type TestServer } from '../helpers.ts';
+import { ActionFixture, finalResponse, isLive, liveProcessesInGroup, metadataOf } from './fixture.ts';
+
+const SH = '/bin/sh';
+const isRoot = process.getuid?.() === 0;
+
+describe('Execute on the embedded worker', () => {
+  let server: TestServer;
+  let fx: ActionFixture;
+  /** A folder any user may write, for commands that report their process ids. */
+  let shared: string;
+
+  beforeAll(async () => {
+    server = await startTestServer({ args: ['--concurrency', '4'] });
+    fx = new ActionFixture(server.clients);
+    shared = mkdtempSync(join(tmpdir(), 'larder-exec-shared-'));
+    chmodSync(shared, 0o777);
+  });
+  afterAll(async () => {
+    await server?.stop();
+    rmSync(shared, { recursive: true, force: true });
+  });
+
+  const executed = () => server.executor.workers.reduce((sum, w) => sum + w.executed, 0);
+
+  it('advertises execution in GetCapabilities', async () => {
+    const caps = await server.clients.capabilities.getCapabilities({});
+    expect(caps.executionCapabilities?.execEnabled).toBe(true);
+    expect(caps.executionCapabilities?.digestFunctions).toContain(1); // SHA256
+    expect(caps.executionCapabilities?.executionPriorityCapabilities?.priorities.length).toBe(1);
+  });
+
+  it('runs a command: stages inputs, streams QUEUED/EXECUTING/COMPLETED, uploads outputs, writes the action cache', async () => {
+    const inputRoot = await fx.tree({ src: { 'in.txt': 'hello input\n', 'tool.sh': { content: '#!/bin/sh\necho tool ran\n', executable: true } } });
+    const actionDigest = await fx.action({
+      inputRoot,
+      command: {
+        arguments: [SH, '-c', 'src/tool.sh; cat src/in.txt >&2; mkdir -p out/dir/sub; tr a-z A-Z < src/in.txt > out/upper.txt; echo nested > out/dir/sub/n.txt; printf "#!/bin/sh\\n" > out/dir/x.sh; chmod +x out/dir/x.sh; ln -s ../upper.txt out/dir/link'],
+        outputFiles: ['out/upper.txt'],
+        outputDirectories: ['out/dir'],
+      },
+    });
+    const { operations, response } = await fx.execute(actionDigest);
+    expect(response.status?.code ?? 0).toBe(Code.OK);
+    expect(response.cachedResult).toBe(false);
+    const stages = operations.map((op) => metadataOf(op).stage);
+    expect(stages.at(-1)).toBe(ExecutionStage_Value.COMPLETED);
+    expect(stages.slice(0, -1).every((s) => s === ExecutionStage_Value.QUEUED || s === ExecutionStage_Value.EXECUTING)).toBe(true);
+    const result = response.result!;
+    expect(result.exitCode).toBe(0);
+    expect((await fx.read(result.stdoutDigest)).toString()).toBe('tool ran\n');
+    expect((await fx.read(result.stderrDigest)).toString()).toBe('hello input\n');
+    expect(result.outputFiles.map((f) => f.path)).toEqual(['out/upper.txt']);
+    expect((await fx.read(result.outputFiles[0]!.digest)).toString()).toBe('HELLO INPUT\n');
+    expect(result.outputDirectories.map((d) => d.path)).toEqual(['out/dir']);
+    const metadata = result.executionMetadata!;
+    expect(metadata.worker).toMatch(/\/0\/0$/);
+    const order = [
+      metadata.queuedTimestamp,
+      metadata.workerStartTimestamp,
+      metadata.inputFetchStartTimestamp,
+      metadata.inputFetchCompletedTimestamp,
+      metadata.executionStartTimestamp,
+      metadata.executionCompletedTimestamp,
+      metadata.outputUploadStartTimestamp,
+      metadata.outputUploadCompletedTimestamp,
+      metadata.workerCompletedTimestamp,
+    ].map((t) => Number(t!.seconds) * 1e9 + t!.nanos);
+    expect([...order].sort((a, b) => a - b)).toEqual(order);
+    // Written to the action cache: GetActionResult hits, and a second Execute is answered from it.
+    const cached = await server.clients.ac.getActionResult({ actionDigest });
+    expect(cached.exitCode).toBe(0);
+    const before = executed();
+    const again = await fx.execute(actionDigest);
+    expect(again.response.cachedResult).toBe(true);
+    expect(again.operations).toHaveLength(1);
+    expect(executed()).toBe(before);
+    // skip_cache_lookup runs it again.
+    const fresh = await fx.execute(actionDigest, { skipCacheLookup: true });
+    expect(fresh.response.cachedResult).toBe(false);
+    expect(executed()).toBe(before + 1);
+  });
+
+  it('gives the command exactly its environment, nothing of the server', async () => {
+    const actionDigest = await fx.action({ command: { arguments: ['/usr/bin/env'], environmentVariables: [{ name: 'A', value: '1' }, { name: 'B', value: 'two words' }] } });
+    const { response } = await fx.execute(actionDigest);
+    expect((await fx.read(response.result!.stdoutDigest)).toString()).toBe('A=1\nB=two words\n');
+  });
+
+  it.runIf(isRoot)('runs commands as the unprivileged user when the server is root', async () => {
+    const actionDigest = await fx.action({ command: { arguments: ['/usr/bin/id', '-u'] } });
+    const { response } = await fx.execute(actionDigest);
+    expect((await fx.read(response.result!.stdoutDigest)).toString().trim()).toBe('65534');
+  });
+
+  it('a failing command is an ordinary result: exit code and stderr, status OK, never cached', async () => {
+    const actionDigest = await fx.action({ command: { arguments: [SH, '-c', 'echo broken >&2; exit 3'] } });
+    const { response } = await fx.execute(actionDigest);
+    expect(response.status?.code ?? 0).toBe(Code.OK);
+    expect(response.result!.exitCode).toBe(3);
+    expect((await fx.read(response.result!.stderrDigest)).toString()).toBe('broken\n');
+    expect((await codeOf(server.clients.ac.getActionResult({ actionDigest }))).code).toBe(Code.NOT_FOUND);
+  });
+
+  it('20 concurrent Executes of one action run it once, and all get the result', async () => {
+    const actionDigest = await fx.action({ command: { arguments: [SH, '-c', 'sleep 0.3; echo once'] } });
+    const stats = server.executor.scheduler!.stats();
+    const before = executed();
+    const runs = await Promise.all(Array.from({ length: 20 }, () => fx.execute(actionDigest)));
+    for (const run of runs) expect((await fx.read(run.response.result!.stdoutDigest)).toString()).toBe('once\n');
+    const after = server.executor.scheduler!.stats();
+    expect(after.submitted - stats.submitted).toBe(1);
+    expect(after.merged - stats.merged).toBe(19);
+    expect(executed() - before).toBe(1);
+  });
+
+  it('do_not_cache actions are neither merged nor cached', async () => {
+    const actionDigest = await fx.action({ doNotCache: true, command: { arguments: [SH, '-c', 'sleep 0.2; echo $$'] } });
+    const before = executed();
+    const [a, b] = await Promise.all([fx.execute(actionDigest), fx.execute(actionDigest)]);
+    expect(executed() - before).toBe(2);
+    expect(a.response.result!.exitCode).toBe(0);
+    expect(b.response.result!.exitCode).toBe(0);
+    expect((await codeOf(server.clients.ac.getActionResult({ actionDigest }))).code).toBe(Code.NOT_FOUND);
+  });
+
+  it('a timed-out action is killed with its whole process group and reported as DEADLINE_EXCEEDED', async () => {
+    const pidFile = join(shared, 'timeout.pid');
+    const actionDigest = await fx.action({
+      timeoutSeconds: 1,
+      command: { arguments: [SH, '-c', `echo $$ > ${pidFile}; sleep 60 & sleep 60 & wait`] },
+    });
+    const { response } = await fx.execute(actionDigest);
+    expect(response.status?.code).toBe(Code.DEADLINE_EXCEEDED);
+    const pgid = Number(readFileSync(pidFile, 'utf8'));
+    expect(pgid).toBeGreaterThan(1);
+    // The group leader and both background sleeps are gone by the time the response is sent.
+    expect(liveProcessesInGroup(pgid)).toEqual([]);
+    expect((await codeOf(server.clients.ac.getActionResult({ actionDigest }))).code).toBe(Code.NOT_FOUND);
+  });
+
+  it('background processes a command leaves behind are killed when it exits', async () => {
+    const pidFile = join(shared, 'leftover.pid');
+    const actionDigest = await fx.action({ command: { arguments: [SH, '-c', `sleep 60 > /dev/null 2>&1 & echo $! > ${pidFile}`] } });
+    const { response } = await fx.execute(actionDigest);
+    expect(response.result!.exitCode).toBe(0);
+    const pid = Number(readFileSync(pidFile, 'utf8'));
+    expect(isLive(pid)).toBe(false);
+  });
+
+  it('a client that disconnects can collect the result with WaitExecution; the run is not cancelled', async () => {
+    const actionDigest = await fx.action({ command: { arguments: [SH, '-c', 'sleep 0.5; echo survived'] } });
+    let name = '';
+    for await (const operation of server.clients.execution.execute({ actionDigest })) {
+      name = operation.name;
+      break; // leaving the loop cancels the call
+    }
+    expect(name).toMatch(/^operations\//);
+    const operations = [];
+    for await (const operation of server.clients.execution.waitExecution({ name })) operations.push(operation);
+    const response = finalResponse(operations);
+    expect((await fx.read(response.result!.stdoutDigest)).toString()).toBe('survived\n');
+    expect((await server.clients.ac.getActionResult({ actionDigest })).exitCode).toBe(0);
+    // GetOperation knows it too, done.
+    expect((await server.clients.operations.getOperation({ name })).done).toBe(true);
+  });
+
+  it('WaitExecution and GetOperation of an unknown name are NOT_FOUND', async () => {
+    const stream = server.clients.execution.waitExecution({ name: 'operations/nope' });
+    expect((await codeOf((async () => { for await (const _ of stream); })())).code).toBe(Code.NOT_FOUND);
+    expect((await codeOf(server.clients.operations.getOperation({ name: 'operations/nope' }))).code).toBe(Code.NOT_FOUND);
+  });
+
+  it('CancelOperation stops a running action', async () => {
+    const actionDigest = await fx.action({ command: { arguments: [SH, '-c', 'sleep 60'] } });
+    const stream = server.clients.execution.execute({ actionDigest })[Symbol.asyncIterator]();
+    const first = (await stream.next()).value!;
+    await server.clients.operations.cancelOperation({ name: first.name });
+    const rest = [first];
+    for (let next = await stream.next(); !next.done; next = await stream.next()) rest.push(next.value);
+    expect(finalResponse(rest).status?.code).toBe(Code.CANCELLED);
+  });
+});
