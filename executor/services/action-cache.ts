@@ -38,7 +38,7 @@ export function actionCacheService(deps: ActionCacheDeps): ServiceHandlers<typeo
       checkDigestFunction(request.digestFunction);
       const instance = instanceOf(request.instanceName);
       const result = await lookupActionResult(deps, instance, digestOf(request.actionDigest, 'action_digest').hash);
-      if (result === null) throw new LarderError('not_found', `no usable action result for ${request.actionDigest!.hash}`);
+      if (result === null) throw new LarderError('not_found', `no usable action result for ${request.actionDigest!.hash} (none stored, or its outputs are gone from the CAS)`);
       await inlineOutputs(store, instance, result, request);
       return result;
     },

@@ -27,7 +27,9 @@ describe('GetCapabilities and health', () => {
     expect(cache.symlinkAbsolutePathStrategy).toBe(SymlinkAbsolutePathStrategy_Value.ALLOWED);
     expect(cache.supportedCompressors).toEqual([Compressor_Value.ZSTD]);
     expect(cache.supportedBatchUpdateCompressors).toEqual([Compressor_Value.ZSTD]);
-    expect(caps.executionCapabilities).toBeUndefined();
+    expect(caps.executionCapabilities?.execEnabled).toBe(true);
+    expect(caps.executionCapabilities?.digestFunction).toBe(DigestFunction_Value.SHA256);
+    expect(caps.executionCapabilities?.executionPriorityCapabilities?.priorities).toMatchObject([{ minPriority: -1000, maxPriority: 1000 }]);
     expect([caps.lowApiVersion?.major, caps.lowApiVersion?.minor]).toEqual([2, 0]);
     expect([caps.highApiVersion?.major, caps.highApiVersion?.minor]).toEqual([2, 3]);
   });
@@ -44,8 +46,11 @@ describe('GetCapabilities and health', () => {
     expect((await codeOf(server.clients.health.check({ service: 'nope.Service' }))).code).toBe(grpc.status.NOT_FOUND);
   });
 
-  it('answers UNIMPLEMENTED for Execution, which this frontend does not serve yet', async () => {
-    const client = new grpc.Client(server.address, grpc.credentials.createInsecure());
+  it('with --workers 0 answers UNIMPLEMENTED for Execution and does not advertise it', async () => {
+    const frontend = await startTestServer({ args: ['--workers', '0'] });
+    const caps = await frontend.clients.capabilities.getCapabilities({});
+    expect(caps.executionCapabilities?.execEnabled ?? false).toBe(false);
+    const client = new grpc.Client(frontend.address, grpc.credentials.createInsecure());
     const code = await new Promise<number>((resolve) => {
       const call = client.makeServerStreamRequest(
         '/build.bazel.remote.execution.v2.Execution/Execute',
@@ -58,6 +63,7 @@ describe('GetCapabilities and health', () => {
       call.on('end', () => resolve(-1));
     });
     client.close();
+    await frontend.stop();
     expect(code).toBe(grpc.status.UNIMPLEMENTED);
   });
 });
