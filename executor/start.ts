@@ -42,6 +42,8 @@ export interface StartOptions {
   announce?: boolean;
   /** Worker pools instead of the one the flags describe (tests run an amd64 and an "arm64" pool side by side). */
   pools?: WorkerPool[];
+  /** How often Execute streams hear from a running action; default KEEPALIVE_MS (tests shorten it). */
+  keepaliveMs?: number;
 }
 
 /** How often Execute and WaitExecution streams hear from a long action. */
@@ -81,7 +83,7 @@ async function serve(config: ExecutorConfig, options: StartOptions, log: Logger,
   const scheduler = hasWorkers ? new MemoryScheduler() : null;
   const workers = scheduler === null ? null : await startInProcessWorkers({ config: config.execution, pools, store, scheduler, log });
   const timeouts = { defaultMs: config.execution.actionTimeoutMs, maxMs: config.execution.maxActionTimeoutMs };
-  const execution = scheduler === null ? undefined : { scheduler, timeouts, keepaliveMs: KEEPALIVE_MS };
+  const execution = scheduler === null ? undefined : { scheduler, timeouts, keepaliveMs: options.keepaliveMs ?? KEEPALIVE_MS };
   const server = createExecutorServer({ ...config, store, log, uploads, zstd, gate, execution });
   const credentials = config.tls === null ? grpc.ServerCredentials.createInsecure() : await tlsCredentials(config.tls);
   const host = config.listen.host.includes(':') ? `[${config.listen.host}]` : config.listen.host;

@@ -23,6 +23,7 @@ import { tempDir } from '../helpers/edge-process.ts';
 import { hs256WithPublicKey, signWith, signWithUnknownKey, unsigned } from '../helpers/forged-tokens.ts';
 import { AUDIENCE, OTHER_AUDIENCE, type TestIdp, startIdp } from '../helpers/oidc-idp.ts';
 import { type Clients, clientsFor, codeOf, digestOf, drain, type ExecutorProcess, randomBytes, sha256, startExecutorProcess, startTestServer } from './helpers.ts';
+import { ActionFixture } from './execution/fixture.ts';
 import { filesUnder } from '../helpers/files.ts';
 
 type WriteInit = MessageInitShape<typeof WriteRequestSchema>;
@@ -76,14 +77,15 @@ describe('larder executor with OIDC and htpasswd', () => {
     idp = await startIdp();
     const htpasswd = join(dir.path, 'htpasswd');
     const sha1 = createHash('sha1').update('bobs-password').digest('base64');
-    await writeFile(htpasswd, `ci:${bcrypt.hashSync('ci-password', 5)}\nbob:{SHA}${sha1}\n`);
+    const builderSha1 = createHash('sha1').update('builders-password').digest('base64');
+    await writeFile(htpasswd, `ci:${bcrypt.hashSync('ci-password', 5)}\nbob:{SHA}${sha1}\nbuilder:{SHA}${builderSha1}\n`);
     const config = join(dir.path, 'larder.json');
     await writeFile(
       config,
       JSON.stringify({
         auth: {
           oidc: { clockSkewSeconds: CLOCK_SKEW_S, jwksCooldownSeconds: 1, roles: { everyone: ['read'], rules: [{ claim: 'groups', value: 'ci', roles: ['write'] }] } },
-          htpasswd: { everyone: ['read'], users: { ci: ['write'] } },
+          htpasswd: { everyone: ['read'], users: { ci: ['write'], builder: ['write', 'execute'] } },
         },
       }),
     );
@@ -248,6 +250,35 @@ describe('larder executor with OIDC and htpasswd', () => {
     expect(await codeOf(clients.cas.batchUpdateBlobs({ requests: [{ digest: digestOf(other), data: other }] }, bob))).toEqual({ code: PERMISSION_DENIED, details: 'bob may not write' });
     expect((await clients.cas.findMissingBlobs({ blobDigests: [digestOf(other)] }, ci)).missingBlobDigests).toHaveLength(1);
   });
+
+  it('guards Execute, WaitExecution and Operations with the execute role, and reports exec_enabled by it', async () => {
+    const builder = as(basic('builder', 'builders-password'));
+    const writer = as(basic('ci', 'ci-password'));
+    const execEnabled = async (options: ReturnType<typeof as>) => (await clients.capabilities.getCapabilities({}, options)).executionCapabilities?.execEnabled;
+    expect(await execEnabled(builder)).toBe(true);
+    expect(await execEnabled(writer)).toBe(false);
+    const fixture = new ActionFixture(clientsWith(builder));
+    const actionDigest = await fixture.action({ command: { arguments: ['/bin/sh', '-c', 'echo authorised'] } });
+    expect((await codeOf(drain(clients.execution.execute({ actionDigest }, writer)))).code).toBe(PERMISSION_DENIED);
+    expect((await codeOf(drain(clients.execution.execute({ actionDigest })))).code).toBe(grpc.status.UNAUTHENTICATED);
+    expect((await codeOf(clients.operations.getOperation({ name: 'operations/x' }, writer))).code).toBe(PERMISSION_DENIED);
+    expect((await codeOf(drain(clients.execution.waitExecution({ name: 'operations/x' }, writer)))).code).toBe(PERMISSION_DENIED);
+    const { response } = await fixture.execute(actionDigest);
+    expect(response.result?.exitCode, response.status?.message).toBe(0);
+    expect((await fixture.read(response.result!.stdoutDigest)).toString()).toBe('authorised\n');
+  });
+
+  /** The same clients, every call made with `options` (credentials). */
+  function clientsWith(options: ReturnType<typeof as>): Clients {
+    const withAuth = <T extends object>(client: T): T =>
+      new Proxy(client, {
+        get: (target, key) => {
+          const method = (target as Record<string | symbol, unknown>)[key];
+          return typeof method === 'function' ? (request: unknown, extra?: object) => method.call(target, request, { ...options, ...extra }) : method;
+        },
+      });
+    return { ...clients, cas: withAuth(clients.cas), ac: withAuth(clients.ac), execution: withAuth(clients.execution), capabilities: withAuth(clients.capabilities) };
+  }
 
   it("reports update_enabled by the caller's role in GetCapabilities", async () => {
     const updateEnabled = async (authorization: string) =>

@@ -65,11 +65,11 @@ export function reachableTempDir(prefix: string): string {
 }
 
 /** An in-process executor on 127.0.0.1:0 over a fresh disk store (or the given store), with clients. */
-export async function startTestServer(options: { args?: string[]; store?: BlobStore; pools?: WorkerPool[] } = {}): Promise<TestServer> {
+export async function startTestServer(options: { args?: string[]; store?: BlobStore; pools?: WorkerPool[]; keepaliveMs?: number } = {}): Promise<TestServer> {
   const dir = reachableTempDir('larder-executor-test-');
   const args = ['--listen', '127.0.0.1:0', '--store', `disk:${dir}/store`, '--work-dir', `${dir}/work`, '--log-level', 'silent', ...(options.args ?? [])];
   const config = parseExecutorConfig(args, {});
-  const executor = await startExecutor(config, { store: options.store, announce: false, pools: options.pools });
+  const executor = await startExecutor(config, { store: options.store, announce: false, pools: options.pools, keepaliveMs: options.keepaliveMs });
   const address = `127.0.0.1:${executor.port}`;
   const clients = clientsFor(address);
   return {

@@ -1,6 +1,6 @@
 // Execute, WaitExecution and Operations against a real in-process executor with its embedded worker and the
 // local runner: commands really run, as the unprivileged user when the suite runs as root.
-import { chmodSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { chmodSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -19,7 +19,7 @@ describe('Execute on the embedded worker', () => {
   let shared: string;
 
   beforeAll(async () => {
-    server = await startTestServer({ args: ['--concurrency', '4'] });
+    server = await startTestServer({ args: ['--concurrency', '4'], keepaliveMs: 100 });
     fx = new ActionFixture(server.clients);
     shared = mkdtempSync(join(tmpdir(), 'larder-exec-shared-'));
     chmodSync(shared, 0o777);
@@ -173,6 +173,29 @@ describe('Execute on the embedded worker', () => {
     expect((await server.clients.operations.getOperation({ name })).done).toBe(true);
   });
 
+  it('keeps the stream of a long action alive with periodic updates', async () => {
+    const { operations } = await fx.execute(await fx.action({ command: { arguments: [SH, '-c', 'sleep 1'] } }));
+    // One update at queueing, one when it starts, then one every 100 ms while it runs, then the result.
+    expect(operations.length).toBeGreaterThanOrEqual(6);
+    expect(operations.slice(0, -1).every((op) => !op.done)).toBe(true);
+  });
+
+  it('inlines stdout and stderr when the Execute request asks', async () => {
+    const actionDigest = await fx.action({ command: { arguments: [SH, '-c', 'echo out; echo err >&2'] } });
+    const plain = await fx.execute(actionDigest);
+    expect(plain.response.result!.stdoutRaw.byteLength).toBe(0);
+    const inlined = await fx.execute(actionDigest, { skipCacheLookup: true, inlineStdout: true, inlineStderr: true });
+    expect(Buffer.from(inlined.response.result!.stdoutRaw).toString()).toBe('out\n');
+    expect(Buffer.from(inlined.response.result!.stderrRaw).toString()).toBe('err\n');
+    const cached = await fx.execute(actionDigest, { inlineStdout: true });
+    expect(cached.response.cachedResult).toBe(true);
+    expect(Buffer.from(cached.response.result!.stdoutRaw).toString()).toBe('out\n');
+  });
+
+  it('removes every action directory when its action is done', () => {
+    expect(readdirSync(join(server.dir, 'work', 'actions'))).toEqual([]);
+  });
+
   it('WaitExecution and GetOperation of an unknown name are NOT_FOUND', async () => {
     const stream = server.clients.execution.waitExecution({ name: 'operations/nope' });
     expect((await codeOf((async () => { for await (const _ of stream); })())).code).toBe(Code.NOT_FOUND);
@@ -187,5 +210,28 @@ describe('Execute on the embedded worker', () => {
     const rest = [first];
     for (let next = await stream.next(); !next.done; next = await stream.next()) rest.push(next.value);
     expect(finalResponse(rest).status?.code).toBe(Code.CANCELLED);
+  });
+});
+
+describe('the work folder', () => {
+  it('is emptied of a crashed run\'s action directories at start, and keeps the input cache', async () => {
+    const first = await startTestServer();
+    const workDir = join(first.dir, 'work');
+    const fx = new ActionFixture(first.clients);
+    const inputRoot = await fx.tree({ 'kept.txt': 'cached input' });
+    await fx.execute(await fx.action({ inputRoot, command: { arguments: ['/bin/true'] } }));
+    await first.executor.close();
+    // What a crash mid-action leaves behind.
+    mkdirSync(join(workDir, 'actions', 'left-behind', 'root'), { recursive: true });
+    writeFileSync(join(workDir, 'actions', 'left-behind', 'root', 'junk'), 'x'.repeat(1000));
+    const second = await startTestServer({ args: ['--work-dir', workDir] });
+    try {
+      expect(readdirSync(join(workDir, 'actions'))).toEqual([]);
+      expect(readdirSync(join(workDir, 'inputs')).length).toBe(1);
+    } finally {
+      await second.stop();
+      first.clients.close();
+      rmSync(first.dir, { recursive: true, force: true });
+    }
   });
 });
