@@ -101,7 +101,7 @@ async function serve(config: ExecutorConfig, options: StartOptions, log: Logger,
     workers: workers?.workers ?? [],
     async close() {
       // Queued operations end UNAVAILABLE and running ones are stopped, so streams end and the server can close.
-      scheduler?.close();
+      await scheduler?.close();
       await workers?.stop();
       // Give calls in flight a moment to finish, then cut the rest off.
       await new Promise<void>((resolve) => {

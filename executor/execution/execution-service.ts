@@ -65,13 +65,13 @@ export function executionService(deps: ExecutionDeps): ServiceHandlers<typeof Ex
       }
       // do_not_cache actions are never merged: each asked for a run of its own.
       const mergeKey = job.action.doNotCache ? null : `${instance}\u0000${actionDigest.hash}`;
-      const state = scheduler.submit(job, mergeKey);
+      const state = await scheduler.submit(job, mergeKey);
       deps.log.debug('queued', { operation: state.name, action: actionDigest.hash });
       await follow(state.name, request, instance, ctx, send);
     },
 
     async waitExecution(request, ctx, send) {
-      const state = scheduler.get(request.name);
+      const state = await scheduler.get(request.name);
       if (state === null) throw new LarderError('not_found', `no operation named ${JSON.stringify(request.name.slice(0, 120))} (unknown, or finished too long ago)`);
       // WaitExecution has no inlining fields: its final response carries digests only.
       await follow(request.name, null, '', ctx, send);
@@ -85,7 +85,7 @@ export function executionService(deps: ExecutionDeps): ServiceHandlers<typeof Ex
   async function follow(name: string, inline: InlineRequest | null, instance: string, ctx: CallContext, send: Send): Promise<void> {
     let changed = true;
     let wake: (() => void) | null = null;
-    const unsubscribe = scheduler.subscribe(name, () => {
+    const unsubscribe = await scheduler.subscribe(name, () => {
       changed = true;
       wake?.();
     });
@@ -93,7 +93,7 @@ export function executionService(deps: ExecutionDeps): ServiceHandlers<typeof Ex
     try {
       while (!ctx.signal.aborted) {
         changed = false;
-        const state = scheduler.get(name);
+        const state = await scheduler.get(name);
         if (state === null) throw new LarderError('not_found', `operation ${name} is gone`);
         if (state.done) {
           await send(operationMessage(state, await finalResponse(state, inline, instance)));

@@ -17,12 +17,12 @@ export function operationsService(deps: { scheduler: Scheduler }): ServiceHandle
   };
   return {
     async getOperation(request) {
-      const state = deps.scheduler.get(request.name);
+      const state = await deps.scheduler.get(request.name);
       if (state === null) throw unknown(request.name);
       return operationMessage(state);
     },
     async cancelOperation(request) {
-      if (!deps.scheduler.cancel(request.name)) throw unknown(request.name);
+      if (!(await deps.scheduler.cancel(request.name))) throw unknown(request.name);
       return {};
     },
     listOperations: unimplemented('ListOperations'),

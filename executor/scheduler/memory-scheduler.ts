@@ -63,7 +63,7 @@ export class MemoryScheduler implements Scheduler {
     this.now = options.now ?? Date.now;
   }
 
-  submit(job: Omit<ExecutionJob, 'operation'>, mergeKey: string | null): OperationState {
+  async submit(job: Omit<ExecutionJob, 'operation'>, mergeKey: string | null): Promise<OperationState> {
     const joined = mergeKey === null ? undefined : this.inFlight.get(mergeKey);
     if (joined !== undefined) {
       this.counts.merged++;
@@ -85,19 +85,19 @@ export class MemoryScheduler implements Scheduler {
     return operation.state;
   }
 
-  get(name: string): OperationState | null {
+  async get(name: string): Promise<OperationState | null> {
     this.prune();
     return this.operations.get(name)?.state ?? null;
   }
 
-  subscribe(name: string, listener: () => void): (() => void) | null {
+  async subscribe(name: string, listener: () => void): Promise<(() => void) | null> {
     const operation = this.operations.get(name);
     if (operation === undefined) return null;
     operation.listeners.add(listener);
-    return () => operation.listeners.delete(listener);
+    return () => void operation.listeners.delete(listener);
   }
 
-  cancel(name: string): boolean {
+  async cancel(name: string): Promise<boolean> {
     const operation = this.operations.get(name);
     if (operation === undefined) return false;
     if (operation.state.done) return true;
@@ -110,20 +110,20 @@ export class MemoryScheduler implements Scheduler {
     return true;
   }
 
-  join(worker: { name: string; platform: WorkerPlatform }): WorkerSlot {
+  async join(worker: { name: string; platform: WorkerPlatform }): Promise<WorkerSlot> {
     const member: Worker = { ...worker };
     this.workers.add(member);
     return {
       take: (signal) => this.take(member, signal),
-      leave: () => this.workers.delete(member),
+      leave: async () => void this.workers.delete(member),
     };
   }
 
-  stats(): SchedulerStats {
+  async stats(): Promise<SchedulerStats> {
     return { queued: this.queue.length, running: this.leased.size, ...this.counts };
   }
 
-  close(): void {
+  async close(): Promise<void> {
     for (const operation of this.operations.values()) {
       if (!operation.state.done) operation.cancel.abort(new RpcError(Code.UNAVAILABLE, 'the server is shutting down'));
     }
@@ -185,8 +185,8 @@ export class MemoryScheduler implements Scheduler {
     return {
       job: operation.job,
       signal: operation.cancel.signal,
-      executing: () => this.update(operation, { ...operation.state, stage: ExecutionStage_Value.EXECUTING }),
-      complete: (response) => this.finish(operation, response),
+      executing: async () => this.update(operation, { ...operation.state, stage: ExecutionStage_Value.EXECUTING }),
+      complete: async (response) => this.finish(operation, response),
     };
   }
 

@@ -44,18 +44,18 @@ export interface Scheduler {
    * `do_not_cache` actions). Throws FAILED_PRECONDITION (RpcError) naming the unmatched properties when no
    * registered worker could ever run it.
    */
-  submit(job: Omit<ExecutionJob, 'operation'>, mergeKey: string | null): OperationState;
+  submit(job: Omit<ExecutionJob, 'operation'>, mergeKey: string | null): Promise<OperationState>;
   /** The current state of an operation, or null when the name is unknown (never existed, or forgotten). */
-  get(name: string): OperationState | null;
+  get(name: string): Promise<OperationState | null>;
   /** Calls `listener` after every change of the operation; returns the unsubscribe function, or null when unknown. */
-  subscribe(name: string, listener: () => void): (() => void) | null;
+  subscribe(name: string, listener: () => void): Promise<(() => void) | null>;
   /** Cancels an operation: a queued one finishes CANCELLED at once, a running one is stopped. False when unknown. */
-  cancel(name: string): boolean;
+  cancel(name: string): Promise<boolean>;
   /** A worker joins with its platform; it takes only jobs whose routing constraints it satisfies. */
-  join(worker: { name: string; platform: WorkerPlatform }): WorkerSlot;
+  join(worker: { name: string; platform: WorkerPlatform }): Promise<WorkerSlot>;
   /** What the scheduler has done so far, for tests, logs and (later) metrics. */
-  stats(): SchedulerStats;
-  close(): void;
+  stats(): Promise<SchedulerStats>;
+  close(): Promise<void>;
 }
 
 export interface SchedulerStats {
@@ -72,7 +72,7 @@ export interface WorkerSlot {
   /** The next job for this worker, waiting until one is queued; rejects when `signal` aborts. */
   take(signal: AbortSignal): Promise<Lease>;
   /** The worker leaves: it takes no more jobs. */
-  leave(): void;
+  leave(): Promise<void>;
 }
 
 /** A job handed to one worker, which must finish it with `complete` whatever happens. */
@@ -81,6 +81,7 @@ export interface Lease {
   /** Aborted when the operation is cancelled or the scheduler closes: stop the run and complete. */
   readonly signal: AbortSignal;
   /** The action left the queue and is being executed (stage EXECUTING). */
-  executing(): void;
-  complete(response: ExecuteResponse): void;
+  executing(): Promise<void>;
+  /** Records the result once; a lease that was taken away (its worker presumed dead) records nothing. */
+  complete(response: ExecuteResponse): Promise<void>;
 }

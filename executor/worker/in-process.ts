@@ -83,7 +83,7 @@ export async function startInProcessWorkers(options: {
     }
     log.info('workers ready', { pool: pool.name ?? String(index), workers: pool.workers, concurrency: pool.concurrency, platform: describeWorkerPlatform(platform), runAs: config.runAs || 'self' });
   });
-  for (const worker of workers) worker.start();
+  await Promise.all(workers.map((worker) => worker.start()));
   return {
     workers,
     async stop() {

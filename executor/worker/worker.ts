@@ -34,8 +34,8 @@ export class Worker {
     this.queue = new PQueue({ concurrency: options.concurrency });
   }
 
-  start(): void {
-    const slot = this.options.scheduler.join({ name: this.options.name, platform: this.options.platform });
+  async start(): Promise<void> {
+    const slot = await this.options.scheduler.join({ name: this.options.name, platform: this.options.platform });
     this.loop = this.takeJobs(slot.take).finally(() => slot.leave());
   }
 
@@ -64,7 +64,7 @@ export class Worker {
   private async run(lease: Lease): Promise<void> {
     const { job } = lease;
     const { log } = this.options;
-    lease.executing();
+    await lease.executing();
     this.executed++;
     log.debug('executing', { worker: this.options.name, action: job.actionDigest.hash, operation: job.operation });
     const cancelled = AbortSignal.any([lease.signal, this.stopping.signal]);
@@ -72,11 +72,11 @@ export class Worker {
       const env = { ...this.options.environment, cas: this.options.environment.casFor(job.instance), workerName: this.options.name };
       const response = await runAction(job, env, cancelled);
       log.debug('executed', { worker: this.options.name, action: job.actionDigest.hash, exit: response.result?.exitCode, status: response.status?.code });
-      lease.complete(response);
+      await lease.complete(response);
     } catch (err) {
       // runAction turns every failure into a response; this is the last line of defence.
       log.error('worker failed on an action', { action: job.actionDigest.hash, error: (err as Error).message });
-      lease.complete(create(ExecuteResponseSchema, { status: { code: Code.INTERNAL, message: `worker failure: ${(err as Error).message}` } }));
+      await lease.complete(create(ExecuteResponseSchema, { status: { code: Code.INTERNAL, message: `worker failure: ${(err as Error).message}` } }));
     }
   }
 }

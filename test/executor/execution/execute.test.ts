@@ -112,11 +112,11 @@ describe('Execute on the embedded worker', () => {
 
   it('20 concurrent Executes of one action run it once, and all get the result', async () => {
     const actionDigest = await fx.action({ command: { arguments: [SH, '-c', 'sleep 0.3; echo once'] } });
-    const stats = server.executor.scheduler!.stats();
+    const stats = (await server.executor.scheduler!.stats());
     const before = executed();
     const runs = await Promise.all(Array.from({ length: 20 }, () => fx.execute(actionDigest)));
     for (const run of runs) expect((await fx.read(run.response.result!.stdoutDigest)).toString()).toBe('once\n');
-    const after = server.executor.scheduler!.stats();
+    const after = (await server.executor.scheduler!.stats());
     expect(after.submitted - stats.submitted).toBe(1);
     expect(after.merged - stats.merged).toBe(19);
     expect(executed() - before).toBe(1);

@@ -44,7 +44,7 @@ describe('platform routing', () => {
     const failure = await codeOf(drain(server.clients.execution.execute({ actionDigest })));
     expect(failure.code).toBe(Code.FAILED_PRECONDITION);
     expect(failure.details).toContain('OSFamily=windows');
-    expect(server.executor.scheduler!.stats().queued).toBe(0);
+    expect((await server.executor.scheduler!.stats()).queued).toBe(0);
   });
 
   it('a property no pool offers, and a container image with no docker runner, fail fast and say which', async () => {
