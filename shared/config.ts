@@ -62,6 +62,10 @@ export interface ExecutionConfig {
   maxActionTimeoutMs: number;
   /** The user actions run as when the server runs as root; '' runs them as the server's own user. */
   runAs: string;
+  /** Whether actions may ask for a container image (the docker runner); off unless the operator says so. */
+  allowDocker: boolean;
+  /** The runners whose actions may use remote persistent workers (`persistentWorkerKey`); none by default. */
+  persistentWorkers: ReadonlySet<'local' | 'docker'>;
 }
 
 interface OptionRow {
@@ -149,6 +153,8 @@ export const EXECUTOR_OPTIONS: readonly OptionRow[] = [
   { flag: 'action-timeout', env: 'LARDER_ACTION_TIMEOUT', help: 'timeout of an action that sets none', default: () => '15m' },
   { flag: 'max-action-timeout', env: 'LARDER_MAX_ACTION_TIMEOUT', help: 'the longest any action may run, whatever it asks for', default: () => '3h' },
   { flag: 'run-as', env: 'LARDER_RUN_AS', help: 'user actions run as when larder runs as root (never as root itself)', default: () => (isRoot() ? 'nobody' : '') },
+  { flag: 'allow-docker', env: 'LARDER_ALLOW_DOCKER', help: 'run actions that ask for a container-image in Docker (DOCKER_HOST, else /var/run/docker.sock)', default: () => 'off', boolean: true },
+  { flag: 'persistent-workers', env: 'LARDER_PERSISTENT_WORKERS', help: 'runners whose actions may use remote persistent workers: local, docker, or both (local,docker)', default: () => '' },
 ];
 
 /** Parses `larder executor` arguments (without the subcommand) and the environment into a checked config. */
@@ -183,7 +189,18 @@ function parseExecutionOptions(values: Record<string, string>): ExecutionConfig 
     actionTimeoutMs,
     maxActionTimeoutMs,
     runAs,
+    allowDocker: parseSwitch('allow-docker', values['allow-docker']!),
+    persistentWorkers: parseRunnerList('persistent-workers', values['persistent-workers']!),
   };
+}
+
+function parseRunnerList(flag: string, text: string): Set<'local' | 'docker'> {
+  const runners = new Set<'local' | 'docker'>();
+  for (const name of text.split(',').map((n) => n.trim()).filter((n) => n !== '')) {
+    if (name !== 'local' && name !== 'docker') throw new LarderError('invalid_argument', `--${flag} takes local, docker or local,docker, not ${JSON.stringify(name)}`);
+    runners.add(name);
+  }
+  return runners;
 }
 
 function parseCount(flag: string, text: string, min: number): number {

@@ -12,11 +12,12 @@ import { LarderError } from '../../shared/errors.ts';
 import type { Logger } from '../../shared/log.ts';
 import type { ExecutionConfig } from '../../shared/config.ts';
 import type { BlobStore } from '../../shared/storage/store.ts';
-import { describeWorkerPlatform, workerPlatform } from '../execution/platform.ts';
+import { describeWorkerPlatform, type RunnerKind, workerPlatform } from '../execution/platform.ts';
 import type { Scheduler } from '../scheduler/scheduler.ts';
 import { writeActionResult } from '../services/action-cache.ts';
 import { FileCache } from './file-cache.ts';
 import { LocalRunner } from './local-runner.ts';
+import type { Runner } from './runner.ts';
 import { storeCas } from './store-cas.ts';
 import { Worker } from './worker.ts';
 
@@ -54,11 +55,11 @@ export async function startInProcessWorkers(options: {
   await mkdir(actionsDir, { mode: 0o755 });
   if (user !== null) await checkReachable(actionsDir, user, config.runAs);
   const cache = await FileCache.open({ dir: join(workDir, 'inputs'), maxBytes: config.inputCacheBytes, log });
-  const runner = new LocalRunner();
+  const runners = new Map<RunnerKind, Runner>([['local', new LocalRunner()]]);
 
   const workers: Worker[] = [];
   options.pools.forEach((pool, index) => {
-    const platform = workerPlatform(pool.labels, ['local']);
+    const platform = workerPlatform(pool.labels, [...runners.keys()]);
     for (let i = 0; i < pool.workers; i++) {
       const name = `${hostname()}/${pool.name ?? index}/${i}`;
       workers.push(
@@ -72,7 +73,7 @@ export async function startInProcessWorkers(options: {
             casFor: (instance) => storeCas(store, instance),
             writeActionResult: (instance, digest, result) => writeActionResult(store, blobKey(instance, 'ac', digest.hash), result),
             cache,
-            runner,
+            runners,
             actionsDir,
             user,
             maxOutputBytes: MAX_ACTION_OUTPUT_BYTES,

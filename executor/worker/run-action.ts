@@ -10,7 +10,7 @@ import { createHash, randomUUID } from 'node:crypto';
 import { chown, mkdir, readFile, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Digest } from '../../shared/digest.ts';
-import { isLarderError } from '../../shared/errors.ts';
+import { isLarderError, LarderError } from '../../shared/errors.ts';
 import type { Logger } from '../../shared/log.ts';
 import {
   type ActionResult,
@@ -23,6 +23,7 @@ import {
 import { PreconditionFailureSchema } from '../../shared/proto/gen/google/rpc/error_details_pb.ts';
 import { digestMessage } from '../digests.ts';
 import { callStatus, Code } from '../grpc-status.ts';
+import type { RunnerKind } from '../execution/platform.ts';
 import type { ExecutionJob } from '../scheduler/scheduler.ts';
 import type { WorkerCas } from './cas.ts';
 import { collectOutputs, prepareOutputs } from './collect-outputs.ts';
@@ -37,7 +38,8 @@ export interface ActionEnvironment {
   /** Writes a successful, cacheable result to the action cache of the job's instance. */
   writeActionResult(instance: string, actionDigest: Digest, result: ActionResult): Promise<void>;
   cache: FileCache;
-  runner: Runner;
+  /** The runners this worker has, by kind; the job's platform says which it needs (the scheduler checked it is here). */
+  runners: ReadonlyMap<RunnerKind, Runner>;
   /** Where per-action directories are made; emptied at start by the worker. */
   actionsDir: string;
   /** The user commands run as, and who gets to write the staged directories; null: the server's own user. */
@@ -87,9 +89,12 @@ async function execute(job: ExecutionJob, env: ActionEnvironment, signal: AbortS
   metadata.inputFetchCompletedTimestamp = now();
 
   metadata.executionStartTimestamp = now();
-  const outcome = await env.runner.run({
+  const runner = env.runners.get(job.platform.runner);
+  if (runner === undefined) throw new LarderError('invalid_argument', `this worker has no ${job.platform.runner} runner`);
+  const outcome = await runner.run({
     argv: command.arguments,
     env: Object.fromEntries(command.environmentVariables.map((v) => [v.name, v.value])),
+    execRoot,
     cwd: join(execRoot, command.workingDirectory),
     timeoutMs: job.timeoutMs,
     signal,

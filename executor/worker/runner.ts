@@ -10,6 +10,8 @@ export interface RunRequest {
   readonly argv: readonly string[];
   /** Exactly the action's environment: nothing of the server's leaks in. */
   readonly env: Readonly<Record<string, string>>;
+  /** The staged execution root (a container runner mounts it at the same path). */
+  readonly execRoot: string;
   /** Absolute working directory inside the staged execution root. */
   readonly cwd: string;
   readonly timeoutMs: number;
