@@ -22,6 +22,7 @@ import { MemoryScheduler } from './scheduler/memory-scheduler.ts';
 import type { Scheduler } from './scheduler/scheduler.ts';
 import { createExecutorServer } from './server.ts';
 import { startInProcessWorkers, type WorkerPool } from './worker/in-process.ts';
+import type { PersistentWorkers } from './worker/persistent/persistent-workers.ts';
 import type { Worker } from './worker/worker.ts';
 import { loadZstd } from './zstd.ts';
 
@@ -32,6 +33,7 @@ export interface RunningExecutor {
   /** The scheduler and in-process workers (null without execution): what tests and the status page read. */
   scheduler: Scheduler | null;
   workers: readonly Worker[];
+  persistentWorkers: PersistentWorkers | null;
   close(): Promise<void>;
 }
 
@@ -99,6 +101,7 @@ async function serve(config: ExecutorConfig, options: StartOptions, log: Logger,
     port,
     scheduler,
     workers: workers?.workers ?? [],
+    persistentWorkers: workers?.persistentWorkers ?? null,
     async close() {
       // Queued operations end UNAVAILABLE and running ones are stopped, so streams end and the server can close.
       await scheduler?.close();

@@ -16,7 +16,7 @@ import {
 import { digestOf } from '../digests.ts';
 import type { ExecutionJob } from '../scheduler/scheduler.ts';
 import { MissingBlobsError } from '../worker/stage-inputs.ts';
-import { splitPlatform } from './platform.ts';
+import { type ActionPlatform, splitPlatform } from './platform.ts';
 
 /** Action and Command protos are small; this bounds a hostile one. */
 const MAX_PROTO_BYTES = 4 * 1024 * 1024;
@@ -41,16 +41,32 @@ export async function prepareJob(store: BlobStore, instance: string, request: Ex
     }
   }
   if (command.arguments.some((a) => a.includes('\0'))) throw new LarderError('invalid_argument', 'a Command argument contains a NUL byte');
+  const platform = splitPlatform(action.platform, command.platform);
+  checkRunnerOptions(platform);
   return {
     instance,
     actionDigest,
     action,
     command,
-    platform: splitPlatform(action.platform, command.platform),
+    platform,
     timeoutMs: timeoutOf(action.timeout, timeouts),
     priority: request.executionPolicy?.priority ?? 0,
     queuedAt: new Date(),
   };
+}
+
+/** Runner options that can never work together are refused before anything is queued. */
+function checkRunnerOptions(platform: ActionPlatform): void {
+  const { options } = platform;
+  const protocol = options.get('persistentWorkerProtocol') ?? '';
+  if (protocol !== '' && protocol !== 'proto' && protocol !== 'json') {
+    throw new LarderError('invalid_argument', `persistentWorkerProtocol must be proto or json, not ${JSON.stringify(protocol.slice(0, 40))}`);
+  }
+  const persistent = (options.get('persistentWorkerKey') ?? '') !== '';
+  const image = options.get('container-image') ?? '';
+  if (persistent && image !== '' && !/^true$/i.test(options.get('dockerReuse') ?? '')) {
+    throw new LarderError('invalid_argument', 'persistentWorkerKey with a container-image needs dockerReuse=True: a persistent worker lives in a kept container');
+  }
 }
 
 function timeoutOf(timeout: { seconds: bigint; nanos: number } | undefined, policy: TimeoutPolicy): number {

@@ -17,6 +17,8 @@ import type { Scheduler } from '../scheduler/scheduler.ts';
 import { writeActionResult } from '../services/action-cache.ts';
 import { FileCache } from './file-cache.ts';
 import { LocalRunner } from './local-runner.ts';
+import { PersistentWorkers } from './persistent/persistent-workers.ts';
+import { spawnLocalWorker } from './persistent/worker-process.ts';
 import type { Runner } from './runner.ts';
 import { storeCas } from './store-cas.ts';
 import { Worker } from './worker.ts';
@@ -31,11 +33,19 @@ export interface WorkerPool {
   name?: string;
 }
 
+/**
+ * Persistent worker slots: at most 4 processes per key (one tool rarely needs more on one host) and 32 in all,
+ * retired after 10 idle minutes or 1,000 actions (tools that grow with every request get a fresh start).
+ */
+const PERSISTENT_WORKER_LIMITS = { maxPerKey: 4, maxTotal: 32, idleMs: 10 * 60_000, maxRequests: 1000 };
+
 /** stdout and stderr of one action, together, are cut here: enough for any compiler, bounded for a runaway. */
 const MAX_ACTION_OUTPUT_BYTES = 64 * 1024 * 1024;
 
 export interface InProcessWorkers {
   readonly workers: readonly Worker[];
+  /** Remote persistent workers (null unless --persistent-workers names a runner). */
+  readonly persistentWorkers: PersistentWorkers | null;
   stop(): Promise<void>;
 }
 
@@ -52,10 +62,21 @@ export async function startInProcessWorkers(options: {
   const actionsDir = join(workDir, 'actions');
   await mkdir(workDir, { recursive: true, mode: 0o755 });
   await rm(actionsDir, { recursive: true, force: true });
+  await rm(join(workDir, 'workers'), { recursive: true, force: true });
   await mkdir(actionsDir, { mode: 0o755 });
   if (user !== null) await checkReachable(actionsDir, user, config.runAs);
   const cache = await FileCache.open({ dir: join(workDir, 'inputs'), maxBytes: config.inputCacheBytes, log });
   const runners = new Map<RunnerKind, Runner>([['local', new LocalRunner()]]);
+  const persistentWorkers =
+    config.persistentWorkers.size === 0
+      ? null
+      : new PersistentWorkers({
+          enabled: config.persistentWorkers,
+          dir: join(workDir, 'workers'),
+          ...PERSISTENT_WORKER_LIMITS,
+          launchers: { local: async (spec) => spawnLocalWorker(spec) },
+          log,
+        });
 
   const workers: Worker[] = [];
   options.pools.forEach((pool, index) => {
@@ -74,6 +95,7 @@ export async function startInProcessWorkers(options: {
             writeActionResult: (instance, digest, result) => writeActionResult(store, blobKey(instance, 'ac', digest.hash), result),
             cache,
             runners,
+            persistentWorkers,
             actionsDir,
             user,
             maxOutputBytes: MAX_ACTION_OUTPUT_BYTES,
@@ -87,8 +109,10 @@ export async function startInProcessWorkers(options: {
   await Promise.all(workers.map((worker) => worker.start()));
   return {
     workers,
+    persistentWorkers,
     async stop() {
       await Promise.all(workers.map((w) => w.stop()));
+      await persistentWorkers?.close();
     },
   };
 }

@@ -6,14 +6,12 @@
  */
 import { spawn } from 'node:child_process';
 import { createWriteStream } from 'node:fs';
-import { readdir, readFile } from 'node:fs/promises';
 import { constants } from 'node:os';
 import type { Readable } from 'node:stream';
 import { finished } from 'node:stream/promises';
+import { groupGone, signalGroup } from './process-group.ts';
 import type { Runner, RunOutcome, RunRequest } from './runner.ts';
 
-/** How long a group may take to vanish after SIGKILL before the run is reported anyway (a stuck NFS read…). */
-const GROUP_EXIT_LIMIT_MS = 10_000;
 /** After the group is gone, how long its output pipes may stay open (held by a process that left the group). */
 const PIPE_DRAIN_LIMIT_MS = 2_000;
 
@@ -66,51 +64,6 @@ export class LocalRunner implements Runner {
     const exitCode = ended.code ?? 128 + (ended.signal === null ? 0 : (constants.signals[ended.signal] ?? 0));
     return { exitCode, signal: ended.signal, timedOut, cancelled, startError: null, outputTruncated: output.truncated, startedAt, endedAt: new Date() };
   }
-}
-
-function signalGroup(pid: number | undefined, signal: NodeJS.Signals): void {
-  if (pid === undefined) return;
-  try {
-    process.kill(-pid, signal);
-  } catch {
-    // ESRCH: the group is already gone
-  }
-}
-
-/**
- * Resolves once no live process of the group is left. There is no event for "a process group emptied", so this
- * asks the kernel at a short interval, bounded in time. Killed processes whose parent is gone wait as zombies
- * until init reaps them, which some container inits do slowly or never; a zombie runs no code and writes
- * nothing, so on Linux the group counts as gone once /proc shows only zombies in it.
- */
-async function groupGone(pgid: number): Promise<void> {
-  const deadline = Date.now() + GROUP_EXIT_LIMIT_MS;
-  while (Date.now() < deadline) {
-    try {
-      process.kill(-pgid, 'SIGKILL');
-    } catch {
-      return; // ESRCH: nothing left at all
-    }
-    if (!(await hasLiveMember(pgid))) return;
-    await new Promise((resolve) => setTimeout(resolve, 5));
-  }
-}
-
-/** Whether /proc lists a process of group `pgid` that is not a zombie (true where /proc cannot tell). */
-async function hasLiveMember(pgid: number): Promise<boolean> {
-  let pids: string[];
-  try {
-    pids = (await readdir('/proc')).filter((name) => /^\d+$/.test(name));
-  } catch {
-    return true;
-  }
-  for (const pid of pids) {
-    const stat = await readFile(`/proc/${pid}/stat`, 'utf8').catch(() => '');
-    // pid (comm) state ppid pgrp …; comm may contain spaces and parentheses, so parse from the last ')'.
-    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-    if (Number(fields[2]) === pgid && fields[0] !== 'Z') return true;
-  }
-  return false;
 }
 
 /** Copies a pipe into a file, keeping at most `limit` bytes of both streams together and discarding the rest. */

@@ -26,8 +26,9 @@ import { callStatus, Code } from '../grpc-status.ts';
 import type { RunnerKind } from '../execution/platform.ts';
 import type { ExecutionJob } from '../scheduler/scheduler.ts';
 import type { WorkerCas } from './cas.ts';
-import { collectOutputs, prepareOutputs } from './collect-outputs.ts';
+import { type CollectedOutputs, collectOutputs, prepareOutputs } from './collect-outputs.ts';
 import type { FileCache } from './file-cache.ts';
+import type { ActionWorkspace, PersistentWorkers } from './persistent/persistent-workers.ts';
 import type { Runner, RunOutcome } from './runner.ts';
 import { MissingBlobsError, stageInputs } from './stage-inputs.ts';
 
@@ -40,6 +41,8 @@ export interface ActionEnvironment {
   cache: FileCache;
   /** The runners this worker has, by kind; the job's platform says which it needs (the scheduler checked it is here). */
   runners: ReadonlyMap<RunnerKind, Runner>;
+  /** Remote persistent workers, when the server enabled them for some runner. */
+  persistentWorkers: PersistentWorkers | null;
   /** Where per-action directories are made; emptied at start by the worker. */
   actionsDir: string;
   /** The user commands run as, and who gets to write the staged directories; null: the server's own user. */
@@ -71,44 +74,48 @@ export async function runAction(job: ExecutionJob, env: ActionEnvironment, signa
 
 async function execute(job: ExecutionJob, env: ActionEnvironment, signal: AbortSignal, metadata: ExecutedActionMetadata, dir: string): Promise<ExecuteResponse> {
   const { command, action } = job;
-  const execRoot = join(dir, 'root');
-  await mkdir(execRoot, { recursive: true, mode: 0o755 });
+  // The action's own folder holds its captured stdout and stderr, whichever workspace it runs in.
+  await mkdir(dir, { recursive: true, mode: 0o755 });
+  const workspace = (await env.persistentWorkers?.open(job, env.cas, signal)) ?? (await oneShotWorkspace(job, env, dir));
+  let outcome: RunOutcome;
+  let outputs: CollectedOutputs | null = null;
+  try {
+    const { execRoot } = workspace;
+    metadata.inputFetchStartTimestamp = now();
+    const inputRoot = job.action.inputRootDigest!;
+    const staged = await stageInputs({ cas: env.cas, cache: env.cache, rootDigest: { hash: inputRoot.hash, sizeBytes: Number(inputRoot.sizeBytes) }, execRoot, signal });
+    const spec = {
+      execRoot,
+      workingDirectory: command.workingDirectory,
+      outputPaths: command.outputPaths,
+      outputFiles: command.outputFiles,
+      outputDirectories: command.outputDirectories,
+    };
+    const created = await prepareOutputs(spec);
+    if (env.user !== null) await handOver([execRoot, ...staged.createdDirectories, ...created], env.user);
+    metadata.inputFetchCompletedTimestamp = now();
 
-  metadata.inputFetchStartTimestamp = now();
-  const inputRoot = job.action.inputRootDigest!;
-  const staged = await stageInputs({ cas: env.cas, cache: env.cache, rootDigest: { hash: inputRoot.hash, sizeBytes: Number(inputRoot.sizeBytes) }, execRoot, signal });
-  const outputs = {
-    execRoot,
-    workingDirectory: command.workingDirectory,
-    outputPaths: command.outputPaths,
-    outputFiles: command.outputFiles,
-    outputDirectories: command.outputDirectories,
-  };
-  const created = await prepareOutputs(outputs);
-  if (env.user !== null) await handOver([execRoot, ...staged.createdDirectories, ...created], env.user);
-  metadata.inputFetchCompletedTimestamp = now();
+    metadata.executionStartTimestamp = now();
+    outcome = await workspace.run({
+      argv: command.arguments,
+      env: Object.fromEntries(command.environmentVariables.map((v) => [v.name, v.value])),
+      cwd: join(execRoot, command.workingDirectory),
+      timeoutMs: job.timeoutMs,
+      signal,
+      stdoutPath: join(dir, 'stdout'),
+      stderrPath: join(dir, 'stderr'),
+      maxOutputBytes: env.maxOutputBytes,
+      user: env.user,
+    });
+    metadata.executionCompletedTimestamp = now();
+    metadata.outputUploadStartTimestamp = now();
+    if (!outcome.timedOut && !outcome.cancelled && outcome.startError === null) outputs = await collectOutputs({ cas: env.cas, ...spec });
+  } finally {
+    await workspace.close();
+  }
 
-  metadata.executionStartTimestamp = now();
-  const runner = env.runners.get(job.platform.runner);
-  if (runner === undefined) throw new LarderError('invalid_argument', `this worker has no ${job.platform.runner} runner`);
-  const outcome = await runner.run({
-    argv: command.arguments,
-    env: Object.fromEntries(command.environmentVariables.map((v) => [v.name, v.value])),
-    execRoot,
-    cwd: join(execRoot, command.workingDirectory),
-    timeoutMs: job.timeoutMs,
-    signal,
-    stdoutPath: join(dir, 'stdout'),
-    stderrPath: join(dir, 'stderr'),
-    maxOutputBytes: env.maxOutputBytes,
-    user: env.user,
-    options: job.platform.options,
-  });
-  metadata.executionCompletedTimestamp = now();
-
-  metadata.outputUploadStartTimestamp = now();
   const result = create(ActionResultSchema, { exitCode: outcome.exitCode });
-  if (!outcome.timedOut && !outcome.cancelled && outcome.startError === null) Object.assign(result, await collectOutputs({ cas: env.cas, ...outputs }));
+  if (outputs !== null) Object.assign(result, outputs);
   const stderrPrefix = outcome.startError === null ? '' : `${outcome.startError}\n`;
   result.stdoutDigest = await uploadOutput(env.cas, join(dir, 'stdout'), '');
   result.stderrDigest = await uploadOutput(env.cas, join(dir, 'stderr'), stderrPrefix);
@@ -126,6 +133,19 @@ async function execute(job: ExecutionJob, env: ActionEnvironment, signal: AbortS
   }
   if (outcome.exitCode === 0 && !action.doNotCache) await env.writeActionResult(job.instance, job.actionDigest, result);
   return create(ExecuteResponseSchema, { result, status: { code: Code.OK }, message: describeFailure(outcome) });
+}
+
+/** A fresh directory of this action's own, run by the runner the job's platform names; removed by runAction. */
+async function oneShotWorkspace(job: ExecutionJob, env: ActionEnvironment, dir: string): Promise<ActionWorkspace> {
+  const runner = env.runners.get(job.platform.runner);
+  if (runner === undefined) throw new LarderError('invalid_argument', `this worker has no ${job.platform.runner} runner`);
+  const execRoot = join(dir, 'root');
+  await mkdir(execRoot, { recursive: true, mode: 0o755 });
+  return {
+    execRoot,
+    run: (request) => runner.run({ ...request, execRoot, options: job.platform.options }),
+    close: async () => undefined,
+  };
 }
 
 /** Makes the staged directories writable by the unprivileged user; the cached input files stay read-only and ours. */

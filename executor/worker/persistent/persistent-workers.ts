@@ -1,0 +1,147 @@
+/**
+ * Remote persistent workers (EngFlow's scheme): an action whose platform sets `persistentWorkerKey`, on a runner the
+ * server enabled them for (`--persistent-workers`), is staged into the directory of a pooled worker slot and sent
+ * to a long-running worker process as a WorkRequest instead of starting its command line afresh.
+ *
+ * Inputs are staged into the worker's own directory (cleared before each action) rather than a `sandbox_dir`:
+ * workers written for Bazel's local worker strategy resolve paths against their working directory, and only
+ * recent multiplex-sandboxing workers honour `sandbox_dir`. Actions that cannot be work requests (no flag file, a
+ * working directory other than the root) run one-shot as usual.
+ */
+import { readdir, rm, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import type { Logger } from '../../../shared/log.ts';
+import type { RunnerKind } from '../../execution/platform.ts';
+import type { ExecutionJob } from '../../scheduler/scheduler.ts';
+import type { WorkerCas } from '../cas.ts';
+import type { RunOutcome, RunRequest } from '../runner.ts';
+import { expandFlagFiles, splitCommandLine, type WorkerCommandLine } from './command-line.ts';
+import type { WorkerProtocol } from './framing.ts';
+import { PersistentWorkerPool, poolKey, type WorkerSlot } from './pool.ts';
+import { ToolInputFinder, type ToolInput } from './tool-inputs.ts';
+import { spawnLocalWorker, type WorkerChannel, WorkerFailure, WorkerProcess } from './worker-process.ts';
+
+/** Where an action is staged and how its command runs there. */
+export interface ActionWorkspace {
+  readonly execRoot: string;
+  run(request: Omit<RunRequest, 'execRoot' | 'options'>): Promise<RunOutcome>;
+  /** Gives the place back (a worker slot stays warm); outputs must have been collected. */
+  close(): Promise<void>;
+}
+
+/** Starts a worker process for a slot: a local process, or (docker runner) an exec in a kept container. */
+export type WorkerLauncher = (spec: { argv: string[]; cwd: string; env: Record<string, string>; user: { uid: number; gid: number } | null; job: ExecutionJob }) => Promise<WorkerChannel>;
+
+export interface PersistentWorkersOptions {
+  /** Runners whose actions may use persistent workers. */
+  enabled: ReadonlySet<RunnerKind>;
+  dir: string;
+  maxPerKey: number;
+  maxTotal: number;
+  idleMs: number;
+  maxRequests: number;
+  launchers: Partial<Record<RunnerKind, WorkerLauncher>>;
+  log: Logger;
+}
+
+export class PersistentWorkers {
+  private readonly pool: PersistentWorkerPool;
+  private readonly finder = new ToolInputFinder();
+  /** Actions answered by a persistent worker, for tests and logs. */
+  requests = 0;
+
+  constructor(private readonly options: PersistentWorkersOptions) {
+    this.pool = new PersistentWorkerPool({ ...options });
+  }
+
+  stats() {
+    return { ...this.pool.stats(), requests: this.requests };
+  }
+
+  /** The workspace of a persistent worker for `job`, or null when the job runs one-shot. */
+  async open(job: ExecutionJob, cas: WorkerCas, signal: AbortSignal): Promise<ActionWorkspace | null> {
+    const options = job.platform.options;
+    const workerKey = options.get('persistentWorkerKey') ?? '';
+    if (workerKey === '') return null;
+    // The frontend has refused impossible combinations (prepare-job.ts): a container image comes with dockerReuse.
+    const image = options.get('container-image') ?? '';
+    const protocol: WorkerProtocol = options.get('persistentWorkerProtocol') === 'json' ? 'json' : 'proto';
+    const launcher = this.options.launchers[job.platform.runner];
+    if (!this.options.enabled.has(job.platform.runner) || launcher === undefined) return null;
+    const commandLine = splitCommandLine(job.command.arguments);
+    if (commandLine === null || job.command.workingDirectory !== '') return null;
+
+    const root = job.action.inputRootDigest!;
+    const files = await this.finder.files(cas, { hash: root.hash, sizeBytes: Number(root.sizeBytes) });
+    const tools = this.finder.toolInputs(files, commandLine.startup);
+    const env = job.command.environmentVariables.map((v) => [v.name, v.value] as const);
+    const key = poolKey({
+      persistentWorkerKey: workerKey,
+      siloKey: options.get('cache-silo-key') ?? '',
+      containerImage: image,
+      protocol,
+      startup: commandLine.startup,
+      env,
+      toolInputs: tools.map((t) => `${t.digest.hash}/${t.digest.sizeBytes}`),
+    });
+    const slot = await this.pool.acquire(key, signal);
+    try {
+      await clear(slot.dir);
+    } catch (err) {
+      await this.pool.release(slot);
+      throw err;
+    }
+    return {
+      execRoot: slot.dir,
+      run: (request) => this.run(slot, { job, commandLine, protocol, files, env: Object.fromEntries(env), launcher }, request),
+      close: () => this.pool.release(slot),
+    };
+  }
+
+  async close(): Promise<void> {
+    await this.pool.close();
+  }
+
+  private async run(
+    slot: WorkerSlot,
+    plan: { job: ExecutionJob; commandLine: WorkerCommandLine; protocol: WorkerProtocol; files: ToolInput[]; env: Record<string, string>; launcher: WorkerLauncher },
+    request: Omit<RunRequest, 'execRoot' | 'options'>,
+  ): Promise<RunOutcome> {
+    const startedAt = new Date();
+    const args = await expandFlagFiles(plan.commandLine.flagFiles, request.cwd);
+    // Bazel sends each input's digest as the bytes of its hex SHA-256; workers use it as an opaque fingerprint.
+    const inputs = plan.files.map((f) => ({ path: f.path, digest: new TextEncoder().encode(f.digest.hash) }));
+    const outcome = (fields: Partial<RunOutcome>): RunOutcome => ({ exitCode: 1, signal: null, timedOut: false, cancelled: false, startError: null, outputTruncated: false, startedAt, endedAt: new Date(), ...fields });
+
+    for (let attempt = 1; ; attempt++) {
+      if (slot.process === null || !slot.process.usable) {
+        await slot.process?.kill();
+        const channel = await plan.launcher({ argv: [...plan.commandLine.startup, '--persistent_worker'], cwd: request.cwd, env: plan.env, user: request.user, job: plan.job });
+        this.pool.recordStart(slot, new WorkerProcess(channel, plan.protocol));
+        this.options.log.debug('persistent worker started', { slot: slot.id, key: slot.key.slice(0, 12), argv: plan.commandLine.startup.join(' ') });
+      }
+      const worker = slot.process!;
+      try {
+        const response = await worker.request({ arguments: args, inputs }, request.timeoutMs, request.signal);
+        this.requests++;
+        await writeFile(request.stderrPath, response.output.slice(0, request.maxOutputBytes));
+        return outcome({ exitCode: response.exitCode, outputTruncated: response.output.length > request.maxOutputBytes });
+      } catch (err) {
+        if (!(err instanceof WorkerFailure)) throw err;
+        if (err.kind === 'timeout') return outcome({ timedOut: true, signal: 'SIGKILL' });
+        if (err.kind === 'cancelled') return outcome({ cancelled: true, signal: 'SIGKILL' });
+        this.options.log.warn('persistent worker failed', { slot: slot.id, attempt, reason: err.message, stderr: worker.stderr().slice(-500) });
+        // A crash or garbage may be the worker's, not the action's: one more try on a fresh process.
+        if (attempt < 2) continue;
+        const message = `larder: the persistent worker failed twice (${err.message}); its stderr ends with:\n${worker.stderr().slice(-4000)}`;
+        await writeFile(request.stderrPath, message);
+        return outcome({ exitCode: 1 });
+      }
+    }
+  }
+}
+
+/** Empties a worker's directory, keeping the directory itself (the worker process's working directory). */
+async function clear(dir: string): Promise<void> {
+  for (const name of await readdir(dir)) await rm(join(dir, name), { recursive: true, force: true });
+}

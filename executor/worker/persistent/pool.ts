@@ -1,0 +1,154 @@
+/**
+ * Persistent worker slots, pooled by key. A slot is a stable directory (where each of its actions is staged, and
+ * where its worker process keeps running between actions) plus, once started, the process. Actions with the same
+ * key take an idle slot of that key, or a new one while the key has fewer than `maxPerKey` and the pool fewer than
+ * `maxTotal` (an idle slot of another key is retired to make room); otherwise they wait for one to come back.
+ * Slots idle for `idleMs` are retired, and so is a worker after `maxRequests` actions (tools that leak memory).
+ *
+ * The key is computed by the server from everything that shapes the process (poolKey): a client's
+ * persistentWorkerKey alone is not trusted to tell two versions of a tool apart.
+ */
+import { createHash } from 'node:crypto';
+import { mkdir, rm } from 'node:fs/promises';
+import { join } from 'node:path';
+import type { Logger } from '../../../shared/log.ts';
+import type { WorkerProcess } from './worker-process.ts';
+
+export interface PoolKeyParts {
+  persistentWorkerKey: string;
+  siloKey: string;
+  containerImage: string;
+  protocol: string;
+  startup: readonly string[];
+  env: ReadonlyArray<readonly [string, string]>;
+  /** `hash/size` of every tool input (marked bazel_tool_input, or named on the start-up command line). */
+  toolInputs: readonly string[];
+}
+
+export function poolKey(parts: PoolKeyParts): string {
+  return createHash('sha256').update(JSON.stringify([parts.persistentWorkerKey, parts.siloKey, parts.containerImage, parts.protocol, parts.startup, parts.env, [...parts.toolInputs].sort()])).digest('hex');
+}
+
+export interface WorkerSlot {
+  readonly key: string;
+  readonly id: number;
+  /** The exec root of every action this slot runs, and its worker's working directory. */
+  readonly dir: string;
+  process: WorkerProcess | null;
+  idleSince: number;
+}
+
+export interface PoolOptions {
+  dir: string;
+  maxPerKey: number;
+  maxTotal: number;
+  idleMs: number;
+  maxRequests: number;
+  log: Logger;
+}
+
+export interface PoolStats {
+  /** Worker processes started so far. */
+  started: number;
+  /** Slots alive now. */
+  live: number;
+}
+
+export class PersistentWorkerPool {
+  private readonly slots = new Set<WorkerSlot>();
+  private readonly idle = new Set<WorkerSlot>();
+  private readonly waiters: Array<{ key: string; wake: () => void }> = [];
+  private nextId = 1;
+  private started = 0;
+  private readonly reaper: NodeJS.Timeout;
+
+  constructor(private readonly options: PoolOptions) {
+    this.reaper = setInterval(() => void this.reapIdle(), Math.max(1000, Math.min(options.idleMs, 60_000)));
+    this.reaper.unref();
+  }
+
+  /** A slot for `key`, waiting while the pool is full; the caller must `release` it. */
+  async acquire(key: string, signal: AbortSignal): Promise<WorkerSlot> {
+    for (;;) {
+      signal.throwIfAborted();
+      const warm = [...this.idle].find((slot) => slot.key === key);
+      if (warm !== undefined) {
+        this.idle.delete(warm);
+        return warm;
+      }
+      const ofKey = [...this.slots].filter((slot) => slot.key === key).length;
+      if (ofKey < this.options.maxPerKey) {
+        if (this.slots.size >= this.options.maxTotal) {
+          const victim = [...this.idle].sort((a, b) => a.idleSince - b.idleSince)[0];
+          if (victim !== undefined) await this.retire(victim);
+        }
+        if (this.slots.size < this.options.maxTotal) return this.create(key);
+      }
+      await new Promise<void>((resolve) => {
+        const waiter = { key, wake: resolve };
+        this.waiters.push(waiter);
+        signal.addEventListener('abort', () => resolve(), { once: true });
+      });
+    }
+  }
+
+  /** Marks that a worker process was started in `slot` (for the server's record). */
+  recordStart(slot: WorkerSlot, process: WorkerProcess): void {
+    slot.process = process;
+    this.started++;
+  }
+
+  /** Gives a slot back: kept warm when its worker is healthy, retired otherwise. */
+  async release(slot: WorkerSlot): Promise<void> {
+    const healthy = slot.process === null || (slot.process.usable && slot.process.requests < this.options.maxRequests);
+    if (healthy) {
+      slot.idleSince = Date.now();
+      this.idle.add(slot);
+    } else {
+      await this.retire(slot);
+    }
+    this.wakeAll();
+  }
+
+  stats(): PoolStats {
+    return { started: this.started, live: this.slots.size };
+  }
+
+  /** Whether a warm (idle, started) worker waits for `key`: the scheduler prefers such a worker. */
+  hasWarm(key: string): boolean {
+    return [...this.idle].some((slot) => slot.key === key && slot.process !== null);
+  }
+
+  async close(): Promise<void> {
+    clearInterval(this.reaper);
+    await Promise.all([...this.slots].map((slot) => this.retire(slot)));
+    this.wakeAll();
+  }
+
+  private async create(key: string): Promise<WorkerSlot> {
+    const id = this.nextId++;
+    const dir = join(this.options.dir, String(id));
+    const slot: WorkerSlot = { key, id, dir, process: null, idleSince: Date.now() };
+    this.slots.add(slot);
+    await rm(dir, { recursive: true, force: true });
+    await mkdir(dir, { recursive: true, mode: 0o755 });
+    return slot;
+  }
+
+  private async retire(slot: WorkerSlot): Promise<void> {
+    if (!this.slots.delete(slot)) return;
+    this.idle.delete(slot);
+    await slot.process?.kill();
+    await rm(slot.dir, { recursive: true, force: true }).catch((err: Error) => this.options.log.warn('could not remove a worker directory', { dir: slot.dir, error: err.message }));
+  }
+
+  private async reapIdle(): Promise<void> {
+    const cutoff = Date.now() - this.options.idleMs;
+    for (const slot of [...this.idle]) if (slot.idleSince < cutoff) await this.retire(slot);
+    this.wakeAll();
+  }
+
+  private wakeAll(): void {
+    for (const waiter of this.waiters.splice(0)) waiter.wake();
+  }
+}
