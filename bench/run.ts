@@ -30,6 +30,7 @@ import type { LoadResult, Scenario } from './protocol.ts';
 import { formatTable, num } from './table.ts';
 import { formatGrpcRows, runGrpcBench } from './grpc.ts';
 import { formatS3Rows, runS3Bench } from './s3.ts';
+import { formatExecutionRows, runExecutionBench } from './execution.ts';
 
 type ServerName = 'larder' | 'nginx';
 
@@ -127,10 +128,10 @@ async function main(): Promise<number> {
     console.log(`\nEvery response was 2xx (${attempts.reduce((n, m) => n + m.ok, 0)} measured requests); no connection errors or timeouts.`);
   }
   if (stream.length > 0) console.log(`\n${streamTable(stream)}`);
-  await otherFrontends(options);
+  const othersOk = await otherFrontends(options);
   console.log(`\nbench took ${((Date.now() - benchStarted) / 1000).toFixed(0)} s`);
   if (options.jsonPath) writeFileSync(options.jsonPath, JSON.stringify({ options, measurements, attempts, stream }, null, 2));
-  return invalid.length > 0 || stream.some((s) => !s.putOk || !s.getOk) ? 1 : 0;
+  return invalid.length > 0 || stream.some((s) => !s.putOk || !s.getOk) || !othersOk ? 1 : 0;
 }
 
 async function startServer(name: ServerName, dir: string, pinning: Pinning, options: BenchOptions): Promise<RunningServer> {
@@ -340,12 +341,26 @@ main().then(
   },
 );
 
-/** The gRPC frontend and the S3-backed stores, measured in the same run as the HTTP figures above. */
-async function otherFrontends(options: BenchOptions): Promise<void> {
+/**
+ * The gRPC frontend, remote execution and the S3-backed stores, measured in the same run as the HTTP figures
+ * above. False when the execution bench failed (a failed or cached Execute, a build that did not run where meant).
+ */
+async function otherFrontends(options: BenchOptions): Promise<boolean> {
+  let ok = true;
   if (options.grpc) {
     log('gRPC executor…');
     const rows = await runGrpcBench(options.quick ? { streamBytes: 64 * 1024 * 1024, findMissingCalls: 5, batchCalls: 5 } : {});
     console.log(`\ngRPC (larder executor, disk store)\n${formatGrpcRows(rows)}`);
+  }
+  if (process.env.BENCH_EXECUTION !== '0') {
+    log('remote execution…');
+    try {
+      const rows = await runExecutionBench({ quick: options.quick, profileDir: options.profileDir });
+      console.log(`\nRemote execution (larder executor, disk store, --concurrency 8)\n${formatExecutionRows(rows)}`);
+    } catch (err) {
+      console.log(`\nRemote execution FAILED: ${(err as Error)?.stack ?? String(err)}`);
+      ok = false;
+    }
   }
   if (options.s3) {
     log('s3 and tiered stores…');
@@ -357,4 +372,5 @@ async function otherFrontends(options: BenchOptions): Promise<void> {
       await rm(work, { recursive: true, force: true });
     }
   }
+  return ok;
 }

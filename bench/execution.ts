@@ -1,0 +1,398 @@
+/**
+ * Remote-execution figures for `larder executor`, all against real components on loopback:
+ *
+ *   1. Execute → result overhead: `/bin/true` with a small, already staged input root, at concurrency 1 and 8,
+ *      through a real executor process. Every request must really run (distinct salts: no cache hit, no
+ *      merging) and succeed; anything else fails the bench.
+ *   2. Input staging of a 10,000-file tree in-process (stageInputs, FileCache, storeCas over a disk store from
+ *      openStore), cold (every file fetched) and warm (hard links only).
+ *   3. The test workspace's //:remote_outputs built by real Bazel locally and remotely, alternating, every
+ *      timed build cold (a fresh --action_env nonce each).
+ *
+ *   import { runExecutionBench, formatExecutionRows } from './execution.ts';
+ *   console.log(formatExecutionRows(await runExecutionBench({ quick: true })));
+ *
+ * Or on its own: `npx tsx bench/execution.ts [--quick]` (BENCH_BAZEL=0 skips the Bazel builds; BENCH_PROFILE=1
+ * profiles the executor during the Execute measurement).
+ */
+import { create, toBinary } from '@bufbuild/protobuf';
+import { randomBytes } from 'node:crypto';
+import { mkdir, mkdtemp, readdir, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { performance } from 'node:perf_hooks';
+import { fileURLToPath } from 'node:url';
+import { type Digest, parseDigest } from '../shared/digest.ts';
+import {
+  ActionSchema,
+  CommandSchema,
+  type Digest as DigestMessage,
+  DirectorySchema,
+  type ExecuteResponse,
+} from '../shared/proto/gen/build/bazel/remote/execution/v2/remote_execution_pb.ts';
+import { openStore } from '../shared/storage/from-config.ts';
+import { FileCache } from '../executor/worker/file-cache.ts';
+import { stageInputs, type StageStats } from '../executor/worker/stage-inputs.ts';
+import { storeCas } from '../executor/worker/store-cas.ts';
+import { mapLimit } from '../executor/map-limit.ts';
+import { BazelWorkspace, bazelStatus, describeRun, type BazelRun } from '../test/bazel/bazel.ts';
+import { ActionFixture } from '../test/executor/execution/fixture.ts';
+import { clientsFor, reachableTempDir, sha256 } from '../test/executor/helpers.ts';
+import { cpuSeconds, spawnTracked, stopChild } from './proc.ts';
+import { summarize } from './profile-summary.ts';
+import { formatTable, num } from './table.ts';
+
+export interface ExecutionBenchOptions {
+  /** Measured Executes per concurrency level (default 1,000; 100 quick). */
+  actions?: number;
+  concurrencies?: number[];
+  /** Files in the input root of every measured action (default 20). */
+  inputFiles?: number;
+  /** The staged tree: directories × files per directory (default 100 × 100), and runs of each (default 3; 1 quick). */
+  stageDirectories?: number;
+  stageFilesPerDirectory?: number;
+  stageRuns?: number;
+  /** Local/remote build pairs (default 2; 1 quick); 0 skips Bazel. */
+  bazelRounds?: number;
+  quick?: boolean;
+  /** Runs the executor of the Execute measurement under --cpu-prof into this folder and prints its top functions. */
+  profileDir?: string | null;
+}
+
+export interface ExecuteRow {
+  concurrency: number;
+  actions: number;
+  p50Ms: number;
+  p99Ms: number;
+  actionsPerSecond: number;
+  /** CPU of the executor process (not of the commands it runs) per action, in µs. */
+  executorCpuUs: number;
+}
+
+export interface StagingRow {
+  run: 'cold' | 'warm';
+  files: number;
+  /** Best of the runs. */
+  ms: number;
+  filesPerSecond: number;
+  fetchedFiles: number;
+  linked: number;
+}
+
+export interface BazelRow {
+  round: number;
+  localMs: number;
+  remoteMs: number;
+  /** Bazel's process summaries ("15 processes: 3 internal, 12 remote"). */
+  localSummary: string;
+  remoteSummary: string;
+}
+
+export interface ExecutionRows {
+  execute: ExecuteRow[];
+  staging: StagingRow[];
+  bazel: BazelRow[];
+  /** Why the Bazel builds did not run, when they did not. */
+  bazelSkipped?: string;
+}
+
+/** Upper bound for one Execute; a hung executor fails the bench instead of stalling it. */
+const EXECUTE_TIMEOUT_MS = 60_000;
+const TARGETS = ['//:remote_outputs'];
+const LARDER_BIN = fileURLToPath(new URL('../bin/larder.js', import.meta.url));
+
+export async function runExecutionBench(options: ExecutionBenchOptions = {}): Promise<ExecutionRows> {
+  const quick = options.quick ?? false;
+  const profileDir = options.profileDir ?? null;
+  if (profileDir !== null) await mkdir(profileDir, { recursive: true });
+  const execute = await measureExecute({
+    actions: options.actions ?? (quick ? 100 : 1000),
+    concurrencies: options.concurrencies ?? [1, 8],
+    inputFiles: options.inputFiles ?? 20,
+    profileDir,
+  });
+  const staging = await measureStaging(options.stageDirectories ?? 100, options.stageFilesPerDirectory ?? 100, options.stageRuns ?? (quick ? 1 : 3));
+  const bazelRounds = options.bazelRounds ?? (quick ? 1 : 2);
+  const bazel = bazelStatus();
+  if (bazelRounds === 0) return { execute, staging, bazel: [], bazelSkipped: 'Bazel builds skipped (0 rounds asked for)' };
+  if (!bazel.available) return { execute, staging, bazel: [], bazelSkipped: `Bazel not available (${bazel.reason}): local vs remote build skipped` };
+  return { execute, staging, bazel: await measureBazel(bazelRounds) };
+}
+
+export function formatExecutionRows(rows: ExecutionRows): string {
+  const execute = formatTable(
+    ['Execute /bin/true (warm inputs)', 'actions', 'p50 ms', 'p99 ms', 'actions/s', 'executor CPU µs/action'],
+    rows.execute.map((r) => [`concurrency ${r.concurrency}`, r.actions, num(r.p50Ms), num(r.p99Ms), num(r.actionsPerSecond), num(r.executorCpuUs)]),
+  );
+  const staging = formatTable(
+    ['stageInputs', 'files', 'ms (best)', 'files/s', 'fetched', 'linked'],
+    rows.staging.map((r) => [r.run, r.files, num(r.ms), num(r.filesPerSecond), r.fetchedFiles, r.linked]),
+  );
+  const lines = [execute, '', staging, ''];
+  if (rows.bazel.length === 0) {
+    lines.push(rows.bazelSkipped ?? 'no Bazel builds');
+  } else {
+    const bazelRows = rows.bazel.map((r) => [`round ${r.round}`, num(r.localMs / 1000), num(r.remoteMs / 1000), ratio(r.remoteMs, r.localMs), r.localSummary, r.remoteSummary]);
+    const sum = (pick: (r: BazelRow) => number) => rows.bazel.reduce((total, r) => total + pick(r), 0);
+    if (rows.bazel.length > 1) bazelRows.push(['all', num(sum((r) => r.localMs) / 1000), num(sum((r) => r.remoteMs) / 1000), ratio(sum((r) => r.remoteMs), sum((r) => r.localMs)), '', '']);
+    lines.push(formatTable(['bazel build //:remote_outputs (cold)', 'local s', 'remote s', 'remote/local', 'local processes', 'remote processes'], bazelRows));
+  }
+  return lines.join('\n');
+}
+
+function ratio(a: number, b: number): string {
+  return `${(a / b).toFixed(2)}×`;
+}
+
+// ---------------------------------------------------------------------------
+// 1. Execute overhead
+
+async function measureExecute(o: { actions: number; concurrencies: number[]; inputFiles: number; profileDir: string | null }): Promise<ExecuteRow[]> {
+  const dir = reachableTempDir('larder-bench-exec-');
+  const { profileDir } = o;
+  const executor = await startBenchExecutor(dir, profileDir === null ? [] : ['--cpu-prof', `--cpu-prof-dir=${profileDir}`]);
+  const clients = clientsFor(executor.address);
+  const fixture = new ActionFixture(clients);
+  try {
+    const inputs = Object.fromEntries(Array.from({ length: o.inputFiles }, (_, i) => [`input-${i}.txt`, `input file ${i}\n`.repeat(10)]));
+    const inputRoot = await fixture.tree(inputs);
+    const [commandDigest] = await fixture.upload(toBinary(CommandSchema, create(CommandSchema, { arguments: ['/bin/true'] })));
+    // Actions differing only by salt: each is its own cache key, so each Execute runs the command.
+    const actionsFor = async (prefix: string, count: number) => {
+      const protos = Array.from({ length: count }, (_, i) =>
+        toBinary(ActionSchema, create(ActionSchema, { commandDigest, inputRootDigest: inputRoot, salt: Buffer.from(`${prefix}-${i}`) })),
+      );
+      return fixture.upload(...protos);
+    };
+    // Unmeasured: stages the inputs into the executor's file cache and warms its JIT.
+    await executeAll(fixture, await actionsFor('warm-up', 50), 8);
+
+    const rows: ExecuteRow[] = [];
+    for (const concurrency of o.concurrencies) {
+      const digests = await actionsFor(`c${concurrency}`, o.actions);
+      const cpuBefore = cpuSeconds(executor.pid);
+      const started = performance.now();
+      const latencies = await executeAll(fixture, digests, concurrency);
+      const seconds = (performance.now() - started) / 1000;
+      const cpu = cpuSeconds(executor.pid) - cpuBefore;
+      latencies.sort((a, b) => a - b);
+      rows.push({
+        concurrency,
+        actions: digests.length,
+        p50Ms: percentile(latencies, 0.5),
+        p99Ms: percentile(latencies, 0.99),
+        actionsPerSecond: digests.length / seconds,
+        executorCpuUs: (cpu / digests.length) * 1e6,
+      });
+    }
+    return rows;
+  } finally {
+    clients.close();
+    await executor.stop();
+    await rm(dir, { recursive: true, force: true });
+    if (profileDir !== null) await printProfile(profileDir, executor.pid);
+  }
+}
+
+/** `url` is grpc://127.0.0.1:PORT, for Bazel; `address` is 127.0.0.1:PORT, for clients. */
+interface Executor {
+  url: string;
+  address: string;
+  pid: number;
+  stop(): Promise<void>;
+}
+
+/**
+ * A real `larder executor` process (bin/larder.js, as a user starts it) with its own store and work folder under
+ * `dir`, which `nobody` can enter. Stopped by its PID (proc.ts also kills it if the bench dies first).
+ */
+async function startBenchExecutor(dir: string, nodeFlags: string[] = []): Promise<Executor> {
+  const args = ['executor', '--listen', '127.0.0.1:0', '--log-level', 'warn', '--store', `disk:${join(dir, 'store')}`, '--max-size', '4GiB', '--work-dir', join(dir, 'work'), '--concurrency', '8'];
+  const child = spawnTracked(process.execPath, [...nodeFlags, LARDER_BIN, ...args], undefined, { stdio: ['ignore', 'pipe', 'pipe'] });
+  let output = '';
+  child.stderr!.on('data', (d: Buffer) => (output += d.toString()));
+  const url = await new Promise<string>((ready, fail) => {
+    const timer = setTimeout(() => fail(new Error(`the executor did not start within 30 s:\n${output}`)), 30_000);
+    child.stdout!.on('data', (d: Buffer) => {
+      output += d.toString();
+      const match = /larder executor listening on (grpc:\/\/\S+)/.exec(output);
+      if (match) {
+        clearTimeout(timer);
+        ready(match[1]!);
+      }
+    });
+    child.once('exit', (code) => fail(new Error(`the executor exited (${code}):\n${output}`)));
+  }).catch(async (err: unknown) => {
+    await stopChild(child);
+    throw err;
+  });
+  return { url, address: new URL(url).host, pid: child.pid!, stop: () => stopChild(child, 8000) };
+}
+
+/** The executor's main-thread profile (CPU.date.time.PID.0.seq.cpuprofile; other threads are tsx's loader). */
+async function printProfile(profileDir: string, pid: number): Promise<void> {
+  const main = (await readdir(profileDir)).find((f) => f.endsWith('.cpuprofile') && f.includes(`.${pid}.0.`));
+  process.stderr.write(main === undefined ? `no main-thread profile of executor ${pid} in ${profileDir}\n` : `\n${summarize(join(profileDir, main), 30)}\n`);
+}
+
+/** Executes every action with `concurrency` in flight; returns each call's latency (ms). Throws at the first failure. */
+async function executeAll(fixture: ActionFixture, digests: DigestMessage[], concurrency: number): Promise<number[]> {
+  const latencies: number[] = [];
+  await mapLimit(digests, concurrency, async (digest) => {
+    const started = performance.now();
+    const { response } = await bounded(fixture.execute(digest), EXECUTE_TIMEOUT_MS, `Execute ${digest.hash}`);
+    latencies.push(performance.now() - started);
+    checkExecuted(response, digest);
+  });
+  return latencies;
+}
+
+function checkExecuted(response: ExecuteResponse, digest: DigestMessage): void {
+  const problems = [
+    (response.status?.code ?? 0) !== 0 ? `status ${response.status?.code}: ${response.status?.message}` : '',
+    response.result?.exitCode !== 0 ? `exit code ${response.result?.exitCode}` : '',
+    response.cachedResult ? 'a cached result (the action did not run)' : '',
+  ].filter(Boolean);
+  if (problems.length > 0) throw new Error(`Execute ${digest.hash}: ${problems.join('; ')}`);
+}
+
+function percentile(sorted: number[], p: number): number {
+  return sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil(p * sorted.length) - 1))] ?? NaN;
+}
+
+function bounded<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`${what} took over ${ms / 1000} s`)), ms);
+  });
+  return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
+}
+
+// ---------------------------------------------------------------------------
+// 2. Input staging
+
+async function measureStaging(directories: number, filesPerDirectory: number, runs: number): Promise<StagingRow[]> {
+  const dir = await mkdtemp(join(tmpdir(), 'larder-bench-stage-'));
+  const store = await openStore({ kind: 'disk', path: join(dir, 'store'), maxBytes: 4 * 2 ** 30 });
+  const cas = storeCas(store, '');
+  const files = directories * filesPerDirectory;
+  try {
+    const rootDigest = await uploadTree(cas, directories, filesPerDirectory);
+    const best = { cold: Infinity, warm: Infinity };
+    let last: Record<'cold' | 'warm', StageStats> | undefined;
+    for (let run = 0; run < runs; run++) {
+      // A fresh cache per cold run, so every file comes from the store; the warm run reuses it.
+      const cache = await FileCache.open({ dir: join(dir, `cache-${run}`), maxBytes: 2 ** 30 });
+      const stage = async (kind: 'cold' | 'warm') => {
+        const started = performance.now();
+        const stats = await stageInputs({ cas, cache, rootDigest, execRoot: join(dir, `exec-${kind}-${run}`) });
+        best[kind] = Math.min(best[kind], performance.now() - started);
+        const fetched = kind === 'cold' ? files : 0;
+        if (stats.files !== files || stats.linked !== files || stats.fetchedFiles !== fetched) {
+          throw new Error(`${kind} staging: ${stats.files} files, ${stats.linked} linked, ${stats.fetchedFiles} fetched; expected ${files}, ${files}, ${fetched}`);
+        }
+        return stats;
+      };
+      last = { cold: await stage('cold'), warm: await stage('warm') };
+      for (const path of [`exec-cold-${run}`, `exec-warm-${run}`, `cache-${run}`]) await rm(join(dir, path), { recursive: true, force: true });
+    }
+    return (['cold', 'warm'] as const).map((run) => ({
+      run,
+      files,
+      ms: best[run],
+      filesPerSecond: files / (best[run] / 1000),
+      fetchedFiles: last![run].fetchedFiles,
+      linked: last![run].linked,
+    }));
+  } finally {
+    await store.close?.();
+    await rm(dir, { recursive: true, force: true });
+  }
+}
+
+/** Stores `directories` × `filesPerDirectory` distinct files of 200 B to ~4 KiB and their Directory protos; returns the root's digest. */
+async function uploadTree(cas: ReturnType<typeof storeCas>, directories: number, filesPerDirectory: number): Promise<Digest> {
+  const upload = async (bytes: Uint8Array) => {
+    const digest = parseDigest(sha256(bytes), bytes.byteLength);
+    await cas.uploadBytes(digest, bytes);
+    return { hash: digest.hash, sizeBytes: BigInt(digest.sizeBytes) };
+  };
+  const subdirectories = await mapLimit(Array.from({ length: directories }, (_, d) => d), 4, async (d) => {
+    const names = Array.from({ length: filesPerDirectory }, (_, f) => `file-${String(f).padStart(4, '0')}.txt`);
+    const files = await mapLimit(names, 16, async (name, f) => {
+      const size = 200 + (((d * filesPerDirectory + f) * 397) % 3900);
+      const bytes = Buffer.concat([Buffer.from(`${d}/${name}\n`), randomBytes(size)]);
+      return { name, digest: await upload(bytes) };
+    });
+    return { name: `dir-${String(d).padStart(4, '0')}`, digest: await upload(toBinary(DirectorySchema, create(DirectorySchema, { files }))) };
+  });
+  const root = await upload(toBinary(DirectorySchema, create(DirectorySchema, { directories: subdirectories })));
+  return parseDigest(root.hash, root.sizeBytes);
+}
+
+// ---------------------------------------------------------------------------
+// 3. Bazel, local vs remote
+
+async function measureBazel(rounds: number): Promise<BazelRow[]> {
+  const dir = reachableTempDir('larder-bench-bazel-');
+  let executor: Executor | undefined;
+  let ws: BazelWorkspace | undefined;
+  try {
+    executor = await startBenchExecutor(dir);
+    ws = await BazelWorkspace.create();
+    const remoteFlags = [
+      `--remote_executor=${executor.url}`,
+      '--spawn_strategy=remote',
+      '--noremote_local_fallback',
+      '--remote_default_exec_properties=OSFamily=Linux',
+      '--remote_timeout=120',
+    ];
+    // Untimed: starts the Bazel server, loads the workspace, starts the local JSON worker and warms the
+    // executor (JIT, input file cache of the sources), so the timed builds compare execution alone.
+    await build(ws, 'local', []);
+    await build(ws, 'remote', remoteFlags);
+    const rows: BazelRow[] = [];
+    for (let round = 1; round <= rounds; round++) {
+      await ws.clean();
+      const local = await build(ws, 'local', []);
+      await ws.clean();
+      const remote = await build(ws, 'remote', remoteFlags);
+      rows.push({ round, localMs: local.durationMs, remoteMs: remote.durationMs, localSummary: local.summary!.line, remoteSummary: remote.summary!.line });
+    }
+    return rows;
+  } finally {
+    await ws?.shutdown();
+    await executor?.stop();
+    await rm(dir, { recursive: true, force: true });
+  }
+}
+
+/**
+ * One build that has nothing to reuse from earlier builds: a fresh nonce in every action's environment, and for
+ * remote builds a fresh instance name too, since Starlark actions without use_default_shell_env (MakeTree,
+ * UpperJson) never see --action_env and would otherwise be remote cache hits. Throws unless the build succeeded
+ * where it was meant to run.
+ */
+async function build(ws: BazelWorkspace, where: 'local' | 'remote', flags: string[]): Promise<BazelRun> {
+  const nonce = randomBytes(8).toString('hex');
+  const fresh = [`--action_env=BENCH_NONCE=${nonce}`, `--host_action_env=BENCH_NONCE=${nonce}`];
+  if (where === 'remote') fresh.push(`--remote_instance_name=bench-${nonce}`);
+  const run = await ws.build(TARGETS, [...flags, ...fresh]);
+  const summary = run.summary;
+  if (run.exitCode !== 0 || summary === null) throw new Error(`${where} build failed:\n${describeRun(run)}`);
+  const allRemote = summary.remoteCacheHit === 0 && Object.keys(summary.other).length === 1 && summary.other.remote === summary.nonInternal;
+  if (where === 'remote' && !allRemote) throw new Error(`the remote build did not execute every action remotely: ${summary.line}`);
+  if (where === 'local' && (summary.other.remote !== undefined || summary.remoteCacheHit > 0)) throw new Error(`the local build used the executor: ${summary.line}`);
+  return run;
+}
+
+if (process.argv[1] !== undefined && resolve(process.argv[1]) === resolve(import.meta.filename)) {
+  const profileDir = process.env.BENCH_PROFILE === '1' ? process.env.BENCH_PROFILE_DIR || join(tmpdir(), `larder-bench-profiles-${Date.now()}`) : null;
+  const bazelRounds = process.env.BENCH_BAZEL === '0' ? 0 : undefined;
+  try {
+    console.log(formatExecutionRows(await runExecutionBench({ quick: process.argv.includes('--quick'), profileDir, bazelRounds })));
+  } catch (err) {
+    console.error((err as Error)?.stack ?? String(err));
+    process.exitCode = 1;
+  }
+}
