@@ -118,7 +118,7 @@ export class PersistentWorkers {
         await slot.process?.kill();
         const channel = await plan.launcher({ argv: [...plan.commandLine.startup, '--persistent_worker'], cwd: request.cwd, env: plan.env, user: request.user, job: plan.job });
         this.pool.recordStart(slot, new WorkerProcess(channel, plan.protocol));
-        this.options.log.debug('persistent worker started', { slot: slot.id, key: slot.key.slice(0, 12), argv: plan.commandLine.startup.join(' ') });
+        this.options.log.info('persistent worker started', { slot: slot.id, key: slot.key.slice(0, 12), argv: plan.commandLine.startup.join(' ') });
       }
       const worker = slot.process!;
       try {

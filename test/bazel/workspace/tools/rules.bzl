@@ -34,9 +34,12 @@ def _upper_impl(ctx):
         outs.append(out)
         args.add(src.path)
         args.add(out.path)
+    startup = ctx.actions.args()
+    if ctx.attr.startup_delay_ms:
+        startup.add("--startup-delay-ms=%d" % ctx.attr.startup_delay_ms)
     ctx.actions.run(
         executable = ctx.executable._worker,
-        arguments = [args],
+        arguments = [startup, args],
         inputs = ctx.files.srcs,
         outputs = outs,
         mnemonic = "UpperJson",
@@ -48,6 +51,8 @@ upper = rule(
     implementation = _upper_impl,
     attrs = {
         "srcs": attr.label_list(allow_files = True),
+        # Start-up arguments (before the flag file): a slow-starting tool, for persistent-worker tests.
+        "startup_delay_ms": attr.int(default = 0),
         "_worker": attr.label(
             default = "//tools:upper_worker.js",
             executable = True,

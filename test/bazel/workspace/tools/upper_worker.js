@@ -6,9 +6,17 @@
 'use strict';
 const fs = require('fs');
 
+// `--startup-delay-ms=N` makes it a slow-starting tool (a JVM, a compiler loading itself), for the tests and the
+// benchmark of persistent workers.
+const delayArg = process.argv.find((a) => a.startsWith('--startup-delay-ms='));
+const delay = delayArg === undefined ? 0 : Number(delayArg.split('=')[1]);
+const startedAt = Date.now();
+while (Date.now() - startedAt < delay);
+
 function work(args) {
   const lines = [];
   for (const arg of args) {
+    if (arg.startsWith('--')) continue;
     if (arg.startsWith('@')) lines.push(...fs.readFileSync(arg.slice(1), 'utf8').split('\n').filter(Boolean));
     else lines.push(arg);
   }
