@@ -150,7 +150,10 @@ function ratio(a: number, b: number): string {
 async function measureExecute(o: { actions: number; concurrencies: number[]; inputFiles: number; profileDir: string | null }): Promise<ExecuteRow[]> {
   const dir = reachableTempDir('larder-bench-exec-');
   const { profileDir } = o;
-  const executor = await startBenchExecutor(dir, profileDir === null ? [] : ['--cpu-prof', `--cpu-prof-dir=${profileDir}`]);
+  const executor = await startBenchExecutor(dir, profileDir === null ? [] : ['--cpu-prof', `--cpu-prof-dir=${profileDir}`]).catch(async (err: unknown) => {
+    await rm(dir, { recursive: true, force: true });
+    throw err;
+  });
   const clients = clientsFor(executor.address);
   const fixture = new ActionFixture(clients);
   try {
