@@ -11,9 +11,9 @@ import {
   ExecuteResponseSchema,
   ExecutionStage_Value,
 } from '../../shared/proto/gen/build/bazel/remote/execution/v2/remote_execution_pb.ts';
-import { type ActionPlatform, describeWorkerPlatform, unmatchedProperties, type WorkerPlatform } from '../execution/platform.ts';
+import { type ActionPlatform, describeWorkerPlatform, unmatchedProperties } from '../execution/platform.ts';
 import { Code, RpcError } from '../grpc-status.ts';
-import type { ExecutionJob, Lease, OperationState, Scheduler, SchedulerStats, WorkerSlot } from './scheduler.ts';
+import type { ExecutionJob, Lease, OperationState, Scheduler, SchedulerStats, WorkerInfo, WorkerSlot } from './scheduler.ts';
 
 export interface MemorySchedulerOptions {
   /** How long a finished operation stays available to WaitExecution/GetOperation. Default 10 minutes. */
@@ -33,14 +33,12 @@ interface Operation {
 }
 
 interface Waiter {
-  readonly platform: WorkerPlatform;
+  readonly worker: WorkerInfo;
   readonly deliver: (operation: Operation) => void;
 }
 
-interface Worker {
-  readonly name: string;
-  readonly platform: WorkerPlatform;
-}
+/** How far down the queue a worker looks for a job it is warm for before taking the first it can run. */
+const AFFINITY_WINDOW = 32;
 
 export class MemoryScheduler implements Scheduler {
   private readonly operations = new Map<string, Operation>();
@@ -49,7 +47,7 @@ export class MemoryScheduler implements Scheduler {
   /** Operations a worker holds. */
   private readonly leased = new Set<Operation>();
   private readonly waiters = new Set<Waiter>();
-  private readonly workers = new Set<Worker>();
+  private readonly workers = new Set<WorkerInfo>();
   /** Finished operations in the order they finished, for pruning. */
   private readonly finished: Operation[] = [];
   private readonly counts = { submitted: 0, merged: 0, completed: 0 };
@@ -110,8 +108,8 @@ export class MemoryScheduler implements Scheduler {
     return true;
   }
 
-  async join(worker: { name: string; platform: WorkerPlatform }): Promise<WorkerSlot> {
-    const member: Worker = { ...worker };
+  async join(worker: WorkerInfo): Promise<WorkerSlot> {
+    const member: WorkerInfo = { ...worker };
     this.workers.add(member);
     return {
       take: (signal) => this.take(member, signal),
@@ -146,12 +144,12 @@ export class MemoryScheduler implements Scheduler {
   }
 
   private enqueue(operation: Operation): void {
-    for (const waiter of this.waiters) {
-      if (unmatchedProperties(operation.job.platform, waiter.platform).length === 0) {
-        this.waiters.delete(waiter);
-        waiter.deliver(operation);
-        return;
-      }
+    const able = [...this.waiters].filter((w) => unmatchedProperties(operation.job.platform, w.worker.platform).length === 0);
+    const chosen = able.find((w) => w.worker.warmFor?.(operation.job) ?? false) ?? able[0];
+    if (chosen !== undefined) {
+      this.waiters.delete(chosen);
+      chosen.deliver(operation);
+      return;
     }
     // Stable insertion: after every job of the same or a more urgent priority.
     let at = this.queue.length;
@@ -159,13 +157,13 @@ export class MemoryScheduler implements Scheduler {
     this.queue.splice(at, 0, operation);
   }
 
-  private take(worker: Worker, signal: AbortSignal): Promise<Lease> {
+  private take(worker: WorkerInfo, signal: AbortSignal): Promise<Lease> {
     if (signal.aborted) return Promise.reject(signal.reason);
-    const index = this.queue.findIndex((op) => unmatchedProperties(op.job.platform, worker.platform).length === 0);
+    const index = this.pick(worker);
     if (index >= 0) return Promise.resolve(this.lease(this.queue.splice(index, 1)[0]!));
     return new Promise((resolve, reject) => {
       const waiter: Waiter = {
-        platform: worker.platform,
+        worker,
         deliver: (operation) => {
           signal.removeEventListener('abort', abandon);
           resolve(this.lease(operation));
@@ -178,6 +176,20 @@ export class MemoryScheduler implements Scheduler {
       signal.addEventListener('abort', abandon, { once: true });
       this.waiters.add(waiter);
     });
+  }
+
+  /** The queue index of the job `worker` should take: one it is warm for near the front, else the first it can run. */
+  private pick(worker: WorkerInfo): number {
+    let first = -1;
+    let seen = 0;
+    for (let i = 0; i < this.queue.length && seen < AFFINITY_WINDOW; i++) {
+      const job = this.queue[i]!.job;
+      if (unmatchedProperties(job.platform, worker.platform).length > 0) continue;
+      if (worker.warmFor?.(job)) return i;
+      if (first < 0) first = i;
+      seen++;
+    }
+    return first >= 0 ? first : this.queue.findIndex((op) => unmatchedProperties(op.job.platform, worker.platform).length === 0);
   }
 
   private lease(operation: Operation): Lease {

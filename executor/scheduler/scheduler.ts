@@ -52,10 +52,20 @@ export interface Scheduler {
   /** Cancels an operation: a queued one finishes CANCELLED at once, a running one is stopped. False when unknown. */
   cancel(name: string): Promise<boolean>;
   /** A worker joins with its platform; it takes only jobs whose routing constraints it satisfies. */
-  join(worker: { name: string; platform: WorkerPlatform }): Promise<WorkerSlot>;
+  join(worker: WorkerInfo): Promise<WorkerSlot>;
   /** What the scheduler has done so far, for tests, logs and (later) metrics. */
   stats(): Promise<SchedulerStats>;
   close(): Promise<void>;
+}
+
+export interface WorkerInfo {
+  name: string;
+  platform: WorkerPlatform;
+  /**
+   * Affinity, never routing: whether this worker is warm for a job (a persistent worker for its key is running).
+   * A scheduler hands a job to a warm worker in preference, but never keeps it from a cold one.
+   */
+  warmFor?: (job: ExecutionJob) => boolean;
 }
 
 export interface SchedulerStats {

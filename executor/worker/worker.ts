@@ -35,7 +35,12 @@ export class Worker {
   }
 
   async start(): Promise<void> {
-    const slot = await this.options.scheduler.join({ name: this.options.name, platform: this.options.platform });
+    const persistent = this.options.environment.persistentWorkers;
+    const slot = await this.options.scheduler.join({
+      name: this.options.name,
+      platform: this.options.platform,
+      warmFor: persistent === null ? undefined : (job) => persistent.isWarmFor(job),
+    });
     this.loop = this.takeJobs(slot.take).finally(() => slot.leave());
   }
 

@@ -84,7 +84,7 @@ export class PersistentWorkers {
       env,
       toolInputs: tools.map((t) => `${t.digest.hash}/${t.digest.sizeBytes}`),
     });
-    const slot = await this.pool.acquire(key, signal);
+    const slot = await this.pool.acquire(key, affinityHint(job)!, signal);
     try {
       await clear(slot.dir);
     } catch (err) {
@@ -96,6 +96,12 @@ export class PersistentWorkers {
       run: (request) => this.run(slot, { job, commandLine, protocol, files, env: Object.fromEntries(env), launcher }, request),
       close: () => this.pool.release(slot),
     };
+  }
+
+  /** Whether this worker holds a warm process for actions like `job` (the scheduler's affinity hint). */
+  isWarmFor(job: ExecutionJob): boolean {
+    const hint = affinityHint(job);
+    return hint !== null && this.pool.hasWarm(hint);
   }
 
   async close(): Promise<void> {
@@ -139,6 +145,15 @@ export class PersistentWorkers {
       }
     }
   }
+}
+
+/**
+ * What a scheduler can tell of a job's persistent worker without reading its inputs: the client's key and silo.
+ * Null for jobs that use no persistent worker.
+ */
+export function affinityHint(job: ExecutionJob): string | null {
+  const key = job.platform.options.get('persistentWorkerKey') ?? '';
+  return key === '' ? null : `${key}\u0000${job.platform.options.get('cache-silo-key') ?? ''}`;
 }
 
 /** Empties a worker's directory, keeping the directory itself (the worker process's working directory). */

@@ -31,6 +31,8 @@ export function poolKey(parts: PoolKeyParts): string {
 
 export interface WorkerSlot {
   readonly key: string;
+  /** The client's persistentWorkerKey and silo: what the scheduler's affinity hint can see of a job. */
+  readonly hint: string;
   readonly id: number;
   /** The exec root of every action this slot runs, and its worker's working directory. */
   readonly dir: string;
@@ -68,7 +70,7 @@ export class PersistentWorkerPool {
   }
 
   /** A slot for `key`, waiting while the pool is full; the caller must `release` it. */
-  async acquire(key: string, signal: AbortSignal): Promise<WorkerSlot> {
+  async acquire(key: string, hint: string, signal: AbortSignal): Promise<WorkerSlot> {
     for (;;) {
       signal.throwIfAborted();
       const warm = [...this.idle].find((slot) => slot.key === key);
@@ -82,7 +84,7 @@ export class PersistentWorkerPool {
           const victim = [...this.idle].sort((a, b) => a.idleSince - b.idleSince)[0];
           if (victim !== undefined) await this.retire(victim);
         }
-        if (this.slots.size < this.options.maxTotal) return this.create(key);
+        if (this.slots.size < this.options.maxTotal) return this.create(key, hint);
       }
       await new Promise<void>((resolve) => {
         const waiter = { key, wake: resolve };
@@ -114,9 +116,9 @@ export class PersistentWorkerPool {
     return { started: this.started, live: this.slots.size };
   }
 
-  /** Whether a warm (idle, started) worker waits for `key`: the scheduler prefers such a worker. */
-  hasWarm(key: string): boolean {
-    return [...this.idle].some((slot) => slot.key === key && slot.process !== null);
+  /** Whether a warm (idle, started) worker waits for actions with this hint: the scheduler prefers such a worker. */
+  hasWarm(hint: string): boolean {
+    return [...this.idle].some((slot) => slot.hint === hint && slot.process !== null);
   }
 
   async close(): Promise<void> {
@@ -125,10 +127,10 @@ export class PersistentWorkerPool {
     this.wakeAll();
   }
 
-  private async create(key: string): Promise<WorkerSlot> {
+  private async create(key: string, hint: string): Promise<WorkerSlot> {
     const id = this.nextId++;
     const dir = join(this.options.dir, String(id));
-    const slot: WorkerSlot = { key, id, dir, process: null, idleSince: Date.now() };
+    const slot: WorkerSlot = { key, hint, id, dir, process: null, idleSince: Date.now() };
     this.slots.add(slot);
     await rm(dir, { recursive: true, force: true });
     await mkdir(dir, { recursive: true, mode: 0o755 });
