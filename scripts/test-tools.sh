@@ -9,6 +9,10 @@ command -v bazel >/dev/null 2>&1 || missing+=(bazel-bootstrap)   # the real Baze
 [ -x /usr/sbin/nginx ] || missing+=(nginx-light)                    # reference server for tests and bench
 command -v openssl >/dev/null 2>&1 || missing+=(openssl)            # test certificates for TLS
 dpkg -s libnetty-tcnative-jni >/dev/null 2>&1 || missing+=(libnetty-tcnative-jni)  # OpenSSL for Bazel 4.2.3's grpcs://
+# The docker runner's suites start a private dockerd of their own (test/executor/docker/engine.ts); installing
+# the package starts nothing. busybox-static is the root file system of the test images.
+command -v dockerd >/dev/null 2>&1 || [ -x /usr/sbin/dockerd ] || missing+=(docker.io)
+[ -x /bin/busybox ] || missing+=(busybox-static)
 [ ${#missing[@]} -eq 0 ] && exit 0
 
 if [ "$(id -u)" -eq 0 ]; then

@@ -46,6 +46,20 @@ export interface ExecutorConfig {
   execution: ExecutionConfig;
 }
 
+/** The Docker engine actions run on and what every container is allowed (executor/worker/docker/). */
+export interface DockerConfig {
+  /** `unix:///path` of the engine's API socket. */
+  host: string;
+  /** Memory (swap included) of one container in bytes; 0: unlimited. */
+  memoryBytes: number;
+  /** Processes of one container at once; 0: unlimited. */
+  pids: number;
+  /** Warm `dockerReuse` containers at most, busy or idle, over all images and silos. */
+  poolSize: number;
+  /** A warm container unused this long is removed. */
+  idleMs: number;
+}
+
 /** Remote execution by `larder executor`: its in-process workers and the limits every action runs under. */
 export interface ExecutionConfig {
   /** In-process workers (0: a frontend that executes nothing itself). */
@@ -64,6 +78,8 @@ export interface ExecutionConfig {
   runAs: string;
   /** Whether actions may ask for a container image (the docker runner); off unless the operator says so. */
   allowDocker: boolean;
+  /** The docker runner's engine and container bounds (used only with allowDocker). */
+  docker: DockerConfig;
   /** The runners whose actions may use remote persistent workers (`persistentWorkerKey`); none by default. */
   persistentWorkers: ReadonlySet<'local' | 'docker'>;
 }
@@ -154,6 +170,11 @@ export const EXECUTOR_OPTIONS: readonly OptionRow[] = [
   { flag: 'max-action-timeout', env: 'LARDER_MAX_ACTION_TIMEOUT', help: 'the longest any action may run, whatever it asks for', default: () => '3h' },
   { flag: 'run-as', env: 'LARDER_RUN_AS', help: 'user actions run as when larder runs as root (never as root itself)', default: () => (isRoot() ? 'nobody' : '') },
   { flag: 'allow-docker', env: 'LARDER_ALLOW_DOCKER', help: 'run actions that ask for a container-image in Docker (DOCKER_HOST, else /var/run/docker.sock)', default: () => 'off', boolean: true },
+  { flag: 'docker-host', env: 'LARDER_DOCKER_HOST', help: 'the Docker engine\'s API socket, unix:///PATH', default: (env) => env.DOCKER_HOST || 'unix:///var/run/docker.sock' },
+  { flag: 'docker-memory', env: 'LARDER_DOCKER_MEMORY', help: 'memory (swap included) of each action\'s container; past it the action is OOM-killed (0: unlimited)', default: () => '4GiB' },
+  { flag: 'docker-pids', env: 'LARDER_DOCKER_PIDS', help: 'processes each container may have at once (0: unlimited)', default: () => '4096' },
+  { flag: 'docker-pool-size', env: 'LARDER_DOCKER_POOL_SIZE', help: 'warm containers kept for dockerReuse=True actions, busy or idle, over all images and silos', default: () => '8' },
+  { flag: 'docker-idle-timeout', env: 'LARDER_DOCKER_IDLE_TIMEOUT', help: 'a warm container unused this long is removed', default: () => '5m' },
   { flag: 'persistent-workers', env: 'LARDER_PERSISTENT_WORKERS', help: 'runners whose actions may use remote persistent workers: local, docker, or both (local,docker)', default: () => '' },
 ];
 
@@ -190,6 +211,14 @@ function parseExecutionOptions(values: Record<string, string>): ExecutionConfig 
     maxActionTimeoutMs,
     runAs,
     allowDocker: parseSwitch('allow-docker', values['allow-docker']!),
+    docker: {
+      host: values['docker-host']!,
+      memoryBytes: parseSize(values['docker-memory']!),
+      // Above parseCount's 1024: a build's compiler fan-out needs thousands of processes.
+      pids: /^\d+$/.test(values['docker-pids']!.trim()) ? Number(values['docker-pids']) : parseCount('docker-pids', values['docker-pids']!, 0),
+      poolSize: parseCount('docker-pool-size', values['docker-pool-size']!, 1),
+      idleMs: parseDuration(values['docker-idle-timeout']!, '--docker-idle-timeout'),
+    },
     persistentWorkers: parseRunnerList('persistent-workers', values['persistent-workers']!),
   };
 }

@@ -22,6 +22,7 @@ import { spawnLocalWorker } from './persistent/worker-process.ts';
 import type { Runner } from './runner.ts';
 import { storeCas } from './store-cas.ts';
 import { Worker } from './worker.ts';
+import { DockerEngine, DockerRunner } from './docker/index.ts';
 
 /** A group of identical workers; `larder executor` makes one from its flags, tests may make several. */
 export interface WorkerPool {
@@ -67,6 +68,8 @@ export async function startInProcessWorkers(options: {
   if (user !== null) await checkReachable(actionsDir, user, config.runAs);
   const cache = await FileCache.open({ dir: join(workDir, 'inputs'), maxBytes: config.inputCacheBytes, log });
   const runners = new Map<RunnerKind, Runner>([['local', new LocalRunner()]]);
+  const docker = config.allowDocker ? await startDockerRunner(config, actionsDir, log) : null;
+  if (docker !== null) runners.set('docker', docker);
   const persistentWorkers =
     config.persistentWorkers.size === 0
       ? null
@@ -113,8 +116,25 @@ export async function startInProcessWorkers(options: {
     async stop() {
       await Promise.all(workers.map((w) => w.stop()));
       await persistentWorkers?.close();
+      await docker?.close(); // every container it started, warm ones included
     },
   };
+}
+
+/** The docker runner on --docker-host, checked to answer at start (a wrong socket fails here, not per action). */
+async function startDockerRunner(config: ExecutionConfig, actionsDir: string, log: Logger): Promise<DockerRunner> {
+  const { docker } = config;
+  const runner = new DockerRunner({
+    engine: DockerEngine.fromHost(docker.host),
+    limits: { memoryBytes: docker.memoryBytes, pids: docker.pids },
+    actionsDir,
+    workDir: join(resolve(config.workDir), 'docker'),
+    maxWarmContainers: docker.poolSize,
+    idleMs: docker.idleMs,
+    log,
+  });
+  await runner.start();
+  return runner;
 }
 
 /** uid and gid of a user name (or numeric id), through the system's user database. */

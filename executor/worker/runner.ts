@@ -1,7 +1,7 @@
 /**
  * How a staged action's command is run. The worker stages inputs and collects outputs; a runner only starts
  * the command in the prepared directory and reports how it ended. `local` runs a process on this host
- * (local-runner.ts); `docker` (a later issue) will run it in a container; persistent workers will be runners too.
+ * (local-runner.ts); `docker` runs it in a container (docker/); persistent workers will be runners too.
  */
 import type { RunnerKind } from '../execution/platform.ts';
 
@@ -38,6 +38,8 @@ export interface RunOutcome {
   readonly startError: string | null;
   /** Output beyond maxOutputBytes was dropped. */
   readonly outputTruncated: boolean;
+  /** The kernel killed the command for exceeding its memory limit (container runners; exitCode is 137 then). */
+  readonly oomKilled?: boolean;
   readonly startedAt: Date;
   readonly endedAt: Date;
 }
