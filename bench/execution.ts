@@ -198,7 +198,7 @@ async function measureExecute(o: { actions: number; concurrencies: number[]; inp
 }
 
 /** `url` is grpc://127.0.0.1:PORT, for Bazel; `address` is 127.0.0.1:PORT, for clients. */
-interface Executor {
+export interface Executor {
   url: string;
   address: string;
   pid: number;
@@ -209,8 +209,8 @@ interface Executor {
  * A real `larder executor` process (bin/larder.js, as a user starts it) with its own store and work folder under
  * `dir`, which `nobody` can enter. Stopped by its PID (proc.ts also kills it if the bench dies first).
  */
-async function startBenchExecutor(dir: string, nodeFlags: string[] = []): Promise<Executor> {
-  const args = ['executor', '--listen', '127.0.0.1:0', '--log-level', 'warn', '--store', `disk:${join(dir, 'store')}`, '--max-size', '4GiB', '--work-dir', join(dir, 'work'), '--concurrency', '8'];
+export async function startBenchExecutor(dir: string, nodeFlags: string[] = [], extraArgs: string[] = []): Promise<Executor> {
+  const args = ['executor', '--listen', '127.0.0.1:0', '--log-level', 'warn', '--store', `disk:${join(dir, 'store')}`, '--max-size', '4GiB', '--work-dir', join(dir, 'work'), '--concurrency', '8', ...extraArgs];
   const child = spawnTracked(process.execPath, [...nodeFlags, LARDER_BIN, ...args], undefined, { stdio: ['ignore', 'pipe', 'pipe'] });
   let output = '';
   child.stderr!.on('data', (d: Buffer) => (output += d.toString()));
@@ -376,11 +376,11 @@ async function measureBazel(rounds: number): Promise<BazelRow[]> {
  * UpperJson) never see --action_env and would otherwise be remote cache hits. Throws unless the build succeeded
  * where it was meant to run.
  */
-async function build(ws: BazelWorkspace, where: 'local' | 'remote', flags: string[]): Promise<BazelRun> {
+export async function build(ws: BazelWorkspace, where: 'local' | 'remote', flags: string[], targets: string[] = TARGETS): Promise<BazelRun> {
   const nonce = randomBytes(8).toString('hex');
   const fresh = [`--action_env=BENCH_NONCE=${nonce}`, `--host_action_env=BENCH_NONCE=${nonce}`];
   if (where === 'remote') fresh.push(`--remote_instance_name=bench-${nonce}`);
-  const run = await ws.build(TARGETS, [...flags, ...fresh]);
+  const run = await ws.build(targets, [...flags, ...fresh]);
   const summary = run.summary;
   if (run.exitCode !== 0 || summary === null) throw new Error(`${where} build failed:\n${describeRun(run)}`);
   const allRemote = summary.remoteCacheHit === 0 && Object.keys(summary.other).length === 1 && summary.other.remote === summary.nonInternal;

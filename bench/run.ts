@@ -31,6 +31,7 @@ import { formatTable, num } from './table.ts';
 import { formatGrpcRows, runGrpcBench } from './grpc.ts';
 import { formatS3Rows, runS3Bench } from './s3.ts';
 import { formatExecutionRows, runExecutionBench } from './execution.ts';
+import { formatPersistentRows, runPersistentWorkerBench } from './persistent-workers.ts';
 
 type ServerName = 'larder' | 'nginx';
 
@@ -359,6 +360,14 @@ async function otherFrontends(options: BenchOptions): Promise<boolean> {
       console.log(`\nRemote execution (larder executor, disk store, --concurrency 8)\n${formatExecutionRows(rows)}`);
     } catch (err) {
       console.log(`\nRemote execution FAILED: ${(err as Error)?.stack ?? String(err)}`);
+      ok = false;
+    }
+    log('remote persistent workers…');
+    try {
+      const rows = await runPersistentWorkerBench(options.quick ? 1 : 2);
+      console.log(`\nRemote persistent workers (real Bazel, cold builds)\n${formatPersistentRows(rows)}`);
+    } catch (err) {
+      console.log(`\nRemote persistent workers FAILED: ${(err as Error)?.stack ?? String(err)}`);
       ok = false;
     }
   }
