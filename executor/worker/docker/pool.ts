@@ -31,6 +31,8 @@ export interface WarmContainer {
   readonly baseline: ReadonlySet<number>;
   /** Host folder mounted at /tmp. */
   readonly tmpDir: string;
+  /** Names in /tmp that lead to other mounts (an actions folder under /tmp): never emptied. */
+  readonly keepInTmp: ReadonlySet<string>;
   idleSince: number;
   idleTimer: NodeJS.Timeout | null;
 }
@@ -138,7 +140,8 @@ export class WarmPool {
       const { pid } = await inspectContainer(engine, id);
       const baseline = await settledBaseline(pid);
       this.options.log.debug('warm container started', { container: id.slice(0, 12), image: spec.image, silo: spec.silo });
-      return { id, key, spec, pid, baseline, tmpDir, idleSince: 0, idleTimer: null };
+      const keepInTmp = new Set([actionsDir, ...mounts].filter((m) => m.startsWith('/tmp/')).map((m) => m.split('/')[2]!));
+      return { id, key, spec, pid, baseline, tmpDir, keepInTmp, idleSince: 0, idleTimer: null };
     } catch (err) {
       if (id !== undefined) await removeContainer(engine, id).catch(() => undefined);
       await rm(tmpDir, { recursive: true, force: true });
@@ -177,10 +180,14 @@ export class WarmPool {
     this.chore(this.remove(evicted));
   }
 
-  /** Empties /tmp and /dev/shm from the host (through the init's view of the container's mounts). */
+  /**
+   * Empties /tmp and /dev/shm from the host. The engine makes the mount points of folders mounted under /tmp (the
+   * actions folder, when the work folder is in /tmp) inside our /tmp folder: those stay, or the mounts would go
+   * with them. They are root's and read-only to the action, so it cannot leave anything there.
+   */
   private async clean(container: WarmContainer): Promise<void> {
-    await emptyDir(container.tmpDir);
-    await emptyDir(`/proc/${container.pid}/root/dev/shm`);
+    await emptyDir(container.tmpDir, container.keepInTmp);
+    await emptyDir(`/proc/${container.pid}/root/dev/shm`, new Set());
   }
 
   private async destroy(container: WarmContainer): Promise<void> {
@@ -234,10 +241,10 @@ async function isZombie(pid: number): Promise<boolean> {
   return stat === '' || stat.slice(stat.lastIndexOf(')') + 2)[0] === 'Z';
 }
 
-async function emptyDir(dir: string): Promise<void> {
+async function emptyDir(dir: string, keep: ReadonlySet<string>): Promise<void> {
   const names = await readdir(dir).catch((err: NodeJS.ErrnoException) => {
     if (err.code === 'ENOENT') return [];
     throw err;
   });
-  await Promise.all(names.map((name) => rm(join(dir, name), { recursive: true, force: true })));
+  await Promise.all(names.filter((name) => !keep.has(name)).map((name) => rm(join(dir, name), { recursive: true, force: true })));
 }
