@@ -71,7 +71,13 @@ export async function exitCodeOf(engine: DockerEngine, execId: string): Promise<
 
 /** SIGKILLs the exec'd process by its host PID (no-op once it is gone). */
 export async function killExec(engine: DockerEngine, execId: string): Promise<void> {
-  const state = await inspectExec(engine, execId);
+  const deadline = Date.now() + EXIT_NOTE_LIMIT_MS;
+  let state = await inspectExec(engine, execId);
+  // Right after the start the engine reports Pid 0 for a moment: the process is being spawned.
+  while (state !== null && state.running && state.pid <= 0 && Date.now() < deadline) {
+    await new Promise((resolve) => setTimeout(resolve, 5));
+    state = await inspectExec(engine, execId);
+  }
   if (state === null || !state.running || state.pid <= 0) return;
   try {
     process.kill(state.pid, 'SIGKILL');

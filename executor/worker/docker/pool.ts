@@ -95,18 +95,19 @@ export class WarmPool {
     }
   }
 
-  /** Back to the pool (cleaned first, in the background) or removed (awaited, so nothing of it is left running). */
+  /**
+   * Back to the pool, cleaned (host-side file removals: about a millisecond, so awaited, and the next action of the
+   * key finds it idle), or removed (awaited too, so nothing of it is left running when this resolves).
+   */
   async release(container: WarmContainer, reusable: boolean): Promise<void> {
     if (!reusable || this.closed) return this.destroy(container);
-    this.chore(
-      this.clean(container).then(
-        () => this.park(container),
-        (err: Error) => {
-          this.options.log.warn('could not clean a warm container; removing it', { container: container.id.slice(0, 12), error: err.message });
-          return this.destroy(container);
-        },
-      ),
-    );
+    try {
+      await this.clean(container);
+    } catch (err) {
+      this.options.log.warn('could not clean a warm container; removing it', { container: container.id.slice(0, 12), error: (err as Error).message });
+      return this.destroy(container);
+    }
+    this.park(container);
   }
 
   /** Removes every container, idle ones at once, busy ones as they come back (their runs are being cancelled). */
