@@ -67,7 +67,8 @@ export async function startInProcessWorkers(options: {
   await mkdir(actionsDir, { mode: 0o755 });
   if (user !== null) await checkReachable(actionsDir, user, config.runAs);
   const cache = await FileCache.open({ dir: join(workDir, 'inputs'), maxBytes: config.inputCacheBytes, log });
-  const runners = new Map<RunnerKind, Runner>([['local', new LocalRunner()]]);
+  const local = new LocalRunner();
+  const runners = new Map<RunnerKind, Runner>([['local', local]]);
   const docker = config.allowDocker ? await startDockerRunner(config, actionsDir, log) : null;
   if (docker !== null) runners.set('docker', docker);
   const persistentWorkers =
@@ -117,6 +118,7 @@ export async function startInProcessWorkers(options: {
       await Promise.all(workers.map((w) => w.stop()));
       await persistentWorkers?.close();
       await docker?.close(); // every container it started, warm ones included
+      local.close();
     },
   };
 }

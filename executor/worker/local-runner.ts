@@ -3,107 +3,84 @@
  * timeout or a cancellation kills everything it started, not just the parent: an orphaned child writing into
  * a directory that is about to be reused is how other systems corrupted retried actions. The run is over only
  * when the whole group is gone, even when the parent exited normally and left background processes behind.
+ *
+ * Commands are started by the spawner (spawner/), a small helper process, so that starting one costs the
+ * same whatever the executor's own memory, and their output never passes through the executor's event loop.
  */
-import { spawn } from 'node:child_process';
-import { createWriteStream } from 'node:fs';
 import { constants } from 'node:os';
-import type { Readable } from 'node:stream';
-import { finished } from 'node:stream/promises';
 import { groupGone, signalGroup } from './process-group.ts';
 import type { Runner, RunOutcome, RunRequest } from './runner.ts';
+import { Spawner } from './spawner/spawner.ts';
 
 /** After the group is gone, how long its output pipes may stay open (held by a process that left the group). */
 const PIPE_DRAIN_LIMIT_MS = 2_000;
 
 export class LocalRunner implements Runner {
   readonly kind = 'local' as const;
+  private readonly spawner = new Spawner();
 
   async run(request: RunRequest): Promise<RunOutcome> {
     const startedAt = new Date();
-    const [program, ...args] = request.argv;
-    const child = spawn(program!, args, {
+    const command = this.spawner.run({
+      argv: request.argv,
       cwd: request.cwd,
-      env: { ...request.env },
-      detached: true, // setsid(): the command leads a process group of its own
-      stdio: ['ignore', 'pipe', 'pipe'],
-      ...(request.user === null ? {} : { uid: request.user.uid, gid: request.user.gid }),
+      env: request.env,
+      user: request.user,
+      stdoutPath: request.stdoutPath,
+      stderrPath: request.stderrPath,
+      maxOutputBytes: request.maxOutputBytes,
     });
-    const output = { bytes: 0, truncated: false };
-    const copies = [copyBounded(child.stdout!, request.stdoutPath, request.maxOutputBytes, output), copyBounded(child.stderr!, request.stderrPath, request.maxOutputBytes, output)];
+    const started = await command.started;
+    if ('error' in started) {
+      await command.output;
+      return { exitCode: 127, signal: null, timedOut: false, cancelled: false, startError: describeStartError(request.argv[0]!, started.error), outputTruncated: false, startedAt, endedAt: new Date() };
+    }
 
     let timedOut = false;
     let cancelled = false;
-    const killGroup = () => signalGroup(child.pid, 'SIGKILL');
     const timer = setTimeout(() => {
       timedOut = true;
-      killGroup();
+      signalGroup(started.pid, 'SIGKILL');
     }, request.timeoutMs);
     const onAbort = () => {
       cancelled = true;
-      killGroup();
+      signalGroup(started.pid, 'SIGKILL');
     };
     if (request.signal.aborted) onAbort();
     else request.signal.addEventListener('abort', onAbort, { once: true });
 
-    const ended = await new Promise<{ code: number | null; signal: NodeJS.Signals | null; error: Error | null }>((resolve) => {
-      child.once('error', (error) => resolve({ code: null, signal: null, error }));
-      child.once('exit', (code, signal) => resolve({ code, signal, error: null }));
-    });
+    const ended = await command.exited;
     clearTimeout(timer);
     request.signal.removeEventListener('abort', onAbort);
-    if (child.pid !== undefined) {
-      // Whatever the command left running in its group goes too, and is waited for.
-      killGroup();
-      await groupGone(child.pid);
-    }
-    await drainWithin(copies, [child.stdout!, child.stderr!]);
+    // Whatever the command left running in its group goes too, and is waited for.
+    signalGroup(started.pid, 'SIGKILL');
+    await groupGone(started.pid);
+    const output = await drainWithin(command.output, () => command.abandon());
 
-    if (ended.error !== null) {
-      return { exitCode: 127, signal: null, timedOut: false, cancelled, startError: describeStartError(program!, ended.error), outputTruncated: output.truncated, startedAt, endedAt: new Date() };
-    }
     const exitCode = ended.code ?? 128 + (ended.signal === null ? 0 : (constants.signals[ended.signal] ?? 0));
     return { exitCode, signal: ended.signal, timedOut, cancelled, startError: null, outputTruncated: output.truncated, startedAt, endedAt: new Date() };
   }
+
+  close(): void {
+    this.spawner.close();
+  }
 }
 
-/** Copies a pipe into a file, keeping at most `limit` bytes of both streams together and discarding the rest. */
-async function copyBounded(source: Readable, path: string, limit: number, budget: { bytes: number; truncated: boolean }): Promise<void> {
-  const file = createWriteStream(path, { mode: 0o600 });
-  source.on('data', (chunk: Buffer) => {
-    const room = limit - budget.bytes;
-    if (room <= 0) {
-      budget.truncated = true;
-      return;
-    }
-    const kept = chunk.byteLength <= room ? chunk : chunk.subarray(0, room);
-    if (kept !== chunk) budget.truncated = true;
-    budget.bytes += kept.byteLength;
-    // Backpressure: a command that writes faster than the disk takes it waits on its pipe.
-    if (!file.write(kept)) {
-      source.pause();
-      file.once('drain', () => source.resume());
-    }
-  });
-  await finished(source).catch(() => undefined);
-  file.end();
-  await finished(file);
-}
-
-async function drainWithin(copies: Promise<void>[], pipes: Readable[]): Promise<void> {
+/** The output, once both pipes closed; after PIPE_DRAIN_LIMIT_MS the pipes are abandoned and what was written counts. */
+async function drainWithin(output: Promise<{ truncated: boolean }>, abandon: () => void): Promise<{ truncated: boolean }> {
   let timer: NodeJS.Timeout | undefined;
-  const limit = new Promise<void>((resolve) => {
+  const late = new Promise<void>((resolve) => {
     timer = setTimeout(() => {
-      for (const pipe of pipes) pipe.destroy();
+      abandon();
       resolve();
     }, PIPE_DRAIN_LIMIT_MS);
   });
-  await Promise.race([Promise.all(copies), limit]);
+  await Promise.race([output, late]);
   clearTimeout(timer);
-  await Promise.all(copies);
+  return output;
 }
 
-function describeStartError(program: string, error: Error): string {
-  const code = (error as NodeJS.ErrnoException).code;
-  const why = code === 'ENOENT' ? 'no such file or program' : code === 'EACCES' ? 'permission denied (not executable?)' : error.message;
+function describeStartError(program: string, error: NodeJS.ErrnoException): string {
+  const why = error.code === 'ENOENT' ? 'no such file or program' : error.code === 'EACCES' ? 'permission denied (not executable?)' : error.message;
   return `larder: cannot start ${JSON.stringify(program)}: ${why}`;
 }

@@ -10,6 +10,11 @@ import { codeOf, startTestServer, type TestServer } from '../helpers.ts';
 import { ActionFixture, finalResponse, isLive, liveProcessesInGroup, metadataOf } from './fixture.ts';
 
 const SH = '/bin/sh';
+
+/** Resolves once `condition` holds, checking on every turn of the event loop (bounded by the test's timeout). */
+async function waitFor(condition: () => boolean): Promise<void> {
+  while (!condition()) await new Promise((resolve) => setImmediate(resolve));
+}
 const isRoot = process.getuid?.() === 0;
 
 describe('Execute on the embedded worker', () => {
@@ -190,6 +195,25 @@ describe('Execute on the embedded worker', () => {
     const cached = await fx.execute(actionDigest, { inlineStdout: true });
     expect(cached.response.cachedResult).toBe(true);
     expect(Buffer.from(cached.response.result!.stdoutRaw).toString()).toBe('out\n');
+  });
+
+  it('starts commands from the small spawner process, not from the executor itself', async () => {
+    const { response } = await fx.execute(await fx.action({ command: { arguments: [SH, '-c', 'echo $PPID'] } }));
+    const parent = Number((await fx.read(response.result!.stdoutDigest)).toString());
+    expect(parent).not.toBe(process.pid);
+    const parentCommand = readFileSync(`/proc/${parent}/cmdline`, 'utf8');
+    expect(parentCommand).toContain('spawner-process.mjs');
+    // A spawner that dies fails the actions it was running, and the next action gets a new one.
+    const running = fx.execute(await fx.action({ command: { arguments: [SH, '-c', 'exec sleep 5'] } }));
+    const childrenOf = (pid: number) => readFileSync(`/proc/${pid}/task/${pid}/children`, 'utf8').trim().split(' ').filter(Boolean);
+    const commandOf = (pid: string) => readFileSync(`/proc/${pid}/cmdline`, 'utf8').replace(/\0/g, ' ').trim();
+    await waitFor(() => childrenOf(parent).some((pid) => commandOf(pid) === 'sleep 5'));
+    process.kill(parent, 'SIGKILL');
+    const killed = (await running).response;
+    expect(killed.result!.exitCode).toBe(137);
+    const after = await fx.execute(await fx.action({ salt: 'after the spawner died', command: { arguments: [SH, '-c', 'echo $PPID'] } }));
+    expect(after.response.result!.exitCode).toBe(0);
+    expect(Number((await fx.read(after.response.result!.stdoutDigest)).toString())).not.toBe(parent);
   });
 
   it('removes every action directory when its action is done', () => {

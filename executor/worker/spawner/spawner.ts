@@ -1,0 +1,116 @@
+/**
+ * The executor's side of the spawner (spawner-process.mjs): one helper process, started on first use and again
+ * if it dies, that starts commands and copies their output to files, so that neither costs the executor's event
+ * loop in proportion to the executor's memory. Killing and waiting for process groups stays here: the
+ * executor owns the decision, and a group is killed by its id whoever started it.
+ */
+import { type ChildProcess, fork } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+
+const SPAWNER = fileURLToPath(new URL('./spawner-process.mjs', import.meta.url));
+
+export interface SpawnRequest {
+  argv: readonly string[];
+  cwd: string;
+  env: Readonly<Record<string, string>>;
+  user: { uid: number; gid: number } | null;
+  stdoutPath: string;
+  stderrPath: string;
+  maxOutputBytes: number;
+}
+
+export interface SpawnedCommand {
+  /** The command's pid (= its process group id), or the reason it could not be started. */
+  readonly started: Promise<{ pid: number } | { error: NodeJS.ErrnoException }>;
+  /** The group leader's exit. */
+  readonly exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
+  /** Both output pipes closed and the files written; `truncated` when the output passed its bound. */
+  readonly output: Promise<{ truncated: boolean }>;
+  /** Stops waiting for the pipes, which a process that escaped the group may hold open forever. */
+  abandon(): void;
+}
+
+type Message =
+  | { type: 'started'; id: number; pid: number }
+  | { type: 'error'; id: number; code: string; message: string }
+  | { type: 'exit'; id: number; code: number | null; signal: NodeJS.Signals | null }
+  | { type: 'output'; id: number; truncated: boolean };
+
+interface Pending {
+  started: (value: { pid: number } | { error: NodeJS.ErrnoException }) => void;
+  exited: (value: { code: number | null; signal: NodeJS.Signals | null }) => void;
+  output: (value: { truncated: boolean }) => void;
+  /** 'exit' (or 'error') and 'output' arrive in either order; the entry goes once both have. */
+  exitSeen: boolean;
+  outputSeen: boolean;
+}
+
+export class Spawner {
+  private child: ChildProcess | null = null;
+  private readonly pending = new Map<number, Pending>();
+  private nextId = 1;
+
+  run(request: SpawnRequest): SpawnedCommand {
+    const id = this.nextId++;
+    let pending!: Pending;
+    const started = new Promise<{ pid: number } | { error: NodeJS.ErrnoException }>((resolve) => (pending = { started: resolve, exitSeen: false, outputSeen: false } as Pending));
+    const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => (pending.exited = resolve));
+    const output = new Promise<{ truncated: boolean }>((resolve) => (pending.output = resolve));
+    this.pending.set(id, pending);
+    const child = this.process();
+    child.send({ type: 'run', id, ...request, env: { ...request.env } });
+    return { started, exited, output, abandon: () => this.child?.send({ type: 'abandon', id }) };
+  }
+
+  close(): void {
+    this.child?.disconnect();
+    this.child = null;
+  }
+
+  private process(): ChildProcess {
+    if (this.child !== null && this.child.connected) return this.child;
+    // No loader flags: the spawner is plain JavaScript and should stay as small as Node allows.
+    const child = fork(SPAWNER, [], { execArgv: [], stdio: ['ignore', 'inherit', 'inherit', 'ipc'], serialization: 'json' });
+    child.on('message', (message: Message) => this.onMessage(message));
+    child.once('exit', () => {
+      if (this.child === child) this.child = null;
+      // Commands it was watching are orphaned: report them as failed rather than leave their actions hanging.
+      for (const [id, pending] of this.pending) {
+        const error = Object.assign(new Error('the spawner process exited'), { code: 'ESPAWNER' });
+        pending.started({ error });
+        pending.exited({ code: null, signal: 'SIGKILL' });
+        pending.output({ truncated: false });
+        this.pending.delete(id);
+      }
+    });
+    // The spawner must not keep the executor alive on its own.
+    child.unref();
+    (child as unknown as { channel?: { unref(): void } }).channel?.unref();
+    this.child = child;
+    return child;
+  }
+
+  private onMessage(message: Message): void {
+    const pending = this.pending.get(message.id);
+    if (pending === undefined) return;
+    switch (message.type) {
+      case 'started':
+        pending.started({ pid: message.pid });
+        break;
+      case 'error':
+        pending.started({ error: Object.assign(new Error(message.message), { code: message.code }) });
+        pending.exited({ code: null, signal: null });
+        pending.exitSeen = true;
+        break;
+      case 'exit':
+        pending.exited({ code: message.code, signal: message.signal });
+        pending.exitSeen = true;
+        break;
+      case 'output':
+        pending.output({ truncated: message.truncated });
+        pending.outputSeen = true;
+        break;
+    }
+    if (pending.exitSeen && pending.outputSeen) this.pending.delete(message.id);
+  }
+}
