@@ -62,6 +62,25 @@ export interface ExecutionConfig {
   maxActionTimeoutMs: number;
   /** The user actions run as when the server runs as root; '' runs them as the server's own user. */
   runAs: string;
+  /** `memory` (one process, the default) or the redis:// URL of a fleet's shared queue. */
+  queue: string;
+  /** With a Redis queue: how long a claimed action stays a silent worker's before it is requeued. */
+  queueLeaseMs: number;
+}
+
+/** `larder worker`: a worker in its own process, taking jobs from a fleet's Redis queue. */
+export interface WorkerConfig {
+  /** The redis:// URL of the fleet's queue. */
+  queue: string;
+  queueLeaseMs: number;
+  /** grpc://HOST:PORT or grpcs://HOST:PORT of a frontend, whose CAS and action cache the worker uses. */
+  frontend: string;
+  /** CA certificate (PEM) for a grpcs:// frontend with a private CA; '' : the system's roots. */
+  frontendCaPath: string;
+  /** File holding the Authorization value (`Bearer …` or `Basic …`) the frontend accepts; '' : none. */
+  frontendCredentialsPath: string;
+  logLevel: LogLevel;
+  execution: Omit<ExecutionConfig, 'workers' | 'queue' | 'queueLeaseMs'>;
 }
 
 interface OptionRow {
@@ -149,7 +168,43 @@ export const EXECUTOR_OPTIONS: readonly OptionRow[] = [
   { flag: 'action-timeout', env: 'LARDER_ACTION_TIMEOUT', help: 'timeout of an action that sets none', default: () => '15m' },
   { flag: 'max-action-timeout', env: 'LARDER_MAX_ACTION_TIMEOUT', help: 'the longest any action may run, whatever it asks for', default: () => '3h' },
   { flag: 'run-as', env: 'LARDER_RUN_AS', help: 'user actions run as when larder runs as root (never as root itself)', default: () => (isRoot() ? 'nobody' : '') },
+  { flag: 'queue', env: 'LARDER_QUEUE', help: 'memory (this process only) or redis://HOST:PORT, the queue a fleet of frontends and workers shares', default: () => 'memory' },
+  { flag: 'queue-lease', env: 'LARDER_QUEUE_LEASE', help: 'with a Redis queue: how long a worker that stops renewing keeps its action before it goes to another worker', default: () => '30s' },
 ];
+
+/**
+ * `larder worker` takes the executor's execution rows (same flags and LARDER_* twins, so one environment file
+ * configures a host's worker like its executor) plus where to reach the frontend.
+ */
+export const WORKER_OPTIONS: readonly OptionRow[] = [
+  ...EXECUTOR_OPTIONS.filter((row) => ['queue', 'queue-lease', 'concurrency', 'platform', 'work-dir', 'input-cache-size', 'action-timeout', 'max-action-timeout', 'run-as', 'log-level'].includes(row.flag)),
+  { flag: 'frontend', env: 'LARDER_FRONTEND', help: 'grpc://HOST:PORT or grpcs://HOST:PORT of a frontend (larder executor) whose CAS the worker uses', default: () => '' },
+  { flag: 'frontend-ca', env: 'LARDER_FRONTEND_CA', help: "PEM CA certificate for a grpcs:// frontend with a private CA (default: the system's roots)", default: () => '' },
+  { flag: 'frontend-credentials', env: 'LARDER_FRONTEND_CREDENTIALS', help: 'file holding the Authorization value for the frontend: Bearer TOKEN or Basic BASE64 (needs the write role)', default: () => '' },
+];
+
+/** Parses `larder worker` arguments and the environment into a checked config. */
+export function parseWorkerConfig(args: string[], env: Env): WorkerConfig {
+  const values = resolveOptions(WORKER_OPTIONS, args, env);
+  const { workers: _, queue, queueLeaseMs, ...execution } = parseExecutionOptions({ ...values, workers: '1' });
+  if (!isRedisUrl(queue)) throw new LarderError('invalid_argument', `larder worker needs --queue redis://HOST:PORT (the fleet's queue), not ${JSON.stringify(queue)}`);
+  if (values.frontend === '') throw new LarderError('invalid_argument', 'larder worker needs --frontend grpc://HOST:PORT (a frontend whose CAS it uses)');
+  const logLevel = values['log-level']!;
+  if (!isLogLevel(logLevel)) throw new LarderError('invalid_argument', `--log-level must be debug, info, warn, error or silent, not ${logLevel}`);
+  return {
+    queue,
+    queueLeaseMs,
+    frontend: values.frontend!,
+    frontendCaPath: values['frontend-ca']!,
+    frontendCredentialsPath: values['frontend-credentials']!,
+    logLevel,
+    execution,
+  };
+}
+
+function isRedisUrl(text: string): boolean {
+  return /^rediss?:\/\/[^/]+/.test(text);
+}
 
 /** Parses `larder executor` arguments (without the subcommand) and the environment into a checked config. */
 export function parseExecutorConfig(args: string[], env: Env): ExecutorConfig {
@@ -183,7 +238,20 @@ function parseExecutionOptions(values: Record<string, string>): ExecutionConfig 
     actionTimeoutMs,
     maxActionTimeoutMs,
     runAs,
+    queue: parseQueue(values.queue!),
+    queueLeaseMs: parseLease(values['queue-lease']!),
   };
+}
+
+function parseLease(text: string): number {
+  const ms = parseDuration(text, '--queue-lease');
+  if (ms < 1000) throw new LarderError('invalid_argument', `--queue-lease must be at least 1s, not ${JSON.stringify(text)}`);
+  return ms;
+}
+
+function parseQueue(text: string): string {
+  if (text === 'memory' || isRedisUrl(text)) return text;
+  throw new LarderError('invalid_argument', `--queue must be memory or redis://HOST:PORT, not ${JSON.stringify(text)}`);
 }
 
 function parseCount(flag: string, text: string, min: number): number {

@@ -31,7 +31,7 @@ export interface WorkerPool {
 }
 
 /** stdout and stderr of one action, together, are cut here: enough for any compiler, bounded for a runaway. */
-const MAX_ACTION_OUTPUT_BYTES = 64 * 1024 * 1024;
+export const MAX_ACTION_OUTPUT_BYTES = 64 * 1024 * 1024;
 
 export interface InProcessWorkers {
   readonly workers: readonly Worker[];
@@ -46,14 +46,7 @@ export async function startInProcessWorkers(options: {
   log: Logger;
 }): Promise<InProcessWorkers> {
   const { config, store, log } = options;
-  const user = config.runAs === '' ? null : lookUpUser(config.runAs);
-  const workDir = resolve(config.workDir);
-  const actionsDir = join(workDir, 'actions');
-  await mkdir(workDir, { recursive: true, mode: 0o755 });
-  await rm(actionsDir, { recursive: true, force: true });
-  await mkdir(actionsDir, { mode: 0o755 });
-  if (user !== null) await checkReachable(actionsDir, user, config.runAs);
-  const cache = await FileCache.open({ dir: join(workDir, 'inputs'), maxBytes: config.inputCacheBytes, log });
+  const { actionsDir, cache, user } = await openWorkArea(config, log);
   const runner = new LocalRunner();
 
   const workers: Worker[] = [];
@@ -90,6 +83,22 @@ export async function startInProcessWorkers(options: {
       await Promise.all(workers.map((w) => w.stop()));
     },
   };
+}
+
+/**
+ * The work folder of one worker process: `actions/` emptied of a crashed run's leftovers (they would fill the
+ * disk) and checked reachable by the user actions run as, and the input file cache in `inputs/`.
+ */
+export async function openWorkArea(config: Pick<ExecutionConfig, 'workDir' | 'inputCacheBytes' | 'runAs'>, log: Logger): Promise<{ actionsDir: string; cache: FileCache; user: { uid: number; gid: number } | null }> {
+  const user = config.runAs === '' ? null : lookUpUser(config.runAs);
+  const workDir = resolve(config.workDir);
+  const actionsDir = join(workDir, 'actions');
+  await mkdir(workDir, { recursive: true, mode: 0o755 });
+  await rm(actionsDir, { recursive: true, force: true });
+  await mkdir(actionsDir, { mode: 0o755 });
+  if (user !== null) await checkReachable(actionsDir, user, config.runAs);
+  const cache = await FileCache.open({ dir: join(workDir, 'inputs'), maxBytes: config.inputCacheBytes, log });
+  return { actionsDir, cache, user };
 }
 
 /** uid and gid of a user name (or numeric id), through the system's user database. */

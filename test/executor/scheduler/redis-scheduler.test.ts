@@ -13,6 +13,7 @@ import {
   ActionSchema,
   CommandSchema,
   ExecuteResponseSchema,
+  PlatformSchema,
 } from '../../../shared/proto/gen/build/bazel/remote/execution/v2/remote_execution_pb.ts';
 import { haveRedis, startRedis, type TestRedis } from '../../helpers/redis.ts';
 
@@ -20,7 +21,7 @@ const AMD64 = workerPlatform(new Map([['Arch', ['amd64']]]), ['local']);
 const ARM64 = workerPlatform(new Map([['Arch', ['arm64']]]), ['local']);
 
 function job(id: string, arch = 'amd64', priority = 0): Omit<ExecutionJob, 'operation'> {
-  const platform = { properties: [{ name: 'Arch', value: arch }] };
+  const platform = create(PlatformSchema, { properties: [{ name: 'Arch', value: arch }] });
   return {
     instance: '',
     actionDigest: { hash: id.padStart(64, '0'), sizeBytes: 10 },
@@ -133,7 +134,7 @@ describe.runIf(haveRedis())('RedisScheduler on a real Redis', () => {
     const front = await scheduler();
     const slot = await (await scheduler()).join({ name: 'any', platform: workerPlatform(new Map([['Arch', ['amd64']], ['Pool', ['big']]]), ['local']) });
     const low = await front.submit(job('6', 'amd64', 5), null);
-    const urgentJob = { ...job('7', 'amd64', -5), platform: splitPlatform({ properties: [{ name: 'Pool', value: 'big' }] } as never, undefined) };
+    const urgentJob = { ...job('7', 'amd64', -5), platform: splitPlatform(create(PlatformSchema, { properties: [{ name: 'Pool', value: 'big' }] }), undefined) };
     const urgent = await front.submit(urgentJob, null);
     const signal = new AbortController().signal;
     expect((await slot.take(signal)).job.operation).toBe(urgent.name);
