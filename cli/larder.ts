@@ -1,5 +1,5 @@
 /** The `larder` command: one subcommand per role. */
-import { EDGE_OPTIONS, EXECUTOR_OPTIONS, optionsHelp, parseEdgeConfig, parseExecutorConfig } from '../shared/config.ts';
+import { EDGE_OPTIONS, EXECUTOR_OPTIONS, optionsHelp, parseEdgeConfig, parseExecutorConfig, parseWorkerConfig, WORKER_OPTIONS } from '../shared/config.ts';
 import { isLarderError } from '../shared/errors.ts';
 import { startNodeEdge } from '../edge/node.ts';
 import { startExecutor } from '../executor/start.ts';
@@ -10,6 +10,8 @@ commands:
   edge      serve Bazel's HTTP remote cache (GET/HEAD/PUT /ac/{sha256}, /cas/{sha256})
   executor  serve REAPI v2 over gRPC: remote execution with in-process workers, and the cache
             (Capabilities, Execution, CAS, ActionCache, ByteStream, Operations, health)
+  worker    a worker in its own process: takes actions from a fleet's Redis queue (--queue redis://…)
+            and reads and writes blobs through a frontend's CAS (--frontend grpc://…)
   credential-helper  Bazel credential helper: get, login HOST, print-header HOST, logout HOST
 `;
 
@@ -37,6 +39,19 @@ async function main(argv: string[]): Promise<number> {
       process.once('SIGINT', stop);
       process.once('SIGTERM', stop);
       return -1; // keep serving
+    }
+    case 'worker': {
+      if (args.includes('--help') || args.includes('-h')) {
+        console.log(`usage: larder worker --queue redis://HOST:PORT --frontend grpc://HOST:PORT [options]\n\n${optionsHelp(WORKER_OPTIONS, process.env)}`);
+        return 0;
+      }
+      // Loaded on demand, like the credential helper: an edge need not load ioredis.
+      const { startWorkerProcess } = await import('../executor/worker/process.ts');
+      const worker = await startWorkerProcess(parseWorkerConfig(args, process.env));
+      const stop = () => void worker.close().then(() => process.exit(0));
+      process.once('SIGINT', stop);
+      process.once('SIGTERM', stop);
+      return -1; // keep working
     }
     case 'credential-helper': {
       // Loaded on demand: Bazel runs `get` often and waits for it, so it should not pay for the servers' imports.

@@ -19,6 +19,7 @@ import type { BlobStore } from '../shared/storage/store.ts';
 import { PartialUploads } from './bytestream/partial-uploads.ts';
 import { widenReceiveWindows } from './grpc/flow-control.ts';
 import { MemoryScheduler } from './scheduler/memory-scheduler.ts';
+import { RedisScheduler, redactUrl } from './scheduler/redis/redis-scheduler.ts';
 import type { Scheduler } from './scheduler/scheduler.ts';
 import { createExecutorServer } from './server.ts';
 import { startInProcessWorkers, type WorkerPool } from './worker/in-process.ts';
@@ -82,8 +83,12 @@ async function serve(config: ExecutorConfig, options: StartOptions, log: Logger,
 
   const pools = options.pools ?? [{ labels: config.execution.platform, workers: config.execution.workers, concurrency: config.execution.concurrency }];
   const hasWorkers = pools.some((pool) => pool.workers > 0);
-  const scheduler = hasWorkers ? new MemoryScheduler() : null;
-  const workers = scheduler === null ? null : await startInProcessWorkers({ config: config.execution, pools, store, scheduler, log });
+  // With a shared Redis queue this process executes even without workers of its own: it is a frontend of a
+  // fleet whose workers (`larder worker`, other executors) take the jobs it queues.
+  const { queue } = config.execution;
+  const scheduler: Scheduler | null = queue !== 'memory' ? await RedisScheduler.open({ url: queue, log, leaseMs: config.execution.queueLeaseMs }) : hasWorkers ? new MemoryScheduler() : null;
+  if (queue !== 'memory') log.info('queue ready', { queue: redactUrl(queue) });
+  const workers = scheduler === null || !hasWorkers ? null : await startInProcessWorkers({ config: config.execution, pools, store, scheduler, log });
   const timeouts = { defaultMs: config.execution.actionTimeoutMs, maxMs: config.execution.maxActionTimeoutMs };
   const execution = scheduler === null ? undefined : { scheduler, timeouts, keepaliveMs: options.keepaliveMs ?? KEEPALIVE_MS };
   const server = createExecutorServer({ ...config, store, log, uploads, zstd, gate, execution });

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Runs before `npm test`: installs the real tools the suites drive (Debian packages) when they are missing,
+# Runs before `npm test`: installs the real tools the suites drive (Debian packages: Bazel, nginx, openssl, Redis,
+# qemu, systemd-analyze) when they are missing, and prepares the arm64 toolchain for the fleet suite,
 # so one command runs the whole suite on a fresh machine. Without root (and without password-less sudo) it
 # only says what is missing; the suites then skip with a message, except under CI=true, where they fail.
 set -euo pipefail
@@ -13,7 +14,19 @@ dpkg -s libnetty-tcnative-jni >/dev/null 2>&1 || missing+=(libnetty-tcnative-jni
 # the package starts nothing. busybox-static is the root file system of the test images.
 command -v dockerd >/dev/null 2>&1 || [ -x /usr/sbin/dockerd ] || missing+=(docker.io)
 [ -x /bin/busybox ] || missing+=(busybox-static)
-[ ${#missing[@]} -eq 0 ] && exit 0
+[ -x /usr/bin/redis-server ] || missing+=(redis-server)             # the fleet's queue (tests start their own servers)
+[ -x /usr/bin/qemu-aarch64-static ] || missing+=(qemu-user-static)  # the arm64 worker of the fleet suite
+command -v systemd-analyze >/dev/null 2>&1 || missing+=(systemd)    # `systemd-analyze verify` of deploy/systemd
+
+# The arm64 toolchain (binfmt registration, arm64 sysroot and Node, cached under ~/.cache/larder-test/arm64);
+# the fleet suite runs the same idempotent script, and fails under CI=true if it cannot.
+arm64_setup() {
+  bash "$(dirname "$0")/arm64-setup.sh" >/dev/null || echo "larder tests: scripts/arm64-setup.sh failed; the fleet suite will say why" >&2
+}
+if [ ${#missing[@]} -eq 0 ]; then
+  if [ "$(id -u)" -eq 0 ] || sudo -n true 2>/dev/null; then arm64_setup; fi
+  exit 0
+fi
 
 if [ "$(id -u)" -eq 0 ]; then
   as_root=()
@@ -27,3 +40,4 @@ echo "larder tests: installing ${missing[*]} (Debian packages)" >&2
 export DEBIAN_FRONTEND=noninteractive
 "${as_root[@]}" apt-get update -qq
 "${as_root[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+arm64_setup

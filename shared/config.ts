@@ -82,6 +82,25 @@ export interface ExecutionConfig {
   docker: DockerConfig;
   /** The runners whose actions may use remote persistent workers (`persistentWorkerKey`); none by default. */
   persistentWorkers: ReadonlySet<'local' | 'docker'>;
+  /** `memory` (one process, the default) or the redis:// URL of a fleet's shared queue. */
+  queue: string;
+  /** With a Redis queue: how long a claimed action stays a silent worker's before it is requeued. */
+  queueLeaseMs: number;
+}
+
+/** `larder worker`: a worker in its own process, taking jobs from a fleet's Redis queue. */
+export interface WorkerConfig {
+  /** The redis:// URL of the fleet's queue. */
+  queue: string;
+  queueLeaseMs: number;
+  /** grpc://HOST:PORT or grpcs://HOST:PORT of a frontend, whose CAS and action cache the worker uses. */
+  frontend: string;
+  /** CA certificate (PEM) for a grpcs:// frontend with a private CA; '' : the system's roots. */
+  frontendCaPath: string;
+  /** File holding the Authorization value (`Bearer …` or `Basic …`) the frontend accepts; '' : none. */
+  frontendCredentialsPath: string;
+  logLevel: LogLevel;
+  execution: Omit<ExecutionConfig, 'workers' | 'queue' | 'queueLeaseMs'>;
 }
 
 interface OptionRow {
@@ -176,7 +195,49 @@ export const EXECUTOR_OPTIONS: readonly OptionRow[] = [
   { flag: 'docker-pool-size', env: 'LARDER_DOCKER_POOL_SIZE', help: 'warm containers kept for dockerReuse=True actions, busy or idle, over all images and silos', default: () => '8' },
   { flag: 'docker-idle-timeout', env: 'LARDER_DOCKER_IDLE_TIMEOUT', help: 'a warm container unused this long is removed', default: () => '5m' },
   { flag: 'persistent-workers', env: 'LARDER_PERSISTENT_WORKERS', help: 'runners whose actions may use remote persistent workers: local, docker, or both (local,docker)', default: () => '' },
+  { flag: 'queue', env: 'LARDER_QUEUE', help: 'memory (this process only) or redis://HOST:PORT, the queue a fleet of frontends and workers shares', default: () => 'memory' },
+  { flag: 'queue-lease', env: 'LARDER_QUEUE_LEASE', help: 'with a Redis queue: how long a worker that stops renewing keeps its action before it goes to another worker', default: () => '30s' },
 ];
+
+/** What a worker host needs, in `larder executor` and `larder worker` alike: runners, limits, its work folder. */
+const WORKER_HOST_FLAGS = [
+  'concurrency', 'platform', 'work-dir', 'input-cache-size', 'action-timeout', 'max-action-timeout', 'run-as',
+  'allow-docker', 'docker-host', 'docker-memory', 'docker-pids', 'docker-pool-size', 'docker-idle-timeout', 'persistent-workers',
+];
+
+/**
+ * `larder worker` takes the executor's execution rows (same flags and LARDER_* twins, so one environment file
+ * configures a host's worker like its executor) plus where to reach the frontend.
+ */
+export const WORKER_OPTIONS: readonly OptionRow[] = [
+  ...EXECUTOR_OPTIONS.filter((row) => [...WORKER_HOST_FLAGS, 'queue', 'queue-lease', 'log-level'].includes(row.flag)),
+  { flag: 'frontend', env: 'LARDER_FRONTEND', help: 'grpc://HOST:PORT or grpcs://HOST:PORT of a frontend (larder executor) whose CAS the worker uses', default: () => '' },
+  { flag: 'frontend-ca', env: 'LARDER_FRONTEND_CA', help: "PEM CA certificate for a grpcs:// frontend with a private CA (default: the system's roots)", default: () => '' },
+  { flag: 'frontend-credentials', env: 'LARDER_FRONTEND_CREDENTIALS', help: 'file holding the Authorization value for the frontend: Bearer TOKEN or Basic BASE64 (needs the write role)', default: () => '' },
+];
+
+/** Parses `larder worker` arguments and the environment into a checked config. */
+export function parseWorkerConfig(args: string[], env: Env): WorkerConfig {
+  const values = resolveOptions(WORKER_OPTIONS, args, env);
+  const { workers: _, queue, queueLeaseMs, ...execution } = parseExecutionOptions({ ...values, workers: '1' });
+  if (!isRedisUrl(queue)) throw new LarderError('invalid_argument', `larder worker needs --queue redis://HOST:PORT (the fleet's queue), not ${JSON.stringify(queue)}`);
+  if (values.frontend === '') throw new LarderError('invalid_argument', 'larder worker needs --frontend grpc://HOST:PORT (a frontend whose CAS it uses)');
+  const logLevel = values['log-level']!;
+  if (!isLogLevel(logLevel)) throw new LarderError('invalid_argument', `--log-level must be debug, info, warn, error or silent, not ${logLevel}`);
+  return {
+    queue,
+    queueLeaseMs,
+    frontend: values.frontend!,
+    frontendCaPath: values['frontend-ca']!,
+    frontendCredentialsPath: values['frontend-credentials']!,
+    logLevel,
+    execution,
+  };
+}
+
+function isRedisUrl(text: string): boolean {
+  return /^rediss?:\/\/[^/]+/.test(text);
+}
 
 /** Parses `larder executor` arguments (without the subcommand) and the environment into a checked config. */
 export function parseExecutorConfig(args: string[], env: Env): ExecutorConfig {
@@ -220,6 +281,8 @@ function parseExecutionOptions(values: Record<string, string>): ExecutionConfig 
       idleMs: parseDuration(values['docker-idle-timeout']!, '--docker-idle-timeout'),
     },
     persistentWorkers: parseRunnerList('persistent-workers', values['persistent-workers']!),
+    queue: parseQueue(values.queue!),
+    queueLeaseMs: parseLease(values['queue-lease']!),
   };
 }
 
@@ -230,6 +293,17 @@ function parseRunnerList(flag: string, text: string): Set<'local' | 'docker'> {
     runners.add(name);
   }
   return runners;
+}
+
+function parseLease(text: string): number {
+  const ms = parseDuration(text, '--queue-lease');
+  if (ms < 1000) throw new LarderError('invalid_argument', `--queue-lease must be at least 1s, not ${JSON.stringify(text)}`);
+  return ms;
+}
+
+function parseQueue(text: string): string {
+  if (text === 'memory' || isRedisUrl(text)) return text;
+  throw new LarderError('invalid_argument', `--queue must be memory or redis://HOST:PORT, not ${JSON.stringify(text)}`);
 }
 
 function parseCount(flag: string, text: string, min: number): number {

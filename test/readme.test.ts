@@ -2,12 +2,12 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { expect, it } from 'vitest';
-import { EDGE_OPTIONS, EXECUTOR_OPTIONS } from '../shared/config.ts';
+import { EDGE_OPTIONS, EXECUTOR_OPTIONS, WORKER_OPTIONS } from '../shared/config.ts';
 import { REPO_ROOT } from './helpers/tools.ts';
 
-it('documents every edge and executor option with its environment variable', () => {
+it('documents every edge, executor and worker option with its environment variable', () => {
   const readme = readFileSync(join(REPO_ROOT, 'README.md'), 'utf8');
-  for (const option of [...EDGE_OPTIONS, ...EXECUTOR_OPTIONS]) {
+  for (const option of [...EDGE_OPTIONS, ...EXECUTOR_OPTIONS, ...WORKER_OPTIONS]) {
     expect(readme, option.flag).toContain(`\`--${option.flag}`);
     expect(readme, option.env).toContain(`\`${option.env}\``);
   }

@@ -1,28 +1,19 @@
 /**
  * The workers `larder executor` runs in its own process (the embedded default): they share the server's store
- * as their CAS and action cache, one input file cache, and one work folder, which is emptied of any earlier
- * run's action directories at start (a crashed server's leftovers would otherwise fill the disk).
+ * as their CAS and action cache, and one worker host (work folder, input cache, runners, persistent workers).
  */
-import { execFileSync } from 'node:child_process';
-import { mkdir, rm, stat } from 'node:fs/promises';
-import { dirname, join, resolve } from 'node:path';
 import { hostname } from 'node:os';
 import { blobKey } from '../../shared/digest.ts';
-import { LarderError } from '../../shared/errors.ts';
-import type { Logger } from '../../shared/log.ts';
 import type { ExecutionConfig } from '../../shared/config.ts';
+import type { Logger } from '../../shared/log.ts';
 import type { BlobStore } from '../../shared/storage/store.ts';
-import { describeWorkerPlatform, type RunnerKind, workerPlatform } from '../execution/platform.ts';
+import { describeWorkerPlatform, workerPlatform } from '../execution/platform.ts';
 import type { Scheduler } from '../scheduler/scheduler.ts';
 import { writeActionResult } from '../services/action-cache.ts';
-import { FileCache } from './file-cache.ts';
-import { LocalRunner } from './local-runner.ts';
-import { PersistentWorkers } from './persistent/persistent-workers.ts';
-import { spawnLocalWorker } from './persistent/worker-process.ts';
-import type { Runner } from './runner.ts';
+import type { PersistentWorkers } from './persistent/persistent-workers.ts';
 import { storeCas } from './store-cas.ts';
 import { Worker } from './worker.ts';
-import { DockerEngine, DockerRunner } from './docker/index.ts';
+import { openWorkerHost } from './worker-host.ts';
 
 /** A group of identical workers; `larder executor` makes one from its flags, tests may make several. */
 export interface WorkerPool {
@@ -33,15 +24,6 @@ export interface WorkerPool {
   /** Distinguishes pools in worker names; default: the pool's index. */
   name?: string;
 }
-
-/**
- * Persistent worker slots: at most 4 processes per key (one tool rarely needs more on one host) and 32 in all,
- * retired after 10 idle minutes or 1,000 actions (tools that grow with every request get a fresh start).
- */
-const PERSISTENT_WORKER_LIMITS = { maxPerKey: 4, maxTotal: 32, idleMs: 10 * 60_000, maxRequests: 1000 };
-
-/** stdout and stderr of one action, together, are cut here: enough for any compiler, bounded for a runaway. */
-const MAX_ACTION_OUTPUT_BYTES = 64 * 1024 * 1024;
 
 export interface InProcessWorkers {
   readonly workers: readonly Worker[];
@@ -58,33 +40,10 @@ export async function startInProcessWorkers(options: {
   log: Logger;
 }): Promise<InProcessWorkers> {
   const { config, store, log } = options;
-  const user = config.runAs === '' ? null : lookUpUser(config.runAs);
-  const workDir = resolve(config.workDir);
-  const actionsDir = join(workDir, 'actions');
-  await mkdir(workDir, { recursive: true, mode: 0o755 });
-  await rm(actionsDir, { recursive: true, force: true });
-  await rm(join(workDir, 'workers'), { recursive: true, force: true });
-  await mkdir(actionsDir, { mode: 0o755 });
-  if (user !== null) await checkReachable(actionsDir, user, config.runAs);
-  const cache = await FileCache.open({ dir: join(workDir, 'inputs'), maxBytes: config.inputCacheBytes, log });
-  const local = new LocalRunner();
-  const runners = new Map<RunnerKind, Runner>([['local', local]]);
-  const docker = config.allowDocker ? await startDockerRunner(config, actionsDir, log) : null;
-  if (docker !== null) runners.set('docker', docker);
-  const persistentWorkers =
-    config.persistentWorkers.size === 0
-      ? null
-      : new PersistentWorkers({
-          enabled: config.persistentWorkers,
-          dir: join(workDir, 'workers'),
-          ...PERSISTENT_WORKER_LIMITS,
-          launchers: { local: async (spec) => spawnLocalWorker(spec) },
-          log,
-        });
-
+  const host = await openWorkerHost(config, log);
   const workers: Worker[] = [];
   options.pools.forEach((pool, index) => {
-    const platform = workerPlatform(pool.labels, [...runners.keys()]);
+    const platform = workerPlatform(pool.labels, host.runnerKinds);
     for (let i = 0; i < pool.workers; i++) {
       const name = `${hostname()}/${pool.name ?? index}/${i}`;
       workers.push(
@@ -95,15 +54,9 @@ export async function startInProcessWorkers(options: {
           concurrency: pool.concurrency,
           log,
           environment: {
+            ...host.environment,
             casFor: (instance) => storeCas(store, instance),
             writeActionResult: (instance, digest, result) => writeActionResult(store, blobKey(instance, 'ac', digest.hash), result),
-            cache,
-            runners,
-            persistentWorkers,
-            actionsDir,
-            user,
-            maxOutputBytes: MAX_ACTION_OUTPUT_BYTES,
-            log,
           },
         }),
       );
@@ -113,56 +66,10 @@ export async function startInProcessWorkers(options: {
   await Promise.all(workers.map((worker) => worker.start()));
   return {
     workers,
-    persistentWorkers,
+    persistentWorkers: host.persistentWorkers,
     async stop() {
       await Promise.all(workers.map((w) => w.stop()));
-      await persistentWorkers?.close();
-      await docker?.close(); // every container it started, warm ones included
-      local.close();
+      await host.close();
     },
   };
-}
-
-/** The docker runner on --docker-host, checked to answer at start (a wrong socket fails here, not per action). */
-async function startDockerRunner(config: ExecutionConfig, actionsDir: string, log: Logger): Promise<DockerRunner> {
-  const { docker } = config;
-  const runner = new DockerRunner({
-    engine: DockerEngine.fromHost(docker.host),
-    limits: { memoryBytes: docker.memoryBytes, pids: docker.pids },
-    actionsDir,
-    workDir: join(resolve(config.workDir), 'docker'),
-    maxWarmContainers: docker.poolSize,
-    idleMs: docker.idleMs,
-    log,
-  });
-  await runner.start();
-  return runner;
-}
-
-/** uid and gid of a user name (or numeric id), through the system's user database. */
-function lookUpUser(name: string): { uid: number; gid: number } {
-  let entry: string;
-  try {
-    entry = execFileSync('getent', ['passwd', name], { encoding: 'utf8' }).trim();
-  } catch {
-    throw new LarderError('invalid_argument', `--run-as ${name}: no such user on this host`);
-  }
-  const [, , uid, gid] = entry.split(':');
-  if (Number(uid) === 0) throw new LarderError('invalid_argument', `--run-as ${name}: that is root; actions must run unprivileged`);
-  return { uid: Number(uid), gid: Number(gid) };
-}
-
-/**
- * Actions run as `user`, so every folder above their directories must let that user through (a work folder
- * under root's 0700 home would not): say so at start rather than fail every action.
- */
-async function checkReachable(dir: string, user: { uid: number; gid: number }, name: string): Promise<void> {
-  for (let at = dir; ; at = dirname(at)) {
-    const info = await stat(at);
-    const searchable = info.uid === user.uid ? info.mode & 0o100 : info.gid === user.gid ? info.mode & 0o010 : info.mode & 0o001;
-    if (!searchable) {
-      throw new LarderError('invalid_argument', `--work-dir ${dir}: actions run as ${name}, who cannot enter ${at} (chmod o+x it, or choose another --work-dir)`);
-    }
-    if (at === dirname(at)) return;
-  }
 }

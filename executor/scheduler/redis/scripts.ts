@@ -1,0 +1,261 @@
+/**
+ * The Lua scripts that make each scheduler step atomic in Redis: a step that reads and then writes (join an
+ * operation in flight or create it; claim the best job a worker matches and lease it; record a result only
+ * for the lease holder) would race between frontends and workers if it took several round trips.
+ *
+ * Keys (P is the prefix, `larder:` by default). Scripts build key names from P, so the scheduler needs one
+ * Redis (or a primary with replicas), not a Redis Cluster.
+ *   P op:NAME       hash: job (JSON), stage, done 0|1, response (base64 ExecuteResponse), digest, merge,
+ *                   queue (platform key), score, attempts, lease (token of the holder), worker, cancel
+ *   P merge:KEY     string: the name of the operation in flight for a merge key
+ *   P queue:PKEY    sorted set of queued operation names, by priority then arrival (one per platform)
+ *   P queues        hash: platform key → the constraints the claim script matches (`{"c":{…},"r":"local"}`)
+ *   P leases        sorted set: leased operation names by lease expiry (Redis clock, ms)
+ *   P workers       hash: worker id → {"s": spec, "w": wake key, "e": heartbeat expiry ms}
+ *   P wake:WKEY     list: one marker per job queued for workers of one platform; they BLPOP on it
+ *   P stats         hash: submitted, merged, completed
+ *   P ev:NAME       pub/sub channel of one operation: "changed" or "cancel"
+ * Stages are REAPI's ExecutionStage numbers: 2 QUEUED, 3 EXECUTING, 4 COMPLETED.
+ */
+
+/** Redis's own clock in ms: every frontend and worker agrees on lease and heartbeat expiry through it. */
+const NOW = `local t = redis.call('TIME'); local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)`;
+
+/** Marks operation P..'op:'..name done with `response`, once; shared by complete, cancel and sweep. */
+const FINISH = `
+local function finish(P, name, response, retainMs)
+  local op = P .. 'op:' .. name
+  local merge = redis.call('HGET', op, 'merge')
+  redis.call('HSET', op, 'done', '1', 'stage', '4', 'response', response)
+  redis.call('HDEL', op, 'lease', 'job')
+  redis.call('ZREM', P .. 'leases', name)
+  if merge and merge ~= '' and redis.call('GET', P .. 'merge:' .. merge) == name then redis.call('DEL', P .. 'merge:' .. merge) end
+  redis.call('PEXPIRE', op, retainMs)
+  redis.call('HINCRBY', P .. 'stats', 'completed', 1)
+  redis.call('PUBLISH', P .. 'ev:' .. name, 'changed')
+end`;
+
+/** Puts a leased operation back at its place in its platform queue. */
+const REQUEUE = `
+local function requeue(P, name)
+  local op = P .. 'op:' .. name
+  local queue, score = unpack(redis.call('HMGET', op, 'queue', 'score'))
+  redis.call('HDEL', op, 'lease', 'worker')
+  redis.call('HSET', op, 'stage', '2')
+  redis.call('ZADD', P .. 'queue:' .. queue, score, name)
+  redis.call('ZREM', P .. 'leases', name)
+  redis.call('PUBLISH', P .. 'ev:' .. name, 'changed')
+  return queue
+end`;
+
+export const SCRIPTS = {
+  /**
+   * ARGV: P, name, job, digest, mergeKey ('' never merges), queueKey, queueSpec, priority, ttlMs, wake keys…
+   * Joins the operation in flight under mergeKey (returns {name, 1}) or creates one and queues it ({name, 0}),
+   * pushing one wake marker per matching worker platform.
+   */
+  submit: {
+    numberOfKeys: 0,
+    lua: `
+local P, name, job, digest, mergeKey, queue, spec, priority, ttl = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6], ARGV[7], tonumber(ARGV[8]), ARGV[9]
+if mergeKey ~= '' then
+  local existing = redis.call('GET', P .. 'merge:' .. mergeKey)
+  if existing and redis.call('HGET', P .. 'op:' .. existing, 'done') == '0' then
+    redis.call('HINCRBY', P .. 'stats', 'merged', 1)
+    return {existing, 1}
+  end
+  redis.call('SET', P .. 'merge:' .. mergeKey, name, 'PX', ttl)
+end
+-- Priority -1000..1000 in the high part, arrival order in the low part: exact in a double up to 4e12 jobs.
+local score = string.format('%.0f', (priority + 1000) * 4e12 + redis.call('INCR', P .. 'seq'))
+local op = P .. 'op:' .. name
+redis.call('HSET', op, 'job', job, 'stage', '2', 'done', '0', 'digest', digest, 'merge', mergeKey, 'queue', queue, 'score', score, 'attempts', '0')
+redis.call('PEXPIRE', op, ttl)
+redis.call('HSETNX', P .. 'queues', queue, spec)
+redis.call('ZADD', P .. 'queue:' .. queue, score, name)
+redis.call('HINCRBY', P .. 'stats', 'submitted', 1)
+for i = 10, #ARGV do
+  redis.call('RPUSH', P .. 'wake:' .. ARGV[i], '1')
+  redis.call('LTRIM', P .. 'wake:' .. ARGV[i], -100000, -1)
+end
+return {name, 0}`,
+  },
+
+  /**
+   * ARGV: P, worker spec, worker id, token, leaseMs. Takes the most urgent queued job of every platform queue
+   * the worker satisfies and leases it: returns {name, job, attempts}, or nil when nothing matches.
+   */
+  claim: {
+    numberOfKeys: 0,
+    lua: `
+local P, workerSpec, workerId, token, leaseMs = ARGV[1], cjson.decode(ARGV[2]), ARGV[3], ARGV[4], tonumber(ARGV[5])
+${NOW}
+local offered = {}
+for name, values in pairs(workerSpec.p) do
+  offered[name] = {}
+  for _, v in ipairs(values) do offered[name][v] = true end
+end
+local runners = {}
+for _, r in ipairs(workerSpec.r) do runners[r] = true end
+local function matches(spec)
+  if not runners[spec.r] then return false end
+  for name, values in pairs(spec.c) do
+    local have = offered[name]
+    if not have then return false end
+    for _, v in ipairs(values) do if not have[v] then return false end end
+  end
+  return true
+end
+local queues = redis.call('HGETALL', P .. 'queues')
+local bestName, bestScore
+for i = 1, #queues, 2 do
+  if matches(cjson.decode(queues[i + 1])) then
+    local head = redis.call('ZRANGE', P .. 'queue:' .. queues[i], 0, 0, 'WITHSCORES')
+    if head[1] and (not bestScore or tonumber(head[2]) < bestScore) then bestName, bestScore = head[1], tonumber(head[2]) end
+  end
+end
+if not bestName then return nil end
+local op = P .. 'op:' .. bestName
+redis.call('ZREM', P .. 'queue:' .. redis.call('HGET', op, 'queue'), bestName)
+local job = redis.call('HGET', op, 'job')
+if not job then return {bestName, '', 0} end
+local attempts = redis.call('HINCRBY', op, 'attempts', 1)
+redis.call('HSET', op, 'lease', token, 'worker', workerId)
+redis.call('ZADD', P .. 'leases', now + leaseMs, bestName)
+return {bestName, job, attempts}`,
+  },
+
+  /** ARGV: P, name, token, leaseMs. 1: renewed; 2: renewed, but cancellation was asked for; 0: the lease is lost. */
+  renew: {
+    numberOfKeys: 0,
+    lua: `
+local P, name, token, leaseMs = ARGV[1], ARGV[2], ARGV[3], tonumber(ARGV[4])
+${NOW}
+local op = P .. 'op:' .. name
+local lease, done, cancel = unpack(redis.call('HMGET', op, 'lease', 'done', 'cancel'))
+if lease ~= token or done ~= '0' then return 0 end
+redis.call('ZADD', P .. 'leases', 'XX', now + leaseMs, name)
+if cancel == '1' then return 2 end
+return 1`,
+  },
+
+  /** ARGV: P, name, token. The holder started running the action: stage EXECUTING. */
+  executing: {
+    numberOfKeys: 0,
+    lua: `
+local P, name, token = ARGV[1], ARGV[2], ARGV[3]
+local op = P .. 'op:' .. name
+if redis.call('HGET', op, 'lease') ~= token then return 0 end
+redis.call('HSET', op, 'stage', '3')
+redis.call('PUBLISH', P .. 'ev:' .. name, 'changed')
+return 1`,
+  },
+
+  /** ARGV: P, name, token, response, retainMs. Records the result if `token` still holds the lease: 1, else 0. */
+  complete: {
+    numberOfKeys: 0,
+    lua: `${FINISH}
+local P, name, token, response, retainMs = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5]
+local op = P .. 'op:' .. name
+local lease, done = unpack(redis.call('HMGET', op, 'lease', 'done'))
+if lease ~= token or done ~= '0' then return 0 end
+finish(P, name, response, retainMs)
+return 1`,
+  },
+
+  /**
+   * ARGV: P, name, token. A worker shutting down hands its job back (not counted as an attempt): returns the
+   * platform queue key, so the caller can wake workers, or false when the lease was no longer held.
+   */
+  release: {
+    numberOfKeys: 0,
+    lua: `${REQUEUE}
+local P, name, token = ARGV[1], ARGV[2], ARGV[3]
+local op = P .. 'op:' .. name
+local lease, done = unpack(redis.call('HMGET', op, 'lease', 'done'))
+if lease ~= token or done ~= '0' then return false end
+redis.call('HINCRBY', op, 'attempts', -1)
+return requeue(P, name)`,
+  },
+
+  /**
+   * ARGV: P, name, cancelled response, retainMs. A queued operation finishes CANCELLED at once; a leased one is
+   * flagged and its holder told (pub/sub now, and its next renewal). 0: unknown; 1: done or cancelling.
+   */
+  cancel: {
+    numberOfKeys: 0,
+    lua: `${FINISH}
+local P, name, response, retainMs = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
+local op = P .. 'op:' .. name
+local done, queue = unpack(redis.call('HMGET', op, 'done', 'queue'))
+if not done then return 0 end
+if done == '1' then return 1 end
+if redis.call('ZREM', P .. 'queue:' .. queue, name) == 1 then
+  finish(P, name, response, retainMs)
+  return 1
+end
+redis.call('HSET', op, 'cancel', '1')
+redis.call('PUBLISH', P .. 'ev:' .. name, 'cancel')
+return 1`,
+  },
+
+  /**
+   * ARGV: P, maxAttempts, gave-up response, cancelled response, retainMs. Every expired lease (its worker
+   * stopped renewing: crashed, killed, cut off) is requeued, or finished with the gave-up response after
+   * maxAttempts deliveries, or CANCELLED when that was asked for. Returns the platform keys requeued into.
+   * Any process may run it at any time: it is one atomic step, and an expired lease is handled once.
+   */
+  sweep: {
+    numberOfKeys: 0,
+    lua: `${FINISH}${REQUEUE}
+local P, maxAttempts, gaveUp, cancelled, retainMs = ARGV[1], tonumber(ARGV[2]), ARGV[3], ARGV[4], ARGV[5]
+${NOW}
+local requeued = {}
+for _, name in ipairs(redis.call('ZRANGEBYSCORE', P .. 'leases', '-inf', now, 'LIMIT', 0, 100)) do
+  local op = P .. 'op:' .. name
+  local done, attempts, cancel = unpack(redis.call('HMGET', op, 'done', 'attempts', 'cancel'))
+  if done ~= '0' then
+    redis.call('ZREM', P .. 'leases', name)
+  elseif cancel == '1' then
+    finish(P, name, cancelled, retainMs)
+  elseif tonumber(attempts) >= maxAttempts then
+    finish(P, name, gaveUp, retainMs)
+  else
+    table.insert(requeued, requeue(P, name))
+  end
+end
+return requeued`,
+  },
+
+  /** ARGV: P, id, spec, wake key, ttlMs. A worker's heartbeat: it is live until now + ttlMs. */
+  heartbeat: {
+    numberOfKeys: 0,
+    lua: `
+local P, id, spec, wake, ttl = ARGV[1], ARGV[2], ARGV[3], ARGV[4], tonumber(ARGV[5])
+${NOW}
+redis.call('HSET', P .. 'workers', id, cjson.encode({s = spec, w = wake, e = now + ttl}))
+return 1`,
+  },
+
+  /** ARGV: P. The specs and wake keys of live workers, {spec, wake, …}; forgets workers silent for an hour. */
+  liveWorkers: {
+    numberOfKeys: 0,
+    lua: `
+local P = ARGV[1]
+${NOW}
+local out = {}
+local all = redis.call('HGETALL', P .. 'workers')
+for i = 1, #all, 2 do
+  local w = cjson.decode(all[i + 1])
+  if w.e > now then
+    table.insert(out, w.s)
+    table.insert(out, w.w)
+  elseif w.e < now - 3600000 then
+    redis.call('HDEL', P .. 'workers', all[i])
+  end
+end
+return out`,
+  },
+} as const;
+
+export type ScriptName = keyof typeof SCRIPTS;

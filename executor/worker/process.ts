@@ -1,0 +1,87 @@
+/**
+ * `larder worker`: one Worker in a process of its own, on any host. It joins the fleet's Redis queue with the
+ * platform of the process it runs in (OSFamily and Arch from Node itself, so an arm64 Node reports arm64),
+ * stages inputs through its own file cache, and reads and writes blobs through a frontend's REAPI CAS.
+ *
+ * Its name (ExecutedActionMetadata.worker) is `HOST/ARCH/PID`; the queue adds a random suffix per join, so a
+ * restarted worker with the same PID is never taken for the old one.
+ */
+import { arch, hostname } from 'node:os';
+import type { WorkerConfig } from '../../shared/config.ts';
+import { LarderError } from '../../shared/errors.ts';
+import { createLogger } from '../../shared/log.ts';
+import { describeWorkerPlatform, workerPlatform } from '../execution/platform.ts';
+import { RedisScheduler } from '../scheduler/redis/redis-scheduler.ts';
+import { openFrontend } from './frontend.ts';
+import { grpcActionCacheWriter, grpcCas } from './grpc-cas.ts';
+import { Worker } from './worker.ts';
+import { openWorkerHost } from './worker-host.ts';
+
+export interface RunningWorker {
+  readonly name: string;
+  readonly worker: Worker;
+  /** Hands running jobs back to the queue, stops taking work and closes connections. */
+  close(): Promise<void>;
+}
+
+export async function startWorkerProcess(config: WorkerConfig, options: { announce?: boolean } = {}): Promise<RunningWorker> {
+  const log = createLogger(config.logLevel);
+  const frontend = openFrontend({ url: config.frontend, caPath: config.frontendCaPath, credentialsPath: config.frontendCredentialsPath });
+  try {
+    await checkFrontend(frontend);
+  } catch (err) {
+    frontend.close();
+    throw err;
+  }
+  const scheduler = await RedisScheduler.open({ url: config.queue, log, leaseMs: config.queueLeaseMs });
+  const host = await openWorkerHost(config.execution, log);
+  const platform = workerPlatform(config.execution.platform, host.runnerKinds);
+  const name = `${hostname()}/${normalArch()}/${process.pid}`;
+  const worker = new Worker({
+    name,
+    scheduler,
+    platform,
+    concurrency: config.execution.concurrency,
+    log,
+    environment: {
+      ...host.environment,
+      casFor: (instance) => grpcCas(frontend, instance),
+      writeActionResult: grpcActionCacheWriter(frontend),
+    },
+  });
+  await worker.start();
+  log.info('worker ready', { name, platform: describeWorkerPlatform(platform), frontend: config.frontend, concurrency: config.execution.concurrency });
+  if (options.announce ?? true) console.log(`larder worker ready: ${name} [${describeWorkerPlatform(platform)}]`);
+  return {
+    name,
+    worker,
+    async close() {
+      // The queue first: it stops runs and hands their jobs back, so another worker starts them at once.
+      await scheduler.close();
+      await worker.stop();
+      await host.close();
+      frontend.close();
+    },
+  };
+}
+
+/**
+ * The frontend must answer and let this worker write the action cache (GetCapabilities says so only to
+ * callers with the `write` role): better to stop at start than to fail every action's upload.
+ */
+async function checkFrontend(frontend: ReturnType<typeof openFrontend>): Promise<void> {
+  let capabilities;
+  try {
+    capabilities = await frontend.capabilities.getCapabilities({}, { metadata: frontend.metadata(), timeoutMs: 30_000 });
+  } catch (err) {
+    throw new LarderError('unavailable', `cannot reach the frontend ${frontend.url}: ${(err as { details?: string }).details ?? (err as Error).message}`);
+  }
+  if (capabilities.cacheCapabilities?.actionCacheUpdateCapabilities?.updateEnabled !== true) {
+    throw new LarderError('permission_denied', `the frontend ${frontend.url} does not let this worker write (its credentials need the write role; see --frontend-credentials)`);
+  }
+}
+
+function normalArch(): string {
+  const a = arch();
+  return a === 'x64' ? 'amd64' : a;
+}

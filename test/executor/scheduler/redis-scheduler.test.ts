@@ -1,0 +1,252 @@
+// The Redis scheduler against a real redis-server: several RedisScheduler instances stand for frontends and
+// worker processes sharing one Redis. Worker death is a dropped connection (no renewals) or a lease expired
+// by hand in Redis; the fleet suite kills real processes.
+import { create } from '@bufbuild/protobuf';
+import { Redis } from 'ioredis';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { splitPlatform, workerPlatform } from '../../../executor/execution/platform.ts';
+import { Code } from '../../../executor/grpc-status.ts';
+import { RedisScheduler, type RedisSchedulerOptions } from '../../../executor/scheduler/redis/redis-scheduler.ts';
+import type { ExecutionJob, Lease, OperationState, Scheduler } from '../../../executor/scheduler/scheduler.ts';
+import { createLogger } from '../../../shared/log.ts';
+import {
+  ActionSchema,
+  CommandSchema,
+  ExecuteResponseSchema,
+  PlatformSchema,
+} from '../../../shared/proto/gen/build/bazel/remote/execution/v2/remote_execution_pb.ts';
+import { haveRedis, startRedis, type TestRedis } from '../../helpers/redis.ts';
+
+const AMD64 = workerPlatform(new Map([['Arch', ['amd64']]]), ['local']);
+const ARM64 = workerPlatform(new Map([['Arch', ['arm64']]]), ['local']);
+
+function job(id: string, arch = 'amd64', priority = 0): Omit<ExecutionJob, 'operation'> {
+  const platform = create(PlatformSchema, { properties: [{ name: 'Arch', value: arch }] });
+  return {
+    instance: '',
+    actionDigest: { hash: id.padStart(64, '0'), sizeBytes: 10 },
+    action: create(ActionSchema, { platform }),
+    command: create(CommandSchema, { arguments: ['true', id] }),
+    platform: splitPlatform(platform, undefined),
+    timeoutMs: 60_000,
+    priority,
+    queuedAt: new Date(),
+  };
+}
+
+const ok = (exitCode: number) => create(ExecuteResponseSchema, { status: { code: 0 }, result: { exitCode } });
+
+const aborted = (signal: AbortSignal) =>
+  signal.aborted ? Promise.resolve() : new Promise<void>((resolve) => signal.addEventListener('abort', () => resolve(), { once: true }));
+
+/** Resolves with the state once `scheduler` reports the operation done (by subscription, not polling). */
+async function whenDone(scheduler: Scheduler, name: string): Promise<OperationState> {
+  let wake = () => {};
+  const unsubscribe = await scheduler.subscribe(name, () => wake());
+  try {
+    for (;;) {
+      const changed = new Promise<void>((resolve) => (wake = resolve));
+      const state = await scheduler.get(name);
+      if (state?.done) return state;
+      await changed;
+    }
+  } finally {
+    unsubscribe?.();
+  }
+}
+
+describe.runIf(haveRedis())('RedisScheduler on a real Redis', () => {
+  let redis: TestRedis;
+  let raw: Redis;
+  const open: RedisScheduler[] = [];
+  let prefixCount = 0;
+  let prefix = '';
+
+  const scheduler = async (options: Partial<RedisSchedulerOptions> = {}) => {
+    const s = await RedisScheduler.open({ url: redis.url, log: createLogger('silent'), prefix, shutdownGraceMs: 1_000, ...options });
+    open.push(s);
+    return s;
+  };
+
+  beforeAll(async () => {
+    redis = await startRedis();
+    raw = new Redis(redis.url);
+  }, 30_000);
+  afterEach(async () => {
+    await Promise.all(open.splice(0).map((s) => s.close()));
+    prefix = `t${++prefixCount}:`;
+  });
+  afterAll(async () => {
+    raw?.disconnect();
+    await redis?.close();
+  });
+  prefix = `t0:`;
+
+  it('merges identical actions submitted through two frontends into one run, and both follow it', async () => {
+    const [frontA, frontB, workers] = [await scheduler(), await scheduler(), await scheduler()];
+    const slot = await workers.join({ name: 'w', platform: AMD64 });
+    const a = await frontA.submit(job('1'), 'key-1');
+    const b = await frontB.submit(job('1'), 'key-1');
+    expect(b.name).toBe(a.name);
+    const doneOnB = whenDone(frontB, a.name);
+    const lease = await slot.take(new AbortController().signal);
+    expect(lease.job.operation).toBe(a.name);
+    await lease.executing();
+    expect((await frontA.get(a.name))?.stage).toBe(3);
+    await lease.complete(ok(7));
+    expect((await doneOnB).response?.result?.exitCode).toBe(7);
+    expect(await frontA.stats()).toMatchObject({ submitted: 1, merged: 1, completed: 1, queued: 0, running: 0 });
+    // Finished: the next identical submission is a new operation.
+    expect((await frontB.submit(job('1'), 'key-1')).name).not.toBe(a.name);
+    await slot.leave();
+  });
+
+  it('fails fast without a live worker for the platform, naming what is missing', async () => {
+    const front = await scheduler({ heartbeatMs: 60_000 });
+    await expect(front.submit(job('2'), null)).rejects.toMatchObject({ code: Code.FAILED_PRECONDITION, message: expect.stringContaining('no worker') });
+    const slot = await (await scheduler()).join({ name: 'amd', platform: AMD64 });
+    await expect(front.submit(job('2', 'arm64'), null)).rejects.toMatchObject({ code: Code.FAILED_PRECONDITION, message: expect.stringContaining('Arch=arm64') });
+    await front.submit(job('2'), null);
+    await slot.leave();
+    await expect(front.submit(job('3'), null)).rejects.toMatchObject({ code: Code.FAILED_PRECONDITION });
+  });
+
+  it('a worker blocked in take wakes for a job submitted elsewhere, and only for its platform', async () => {
+    const front = await scheduler();
+    // Far longer than the test: only a wake marker can end these waits.
+    const workers = await scheduler({ wakeTimeoutMs: 120_000 });
+    const amd = await workers.join({ name: 'amd', platform: AMD64 });
+    const arm = await workers.join({ name: 'arm', platform: ARM64 });
+    const stop = new AbortController();
+    const armTake = arm.take(stop.signal);
+    const amdTake = amd.take(stop.signal);
+    await front.submit(job('4', 'arm64'), null);
+    const lease = await armTake;
+    expect(lease.job.command.arguments).toEqual(['true', '4']);
+    await lease.complete(ok(0));
+    const next = await front.submit(job('5', 'amd64'), null);
+    expect((await amdTake).job.operation).toBe(next.name);
+    stop.abort(new Error('done'));
+    await expect(arm.take(stop.signal)).rejects.toThrow('done');
+  });
+
+  it('takes the most urgent job first across the platform queues a worker satisfies', async () => {
+    const front = await scheduler();
+    const slot = await (await scheduler()).join({ name: 'any', platform: workerPlatform(new Map([['Arch', ['amd64']], ['Pool', ['big']]]), ['local']) });
+    const low = await front.submit(job('6', 'amd64', 5), null);
+    const urgentJob = { ...job('7', 'amd64', -5), platform: splitPlatform(create(PlatformSchema, { properties: [{ name: 'Pool', value: 'big' }] }), undefined) };
+    const urgent = await front.submit(urgentJob, null);
+    const signal = new AbortController().signal;
+    expect((await slot.take(signal)).job.operation).toBe(urgent.name);
+    expect((await slot.take(signal)).job.operation).toBe(low.name);
+  });
+
+  it('requeues the job of a worker that stopped renewing its lease; another worker completes it once', async () => {
+    const front = await scheduler({ leaseMs: 600 });
+    const dying = await scheduler({ leaseMs: 600 });
+    const dyingSlot = await dying.join({ name: 'dying', platform: AMD64 });
+    const op = await front.submit(job('8'), 'key-8');
+    const first = await dyingSlot.take(new AbortController().signal);
+    expect(first.job.operation).toBe(op.name);
+    // The worker's process is gone: no more renewals, no heartbeat.
+    dying.redis.disconnect(false);
+    const survivor = await (await scheduler({ leaseMs: 600 })).join({ name: 'survivor', platform: AMD64 });
+    const second = await survivor.take(new AbortController().signal);
+    expect(second.job.operation).toBe(op.name);
+    expect(await raw.hget(`${prefix}op:${op.name}`, 'attempts')).toBe('2');
+    await second.complete(ok(3));
+    expect((await whenDone(front, op.name)).response?.result?.exitCode).toBe(3);
+    expect((await front.stats()).completed).toBe(1);
+  });
+
+  it('records only the current holder’s result: a worker whose lease was taken away is told, and its result dropped', async () => {
+    const front = await scheduler({ leaseMs: 900 });
+    const w1 = await (await scheduler({ leaseMs: 900 })).join({ name: 'w1', platform: AMD64 });
+    const op = await front.submit(job('9'), null);
+    const lease1 = await w1.take(new AbortController().signal);
+    // As if w1 had been silent past its lease: the sweep hands the job to w2.
+    await raw.zadd(`${prefix}leases`, 0, op.name);
+    const w2 = await (await scheduler({ leaseMs: 900 })).join({ name: 'w2', platform: AMD64 });
+    const lease2 = await w2.take(new AbortController().signal);
+    expect(lease2.job.operation).toBe(op.name);
+    await aborted(lease1.signal);
+    expect(String(lease1.signal.reason)).toContain('lost its lease');
+    await lease1.complete(ok(1));
+    expect((await front.get(op.name))?.done).toBe(false);
+    await lease2.complete(ok(2));
+    expect((await front.get(op.name))?.response?.result?.exitCode).toBe(2);
+  });
+
+  it('fails an action with a clear message after maxAttempts deliveries instead of bouncing forever', async () => {
+    const front = await scheduler({ leaseMs: 500, maxAttempts: 2 });
+    let op: OperationState | null = null;
+    for (let i = 0; i < 2; i++) {
+      const doomed = await scheduler({ leaseMs: 500, maxAttempts: 2 });
+      const slot = await doomed.join({ name: `doomed-${i}`, platform: AMD64 });
+      op ??= await front.submit(job('10'), null);
+      const lease = await slot.take(new AbortController().signal);
+      expect(lease.job.operation).toBe(op!.name);
+      doomed.redis.disconnect(false);
+    }
+    const state = await whenDone(front, op!.name);
+    expect(state.response?.status?.code).toBe(Code.UNAVAILABLE);
+    expect(state.response?.status?.message).toMatch(/given to 2 workers in turn .* gave up/);
+  });
+
+  it('cancels a queued operation at once, and a running one through its holder', async () => {
+    const front = await scheduler();
+    const slot = await (await scheduler()).join({ name: 'w', platform: AMD64 });
+    const queued = await front.submit(job('11'), null);
+    const running = await front.submit(job('12'), null);
+    const lease: Lease = await slot.take(new AbortController().signal);
+    expect(lease.job.operation).toBe(queued.name);
+    expect(await front.cancel(running.name)).toBe(true);
+    expect((await front.get(running.name))?.response?.status?.code).toBe(Code.CANCELLED);
+    expect(await front.cancel(queued.name)).toBe(true);
+    await aborted(lease.signal);
+    await lease.complete(create(ExecuteResponseSchema, { status: { code: Code.CANCELLED, message: 'stopped' } }));
+    expect((await front.get(queued.name))?.response?.status?.code).toBe(Code.CANCELLED);
+    expect(await front.cancel('operations/unknown')).toBe(false);
+    expect(await front.get('operations/unknown')).toBeNull();
+  });
+
+  it('finished operations expire after retainMs; the job itself is dropped at once', async () => {
+    const front = await scheduler({ retainMs: 5_000 });
+    const slot = await (await scheduler({ retainMs: 5_000 })).join({ name: 'w', platform: AMD64 });
+    const op = await front.submit(job('13'), 'key-13');
+    const lease = await slot.take(new AbortController().signal);
+    const ttlInFlight = await raw.pttl(`${prefix}op:${op.name}`);
+    expect(ttlInFlight).toBeGreaterThan(5_000);
+    await lease.complete(ok(0));
+    const ttl = await raw.pttl(`${prefix}op:${op.name}`);
+    expect(ttl).toBeGreaterThan(0);
+    expect(ttl).toBeLessThanOrEqual(5_000);
+    expect(await raw.hexists(`${prefix}op:${op.name}`, 'job')).toBe(0);
+    expect(await raw.exists(`${prefix}merge:key-13`)).toBe(0);
+  });
+
+  it('gives every joined worker its own identity, even under one name', async () => {
+    const workers = await scheduler();
+    await workers.join({ name: 'same-host/0', platform: AMD64 });
+    await workers.join({ name: 'same-host/0', platform: AMD64 });
+    const ids = await raw.hkeys(`${prefix}workers`);
+    expect(ids).toHaveLength(2);
+    expect(new Set(ids).size).toBe(2);
+  });
+
+  it('a closing worker hands its running job back to the queue, for another worker at once', async () => {
+    const front = await scheduler();
+    const leaving = await scheduler();
+    const leavingSlot = await leaving.join({ name: 'leaving', platform: AMD64 });
+    const op = await front.submit(job('14'), null);
+    const lease = await leavingSlot.take(new AbortController().signal);
+    const closed = leaving.close();
+    await aborted(lease.signal);
+    await lease.complete(create(ExecuteResponseSchema, { status: { code: Code.UNAVAILABLE, message: 'stopped' } }));
+    await closed;
+    const other = await (await scheduler()).join({ name: 'other', platform: AMD64 });
+    const again = await other.take(new AbortController().signal);
+    expect(again.job.operation).toBe(op.name);
+    expect(await raw.hget(`${prefix}op:${op.name}`, 'attempts')).toBe('1');
+  });
+});
