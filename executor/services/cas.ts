@@ -50,8 +50,7 @@ export function casService(deps: CasDeps): ServiceHandlers<typeof ContentAddress
     async batchUpdateBlobs(request) {
       checkDigestFunction(request.digestFunction);
       const instance = instanceOf(request.instanceName);
-      const total = request.requests.reduce((sum, r) => sum + r.data.byteLength, 0);
-      checkBatchSize(total, deps.maxBatchBytes, 'BatchUpdateBlobs carries');
+      checkBatchSize(request.requests.reduce((sum, r) => sum + batchBytes(r), 0), deps.maxBatchBytes, 'BatchUpdateBlobs carries');
       const responses = await mapLimit(request.requests, CONCURRENCY, async (entry, i) => {
         try {
           await storeOne(instance, entry, i);
@@ -118,6 +117,15 @@ export function casService(deps: CasDeps): ServiceHandlers<typeof ContentAddress
 
 function isEmptyBlob(digest: Digest): boolean {
   return digest.sizeBytes === 0 && digest.hash === EMPTY_SHA256;
+}
+
+/**
+ * What one batch entry costs: its declared (uncompressed) size, which is what decompressing it holds in
+ * memory, not its length on the wire; 32 KiB of zstd can declare, and expand to, 1 GiB.
+ */
+function batchBytes(entry: BatchUpdateBlobsRequest_Request): number {
+  const declared = Number(entry.digest?.sizeBytes ?? 0n);
+  return Math.max(entry.data.byteLength, Number.isFinite(declared) ? declared : 0);
 }
 
 function checkBatchSize(total: number, limit: number, what: string): void {
