@@ -89,7 +89,7 @@ export class DiskStore implements BlobStore {
     const known = this.#index.get(rel);
     if (known !== undefined && known.size <= SMALL_BLOB) {
       const bytes = this.#readSmall(rel, path);
-      if (bytes !== null) this.#markUsed(rel, this.#index.get(rel) ?? this.#record(rel, bytes.byteLength));
+      if (bytes !== null) this.#markUsed(rel, this.#current(rel, bytes.byteLength));
       return bytes === null ? null : bytesBlob(bytes);
     }
     let handle: FileHandle;
@@ -102,10 +102,11 @@ export class DiskStore implements BlobStore {
       }
       throw diskError(err, 'open');
     }
-    // The open handle keeps the bytes readable even if the blob is evicted or replaced meanwhile. Blobs this
-    // large are CAS blobs, whose size the hash fixes, so a known size needs no fstat.
-    const size = known?.size ?? (await handle.stat()).size;
-    this.#markUsed(rel, this.#index.get(rel) ?? this.#record(rel, size));
+    // The open handle keeps the bytes readable even if the blob is evicted or replaced meanwhile. A CAS blob's
+    // size is fixed by its hash, so a known one needs no fstat; an action-cache entry may have been replaced
+    // (by this process or another sharing the folder) with one of another size, so its size is the file's.
+    const size = key.kind === 'cas' && known !== undefined ? known.size : (await handle.stat()).size;
+    this.#markUsed(rel, this.#current(rel, size));
     return { size, body: fileStream(handle, size) };
   }
 
@@ -157,6 +158,12 @@ export class DiskStore implements BlobStore {
     this.#index.set(rel, entry);
     this.#bytes += size;
     return entry;
+  }
+
+  /** The index entry for a blob just found to be `size` bytes, corrected if the blob was replaced meanwhile. */
+  #current(rel: string, size: number): Entry {
+    const entry = this.#index.get(rel);
+    return entry !== undefined && entry.size === size ? entry : this.#record(rel, size);
   }
 
   /** Indexes a blob that another process sharing the folder published (it is not in our index yet). */

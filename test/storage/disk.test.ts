@@ -100,3 +100,32 @@ describe('disk store shared by two processes', () => {
     expect(await (await edge.get(cas(other)))?.size).toBe(5000);
   });
 });
+
+describe('disk store: action-cache entries, whose size the key does not fix', () => {
+  const ac = blobKey('', 'ac', sha256('some action'));
+  const read = async (store: DiskStore) => {
+    const blob = await store.get(ac);
+    const bytes = Buffer.from(await collect(blob!.body, 1 << 22));
+    return { size: blob!.size, bytes };
+  };
+
+  it.each([
+    ['larger', 100_000, 300_000],
+    ['smaller', 300_000, 100_000],
+    ['from small to large', 1000, 200_000],
+    ['from large to small', 200_000, 1000],
+  ])('reads an entry over 64 KiB whole after another process replaced it with a %s one', async (_, before, after) => {
+    const path = freshDir();
+    const edge = await DiskStore.open({ path, maxBytes: 1 << 24 });
+    const executor = await DiskStore.open({ path, maxBytes: 1 << 24 });
+    const first = randomBytes(before);
+    await edge.put(ac, streamOf(first), first.length);
+    expect((await read(edge)).bytes.equals(first)).toBe(true);
+    const second = randomBytes(after);
+    await executor.put(ac, streamOf(second), second.length);
+    const got = await read(edge);
+    expect(got.size).toBe(after);
+    expect(got.bytes.equals(second)).toBe(true);
+    expect(await edge.stat(ac)).toBe(after);
+  });
+});
