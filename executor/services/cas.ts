@@ -17,7 +17,7 @@ import {
 import { checkDigestFunction, digestOf, instanceOf } from '../digests.ts';
 import type { ServiceHandlers } from '../grpc/adapt.ts';
 import { blobStatus } from '../grpc-status.ts';
-import { mapLimit } from '../map-limit.ts';
+import { mapLimit } from '../../shared/map-limit.ts';
 import type { Zstd } from '../zstd.ts';
 import { streamTree } from './tree.ts';
 

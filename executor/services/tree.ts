@@ -19,7 +19,7 @@ import {
   type GetTreeResponseSchema,
 } from '../../shared/proto/gen/build/bazel/remote/execution/v2/remote_execution_pb.ts';
 import { digestOf } from '../digests.ts';
-import { mapLimit } from '../map-limit.ts';
+import { mapLimit } from '../../shared/map-limit.ts';
 
 const DEFAULT_PAGE_SIZE = 1000;
 const MAX_PAGE_SIZE = 10_000;
