@@ -11,7 +11,7 @@ import { Hono, type Context } from 'hono';
 import type { AccessGate } from '../shared/auth/gate.ts';
 import { decodeActionResult, MAX_BUFFERED_PROTO_BYTES, outputsPresent } from '../shared/ac/validate.ts';
 import { type BlobKey, EMPTY_SHA256, formatKey } from '../shared/digest.ts';
-import { LarderError, isLarderError } from '../shared/errors.ts';
+import { errorForLog, LarderError, isLarderError } from '../shared/errors.ts';
 import type { Logger } from '../shared/log.ts';
 import type { BlobStore } from '../shared/storage/store.ts';
 import { collect, readWhole, streamOf } from '../shared/storage/streams.ts';
@@ -59,7 +59,7 @@ export function createEdgeApp(options: EdgeAppOptions): Hono<EdgeEnv> {
     const code = isLarderError(err) ? err.code : 'internal';
     const status = HTTP_STATUS[code];
     const fields = { method: c.req.method, path: new URL(c.req.url).pathname, status };
-    if (status >= 500) log.error(err.message, fields);
+    if (status >= 500) log.error(errorForLog(err), fields);
     else log.debug(err.message, fields);
     const message = isLarderError(err) ? err.message : 'internal error';
     return c.text(`${message}\n`, status as 400);

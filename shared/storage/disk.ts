@@ -13,7 +13,7 @@
  * blobs it knows of.
  */
 import { Buffer } from 'node:buffer';
-import { randomUUID } from 'node:crypto';
+import { createHash, randomUUID } from 'node:crypto';
 import { readFileSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { mkdir, open, readdir, rename, rm, stat, unlink, utimes, type FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -139,7 +139,10 @@ export class DiskStore implements BlobStore {
         await this.#publish(rel, written, () => rename(temp, join(this.#root, 'blobs', rel)));
       }
     } catch (err) {
-      rmSync(temp, { force: true });
+      // Best effort: a broken tmp/ must not hide the error that brought us here.
+      try {
+        rmSync(temp, { force: true });
+      } catch {}
       throw err instanceof LarderError ? err : diskError(err, 'write');
     }
   }
@@ -239,10 +242,24 @@ export class DiskStore implements BlobStore {
   }
 }
 
-/** blobs/ sub-path of a key. Instance names are validated (shared/digest.ts), and encoded so '/' stays inside one folder. */
+/** blobs/ sub-path of a key. */
 function relativePath(key: BlobKey): string {
-  const instance = key.instance === '' ? '_' : `i-${encodeURIComponent(key.instance)}`;
-  return `${instance}/${key.kind}/${key.hash.slice(0, 2)}/${key.hash}`;
+  return `${instanceFolder(key.instance)}/${key.kind}/${key.hash.slice(0, 2)}/${key.hash}`;
+}
+
+/** Encoded instance names up to this length are kept readable; file names may be at most 255 bytes. */
+const READABLE_INSTANCE = 120;
+
+/**
+ * One folder per instance. Names are validated (shared/digest.ts) and encoded so '/' stays inside one folder;
+ * a name too long for that (a valid name has up to 256 characters, and every '/' becomes three) is named by
+ * its SHA-256 instead. The two forms cannot collide: one starts `i-`, the other `h-`.
+ */
+function instanceFolder(instance: string): string {
+  if (instance === '') return '_';
+  const encoded = encodeURIComponent(instance);
+  if (encoded.length <= READABLE_INSTANCE) return `i-${encoded}`;
+  return `h-${createHash('sha256').update(instance).digest('hex')}`;
 }
 
 /** Copies the body into a new file. Body errors pass through as they are; only file errors become disk errors. */
@@ -306,5 +323,6 @@ function diskError(err: unknown, action: string): LarderError {
   if (code === 'ENOSPC' || code === 'EDQUOT') {
     return new LarderError('no_space', `disk: ${action} failed, the disk is full`, { cause: err });
   }
-  return new LarderError('internal', `disk: ${action} failed: ${(err as Error).message}`, { cause: err });
+  // The system's message names the file: it goes to the log (as the cause), never to a client.
+  return new LarderError('internal', `disk: ${action} failed: ${code ?? 'unexpected error'}`, { cause: err });
 }
