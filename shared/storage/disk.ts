@@ -323,6 +323,10 @@ function diskError(err: unknown, action: string): LarderError {
   if (code === 'ENOSPC' || code === 'EDQUOT') {
     return new LarderError('no_space', `disk: ${action} failed, the disk is full`, { cause: err });
   }
+  if (code === 'EMFILE' || code === 'ENFILE') {
+    // Out of file descriptors: a passing overload (too many connections or open blobs), so worth retrying.
+    return new LarderError('unavailable', `disk: ${action} failed, too many open files; retry`, { cause: err });
+  }
   // The system's message names the file: it goes to the log (as the cause), never to a client.
   return new LarderError('internal', `disk: ${action} failed: ${code ?? 'unexpected error'}`, { cause: err });
 }

@@ -6,6 +6,30 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type EdgeProcess, startEdgeProcess, tempDir } from '../helpers/edge-process.ts';
 import { randomBlob, request } from '../helpers/http.ts';
+import { findTool, requireTool } from '../helpers/tools.ts';
+
+const havePrlimit = requireTool('prlimit', findTool('prlimit'), 'apt-get install util-linux');
+
+/** A PUT whose body is written in `pieces` parts `gapMs` apart, then (unless `stallAfter`) finished. */
+function slowUpload(url: string, data: Buffer, pieces: number, gapMs: number, stallAfter?: number): Promise<{ status?: number; error?: string; ms: number }> {
+  const started = Date.now();
+  return new Promise((resolve) => {
+    const req = http.request(url, { method: 'PUT', headers: { 'content-length': data.length }, agent: false }, (res) => {
+      res.resume();
+      res.on('end', () => resolve({ status: res.statusCode, ms: Date.now() - started }));
+    });
+    req.on('error', (err) => resolve({ error: (err as NodeJS.ErrnoException).code ?? err.message, ms: Date.now() - started }));
+    const size = Math.ceil(data.length / pieces);
+    let i = 0;
+    const next = () => {
+      if (stallAfter !== undefined && i === stallAfter) return; // the client goes quiet, connection open
+      req.write(data.subarray(i * size, (i + 1) * size));
+      if (++i < pieces) setTimeout(next, gapMs); // pacing a slow client, not waiting for the server
+      else req.end();
+    };
+    next();
+  });
+}
 
 describe('edge on a disk store: names and error bodies', () => {
   const dir = tempDir('larder-edge-faults-');
@@ -62,4 +86,94 @@ describe('edge on a disk store: names and error bodies', () => {
       mkdirSync(broken);
     }
   });
+});
+
+describe('edge with --idle-timeout: uploads without an overall deadline', () => {
+  const dir = tempDir('larder-edge-idle-');
+  let edge: EdgeProcess;
+  beforeAll(async () => {
+    edge = await startEdgeProcess({ runtime: 'node', args: ['--store', `disk:${dir.path}`, '--idle-timeout', '1s'] });
+  });
+  afterAll(async () => {
+    await edge?.stop();
+    dir.remove();
+  });
+
+  it('accepts an upload that takes several idle timeouts but never pauses for one', async () => {
+    const { data, hash } = randomBlob(400_000);
+    const result = await slowUpload(`${edge.url}/cas/${hash}`, data, 20, 200);
+    expect(result.status).toBe(200);
+    expect(result.ms).toBeGreaterThan(3000);
+    expect((await fetch(`${edge.url}/cas/${hash}`, { method: 'HEAD' })).status).toBe(200);
+  }, 30_000);
+
+  it('cuts off an upload that stops sending, after about the idle timeout, and stores nothing', async () => {
+    const { data, hash } = randomBlob(400_000);
+    const result = await slowUpload(`${edge.url}/cas/${hash}`, data, 20, 50, 5);
+    expect(result.status ?? result.error).not.toBe(200);
+    expect(result.ms).toBeLessThan(5000);
+    expect((await fetch(`${edge.url}/cas/${hash}`, { method: 'HEAD' })).status).toBe(404);
+  }, 30_000);
+});
+
+/** `clients` GETs at once, each left unread until every one has its status (so each holds a connection and a file). */
+async function heldDownloads(url: string, clients: number): Promise<Map<string, number>> {
+  const outcomes = new Map<string, number>();
+  const responses: http.IncomingMessage[] = [];
+  await Promise.all(
+    Array.from({ length: clients }, () =>
+      new Promise<void>((resolve) => {
+        const req = http.get(url, { agent: false }, (res) => {
+          responses.push(res);
+          const key = String(res.statusCode);
+          outcomes.set(key, (outcomes.get(key) ?? 0) + 1);
+          resolve();
+        });
+        req.on('error', (err: NodeJS.ErrnoException) => {
+          const key = err.code ?? err.message;
+          outcomes.set(key, (outcomes.get(key) ?? 0) + 1);
+          resolve();
+        });
+      }),
+    ),
+  );
+  await Promise.all(responses.map((res) => new Promise((resolve) => res.on('end', resolve).on('error', resolve).on('close', resolve).resume())));
+  return outcomes;
+}
+
+describe.runIf(havePrlimit)('edge out of file descriptors (prlimit --nofile=160)', () => {
+  const dir = tempDir('larder-edge-fds-');
+  const { data, hash } = randomBlob(1024 * 1024);
+  afterAll(() => dir.remove());
+
+  const run = async (maxConnections: string) => {
+    const edge = await startEdgeProcess({
+      runtime: 'node',
+      args: ['--store', `disk:${join(dir.path, maxConnections)}`, '--max-connections', maxConnections],
+      wrapper: ['prlimit', '--nofile=160:160'],
+    });
+    try {
+      expect((await fetch(`${edge.url}/cas/${hash}`, { method: 'PUT', body: data })).status).toBe(200);
+      const outcomes = await heldDownloads(`${edge.url}/cas/${hash}`, 300);
+      console.log(`--max-connections ${maxConnections}, 300 held downloads under 160 descriptors: ${JSON.stringify([...outcomes])}`);
+      // The edge is still serving afterwards.
+      expect((await fetch(`${edge.url}/cas/${hash}`)).status).toBe(200);
+      return outcomes;
+    } finally {
+      await edge.stop();
+    }
+  };
+
+  it('answers EMFILE inside the store with 503 (retryable), never 500', async () => {
+    const outcomes = await run('10000');
+    expect(outcomes.get('500'), JSON.stringify([...outcomes])).toBeUndefined();
+    expect(outcomes.get('200')).toBeGreaterThan(0);
+  }, 60_000);
+
+  it('with --max-connections auto, refuses connections past the cap rather than running out', async () => {
+    const outcomes = await run('auto');
+    expect(outcomes.get('500'), JSON.stringify([...outcomes])).toBeUndefined();
+    expect(outcomes.get('503'), JSON.stringify([...outcomes])).toBeUndefined();
+    expect(outcomes.get('200')).toBeGreaterThan(0);
+  }, 60_000);
 });

@@ -22,6 +22,8 @@ export interface EdgeProcessOptions {
   /** Arguments after `larder edge`; --listen defaults to 127.0.0.1:0 and --log-level to warn. */
   args?: string[];
   env?: Record<string, string>;
+  /** A command the server runs under, such as `prlimit --nofile=N:N`; it must exec the server (prlimit does), so the PID stays the server's. */
+  wrapper?: string[];
 }
 
 const START_TIMEOUT_MS = 30_000;
@@ -37,7 +39,8 @@ export async function startEdgeProcess(options: EdgeProcessOptions): Promise<Edg
     options.runtime === 'node'
       ? [process.execPath, [join(REPO_ROOT, 'bin/larder.js'), 'edge', ...withDefaults]]
       : [denoPath() ?? 'deno', [...denoTaskArgs('edge'), ...withDefaults]];
-  const child = spawn(command, commandArgs, {
+  const [wrapped, wrappedArgs] = options.wrapper === undefined ? [command, commandArgs] : [options.wrapper[0]!, [...options.wrapper.slice(1), command, ...commandArgs]];
+  const child = spawn(wrapped, wrappedArgs, {
     cwd: REPO_ROOT,
     env: { ...process.env, ...options.env },
     stdio: ['ignore', 'pipe', 'pipe'],
