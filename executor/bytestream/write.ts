@@ -25,7 +25,10 @@ export interface WriteDeps {
   maxBlobBytes: number;
 }
 
-/** Stores one uploaded blob and returns the committed size (bytes received on the wire, offset included). */
+/**
+ * Stores one uploaded blob and returns the committed size (bytes received on the wire, offset included), or
+ * answers at once for a blob already stored.
+ */
 export async function writeBlob(deps: WriteDeps, requests: AsyncIterable<WriteRequest>, signal: AbortSignal): Promise<bigint> {
   const iterator = requests[Symbol.asyncIterator]();
   const first = await next(iterator, signal);
@@ -37,6 +40,15 @@ export async function writeBlob(deps: WriteDeps, requests: AsyncIterable<WriteRe
   const offset = Number(first.writeOffset);
   if (!(await deps.uploads.settle(name, SETTLE_MS))) {
     throw new RpcError(Code.ABORTED, `Write: another upload to ${name} is in progress`);
+  }
+  const key = blobKey(resource.instance, 'cas', resource.digest.hash);
+  if (offset === 0 && (await deps.store.stat(key)) === resource.digest.sizeBytes) {
+    // REAPI lets the server end an upload of a blob it already has at once: the client stops sending, and
+    // nothing is received, hashed or written again (Bazel re-uploads outputs it just downloaded). The
+    // committed size is the whole blob, or -1 for a compressed upload, whose compressed length is unknown.
+    await iterator.return?.();
+    deps.log.debug('ByteStream: already stored', { key: formatKey(key) });
+    return resource.encoding === 'identity' ? BigInt(resource.digest.sizeBytes) : -1n;
   }
   if (offset !== 0) {
     // Only uncompressed uploads resume: for compressed ones REAPI mixes compressed and uncompressed
@@ -74,7 +86,6 @@ export async function writeBlob(deps: WriteDeps, requests: AsyncIterable<WriteRe
 
   const wire = recorder !== null && recorder.resumedFrom > 0 ? concatStreams(recorder.readKept(), incoming) : incoming;
   const body = resource.encoding === 'zstd' ? wire.pipeThrough(deps.zstd!.decompressor(resource.digest.sizeBytes)) : wire;
-  const key = blobKey(resource.instance, 'cas', resource.digest.hash);
   try {
     await deps.store.put(key, body, resource.digest.sizeBytes);
   } catch (err) {
