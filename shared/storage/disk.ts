@@ -11,14 +11,19 @@
  * restarts. The files are the truth: a lookup the index cannot answer asks the file system, so processes that
  * share one folder (an edge and an executor) see each other's blobs at once. Each enforces the budget over the
  * blobs it knows of.
+ *
+ * A full file system (ENOSPC) below the budget evicts least recently used blobs for the rest of the upload and
+ * retries it once; a budget larger than the file system is warned about at start-up.
  */
 import { Buffer } from 'node:buffer';
 import { createHash, randomUUID } from 'node:crypto';
 import { readFileSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
-import { mkdir, open, readdir, rename, rm, stat, unlink, utimes, type FileHandle } from 'node:fs/promises';
+import { mkdir, open, readdir, rename, rm, stat, statfs, unlink, utimes, type FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { BlobKey } from '../digest.ts';
 import { LarderError } from '../errors.ts';
+import type { Logger } from '../log.ts';
+import { formatSize } from '../size.ts';
 import type { BlobStore, StoredBlob } from './store.ts';
 import { bodyError, bytesBlob, collect } from './streams.ts';
 
@@ -27,6 +32,8 @@ export interface DiskStoreOptions {
   path: string;
   /** Size budget in bytes; least recently used blobs are deleted to stay under it. */
   maxBytes: number;
+  /** Told when the budget cannot hold (it exceeds the file system) and when a full disk forces evictions. */
+  log?: Logger;
 }
 
 interface Entry {
@@ -47,6 +54,7 @@ const TOUCH_INTERVAL_MS = 10 * 60 * 1000;
 export class DiskStore implements BlobStore {
   readonly #root: string;
   readonly #maxBytes: number;
+  readonly #log: Logger | undefined;
   // Insertion order is LRU order: a hit re-inserts its entry at the end.
   readonly #index = new Map<string, Entry>();
   readonly #madeDirs = new Set<string>();
@@ -55,6 +63,7 @@ export class DiskStore implements BlobStore {
   private constructor(options: DiskStoreOptions) {
     this.#root = options.path;
     this.#maxBytes = options.maxBytes;
+    this.#log = options.log;
   }
 
   /** Opens (or creates) the cache folder, discards unfinished uploads and rebuilds the index. */
@@ -65,7 +74,26 @@ export class DiskStore implements BlobStore {
     await mkdir(join(store.#root, 'blobs'), { recursive: true });
     await store.#rebuildIndex();
     await store.#evictFor(0);
+    await store.#checkBudgetFits();
     return store;
+  }
+
+  /** Warns when the budget is more than the file system can ever hold: the disk would fill before any eviction. */
+  async #checkBudgetFits(): Promise<void> {
+    let capacity: number;
+    try {
+      const fs = await statfs(this.#root);
+      capacity = fs.blocks * fs.bsize;
+    } catch {
+      return; // not every runtime or file system can tell
+    }
+    if (this.#maxBytes > capacity) {
+      this.#log?.warn(
+        `disk: the budget (${formatSize(this.#maxBytes)}) is larger than the file system (${formatSize(capacity)}): ` +
+          'when the disk fills, blobs are evicted early to make room; set a smaller budget',
+        { path: this.#root },
+      );
+    }
   }
 
   get bytes(): number {
@@ -128,14 +156,27 @@ export class DiskStore implements BlobStore {
     const rel = relativePath(key);
     const temp = join(this.#root, 'tmp', randomUUID());
     try {
+      // A full disk (the budget was too large, or something else filled the file system) evicts least recently
+      // used blobs for the rest of this blob and retries, once; only if that fails does the upload fail.
+      let retried = false;
+      const makeRoom = async (bytes: number) => {
+        if (retried) return false;
+        retried = true;
+        return this.#evictForFullDisk(bytes, rel);
+      };
       if (size <= SMALL_BLOB) {
         const bytes = await collect(body, SMALL_BLOB).catch((err) => Promise.reject(bodyError(err)));
         await this.#publish(rel, bytes.byteLength, async () => {
-          syncDisk('write', () => writeFileSync(temp, bytes, { flag: 'wx' }));
+          try {
+            writeFileSync(temp, bytes);
+          } catch (err) {
+            if (errno(err) !== 'ENOSPC' || !(await makeRoom(bytes.byteLength))) throw diskError(err, 'write');
+            syncDisk('write', () => writeFileSync(temp, bytes));
+          }
           syncDisk('publish', () => renameSync(temp, join(this.#root, 'blobs', rel)));
         });
       } else {
-        const written = await writeFile(temp, body);
+        const written = await writeFile(temp, body, (written) => makeRoom(size - written));
         await this.#publish(rel, written, () => rename(temp, join(this.#root, 'blobs', rel)));
       }
     } catch (err) {
@@ -214,6 +255,24 @@ export class DiskStore implements BlobStore {
     await Promise.all(victims.map((rel) => unlink(join(this.#root, 'blobs', rel)).catch(() => {})));
   }
 
+  /** Evicts least recently used blobs (not `keep`) until `bytes` are freed; false when there was nothing to evict. */
+  async #evictForFullDisk(bytes: number, keep: string): Promise<boolean> {
+    const victims: string[] = [];
+    let freed = 0;
+    for (const [rel, entry] of this.#index) {
+      if (freed >= bytes) break;
+      if (rel === keep) continue;
+      freed += entry.size;
+      this.#forget(rel);
+      victims.push(rel);
+    }
+    await Promise.all(victims.map((rel) => unlink(join(this.#root, 'blobs', rel)).catch(() => {})));
+    this.#log?.warn(`disk: the file system is full below the budget; evicted ${victims.length} blobs (${formatSize(freed)}) and retrying`, {
+      path: this.#root,
+    });
+    return victims.length > 0;
+  }
+
   async #ensureDir(rel: string): Promise<void> {
     const dir = rel.slice(0, rel.lastIndexOf('/'));
     if (this.#madeDirs.has(dir)) return;
@@ -262,8 +321,11 @@ function instanceFolder(instance: string): string {
   return `h-${createHash('sha256').update(instance).digest('hex')}`;
 }
 
-/** Copies the body into a new file. Body errors pass through as they are; only file errors become disk errors. */
-async function writeFile(path: string, body: ReadableStream<Uint8Array>): Promise<number> {
+/**
+ * Copies the body into a new file. Body errors pass through as they are; only file errors become disk
+ * errors. On ENOSPC, `makeRoom(written)` may free space (true) and the write that failed is retried.
+ */
+async function writeFile(path: string, body: ReadableStream<Uint8Array>, makeRoom: (written: number) => Promise<boolean>): Promise<number> {
   const handle = await open(path, 'wx').catch((err) => Promise.reject(diskError(err, 'create')));
   const reader = body.getReader();
   let written = 0;
@@ -271,7 +333,16 @@ async function writeFile(path: string, body: ReadableStream<Uint8Array>): Promis
     for (;;) {
       const { done, value } = await reader.read().catch((err) => Promise.reject(bodyError(err)));
       if (done) return written;
-      await handle.write(value).catch((err) => Promise.reject(diskError(err, 'write')));
+      let offset = 0;
+      while (offset < value.byteLength) {
+        try {
+          // A write may be short (a nearly full disk takes what fits): write the rest, at its position.
+          const { bytesWritten } = await handle.write(value, offset, value.byteLength - offset, written + offset);
+          offset += bytesWritten;
+        } catch (err) {
+          if (errno(err) !== 'ENOSPC' || !(await makeRoom(written + offset))) throw diskError(err, 'write');
+        }
+      }
       written += value.byteLength;
     }
   } finally {

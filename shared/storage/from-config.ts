@@ -22,7 +22,7 @@ async function openNode(config: StoreConfig, options: OpenStoreOptions): Promise
     case 'memory':
       return new MemoryStore({ maxBytes: config.maxBytes });
     case 'disk':
-      return DiskStore.open({ path: config.path, maxBytes: config.maxBytes });
+      return DiskStore.open({ path: config.path, maxBytes: config.maxBytes, log: options.log });
     case 's3': {
       // Loaded only when used: the AWS SDK adds ~120 ms and ~15 MiB to start-up, which memory and disk edges need not pay.
       const { S3Store } = await import('./s3.ts');
