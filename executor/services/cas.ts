@@ -19,6 +19,7 @@ import type { ServiceHandlers } from '../grpc/adapt.ts';
 import { blobStatus } from '../grpc-status.ts';
 import { mapLimit } from '../../shared/map-limit.ts';
 import type { Zstd } from '../zstd.ts';
+import { TreeOrders } from './tree-orders.ts';
 import { streamTree } from './tree.ts';
 
 export interface CasDeps {
@@ -33,6 +34,7 @@ const CONCURRENCY = 32;
 
 export function casService(deps: CasDeps): ServiceHandlers<typeof ContentAddressableStorage> {
   const { store } = deps;
+  const orders = new TreeOrders();
   // Instance and digest are already checked, so the key is built without checking them again: this runs
   // 10,000 times for one FindMissingBlobs call.
   const isPresent = async (instance: string, digest: Digest) =>
@@ -81,7 +83,7 @@ export function casService(deps: CasDeps): ServiceHandlers<typeof ContentAddress
 
     async getTree(request, ctx, send) {
       checkDigestFunction(request.digestFunction);
-      await streamTree({ store, instance: instanceOf(request.instanceName), request, signal: ctx.signal }, send);
+      await streamTree({ store, instance: instanceOf(request.instanceName), request, signal: ctx.signal, orders }, send);
     },
   };
 
