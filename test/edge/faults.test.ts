@@ -1,5 +1,7 @@
 // Faults a long-running edge meets, against a real `larder edge` process over real sockets and a real disk:
-// instance names at the limits of validation, and error answers that never reveal a server path.
+// instance names at the limits of validation, error answers that never reveal a server path, slow and
+// stalled uploads, running out of file descriptors, and a full disk.
+import { spawnSync } from 'node:child_process';
 import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import http from 'node:http';
 import { join } from 'node:path';
@@ -9,7 +11,9 @@ import { randomBlob, request } from '../helpers/http.ts';
 import { findTool, requireTool } from '../helpers/tools.ts';
 
 const havePrlimit = requireTool('prlimit', findTool('prlimit'), 'apt-get install util-linux');
-const haveUnshare = requireTool('unshare', findTool('unshare'), 'apt-get install util-linux');
+// A tmpfs of our own needs a user and mount namespace; some container runtimes forbid them.
+const unshareWorks = findTool('unshare') !== undefined && spawnSync('unshare', ['-rm', 'true']).status === 0;
+const haveUnshare = requireTool('unshare -rm (user namespaces)', unshareWorks ? 'unshare' : undefined, 'apt-get install util-linux; allow unprivileged user namespaces');
 
 /** A PUT whose body is written in `pieces` parts `gapMs` apart, then (unless `stallAfter`) finished. */
 function slowUpload(url: string, data: Buffer, pieces: number, gapMs: number, stallAfter?: number): Promise<{ status?: number; error?: string; ms: number }> {
