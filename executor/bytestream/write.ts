@@ -2,16 +2,18 @@
  * ByteStream.Write: the request stream becomes one ReadableStream that goes straight into `store.put`,
  * so a large blob is never held in memory; the store's verifying wrapper checks size and SHA-256 as the
  * bytes pass, and publishes nothing if they are wrong. Bytes of large uploads are also recorded in the
- * partial-upload area, so an interrupted Write can be resumed from QueryWriteStatus's committed size.
+ * partial-upload area, so an interrupted Write can be resumed from QueryWriteStatus's committed size; with a
+ * disk store that recording is the only copy written, and the store adopts the file (storeByAdopting).
  */
-import { blobKey, formatKey } from '../../shared/digest.ts';
+import { rm } from 'node:fs/promises';
+import { type BlobKey, blobKey, formatKey } from '../../shared/digest.ts';
 import { isLarderError, LarderError } from '../../shared/errors.ts';
 import type { Logger } from '../../shared/log.ts';
 import type { BlobStore } from '../../shared/storage/store.ts';
 import type { WriteRequest } from '../../shared/proto/gen/google/bytestream/bytestream_pb.ts';
 import { Code, RpcError } from '../grpc-status.ts';
 import type { Zstd } from '../zstd.ts';
-import type { PartialUploads } from './partial-uploads.ts';
+import { fileSlice, type PartialUploads, type Recorder } from './partial-uploads.ts';
 import { parseWriteName, type UploadResource } from './resource-name.ts';
 
 /** How long a Write waits for an earlier, dying Write of the same upload name to let go. */
@@ -84,10 +86,15 @@ export async function writeBlob(deps: WriteDeps, requests: AsyncIterable<WriteRe
     },
   });
 
-  const wire = recorder !== null && recorder.resumedFrom > 0 ? concatStreams(recorder.readKept(), incoming) : incoming;
-  const body = resource.encoding === 'zstd' ? wire.pipeThrough(deps.zstd!.decompressor(resource.digest.sizeBytes)) : wire;
+  const size = resource.digest.sizeBytes;
   try {
-    await deps.store.put(key, body, resource.digest.sizeBytes);
+    if (recorder !== null && deps.store.adopt !== undefined) {
+      await storeByAdopting(deps.store, key, size, incoming, recorder);
+    } else {
+      const wire = recorder !== null && recorder.resumedFrom > 0 ? concatStreams(recorder.readKept(), incoming) : incoming;
+      const body = resource.encoding === 'zstd' ? wire.pipeThrough(deps.zstd!.decompressor(size)) : wire;
+      await deps.store.put(key, body, size);
+    }
   } catch (err) {
     // A client that went away may come back and resume; wrong bytes can never be resumed.
     if (endedEarly || isLarderError(err, 'aborted') || signal.aborted) await recorder?.keep();
@@ -98,6 +105,28 @@ export async function writeBlob(deps: WriteDeps, requests: AsyncIterable<WriteRe
   await drainAfterFinish(iterator, signal);
   deps.log.debug('stored via ByteStream', { key: formatKey(key), size: resource.digest.sizeBytes, encoding: resource.encoding });
   return BigInt(received);
+}
+
+/**
+ * The one-write path, for a store that adopts files (disk): the bytes go only into the recorder's file,
+ * which keeps them for resuming anyway, hashed as they arrive; at finish_write that file is synced and moved
+ * into the store. Otherwise every upload of 1 MiB or more would be written twice: once here, once by the store.
+ */
+async function storeByAdopting(store: BlobStore, key: BlobKey, size: number, incoming: ReadableStream<Uint8Array>, recorder: Recorder): Promise<void> {
+  await recorder.pin();
+  let total = recorder.resumedFrom;
+  for await (const chunk of incoming) {
+    total += chunk.byteLength;
+    if (total > size) throw new LarderError('size_mismatch', `size mismatch: declared ${size} bytes, received more`);
+  }
+  if (total !== size) throw new LarderError('size_mismatch', `size mismatch: declared ${size} bytes, received ${total}`);
+  const file = await recorder.complete();
+  try {
+    // A store on another file system declines; then it copies, as for any other store.
+    if (!(await store.adopt!(key, file.path, size, file.sha256))) await store.put(key, fileSlice(file.path, size), size);
+  } finally {
+    await rm(file.path, { force: true });
+  }
 }
 
 function checkWritable(deps: WriteDeps, resource: UploadResource): void {

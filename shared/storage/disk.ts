@@ -186,6 +186,19 @@ export class DiskStore implements BlobStore {
     }
   }
 
+  /** Moves a file the caller wrote and synced into place: one write per upload instead of two (see BlobStore). */
+  async adopt(key: BlobKey, path: string, size: number): Promise<boolean> {
+    if (size > this.#maxBytes) return false;
+    const rel = relativePath(key);
+    try {
+      await this.#publish(rel, size, () => rename(path, join(this.#root, 'blobs', rel)));
+      return true;
+    } catch (err) {
+      if (errno(err) === 'EXDEV') return false; // another file system: the caller copies it with put
+      throw diskError(err, 'publish');
+    }
+  }
+
   /** Makes room for a written temp file, then moves it into place and indexes it. */
   async #publish(rel: string, size: number, move: () => Promise<void>): Promise<void> {
     await this.#evictFor(size, rel);

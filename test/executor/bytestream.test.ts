@@ -74,6 +74,19 @@ describe('ByteStream', () => {
     expect((await codeOf(readAll(server.clients, `blobs/${real}/${data.byteLength}`))).code).toBe(grpc.status.NOT_FOUND);
   });
 
+  it('rejects a large upload (recorded for resuming, adopted by the disk store) whose bytes do not match, and keeps nothing', async () => {
+    const data = randomBytes(3 * MiB, 21);
+    const wrong = digestOf(randomBytes(3 * MiB, 22)).hash;
+    const name = `uploads/wrong-large/blobs/${wrong}/${data.byteLength}`;
+    const { code, details } = await codeOf(bs().write(chunks(name, data)));
+    expect(code).toBe(grpc.status.INVALID_ARGUMENT);
+    expect(details).toMatch(/sha256 mismatch/);
+    expect((await codeOf(readAll(server.clients, `blobs/${wrong}/${data.byteLength}`))).code).toBe(grpc.status.NOT_FOUND);
+    expect(await bs().queryWriteStatus({ resourceName: name })).toMatchObject({ committedSize: 0n, complete: false });
+    const tooLong = await codeOf(bs().write(chunks(`uploads/long/blobs/${digestOf(data).hash}/${2 * MiB}`, data)));
+    expect(tooLong.code).toBe(grpc.status.INVALID_ARGUMENT);
+  });
+
   it('refuses bad offsets, limits, names and sizes with the REAPI status codes', async () => {
     const data = Buffer.from('offsets');
     const { hash } = digestOf(data);

@@ -55,3 +55,10 @@ export function watchRss(pid: number, boundMiB: number, sampleMs = 10): RssWatch
     stop: () => clearInterval(timer),
   };
 }
+
+/** Bytes a process has passed to write(2) and friends so far (`wchar` in /proc/PID/io): files and sockets alike. */
+export function writtenBytes(pid: number): number {
+  const match = /^wchar:\s+(\d+)$/m.exec(readFileSync(`/proc/${pid}/io`, 'utf8'));
+  if (!match) throw new Error(`no wchar for pid ${pid}`);
+  return Number(match[1]);
+}
