@@ -85,7 +85,7 @@ describe('edge on a disk store: names and error bodies', () => {
         expect(res.body.toString()).not.toMatch(/\/(tmp|home|var|work)\//);
       }
       // The operator still learns what failed, from the log.
-      expect(edge.output()).toContain(broken);
+      await edge.waitForOutput(broken);
     } finally {
       rmSync(broken, { force: true });
       mkdirSync(broken);
@@ -205,8 +205,8 @@ describe.runIf(haveUnshare)('edge on a full disk (an 8 MiB tmpfs under a 64 MiB 
     dir.remove();
   });
 
-  it('warns at start that the budget is larger than the file system', () => {
-    expect(edge.output()).toMatch(/WARN .*budget .*larger than the file system/);
+  it('warns at start that the budget is larger than the file system', async () => {
+    await edge.waitForOutput(/WARN .*budget .*larger than the file system/);
   });
 
   it('evicts and retries when the disk fills, instead of failing every upload from then on', async () => {
