@@ -12,11 +12,12 @@ import { createHash, type Hash, randomUUID } from 'node:crypto';
 import { mkdir, mkdtemp, open, readdir, rename, rm, stat, type FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
 import { LarderError } from '../../shared/errors.ts';
+import { ownerAlive, ownerTag } from '../../shared/storage/owner.ts';
 
 export interface PartialUploadsOptions {
   /**
    * A folder that holds one private folder per server process (several executors may share a disk
-   * store). Private folders idle for longer than `idleMs` are left over from crashed processes and go.
+   * store). Private folders of processes that are gone are removed at start-up.
    */
   parentDir: string;
   /** Total bytes kept across partial uploads. */
@@ -76,9 +77,13 @@ export class PartialUploads {
     const cutoff = (options.now ?? Date.now)() - options.idleMs;
     for (const name of await readdir(options.parentDir)) {
       const path = join(options.parentDir, name);
-      if ((await lastWrite(path)) < cutoff) await rm(path, { recursive: true, force: true });
+      // A folder names its owner (shared/storage/owner.ts): one whose owner is gone goes at once, one whose
+      // owner still runs stays (that process expires its own partials). Older, unnamed ones go when idle.
+      const owner = /^w-(p\d+-(?:\d+|x))-/.exec(name)?.[1];
+      const abandoned = owner !== undefined ? !ownerAlive(owner) : (await lastWrite(path)) < cutoff;
+      if (abandoned) await rm(path, { recursive: true, force: true });
     }
-    return new PartialUploads(options, await mkdtemp(join(options.parentDir, 'w-')));
+    return new PartialUploads(options, await mkdtemp(join(options.parentDir, `w-${ownerTag()}-`)));
   }
 
   /** Bytes kept for an upload name: what QueryWriteStatus reports as committed. */

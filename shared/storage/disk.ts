@@ -2,15 +2,16 @@
  * Content-addressed files on local disk with an LRU size budget. The default store.
  *
  * Layout under the root:  blobs/{instance}/{ac|cas}/{hash[0:2]}/{hash}   and   tmp/ for uploads in flight.
- * A blob is written to tmp/ and published by rename(2), so readers (and a restart after `kill -9`) only ever
- * see whole blobs; tmp/ is emptied at start-up. Concurrent writers of one blob each write their own temp file
- * and the last rename wins, which is harmless: CAS blobs with one name have one content.
+ * A blob is written to tmp/{owner}/ (one folder per process, owner.ts) and published by rename(2), so readers
+ * (and a restart after `kill -9`) only ever see whole blobs; at start-up the folders of processes that are gone
+ * are removed, those of processes still serving the folder are not. Concurrent writers of one blob each write
+ * their own temp file and the last rename wins, which is harmless: CAS blobs with one name have one content.
  *
  * The index (what is stored, its size, when it was last used) lives in memory and is rebuilt from the files
  * at start-up, ordered by modification time; hits refresh a file's mtime now and then so that order survives
- * restarts. The files are the truth: a lookup the index cannot answer asks the file system, so processes that
- * share one folder (an edge and an executor) see each other's blobs at once. Each enforces the budget over the
- * blobs it knows of.
+ * restarts. The files are the truth: `stat` always asks the file system, and reads open the file, so processes
+ * that share one folder (an edge and an executor) see each other's blobs, and each other's evictions, at once.
+ * Each enforces the budget over the blobs it knows of, counting its own uploads in flight from their first byte.
  *
  * Power loss: a blob's bytes are synced to stable storage (fdatasync) before its rename publishes it, so a
  * crash never leaves a torn or empty file under a valid name; at worst the rename itself is lost, a miss.
@@ -27,6 +28,7 @@ import type { BlobKey } from '../digest.ts';
 import { LarderError } from '../errors.ts';
 import type { Logger } from '../log.ts';
 import { formatSize } from '../size.ts';
+import { ownerAlive, ownerTag } from './owner.ts';
 import type { BlobStore, StoredBlob } from './store.ts';
 import { diskError, errno, fileStream, syncDisk, writeFile, writeSmallFile } from './disk-files.ts';
 import { bodyError, bytesBlob, collect } from './streams.ts';
@@ -61,19 +63,27 @@ export class DiskStore implements BlobStore {
   // Insertion order is LRU order: a hit re-inserts its entry at the end.
   readonly #index = new Map<string, Entry>();
   readonly #madeDirs = new Set<string>();
+  /** tmp/{owner tag}: this process's uploads in flight, apart from other processes' (see owner.ts). */
+  readonly #tmp: string;
   #bytes = 0;
+  /** Declared sizes of this process's uploads in flight: counted against the budget from their first byte. */
+  #reserved = 0;
 
   private constructor(options: DiskStoreOptions) {
     this.#root = options.path;
     this.#maxBytes = options.maxBytes;
     this.#log = options.log;
+    this.#tmp = join(options.path, 'tmp', ownerTag());
   }
 
-  /** Opens (or creates) the cache folder, discards unfinished uploads and rebuilds the index. */
+  /**
+   * Opens (or creates) the cache folder, discards unfinished uploads of processes that are gone (never those of
+   * processes still serving the folder) and rebuilds the index.
+   */
   static async open(options: DiskStoreOptions): Promise<DiskStore> {
     const store = new DiskStore(options);
-    await rm(join(store.#root, 'tmp'), { recursive: true, force: true });
-    await mkdir(join(store.#root, 'tmp'), { recursive: true });
+    await removeAbandoned(join(store.#root, 'tmp'));
+    await mkdir(store.#tmp, { recursive: true });
     await mkdir(join(store.#root, 'blobs'), { recursive: true });
     await store.#rebuildIndex();
     await store.#evictFor(0);
@@ -107,11 +117,16 @@ export class DiskStore implements BlobStore {
     return this.#index.size;
   }
 
+  /**
+   * Asks the file system every time, not the index: another process sharing the folder may have evicted the
+   * blob (or replaced an action-cache entry), and "present" must be true when it is said.
+   */
   async stat(key: BlobKey): Promise<number | null> {
     const rel = relativePath(key);
-    const known = this.#index.get(rel);
-    if (known !== undefined) return known.size;
-    return (await this.#adopt(rel))?.size ?? null;
+    const size = this.#fileSize(rel);
+    if (size === null) this.#forget(rel);
+    else this.#current(rel, size);
+    return size;
   }
 
   async get(key: BlobKey): Promise<StoredBlob | null> {
@@ -157,8 +172,11 @@ export class DiskStore implements BlobStore {
       throw new LarderError('no_space', `disk: a ${size}-byte blob is larger than the whole ${this.#maxBytes}-byte budget`);
     }
     const rel = relativePath(key);
-    const temp = join(this.#root, 'tmp', randomUUID());
+    const temp = join(this.#tmp, randomUUID());
+    // Room is made before the first byte is written, so uploads in flight count against the budget too.
+    this.#reserved += size;
     try {
+      await this.#evictFor(0, rel);
       // A full disk (the budget was too large, or something else filled the file system) evicts least recently
       // used blobs for the rest of this blob and retries, once; only if that fails does the upload fail.
       let retried = false;
@@ -183,6 +201,8 @@ export class DiskStore implements BlobStore {
         rmSync(temp, { force: true });
       } catch {}
       throw err instanceof LarderError ? err : diskError(err, 'write');
+    } finally {
+      this.#reserved -= size;
     }
   }
 
@@ -191,6 +211,7 @@ export class DiskStore implements BlobStore {
     if (size > this.#maxBytes) return false;
     const rel = relativePath(key);
     try {
+      await this.#evictFor(size, rel);
       await this.#publish(rel, size, () => rename(path, join(this.#root, 'blobs', rel)));
       return true;
     } catch (err) {
@@ -199,9 +220,8 @@ export class DiskStore implements BlobStore {
     }
   }
 
-  /** Makes room for a written temp file, then moves it into place and indexes it. */
+  /** Moves a written file into place and indexes it (room was made for it before it was written). */
   async #publish(rel: string, size: number, move: () => Promise<void>): Promise<void> {
-    await this.#evictFor(size, rel);
     await this.#ensureDir(rel);
     await move();
     this.#record(rel, size);
@@ -221,18 +241,15 @@ export class DiskStore implements BlobStore {
     return entry !== undefined && entry.size === size ? entry : this.#record(rel, size);
   }
 
-  /** Indexes a blob that another process sharing the folder published (it is not in our index yet). */
-  async #adopt(rel: string): Promise<Entry | null> {
+  /** The size of a stored blob's file, or null when there is none. */
+  #fileSize(rel: string): number | null {
     // Synchronous: a lookup in the kernel's dentry cache, cheaper than a thread-pool round trip. Every new
     // upload asks once (is it stored already?), so this is on the hot path, and a miss must not cost an exception.
-    let info;
     try {
-      info = statSync(join(this.#root, 'blobs', rel), { throwIfNoEntry: false });
+      return statSync(join(this.#root, 'blobs', rel), { throwIfNoEntry: false })?.size ?? null;
     } catch (err) {
       throw diskError(err, 'stat');
     }
-    if (info === undefined) return null;
-    return this.#index.get(rel) ?? this.#record(rel, info.size);
   }
 
   #forget(rel: string): void {
@@ -258,12 +275,13 @@ export class DiskStore implements BlobStore {
     const victims: string[] = [];
     const replaced = replacing === undefined ? 0 : (this.#index.get(replacing)?.size ?? 0);
     for (const [rel] of this.#index) {
-      if (this.#bytes - replaced + incoming <= this.#maxBytes) break;
+      if (this.#bytes + this.#reserved - replaced + incoming <= this.#maxBytes) break;
       if (rel === replacing) continue;
       this.#forget(rel); // accounted synchronously, so concurrent puts do not pick the same victims
       victims.push(rel);
     }
     await Promise.all(victims.map((rel) => unlink(join(this.#root, 'blobs', rel)).catch(() => {})));
+    if (victims.length > 0) this.#log?.debug('disk: evicted', { blobs: victims.length, first: victims[0] });
   }
 
   /** Evicts least recently used blobs (not `keep`) until `bytes` are freed; false when there was nothing to evict. */
@@ -309,6 +327,19 @@ export class DiskStore implements BlobStore {
       this.#index.set(rel, { size, usedAt });
       this.#bytes += size;
     }
+  }
+}
+
+/**
+ * Empties tmp/ of what no running process owns: the folders of owners that are gone (a crash or kill -9 leaves
+ * them), and loose files of older versions (which emptied tmp/ whole at every start). Folders of processes
+ * still serving the folder are left alone, with their uploads in flight.
+ */
+async function removeAbandoned(tmp: string): Promise<void> {
+  const entries = await readdir(tmp, { withFileTypes: true }).catch(() => []);
+  for (const entry of entries) {
+    if (entry.isDirectory() && ownerAlive(entry.name)) continue;
+    await rm(join(tmp, entry.name), { recursive: true, force: true });
   }
 }
 

@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { readdirSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { blobKey } from '../../shared/digest.ts';
@@ -51,12 +51,19 @@ describe('disk store', () => {
     expect(small.count).toBe(2);
   });
 
-  it('discards unfinished uploads left in tmp/ by a crash', async () => {
+  it('discards unfinished uploads left in tmp/ by a crash (or an older version), and keeps those of live processes', async () => {
     const path = freshDir();
     await DiskStore.open({ path, maxBytes: 1 << 20 });
+    const [live] = readdirSync(join(path, 'tmp')); // this process's own folder: its owner is running
+    writeFileSync(join(path, 'tmp', live!, 'in-flight'), randomBytes(500));
     writeFileSync(join(path, 'tmp', 'half-written-upload'), randomBytes(500));
+    // A crashed process's folder; its PID is ours, but with another start time: a reused PID, so it is dead.
+    const dead = `p${process.pid}-1`;
+    mkdirSync(join(path, 'tmp', dead));
+    writeFileSync(join(path, 'tmp', dead, 'half-written-upload'), randomBytes(500));
     const store = await DiskStore.open({ path, maxBytes: 1 << 20 });
-    expect(readdirSync(join(path, 'tmp'))).toEqual([]);
+    expect(readdirSync(join(path, 'tmp'))).toEqual([live]);
+    expect(readdirSync(join(path, 'tmp', live!))).toEqual(['in-flight']);
     expect(store.count).toBe(0);
   });
 
@@ -84,6 +91,45 @@ describe('disk store', () => {
 
 describe('disk store shared by two processes', () => {
   const cas = (data: Uint8Array) => blobKey('', 'cas', sha256(data));
+
+  it('never answers "present" for a blob the other one evicted', async () => {
+    const path = freshDir();
+    const edge = await DiskStore.open({ path, maxBytes: 300_000 });
+    const executor = await DiskStore.open({ path, maxBytes: 300_000 });
+    const first = randomBytes(100_000);
+    await edge.put(cas(first), streamOf(first), first.length);
+    expect(await executor.stat(cas(first))).toBe(100_000); // now in the executor's index too
+    for (let i = 0; i < 3; i++) {
+      const more = randomBytes(100_000);
+      await edge.put(cas(more), streamOf(more), more.length); // the edge evicts `first`
+    }
+    expect(await edge.stat(cas(first))).toBeNull();
+    expect(await executor.stat(cas(first))).toBeNull();
+    expect(await executor.get(cas(first))).toBeNull();
+  });
+
+  it('a second process starting on the folder leaves the first one\'s uploads in flight alone', async () => {
+    const path = freshDir();
+    const first = await DiskStore.open({ path, maxBytes: 1 << 24 });
+    const data = randomBytes(300_000);
+    let sendRest!: () => void;
+    const resumed = new Promise<void>((resolve) => (sendRest = resolve));
+    const body = new ReadableStream<Uint8Array>({
+      async start(controller) {
+        controller.enqueue(data.subarray(0, 100_000));
+        await resumed;
+        controller.enqueue(data.subarray(100_000));
+        controller.close();
+      },
+    });
+    const upload = first.put(cas(data), body, data.length);
+    // The first process's temp file exists; now another process starts on the same folder.
+    await DiskStore.open({ path, maxBytes: 1 << 24 });
+    sendRest();
+    await upload;
+    const blob = await first.get(cas(data));
+    expect(Buffer.from(await collect(blob!.body, 1 << 20)).equals(data)).toBe(true);
+  });
 
   it('sees the blobs the other one wrote, at once', async () => {
     const path = freshDir();
