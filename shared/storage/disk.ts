@@ -281,7 +281,8 @@ export class DiskStore implements BlobStore {
       victims.push(rel);
     }
     await Promise.all(victims.map((rel) => unlink(join(this.#root, 'blobs', rel)).catch(() => {})));
-    if (victims.length > 0) this.#log?.debug('disk: evicted', { blobs: victims.length, first: victims[0] });
+    // One line per blob, after it is gone: processes sharing the folder can be checked against these.
+    for (const rel of victims) this.#log?.debug('disk: evicted', { blob: rel });
   }
 
   /** Evicts least recently used blobs (not `keep`) until `bytes` are freed; false when there was nothing to evict. */

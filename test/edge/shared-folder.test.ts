@@ -1,0 +1,84 @@
+// Several real edge processes serving one disk folder with a tiny budget, with concurrent writers, readers
+// and evictions for a bounded time: every "present" answer (HEAD 200) is followed by a successful read, or
+// by an eviction of that blob that some process logged after the question was asked; no upload fails.
+import http from 'node:http';
+import { afterAll, describe, expect, it } from 'vitest';
+import { type EdgeProcess, startEdgeProcess, tempDir } from '../helpers/edge-process.ts';
+import { randomBlob, request } from '../helpers/http.ts';
+
+const RUN_MS = 3000;
+const CLIENTS = 8;
+
+/** Evictions each edge logged (`disk: evicted blob=…`), as hash → times (ms since the epoch). */
+function evictions(edges: EdgeProcess[]): Map<string, number[]> {
+  const seen = new Map<string, number[]>();
+  for (const edge of edges) {
+    for (const match of edge.output().matchAll(/^(\S+) DEBUG disk: evicted blob=\S*\/([0-9a-f]{64})$/gm)) {
+      seen.set(match[2]!, [...(seen.get(match[2]!) ?? []), Date.parse(match[1]!)]);
+    }
+  }
+  return seen;
+}
+
+describe.each([2, 4])('%i edge processes on one disk folder (1 MiB budget)', (count) => {
+  const dir = tempDir('larder-shared-folder-');
+  const edges: EdgeProcess[] = [];
+  const agent = new http.Agent({ keepAlive: true, maxSockets: 64 });
+  afterAll(async () => {
+    agent.destroy();
+    await Promise.all(edges.map((e) => e.stop()));
+    dir.remove();
+  });
+
+  it('never answers "present" for a blob it cannot serve, and never fails an upload', async () => {
+    for (let i = 0; i < count; i++) {
+      edges.push(await startEdgeProcess({ runtime: 'node', args: ['--store', `disk:${dir.path}`, '--max-size', '1MiB', '--log-level', 'debug'] }));
+    }
+    const stored: Array<{ hash: string; size: number }> = [];
+    const failures: string[] = [];
+    const checks: Array<{ hash: string; askedAt: number }> = [];
+    let heads = 0;
+    let reads = 0;
+    const pick = <T>(list: T[]) => list[Math.floor(Math.random() * list.length)]!;
+    const deadline = Date.now() + RUN_MS;
+    await Promise.all(
+      Array.from({ length: CLIENTS }, async () => {
+        while (Date.now() < deadline) {
+          if (stored.length < 4 || Math.random() < 0.4) {
+            const { data, hash } = randomBlob(16_384 + Math.floor(Math.random() * 112_000));
+            const put = await request(agent, `${pick(edges).url}/cas/${hash}`, 'PUT', data);
+            if (put.status !== 200) failures.push(`PUT ${put.status}: ${put.body.toString()}`);
+            else stored.push({ hash, size: data.length });
+            continue;
+          }
+          const { hash, size } = pick(stored);
+          const askedAt = Date.now();
+          const head = await request(agent, `${pick(edges).url}/cas/${hash}`, 'HEAD');
+          heads++;
+          if (head.status !== 200) continue;
+          const get = await request(agent, `${pick(edges).url}/cas/${hash}`, 'GET');
+          if (get.status === 200) {
+            reads++;
+            if (get.body.length !== size) failures.push(`GET ${hash}: ${get.body.length} bytes of ${size}`);
+          } else if (get.status === 404) {
+            checks.push({ hash, askedAt });
+          } else {
+            failures.push(`GET ${get.status}: ${get.body.toString()}`);
+          }
+        }
+      }),
+    );
+    expect(failures).toEqual([]);
+    // Every "present, then gone" must be explained by an eviction logged after the question. A last upload
+    // to each edge, once its own log line is in, means every earlier line is in too (one ordered stream).
+    for (const edge of edges) {
+      const { data, hash } = randomBlob(100);
+      expect((await request(agent, `${edge.url}/cas/${hash}`, 'PUT', data)).status).toBe(200);
+      await edge.waitForOutput(hash);
+    }
+    const evicted = evictions(edges);
+    const unexplained = checks.filter(({ hash, askedAt }) => !(evicted.get(hash) ?? []).some((at) => at >= askedAt - 1));
+    expect(unexplained).toEqual([]);
+    console.log(`${count} edges: ${stored.length} uploads, ${heads} HEADs, ${reads} reads after a HEAD hit, ${checks.length} hits evicted before the read (all logged)`);
+  }, 60_000);
+});
