@@ -11,7 +11,9 @@
  * at start-up, ordered by modification time; hits refresh a file's mtime now and then so that order survives
  * restarts. The files are the truth: `stat` always asks the file system, and reads open the file, so processes
  * that share one folder (an edge and an executor) see each other's blobs, and each other's evictions, at once.
- * Each enforces the budget over the blobs it knows of, counting its own uploads in flight from their first byte.
+ * One budget holds for all of them: each tells the others what it publishes and evicts through a ledger
+ * (disk-ledger.ts) and evicts against the folder's total, counting its own uploads in flight from their first
+ * byte (others' uploads in flight are the slack).
  *
  * Power loss: a blob's bytes are synced to stable storage (fdatasync) before its rename publishes it, so a
  * crash never leaves a torn or empty file under a valid name; at worst the rename itself is lost, a miss.
@@ -28,6 +30,7 @@ import type { BlobKey } from '../digest.ts';
 import { LarderError } from '../errors.ts';
 import type { Logger } from '../log.ts';
 import { formatSize } from '../size.ts';
+import { Ledger } from './disk-ledger.ts';
 import { ownerAlive, ownerTag } from './owner.ts';
 import type { BlobStore, StoredBlob } from './store.ts';
 import { diskError, errno, fileStream, syncDisk, writeFile, writeSmallFile } from './disk-files.ts';
@@ -68,12 +71,16 @@ export class DiskStore implements BlobStore {
   #bytes = 0;
   /** Declared sizes of this process's uploads in flight: counted against the budget from their first byte. */
   #reserved = 0;
+  /** What other processes sharing the folder publish and evict (disk-ledger.ts), so one budget holds for all. */
+  readonly #ledger: Ledger;
 
   private constructor(options: DiskStoreOptions) {
     this.#root = options.path;
     this.#maxBytes = options.maxBytes;
     this.#log = options.log;
     this.#tmp = join(options.path, 'tmp', ownerTag());
+    // Before the index is rebuilt from the files: whatever others publish from here on is caught up on later.
+    this.#ledger = new Ledger(options.path);
   }
 
   /**
@@ -107,6 +114,10 @@ export class DiskStore implements BlobStore {
         { path: this.#root },
       );
     }
+  }
+
+  async close(): Promise<void> {
+    this.#ledger.close();
   }
 
   get bytes(): number {
@@ -225,6 +236,12 @@ export class DiskStore implements BlobStore {
     await this.#ensureDir(rel);
     await move();
     this.#record(rel, size);
+    this.#ledger.published(rel, size);
+  }
+
+  /** Learns what other processes sharing the folder published and evicted since the last look. */
+  #catchUp(): void {
+    this.#ledger.catchUp((event) => (event.published ? this.#record(event.rel, event.size) : this.#forget(event.rel)));
   }
 
   #record(rel: string, size: number): Entry {
@@ -272,6 +289,7 @@ export class DiskStore implements BlobStore {
 
   /** Deletes least recently used blobs until `incoming` more bytes fit (a blob being replaced does not count). */
   async #evictFor(incoming: number, replacing?: string): Promise<void> {
+    this.#catchUp();
     const victims: string[] = [];
     const replaced = replacing === undefined ? 0 : (this.#index.get(replacing)?.size ?? 0);
     for (const [rel] of this.#index) {
@@ -280,6 +298,7 @@ export class DiskStore implements BlobStore {
       this.#forget(rel); // accounted synchronously, so concurrent puts do not pick the same victims
       victims.push(rel);
     }
+    this.#ledger.evicted(victims);
     await Promise.all(victims.map((rel) => unlink(join(this.#root, 'blobs', rel)).catch(() => {})));
     // One line per blob, after it is gone: processes sharing the folder can be checked against these.
     for (const rel of victims) this.#log?.debug('disk: evicted', { blob: rel });
@@ -287,6 +306,7 @@ export class DiskStore implements BlobStore {
 
   /** Evicts least recently used blobs (not `keep`) until `bytes` are freed; false when there was nothing to evict. */
   async #evictForFullDisk(bytes: number, keep: string): Promise<boolean> {
+    this.#catchUp();
     const victims: string[] = [];
     let freed = 0;
     for (const [rel, entry] of this.#index) {
@@ -296,6 +316,7 @@ export class DiskStore implements BlobStore {
       this.#forget(rel);
       victims.push(rel);
     }
+    this.#ledger.evicted(victims);
     await Promise.all(victims.map((rel) => unlink(join(this.#root, 'blobs', rel)).catch(() => {})));
     this.#log?.warn(`disk: the file system is full below the budget; evicted ${victims.length} blobs (${formatSize(freed)}) and retrying`, {
       path: this.#root,

@@ -1,13 +1,30 @@
 // Several real edge processes serving one disk folder with a tiny budget, with concurrent writers, readers
 // and evictions for a bounded time: every "present" answer (HEAD 200) is followed by a successful read, or
-// by an eviction of that blob that some process logged after the question was asked; no upload fails.
+// by an eviction of that blob that some process logged after the question was asked; no upload fails; and
+// the folder stays within the one budget plus the stated slack (uploads in flight).
+import { readdirSync, statSync } from 'node:fs';
 import http from 'node:http';
+import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { type EdgeProcess, startEdgeProcess, tempDir } from '../helpers/edge-process.ts';
 import { randomBlob, request } from '../helpers/http.ts';
 
 const RUN_MS = 3000;
 const CLIENTS = 8;
+const BUDGET = 1024 * 1024;
+const MAX_BLOB = 128 * 1024;
+/** What the folder may hold past the budget: every client's upload in flight, and one more per process. */
+const slack = (processes: number) => (CLIENTS + processes) * MAX_BLOB;
+
+/** Bytes of the files under a folder (blobs and uploads in flight; the ledger is bookkeeping, not data). */
+function folderBytes(path: string): number {
+  let total = 0;
+  for (const entry of readdirSync(path, { withFileTypes: true, recursive: true })) {
+    if (!entry.isFile()) continue;
+    total += statSync(join(entry.parentPath, entry.name), { throwIfNoEntry: false })?.size ?? 0;
+  }
+  return total;
+}
 
 /** Evictions each edge logged (`disk: evicted blob=…`), as hash → times (ms since the epoch). */
 function evictions(edges: EdgeProcess[]): Map<string, number[]> {
@@ -30,9 +47,9 @@ describe.each([2, 4])('%i edge processes on one disk folder (1 MiB budget)', (co
     dir.remove();
   });
 
-  it('never answers "present" for a blob it cannot serve, and never fails an upload', async () => {
+  it('never answers "present" for a blob it cannot serve, never fails an upload, and keeps one budget', async () => {
     for (let i = 0; i < count; i++) {
-      edges.push(await startEdgeProcess({ runtime: 'node', args: ['--store', `disk:${dir.path}`, '--max-size', '1MiB', '--log-level', 'debug'] }));
+      edges.push(await startEdgeProcess({ runtime: 'node', args: ['--store', `disk:${dir.path}`, '--max-size', String(BUDGET), '--log-level', 'debug'] }));
     }
     const stored: Array<{ hash: string; size: number }> = [];
     const failures: string[] = [];
@@ -40,12 +57,17 @@ describe.each([2, 4])('%i edge processes on one disk folder (1 MiB budget)', (co
     let heads = 0;
     let reads = 0;
     const pick = <T>(list: T[]) => list[Math.floor(Math.random() * list.length)]!;
+    // Sampling the folder's size is measurement only; nothing waits on it.
+    let largest = 0;
+    const sampler = setInterval(() => {
+      largest = Math.max(largest, folderBytes(join(dir.path, 'blobs')) + folderBytes(join(dir.path, 'tmp')));
+    }, 50);
     const deadline = Date.now() + RUN_MS;
     await Promise.all(
       Array.from({ length: CLIENTS }, async () => {
         while (Date.now() < deadline) {
           if (stored.length < 4 || Math.random() < 0.4) {
-            const { data, hash } = randomBlob(16_384 + Math.floor(Math.random() * 112_000));
+            const { data, hash } = randomBlob(16_384 + Math.floor(Math.random() * (MAX_BLOB - 16_384)));
             const put = await request(agent, `${pick(edges).url}/cas/${hash}`, 'PUT', data);
             if (put.status !== 200) failures.push(`PUT ${put.status}: ${put.body.toString()}`);
             else stored.push({ hash, size: data.length });
@@ -68,6 +90,7 @@ describe.each([2, 4])('%i edge processes on one disk folder (1 MiB budget)', (co
         }
       }),
     );
+    clearInterval(sampler);
     expect(failures).toEqual([]);
     // Every "present, then gone" must be explained by an eviction logged after the question. A last upload
     // to each edge, once its own log line is in, means every earlier line is in too (one ordered stream).
@@ -79,6 +102,10 @@ describe.each([2, 4])('%i edge processes on one disk folder (1 MiB budget)', (co
     const evicted = evictions(edges);
     const unexplained = checks.filter(({ hash, askedAt }) => !(evicted.get(hash) ?? []).some((at) => at >= askedAt - 1));
     expect(unexplained).toEqual([]);
-    console.log(`${count} edges: ${stored.length} uploads, ${heads} HEADs, ${reads} reads after a HEAD hit, ${checks.length} hits evicted before the read (all logged)`);
+    console.log(
+      `${count} edges: ${stored.length} uploads, ${heads} HEADs, ${reads} reads after a HEAD hit, ${checks.length} hits evicted before the read (all logged); ` +
+        `folder at most ${(largest / 1024).toFixed(0)} KiB (budget ${BUDGET / 1024} KiB + slack ${slack(count) / 1024} KiB)`,
+    );
+    expect(largest).toBeLessThanOrEqual(BUDGET + slack(count));
   }, 60_000);
 });

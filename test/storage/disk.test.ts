@@ -131,6 +131,20 @@ describe('disk store shared by two processes', () => {
     expect(Buffer.from(await collect(blob!.body, 1 << 20)).equals(data)).toBe(true);
   });
 
+  it('keeps one budget for the folder, not one each', async () => {
+    const path = freshDir();
+    const edge = await DiskStore.open({ path, maxBytes: 300_000 });
+    const executor = await DiskStore.open({ path, maxBytes: 300_000 });
+    for (let i = 0; i < 6; i++) {
+      const blob = randomBytes(100_000);
+      await (i % 2 === 0 ? edge : executor).put(cas(blob), streamOf(blob), blob.length);
+    }
+    const onDisk = readdirSync(join(path, 'blobs'), { recursive: true, withFileTypes: true }).filter((e) => e.isFile());
+    expect(onDisk.length).toBeLessThanOrEqual(3);
+    expect(edge.bytes).toBeLessThanOrEqual(300_000);
+    expect(executor.bytes).toBeLessThanOrEqual(300_000);
+  });
+
   it('sees the blobs the other one wrote, at once', async () => {
     const path = freshDir();
     const edge = await DiskStore.open({ path, maxBytes: 1 << 20 });
