@@ -2,7 +2,7 @@
 // and evictions for a bounded time: every "present" answer (HEAD 200) is followed by a successful read, or
 // by an eviction of that blob that some process logged after the question was asked; no upload fails; and
 // the folder stays within the one budget plus the stated slack (uploads in flight).
-import { readdirSync, statSync } from 'node:fs';
+import { readdirSync, statSync, watch } from 'node:fs';
 import http from 'node:http';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
@@ -108,4 +108,36 @@ describe.each([2, 4])('%i edge processes on one disk folder (1 MiB budget)', (co
     );
     expect(largest).toBeLessThanOrEqual(BUDGET + slack(count));
   }, 60_000);
+});
+
+describe('a process killed with uploads in flight', () => {
+  const dir = tempDir('larder-killed-');
+  afterAll(() => dir.remove());
+
+  it('leaves nothing behind once the next process starts on the folder', async () => {
+    const first = await startEdgeProcess({ runtime: 'node', args: ['--store', `disk:${dir.path}`] });
+    const own = readdirSync(join(dir.path, 'tmp')).find((name) => name.startsWith(`p${first.pid}-`))!;
+    // An upload that stops half way: its temp file is created as soon as the body starts to arrive.
+    const created = new Promise<void>((resolve) => {
+      const watcher = watch(join(dir.path, 'tmp', own), () => {
+        watcher.close();
+        resolve();
+      });
+    });
+    const { data, hash } = randomBlob(400_000);
+    const req = http.request(`${first.url}/cas/${hash}`, { method: 'PUT', headers: { 'content-length': data.length } });
+    req.on('error', () => {}); // the server is about to die
+    req.write(data.subarray(0, 200_000));
+    await created;
+    await first.kill9();
+
+    const second = await startEdgeProcess({ runtime: 'node', args: ['--store', `disk:${dir.path}`] });
+    try {
+      expect(readdirSync(join(dir.path, 'tmp')).filter((name) => !name.startsWith(`p${second.pid}-`))).toEqual([]);
+      expect(readdirSync(join(dir.path, 'ledger')).filter((name) => name.startsWith(`p${first.pid}-`))).toEqual([]);
+    } finally {
+      req.destroy();
+      await second.stop();
+    }
+  }, 30_000);
 });
