@@ -11,7 +11,7 @@
  * a few events, which costs accuracy of the budget for a moment, never a wrong answer.
  */
 import { Buffer } from 'node:buffer';
-import { appendFileSync, closeSync, mkdirSync, openSync, readdirSync, readSync, rmSync, statSync } from 'node:fs';
+import { closeSync, mkdirSync, openSync, readdirSync, readSync, rmSync, statSync, writeSync } from 'node:fs';
 import { randomUUID } from 'node:crypto';
 import { join } from 'node:path';
 import { ownerAlive, ownerTag } from './owner.ts';
@@ -33,6 +33,8 @@ export class Ledger {
   readonly #tag = ownerTag();
   readonly #id = randomUUID().slice(0, 8);
   #own: string;
+  /** Kept open: a publish costs one small append, not an open and a close as well. */
+  #fd: number;
   #generation = 0;
   #written = 0;
   readonly #tails = new Map<string, Tail>();
@@ -47,7 +49,7 @@ export class Ledger {
       if (owner === undefined || !ownerAlive(owner)) rmSync(join(this.#dir, name), { force: true });
       else this.#tails.set(name, { offset: statSync(join(this.#dir, name)).size, rest: '' });
     }
-    appendFileSync(this.#own, '');
+    this.#fd = openSync(this.#own, 'a');
   }
 
   published(rel: string, size: number): void {
@@ -59,19 +61,23 @@ export class Ledger {
   }
 
   #append(lines: string): void {
-    appendFileSync(this.#own, lines);
+    writeSync(this.#fd, lines);
     this.#written += lines.length;
     if (this.#written < ROTATE_BYTES) return;
     const old = this.#own;
+    closeSync(this.#fd);
     this.#generation++;
     this.#own = this.#fileName();
     this.#written = 0;
-    appendFileSync(this.#own, '');
+    this.#fd = openSync(this.#own, 'a');
     rmSync(old, { force: true });
   }
 
   /** Removes this store's ledger (its blobs stay; whoever opens the folder next indexes them from the files). */
   close(): void {
+    if (this.#fd < 0) return;
+    closeSync(this.#fd);
+    this.#fd = -1;
     rmSync(this.#own, { force: true });
   }
 
