@@ -6,9 +6,10 @@
 import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { type AuthConfig, parseAuthConfig } from './auth/config.ts';
+import { parseDuration } from './duration.ts';
 import { LarderError } from './errors.ts';
 import { isLogLevel, type LogLevel } from './log.ts';
-import { parseDuration, parseSize } from './size.ts';
+import { parseSize } from './size.ts';
 import { parseStoreSpec, type StoreConfig } from './storage/config.ts';
 
 export interface ListenAddress {

@@ -1,4 +1,4 @@
-/** Human sizes and durations in flags and config ("20GiB", "512MiB", "4096"; "90s", "2m"), parsed once at start-up. */
+/** Human sizes in flags and config ("20GiB", "512MiB", "4096"), parsed once at start-up. */
 import { LarderError } from './errors.ts';
 
 const UNITS: Record<string, number> = {
@@ -24,12 +24,4 @@ export function formatSize(bytes: number): string {
     if (bytes >= factor) return `${(bytes / factor).toFixed(bytes % factor === 0 ? 0 : 1)}${unit}`;
   }
   return `${bytes}B`;
-}
-
-/** "90s", "1500ms", "2m", "1h"; a bare number is seconds. `what` names the setting in the error. */
-export function parseDuration(text: string, what: string): number {
-  const match = /^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*$/.exec(text);
-  const ms = match ? Number(match[1]) * { ms: 1, s: 1000, m: 60_000, h: 3_600_000 }[match[2] ?? 's']! : NaN;
-  if (!Number.isFinite(ms)) throw new LarderError('invalid_argument', `${what} must be a duration such as 90s or 2m, not ${JSON.stringify(text)}`);
-  return Math.round(ms);
 }
