@@ -3,14 +3,15 @@
  * Runtime entry files (node.ts, deno.ts) only serve it.
  *
  *   GET  /[instance/]{ac|cas}/{hash}   200 with the blob, 404 on a miss
- *   HEAD /[instance/]{ac|cas}/{hash}   200 with Content-Length, 404 on a miss; never reads the blob
+ *   HEAD /[instance/]{ac|cas}/{hash}   200 with Content-Length, 404 on a miss; never reads a CAS blob (an AC
+ *                                      entry is read and validated, so HEAD and GET agree)
  *   PUT  /[instance/]{ac|cas}/{hash}   stores the body once its length (and, for cas, SHA-256) checks out
  */
 import { Hono, type Context } from 'hono';
 import type { AccessGate } from '../shared/auth/gate.ts';
 import { decodeActionResult, MAX_BUFFERED_PROTO_BYTES, outputsPresent } from '../shared/ac/validate.ts';
 import { type BlobKey, EMPTY_SHA256, formatKey } from '../shared/digest.ts';
-import { LarderError, isLarderError } from '../shared/errors.ts';
+import { errorForLog, LarderError, isLarderError } from '../shared/errors.ts';
 import type { Logger } from '../shared/log.ts';
 import type { BlobStore } from '../shared/storage/store.ts';
 import { collect, readWhole, streamOf } from '../shared/storage/streams.ts';
@@ -58,7 +59,7 @@ export function createEdgeApp(options: EdgeAppOptions): Hono<EdgeEnv> {
     const code = isLarderError(err) ? err.code : 'internal';
     const status = HTTP_STATUS[code];
     const fields = { method: c.req.method, path: new URL(c.req.url).pathname, status };
-    if (status >= 500) log.error(err.message, fields);
+    if (status >= 500) log.error(errorForLog(err), fields);
     else log.debug(err.message, fields);
     const message = isLarderError(err) ? err.message : 'internal error';
     return c.text(`${message}\n`, status as 400);
@@ -75,25 +76,35 @@ export function createEdgeApp(options: EdgeAppOptions): Hono<EdgeEnv> {
   }
 
   async function getActionResult(c: Context<EdgeEnv>, key: BlobKey): Promise<Response> {
-    const blob = await store.get(key);
-    if (blob === null) return miss(key);
-    const bytes = await readWhole(blob, MAX_BUFFERED_PROTO_BYTES);
-    if (options.validateActionResults) {
-      let present = false;
-      try {
-        present = await outputsPresent(store, key.instance, decodeActionResult(bytes));
-      } catch (err) {
-        if (!isLarderError(err, 'invalid_argument')) throw err;
-      }
-      if (!present) {
-        log.debug('action result refers to missing outputs; answering as a miss', { key: formatKey(key) });
-        return c.text('not found: the action result refers to outputs no longer stored\n', 404);
-      }
-    }
+    const bytes = await usableActionResult(key);
+    if (bytes === null) return c.text('not found: no action result, or one that refers to outputs no longer stored\n', 404);
     return blobResponse(bytes);
   }
 
+  /** The entry's bytes, or null on a miss or (with validation on) when its outputs are gone: GET and HEAD agree. */
+  async function usableActionResult(key: BlobKey): Promise<Uint8Array | null> {
+    const blob = await store.get(key);
+    if (blob === null) return null;
+    const bytes = await readWhole(blob, MAX_BUFFERED_PROTO_BYTES);
+    if (!options.validateActionResults) return bytes;
+    let present = false;
+    try {
+      present = await outputsPresent(store, key.instance, decodeActionResult(bytes));
+    } catch (err) {
+      if (!isLarderError(err, 'invalid_argument')) throw err;
+    }
+    if (present) return bytes;
+    log.debug('action result refers to missing outputs; answering as a miss', { key: formatKey(key) });
+    return null;
+  }
+
   async function headBlob(key: BlobKey): Promise<Response> {
+    if (key.kind === 'ac' && options.validateActionResults) {
+      // Same answer as GET, at the cost of reading the (small) entry: a HEAD hit must be fetchable.
+      const bytes = await usableActionResult(key);
+      if (bytes === null) return new Response(null, { status: 404 });
+      return new Response(null, { headers: { ...BLOB_HEADERS, 'content-length': String(bytes.byteLength) } });
+    }
     let size = await store.stat(key);
     if (size === null && key.kind === 'cas' && key.hash === EMPTY_SHA256) size = 0;
     if (size === null) return new Response(null, { status: 404 });

@@ -5,6 +5,7 @@ import { createServer as createHttpsServer } from 'node:https';
 import type { AddressInfo } from 'node:net';
 import type { EdgeConfig } from '../shared/config.ts';
 import { LarderError } from '../shared/errors.ts';
+import { autoMaxConnections } from './connections.ts';
 import { buildEdge, listeningLine } from './start.ts';
 
 export interface RunningEdge {
@@ -22,8 +23,16 @@ export async function startNodeEdge(config: EdgeConfig): Promise<RunningEdge> {
       ? serve(listen, () => resolve(s))
       : serve({ ...listen, createServer: createHttpsServer, serverOptions: tls }, () => resolve(s));
   });
+  const http = server as import('node:http').Server;
   // Bazel keeps up to 100 connections open and reuses them between actions; don't drop idle ones too eagerly.
-  (server as import('node:http').Server).keepAliveTimeout = 65_000;
+  http.keepAliveTimeout = 65_000;
+  // No overall deadline (Node's default cuts every request at 300 s, so a 4 GiB upload would need 14 MB/s):
+  // a connection is closed only when no byte has moved either way for the idle timeout.
+  http.requestTimeout = 0;
+  http.timeout = config.idleTimeoutMs;
+  const maxConnections = config.maxConnections ?? autoMaxConnections();
+  // Connections past the cap are refused at once, which clients retry, instead of failing with EMFILE inside.
+  if (maxConnections !== null) http.maxConnections = maxConnections;
   const { port } = server.address() as AddressInfo;
   console.log(listeningLine('node', config.listen.host, port, tls !== null));
   return {

@@ -23,7 +23,7 @@ export async function buildEdge(config: EdgeConfig): Promise<Edge> {
   checkExposure({ host: config.listen.host, auth: config.auth, tls: config.tls !== null, plainProtocol: 'http' }, log);
   const gate = await openAccessGate(config.auth, log);
   log.info('authentication', { auth: describeAuth(config.auth) });
-  const store = await openStore(config.store);
+  const store = await openStore(config.store, { log });
   log.info('store ready', { store: describeStore(config.store) });
   const app = createEdgeApp({
     store,

@@ -1,16 +1,2 @@
-/**
- * Runs an async function over many items with at most `limit` in flight, keeping the results in order.
- * Batch calls carry thousands of digests; a store behind a network (S3) must not see them all at once.
- */
-export async function mapLimit<T, R>(items: readonly T[], limit: number, fn: (item: T, index: number) => Promise<R>): Promise<R[]> {
-  const results = new Array<R>(items.length);
-  let next = 0;
-  const worker = async () => {
-    while (next < items.length) {
-      const index = next++;
-      results[index] = await fn(items[index]!, index);
-    }
-  };
-  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));
-  return results;
-}
+/** Moved to shared/ (the edge's action-cache validation uses it too); kept here for the executor's importers. */
+export { mapLimit } from '../shared/map-limit.ts';

@@ -68,7 +68,7 @@ export async function startExecutor(config: ExecutorConfig, options: StartOption
 }
 
 async function serve(config: ExecutorConfig, options: StartOptions, log: Logger, gate: AccessGate): Promise<RunningExecutor> {
-  const store = options.store ?? (await openStore(config.store));
+  const store = options.store ?? (await openStore(config.store, { log }));
   if (options.store === undefined) log.info('store ready', { store: describeStore(config.store) });
   const uploads = await PartialUploads.open({
     // Beside the blobs on a disk store, whose filesystem was sized for them; else the system temp folder.

@@ -15,14 +15,18 @@ import { concat } from '../shared/storage/streams.ts';
 export interface Zstd {
   /** Compresses a byte stream into one zstd frame. */
   compressor(): TransformStream<Uint8Array, Uint8Array>;
-  /** Decompresses a byte stream of one or more frames; errors once the output would pass `maxBytes`. */
-  decompressor(maxBytes: number): TransformStream<Uint8Array, Uint8Array>;
-  /** Decompresses a whole buffer (BatchUpdateBlobs), with the same bound. */
+  /**
+   * Decompresses a byte stream of one or more frames; errors once the output would pass `maxBytes`.
+   * Pull-driven: input is decoded only when the reader asks for output, one bounded chunk at a time.
+   */
+  decompressor(maxBytes: number): ReadableWritablePair<Uint8Array, Uint8Array>;
+  /** Decompresses a whole buffer (BatchUpdateBlobs, whose batch limit bounds `maxBytes`), with the same bound. */
   decompress(data: Uint8Array, maxBytes: number): Uint8Array;
 }
 
 /** Fast levels: a cache is bound by CPU long before the network on loopback or a LAN. */
 const LEVEL = 1;
+/** The most one decoding step produces, and so about what one upload holds in memory while decoding. */
 const OUT_CHUNK = 256 * 1024;
 
 export function loadZstd(): Zstd | null {
@@ -38,12 +42,13 @@ export function loadZstd(): Zstd | null {
     decompress(data, maxBytes) {
       const chunks: Uint8Array[] = [];
       let length = 0;
-      const decode = decodeStep(binding, maxBytes);
-      decode(data, (chunk) => {
+      const decoder = new Decoder(binding, maxBytes);
+      decoder.feed(data);
+      for (let chunk = decoder.next(); chunk !== null; chunk = decoder.next()) {
         chunks.push(chunk);
         length += chunk.byteLength;
-      });
-      decode.finish();
+      }
+      decoder.finish();
       return concat(chunks, length);
     },
   };
@@ -69,45 +74,89 @@ function compressor(binding: typeof Binding): TransformStream<Uint8Array, Uint8A
   });
 }
 
-function decompressor(binding: typeof Binding, maxBytes: number): TransformStream<Uint8Array, Uint8Array> {
-  const decode = decodeStep(binding, maxBytes);
-  return new TransformStream({
-    transform: (chunk, controller) => decode(chunk, (out) => controller.enqueue(out)),
-    flush: () => decode.finish(),
-  });
+/**
+ * The binding's own streams (and a TransformStream's transform) would push everything one input chunk
+ * expands to at once: 32 KiB of crafted RLE blocks becomes 1 GiB queued in memory. Here the readable side
+ * pulls: each pull decodes until it has one chunk of output, and input is taken from the writable side
+ * only when the decoder has used up the last. A channel of one chunk between them keeps `pipeThrough`.
+ */
+function decompressor(binding: typeof Binding, maxBytes: number): ReadableWritablePair<Uint8Array, Uint8Array> {
+  const channel = new TransformStream<Uint8Array, Uint8Array>(undefined, { highWaterMark: 1 }, { highWaterMark: 0 });
+  const input = channel.readable.getReader();
+  const decoder = new Decoder(binding, maxBytes);
+  const readable = new ReadableStream<Uint8Array>(
+    {
+      async pull(controller) {
+        try {
+          for (;;) {
+            const out = decoder.next();
+            if (out !== null) return controller.enqueue(out);
+            const { done, value } = await input.read();
+            if (done) {
+              decoder.finish();
+              return controller.close();
+            }
+            decoder.feed(value);
+          }
+        } catch (err) {
+          // Stops the writer too, so whoever pipes into us stops sending (and cancels its source).
+          await input.cancel(err).catch(() => {});
+          throw err;
+        }
+      },
+      cancel: (reason) => input.cancel(reason),
+    },
+    { highWaterMark: 0 },
+  );
+  return { writable: channel.writable, readable };
 }
 
-/** One decoding context: feed it compressed chunks; `finish` checks the input did not stop mid-frame. */
-function decodeStep(binding: typeof Binding, maxBytes: number) {
-  const dctx = new binding.DCtx();
-  const scratch = Buffer.allocUnsafe(OUT_CHUNK);
-  let produced = 0;
-  let midFrame = false;
-  const step = (input: Uint8Array, emit: (chunk: Uint8Array) => void) => {
-    let src = input;
-    for (;;) {
+/** One decoding context: `feed` it compressed bytes, take output with `next` until null, `finish` at the end. */
+class Decoder {
+  readonly #dctx: Binding.DCtx;
+  readonly #scratch = Buffer.allocUnsafe(OUT_CHUNK);
+  readonly #maxBytes: number;
+  #src: Uint8Array = new Uint8Array(0);
+  #produced = 0;
+  #midFrame = false;
+  /** A full output buffer may leave more output inside the context, to be drained even with no input. */
+  #moreInside = false;
+
+  constructor(binding: typeof Binding, maxBytes: number) {
+    this.#dctx = new binding.DCtx();
+    this.#maxBytes = maxBytes;
+  }
+
+  feed(input: Uint8Array): void {
+    this.#src = input;
+  }
+
+  /** The next piece of output (at most OUT_CHUNK bytes), or null when the input fed so far is used up. */
+  next(): Uint8Array | null {
+    while (this.#src.byteLength > 0 || this.#moreInside) {
       let result: [number, number, number];
       try {
-        result = dctx.decompressStream(scratch, src);
+        result = this.#dctx.decompressStream(this.#scratch, this.#src);
       } catch (err) {
         throw new LarderError('invalid_argument', `not valid zstd data: ${(err as Error).message}`);
       }
       const [hint, written, consumed] = result;
-      produced += written;
-      if (produced > maxBytes) {
-        throw new LarderError('size_mismatch', `size mismatch: the zstd data expands past the declared ${maxBytes} bytes`);
+      this.#produced += written;
+      // Checked before the output is copied out: a frame that expands too far stops here, at most one chunk late.
+      if (this.#produced > this.#maxBytes) {
+        throw new LarderError('size_mismatch', `size mismatch: the zstd data expands past the declared ${this.#maxBytes} bytes`);
       }
-      if (written > 0) emit(Buffer.from(scratch.subarray(0, written)));
-      src = src.subarray(consumed);
+      this.#src = this.#src.subarray(consumed);
       // After a finished frame, a call with no input reports the header size of a next frame: not mid-frame.
-      if (consumed > 0 || written > 0) midFrame = hint !== 0;
-      // A full output buffer may leave more output inside the context: go round again even with no input.
-      if (src.byteLength === 0 && written < scratch.byteLength) return;
+      if (consumed > 0 || written > 0) this.#midFrame = hint !== 0;
+      this.#moreInside = written === this.#scratch.byteLength;
+      if (written > 0) return Buffer.from(this.#scratch.subarray(0, written));
     }
-  };
-  return Object.assign(step, {
-    finish() {
-      if (midFrame) throw new LarderError('invalid_argument', 'zstd data ends in the middle of a frame');
-    },
-  });
+    return null;
+  }
+
+  /** Checks the input did not stop in the middle of a frame. */
+  finish(): void {
+    if (this.#midFrame) throw new LarderError('invalid_argument', 'zstd data ends in the middle of a frame');
+  }
 }

@@ -10,6 +10,8 @@ command -v bazel >/dev/null 2>&1 || missing+=(bazel-bootstrap)   # the real Baze
 [ -x /usr/sbin/nginx ] || missing+=(nginx-light)                    # reference server for tests and bench
 command -v openssl >/dev/null 2>&1 || missing+=(openssl)            # test certificates for TLS
 dpkg -s libnetty-tcnative-jni >/dev/null 2>&1 || missing+=(libnetty-tcnative-jni)  # OpenSSL for Bazel 4.2.3's grpcs://
+command -v strace >/dev/null 2>&1 || missing+=(strace)              # checks the disk store syncs before it publishes
+command -v prlimit >/dev/null 2>&1 || missing+=(util-linux)         # prlimit and unshare: descriptor limits, a tiny tmpfs
 # The docker runner's suites start a private dockerd of their own (test/executor/docker/engine.ts); installing
 # the package starts nothing. busybox-static is the root file system of the test images.
 command -v dockerd >/dev/null 2>&1 || [ -x /usr/sbin/dockerd ] || missing+=(docker.io)

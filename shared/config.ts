@@ -28,6 +28,10 @@ export interface EdgeConfig {
   auth: AuthConfig;
   /** PEM files to serve https:// with; null serves plain http://. */
   tls: { certPath: string; keyPath: string } | null;
+  /** A connection that sends and receives nothing for this long is closed; there is no overall request deadline. */
+  idleTimeoutMs: number;
+  /** Open connections at most; null: derived from the file-descriptor limit (edge/connections.ts). */
+  maxConnections: number | null;
 }
 
 /** `larder executor`: the gRPC (REAPI v2) frontend over the same stores and keys as the edge. */
@@ -128,6 +132,8 @@ export const EDGE_OPTIONS: readonly OptionRow[] = [
   { flag: 'allow-anonymous', env: 'LARDER_ALLOW_ANONYMOUS', help: 'allow serving beyond loopback without any authenticator', default: () => 'off', boolean: true },
   { flag: 'tls-cert', env: 'LARDER_TLS_CERT', help: 'PEM certificate chain; with --tls-key, serve https://', default: () => '' },
   { flag: 'tls-key', env: 'LARDER_TLS_KEY', help: 'PEM private key for --tls-cert', default: () => '' },
+  { flag: 'idle-timeout', env: 'LARDER_IDLE_TIMEOUT', help: 'close a connection idle (no bytes either way) this long; uploads that keep moving have no deadline', default: () => '90s' },
+  { flag: 'max-connections', env: 'LARDER_MAX_CONNECTIONS', help: 'open connections at most (auto: from the open-file limit); more are refused', default: () => 'auto' },
 ];
 
 /** Parses `larder edge` arguments (without the subcommand) and the environment into a checked config. */
@@ -138,7 +144,17 @@ export function parseEdgeConfig(args: string[], env: Env): EdgeConfig {
     ...parseStoreOptions(values, env),
     auth: parseAuthOptions(values),
     tls: parseTlsOptions(values, 'https'),
+    ...parseConnectionOptions(values),
   };
+}
+
+function parseConnectionOptions(values: Record<string, string>): Pick<EdgeConfig, 'idleTimeoutMs' | 'maxConnections'> {
+  const idleTimeoutMs = parseDuration(values['idle-timeout']!, '--idle-timeout');
+  if (idleTimeoutMs < 1000) throw new LarderError('invalid_argument', '--idle-timeout must be at least 1s');
+  const max = values['max-connections']!;
+  if (max === 'auto') return { idleTimeoutMs, maxConnections: null };
+  if (!/^\d+$/.test(max) || Number(max) < 1) throw new LarderError('invalid_argument', `--max-connections must be auto or a positive number, not ${JSON.stringify(max)}`);
+  return { idleTimeoutMs, maxConnections: Number(max) };
 }
 
 /** The AUTH_FLAGS rows and the config file they point at, for every server role alike. */

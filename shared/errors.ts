@@ -37,3 +37,17 @@ export class LarderError extends Error {
 export function isLarderError(err: unknown, code?: ErrorCode): err is LarderError {
   return err instanceof LarderError && (code === undefined || err.code === code);
 }
+
+/**
+ * An error with its causes, for the server's log only. Messages sent to clients leave out what only the
+ * operator should see (file paths, in the disk store's causes); the log keeps it.
+ */
+export function errorForLog(err: unknown): string {
+  const parts: string[] = [];
+  for (let e: unknown = err; e !== undefined && parts.length < 5; e = (e as { cause?: unknown }).cause) {
+    const message = e instanceof Error ? e.message : String(e);
+    if (!parts.some((p) => p.includes(message))) parts.push(message);
+    if (!(e instanceof Error)) break;
+  }
+  return parts.join(': caused by: ');
+}

@@ -8,15 +8,16 @@
  * budget simply is not kept (the client then starts over, which the protocol allows). Small uploads are
  * never kept: resending them costs less than writing them twice.
  */
-import { createHash } from 'node:crypto';
-import { mkdir, mkdtemp, open, readdir, rm, stat, type FileHandle } from 'node:fs/promises';
+import { createHash, type Hash, randomUUID } from 'node:crypto';
+import { mkdir, mkdtemp, open, readdir, rename, rm, stat, type FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
 import { LarderError } from '../../shared/errors.ts';
+import { ownerAlive, ownerTag } from '../../shared/storage/owner.ts';
 
 export interface PartialUploadsOptions {
   /**
    * A folder that holds one private folder per server process (several executors may share a disk
-   * store). Private folders idle for longer than `idleMs` are left over from crashed processes and go.
+   * store). Private folders of processes that are gone are removed at start-up.
    */
   parentDir: string;
   /** Total bytes kept across partial uploads. */
@@ -37,6 +38,8 @@ interface Partial {
   /** Set while a Write owns it; idle partials have `active` false and count down from `idleSince`. */
   active: boolean;
   idleSince: number;
+  /** SHA-256 of the bytes so far, once a Write pinned it (the store adopts the file, so nobody else hashes). */
+  hash: Hash | null;
 }
 
 /** What one Write attempt records into: `append` each chunk, then `keep` (interrupted) or `discard` (done or invalid). */
@@ -47,6 +50,13 @@ export interface Recorder {
   readKept(): ReadableStream<Uint8Array>;
   keep(): Promise<void>;
   discard(): Promise<void>;
+  /**
+   * For a Write whose bytes go nowhere but this file (the store will adopt it): hash them, and go on
+   * recording past the budget instead of stopping (such an upload is then not kept if interrupted).
+   */
+  pin(): Promise<void>;
+  /** Ends recording and hands the file over, synced, with its size and SHA-256; the caller removes or moves it. */
+  complete(): Promise<{ path: string; bytes: number; sha256: string }>;
 }
 
 export class PartialUploads {
@@ -67,9 +77,13 @@ export class PartialUploads {
     const cutoff = (options.now ?? Date.now)() - options.idleMs;
     for (const name of await readdir(options.parentDir)) {
       const path = join(options.parentDir, name);
-      if ((await lastWrite(path)) < cutoff) await rm(path, { recursive: true, force: true });
+      // A folder names its owner (shared/storage/owner.ts): one whose owner is gone goes at once, one whose
+      // owner still runs stays (that process expires its own partials). Older, unnamed ones go when idle.
+      const owner = /^w-(p\d+-(?:\d+|x))-/.exec(name)?.[1];
+      const abandoned = owner !== undefined ? !ownerAlive(owner) : (await lastWrite(path)) < cutoff;
+      if (abandoned) await rm(path, { recursive: true, force: true });
     }
-    return new PartialUploads(options, await mkdtemp(join(options.parentDir, 'w-')));
+    return new PartialUploads(options, await mkdtemp(join(options.parentDir, `w-${ownerTag()}-`)));
   }
 
   /** Bytes kept for an upload name: what QueryWriteStatus reports as committed. */
@@ -109,7 +123,7 @@ export class PartialUploads {
     if (this.#partials.size >= this.#options.maxUploads && !(await this.#dropOldestIdle())) return null;
     // Recreated if a sibling process swept it away as stale while this server was idle.
     await mkdir(this.#dir, { recursive: true });
-    const partial: Partial = { path: join(this.#dir, fileName(name)), bytes: 0, active: true, idleSince: 0 };
+    const partial: Partial = { path: join(this.#dir, fileName(name)), bytes: 0, active: true, idleSince: 0, hash: null };
     this.#partials.set(name, partial);
     return this.#recorder(name, partial);
   }
@@ -129,6 +143,8 @@ export class PartialUploads {
     partial.active = true;
     const resumedFrom = partial.bytes;
     let recording = true;
+    let pinned = false;
+    let overBudget = false;
     const stopRecording = async () => {
       recording = false;
       await handle?.close().catch(() => {});
@@ -139,12 +155,16 @@ export class PartialUploads {
       append: async (chunk) => {
         if (!recording) return;
         if (this.#bytes + chunk.byteLength > this.#options.maxBytes) {
-          // Over budget: this upload can no longer be resumed, but it still completes normally.
-          await stopRecording();
-          await this.#drop(name);
-          return;
+          overBudget = true;
+          if (!pinned) {
+            // Over budget: this upload can no longer be resumed, but it still completes normally.
+            await stopRecording();
+            await this.#drop(name);
+            return;
+          }
         }
         await handle!.write(chunk);
+        partial.hash?.update(chunk);
         partial.bytes += chunk.byteLength;
         this.#bytes += chunk.byteLength;
       },
@@ -152,8 +172,27 @@ export class PartialUploads {
       keep: async () => {
         await stopRecording();
         if (this.#partials.get(name) !== partial) return;
+        if (overBudget) return this.#drop(name);
         partial.active = false;
         partial.idleSince = this.#now();
+      },
+      pin: async () => {
+        pinned = true;
+        if (partial.hash !== null) return;
+        // Kept by an attempt that did not hash (none does today, but a resumed partial may predate a pin).
+        partial.hash = createHash('sha256');
+        for await (const chunk of fileSlice(partial.path, partial.bytes)) partial.hash.update(chunk);
+      },
+      complete: async () => {
+        if (!recording || partial.hash === null) throw new LarderError('internal', 'partial upload: complete() without a pinned recording');
+        await handle!.datasync();
+        await stopRecording();
+        // A new Write of the same name may start at once: it must not append to the file being handed over.
+        const path = `${partial.path}.${randomUUID()}`;
+        await rename(partial.path, path);
+        this.#partials.delete(name);
+        this.#bytes -= partial.bytes;
+        return { path, bytes: partial.bytes, sha256: partial.hash.digest('hex') };
       },
       discard: async () => {
         await stopRecording();
@@ -206,7 +245,7 @@ function fileName(name: string): string {
 }
 
 /** The first `length` bytes of a file, streamed in bounded chunks. */
-function fileSlice(path: string, length: number): ReadableStream<Uint8Array> {
+export function fileSlice(path: string, length: number): ReadableStream<Uint8Array> {
   let handle: FileHandle | null = null;
   let position = 0;
   const close = async () => {

@@ -2,16 +2,18 @@
  * ByteStream.Write: the request stream becomes one ReadableStream that goes straight into `store.put`,
  * so a large blob is never held in memory; the store's verifying wrapper checks size and SHA-256 as the
  * bytes pass, and publishes nothing if they are wrong. Bytes of large uploads are also recorded in the
- * partial-upload area, so an interrupted Write can be resumed from QueryWriteStatus's committed size.
+ * partial-upload area, so an interrupted Write can be resumed from QueryWriteStatus's committed size; with a
+ * disk store that recording is the only copy written, and the store adopts the file (storeByAdopting).
  */
-import { blobKey, formatKey } from '../../shared/digest.ts';
+import { rm } from 'node:fs/promises';
+import { type BlobKey, blobKey, formatKey } from '../../shared/digest.ts';
 import { isLarderError, LarderError } from '../../shared/errors.ts';
 import type { Logger } from '../../shared/log.ts';
 import type { BlobStore } from '../../shared/storage/store.ts';
 import type { WriteRequest } from '../../shared/proto/gen/google/bytestream/bytestream_pb.ts';
 import { Code, RpcError } from '../grpc-status.ts';
 import type { Zstd } from '../zstd.ts';
-import type { PartialUploads } from './partial-uploads.ts';
+import { fileSlice, type PartialUploads, type Recorder } from './partial-uploads.ts';
 import { parseWriteName, type UploadResource } from './resource-name.ts';
 
 /** How long a Write waits for an earlier, dying Write of the same upload name to let go. */
@@ -25,7 +27,10 @@ export interface WriteDeps {
   maxBlobBytes: number;
 }
 
-/** Stores one uploaded blob and returns the committed size (bytes received on the wire, offset included). */
+/**
+ * Stores one uploaded blob and returns the committed size (bytes received on the wire, offset included), or
+ * answers at once for a blob already stored.
+ */
 export async function writeBlob(deps: WriteDeps, requests: AsyncIterable<WriteRequest>, signal: AbortSignal): Promise<bigint> {
   const iterator = requests[Symbol.asyncIterator]();
   const first = await next(iterator, signal);
@@ -37,6 +42,15 @@ export async function writeBlob(deps: WriteDeps, requests: AsyncIterable<WriteRe
   const offset = Number(first.writeOffset);
   if (!(await deps.uploads.settle(name, SETTLE_MS))) {
     throw new RpcError(Code.ABORTED, `Write: another upload to ${name} is in progress`);
+  }
+  const key = blobKey(resource.instance, 'cas', resource.digest.hash);
+  if (offset === 0 && (await deps.store.stat(key)) === resource.digest.sizeBytes) {
+    // REAPI lets the server end an upload of a blob it already has at once: the client stops sending, and
+    // nothing is received, hashed or written again (Bazel re-uploads outputs it just downloaded). The
+    // committed size is the whole blob, or -1 for a compressed upload, whose compressed length is unknown.
+    await iterator.return?.();
+    deps.log.debug('ByteStream: already stored', { key: formatKey(key) });
+    return resource.encoding === 'identity' ? BigInt(resource.digest.sizeBytes) : -1n;
   }
   if (offset !== 0) {
     // Only uncompressed uploads resume: for compressed ones REAPI mixes compressed and uncompressed
@@ -72,11 +86,15 @@ export async function writeBlob(deps: WriteDeps, requests: AsyncIterable<WriteRe
     },
   });
 
-  const wire = recorder !== null && recorder.resumedFrom > 0 ? concatStreams(recorder.readKept(), incoming) : incoming;
-  const body = resource.encoding === 'zstd' ? wire.pipeThrough(deps.zstd!.decompressor(resource.digest.sizeBytes)) : wire;
-  const key = blobKey(resource.instance, 'cas', resource.digest.hash);
+  const size = resource.digest.sizeBytes;
   try {
-    await deps.store.put(key, body, resource.digest.sizeBytes);
+    if (recorder !== null && deps.store.adopt !== undefined) {
+      await storeByAdopting(deps.store, key, size, incoming, recorder);
+    } else {
+      const wire = recorder !== null && recorder.resumedFrom > 0 ? concatStreams(recorder.readKept(), incoming) : incoming;
+      const body = resource.encoding === 'zstd' ? wire.pipeThrough(deps.zstd!.decompressor(size)) : wire;
+      await deps.store.put(key, body, size);
+    }
   } catch (err) {
     // A client that went away may come back and resume; wrong bytes can never be resumed.
     if (endedEarly || isLarderError(err, 'aborted') || signal.aborted) await recorder?.keep();
@@ -87,6 +105,28 @@ export async function writeBlob(deps: WriteDeps, requests: AsyncIterable<WriteRe
   await drainAfterFinish(iterator, signal);
   deps.log.debug('stored via ByteStream', { key: formatKey(key), size: resource.digest.sizeBytes, encoding: resource.encoding });
   return BigInt(received);
+}
+
+/**
+ * The one-write path, for a store that adopts files (disk): the bytes go only into the recorder's file,
+ * which keeps them for resuming anyway, hashed as they arrive; at finish_write that file is synced and moved
+ * into the store. Otherwise every upload of 1 MiB or more would be written twice: once here, once by the store.
+ */
+async function storeByAdopting(store: BlobStore, key: BlobKey, size: number, incoming: ReadableStream<Uint8Array>, recorder: Recorder): Promise<void> {
+  await recorder.pin();
+  let total = recorder.resumedFrom;
+  for await (const chunk of incoming) {
+    total += chunk.byteLength;
+    if (total > size) throw new LarderError('size_mismatch', `size mismatch: declared ${size} bytes, received more`);
+  }
+  if (total !== size) throw new LarderError('size_mismatch', `size mismatch: declared ${size} bytes, received ${total}`);
+  const file = await recorder.complete();
+  try {
+    // A store on another file system declines; then it copies, as for any other store.
+    if (!(await store.adopt!(key, file.path, size, file.sha256))) await store.put(key, fileSlice(file.path, size), size);
+  } finally {
+    await rm(file.path, { force: true });
+  }
 }
 
 function checkWritable(deps: WriteDeps, resource: UploadResource): void {

@@ -25,7 +25,7 @@ import {
 } from '@bufbuild/protobuf';
 import * as grpc from '@grpc/grpc-js';
 import type { Principal } from '../../shared/auth/authenticator.ts';
-import { LarderError } from '../../shared/errors.ts';
+import { errorForLog, LarderError } from '../../shared/errors.ts';
 import type { Logger } from '../../shared/log.ts';
 import { callStatus } from '../grpc-status.ts';
 
@@ -129,7 +129,7 @@ function adaptMethod(method: DescMethod, handler: AnyHandler, options: AdaptOpti
   const path = `/${method.parent.typeName}/${method.name}`;
   const fail = (err: unknown): grpc.ServerErrorResponse => {
     const status = callStatus(err);
-    if (status.serverFault) options.log.error(`${path} failed: ${(err as Error)?.message ?? String(err)}`, { code: grpc.status[status.code] });
+    if (status.serverFault) options.log.error(`${path} failed: ${errorForLog(err)}`, { code: grpc.status[status.code] });
     else options.log.debug(`${path}: ${status.details}`, { code: grpc.status[status.code] });
     return Object.assign(new Error(status.details), { code: status.code, details: status.details });
   };

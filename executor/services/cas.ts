@@ -17,8 +17,9 @@ import {
 import { checkDigestFunction, digestOf, instanceOf } from '../digests.ts';
 import type { ServiceHandlers } from '../grpc/adapt.ts';
 import { blobStatus } from '../grpc-status.ts';
-import { mapLimit } from '../map-limit.ts';
+import { mapLimit } from '../../shared/map-limit.ts';
 import type { Zstd } from '../zstd.ts';
+import { TreeOrders } from './tree-orders.ts';
 import { streamTree } from './tree.ts';
 
 export interface CasDeps {
@@ -33,6 +34,7 @@ const CONCURRENCY = 32;
 
 export function casService(deps: CasDeps): ServiceHandlers<typeof ContentAddressableStorage> {
   const { store } = deps;
+  const orders = new TreeOrders();
   // Instance and digest are already checked, so the key is built without checking them again: this runs
   // 10,000 times for one FindMissingBlobs call.
   const isPresent = async (instance: string, digest: Digest) =>
@@ -50,8 +52,7 @@ export function casService(deps: CasDeps): ServiceHandlers<typeof ContentAddress
     async batchUpdateBlobs(request) {
       checkDigestFunction(request.digestFunction);
       const instance = instanceOf(request.instanceName);
-      const total = request.requests.reduce((sum, r) => sum + r.data.byteLength, 0);
-      checkBatchSize(total, deps.maxBatchBytes, 'BatchUpdateBlobs carries');
+      checkBatchSize(request.requests.reduce((sum, r) => sum + batchBytes(r), 0), deps.maxBatchBytes, 'BatchUpdateBlobs carries');
       const responses = await mapLimit(request.requests, CONCURRENCY, async (entry, i) => {
         try {
           await storeOne(instance, entry, i);
@@ -82,7 +83,7 @@ export function casService(deps: CasDeps): ServiceHandlers<typeof ContentAddress
 
     async getTree(request, ctx, send) {
       checkDigestFunction(request.digestFunction);
-      await streamTree({ store, instance: instanceOf(request.instanceName), request, signal: ctx.signal }, send);
+      await streamTree({ store, instance: instanceOf(request.instanceName), request, signal: ctx.signal, orders }, send);
     },
   };
 
@@ -118,6 +119,15 @@ export function casService(deps: CasDeps): ServiceHandlers<typeof ContentAddress
 
 function isEmptyBlob(digest: Digest): boolean {
   return digest.sizeBytes === 0 && digest.hash === EMPTY_SHA256;
+}
+
+/**
+ * What one batch entry costs: its declared (uncompressed) size, which is what decompressing it holds in
+ * memory, not its length on the wire; 32 KiB of zstd can declare, and expand to, 1 GiB.
+ */
+function batchBytes(entry: BatchUpdateBlobsRequest_Request): number {
+  const declared = Number(entry.digest?.sizeBytes ?? 0n);
+  return Math.max(entry.data.byteLength, Number.isFinite(declared) ? declared : 0);
 }
 
 function checkBatchSize(total: number, limit: number, what: string): void {

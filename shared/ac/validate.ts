@@ -7,6 +7,7 @@ import type { BlobStore } from '../storage/store.ts';
 import { readWhole } from '../storage/streams.ts';
 import { blobKey } from '../digest.ts';
 import { LarderError } from '../errors.ts';
+import { mapLimit } from '../map-limit.ts';
 import {
   type ActionResult,
   ActionResultSchema,
@@ -15,6 +16,9 @@ import {
 } from '../proto/gen/build/bazel/remote/execution/v2/remote_execution_pb.ts';
 
 const SHA256_HEX = /^[0-9a-f]{64}$/;
+
+/** Lookups in flight per entry checked: an entry may name thousands of outputs, each a HEAD on S3. */
+const LOOKUPS = 32;
 
 /** AC entries and Trees are read whole; real ones are kilobytes, this bounds a hostile one. */
 export const MAX_BUFFERED_PROTO_BYTES = 16 * 1024 * 1024;
@@ -45,7 +49,7 @@ export async function outputsPresent(store: BlobStore, instance: string, result:
 }
 
 async function allPresent(store: BlobStore, instance: string, digests: DigestMessage[]): Promise<boolean> {
-  const checks = await Promise.all(digests.map((d) => isPresent(store, instance, d)));
+  const checks = await mapLimit(digests, LOOKUPS, (d) => isPresent(store, instance, d));
   return checks.every(Boolean);
 }
 

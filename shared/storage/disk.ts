@@ -2,24 +2,38 @@
  * Content-addressed files on local disk with an LRU size budget. The default store.
  *
  * Layout under the root:  blobs/{instance}/{ac|cas}/{hash[0:2]}/{hash}   and   tmp/ for uploads in flight.
- * A blob is written to tmp/ and published by rename(2), so readers (and a restart after `kill -9`) only ever
- * see whole blobs; tmp/ is emptied at start-up. Concurrent writers of one blob each write their own temp file
- * and the last rename wins, which is harmless: CAS blobs with one name have one content.
+ * A blob is written to tmp/{owner}/ (one folder per process, owner.ts) and published by rename(2), so readers
+ * (and a restart after `kill -9`) only ever see whole blobs; at start-up the folders of processes that are gone
+ * are removed, those of processes still serving the folder are not. Concurrent writers of one blob each write
+ * their own temp file and the last rename wins, which is harmless: CAS blobs with one name have one content.
  *
  * The index (what is stored, its size, when it was last used) lives in memory and is rebuilt from the files
  * at start-up, ordered by modification time; hits refresh a file's mtime now and then so that order survives
- * restarts. The files are the truth: a lookup the index cannot answer asks the file system, so processes that
- * share one folder (an edge and an executor) see each other's blobs at once. Each enforces the budget over the
- * blobs it knows of.
+ * restarts. The files are the truth: `stat` always asks the file system, and reads open the file, so processes
+ * that share one folder (an edge and an executor) see each other's blobs, and each other's evictions, at once.
+ * One budget holds for all of them: each tells the others what it publishes and evicts through a ledger
+ * (disk-ledger.ts) and evicts against the folder's total, counting its own uploads in flight from their first
+ * byte (others' uploads in flight are the slack).
+ *
+ * Power loss: a blob's bytes are synced to stable storage (fdatasync) before its rename publishes it, so a
+ * crash never leaves a torn or empty file under a valid name; at worst the rename itself is lost, a miss.
+ * (Re-hashing recent blobs after an unclean shutdown was the alternative; see the README for why not.)
+ *
+ * A full file system (ENOSPC) below the budget evicts least recently used blobs for the rest of the upload and
+ * retries it once; a budget larger than the file system is warned about at start-up.
  */
-import { Buffer } from 'node:buffer';
-import { randomUUID } from 'node:crypto';
-import { readFileSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
-import { mkdir, open, readdir, rename, rm, stat, unlink, utimes, type FileHandle } from 'node:fs/promises';
+import { createHash, randomUUID } from 'node:crypto';
+import { readFileSync, renameSync, rmSync, statSync } from 'node:fs';
+import { mkdir, open, readdir, rename, rm, stat, statfs, unlink, utimes, type FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { BlobKey } from '../digest.ts';
 import { LarderError } from '../errors.ts';
+import type { Logger } from '../log.ts';
+import { formatSize } from '../size.ts';
+import { Ledger } from './disk-ledger.ts';
+import { ownerAlive, ownerTag } from './owner.ts';
 import type { BlobStore, StoredBlob } from './store.ts';
+import { diskError, errno, fileStream, syncDisk, writeFile, writeSmallFile } from './disk-files.ts';
 import { bodyError, bytesBlob, collect } from './streams.ts';
 
 export interface DiskStoreOptions {
@@ -27,6 +41,8 @@ export interface DiskStoreOptions {
   path: string;
   /** Size budget in bytes; least recently used blobs are deleted to stay under it. */
   maxBytes: number;
+  /** Told when the budget cannot hold (it exceeds the file system) and when a full disk forces evictions. */
+  log?: Logger;
 }
 
 interface Entry {
@@ -34,7 +50,6 @@ interface Entry {
   usedAt: number;
 }
 
-const READ_CHUNK = 256 * 1024;
 /**
  * Blobs up to this size are read and written whole, with synchronous calls: most of Bazel's blobs are this
  * small, and for them the thread-pool round trips of async fs calls cost more than the I/O itself (which the
@@ -47,25 +62,62 @@ const TOUCH_INTERVAL_MS = 10 * 60 * 1000;
 export class DiskStore implements BlobStore {
   readonly #root: string;
   readonly #maxBytes: number;
+  readonly #log: Logger | undefined;
   // Insertion order is LRU order: a hit re-inserts its entry at the end.
   readonly #index = new Map<string, Entry>();
   readonly #madeDirs = new Set<string>();
+  /** tmp/{owner tag}: this process's uploads in flight, apart from other processes' (see owner.ts). */
+  readonly #tmp: string;
   #bytes = 0;
+  /** Declared sizes of this process's uploads in flight: counted against the budget from their first byte. */
+  #reserved = 0;
+  /** What other processes sharing the folder publish and evict (disk-ledger.ts), so one budget holds for all. */
+  readonly #ledger: Ledger;
 
   private constructor(options: DiskStoreOptions) {
     this.#root = options.path;
     this.#maxBytes = options.maxBytes;
+    this.#log = options.log;
+    this.#tmp = join(options.path, 'tmp', ownerTag());
+    // Before the index is rebuilt from the files: whatever others publish from here on is caught up on later.
+    this.#ledger = new Ledger(options.path);
   }
 
-  /** Opens (or creates) the cache folder, discards unfinished uploads and rebuilds the index. */
+  /**
+   * Opens (or creates) the cache folder, discards unfinished uploads of processes that are gone (never those of
+   * processes still serving the folder) and rebuilds the index.
+   */
   static async open(options: DiskStoreOptions): Promise<DiskStore> {
     const store = new DiskStore(options);
-    await rm(join(store.#root, 'tmp'), { recursive: true, force: true });
-    await mkdir(join(store.#root, 'tmp'), { recursive: true });
+    await removeAbandoned(join(store.#root, 'tmp'));
+    await mkdir(store.#tmp, { recursive: true });
     await mkdir(join(store.#root, 'blobs'), { recursive: true });
     await store.#rebuildIndex();
     await store.#evictFor(0);
+    await store.#checkBudgetFits();
     return store;
+  }
+
+  /** Warns when the budget is more than the file system can ever hold: the disk would fill before any eviction. */
+  async #checkBudgetFits(): Promise<void> {
+    let capacity: number;
+    try {
+      const fs = await statfs(this.#root);
+      capacity = fs.blocks * fs.bsize;
+    } catch {
+      return; // not every runtime or file system can tell
+    }
+    if (this.#maxBytes > capacity) {
+      this.#log?.warn(
+        `disk: the budget (${formatSize(this.#maxBytes)}) is larger than the file system (${formatSize(capacity)}): ` +
+          'when the disk fills, blobs are evicted early to make room; set a smaller budget',
+        { path: this.#root },
+      );
+    }
+  }
+
+  async close(): Promise<void> {
+    this.#ledger.close();
   }
 
   get bytes(): number {
@@ -76,11 +128,16 @@ export class DiskStore implements BlobStore {
     return this.#index.size;
   }
 
+  /**
+   * Asks the file system every time, not the index: another process sharing the folder may have evicted the
+   * blob (or replaced an action-cache entry), and "present" must be true when it is said.
+   */
   async stat(key: BlobKey): Promise<number | null> {
     const rel = relativePath(key);
-    const known = this.#index.get(rel);
-    if (known !== undefined) return known.size;
-    return (await this.#adopt(rel))?.size ?? null;
+    const size = this.#fileSize(rel);
+    if (size === null) this.#forget(rel);
+    else this.#current(rel, size);
+    return size;
   }
 
   async get(key: BlobKey): Promise<StoredBlob | null> {
@@ -89,7 +146,7 @@ export class DiskStore implements BlobStore {
     const known = this.#index.get(rel);
     if (known !== undefined && known.size <= SMALL_BLOB) {
       const bytes = this.#readSmall(rel, path);
-      if (bytes !== null) this.#markUsed(rel, this.#index.get(rel) ?? this.#record(rel, bytes.byteLength));
+      if (bytes !== null) this.#markUsed(rel, this.#current(rel, bytes.byteLength));
       return bytes === null ? null : bytesBlob(bytes);
     }
     let handle: FileHandle;
@@ -102,10 +159,11 @@ export class DiskStore implements BlobStore {
       }
       throw diskError(err, 'open');
     }
-    // The open handle keeps the bytes readable even if the blob is evicted or replaced meanwhile. Blobs this
-    // large are CAS blobs, whose size the hash fixes, so a known size needs no fstat.
-    const size = known?.size ?? (await handle.stat()).size;
-    this.#markUsed(rel, this.#index.get(rel) ?? this.#record(rel, size));
+    // The open handle keeps the bytes readable even if the blob is evicted or replaced meanwhile. A CAS blob's
+    // size is fixed by its hash, so a known one needs no fstat; an action-cache entry may have been replaced
+    // (by this process or another sharing the folder) with one of another size, so its size is the file's.
+    const size = key.kind === 'cas' && known !== undefined ? known.size : (await handle.stat()).size;
+    this.#markUsed(rel, this.#current(rel, size));
     return { size, body: fileStream(handle, size) };
   }
 
@@ -125,30 +183,65 @@ export class DiskStore implements BlobStore {
       throw new LarderError('no_space', `disk: a ${size}-byte blob is larger than the whole ${this.#maxBytes}-byte budget`);
     }
     const rel = relativePath(key);
-    const temp = join(this.#root, 'tmp', randomUUID());
+    const temp = join(this.#tmp, randomUUID());
+    // Room is made before the first byte is written, so uploads in flight count against the budget too.
+    this.#reserved += size;
     try {
+      await this.#evictFor(0, rel);
+      // A full disk (the budget was too large, or something else filled the file system) evicts least recently
+      // used blobs for the rest of this blob and retries, once; only if that fails does the upload fail.
+      let retried = false;
+      const makeRoom = async (bytes: number) => {
+        if (retried) return false;
+        retried = true;
+        return this.#evictForFullDisk(bytes, rel);
+      };
       if (size <= SMALL_BLOB) {
         const bytes = await collect(body, SMALL_BLOB).catch((err) => Promise.reject(bodyError(err)));
         await this.#publish(rel, bytes.byteLength, async () => {
-          syncDisk('write', () => writeFileSync(temp, bytes, { flag: 'wx' }));
+          await writeSmallFile(temp, bytes, () => makeRoom(bytes.byteLength));
           syncDisk('publish', () => renameSync(temp, join(this.#root, 'blobs', rel)));
         });
       } else {
-        const written = await writeFile(temp, body);
+        const written = await writeFile(temp, body, (written) => makeRoom(size - written));
         await this.#publish(rel, written, () => rename(temp, join(this.#root, 'blobs', rel)));
       }
     } catch (err) {
-      rmSync(temp, { force: true });
+      // Best effort: a broken tmp/ must not hide the error that brought us here.
+      try {
+        rmSync(temp, { force: true });
+      } catch {}
       throw err instanceof LarderError ? err : diskError(err, 'write');
+    } finally {
+      this.#reserved -= size;
     }
   }
 
-  /** Makes room for a written temp file, then moves it into place and indexes it. */
+  /** Moves a file the caller wrote and synced into place: one write per upload instead of two (see BlobStore). */
+  async adopt(key: BlobKey, path: string, size: number): Promise<boolean> {
+    if (size > this.#maxBytes) return false;
+    const rel = relativePath(key);
+    try {
+      await this.#evictFor(size, rel);
+      await this.#publish(rel, size, () => rename(path, join(this.#root, 'blobs', rel)));
+      return true;
+    } catch (err) {
+      if (errno(err) === 'EXDEV') return false; // another file system: the caller copies it with put
+      throw diskError(err, 'publish');
+    }
+  }
+
+  /** Moves a written file into place and indexes it (room was made for it before it was written). */
   async #publish(rel: string, size: number, move: () => Promise<void>): Promise<void> {
-    await this.#evictFor(size, rel);
     await this.#ensureDir(rel);
     await move();
     this.#record(rel, size);
+    this.#ledger.published(rel, size);
+  }
+
+  /** Learns what other processes sharing the folder published and evicted since the last look. */
+  #catchUp(): void {
+    this.#ledger.catchUp((event) => (event.published ? this.#record(event.rel, event.size) : this.#forget(event.rel)));
   }
 
   #record(rel: string, size: number): Entry {
@@ -159,18 +252,21 @@ export class DiskStore implements BlobStore {
     return entry;
   }
 
-  /** Indexes a blob that another process sharing the folder published (it is not in our index yet). */
-  async #adopt(rel: string): Promise<Entry | null> {
+  /** The index entry for a blob just found to be `size` bytes, corrected if the blob was replaced meanwhile. */
+  #current(rel: string, size: number): Entry {
+    const entry = this.#index.get(rel);
+    return entry !== undefined && entry.size === size ? entry : this.#record(rel, size);
+  }
+
+  /** The size of a stored blob's file, or null when there is none. */
+  #fileSize(rel: string): number | null {
     // Synchronous: a lookup in the kernel's dentry cache, cheaper than a thread-pool round trip. Every new
     // upload asks once (is it stored already?), so this is on the hot path, and a miss must not cost an exception.
-    let info;
     try {
-      info = statSync(join(this.#root, 'blobs', rel), { throwIfNoEntry: false });
+      return statSync(join(this.#root, 'blobs', rel), { throwIfNoEntry: false })?.size ?? null;
     } catch (err) {
       throw diskError(err, 'stat');
     }
-    if (info === undefined) return null;
-    return this.#index.get(rel) ?? this.#record(rel, info.size);
   }
 
   #forget(rel: string): void {
@@ -193,15 +289,39 @@ export class DiskStore implements BlobStore {
 
   /** Deletes least recently used blobs until `incoming` more bytes fit (a blob being replaced does not count). */
   async #evictFor(incoming: number, replacing?: string): Promise<void> {
+    this.#catchUp();
     const victims: string[] = [];
     const replaced = replacing === undefined ? 0 : (this.#index.get(replacing)?.size ?? 0);
     for (const [rel] of this.#index) {
-      if (this.#bytes - replaced + incoming <= this.#maxBytes) break;
+      if (this.#bytes + this.#reserved - replaced + incoming <= this.#maxBytes) break;
       if (rel === replacing) continue;
       this.#forget(rel); // accounted synchronously, so concurrent puts do not pick the same victims
       victims.push(rel);
     }
+    this.#ledger.evicted(victims);
     await Promise.all(victims.map((rel) => unlink(join(this.#root, 'blobs', rel)).catch(() => {})));
+    // One line per blob, after it is gone: processes sharing the folder can be checked against these.
+    for (const rel of victims) this.#log?.debug('disk: evicted', { blob: rel });
+  }
+
+  /** Evicts least recently used blobs (not `keep`) until `bytes` are freed; false when there was nothing to evict. */
+  async #evictForFullDisk(bytes: number, keep: string): Promise<boolean> {
+    this.#catchUp();
+    const victims: string[] = [];
+    let freed = 0;
+    for (const [rel, entry] of this.#index) {
+      if (freed >= bytes) break;
+      if (rel === keep) continue;
+      freed += entry.size;
+      this.#forget(rel);
+      victims.push(rel);
+    }
+    this.#ledger.evicted(victims);
+    await Promise.all(victims.map((rel) => unlink(join(this.#root, 'blobs', rel)).catch(() => {})));
+    this.#log?.warn(`disk: the file system is full below the budget; evicted ${victims.length} blobs (${formatSize(freed)}) and retrying`, {
+      path: this.#root,
+    });
+    return victims.length > 0;
   }
 
   async #ensureDir(rel: string): Promise<void> {
@@ -232,72 +352,35 @@ export class DiskStore implements BlobStore {
   }
 }
 
-/** blobs/ sub-path of a key. Instance names are validated (shared/digest.ts), and encoded so '/' stays inside one folder. */
+/**
+ * Empties tmp/ of what no running process owns: the folders of owners that are gone (a crash or kill -9 leaves
+ * them), and loose files of older versions (which emptied tmp/ whole at every start). Folders of processes
+ * still serving the folder are left alone, with their uploads in flight.
+ */
+async function removeAbandoned(tmp: string): Promise<void> {
+  const entries = await readdir(tmp, { withFileTypes: true }).catch(() => []);
+  for (const entry of entries) {
+    if (entry.isDirectory() && ownerAlive(entry.name)) continue;
+    await rm(join(tmp, entry.name), { recursive: true, force: true });
+  }
+}
+
+/** blobs/ sub-path of a key. */
 function relativePath(key: BlobKey): string {
-  const instance = key.instance === '' ? '_' : `i-${encodeURIComponent(key.instance)}`;
-  return `${instance}/${key.kind}/${key.hash.slice(0, 2)}/${key.hash}`;
+  return `${instanceFolder(key.instance)}/${key.kind}/${key.hash.slice(0, 2)}/${key.hash}`;
 }
 
-/** Copies the body into a new file. Body errors pass through as they are; only file errors become disk errors. */
-async function writeFile(path: string, body: ReadableStream<Uint8Array>): Promise<number> {
-  const handle = await open(path, 'wx').catch((err) => Promise.reject(diskError(err, 'create')));
-  const reader = body.getReader();
-  let written = 0;
-  try {
-    for (;;) {
-      const { done, value } = await reader.read().catch((err) => Promise.reject(bodyError(err)));
-      if (done) return written;
-      await handle.write(value).catch((err) => Promise.reject(diskError(err, 'write')));
-      written += value.byteLength;
-    }
-  } finally {
-    reader.releaseLock();
-    await handle.close();
-  }
-}
+/** Encoded instance names up to this length are kept readable; file names may be at most 255 bytes. */
+const READABLE_INSTANCE = 120;
 
-function fileStream(handle: FileHandle, size: number): ReadableStream<Uint8Array> {
-  let position = 0;
-  const close = () => handle.close().catch(() => {});
-  return new ReadableStream<Uint8Array>({
-    async pull(controller) {
-      try {
-        const want = Math.min(READ_CHUNK, size - position);
-        if (want <= 0) {
-          await close();
-          controller.close();
-          return;
-        }
-        const buffer = Buffer.allocUnsafe(want); // filled by the read below; no need to zero it
-        const { bytesRead } = await handle.read(buffer, 0, want, position);
-        if (bytesRead === 0) throw new LarderError('internal', 'disk: blob shorter than its recorded size');
-        position += bytesRead;
-        controller.enqueue(bytesRead === want ? buffer : buffer.subarray(0, bytesRead));
-      } catch (err) {
-        await close();
-        controller.error(err);
-      }
-    },
-    cancel: close,
-  });
-}
-
-function syncDisk(action: string, call: () => void): void {
-  try {
-    call();
-  } catch (err) {
-    throw diskError(err, action);
-  }
-}
-
-function errno(err: unknown): string | undefined {
-  return (err as { code?: string } | null)?.code;
-}
-
-function diskError(err: unknown, action: string): LarderError {
-  const code = errno(err);
-  if (code === 'ENOSPC' || code === 'EDQUOT') {
-    return new LarderError('no_space', `disk: ${action} failed, the disk is full`, { cause: err });
-  }
-  return new LarderError('internal', `disk: ${action} failed: ${(err as Error).message}`, { cause: err });
+/**
+ * One folder per instance. Names are validated (shared/digest.ts) and encoded so '/' stays inside one folder;
+ * a name too long for that (a valid name has up to 256 characters, and every '/' becomes three) is named by
+ * its SHA-256 instead. The two forms cannot collide: one starts `i-`, the other `h-`.
+ */
+function instanceFolder(instance: string): string {
+  if (instance === '') return '_';
+  const encoded = encodeURIComponent(instance);
+  if (encoded.length <= READABLE_INSTANCE) return `i-${encoded}`;
+  return `h-${createHash('sha256').update(instance).digest('hex')}`;
 }

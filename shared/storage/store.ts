@@ -31,6 +31,13 @@ export interface BlobStore {
   stat(key: BlobKey): Promise<number | null>;
   /** Stores exactly `size` bytes read from `body` under `key`, atomically. */
   put(key: BlobKey, body: ReadableStream<Uint8Array>, size: number): Promise<void>;
+  /**
+   * Optional, for stores on a local file system: publishes a complete file of `size` bytes, already synced,
+   * whose SHA-256 the caller computed as `sha256`, by moving it (rename) instead of copying it. Resolves false
+   * when the store cannot (another file system, a blob over its budget); the caller then uses `put`, and still
+   * owns the file either way unless this resolved true.
+   */
+  adopt?(key: BlobKey, path: string, size: number, sha256: string): Promise<boolean>;
   /** Releases what the store holds open (file handles, sockets). */
   close?(): Promise<void>;
 }

@@ -18,6 +18,7 @@
  * dropped it (lifecycle expiry): verifying() then skips re-uploading it until the front evicts it too.
  */
 import type { BlobKey } from '../digest.ts';
+import { isLarderError } from '../errors.ts';
 import type { Logger } from '../log.ts';
 import type { BlobStore, StoredBlob } from './store.ts';
 import { lockstepTee } from './tee.ts';
@@ -25,7 +26,7 @@ import { lockstepTee } from './tee.ts';
 export interface TieredStoreOptions {
   front: BlobStore;
   back: BlobStore;
-  /** Where ignored front-tier failures are reported (debug level); silent when absent. */
+  /** Where ignored front-tier failures are reported; silent when absent. */
   log?: Logger;
 }
 
@@ -85,7 +86,9 @@ export class TieredStore implements BlobStore {
   }
 
   #ignored<T>(action: string, err: unknown, fallback: T): T {
-    this.#log?.debug(`tier front: ${action} failed, carrying on without it: ${(err as Error)?.message ?? String(err)}`);
+    // A full front (a blob over its budget) is routine; anything else is a broken tier an operator must hear of.
+    const report = isLarderError(err, 'no_space') ? this.#log?.debug : this.#log?.warn;
+    report?.(`tier front: ${action} failed, carrying on without it: ${(err as Error)?.message ?? String(err)}`);
     return fallback;
   }
 }

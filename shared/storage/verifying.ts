@@ -1,9 +1,11 @@
 /**
  * Wrap the outermost store with this: every upload is checked against its digest and declared size
  * before anything is published, and a CAS upload of a blob already stored is checked but not written
- * again (Bazel re-uploads every output it produces, so that is the common case).
+ * again (Bazel re-uploads every output it produces, so that is the common case). A store that can adopt
+ * files keeps that ability, with the caller's hash checked against the key.
  */
 import type { BlobKey } from '../digest.ts';
+import { LarderError } from '../errors.ts';
 import type { BlobStore } from './store.ts';
 import { drain } from './streams.ts';
 import { verifier } from './verify.ts';
@@ -20,6 +22,16 @@ export function verifying(inner: BlobStore): BlobStore {
       }
       return inner.put(key, checked, size);
     },
+    // The caller hashed the file as it wrote it; this only checks that hash against the key.
+    adopt:
+      inner.adopt === undefined
+        ? undefined
+        : async (key: BlobKey, path: string, size: number, sha256: string) => {
+            if (key.kind === 'cas' && sha256 !== key.hash) {
+              throw new LarderError('digest_mismatch', `sha256 mismatch: the digest says ${key.hash}, the bytes hash to ${sha256}`);
+            }
+            return inner.adopt!(key, path, size, sha256);
+          },
     close: () => inner.close?.() ?? Promise.resolve(),
   };
 }

@@ -190,8 +190,13 @@ export function describeHttpProtocol(name: string, target: ProtocolTarget): void
         const entry = actionResult([{ hash: present.hash, size: 100 }], { hash: missing.hash, size: 100 });
         expect((await request(agent, url(`/ac/${key}`), 'PUT', entry)).status).toBe(200);
         expect((await request(agent, url(`/ac/${key}`), 'GET')).status).toBe(404);
+        // HEAD answers what GET would: Bazel may probe with HEAD and must not be told of an unusable entry.
+        expect((await request(agent, url(`/ac/${key}`), 'HEAD')).status).toBe(404);
         await request(agent, url(`/cas/${missing.hash}`), 'PUT', missing.data);
         expect((await request(agent, url(`/ac/${key}`), 'GET')).status).toBe(200);
+        const head = await request(agent, url(`/ac/${key}`), 'HEAD');
+        expect(head.status).toBe(200);
+        expect(head.headers['content-length']).toBe(String(entry.byteLength));
       });
 
       it('refuses an AC upload that is not an ActionResult', async () => {

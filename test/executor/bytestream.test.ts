@@ -74,6 +74,19 @@ describe('ByteStream', () => {
     expect((await codeOf(readAll(server.clients, `blobs/${real}/${data.byteLength}`))).code).toBe(grpc.status.NOT_FOUND);
   });
 
+  it('rejects a large upload (recorded for resuming, adopted by the disk store) whose bytes do not match, and keeps nothing', async () => {
+    const data = randomBytes(3 * MiB, 21);
+    const wrong = digestOf(randomBytes(3 * MiB, 22)).hash;
+    const name = `uploads/wrong-large/blobs/${wrong}/${data.byteLength}`;
+    const { code, details } = await codeOf(bs().write(chunks(name, data)));
+    expect(code).toBe(grpc.status.INVALID_ARGUMENT);
+    expect(details).toMatch(/sha256 mismatch/);
+    expect((await codeOf(readAll(server.clients, `blobs/${wrong}/${data.byteLength}`))).code).toBe(grpc.status.NOT_FOUND);
+    expect(await bs().queryWriteStatus({ resourceName: name })).toMatchObject({ committedSize: 0n, complete: false });
+    const tooLong = await codeOf(bs().write(chunks(`uploads/long/blobs/${digestOf(data).hash}/${2 * MiB}`, data)));
+    expect(tooLong.code).toBe(grpc.status.INVALID_ARGUMENT);
+  });
+
   it('refuses bad offsets, limits, names and sizes with the REAPI status codes', async () => {
     const data = Buffer.from('offsets');
     const { hash } = digestOf(data);
@@ -90,8 +103,10 @@ describe('ByteStream', () => {
     expect((await write([{ resourceName: `blobs/${hash}/7`, data, finishWrite: true }])).code).toBe(grpc.status.INVALID_ARGUMENT);
     expect((await write([{ resourceName: `uploads/u/blobs/${hash}/${65 * MiB}`, finishWrite: true }])).code).toBe(grpc.status.INVALID_ARGUMENT);
     expect((await write([{ resourceName: `uploads/u2/blobs/${hash}/7`, writeOffset: 3n, data, finishWrite: true }])).code).toBe(grpc.status.INVALID_ARGUMENT);
+    // (Of a blob not stored yet: one already stored is answered before any data is looked at.)
+    const fresh = digestOf('offsetz').hash;
     const skipped = await write([
-      { resourceName: `uploads/u3/blobs/${hash}/7`, data: data.subarray(0, 3) },
+      { resourceName: `uploads/u3/blobs/${fresh}/7`, data: data.subarray(0, 3) },
       { writeOffset: 5n, data: data.subarray(3), finishWrite: true },
     ]);
     expect(skipped.code).toBe(grpc.status.INVALID_ARGUMENT);
@@ -146,6 +161,34 @@ describe('ByteStream', () => {
     expect((await bs().queryWriteStatus({ resourceName: name })).committedSize).toBe(2n * BigInt(MiB));
     await bs().write(chunks(name, data, MiB, 2 * MiB));
     expect(sha256(await readAll(server.clients, `blobs/${hash}/${data.byteLength}`))).toBe(hash);
+  });
+
+  it('answers a Write of a blob already stored at once, with the full committed size', async () => {
+    const data = randomBytes(8 * MiB, 11);
+    const { hash } = digestOf(data);
+    await bs().write(chunks(`uploads/first/blobs/${hash}/${data.byteLength}`, data));
+    for (const [name, expected] of [
+      [`uploads/again/blobs/${hash}/${data.byteLength}`, BigInt(data.byteLength)],
+      // REAPI: -1 for a compressed upload, whose compressed length the server cannot know.
+      [`uploads/again/compressed-blobs/zstd/${hash}/${data.byteLength}`, -1n],
+    ] as const) {
+      // The client sends the first chunk, then holds the rest back until it hears the reply.
+      let sent = 0;
+      let release!: () => void;
+      const held = new Promise<void>((resolve) => (release = resolve));
+      async function* requests() {
+        yield { resourceName: name, writeOffset: 0n, data: data.subarray(0, 64 * 1024) };
+        sent++;
+        await held;
+      }
+      try {
+        const reply = await bs().write(requests(), { timeoutMs: 10_000 });
+        expect(reply.committedSize).toBe(expected);
+        expect(sent).toBe(1);
+      } finally {
+        release();
+      }
+    }
   });
 
   describe('compressed-blobs/zstd', () => {

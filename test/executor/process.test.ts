@@ -5,7 +5,7 @@ import { spawnSync } from 'node:child_process';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { tempDir } from '../helpers/edge-process.ts';
-import { peakRssMiB } from '../helpers/proc.ts';
+import { peakRssMiB, writtenBytes } from '../helpers/proc.ts';
 import { REPO_ROOT, requireTool } from '../helpers/tools.ts';
 import { clientsFor, codeOf, startExecutorProcess } from './helpers.ts';
 import { makeCertificate, opensslPath } from './tls.ts';
@@ -68,6 +68,35 @@ describe('larder executor process', () => {
       const peak = peakRssMiB(executor.pid);
       if (process.env.SHOW_PEAK) console.log(`executor peak RSS ${peak.toFixed(0)} MiB`);
       expect(peak, `peak RSS ${peak.toFixed(0)} MiB`).toBeLessThan(200);
+    } finally {
+      clients.close();
+      await executor.stop();
+    }
+  }, 120_000);
+
+  it('writes an uploaded blob to disk once (not to the partial-upload area and then again to the store)', async () => {
+    const size = 32 * MiB;
+    const executor = await startExecutorProcess(['--store', `disk:${join(dir.path, 'once')}`]);
+    const clients = clientsFor(`127.0.0.1:${executor.port}`);
+    try {
+      const data = Buffer.alloc(size);
+      for (let i = 0; i < size; i += 4) data.writeUInt32LE((i * 2654435761) >>> 0, i);
+      const hex = createHash('sha256').update(data).digest('hex');
+      function* requests() {
+        for (let at = 0; at < size; at += MiB) {
+          yield { resourceName: at === 0 ? `uploads/once/blobs/${hex}/${size}` : '', writeOffset: BigInt(at), data: data.subarray(at, at + MiB), finishWrite: at + MiB >= size };
+        }
+      }
+      const before = writtenBytes(executor.pid);
+      expect((await clients.bytestream.write(requests())).committedSize).toBe(BigInt(size));
+      const written = writtenBytes(executor.pid) - before;
+      console.log(`ByteStream upload of ${size / MiB} MiB: the executor wrote ${(written / MiB).toFixed(1)} MiB`);
+      expect(written).toBeGreaterThanOrEqual(size);
+      expect(written).toBeLessThan(size * 1.25);
+      // And it is stored, whole.
+      const readHash = createHash('sha256');
+      for await (const part of clients.bytestream.read({ resourceName: `blobs/${hex}/${size}` })) readHash.update(part.data);
+      expect(readHash.digest('hex')).toBe(hex);
     } finally {
       clients.close();
       await executor.stop();

@@ -7,7 +7,7 @@ import { randomBytes } from './helpers.ts';
 const zstd = loadZstd();
 if (zstd === null && IN_CI) throw new Error('CI=true and zstd-napi is not installed (npm ci builds it from source with node-gyp)');
 
-async function through(data: Uint8Array, chunk: number, transform: TransformStream<Uint8Array, Uint8Array>): Promise<Buffer> {
+async function through(data: Uint8Array, chunk: number, transform: ReadableWritablePair<Uint8Array, Uint8Array>): Promise<Buffer> {
   let offset = 0;
   const source = new ReadableStream<Uint8Array>({
     pull(controller) {

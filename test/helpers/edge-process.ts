@@ -11,6 +11,8 @@ export interface EdgeProcess {
   readonly url: string;
   readonly pid: number;
   readonly output: () => string;
+  /** Resolves once the output (stdout and stderr) matches, from the 'data' events; rejects after `timeoutMs`. */
+  waitForOutput(pattern: RegExp | string, timeoutMs?: number): Promise<void>;
   /** SIGTERM, then SIGKILL after a grace period; resolves once the process is gone. */
   stop(): Promise<void>;
   /** SIGKILL at once, as a crash would. */
@@ -22,6 +24,8 @@ export interface EdgeProcessOptions {
   /** Arguments after `larder edge`; --listen defaults to 127.0.0.1:0 and --log-level to warn. */
   args?: string[];
   env?: Record<string, string>;
+  /** A command the server runs under, such as `prlimit --nofile=N:N`; it must exec the server (prlimit does), so the PID stays the server's. */
+  wrapper?: string[];
 }
 
 const START_TIMEOUT_MS = 30_000;
@@ -37,7 +41,8 @@ export async function startEdgeProcess(options: EdgeProcessOptions): Promise<Edg
     options.runtime === 'node'
       ? [process.execPath, [join(REPO_ROOT, 'bin/larder.js'), 'edge', ...withDefaults]]
       : [denoPath() ?? 'deno', [...denoTaskArgs('edge'), ...withDefaults]];
-  const child = spawn(command, commandArgs, {
+  const [wrapped, wrappedArgs] = options.wrapper === undefined ? [command, commandArgs] : [options.wrapper[0]!, [...options.wrapper.slice(1), command, ...commandArgs]];
+  const child = spawn(wrapped, wrappedArgs, {
     cwd: REPO_ROOT,
     env: { ...process.env, ...options.env },
     stdio: ['ignore', 'pipe', 'pipe'],
@@ -50,10 +55,32 @@ export async function startEdgeProcess(options: EdgeProcessOptions): Promise<Edg
     if (child.exitCode !== null || child.signalCode !== null) resolve();
     else child.once('exit', () => resolve());
   });
+  const matches = (pattern: RegExp | string) => (typeof pattern === 'string' ? output.includes(pattern) : pattern.test(output));
   return {
     url,
     pid: child.pid!,
     output: () => output,
+    waitForOutput(pattern, timeoutMs = 10_000) {
+      if (matches(pattern)) return Promise.resolve();
+      return new Promise<void>((resolve, reject) => {
+        const check = () => {
+          if (!matches(pattern)) return;
+          done();
+          resolve();
+        };
+        const timer = setTimeout(() => {
+          done();
+          reject(new Error(`no ${String(pattern)} in the edge's output within ${timeoutMs} ms:\n${output}`));
+        }, timeoutMs);
+        const done = () => {
+          clearTimeout(timer);
+          child.stdout!.off('data', check);
+          child.stderr!.off('data', check);
+        };
+        child.stdout!.on('data', check);
+        child.stderr!.on('data', check);
+      });
+    },
     async stop() {
       child.kill('SIGTERM');
       const timer = setTimeout(() => child.kill('SIGKILL'), 5_000);

@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { readdirSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { blobKey } from '../../shared/digest.ts';
@@ -51,12 +51,19 @@ describe('disk store', () => {
     expect(small.count).toBe(2);
   });
 
-  it('discards unfinished uploads left in tmp/ by a crash', async () => {
+  it('discards unfinished uploads left in tmp/ by a crash (or an older version), and keeps those of live processes', async () => {
     const path = freshDir();
     await DiskStore.open({ path, maxBytes: 1 << 20 });
+    const [live] = readdirSync(join(path, 'tmp')); // this process's own folder: its owner is running
+    writeFileSync(join(path, 'tmp', live!, 'in-flight'), randomBytes(500));
     writeFileSync(join(path, 'tmp', 'half-written-upload'), randomBytes(500));
+    // A crashed process's folder; its PID is ours, but with another start time: a reused PID, so it is dead.
+    const dead = `p${process.pid}-1`;
+    mkdirSync(join(path, 'tmp', dead));
+    writeFileSync(join(path, 'tmp', dead, 'half-written-upload'), randomBytes(500));
     const store = await DiskStore.open({ path, maxBytes: 1 << 20 });
-    expect(readdirSync(join(path, 'tmp'))).toEqual([]);
+    expect(readdirSync(join(path, 'tmp'))).toEqual([live]);
+    expect(readdirSync(join(path, 'tmp', live!))).toEqual(['in-flight']);
     expect(store.count).toBe(0);
   });
 
@@ -85,6 +92,59 @@ describe('disk store', () => {
 describe('disk store shared by two processes', () => {
   const cas = (data: Uint8Array) => blobKey('', 'cas', sha256(data));
 
+  it('never answers "present" for a blob the other one evicted', async () => {
+    const path = freshDir();
+    const edge = await DiskStore.open({ path, maxBytes: 300_000 });
+    const executor = await DiskStore.open({ path, maxBytes: 300_000 });
+    const first = randomBytes(100_000);
+    await edge.put(cas(first), streamOf(first), first.length);
+    expect(await executor.stat(cas(first))).toBe(100_000); // now in the executor's index too
+    for (let i = 0; i < 3; i++) {
+      const more = randomBytes(100_000);
+      await edge.put(cas(more), streamOf(more), more.length); // the edge evicts `first`
+    }
+    expect(await edge.stat(cas(first))).toBeNull();
+    expect(await executor.stat(cas(first))).toBeNull();
+    expect(await executor.get(cas(first))).toBeNull();
+  });
+
+  it('a second process starting on the folder leaves the first one\'s uploads in flight alone', async () => {
+    const path = freshDir();
+    const first = await DiskStore.open({ path, maxBytes: 1 << 24 });
+    const data = randomBytes(300_000);
+    let sendRest!: () => void;
+    const resumed = new Promise<void>((resolve) => (sendRest = resolve));
+    const body = new ReadableStream<Uint8Array>({
+      async start(controller) {
+        controller.enqueue(data.subarray(0, 100_000));
+        await resumed;
+        controller.enqueue(data.subarray(100_000));
+        controller.close();
+      },
+    });
+    const upload = first.put(cas(data), body, data.length);
+    // The first process's temp file exists; now another process starts on the same folder.
+    await DiskStore.open({ path, maxBytes: 1 << 24 });
+    sendRest();
+    await upload;
+    const blob = await first.get(cas(data));
+    expect(Buffer.from(await collect(blob!.body, 1 << 20)).equals(data)).toBe(true);
+  });
+
+  it('keeps one budget for the folder, not one each', async () => {
+    const path = freshDir();
+    const edge = await DiskStore.open({ path, maxBytes: 300_000 });
+    const executor = await DiskStore.open({ path, maxBytes: 300_000 });
+    for (let i = 0; i < 6; i++) {
+      const blob = randomBytes(100_000);
+      await (i % 2 === 0 ? edge : executor).put(cas(blob), streamOf(blob), blob.length);
+    }
+    const onDisk = readdirSync(join(path, 'blobs'), { recursive: true, withFileTypes: true }).filter((e) => e.isFile());
+    expect(onDisk.length).toBeLessThanOrEqual(3);
+    expect(edge.bytes).toBeLessThanOrEqual(300_000);
+    expect(executor.bytes).toBeLessThanOrEqual(300_000);
+  });
+
   it('sees the blobs the other one wrote, at once', async () => {
     const path = freshDir();
     const edge = await DiskStore.open({ path, maxBytes: 1 << 20 });
@@ -98,5 +158,34 @@ describe('disk store shared by two processes', () => {
     const other = randomBytes(5000);
     await executor.put(cas(other), streamOf(other), other.length);
     expect(await (await edge.get(cas(other)))?.size).toBe(5000);
+  });
+});
+
+describe('disk store: action-cache entries, whose size the key does not fix', () => {
+  const ac = blobKey('', 'ac', sha256('some action'));
+  const read = async (store: DiskStore) => {
+    const blob = await store.get(ac);
+    const bytes = Buffer.from(await collect(blob!.body, 1 << 22));
+    return { size: blob!.size, bytes };
+  };
+
+  it.each([
+    ['larger', 100_000, 300_000],
+    ['smaller', 300_000, 100_000],
+    ['from small to large', 1000, 200_000],
+    ['from large to small', 200_000, 1000],
+  ])('reads an entry over 64 KiB whole after another process replaced it with a %s one', async (_, before, after) => {
+    const path = freshDir();
+    const edge = await DiskStore.open({ path, maxBytes: 1 << 24 });
+    const executor = await DiskStore.open({ path, maxBytes: 1 << 24 });
+    const first = randomBytes(before);
+    await edge.put(ac, streamOf(first), first.length);
+    expect((await read(edge)).bytes.equals(first)).toBe(true);
+    const second = randomBytes(after);
+    await executor.put(ac, streamOf(second), second.length);
+    const got = await read(edge);
+    expect(got.size).toBe(after);
+    expect(got.bytes.equals(second)).toBe(true);
+    expect(await edge.stat(ac)).toBe(after);
   });
 });

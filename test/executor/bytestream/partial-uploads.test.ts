@@ -1,5 +1,5 @@
 // The partial-upload area: what is kept for resuming, and the three bounds (bytes, count, idle time).
-import { mkdtempSync, readdirSync, rmSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
@@ -89,13 +89,21 @@ describe('PartialUploads', () => {
     expect(uploads.committed('a')).toBe(0);
   });
 
-  it('sweeps stale folders of crashed processes at open, and removes its own at close', async () => {
-    const stale = await open();
-    await stale.begin('x', 20, 0);
-    now += 5000;
-    const fresh = await PartialUploads.open({ parentDir, maxBytes: 100, maxUploads: 2, idleMs: 1000, minBlobBytes: 10, now: () => now + Date.now() });
-    expect(readdirSync(parentDir)).toHaveLength(1);
+  it('sweeps the folders of processes that are gone at once, at open, and removes its own at close', async () => {
+    const live = await open(); // a process still running (this one) keeps its folder, however idle
+    await live.begin('x', 20, 0);
+    // A crashed process's folder: our PID with another start time, i.e. a reused PID whose owner is gone.
+    mkdirSync(join(parentDir, `w-p${process.pid}-1-abcdef`));
+    writeFileSync(join(parentDir, `w-p${process.pid}-1-abcdef`, 'partial'), 'left behind');
+    mkdirSync(join(parentDir, 'w-older'));
+    const before = readdirSync(parentDir).length;
+    const fresh = await PartialUploads.open({ parentDir, maxBytes: 100, maxUploads: 2, idleMs: 1000, minBlobBytes: 10, now: () => now });
+    // No time passed: the dead owner's folder is gone at once; the unnamed (older) one waits for the idle time.
+    expect(readdirSync(parentDir)).toHaveLength(before - 1 + 1);
+    expect(readdirSync(parentDir)).not.toContain(`w-p${process.pid}-1-abcdef`);
+    expect(readdirSync(parentDir)).toContain('w-older');
     await fresh.close();
-    expect(readdirSync(parentDir)).toHaveLength(0);
+    await live.close();
+    expect(readdirSync(parentDir)).toEqual(['w-older']);
   });
 });

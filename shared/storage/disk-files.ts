@@ -1,0 +1,121 @@
+/**
+ * The disk store's file I/O: writing an upload into a temp file (synced to stable storage before the caller
+ * publishes it), streaming a stored file, and turning file-system errors into LarderErrors whose messages
+ * carry no path (the path stays in the cause, for the log).
+ */
+import { Buffer } from 'node:buffer';
+import { closeSync, fdatasync, openSync, writeSync } from 'node:fs';
+import { open, type FileHandle } from 'node:fs/promises';
+import { LarderError } from '../errors.ts';
+import { bodyError } from './streams.ts';
+
+const READ_CHUNK = 256 * 1024;
+
+/**
+ * Writes a small blob into a new file: the write is synchronous (see SMALL_BLOB), the sync to stable storage
+ * runs on the thread pool, so the event loop never waits for the disk.
+ */
+export async function writeSmallFile(path: string, bytes: Uint8Array, makeRoom: () => Promise<boolean>): Promise<void> {
+  let fd: number;
+  try {
+    fd = openSync(path, 'wx');
+  } catch (err) {
+    throw diskError(err, 'create');
+  }
+  try {
+    for (let offset = 0; offset < bytes.byteLength; ) {
+      try {
+        offset += writeSync(fd, bytes, offset, bytes.byteLength - offset, offset);
+      } catch (err) {
+        if (errno(err) !== 'ENOSPC' || !(await makeRoom())) throw diskError(err, 'write');
+      }
+    }
+    await new Promise<void>((resolve, reject) => fdatasync(fd, (err) => (err ? reject(diskError(err, 'sync')) : resolve())));
+  } finally {
+    closeSync(fd);
+  }
+}
+
+/**
+ * Copies the body into a new file. Body errors pass through as they are; only file errors become disk
+ * errors. On ENOSPC, `makeRoom(written)` may free space (true) and the write that failed is retried.
+ */
+export async function writeFile(path: string, body: ReadableStream<Uint8Array>, makeRoom: (written: number) => Promise<boolean>): Promise<number> {
+  const handle = await open(path, 'wx').catch((err) => Promise.reject(diskError(err, 'create')));
+  const reader = body.getReader();
+  let written = 0;
+  try {
+    for (;;) {
+      const { done, value } = await reader.read().catch((err) => Promise.reject(bodyError(err)));
+      if (done) break;
+      let offset = 0;
+      while (offset < value.byteLength) {
+        try {
+          // A write may be short (a nearly full disk takes what fits): write the rest, at its position.
+          const { bytesWritten } = await handle.write(value, offset, value.byteLength - offset, written + offset);
+          offset += bytesWritten;
+        } catch (err) {
+          if (errno(err) !== 'ENOSPC' || !(await makeRoom(written + offset))) throw diskError(err, 'write');
+        }
+      }
+      written += value.byteLength;
+    }
+    // On stable storage before the caller publishes it (see put).
+    await handle.datasync().catch((err) => Promise.reject(diskError(err, 'sync')));
+    return written;
+  } finally {
+    reader.releaseLock();
+    await handle.close();
+  }
+}
+
+export function fileStream(handle: FileHandle, size: number): ReadableStream<Uint8Array> {
+  let position = 0;
+  const close = () => handle.close().catch(() => {});
+  return new ReadableStream<Uint8Array>({
+    async pull(controller) {
+      try {
+        const want = Math.min(READ_CHUNK, size - position);
+        if (want <= 0) {
+          await close();
+          controller.close();
+          return;
+        }
+        const buffer = Buffer.allocUnsafe(want); // filled by the read below; no need to zero it
+        const { bytesRead } = await handle.read(buffer, 0, want, position);
+        if (bytesRead === 0) throw new LarderError('internal', 'disk: blob shorter than its recorded size');
+        position += bytesRead;
+        controller.enqueue(bytesRead === want ? buffer : buffer.subarray(0, bytesRead));
+      } catch (err) {
+        await close();
+        controller.error(err);
+      }
+    },
+    cancel: close,
+  });
+}
+
+export function syncDisk(action: string, call: () => void): void {
+  try {
+    call();
+  } catch (err) {
+    throw diskError(err, action);
+  }
+}
+
+export function errno(err: unknown): string | undefined {
+  return (err as { code?: string } | null)?.code;
+}
+
+export function diskError(err: unknown, action: string): LarderError {
+  const code = errno(err);
+  if (code === 'ENOSPC' || code === 'EDQUOT') {
+    return new LarderError('no_space', `disk: ${action} failed, the disk is full`, { cause: err });
+  }
+  if (code === 'EMFILE' || code === 'ENFILE') {
+    // Out of file descriptors: a passing overload (too many connections or open blobs), so worth retrying.
+    return new LarderError('unavailable', `disk: ${action} failed, too many open files; retry`, { cause: err });
+  }
+  // The system's message names the file: it goes to the log (as the cause), never to a client.
+  return new LarderError('internal', `disk: ${action} failed: ${code ?? 'unexpected error'}`, { cause: err });
+}

@@ -1,0 +1,94 @@
+// Power loss: a blob must never be published (renamed into blobs/) before its bytes are on stable storage,
+// or a crash can leave a zero-length or torn file under a valid CAS name. Watched with strace on a real
+// edge process: every rename of an upload's temp file follows an fdatasync (or fsync) of that file.
+import { type ChildProcess, spawn } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import http from 'node:http';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { type EdgeProcess, startEdgeProcess, tempDir } from '../helpers/edge-process.ts';
+import { randomBlob, request } from '../helpers/http.ts';
+import { findTool, requireTool } from '../helpers/tools.ts';
+
+const haveStrace = requireTool('strace', findTool('strace'), 'apt-get install strace');
+
+/** Attaches strace to every thread of a running process; resolves once it is attached. */
+async function traceProcess(pid: number, logFile: string): Promise<{ stop: () => Promise<void> }> {
+  const child: ChildProcess = spawn('strace', ['-f', '-p', String(pid), '-o', logFile, '-e', 'trace=openat,fdatasync,fsync,rename,renameat,renameat2'], {
+    stdio: ['ignore', 'ignore', 'pipe'],
+  });
+  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+  await new Promise<void>((resolve, reject) => {
+    let err = '';
+    child.stderr!.on('data', (d: Buffer) => {
+      err += d.toString();
+      if (/attached/.test(err)) resolve();
+    });
+    child.once('exit', (code) => reject(new Error(`strace exited (${code}): ${err}`)));
+  });
+  return {
+    async stop() {
+      process.kill(child.pid!, 'SIGINT'); // strace detaches and leaves the traced process running
+      await exited;
+    },
+  };
+}
+
+/** Temp files renamed without a sync of their descriptor between their creation and the rename. */
+function unsyncedPublishes(trace: string, tmpDir: string): { published: number; unsynced: string[] } {
+  const opened = new Map<string, { fd: string; synced: boolean }>(); // temp path -> its descriptor
+  const byFd = new Map<string, string>();
+  let published = 0;
+  const unsynced: string[] = [];
+  for (const line of trace.split('\n')) {
+    const open = /openat\([^,]+, "([^"]+)", [^)]*O_CREAT[^)]*\)\s+= (\d+)/.exec(line);
+    if (open && open[1]!.startsWith(tmpDir)) {
+      opened.set(open[1]!, { fd: open[2]!, synced: false });
+      byFd.set(open[2]!, open[1]!);
+      continue;
+    }
+    const sync = /f(?:data)?sync\((\d+)\)\s+= 0/.exec(line);
+    if (sync) {
+      const path = byFd.get(sync[1]!);
+      if (path !== undefined) opened.get(path)!.synced = true;
+      continue;
+    }
+    const rename = /rename(?:at2?)?\((?:[^,]+, )?"([^"]+)", (?:[^,]+, )?"[^"]+"/.exec(line);
+    if (rename && rename[1]!.startsWith(tmpDir) && /\)\s+= 0$/.test(line)) {
+      published++;
+      if (!opened.get(rename[1]!)?.synced) unsynced.push(rename[1]!);
+    }
+  }
+  return { published, unsynced };
+}
+
+describe.runIf(haveStrace)('disk store durability', () => {
+  const dir = tempDir('larder-durability-');
+  const store = join(dir.path, 'store');
+  let edge: EdgeProcess;
+  const agent = new http.Agent({ keepAlive: true });
+  beforeAll(async () => {
+    edge = await startEdgeProcess({ runtime: 'node', args: ['--store', `disk:${store}`] });
+  });
+  afterAll(async () => {
+    agent.destroy();
+    await edge?.stop();
+    dir.remove();
+  });
+
+  it('syncs every upload (small and large) to stable storage before publishing it', async () => {
+    const logFile = join(dir.path, 'strace.log');
+    const trace = await traceProcess(edge.pid, logFile);
+    try {
+      for (const size of [100, 4096, 65_536, 200_000, 3 * 1024 * 1024]) {
+        const { data, hash } = randomBlob(size);
+        expect((await request(agent, `${edge.url}/cas/${hash}`, 'PUT', data)).status).toBe(200);
+      }
+    } finally {
+      await trace.stop();
+    }
+    const { published, unsynced } = unsyncedPublishes(readFileSync(logFile, 'utf8'), join(store, 'tmp'));
+    expect(published).toBe(5);
+    expect(unsynced).toEqual([]);
+  }, 60_000);
+});
