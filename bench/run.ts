@@ -31,6 +31,7 @@ import { formatTable, num } from './table.ts';
 import { formatGrpcRows, runGrpcBench } from './grpc.ts';
 import { formatS3Rows, runS3Bench } from './s3.ts';
 import { formatExecutionRows, runExecutionBench } from './execution.ts';
+import { fleetTable, runFleetBench } from './fleet.ts';
 import { formatPersistentRows, runPersistentWorkerBench } from './persistent-workers.ts';
 
 type ServerName = 'larder' | 'nginx';
@@ -368,6 +369,14 @@ async function otherFrontends(options: BenchOptions): Promise<boolean> {
       console.log(`\nRemote persistent workers (real Bazel, cold builds)\n${formatPersistentRows(rows)}`);
     } catch (err) {
       console.log(`\nRemote persistent workers FAILED: ${(err as Error)?.stack ?? String(err)}`);
+      ok = false;
+    }
+    log('executor fleet (Redis)…');
+    try {
+      const figures = await runFleetBench(options.quick ? { actions: 200, latencyActions: 50 } : { actions: 1000, latencyActions: 200 });
+      console.log(`\nExecutor fleet: one frontend + Redis + two workers vs the in-memory single process (trivial actions)\n${fleetTable(figures)}`);
+    } catch (err) {
+      console.log(`\nExecutor fleet FAILED: ${(err as Error)?.stack ?? String(err)}`);
       ok = false;
     }
   }
