@@ -61,7 +61,15 @@ export async function startTestEngine(images: readonly ImageName[] = ['busybox']
     { detached: true, stdio: ['ignore', log, log] },
   );
   closeSync(log);
-  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+  // Should this process end without stop() (a crash, a timeout), the engine must not outlive it.
+  const orphanGuard = () => child.kill('SIGTERM');
+  process.once('exit', orphanGuard);
+  const exited = new Promise<void>((resolve) =>
+    child.once('exit', () => {
+      process.off('exit', orphanGuard);
+      resolve();
+    }),
+  );
   const api = new DockerEngine(socket);
   const stop = async () => {
     api.close();
