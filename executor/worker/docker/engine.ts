@@ -74,7 +74,10 @@ export class DockerEngine {
         path: API + path,
         headers: { 'Content-Type': 'application/json', 'Content-Length': Buffer.byteLength(payload), Connection: 'Upgrade', Upgrade: 'tcp' },
       });
+      // The 101 comes at once; only the stream that follows may last (it is the command's lifetime).
+      req.setTimeout(CALL_TIMEOUT_MS, () => req.destroy(new EngineError(0, `the Docker engine at ${this.socketPath} did not answer POST ${path} within ${CALL_TIMEOUT_MS / 1000} s`)));
       req.once('upgrade', (_response, socket, head) => {
+        socket.setTimeout(0);
         // Bytes that arrived with the 101 belong to the stream: put them back in front of it.
         if (head.byteLength > 0) socket.unshift(head);
         resolve(socket);
@@ -82,7 +85,7 @@ export class DockerEngine {
       req.once('response', (response: IncomingMessage) => {
         readText(response).then((text) => reject(new EngineError(response.statusCode ?? 0, messageOf(text))), reject);
       });
-      req.once('error', (err) => reject(unreachable(this.socketPath, err)));
+      req.once('error', (err) => reject(err instanceof EngineError ? err : unreachable(this.socketPath, err)));
       req.end(payload);
     });
   }
