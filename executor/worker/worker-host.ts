@@ -14,7 +14,7 @@ import type { RunnerKind } from '../execution/platform.ts';
 import { DockerEngine, DockerRunner } from './docker/index.ts';
 import { FileCache } from './file-cache.ts';
 import { LocalRunner } from './local-runner.ts';
-import { PersistentWorkers } from './persistent/persistent-workers.ts';
+import { PersistentWorkers, type WorkerLauncher } from './persistent/persistent-workers.ts';
 import { spawnLocalWorker } from './persistent/worker-process.ts';
 import type { ActionEnvironment } from './run-action.ts';
 import type { Runner } from './runner.ts';
@@ -60,7 +60,7 @@ export async function openWorkerHost(config: Omit<ExecutionConfig, 'workers' | '
           enabled: config.persistentWorkers,
           dir: join(workDir, 'workers'),
           ...PERSISTENT_WORKER_LIMITS,
-          launchers: { local: async (spec) => spawnLocalWorker(spec) },
+          launchers: { local: async (spec) => spawnLocalWorker(spec), ...(docker === null ? {} : { docker: containerLauncher(docker, join(workDir, 'workers')) }) },
           log,
         });
   return {
@@ -72,6 +72,34 @@ export async function openWorkerHost(config: Omit<ExecutionConfig, 'workers' | '
       await docker?.close(); // every container it started, warm ones included
       local.close();
     },
+  };
+}
+
+/**
+ * Persistent workers in containers: each worker process is a long-lived attached exec in a kept (dockerReuse)
+ * container of its own, with the workers' folder mounted at the same path, so actions staged into a worker's
+ * directory on the host are where the worker reads them. The container goes with the worker: a worker that is
+ * retired, crashed or killed takes its container (and anything left running in it) along.
+ */
+function containerLauncher(docker: DockerRunner, workersDir: string): WorkerLauncher {
+  return async (spec) => {
+    const lease = await docker.leaseContainer(spec.job.platform.options, spec.user, [workersDir]);
+    try {
+      const exec = await lease.attach({ argv: spec.argv, env: spec.env, cwd: spec.cwd });
+      return {
+        stdin: exec.stdin,
+        stdout: exec.stdout,
+        stderr: exec.stderr,
+        exited: exec.exited.then(() => undefined),
+        async kill() {
+          await exec.kill();
+          await lease.release(false);
+        },
+      };
+    } catch (err) {
+      await lease.release(false);
+      throw err;
+    }
   };
 }
 

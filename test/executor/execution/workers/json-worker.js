@@ -2,7 +2,8 @@
 // A JSON persistent worker for the tests, with misbehaviours on request. Start-up flags: --startup-delay-ms=N
 // (a slow tool), --silo-tag=X (printed). Request arguments are `IN OUT` pairs (IN is upper-cased into OUT) and
 // directives: `crash-once:PATH` (the first process to see it exits mid-request; PATH records that it did),
-// `garbage` (writes bytes that are not a response), `hang` (never answers), `fail` (exit code 3).
+// `garbage` (writes bytes that are not a response), `hang` (never answers), `fail` (exit code 3), `cat:PATH`
+// (PATH's content goes into the response's output: where am I running?).
 'use strict';
 const fs = require('fs');
 
@@ -12,7 +13,12 @@ while (Date.now() - started < delay); // a tool that takes this long to start (J
 
 function work(args) {
   const files = [];
+  let extra = '';
   for (const arg of args) {
+    if (arg.startsWith('cat:')) {
+      extra += fs.readFileSync(arg.slice(4), 'utf8');
+      continue;
+    }
     if (arg === 'garbage') return { garbage: true };
     if (arg === 'hang') return { hang: true };
     if (arg === 'fail') return { exitCode: 3, output: 'failing on purpose\n' };
@@ -27,7 +33,7 @@ function work(args) {
     files.push(arg);
   }
   for (let i = 0; i + 1 < files.length; i += 2) fs.writeFileSync(files[i + 1], fs.readFileSync(files[i], 'utf8').toUpperCase());
-  return { exitCode: 0, output: `pid ${process.pid}\n` };
+  return { exitCode: 0, output: `pid ${process.pid}\n${extra}` };
 }
 
 if (!process.argv.includes('--persistent_worker')) {
