@@ -61,6 +61,14 @@ describe.runIf(haveDocker)('the docker runner (one container per action)', () =>
     expect((await fx.read(response.result!.stderrDigest)).toString()).toBe('failing\n');
   });
 
+  it('a relative program path is the staged input under the working directory', async () => {
+    const inputRoot = await fx.tree({ tools: { 'tool.sh': { content: '#!/bin/sh\necho tool in $(pwd)\n', executable: true } } });
+    const actionDigest = await fx.action({ inputRoot, platform: { 'container-image': image }, command: { arguments: ['tools/tool.sh'] } });
+    const { response } = await fx.execute(actionDigest);
+    expect(response.result?.exitCode, response.message).toBe(0);
+    expect((await fx.read(response.result!.stdoutDigest)).toString()).toMatch(/^tool in \/.*\/root\n$/);
+  });
+
   it('a program the image lacks is exit 127 with the runtime\'s reason', async () => {
     const actionDigest = await fx.action({ platform: { 'container-image': image }, command: { arguments: ['/usr/bin/no-such-tool'] } });
     const { response } = await fx.execute(actionDigest);

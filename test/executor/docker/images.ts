@@ -19,7 +19,7 @@ export type ImageName = 'busybox' | 'node';
 
 const CACHE = '/var/tmp/larder-test-images';
 /** Bump when the recipe changes. */
-const RECIPE = 2;
+const RECIPE = 3;
 const BUSYBOX = '/bin/busybox';
 const BASH = '/bin/bash';
 
@@ -56,6 +56,8 @@ function buildRoot(root: string, name: ImageName, binaries: string[]): void {
   chmodSync(join(root, 'bin/busybox'), 0o755);
   const applets = execFileSync(BUSYBOX, ['--list'], { encoding: 'utf8' }).split('\n').filter((a) => a !== '' && a !== 'busybox');
   for (const applet of applets) symlinkSync('busybox', join(root, 'bin', applet));
+  // Scripts start with `#!/usr/bin/env node` (the test workspace's workers do), as on any real image.
+  symlinkSync('/bin/busybox', join(root, 'usr/bin/env'));
   writeFileSync(join(root, 'etc/larder-image'), markerOf(name));
   writeFileSync(join(root, 'etc/passwd'), 'root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/bin/false\n');
   writeFileSync(join(root, 'etc/group'), 'root:x:0:\nnogroup:x:65534:\n');
