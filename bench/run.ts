@@ -31,6 +31,7 @@ import { formatTable, num } from './table.ts';
 import { formatGrpcRows, runGrpcBench } from './grpc.ts';
 import { formatS3Rows, runS3Bench } from './s3.ts';
 import { formatExecutionRows, runExecutionBench } from './execution.ts';
+import { formatDockerRows, runDockerBench } from './docker.ts';
 import { fleetTable, runFleetBench } from './fleet.ts';
 import { formatPersistentRows, runPersistentWorkerBench } from './persistent-workers.ts';
 
@@ -369,6 +370,14 @@ async function otherFrontends(options: BenchOptions): Promise<boolean> {
       console.log(`\nRemote persistent workers (real Bazel, cold builds)\n${formatPersistentRows(rows)}`);
     } catch (err) {
       console.log(`\nRemote persistent workers FAILED: ${(err as Error)?.stack ?? String(err)}`);
+      ok = false;
+    }
+    log('docker runner…');
+    try {
+      const rows = await runDockerBench({ quick: options.quick });
+      console.log(`\nDocker runner: per-action overhead against local (/bin/true)\n${formatDockerRows(rows)}`);
+    } catch (err) {
+      console.log(`\nDocker runner FAILED: ${(err as Error)?.stack ?? String(err)}`);
       ok = false;
     }
     log('executor fleet (Redis)…');

@@ -166,7 +166,8 @@ async function uploadOutput(cas: WorkerCas, path: string, prefix: string) {
 function describeFailure(outcome: RunOutcome): string {
   if (outcome.startError !== null) return outcome.startError;
   const notes: string[] = [];
-  if (outcome.signal !== null) notes.push(`the command was killed by ${outcome.signal}`);
+  if (outcome.oomKilled) notes.push('the command ran out of memory (its container limit) and was killed');
+  else if (outcome.signal !== null) notes.push(`the command was killed by ${outcome.signal}`);
   if (outcome.outputTruncated) notes.push('its output was cut at the server limit');
   return notes.length === 0 ? '' : `larder: ${notes.join('; ')}`;
 }
