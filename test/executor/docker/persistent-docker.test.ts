@@ -5,13 +5,14 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Code } from '../../../executor/grpc-status.ts';
 import type { Digest } from '../../../shared/proto/gen/build/bazel/remote/execution/v2/remote_execution_pb.ts';
+import { WORKSPACE_TEMPLATE } from '../../bazel/bazel.ts';
 import { startTestServer, type TestServer } from '../helpers.ts';
 import { ActionFixture } from '../execution/fixture.ts';
 import { dockerAvailable, startTestEngine, type TestEngine } from './engine.ts';
 import { markerOf } from './images.ts';
 
 const haveDocker = dockerAvailable();
-const JSON_WORKER = readFileSync(join(import.meta.dirname, '../execution/workers/json-worker.js'));
+const JSON_WORKER = readFileSync(join(WORKSPACE_TEMPLATE, 'tools/upper_worker.js'));
 
 describe.runIf(haveDocker)('remote persistent workers in containers', () => {
   let engine: TestEngine;

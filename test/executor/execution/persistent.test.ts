@@ -1,16 +1,17 @@
-// Remote persistent workers on the local runner, against a real executor and real worker processes: a JSON worker
-// of our own (with misbehaviours on request) and a protobuf worker made with @bazel/worker.
+// Remote persistent workers on the local runner, against a real executor and real worker processes: the test
+// workspace's JSON worker (with misbehaviours on request) and a protobuf worker made with @bazel/worker.
 import { chmodSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Code } from '../../../executor/grpc-status.ts';
 import type { Digest } from '../../../shared/proto/gen/build/bazel/remote/execution/v2/remote_execution_pb.ts';
+import { WORKSPACE_TEMPLATE } from '../../bazel/bazel.ts';
 import { REPO_ROOT } from '../../helpers/tools.ts';
 import { codeOf, drain, startTestServer, type TestServer } from '../helpers.ts';
 import { ActionFixture, isLive } from './fixture.ts';
 
-const JSON_WORKER = readFileSync(join(import.meta.dirname, 'workers/json-worker.js'));
+const JSON_WORKER = readFileSync(join(WORKSPACE_TEMPLATE, 'tools/upper_worker.js'));
 const PROTO_WORKER = readFileSync(join(import.meta.dirname, 'workers/proto-worker.js'));
 const NODE = process.execPath;
 

@@ -1,34 +1,51 @@
 #!/usr/bin/env node
-// A JSON persistent worker (Bazel's worker protocol) that upper-cases files, also runnable as a one-shot
-// tool. One-shot, Bazel (or a remote executor without persistent workers) passes `@FLAGFILE`, whose lines
-// are `INPUT OUTPUT` pairs. With `--persistent_worker` it reads WorkRequests as concatenated JSON objects
-// from stdin (Bazel 4.2.3 writes them without newlines) and answers one WorkResponse per line.
+// A JSON persistent worker (Bazel's worker protocol) that upper-cases files, also runnable as a one-shot tool.
+// One-shot, Bazel (or a remote executor without persistent workers) passes `@FLAGFILE`, whose lines are
+// `INPUT OUTPUT` pairs. With `--persistent_worker` it reads WorkRequests as concatenated JSON objects from stdin
+// (Bazel 4.2.3 writes them without newlines) and answers one WorkResponse per line.
+//
+// For the tests and benchmarks of remote persistent workers it also takes, at start-up, `--startup-delay-ms=N`
+// (a slow-starting tool: a JVM, a compiler loading itself), and, among a request's arguments, directives:
+// `crash-once:PATH` (the first process to see it exits mid-request; PATH records its pid), `garbage` (writes bytes
+// that are not a response), `hang` (never answers), `fail` (exit code 3) and `cat:PATH` (PATH's content goes into
+// the output: where am I running?).
 'use strict';
 const fs = require('fs');
 
-// `--startup-delay-ms=N` makes it a slow-starting tool (a JVM, a compiler loading itself), for the tests and the
-// benchmark of persistent workers.
 const delayArg = process.argv.find((a) => a.startsWith('--startup-delay-ms='));
 const delay = delayArg === undefined ? 0 : Number(delayArg.split('=')[1]);
 const startedAt = Date.now();
 while (Date.now() - startedAt < delay);
 
 function work(args) {
-  const lines = [];
+  const files = [];
+  let extra = '';
   for (const arg of args) {
     if (arg.startsWith('--')) continue;
-    if (arg.startsWith('@')) lines.push(...fs.readFileSync(arg.slice(1), 'utf8').split('\n').filter(Boolean));
-    else lines.push(arg);
+    if (arg.startsWith('@')) files.push(...fs.readFileSync(arg.slice(1), 'utf8').split('\n').filter(Boolean));
+    else files.push(arg);
   }
-  for (let i = 0; i + 1 < lines.length; i += 2) {
-    fs.writeFileSync(lines[i + 1], fs.readFileSync(lines[i], 'utf8').toUpperCase());
+  const pairs = [];
+  for (const arg of files) {
+    if (arg === 'garbage' || arg === 'hang') return { [arg]: true };
+    if (arg === 'fail') return { exitCode: 3, output: 'failing on purpose\n' };
+    if (arg.startsWith('cat:')) extra += fs.readFileSync(arg.slice(4), 'utf8');
+    else if (arg.startsWith('crash-once:')) {
+      const marker = arg.slice('crash-once:'.length);
+      if (!fs.existsSync(marker)) {
+        fs.writeFileSync(marker, String(process.pid));
+        process.exit(7);
+      }
+    } else pairs.push(arg);
   }
-  return `upper-cased ${lines.length / 2} file(s)`;
+  for (let i = 0; i + 1 < pairs.length; i += 2) fs.writeFileSync(pairs[i + 1], fs.readFileSync(pairs[i], 'utf8').toUpperCase());
+  return { exitCode: 0, output: `upper-cased ${pairs.length >> 1} file(s) in pid ${process.pid}\n${extra}` };
 }
 
 if (!process.argv.includes('--persistent_worker')) {
-  console.error(work(process.argv.slice(2)));
-  process.exit(0);
+  const result = work(process.argv.slice(2));
+  process.stderr.write(result.output || '');
+  process.exit(result.exitCode || 0);
 }
 
 let buffer = '';
@@ -40,13 +57,18 @@ process.stdin.on('data', (chunk) => {
     if (end < 0) return;
     const request = JSON.parse(buffer.slice(0, end));
     buffer = buffer.slice(end).replace(/^\s+/, '');
-    let response;
+    let result;
     try {
-      response = { exitCode: 0, output: work(request.arguments || []), requestId: request.requestId || 0 };
+      result = work(request.arguments || []);
     } catch (err) {
-      response = { exitCode: 1, output: String(err && err.message), requestId: request.requestId || 0 };
+      result = { exitCode: 1, output: String(err && err.message) };
     }
-    process.stdout.write(JSON.stringify(response) + '\n');
+    if (result.hang) continue;
+    if (result.garbage) {
+      process.stdout.write('this is not json\n');
+      continue;
+    }
+    process.stdout.write(JSON.stringify({ exitCode: result.exitCode, output: result.output, requestId: request.requestId || 0 }) + '\n');
   }
 });
 
