@@ -1,8 +1,8 @@
 /**
- * One action on a worker, start to finish: stage the input root into a fresh directory, prepare output
- * parents, run the command through the runner, upload outputs, stdout and stderr, write the action cache
- * (exit code 0 and cacheable only), and remove the directory. Whatever fails becomes an ExecuteResponse
- * status the client can act on; nothing here throws past `runAction`.
+ * One action on a worker, start to finish: take a workspace (a fresh directory run by the runner the platform
+ * names, or a persistent worker's slot), stage the input root into it, prepare output parents, run the command,
+ * upload outputs, stdout and stderr, write the action cache (exit code 0 and cacheable only), and clean up.
+ * Whatever fails becomes an ExecuteResponse status the client can act on; nothing here throws past `runAction`.
  */
 import { create } from '@bufbuild/protobuf';
 import { anyPack, timestampFromDate } from '@bufbuild/protobuf/wkt';
