@@ -5,6 +5,7 @@ import { describeAuth, openAccessGate } from '../shared/auth/from-config.ts';
 import type { AccessGate } from '../shared/auth/gate.ts';
 import type { EdgeConfig } from '../shared/config.ts';
 import { createLogger, type Logger } from '../shared/log.ts';
+import { Metrics } from '../shared/metrics/metrics.ts';
 import { describeStore } from '../shared/storage/config.ts';
 import { openStore } from '../shared/storage/from-config.ts';
 import type { BlobStore } from '../shared/storage/store.ts';
@@ -16,6 +17,7 @@ export interface Edge {
   store: BlobStore;
   gate: AccessGate;
   log: Logger;
+  metrics: Metrics;
 }
 
 export async function buildEdge(config: EdgeConfig): Promise<Edge> {
@@ -23,7 +25,8 @@ export async function buildEdge(config: EdgeConfig): Promise<Edge> {
   checkExposure({ host: config.listen.host, auth: config.auth, tls: config.tls !== null, plainProtocol: 'http' }, log);
   const gate = await openAccessGate(config.auth, log);
   log.info('authentication', { auth: describeAuth(config.auth) });
-  const store = await openStore(config.store, { log });
+  const metrics = new Metrics();
+  const store = await openStore(config.store, { log, metrics });
   log.info('store ready', { store: describeStore(config.store) });
   const app = createEdgeApp({
     store,
@@ -31,8 +34,9 @@ export async function buildEdge(config: EdgeConfig): Promise<Edge> {
     maxBlobBytes: config.maxBlobBytes,
     validateActionResults: config.validateActionResults,
     gate,
+    metrics,
   });
-  return { app, store, gate, log };
+  return { app, store, gate, log, metrics };
 }
 
 /** The line tests and scripts wait for; it carries the real port when the config asked for port 0. */

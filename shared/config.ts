@@ -48,6 +48,8 @@ export interface ExecutorConfig {
   /** PEM files to serve grpcs:// with; null serves plaintext grpc://. */
   tls: { certPath: string; keyPath: string } | null;
   execution: ExecutionConfig;
+  /** Where to serve /metrics, /status and /healthz over HTTP; null: not served (the main port is gRPC only). */
+  metricsListen: ListenAddress | null;
 }
 
 /** The Docker engine actions run on and what every container is allowed (executor/worker/docker/). */
@@ -193,6 +195,7 @@ const AUTH_FLAGS = ['config', 'oidc-issuer', 'oidc-audience', 'htpasswd', 'allow
 export const EXECUTOR_OPTIONS: readonly OptionRow[] = [
   { flag: 'listen', env: 'LARDER_EXECUTOR_LISTEN', help: 'address to serve gRPC on, HOST:PORT (port 0 picks a free one)', default: () => '127.0.0.1:8980' },
   ...EDGE_OPTIONS.filter((row) => ['store', 'max-size', 'max-blob-size', 'ac-validation', 'log-level', ...AUTH_FLAGS].includes(row.flag)),
+  { flag: 'metrics-listen', env: 'LARDER_METRICS_LISTEN', help: 'HOST:PORT to serve /metrics, /status and /healthz on over HTTP (off when empty)', default: () => '' },
   { flag: 'max-batch-size', env: 'LARDER_MAX_BATCH_SIZE', help: 'summed blob bytes one BatchUpdateBlobs/BatchReadBlobs call may carry', default: () => '4MiB' },
   { flag: 'tls-cert', env: 'LARDER_TLS_CERT', help: 'PEM certificate chain; with --tls-key, serve grpcs://', default: () => '' },
   { flag: 'tls-key', env: 'LARDER_TLS_KEY', help: 'PEM private key for --tls-cert', default: () => '' },
@@ -265,6 +268,7 @@ export function parseExecutorConfig(args: string[], env: Env): ExecutorConfig {
     auth: parseAuthOptions(values),
     tls: parseTlsOptions(values, 'grpcs'),
     execution: parseExecutionOptions(values),
+    metricsListen: values['metrics-listen'] === '' ? null : parseListen(values['metrics-listen']!, '--metrics-listen'),
   };
 }
 
@@ -389,11 +393,11 @@ function parseTlsOptions(values: Record<string, string>, scheme: 'https' | 'grpc
   return certPath === '' ? null : { certPath, keyPath };
 }
 
-export function parseListen(text: string): ListenAddress {
+export function parseListen(text: string, flag = '--listen'): ListenAddress {
   const match = /^(?:\[([^\]]+)\]|([^:]*)):(\d+)$/.exec(text.trim());
   const port = match ? Number(match[3]) : NaN;
   if (!match || !Number.isInteger(port) || port < 0 || port > 65535) {
-    throw new LarderError('invalid_argument', `--listen must be HOST:PORT (e.g. 127.0.0.1:8080 or [::1]:8080), not ${JSON.stringify(text)}`);
+    throw new LarderError('invalid_argument', `${flag} must be HOST:PORT (e.g. 127.0.0.1:8080 or [::1]:8080), not ${JSON.stringify(text)}`);
   }
   return { host: match[1] ?? (match[2] || '0.0.0.0'), port };
 }
