@@ -14,6 +14,7 @@ import { type BlobKey, EMPTY_SHA256, formatKey } from '../shared/digest.ts';
 import { errorForLog, LarderError, isLarderError } from '../shared/errors.ts';
 import type { Logger } from '../shared/log.ts';
 import type { Metrics } from '../shared/metrics/metrics.ts';
+import { REQUEST_METADATA_KEY, requestMetadataFields, requestMetadataFromHeader } from '../shared/request-metadata.ts';
 import type { BlobStore } from '../shared/storage/store.ts';
 import { collect, readWhole, streamOf } from '../shared/storage/streams.ts';
 import { edgeAuth, type EdgeEnv } from './auth.ts';
@@ -42,7 +43,7 @@ export function createEdgeApp(options: EdgeAppOptions): Hono<EdgeEnv> {
 
   const { metrics } = options;
   app.get('/healthz', (c) => c.text('ok\n'));
-  if (metrics !== undefined) app.use('*', observeRequests(metrics));
+  app.use('*', observeRequests(log, metrics));
   // Everything after the health check is authenticated and authorised first (401/403 before any body is read).
   if (options.gate !== undefined) app.use('*', edgeAuth(options.gate, log, metrics));
   if (metrics !== undefined) {
@@ -67,7 +68,8 @@ export function createEdgeApp(options: EdgeAppOptions): Hono<EdgeEnv> {
   app.onError((err, c) => {
     const code = isLarderError(err) ? err.code : 'internal';
     const status = HTTP_STATUS[code];
-    const fields = { method: c.req.method, path: new URL(c.req.url).pathname, status };
+    const metadata = requestMetadataFields(requestMetadataFromHeader(c.req.header(REQUEST_METADATA_KEY)));
+    const fields = { method: c.req.method, path: new URL(c.req.url).pathname, status, ...metadata };
     if (status >= 500) log.error(errorForLog(err), fields);
     else log.debug(err.message, fields);
     const message = isLarderError(err) ? err.message : 'internal error';

@@ -21,7 +21,7 @@ export interface Edge {
 }
 
 export async function buildEdge(config: EdgeConfig): Promise<Edge> {
-  const log = createLogger(config.logLevel);
+  const log = createLogger(config.logLevel, config.logFormat);
   checkExposure({ host: config.listen.host, auth: config.auth, tls: config.tls !== null, plainProtocol: 'http' }, log);
   const gate = await openAccessGate(config.auth, log);
   log.info('authentication', { auth: describeAuth(config.auth) });

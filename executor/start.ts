@@ -64,7 +64,7 @@ const KEEPALIVE_MS = 30_000;
 const MiB = 1024 * 1024;
 
 export async function startExecutor(config: ExecutorConfig, options: StartOptions = {}): Promise<RunningExecutor> {
-  const log = createLogger(config.logLevel);
+  const log = createLogger(config.logLevel, config.logFormat);
   checkExposure({ host: config.listen.host, auth: config.auth, tls: config.tls !== null, plainProtocol: 'grpc' }, log);
   const gate = await openAccessGate(config.auth, log);
   log.info('authentication', { auth: describeAuth(config.auth) });

@@ -10,7 +10,7 @@ import { type AuthConfig, parseAuthConfig } from './auth/config.ts';
 import { parseDuration } from './duration.ts';
 import { parsePlatformLabels } from './platform-properties.ts';
 import { LarderError } from './errors.ts';
-import { isLogLevel, type LogLevel } from './log.ts';
+import { isLogFormat, isLogLevel, type LogFormat, type LogLevel } from './log.ts';
 import { parseSize } from './size.ts';
 import { parseStoreSpec, type StoreConfig } from './storage/config.ts';
 
@@ -25,6 +25,7 @@ export interface EdgeConfig {
   maxBlobBytes: number;
   validateActionResults: boolean;
   logLevel: LogLevel;
+  logFormat: LogFormat;
   auth: AuthConfig;
   /** PEM files to serve https:// with; null serves plain http://. */
   tls: { certPath: string; keyPath: string } | null;
@@ -43,6 +44,7 @@ export interface ExecutorConfig {
   maxBatchBytes: number;
   validateActionResults: boolean;
   logLevel: LogLevel;
+  logFormat: LogFormat;
   /** The edge's authenticators, anonymous roles and --allow-anonymous, from the same rows. */
   auth: AuthConfig;
   /** PEM files to serve grpcs:// with; null serves plaintext grpc://. */
@@ -106,6 +108,7 @@ export interface WorkerConfig {
   /** File holding the Authorization value (`Bearer …` or `Basic …`) the frontend accepts; '' : none. */
   frontendCredentialsPath: string;
   logLevel: LogLevel;
+  logFormat: LogFormat;
   execution: Omit<ExecutionConfig, 'workers' | 'queue' | 'queueLeaseMs'>;
 }
 
@@ -127,6 +130,7 @@ export const EDGE_OPTIONS: readonly OptionRow[] = [
   { flag: 'max-blob-size', env: 'LARDER_MAX_BLOB_SIZE', help: 'largest single blob accepted (HTTP 413, gRPC INVALID_ARGUMENT above it)', default: () => '4GiB' },
   { flag: 'ac-validation', env: 'LARDER_AC_VALIDATION', help: 'on: an action-cache entry whose outputs are gone from the CAS is a miss', default: () => 'on' },
   { flag: 'log-level', env: 'LARDER_LOG_LEVEL', help: 'debug, info, warn, error or silent', default: () => 'info' },
+  { flag: 'log-format', env: 'LARDER_LOG_FORMAT', help: 'json (one object per line), text, or auto: text when stdout is a terminal, else json', default: () => 'auto' },
   { flag: 'config', env: 'LARDER_CONFIG', help: 'JSON config file: role mappings, anonymous roles, OIDC and htpasswd details', default: () => '' },
   { flag: 'oidc-issuer', env: 'LARDER_OIDC_ISSUER', help: 'accept bearer JWTs from this OpenID Connect issuer (its exact iss)', default: () => '' },
   { flag: 'oidc-audience', env: 'LARDER_OIDC_AUDIENCE', help: "the aud the issuer's tokens must carry for this cache", default: () => '' },
@@ -194,7 +198,7 @@ const AUTH_FLAGS = ['config', 'oidc-issuer', 'oidc-audience', 'htpasswd', 'allow
  */
 export const EXECUTOR_OPTIONS: readonly OptionRow[] = [
   { flag: 'listen', env: 'LARDER_EXECUTOR_LISTEN', help: 'address to serve gRPC on, HOST:PORT (port 0 picks a free one)', default: () => '127.0.0.1:8980' },
-  ...EDGE_OPTIONS.filter((row) => ['store', 'max-size', 'max-blob-size', 'ac-validation', 'log-level', ...AUTH_FLAGS].includes(row.flag)),
+  ...EDGE_OPTIONS.filter((row) => ['store', 'max-size', 'max-blob-size', 'ac-validation', 'log-level', 'log-format', ...AUTH_FLAGS].includes(row.flag)),
   { flag: 'metrics-listen', env: 'LARDER_METRICS_LISTEN', help: 'HOST:PORT to serve /metrics, /status and /healthz on over HTTP (off when empty)', default: () => '' },
   { flag: 'max-batch-size', env: 'LARDER_MAX_BATCH_SIZE', help: 'summed blob bytes one BatchUpdateBlobs/BatchReadBlobs call may carry', default: () => '4MiB' },
   { flag: 'tls-cert', env: 'LARDER_TLS_CERT', help: 'PEM certificate chain; with --tls-key, serve grpcs://', default: () => '' },
@@ -229,7 +233,7 @@ const WORKER_HOST_FLAGS = [
  * configures a host's worker like its executor) plus where to reach the frontend.
  */
 export const WORKER_OPTIONS: readonly OptionRow[] = [
-  ...EXECUTOR_OPTIONS.filter((row) => [...WORKER_HOST_FLAGS, 'queue', 'queue-lease', 'log-level'].includes(row.flag)),
+  ...EXECUTOR_OPTIONS.filter((row) => [...WORKER_HOST_FLAGS, 'queue', 'queue-lease', 'log-level', 'log-format'].includes(row.flag)),
   { flag: 'frontend', env: 'LARDER_FRONTEND', help: 'grpc://HOST:PORT or grpcs://HOST:PORT of a frontend (larder executor) whose CAS the worker uses', default: () => '' },
   { flag: 'frontend-ca', env: 'LARDER_FRONTEND_CA', help: "PEM CA certificate for a grpcs:// frontend with a private CA (default: the system's roots)", default: () => '' },
   { flag: 'frontend-credentials', env: 'LARDER_FRONTEND_CREDENTIALS', help: 'file holding the Authorization value for the frontend: Bearer TOKEN or Basic BASE64 (needs the write role)', default: () => '' },
@@ -250,6 +254,7 @@ export function parseWorkerConfig(args: string[], env: Env): WorkerConfig {
     frontendCaPath: values['frontend-ca']!,
     frontendCredentialsPath: values['frontend-credentials']!,
     logLevel,
+    logFormat: parseLogFormat(values['log-format']!),
     execution,
   };
 }
@@ -355,7 +360,13 @@ function parseStoreOptions(values: Record<string, string>, env: Env) {
     maxBlobBytes: parseSize(values['max-blob-size']!),
     validateActionResults: parseSwitch('ac-validation', values['ac-validation']!),
     logLevel,
+    logFormat: parseLogFormat(values['log-format']!),
   };
+}
+
+function parseLogFormat(text: string): LogFormat {
+  if (!isLogFormat(text)) throw new LarderError('invalid_argument', `--log-format must be auto, json or text, not ${JSON.stringify(text)}`);
+  return text;
 }
 
 export function resolveOptions(rows: readonly OptionRow[], args: string[], env: Env): Record<string, string> {

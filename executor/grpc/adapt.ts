@@ -28,6 +28,7 @@ import type { Principal } from '../../shared/auth/authenticator.ts';
 import { errorForLog, LarderError } from '../../shared/errors.ts';
 import type { Logger } from '../../shared/log.ts';
 import { callStatus } from '../grpc-status.ts';
+import { callFields } from '../request-metadata.ts';
 
 export interface CallContext {
   /** "/package.Service/Method", as on the wire. */
@@ -161,8 +162,10 @@ function adaptMethod(method: DescMethod, handler: AnyHandler, options: AdaptOpti
   const fail = (ctx: CallContext, err: unknown): grpc.ServerErrorResponse => {
     const status = callStatus(err);
     finished(ctx, status.code);
-    if (status.serverFault) options.log.error(`${path} failed: ${errorForLog(err)}`, { code: grpc.status[status.code] });
-    else options.log.debug(`${path}: ${status.details}`, { code: grpc.status[status.code] });
+    // With Bazel's invocation and action ids, so a failure can be found from the build that saw it.
+    const fields = { ...callFields(ctx), code: grpc.status[status.code] };
+    if (status.serverFault) options.log.error(`${path} failed: ${errorForLog(err)}`, fields);
+    else options.log.debug(`${path}: ${status.details}`, fields);
     return Object.assign(new Error(status.details), { code: status.code, details: status.details });
   };
   // Cancellation is watched from the first moment (a client may give up while its credentials are

@@ -44,7 +44,8 @@ export async function startEdgeProcess(options: EdgeProcessOptions): Promise<Edg
   const [wrapped, wrappedArgs] = options.wrapper === undefined ? [command, commandArgs] : [options.wrapper[0]!, [...options.wrapper.slice(1), command, ...commandArgs]];
   const child = spawn(wrapped, wrappedArgs, {
     cwd: REPO_ROOT,
-    env: { ...process.env, ...options.env },
+    // Readable text logs, which the suites match; the JSON default for pipes has a suite of its own (test/log.test.ts).
+    env: { ...process.env, LARDER_LOG_FORMAT: 'text', ...options.env },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   let output = '';
