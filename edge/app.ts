@@ -14,6 +14,7 @@ import { type BlobKey, EMPTY_SHA256, formatKey } from '../shared/digest.ts';
 import { errorForLog, LarderError, isLarderError } from '../shared/errors.ts';
 import type { Logger } from '../shared/log.ts';
 import type { Metrics } from '../shared/metrics/metrics.ts';
+import { renderStatusPage, type StatusSnapshot } from '../shared/status/page.ts';
 import { REQUEST_METADATA_KEY, requestMetadataFields, requestMetadataFromHeader } from '../shared/request-metadata.ts';
 import type { BlobStore } from '../shared/storage/store.ts';
 import { collect, readWhole, streamOf } from '../shared/storage/streams.ts';
@@ -33,6 +34,8 @@ export interface EdgeAppOptions {
   gate?: AccessGate;
   /** Counts requests, bytes and refusals, and serves them at `GET /metrics` (read role, like the cache). */
   metrics?: Metrics;
+  /** What `GET /status` shows (read role, like the cache); no status page without it. */
+  status?: () => StatusSnapshot | Promise<StatusSnapshot>;
 }
 
 const BLOB_HEADERS = { 'content-type': 'application/octet-stream' };
@@ -49,6 +52,8 @@ export function createEdgeApp(options: EdgeAppOptions): Hono<EdgeEnv> {
   if (metrics !== undefined) {
     app.get('/metrics', async (c) => c.body(await metrics.exposition(), 200, { 'content-type': metrics.contentType }));
   }
+  const { status } = options;
+  if (status !== undefined) app.get('/status', async (c) => c.html(renderStatusPage(await status())));
 
   app.all('*', async (c) => {
     const key = parseBlobPath(new URL(c.req.url).pathname);

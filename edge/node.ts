@@ -17,7 +17,7 @@ export interface RunningEdge {
 export async function startNodeEdge(config: EdgeConfig): Promise<RunningEdge> {
   // With a certificate the edge speaks HTTPS itself, for deployments without a terminating proxy.
   const tls = config.tls === null ? null : { cert: readPem(config.tls.certPath, '--tls-cert'), key: readPem(config.tls.keyPath, '--tls-key') };
-  const { app, store, gate, metrics } = await buildEdge(config);
+  const { app, store, gate, metrics, history } = await buildEdge(config);
   // The process's CPU, memory, event-loop delay and file descriptors (Node only: prom-client reads them from Node's APIs).
   collectDefaultMetrics({ register: metrics.registry });
   const listen = { fetch: app.fetch, hostname: config.listen.host, port: config.listen.port };
@@ -42,6 +42,7 @@ export async function startNodeEdge(config: EdgeConfig): Promise<RunningEdge> {
     url: `${tls === null ? 'http' : 'https'}://${config.listen.host.includes(':') ? `[${config.listen.host}]` : config.listen.host}:${port}`,
     async close() {
       await new Promise<void>((resolve) => server.close(() => resolve()));
+      history.stop();
       gate.close();
       await store.close?.();
     },

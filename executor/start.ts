@@ -14,7 +14,9 @@ import type { AccessGate } from '../shared/auth/gate.ts';
 import type { ExecutorConfig } from '../shared/config.ts';
 import { LarderError } from '../shared/errors.ts';
 import { createLogger, type Logger } from '../shared/log.ts';
+import { History } from '../shared/metrics/history.ts';
 import { Metrics } from '../shared/metrics/metrics.ts';
+import { renderStatusPage, type StatusSnapshot } from '../shared/status/page.ts';
 import { describeStore } from '../shared/storage/config.ts';
 import { openStore } from '../shared/storage/from-config.ts';
 import type { BlobStore } from '../shared/storage/store.ts';
@@ -114,10 +116,31 @@ async function serve(config: ExecutorConfig, options: StartOptions, log: Logger,
   if (!widenReceiveWindows(server)) log.warn('could not widen HTTP/2 receive windows (grpc-js internals changed?): uploads stay at 64 KiB per round trip');
   const url = `${config.tls === null ? 'grpc' : 'grpcs'}://${host}:${port}`;
   if (options.announce ?? true) console.log(`larder executor listening on ${url}`);
+  const history = new History({ totals: () => metrics.totals() }).start();
+  const startedAt = new Date();
+  const status = async (): Promise<StatusSnapshot> => {
+    const stats = await scheduler?.stats();
+    const platforms = execution_?.workerPlatforms() ?? [];
+    const workerCounts = [...new Set(platforms)].map((platform) => ({ platform, count: platforms.filter((p) => p === platform).length }));
+    return {
+      title: 'larder executor',
+      startedAt,
+      now: new Date(),
+      totals: metrics.totals(),
+      history: history.series(),
+      auth: describeAuth(config.auth),
+      storage: options.store === undefined ? describeStore(config.store) : 'a store given by the embedding program',
+      execution: stats === undefined ? undefined : { queued: stats.queued, running: stats.running, workers: workerCounts },
+    };
+  };
   let side: MetricsServer | null = null;
   try {
-    side = config.metricsListen === null ? null : await startMetricsServer({ listen: config.metricsListen, gate, log, metrics });
+    side = config.metricsListen === null ? null : await startMetricsServer({
+      listen: config.metricsListen, gate, log, metrics,
+      routes: (app) => app.get('/status', async (c) => c.html(renderStatusPage(await status()))),
+    });
   } catch (err) {
+    history.stop();
     server.forceShutdown();
     await scheduler?.close();
     await workers?.stop();
@@ -136,6 +159,7 @@ async function serve(config: ExecutorConfig, options: StartOptions, log: Logger,
     async close() {
       // Queued operations end UNAVAILABLE and running ones are stopped, so streams end and the server can close.
       await side?.close();
+      history.stop();
       await scheduler?.close();
       await workers?.stop();
       // Give calls in flight a moment to finish, then cut the rest off.
