@@ -10,7 +10,7 @@ import { type AuthConfig, parseAuthConfig } from './auth/config.ts';
 import { parseDuration } from './duration.ts';
 import { parsePlatformLabels } from './platform-properties.ts';
 import { LarderError } from './errors.ts';
-import { isLogFormat, isLogLevel, type LogFormat, type LogLevel } from './log.ts';
+import { isLogFormat, isLogLevel, type LogFormat, type LogLevel } from './log-options.ts';
 import { parseSize } from './size.ts';
 import { parseStoreSpec, type StoreConfig } from './storage/config.ts';
 

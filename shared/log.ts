@@ -11,9 +11,9 @@
  * Nothing logs credentials: callers pass subjects and reasons, never tokens or passwords.
  */
 import { configureSync, getConfig, getJsonLinesFormatter, getLogger, type LogRecord, type Sink } from '@logtape/logtape';
+import { type LogFormat, type LogLevel, RANK } from './log-options.ts';
 
-export type LogLevel = 'debug' | 'info' | 'warn' | 'error' | 'silent';
-export type LogFormat = 'auto' | 'json' | 'text';
+export { isLogFormat, isLogLevel, type LogFormat, type LogLevel } from './log-options.ts';
 export type LogFields = Record<string, string | number | boolean | undefined>;
 
 export interface Logger {
@@ -23,16 +23,7 @@ export interface Logger {
   error(message: string, fields?: LogFields): void;
 }
 
-const RANK: Record<LogLevel, number> = { debug: 0, info: 1, warn: 2, error: 3, silent: 4 };
 const LOGTAPE_LEVEL = { debug: 'debug', info: 'info', warn: 'warning', error: 'error' } as const;
-
-export function isLogLevel(value: string): value is LogLevel {
-  return value in RANK;
-}
-
-export function isLogFormat(value: string): value is LogFormat {
-  return value === 'auto' || value === 'json' || value === 'text';
-}
 
 export function createLogger(level: LogLevel, format: LogFormat = 'auto'): Logger {
   configureOnce();
