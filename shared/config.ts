@@ -132,6 +132,7 @@ export const EDGE_OPTIONS: readonly OptionRow[] = [
   { flag: 'log-level', env: 'LARDER_LOG_LEVEL', help: 'debug, info, warn, error or silent', default: () => 'info' },
   { flag: 'log-format', env: 'LARDER_LOG_FORMAT', help: 'json (one object per line), text, or auto: text when stdout is a terminal, else json', default: () => 'auto' },
   { flag: 'config', env: 'LARDER_CONFIG', help: 'JSON config file: role mappings, anonymous roles, OIDC and htpasswd details', default: () => '' },
+  { flag: 'config-json', env: 'LARDER_CONFIG_JSON', help: "the config file's JSON itself, for platforms without files (Deno Deploy); not with --config", default: () => '' },
   { flag: 'oidc-issuer', env: 'LARDER_OIDC_ISSUER', help: 'accept bearer JWTs from this OpenID Connect issuer (its exact iss)', default: () => '' },
   { flag: 'oidc-audience', env: 'LARDER_OIDC_AUDIENCE', help: "the aud the issuer's tokens must carry for this cache", default: () => '' },
   { flag: 'htpasswd', env: 'LARDER_HTPASSWD', help: 'accept HTTP Basic users from this htpasswd file (bcrypt or {SHA}; reloaded on change)', default: () => '' },
@@ -165,7 +166,7 @@ function parseConnectionOptions(values: Record<string, string>): Pick<EdgeConfig
 
 /** The AUTH_FLAGS rows and the config file they point at, for every server role alike. */
 function parseAuthOptions(values: Record<string, string>): AuthConfig {
-  return parseAuthConfig(readConfigFile(values.config!), {
+  return parseAuthConfig(configJson(values.config!, values['config-json']!), {
     oidcIssuer: values['oidc-issuer']!,
     oidcAudience: values['oidc-audience']!,
     htpasswd: values.htpasswd!,
@@ -173,7 +174,17 @@ function parseAuthOptions(values: Record<string, string>): AuthConfig {
   });
 }
 
-/** The parsed JSON of `--config FILE`, or null without one. */
+/** The parsed JSON of `--config FILE` or of `--config-json JSON`, or null without either. */
+function configJson(path: string, inline: string): unknown {
+  if (path !== '' && inline !== '') throw new LarderError('invalid_argument', '--config and --config-json are two ways to say the same thing: give one');
+  if (inline === '') return readConfigFile(path);
+  try {
+    return JSON.parse(inline);
+  } catch (err) {
+    throw new LarderError('invalid_argument', `--config-json is not valid JSON: ${(err as Error).message}`);
+  }
+}
+
 function readConfigFile(path: string): unknown {
   if (path === '') return null;
   let text: string;
@@ -190,7 +201,7 @@ function readConfigFile(path: string): unknown {
 }
 
 /** The options that configure authentication; every server role takes all of them, parsed by parseAuthOptions. */
-const AUTH_FLAGS = ['config', 'oidc-issuer', 'oidc-audience', 'htpasswd', 'allow-anonymous'];
+const AUTH_FLAGS = ['config', 'config-json', 'oidc-issuer', 'oidc-audience', 'htpasswd', 'allow-anonymous'];
 
 /**
  * The executor shares the edge's store, size, validation, logging and authentication rows (same flags, same

@@ -85,6 +85,8 @@ export class S3Store implements BlobStore {
       requestChecksumCalculation: 'WHEN_REQUIRED',
       responseChecksumValidation: 'WHEN_REQUIRED',
       requestHandler: httpHandler(attemptMs),
+      // The SDK's default user agent asks the OS for its release, which Deno Deploy does not allow (sys access).
+      ...('Deno' in globalThis ? { defaultUserAgentProvider: async () => [['larder'] as [string]] } : {}),
     });
   }
 
