@@ -1,8 +1,9 @@
-/** The `larder` command: one subcommand per role. */
-import { EDGE_OPTIONS, EXECUTOR_OPTIONS, optionsHelp, parseEdgeConfig, parseExecutorConfig, parseWorkerConfig, WORKER_OPTIONS } from '../shared/config.ts';
+/**
+ * The `larder` command: one subcommand per role. Each role's code is imported only when that role runs, so
+ * `larder --version` and `larder credential-helper get` (which Bazel runs and waits for) load none of the servers.
+ */
+import packageJson from '../package.json' with { type: 'json' };
 import { isLarderError } from '../shared/errors.ts';
-import { startNodeEdge } from '../edge/node.ts';
-import { startExecutor } from '../executor/start.ts';
 
 const USAGE = `usage: larder <command> [options]
 
@@ -13,16 +14,19 @@ commands:
   worker    a worker in its own process: takes actions from a fleet's Redis queue (--queue redis://…)
             and reads and writes blobs through a frontend's CAS (--frontend grpc://…)
   credential-helper  Bazel credential helper: get, login HOST, print-header HOST, logout HOST
+  version   print larder's version (also --version)
 `;
 
 async function main(argv: string[]): Promise<number> {
   const [command, ...args] = argv;
   switch (command) {
     case 'edge': {
+      const { EDGE_OPTIONS, optionsHelp, parseEdgeConfig } = await import('../shared/config.ts');
       if (args.includes('--help') || args.includes('-h')) {
         console.log(`usage: larder edge [options]\n\n${optionsHelp(EDGE_OPTIONS, process.env)}`);
         return 0;
       }
+      const { startNodeEdge } = await import('../edge/node.ts');
       const edge = await startNodeEdge(parseEdgeConfig(args, process.env));
       const stop = () => void edge.close().then(() => process.exit(0));
       process.once('SIGINT', stop);
@@ -30,10 +34,12 @@ async function main(argv: string[]): Promise<number> {
       return -1; // keep serving
     }
     case 'executor': {
+      const { EXECUTOR_OPTIONS, optionsHelp, parseExecutorConfig } = await import('../shared/config.ts');
       if (args.includes('--help') || args.includes('-h')) {
         console.log(`usage: larder executor [options]\n\n${optionsHelp(EXECUTOR_OPTIONS, process.env)}`);
         return 0;
       }
+      const { startExecutor } = await import('../executor/start.ts');
       const executor = await startExecutor(parseExecutorConfig(args, process.env));
       const stop = () => void executor.close().then(() => process.exit(0));
       process.once('SIGINT', stop);
@@ -41,11 +47,11 @@ async function main(argv: string[]): Promise<number> {
       return -1; // keep serving
     }
     case 'worker': {
+      const { WORKER_OPTIONS, optionsHelp, parseWorkerConfig } = await import('../shared/config.ts');
       if (args.includes('--help') || args.includes('-h')) {
         console.log(`usage: larder worker --queue redis://HOST:PORT --frontend grpc://HOST:PORT [options]\n\n${optionsHelp(WORKER_OPTIONS, process.env)}`);
         return 0;
       }
-      // Loaded on demand, like the credential helper: an edge need not load ioredis.
       const { startWorkerProcess } = await import('../executor/worker/process.ts');
       const worker = await startWorkerProcess(parseWorkerConfig(args, process.env));
       const stop = () => void worker.close().then(() => process.exit(0));
@@ -67,6 +73,10 @@ async function main(argv: string[]): Promise<number> {
         stderr: (text) => process.stderr.write(text),
       });
     }
+    case '--version':
+    case 'version':
+      console.log(`larder ${packageJson.version}`);
+      return 0;
     case undefined:
     case '--help':
     case '-h':

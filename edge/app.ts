@@ -13,11 +13,15 @@ import { decodeActionResult, MAX_BUFFERED_PROTO_BYTES, outputsPresent } from '..
 import { type BlobKey, EMPTY_SHA256, formatKey } from '../shared/digest.ts';
 import { errorForLog, LarderError, isLarderError } from '../shared/errors.ts';
 import type { Logger } from '../shared/log.ts';
+import type { Metrics } from '../shared/metrics/metrics.ts';
+import { renderStatusPage, type StatusSnapshot } from '../shared/status/page.ts';
+import { REQUEST_METADATA_KEY, requestMetadataFields, requestMetadataFromHeader } from '../shared/request-metadata.ts';
 import type { BlobStore } from '../shared/storage/store.ts';
 import { collect, readWhole, streamOf } from '../shared/storage/streams.ts';
 import { edgeAuth, type EdgeEnv } from './auth.ts';
 import { parseBlobPath } from './blob-path.ts';
 import { HTTP_STATUS } from './errors.ts';
+import { observeRequests } from './observe.ts';
 
 export interface EdgeAppOptions {
   store: BlobStore;
@@ -28,6 +32,10 @@ export interface EdgeAppOptions {
   validateActionResults: boolean;
   /** Who may read and write; absent, every request is allowed (embedding and tests only: buildEdge always sets it). */
   gate?: AccessGate;
+  /** Counts requests, bytes and refusals, and serves them at `GET /metrics` (read role, like the cache). */
+  metrics?: Metrics;
+  /** What `GET /status` shows (read role, like the cache); no status page without it. */
+  status?: () => StatusSnapshot | Promise<StatusSnapshot>;
 }
 
 const BLOB_HEADERS = { 'content-type': 'application/octet-stream' };
@@ -36,9 +44,16 @@ export function createEdgeApp(options: EdgeAppOptions): Hono<EdgeEnv> {
   const { store, log } = options;
   const app = new Hono<EdgeEnv>();
 
+  const { metrics } = options;
   app.get('/healthz', (c) => c.text('ok\n'));
+  app.use('*', observeRequests(log, metrics));
   // Everything after the health check is authenticated and authorised first (401/403 before any body is read).
-  if (options.gate !== undefined) app.use('*', edgeAuth(options.gate, log));
+  if (options.gate !== undefined) app.use('*', edgeAuth(options.gate, log, metrics));
+  if (metrics !== undefined) {
+    app.get('/metrics', async (c) => c.body(await metrics.exposition(), 200, { 'content-type': metrics.contentType }));
+  }
+  const { status } = options;
+  if (status !== undefined) app.get('/status', async (c) => c.html(renderStatusPage(await status())));
 
   app.all('*', async (c) => {
     const key = parseBlobPath(new URL(c.req.url).pathname);
@@ -58,7 +73,8 @@ export function createEdgeApp(options: EdgeAppOptions): Hono<EdgeEnv> {
   app.onError((err, c) => {
     const code = isLarderError(err) ? err.code : 'internal';
     const status = HTTP_STATUS[code];
-    const fields = { method: c.req.method, path: new URL(c.req.url).pathname, status };
+    const metadata = requestMetadataFields(requestMetadataFromHeader(c.req.header(REQUEST_METADATA_KEY)));
+    const fields = { method: c.req.method, path: new URL(c.req.url).pathname, status, ...metadata };
     if (status >= 500) log.error(errorForLog(err), fields);
     else log.debug(err.message, fields);
     const message = isLarderError(err) ? err.message : 'internal error';

@@ -7,13 +7,14 @@ import type { MiddlewareHandler } from 'hono';
 import type { Principal } from '../shared/auth/authenticator.ts';
 import type { AccessGate } from '../shared/auth/gate.ts';
 import type { Logger } from '../shared/log.ts';
+import type { Metrics } from '../shared/metrics/metrics.ts';
 import { HTTP_STATUS } from './errors.ts';
 
 export interface EdgeEnv {
   Variables: { principal: Principal };
 }
 
-export function edgeAuth(gate: AccessGate, log: Logger): MiddlewareHandler<EdgeEnv> {
+export function edgeAuth(gate: AccessGate, log: Logger, metrics?: Metrics): MiddlewareHandler<EdgeEnv> {
   if (typeof gate?.check !== 'function') throw new TypeError('edgeAuth needs an access gate');
   return async function edgeAuth(c, next) {
     const decision = await gate.check(c.req.header('authorization'), c.req.method);
@@ -22,6 +23,7 @@ export function edgeAuth(gate: AccessGate, log: Logger): MiddlewareHandler<EdgeE
       return next();
     }
     const status = HTTP_STATUS[decision.code];
+    metrics?.authRefused('http', decision.code);
     // The reason is logged, never the credentials.
     const fields = { method: c.req.method, path: new URL(c.req.url).pathname, status, subject: decision.subject, reason: decision.message };
     if (decision.code === 'unauthenticated') log.debug('refused: not authenticated', fields);

@@ -1,5 +1,6 @@
 /** Serves the edge on Node through @hono/node-server. */
 import { serve } from '@hono/node-server';
+import { collectDefaultMetrics } from 'prom-client';
 import { readFileSync } from 'node:fs';
 import { createServer as createHttpsServer } from 'node:https';
 import type { AddressInfo } from 'node:net';
@@ -16,7 +17,9 @@ export interface RunningEdge {
 export async function startNodeEdge(config: EdgeConfig): Promise<RunningEdge> {
   // With a certificate the edge speaks HTTPS itself, for deployments without a terminating proxy.
   const tls = config.tls === null ? null : { cert: readPem(config.tls.certPath, '--tls-cert'), key: readPem(config.tls.keyPath, '--tls-key') };
-  const { app, store, gate } = await buildEdge(config);
+  const { app, store, gate, metrics, history } = await buildEdge(config);
+  // The process's CPU, memory, event-loop delay and file descriptors (Node only: prom-client reads them from Node's APIs).
+  collectDefaultMetrics({ register: metrics.registry });
   const listen = { fetch: app.fetch, hostname: config.listen.host, port: config.listen.port };
   const server = await new Promise<ReturnType<typeof serve>>((resolve) => {
     const s = tls === null
@@ -39,6 +42,7 @@ export async function startNodeEdge(config: EdgeConfig): Promise<RunningEdge> {
     url: `${tls === null ? 'http' : 'https'}://${config.listen.host.includes(':') ? `[${config.listen.host}]` : config.listen.host}:${port}`,
     async close() {
       await new Promise<void>((resolve) => server.close(() => resolve()));
+      history.stop();
       gate.close();
       await store.close?.();
     },

@@ -5,6 +5,8 @@ import { describeAuth, openAccessGate } from '../shared/auth/from-config.ts';
 import type { AccessGate } from '../shared/auth/gate.ts';
 import type { EdgeConfig } from '../shared/config.ts';
 import { createLogger, type Logger } from '../shared/log.ts';
+import { History } from '../shared/metrics/history.ts';
+import { Metrics } from '../shared/metrics/metrics.ts';
 import { describeStore } from '../shared/storage/config.ts';
 import { openStore } from '../shared/storage/from-config.ts';
 import type { BlobStore } from '../shared/storage/store.ts';
@@ -16,23 +18,33 @@ export interface Edge {
   store: BlobStore;
   gate: AccessGate;
   log: Logger;
+  metrics: Metrics;
+  /** The status page's last hour; sampling stops with stop(). */
+  history: History;
 }
 
 export async function buildEdge(config: EdgeConfig): Promise<Edge> {
-  const log = createLogger(config.logLevel);
+  const log = createLogger(config.logLevel, config.logFormat);
   checkExposure({ host: config.listen.host, auth: config.auth, tls: config.tls !== null, plainProtocol: 'http' }, log);
   const gate = await openAccessGate(config.auth, log);
   log.info('authentication', { auth: describeAuth(config.auth) });
-  const store = await openStore(config.store, { log });
+  const metrics = new Metrics();
+  const store = await openStore(config.store, { log, metrics });
   log.info('store ready', { store: describeStore(config.store) });
+  const history = new History({ totals: () => metrics.totals() }).start();
+  const startedAt = new Date();
+  const auth = describeAuth(config.auth);
+  const storage = describeStore(config.store);
   const app = createEdgeApp({
     store,
     log,
     maxBlobBytes: config.maxBlobBytes,
     validateActionResults: config.validateActionResults,
     gate,
+    metrics,
+    status: () => ({ title: 'larder edge', startedAt, now: new Date(), totals: metrics.totals(), history: history.series(), auth, storage }),
   });
-  return { app, store, gate, log };
+  return { app, store, gate, log, metrics, history };
 }
 
 /** The line tests and scripts wait for; it carries the real port when the config asked for port 0. */

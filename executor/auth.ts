@@ -12,19 +12,24 @@ import type { AccessGate } from '../shared/auth/gate.ts';
 import { requiredRole } from '../shared/auth/operations.ts';
 import { LarderError } from '../shared/errors.ts';
 import type { Logger } from '../shared/log.ts';
+import type { Metrics } from '../shared/metrics/metrics.ts';
 import { ActionCache, Execution } from '../shared/proto/gen/build/bazel/remote/execution/v2/remote_execution_pb.ts';
 import type { CallContext } from './grpc/adapt.ts';
 
 /** An `authorize` hook for the adapter (grpc/adapt.ts) that asks `gate` about every call. */
-export function authorizeCalls(gate: AccessGate, log: Logger): (ctx: CallContext) => Promise<Principal> {
+export function authorizeCalls(gate: AccessGate, log: Logger, metrics?: Metrics): (ctx: CallContext) => Promise<Principal> {
   return async (ctx) => {
     const values = ctx.metadata.get('authorization');
     // Two credentials (say a --remote_header and a credential helper) could each be the one that counts;
     // picking one silently would make access depend on header order.
-    if (values.length > 1) throw refuse(log, ctx, 'unauthenticated', 'more than one authorization value was sent');
+    if (values.length > 1) {
+      metrics?.authRefused('grpc', 'unauthenticated');
+      throw refuse(log, ctx, 'unauthenticated', 'more than one authorization value was sent');
+    }
     const value = values[0];
     const decision = await gate.check(typeof value === 'string' ? value : undefined, ctx.path);
     if (decision.allowed) return decision.principal;
+    metrics?.authRefused('grpc', decision.code);
     throw refuse(log, ctx, decision.code, decision.message, decision.subject);
   };
 }

@@ -1,39 +1,27 @@
 /**
  * Bazel attaches a RequestMetadata (tool, invocation id, action id, mnemonic, target) to every call as
- * the binary header `build.bazel.remote.execution.v2.requestmetadata-bin`. It is decoded here for debug
- * logs; a missing or malformed header is ignored, since it never changes what the call means.
+ * the binary header `build.bazel.remote.execution.v2.requestmetadata-bin`. It is decoded here for the call's
+ * log lines; a missing or malformed header is ignored, since it never changes what the call means.
  */
-import { fromBinary } from '@bufbuild/protobuf';
 import type { Metadata } from '@grpc/grpc-js';
 import type { LogFields, Logger } from '../shared/log.ts';
-import { type RequestMetadata, RequestMetadataSchema } from '../shared/proto/gen/build/bazel/remote/execution/v2/remote_execution_pb.ts';
+import type { RequestMetadata } from '../shared/proto/gen/build/bazel/remote/execution/v2/remote_execution_pb.ts';
+import { decodeRequestMetadata, REQUEST_METADATA_KEY, requestMetadataFields } from '../shared/request-metadata.ts';
 import type { CallContext } from './grpc/adapt.ts';
 
-export const REQUEST_METADATA_KEY = 'build.bazel.remote.execution.v2.requestmetadata-bin';
+export { REQUEST_METADATA_KEY };
 
 export function requestMetadata(metadata: Metadata): RequestMetadata | null {
   const value = metadata.get(REQUEST_METADATA_KEY)[0];
-  if (!(value instanceof Uint8Array)) return null;
-  try {
-    return fromBinary(RequestMetadataSchema, value);
-  } catch {
-    return null;
-  }
+  return value instanceof Uint8Array ? decodeRequestMetadata(value) : null;
+}
+
+/** The fields every log line about this call carries: the method, and Bazel's ids when it sent them. */
+export function callFields(ctx: Pick<CallContext, 'path' | 'metadata'>): LogFields {
+  return { rpc: ctx.path, ...requestMetadataFields(requestMetadata(ctx.metadata)) };
 }
 
 /** An `onCall` hook that logs each call at debug level with who made it and for which action. */
 export function logCalls(log: Logger): (ctx: CallContext) => void {
-  return (ctx) => {
-    const meta = requestMetadata(ctx.metadata);
-    const fields: LogFields = { rpc: ctx.path };
-    if (meta !== null) {
-      const tool = meta.toolDetails;
-      fields.tool = tool ? `${tool.toolName}/${tool.toolVersion}` : undefined;
-      fields.invocation = meta.toolInvocationId || undefined;
-      fields.action = meta.actionId || undefined;
-      fields.mnemonic = meta.actionMnemonic || undefined;
-      fields.target = meta.targetId || undefined;
-    }
-    log.debug('call', fields);
-  };
+  return (ctx) => log.debug('call', callFields(ctx));
 }

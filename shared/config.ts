@@ -10,7 +10,7 @@ import { type AuthConfig, parseAuthConfig } from './auth/config.ts';
 import { parseDuration } from './duration.ts';
 import { parsePlatformLabels } from './platform-properties.ts';
 import { LarderError } from './errors.ts';
-import { isLogLevel, type LogLevel } from './log.ts';
+import { isLogFormat, isLogLevel, type LogFormat, type LogLevel } from './log-options.ts';
 import { parseSize } from './size.ts';
 import { parseStoreSpec, type StoreConfig } from './storage/config.ts';
 
@@ -25,6 +25,7 @@ export interface EdgeConfig {
   maxBlobBytes: number;
   validateActionResults: boolean;
   logLevel: LogLevel;
+  logFormat: LogFormat;
   auth: AuthConfig;
   /** PEM files to serve https:// with; null serves plain http://. */
   tls: { certPath: string; keyPath: string } | null;
@@ -43,11 +44,14 @@ export interface ExecutorConfig {
   maxBatchBytes: number;
   validateActionResults: boolean;
   logLevel: LogLevel;
+  logFormat: LogFormat;
   /** The edge's authenticators, anonymous roles and --allow-anonymous, from the same rows. */
   auth: AuthConfig;
   /** PEM files to serve grpcs:// with; null serves plaintext grpc://. */
   tls: { certPath: string; keyPath: string } | null;
   execution: ExecutionConfig;
+  /** Where to serve /metrics, /status and /healthz over HTTP; null: not served (the main port is gRPC only). */
+  metricsListen: ListenAddress | null;
 }
 
 /** The Docker engine actions run on and what every container is allowed (executor/worker/docker/). */
@@ -104,6 +108,7 @@ export interface WorkerConfig {
   /** File holding the Authorization value (`Bearer …` or `Basic …`) the frontend accepts; '' : none. */
   frontendCredentialsPath: string;
   logLevel: LogLevel;
+  logFormat: LogFormat;
   execution: Omit<ExecutionConfig, 'workers' | 'queue' | 'queueLeaseMs'>;
 }
 
@@ -125,7 +130,9 @@ export const EDGE_OPTIONS: readonly OptionRow[] = [
   { flag: 'max-blob-size', env: 'LARDER_MAX_BLOB_SIZE', help: 'largest single blob accepted (HTTP 413, gRPC INVALID_ARGUMENT above it)', default: () => '4GiB' },
   { flag: 'ac-validation', env: 'LARDER_AC_VALIDATION', help: 'on: an action-cache entry whose outputs are gone from the CAS is a miss', default: () => 'on' },
   { flag: 'log-level', env: 'LARDER_LOG_LEVEL', help: 'debug, info, warn, error or silent', default: () => 'info' },
+  { flag: 'log-format', env: 'LARDER_LOG_FORMAT', help: 'json (one object per line), text, or auto: text when stdout is a terminal, else json', default: () => 'auto' },
   { flag: 'config', env: 'LARDER_CONFIG', help: 'JSON config file: role mappings, anonymous roles, OIDC and htpasswd details', default: () => '' },
+  { flag: 'config-json', env: 'LARDER_CONFIG_JSON', help: "the config file's JSON itself, for platforms without files (Deno Deploy); not with --config", default: () => '' },
   { flag: 'oidc-issuer', env: 'LARDER_OIDC_ISSUER', help: 'accept bearer JWTs from this OpenID Connect issuer (its exact iss)', default: () => '' },
   { flag: 'oidc-audience', env: 'LARDER_OIDC_AUDIENCE', help: "the aud the issuer's tokens must carry for this cache", default: () => '' },
   { flag: 'htpasswd', env: 'LARDER_HTPASSWD', help: 'accept HTTP Basic users from this htpasswd file (bcrypt or {SHA}; reloaded on change)', default: () => '' },
@@ -159,7 +166,7 @@ function parseConnectionOptions(values: Record<string, string>): Pick<EdgeConfig
 
 /** The AUTH_FLAGS rows and the config file they point at, for every server role alike. */
 function parseAuthOptions(values: Record<string, string>): AuthConfig {
-  return parseAuthConfig(readConfigFile(values.config!), {
+  return parseAuthConfig(configJson(values.config!, values['config-json']!), {
     oidcIssuer: values['oidc-issuer']!,
     oidcAudience: values['oidc-audience']!,
     htpasswd: values.htpasswd!,
@@ -167,7 +174,17 @@ function parseAuthOptions(values: Record<string, string>): AuthConfig {
   });
 }
 
-/** The parsed JSON of `--config FILE`, or null without one. */
+/** The parsed JSON of `--config FILE` or of `--config-json JSON`, or null without either. */
+function configJson(path: string, inline: string): unknown {
+  if (path !== '' && inline !== '') throw new LarderError('invalid_argument', '--config and --config-json are two ways to say the same thing: give one');
+  if (inline === '') return readConfigFile(path);
+  try {
+    return JSON.parse(inline);
+  } catch (err) {
+    throw new LarderError('invalid_argument', `--config-json is not valid JSON: ${(err as Error).message}`);
+  }
+}
+
 function readConfigFile(path: string): unknown {
   if (path === '') return null;
   let text: string;
@@ -184,7 +201,7 @@ function readConfigFile(path: string): unknown {
 }
 
 /** The options that configure authentication; every server role takes all of them, parsed by parseAuthOptions. */
-const AUTH_FLAGS = ['config', 'oidc-issuer', 'oidc-audience', 'htpasswd', 'allow-anonymous'];
+const AUTH_FLAGS = ['config', 'config-json', 'oidc-issuer', 'oidc-audience', 'htpasswd', 'allow-anonymous'];
 
 /**
  * The executor shares the edge's store, size, validation, logging and authentication rows (same flags, same
@@ -192,7 +209,8 @@ const AUTH_FLAGS = ['config', 'oidc-issuer', 'oidc-audience', 'htpasswd', 'allow
  */
 export const EXECUTOR_OPTIONS: readonly OptionRow[] = [
   { flag: 'listen', env: 'LARDER_EXECUTOR_LISTEN', help: 'address to serve gRPC on, HOST:PORT (port 0 picks a free one)', default: () => '127.0.0.1:8980' },
-  ...EDGE_OPTIONS.filter((row) => ['store', 'max-size', 'max-blob-size', 'ac-validation', 'log-level', ...AUTH_FLAGS].includes(row.flag)),
+  ...EDGE_OPTIONS.filter((row) => ['store', 'max-size', 'max-blob-size', 'ac-validation', 'log-level', 'log-format', ...AUTH_FLAGS].includes(row.flag)),
+  { flag: 'metrics-listen', env: 'LARDER_METRICS_LISTEN', help: 'HOST:PORT to serve /metrics, /status and /healthz on over HTTP (off when empty)', default: () => '' },
   { flag: 'max-batch-size', env: 'LARDER_MAX_BATCH_SIZE', help: 'summed blob bytes one BatchUpdateBlobs/BatchReadBlobs call may carry', default: () => '4MiB' },
   { flag: 'tls-cert', env: 'LARDER_TLS_CERT', help: 'PEM certificate chain; with --tls-key, serve grpcs://', default: () => '' },
   { flag: 'tls-key', env: 'LARDER_TLS_KEY', help: 'PEM private key for --tls-cert', default: () => '' },
@@ -226,7 +244,7 @@ const WORKER_HOST_FLAGS = [
  * configures a host's worker like its executor) plus where to reach the frontend.
  */
 export const WORKER_OPTIONS: readonly OptionRow[] = [
-  ...EXECUTOR_OPTIONS.filter((row) => [...WORKER_HOST_FLAGS, 'queue', 'queue-lease', 'log-level'].includes(row.flag)),
+  ...EXECUTOR_OPTIONS.filter((row) => [...WORKER_HOST_FLAGS, 'queue', 'queue-lease', 'log-level', 'log-format'].includes(row.flag)),
   { flag: 'frontend', env: 'LARDER_FRONTEND', help: 'grpc://HOST:PORT or grpcs://HOST:PORT of a frontend (larder executor) whose CAS the worker uses', default: () => '' },
   { flag: 'frontend-ca', env: 'LARDER_FRONTEND_CA', help: "PEM CA certificate for a grpcs:// frontend with a private CA (default: the system's roots)", default: () => '' },
   { flag: 'frontend-credentials', env: 'LARDER_FRONTEND_CREDENTIALS', help: 'file holding the Authorization value for the frontend: Bearer TOKEN or Basic BASE64 (needs the write role)', default: () => '' },
@@ -247,6 +265,7 @@ export function parseWorkerConfig(args: string[], env: Env): WorkerConfig {
     frontendCaPath: values['frontend-ca']!,
     frontendCredentialsPath: values['frontend-credentials']!,
     logLevel,
+    logFormat: parseLogFormat(values['log-format']!),
     execution,
   };
 }
@@ -265,6 +284,7 @@ export function parseExecutorConfig(args: string[], env: Env): ExecutorConfig {
     auth: parseAuthOptions(values),
     tls: parseTlsOptions(values, 'grpcs'),
     execution: parseExecutionOptions(values),
+    metricsListen: values['metrics-listen'] === '' ? null : parseListen(values['metrics-listen']!, '--metrics-listen'),
   };
 }
 
@@ -351,7 +371,13 @@ function parseStoreOptions(values: Record<string, string>, env: Env) {
     maxBlobBytes: parseSize(values['max-blob-size']!),
     validateActionResults: parseSwitch('ac-validation', values['ac-validation']!),
     logLevel,
+    logFormat: parseLogFormat(values['log-format']!),
   };
+}
+
+function parseLogFormat(text: string): LogFormat {
+  if (!isLogFormat(text)) throw new LarderError('invalid_argument', `--log-format must be auto, json or text, not ${JSON.stringify(text)}`);
+  return text;
 }
 
 export function resolveOptions(rows: readonly OptionRow[], args: string[], env: Env): Record<string, string> {
@@ -389,11 +415,11 @@ function parseTlsOptions(values: Record<string, string>, scheme: 'https' | 'grpc
   return certPath === '' ? null : { certPath, keyPath };
 }
 
-export function parseListen(text: string): ListenAddress {
+export function parseListen(text: string, flag = '--listen'): ListenAddress {
   const match = /^(?:\[([^\]]+)\]|([^:]*)):(\d+)$/.exec(text.trim());
   const port = match ? Number(match[3]) : NaN;
   if (!match || !Number.isInteger(port) || port < 0 || port > 65535) {
-    throw new LarderError('invalid_argument', `--listen must be HOST:PORT (e.g. 127.0.0.1:8080 or [::1]:8080), not ${JSON.stringify(text)}`);
+    throw new LarderError('invalid_argument', `${flag} must be HOST:PORT (e.g. 127.0.0.1:8080 or [::1]:8080), not ${JSON.stringify(text)}`);
   }
   return { host: match[1] ?? (match[2] || '0.0.0.0'), port };
 }

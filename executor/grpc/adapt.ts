@@ -28,6 +28,7 @@ import type { Principal } from '../../shared/auth/authenticator.ts';
 import { errorForLog, LarderError } from '../../shared/errors.ts';
 import type { Logger } from '../../shared/log.ts';
 import { callStatus } from '../grpc-status.ts';
+import { callFields } from '../request-metadata.ts';
 
 export interface CallContext {
   /** "/package.Service/Method", as on the wire. */
@@ -65,6 +66,15 @@ export interface AdaptOptions {
    * (a LarderError `unauthenticated`, `permission_denied` or `unavailable`) to end the call with that status.
    */
   authorize?: (ctx: CallContext) => Promise<Principal>;
+  /** Told of every message's size and of every call's end (metrics); see grpc/observe.ts. */
+  observe?: CallObserver;
+}
+
+export interface CallObserver {
+  /** Bytes of one message as it crossed the wire: `in` from the client, `out` to it. */
+  bytes(direction: 'in' | 'out', bytes: number): void;
+  /** A call ended with `code`; `reply` is the unary or client-streaming reply of a call that succeeded. */
+  finished(ctx: CallContext, code: grpc.status, reply?: unknown): void;
 }
 
 const UNDECODABLE = Symbol('undecodable');
@@ -119,7 +129,28 @@ export function addService<S extends DescService>(server: grpc.Server, service: 
     if (typeof handler !== 'function') throw new Error(`${service.typeName}: no handler for ${method.name}`);
     implementation[method.localName] = adaptMethod(method, handler as AnyHandler, options);
   }
-  server.addService(serviceDefinition(service, 'server'), implementation);
+  server.addService(observed(serviceDefinition(service, 'server'), options.observe), implementation);
+}
+
+/** The definition with every message's size reported to `observe`, counted where grpc-js (de)serialises it. */
+function observed(definition: grpc.ServiceDefinition, observe: CallObserver | undefined): grpc.ServiceDefinition {
+  if (observe === undefined) return definition;
+  const counted: Record<string, grpc.MethodDefinition<unknown, unknown>> = {};
+  for (const [name, method] of Object.entries(definition as Record<string, grpc.MethodDefinition<unknown, unknown>>)) {
+    counted[name] = {
+      ...method,
+      requestDeserialize: (bytes: Buffer) => {
+        observe.bytes('in', bytes.byteLength);
+        return method.requestDeserialize(bytes);
+      },
+      responseSerialize: (message: unknown) => {
+        const bytes = method.responseSerialize(message);
+        observe.bytes('out', bytes.byteLength);
+        return bytes;
+      },
+    };
+  }
+  return counted as grpc.ServiceDefinition;
 }
 
 type AnyHandler = (first: unknown, ctx: CallContext, send?: unknown) => Promise<unknown>;
@@ -127,33 +158,46 @@ type ErrorCallback = (error: grpc.ServerErrorResponse | null, value?: unknown) =
 
 function adaptMethod(method: DescMethod, handler: AnyHandler, options: AdaptOptions): grpc.UntypedHandleCall {
   const path = `/${method.parent.typeName}/${method.name}`;
-  const fail = (err: unknown): grpc.ServerErrorResponse => {
+  const finished = (ctx: CallContext, code: grpc.status, reply?: unknown) => options.observe?.finished(ctx, code, reply);
+  const fail = (ctx: CallContext, err: unknown): grpc.ServerErrorResponse => {
     const status = callStatus(err);
-    if (status.serverFault) options.log.error(`${path} failed: ${errorForLog(err)}`, { code: grpc.status[status.code] });
-    else options.log.debug(`${path}: ${status.details}`, { code: grpc.status[status.code] });
+    finished(ctx, status.code);
+    // With Bazel's invocation and action ids, so a failure can be found from the build that saw it.
+    const fields = { ...callFields(ctx), code: grpc.status[status.code] };
+    if (status.serverFault) options.log.error(`${path} failed: ${errorForLog(err)}`, fields);
+    else options.log.debug(`${path}: ${status.details}`, fields);
     return Object.assign(new Error(status.details), { code: status.code, details: status.details });
   };
   // Cancellation is watched from the first moment (a client may give up while its credentials are
   // checked); the call is logged before it is authorised, so refused calls show up in debug logs too.
-  const start = async (call: { metadata: grpc.Metadata } & NodeJS.EventEmitter): Promise<CallContext> => {
+  const begin = (call: { metadata: grpc.Metadata } & NodeJS.EventEmitter): CallContext => {
     const controller = new AbortController();
     call.on('cancelled', () => controller.abort(new LarderError('aborted', 'the client cancelled the call')));
     const ctx: CallContext = { path, metadata: call.metadata, signal: controller.signal, principal: null };
     options.onCall?.(ctx);
-    if (options.authorize === undefined) return ctx;
-    return { ...ctx, principal: await options.authorize(ctx) };
+    return ctx;
   };
+  const authorized = async (ctx: CallContext): Promise<CallContext> =>
+    options.authorize === undefined ? ctx : { ...ctx, principal: await options.authorize(ctx) };
 
   switch (method.methodKind) {
     case 'unary':
       return (call: grpc.ServerUnaryCall<unknown, unknown>, callback: ErrorCallback) => {
-        start(call)
-          .then(async (ctx) => handler(await decoded(call.request), ctx))
-          .then((reply) => callback(null, reply), (err) => callback(fail(err)));
+        const ctx = begin(call);
+        authorized(ctx)
+          .then(async (c) => handler(await decoded(call.request), c))
+          .then(
+            (reply) => {
+              finished(ctx, grpc.status.OK, reply);
+              callback(null, reply);
+            },
+            (err) => callback(fail(ctx, err)),
+          );
       };
     case 'server_streaming':
       return (call: grpc.ServerWritableStream<unknown, unknown>) => {
-        start(call)
+        const begun = begin(call);
+        authorized(begun)
           .then(async (ctx) => {
             const send = async (reply: unknown) => {
               if (ctx.signal.aborted) throw ctx.signal.reason;
@@ -161,14 +205,27 @@ function adaptMethod(method: DescMethod, handler: AnyHandler, options: AdaptOpti
             };
             await handler(await decoded(call.request), ctx, send);
           })
-          .then(() => call.end(), (err) => call.emit('error', fail(err)));
+          .then(
+            () => {
+              finished(begun, grpc.status.OK);
+              call.end();
+            },
+            (err) => call.emit('error', fail(begun, err)),
+          );
       };
     case 'client_streaming':
       return (call: grpc.ServerReadableStream<unknown, unknown>, callback: ErrorCallback) => {
         // The request stream is not read until the call is authorised: a refused upload stores nothing.
-        start(call)
-          .then((ctx) => handler(requests(call), ctx))
-          .then((reply) => callback(null, reply), (err) => callback(fail(err)));
+        const ctx = begin(call);
+        authorized(ctx)
+          .then((c) => handler(requests(call), c))
+          .then(
+            (reply) => {
+              finished(ctx, grpc.status.OK, reply);
+              callback(null, reply);
+            },
+            (err) => callback(fail(ctx, err)),
+          );
       };
     default:
       throw new Error(`${path}: ${method.methodKind} is not adapted`);

@@ -12,7 +12,7 @@ import type { Scheduler } from '../scheduler/scheduler.ts';
 import { writeActionResult } from '../services/action-cache.ts';
 import type { PersistentWorkers } from './persistent/persistent-workers.ts';
 import { storeCas } from './store-cas.ts';
-import { Worker } from './worker.ts';
+import { Worker, type WorkerOptions } from './worker.ts';
 import { openWorkerHost } from './worker-host.ts';
 
 /** A group of identical workers; `larder executor` makes one from its flags, tests may make several. */
@@ -38,6 +38,8 @@ export async function startInProcessWorkers(options: {
   store: BlobStore;
   scheduler: Scheduler;
   log: Logger;
+  /** Told of every finished action (metrics). */
+  onFinished?: WorkerOptions['onFinished'];
 }): Promise<InProcessWorkers> {
   const { config, store, log } = options;
   const host = await openWorkerHost(config, log);
@@ -53,6 +55,7 @@ export async function startInProcessWorkers(options: {
           platform,
           concurrency: pool.concurrency,
           log,
+          onFinished: options.onFinished,
           environment: {
             ...host.environment,
             casFor: (instance) => storeCas(store, instance),

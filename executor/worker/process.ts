@@ -25,7 +25,7 @@ export interface RunningWorker {
 }
 
 export async function startWorkerProcess(config: WorkerConfig, options: { announce?: boolean } = {}): Promise<RunningWorker> {
-  const log = createLogger(config.logLevel);
+  const log = createLogger(config.logLevel, config.logFormat);
   const frontend = openFrontend({ url: config.frontend, caPath: config.frontendCaPath, credentialsPath: config.frontendCredentialsPath });
   try {
     await checkFrontend(frontend);

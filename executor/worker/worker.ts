@@ -7,7 +7,7 @@
 import PQueue from 'p-queue';
 import { create } from '@bufbuild/protobuf';
 import type { Logger } from '../../shared/log.ts';
-import { ExecuteResponseSchema } from '../../shared/proto/gen/build/bazel/remote/execution/v2/remote_execution_pb.ts';
+import { type ExecuteResponse, ExecuteResponseSchema } from '../../shared/proto/gen/build/bazel/remote/execution/v2/remote_execution_pb.ts';
 import type { WorkerPlatform } from '../execution/platform.ts';
 import { Code } from '../grpc-status.ts';
 import type { Lease, Scheduler } from '../scheduler/scheduler.ts';
@@ -21,6 +21,8 @@ export interface WorkerOptions {
   /** Everything runAction needs but the CAS, which depends on the job's instance. */
   environment: Omit<ActionEnvironment, 'cas' | 'workerName'> & { casFor(instance: string): ActionEnvironment['cas'] };
   log: Logger;
+  /** Told of every finished action and how long it took here (metrics). */
+  onFinished?: (response: ExecuteResponse, seconds: number) => void;
 }
 
 export class Worker {
@@ -32,6 +34,10 @@ export class Worker {
 
   constructor(private readonly options: WorkerOptions) {
     this.queue = new PQueue({ concurrency: options.concurrency });
+  }
+
+  get platform(): WorkerPlatform {
+    return this.options.platform;
   }
 
   async start(): Promise<void> {
@@ -73,15 +79,21 @@ export class Worker {
     this.executed++;
     log.debug('executing', { worker: this.options.name, action: job.actionDigest.hash, operation: job.operation });
     const cancelled = AbortSignal.any([lease.signal, this.stopping.signal]);
+    const started = performance.now();
+    const finished = (response: ExecuteResponse) => this.options.onFinished?.(response, (performance.now() - started) / 1000);
+    let response: ExecuteResponse | undefined;
     try {
       const env = { ...this.options.environment, cas: this.options.environment.casFor(job.instance), workerName: this.options.name };
-      const response = await runAction(job, env, cancelled);
+      response = await runAction(job, env, cancelled);
       log.debug('executed', { worker: this.options.name, action: job.actionDigest.hash, exit: response.result?.exitCode, status: response.status?.code });
+      finished(response);
       await lease.complete(response);
     } catch (err) {
       // runAction turns every failure into a response; this is the last line of defence.
       log.error('worker failed on an action', { action: job.actionDigest.hash, error: (err as Error).message });
-      await lease.complete(create(ExecuteResponseSchema, { status: { code: Code.INTERNAL, message: `worker failure: ${(err as Error).message}` } }));
+      const failure = create(ExecuteResponseSchema, { status: { code: Code.INTERNAL, message: `worker failure: ${(err as Error).message}` } });
+      if (response === undefined) finished(failure);
+      await lease.complete(failure);
     }
   }
 }

@@ -43,6 +43,8 @@ export interface DiskStoreOptions {
   maxBytes: number;
   /** Told when the budget cannot hold (it exceeds the file system) and when a full disk forces evictions. */
   log?: Logger;
+  /** Called with the number of blobs each eviction removed (for metrics). */
+  onEvicted?: (blobs: number) => void;
 }
 
 interface Entry {
@@ -63,6 +65,7 @@ export class DiskStore implements BlobStore {
   readonly #root: string;
   readonly #maxBytes: number;
   readonly #log: Logger | undefined;
+  readonly #onEvicted: ((blobs: number) => void) | undefined;
   // Insertion order is LRU order: a hit re-inserts its entry at the end.
   readonly #index = new Map<string, Entry>();
   readonly #madeDirs = new Set<string>();
@@ -78,6 +81,7 @@ export class DiskStore implements BlobStore {
     this.#root = options.path;
     this.#maxBytes = options.maxBytes;
     this.#log = options.log;
+    this.#onEvicted = options.onEvicted;
     this.#tmp = join(options.path, 'tmp', ownerTag());
     // Before the index is rebuilt from the files: whatever others publish from here on is caught up on later.
     this.#ledger = new Ledger(options.path);
@@ -299,6 +303,7 @@ export class DiskStore implements BlobStore {
       victims.push(rel);
     }
     this.#ledger.evicted(victims);
+    if (victims.length > 0) this.#onEvicted?.(victims.length);
     await Promise.all(victims.map((rel) => unlink(join(this.#root, 'blobs', rel)).catch(() => {})));
     // One line per blob, after it is gone: processes sharing the folder can be checked against these.
     for (const rel of victims) this.#log?.debug('disk: evicted', { blob: rel });
@@ -317,6 +322,7 @@ export class DiskStore implements BlobStore {
       victims.push(rel);
     }
     this.#ledger.evicted(victims);
+    if (victims.length > 0) this.#onEvicted?.(victims.length);
     await Promise.all(victims.map((rel) => unlink(join(this.#root, 'blobs', rel)).catch(() => {})));
     this.#log?.warn(`disk: the file system is full below the budget; evicted ${victims.length} blobs (${formatSize(freed)}) and retrying`, {
       path: this.#root,

@@ -10,6 +10,8 @@ import { bodyError, bytesBlob, concat } from './streams.ts';
 export interface MemoryStoreOptions {
   /** Total bytes kept; the least recently used blobs go first when a new one needs room. */
   maxBytes: number;
+  /** Called with the number of blobs each insertion evicted (for metrics). */
+  onEvicted?: (blobs: number) => void;
 }
 
 export class MemoryStore implements BlobStore {
@@ -17,9 +19,15 @@ export class MemoryStore implements BlobStore {
   readonly #blobs = new Map<string, Uint8Array>();
   #bytes = 0;
   readonly #maxBytes: number;
+  readonly #onEvicted: ((blobs: number) => void) | undefined;
 
   constructor(options: MemoryStoreOptions) {
     this.#maxBytes = options.maxBytes;
+    this.#onEvicted = options.onEvicted;
+  }
+
+  get maxBytes(): number {
+    return this.#maxBytes;
   }
 
   get bytes(): number {
@@ -63,11 +71,14 @@ export class MemoryStore implements BlobStore {
       this.#bytes -= previous.byteLength;
       this.#blobs.delete(id);
     }
+    let evicted = 0;
     for (const [oldest, blob] of this.#blobs) {
       if (this.#bytes + data.byteLength <= this.#maxBytes) break;
       this.#blobs.delete(oldest);
       this.#bytes -= blob.byteLength;
+      evicted++;
     }
+    if (evicted > 0) this.#onEvicted?.(evicted);
     this.#blobs.set(id, data);
     this.#bytes += data.byteLength;
   }

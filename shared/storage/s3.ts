@@ -36,6 +36,15 @@ export interface S3StoreOptions extends Omit<S3Config, 'kind'> {
   partConcurrency?: number;
   /** Fixed credentials; by default the SDK's provider chain (AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, profiles, roles). */
   credentials?: { accessKeyId: string; secretAccessKey: string; sessionToken?: string };
+  /** Told of every S3 request's attempts and of every request that failed for good (for metrics). */
+  observer?: S3Observer;
+}
+
+export interface S3Observer {
+  /** `operation` is the S3 API name (HeadObject, PutObject, UploadPart, …); attempts ≥ 1. */
+  attempts(operation: string, attempts: number): void;
+  /** `reason` is the LarderError code the failure became (unavailable, timeout, …). */
+  failed(operation: string, reason: string): void;
 }
 
 /** Any S3 command; #send's callers name the output type they expect. */
@@ -52,6 +61,7 @@ export class S3Store implements BlobStore {
   readonly #attemptMs: number;
   readonly #partBytes: number;
   readonly #concurrency: number;
+  readonly #observer: S3Observer | undefined;
 
   constructor(options: S3StoreOptions) {
     this.#bucket = options.bucket;
@@ -59,6 +69,7 @@ export class S3Store implements BlobStore {
     this.#timeoutMs = options.timeoutMs;
     this.#partBytes = options.partBytes ?? DEFAULT_PART_BYTES;
     this.#concurrency = options.partConcurrency ?? 2;
+    this.#observer = options.observer;
     const attemptMs = Math.max(100, Math.round(options.timeoutMs / 3));
     this.#attemptMs = attemptMs;
     this.#client = new S3Client({
@@ -74,6 +85,8 @@ export class S3Store implements BlobStore {
       requestChecksumCalculation: 'WHEN_REQUIRED',
       responseChecksumValidation: 'WHEN_REQUIRED',
       requestHandler: httpHandler(attemptMs),
+      // The SDK's default user agent asks the OS for its release, which Deno Deploy does not allow (sys access).
+      ...('Deno' in globalThis ? { defaultUserAgentProvider: async () => [['larder'] as [string]] } : {}),
     });
   }
 
@@ -131,11 +144,18 @@ export class S3Store implements BlobStore {
       timedOut = true;
       deadline.abort();
     }, this.#timeoutMs);
+    const operation = command.constructor.name.replace(/Command$/, '');
     try {
       // The SDK's per-command overloads do not survive a generic wrapper; the caller states the output type.
-      return (await this.#client.send(command as never, { abortSignal: deadline.signal })) as T;
+      const output = (await this.#client.send(command as never, { abortSignal: deadline.signal })) as T;
+      this.#observer?.attempts(operation, attemptsOf(output));
+      return output;
     } catch (err) {
-      throw s3Error(err, what, timedOut);
+      const error = s3Error(err, what, timedOut);
+      this.#observer?.attempts(operation, attemptsOf(err));
+      // A missing object is an answer (a miss), not a failure.
+      if (!isMissing(err)) this.#observer?.failed(operation, error.code);
+      throw error;
     } finally {
       clearTimeout(timer);
     }
@@ -157,6 +177,12 @@ function httpHandler(attemptMs: number) {
     httpAgent: { keepAlive: true, maxSockets: 64 },
     httpsAgent: { keepAlive: true, maxSockets: 64 },
   });
+}
+
+/** The SDK records how many attempts a request took in `$metadata`, on its output and on its errors alike. */
+function attemptsOf(outputOrError: unknown): number {
+  const attempts = (outputOrError as { $metadata?: { attempts?: number } } | null)?.$metadata?.attempts;
+  return typeof attempts === 'number' && attempts > 0 ? attempts : 1;
 }
 
 function describe(key: BlobKey): string {

@@ -145,7 +145,8 @@ export async function startExecutorProcess(args: string[], env: Record<string, s
   const workArgs = workDir === null ? [] : ['--work-dir', join(workDir, 'work')];
   const child: ChildProcess = spawn(process.execPath, [join(REPO_ROOT, 'bin/larder.js'), 'executor', '--listen', '127.0.0.1:0', '--log-level', 'warn', ...workArgs, ...args], {
     cwd: REPO_ROOT,
-    env: { ...process.env, ...env },
+    // Readable text logs, which the suites match; the JSON default for pipes has a suite of its own (test/log.test.ts).
+    env: { ...process.env, LARDER_LOG_FORMAT: 'text', ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   let output = '';

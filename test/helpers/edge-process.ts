@@ -3,9 +3,11 @@ import { type ChildProcess, spawn } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { EDGE_OPTIONS } from '../../shared/config.ts';
 import { REPO_ROOT, denoPath } from './tools.ts';
 
-export type Runtime = 'node' | 'deno';
+/** `deploy`: edge/deploy.ts under Deno as Deno Deploy runs it (network and environment only, no files). */
+export type Runtime = 'node' | 'deno' | 'deploy';
 
 export interface EdgeProcess {
   readonly url: string;
@@ -40,11 +42,16 @@ export async function startEdgeProcess(options: EdgeProcessOptions): Promise<Edg
   const [command, commandArgs] =
     options.runtime === 'node'
       ? [process.execPath, [join(REPO_ROOT, 'bin/larder.js'), 'edge', ...withDefaults]]
-      : [denoPath() ?? 'deno', [...denoTaskArgs('edge'), ...withDefaults]];
+      : options.runtime === 'deno'
+        ? [denoPath() ?? 'deno', [...denoTaskArgs('edge'), ...withDefaults]]
+        // --no-prompt: a permission the task does not grant (any file access) fails at once, never waits for a person.
+        : [denoPath() ?? 'deno', ['run', '--no-prompt', ...denoTaskArgs('deploy').slice(1)]];
+  const env = { ...(options.runtime === 'deploy' ? optionsAsEnv(withDefaults) : {}), ...options.env };
   const [wrapped, wrappedArgs] = options.wrapper === undefined ? [command, commandArgs] : [options.wrapper[0]!, [...options.wrapper.slice(1), command, ...commandArgs]];
   const child = spawn(wrapped, wrappedArgs, {
     cwd: REPO_ROOT,
-    env: { ...process.env, ...options.env },
+    // Readable text logs, which the suites match; the JSON default for pipes has a suite of its own (test/log.test.ts).
+    env: { ...process.env, LARDER_LOG_FORMAT: 'text', ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   let output = '';
@@ -125,6 +132,17 @@ function waitForListening(child: ChildProcess, output: () => string): Promise<st
       reject(new Error(`edge exited (${code ?? signal}) before listening:\n${output()}`));
     });
   });
+}
+
+/** `--flag value` arguments as their LARDER_* twins, for the Deno Deploy entry, which reads only the environment. */
+function optionsAsEnv(args: string[]): Record<string, string> {
+  const env: Record<string, string> = {};
+  for (let i = 0; i < args.length; i++) {
+    const row = EDGE_OPTIONS.find((r) => `--${r.flag}` === args[i]);
+    if (row === undefined) throw new Error(`${args[i]} is not an edge option`);
+    env[row.env] = row.boolean ? 'on' : args[++i]!;
+  }
+  return env;
 }
 
 /** A temp folder removed by the returned function. */

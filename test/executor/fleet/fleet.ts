@@ -12,7 +12,6 @@ import { type ExecutorProcess, reachableTempDir, startExecutorProcess } from '..
 export interface Arm64Toolchain {
   node: string;
   sysroot: string;
-  esbuild: string;
 }
 
 /**
@@ -23,7 +22,7 @@ export function arm64Toolchain(): Arm64Toolchain | null {
   try {
     const out = execFileSync('bash', [join(REPO_ROOT, 'scripts/arm64-setup.sh')], { encoding: 'utf8', timeout: 600_000, stdio: ['ignore', 'pipe', 'pipe'] });
     const fields = Object.fromEntries(out.trim().split('\n').at(-1)!.split(' ').map((kv) => kv.split('=') as [string, string]));
-    return { node: fields.node!, sysroot: fields.sysroot!, esbuild: fields.esbuild! };
+    return { node: fields.node!, sysroot: fields.sysroot! };
   } catch (err) {
     const message = `arm64 emulation is not available (scripts/arm64-setup.sh failed: ${(err as { stderr?: string }).stderr ?? (err as Error).message})`;
     if (IN_CI) throw new Error(`CI=true and ${message}`);
@@ -74,10 +73,9 @@ export async function startWorker(options: {
   const env: NodeJS.ProcessEnv = { ...process.env };
   if (options.arm64 !== undefined) {
     // See shared/docs/arm64.md: glibc from the sysroot for the emulated Node; NODE_EXTRA_CA_CERTS costs ~1 s of
-    // emulated CPU per start; tsx needs esbuild's arm64 binary.
+    // emulated CPU per start. larder runs as the compiled JavaScript of dist/: nothing native is needed.
     delete env.NODE_EXTRA_CA_CERTS;
     env.QEMU_LD_PREFIX = options.arm64.sysroot;
-    env.ESBUILD_BINARY_PATH = options.arm64.esbuild;
   }
   const child: ChildProcess = spawn(options.arm64?.node ?? process.execPath, args, { cwd: REPO_ROOT, env, stdio: ['ignore', 'pipe', 'pipe'] });
   let output = '';

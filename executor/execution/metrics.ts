@@ -1,0 +1,89 @@
+/**
+ * Execution figures on the server's registry: the queue and running actions (asked of the scheduler at each
+ * scrape, so a Redis queue reports the whole fleet's), this process's workers by platform, and the actions its
+ * workers finished by outcome, with their duration. Workers of other processes (`larder worker`) count there.
+ */
+import type { ExecuteResponse } from '../../shared/proto/gen/build/bazel/remote/execution/v2/remote_execution_pb.ts';
+import { Counter, Gauge, Histogram } from 'prom-client';
+import type { Metrics } from '../../shared/metrics/metrics.ts';
+import { Code } from '../grpc-status.ts';
+import type { Scheduler } from '../scheduler/scheduler.ts';
+
+/** success: exit 0; failed: any other exit code; timeout, cancelled; error: the action could not be run. */
+export type ActionOutcome = 'success' | 'failed' | 'timeout' | 'cancelled' | 'error';
+
+export interface ExecutionMetrics {
+  /** A worker finished an action after `seconds` (queue time not included). */
+  finished(response: ExecuteResponse, seconds: number): void;
+}
+
+export interface ExecutionSource {
+  scheduler: Scheduler;
+  /** This process's workers, each with its platform described as `Arch=amd64, OSFamily=Linux, …`. */
+  workerPlatforms: () => readonly string[];
+}
+
+export function executionMetrics(metrics: Metrics, source: () => ExecutionSource | null): ExecutionMetrics {
+  const registers = [metrics.registry];
+  const stats = async () => (await source()?.scheduler.stats()) ?? null;
+  new Gauge({
+    name: 'larder_execution_queued',
+    help: 'Actions waiting for a worker',
+    registers,
+    async collect() {
+      this.set((await stats())?.queued ?? 0);
+    },
+  });
+  new Gauge({
+    name: 'larder_execution_running',
+    help: 'Actions being executed',
+    registers,
+    async collect() {
+      this.set((await stats())?.running ?? 0);
+    },
+  });
+  new Gauge({
+    name: 'larder_workers',
+    help: "This process's workers by platform",
+    labelNames: ['platform'] as const,
+    registers,
+    collect() {
+      this.reset();
+      for (const [platform, count] of countBy(source()?.workerPlatforms() ?? [])) this.set({ platform }, count);
+    },
+  });
+  const actions = new Counter({
+    name: 'larder_actions_total',
+    help: "Actions this process's workers finished, by outcome (success, failed, timeout, cancelled, error)",
+    labelNames: ['outcome'] as const,
+    registers,
+  });
+  const duration = new Histogram({
+    name: 'larder_action_duration_seconds',
+    help: 'How long actions took on a worker (staging, running, uploading), by outcome',
+    labelNames: ['outcome'] as const,
+    buckets: [0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 900, 1800, 3600],
+    registers,
+  });
+  return {
+    finished(response, seconds) {
+      const outcome = actionOutcome(response);
+      actions.inc({ outcome });
+      duration.observe({ outcome }, seconds);
+    },
+  };
+}
+
+export function actionOutcome(response: ExecuteResponse): ActionOutcome {
+  const code = response.status?.code ?? Code.OK;
+  if (code === Code.OK) return (response.result?.exitCode ?? 0) === 0 ? 'success' : 'failed';
+  if (code === Code.DEADLINE_EXCEEDED) return 'timeout';
+  if (code === Code.CANCELLED || code === Code.UNAVAILABLE) return 'cancelled';
+  return 'error';
+}
+
+function countBy(values: readonly string[]): Map<string, number> {
+  const counts = new Map<string, number>();
+  for (const value of values) counts.set(value, (counts.get(value) ?? 0) + 1);
+  return counts;
+}

@@ -1,0 +1,48 @@
+/**
+ * Turns gRPC calls into metrics: every call by method and status code, the bytes of every message, and the
+ * cache reads and writes among them as requests by kind and outcome, the same counter the edge feeds. Batch
+ * calls count each blob (a BatchReadBlobs of 10 blobs, 2 missing, is 8 hits and 2 misses); calls that only ask
+ * (FindMissingBlobs, GetTree, QueryWriteStatus), Capabilities, Execution and health are calls, not requests.
+ */
+import { status as Code } from '@grpc/grpc-js';
+import type { BlobKind, Metrics, Outcome } from '../../shared/metrics/metrics.ts';
+import type { CallObserver } from './adapt.ts';
+
+/** The cache reads and writes, by method name: their kind, and what an OK status means. */
+const CACHE_METHODS: Record<string, { kind: BlobKind; ok: Outcome; batch?: true }> = {
+  GetActionResult: { kind: 'ac', ok: 'hit' },
+  UpdateActionResult: { kind: 'ac', ok: 'stored' },
+  BatchReadBlobs: { kind: 'cas', ok: 'hit', batch: true },
+  BatchUpdateBlobs: { kind: 'cas', ok: 'stored', batch: true },
+  Read: { kind: 'cas', ok: 'hit' },
+  Write: { kind: 'cas', ok: 'stored' },
+};
+
+/** Statuses that are the client's doing (bad request, credentials, cancelling); the rest are the server's. */
+const CLIENT_FAULTS = new Set<number>([
+  Code.INVALID_ARGUMENT, Code.UNAUTHENTICATED, Code.PERMISSION_DENIED, Code.OUT_OF_RANGE, Code.FAILED_PRECONDITION, Code.CANCELLED, Code.ABORTED,
+]);
+
+export function grpcObserver(metrics: Metrics): CallObserver {
+  return {
+    bytes: (direction, bytes) => metrics.bytes('grpc', direction, bytes),
+    finished(ctx, code, reply) {
+      const method = ctx.path.slice(ctx.path.lastIndexOf('/') + 1);
+      metrics.grpcCall(method, Code[code] ?? String(code));
+      const cache = CACHE_METHODS[method];
+      if (cache === undefined) return;
+      const blobs = cache.batch && code === Code.OK ? (reply as { responses?: Array<{ status?: { code: number } }> }).responses : undefined;
+      if (blobs === undefined) {
+        metrics.request('grpc', method, cache.kind, outcomeOf(code, cache.ok));
+        return;
+      }
+      for (const blob of blobs) metrics.request('grpc', method, cache.kind, outcomeOf(blob.status?.code ?? Code.OK, cache.ok));
+    },
+  };
+}
+
+function outcomeOf(code: number, ok: Outcome): Outcome {
+  if (code === Code.OK) return ok;
+  if (code === Code.NOT_FOUND) return 'miss';
+  return CLIENT_FAULTS.has(code) ? 'refused' : 'error';
+}

@@ -1,0 +1,174 @@
+/**
+ * Everything larder counts, in one Prometheus registry per server (prom-client). Runtime-neutral: prom-client's
+ * registry, counters and histograms run unchanged on Node and on Deno (no permissions needed), and `/metrics`
+ * serves `registry.metrics()`; the exposition format is prom-client's, never written here.
+ *
+ * Labels are bounded by construction: protocol, method and kind are closed sets, stores are named by kind and
+ * tier position, reasons are error codes. No hash, instance name, path or user name ever becomes a label value.
+ *
+ * Callers record through the small methods below rather than touching instruments, so the label sets stay in
+ * one file. The totals() view feeds the status page's chart (shared/metrics/history.ts).
+ */
+import { Counter, Gauge, Histogram, Registry } from 'prom-client';
+
+export type Protocol = 'http' | 'grpc';
+export type BlobKind = 'ac' | 'cas';
+/**
+ * What became of one cache request: a read answered (`hit`) or not (`miss`), a write `stored`, a request turned
+ * away for the client's fault (`refused`: credentials, role, wrong hash, too large, malformed), or a server-side
+ * `error` (store down, timeout, disk full).
+ */
+export type Outcome = 'hit' | 'miss' | 'stored' | 'refused' | 'error';
+export type StoreOperation = 'get' | 'stat' | 'put';
+/** Where a store sits: its kind and its position in `tiered(…)` (0 = the front, or the only store). */
+export interface StoreLabels {
+  store: 'memory' | 'disk' | 's3';
+  tier: string;
+}
+
+/** Seconds: store operations span sub-millisecond memory hits to S3 round trips with retries. */
+const LATENCY_BUCKETS = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30];
+
+export class Metrics {
+  readonly registry = new Registry();
+
+  readonly #requests = new Counter({
+    name: 'larder_requests_total',
+    help: 'Cache requests by protocol, method, kind (ac/cas) and outcome (hit, miss, stored, refused, error)',
+    labelNames: ['protocol', 'method', 'kind', 'outcome'] as const,
+    registers: [this.registry],
+  });
+  readonly #bytes = new Counter({
+    name: 'larder_bytes_total',
+    help: 'Bytes received (in: uploads) and sent (out: downloads), by protocol; gRPC counts whole messages',
+    labelNames: ['protocol', 'direction'] as const,
+    registers: [this.registry],
+  });
+  readonly #storeSeconds = new Histogram({
+    name: 'larder_store_operation_seconds',
+    help: 'Store operation latency by store, tier, operation and result (get: until the blob is open, not read)',
+    labelNames: ['store', 'tier', 'operation', 'result'] as const,
+    buckets: LATENCY_BUCKETS,
+    registers: [this.registry],
+  });
+  readonly #storeBytes = new Gauge({
+    name: 'larder_store_bytes',
+    help: 'Bytes held by a memory or disk store (a shared disk folder: what this process knows of)',
+    labelNames: ['store', 'tier'] as const,
+    registers: [this.registry],
+  });
+  readonly #storeBudget = new Gauge({
+    name: 'larder_store_budget_bytes',
+    help: 'Size budget of a memory or disk store',
+    labelNames: ['store', 'tier'] as const,
+    registers: [this.registry],
+  });
+  readonly #evictions = new Counter({
+    name: 'larder_store_evictions_total',
+    help: 'Blobs evicted from a memory or disk store to stay within its budget (or to make room on a full disk)',
+    labelNames: ['store', 'tier'] as const,
+    registers: [this.registry],
+  });
+  readonly #authRefusals = new Counter({
+    name: 'larder_auth_refusals_total',
+    help: 'Requests and calls refused by authentication or authorisation, by protocol and reason',
+    labelNames: ['protocol', 'reason'] as const,
+    registers: [this.registry],
+  });
+  readonly #s3Retries = new Counter({
+    name: 'larder_s3_retries_total',
+    help: 'S3 requests retried by the SDK (attempts beyond the first), by S3 operation',
+    labelNames: ['operation'] as const,
+    registers: [this.registry],
+  });
+  readonly #s3Failures = new Counter({
+    name: 'larder_s3_failures_total',
+    help: 'S3 requests that failed after their retries, by S3 operation and reason (unavailable, timeout, …)',
+    labelNames: ['operation', 'reason'] as const,
+    registers: [this.registry],
+  });
+  readonly #grpcCalls = new Counter({
+    name: 'larder_grpc_calls_total',
+    help: 'gRPC calls by method and status code',
+    labelNames: ['method', 'code'] as const,
+    registers: [this.registry],
+  });
+  /** Running sums for the status page, kept beside the labelled counters so reading them is synchronous. */
+  readonly #totals = { requests: 0, hits: 0, misses: 0, bytesIn: 0, bytesOut: 0 };
+
+  request(protocol: Protocol, method: string, kind: BlobKind, outcome: Outcome, count = 1): void {
+    this.#requests.inc({ protocol, method, kind, outcome }, count);
+    this.#totals.requests += count;
+    if (outcome === 'hit') this.#totals.hits += count;
+    if (outcome === 'miss') this.#totals.misses += count;
+  }
+
+  bytes(protocol: Protocol, direction: 'in' | 'out', bytes: number): void {
+    if (bytes <= 0) return;
+    this.#bytes.inc({ protocol, direction }, bytes);
+    if (direction === 'in') this.#totals.bytesIn += bytes;
+    else this.#totals.bytesOut += bytes;
+  }
+
+  storeOperation(labels: StoreLabels, operation: StoreOperation, result: 'hit' | 'miss' | 'ok' | 'error', seconds: number): void {
+    this.#storeSeconds.observe({ ...labels, operation, result }, seconds);
+  }
+
+  /** Reports a bounded store's usage at every scrape; `bytes` is read then, so it is always current. */
+  watchStore(labels: StoreLabels, usage: { bytes: () => number; budget: number }): void {
+    this.#watched.push({ labels, ...usage });
+    this.#storeBudget.set(labels, usage.budget);
+    this.#storeBytes.set(labels, usage.bytes());
+    this.#evictions.inc(labels, 0);
+  }
+
+  readonly #watched: Array<{ labels: StoreLabels; bytes: () => number; budget: number }> = [];
+
+  evicted(labels: StoreLabels, blobs: number): void {
+    this.#evictions.inc(labels, blobs);
+  }
+
+  authRefused(protocol: Protocol, reason: 'unauthenticated' | 'permission_denied' | 'unavailable'): void {
+    this.#authRefusals.inc({ protocol, reason });
+  }
+
+  s3Attempts(operation: string, attempts: number): void {
+    if (attempts > 1) this.#s3Retries.inc({ operation }, attempts - 1);
+  }
+
+  s3Failed(operation: string, reason: string): void {
+    this.#s3Failures.inc({ operation, reason });
+  }
+
+  grpcCall(method: string, code: string): void {
+    this.#grpcCalls.inc({ method, code });
+  }
+
+  /** The running totals and each bounded store's usage, for the status page. */
+  totals(): Totals {
+    for (const store of this.#watched) this.#storeBytes.set(store.labels, store.bytes());
+    return {
+      ...this.#totals,
+      stores: this.#watched.map((s) => ({ ...s.labels, bytes: s.bytes(), budget: s.budget })),
+    };
+  }
+
+  /** The Prometheus text exposition, as prom-client writes it. */
+  async exposition(): Promise<string> {
+    this.totals(); // refresh the store gauges
+    return this.registry.metrics();
+  }
+
+  get contentType(): string {
+    return this.registry.contentType;
+  }
+}
+
+export interface Totals {
+  requests: number;
+  hits: number;
+  misses: number;
+  bytesIn: number;
+  bytesOut: number;
+  stores: Array<StoreLabels & { bytes: number; budget: number }>;
+}

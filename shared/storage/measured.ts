@@ -1,0 +1,31 @@
+/**
+ * Use this around each store of the graph (from-config.ts does, for every leaf) to time its operations: `get`
+ * until the blob is open (its bytes stream afterwards, at the client's pace), `stat`, and `put` until the blob
+ * is published. It changes nothing about what the store answers.
+ */
+import type { BlobStore } from './store.ts';
+
+export type MeasuredResult = 'hit' | 'miss' | 'ok' | 'error';
+export type Observe = (operation: 'get' | 'stat' | 'put', result: MeasuredResult, seconds: number) => void;
+
+export function measured(inner: BlobStore, observe: Observe): BlobStore {
+  const timed = async <T>(operation: 'get' | 'stat' | 'put', run: () => Promise<T>, result: (value: T) => MeasuredResult): Promise<T> => {
+    const start = performance.now();
+    try {
+      const value = await run();
+      observe(operation, result(value), (performance.now() - start) / 1000);
+      return value;
+    } catch (err) {
+      observe(operation, 'error', (performance.now() - start) / 1000);
+      throw err;
+    }
+  };
+  const found = (value: unknown): MeasuredResult => (value === null ? 'miss' : 'hit');
+  return {
+    get: (key) => timed('get', () => inner.get(key), found),
+    stat: (key) => timed('stat', () => inner.stat(key), found),
+    put: (key, body, size) => timed('put', () => inner.put(key, body, size), () => 'ok'),
+    adopt: inner.adopt === undefined ? undefined : (key, path, size, sha256) => inner.adopt!(key, path, size, sha256),
+    close: () => inner.close?.() ?? Promise.resolve(),
+  };
+}
