@@ -4,18 +4,20 @@
  * carry no path (the path stays in the cause, for the log).
  */
 import { Buffer } from 'node:buffer';
-import { closeSync, fdatasync, openSync, writeSync } from 'node:fs';
-import { open, type FileHandle } from 'node:fs/promises';
+import { close, closeSync, fdatasync, fstat, open as openFd, openSync, read, writeSync } from 'node:fs';
+import { open } from 'node:fs/promises';
 import { LarderError } from '../errors.ts';
 import { bodyError } from './streams.ts';
 
-const READ_CHUNK = 256 * 1024;
+/** Large reads: each one is a thread-pool round trip and a stream chunk, whose overhead dwarfs copying a MiB. */
+const READ_CHUNK = 1024 * 1024;
 
 /**
- * Writes a small blob into a new file: the write is synchronous (see SMALL_BLOB), the sync to stable storage
- * runs on the thread pool, so the event loop never waits for the disk.
+ * Writes a blob whose bytes are in memory into a new file: the write is synchronous (see SMALL_BLOB; for bytes
+ * already in memory it is a copy into the page cache, cheaper than the hash their caller computed), the sync to
+ * stable storage runs on the thread pool, so the event loop never waits for the disk.
  */
-export async function writeSmallFile(path: string, bytes: Uint8Array, makeRoom: () => Promise<boolean>): Promise<void> {
+export async function writeWholeFile(path: string, bytes: Uint8Array, makeRoom: () => Promise<boolean>): Promise<void> {
   let fd: number;
   try {
     fd = openSync(path, 'wx');
@@ -36,30 +38,45 @@ export async function writeSmallFile(path: string, bytes: Uint8Array, makeRoom: 
   }
 }
 
+/** Socket chunks (16–64 KiB) are gathered up to this before a write: one thread-pool round trip per MiB, not per chunk. */
+const WRITE_BATCH = 1024 * 1024;
+
 /**
- * Copies the body into a new file. Body errors pass through as they are; only file errors become disk
- * errors. On ENOSPC, `makeRoom(written)` may free space (true) and the write that failed is retried.
+ * Copies the body into a new file, in writes of about WRITE_BATCH bytes. Body errors pass through as they are;
+ * only file errors become disk errors. On ENOSPC, `makeRoom(written)` may free space (true) and the write that
+ * failed is retried.
  */
 export async function writeFile(path: string, body: ReadableStream<Uint8Array>, makeRoom: (written: number) => Promise<boolean>): Promise<number> {
   const handle = await open(path, 'wx').catch((err) => Promise.reject(diskError(err, 'create')));
   const reader = body.getReader();
   let written = 0;
+  let pending: Uint8Array[] = [];
+  let pendingBytes = 0;
+  const flush = async () => {
+    const batch = pending.length === 1 ? pending[0]! : Buffer.concat(pending, pendingBytes);
+    pending = [];
+    pendingBytes = 0;
+    let offset = 0;
+    while (offset < batch.byteLength) {
+      try {
+        // A write may be short (a nearly full disk takes what fits): write the rest, at its position.
+        const { bytesWritten } = await handle.write(batch, offset, batch.byteLength - offset, written + offset);
+        offset += bytesWritten;
+      } catch (err) {
+        if (errno(err) !== 'ENOSPC' || !(await makeRoom(written + offset))) throw diskError(err, 'write');
+      }
+    }
+    written += batch.byteLength;
+  };
   try {
     for (;;) {
       const { done, value } = await reader.read().catch((err) => Promise.reject(bodyError(err)));
       if (done) break;
-      let offset = 0;
-      while (offset < value.byteLength) {
-        try {
-          // A write may be short (a nearly full disk takes what fits): write the rest, at its position.
-          const { bytesWritten } = await handle.write(value, offset, value.byteLength - offset, written + offset);
-          offset += bytesWritten;
-        } catch (err) {
-          if (errno(err) !== 'ENOSPC' || !(await makeRoom(written + offset))) throw diskError(err, 'write');
-        }
-      }
-      written += value.byteLength;
+      pending.push(value);
+      pendingBytes += value.byteLength;
+      if (pendingBytes >= WRITE_BATCH) await flush();
     }
+    if (pendingBytes > 0) await flush();
     // On stable storage before the caller publishes it (see put).
     await handle.datasync().catch((err) => Promise.reject(diskError(err, 'sync')));
     return written;
@@ -69,29 +86,46 @@ export async function writeFile(path: string, body: ReadableStream<Uint8Array>, 
   }
 }
 
-export function fileStream(handle: FileHandle, size: number): ReadableStream<Uint8Array> {
+/** Opens a file for reading by descriptor: cheaper than a FileHandle, which costs a transferable object and its own close. */
+export function openForReading(path: string): Promise<number> {
+  return new Promise((resolve, reject) => openFd(path, 'r', (err, fd) => (err ? reject(err) : resolve(fd))));
+}
+
+export function fileSize(fd: number): Promise<number> {
+  return new Promise((resolve, reject) => fstat(fd, (err, stats) => (err ? reject(err) : resolve(stats.size))));
+}
+
+/** Streams `size` bytes of an open file in reads of up to READ_CHUNK; closes the descriptor at the end, on error and on cancel. */
+export function fileStream(fd: number, size: number): ReadableStream<Uint8Array> {
   let position = 0;
-  const close = () => handle.close().catch(() => {});
+  let closed = false;
+  const release = () => {
+    if (closed) return;
+    closed = true;
+    close(fd, () => {});
+  };
   return new ReadableStream<Uint8Array>({
     async pull(controller) {
       try {
         const want = Math.min(READ_CHUNK, size - position);
         if (want <= 0) {
-          await close();
+          release();
           controller.close();
           return;
         }
         const buffer = Buffer.allocUnsafe(want); // filled by the read below; no need to zero it
-        const { bytesRead } = await handle.read(buffer, 0, want, position);
+        const bytesRead = await new Promise<number>((resolve, reject) =>
+          read(fd, buffer, 0, want, position, (err, n) => (err ? reject(err) : resolve(n))),
+        );
         if (bytesRead === 0) throw new LarderError('internal', 'disk: blob shorter than its recorded size');
         position += bytesRead;
         controller.enqueue(bytesRead === want ? buffer : buffer.subarray(0, bytesRead));
       } catch (err) {
-        await close();
+        release();
         controller.error(err);
       }
     },
-    cancel: close,
+    cancel: release,
   });
 }
 
