@@ -14,8 +14,9 @@ import { type BlobKey, EMPTY_SHA256, formatKey } from '../shared/digest.ts';
 import { errorForLog, LarderError, isLarderError } from '../shared/errors.ts';
 import type { Logger } from '../shared/log.ts';
 import type { BlobStore } from '../shared/storage/store.ts';
-import { collect, readWhole, streamOf } from '../shared/storage/streams.ts';
+import { collect, readWhole } from '../shared/storage/streams.ts';
 import { edgeAuth, type EdgeEnv } from './auth.ts';
+import { type BodyReceiver, webBodies } from './bodies.ts';
 import { parseBlobPath } from './blob-path.ts';
 import { HTTP_STATUS } from './errors.ts';
 
@@ -28,12 +29,18 @@ export interface EdgeAppOptions {
   validateActionResults: boolean;
   /** Who may read and write; absent, every request is allowed (embedding and tests only: buildEdge always sets it). */
   gate?: AccessGate;
+  /**
+   * Where an accepted upload's bytes come from (bodies.ts); the web-standard receiver by default. Called only once
+   * the request has been parsed, authorised and size-checked: a runtime's receiver moves bytes, it decides nothing.
+   */
+  bodies?: BodyReceiver;
 }
 
 const BLOB_HEADERS = { 'content-type': 'application/octet-stream' };
 
 export function createEdgeApp(options: EdgeAppOptions): Hono<EdgeEnv> {
   const { store, log } = options;
+  const bodies = options.bodies ?? webBodies();
   const app = new Hono<EdgeEnv>();
 
   app.get('/healthz', (c) => c.text('ok\n'));
@@ -116,18 +123,16 @@ export function createEdgeApp(options: EdgeAppOptions): Hono<EdgeEnv> {
     if (size > options.maxBlobBytes) {
       throw new LarderError('too_large', `blob of ${size} bytes exceeds the ${options.maxBlobBytes}-byte limit`);
     }
-    const body = c.req.raw.body ?? streamOf(new Uint8Array(0));
-    if (key.kind === 'ac') {
-      if (size > MAX_BUFFERED_PROTO_BYTES) {
-        throw new LarderError('too_large', `action result of ${size} bytes exceeds the ${MAX_BUFFERED_PROTO_BYTES}-byte limit`);
-      }
-      // Buffered (bounded above) so the entry can be checked to be an ActionResult before it is stored.
-      const bytes = await collect(body, size + 1);
-      decodeActionResult(bytes);
-      await store.put(key, streamOf(bytes), size);
-    } else {
-      await store.put(key, body, size);
+    if (key.kind === 'ac' && size > MAX_BUFFERED_PROTO_BYTES) {
+      throw new LarderError('too_large', `action result of ${size} bytes exceeds the ${MAX_BUFFERED_PROTO_BYTES}-byte limit`);
     }
+    await bodies(c, size, async (body) => {
+      if (key.kind === 'cas') return store.put(key, body, size);
+      // Buffered (bounded above) so the entry can be checked to be an ActionResult before it is stored.
+      const bytes = body instanceof Uint8Array ? body : await collect(body, size + 1);
+      decodeActionResult(bytes);
+      await store.put(key, bytes, size);
+    });
     log.debug('stored', { key: formatKey(key), size, by: c.var.principal?.subject });
     return new Response(null, { status: 200 });
   }

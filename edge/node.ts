@@ -6,6 +6,7 @@ import type { AddressInfo } from 'node:net';
 import type { EdgeConfig } from '../shared/config.ts';
 import { LarderError } from '../shared/errors.ts';
 import { autoMaxConnections } from './connections.ts';
+import { nodeBodies } from './node-body.ts';
 import { buildEdge, listeningLine } from './start.ts';
 
 export interface RunningEdge {
@@ -16,7 +17,8 @@ export interface RunningEdge {
 export async function startNodeEdge(config: EdgeConfig): Promise<RunningEdge> {
   // With a certificate the edge speaks HTTPS itself, for deployments without a terminating proxy.
   const tls = config.tls === null ? null : { cert: readPem(config.tls.certPath, '--tls-cert'), key: readPem(config.tls.keyPath, '--tls-key') };
-  const { app, store, gate } = await buildEdge(config);
+  // Uploads are read straight from the socket (node-body.ts): the web-standard Request body costs most here.
+  const { app, store, gate } = await buildEdge(config, { bodies: nodeBodies() });
   const listen = { fetch: app.fetch, hostname: config.listen.host, port: config.listen.port };
   const server = await new Promise<ReturnType<typeof serve>>((resolve) => {
     const s = tls === null

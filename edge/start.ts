@@ -10,6 +10,7 @@ import { openStore } from '../shared/storage/from-config.ts';
 import type { BlobStore } from '../shared/storage/store.ts';
 import { createEdgeApp } from './app.ts';
 import type { EdgeEnv } from './auth.ts';
+import type { BodyReceiver } from './bodies.ts';
 
 export interface Edge {
   app: Hono<EdgeEnv>;
@@ -18,7 +19,12 @@ export interface Edge {
   log: Logger;
 }
 
-export async function buildEdge(config: EdgeConfig): Promise<Edge> {
+export interface BuildEdgeOptions {
+  /** The runtime's body receiver (edge/node-body.ts on Node); the web-standard one otherwise. */
+  bodies?: BodyReceiver;
+}
+
+export async function buildEdge(config: EdgeConfig, runtime: BuildEdgeOptions = {}): Promise<Edge> {
   const log = createLogger(config.logLevel);
   checkExposure({ host: config.listen.host, auth: config.auth, tls: config.tls !== null, plainProtocol: 'http' }, log);
   const gate = await openAccessGate(config.auth, log);
@@ -31,6 +37,7 @@ export async function buildEdge(config: EdgeConfig): Promise<Edge> {
     maxBlobBytes: config.maxBlobBytes,
     validateActionResults: config.validateActionResults,
     gate,
+    bodies: runtime.bodies,
   });
   return { app, store, gate, log };
 }
