@@ -2,6 +2,7 @@
 import { EDGE_OPTIONS, EXECUTOR_OPTIONS, optionsHelp, parseEdgeConfig, parseExecutorConfig, parseWorkerConfig, WORKER_OPTIONS } from '../shared/config.ts';
 import { isLarderError } from '../shared/errors.ts';
 import { startNodeEdge } from '../edge/node.ts';
+import { isEdgeWorker, startEdgeProcesses } from '../edge/node-processes.ts';
 import { startExecutor } from '../executor/start.ts';
 
 const USAGE = `usage: larder <command> [options]
@@ -23,7 +24,9 @@ async function main(argv: string[]): Promise<number> {
         console.log(`usage: larder edge [options]\n\n${optionsHelp(EDGE_OPTIONS, process.env)}`);
         return 0;
       }
-      const edge = await startNodeEdge(parseEdgeConfig(args, process.env));
+      const config = parseEdgeConfig(args, process.env);
+      // With more than one process this one only supervises (edge/node-processes.ts); its workers run this same line.
+      const edge = config.processes > 1 && !isEdgeWorker() ? await startEdgeProcesses(config) : await startNodeEdge(config, { announce: !isEdgeWorker() });
       const stop = () => void edge.close().then(() => process.exit(0));
       process.once('SIGINT', stop);
       process.once('SIGTERM', stop);

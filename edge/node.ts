@@ -14,7 +14,12 @@ export interface RunningEdge {
   close(): Promise<void>;
 }
 
-export async function startNodeEdge(config: EdgeConfig): Promise<RunningEdge> {
+export interface NodeEdgeOptions {
+  /** Print the listening line (tests and scripts wait for it); a worker of --processes leaves that to its primary. */
+  announce?: boolean;
+}
+
+export async function startNodeEdge(config: EdgeConfig, options: NodeEdgeOptions = {}): Promise<RunningEdge> {
   // With a certificate the edge speaks HTTPS itself, for deployments without a terminating proxy.
   const tls = config.tls === null ? null : { cert: readPem(config.tls.certPath, '--tls-cert'), key: readPem(config.tls.keyPath, '--tls-key') };
   // Uploads are read straight from the socket (node-body.ts): the web-standard Request body costs most here.
@@ -36,7 +41,7 @@ export async function startNodeEdge(config: EdgeConfig): Promise<RunningEdge> {
   // Connections past the cap are refused at once, which clients retry, instead of failing with EMFILE inside.
   if (maxConnections !== null) http.maxConnections = maxConnections;
   const { port } = server.address() as AddressInfo;
-  console.log(listeningLine('node', config.listen.host, port, tls !== null));
+  if (options.announce !== false) console.log(listeningLine('node', config.listen.host, port, tls !== null));
   return {
     url: `${tls === null ? 'http' : 'https'}://${config.listen.host.includes(':') ? `[${config.listen.host}]` : config.listen.host}:${port}`,
     async close() {
