@@ -28,7 +28,7 @@ import { cpuSeconds, treeCpuSeconds, defaultPinning, machineBusySeconds, resetPe
 import { summarize } from './profile-summary.ts';
 import type { LoadResult, Scenario } from './protocol.ts';
 import { formatTable, num } from './table.ts';
-import { formatGrpcRows, runGrpcBench } from './grpc.ts';
+import { formatGrpcComparison, formatGrpcRows, type GrpcBenchRow, runGrpcBench } from './grpc.ts';
 import { formatS3Rows, runS3Bench } from './s3.ts';
 import { formatExecutionRows, runExecutionBench } from './execution.ts';
 import { formatPersistentRows, runPersistentWorkerBench } from './persistent-workers.ts';
@@ -379,8 +379,19 @@ async function otherFrontends(options: BenchOptions): Promise<boolean> {
   let ok = true;
   if (options.grpc) {
     log('gRPC executor…');
-    const rows = await runGrpcBench(options.quick ? { streamBytes: 64 * 1024 * 1024, findMissingCalls: 5, batchCalls: 5 } : {});
-    console.log(`\ngRPC (larder executor, disk store)\n${formatGrpcRows(rows)}`);
+    const settings = options.quick ? { streamBytes: 64 * 1024 * 1024, findMissingCalls: 5, batchCalls: 5 } : {};
+    if (options.before === null) {
+      const rows = await runGrpcBench(settings);
+      console.log(`\ngRPC (larder executor, disk store)\n${formatGrpcRows(rows)}`);
+    } else {
+      const now: GrpcBenchRow[][] = [];
+      const before: GrpcBenchRow[][] = [];
+      for (let round = 0; round < (options.quick ? 1 : 2); round++) {
+        now.push(await runGrpcBench(settings));
+        before.push(await runGrpcBench({ ...settings, root: options.before }));
+      }
+      console.log(`\ngRPC (larder executor, disk store), this checkout against ${options.before}\n${formatGrpcComparison(now, before)}`);
+    }
   }
   if (process.env.BENCH_EXECUTION !== '0') {
     log('remote execution…');
