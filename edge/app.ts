@@ -16,7 +16,7 @@ import type { Logger } from '../shared/log.ts';
 import type { BlobStore } from '../shared/storage/store.ts';
 import { collect, readWhole } from '../shared/storage/streams.ts';
 import { edgeAuth, type EdgeEnv } from './auth.ts';
-import { type BodyReceiver, webBodies } from './bodies.ts';
+import { type BlobSender, type BodyReceiver, webBodies, webSender } from './bodies.ts';
 import { parseBlobPath } from './blob-path.ts';
 import { HTTP_STATUS } from './errors.ts';
 
@@ -34,6 +34,8 @@ export interface EdgeAppOptions {
    * the request has been parsed, authorised and size-checked: a runtime's receiver moves bytes, it decides nothing.
    */
   bodies?: BodyReceiver;
+  /** How a found blob is sent (bodies.ts): bytes as they are, streams streamed, by default; the app chose the headers. */
+  sender?: BlobSender;
 }
 
 const BLOB_HEADERS = { 'content-type': 'application/octet-stream' };
@@ -41,6 +43,7 @@ const BLOB_HEADERS = { 'content-type': 'application/octet-stream' };
 export function createEdgeApp(options: EdgeAppOptions): Hono<EdgeEnv> {
   const { store, log } = options;
   const bodies = options.bodies ?? webBodies();
+  const send = options.sender ?? webSender;
   const app = new Hono<EdgeEnv>();
 
   app.get('/healthz', (c) => c.text('ok\n'));
@@ -52,7 +55,7 @@ export function createEdgeApp(options: EdgeAppOptions): Hono<EdgeEnv> {
     if (key === null) return c.text('not found: cache paths are /[instance/]ac/{sha256} and /[instance/]cas/{sha256}\n', 404);
     switch (c.req.method) {
       case 'GET':
-        return key.kind === 'ac' ? getActionResult(c, key) : getBlob(key);
+        return key.kind === 'ac' ? getActionResult(c, key) : getBlob(c, key);
       case 'HEAD':
         return headBlob(key);
       case 'PUT':
@@ -72,14 +75,13 @@ export function createEdgeApp(options: EdgeAppOptions): Hono<EdgeEnv> {
     return c.text(`${message}\n`, status as 400);
   });
 
-  async function getBlob(key: BlobKey): Promise<Response> {
+  async function getBlob(c: Context<EdgeEnv>, key: BlobKey): Promise<Response> {
     const blob = await store.get(key);
     if (blob === null) {
       if (key.kind === 'cas' && key.hash === EMPTY_SHA256) return blobResponse(new Uint8Array(0));
       return miss(key);
     }
-    if (blob.bytes !== undefined) return blobResponse(blob.bytes);
-    return new Response(blob.body, { headers: { ...BLOB_HEADERS, 'content-length': String(blob.size) } });
+    return send(c, blob, { ...BLOB_HEADERS, 'content-length': String(blob.size) });
   }
 
   async function getActionResult(c: Context<EdgeEnv>, key: BlobKey): Promise<Response> {

@@ -6,11 +6,11 @@
  * the request before it asks.
  */
 import { Buffer } from 'node:buffer';
-import type { IncomingMessage } from 'node:http';
+import type { IncomingMessage, ServerResponse } from 'node:http';
 import { Readable } from 'node:stream';
 import { LarderError } from '../shared/errors.ts';
-import { bodyError } from '../shared/storage/streams.ts';
-import { type BodyReceiver, webBodies, WholeBodies } from './bodies.ts';
+import { bodyError, collect } from '../shared/storage/streams.ts';
+import { type BlobSender, type BodyReceiver, webBodies, webSender, WholeBodies } from './bodies.ts';
 
 export function nodeBodies(whole = new WholeBodies()): BodyReceiver {
   const fallback = webBodies(whole);
@@ -20,6 +20,22 @@ export function nodeBodies(whole = new WholeBodies()): BodyReceiver {
     if (incoming === undefined || incoming.readableDidRead) return fallback(c, size, use);
     if (await whole.hold(size, () => readIncoming(incoming, size), use)) return;
     await use(Readable.toWeb(incoming) as ReadableStream<Uint8Array>);
+  };
+}
+
+/**
+ * The Node edge's blob sender: a stored blob of up to WHOLE_BODY_MAX that the store streams (a file) is read whole
+ * first, so @hono/node-server sends headers and body in one write (a streamed response flushes its headers on their
+ * own, then writes chunk by chunk). The bytes count against the same budget as whole uploads until the response
+ * is done with them.
+ */
+export function nodeSender(whole = new WholeBodies()): BlobSender {
+  return async function nodeSender(c, blob, headers) {
+    const outgoing = (c.env as { outgoing?: ServerResponse } | undefined)?.outgoing;
+    if (blob.bytes !== undefined || outgoing === undefined || !whole.take(blob.size)) return webSender(c, blob, headers);
+    outgoing.once('close', () => whole.give(blob.size));
+    const bytes = await collect(blob.body, blob.size);
+    return webSender(c, { size: blob.size, body: blob.body, bytes }, headers);
   };
 }
 

@@ -6,7 +6,8 @@ import type { AddressInfo } from 'node:net';
 import type { EdgeConfig } from '../shared/config.ts';
 import { LarderError } from '../shared/errors.ts';
 import { autoMaxConnections } from './connections.ts';
-import { nodeBodies } from './node-body.ts';
+import { WholeBodies } from './bodies.ts';
+import { nodeBodies, nodeSender } from './node-body.ts';
 import { buildEdge, listeningLine } from './start.ts';
 
 export interface RunningEdge {
@@ -22,8 +23,10 @@ export interface NodeEdgeOptions {
 export async function startNodeEdge(config: EdgeConfig, options: NodeEdgeOptions = {}): Promise<RunningEdge> {
   // With a certificate the edge speaks HTTPS itself, for deployments without a terminating proxy.
   const tls = config.tls === null ? null : { cert: readPem(config.tls.certPath, '--tls-cert'), key: readPem(config.tls.keyPath, '--tls-key') };
-  // Uploads are read straight from the socket (node-body.ts): the web-standard Request body costs most here.
-  const { app, store, gate } = await buildEdge(config, { bodies: nodeBodies() });
+  // Uploads are read straight from the socket, and downloads of up to 2 MiB sent in one write (node-body.ts): the
+  // web-standard Request and Response bodies cost most here. One budget bounds the bytes held for both.
+  const whole = new WholeBodies();
+  const { app, store, gate } = await buildEdge(config, { bodies: nodeBodies(whole), sender: nodeSender(whole) });
   const listen = { fetch: app.fetch, hostname: config.listen.host, port: config.listen.port };
   const server = await new Promise<ReturnType<typeof serve>>((resolve) => {
     const s = tls === null

@@ -10,7 +10,7 @@ import { openStore } from '../shared/storage/from-config.ts';
 import type { BlobStore } from '../shared/storage/store.ts';
 import { createEdgeApp } from './app.ts';
 import type { EdgeEnv } from './auth.ts';
-import type { BodyReceiver } from './bodies.ts';
+import type { BlobSender, BodyReceiver } from './bodies.ts';
 
 export interface Edge {
   app: Hono<EdgeEnv>;
@@ -22,6 +22,8 @@ export interface Edge {
 export interface BuildEdgeOptions {
   /** The runtime's body receiver (edge/node-body.ts on Node); the web-standard one otherwise. */
   bodies?: BodyReceiver;
+  /** The runtime's blob sender (edge/node-body.ts on Node); the web-standard one otherwise. */
+  sender?: BlobSender;
 }
 
 export async function buildEdge(config: EdgeConfig, runtime: BuildEdgeOptions = {}): Promise<Edge> {
@@ -38,6 +40,7 @@ export async function buildEdge(config: EdgeConfig, runtime: BuildEdgeOptions = 
     validateActionResults: config.validateActionResults,
     gate,
     bodies: runtime.bodies,
+    sender: runtime.sender,
   });
   return { app, store, gate, log };
 }
