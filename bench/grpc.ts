@@ -7,7 +7,8 @@
  *   const rows = await runGrpcBench({ streamBytes: 256 * 2 ** 20 });
  *   console.log(formatGrpcRows(rows));
  *
- * Or on its own: `npx tsx bench/grpc.ts` (BENCH_GRPC_STREAM_MIB=64 for a quicker run).
+ * Or on its own: `npx tsx bench/grpc.ts` (BENCH_GRPC_STREAM_MIB=64 for a quicker run; BENCH_PROFILE_DIR=DIR profiles
+ * the executor).
  */
 import { type ChildProcess, spawn } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
@@ -32,6 +33,8 @@ export interface GrpcBenchOptions {
   batchCalls?: number;
   /** Another larder checkout to run the executor from (BENCH_BEFORE), for before/after figures. */
   root?: string;
+  /** Run the executor under --cpu-prof, its profile written here when it stops (BENCH_PROFILE). */
+  profileDir?: string;
 }
 
 export interface GrpcBenchRow {
@@ -61,7 +64,8 @@ export async function runGrpcBench(options: GrpcBenchOptions = {}): Promise<Grpc
     ...options,
   };
   const dir = mkdtempSync(join(tmpdir(), 'larder-bench-grpc-'));
-  const server = await startExecutor(o.root ?? REPO_ROOT, ['--store', `disk:${join(dir, 'store')}`, '--max-size', '4GiB', '--log-level', 'warn']);
+  const nodeFlags = o.profileDir === undefined ? [] : ['--cpu-prof', `--cpu-prof-dir=${o.profileDir}`];
+  const server = await startExecutor(o.root ?? REPO_ROOT, nodeFlags, ['--store', `disk:${join(dir, 'store')}`, '--max-size', '4GiB', '--log-level', 'warn']);
   const cas = createClient(ContentAddressableStorage, server.address);
   const bytestream = createClient(ByteStream, server.address);
   try {
@@ -205,8 +209,8 @@ interface Server {
 }
 
 /** `larder executor` as a child process on a free port; stopped by its PID. */
-async function startExecutor(root: string, args: string[]): Promise<Server> {
-  const child: ChildProcess = spawn(process.execPath, [join(root, 'bin/larder.js'), 'executor', '--listen', '127.0.0.1:0', ...args], {
+async function startExecutor(root: string, nodeFlags: string[], args: string[]): Promise<Server> {
+  const child: ChildProcess = spawn(process.execPath, [...nodeFlags, join(root, 'bin/larder.js'), 'executor', '--listen', '127.0.0.1:0', ...args], {
     cwd: root,
     stdio: ['ignore', 'pipe', 'pipe'],
   });
@@ -239,5 +243,7 @@ async function startExecutor(root: string, args: string[]): Promise<Server> {
 
 if (process.argv[1] !== undefined && resolve(process.argv[1]) === resolve(import.meta.filename)) {
   const streamMiB = Number(process.env.BENCH_GRPC_STREAM_MIB ?? 256);
-  console.log(formatGrpcRows(await runGrpcBench({ streamBytes: streamMiB * MiB })));
+  const profileDir = process.env.BENCH_PROFILE_DIR || undefined;
+  console.log(formatGrpcRows(await runGrpcBench({ streamBytes: streamMiB * MiB, profileDir })));
+  if (profileDir !== undefined) console.log(`executor profile in ${profileDir} (npx tsx bench/profile-summary.ts FILE)`);
 }
