@@ -7,8 +7,9 @@
  *
  * Lines: `+ SIZE REL` (published) and `- REL` (evicted). A process's ledger is removed once it is gone; the
  * next one to start rebuilds its index from the files, so nothing else needs the history. A long-running
- * process starts a fresh ledger every 16 MiB and removes the old one; a reader that had not finished it loses
- * a few events, which costs accuracy of the budget for a moment, never a wrong answer.
+ * process starts a fresh ledger every 16 MiB and removes the old one; a reader keeps the others' ledgers open, so
+ * it still reads the last lines of a removed one (one it had never opened is lost, which costs accuracy of the
+ * budget for a moment, never a wrong answer).
  */
 import { Buffer } from 'node:buffer';
 import { closeSync, mkdirSync, openSync, readdirSync, readSync, rmSync, statSync, writeSync } from 'node:fs';
