@@ -4,7 +4,7 @@
  * carry no path (the path stays in the cause, for the log).
  */
 import { Buffer } from 'node:buffer';
-import { close, closeSync, fdatasync, fstat, open as openFd, openSync, read, writeSync } from 'node:fs';
+import { close, closeSync, fdatasync, fstat, open as openFd, openSync, read, write, writeSync } from 'node:fs';
 import { open } from 'node:fs/promises';
 import { LarderError } from '../errors.ts';
 import { bodyError } from './streams.ts';
@@ -13,30 +13,45 @@ import { bodyError } from './streams.ts';
 const READ_CHUNK = 256 * 1024;
 const WHOLE_READ = 1024 * 1024;
 
+/** Blobs up to this size are created and written with synchronous calls (see disk.ts SMALL_BLOB). */
+const SYNC_WRITE_MAX = 64 * 1024;
+
 /**
- * Writes a blob whose bytes are in memory into a new file: the write is synchronous (see SMALL_BLOB; for bytes
- * already in memory it is a copy into the page cache, cheaper than the hash their caller computed), the sync to
- * stable storage runs on the thread pool, so the event loop never waits for the disk.
+ * Writes a blob whose bytes are in memory into a new file. Small ones are created and written synchronously (for
+ * them a thread-pool round trip costs more than the page-cache copy); larger ones on the thread pool, because
+ * creating a file can wait for the file system's journal (ext4 under other uploads' fdatasync), a wait of
+ * milliseconds that must not stall the event loop for a megabyte's sake. The sync to stable storage always runs
+ * on the thread pool.
  */
 export async function writeWholeFile(path: string, bytes: Uint8Array, makeRoom: () => Promise<boolean>): Promise<void> {
+  const sync = bytes.byteLength <= SYNC_WRITE_MAX;
   let fd: number;
   try {
-    fd = openSync(path, 'wx');
+    fd = sync ? openSync(path, 'wx') : await callback<number>((done) => openFd(path, 'wx', done));
   } catch (err) {
     throw diskError(err, 'create');
   }
   try {
     for (let offset = 0; offset < bytes.byteLength; ) {
+      const at = offset;
       try {
-        offset += writeSync(fd, bytes, offset, bytes.byteLength - offset, offset);
+        offset += sync
+          ? writeSync(fd, bytes, at, bytes.byteLength - at, at)
+          : await callback<number>((done) => write(fd, bytes, at, bytes.byteLength - at, at, done));
       } catch (err) {
         if (errno(err) !== 'ENOSPC' || !(await makeRoom())) throw diskError(err, 'write');
       }
     }
-    await new Promise<void>((resolve, reject) => fdatasync(fd, (err) => (err ? reject(diskError(err, 'sync')) : resolve())));
+    await callback<void>((done) => fdatasync(fd, done)).catch((err) => Promise.reject(diskError(err, 'sync')));
   } finally {
-    closeSync(fd);
+    if (sync) closeSync(fd);
+    else await callback<void>((done) => close(fd, done)).catch(() => {});
   }
+}
+
+/** A node:fs callback call as a promise, without the FileHandle objects of fs/promises. */
+function callback<T>(call: (done: (err: Error | null, value: T) => void) => void): Promise<T> {
+  return new Promise((resolve, reject) => call((err, value) => (err ? reject(err) : resolve(value))));
 }
 
 /** Socket chunks (16–64 KiB) are gathered up to this before a write: one thread-pool round trip per MiB, not per chunk. */
