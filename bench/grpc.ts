@@ -7,7 +7,8 @@
  *   const rows = await runGrpcBench({ streamBytes: 256 * 2 ** 20 });
  *   console.log(formatGrpcRows(rows));
  *
- * Or on its own: `npx tsx bench/grpc.ts` (BENCH_GRPC_STREAM_MIB=64 for a quicker run).
+ * Or on its own: `npx tsx bench/grpc.ts` (BENCH_GRPC_STREAM_MIB=64 for a quicker run; BENCH_PROFILE_DIR=DIR profiles
+ * the executor).
  */
 import { type ChildProcess, spawn } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
@@ -16,6 +17,7 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { createClient } from '../executor/grpc/client.ts';
+import { cpuSeconds } from './proc.ts';
 import { ContentAddressableStorage } from '../shared/proto/gen/build/bazel/remote/execution/v2/remote_execution_pb.ts';
 import { ByteStream } from '../shared/proto/gen/google/bytestream/bytestream_pb.ts';
 
@@ -29,6 +31,10 @@ export interface GrpcBenchOptions {
   batchBlobBytes?: number;
   batchBlobsPerCall?: number;
   batchCalls?: number;
+  /** Another larder checkout to run the executor from (BENCH_BEFORE), for before/after figures. */
+  root?: string;
+  /** Run the executor under --cpu-prof, its profile written here when it stops (BENCH_PROFILE). */
+  profileDir?: string;
 }
 
 export interface GrpcBenchRow {
@@ -40,6 +46,8 @@ export interface GrpcBenchRow {
   unit: string;
   /** Median call latency in milliseconds (whole stream for ByteStream). */
   medianMs: number;
+  /** The executor's CPU time per call in milliseconds (user + system, all its threads), over the timed calls. */
+  serverCpuMs: number;
 }
 
 const MiB = 1024 * 1024;
@@ -56,7 +64,8 @@ export async function runGrpcBench(options: GrpcBenchOptions = {}): Promise<Grpc
     ...options,
   };
   const dir = mkdtempSync(join(tmpdir(), 'larder-bench-grpc-'));
-  const server = await startExecutor(['--store', `disk:${join(dir, 'store')}`, '--max-size', '4GiB', '--log-level', 'warn']);
+  const nodeFlags = o.profileDir === undefined ? [] : ['--cpu-prof', `--cpu-prof-dir=${o.profileDir}`];
+  const server = await startExecutor(o.root ?? REPO_ROOT, nodeFlags, ['--store', `disk:${join(dir, 'store')}`, '--max-size', '4GiB', '--log-level', 'warn']);
   const cas = createClient(ContentAddressableStorage, server.address);
   const bytestream = createClient(ByteStream, server.address);
   try {
@@ -68,7 +77,7 @@ export async function runGrpcBench(options: GrpcBenchOptions = {}): Promise<Grpc
       await cas.batchUpdateBlobs({ requests: present.slice(i, i + 1000).map((data) => ({ digest: digestOf(data), data })) });
     }
     const digests = [...present.map(digestOf), ...Array.from({ length: o.findMissingDigests / 2 }, (_, i) => digestOf(Buffer.from(`absent ${i}`)))];
-    const findTimes = await timeCalls(o.findMissingCalls, () => cas.findMissingBlobs({ blobDigests: digests }));
+    const findTimes = await timeCalls(server.pid, o.findMissingCalls, () => cas.findMissingBlobs({ blobDigests: digests }));
     rows.push(unaryRow(`FindMissingBlobs (${o.findMissingDigests} digests)`, findTimes, o.findMissingDigests, 'digests/s'));
 
     // Batch calls of fresh small blobs, then the same blobs read back.
@@ -76,10 +85,10 @@ export async function runGrpcBench(options: GrpcBenchOptions = {}): Promise<Grpc
       Array.from({ length: o.batchBlobsPerCall }, () => randomBytes(o.batchBlobBytes)).map((data) => ({ digest: digestOf(data), data })),
     );
     let call = 0;
-    const updateTimes = await timeCalls(o.batchCalls, () => cas.batchUpdateBlobs({ requests: batches[call++]! }));
+    const updateTimes = await timeCalls(server.pid, o.batchCalls, () => cas.batchUpdateBlobs({ requests: batches[call++]! }));
     rows.push(unaryRow(`BatchUpdateBlobs (${o.batchBlobsPerCall} × ${o.batchBlobBytes} B)`, updateTimes, o.batchBlobsPerCall, 'blobs/s'));
     call = 0;
-    const readTimes = await timeCalls(o.batchCalls, () => cas.batchReadBlobs({ digests: batches[call++]!.map((b) => b.digest) }));
+    const readTimes = await timeCalls(server.pid, o.batchCalls, () => cas.batchReadBlobs({ digests: batches[call++]!.map((b) => b.digest) }));
     rows.push(unaryRow(`BatchReadBlobs (${o.batchBlobsPerCall} × ${o.batchBlobBytes} B)`, readTimes, o.batchBlobsPerCall, 'blobs/s'));
 
     // One large blob through ByteStream, in 1 MiB requests.
@@ -92,9 +101,9 @@ export async function runGrpcBench(options: GrpcBenchOptions = {}): Promise<Grpc
         yield { resourceName: offset === 0 ? name : '', writeOffset: BigInt(offset), data, finishWrite: offset + MiB >= blob.byteLength };
       }
     }
-    const writeMs = await timeOnce(() => bytestream.write(writes()));
+    const writeMs = await timeStream(server.pid, () => bytestream.write(writes()));
     rows.push(streamRow(`ByteStream.Write (${o.streamBytes / MiB} MiB)`, writeMs, o.streamBytes));
-    const readMs = await timeOnce(async () => {
+    const readMs = await timeStream(server.pid, async () => {
       let got = 0;
       for await (const part of bytestream.read({ resourceName: `blobs/${hash}/${o.streamBytes}` })) got += part.data.byteLength;
       if (got !== o.streamBytes) throw new Error(`read ${got} of ${o.streamBytes} bytes`);
@@ -111,13 +120,36 @@ export async function runGrpcBench(options: GrpcBenchOptions = {}): Promise<Grpc
 
 /** A Markdown table of the rows (kept here rather than in table.ts so this file stands alone). */
 export function formatGrpcRows(rows: GrpcBenchRow[]): string {
-  const header = ['gRPC scenario', 'calls/s', 'throughput', 'unit', 'median ms'];
-  const body = rows.map((r) => [r.scenario, num(r.callsPerSecond), num(r.throughput), r.unit, num(r.medianMs)]);
+  const header = ['gRPC scenario', 'calls/s', 'throughput', 'unit', 'median ms', 'server CPU ms/call'];
+  const body = rows.map((r) => [r.scenario, num(r.callsPerSecond), num(r.throughput), r.unit, num(r.medianMs), num(r.serverCpuMs)]);
   const widths = header.map((h, i) => Math.max(h.length, ...body.map((row) => row[i]!.length)));
-  const right = [false, true, true, false, true];
+  const right = [false, true, true, false, true, true];
   const line = (cells: string[]) => `| ${cells.map((c, i) => (right[i] ? c.padStart(widths[i]!) : c.padEnd(widths[i]!))).join(' | ')} |`;
   const rule = `|${widths.map((w, i) => (right[i] ? `${'-'.repeat(w + 1)}:` : '-'.repeat(w + 2))).join('|')}|`;
   return [line(header), rule, ...body.map(line)].join('\n');
+}
+
+/**
+ * This larder against another checkout (BENCH_BEFORE), rounds interleaved: each cell lists every round's figure,
+ * so the spread between rounds shows how noisy the machine was.
+ */
+export function formatGrpcComparison(now: GrpcBenchRow[][], before: GrpcBenchRow[][]): string {
+  const header = ['gRPC scenario', 'unit', 'now', 'before', 'now ÷ before', 'server CPU ms/call now', 'before'];
+  const rounds = (runs: GrpcBenchRow[][], i: number, pick: (r: GrpcBenchRow) => number) => runs.map((rows) => num(pick(rows[i]!))).join(', ');
+  const best = (runs: GrpcBenchRow[][], i: number) => Math.max(...runs.map((rows) => rows[i]!.throughput));
+  const body = now[0]!.map((row, i) => [
+    row.scenario,
+    row.unit,
+    rounds(now, i, (r) => r.throughput),
+    rounds(before, i, (r) => r.throughput),
+    `${(best(now, i) / best(before, i)).toFixed(2)}×`,
+    rounds(now, i, (r) => r.serverCpuMs),
+    rounds(before, i, (r) => r.serverCpuMs),
+  ]);
+  const widths = header.map((h, i) => Math.max(h.length, ...body.map((row) => row[i]!.length)));
+  const line = (cells: string[]) => `| ${cells.map((c, i) => (i < 2 ? c.padEnd(widths[i]!) : c.padStart(widths[i]!))).join(' | ')} |`;
+  const rule = `|${widths.map((w, i) => (i < 2 ? '-'.repeat(w + 2) : `${'-'.repeat(w + 1)}:`)).join('|')}|`;
+  return [line(header), rule, ...body.map(line), '', 'now ÷ before: best round of each; rounds ran alternately (now, before, now, before…) on the same machine.'].join('\n');
 }
 
 function num(value: number): string {
@@ -130,11 +162,23 @@ function digestOf(data: Uint8Array) {
   return { hash: createHash('sha256').update(data).digest('hex'), sizeBytes: BigInt(data.byteLength) };
 }
 
-async function timeCalls(count: number, call: () => Promise<unknown>): Promise<number[]> {
-  await call(); // warm-up: connection, JIT
+/** Call latencies in ms, and the server's CPU per timed call (ms). */
+type TimedCalls = number[] & { cpuMs: number };
+
+/** One untimed warm-up call (connection, JIT), then `count - 1` timed ones, with the server's CPU over those. */
+async function timeCalls(pid: number, count: number, call: () => Promise<unknown>): Promise<TimedCalls> {
+  await call();
+  const before = cpuSeconds(pid);
   const times: number[] = [];
   for (let i = 1; i < count; i++) times.push(await timeOnce(call));
-  return times;
+  return Object.assign(times, { cpuMs: ((cpuSeconds(pid) - before) * 1000) / times.length });
+}
+
+/** One timed call (a whole stream), with the server's CPU over it. */
+async function timeStream(pid: number, call: () => Promise<unknown>): Promise<TimedCalls> {
+  const before = cpuSeconds(pid);
+  const ms = await timeOnce(call);
+  return Object.assign([ms], { cpuMs: (cpuSeconds(pid) - before) * 1000 });
 }
 
 async function timeOnce(call: () => Promise<unknown>): Promise<number> {
@@ -148,24 +192,26 @@ function median(values: number[]): number {
   return sorted[Math.floor(sorted.length / 2)] ?? NaN;
 }
 
-function unaryRow(scenario: string, times: number[], itemsPerCall: number, unit: string): GrpcBenchRow {
+function unaryRow(scenario: string, times: TimedCalls, itemsPerCall: number, unit: string): GrpcBenchRow {
   const callsPerSecond = (times.length * 1000) / times.reduce((a, b) => a + b, 0);
-  return { scenario, callsPerSecond, throughput: callsPerSecond * itemsPerCall, unit, medianMs: median(times) };
+  return { scenario, callsPerSecond, throughput: callsPerSecond * itemsPerCall, unit, medianMs: median(times), serverCpuMs: times.cpuMs };
 }
 
-function streamRow(scenario: string, ms: number, bytes: number): GrpcBenchRow {
-  return { scenario, callsPerSecond: 1000 / ms, throughput: bytes / MiB / (ms / 1000), unit: 'MiB/s', medianMs: ms };
+function streamRow(scenario: string, times: TimedCalls, bytes: number): GrpcBenchRow {
+  const ms = times[0]!;
+  return { scenario, callsPerSecond: 1000 / ms, throughput: bytes / MiB / (ms / 1000), unit: 'MiB/s', medianMs: ms, serverCpuMs: times.cpuMs };
 }
 
 interface Server {
   address: string;
+  pid: number;
   stop(): Promise<void>;
 }
 
 /** `larder executor` as a child process on a free port; stopped by its PID. */
-async function startExecutor(args: string[]): Promise<Server> {
-  const child: ChildProcess = spawn(process.execPath, [join(REPO_ROOT, 'bin/larder.js'), 'executor', '--listen', '127.0.0.1:0', ...args], {
-    cwd: REPO_ROOT,
+async function startExecutor(root: string, nodeFlags: string[], args: string[]): Promise<Server> {
+  const child: ChildProcess = spawn(process.execPath, [...nodeFlags, join(root, 'bin/larder.js'), 'executor', '--listen', '127.0.0.1:0', ...args], {
+    cwd: root,
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   let output = '';
@@ -185,6 +231,7 @@ async function startExecutor(args: string[]): Promise<Server> {
   });
   return {
     address,
+    pid: child.pid!,
     async stop() {
       if (child.exitCode === null && child.signalCode === null) process.kill(child.pid!, 'SIGTERM');
       const timer = setTimeout(() => child.exitCode === null && process.kill(child.pid!, 'SIGKILL'), 8_000);
@@ -196,5 +243,7 @@ async function startExecutor(args: string[]): Promise<Server> {
 
 if (process.argv[1] !== undefined && resolve(process.argv[1]) === resolve(import.meta.filename)) {
   const streamMiB = Number(process.env.BENCH_GRPC_STREAM_MIB ?? 256);
-  console.log(formatGrpcRows(await runGrpcBench({ streamBytes: streamMiB * MiB })));
+  const profileDir = process.env.BENCH_PROFILE_DIR || undefined;
+  console.log(formatGrpcRows(await runGrpcBench({ streamBytes: streamMiB * MiB, profileDir })));
+  if (profileDir !== undefined) console.log(`executor profile in ${profileDir} (npx tsx bench/profile-summary.ts FILE)`);
 }

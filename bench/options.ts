@@ -10,7 +10,8 @@
  *   BENCH_SCENARIOS=get-hit,put-existing,put-new
  *   BENCH_BLOBS=100           distinct pre-populated blobs per size (GET hits and re-uploads cycle over them)
  *   BENCH_STREAM_SIZE=1GiB    the big blob streamed in and out for the RSS figure; 0 skips it
- *   BENCH_SERVERS=larder,nginx
+ *   BENCH_SERVERS=nginx,node,deno   side by side (bench/servers.ts: nginx, node, deno, node-p2, node-before, deno-before)
+ *   BENCH_BEFORE=path         another larder checkout (say, main) to run as node-before/deno-before (added by default when set)
  *   BENCH_PIN=1               server on CPU 1, load generator on CPU 0 (needs taskset and 2 CPUs); 0 = no pinning
  *   BENCH_WAIT_QUIET=1        before each measured run, wait (≤ 30 s, ≤ 3 min in all) for other work on the machine to go quiet; 0 = don't
  *   BENCH_PROFILE=1           run larder under --cpu-prof; profiles land in BENCH_PROFILE_DIR and are summarised
@@ -22,6 +23,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseSize } from '../shared/size.ts';
 import { SCENARIOS, type Scenario } from './protocol.ts';
+import { parseServerNames, type ServerName } from './servers.ts';
 
 export interface BenchOptions {
   quick: boolean;
@@ -33,7 +35,8 @@ export interface BenchOptions {
   scenarios: Scenario[];
   blobCount: number;
   streamSize: number;
-  servers: Array<'larder' | 'nginx'>;
+  servers: ServerName[];
+  before: string | null;
   pin: boolean;
   waitQuiet: boolean;
   profileDir: string | null;
@@ -49,8 +52,8 @@ export function readOptions(argv: string[], env: NodeJS.ProcessEnv): BenchOption
   const list = (name: string, fallback: string) => (env[name] || fallback).split(',').map((s) => s.trim()).filter(Boolean);
   const scenarios = list('BENCH_SCENARIOS', SCENARIOS.join(','));
   for (const s of scenarios) if (!SCENARIOS.includes(s as Scenario)) throw new Error(`unknown scenario ${s}; known: ${SCENARIOS.join(', ')}`);
-  const servers = list('BENCH_SERVERS', 'larder,nginx');
-  for (const s of servers) if (s !== 'larder' && s !== 'nginx') throw new Error(`unknown server ${s}; known: larder, nginx`);
+  const before = env.BENCH_BEFORE || null;
+  const servers = parseServerNames(list('BENCH_SERVERS', before === null ? 'nginx,node,deno' : 'nginx,node,node-before,deno,deno-before'), before);
   return {
     quick,
     seconds: positive('BENCH_DURATION', env.BENCH_DURATION, quick ? 1 : 3),
@@ -61,7 +64,8 @@ export function readOptions(argv: string[], env: NodeJS.ProcessEnv): BenchOption
     scenarios: scenarios as Scenario[],
     blobCount: positive('BENCH_BLOBS', env.BENCH_BLOBS, 100),
     streamSize: parseSize(env.BENCH_STREAM_SIZE || (quick ? '64MiB' : '1GiB')),
-    servers: servers as Array<'larder' | 'nginx'>,
+    servers,
+    before,
     pin: env.BENCH_PIN === undefined ? true : flag(env.BENCH_PIN),
     waitQuiet: env.BENCH_WAIT_QUIET === undefined ? true : flag(env.BENCH_WAIT_QUIET),
     profileDir: flag(env.BENCH_PROFILE) ? env.BENCH_PROFILE_DIR || join(tmpdir(), `larder-bench-profiles-${Date.now()}`) : null,

@@ -4,7 +4,7 @@
  * here and killed by its own PID if the bench exits early; nothing is ever stopped by name.
  */
 import { spawn, type ChildProcess, type SpawnOptions } from 'node:child_process';
-import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { connect } from 'node:net';
 import { availableParallelism } from 'node:os';
 
@@ -96,6 +96,32 @@ export function cpuSeconds(pid: number): number {
   // Fields after the parenthesised command name; utime and stime are fields 14 and 15 (1-based).
   const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
   return (Number(fields[11]) + Number(fields[12])) / CLOCK_TICKS_PER_SECOND;
+}
+
+/** CPU seconds of a process and all its descendants still running (`--processes N` serves from child processes). */
+export function treeCpuSeconds(pid: number): number {
+  let total = 0;
+  try {
+    total = cpuSeconds(pid);
+  } catch {
+    return 0; // gone
+  }
+  for (const child of childPids(pid)) total += treeCpuSeconds(child);
+  return total;
+}
+
+/** Children of a process, from /proc/PID/task/TID/children (Linux). */
+function childPids(pid: number): number[] {
+  const children: number[] = [];
+  try {
+    for (const task of readdirSync(`/proc/${pid}/task`)) {
+      const text = readFileSync(`/proc/${pid}/task/${task}/children`, 'utf8').trim();
+      if (text !== '') children.push(...text.split(' ').map(Number));
+    }
+  } catch {
+    // gone, or a kernel without the children file
+  }
+  return children;
 }
 
 /** A field of /proc/PID/status in KiB (VmRSS, VmHWM). */

@@ -26,8 +26,11 @@ async function main(argv: string[]): Promise<number> {
         console.log(`usage: larder edge [options]\n\n${optionsHelp(EDGE_OPTIONS, process.env)}`);
         return 0;
       }
+      const config = parseEdgeConfig(args, process.env);
       const { startNodeEdge } = await import('../edge/node.ts');
-      const edge = await startNodeEdge(parseEdgeConfig(args, process.env));
+      const { isEdgeWorker, startEdgeProcesses } = await import('../edge/node-processes.ts');
+      // With more than one process this one only supervises (edge/node-processes.ts); its workers run this same line.
+      const edge = config.processes > 1 && !isEdgeWorker() ? await startEdgeProcesses(config) : await startNodeEdge(config, { announce: !isEdgeWorker() });
       const stop = () => void edge.close().then(() => process.exit(0));
       process.once('SIGINT', stop);
       process.once('SIGTERM', stop);

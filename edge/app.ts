@@ -17,8 +17,9 @@ import type { Metrics } from '../shared/metrics/metrics.ts';
 import { renderStatusPage, type StatusSnapshot } from '../shared/status/page.ts';
 import { REQUEST_METADATA_KEY, requestMetadataFields, requestMetadataFromHeader } from '../shared/request-metadata.ts';
 import type { BlobStore } from '../shared/storage/store.ts';
-import { collect, readWhole, streamOf } from '../shared/storage/streams.ts';
+import { collect, readWhole } from '../shared/storage/streams.ts';
 import { edgeAuth, type EdgeEnv } from './auth.ts';
+import { type BlobSender, type BodyReceiver, webBodies, webSender } from './bodies.ts';
 import { parseBlobPath } from './blob-path.ts';
 import { HTTP_STATUS } from './errors.ts';
 import { observeRequests } from './observe.ts';
@@ -36,12 +37,21 @@ export interface EdgeAppOptions {
   metrics?: Metrics;
   /** What `GET /status` shows (read role, like the cache); no status page without it. */
   status?: () => StatusSnapshot | Promise<StatusSnapshot>;
+  /**
+   * Where an accepted upload's bytes come from (bodies.ts); the web-standard receiver by default. Called only once
+   * the request has been parsed, authorised and size-checked: a runtime's receiver moves bytes, it decides nothing.
+   */
+  bodies?: BodyReceiver;
+  /** How a found blob is sent (bodies.ts): bytes as they are, streams streamed, by default; the app chose the headers. */
+  sender?: BlobSender;
 }
 
 const BLOB_HEADERS = { 'content-type': 'application/octet-stream' };
 
 export function createEdgeApp(options: EdgeAppOptions): Hono<EdgeEnv> {
   const { store, log } = options;
+  const bodies = options.bodies ?? webBodies();
+  const send = options.sender ?? webSender;
   const app = new Hono<EdgeEnv>();
 
   const { metrics } = options;
@@ -60,7 +70,7 @@ export function createEdgeApp(options: EdgeAppOptions): Hono<EdgeEnv> {
     if (key === null) return c.text('not found: cache paths are /[instance/]ac/{sha256} and /[instance/]cas/{sha256}\n', 404);
     switch (c.req.method) {
       case 'GET':
-        return key.kind === 'ac' ? getActionResult(c, key) : getBlob(key);
+        return key.kind === 'ac' ? getActionResult(c, key) : getBlob(c, key);
       case 'HEAD':
         return headBlob(key);
       case 'PUT':
@@ -81,14 +91,13 @@ export function createEdgeApp(options: EdgeAppOptions): Hono<EdgeEnv> {
     return c.text(`${message}\n`, status as 400);
   });
 
-  async function getBlob(key: BlobKey): Promise<Response> {
+  async function getBlob(c: Context<EdgeEnv>, key: BlobKey): Promise<Response> {
     const blob = await store.get(key);
     if (blob === null) {
       if (key.kind === 'cas' && key.hash === EMPTY_SHA256) return blobResponse(new Uint8Array(0));
       return miss(key);
     }
-    if (blob.bytes !== undefined) return blobResponse(blob.bytes);
-    return new Response(blob.body, { headers: { ...BLOB_HEADERS, 'content-length': String(blob.size) } });
+    return send(c, blob, { ...BLOB_HEADERS, 'content-length': String(blob.size) });
   }
 
   async function getActionResult(c: Context<EdgeEnv>, key: BlobKey): Promise<Response> {
@@ -132,18 +141,16 @@ export function createEdgeApp(options: EdgeAppOptions): Hono<EdgeEnv> {
     if (size > options.maxBlobBytes) {
       throw new LarderError('too_large', `blob of ${size} bytes exceeds the ${options.maxBlobBytes}-byte limit`);
     }
-    const body = c.req.raw.body ?? streamOf(new Uint8Array(0));
-    if (key.kind === 'ac') {
-      if (size > MAX_BUFFERED_PROTO_BYTES) {
-        throw new LarderError('too_large', `action result of ${size} bytes exceeds the ${MAX_BUFFERED_PROTO_BYTES}-byte limit`);
-      }
-      // Buffered (bounded above) so the entry can be checked to be an ActionResult before it is stored.
-      const bytes = await collect(body, size + 1);
-      decodeActionResult(bytes);
-      await store.put(key, streamOf(bytes), size);
-    } else {
-      await store.put(key, body, size);
+    if (key.kind === 'ac' && size > MAX_BUFFERED_PROTO_BYTES) {
+      throw new LarderError('too_large', `action result of ${size} bytes exceeds the ${MAX_BUFFERED_PROTO_BYTES}-byte limit`);
     }
+    await bodies(c, size, async (body) => {
+      if (key.kind === 'cas') return store.put(key, body, size);
+      // Buffered (bounded above) so the entry can be checked to be an ActionResult before it is stored.
+      const bytes = body instanceof Uint8Array ? body : await collect(body, size + 1);
+      decodeActionResult(bytes);
+      await store.put(key, bytes, size);
+    });
     log.debug('stored', { key: formatKey(key), size, by: c.var.principal?.subject });
     return new Response(null, { status: 200 });
   }

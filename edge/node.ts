@@ -7,6 +7,8 @@ import type { AddressInfo } from 'node:net';
 import type { EdgeConfig } from '../shared/config.ts';
 import { LarderError } from '../shared/errors.ts';
 import { autoMaxConnections } from './connections.ts';
+import { WholeBodies } from './bodies.ts';
+import { nodeBodies, nodeSender } from './node-body.ts';
 import { buildEdge, listeningLine } from './start.ts';
 
 export interface RunningEdge {
@@ -14,10 +16,18 @@ export interface RunningEdge {
   close(): Promise<void>;
 }
 
-export async function startNodeEdge(config: EdgeConfig): Promise<RunningEdge> {
+export interface NodeEdgeOptions {
+  /** Print the listening line (tests and scripts wait for it); a worker of --processes leaves that to its primary. */
+  announce?: boolean;
+}
+
+export async function startNodeEdge(config: EdgeConfig, options: NodeEdgeOptions = {}): Promise<RunningEdge> {
   // With a certificate the edge speaks HTTPS itself, for deployments without a terminating proxy.
   const tls = config.tls === null ? null : { cert: readPem(config.tls.certPath, '--tls-cert'), key: readPem(config.tls.keyPath, '--tls-key') };
-  const { app, store, gate, metrics, history } = await buildEdge(config);
+  // Uploads are read straight from the socket, and downloads of up to 2 MiB sent in one write (node-body.ts): the
+  // web-standard Request and Response bodies cost most here. One budget bounds the bytes held for both.
+  const whole = new WholeBodies();
+  const { app, store, gate, metrics, history } = await buildEdge(config, { bodies: nodeBodies(whole), sender: nodeSender(whole) });
   // The process's CPU, memory, event-loop delay and file descriptors (Node only: prom-client reads them from Node's APIs).
   collectDefaultMetrics({ register: metrics.registry });
   const listen = { fetch: app.fetch, hostname: config.listen.host, port: config.listen.port };
@@ -37,7 +47,7 @@ export async function startNodeEdge(config: EdgeConfig): Promise<RunningEdge> {
   // Connections past the cap are refused at once, which clients retry, instead of failing with EMFILE inside.
   if (maxConnections !== null) http.maxConnections = maxConnections;
   const { port } = server.address() as AddressInfo;
-  console.log(listeningLine('node', config.listen.host, port, tls !== null));
+  if (options.announce !== false) console.log(listeningLine('node', config.listen.host, port, tls !== null));
   return {
     url: `${tls === null ? 'http' : 'https'}://${config.listen.host.includes(':') ? `[${config.listen.host}]` : config.listen.host}:${port}`,
     async close() {

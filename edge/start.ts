@@ -12,6 +12,7 @@ import { openStore } from '../shared/storage/from-config.ts';
 import type { BlobStore } from '../shared/storage/store.ts';
 import { createEdgeApp } from './app.ts';
 import type { EdgeEnv } from './auth.ts';
+import type { BlobSender, BodyReceiver } from './bodies.ts';
 
 export interface Edge {
   app: Hono<EdgeEnv>;
@@ -23,7 +24,14 @@ export interface Edge {
   history: History;
 }
 
-export async function buildEdge(config: EdgeConfig): Promise<Edge> {
+export interface BuildEdgeOptions {
+  /** The runtime's body receiver (edge/node-body.ts on Node); the web-standard one otherwise. */
+  bodies?: BodyReceiver;
+  /** The runtime's blob sender (edge/node-body.ts on Node); the web-standard one otherwise. */
+  sender?: BlobSender;
+}
+
+export async function buildEdge(config: EdgeConfig, runtime: BuildEdgeOptions = {}): Promise<Edge> {
   const log = createLogger(config.logLevel, config.logFormat);
   checkExposure({ host: config.listen.host, auth: config.auth, tls: config.tls !== null, plainProtocol: 'http' }, log);
   const gate = await openAccessGate(config.auth, log);
@@ -43,6 +51,8 @@ export async function buildEdge(config: EdgeConfig): Promise<Edge> {
     gate,
     metrics,
     status: () => ({ title: 'larder edge', startedAt, now: new Date(), totals: metrics.totals(), history: history.series(), auth, storage }),
+    bodies: runtime.bodies,
+    sender: runtime.sender,
   });
   return { app, store, gate, log, metrics, history };
 }

@@ -33,6 +33,8 @@ export interface EdgeConfig {
   idleTimeoutMs: number;
   /** Open connections at most; null: derived from the file-descriptor limit (edge/connections.ts). */
   maxConnections: number | null;
+  /** Processes serving the one port and store (Node; edge/node-processes.ts); resolved from `auto` here. */
+  processes: number;
 }
 
 /** `larder executor`: the gRPC (REAPI v2) frontend over the same stores and keys as the edge. */
@@ -141,18 +143,39 @@ export const EDGE_OPTIONS: readonly OptionRow[] = [
   { flag: 'tls-key', env: 'LARDER_TLS_KEY', help: 'PEM private key for --tls-cert', default: () => '' },
   { flag: 'idle-timeout', env: 'LARDER_IDLE_TIMEOUT', help: 'close a connection idle (no bytes either way) this long; uploads that keep moving have no deadline', default: () => '90s' },
   { flag: 'max-connections', env: 'LARDER_MAX_CONNECTIONS', help: 'open connections at most (auto: from the open-file limit); more are refused', default: () => 'auto' },
+  { flag: 'processes', env: 'LARDER_PROCESSES', help: 'processes serving the one port and store (auto: one per core, 1 when the store holds blobs in memory)', default: () => 'auto' },
 ];
 
 /** Parses `larder edge` arguments (without the subcommand) and the environment into a checked config. */
 export function parseEdgeConfig(args: string[], env: Env): EdgeConfig {
   const values = resolveOptions(EDGE_OPTIONS, args, env);
-  return {
+  const config = {
     listen: parseListen(values.listen!),
     ...parseStoreOptions(values, env),
     auth: parseAuthOptions(values),
     tls: parseTlsOptions(values, 'https'),
     ...parseConnectionOptions(values),
   };
+  return { ...config, processes: parseProcesses(values.processes!, config.store) };
+}
+
+/**
+ * Several processes share a store only if it lives outside them (disk, S3): each would hold its own memory store
+ * (or memory tier), and a blob uploaded to one process would be missing, or an action result stale, on another.
+ */
+function parseProcesses(text: string, store: StoreConfig): number {
+  const shareable = storeIsShareable(store);
+  if (text === 'auto') return shareable ? availableParallelism() : 1;
+  if (!/^\d+$/.test(text) || Number(text) < 1) throw new LarderError('invalid_argument', `--processes must be auto or a positive number, not ${JSON.stringify(text)}`);
+  if (Number(text) > 1 && !shareable) {
+    throw new LarderError('invalid_argument', '--processes above 1 needs a store the processes can share (disk or s3, no memory tier): each process would hold its own memory store');
+  }
+  return Number(text);
+}
+
+function storeIsShareable(store: StoreConfig): boolean {
+  if (store.kind === 'memory') return false;
+  return store.kind !== 'tiered' || store.tiers.every(storeIsShareable);
 }
 
 function parseConnectionOptions(values: Record<string, string>): Pick<EdgeConfig, 'idleTimeoutMs' | 'maxConnections'> {

@@ -9,7 +9,7 @@ import { type BlobKey, blobKey, formatKey } from '../../shared/digest.ts';
 import { isLarderError, LarderError } from '../../shared/errors.ts';
 import type { Logger } from '../../shared/log.ts';
 import type { BlobStore } from '../../shared/storage/store.ts';
-import { readWhole, streamOf } from '../../shared/storage/streams.ts';
+import { readWhole } from '../../shared/storage/streams.ts';
 import {
   ActionCache,
   type ActionResult,
@@ -63,7 +63,7 @@ export async function writeActionResult(store: BlobStore, key: BlobKey, result: 
   if (bytes.byteLength > MAX_BUFFERED_PROTO_BYTES) {
     throw new LarderError('too_large', `action result of ${bytes.byteLength} bytes exceeds the ${MAX_BUFFERED_PROTO_BYTES}-byte limit`);
   }
-  await store.put(key, streamOf(bytes), bytes.byteLength);
+  await store.put(key, bytes, bytes.byteLength);
 }
 
 /**

@@ -7,7 +7,7 @@
 import { type Digest, blobKey, EMPTY_SHA256 } from '../../shared/digest.ts';
 import { LarderError } from '../../shared/errors.ts';
 import type { BlobStore } from '../../shared/storage/store.ts';
-import { readWhole, streamOf } from '../../shared/storage/streams.ts';
+import { readWhole } from '../../shared/storage/streams.ts';
 import {
   type BatchUpdateBlobsRequest_Request,
   Compressor_Value,
@@ -103,7 +103,7 @@ export function casService(deps: CasDeps): ServiceHandlers<typeof ContentAddress
       throw new LarderError('size_mismatch', `size mismatch: the digest says ${digest.sizeBytes} bytes, the data has ${data.byteLength}`);
     }
     // The store's verifying wrapper checks the SHA-256 before anything is published.
-    await store.put(blobKey(instance, 'cas', digest.hash), streamOf(data), digest.sizeBytes);
+    await store.put(blobKey(instance, 'cas', digest.hash), data, digest.sizeBytes);
   }
 
   async function readOne(instance: string, digest: Digest): Promise<Uint8Array> {

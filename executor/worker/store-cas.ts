@@ -13,7 +13,7 @@ import { Readable } from 'node:stream';
 import { type BlobKey, type Digest, EMPTY_SHA256, parseInstance } from '../../shared/digest.ts';
 import { LarderError } from '../../shared/errors.ts';
 import type { BlobStore, StoredBlob } from '../../shared/storage/store.ts';
-import { readWhole, streamOf } from '../../shared/storage/streams.ts';
+import { readWhole } from '../../shared/storage/streams.ts';
 import { verifier } from '../../shared/storage/verify.ts';
 import { mapLimit } from '../map-limit.ts';
 import type { WorkerCas } from './cas.ts';
@@ -85,7 +85,7 @@ export function storeCas(store: BlobStore, instance: string): WorkerCas {
 
     async uploadBytes(digest, bytes) {
       if (await isPresent(digest)) return;
-      await store.put(keyOf(digest), streamOf(bytes), digest.sizeBytes);
+      await store.put(keyOf(digest), bytes, digest.sizeBytes);
     },
 
     async uploadFile(digest, path) {

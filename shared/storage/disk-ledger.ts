@@ -7,8 +7,9 @@
  *
  * Lines: `+ SIZE REL` (published) and `- REL` (evicted). A process's ledger is removed once it is gone; the
  * next one to start rebuilds its index from the files, so nothing else needs the history. A long-running
- * process starts a fresh ledger every 16 MiB and removes the old one; a reader that had not finished it loses
- * a few events, which costs accuracy of the budget for a moment, never a wrong answer.
+ * process starts a fresh ledger every 16 MiB and removes the old one; a reader keeps the others' ledgers open, so
+ * it still reads the last lines of a removed one (one it had never opened is lost, which costs accuracy of the
+ * budget for a moment, never a wrong answer).
  */
 import { Buffer } from 'node:buffer';
 import { closeSync, mkdirSync, openSync, readdirSync, readSync, rmSync, statSync, writeSync } from 'node:fs';
@@ -22,7 +23,13 @@ interface Tail {
   offset: number;
   /** The start of a line whose end has not been written yet. */
   rest: string;
+  /** Kept open between catch-ups: reading what is new is then one read(2), not an open, a read and a close. */
+  fd: number | null;
 }
+
+/** The folder is listed again when its mtime moves (a ledger created, rotated or removed), and at least this often:
+ * a file system's coarse timestamps can leave a ledger created in the same tick as the last listing unseen. */
+const RELIST_MS = 1000;
 
 const ROTATE_BYTES = 16 * 1024 * 1024;
 /** `{owner}~{store}.{n}.log`: a process may open more than one store on a folder (tests do). */
@@ -38,6 +45,9 @@ export class Ledger {
   #generation = 0;
   #written = 0;
   readonly #tails = new Map<string, Tail>();
+  /** The folder's mtime at the last listing, and when that was. */
+  #listedMtime = -1;
+  #listedAt = 0;
 
   /** Opens the ledger folder: removes the ledgers of processes that are gone, and skips the others' history. */
   constructor(root: string) {
@@ -47,7 +57,7 @@ export class Ledger {
     for (const name of readdirSync(this.#dir)) {
       const owner = LEDGER_NAME.exec(name)?.[1];
       if (owner === undefined || !ownerAlive(owner)) rmSync(join(this.#dir, name), { force: true });
-      else this.#tails.set(name, { offset: statSync(join(this.#dir, name)).size, rest: '' });
+      else this.#tails.set(name, { offset: statSync(join(this.#dir, name)).size, rest: '', fd: null });
     }
     this.#fd = openSync(this.#own, 'a');
   }
@@ -75,6 +85,8 @@ export class Ledger {
 
   /** Removes this store's ledger (its blobs stay; whoever opens the folder next indexes them from the files). */
   close(): void {
+    for (const tail of this.#tails.values()) if (tail.fd !== null) closeSync(tail.fd);
+    this.#tails.clear();
     if (this.#fd < 0) return;
     closeSync(this.#fd);
     this.#fd = -1;
@@ -85,48 +97,72 @@ export class Ledger {
     return join(this.#dir, `${this.#tag}~${this.#id}.${this.#generation}.log`);
   }
 
-  /** Hands over, in order, what the other processes appended since the last call. */
+  /**
+   * Hands over, in order, what the other processes appended since the last call. Every upload calls this, so it
+   * costs one stat of the folder and one read per other ledger; the folder is listed only when it changed.
+   */
   catchUp(apply: (event: LedgerEvent) => void): void {
-    for (const name of readdirSync(this.#dir)) {
-      if (LEDGER_NAME.exec(name)?.[2] === this.#id) continue;
-      const tail = this.#tails.get(name) ?? { offset: 0, rest: '' };
-      this.#tails.set(name, tail);
-      const text = readFrom(join(this.#dir, name), tail.offset);
-      if (text === null) {
-        this.#tails.delete(name); // its owner is gone and a newcomer removed it
-        continue;
+    this.#relistIfChanged(apply);
+    for (const [name, tail] of this.#tails) {
+      tail.fd ??= openOrNull(join(this.#dir, name));
+      if (tail.fd === null) this.#tails.delete(name); // its owner is gone and a newcomer removed it
+      else applyLines(tail, readFrom(tail.fd, tail.offset), apply);
+    }
+  }
+
+  /** Follows the ledgers that appeared, and lets go of those removed once their last lines are read. */
+  #relistIfChanged(apply: (event: LedgerEvent) => void): void {
+    const mtime = statSync(this.#dir).mtimeMs;
+    const now = Date.now();
+    if (mtime === this.#listedMtime && now - this.#listedAt < RELIST_MS) return;
+    this.#listedMtime = mtime;
+    this.#listedAt = now;
+    const present = new Set(readdirSync(this.#dir).filter((name) => LEDGER_NAME.exec(name)?.[2] !== this.#id));
+    for (const name of present) if (!this.#tails.has(name)) this.#tails.set(name, { offset: 0, rest: '', fd: null });
+    for (const [name, tail] of this.#tails) {
+      if (present.has(name)) continue;
+      // Removed (rotated, or its owner is gone): an open descriptor still reads what was appended before that.
+      if (tail.fd !== null) {
+        applyLines(tail, readFrom(tail.fd, tail.offset), apply);
+        closeSync(tail.fd);
       }
-      tail.offset += Buffer.byteLength(text);
-      const lines = (tail.rest + text).split('\n');
-      tail.rest = lines.pop()!;
-      for (const line of lines) {
-        const added = /^\+ (\d+) (\S+)$/.exec(line);
-        if (added) apply({ published: true, rel: added[2]!, size: Number(added[1]) });
-        else if (line.startsWith('- ')) apply({ published: false, rel: line.slice(2) });
-      }
+      this.#tails.delete(name);
     }
   }
 }
 
-/** A file's bytes from `offset` on, as text ('' when nothing new), or null when the file is gone. */
-function readFrom(path: string, offset: number): string | null {
-  let fd: number;
+/** Parses what was read from a ledger past `tail.offset` and hands its complete lines over. */
+function applyLines(tail: Tail, text: string, apply: (event: LedgerEvent) => void): void {
+  if (text === '') return;
+  tail.offset += Buffer.byteLength(text);
+  const lines = (tail.rest + text).split('\n');
+  tail.rest = lines.pop()!;
+  for (const line of lines) {
+    const added = /^\+ (\d+) (\S+)$/.exec(line);
+    if (added) apply({ published: true, rel: added[2]!, size: Number(added[1]) });
+    else if (line.startsWith('- ')) apply({ published: false, rel: line.slice(2) });
+  }
+}
+
+function openOrNull(path: string): number | null {
   try {
-    fd = openSync(path, 'r');
+    return openSync(path, 'r');
   } catch {
     return null;
   }
-  try {
-    const chunks: Buffer[] = [];
-    for (let at = offset; ; ) {
-      const buffer = Buffer.allocUnsafe(64 * 1024);
-      const read = readSync(fd, buffer, 0, buffer.length, at);
-      if (read === 0) break;
-      chunks.push(buffer.subarray(0, read));
-      at += read;
-    }
-    return Buffer.concat(chunks).toString('utf8');
-  } finally {
-    closeSync(fd);
+}
+
+/** One buffer for every read: most catch-ups find nothing new, and should not allocate for it. */
+const READ_BUFFER = Buffer.allocUnsafe(64 * 1024);
+
+/** An open file's bytes from `offset` on, as text ('' when nothing new). */
+function readFrom(fd: number, offset: number): string {
+  const chunks: Buffer[] = [];
+  for (let at = offset; ; ) {
+    const read = readSync(fd, READ_BUFFER, 0, READ_BUFFER.length, at);
+    if (read === 0) break;
+    chunks.push(Buffer.from(READ_BUFFER.subarray(0, read)));
+    at += read;
   }
+  return chunks.length === 0 ? '' : Buffer.concat(chunks).toString('utf8');
 }

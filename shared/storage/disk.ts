@@ -23,8 +23,8 @@
  * retries it once; a budget larger than the file system is warned about at start-up.
  */
 import { createHash, randomUUID } from 'node:crypto';
-import { readFileSync, renameSync, rmSync, statSync } from 'node:fs';
-import { mkdir, open, readdir, rename, rm, stat, statfs, unlink, utimes, type FileHandle } from 'node:fs/promises';
+import { closeSync, readFileSync, renameSync, rmSync, statSync } from 'node:fs';
+import { mkdir, readdir, rename, rm, stat, statfs, unlink, utimes } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { BlobKey } from '../digest.ts';
 import { LarderError } from '../errors.ts';
@@ -32,8 +32,8 @@ import type { Logger } from '../log.ts';
 import { formatSize } from '../size.ts';
 import { Ledger } from './disk-ledger.ts';
 import { ownerAlive, ownerTag } from './owner.ts';
-import type { BlobStore, StoredBlob } from './store.ts';
-import { diskError, errno, fileStream, syncDisk, writeFile, writeSmallFile } from './disk-files.ts';
+import type { BlobBody, BlobStore, StoredBlob } from './store.ts';
+import { diskError, errno, fileSize, fileStream, openForReading, syncDisk, writeFile, writeWholeFile } from './disk-files.ts';
 import { bodyError, bytesBlob, collect } from './streams.ts';
 
 export interface DiskStoreOptions {
@@ -153,9 +153,9 @@ export class DiskStore implements BlobStore {
       if (bytes !== null) this.#markUsed(rel, this.#current(rel, bytes.byteLength));
       return bytes === null ? null : bytesBlob(bytes);
     }
-    let handle: FileHandle;
+    let fd: number;
     try {
-      handle = await open(path, 'r');
+      fd = await openForReading(path);
     } catch (err) {
       if (errno(err) === 'ENOENT') {
         this.#forget(rel); // evicted, possibly by another process sharing the folder
@@ -166,9 +166,15 @@ export class DiskStore implements BlobStore {
     // The open handle keeps the bytes readable even if the blob is evicted or replaced meanwhile. A CAS blob's
     // size is fixed by its hash, so a known one needs no fstat; an action-cache entry may have been replaced
     // (by this process or another sharing the folder) with one of another size, so its size is the file's.
-    const size = key.kind === 'cas' && known !== undefined ? known.size : (await handle.stat()).size;
+    let size: number;
+    try {
+      size = key.kind === 'cas' && known !== undefined ? known.size : await fileSize(fd);
+    } catch (err) {
+      closeSync(fd);
+      throw diskError(err, 'stat');
+    }
     this.#markUsed(rel, this.#current(rel, size));
-    return { size, body: fileStream(handle, size) };
+    return { size, body: fileStream(fd, size) };
   }
 
   #readSmall(rel: string, path: string): Uint8Array | null {
@@ -181,9 +187,9 @@ export class DiskStore implements BlobStore {
     }
   }
 
-  async put(key: BlobKey, body: ReadableStream<Uint8Array>, size: number): Promise<void> {
+  async put(key: BlobKey, body: BlobBody, size: number): Promise<void> {
     if (size > this.#maxBytes) {
-      await body.cancel();
+      if (!(body instanceof Uint8Array)) await body.cancel();
       throw new LarderError('no_space', `disk: a ${size}-byte blob is larger than the whole ${this.#maxBytes}-byte budget`);
     }
     const rel = relativePath(key);
@@ -200,10 +206,11 @@ export class DiskStore implements BlobStore {
         retried = true;
         return this.#evictForFullDisk(bytes, rel);
       };
-      if (size <= SMALL_BLOB) {
-        const bytes = await collect(body, SMALL_BLOB).catch((err) => Promise.reject(bodyError(err)));
+      if (body instanceof Uint8Array || size <= SMALL_BLOB) {
+        // Bytes in hand (of any size: the caller holds them already) are written in one go, like small blobs.
+        const bytes = body instanceof Uint8Array ? body : await collect(body, SMALL_BLOB).catch((err) => Promise.reject(bodyError(err)));
         await this.#publish(rel, bytes.byteLength, async () => {
-          await writeSmallFile(temp, bytes, () => makeRoom(bytes.byteLength));
+          await writeWholeFile(temp, bytes, () => makeRoom(bytes.byteLength));
           syncDisk('publish', () => renameSync(temp, join(this.#root, 'blobs', rel)));
         });
       } else {

@@ -4,7 +4,7 @@
  */
 import { type BlobKey, formatKey } from '../digest.ts';
 import { LarderError } from '../errors.ts';
-import type { BlobStore, StoredBlob } from './store.ts';
+import type { BlobBody, BlobStore, StoredBlob } from './store.ts';
 import { bodyError, bytesBlob, concat } from './streams.ts';
 
 export interface MemoryStoreOptions {
@@ -47,11 +47,12 @@ export class MemoryStore implements BlobStore {
     return this.#blobs.get(formatKey(key))?.byteLength ?? null;
   }
 
-  async put(key: BlobKey, body: ReadableStream<Uint8Array>, size: number): Promise<void> {
+  async put(key: BlobKey, body: BlobBody, size: number): Promise<void> {
     if (size > this.#maxBytes) {
-      await body.cancel();
+      if (!(body instanceof Uint8Array)) await body.cancel();
       throw new LarderError('no_space', `memory: a ${size}-byte blob is larger than the ${this.#maxBytes}-byte budget`);
     }
+    if (body instanceof Uint8Array) return this.#insert(formatKey(key), body);
     const chunks: Uint8Array[] = [];
     let length = 0;
     try {

@@ -26,8 +26,8 @@ import type { S3Config } from './s3-config.ts';
 import { objectBody } from './s3-body.ts';
 import { isMissing, s3Error } from './s3-errors.ts';
 import { putMultipart } from './s3-upload.ts';
-import type { BlobStore, StoredBlob } from './store.ts';
-import { bodyError, collect } from './streams.ts';
+import type { BlobBody, BlobStore, StoredBlob } from './store.ts';
+import { bodyError, bodyStream, collect } from './streams.ts';
 
 export interface S3StoreOptions extends Omit<S3Config, 'kind'> {
   /** Multipart part size, and the largest blob sent as one PutObject (buffered). Default 8 MiB; S3 needs ≥ 5 MiB. */
@@ -111,7 +111,8 @@ export class S3Store implements BlobStore {
     return { size: object.ContentLength ?? 0, body: objectBody(object.Body, `GET ${describe(key)}`, this.#attemptMs) };
   }
 
-  async put(key: BlobKey, body: ReadableStream<Uint8Array>, size: number): Promise<void> {
+  async put(key: BlobKey, whole: BlobBody, size: number): Promise<void> {
+    const body = bodyStream(whole);
     const what = `PUT ${describe(key)}`;
     // S3 allows 10,000 parts, so very large blobs get larger parts.
     const partBytes = Math.max(this.#partBytes, Math.ceil(size / MAX_PARTS));

@@ -6,7 +6,8 @@
  *   'timeout', 'no_space', …).
  * - `get` hands the caller a stream it must read to the end or cancel; the store closes its own resources
  *   when the stream ends either way.
- * - `put` reads `body` to its end. If the body stream errors (a verifier rejecting the bytes, a client that
+ * - `put` reads `body` to its end (or takes it whole: a caller that already holds the bytes passes them as they
+ *   are, and no stream is made, which is most of what a small upload costs). If the body stream errors (a verifier rejecting the bytes, a client that
  *   went away) nothing is published and the error is rethrown. Readers never see a partial blob.
  * - Stores do not check hashes themselves: `verifying()` wraps the outermost store so every upload is checked
  *   exactly once, whatever the composition behind it.
@@ -24,13 +25,16 @@ export interface StoredBlob {
   readonly bytes?: Uint8Array;
 }
 
+/** An upload's bytes: a stream, or the whole blob when the caller has it in memory anyway. */
+export type BlobBody = ReadableStream<Uint8Array> | Uint8Array;
+
 export interface BlobStore {
   /** Opens a stored blob for reading, or null on a miss. */
   get(key: BlobKey): Promise<StoredBlob | null>;
   /** The stored blob's size without reading its bytes, or null on a miss. */
   stat(key: BlobKey): Promise<number | null>;
   /** Stores exactly `size` bytes read from `body` under `key`, atomically. */
-  put(key: BlobKey, body: ReadableStream<Uint8Array>, size: number): Promise<void>;
+  put(key: BlobKey, body: BlobBody, size: number): Promise<void>;
   /**
    * Optional, for stores on a local file system: publishes a complete file of `size` bytes, already synced,
    * whose SHA-256 the caller computed as `sha256`, by moving it (rename) instead of copying it. Resolves false

@@ -1,6 +1,6 @@
 /** Small stream helpers every store needs: whole-buffer streams, draining, and bounded collection. */
 import { LarderError } from '../errors.ts';
-import type { StoredBlob } from './store.ts';
+import type { BlobBody, StoredBlob } from './store.ts';
 
 export function streamOf(bytes: Uint8Array): ReadableStream<Uint8Array> {
   return new ReadableStream({
@@ -9,6 +9,11 @@ export function streamOf(bytes: Uint8Array): ReadableStream<Uint8Array> {
       controller.close();
     },
   });
+}
+
+/** An upload's body as a stream, for stores that only stream (bytes in hand become a one-chunk stream). */
+export function bodyStream(body: BlobBody): ReadableStream<Uint8Array> {
+  return body instanceof Uint8Array ? streamOf(body) : body;
 }
 
 /** A StoredBlob for bytes already in memory; its body stream is made only if someone asks for it. */

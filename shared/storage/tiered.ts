@@ -20,7 +20,7 @@
 import type { BlobKey } from '../digest.ts';
 import { isLarderError } from '../errors.ts';
 import type { Logger } from '../log.ts';
-import type { BlobStore, StoredBlob } from './store.ts';
+import type { BlobBody, BlobStore, StoredBlob } from './store.ts';
 import { lockstepTee } from './tee.ts';
 
 export interface TieredStoreOptions {
@@ -60,7 +60,9 @@ export class TieredStore implements BlobStore {
     return size ?? this.#back.stat(key);
   }
 
-  async put(key: BlobKey, body: ReadableStream<Uint8Array>, size: number): Promise<void> {
+  async put(key: BlobKey, body: BlobBody, size: number): Promise<void> {
+    // Bytes in hand go to both tiers as they are; only a stream needs the lockstep tee.
+    if (body instanceof Uint8Array) return this.#putWhole(key, body, size);
     const tee = lockstepTee(body);
     const [toBack, toFront] = tee.branches;
     const backDone = this.#back.put(key, toBack, size).finally(() => tee.detach(0));
@@ -79,6 +81,12 @@ export class TieredStore implements BlobStore {
     }
     // Wait for the front too, so a read right after the upload is a fast hit.
     await frontDone;
+  }
+
+  /** As put, without a tee: the front stores the blob only once the back has (so it never holds what the back refused). */
+  async #putWhole(key: BlobKey, bytes: Uint8Array, size: number): Promise<void> {
+    await this.#back.put(key, bytes, size);
+    await this.#front.put(key, bytes, size).catch((err: unknown) => this.#ignored('put', err, undefined));
   }
 
   async close(): Promise<void> {

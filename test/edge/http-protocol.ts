@@ -14,6 +14,7 @@ import {
 import { type EdgeProcess, type Runtime, startEdgeProcess } from '../helpers/edge-process.ts';
 import { abortedUpload, randomBlob, rawRequest, request, sha256 } from '../helpers/http.ts';
 import { peakRssMiB } from '../helpers/proc.ts';
+import { WHOLE_BODY_MAX } from '../../edge/bodies.ts';
 
 export interface ProtocolTarget {
   runtime: Runtime;
@@ -145,6 +146,41 @@ export function describeHttpProtocol(name: string, target: ProtocolTarget): void
       expect((await request(agent, url(`/cas/${hash}`), 'GET')).status).toBe(404);
       expect((await request(agent, url(`/cas/${hash}`), 'PUT', data)).status).toBe(200);
     });
+
+    // Uploads up to WHOLE_BODY_MAX are read whole (on Node straight from the socket), larger ones stream: the
+    // answers must be the same on either path.
+    for (const [path, size] of [['read whole', 5000], ['streamed', WHOLE_BODY_MAX + 1000]] as const) {
+      describe(`uploads ${path} (${size} bytes)`, () => {
+        it('stores, serves with GET and HEAD, and accepts a re-upload; refuses wrong bytes even when stored', async () => {
+          const { data, hash } = randomBlob(size);
+          expect((await request(agent, url(`/cas/${hash}`), 'HEAD')).status).toBe(404);
+          expect((await request(agent, url(`/cas/${hash}`), 'PUT', data)).status).toBe(200);
+          expect((await request(agent, url(`/cas/${hash}`), 'PUT', data)).status).toBe(200);
+          const wrong = await request(agent, url(`/cas/${hash}`), 'PUT', randomBlob(size).data);
+          expect(wrong.status).toBe(400);
+          expect(wrong.body.toString()).toMatch(/sha256 mismatch/);
+          const got = await request(agent, url(`/cas/${hash}`), 'GET');
+          expect(got.status).toBe(200);
+          expect(sha256(got.body)).toBe(hash);
+          const head = await request(agent, url(`/cas/${hash}`), 'HEAD');
+          expect([head.status, head.headers['content-length']]).toEqual([200, String(size)]);
+        });
+
+        it('refuses wrong bytes for a new blob and stores nothing', async () => {
+          const { hash } = randomBlob(size);
+          expect((await request(agent, url(`/cas/${hash}`), 'PUT', randomBlob(size).data)).status).toBe(400);
+          expect((await request(agent, url(`/cas/${hash}`), 'GET')).status).toBe(404);
+          expect((await request(agent, url(`/cas/${hash}`), 'HEAD')).status).toBe(404);
+        });
+
+        it('stores nothing from an upload cut off midway, and keeps serving', async () => {
+          const { data, hash } = randomBlob(size);
+          await abortedUpload(edge.url, `/cas/${hash}`, size, Math.floor(size / 2));
+          expect((await request(agent, url(`/cas/${hash}`), 'GET')).status).toBe(404);
+          expect((await request(agent, url(`/cas/${hash}`), 'PUT', data)).status).toBe(200);
+        });
+      });
+    }
 
     it('keeps instances apart', async () => {
       const { data, hash } = randomBlob(100);

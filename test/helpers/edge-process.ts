@@ -23,7 +23,10 @@ export interface EdgeProcess {
 
 export interface EdgeProcessOptions {
   runtime: Runtime;
-  /** Arguments after `larder edge`; --listen defaults to 127.0.0.1:0 and --log-level to warn. */
+  /**
+   * Arguments after `larder edge`; --listen defaults to 127.0.0.1:0, --log-level to warn and --processes to 1 (one
+   * process per test server, whose PID is the server's; pass --processes to test several).
+   */
   args?: string[];
   env?: Record<string, string>;
   /** A command the server runs under, such as `prlimit --nofile=N:N`; it must exec the server (prlimit does), so the PID stays the server's. */
@@ -37,6 +40,7 @@ export async function startEdgeProcess(options: EdgeProcessOptions): Promise<Edg
   const withDefaults = [
     ...(args.includes('--listen') ? [] : ['--listen', '127.0.0.1:0']),
     ...(args.includes('--log-level') ? [] : ['--log-level', 'warn']),
+    ...(args.includes('--processes') ? [] : ['--processes', '1']),
     ...args,
   ];
   const [command, commandArgs] =

@@ -3,7 +3,7 @@ import { randomBytes } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
 import { blobKey, type BlobKind } from '../../shared/digest.ts';
 import { isLarderError } from '../../shared/errors.ts';
-import type { BlobStore } from '../../shared/storage/store.ts';
+import type { BlobBody, BlobStore } from '../../shared/storage/store.ts';
 import { collect, streamOf } from '../../shared/storage/streams.ts';
 import { verifying } from '../../shared/storage/verifying.ts';
 import { sha256 } from '../helpers/http.ts';
@@ -28,6 +28,12 @@ const failingStream = (first: Uint8Array) =>
     },
   });
 
+/** Both forms of an upload's body (store.ts BlobBody): the checks must not depend on which one a caller uses. */
+const BODY_FORMS: Array<[string, (bytes: Uint8Array) => BlobBody]> = [
+  ['a stream', streamOf],
+  ['whole bytes', (bytes) => bytes],
+];
+
 export function describeStoreContract(name: string, target: StoreTarget): void {
   describe(`${name}: store contract`, () => {
     it('answers a miss with null from get and stat', async () => {
@@ -45,6 +51,15 @@ export function describeStoreContract(name: string, target: StoreTarget): void {
       const blob = await store.get(key(data));
       expect(blob?.size).toBe(data.length);
       expect(Buffer.from(await collect(blob!.body, 1 << 20)).equals(data)).toBe(true);
+    });
+
+    it('takes a body given whole (bytes, no stream), small and large', async () => {
+      const store = await target.open(1 << 22);
+      for (const data of [randomBytes(100), randomBytes(1_500_000)]) {
+        await store.put(key(data), data, data.length);
+        expect(await store.stat(key(data))).toBe(data.length);
+        expect((await read(store, key(data)))?.equals(data)).toBe(true);
+      }
     });
 
     it('keeps instances and key spaces apart', async () => {
@@ -94,12 +109,13 @@ export function describeStoreContract(name: string, target: StoreTarget): void {
       expect(await store.stat(key(data))).toBeNull();
     });
 
-    describe('behind verifying()', () => {
+    for (const [form, as] of BODY_FORMS) {
+    describe(`behind verifying(), bodies as ${form}`, () => {
       it('refuses bytes that do not match the hash, and stores nothing', async () => {
         const store = verifying(await target.open(1 << 20));
         const data = randomBytes(1000);
         const k = key(data);
-        const err = await store.put(k, streamOf(randomBytes(1000)), 1000).catch((e: unknown) => e);
+        const err = await store.put(k, as(randomBytes(1000)), 1000).catch((e: unknown) => e);
         expect(isLarderError(err, 'digest_mismatch')).toBe(true);
         expect(await store.stat(k)).toBeNull();
       });
@@ -108,7 +124,7 @@ export function describeStoreContract(name: string, target: StoreTarget): void {
         const store = verifying(await target.open(1 << 20));
         const data = randomBytes(1000);
         for (const declared of [999, 1001]) {
-          const err = await store.put(key(data), streamOf(data), declared).catch((e: unknown) => e);
+          const err = await store.put(key(data), as(data), declared).catch((e: unknown) => e);
           expect(isLarderError(err, 'size_mismatch'), String(err)).toBe(true);
         }
         expect(await store.stat(key(data))).toBeNull();
@@ -117,12 +133,13 @@ export function describeStoreContract(name: string, target: StoreTarget): void {
       it('accepts a re-upload of a stored blob without storing it twice', async () => {
         const store = verifying(await target.open(1 << 20));
         const data = randomBytes(1000);
-        await store.put(key(data), streamOf(data), 1000);
-        await store.put(key(data), streamOf(data), 1000);
+        await store.put(key(data), as(data), 1000);
+        await store.put(key(data), as(data), 1000);
         expect((await read(store, key(data)))?.equals(data)).toBe(true);
-        const err = await store.put(key(data), streamOf(randomBytes(1000)), 1000).catch((e: unknown) => e);
+        const err = await store.put(key(data), as(randomBytes(1000)), 1000).catch((e: unknown) => e);
         expect(isLarderError(err, 'digest_mismatch')).toBe(true);
       });
     });
+    }
   });
 }

@@ -6,7 +6,7 @@ import { blobKey, type BlobKey } from '../../shared/digest.ts';
 import { isLarderError, LarderError } from '../../shared/errors.ts';
 import { MemoryStore } from '../../shared/storage/memory.ts';
 import type { BlobStore } from '../../shared/storage/store.ts';
-import { collect, streamOf } from '../../shared/storage/streams.ts';
+import { bodyStream, collect, streamOf } from '../../shared/storage/streams.ts';
 import { TieredStore } from '../../shared/storage/tiered.ts';
 import { verifying } from '../../shared/storage/verifying.ts';
 import { sha256 } from '../helpers/http.ts';
@@ -28,7 +28,7 @@ function switchable(inner: BlobStore) {
   const store: BlobStore = {
     get: (key) => guard(() => inner.get(key)),
     stat: (key) => guard(() => inner.stat(key)),
-    put: (key, body, size) => (state.down ? body.cancel().then(() => guard(() => Promise.resolve())) : guard(() => inner.put(key, body, size))),
+    put: (key, body, size) => (state.down ? bodyStream(body).cancel().then(() => guard(() => Promise.resolve())) : guard(() => inner.put(key, body, size))),
   };
   return { store, state };
 }
@@ -88,7 +88,7 @@ describe('tiered store', () => {
       get: async () => null,
       stat: async () => null,
       put: async (_key, body) => {
-        const reader = body.getReader();
+        const reader = bodyStream(body).getReader();
         await reader.read();
         reader.releaseLock(); // walks away without cancelling: the tee must not wait for it
         throw new LarderError('internal', 'front: disk error');
@@ -104,7 +104,7 @@ describe('tiered store', () => {
     const broken: BlobStore = {
       get: () => Promise.reject(new LarderError('internal', 'front: broken')),
       stat: () => Promise.reject(new LarderError('internal', 'front: broken')),
-      put: (_key, body) => body.cancel().then(() => Promise.reject(new LarderError('internal', 'front: broken'))),
+      put: (_key, body) => bodyStream(body).cancel().then(() => Promise.reject(new LarderError('internal', 'front: broken'))),
     };
     const tiered = new TieredStore({ front: broken, back });
     expect(await tiered.stat(key(data))).toBe(1000);

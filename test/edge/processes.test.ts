@@ -1,0 +1,98 @@
+// `larder edge --processes N`: several Node workers serve one port and one disk folder; the primary's PID stops
+// them all, and a primary that dies leaves no worker serving.
+import { spawnSync } from 'node:child_process';
+import { readdirSync, readFileSync } from 'node:fs';
+import http from 'node:http';
+import { join } from 'node:path';
+import { afterEach, describe, expect, it } from 'vitest';
+import { type EdgeProcess, startEdgeProcess, tempDir } from '../helpers/edge-process.ts';
+import { randomBlob, request, sha256 } from '../helpers/http.ts';
+import { REPO_ROOT } from '../helpers/tools.ts';
+
+/** The workers' PIDs, from the primary's listening line. */
+function workerPids(edge: EdgeProcess): number[] {
+  const match = /listening on \S+ \(\d+ processes: ([\d, ]+)\)/.exec(edge.output());
+  return match === null ? [] : match[1]!.split(', ').map(Number);
+}
+
+/** Running (a zombie, dead but not yet reaped, does not count). */
+function alive(pid: number): boolean {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    return stat.slice(stat.lastIndexOf(')') + 2)[0] !== 'Z';
+  } catch {
+    return false;
+  }
+}
+
+/** Waits (bounded) until none of `pids` runs; true if they all went. */
+async function allGone(pids: number[], timeoutMs: number): Promise<boolean> {
+  const deadline = Date.now() + timeoutMs;
+  while (pids.some(alive)) {
+    if (Date.now() > deadline) return false;
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+  return true;
+}
+
+describe('larder edge --processes 2 on one disk folder', () => {
+  const cleanups: Array<() => Promise<void> | void> = [];
+  afterEach(async () => {
+    for (const cleanup of cleanups.splice(0)) await cleanup();
+  });
+
+  async function start(): Promise<{ edge: EdgeProcess; folder: string }> {
+    const dir = tempDir('larder-processes-');
+    const edge = await startEdgeProcess({ runtime: 'node', args: ['--store', `disk:${dir.path}`, '--processes', '2'] });
+    cleanups.push(async () => {
+      await edge.kill9();
+      await allGone(workerPids(edge), 10_000);
+      dir.remove();
+    });
+    return { edge, folder: dir.path };
+  }
+
+  it('serves one port from two workers that see each other\'s blobs, and stops them all with the primary', async () => {
+    const { edge, folder } = await start();
+    const workers = workerPids(edge);
+    expect(workers).toHaveLength(2);
+    expect(workers.every(alive)).toBe(true);
+    // A fresh connection per request: the primary hands connections to the workers in turn, so both serve, and
+    // a blob stored through one is read through the other.
+    const fresh = () => new http.Agent({ keepAlive: false });
+    const blobs = Array.from({ length: 12 }, (_, i) => randomBlob(i % 2 === 0 ? 3000 : 200_000));
+    for (const { data, hash } of blobs) expect((await request(fresh(), `${edge.url}/cas/${hash}`, 'PUT', data)).status).toBe(200);
+    for (const { data, hash } of blobs) {
+      expect((await request(fresh(), `${edge.url}/cas/${hash}`, 'HEAD')).headers['content-length']).toBe(String(data.length));
+      const got = await request(fresh(), `${edge.url}/cas/${hash}`, 'GET');
+      expect([got.status, sha256(got.body)]).toEqual([200, hash]);
+    }
+    // Each worker keeps its own ledger of what it published (disk-ledger.ts): both have stored some of the blobs.
+    const published = (pid: number) =>
+      readdirSync(join(folder, 'ledger'))
+        .filter((name) => name.startsWith(`p${pid}-`))
+        .reduce((n, name) => n + (readFileSync(join(folder, 'ledger', name), 'utf8').match(/^\+ /gm)?.length ?? 0), 0);
+    expect(workers.map(published).every((n) => n > 0), `published per worker: ${workers.map(published)}`).toBe(true);
+
+    await edge.stop();
+    // The primary exits only after its workers have.
+    expect(workers.filter(alive)).toEqual([]);
+  });
+
+  it('leaves no worker serving when the primary is killed', async () => {
+    const { edge } = await start();
+    const workers = workerPids(edge);
+    expect(workers).toHaveLength(2);
+    await edge.kill9();
+    expect(await allGone(workers, 10_000), `still running: ${workers.filter(alive)}`).toBe(true);
+  });
+
+  it('refuses more than one process on a memory store', () => {
+    const run = spawnSync(process.execPath, [join(REPO_ROOT, 'bin/larder.js'), 'edge', '--store', 'memory', '--processes', '2', '--listen', '127.0.0.1:0'], {
+      encoding: 'utf8',
+      timeout: 20_000,
+    });
+    expect(run.status).toBe(2);
+    expect(run.stderr).toMatch(/--processes above 1 needs a store the processes can share/);
+  });
+});
