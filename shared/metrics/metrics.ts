@@ -111,8 +111,18 @@ export class Metrics {
   }
 
   storeOperation(labels: StoreLabels, operation: StoreOperation, result: 'hit' | 'miss' | 'ok' | 'error', seconds: number): void {
-    this.#storeSeconds.observe({ ...labels, operation, result }, seconds);
+    // A FindMissingBlobs of 10,000 digests is 10,000 observations: prom-client checks and hashes a labels object on
+    // every call, so each label combination's child is looked up once and kept (the combinations are few and fixed).
+    const id = `${labels.store}\u0000${labels.tier}\u0000${operation}\u0000${result}`;
+    let child = this.#storeChildren.get(id);
+    if (child === undefined) {
+      child = this.#storeSeconds.labels({ ...labels, operation, result });
+      this.#storeChildren.set(id, child);
+    }
+    child.observe(seconds);
   }
+
+  readonly #storeChildren = new Map<string, { observe(value: number): void }>();
 
   /** Reports a bounded store's usage at every scrape; `bytes` is read then, so it is always current. */
   watchStore(labels: StoreLabels, usage: { bytes: () => number; budget: number }): void {
