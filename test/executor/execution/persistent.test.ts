@@ -137,27 +137,39 @@ describe('remote persistent workers (local runner)', () => {
     expect(stats().started - before).toBe(2);
   });
 
-  it("Bazel ≥ 6's request shape: tool inputs marked bazel_tool_input key the pool; other inputs do not", async () => {
-    const before = stats().started;
-    const marked = async (name: string, tool: Buffer) => {
-      const [toolDigest, input, flags] = await fx.upload(tool, Buffer.from(`marked ${name}\n`), Buffer.from(`in.txt\nout.txt\n`));
-      const inputRoot = await fx.directory({
-        files: [
-          { name: 'args', digest: flags },
-          { name: 'in.txt', digest: input },
-          { name: 'worker.js', digest: toolDigest, isExecutable: true, nodeProperties: { properties: [{ name: 'bazel_tool_input', value: '' }] } },
-        ],
-      });
-      // The client's key is the same for all three: only the server's own key (tool digests) tells them apart.
-      return run(await fx.action({ inputRoot, platform: { persistentWorkerKey: 'client-key', persistentWorkerProtocol: 'json', 'cache-silo-key': 'marked' }, command: { arguments: [NODE, 'worker.js', '@args'], outputFiles: ['out.txt'] } }));
-    };
-    const a = await marked('a', JSON_WORKER);
-    const b = await marked('b', JSON_WORKER);
-    const c = await marked('c', Buffer.concat([JSON_WORKER, Buffer.from('\n// changed\n')]));
-    for (const r of [a, b, c]) expect(r.result!.exitCode, r.status?.message).toBe(0);
-    expect((await fx.read(b.result!.outputFiles[0]!.digest)).toString()).toBe('MARKED B\n');
-    expect(stats().started - before).toBe(2);
-  });
+  // Bazel ≥ 6 (--experimental_remote_mark_tool_inputs) marks the tool's files and sets the key itself; the client's
+  // key is the same for every action here: only the server's own key (tool digests) tells the versions apart.
+  for (const [protocol, worker, env] of [
+    ['json', JSON_WORKER, {}],
+    ['proto', PROTO_WORKER, { NODE_PATH: join(REPO_ROOT, 'node_modules') }],
+  ] as const) {
+    it(`Bazel ≥ 6's request shape (${protocol} worker): tool inputs marked bazel_tool_input key the pool; other inputs do not`, async () => {
+      const before = stats().started;
+      const marked = async (name: string, tool: Buffer) => {
+        const [toolDigest, input, flags] = await fx.upload(tool, Buffer.from(`marked ${name}\n`), Buffer.from(`in.txt\nout.txt\n`));
+        const inputRoot = await fx.directory({
+          files: [
+            { name: 'args', digest: flags },
+            { name: 'in.txt', digest: input },
+            { name: 'worker.js', digest: toolDigest, isExecutable: true, nodeProperties: { properties: [{ name: 'bazel_tool_input', value: '' }] } },
+          ],
+        });
+        return run(
+          await fx.action({
+            inputRoot,
+            platform: { persistentWorkerKey: 'client-key', persistentWorkerProtocol: protocol, 'cache-silo-key': `marked-${protocol}` },
+            command: { arguments: [NODE, 'worker.js', '@args'], outputFiles: ['out.txt'], environmentVariables: Object.entries(env).map(([n, v]) => ({ name: n, value: v })) },
+          }),
+        );
+      };
+      const a = await marked('a', worker);
+      const b = await marked('b', worker);
+      const c = await marked('c', Buffer.concat([worker, Buffer.from('\n// changed\n')]));
+      for (const r of [a, b, c]) expect(r.result!.exitCode, r.status?.message).toBe(0);
+      expect((await fx.read(b.result!.outputFiles[0]!.digest)).toString()).toBe('MARKED B\n');
+      expect(stats().started - before).toBe(2);
+    });
+  }
 
   it('a real protobuf worker made with @bazel/worker (length-delimited WorkRequests)', async () => {
     const before = stats();
