@@ -28,6 +28,7 @@ import type { Principal } from '../../shared/auth/authenticator.ts';
 import { errorForLog, LarderError } from '../../shared/errors.ts';
 import type { Logger } from '../../shared/log.ts';
 import { callStatus } from '../grpc-status.ts';
+import { singleBytesEncoder } from './bytes-message.ts';
 import { callFields } from '../request-metadata.ts';
 
 export interface CallContext {
@@ -87,6 +88,8 @@ function isUndecodable(value: unknown): value is Undecodable {
 }
 
 function serializer(schema: DescMessage) {
+  const fast = singleBytesEncoder(schema);
+  if (fast !== null) return fast;
   return (message: unknown): Buffer => {
     const bytes = toBinary(schema, create(schema, message as MessageInitShape<DescMessage>));
     return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
