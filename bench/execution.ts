@@ -34,7 +34,7 @@ import { openStore } from '../shared/storage/from-config.ts';
 import { FileCache } from '../executor/worker/file-cache.ts';
 import { stageInputs, type StageStats } from '../executor/worker/stage-inputs.ts';
 import { storeCas } from '../executor/worker/store-cas.ts';
-import { mapLimit } from '../executor/map-limit.ts';
+import { mapLimit } from '../shared/map-limit.ts';
 import { BazelWorkspace, bazelStatus, describeRun, type BazelRun } from '../test/bazel/bazel.ts';
 import { ActionFixture } from '../test/executor/execution/fixture.ts';
 import { clientsFor, reachableTempDir, sha256 } from '../test/executor/helpers.ts';

@@ -21,7 +21,7 @@ import {
   DirectorySchema,
   type Digest as DigestMessage,
 } from '../../shared/proto/gen/build/bazel/remote/execution/v2/remote_execution_pb.ts';
-import { mapLimit } from '../map-limit.ts';
+import { mapLimit } from '../../shared/map-limit.ts';
 import type { WorkerCas } from './cas.ts';
 import type { FileCache } from './file-cache.ts';
 

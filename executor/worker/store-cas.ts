@@ -15,7 +15,7 @@ import { LarderError } from '../../shared/errors.ts';
 import type { BlobStore, StoredBlob } from '../../shared/storage/store.ts';
 import { readWhole } from '../../shared/storage/streams.ts';
 import { verifier } from '../../shared/storage/verify.ts';
-import { mapLimit } from '../map-limit.ts';
+import { mapLimit } from '../../shared/map-limit.ts';
 import type { WorkerCas } from './cas.ts';
 
 /** Store calls in flight for one findMissing. */
