@@ -35,7 +35,7 @@ import { FileCache } from '../executor/worker/file-cache.ts';
 import { stageInputs, type StageStats } from '../executor/worker/stage-inputs.ts';
 import { storeCas } from '../executor/worker/store-cas.ts';
 import { mapLimit } from '../shared/map-limit.ts';
-import { BazelWorkspace, bazelStatus, describeRun, type BazelRun } from '../test/bazel/bazel.ts';
+import { BazelWorkspace, bazelStatus, describeRun, remoteExecutionFlags, type BazelRun } from '../test/bazel/bazel.ts';
 import { ActionFixture } from '../test/executor/execution/fixture.ts';
 import { clientsFor, reachableTempDir, sha256 } from '../test/executor/helpers.ts';
 import { cpuSeconds, spawnTracked, stopChild } from './proc.ts';
@@ -343,13 +343,7 @@ async function measureBazel(rounds: number): Promise<BazelRow[]> {
   try {
     executor = await startBenchExecutor(dir);
     ws = await BazelWorkspace.create();
-    const remoteFlags = [
-      `--remote_executor=${executor.url}`,
-      '--spawn_strategy=remote',
-      '--noremote_local_fallback',
-      '--remote_default_exec_properties=OSFamily=Linux',
-      '--remote_timeout=120',
-    ];
+    const remoteFlags = [...remoteExecutionFlags(executor.url), '--remote_default_exec_properties=OSFamily=Linux'];
     // Untimed: starts the Bazel server, loads the workspace, starts the local JSON worker and warms the
     // executor (JIT, input file cache of the sources), so the timed builds compare execution alone.
     await build(ws, 'local', []);

@@ -11,7 +11,7 @@
  */
 import { rm } from 'node:fs/promises';
 import { resolve } from 'node:path';
-import { BazelWorkspace, bazelAvailable } from '../test/bazel/bazel.ts';
+import { BazelWorkspace, bazelAvailable, remoteExecutionFlags } from '../test/bazel/bazel.ts';
 import { reachableTempDir } from '../test/executor/helpers.ts';
 import { build, type Executor, startBenchExecutor } from './execution.ts';
 import { formatTable } from './table.ts';
@@ -37,7 +37,7 @@ export async function runPersistentWorkerBench(rounds = 2): Promise<PersistentRo
     const oneShot = await startBenchExecutor(`${dir}/one-shot`, [], ['--concurrency', '4']);
     executors.push(oneShot);
     ws = await BazelWorkspace.create();
-    const remote = (executor: Executor) => [`--remote_executor=${executor.url}`, '--spawn_strategy=remote', '--noremote_local_fallback', '--remote_timeout=120'];
+    const remote = (executor: Executor) => remoteExecutionFlags(executor.url);
     const local = ['--strategy=UpperJson=worker', '--worker_max_instances=UpperJson=4'];
     // Untimed: the Bazel server starts and loads the workspace, so the rounds time execution alone.
     await ws.run(['build', '--nobuild', '--', ...TARGETS]);

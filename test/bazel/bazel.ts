@@ -69,6 +69,11 @@ export function bazelStatus(): BazelStatus {
   return cachedStatus;
 }
 
+/** Flags that make every action run on `executorUrl`, with no quiet fallback to a local run (`--remote_timeout` in s). */
+export function remoteExecutionFlags(executorUrl: string, timeoutSeconds = 120): string[] {
+  return [`--remote_executor=${executorUrl}`, "--spawn_strategy=remote", "--noremote_local_fallback", `--remote_timeout=${timeoutSeconds}`];
+}
+
 export function bazelAvailable(): boolean {
   return bazelStatus().available;
 }

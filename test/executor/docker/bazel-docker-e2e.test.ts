@@ -5,7 +5,7 @@
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { BazelWorkspace, bazelStatus } from '../../bazel/bazel.ts';
+import { BazelWorkspace, bazelStatus, remoteExecutionFlags } from '../../bazel/bazel.ts';
 import { expectOk } from '../../bazel/expectations.ts';
 import { requireTool } from '../../helpers/tools.ts';
 import { type ExecutorProcess, reachableTempDir, startExecutorProcess } from '../helpers.ts';
@@ -30,10 +30,7 @@ describe.runIf(haveBazel && haveDocker)('real Bazel with --remote_executor and c
     engine = await startTestEngine(['busybox']);
     executor = await startExecutorProcess(['--store', `disk:${join(dir, 'store')}`, '--work-dir', join(dir, 'work'), '--allow-docker', '--docker-host', engine.host]);
     flags = (extra) => [
-      `--remote_executor=${executor.url}`,
-      '--spawn_strategy=remote',
-      '--noremote_local_fallback',
-      '--remote_timeout=120',
+      ...remoteExecutionFlags(executor.url),
       `--remote_default_exec_properties=container-image=docker://${engine.images.busybox}`,
       ...extra.map((p) => `--remote_default_exec_properties=${p}`),
     ];

@@ -3,7 +3,7 @@
 // Node, as long-lived execs in kept containers, against `larder executor --persistent-workers docker`.
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { BazelWorkspace, bazelStatus } from '../../bazel/bazel.ts';
+import { BazelWorkspace, bazelStatus, remoteExecutionFlags } from '../../bazel/bazel.ts';
 import { expectOk } from '../../bazel/expectations.ts';
 import { requireTool } from '../../helpers/tools.ts';
 import { type ExecutorProcess, reachableTempDir, startExecutorProcess } from '../helpers.ts';
@@ -35,10 +35,7 @@ describe.runIf(haveBazel && haveDocker)('real Bazel with remote persistent worke
 
   it('twenty actions of a slow-starting worker, served by at most one container worker per concurrent action', async () => {
     const run = await ws.build(['//:slow_uppers'], [
-      `--remote_executor=${executor.url}`,
-      '--spawn_strategy=remote',
-      '--noremote_local_fallback',
-      '--remote_timeout=120',
+      ...remoteExecutionFlags(executor.url),
       // Target exec_properties merge with the execution platform's, not with --remote_default_exec_properties.
       '--extra_execution_platforms=//platforms:docker_node',
     ]);

@@ -4,7 +4,7 @@
 // log says how many worker processes it started.
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { BazelWorkspace, bazelStatus } from '../../bazel/bazel.ts';
+import { BazelWorkspace, bazelStatus, remoteExecutionFlags } from '../../bazel/bazel.ts';
 import { expectOk } from '../../bazel/expectations.ts';
 import { requireTool } from '../../helpers/tools.ts';
 import { type ExecutorProcess, reachableTempDir, startExecutorProcess } from '../helpers.ts';
@@ -27,7 +27,7 @@ describe.runIf(haveBazel)('real Bazel with remote persistent workers', () => {
   }, 120_000);
 
   it('twenty actions of a slow-starting worker are served by at most one worker process per concurrent action', async () => {
-    const run = await ws.build(['//:slow_uppers'], [`--remote_executor=${executor.url}`, '--spawn_strategy=remote', '--noremote_local_fallback', '--jobs=4']);
+    const run = await ws.build(['//:slow_uppers'], [...remoteExecutionFlags(executor.url), '--jobs=4']);
     expectOk(run);
     expect(run.summary!.other, run.summary!.line).toEqual({ remote: 20 });
     // Two actions run at once (--concurrency 2), and a singleplex worker takes one at a time: two processes at

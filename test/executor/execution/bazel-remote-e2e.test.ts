@@ -5,7 +5,7 @@
 import { lstat, readFile, readdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { BazelWorkspace, bazelStatus, describeRun, type BazelRun } from '../../bazel/bazel.ts';
+import { BazelWorkspace, bazelStatus, describeRun, remoteExecutionFlags, type BazelRun } from '../../bazel/bazel.ts';
 import { expectOk, expectOutputs } from '../../bazel/expectations.ts';
 import { requireTool } from '../../helpers/tools.ts';
 import { type ExecutorProcess, reachableTempDir, startExecutorProcess } from '../helpers.ts';
@@ -27,13 +27,7 @@ describe.runIf(haveBazel)('real Bazel with --remote_executor against larder exec
 
   beforeAll(async () => {
     executor = await startExecutorProcess(['--store', `disk:${join(dir, 'store')}`, '--work-dir', join(dir, 'work')]);
-    remoteFlags = [
-      `--remote_executor=${executor.url}`,
-      '--spawn_strategy=remote',
-      '--noremote_local_fallback',
-      '--remote_default_exec_properties=OSFamily=Linux',
-      '--remote_timeout=120',
-    ];
+    remoteFlags = [...remoteExecutionFlags(executor.url), '--remote_default_exec_properties=OSFamily=Linux'];
     ws = await BazelWorkspace.create();
   }, 120_000);
   afterAll(async () => {

@@ -10,7 +10,7 @@ import { readdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ActionResultSchema, type ActionResult } from '../../../shared/proto/gen/build/bazel/remote/execution/v2/remote_execution_pb.ts';
-import { BazelWorkspace, bazelStatus } from '../../bazel/bazel.ts';
+import { BazelWorkspace, bazelStatus, remoteExecutionFlags } from '../../bazel/bazel.ts';
 import { expectOk } from '../../bazel/expectations.ts';
 import { haveRedis, startRedis, type TestRedis } from '../../helpers/redis.ts';
 import { requireTool } from '../../helpers/tools.ts';
@@ -67,13 +67,10 @@ describe.runIf(arm64 !== null)('a fleet: two frontends, amd64 and arm64 workers,
     const ws = await BazelWorkspace.create();
     copyFileSync(join(arm64!.sysroot, 'bin/busybox'), join(ws.root, 'arm64/busybox'));
     const run = await ws.build(['//:remote_outputs', '//arm64:all'], [
-      `--remote_executor=${frontA.url}`,
-      '--spawn_strategy=remote',
-      '--noremote_local_fallback',
+      ...remoteExecutionFlags(frontA.url, 300),
       // Actions with no platform of their own go to amd64 workers; //arm64 targets set Arch=arm64 themselves.
       '--remote_default_exec_properties=OSFamily=Linux',
       '--remote_default_exec_properties=Arch=amd64',
-      '--remote_timeout=300',
     ], { timeoutMs: 900_000 });
     expectOk(run);
     expect(run.summary!.other, run.summary!.line).toEqual({ remote: run.summary!.nonInternal });
