@@ -99,7 +99,8 @@ export class StreamedBlob {
         const expected = Number((BigInt(chunk) >> BigInt(8 * (7 - (within + i)))) & 0xffn);
         if (data[done + i] !== expected) return false;
       }
-      if (i < n && Buffer.compare(data.subarray(done + i, done + n), this.#seed.subarray(within + i, within + n)) !== 0) return false;
+      if (i < n && Buffer.compare(data.subarray(done + i, done + n), this.#seed.subarray(within + i, within + n)) !== 0)
+        return false;
       done += n;
     }
     return true;

@@ -29,7 +29,9 @@ export interface DockerRow {
 export async function runDockerBench(options: { quick?: boolean } = {}): Promise<DockerRow[]> {
   const rounds = options.quick ? 10 : 40;
   const engine = await startTestEngine(['busybox']);
-  const server = await startTestServer({ args: ['--allow-docker', '--docker-host', engine.host, '--concurrency', '1'] }).catch(async (err) => {
+  const server = await startTestServer({
+    args: ['--allow-docker', '--docker-host', engine.host, '--concurrency', '1'],
+  }).catch(async (err) => {
     await engine.stop();
     throw err;
   });
@@ -43,19 +45,32 @@ export async function runDockerBench(options: { quick?: boolean } = {}): Promise
     ];
     let salt = 0;
     const once = async (platform: Record<string, string>): Promise<number> => {
-      const actionDigest = await fx.action({ salt: `bench-${++salt}`, doNotCache: true, platform, command: { arguments: ['/bin/true'] } });
+      const actionDigest = await fx.action({
+        salt: `bench-${++salt}`,
+        doNotCache: true,
+        platform,
+        command: { arguments: ['/bin/true'] },
+      });
       const started = performance.now();
       const { response } = await fx.execute(actionDigest);
       const elapsed = performance.now() - started;
-      if ((response.status?.code ?? 0) !== 0 || response.result?.exitCode !== 0) throw new Error(`a bench action failed: ${response.status?.message ?? ''} ${response.message}`);
+      if ((response.status?.code ?? 0) !== 0 || response.result?.exitCode !== 0)
+        throw new Error(`a bench action failed: ${response.status?.message ?? ''} ${response.message}`);
       return elapsed;
     };
     for (const [, platform] of modes) for (let i = 0; i < 2; i++) await once(platform); // warm-up
     const latencies = new Map(modes.map(([mode]) => [mode, [] as number[]]));
-    for (let round = 0; round < rounds; round++) for (const [mode, platform] of modes) latencies.get(mode)!.push(await once(platform));
+    for (let round = 0; round < rounds; round++)
+      for (const [mode, platform] of modes) latencies.get(mode)!.push(await once(platform));
     const rows = modes.map(([mode]) => {
       const sorted = latencies.get(mode)!.sort((a, b) => a - b);
-      return { mode, actions: sorted.length, p50Ms: percentile(sorted, 0.5), p99Ms: percentile(sorted, 0.99), overheadMs: 0 };
+      return {
+        mode,
+        actions: sorted.length,
+        p50Ms: percentile(sorted, 0.5),
+        p99Ms: percentile(sorted, 0.99),
+        overheadMs: 0,
+      };
     });
     for (const row of rows) row.overheadMs = row.p50Ms - rows[0]!.p50Ms;
     return rows;

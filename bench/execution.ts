@@ -111,18 +111,36 @@ export async function runExecutionBench(options: ExecutionBenchOptions = {}): Pr
     inputFiles: options.inputFiles ?? 20,
     profileDir,
   });
-  const staging = await measureStaging(options.stageDirectories ?? 100, options.stageFilesPerDirectory ?? 100, options.stageRuns ?? (quick ? 1 : 3));
+  const staging = await measureStaging(
+    options.stageDirectories ?? 100,
+    options.stageFilesPerDirectory ?? 100,
+    options.stageRuns ?? (quick ? 1 : 3),
+  );
   const bazelRounds = options.bazelRounds ?? (quick ? 1 : 2);
   const bazel = bazelStatus();
-  if (bazelRounds === 0) return { execute, staging, bazel: [], bazelSkipped: 'Bazel builds skipped (0 rounds asked for)' };
-  if (!bazel.available) return { execute, staging, bazel: [], bazelSkipped: `Bazel not available (${bazel.reason}): local vs remote build skipped` };
+  if (bazelRounds === 0)
+    return { execute, staging, bazel: [], bazelSkipped: 'Bazel builds skipped (0 rounds asked for)' };
+  if (!bazel.available)
+    return {
+      execute,
+      staging,
+      bazel: [],
+      bazelSkipped: `Bazel not available (${bazel.reason}): local vs remote build skipped`,
+    };
   return { execute, staging, bazel: await measureBazel(bazelRounds) };
 }
 
 export function formatExecutionRows(rows: ExecutionRows): string {
   const execute = formatTable(
     ['Execute /bin/true (warm inputs)', 'actions', 'p50 ms', 'p99 ms', 'actions/s', 'executor CPU µs/action'],
-    rows.execute.map((r) => [`concurrency ${r.concurrency}`, r.actions, num(r.p50Ms), num(r.p99Ms), num(r.actionsPerSecond), num(r.executorCpuUs)]),
+    rows.execute.map((r) => [
+      `concurrency ${r.concurrency}`,
+      r.actions,
+      num(r.p50Ms),
+      num(r.p99Ms),
+      num(r.actionsPerSecond),
+      num(r.executorCpuUs),
+    ]),
   );
   const staging = formatTable(
     ['stageInputs', 'files', 'ms (best)', 'files/s', 'fetched', 'linked'],
@@ -132,10 +150,40 @@ export function formatExecutionRows(rows: ExecutionRows): string {
   if (rows.bazel.length === 0) {
     lines.push(rows.bazelSkipped ?? 'no Bazel builds');
   } else {
-    const bazelRows = rows.bazel.map((r) => [`round ${r.round}`, num(r.localMs / 1000), num(r.remoteMs / 1000), ratio(r.remoteMs, r.localMs), r.localSummary, r.remoteSummary]);
+    const bazelRows = rows.bazel.map((r) => [
+      `round ${r.round}`,
+      num(r.localMs / 1000),
+      num(r.remoteMs / 1000),
+      ratio(r.remoteMs, r.localMs),
+      r.localSummary,
+      r.remoteSummary,
+    ]);
     const sum = (pick: (r: BazelRow) => number) => rows.bazel.reduce((total, r) => total + pick(r), 0);
-    if (rows.bazel.length > 1) bazelRows.push(['all', num(sum((r) => r.localMs) / 1000), num(sum((r) => r.remoteMs) / 1000), ratio(sum((r) => r.remoteMs), sum((r) => r.localMs)), '', '']);
-    lines.push(formatTable(['bazel build //:remote_outputs (cold)', 'local s', 'remote s', 'remote/local', 'local processes', 'remote processes'], bazelRows));
+    if (rows.bazel.length > 1)
+      bazelRows.push([
+        'all',
+        num(sum((r) => r.localMs) / 1000),
+        num(sum((r) => r.remoteMs) / 1000),
+        ratio(
+          sum((r) => r.remoteMs),
+          sum((r) => r.localMs),
+        ),
+        '',
+        '',
+      ]);
+    lines.push(
+      formatTable(
+        [
+          'bazel build //:remote_outputs (cold)',
+          'local s',
+          'remote s',
+          'remote/local',
+          'local processes',
+          'remote processes',
+        ],
+        bazelRows,
+      ),
+    );
   }
   return lines.join('\n');
 }
@@ -147,23 +195,38 @@ function ratio(a: number, b: number): string {
 // ---------------------------------------------------------------------------
 // 1. Execute overhead
 
-async function measureExecute(o: { actions: number; concurrencies: number[]; inputFiles: number; profileDir: string | null }): Promise<ExecuteRow[]> {
+async function measureExecute(o: {
+  actions: number;
+  concurrencies: number[];
+  inputFiles: number;
+  profileDir: string | null;
+}): Promise<ExecuteRow[]> {
   const dir = reachableTempDir('larder-bench-exec-');
   const { profileDir } = o;
-  const executor = await startBenchExecutor(dir, profileDir === null ? [] : ['--cpu-prof', `--cpu-prof-dir=${profileDir}`]).catch(async (err: unknown) => {
+  const executor = await startBenchExecutor(
+    dir,
+    profileDir === null ? [] : ['--cpu-prof', `--cpu-prof-dir=${profileDir}`],
+  ).catch(async (err: unknown) => {
     await rm(dir, { recursive: true, force: true });
     throw err;
   });
   const clients = clientsFor(executor.address);
   const fixture = new ActionFixture(clients);
   try {
-    const inputs = Object.fromEntries(Array.from({ length: o.inputFiles }, (_, i) => [`input-${i}.txt`, `input file ${i}\n`.repeat(10)]));
+    const inputs = Object.fromEntries(
+      Array.from({ length: o.inputFiles }, (_, i) => [`input-${i}.txt`, `input file ${i}\n`.repeat(10)]),
+    );
     const inputRoot = await fixture.tree(inputs);
-    const [commandDigest] = await fixture.upload(toBinary(CommandSchema, create(CommandSchema, { arguments: ['/bin/true'] })));
+    const [commandDigest] = await fixture.upload(
+      toBinary(CommandSchema, create(CommandSchema, { arguments: ['/bin/true'] })),
+    );
     // Actions differing only by salt: each is its own cache key, so each Execute runs the command.
     const actionsFor = async (prefix: string, count: number) => {
       const protos = Array.from({ length: count }, (_, i) =>
-        toBinary(ActionSchema, create(ActionSchema, { commandDigest, inputRootDigest: inputRoot, salt: Buffer.from(`${prefix}-${i}`) })),
+        toBinary(
+          ActionSchema,
+          create(ActionSchema, { commandDigest, inputRootDigest: inputRoot, salt: Buffer.from(`${prefix}-${i}`) }),
+        ),
       );
       return fixture.upload(...protos);
     };
@@ -209,9 +272,30 @@ export interface Executor {
  * A real `larder executor` process (bin/larder.js, as a user starts it) with its own store and work folder under
  * `dir`, which `nobody` can enter. Stopped by its PID (proc.ts also kills it if the bench dies first).
  */
-export async function startBenchExecutor(dir: string, nodeFlags: string[] = [], extraArgs: string[] = []): Promise<Executor> {
-  const args = ['executor', '--listen', '127.0.0.1:0', '--log-level', 'warn', '--store', `disk:${join(dir, 'store')}`, '--max-size', '4GiB', '--work-dir', join(dir, 'work'), '--concurrency', '8', ...extraArgs];
-  const child = spawnTracked(process.execPath, [...nodeFlags, LARDER_BIN, ...args], undefined, { stdio: ['ignore', 'pipe', 'pipe'] });
+export async function startBenchExecutor(
+  dir: string,
+  nodeFlags: string[] = [],
+  extraArgs: string[] = [],
+): Promise<Executor> {
+  const args = [
+    'executor',
+    '--listen',
+    '127.0.0.1:0',
+    '--log-level',
+    'warn',
+    '--store',
+    `disk:${join(dir, 'store')}`,
+    '--max-size',
+    '4GiB',
+    '--work-dir',
+    join(dir, 'work'),
+    '--concurrency',
+    '8',
+    ...extraArgs,
+  ];
+  const child = spawnTracked(process.execPath, [...nodeFlags, LARDER_BIN, ...args], undefined, {
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
   let output = '';
   child.stderr!.on('data', (d: Buffer) => (output += d.toString()));
   const url = await new Promise<string>((ready, fail) => {
@@ -235,7 +319,11 @@ export async function startBenchExecutor(dir: string, nodeFlags: string[] = [], 
 /** The executor's main-thread profile (CPU.date.time.PID.0.seq.cpuprofile; other threads are tsx's loader). */
 async function printProfile(profileDir: string, pid: number): Promise<void> {
   const main = (await readdir(profileDir)).find((f) => f.endsWith('.cpuprofile') && f.includes(`.${pid}.0.`));
-  process.stderr.write(main === undefined ? `no main-thread profile of executor ${pid} in ${profileDir}\n` : `\n${summarize(join(profileDir, main), 30)}\n`);
+  process.stderr.write(
+    main === undefined
+      ? `no main-thread profile of executor ${pid} in ${profileDir}\n`
+      : `\n${summarize(join(profileDir, main), 30)}\n`,
+  );
 }
 
 /** Executes every action with `concurrency` in flight; returns each call's latency (ms). Throws at the first failure. */
@@ -292,12 +380,15 @@ async function measureStaging(directories: number, filesPerDirectory: number, ru
         best[kind] = Math.min(best[kind], performance.now() - started);
         const fetched = kind === 'cold' ? files : 0;
         if (stats.files !== files || stats.linked !== files || stats.fetchedFiles !== fetched) {
-          throw new Error(`${kind} staging: ${stats.files} files, ${stats.linked} linked, ${stats.fetchedFiles} fetched; expected ${files}, ${files}, ${fetched}`);
+          throw new Error(
+            `${kind} staging: ${stats.files} files, ${stats.linked} linked, ${stats.fetchedFiles} fetched; expected ${files}, ${files}, ${fetched}`,
+          );
         }
         return stats;
       };
       last = { cold: await stage('cold'), warm: await stage('warm') };
-      for (const path of [`exec-cold-${run}`, `exec-warm-${run}`, `cache-${run}`]) await rm(join(dir, path), { recursive: true, force: true });
+      for (const path of [`exec-cold-${run}`, `exec-warm-${run}`, `cache-${run}`])
+        await rm(join(dir, path), { recursive: true, force: true });
     }
     return (['cold', 'warm'] as const).map((run) => ({
       run,
@@ -314,21 +405,32 @@ async function measureStaging(directories: number, filesPerDirectory: number, ru
 }
 
 /** Stores `directories` × `filesPerDirectory` distinct files of 200 B to ~4 KiB and their Directory protos; returns the root's digest. */
-async function uploadTree(cas: ReturnType<typeof storeCas>, directories: number, filesPerDirectory: number): Promise<Digest> {
+async function uploadTree(
+  cas: ReturnType<typeof storeCas>,
+  directories: number,
+  filesPerDirectory: number,
+): Promise<Digest> {
   const upload = async (bytes: Uint8Array) => {
     const digest = parseDigest(sha256(bytes), bytes.byteLength);
     await cas.uploadBytes(digest, bytes);
     return { hash: digest.hash, sizeBytes: BigInt(digest.sizeBytes) };
   };
-  const subdirectories = await mapLimit(Array.from({ length: directories }, (_, d) => d), 4, async (d) => {
-    const names = Array.from({ length: filesPerDirectory }, (_, f) => `file-${String(f).padStart(4, '0')}.txt`);
-    const files = await mapLimit(names, 16, async (name, f) => {
-      const size = 200 + (((d * filesPerDirectory + f) * 397) % 3900);
-      const bytes = Buffer.concat([Buffer.from(`${d}/${name}\n`), randomBytes(size)]);
-      return { name, digest: await upload(bytes) };
-    });
-    return { name: `dir-${String(d).padStart(4, '0')}`, digest: await upload(toBinary(DirectorySchema, create(DirectorySchema, { files }))) };
-  });
+  const subdirectories = await mapLimit(
+    Array.from({ length: directories }, (_, d) => d),
+    4,
+    async (d) => {
+      const names = Array.from({ length: filesPerDirectory }, (_, f) => `file-${String(f).padStart(4, '0')}.txt`);
+      const files = await mapLimit(names, 16, async (name, f) => {
+        const size = 200 + (((d * filesPerDirectory + f) * 397) % 3900);
+        const bytes = Buffer.concat([Buffer.from(`${d}/${name}\n`), randomBytes(size)]);
+        return { name, digest: await upload(bytes) };
+      });
+      return {
+        name: `dir-${String(d).padStart(4, '0')}`,
+        digest: await upload(toBinary(DirectorySchema, create(DirectorySchema, { files }))),
+      };
+    },
+  );
   const root = await upload(toBinary(DirectorySchema, create(DirectorySchema, { directories: subdirectories })));
   return parseDigest(root.hash, root.sizeBytes);
 }
@@ -354,7 +456,13 @@ async function measureBazel(rounds: number): Promise<BazelRow[]> {
       const local = await build(ws, 'local', []);
       await ws.clean();
       const remote = await build(ws, 'remote', remoteFlags);
-      rows.push({ round, localMs: local.durationMs, remoteMs: remote.durationMs, localSummary: local.summary!.line, remoteSummary: remote.summary!.line });
+      rows.push({
+        round,
+        localMs: local.durationMs,
+        remoteMs: remote.durationMs,
+        localSummary: local.summary!.line,
+        remoteSummary: remote.summary!.line,
+      });
     }
     return rows;
   } finally {
@@ -370,24 +478,41 @@ async function measureBazel(rounds: number): Promise<BazelRow[]> {
  * UpperJson) never see --action_env and would otherwise be remote cache hits. Throws unless the build succeeded
  * where it was meant to run.
  */
-export async function build(ws: BazelWorkspace, where: 'local' | 'remote', flags: string[], targets: string[] = TARGETS): Promise<BazelRun> {
+export async function build(
+  ws: BazelWorkspace,
+  where: 'local' | 'remote',
+  flags: string[],
+  targets: string[] = TARGETS,
+): Promise<BazelRun> {
   const nonce = randomBytes(8).toString('hex');
   const fresh = [`--action_env=BENCH_NONCE=${nonce}`, `--host_action_env=BENCH_NONCE=${nonce}`];
   if (where === 'remote') fresh.push(`--remote_instance_name=bench-${nonce}`);
   const run = await ws.build(targets, [...flags, ...fresh]);
   const summary = run.summary;
   if (run.exitCode !== 0 || summary === null) throw new Error(`${where} build failed:\n${describeRun(run)}`);
-  const allRemote = summary.remoteCacheHit === 0 && Object.keys(summary.other).length === 1 && summary.other.remote === summary.nonInternal;
-  if (where === 'remote' && !allRemote) throw new Error(`the remote build did not execute every action remotely: ${summary.line}`);
-  if (where === 'local' && (summary.other.remote !== undefined || summary.remoteCacheHit > 0)) throw new Error(`the local build used the executor: ${summary.line}`);
+  const allRemote =
+    summary.remoteCacheHit === 0 &&
+    Object.keys(summary.other).length === 1 &&
+    summary.other.remote === summary.nonInternal;
+  if (where === 'remote' && !allRemote)
+    throw new Error(`the remote build did not execute every action remotely: ${summary.line}`);
+  if (where === 'local' && (summary.other.remote !== undefined || summary.remoteCacheHit > 0))
+    throw new Error(`the local build used the executor: ${summary.line}`);
   return run;
 }
 
 if (process.argv[1] !== undefined && resolve(process.argv[1]) === resolve(import.meta.filename)) {
-  const profileDir = process.env.BENCH_PROFILE === '1' ? process.env.BENCH_PROFILE_DIR || join(tmpdir(), `larder-bench-profiles-${Date.now()}`) : null;
+  const profileDir =
+    process.env.BENCH_PROFILE === '1'
+      ? process.env.BENCH_PROFILE_DIR || join(tmpdir(), `larder-bench-profiles-${Date.now()}`)
+      : null;
   const bazelRounds = process.env.BENCH_BAZEL === '0' ? 0 : undefined;
   try {
-    console.log(formatExecutionRows(await runExecutionBench({ quick: process.argv.includes('--quick'), profileDir, bazelRounds })));
+    console.log(
+      formatExecutionRows(
+        await runExecutionBench({ quick: process.argv.includes('--quick'), profileDir, bazelRounds }),
+      ),
+    );
   } catch (err) {
     console.error((err as Error)?.stack ?? String(err));
     process.exitCode = 1;

@@ -11,7 +11,12 @@
  */
 import { create, toBinary } from '@bufbuild/protobuf';
 import { parseArgs } from 'node:util';
-import { ActionSchema, CommandSchema, DigestSchema, type Digest } from '../shared/proto/gen/build/bazel/remote/execution/v2/remote_execution_pb.ts';
+import {
+  ActionSchema,
+  CommandSchema,
+  DigestSchema,
+  type Digest,
+} from '../shared/proto/gen/build/bazel/remote/execution/v2/remote_execution_pb.ts';
 import { startRedis } from '../test/helpers/redis.ts';
 import { ActionFixture, finalResponse } from '../test/executor/execution/fixture.ts';
 import { clientsFor, digestOf, drain, reachableTempDir, startExecutorProcess } from '../test/executor/helpers.ts';
@@ -29,7 +34,14 @@ export async function runFleetBench(options: { actions: number; latencyActions: 
   const figures: FleetFigures[] = [];
   {
     const dir = reachableTempDir('larder-bench-memory-');
-    const executor = await startExecutorProcess(['--store', `disk:${dir}/store`, '--workers', '1', '--concurrency', '4']);
+    const executor = await startExecutorProcess([
+      '--store',
+      `disk:${dir}/store`,
+      '--workers',
+      '1',
+      '--concurrency',
+      '4',
+    ]);
     try {
       figures.push(await measure('memory: 1 process, 1 worker × 4', `127.0.0.1:${executor.port}`, options));
     } finally {
@@ -40,7 +52,9 @@ export async function runFleetBench(options: { actions: number; latencyActions: 
     const dir = reachableTempDir('larder-bench-fleet-');
     const redis = await startRedis();
     const front = await startFrontend({ redis: redis.url, store: `${dir}/store` });
-    const workers = await Promise.all([0, 1].map(() => startWorker({ redis: redis.url, frontend: front.url, concurrency: 2 })));
+    const workers = await Promise.all(
+      [0, 1].map(() => startWorker({ redis: redis.url, frontend: front.url, concurrency: 2 })),
+    );
     try {
       figures.push(await measure('redis: 1 frontend + 2 workers × 2', `127.0.0.1:${front.port}`, options));
     } finally {
@@ -52,7 +66,11 @@ export async function runFleetBench(options: { actions: number; latencyActions: 
   return figures;
 }
 
-async function measure(setup: string, address: string, options: { actions: number; latencyActions: number }): Promise<FleetFigures> {
+async function measure(
+  setup: string,
+  address: string,
+  options: { actions: number; latencyActions: number },
+): Promise<FleetFigures> {
   const clients = clientsFor(address);
   const fixture = new ActionFixture(clients);
   try {
@@ -75,11 +93,18 @@ async function measure(setup: string, address: string, options: { actions: numbe
     const load = await actions(fixture, options.actions, `${tag}-load`);
     const start = performance.now();
     let next = 0;
-    await Promise.all(Array.from({ length: 64 }, async () => {
-      while (next < load.length) await run(load[next++]!);
-    }));
+    await Promise.all(
+      Array.from({ length: 64 }, async () => {
+        while (next < load.length) await run(load[next++]!);
+      }),
+    );
     const seconds = (performance.now() - start) / 1000;
-    return { setup, actionsPerSecond: load.length / seconds, p50Ms: percentile(latencies, 0.5), p99Ms: percentile(latencies, 0.99) };
+    return {
+      setup,
+      actionsPerSecond: load.length / seconds,
+      p50Ms: percentile(latencies, 0.5),
+      p99Ms: percentile(latencies, 0.99),
+    };
   } finally {
     clients.close();
   }
@@ -89,7 +114,12 @@ async function measure(setup: string, address: string, options: { actions: numbe
 async function actions(fixture: ActionFixture, count: number, tag: string): Promise<Digest[]> {
   const [command] = await fixture.upload(toBinary(CommandSchema, create(CommandSchema, { arguments: ['/bin/true'] })));
   const root = await fixture.directory({});
-  const blobs = Array.from({ length: count }, (_, i) => toBinary(ActionSchema, create(ActionSchema, { commandDigest: command, inputRootDigest: root, salt: Buffer.from(`${tag}-${i}`) })));
+  const blobs = Array.from({ length: count }, (_, i) =>
+    toBinary(
+      ActionSchema,
+      create(ActionSchema, { commandDigest: command, inputRootDigest: root, salt: Buffer.from(`${tag}-${i}`) }),
+    ),
+  );
   for (let at = 0; at < blobs.length; at += 500) await fixture.upload(...blobs.slice(at, at + 500));
   return blobs.map((b) => create(DigestSchema, digestOf(b)));
 }
@@ -102,12 +132,25 @@ export function fleetTable(figures: FleetFigures[]): string {
   const base = figures[0]!;
   return formatTable(
     ['setup', 'actions/s', 'vs memory', 'p50 ms (1 at a time)', 'p99 ms', 'p50 added', 'p99 added'],
-    figures.map((f) => [f.setup, num(f.actionsPerSecond), `${num(f.actionsPerSecond / base.actionsPerSecond)}×`, num(f.p50Ms), num(f.p99Ms), num(f.p50Ms - base.p50Ms), num(f.p99Ms - base.p99Ms)]),
+    figures.map((f) => [
+      f.setup,
+      num(f.actionsPerSecond),
+      `${num(f.actionsPerSecond / base.actionsPerSecond)}×`,
+      num(f.p50Ms),
+      num(f.p99Ms),
+      num(f.p50Ms - base.p50Ms),
+      num(f.p99Ms - base.p99Ms),
+    ]),
   );
 }
 
 if (import.meta.url === `file://${process.argv[1]}`) {
-  const { values } = parseArgs({ options: { actions: { type: 'string', default: '1000' }, 'latency-actions': { type: 'string', default: '200' } } });
-  const figures = await runFleetBench({ actions: Number(values.actions), latencyActions: Number(values['latency-actions']) });
+  const { values } = parseArgs({
+    options: { actions: { type: 'string', default: '1000' }, 'latency-actions': { type: 'string', default: '200' } },
+  });
+  const figures = await runFleetBench({
+    actions: Number(values.actions),
+    latencyActions: Number(values['latency-actions']),
+  });
   console.log(fleetTable(figures));
 }

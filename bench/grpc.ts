@@ -65,7 +65,14 @@ export async function runGrpcBench(options: GrpcBenchOptions = {}): Promise<Grpc
   };
   const dir = mkdtempSync(join(tmpdir(), 'larder-bench-grpc-'));
   const nodeFlags = o.profileDir === undefined ? [] : ['--cpu-prof', `--cpu-prof-dir=${o.profileDir}`];
-  const server = await startExecutor(o.root ?? REPO_ROOT, nodeFlags, ['--store', `disk:${join(dir, 'store')}`, '--max-size', '4GiB', '--log-level', 'warn']);
+  const server = await startExecutor(o.root ?? REPO_ROOT, nodeFlags, [
+    '--store',
+    `disk:${join(dir, 'store')}`,
+    '--max-size',
+    '4GiB',
+    '--log-level',
+    'warn',
+  ]);
   const cas = createClient(ContentAddressableStorage, server.address);
   const bytestream = createClient(ByteStream, server.address);
   try {
@@ -74,22 +81,52 @@ export async function runGrpcBench(options: GrpcBenchOptions = {}): Promise<Grpc
     // FindMissingBlobs: half the digests present, so both answers are exercised.
     const present = Array.from({ length: o.findMissingDigests / 2 }, (_, i) => Buffer.from(`present ${i}`));
     for (let i = 0; i < present.length; i += 1000) {
-      await cas.batchUpdateBlobs({ requests: present.slice(i, i + 1000).map((data) => ({ digest: digestOf(data), data })) });
+      await cas.batchUpdateBlobs({
+        requests: present.slice(i, i + 1000).map((data) => ({ digest: digestOf(data), data })),
+      });
     }
-    const digests = [...present.map(digestOf), ...Array.from({ length: o.findMissingDigests / 2 }, (_, i) => digestOf(Buffer.from(`absent ${i}`)))];
-    const findTimes = await timeCalls(server.pid, o.findMissingCalls, () => cas.findMissingBlobs({ blobDigests: digests }));
-    rows.push(unaryRow(`FindMissingBlobs (${o.findMissingDigests} digests)`, findTimes, o.findMissingDigests, 'digests/s'));
+    const digests = [
+      ...present.map(digestOf),
+      ...Array.from({ length: o.findMissingDigests / 2 }, (_, i) => digestOf(Buffer.from(`absent ${i}`))),
+    ];
+    const findTimes = await timeCalls(server.pid, o.findMissingCalls, () =>
+      cas.findMissingBlobs({ blobDigests: digests }),
+    );
+    rows.push(
+      unaryRow(`FindMissingBlobs (${o.findMissingDigests} digests)`, findTimes, o.findMissingDigests, 'digests/s'),
+    );
 
     // Batch calls of fresh small blobs, then the same blobs read back.
     const batches = Array.from({ length: o.batchCalls }, (_, c) =>
-      Array.from({ length: o.batchBlobsPerCall }, () => randomBytes(o.batchBlobBytes)).map((data) => ({ digest: digestOf(data), data })),
+      Array.from({ length: o.batchBlobsPerCall }, () => randomBytes(o.batchBlobBytes)).map((data) => ({
+        digest: digestOf(data),
+        data,
+      })),
     );
     let call = 0;
-    const updateTimes = await timeCalls(server.pid, o.batchCalls, () => cas.batchUpdateBlobs({ requests: batches[call++]! }));
-    rows.push(unaryRow(`BatchUpdateBlobs (${o.batchBlobsPerCall} × ${o.batchBlobBytes} B)`, updateTimes, o.batchBlobsPerCall, 'blobs/s'));
+    const updateTimes = await timeCalls(server.pid, o.batchCalls, () =>
+      cas.batchUpdateBlobs({ requests: batches[call++]! }),
+    );
+    rows.push(
+      unaryRow(
+        `BatchUpdateBlobs (${o.batchBlobsPerCall} × ${o.batchBlobBytes} B)`,
+        updateTimes,
+        o.batchBlobsPerCall,
+        'blobs/s',
+      ),
+    );
     call = 0;
-    const readTimes = await timeCalls(server.pid, o.batchCalls, () => cas.batchReadBlobs({ digests: batches[call++]!.map((b) => b.digest) }));
-    rows.push(unaryRow(`BatchReadBlobs (${o.batchBlobsPerCall} × ${o.batchBlobBytes} B)`, readTimes, o.batchBlobsPerCall, 'blobs/s'));
+    const readTimes = await timeCalls(server.pid, o.batchCalls, () =>
+      cas.batchReadBlobs({ digests: batches[call++]!.map((b) => b.digest) }),
+    );
+    rows.push(
+      unaryRow(
+        `BatchReadBlobs (${o.batchBlobsPerCall} × ${o.batchBlobBytes} B)`,
+        readTimes,
+        o.batchBlobsPerCall,
+        'blobs/s',
+      ),
+    );
 
     // One large blob through ByteStream, in 1 MiB requests.
     const blob = randomBytes(o.streamBytes);
@@ -98,14 +135,20 @@ export async function runGrpcBench(options: GrpcBenchOptions = {}): Promise<Grpc
     function* writes() {
       for (let offset = 0; offset < blob.byteLength; offset += MiB) {
         const data = blob.subarray(offset, offset + MiB);
-        yield { resourceName: offset === 0 ? name : '', writeOffset: BigInt(offset), data, finishWrite: offset + MiB >= blob.byteLength };
+        yield {
+          resourceName: offset === 0 ? name : '',
+          writeOffset: BigInt(offset),
+          data,
+          finishWrite: offset + MiB >= blob.byteLength,
+        };
       }
     }
     const writeMs = await timeStream(server.pid, () => bytestream.write(writes()));
     rows.push(streamRow(`ByteStream.Write (${o.streamBytes / MiB} MiB)`, writeMs, o.streamBytes));
     const readMs = await timeStream(server.pid, async () => {
       let got = 0;
-      for await (const part of bytestream.read({ resourceName: `blobs/${hash}/${o.streamBytes}` })) got += part.data.byteLength;
+      for await (const part of bytestream.read({ resourceName: `blobs/${hash}/${o.streamBytes}` }))
+        got += part.data.byteLength;
       if (got !== o.streamBytes) throw new Error(`read ${got} of ${o.streamBytes} bytes`);
     });
     rows.push(streamRow(`ByteStream.Read (${o.streamBytes / MiB} MiB)`, readMs, o.streamBytes));
@@ -121,10 +164,18 @@ export async function runGrpcBench(options: GrpcBenchOptions = {}): Promise<Grpc
 /** A Markdown table of the rows (kept here rather than in table.ts so this file stands alone). */
 export function formatGrpcRows(rows: GrpcBenchRow[]): string {
   const header = ['gRPC scenario', 'calls/s', 'throughput', 'unit', 'median ms', 'server CPU ms/call'];
-  const body = rows.map((r) => [r.scenario, num(r.callsPerSecond), num(r.throughput), r.unit, num(r.medianMs), num(r.serverCpuMs)]);
+  const body = rows.map((r) => [
+    r.scenario,
+    num(r.callsPerSecond),
+    num(r.throughput),
+    r.unit,
+    num(r.medianMs),
+    num(r.serverCpuMs),
+  ]);
   const widths = header.map((h, i) => Math.max(h.length, ...body.map((row) => row[i]!.length)));
   const right = [false, true, true, false, true, true];
-  const line = (cells: string[]) => `| ${cells.map((c, i) => (right[i] ? c.padStart(widths[i]!) : c.padEnd(widths[i]!))).join(' | ')} |`;
+  const line = (cells: string[]) =>
+    `| ${cells.map((c, i) => (right[i] ? c.padStart(widths[i]!) : c.padEnd(widths[i]!))).join(' | ')} |`;
   const rule = `|${widths.map((w, i) => (right[i] ? `${'-'.repeat(w + 1)}:` : '-'.repeat(w + 2))).join('|')}|`;
   return [line(header), rule, ...body.map(line)].join('\n');
 }
@@ -135,7 +186,8 @@ export function formatGrpcRows(rows: GrpcBenchRow[]): string {
  */
 export function formatGrpcComparison(now: GrpcBenchRow[][], before: GrpcBenchRow[][]): string {
   const header = ['gRPC scenario', 'unit', 'now', 'before', 'now ÷ before', 'server CPU ms/call now', 'before'];
-  const rounds = (runs: GrpcBenchRow[][], i: number, pick: (r: GrpcBenchRow) => number) => runs.map((rows) => num(pick(rows[i]!))).join(', ');
+  const rounds = (runs: GrpcBenchRow[][], i: number, pick: (r: GrpcBenchRow) => number) =>
+    runs.map((rows) => num(pick(rows[i]!))).join(', ');
   const best = (runs: GrpcBenchRow[][], i: number) => Math.max(...runs.map((rows) => rows[i]!.throughput));
   const body = now[0]!.map((row, i) => [
     row.scenario,
@@ -147,9 +199,16 @@ export function formatGrpcComparison(now: GrpcBenchRow[][], before: GrpcBenchRow
     rounds(before, i, (r) => r.serverCpuMs),
   ]);
   const widths = header.map((h, i) => Math.max(h.length, ...body.map((row) => row[i]!.length)));
-  const line = (cells: string[]) => `| ${cells.map((c, i) => (i < 2 ? c.padEnd(widths[i]!) : c.padStart(widths[i]!))).join(' | ')} |`;
+  const line = (cells: string[]) =>
+    `| ${cells.map((c, i) => (i < 2 ? c.padEnd(widths[i]!) : c.padStart(widths[i]!))).join(' | ')} |`;
   const rule = `|${widths.map((w, i) => (i < 2 ? '-'.repeat(w + 2) : `${'-'.repeat(w + 1)}:`)).join('|')}|`;
-  return [line(header), rule, ...body.map(line), '', 'now ÷ before: best round of each; rounds ran alternately (now, before, now, before…) on the same machine.'].join('\n');
+  return [
+    line(header),
+    rule,
+    ...body.map(line),
+    '',
+    'now ÷ before: best round of each; rounds ran alternately (now, before, now, before…) on the same machine.',
+  ].join('\n');
 }
 
 function num(value: number): string {
@@ -194,12 +253,26 @@ function median(values: number[]): number {
 
 function unaryRow(scenario: string, times: TimedCalls, itemsPerCall: number, unit: string): GrpcBenchRow {
   const callsPerSecond = (times.length * 1000) / times.reduce((a, b) => a + b, 0);
-  return { scenario, callsPerSecond, throughput: callsPerSecond * itemsPerCall, unit, medianMs: median(times), serverCpuMs: times.cpuMs };
+  return {
+    scenario,
+    callsPerSecond,
+    throughput: callsPerSecond * itemsPerCall,
+    unit,
+    medianMs: median(times),
+    serverCpuMs: times.cpuMs,
+  };
 }
 
 function streamRow(scenario: string, times: TimedCalls, bytes: number): GrpcBenchRow {
   const ms = times[0]!;
-  return { scenario, callsPerSecond: 1000 / ms, throughput: bytes / MiB / (ms / 1000), unit: 'MiB/s', medianMs: ms, serverCpuMs: times.cpuMs };
+  return {
+    scenario,
+    callsPerSecond: 1000 / ms,
+    throughput: bytes / MiB / (ms / 1000),
+    unit: 'MiB/s',
+    medianMs: ms,
+    serverCpuMs: times.cpuMs,
+  };
 }
 
 interface Server {
@@ -210,10 +283,14 @@ interface Server {
 
 /** `larder executor` as a child process on a free port; stopped by its PID. */
 async function startExecutor(root: string, nodeFlags: string[], args: string[]): Promise<Server> {
-  const child: ChildProcess = spawn(process.execPath, [...nodeFlags, join(root, 'bin/larder.js'), 'executor', '--listen', '127.0.0.1:0', ...args], {
-    cwd: root,
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
+  const child: ChildProcess = spawn(
+    process.execPath,
+    [...nodeFlags, join(root, 'bin/larder.js'), 'executor', '--listen', '127.0.0.1:0', ...args],
+    {
+      cwd: root,
+      stdio: ['ignore', 'pipe', 'pipe'],
+    },
+  );
   let output = '';
   child.stderr!.on('data', (d: Buffer) => (output += d.toString()));
   const exited = new Promise<void>((done) => child.once('exit', () => done()));
@@ -245,5 +322,6 @@ if (process.argv[1] !== undefined && resolve(process.argv[1]) === resolve(import
   const streamMiB = Number(process.env.BENCH_GRPC_STREAM_MIB ?? 256);
   const profileDir = process.env.BENCH_PROFILE_DIR || undefined;
   console.log(formatGrpcRows(await runGrpcBench({ streamBytes: streamMiB * MiB, profileDir })));
-  if (profileDir !== undefined) console.log(`executor profile in ${profileDir} (npx tsx bench/profile-summary.ts FILE)`);
+  if (profileDir !== undefined)
+    console.log(`executor profile in ${profileDir} (npx tsx bench/profile-summary.ts FILE)`);
 }

@@ -30,11 +30,15 @@ export interface LarderLaunch {
 export async function startLarder(launch: LarderLaunch): Promise<RunningServer> {
   const root = launch.root ?? REPO_ROOT;
   const edgeArgs = [
-    '--listen', '127.0.0.1:0',
-    '--store', `disk:${launch.storeDir}`,
+    '--listen',
+    '127.0.0.1:0',
+    '--store',
+    `disk:${launch.storeDir}`,
     // Far above anything the bench writes, so no scenario pays for (or is skewed by) LRU eviction.
-    '--max-size', '1TiB',
-    '--log-level', 'error',
+    '--max-size',
+    '1TiB',
+    '--log-level',
+    'error',
     ...(launch.processes === undefined ? [] : ['--processes', String(launch.processes)]),
   ];
   const [command, args] =

@@ -21,13 +21,16 @@ export class LoadGenerator {
       else waiter.reject(new Error(`load generator: ${reply.error}`));
     });
     child.once('exit', (code, signal) => {
-      for (const waiter of this.#pending.values()) waiter.reject(new Error(`load generator exited (code ${code}, signal ${signal})`));
+      for (const waiter of this.#pending.values())
+        waiter.reject(new Error(`load generator exited (code ${code}, signal ${signal})`));
       this.#pending.clear();
     });
   }
 
   static start(cpu: number | undefined): LoadGenerator {
-    const child = spawnTracked(process.execPath, ['--import', 'tsx', ENTRY], cpu, { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+    const child = spawnTracked(process.execPath, ['--import', 'tsx', ENTRY], cpu, {
+      stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
+    });
     return new LoadGenerator(child);
   }
 

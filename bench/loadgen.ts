@@ -49,11 +49,15 @@ async function populate(url: string, size: number, count: number): Promise<numbe
 
 function send(url: string, method: string, path: string, agent: Agent, body?: Buffer): Promise<{ status: number }> {
   return new Promise((resolve, reject) => {
-    const req = request(new URL(path, url), { method, agent, headers: body ? { 'content-length': body.length } : {} }, (res) => {
-      res.resume();
-      res.once('end', () => resolve({ status: res.statusCode ?? 0 }));
-      res.once('error', reject);
-    });
+    const req = request(
+      new URL(path, url),
+      { method, agent, headers: body ? { 'content-length': body.length } : {} },
+      (res) => {
+        res.resume();
+        res.once('end', () => resolve({ status: res.statusCode ?? 0 }));
+        res.once('error', reject);
+      },
+    );
     req.once('error', reject);
     req.end(body);
   });
@@ -147,7 +151,8 @@ async function load(command: Extract<Command, { op: 'load' }>): Promise<LoadResu
         requests: makeRequests(0),
         setupClient(client) {
           // See the header: skip autocannon's response-body string building.
-          (client as unknown as { pipelinedRequests: { addBody(data: unknown): void } }).pipelinedRequests.addBody = () => {};
+          (client as unknown as { pipelinedRequests: { addBody(data: unknown): void } }).pipelinedRequests.addBody =
+            () => {};
           client.setRequests(makeRequests(clientIndex++));
         },
       },
@@ -212,7 +217,10 @@ async function stream(url: string, size: number, direction: 'put' | 'get'): Prom
 }
 
 /** Reads an HTTP/1.1 reply to its Content-Length; with `expected`, compares the body to that blob. */
-function readReply(socket: Socket, expected: StreamedBlob | null): Promise<{ status: number; bytes: number; matches: boolean }> {
+function readReply(
+  socket: Socket,
+  expected: StreamedBlob | null,
+): Promise<{ status: number; bytes: number; matches: boolean }> {
   return new Promise((resolve, reject) => {
     let headBuffer: Buffer | null = Buffer.alloc(0);
     let status = 0;
@@ -243,7 +251,11 @@ function readReply(socket: Socket, expected: StreamedBlob | null): Promise<{ sta
     };
     socket.on('data', onData);
     socket.once('error', reject);
-    socket.once('close', () => (headBuffer !== null || bytes < length ? reject(new Error(`connection closed after ${bytes} of ${length} body bytes`)) : undefined));
+    socket.once('close', () =>
+      headBuffer !== null || bytes < length
+        ? reject(new Error(`connection closed after ${bytes} of ${length} body bytes`))
+        : undefined,
+    );
   });
 }
 
@@ -270,7 +282,8 @@ if (!process.send) {
 process.on('message', (message: { id: number; command: Command }) => {
   handle(message.command).then(
     (value) => process.send!({ id: message.id, ok: true, value } satisfies Reply),
-    (err: unknown) => process.send!({ id: message.id, ok: false, error: (err as Error)?.stack ?? String(err) } satisfies Reply),
+    (err: unknown) =>
+      process.send!({ id: message.id, ok: false, error: (err as Error)?.stack ?? String(err) } satisfies Reply),
   );
 });
 process.on('disconnect', () => process.exit(0));

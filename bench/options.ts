@@ -47,13 +47,22 @@ export interface BenchOptions {
 
 export function readOptions(argv: string[], env: NodeJS.ProcessEnv): BenchOptions {
   const unknown = argv.filter((arg) => arg !== '--quick');
-  if (unknown.length > 0) throw new Error(`unknown arguments ${unknown.join(' ')}: settings are BENCH_* variables (see bench/options.ts)`);
+  if (unknown.length > 0)
+    throw new Error(`unknown arguments ${unknown.join(' ')}: settings are BENCH_* variables (see bench/options.ts)`);
   const quick = argv.includes('--quick') || flag(env.BENCH_QUICK);
-  const list = (name: string, fallback: string) => (env[name] || fallback).split(',').map((s) => s.trim()).filter(Boolean);
+  const list = (name: string, fallback: string) =>
+    (env[name] || fallback)
+      .split(',')
+      .map((s) => s.trim())
+      .filter(Boolean);
   const scenarios = list('BENCH_SCENARIOS', SCENARIOS.join(','));
-  for (const s of scenarios) if (!SCENARIOS.includes(s as Scenario)) throw new Error(`unknown scenario ${s}; known: ${SCENARIOS.join(', ')}`);
+  for (const s of scenarios)
+    if (!SCENARIOS.includes(s as Scenario)) throw new Error(`unknown scenario ${s}; known: ${SCENARIOS.join(', ')}`);
   const before = env.BENCH_BEFORE || null;
-  const servers = parseServerNames(list('BENCH_SERVERS', before === null ? 'nginx,node,deno' : 'nginx,node,node-before,deno,deno-before'), before);
+  const servers = parseServerNames(
+    list('BENCH_SERVERS', before === null ? 'nginx,node,deno' : 'nginx,node,node-before,deno,deno-before'),
+    before,
+  );
   return {
     quick,
     seconds: positive('BENCH_DURATION', env.BENCH_DURATION, quick ? 1 : 3),
@@ -68,7 +77,9 @@ export function readOptions(argv: string[], env: NodeJS.ProcessEnv): BenchOption
     before,
     pin: env.BENCH_PIN === undefined ? true : flag(env.BENCH_PIN),
     waitQuiet: env.BENCH_WAIT_QUIET === undefined ? true : flag(env.BENCH_WAIT_QUIET),
-    profileDir: flag(env.BENCH_PROFILE) ? env.BENCH_PROFILE_DIR || join(tmpdir(), `larder-bench-profiles-${Date.now()}`) : null,
+    profileDir: flag(env.BENCH_PROFILE)
+      ? env.BENCH_PROFILE_DIR || join(tmpdir(), `larder-bench-profiles-${Date.now()}`)
+      : null,
     jsonPath: env.BENCH_JSON || null,
     grpc: env.BENCH_GRPC === undefined ? true : flag(env.BENCH_GRPC),
     s3: env.BENCH_S3 === undefined ? true : flag(env.BENCH_S3),
@@ -82,13 +93,15 @@ function flag(value: string | undefined): boolean {
 function positive(name: string, text: string | undefined, fallback: number): number {
   if (text === undefined || text === '') return fallback;
   const value = Number(text);
-  if (!Number.isFinite(value) || value <= 0) throw new Error(`${name} must be a positive number, not ${JSON.stringify(text)}`);
+  if (!Number.isFinite(value) || value <= 0)
+    throw new Error(`${name} must be a positive number, not ${JSON.stringify(text)}`);
   return value;
 }
 
 function nonNegative(name: string, text: string | undefined, fallback: number): number {
   if (text === undefined || text === '') return fallback;
   const value = Number(text);
-  if (!Number.isFinite(value) || value < 0) throw new Error(`${name} must be a number ≥ 0, not ${JSON.stringify(text)}`);
+  if (!Number.isFinite(value) || value < 0)
+    throw new Error(`${name} must be a number ≥ 0, not ${JSON.stringify(text)}`);
   return value;
 }

@@ -32,7 +32,11 @@ export async function runPersistentWorkerBench(rounds = 2): Promise<PersistentRo
   let ws: BazelWorkspace | undefined;
   try {
     // Both executors run four actions at once, as Bazel's local worker strategy does by default (--worker_max_instances=4).
-    const persistent = await startBenchExecutor(`${dir}/persistent`, [], ['--persistent-workers', 'local', '--concurrency', '4']);
+    const persistent = await startBenchExecutor(
+      `${dir}/persistent`,
+      [],
+      ['--persistent-workers', 'local', '--concurrency', '4'],
+    );
     executors.push(persistent);
     const oneShot = await startBenchExecutor(`${dir}/one-shot`, [], ['--concurrency', '4']);
     executors.push(oneShot);
@@ -49,7 +53,12 @@ export async function runPersistentWorkerBench(rounds = 2): Promise<PersistentRo
       const persistentRun = await build(ws, 'remote', remote(persistent), TARGETS);
       await ws.clean();
       const oneShotRun = await build(ws, 'remote', remote(oneShot), TARGETS);
-      rows.push({ round, localWorkerMs: localRun.durationMs, remotePersistentMs: persistentRun.durationMs, remoteOneShotMs: oneShotRun.durationMs });
+      rows.push({
+        round,
+        localWorkerMs: localRun.durationMs,
+        remotePersistentMs: persistentRun.durationMs,
+        remoteOneShotMs: oneShotRun.durationMs,
+      });
     }
     return rows;
   } finally {
@@ -64,8 +73,22 @@ export function formatPersistentRows(rows: PersistentRow[] | null): string {
   const s = (ms: number) => (ms / 1000).toFixed(2);
   const x = (a: number, b: number) => `${(a / b).toFixed(2)}×`;
   return formatTable(
-    ['bazel build //:slow_uppers (20 actions, 1 s start-up)', 'local worker s', 'remote persistent s', 'remote one-shot s', 'persistent / local worker', 'one-shot / persistent'],
-    rows.map((r) => [`round ${r.round}${r.round === 1 ? ' (workers cold)' : ' (workers warm)'}`, s(r.localWorkerMs), s(r.remotePersistentMs), s(r.remoteOneShotMs), x(r.remotePersistentMs, r.localWorkerMs), x(r.remoteOneShotMs, r.remotePersistentMs)]),
+    [
+      'bazel build //:slow_uppers (20 actions, 1 s start-up)',
+      'local worker s',
+      'remote persistent s',
+      'remote one-shot s',
+      'persistent / local worker',
+      'one-shot / persistent',
+    ],
+    rows.map((r) => [
+      `round ${r.round}${r.round === 1 ? ' (workers cold)' : ' (workers warm)'}`,
+      s(r.localWorkerMs),
+      s(r.remotePersistentMs),
+      s(r.remoteOneShotMs),
+      x(r.remotePersistentMs, r.localWorkerMs),
+      x(r.remoteOneShotMs, r.remotePersistentMs),
+    ]),
   );
 }
 

@@ -36,7 +36,12 @@ export function defaultPinning(enabled: boolean): Pinning {
 }
 
 /** Spawns `command args`, under `taskset -c cpu` when a CPU is given (taskset execs, so the PID is the command's). */
-export function spawnTracked(command: string, args: string[], cpu: number | undefined, options: SpawnOptions): ChildProcess {
+export function spawnTracked(
+  command: string,
+  args: string[],
+  cpu: number | undefined,
+  options: SpawnOptions,
+): ChildProcess {
   const child =
     cpu === undefined || TASKSET === undefined
       ? spawn(command, args, options)
@@ -69,7 +74,8 @@ function signal(child: ChildProcess, name: NodeJS.Signals): void {
 export async function waitForPort(port: number, child: ChildProcess, timeoutMs = 10_000): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   while (Date.now() < deadline) {
-    if (child.exitCode !== null || child.signalCode !== null) throw new Error(`process ${child.pid} exited before listening`);
+    if (child.exitCode !== null || child.signalCode !== null)
+      throw new Error(`process ${child.pid} exited before listening`);
     const ok = await new Promise<boolean>((resolve) => {
       const socket = connect(port, '127.0.0.1');
       socket.once('connect', () => {

@@ -81,9 +81,19 @@ export function layerOf(name: string, where: string): string {
   if (where.startsWith('node:internal/deps/undici')) return 'undici Request/Headers/Response';
   if (where.startsWith('node:internal/fs')) return 'fs/promises (FileHandle etc.)';
   if (where.startsWith('node:internal/crypto')) return 'node:crypto';
-  if (/^node:(_http|http|net|internal\/(http|stream_base|streams|net))/.test(where) || where.startsWith('node:internal/streams')) return 'node http / net / node streams';
-  if (where.startsWith('node:internal/modules') || where.startsWith('node:internal/bootstrap') || where.includes('node_modules/tsx/')) return 'module loading (start-up, tsx)';
-  if (where.startsWith('node:internal/worker') || name === 'makeTransferable' || name === 'JSTransferable') return 'node transferables (FileHandle, AbortSignal)';
+  if (
+    /^node:(_http|http|net|internal\/(http|stream_base|streams|net))/.test(where) ||
+    where.startsWith('node:internal/streams')
+  )
+    return 'node http / net / node streams';
+  if (
+    where.startsWith('node:internal/modules') ||
+    where.startsWith('node:internal/bootstrap') ||
+    where.includes('node_modules/tsx/')
+  )
+    return 'module loading (start-up, tsx)';
+  if (where.startsWith('node:internal/worker') || name === 'makeTransferable' || name === 'JSTransferable')
+    return 'node transferables (FileHandle, AbortSignal)';
   if (where.startsWith('node:internal/abort_controller')) return 'AbortController/AbortSignal';
   if (where.startsWith('node:')) return 'node: other internals';
   if (where.includes('node_modules/@hono/node-server/')) return '@hono/node-server (Node <-> Fetch adapter)';
@@ -92,7 +102,20 @@ export function layerOf(name: string, where: string): string {
   return `larder: ${where.replace(/:\d+$/, '')}`;
 }
 
-const NATIVE_FS = new Set(['openFileHandle', 'open', 'close', 'read', 'fstat', 'stat', 'rename', 'mkdir', 'unlink', 'utimes', 'access', 'lstat']);
+const NATIVE_FS = new Set([
+  'openFileHandle',
+  'open',
+  'close',
+  'read',
+  'fstat',
+  'stat',
+  'rename',
+  'mkdir',
+  'unlink',
+  'utimes',
+  'access',
+  'lstat',
+]);
 const NATIVE_NET = new Set(['writeUtf8String', 'writeLatin1String', 'writev']);
 
 function shortUrl(url: string): string {

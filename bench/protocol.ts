@@ -36,6 +36,4 @@ export interface StreamResult {
   verified: boolean;
 }
 
-export type Reply =
-  | { id: number; ok: true; value: unknown }
-  | { id: number; ok: false; error: string };
+export type Reply = { id: number; ok: true; value: unknown } | { id: number; ok: false; error: string };

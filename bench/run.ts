@@ -24,7 +24,17 @@ import { LoadGenerator } from './loadgen-client.ts';
 import { NGINX, type RunningServer } from './nginx.ts';
 import { type ServerName, startServer as startNamed } from './servers.ts';
 import { readOptions, type BenchOptions } from './options.ts';
-import { cpuSeconds, treeCpuSeconds, defaultPinning, machineBusySeconds, resetPeakRss, sampleRss, statusKiB, waitForQuiet, type Pinning } from './proc.ts';
+import {
+  cpuSeconds,
+  treeCpuSeconds,
+  defaultPinning,
+  machineBusySeconds,
+  resetPeakRss,
+  sampleRss,
+  statusKiB,
+  waitForQuiet,
+  type Pinning,
+} from './proc.ts';
 import { summarize } from './profile-summary.ts';
 import type { LoadResult, Scenario } from './protocol.ts';
 import { formatTable, num } from './table.ts';
@@ -34,7 +44,6 @@ import { formatExecutionRows, runExecutionBench } from './execution.ts';
 import { formatDockerRows, runDockerBench } from './docker.ts';
 import { fleetTable, runFleetBench } from './fleet.ts';
 import { formatPersistentRows, runPersistentWorkerBench } from './persistent-workers.ts';
-
 
 interface Measurement extends LoadResult {
   server: ServerName;
@@ -121,23 +130,35 @@ async function main(): Promise<number> {
   }
 
   console.log(resultsTable(measurements, attempts, options));
-  const invalid = attempts.filter((m) => m.ok === 0 || Object.keys(m.statuses).length > 0 || m.errors > 0 || m.timeouts > 0);
+  const invalid = attempts.filter(
+    (m) => m.ok === 0 || Object.keys(m.statuses).length > 0 || m.errors > 0 || m.timeouts > 0,
+  );
   if (invalid.length > 0) {
     console.log('\nINVALID: these runs had non-2xx responses, connection errors or timeouts:');
     for (const m of invalid) {
-      console.log(`  ${m.server} ${m.scenario} ${formatSize(m.size)} c=${m.connections}: ok=${m.ok} statuses=${JSON.stringify(m.statuses)} errors=${m.errors} timeouts=${m.timeouts}`);
+      console.log(
+        `  ${m.server} ${m.scenario} ${formatSize(m.size)} c=${m.connections}: ok=${m.ok} statuses=${JSON.stringify(m.statuses)} errors=${m.errors} timeouts=${m.timeouts}`,
+      );
     }
   } else {
-    console.log(`\nEvery response was 2xx (${attempts.reduce((n, m) => n + m.ok, 0)} measured requests); no connection errors or timeouts.`);
+    console.log(
+      `\nEvery response was 2xx (${attempts.reduce((n, m) => n + m.ok, 0)} measured requests); no connection errors or timeouts.`,
+    );
   }
   if (stream.length > 0) console.log(`\n${streamTable(stream)}`);
   const othersOk = await otherFrontends(options);
   console.log(`\nbench took ${((Date.now() - benchStarted) / 1000).toFixed(0)} s`);
-  if (options.jsonPath) writeFileSync(options.jsonPath, JSON.stringify({ options, measurements, attempts, stream }, null, 2));
+  if (options.jsonPath)
+    writeFileSync(options.jsonPath, JSON.stringify({ options, measurements, attempts, stream }, null, 2));
   return invalid.length > 0 || stream.some((s) => !s.putOk || !s.getOk) || !othersOk ? 1 : 0;
 }
 
-async function startServer(name: ServerName, dir: string, pinning: Pinning, options: BenchOptions): Promise<RunningServer> {
+async function startServer(
+  name: ServerName,
+  dir: string,
+  pinning: Pinning,
+  options: BenchOptions,
+): Promise<RunningServer> {
   const nodeFlags = options.profileDir && name === 'node' ? ['--cpu-prof', `--cpu-prof-dir=${options.profileDir}`] : [];
   return startNamed(name, dir, { pinning, before: options.before, nodeFlags });
 }
@@ -182,7 +203,10 @@ function megabytesPerSecond(m: Measurement): number {
 }
 
 function progressLine(m: Measurement): string {
-  const bad = Object.keys(m.statuses).length > 0 || m.errors > 0 || m.timeouts > 0 ? `  ERRORS ${JSON.stringify(m.statuses)} errors=${m.errors} timeouts=${m.timeouts}` : '';
+  const bad =
+    Object.keys(m.statuses).length > 0 || m.errors > 0 || m.timeouts > 0
+      ? `  ERRORS ${JSON.stringify(m.statuses)} errors=${m.errors} timeouts=${m.timeouts}`
+      : '';
   return (
     `  ${m.server.padEnd(11)} ${m.scenario.padEnd(12)} ${formatSize(m.size).padStart(6)} c=${String(m.connections).padEnd(3)} ` +
     `${num(reqPerSecond(m)).padStart(7)} req/s ${num(megabytesPerSecond(m)).padStart(7)} MB/s ` +
@@ -195,7 +219,11 @@ function cpuMicros(m: Measurement): number {
   return m.ok === 0 ? Number.NaN : ((m.serverCpu / 100) * m.seconds * 1e6) / m.ok;
 }
 
-const SCENARIO_LABEL: Record<Scenario, string> = { 'get-hit': 'GET hit', 'put-new': 'PUT new', 'put-existing': 're-PUT (stored)' };
+const SCENARIO_LABEL: Record<Scenario, string> = {
+  'get-hit': 'GET hit',
+  'put-new': 'PUT new',
+  'put-existing': 're-PUT (stored)',
+};
 
 /**
  * One row per scenario × size × concurrency; per server its req/s and its CPU µs per request, and for every larder
@@ -204,7 +232,9 @@ const SCENARIO_LABEL: Record<Scenario, string> = { 'get-hit': 'GET hit', 'put-ne
  */
 function resultsTable(measurements: Measurement[], attempts: Measurement[], options: BenchOptions): string {
   const find = (server: ServerName, scenario: Scenario, size: number, connections: number) =>
-    measurements.find((m) => m.server === server && m.scenario === scenario && m.size === size && m.connections === connections);
+    measurements.find(
+      (m) => m.server === server && m.scenario === scenario && m.size === size && m.connections === connections,
+    );
   const header = ['row', 'conc'];
   for (const server of options.servers) {
     header.push(`${server} req/s`, server === 'nginx' ? 'nginx µs/req' : `${server} µs/req (×nginx)`);
@@ -223,7 +253,8 @@ function resultsTable(measurements: Measurement[], attempts: Measurement[], opti
           }
           const noisy = m.otherCpu > NOISY ? '*' : '';
           const micros = cpuMicros(m);
-          const multiple = server !== 'nginx' && reference !== undefined ? ` (${(micros / cpuMicros(reference)).toFixed(1)}×)` : '';
+          const multiple =
+            server !== 'nginx' && reference !== undefined ? ` (${(micros / cpuMicros(reference)).toFixed(1)}×)` : '';
           row.push(num(reqPerSecond(m)), `${num(micros)}${multiple}${noisy}`);
         }
         rows.push(row);
@@ -233,12 +264,18 @@ function resultsTable(measurements: Measurement[], attempts: Measurement[], opti
   const noisy = measurements.filter((m) => m.otherCpu > NOISY).length;
   const notes = [
     '',
-    'µs/req: CPU time of the server process (all its threads and child processes) per 2xx response, best of the attempts; (×nginx): that as a multiple of nginx\'s in the same run.',
+    "µs/req: CPU time of the server process (all its threads and child processes) per 2xx response, best of the attempts; (×nginx): that as a multiple of nginx's in the same run.",
     'Servers pinned to one CPU cannot use more than one core; node-p2 (--processes 2) runs on both, next to the load generator.',
   ];
-  if (noisy > 0) notes.push(`${noisy} run(s) shared the machine with other work (> ${NOISY}% of a core, marked *): treat those rows as noisy.`);
+  if (noisy > 0)
+    notes.push(
+      `${noisy} run(s) shared the machine with other work (> ${NOISY}% of a core, marked *): treat those rows as noisy.`,
+    );
   const spread = repeatSpread(attempts);
-  if (spread !== null) notes.push(`Repeat noise: across the ${options.repeat} attempts of each cell, µs/req varied by a median of ${spread.median.toFixed(0)}% (worst ${spread.worst.toFixed(0)}%).`);
+  if (spread !== null)
+    notes.push(
+      `Repeat noise: across the ${options.repeat} attempts of each cell, µs/req varied by a median of ${spread.median.toFixed(0)}% (worst ${spread.worst.toFixed(0)}%).`,
+    );
   return formatTable(header, rows) + notes.join('\n');
 }
 
@@ -249,7 +286,10 @@ function repeatSpread(attempts: Measurement[]): { median: number; worst: number 
     const id = `${m.server} ${m.scenario} ${m.size} ${m.connections}`;
     cells.set(id, [...(cells.get(id) ?? []), cpuMicros(m)]);
   }
-  const spreads = [...cells.values()].filter((v) => v.length > 1).map((v) => (Math.max(...v) / Math.min(...v) - 1) * 100).sort((a, b) => a - b);
+  const spreads = [...cells.values()]
+    .filter((v) => v.length > 1)
+    .map((v) => (Math.max(...v) / Math.min(...v) - 1) * 100)
+    .sort((a, b) => a - b);
   if (spreads.length === 0) return null;
   return { median: spreads[Math.floor(spreads.length / 2)]!, worst: spreads[spreads.length - 1]! };
 }
@@ -291,10 +331,15 @@ async function streamTest(
         const busyBefore = machineBusySeconds();
         const cpuBefore = cpuSeconds(server.pid) + cpuSeconds(generator.pid);
         const result = await generator.stream(server.url, options.streamSize, direction);
-        const other = machineBusySeconds() - busyBefore - (cpuSeconds(server.pid) + cpuSeconds(generator.pid) - cpuBefore);
+        const other =
+          machineBusySeconds() - busyBefore - (cpuSeconds(server.pid) + cpuSeconds(generator.pid) - cpuBefore);
         const sampled = sampler.stop();
         const hwm = reset ? statusKiB(server.pid, 'VmHWM') : 0;
-        return { result, peakMiB: Math.max(sampled, hwm) / 1024, otherCpu: Math.max(0, (other / result.seconds) * 100) };
+        return {
+          result,
+          peakMiB: Math.max(sampled, hwm) / 1024,
+          otherCpu: Math.max(0, (other / result.seconds) * 100),
+        };
       };
       const put = await peakDuring('put');
       syncDisks();
@@ -312,7 +357,9 @@ async function streamTest(
         otherCpu: [put.otherCpu, get.otherCpu],
       };
       figures.push(f);
-      log(`  ${name} stream ${formatSize(options.streamSize)}: PUT ${num(f.putMBps)} MB/s (status ${put.result.status}), GET ${num(f.getMBps)} MB/s (status ${get.result.status}, ${get.result.verified ? 'hash ok' : 'HASH/LENGTH WRONG'})`);
+      log(
+        `  ${name} stream ${formatSize(options.streamSize)}: PUT ${num(f.putMBps)} MB/s (status ${put.result.status}), GET ${num(f.getMBps)} MB/s (status ${get.result.status}, ${get.result.verified ? 'hash ok' : 'HASH/LENGTH WRONG'})`,
+      );
     } finally {
       await server.stop();
       running.delete(server);
@@ -323,7 +370,17 @@ async function streamTest(
 }
 
 function streamTable(figures: StreamFigures[]): string {
-  const header = ['stream', 'size', 'RSS idle MiB', 'PUT MB/s', 'peak RSS during PUT MiB', 'GET MB/s', 'peak RSS during GET MiB', 'other cpu% put/get', 'checks'];
+  const header = [
+    'stream',
+    'size',
+    'RSS idle MiB',
+    'PUT MB/s',
+    'peak RSS during PUT MiB',
+    'GET MB/s',
+    'peak RSS during GET MiB',
+    'other cpu% put/get',
+    'checks',
+  ];
   const rows = figures.map((f) => [
     f.server,
     formatSize(f.size),
@@ -349,7 +406,9 @@ async function profileSummary(name: ServerName, pid: number, options: BenchOptio
 function printSetup(options: BenchOptions, pinning: Pinning): void {
   const nginxVersion = spawnSync(NGINX, ['-v'], { encoding: 'utf8' }).stderr.trim();
   const cpu = cpus()[0]?.model ?? 'unknown CPU';
-  console.log(`larder bench${options.quick ? ' (quick)' : ''}: ${availableParallelism()}× ${cpu}, node ${process.version}, ${nginxVersion}`);
+  console.log(
+    `larder bench${options.quick ? ' (quick)' : ''}: ${availableParallelism()}× ${cpu}, node ${process.version}, ${nginxVersion}`,
+  );
   console.log(
     `  ${options.seconds} s measured (+${options.warmupSeconds} s warm-up) per run${options.repeat > 1 ? `, best of ${options.repeat}` : ''}; sizes ${options.sizes.map(formatSize).join(', ')}; ` +
       `connections ${options.connections.join(', ')}; ${options.blobCount} distinct blobs for GET hits and re-uploads`,
@@ -359,7 +418,9 @@ function printSetup(options: BenchOptions, pinning: Pinning): void {
       ? '  no CPU pinning (taskset missing, 1 CPU, or BENCH_PIN=0): server and load generator share the cores'
       : `  server pinned to CPU ${pinning.server}, load generator (autocannon, own process) to CPU ${pinning.generator}`,
   );
-  console.log(`  servers: ${options.servers.join(', ')} (bench/servers.ts); larder on a disk store; nginx: one process (master_process off, 1 worker), WebDAV PUT, sendfile on`);
+  console.log(
+    `  servers: ${options.servers.join(', ')} (bench/servers.ts); larder on a disk store; nginx: one process (master_process off, 1 worker), WebDAV PUT, sendfile on`,
+  );
   if (options.before) console.log(`  before: the larder checkout at ${options.before}`);
   if (options.profileDir) console.log(`  larder CPU profiles: ${options.profileDir}`);
   console.log('');
@@ -392,7 +453,9 @@ async function otherFrontends(options: BenchOptions): Promise<boolean> {
         now.push(await runGrpcBench(settings));
         before.push(await runGrpcBench({ ...settings, root: options.before }));
       }
-      console.log(`\ngRPC (larder executor, disk store), this checkout against ${options.before}\n${formatGrpcComparison(now, before)}`);
+      console.log(
+        `\ngRPC (larder executor, disk store), this checkout against ${options.before}\n${formatGrpcComparison(now, before)}`,
+      );
     }
   }
   if (process.env.BENCH_EXECUTION !== '0') {
@@ -422,8 +485,12 @@ async function otherFrontends(options: BenchOptions): Promise<boolean> {
     }
     log('executor fleet (Redis)…');
     try {
-      const figures = await runFleetBench(options.quick ? { actions: 200, latencyActions: 50 } : { actions: 1000, latencyActions: 200 });
-      console.log(`\nExecutor fleet: one frontend + Redis + two workers vs the in-memory single process (trivial actions)\n${fleetTable(figures)}`);
+      const figures = await runFleetBench(
+        options.quick ? { actions: 200, latencyActions: 50 } : { actions: 1000, latencyActions: 200 },
+      );
+      console.log(
+        `\nExecutor fleet: one frontend + Redis + two workers vs the in-memory single process (trivial actions)\n${fleetTable(figures)}`,
+      );
     } catch (err) {
       console.log(`\nExecutor fleet FAILED: ${(err as Error)?.stack ?? String(err)}`);
       ok = false;

@@ -50,7 +50,11 @@ export async function runS3Bench(tempDir: string, options: S3BenchOptions = {}):
   const edges: EdgeProcess[] = [];
   try {
     const start = async (store: string) => {
-      const edge = await startEdgeProcess({ runtime: 'node', args: ['--store', store, '--max-blob-size', '1GiB'], env: s3.env() });
+      const edge = await startEdgeProcess({
+        runtime: 'node',
+        args: ['--store', store, '--max-blob-size', '1GiB'],
+        env: s3.env(),
+      });
       edges.push(edge);
       return edge.url;
     };
@@ -58,7 +62,10 @@ export async function runS3Bench(tempDir: string, options: S3BenchOptions = {}):
     const tiered = await start(`tiered(memory:1GiB,s3://${S3_BUCKET}/bench-tiered)`);
     const rows: S3BenchRow[] = [];
     for (const size of o.sizes) {
-      const blobs = Array.from({ length: o.blobs }, () => randomBytes(size)).map((body) => ({ body, hash: sha256(body) }));
+      const blobs = Array.from({ length: o.blobs }, () => randomBytes(size)).map((body) => ({
+        body,
+        hash: sha256(body),
+      }));
       // Written through the tiered edge, so its memory tier holds them; the plain edge has only S3.
       await populate(plain, blobs);
       await populate(tiered, blobs);
@@ -85,10 +92,23 @@ export async function runS3Bench(tempDir: string, options: S3BenchOptions = {}):
 
 export function formatS3Rows(rows: S3BenchRow[]): string {
   const header = ['scenario', 'size', 'conc', 'req/s', 'MB/s', 'p50 ms', 'p99 ms'];
-  const cells = rows.map((r) => [r.scenario, `${r.size / KiB} KiB`, String(r.concurrency), r.reqPerSec.toFixed(0), r.mbPerSec.toFixed(1), r.p50Ms.toFixed(1), r.p99Ms.toFixed(1)]);
+  const cells = rows.map((r) => [
+    r.scenario,
+    `${r.size / KiB} KiB`,
+    String(r.concurrency),
+    r.reqPerSec.toFixed(0),
+    r.mbPerSec.toFixed(1),
+    r.p50Ms.toFixed(1),
+    r.p99Ms.toFixed(1),
+  ]);
   const widths = header.map((h, i) => Math.max(h.length, ...cells.map((c) => c[i]!.length)));
-  const line = (c: string[]) => `| ${c.map((v, i) => (i === 0 ? v.padEnd(widths[i]!) : v.padStart(widths[i]!))).join(' | ')} |`;
-  return [line(header), `|${widths.map((w, i) => (i === 0 ? '-'.repeat(w + 2) : `${'-'.repeat(w + 1)}:`)).join('|')}|`, ...cells.map(line)].join('\n');
+  const line = (c: string[]) =>
+    `| ${c.map((v, i) => (i === 0 ? v.padEnd(widths[i]!) : v.padStart(widths[i]!))).join(' | ')} |`;
+  return [
+    line(header),
+    `|${widths.map((w, i) => (i === 0 ? '-'.repeat(w + 2) : `${'-'.repeat(w + 1)}:`)).join('|')}|`,
+    ...cells.map(line),
+  ].join('\n');
 }
 
 interface Request {
@@ -113,7 +133,10 @@ function fresh(size: number): () => Request {
   let counter = BigInt(Date.now()) << 16n;
   return () => {
     body.writeBigUInt64BE(counter++, size - 8);
-    const hash = prefix.copy().update(body.subarray(size - 8)).digest('hex');
+    const hash = prefix
+      .copy()
+      .update(body.subarray(size - 8))
+      .digest('hex');
     return { method: 'PUT', path: `/cas/${hash}`, body: Buffer.from(body) };
   };
 }
@@ -129,11 +152,19 @@ async function load(url: string, next: () => Request, connections: number, secon
   const stopAt = performance.now() + seconds * 1000;
   const one = (r: Request) =>
     new Promise<void>((resolve, reject) => {
-      const req = http.request(`${url}${r.path}`, { method: r.method, agent, headers: r.body ? { 'content-length': r.body.length } : {} }, (res) => {
-        res.on('data', () => {});
-        res.on('end', () => (res.statusCode === 200 ? resolve() : reject(new Error(`bench: ${r.method} ${r.path} answered ${res.statusCode}`))));
-        res.on('error', reject);
-      });
+      const req = http.request(
+        `${url}${r.path}`,
+        { method: r.method, agent, headers: r.body ? { 'content-length': r.body.length } : {} },
+        (res) => {
+          res.on('data', () => {});
+          res.on('end', () =>
+            res.statusCode === 200
+              ? resolve()
+              : reject(new Error(`bench: ${r.method} ${r.path} answered ${res.statusCode}`)),
+          );
+          res.on('error', reject);
+        },
+      );
       req.setTimeout(30_000, () => req.destroy(new Error('bench: request timed out after 30 s')));
       req.on('error', reject);
       req.end(r.body);
@@ -165,10 +196,16 @@ async function populate(url: string, blobs: Array<{ body: Buffer; hash: string }
       blobs.map(
         (blob) =>
           new Promise<void>((resolve, reject) => {
-            const req = http.request(`${url}/cas/${blob.hash}`, { method: 'PUT', agent, headers: { 'content-length': blob.body.length } }, (res) => {
-              res.resume();
-              res.on('end', () => (res.statusCode === 200 ? resolve() : reject(new Error(`bench: populate answered ${res.statusCode}`))));
-            });
+            const req = http.request(
+              `${url}/cas/${blob.hash}`,
+              { method: 'PUT', agent, headers: { 'content-length': blob.body.length } },
+              (res) => {
+                res.resume();
+                res.on('end', () =>
+                  res.statusCode === 200 ? resolve() : reject(new Error(`bench: populate answered ${res.statusCode}`)),
+                );
+              },
+            );
             req.on('error', reject);
             req.end(blob.body);
           }),

@@ -19,8 +19,10 @@ export type ServerName = (typeof SERVER_NAMES)[number];
 export function parseServerNames(list: string[], before: string | null): ServerName[] {
   const names = list.map((name) => (name === 'larder' ? 'node' : name));
   for (const name of names) {
-    if (!(SERVER_NAMES as readonly string[]).includes(name)) throw new Error(`unknown server ${name}; known: ${SERVER_NAMES.join(', ')}`);
-    if (name.endsWith('-before') && before === null) throw new Error(`${name} needs BENCH_BEFORE=path of another larder checkout`);
+    if (!(SERVER_NAMES as readonly string[]).includes(name))
+      throw new Error(`unknown server ${name}; known: ${SERVER_NAMES.join(', ')}`);
+    if (name.endsWith('-before') && before === null)
+      throw new Error(`${name} needs BENCH_BEFORE=path of another larder checkout`);
   }
   return names as ServerName[];
 }

@@ -5,7 +5,9 @@ export type Cell = string | number;
 export function formatTable(header: string[], rows: Cell[][]): string {
   const text = rows.map((row) => row.map((cell) => String(cell)));
   const widths = header.map((h, i) => Math.max(h.length, ...text.map((row) => row[i]?.length ?? 0)));
-  const numeric = header.map((_, i) => rows.every((row) => typeof row[i] === 'number' || /^[\d.,/×x\s-]+$|^n\/a$/.test(String(row[i] ?? ''))));
+  const numeric = header.map((_, i) =>
+    rows.every((row) => typeof row[i] === 'number' || /^[\d.,/×x\s-]+$|^n\/a$/.test(String(row[i] ?? ''))),
+  );
   const line = (cells: string[]) =>
     `| ${cells.map((cell, i) => (numeric[i] ? cell.padStart(widths[i]!) : cell.padEnd(widths[i]!))).join(' | ')} |`;
   const rule = `|${widths.map((w, i) => (numeric[i] ? `${'-'.repeat(w + 1)}:` : `${'-'.repeat(w + 2)}`)).join('|')}|`;

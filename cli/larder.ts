@@ -30,7 +30,10 @@ async function main(argv: string[]): Promise<number> {
       const { startNodeEdge } = await import('../edge/node.ts');
       const { isEdgeWorker, startEdgeProcesses } = await import('../edge/node-processes.ts');
       // With more than one process this one only supervises (edge/node-processes.ts); its workers run this same line.
-      const edge = config.processes > 1 && !isEdgeWorker() ? await startEdgeProcesses(config) : await startNodeEdge(config, { announce: !isEdgeWorker() });
+      const edge =
+        config.processes > 1 && !isEdgeWorker()
+          ? await startEdgeProcesses(config)
+          : await startNodeEdge(config, { announce: !isEdgeWorker() });
       const stop = () => void edge.close().then(() => process.exit(0));
       process.once('SIGINT', stop);
       process.once('SIGTERM', stop);
@@ -52,7 +55,9 @@ async function main(argv: string[]): Promise<number> {
     case 'worker': {
       const { WORKER_OPTIONS, optionsHelp, parseWorkerConfig } = await import('../shared/config.ts');
       if (args.includes('--help') || args.includes('-h')) {
-        console.log(`usage: larder worker --queue redis://HOST:PORT --frontend grpc://HOST:PORT [options]\n\n${optionsHelp(WORKER_OPTIONS, process.env)}`);
+        console.log(
+          `usage: larder worker --queue redis://HOST:PORT --frontend grpc://HOST:PORT [options]\n\n${optionsHelp(WORKER_OPTIONS, process.env)}`,
+        );
         return 0;
       }
       const { startWorkerProcess } = await import('../executor/worker/process.ts');
@@ -97,7 +102,7 @@ main(process.argv.slice(2)).then(
     if (code >= 0) process.exit(code);
   },
   (err: unknown) => {
-    console.error(`larder: ${isLarderError(err) ? err.message : (err as Error).stack ?? String(err)}`);
+    console.error(`larder: ${isLarderError(err) ? err.message : ((err as Error).stack ?? String(err))}`);
     process.exit(isLarderError(err, 'invalid_argument') ? 2 : 1);
   },
 );

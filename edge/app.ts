@@ -67,7 +67,8 @@ export function createEdgeApp(options: EdgeAppOptions): Hono<EdgeEnv> {
 
   app.all('*', async (c) => {
     const key = parseBlobPath(new URL(c.req.url).pathname);
-    if (key === null) return c.text('not found: cache paths are /[instance/]ac/{sha256} and /[instance/]cas/{sha256}\n', 404);
+    if (key === null)
+      return c.text('not found: cache paths are /[instance/]ac/{sha256} and /[instance/]cas/{sha256}\n', 404);
     switch (c.req.method) {
       case 'GET':
         return key.kind === 'ac' ? getActionResult(c, key) : getBlob(c, key);
@@ -102,7 +103,8 @@ export function createEdgeApp(options: EdgeAppOptions): Hono<EdgeEnv> {
 
   async function getActionResult(c: Context<EdgeEnv>, key: BlobKey): Promise<Response> {
     const bytes = await usableActionResult(key);
-    if (bytes === null) return c.text('not found: no action result, or one that refers to outputs no longer stored\n', 404);
+    if (bytes === null)
+      return c.text('not found: no action result, or one that refers to outputs no longer stored\n', 404);
     return blobResponse(bytes);
   }
 
@@ -142,7 +144,10 @@ export function createEdgeApp(options: EdgeAppOptions): Hono<EdgeEnv> {
       throw new LarderError('too_large', `blob of ${size} bytes exceeds the ${options.maxBlobBytes}-byte limit`);
     }
     if (key.kind === 'ac' && size > MAX_BUFFERED_PROTO_BYTES) {
-      throw new LarderError('too_large', `action result of ${size} bytes exceeds the ${MAX_BUFFERED_PROTO_BYTES}-byte limit`);
+      throw new LarderError(
+        'too_large',
+        `action result of ${size} bytes exceeds the ${MAX_BUFFERED_PROTO_BYTES}-byte limit`,
+      );
     }
     await bodies(c, size, async (body) => {
       if (key.kind === 'cas') return store.put(key, body, size);
@@ -165,7 +170,9 @@ function miss(key: BlobKey): Response {
 /** A response with the whole body in hand: the Node adapter writes headers and body in one go, unlike a stream. */
 function blobResponse(bytes: Uint8Array): Response {
   // The cast only narrows the buffer type: Uint8Array<ArrayBufferLike> is what the stores hand out.
-  return new Response(bytes as Uint8Array<ArrayBuffer>, { headers: { ...BLOB_HEADERS, 'content-length': String(bytes.byteLength) } });
+  return new Response(bytes as Uint8Array<ArrayBuffer>, {
+    headers: { ...BLOB_HEADERS, 'content-length': String(bytes.byteLength) },
+  });
 }
 
 function declaredLength(header: string | undefined): number {

@@ -25,7 +25,13 @@ export function edgeAuth(gate: AccessGate, log: Logger, metrics?: Metrics): Midd
     const status = HTTP_STATUS[decision.code];
     metrics?.authRefused('http', decision.code);
     // The reason is logged, never the credentials.
-    const fields = { method: c.req.method, path: new URL(c.req.url).pathname, status, subject: decision.subject, reason: decision.message };
+    const fields = {
+      method: c.req.method,
+      path: new URL(c.req.url).pathname,
+      status,
+      subject: decision.subject,
+      reason: decision.message,
+    };
     if (decision.code === 'unauthenticated') log.debug('refused: not authenticated', fields);
     else if (decision.code === 'permission_denied') log.info('refused: permission denied', fields);
     else log.warn('refused: authentication unavailable', fields);

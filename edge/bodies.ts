@@ -22,7 +22,11 @@ export type BodyReceiver = (c: Context<EdgeEnv>, size: number, use: (body: BlobB
  * Downloads: turns a blob the app found (and decided to serve, with these headers) into the Response that sends
  * it. The default sends bytes in hand as they are and streams the rest; a runtime may do better.
  */
-export type BlobSender = (c: Context<EdgeEnv>, blob: StoredBlob, headers: Record<string, string>) => Response | Promise<Response>;
+export type BlobSender = (
+  c: Context<EdgeEnv>,
+  blob: StoredBlob,
+  headers: Record<string, string>,
+) => Response | Promise<Response>;
 
 export function webSender(_c: Context<EdgeEnv>, blob: StoredBlob, headers: Record<string, string>): Response {
   // The casts only narrow the buffer type: Uint8Array<ArrayBufferLike> is what the stores hand out.
@@ -35,7 +39,10 @@ export const WHOLE_BODY_BUDGET = 64 * 1024 * 1024;
 /** The bytes of whole bodies being held right now, against WHOLE_BODY_BUDGET (one count per process). */
 export class WholeBodies {
   #held = 0;
-  constructor(readonly max = WHOLE_BODY_MAX, readonly budget = WHOLE_BODY_BUDGET) {}
+  constructor(
+    readonly max = WHOLE_BODY_MAX,
+    readonly budget = WHOLE_BODY_BUDGET,
+  ) {}
 
   /** Runs `read` then `use` on a whole body if one of `size` bytes fits now; false (nothing run) when it must stream. */
   async hold(size: number, read: () => Promise<Uint8Array>, use: (body: BlobBody) => Promise<void>): Promise<boolean> {
@@ -72,7 +79,10 @@ export class WholeBodies {
 export function webBodies(whole = new WholeBodies()): BodyReceiver {
   return async function webBodies(c, size, use) {
     const request = c.req.raw;
-    const read = () => collect(request.body ?? streamOf(new Uint8Array(0)), size).catch((err: unknown) => Promise.reject(bodyError(err)));
+    const read = () =>
+      collect(request.body ?? streamOf(new Uint8Array(0)), size).catch((err: unknown) =>
+        Promise.reject(bodyError(err)),
+      );
     if (await whole.hold(size, read, use)) return;
     await use(request.body ?? streamOf(new Uint8Array(0)));
   };

@@ -8,14 +8,23 @@ declare const Deno: {
   env: { toObject(): Record<string, string> };
   readTextFileSync(path: string): string;
   serve(
-    options: { hostname: string; port: number; cert?: string; key?: string; onListen?: (addr: { port: number }) => void },
+    options: {
+      hostname: string;
+      port: number;
+      cert?: string;
+      key?: string;
+      onListen?: (addr: { port: number }) => void;
+    },
     handler: (request: Request) => Response | Promise<Response>,
   ): unknown;
 };
 
 const config = parseEdgeConfig(Deno.args, Deno.env.toObject());
 // With a certificate Deno.serve speaks HTTPS itself (PEM text, not paths).
-const tls = config.tls === null ? {} : { cert: Deno.readTextFileSync(config.tls.certPath), key: Deno.readTextFileSync(config.tls.keyPath) };
+const tls =
+  config.tls === null
+    ? {}
+    : { cert: Deno.readTextFileSync(config.tls.certPath), key: Deno.readTextFileSync(config.tls.keyPath) };
 const { app } = await buildEdge(config).catch((err: unknown) => {
   // Deno refuses every path under /dev (a RAM disk at /dev/shm included) without --allow-all, whatever
   // --allow-read/--allow-write say; say so plainly instead of leaving the user with the permission error.

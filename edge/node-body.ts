@@ -32,7 +32,8 @@ export function nodeBodies(whole = new WholeBodies()): BodyReceiver {
 export function nodeSender(whole = new WholeBodies()): BlobSender {
   return async function nodeSender(c, blob, headers) {
     const outgoing = (c.env as { outgoing?: ServerResponse } | undefined)?.outgoing;
-    if (blob.bytes !== undefined || outgoing === undefined || !whole.take(blob.size)) return webSender(c, blob, headers);
+    if (blob.bytes !== undefined || outgoing === undefined || !whole.take(blob.size))
+      return webSender(c, blob, headers);
     outgoing.once('close', () => whole.give(blob.size));
     const bytes = await collect(blob.body, blob.size);
     return webSender(c, { size: blob.size, body: blob.body, bytes }, headers);
@@ -47,7 +48,8 @@ export function readIncoming(incoming: IncomingMessage, size: number): Promise<U
     const done = (err?: LarderError) => {
       incoming.off('data', onData).off('end', onEnd).off('error', onError).off('close', onClose);
       if (err !== undefined) return reject(err);
-      if (received !== size) return reject(new LarderError('size_mismatch', `size mismatch: declared ${size} bytes, received ${received}`));
+      if (received !== size)
+        return reject(new LarderError('size_mismatch', `size mismatch: declared ${size} bytes, received ${received}`));
       resolve(chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks, received));
     };
     const onData = (chunk: Buffer) => {

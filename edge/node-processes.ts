@@ -33,7 +33,8 @@ export async function startEdgeProcesses(config: EdgeConfig): Promise<EdgeProces
       const wasListening = listening.delete(worker);
       if (stopping) return;
       // One that never listened failed at start (a bad folder, a port in use): the others would fail alike.
-      if (!wasListening) return reject(new Error(`edge worker ${worker.process.pid} exited (${signal ?? code}) before listening`));
+      if (!wasListening)
+        return reject(new Error(`edge worker ${worker.process.pid} exited (${signal ?? code}) before listening`));
       console.error(`larder edge: worker ${worker.process.pid} exited (${signal ?? code}); starting another`);
       fork();
     });
@@ -60,7 +61,9 @@ export async function startEdgeProcesses(config: EdgeConfig): Promise<EdgeProces
     throw err;
   }
   const pids = [...listening.keys()].map((w) => w.process.pid).join(', ');
-  console.log(`${listeningLine('node', config.listen.host, port, config.tls !== null)} (${config.processes} processes: ${pids})`);
+  console.log(
+    `${listeningLine('node', config.listen.host, port, config.tls !== null)} (${config.processes} processes: ${pids})`,
+  );
   return { close };
 }
 

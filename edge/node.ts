@@ -23,18 +23,25 @@ export interface NodeEdgeOptions {
 
 export async function startNodeEdge(config: EdgeConfig, options: NodeEdgeOptions = {}): Promise<RunningEdge> {
   // With a certificate the edge speaks HTTPS itself, for deployments without a terminating proxy.
-  const tls = config.tls === null ? null : { cert: readPem(config.tls.certPath, '--tls-cert'), key: readPem(config.tls.keyPath, '--tls-key') };
+  const tls =
+    config.tls === null
+      ? null
+      : { cert: readPem(config.tls.certPath, '--tls-cert'), key: readPem(config.tls.keyPath, '--tls-key') };
   // Uploads are read straight from the socket, and downloads of up to 2 MiB sent in one write (node-body.ts): the
   // web-standard Request and Response bodies cost most here. One budget bounds the bytes held for both.
   const whole = new WholeBodies();
-  const { app, store, gate, metrics, history } = await buildEdge(config, { bodies: nodeBodies(whole), sender: nodeSender(whole) });
+  const { app, store, gate, metrics, history } = await buildEdge(config, {
+    bodies: nodeBodies(whole),
+    sender: nodeSender(whole),
+  });
   // The process's CPU, memory, event-loop delay and file descriptors (Node only: prom-client reads them from Node's APIs).
   collectDefaultMetrics({ register: metrics.registry });
   const listen = { fetch: app.fetch, hostname: config.listen.host, port: config.listen.port };
   const server = await new Promise<ReturnType<typeof serve>>((resolve) => {
-    const s = tls === null
-      ? serve(listen, () => resolve(s))
-      : serve({ ...listen, createServer: createHttpsServer, serverOptions: tls }, () => resolve(s));
+    const s =
+      tls === null
+        ? serve(listen, () => resolve(s))
+        : serve({ ...listen, createServer: createHttpsServer, serverOptions: tls }, () => resolve(s));
   });
   const http = server as import('node:http').Server;
   // Bazel keeps up to 100 connections open and reuses them between actions; don't drop idle ones too eagerly.

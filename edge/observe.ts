@@ -20,7 +20,13 @@ export function observeRequests(log: Logger, metrics?: Metrics): MiddlewareHandl
     const method = c.req.method;
     const status = c.res.status;
     const ms = Math.round((performance.now() - started) * 10) / 10;
-    log.debug('request', { method, path, status, ms, ...requestMetadataFields(requestMetadataFromHeader(c.req.header(REQUEST_METADATA_KEY))) });
+    log.debug('request', {
+      method,
+      path,
+      status,
+      ms,
+      ...requestMetadataFields(requestMetadataFromHeader(c.req.header(REQUEST_METADATA_KEY))),
+    });
     if (metrics === undefined) return;
     metrics.request('http', method, key.kind, outcomeOf(method, status));
     if (status !== 200) return;

@@ -50,7 +50,15 @@ export async function buildEdge(config: EdgeConfig, runtime: BuildEdgeOptions = 
     validateActionResults: config.validateActionResults,
     gate,
     metrics,
-    status: () => ({ title: 'larder edge', startedAt, now: new Date(), totals: metrics.totals(), history: history.series(), auth, storage }),
+    status: () => ({
+      title: 'larder edge',
+      startedAt,
+      now: new Date(),
+      totals: metrics.totals(),
+      history: history.series(),
+      auth,
+      storage,
+    }),
     bodies: runtime.bodies,
     sender: runtime.sender,
   });

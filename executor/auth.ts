@@ -17,7 +17,11 @@ import { ActionCache, Execution } from '../shared/proto/gen/build/bazel/remote/e
 import type { CallContext } from './grpc/adapt.ts';
 
 /** An `authorize` hook for the adapter (grpc/adapt.ts) that asks `gate` about every call. */
-export function authorizeCalls(gate: AccessGate, log: Logger, metrics?: Metrics): (ctx: CallContext) => Promise<Principal> {
+export function authorizeCalls(
+  gate: AccessGate,
+  log: Logger,
+  metrics?: Metrics,
+): (ctx: CallContext) => Promise<Principal> {
   return async (ctx) => {
     const values = ctx.metadata.get('authorization');
     // Two credentials (say a --remote_header and a credential helper) could each be the one that counts;
@@ -35,7 +39,13 @@ export function authorizeCalls(gate: AccessGate, log: Logger, metrics?: Metrics)
 }
 
 /** Logs a refusal with its reason and subject, never the credentials, and makes the error that ends the call. */
-function refuse(log: Logger, ctx: CallContext, code: 'unauthenticated' | 'permission_denied' | 'unavailable', message: string, subject?: string): LarderError {
+function refuse(
+  log: Logger,
+  ctx: CallContext,
+  code: 'unauthenticated' | 'permission_denied' | 'unavailable',
+  message: string,
+  subject?: string,
+): LarderError {
   const fields = { rpc: ctx.path, subject, reason: message };
   if (code === 'unauthenticated') log.debug('refused: not authenticated', fields);
   else if (code === 'permission_denied') log.info('refused: permission denied', fields);

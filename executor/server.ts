@@ -80,7 +80,10 @@ export function createExecutorServer(options: ExecutorServerOptions): grpc.Serve
   };
   const observe = options.metrics === undefined ? undefined : grpcObserver(options.metrics);
   const open: AdaptOptions = { log: options.log, onCall: logCalls(options.log), observe };
-  const guarded: AdaptOptions = options.gate === undefined ? open : { ...open, authorize: authorizeCalls(options.gate, options.log, options.metrics) };
+  const guarded: AdaptOptions =
+    options.gate === undefined
+      ? open
+      : { ...open, authorize: authorizeCalls(options.gate, options.log, options.metrics) };
   addService(server, Capabilities, capabilitiesService(deps), guarded);
   addService(server, ContentAddressableStorage, casService(deps), guarded);
   addService(server, ActionCache, actionCacheService(deps), guarded);

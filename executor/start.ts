@@ -78,7 +78,12 @@ export async function startExecutor(config: ExecutorConfig, options: StartOption
   }
 }
 
-async function serve(config: ExecutorConfig, options: StartOptions, log: Logger, gate: AccessGate): Promise<RunningExecutor> {
+async function serve(
+  config: ExecutorConfig,
+  options: StartOptions,
+  log: Logger,
+  gate: AccessGate,
+): Promise<RunningExecutor> {
   const metrics = new Metrics();
   collectDefaultMetrics({ register: metrics.registry });
   let execution_: ExecutionSource | null = null;
@@ -96,24 +101,51 @@ async function serve(config: ExecutorConfig, options: StartOptions, log: Logger,
   const zstd = loadZstd();
   if (zstd === null) log.info('zstd-napi is not installed: compressed-blobs are not offered');
 
-  const pools = options.pools ?? [{ labels: config.execution.platform, workers: config.execution.workers, concurrency: config.execution.concurrency }];
+  const pools = options.pools ?? [
+    { labels: config.execution.platform, workers: config.execution.workers, concurrency: config.execution.concurrency },
+  ];
   const hasWorkers = pools.some((pool) => pool.workers > 0);
   // With a shared Redis queue this process executes even without workers of its own: it is a frontend of a
   // fleet whose workers (`larder worker`, other executors) take the jobs it queues.
   const { queue } = config.execution;
-  const scheduler: Scheduler | null = queue !== 'memory' ? await RedisScheduler.open({ url: queue, log, leaseMs: config.execution.queueLeaseMs }) : hasWorkers ? new MemoryScheduler() : null;
+  const scheduler: Scheduler | null =
+    queue !== 'memory'
+      ? await RedisScheduler.open({ url: queue, log, leaseMs: config.execution.queueLeaseMs })
+      : hasWorkers
+        ? new MemoryScheduler()
+        : null;
   if (queue !== 'memory') log.info('queue ready', { queue: redactUrl(queue) });
-  const workers = scheduler === null || !hasWorkers ? null : await startInProcessWorkers({ config: config.execution, pools, store, scheduler, log, onFinished: actions.finished });
-  if (scheduler !== null) execution_ = { scheduler, workerPlatforms: () => (workers?.workers ?? []).map((w) => describeWorkerPlatform(w.platform)) };
+  const workers =
+    scheduler === null || !hasWorkers
+      ? null
+      : await startInProcessWorkers({
+          config: config.execution,
+          pools,
+          store,
+          scheduler,
+          log,
+          onFinished: actions.finished,
+        });
+  if (scheduler !== null)
+    execution_ = {
+      scheduler,
+      workerPlatforms: () => (workers?.workers ?? []).map((w) => describeWorkerPlatform(w.platform)),
+    };
   const timeouts = { defaultMs: config.execution.actionTimeoutMs, maxMs: config.execution.maxActionTimeoutMs };
-  const execution = scheduler === null ? undefined : { scheduler, timeouts, keepaliveMs: options.keepaliveMs ?? KEEPALIVE_MS };
+  const execution =
+    scheduler === null ? undefined : { scheduler, timeouts, keepaliveMs: options.keepaliveMs ?? KEEPALIVE_MS };
   const server = createExecutorServer({ ...config, store, log, uploads, zstd, gate, execution, metrics });
   const credentials = config.tls === null ? grpc.ServerCredentials.createInsecure() : await tlsCredentials(config.tls);
   const host = config.listen.host.includes(':') ? `[${config.listen.host}]` : config.listen.host;
   const port = await new Promise<number>((resolve, reject) => {
-    server.bindAsync(`${host}:${config.listen.port}`, credentials, (err, bound) => (err ? reject(err) : resolve(bound)));
+    server.bindAsync(`${host}:${config.listen.port}`, credentials, (err, bound) =>
+      err ? reject(err) : resolve(bound),
+    );
   });
-  if (!widenReceiveWindows(server)) log.warn('could not widen HTTP/2 receive windows (grpc-js internals changed?): uploads stay at 64 KiB per round trip');
+  if (!widenReceiveWindows(server))
+    log.warn(
+      'could not widen HTTP/2 receive windows (grpc-js internals changed?): uploads stay at 64 KiB per round trip',
+    );
   const url = `${config.tls === null ? 'grpc' : 'grpcs'}://${host}:${port}`;
   if (options.announce ?? true) console.log(`larder executor listening on ${url}`);
   const history = new History({ totals: () => metrics.totals() }).start();
@@ -121,7 +153,10 @@ async function serve(config: ExecutorConfig, options: StartOptions, log: Logger,
   const status = async (): Promise<StatusSnapshot> => {
     const stats = await scheduler?.stats();
     const platforms = execution_?.workerPlatforms() ?? [];
-    const workerCounts = [...new Set(platforms)].map((platform) => ({ platform, count: platforms.filter((p) => p === platform).length }));
+    const workerCounts = [...new Set(platforms)].map((platform) => ({
+      platform,
+      count: platforms.filter((p) => p === platform).length,
+    }));
     return {
       title: 'larder executor',
       startedAt,
@@ -130,15 +165,22 @@ async function serve(config: ExecutorConfig, options: StartOptions, log: Logger,
       history: history.series(),
       auth: describeAuth(config.auth),
       storage: options.store === undefined ? describeStore(config.store) : 'a store given by the embedding program',
-      execution: stats === undefined ? undefined : { queued: stats.queued, running: stats.running, workers: workerCounts },
+      execution:
+        stats === undefined ? undefined : { queued: stats.queued, running: stats.running, workers: workerCounts },
     };
   };
   let side: MetricsServer | null = null;
   try {
-    side = config.metricsListen === null ? null : await startMetricsServer({
-      listen: config.metricsListen, gate, log, metrics,
-      routes: (app) => app.get('/status', async (c) => c.html(renderStatusPage(await status()))),
-    });
+    side =
+      config.metricsListen === null
+        ? null
+        : await startMetricsServer({
+            listen: config.metricsListen,
+            gate,
+            log,
+            metrics,
+            routes: (app) => app.get('/status', async (c) => c.html(renderStatusPage(await status()))),
+          });
   } catch (err) {
     history.stop();
     server.forceShutdown();
@@ -182,7 +224,9 @@ async function serve(config: ExecutorConfig, options: StartOptions, log: Logger,
 
 async function tlsCredentials(tls: { certPath: string; keyPath: string }): Promise<grpc.ServerCredentials> {
   const read = (path: string, what: string) =>
-    readFile(path).catch((err: Error) => Promise.reject(new LarderError('invalid_argument', `cannot read the TLS ${what} ${path}: ${err.message}`)));
+    readFile(path).catch((err: Error) =>
+      Promise.reject(new LarderError('invalid_argument', `cannot read the TLS ${what} ${path}: ${err.message}`)),
+    );
   // Both are read at once, but a failure is reported in a fixed order (certificate first), not by which
   // read happened to fail first: the same bad configuration always gives the same message.
   const [certRead, keyRead] = await Promise.allSettled([read(tls.certPath, 'certificate'), read(tls.keyPath, 'key')]);

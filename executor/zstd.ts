@@ -144,7 +144,10 @@ class Decoder {
       this.#produced += written;
       // Checked before the output is copied out: a frame that expands too far stops here, at most one chunk late.
       if (this.#produced > this.#maxBytes) {
-        throw new LarderError('size_mismatch', `size mismatch: the zstd data expands past the declared ${this.#maxBytes} bytes`);
+        throw new LarderError(
+          'size_mismatch',
+          `size mismatch: the zstd data expands past the declared ${this.#maxBytes} bytes`,
+        );
       }
       this.#src = this.#src.subarray(consumed);
       // After a finished frame, a call with no input reports the header size of a next frame: not mid-frame.

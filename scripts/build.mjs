@@ -19,7 +19,8 @@ function vendorUplot() {
   const { version } = JSON.parse(readFileSync(join(dir, 'package.json'), 'utf8'));
   const js = readFileSync(join(dir, 'dist/uPlot.iife.min.js'), 'utf8');
   const css = readFileSync(join(dir, 'dist/uPlot.min.css'), 'utf8');
-  if (/<\/script/i.test(js) || /<\/style/i.test(css)) throw new Error('uPlot contains a closing tag: it cannot be inlined as it is');
+  if (/<\/script/i.test(js) || /<\/style/i.test(css))
+    throw new Error('uPlot contains a closing tag: it cannot be inlined as it is');
   const out = join(ROOT, 'shared/status/uplot.generated.ts');
   mkdirSync(dirname(out), { recursive: true });
   const text =
@@ -60,7 +61,9 @@ async function buildCli() {
     format: 'esm',
     platform: 'node',
     target: 'node20',
-    external: Object.keys(JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')).dependencies).filter((name) => name !== 'jose'),
+    external: Object.keys(JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')).dependencies).filter(
+      (name) => name !== 'jose',
+    ),
     chunkNames: '[name]-[hash]',
     sourcemap: 'linked',
     logLevel: 'warning',

@@ -126,24 +126,105 @@ interface OptionRow {
 export type Env = Record<string, string | undefined>;
 
 export const EDGE_OPTIONS: readonly OptionRow[] = [
-  { flag: 'listen', env: 'LARDER_LISTEN', help: 'address to serve HTTP on, HOST:PORT (port 0 picks a free one)', default: () => '127.0.0.1:8080' },
-  { flag: 'store', env: 'LARDER_STORE', help: 'where blobs live: disk:PATH[@SIZE], memory[:SIZE], s3://BUCKET/PREFIX or tiered(FRONT,…,BACK)', default: (env) => `disk:${defaultCacheDir(env)}` },
-  { flag: 'max-size', env: 'LARDER_MAX_SIZE', help: 'size budget of the store; least recently used blobs are evicted past it', default: () => '10GiB' },
-  { flag: 'max-blob-size', env: 'LARDER_MAX_BLOB_SIZE', help: 'largest single blob accepted (HTTP 413, gRPC INVALID_ARGUMENT above it)', default: () => '4GiB' },
-  { flag: 'ac-validation', env: 'LARDER_AC_VALIDATION', help: 'on: an action-cache entry whose outputs are gone from the CAS is a miss', default: () => 'on' },
+  {
+    flag: 'listen',
+    env: 'LARDER_LISTEN',
+    help: 'address to serve HTTP on, HOST:PORT (port 0 picks a free one)',
+    default: () => '127.0.0.1:8080',
+  },
+  {
+    flag: 'store',
+    env: 'LARDER_STORE',
+    help: 'where blobs live: disk:PATH[@SIZE], memory[:SIZE], s3://BUCKET/PREFIX or tiered(FRONT,…,BACK)',
+    default: (env) => `disk:${defaultCacheDir(env)}`,
+  },
+  {
+    flag: 'max-size',
+    env: 'LARDER_MAX_SIZE',
+    help: 'size budget of the store; least recently used blobs are evicted past it',
+    default: () => '10GiB',
+  },
+  {
+    flag: 'max-blob-size',
+    env: 'LARDER_MAX_BLOB_SIZE',
+    help: 'largest single blob accepted (HTTP 413, gRPC INVALID_ARGUMENT above it)',
+    default: () => '4GiB',
+  },
+  {
+    flag: 'ac-validation',
+    env: 'LARDER_AC_VALIDATION',
+    help: 'on: an action-cache entry whose outputs are gone from the CAS is a miss',
+    default: () => 'on',
+  },
   { flag: 'log-level', env: 'LARDER_LOG_LEVEL', help: 'debug, info, warn, error or silent', default: () => 'info' },
-  { flag: 'log-format', env: 'LARDER_LOG_FORMAT', help: 'json (one object per line), text, or auto: text when stdout is a terminal, else json', default: () => 'auto' },
-  { flag: 'config', env: 'LARDER_CONFIG', help: 'JSON config file: role mappings, anonymous roles, OIDC and htpasswd details', default: () => '' },
-  { flag: 'config-json', env: 'LARDER_CONFIG_JSON', help: "the config file's JSON itself, for platforms without files (Deno Deploy); not with --config", default: () => '' },
-  { flag: 'oidc-issuer', env: 'LARDER_OIDC_ISSUER', help: 'accept bearer JWTs from this OpenID Connect issuer (its exact iss)', default: () => '' },
-  { flag: 'oidc-audience', env: 'LARDER_OIDC_AUDIENCE', help: "the aud the issuer's tokens must carry for this cache", default: () => '' },
-  { flag: 'htpasswd', env: 'LARDER_HTPASSWD', help: 'accept HTTP Basic users from this htpasswd file (bcrypt or {SHA}; reloaded on change)', default: () => '' },
-  { flag: 'allow-anonymous', env: 'LARDER_ALLOW_ANONYMOUS', help: 'allow serving beyond loopback without any authenticator', default: () => 'off', boolean: true },
-  { flag: 'tls-cert', env: 'LARDER_TLS_CERT', help: 'PEM certificate chain; with --tls-key, serve https://', default: () => '' },
+  {
+    flag: 'log-format',
+    env: 'LARDER_LOG_FORMAT',
+    help: 'json (one object per line), text, or auto: text when stdout is a terminal, else json',
+    default: () => 'auto',
+  },
+  {
+    flag: 'config',
+    env: 'LARDER_CONFIG',
+    help: 'JSON config file: role mappings, anonymous roles, OIDC and htpasswd details',
+    default: () => '',
+  },
+  {
+    flag: 'config-json',
+    env: 'LARDER_CONFIG_JSON',
+    help: "the config file's JSON itself, for platforms without files (Deno Deploy); not with --config",
+    default: () => '',
+  },
+  {
+    flag: 'oidc-issuer',
+    env: 'LARDER_OIDC_ISSUER',
+    help: 'accept bearer JWTs from this OpenID Connect issuer (its exact iss)',
+    default: () => '',
+  },
+  {
+    flag: 'oidc-audience',
+    env: 'LARDER_OIDC_AUDIENCE',
+    help: "the aud the issuer's tokens must carry for this cache",
+    default: () => '',
+  },
+  {
+    flag: 'htpasswd',
+    env: 'LARDER_HTPASSWD',
+    help: 'accept HTTP Basic users from this htpasswd file (bcrypt or {SHA}; reloaded on change)',
+    default: () => '',
+  },
+  {
+    flag: 'allow-anonymous',
+    env: 'LARDER_ALLOW_ANONYMOUS',
+    help: 'allow serving beyond loopback without any authenticator',
+    default: () => 'off',
+    boolean: true,
+  },
+  {
+    flag: 'tls-cert',
+    env: 'LARDER_TLS_CERT',
+    help: 'PEM certificate chain; with --tls-key, serve https://',
+    default: () => '',
+  },
   { flag: 'tls-key', env: 'LARDER_TLS_KEY', help: 'PEM private key for --tls-cert', default: () => '' },
-  { flag: 'idle-timeout', env: 'LARDER_IDLE_TIMEOUT', help: 'close a connection idle (no bytes either way) this long; uploads that keep moving have no deadline', default: () => '90s' },
-  { flag: 'max-connections', env: 'LARDER_MAX_CONNECTIONS', help: 'open connections at most (auto: from the open-file limit); more are refused', default: () => 'auto' },
-  { flag: 'processes', env: 'LARDER_PROCESSES', help: 'processes serving the one port and store (auto: one per core, 1 when the store holds blobs in memory)', default: () => 'auto' },
+  {
+    flag: 'idle-timeout',
+    env: 'LARDER_IDLE_TIMEOUT',
+    help: 'close a connection idle (no bytes either way) this long; uploads that keep moving have no deadline',
+    default: () => '90s',
+  },
+  {
+    flag: 'max-connections',
+    env: 'LARDER_MAX_CONNECTIONS',
+    help: 'open connections at most (auto: from the open-file limit); more are refused',
+    default: () => 'auto',
+  },
+  {
+    flag: 'processes',
+    env: 'LARDER_PROCESSES',
+    help: 'processes serving the one port and store (auto: one per core, 1 when the store holds blobs in memory)',
+    default: () => 'auto',
+  },
 ];
 
 /** Parses `larder edge` arguments (without the subcommand) and the environment into a checked config. */
@@ -166,9 +247,16 @@ export function parseEdgeConfig(args: string[], env: Env): EdgeConfig {
 function parseProcesses(text: string, store: StoreConfig): number {
   const shareable = storeIsShareable(store);
   if (text === 'auto') return shareable ? availableParallelism() : 1;
-  if (!/^\d+$/.test(text) || Number(text) < 1) throw new LarderError('invalid_argument', `--processes must be auto or a positive number, not ${JSON.stringify(text)}`);
+  if (!/^\d+$/.test(text) || Number(text) < 1)
+    throw new LarderError(
+      'invalid_argument',
+      `--processes must be auto or a positive number, not ${JSON.stringify(text)}`,
+    );
   if (Number(text) > 1 && !shareable) {
-    throw new LarderError('invalid_argument', '--processes above 1 needs a store the processes can share (disk or s3, no memory tier): each process would hold its own memory store');
+    throw new LarderError(
+      'invalid_argument',
+      '--processes above 1 needs a store the processes can share (disk or s3, no memory tier): each process would hold its own memory store',
+    );
   }
   return Number(text);
 }
@@ -183,7 +271,11 @@ function parseConnectionOptions(values: Record<string, string>): Pick<EdgeConfig
   if (idleTimeoutMs < 1000) throw new LarderError('invalid_argument', '--idle-timeout must be at least 1s');
   const max = values['max-connections']!;
   if (max === 'auto') return { idleTimeoutMs, maxConnections: null };
-  if (!/^\d+$/.test(max) || Number(max) < 1) throw new LarderError('invalid_argument', `--max-connections must be auto or a positive number, not ${JSON.stringify(max)}`);
+  if (!/^\d+$/.test(max) || Number(max) < 1)
+    throw new LarderError(
+      'invalid_argument',
+      `--max-connections must be auto or a positive number, not ${JSON.stringify(max)}`,
+    );
   return { idleTimeoutMs, maxConnections: Number(max) };
 }
 
@@ -199,7 +291,11 @@ function parseAuthOptions(values: Record<string, string>): AuthConfig {
 
 /** The parsed JSON of `--config FILE` or of `--config-json JSON`, or null without either. */
 function configJson(path: string, inline: string): unknown {
-  if (path !== '' && inline !== '') throw new LarderError('invalid_argument', '--config and --config-json are two ways to say the same thing: give one');
+  if (path !== '' && inline !== '')
+    throw new LarderError(
+      'invalid_argument',
+      '--config and --config-json are two ways to say the same thing: give one',
+    );
   if (inline === '') return readConfigFile(path);
   try {
     return JSON.parse(inline);
@@ -231,35 +327,157 @@ const AUTH_FLAGS = ['config', 'config-json', 'oidc-issuer', 'oidc-audience', 'ht
  * LARDER_* twins), so one config file and one environment configure both.
  */
 export const EXECUTOR_OPTIONS: readonly OptionRow[] = [
-  { flag: 'listen', env: 'LARDER_EXECUTOR_LISTEN', help: 'address to serve gRPC on, HOST:PORT (port 0 picks a free one)', default: () => '127.0.0.1:8980' },
-  ...EDGE_OPTIONS.filter((row) => ['store', 'max-size', 'max-blob-size', 'ac-validation', 'log-level', 'log-format', ...AUTH_FLAGS].includes(row.flag)),
-  { flag: 'metrics-listen', env: 'LARDER_METRICS_LISTEN', help: 'HOST:PORT to serve /metrics, /status and /healthz on over HTTP (off when empty)', default: () => '' },
-  { flag: 'max-batch-size', env: 'LARDER_MAX_BATCH_SIZE', help: 'summed blob bytes one BatchUpdateBlobs/BatchReadBlobs call may carry', default: () => '4MiB' },
-  { flag: 'tls-cert', env: 'LARDER_TLS_CERT', help: 'PEM certificate chain; with --tls-key, serve grpcs://', default: () => '' },
+  {
+    flag: 'listen',
+    env: 'LARDER_EXECUTOR_LISTEN',
+    help: 'address to serve gRPC on, HOST:PORT (port 0 picks a free one)',
+    default: () => '127.0.0.1:8980',
+  },
+  ...EDGE_OPTIONS.filter((row) =>
+    ['store', 'max-size', 'max-blob-size', 'ac-validation', 'log-level', 'log-format', ...AUTH_FLAGS].includes(
+      row.flag,
+    ),
+  ),
+  {
+    flag: 'metrics-listen',
+    env: 'LARDER_METRICS_LISTEN',
+    help: 'HOST:PORT to serve /metrics, /status and /healthz on over HTTP (off when empty)',
+    default: () => '',
+  },
+  {
+    flag: 'max-batch-size',
+    env: 'LARDER_MAX_BATCH_SIZE',
+    help: 'summed blob bytes one BatchUpdateBlobs/BatchReadBlobs call may carry',
+    default: () => '4MiB',
+  },
+  {
+    flag: 'tls-cert',
+    env: 'LARDER_TLS_CERT',
+    help: 'PEM certificate chain; with --tls-key, serve grpcs://',
+    default: () => '',
+  },
   { flag: 'tls-key', env: 'LARDER_TLS_KEY', help: 'PEM private key for --tls-cert', default: () => '' },
-  { flag: 'workers', env: 'LARDER_WORKERS', help: 'in-process workers that execute actions (0: execute nothing here)', default: () => '1' },
-  { flag: 'concurrency', env: 'LARDER_CONCURRENCY', help: 'actions one worker runs at once', default: () => String(availableParallelism()) },
-  { flag: 'platform', env: 'LARDER_PLATFORM', help: 'labels the workers offer besides OSFamily and Arch: key=value,key=value', default: () => '' },
-  { flag: 'work-dir', env: 'LARDER_WORK_DIR', help: 'where actions are staged and input files cached', default: (env) => defaultWorkDir(env) },
-  { flag: 'input-cache-size', env: 'LARDER_INPUT_CACHE_SIZE', help: 'size of the local input file cache actions are staged from (hard links)', default: () => '4GiB' },
-  { flag: 'action-timeout', env: 'LARDER_ACTION_TIMEOUT', help: 'timeout of an action that sets none', default: () => '15m' },
-  { flag: 'max-action-timeout', env: 'LARDER_MAX_ACTION_TIMEOUT', help: 'the longest any action may run, whatever it asks for', default: () => '3h' },
-  { flag: 'run-as', env: 'LARDER_RUN_AS', help: 'user actions run as when larder runs as root (never as root itself)', default: () => (isRoot() ? 'nobody' : '') },
-  { flag: 'allow-docker', env: 'LARDER_ALLOW_DOCKER', help: 'run actions that ask for a container-image in Docker (DOCKER_HOST, else /var/run/docker.sock)', default: () => 'off', boolean: true },
-  { flag: 'docker-host', env: 'LARDER_DOCKER_HOST', help: 'the Docker engine\'s API socket, unix:///PATH', default: (env) => env.DOCKER_HOST || 'unix:///var/run/docker.sock' },
-  { flag: 'docker-memory', env: 'LARDER_DOCKER_MEMORY', help: 'memory (swap included) of each action\'s container; past it the action is OOM-killed (0: unlimited)', default: () => '4GiB' },
-  { flag: 'docker-pids', env: 'LARDER_DOCKER_PIDS', help: 'processes each container may have at once (0: unlimited)', default: () => '4096' },
-  { flag: 'docker-pool-size', env: 'LARDER_DOCKER_POOL_SIZE', help: 'warm containers kept for dockerReuse=True actions, busy or idle, over all images and silos', default: () => '8' },
-  { flag: 'docker-idle-timeout', env: 'LARDER_DOCKER_IDLE_TIMEOUT', help: 'a warm container unused this long is removed', default: () => '5m' },
-  { flag: 'persistent-workers', env: 'LARDER_PERSISTENT_WORKERS', help: 'runners whose actions may use remote persistent workers: local, docker, or both (local,docker)', default: () => '' },
-  { flag: 'queue', env: 'LARDER_QUEUE', help: 'memory (this process only) or redis://HOST:PORT, the queue a fleet of frontends and workers shares', default: () => 'memory' },
-  { flag: 'queue-lease', env: 'LARDER_QUEUE_LEASE', help: 'with a Redis queue: how long a worker that stops renewing keeps its action before it goes to another worker', default: () => '30s' },
+  {
+    flag: 'workers',
+    env: 'LARDER_WORKERS',
+    help: 'in-process workers that execute actions (0: execute nothing here)',
+    default: () => '1',
+  },
+  {
+    flag: 'concurrency',
+    env: 'LARDER_CONCURRENCY',
+    help: 'actions one worker runs at once',
+    default: () => String(availableParallelism()),
+  },
+  {
+    flag: 'platform',
+    env: 'LARDER_PLATFORM',
+    help: 'labels the workers offer besides OSFamily and Arch: key=value,key=value',
+    default: () => '',
+  },
+  {
+    flag: 'work-dir',
+    env: 'LARDER_WORK_DIR',
+    help: 'where actions are staged and input files cached',
+    default: (env) => defaultWorkDir(env),
+  },
+  {
+    flag: 'input-cache-size',
+    env: 'LARDER_INPUT_CACHE_SIZE',
+    help: 'size of the local input file cache actions are staged from (hard links)',
+    default: () => '4GiB',
+  },
+  {
+    flag: 'action-timeout',
+    env: 'LARDER_ACTION_TIMEOUT',
+    help: 'timeout of an action that sets none',
+    default: () => '15m',
+  },
+  {
+    flag: 'max-action-timeout',
+    env: 'LARDER_MAX_ACTION_TIMEOUT',
+    help: 'the longest any action may run, whatever it asks for',
+    default: () => '3h',
+  },
+  {
+    flag: 'run-as',
+    env: 'LARDER_RUN_AS',
+    help: 'user actions run as when larder runs as root (never as root itself)',
+    default: () => (isRoot() ? 'nobody' : ''),
+  },
+  {
+    flag: 'allow-docker',
+    env: 'LARDER_ALLOW_DOCKER',
+    help: 'run actions that ask for a container-image in Docker (DOCKER_HOST, else /var/run/docker.sock)',
+    default: () => 'off',
+    boolean: true,
+  },
+  {
+    flag: 'docker-host',
+    env: 'LARDER_DOCKER_HOST',
+    help: "the Docker engine's API socket, unix:///PATH",
+    default: (env) => env.DOCKER_HOST || 'unix:///var/run/docker.sock',
+  },
+  {
+    flag: 'docker-memory',
+    env: 'LARDER_DOCKER_MEMORY',
+    help: "memory (swap included) of each action's container; past it the action is OOM-killed (0: unlimited)",
+    default: () => '4GiB',
+  },
+  {
+    flag: 'docker-pids',
+    env: 'LARDER_DOCKER_PIDS',
+    help: 'processes each container may have at once (0: unlimited)',
+    default: () => '4096',
+  },
+  {
+    flag: 'docker-pool-size',
+    env: 'LARDER_DOCKER_POOL_SIZE',
+    help: 'warm containers kept for dockerReuse=True actions, busy or idle, over all images and silos',
+    default: () => '8',
+  },
+  {
+    flag: 'docker-idle-timeout',
+    env: 'LARDER_DOCKER_IDLE_TIMEOUT',
+    help: 'a warm container unused this long is removed',
+    default: () => '5m',
+  },
+  {
+    flag: 'persistent-workers',
+    env: 'LARDER_PERSISTENT_WORKERS',
+    help: 'runners whose actions may use remote persistent workers: local, docker, or both (local,docker)',
+    default: () => '',
+  },
+  {
+    flag: 'queue',
+    env: 'LARDER_QUEUE',
+    help: 'memory (this process only) or redis://HOST:PORT, the queue a fleet of frontends and workers shares',
+    default: () => 'memory',
+  },
+  {
+    flag: 'queue-lease',
+    env: 'LARDER_QUEUE_LEASE',
+    help: 'with a Redis queue: how long a worker that stops renewing keeps its action before it goes to another worker',
+    default: () => '30s',
+  },
 ];
 
 /** What a worker host needs, in `larder executor` and `larder worker` alike: runners, limits, its work folder. */
 const WORKER_HOST_FLAGS = [
-  'concurrency', 'platform', 'work-dir', 'input-cache-size', 'action-timeout', 'max-action-timeout', 'run-as',
-  'allow-docker', 'docker-host', 'docker-memory', 'docker-pids', 'docker-pool-size', 'docker-idle-timeout', 'persistent-workers',
+  'concurrency',
+  'platform',
+  'work-dir',
+  'input-cache-size',
+  'action-timeout',
+  'max-action-timeout',
+  'run-as',
+  'allow-docker',
+  'docker-host',
+  'docker-memory',
+  'docker-pids',
+  'docker-pool-size',
+  'docker-idle-timeout',
+  'persistent-workers',
 ];
 
 /**
@@ -267,20 +485,49 @@ const WORKER_HOST_FLAGS = [
  * configures a host's worker like its executor) plus where to reach the frontend.
  */
 export const WORKER_OPTIONS: readonly OptionRow[] = [
-  ...EXECUTOR_OPTIONS.filter((row) => [...WORKER_HOST_FLAGS, 'queue', 'queue-lease', 'log-level', 'log-format'].includes(row.flag)),
-  { flag: 'frontend', env: 'LARDER_FRONTEND', help: 'grpc://HOST:PORT or grpcs://HOST:PORT of a frontend (larder executor) whose CAS the worker uses', default: () => '' },
-  { flag: 'frontend-ca', env: 'LARDER_FRONTEND_CA', help: "PEM CA certificate for a grpcs:// frontend with a private CA (default: the system's roots)", default: () => '' },
-  { flag: 'frontend-credentials', env: 'LARDER_FRONTEND_CREDENTIALS', help: 'file holding the Authorization value for the frontend: Bearer TOKEN or Basic BASE64 (needs the write role)', default: () => '' },
+  ...EXECUTOR_OPTIONS.filter((row) =>
+    [...WORKER_HOST_FLAGS, 'queue', 'queue-lease', 'log-level', 'log-format'].includes(row.flag),
+  ),
+  {
+    flag: 'frontend',
+    env: 'LARDER_FRONTEND',
+    help: 'grpc://HOST:PORT or grpcs://HOST:PORT of a frontend (larder executor) whose CAS the worker uses',
+    default: () => '',
+  },
+  {
+    flag: 'frontend-ca',
+    env: 'LARDER_FRONTEND_CA',
+    help: "PEM CA certificate for a grpcs:// frontend with a private CA (default: the system's roots)",
+    default: () => '',
+  },
+  {
+    flag: 'frontend-credentials',
+    env: 'LARDER_FRONTEND_CREDENTIALS',
+    help: 'file holding the Authorization value for the frontend: Bearer TOKEN or Basic BASE64 (needs the write role)',
+    default: () => '',
+  },
 ];
 
 /** Parses `larder worker` arguments and the environment into a checked config. */
 export function parseWorkerConfig(args: string[], env: Env): WorkerConfig {
   const values = resolveOptions(WORKER_OPTIONS, args, env);
   const { workers: _, queue, queueLeaseMs, ...execution } = parseExecutionOptions({ ...values, workers: '1' });
-  if (!isRedisUrl(queue)) throw new LarderError('invalid_argument', `larder worker needs --queue redis://HOST:PORT (the fleet's queue), not ${JSON.stringify(queue)}`);
-  if (values.frontend === '') throw new LarderError('invalid_argument', 'larder worker needs --frontend grpc://HOST:PORT (a frontend whose CAS it uses)');
+  if (!isRedisUrl(queue))
+    throw new LarderError(
+      'invalid_argument',
+      `larder worker needs --queue redis://HOST:PORT (the fleet's queue), not ${JSON.stringify(queue)}`,
+    );
+  if (values.frontend === '')
+    throw new LarderError(
+      'invalid_argument',
+      'larder worker needs --frontend grpc://HOST:PORT (a frontend whose CAS it uses)',
+    );
   const logLevel = values['log-level']!;
-  if (!isLogLevel(logLevel)) throw new LarderError('invalid_argument', `--log-level must be debug, info, warn, error or silent, not ${logLevel}`);
+  if (!isLogLevel(logLevel))
+    throw new LarderError(
+      'invalid_argument',
+      `--log-level must be debug, info, warn, error or silent, not ${logLevel}`,
+    );
   return {
     queue,
     queueLeaseMs,
@@ -315,11 +562,17 @@ function parseExecutionOptions(values: Record<string, string>): ExecutionConfig 
   const actionTimeoutMs = parseDuration(values['action-timeout']!, '--action-timeout');
   const maxActionTimeoutMs = parseDuration(values['max-action-timeout']!, '--max-action-timeout');
   if (actionTimeoutMs <= 0 || actionTimeoutMs > maxActionTimeoutMs) {
-    throw new LarderError('invalid_argument', `--action-timeout must be above zero and at most --max-action-timeout (${values['max-action-timeout']})`);
+    throw new LarderError(
+      'invalid_argument',
+      `--action-timeout must be above zero and at most --max-action-timeout (${values['max-action-timeout']})`,
+    );
   }
   const runAs = values['run-as']!;
   if (isRoot() && (runAs === '' || runAs === 'root' || runAs === '0')) {
-    throw new LarderError('invalid_argument', '--run-as: larder runs as root, and actions never do; name an unprivileged user (the default is nobody)');
+    throw new LarderError(
+      'invalid_argument',
+      '--run-as: larder runs as root, and actions never do; name an unprivileged user (the default is nobody)',
+    );
   }
   return {
     workers: parseCount('workers', values.workers!, 0),
@@ -335,7 +588,9 @@ function parseExecutionOptions(values: Record<string, string>): ExecutionConfig 
       host: values['docker-host']!,
       memoryBytes: parseSize(values['docker-memory']!),
       // Above parseCount's 1024: a build's compiler fan-out needs thousands of processes.
-      pids: /^\d+$/.test(values['docker-pids']!.trim()) ? Number(values['docker-pids']) : parseCount('docker-pids', values['docker-pids']!, 0),
+      pids: /^\d+$/.test(values['docker-pids']!.trim())
+        ? Number(values['docker-pids'])
+        : parseCount('docker-pids', values['docker-pids']!, 0),
       poolSize: parseCount('docker-pool-size', values['docker-pool-size']!, 1),
       idleMs: parseDuration(values['docker-idle-timeout']!, '--docker-idle-timeout'),
     },
@@ -347,8 +602,15 @@ function parseExecutionOptions(values: Record<string, string>): ExecutionConfig 
 
 function parseRunnerList(flag: string, text: string): Set<'local' | 'docker'> {
   const runners = new Set<'local' | 'docker'>();
-  for (const name of text.split(',').map((n) => n.trim()).filter((n) => n !== '')) {
-    if (name !== 'local' && name !== 'docker') throw new LarderError('invalid_argument', `--${flag} takes local, docker or local,docker, not ${JSON.stringify(name)}`);
+  for (const name of text
+    .split(',')
+    .map((n) => n.trim())
+    .filter((n) => n !== '')) {
+    if (name !== 'local' && name !== 'docker')
+      throw new LarderError(
+        'invalid_argument',
+        `--${flag} takes local, docker or local,docker, not ${JSON.stringify(name)}`,
+      );
     runners.add(name);
   }
   return runners;
@@ -356,7 +618,8 @@ function parseRunnerList(flag: string, text: string): Set<'local' | 'docker'> {
 
 function parseLease(text: string): number {
   const ms = parseDuration(text, '--queue-lease');
-  if (ms < 1000) throw new LarderError('invalid_argument', `--queue-lease must be at least 1s, not ${JSON.stringify(text)}`);
+  if (ms < 1000)
+    throw new LarderError('invalid_argument', `--queue-lease must be at least 1s, not ${JSON.stringify(text)}`);
   return ms;
 }
 
@@ -367,7 +630,11 @@ function parseQueue(text: string): string {
 
 function parseCount(flag: string, text: string, min: number): number {
   const value = Number(text);
-  if (!/^\d+$/.test(text.trim()) || value < min || value > 1024) throw new LarderError('invalid_argument', `--${flag} must be a whole number from ${min} to 1024, not ${JSON.stringify(text)}`);
+  if (!/^\d+$/.test(text.trim()) || value < min || value > 1024)
+    throw new LarderError(
+      'invalid_argument',
+      `--${flag} must be a whole number from ${min} to 1024, not ${JSON.stringify(text)}`,
+    );
   return value;
 }
 
@@ -388,7 +655,11 @@ export function defaultWorkDir(env: Env): string {
 function parseStoreOptions(values: Record<string, string>, env: Env) {
   const maxBytes = parseSize(values['max-size']!);
   const logLevel = values['log-level']!;
-  if (!isLogLevel(logLevel)) throw new LarderError('invalid_argument', `--log-level must be debug, info, warn, error or silent, not ${logLevel}`);
+  if (!isLogLevel(logLevel))
+    throw new LarderError(
+      'invalid_argument',
+      `--log-level must be debug, info, warn, error or silent, not ${logLevel}`,
+    );
   return {
     store: parseStoreSpec(values.store!, { maxBytes, env }),
     maxBlobBytes: parseSize(values['max-blob-size']!),
@@ -399,7 +670,8 @@ function parseStoreOptions(values: Record<string, string>, env: Env) {
 }
 
 function parseLogFormat(text: string): LogFormat {
-  if (!isLogFormat(text)) throw new LarderError('invalid_argument', `--log-format must be auto, json or text, not ${JSON.stringify(text)}`);
+  if (!isLogFormat(text))
+    throw new LarderError('invalid_argument', `--log-format must be auto, json or text, not ${JSON.stringify(text)}`);
   return text;
 }
 
@@ -408,7 +680,9 @@ export function resolveOptions(rows: readonly OptionRow[], args: string[], env: 
   try {
     parsed = parseArgs({
       args,
-      options: Object.fromEntries(rows.map((row) => [row.flag, { type: row.boolean ? ('boolean' as const) : ('string' as const) }])),
+      options: Object.fromEntries(
+        rows.map((row) => [row.flag, { type: row.boolean ? ('boolean' as const) : ('string' as const) }]),
+      ),
       strict: true,
       allowPositionals: false,
     });
@@ -419,21 +693,31 @@ export function resolveOptions(rows: readonly OptionRow[], args: string[], env: 
   for (const row of rows) {
     const given = parsed.values[row.flag];
     if (given === true) values[row.flag] = 'on';
-    else values[row.flag] = typeof given === 'string' ? given : (env[row.env] || row.default(env));
+    else values[row.flag] = typeof given === 'string' ? given : env[row.env] || row.default(env);
   }
   return values;
 }
 
 export function optionsHelp(rows: readonly OptionRow[], env: Env): string {
-  return rows.map((row) => `  --${row.flag.padEnd(16)} ${row.help}\n  ${''.padEnd(18)} env ${row.env}, default ${row.default(env)}`).join('\n');
+  return rows
+    .map(
+      (row) => `  --${row.flag.padEnd(16)} ${row.help}\n  ${''.padEnd(18)} env ${row.env}, default ${row.default(env)}`,
+    )
+    .join('\n');
 }
 
 /** --tls-cert and --tls-key, which only make sense together. */
-function parseTlsOptions(values: Record<string, string>, scheme: 'https' | 'grpcs'): { certPath: string; keyPath: string } | null {
+function parseTlsOptions(
+  values: Record<string, string>,
+  scheme: 'https' | 'grpcs',
+): { certPath: string; keyPath: string } | null {
   const certPath = values['tls-cert']!;
   const keyPath = values['tls-key']!;
   if ((certPath === '') !== (keyPath === '')) {
-    throw new LarderError('invalid_argument', `--tls-cert and --tls-key go together: give both to serve ${scheme}://, or neither`);
+    throw new LarderError(
+      'invalid_argument',
+      `--tls-cert and --tls-key go together: give both to serve ${scheme}://, or neither`,
+    );
   }
   return certPath === '' ? null : { certPath, keyPath };
 }
@@ -442,7 +726,10 @@ export function parseListen(text: string, flag = '--listen'): ListenAddress {
   const match = /^(?:\[([^\]]+)\]|([^:]*)):(\d+)$/.exec(text.trim());
   const port = match ? Number(match[3]) : NaN;
   if (!match || !Number.isInteger(port) || port < 0 || port > 65535) {
-    throw new LarderError('invalid_argument', `${flag} must be HOST:PORT (e.g. 127.0.0.1:8080 or [::1]:8080), not ${JSON.stringify(text)}`);
+    throw new LarderError(
+      'invalid_argument',
+      `${flag} must be HOST:PORT (e.g. 127.0.0.1:8080 or [::1]:8080), not ${JSON.stringify(text)}`,
+    );
   }
   return { host: match[1] ?? (match[2] || '0.0.0.0'), port };
 }

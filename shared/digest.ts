@@ -26,7 +26,10 @@ const SHA256_HEX = /^[0-9a-f]{64}$/;
 /** Checks a SHA-256 hex string. Uppercase is refused rather than folded: Bazel always sends lowercase. */
 export function parseHash(hash: string): string {
   if (!SHA256_HEX.test(hash)) {
-    throw new LarderError('invalid_argument', `not a SHA-256 hash (64 lowercase hex characters): ${JSON.stringify(hash.slice(0, 80))}`);
+    throw new LarderError(
+      'invalid_argument',
+      `not a SHA-256 hash (64 lowercase hex characters): ${JSON.stringify(hash.slice(0, 80))}`,
+    );
   }
   return hash;
 }

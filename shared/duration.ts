@@ -7,6 +7,10 @@ const UNIT_MS: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_00
 export function parseDuration(text: string, what: string): number {
   const match = /^(\d+(?:\.\d+)?)(ms|s|m|h)?$/.exec(text.trim());
   const ms = match ? Number(match[1]) * UNIT_MS[match[2] ?? 's']! : NaN;
-  if (!Number.isFinite(ms)) throw new LarderError('invalid_argument', `${what} must be a duration such as 90s, 15m or 2h, not ${JSON.stringify(text)}`);
+  if (!Number.isFinite(ms))
+    throw new LarderError(
+      'invalid_argument',
+      `${what} must be a duration such as 90s, 15m or 2h, not ${JSON.stringify(text)}`,
+    );
   return Math.round(ms);
 }

@@ -10,7 +10,14 @@
  *
  * Nothing logs credentials: callers pass subjects and reasons, never tokens or passwords.
  */
-import { configureSync, getConfig, getJsonLinesFormatter, getLogger, type LogRecord, type Sink } from '@logtape/logtape';
+import {
+  configureSync,
+  getConfig,
+  getJsonLinesFormatter,
+  getLogger,
+  type LogRecord,
+  type Sink,
+} from '@logtape/logtape';
 import { type LogFormat, type LogLevel, RANK } from './log-options.ts';
 
 export { isLogFormat, isLogLevel, type LogFormat, type LogLevel } from './log-options.ts';
@@ -67,7 +74,14 @@ const jsonLine = (() => {
   return (record: LogRecord) => format(record).trimEnd();
 })();
 
-const TEXT_LEVEL: Record<string, string> = { trace: 'TRACE', debug: 'DEBUG', info: 'INFO', warning: 'WARN', error: 'ERROR', fatal: 'FATAL' };
+const TEXT_LEVEL: Record<string, string> = {
+  trace: 'TRACE',
+  debug: 'DEBUG',
+  info: 'INFO',
+  warning: 'WARN',
+  error: 'ERROR',
+  fatal: 'FATAL',
+};
 
 /** `2026-01-01T00:00:00.000Z INFO message key=value key="a value with spaces"`: larder's readable format. */
 function textLine(record: LogRecord): string {

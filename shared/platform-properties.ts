@@ -21,13 +21,20 @@ export const RUNNER_OPTIONS: ReadonlySet<string> = new Set([
 /** `--platform key=value,key=value`: labels a worker offers (a key may repeat). */
 export function parsePlatformLabels(text: string): Map<string, string[]> {
   const labels = new Map<string, string[]>();
-  for (const part of text.split(',').map((p) => p.trim()).filter((p) => p !== '')) {
+  for (const part of text
+    .split(',')
+    .map((p) => p.trim())
+    .filter((p) => p !== '')) {
     const eq = part.indexOf('=');
-    if (eq <= 0) throw new LarderError('invalid_argument', `--platform takes key=value pairs separated by commas, not ${JSON.stringify(part)}`);
+    if (eq <= 0)
+      throw new LarderError(
+        'invalid_argument',
+        `--platform takes key=value pairs separated by commas, not ${JSON.stringify(part)}`,
+      );
     const name = part.slice(0, eq).trim();
-    if (RUNNER_OPTIONS.has(name)) throw new LarderError('invalid_argument', `--platform ${name}: a runner option, not a property a worker offers`);
+    if (RUNNER_OPTIONS.has(name))
+      throw new LarderError('invalid_argument', `--platform ${name}: a runner option, not a property a worker offers`);
     labels.set(name, [...(labels.get(name) ?? []), part.slice(eq + 1).trim()]);
   }
   return labels;
 }
-

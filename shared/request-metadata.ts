@@ -6,7 +6,10 @@
  */
 import { fromBinary } from '@bufbuild/protobuf';
 import type { LogFields } from './log.ts';
-import { type RequestMetadata, RequestMetadataSchema } from './proto/gen/build/bazel/remote/execution/v2/remote_execution_pb.ts';
+import {
+  type RequestMetadata,
+  RequestMetadataSchema,
+} from './proto/gen/build/bazel/remote/execution/v2/remote_execution_pb.ts';
 
 export const REQUEST_METADATA_KEY = 'build.bazel.remote.execution.v2.requestmetadata-bin';
 
@@ -22,7 +25,12 @@ export function decodeRequestMetadata(bytes: Uint8Array): RequestMetadata | null
 export function requestMetadataFromHeader(value: string | null | undefined): RequestMetadata | null {
   if (value === null || value === undefined || value === '') return null;
   try {
-    const binary = atob(value.replace(/-/g, '+').replace(/_/g, '/').padEnd(Math.ceil(value.length / 4) * 4, '='));
+    const binary = atob(
+      value
+        .replace(/-/g, '+')
+        .replace(/_/g, '/')
+        .padEnd(Math.ceil(value.length / 4) * 4, '='),
+    );
     return decodeRequestMetadata(Uint8Array.from(binary, (c) => c.charCodeAt(0)));
   } catch {
     return null;

@@ -5,5 +5,9 @@ import { join } from 'node:path';
 import { REPO_ROOT } from './helpers/tools.ts';
 
 export default function setup(): void {
-  execFileSync(process.execPath, [join(REPO_ROOT, 'scripts/build.mjs')], { cwd: REPO_ROOT, stdio: 'inherit', timeout: 120_000 });
+  execFileSync(process.execPath, [join(REPO_ROOT, 'scripts/build.mjs')], {
+    cwd: REPO_ROOT,
+    stdio: 'inherit',
+    timeout: 120_000,
+  });
 }

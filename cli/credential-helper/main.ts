@@ -23,10 +23,30 @@ export interface HelperIo {
 
 const LOGIN_OPTIONS = [
   { flag: 'issuer', env: 'LARDER_OIDC_ISSUER', help: 'the OpenID Connect issuer to sign in with', default: () => '' },
-  { flag: 'client-id', env: 'LARDER_OIDC_CLIENT_ID', help: 'the OAuth client registered for the device flow', default: () => '' },
-  { flag: 'client-secret', env: 'LARDER_OIDC_CLIENT_SECRET', help: 'its secret, for IdPs that give device clients one', default: () => '' },
-  { flag: 'audience', env: 'LARDER_OIDC_AUDIENCE', help: 'the cache\'s audience, sent as audience= and resource=', default: () => '' },
-  { flag: 'scope', env: 'LARDER_OIDC_SCOPE', help: 'scopes to ask for; offline_access brings a refresh token', default: () => 'openid offline_access' },
+  {
+    flag: 'client-id',
+    env: 'LARDER_OIDC_CLIENT_ID',
+    help: 'the OAuth client registered for the device flow',
+    default: () => '',
+  },
+  {
+    flag: 'client-secret',
+    env: 'LARDER_OIDC_CLIENT_SECRET',
+    help: 'its secret, for IdPs that give device clients one',
+    default: () => '',
+  },
+  {
+    flag: 'audience',
+    env: 'LARDER_OIDC_AUDIENCE',
+    help: "the cache's audience, sent as audience= and resource=",
+    default: () => '',
+  },
+  {
+    flag: 'scope',
+    env: 'LARDER_OIDC_SCOPE',
+    help: 'scopes to ask for; offline_access brings a refresh token',
+    default: () => 'openid offline_access',
+  },
   { flag: 'token', env: 'LARDER_OIDC_TOKEN', help: 'which token Bazel sends: access or id', default: () => 'access' },
 ];
 
@@ -50,14 +70,20 @@ export async function credentialHelper(args: string[], io: HelperIo): Promise<nu
       const request = parseRequest(await io.readStdin());
       const host = hostOf(request.uri);
       const signIn = await currentSignIn(file, host);
-      if (signIn === null) return io.stdout('{}\n'), 0;
-      io.stdout(`${JSON.stringify({ headers: { Authorization: [`Bearer ${signIn.token}`] }, expires: rfc3339(signIn.expiresAt) })}\n`);
+      if (signIn === null) return (io.stdout('{}\n'), 0);
+      io.stdout(
+        `${JSON.stringify({ headers: { Authorization: [`Bearer ${signIn.token}`] }, expires: rfc3339(signIn.expiresAt) })}\n`,
+      );
       return 0;
     }
     case 'print-header': {
       const host = hostOf(requireHost(rest));
       const signIn = await currentSignIn(file, host);
-      if (signIn === null) throw new LarderError('unauthenticated', `not signed in to ${host}: run larder credential-helper login ${host}`);
+      if (signIn === null)
+        throw new LarderError(
+          'unauthenticated',
+          `not signed in to ${host}: run larder credential-helper login ${host}`,
+        );
       io.stdout(`--remote_header=Authorization=Bearer ${signIn.token}\n`);
       return 0;
     }
@@ -89,10 +115,14 @@ async function login(file: string, args: string[], io: HelperIo): Promise<number
   const host = hostOf(requireHost(args));
   const values = resolveOptions(LOGIN_OPTIONS, args.slice(1), io.env);
   if (!values.issuer || !values['client-id']) {
-    throw new LarderError('invalid_argument', 'login needs --issuer and --client-id (or LARDER_OIDC_ISSUER and LARDER_OIDC_CLIENT_ID)');
+    throw new LarderError(
+      'invalid_argument',
+      'login needs --issuer and --client-id (or LARDER_OIDC_ISSUER and LARDER_OIDC_CLIENT_ID)',
+    );
   }
   const use = values.token;
-  if (use !== 'access' && use !== 'id') throw new LarderError('invalid_argument', `--token must be access or id, not ${use}`);
+  if (use !== 'access' && use !== 'id')
+    throw new LarderError('invalid_argument', `--token must be access or id, not ${use}`);
   const client: Client = {
     clientId: values['client-id']!,
     scope: values.scope!,
@@ -111,7 +141,9 @@ async function login(file: string, args: string[], io: HelperIo): Promise<number
     tokenEndpoint: metadata.token_endpoint,
     client,
     prompt: (uri, code, complete) =>
-      io.stderr(`To sign in to ${host}, open ${uri} and enter the code: ${code}\n${complete ? `(or open ${complete})\n` : ''}Waiting…\n`),
+      io.stderr(
+        `To sign in to ${host}, open ${uri} and enter the code: ${code}\n${complete ? `(or open ${complete})\n` : ''}Waiting…\n`,
+      ),
   });
   await withLock(file, async () => {
     const content = await readTokenFile(file);
@@ -139,7 +171,10 @@ async function currentSignIn(file: string, host: string): Promise<SignIn | null>
     if (signIn.refreshToken === undefined) {
       // Without a refresh token (the IdP gave none) the token is used to its last second, then a new login is due.
       if (signIn.expiresAt > Date.now()) return signIn;
-      throw new LarderError('unauthenticated', `the sign-in for ${host} has expired: run larder credential-helper login ${host}`);
+      throw new LarderError(
+        'unauthenticated',
+        `the sign-in for ${host} has expired: run larder credential-helper login ${host}`,
+      );
     }
     const tokens = await refresh(signIn.tokenEndpoint, signIn, signIn.refreshToken).catch((err: unknown) => {
       throw new LarderError('unauthenticated', `${(err as Error).message}; run larder credential-helper login ${host}`);
@@ -169,7 +204,8 @@ function parseRequest(text: string): { uri: string } {
 
 function requireHost(args: string[]): string {
   const host = args[0];
-  if (host === undefined || host.startsWith('-')) throw new LarderError('invalid_argument', 'name the cache host, e.g. cache.example.com');
+  if (host === undefined || host.startsWith('-'))
+    throw new LarderError('invalid_argument', 'name the cache host, e.g. cache.example.com');
   return host;
 }
 

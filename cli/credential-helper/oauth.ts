@@ -42,7 +42,11 @@ export interface DeviceLogin {
 
 export async function deviceLogin(login: DeviceLogin): Promise<Tokens> {
   const { client } = login;
-  const start = await post(login.deviceAuthorizationEndpoint, { ...clientParams(client), scope: client.scope, ...audienceParams(client) });
+  const start = await post(login.deviceAuthorizationEndpoint, {
+    ...clientParams(client),
+    scope: client.scope,
+    ...audienceParams(client),
+  });
   const body = (await start.json().catch(() => ({}))) as {
     device_code?: string;
     user_code?: string;
@@ -54,7 +58,10 @@ export async function deviceLogin(login: DeviceLogin): Promise<Tokens> {
     error_description?: string;
   };
   if (!start.ok || !body.device_code || !body.user_code || !body.verification_uri) {
-    throw new LarderError('unauthenticated', `the issuer refused the device sign-in: ${describeError(start.status, body)}`);
+    throw new LarderError(
+      'unauthenticated',
+      `the issuer refused the device sign-in: ${describeError(start.status, body)}`,
+    );
   }
   login.prompt(body.verification_uri, body.user_code, body.verification_uri_complete);
   let interval = (body.interval ?? 5) * 1000;
@@ -77,9 +84,14 @@ export async function deviceLogin(login: DeviceLogin): Promise<Tokens> {
 }
 
 export async function refresh(tokenEndpoint: string, client: Client, refreshToken: string): Promise<Tokens> {
-  const res = await post(tokenEndpoint, { ...clientParams(client), grant_type: 'refresh_token', refresh_token: refreshToken });
+  const res = await post(tokenEndpoint, {
+    ...clientParams(client),
+    grant_type: 'refresh_token',
+    refresh_token: refreshToken,
+  });
   const tokens = (await res.json().catch(() => ({}))) as TokenResponse;
-  if (!res.ok) throw new LarderError('unauthenticated', `refreshing the token failed: ${describeError(res.status, tokens)}`);
+  if (!res.ok)
+    throw new LarderError('unauthenticated', `refreshing the token failed: ${describeError(res.status, tokens)}`);
   const fresh = toTokens(tokens, client);
   // Issuers that do not rotate refresh tokens leave the old one valid and send none back.
   return { ...fresh, refreshToken: fresh.refreshToken ?? refreshToken };
@@ -87,7 +99,11 @@ export async function refresh(tokenEndpoint: string, client: Client, refreshToke
 
 function toTokens(response: TokenResponse, client: Client): Tokens {
   const token = client.use === 'id' ? response.id_token : response.access_token;
-  if (typeof token !== 'string') throw new LarderError('unauthenticated', `the issuer's answer has no ${client.use === 'id' ? 'id_token' : 'access_token'}`);
+  if (typeof token !== 'string')
+    throw new LarderError(
+      'unauthenticated',
+      `the issuer's answer has no ${client.use === 'id' ? 'id_token' : 'access_token'}`,
+    );
   const issuedAt = Date.now();
   let expiresAt = typeof response.expires_in === 'number' ? issuedAt + response.expires_in * 1000 : undefined;
   // A JWT says when it expires; for an ID token expires_in describes the access token, not it.
@@ -106,7 +122,9 @@ function toTokens(response: TokenResponse, client: Client): Tokens {
 }
 
 function clientParams(client: Client): Record<string, string> {
-  return client.clientSecret === undefined ? { client_id: client.clientId } : { client_id: client.clientId, client_secret: client.clientSecret };
+  return client.clientSecret === undefined
+    ? { client_id: client.clientId }
+    : { client_id: client.clientId, client_secret: client.clientSecret };
 }
 
 function audienceParams(client: Client): Record<string, string> {

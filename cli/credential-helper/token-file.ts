@@ -93,9 +93,13 @@ export async function withLock<T>(path: string, fn: () => Promise<T>): Promise<T
       break;
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
-      const age = await stat(lock).then((s) => Date.now() - s.mtimeMs, () => 0);
+      const age = await stat(lock).then(
+        (s) => Date.now() - s.mtimeMs,
+        () => 0,
+      );
       if (age > LOCK_STALE_MS) await rm(lock, { force: true });
-      else if (Date.now() > deadline) throw new LarderError('timeout', `${lock} is held by another larder credential-helper`);
+      else if (Date.now() > deadline)
+        throw new LarderError('timeout', `${lock} is held by another larder credential-helper`);
       else await new Promise((r) => setTimeout(r, 50));
     }
   }

@@ -123,7 +123,13 @@ export class PartialUploads {
     if (this.#partials.size >= this.#options.maxUploads && !(await this.#dropOldestIdle())) return null;
     // Recreated if a sibling process swept it away as stale while this server was idle.
     await mkdir(this.#dir, { recursive: true });
-    const partial: Partial = { path: join(this.#dir, fileName(name)), bytes: 0, active: true, idleSince: 0, hash: null };
+    const partial: Partial = {
+      path: join(this.#dir, fileName(name)),
+      bytes: 0,
+      active: true,
+      idleSince: 0,
+      hash: null,
+    };
     this.#partials.set(name, partial);
     return this.#recorder(name, partial);
   }
@@ -184,7 +190,8 @@ export class PartialUploads {
         for await (const chunk of fileSlice(partial.path, partial.bytes)) partial.hash.update(chunk);
       },
       complete: async () => {
-        if (!recording || partial.hash === null) throw new LarderError('internal', 'partial upload: complete() without a pinned recording');
+        if (!recording || partial.hash === null)
+          throw new LarderError('internal', 'partial upload: complete() without a pinned recording');
         await handle!.datasync();
         await stopRecording();
         // A new Write of the same name may start at once: it must not append to the file being handed over.
@@ -270,7 +277,9 @@ export function fileSlice(path: string, length: number): ReadableStream<Uint8Arr
       } catch (err) {
         await close();
         // Not the client's doing, so not 'aborted': the Write then drops the partial instead of keeping it.
-        controller.error(new LarderError('internal', `partial upload unreadable: ${(err as Error).message}`, { cause: err }));
+        controller.error(
+          new LarderError('internal', `partial upload unreadable: ${(err as Error).message}`, { cause: err }),
+        );
       }
     },
     cancel: close,

@@ -19,14 +19,22 @@ export interface ReadDeps {
   zstd: Zstd | null;
 }
 
-export async function readBlob(deps: ReadDeps, request: ReadRequest, send: (data: Uint8Array) => Promise<void>): Promise<void> {
+export async function readBlob(
+  deps: ReadDeps,
+  request: ReadRequest,
+  send: (data: Uint8Array) => Promise<void>,
+): Promise<void> {
   const resource = parseReadName(request.resourceName);
   const { digest } = resource;
   const offset = Number(request.readOffset);
   const limit = Number(request.readLimit);
   if (limit < 0) throw new LarderError('invalid_argument', `read_limit must not be negative (got ${limit})`);
   if (resource.encoding === 'zstd') {
-    if (deps.zstd === null) throw new LarderError('invalid_argument', 'compressed-blobs/zstd is not supported by this server (see GetCapabilities)');
+    if (deps.zstd === null)
+      throw new LarderError(
+        'invalid_argument',
+        'compressed-blobs/zstd is not supported by this server (see GetCapabilities)',
+      );
     // REAPI: read_offset counts uncompressed bytes and a compressed read may not set read_limit.
     if (limit !== 0) throw new LarderError('invalid_argument', 'read_limit must be 0 when reading compressed-blobs');
   }
@@ -53,7 +61,11 @@ export async function readBlob(deps: ReadDeps, request: ReadRequest, send: (data
 }
 
 /** Sends the stream in chunks of at most READ_CHUNK_BYTES, stopping after `limit` bytes. */
-async function sendChunks(stream: ReadableStream<Uint8Array>, limit: number, send: (data: Uint8Array) => Promise<void>): Promise<void> {
+async function sendChunks(
+  stream: ReadableStream<Uint8Array>,
+  limit: number,
+  send: (data: Uint8Array) => Promise<void>,
+): Promise<void> {
   const reader = stream.getReader();
   let left = limit;
   try {

@@ -26,7 +26,15 @@ export interface UploadResource extends BlobResource {
   uuid: string;
 }
 
-const KEYWORDS = new Set(['blobs', 'uploads', 'compressed-blobs', 'actions', 'actionResults', 'operations', 'capabilities']);
+const KEYWORDS = new Set([
+  'blobs',
+  'uploads',
+  'compressed-blobs',
+  'actions',
+  'actionResults',
+  'operations',
+  'capabilities',
+]);
 const COMPRESSORS = new Set(['zstd', 'deflate', 'brotli']);
 
 export function parseReadName(name: string): BlobResource {
@@ -58,7 +66,9 @@ function blobPart(name: string, segments: string[]): { digest: Digest; encoding:
   if (segments[0] === 'compressed-blobs') {
     const compressor = segments[1] ?? '';
     if (compressor !== 'zstd') {
-      const why = COMPRESSORS.has(compressor) ? `compressor ${compressor} is not supported (zstd is)` : 'expected compressed-blobs/zstd/…';
+      const why = COMPRESSORS.has(compressor)
+        ? `compressor ${compressor} is not supported (zstd is)`
+        : 'expected compressed-blobs/zstd/…';
       throw new LarderError('invalid_argument', `${why}: ${shown(name)}`);
     }
     encoding = 'zstd';
@@ -67,8 +77,17 @@ function blobPart(name: string, segments: string[]): { digest: Digest; encoding:
     throw invalid(name, 'blobs/{hash}/{size} after the upload id');
   }
   const [hash, size, ...trailing] = segments.slice(next);
-  if (hash !== undefined && /^[a-z0-9]+$/.test(hash) && !/^[0-9a-f]{64}$/.test(hash) && size !== undefined && !/^\d+$/.test(size)) {
-    throw new LarderError('invalid_argument', `unsupported digest function ${JSON.stringify(hash)}: this server speaks SHA256 only`);
+  if (
+    hash !== undefined &&
+    /^[a-z0-9]+$/.test(hash) &&
+    !/^[0-9a-f]{64}$/.test(hash) &&
+    size !== undefined &&
+    !/^\d+$/.test(size)
+  ) {
+    throw new LarderError(
+      'invalid_argument',
+      `unsupported digest function ${JSON.stringify(hash)}: this server speaks SHA256 only`,
+    );
   }
   if (hash === undefined || size === undefined || !/^\d+$/.test(size)) throw invalid(name, '…/{hash}/{size}');
   return { digest: parseDigest(hash, size), encoding, trailing };

@@ -31,7 +31,11 @@ export interface WriteDeps {
  * Stores one uploaded blob and returns the committed size (bytes received on the wire, offset included), or
  * answers at once for a blob already stored.
  */
-export async function writeBlob(deps: WriteDeps, requests: AsyncIterable<WriteRequest>, signal: AbortSignal): Promise<bigint> {
+export async function writeBlob(
+  deps: WriteDeps,
+  requests: AsyncIterable<WriteRequest>,
+  signal: AbortSignal,
+): Promise<bigint> {
   const iterator = requests[Symbol.asyncIterator]();
   const first = await next(iterator, signal);
   if (first === null) throw new LarderError('invalid_argument', 'Write: the stream ended before its first request');
@@ -57,10 +61,14 @@ export async function writeBlob(deps: WriteDeps, requests: AsyncIterable<WriteRe
     // offsets, so QueryWriteStatus reports 0 for them and clients start over.
     const kept = resource.encoding === 'identity' ? deps.uploads.committed(name) : 0;
     if (offset !== kept || kept === 0) {
-      throw new LarderError('invalid_argument', `Write: write_offset ${offset} does not match the committed size ${kept} of ${name}`);
+      throw new LarderError(
+        'invalid_argument',
+        `Write: write_offset ${offset} does not match the committed size ${kept} of ${name}`,
+      );
     }
   }
-  const recorder = resource.encoding === 'identity' ? await deps.uploads.begin(name, resource.digest.sizeBytes, offset) : null;
+  const recorder =
+    resource.encoding === 'identity' ? await deps.uploads.begin(name, resource.digest.sizeBytes, offset) : null;
 
   let received = offset;
   let endedEarly = false;
@@ -71,7 +79,10 @@ export async function writeBlob(deps: WriteDeps, requests: AsyncIterable<WriteRe
       pending = null;
       if (request === null) {
         endedEarly = true;
-        throw new LarderError('invalid_argument', `Write: the stream ended after ${received} bytes without finish_write; resume with write_offset ${received}`);
+        throw new LarderError(
+          'invalid_argument',
+          `Write: the stream ended after ${received} bytes without finish_write; resume with write_offset ${received}`,
+        );
       }
       if (request !== first) checkFollowing(request, name, received);
       if (request.data.byteLength > 0) {
@@ -91,7 +102,8 @@ export async function writeBlob(deps: WriteDeps, requests: AsyncIterable<WriteRe
     if (recorder !== null && deps.store.adopt !== undefined) {
       await storeByAdopting(deps.store, key, size, incoming, recorder);
     } else {
-      const wire = recorder !== null && recorder.resumedFrom > 0 ? concatStreams(recorder.readKept(), incoming) : incoming;
+      const wire =
+        recorder !== null && recorder.resumedFrom > 0 ? concatStreams(recorder.readKept(), incoming) : incoming;
       const body = resource.encoding === 'zstd' ? wire.pipeThrough(deps.zstd!.decompressor(size)) : wire;
       await deps.store.put(key, body, size);
     }
@@ -103,7 +115,11 @@ export async function writeBlob(deps: WriteDeps, requests: AsyncIterable<WriteRe
   }
   await recorder?.discard();
   await drainAfterFinish(iterator, signal);
-  deps.log.debug('stored via ByteStream', { key: formatKey(key), size: resource.digest.sizeBytes, encoding: resource.encoding });
+  deps.log.debug('stored via ByteStream', {
+    key: formatKey(key),
+    size: resource.digest.sizeBytes,
+    encoding: resource.encoding,
+  });
   return BigInt(received);
 }
 
@@ -112,18 +128,26 @@ export async function writeBlob(deps: WriteDeps, requests: AsyncIterable<WriteRe
  * which keeps them for resuming anyway, hashed as they arrive; at finish_write that file is synced and moved
  * into the store. Otherwise every upload of 1 MiB or more would be written twice: once here, once by the store.
  */
-async function storeByAdopting(store: BlobStore, key: BlobKey, size: number, incoming: ReadableStream<Uint8Array>, recorder: Recorder): Promise<void> {
+async function storeByAdopting(
+  store: BlobStore,
+  key: BlobKey,
+  size: number,
+  incoming: ReadableStream<Uint8Array>,
+  recorder: Recorder,
+): Promise<void> {
   await recorder.pin();
   let total = recorder.resumedFrom;
   for await (const chunk of incoming) {
     total += chunk.byteLength;
     if (total > size) throw new LarderError('size_mismatch', `size mismatch: declared ${size} bytes, received more`);
   }
-  if (total !== size) throw new LarderError('size_mismatch', `size mismatch: declared ${size} bytes, received ${total}`);
+  if (total !== size)
+    throw new LarderError('size_mismatch', `size mismatch: declared ${size} bytes, received ${total}`);
   const file = await recorder.complete();
   try {
     // A store on another file system declines; then it copies, as for any other store.
-    if (!(await store.adopt!(key, file.path, size, file.sha256))) await store.put(key, fileSlice(file.path, size), size);
+    if (!(await store.adopt!(key, file.path, size, file.sha256)))
+      await store.put(key, fileSlice(file.path, size), size);
   } finally {
     await rm(file.path, { force: true });
   }
@@ -131,10 +155,16 @@ async function storeByAdopting(store: BlobStore, key: BlobKey, size: number, inc
 
 function checkWritable(deps: WriteDeps, resource: UploadResource): void {
   if (resource.encoding === 'zstd' && deps.zstd === null) {
-    throw new LarderError('invalid_argument', 'compressed-blobs/zstd is not supported by this server (see GetCapabilities)');
+    throw new LarderError(
+      'invalid_argument',
+      'compressed-blobs/zstd is not supported by this server (see GetCapabilities)',
+    );
   }
   if (resource.digest.sizeBytes > deps.maxBlobBytes) {
-    throw new LarderError('too_large', `blob of ${resource.digest.sizeBytes} bytes exceeds the ${deps.maxBlobBytes}-byte limit`);
+    throw new LarderError(
+      'too_large',
+      `blob of ${resource.digest.sizeBytes} bytes exceeds the ${deps.maxBlobBytes}-byte limit`,
+    );
   }
 }
 
@@ -143,7 +173,10 @@ function checkFollowing(request: WriteRequest, name: string, received: number): 
     throw new LarderError('invalid_argument', 'Write: resource_name changed in the middle of the stream');
   }
   if (Number(request.writeOffset) !== received) {
-    throw new LarderError('invalid_argument', `Write: write_offset ${request.writeOffset} where ${received} was expected`);
+    throw new LarderError(
+      'invalid_argument',
+      `Write: write_offset ${request.writeOffset} where ${received} was expected`,
+    );
   }
 }
 

@@ -49,7 +49,13 @@ export function executionService(deps: ExecutionDeps): ServiceHandlers<typeof Ex
         if (cached !== null) {
           await inlineOutputs(store, instance, cached, request);
           const response = create(ExecuteResponseSchema, { result: cached, cachedResult: true, status: { code: 0 } });
-          const state: OperationState = { name: `operations/${randomUUID()}`, actionDigest, stage: ExecutionStage_Value.COMPLETED, done: true, response };
+          const state: OperationState = {
+            name: `operations/${randomUUID()}`,
+            actionDigest,
+            stage: ExecutionStage_Value.COMPLETED,
+            done: true,
+            response,
+          };
           await send(operationMessage(state));
           return;
         }
@@ -59,7 +65,13 @@ export function executionService(deps: ExecutionDeps): ServiceHandlers<typeof Ex
         job = await prepareJob(store, instance, request, deps.timeouts);
       } catch (err) {
         if (!(err instanceof MissingBlobsError)) throw err;
-        const state: OperationState = { name: `operations/${randomUUID()}`, actionDigest, stage: ExecutionStage_Value.COMPLETED, done: true, response: missingBlobsResponse(err.digests) };
+        const state: OperationState = {
+          name: `operations/${randomUUID()}`,
+          actionDigest,
+          stage: ExecutionStage_Value.COMPLETED,
+          done: true,
+          response: missingBlobsResponse(err.digests),
+        };
         await send(operationMessage(state));
         return;
       }
@@ -72,7 +84,11 @@ export function executionService(deps: ExecutionDeps): ServiceHandlers<typeof Ex
 
     async waitExecution(request, ctx, send) {
       const state = await scheduler.get(request.name);
-      if (state === null) throw new LarderError('not_found', `no operation named ${JSON.stringify(request.name.slice(0, 120))} (unknown, or finished too long ago)`);
+      if (state === null)
+        throw new LarderError(
+          'not_found',
+          `no operation named ${JSON.stringify(request.name.slice(0, 120))} (unknown, or finished too long ago)`,
+        );
       // WaitExecution has no inlining fields: its final response carries digests only.
       await follow(request.name, null, '', ctx, send);
     },
@@ -82,7 +98,13 @@ export function executionService(deps: ExecutionDeps): ServiceHandlers<typeof Ex
    * Streams the operation's state at every change, and again every keepaliveMs while nothing changes, until it
    * is done or the client leaves. The last message carries the ExecuteResponse, with outputs inlined as asked.
    */
-  async function follow(name: string, inline: InlineRequest | null, instance: string, ctx: CallContext, send: Send): Promise<void> {
+  async function follow(
+    name: string,
+    inline: InlineRequest | null,
+    instance: string,
+    ctx: CallContext,
+    send: Send,
+  ): Promise<void> {
     let changed = true;
     let wake: (() => void) | null = null;
     const unsubscribe = await scheduler.subscribe(name, () => {

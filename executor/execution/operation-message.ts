@@ -15,7 +15,10 @@ import { type Operation, OperationSchema } from '../../shared/proto/gen/google/l
 import { digestMessage } from '../digests.ts';
 import type { OperationState } from '../scheduler/scheduler.ts';
 
-export function operationMessage(state: OperationState, response: ExecuteResponse | undefined = state.response): Operation {
+export function operationMessage(
+  state: OperationState,
+  response: ExecuteResponse | undefined = state.response,
+): Operation {
   const metadata = create(ExecuteOperationMetadataSchema, {
     stage: state.stage,
     actionDigest: digestMessage(state.actionDigest),
@@ -25,6 +28,9 @@ export function operationMessage(state: OperationState, response: ExecuteRespons
     name: state.name,
     metadata: anyPack(ExecuteOperationMetadataSchema, metadata),
     done: state.done,
-    result: response === undefined ? { case: undefined } : { case: 'response', value: anyPack(ExecuteResponseSchema, response) },
+    result:
+      response === undefined
+        ? { case: undefined }
+        : { case: 'response', value: anyPack(ExecuteResponseSchema, response) },
   });
 }

@@ -11,9 +11,13 @@ import type { Scheduler } from '../scheduler/scheduler.ts';
 import { operationMessage } from './operation-message.ts';
 
 export function operationsService(deps: { scheduler: Scheduler }): ServiceHandlers<typeof Operations> {
-  const unknown = (name: string) => new LarderError('not_found', `no operation named ${JSON.stringify(name.slice(0, 120))}`);
+  const unknown = (name: string) =>
+    new LarderError('not_found', `no operation named ${JSON.stringify(name.slice(0, 120))}`);
   const unimplemented = (what: string) => async () => {
-    throw new RpcError(Code.UNIMPLEMENTED, `${what} is not offered; use Execution.WaitExecution or Operations.GetOperation`);
+    throw new RpcError(
+      Code.UNIMPLEMENTED,
+      `${what} is not offered; use Execution.WaitExecution or Operations.GetOperation`,
+    );
   };
   return {
     async getOperation(request) {

@@ -36,10 +36,18 @@ export interface WorkerPlatform {
 const MAX_PROPERTIES = 64;
 const MAX_TEXT = 1024;
 
-export function splitPlatform(actionPlatform: Platform | undefined, commandPlatform: Platform | undefined): ActionPlatform {
-  const chosen = actionPlatform !== undefined && actionPlatform.properties.length > 0 ? actionPlatform : commandPlatform;
+export function splitPlatform(
+  actionPlatform: Platform | undefined,
+  commandPlatform: Platform | undefined,
+): ActionPlatform {
+  const chosen =
+    actionPlatform !== undefined && actionPlatform.properties.length > 0 ? actionPlatform : commandPlatform;
   const properties = chosen?.properties ?? [];
-  if (properties.length > MAX_PROPERTIES) throw new LarderError('invalid_argument', `the platform has ${properties.length} properties; at most ${MAX_PROPERTIES} are accepted`);
+  if (properties.length > MAX_PROPERTIES)
+    throw new LarderError(
+      'invalid_argument',
+      `the platform has ${properties.length} properties; at most ${MAX_PROPERTIES} are accepted`,
+    );
   const constraints = new Map<string, string[]>();
   const options = new Map<string, string>();
   for (const { name, value } of properties) {
@@ -63,7 +71,10 @@ export function unmatchedProperties(action: ActionPlatform, worker: WorkerPlatfo
     const offered = worker.properties.get(name);
     for (const value of values) if (offered === undefined || !offered.has(value)) unmatched.push(`${name}=${value}`);
   }
-  if (!worker.runners.has(action.runner)) unmatched.push(`container-image=${action.options.get('container-image') ?? ''} (needs the ${action.runner} runner)`);
+  if (!worker.runners.has(action.runner))
+    unmatched.push(
+      `container-image=${action.options.get('container-image') ?? ''} (needs the ${action.runner} runner)`,
+    );
   return unmatched;
 }
 
@@ -72,14 +83,18 @@ export function unmatchedProperties(action: ActionPlatform, worker: WorkerPlatfo
  * arm64 whatever the labels say), plus configured labels, which may add values or, for tests and unusual hosts,
  * name others.
  */
-export function workerPlatform(labels: ReadonlyMap<string, readonly string[]>, runners: readonly RunnerKind[]): WorkerPlatform {
+export function workerPlatform(
+  labels: ReadonlyMap<string, readonly string[]>,
+  runners: readonly RunnerKind[],
+): WorkerPlatform {
   const properties = new Map<string, Set<string>>([
     ['OSFamily', new Set([normalise('OSFamily', osPlatform())])],
     ['Arch', new Set([normalise('Arch', arch())])],
   ]);
   for (const [name, values] of labels) {
     // A configured OSFamily/Arch replaces the detected one rather than adding to it: one pool is one platform.
-    const set = name === 'OSFamily' || name === 'Arch' ? new Set<string>() : (properties.get(name) ?? new Set<string>());
+    const set =
+      name === 'OSFamily' || name === 'Arch' ? new Set<string>() : (properties.get(name) ?? new Set<string>());
     for (const value of values) set.add(normalise(name, value));
     properties.set(name, set);
   }
@@ -88,12 +103,21 @@ export function workerPlatform(labels: ReadonlyMap<string, readonly string[]>, r
 
 /** A readable one-line form for logs and messages: `Arch=amd64, OSFamily=linux, Pool=gpu`. */
 export function describeWorkerPlatform(worker: WorkerPlatform): string {
-  return [...worker.properties].flatMap(([name, values]) => [...values].map((v) => `${name}=${v}`)).sort().join(', ');
+  return [...worker.properties]
+    .flatMap(([name, values]) => [...values].map((v) => `${name}=${v}`))
+    .sort()
+    .join(', ');
 }
 
 // OS and architecture names differ between ecosystems (Bazel's platforms say `Linux`, Go and Docker `amd64`,
 // uname `x86_64`, Node `x64`): compare them in one spelling.
-const ARCH_ALIASES: Record<string, string> = { x86_64: 'amd64', x64: 'amd64', amd64: 'amd64', aarch64: 'arm64', arm64: 'arm64' };
+const ARCH_ALIASES: Record<string, string> = {
+  x86_64: 'amd64',
+  x64: 'amd64',
+  amd64: 'amd64',
+  aarch64: 'arm64',
+  arm64: 'arm64',
+};
 
 function normalise(name: string, value: string): string {
   if (name === 'OSFamily') return value.toLowerCase();

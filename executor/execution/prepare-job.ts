@@ -28,19 +28,34 @@ export interface TimeoutPolicy {
   maxMs: number;
 }
 
-export async function prepareJob(store: BlobStore, instance: string, request: ExecuteRequest, timeouts: TimeoutPolicy): Promise<Omit<ExecutionJob, 'operation'>> {
+export async function prepareJob(
+  store: BlobStore,
+  instance: string,
+  request: ExecuteRequest,
+  timeouts: TimeoutPolicy,
+): Promise<Omit<ExecutionJob, 'operation'>> {
   const actionDigest = digestOf(request.actionDigest, 'action_digest');
   const action = await readProto(store, instance, actionDigest, ActionSchema, 'Action');
   const commandDigest = digestOf(action.commandDigest, 'Action.command_digest');
   digestOf(action.inputRootDigest, 'Action.input_root_digest');
   const command = await readProto(store, instance, commandDigest, CommandSchema, 'Command');
-  if (command.arguments.length === 0 || command.arguments[0] === '') throw new LarderError('invalid_argument', 'the Command has no arguments (nothing to run)');
+  if (command.arguments.length === 0 || command.arguments[0] === '')
+    throw new LarderError('invalid_argument', 'the Command has no arguments (nothing to run)');
   for (const variable of command.environmentVariables) {
-    if (variable.name === '' || variable.name.includes('=') || variable.name.includes('\0') || variable.value.includes('\0')) {
-      throw new LarderError('invalid_argument', `invalid environment variable name ${JSON.stringify(variable.name.slice(0, 80))} in the Command`);
+    if (
+      variable.name === '' ||
+      variable.name.includes('=') ||
+      variable.name.includes('\0') ||
+      variable.value.includes('\0')
+    ) {
+      throw new LarderError(
+        'invalid_argument',
+        `invalid environment variable name ${JSON.stringify(variable.name.slice(0, 80))} in the Command`,
+      );
     }
   }
-  if (command.arguments.some((a) => a.includes('\0'))) throw new LarderError('invalid_argument', 'a Command argument contains a NUL byte');
+  if (command.arguments.some((a) => a.includes('\0')))
+    throw new LarderError('invalid_argument', 'a Command argument contains a NUL byte');
   const platform = splitPlatform(action.platform, command.platform);
   checkRunnerOptions(platform);
   return {
@@ -60,12 +75,18 @@ function checkRunnerOptions(platform: ActionPlatform): void {
   const { options } = platform;
   const protocol = options.get('persistentWorkerProtocol') ?? '';
   if (protocol !== '' && protocol !== 'proto' && protocol !== 'json') {
-    throw new LarderError('invalid_argument', `persistentWorkerProtocol must be proto or json, not ${JSON.stringify(protocol.slice(0, 40))}`);
+    throw new LarderError(
+      'invalid_argument',
+      `persistentWorkerProtocol must be proto or json, not ${JSON.stringify(protocol.slice(0, 40))}`,
+    );
   }
   const persistent = (options.get('persistentWorkerKey') ?? '') !== '';
   const image = options.get('container-image') ?? '';
   if (persistent && image !== '' && !/^true$/i.test(options.get('dockerReuse') ?? '')) {
-    throw new LarderError('invalid_argument', 'persistentWorkerKey with a container-image needs dockerReuse=True: a persistent worker lives in a kept container');
+    throw new LarderError(
+      'invalid_argument',
+      'persistentWorkerKey with a container-image needs dockerReuse=True: a persistent worker lives in a kept container',
+    );
   }
 }
 
@@ -77,8 +98,18 @@ function timeoutOf(timeout: { seconds: bigint; nanos: number } | undefined, poli
   return Math.min(ms, policy.maxMs);
 }
 
-async function readProto<S extends DescMessage>(store: BlobStore, instance: string, digest: Digest, schema: S, what: string): Promise<MessageShape<S>> {
-  if (digest.sizeBytes > MAX_PROTO_BYTES) throw new LarderError('invalid_argument', `the ${what} is ${digest.sizeBytes} bytes, over the ${MAX_PROTO_BYTES}-byte limit`);
+async function readProto<S extends DescMessage>(
+  store: BlobStore,
+  instance: string,
+  digest: Digest,
+  schema: S,
+  what: string,
+): Promise<MessageShape<S>> {
+  if (digest.sizeBytes > MAX_PROTO_BYTES)
+    throw new LarderError(
+      'invalid_argument',
+      `the ${what} is ${digest.sizeBytes} bytes, over the ${MAX_PROTO_BYTES}-byte limit`,
+    );
   const blob = await store.get(blobKey(instance, 'cas', digest.hash));
   if (blob === null || blob.size !== digest.sizeBytes) {
     await blob?.body.cancel();
@@ -88,6 +119,9 @@ async function readProto<S extends DescMessage>(store: BlobStore, instance: stri
   try {
     return fromBinary(schema, bytes);
   } catch (err) {
-    throw new LarderError('invalid_argument', `the ${what} ${digest.hash} is not a valid ${what} protobuf: ${(err as Error).message}`);
+    throw new LarderError(
+      'invalid_argument',
+      `the ${what} ${digest.hash} is not a valid ${what} protobuf: ${(err as Error).message}`,
+    );
   }
 }

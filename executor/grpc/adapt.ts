@@ -56,7 +56,9 @@ export type Handler<M> = M extends { methodKind: 'unary' }
       : never;
 
 /** One handler per method of a generated service, keyed by the method's localName (`findMissingBlobs`). */
-export type ServiceHandlers<S extends Pick<DescService, 'method'>> = { [K in keyof S['method']]: Handler<S['method'][K]> };
+export type ServiceHandlers<S extends Pick<DescService, 'method'>> = {
+  [K in keyof S['method']]: Handler<S['method'][K]>;
+};
 
 export interface AdaptOptions {
   log: Logger;
@@ -100,7 +102,8 @@ function serializer(schema: DescMessage) {
 export function serviceDefinition(service: DescService, side: 'client' | 'server'): grpc.ServiceDefinition {
   const definition: Record<string, grpc.MethodDefinition<unknown, unknown>> = {};
   for (const method of service.methods) {
-    if (method.methodKind === 'bidi_streaming') throw new Error(`${method.name}: bidirectional streaming is not adapted`);
+    if (method.methodKind === 'bidi_streaming')
+      throw new Error(`${method.name}: bidirectional streaming is not adapted`);
     const input = method.input;
     definition[method.localName] = {
       path: `/${service.typeName}/${method.name}`,
@@ -114,7 +117,9 @@ export function serviceDefinition(service: DescService, side: 'client' | 'server
               try {
                 return fromBinary(input, bytes);
               } catch (err) {
-                return { [UNDECODABLE]: `malformed ${input.typeName}: ${(err as Error).message}` } satisfies Undecodable;
+                return {
+                  [UNDECODABLE]: `malformed ${input.typeName}: ${(err as Error).message}`,
+                } satisfies Undecodable;
               }
             },
       responseSerialize: serializer(method.output),
@@ -125,7 +130,12 @@ export function serviceDefinition(service: DescService, side: 'client' | 'server
 }
 
 /** Registers a generated service's handlers on a grpc-js server. */
-export function addService<S extends DescService>(server: grpc.Server, service: S, handlers: ServiceHandlers<S>, options: AdaptOptions): void {
+export function addService<S extends DescService>(
+  server: grpc.Server,
+  service: S,
+  handlers: ServiceHandlers<S>,
+  options: AdaptOptions,
+): void {
   const implementation: grpc.UntypedServiceImplementation = {};
   for (const method of service.methods) {
     const handler = (handlers as Record<string, unknown>)[method.localName];
@@ -161,7 +171,8 @@ type ErrorCallback = (error: grpc.ServerErrorResponse | null, value?: unknown) =
 
 function adaptMethod(method: DescMethod, handler: AnyHandler, options: AdaptOptions): grpc.UntypedHandleCall {
   const path = `/${method.parent.typeName}/${method.name}`;
-  const finished = (ctx: CallContext, code: grpc.status, reply?: unknown) => options.observe?.finished(ctx, code, reply);
+  const finished = (ctx: CallContext, code: grpc.status, reply?: unknown) =>
+    options.observe?.finished(ctx, code, reply);
   const fail = (ctx: CallContext, err: unknown): grpc.ServerErrorResponse => {
     const status = callStatus(err);
     finished(ctx, status.code);

@@ -25,7 +25,9 @@ type ClientMethod<M> = M extends { methodKind: 'unary' }
       ? (requests: Iterable<Req<M>> | AsyncIterable<Req<M>>, options?: CallOptions) => Promise<Res<M>>
       : never;
 
-export type ServiceClient<S extends Pick<DescService, 'method'>> = { [K in keyof S['method']]: ClientMethod<S['method'][K]> } & {
+export type ServiceClient<S extends Pick<DescService, 'method'>> = {
+  [K in keyof S['method']]: ClientMethod<S['method'][K]>;
+} & {
   close(): void;
 };
 
@@ -44,7 +46,11 @@ export function createClient<S extends DescService>(
   channelOptions: grpc.ChannelOptions = CLIENT_CHANNEL_OPTIONS,
 ): ServiceClient<S> {
   const Constructor = grpc.makeGenericClientConstructor(serviceDefinition(service, 'client'), service.name);
-  const raw = new Constructor(address, credentials, channelOptions) as unknown as Record<string, (...args: unknown[]) => unknown> & grpc.Client;
+  const raw = new Constructor(address, credentials, channelOptions) as unknown as Record<
+    string,
+    (...args: unknown[]) => unknown
+  > &
+    grpc.Client;
   const client: Record<string, unknown> = { close: () => raw.close() };
   for (const method of service.methods) {
     const call = raw[method.localName]!.bind(raw);
@@ -52,7 +58,9 @@ export function createClient<S extends DescService>(
       case 'unary':
         client[method.localName] = (request: unknown, options: CallOptions = {}) =>
           new Promise((resolve, reject) => {
-            call(request, metadataOf(options), callOptionsOf(options), (err: Error | null, reply: unknown) => (err ? reject(err) : resolve(reply)));
+            call(request, metadataOf(options), callOptionsOf(options), (err: Error | null, reply: unknown) =>
+              err ? reject(err) : resolve(reply),
+            );
           });
         break;
       case 'server_streaming':
@@ -76,7 +84,10 @@ export function createClient<S extends DescService>(
   return client as ServiceClient<S>;
 }
 
-async function writeAll(stream: grpc.ClientWritableStream<unknown>, requests: Iterable<unknown> | AsyncIterable<unknown>): Promise<void> {
+async function writeAll(
+  stream: grpc.ClientWritableStream<unknown>,
+  requests: Iterable<unknown> | AsyncIterable<unknown>,
+): Promise<void> {
   for await (const request of requests) {
     if (!stream.write(request)) await drainedOrDone(stream);
   }

@@ -21,7 +21,10 @@ export interface ReceiveWindows {
   connectionBytes: number;
 }
 
-export const DEFAULT_RECEIVE_WINDOWS: ReceiveWindows = { streamBytes: 4 * 1024 * 1024, connectionBytes: 16 * 1024 * 1024 };
+export const DEFAULT_RECEIVE_WINDOWS: ReceiveWindows = {
+  streamBytes: 4 * 1024 * 1024,
+  connectionBytes: 16 * 1024 * 1024,
+};
 
 /** Call after bindAsync. Returns whether the windows could be set. */
 export function widenReceiveWindows(server: grpc.Server, windows: ReceiveWindows = DEFAULT_RECEIVE_WINDOWS): boolean {

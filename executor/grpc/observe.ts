@@ -20,7 +20,13 @@ const CACHE_METHODS: Record<string, { kind: BlobKind; ok: Outcome; batch?: true 
 
 /** Statuses that are the client's doing (bad request, credentials, cancelling); the rest are the server's. */
 const CLIENT_FAULTS = new Set<number>([
-  Code.INVALID_ARGUMENT, Code.UNAUTHENTICATED, Code.PERMISSION_DENIED, Code.OUT_OF_RANGE, Code.FAILED_PRECONDITION, Code.CANCELLED, Code.ABORTED,
+  Code.INVALID_ARGUMENT,
+  Code.UNAUTHENTICATED,
+  Code.PERMISSION_DENIED,
+  Code.OUT_OF_RANGE,
+  Code.FAILED_PRECONDITION,
+  Code.CANCELLED,
+  Code.ABORTED,
 ]);
 
 export function grpcObserver(metrics: Metrics): CallObserver {
@@ -31,12 +37,16 @@ export function grpcObserver(metrics: Metrics): CallObserver {
       metrics.grpcCall(method, Code[code] ?? String(code));
       const cache = CACHE_METHODS[method];
       if (cache === undefined) return;
-      const blobs = cache.batch && code === Code.OK ? (reply as { responses?: Array<{ status?: { code: number } }> }).responses : undefined;
+      const blobs =
+        cache.batch && code === Code.OK
+          ? (reply as { responses?: Array<{ status?: { code: number } }> }).responses
+          : undefined;
       if (blobs === undefined) {
         metrics.request('grpc', method, cache.kind, outcomeOf(code, cache.ok));
         return;
       }
-      for (const blob of blobs) metrics.request('grpc', method, cache.kind, outcomeOf(blob.status?.code ?? Code.OK, cache.ok));
+      for (const blob of blobs)
+        metrics.request('grpc', method, cache.kind, outcomeOf(blob.status?.code ?? Code.OK, cache.ok));
     },
   };
 }

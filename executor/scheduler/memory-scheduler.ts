@@ -13,7 +13,15 @@ import {
 } from '../../shared/proto/gen/build/bazel/remote/execution/v2/remote_execution_pb.ts';
 import { type ActionPlatform, describeWorkerPlatform, unmatchedProperties } from '../execution/platform.ts';
 import { Code, RpcError } from '../grpc-status.ts';
-import type { ExecutionJob, Lease, OperationState, Scheduler, SchedulerStats, WorkerInfo, WorkerSlot } from './scheduler.ts';
+import type {
+  ExecutionJob,
+  Lease,
+  OperationState,
+  Scheduler,
+  SchedulerStats,
+  WorkerInfo,
+  WorkerSlot,
+} from './scheduler.ts';
 
 export interface MemorySchedulerOptions {
   /** How long a finished operation stays available to WaitExecution/GetOperation. Default 10 minutes. */
@@ -103,7 +111,10 @@ export class MemoryScheduler implements Scheduler {
     const queuedAt = this.queue.indexOf(operation);
     if (queuedAt >= 0) {
       this.queue.splice(queuedAt, 1);
-      this.finish(operation, create(ExecuteResponseSchema, { status: { code: Code.CANCELLED, message: 'cancelled before it ran' } }));
+      this.finish(
+        operation,
+        create(ExecuteResponseSchema, { status: { code: Code.CANCELLED, message: 'cancelled before it ran' } }),
+      );
     }
     return true;
   }
@@ -126,25 +137,38 @@ export class MemoryScheduler implements Scheduler {
       if (!operation.state.done) operation.cancel.abort(new RpcError(Code.UNAVAILABLE, 'the server is shutting down'));
     }
     for (const operation of this.queue.splice(0)) {
-      this.finish(operation, create(ExecuteResponseSchema, { status: { code: Code.UNAVAILABLE, message: 'the server shut down before the action ran' } }));
+      this.finish(
+        operation,
+        create(ExecuteResponseSchema, {
+          status: { code: Code.UNAVAILABLE, message: 'the server shut down before the action ran' },
+        }),
+      );
     }
   }
 
   /** Fails fast when no worker could ever run an action of this platform, naming what nobody offers. */
   private checkRunnable(platform: ActionPlatform): void {
-    if (this.workers.size === 0) throw new RpcError(Code.FAILED_PRECONDITION, 'this server has no workers to execute actions');
+    if (this.workers.size === 0)
+      throw new RpcError(Code.FAILED_PRECONDITION, 'this server has no workers to execute actions');
     let closest: string[] | null = null;
     for (const worker of this.workers) {
       const unmatched = unmatchedProperties(platform, worker.platform);
       if (unmatched.length === 0) return;
       if (closest === null || unmatched.length < closest.length) closest = unmatched;
     }
-    const offered = [...new Set([...this.workers].map((w) => describeWorkerPlatform(w.platform)))].map((p) => `[${p}]`).join(' ');
-    throw new RpcError(Code.FAILED_PRECONDITION, `no worker can run this action: none offers ${closest!.join(', ')} (workers offer ${offered})`);
+    const offered = [...new Set([...this.workers].map((w) => describeWorkerPlatform(w.platform)))]
+      .map((p) => `[${p}]`)
+      .join(' ');
+    throw new RpcError(
+      Code.FAILED_PRECONDITION,
+      `no worker can run this action: none offers ${closest!.join(', ')} (workers offer ${offered})`,
+    );
   }
 
   private enqueue(operation: Operation): void {
-    const able = [...this.waiters].filter((w) => unmatchedProperties(operation.job.platform, w.worker.platform).length === 0);
+    const able = [...this.waiters].filter(
+      (w) => unmatchedProperties(operation.job.platform, w.worker.platform).length === 0,
+    );
     const chosen = able.find((w) => w.worker.warmFor?.(operation.job) ?? false) ?? able[0];
     if (chosen !== undefined) {
       this.waiters.delete(chosen);
@@ -189,7 +213,9 @@ export class MemoryScheduler implements Scheduler {
       if (first < 0) first = i;
       seen++;
     }
-    return first >= 0 ? first : this.queue.findIndex((op) => unmatchedProperties(op.job.platform, worker.platform).length === 0);
+    return first >= 0
+      ? first
+      : this.queue.findIndex((op) => unmatchedProperties(op.job.platform, worker.platform).length === 0);
   }
 
   private lease(operation: Operation): Lease {
@@ -204,7 +230,8 @@ export class MemoryScheduler implements Scheduler {
 
   private finish(operation: Operation, response: ExecuteResponse): void {
     if (operation.state.done) return;
-    if (operation.mergeKey !== null && this.inFlight.get(operation.mergeKey) === operation) this.inFlight.delete(operation.mergeKey);
+    if (operation.mergeKey !== null && this.inFlight.get(operation.mergeKey) === operation)
+      this.inFlight.delete(operation.mergeKey);
     this.leased.delete(operation);
     operation.finishedAt = this.now();
     this.finished.push(operation);
@@ -220,7 +247,10 @@ export class MemoryScheduler implements Scheduler {
 
   private prune(): void {
     const expired = this.now() - this.retainMs;
-    while (this.finished.length > 0 && (this.finished.length > this.retainCount || this.finished[0]!.finishedAt! < expired)) {
+    while (
+      this.finished.length > 0 &&
+      (this.finished.length > this.retainCount || this.finished[0]!.finishedAt! < expired)
+    ) {
       this.operations.delete(this.finished.shift()!.state.name);
     }
   }

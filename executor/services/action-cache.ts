@@ -38,13 +38,18 @@ export function actionCacheService(deps: ActionCacheDeps): ServiceHandlers<typeo
       checkDigestFunction(request.digestFunction);
       const instance = instanceOf(request.instanceName);
       const result = await lookupActionResult(deps, instance, digestOf(request.actionDigest, 'action_digest').hash);
-      if (result === null) throw new LarderError('not_found', `no usable action result for ${request.actionDigest!.hash} (none stored, or its outputs are gone from the CAS)`);
+      if (result === null)
+        throw new LarderError(
+          'not_found',
+          `no usable action result for ${request.actionDigest!.hash} (none stored, or its outputs are gone from the CAS)`,
+        );
       await inlineOutputs(store, instance, result, request);
       return result;
     },
 
     async updateActionResult(request, ctx) {
-      if (!deps.canUpdateActionCache(ctx)) throw new LarderError('permission_denied', 'this caller may not write the action cache');
+      if (!deps.canUpdateActionCache(ctx))
+        throw new LarderError('permission_denied', 'this caller may not write the action cache');
       checkDigestFunction(request.digestFunction);
       const instance = instanceOf(request.instanceName);
       const key = blobKey(instance, 'ac', digestOf(request.actionDigest, 'action_digest').hash);
@@ -54,14 +59,16 @@ export function actionCacheService(deps: ActionCacheDeps): ServiceHandlers<typeo
       return request.actionResult;
     },
   };
-
 }
 
 /** Stores `result` under an `ac` key: UpdateActionResult's write, and a worker's after a successful run. */
 export async function writeActionResult(store: BlobStore, key: BlobKey, result: ActionResult): Promise<void> {
   const bytes = toBinary(ActionResultSchema, result);
   if (bytes.byteLength > MAX_BUFFERED_PROTO_BYTES) {
-    throw new LarderError('too_large', `action result of ${bytes.byteLength} bytes exceeds the ${MAX_BUFFERED_PROTO_BYTES}-byte limit`);
+    throw new LarderError(
+      'too_large',
+      `action result of ${bytes.byteLength} bytes exceeds the ${MAX_BUFFERED_PROTO_BYTES}-byte limit`,
+    );
   }
   await store.put(key, bytes, bytes.byteLength);
 }
@@ -71,7 +78,11 @@ export async function writeActionResult(store: BlobStore, key: BlobKey, result: 
  * validation on) its outputs are no longer all in the CAS: every case in which the client must run the action.
  * Shared by GetActionResult and Execute's cache lookup.
  */
-export async function lookupActionResult(deps: Pick<ActionCacheDeps, 'store' | 'log' | 'validateActionResults'>, instance: string, hash: string): Promise<ActionResult | null> {
+export async function lookupActionResult(
+  deps: Pick<ActionCacheDeps, 'store' | 'log' | 'validateActionResults'>,
+  instance: string,
+  hash: string,
+): Promise<ActionResult | null> {
   const { store, log } = deps;
   const key = blobKey(instance, 'ac', hash);
   const blob = await store.get(key);
@@ -100,7 +111,12 @@ export type InlineRequest = Pick<GetActionResultRequest, 'inlineStdout' | 'inlin
  * summed size stays within MAX_INLINE_BYTES. REAPI lets a server skip any
  * of them; the digests stay set either way, so the client can always fetch the rest itself.
  */
-export async function inlineOutputs(store: BlobStore, instance: string, result: ActionResult, request: InlineRequest): Promise<void> {
+export async function inlineOutputs(
+  store: BlobStore,
+  instance: string,
+  result: ActionResult,
+  request: InlineRequest,
+): Promise<void> {
   let budget = MAX_INLINE_BYTES;
   const fetch = async (digest: DigestMessage | undefined): Promise<Uint8Array | null> => {
     if (digest === undefined || digest.sizeBytes === 0n || digest.sizeBytes > BigInt(budget)) return null;
@@ -119,10 +135,13 @@ export async function inlineOutputs(store: BlobStore, instance: string, result: 
     budget -= blob.size;
     return readWhole(blob, blob.size);
   };
-  if (request.inlineStdout && result.stdoutRaw.byteLength === 0) result.stdoutRaw = (await fetch(result.stdoutDigest)) ?? result.stdoutRaw;
-  if (request.inlineStderr && result.stderrRaw.byteLength === 0) result.stderrRaw = (await fetch(result.stderrDigest)) ?? result.stderrRaw;
+  if (request.inlineStdout && result.stdoutRaw.byteLength === 0)
+    result.stdoutRaw = (await fetch(result.stdoutDigest)) ?? result.stdoutRaw;
+  if (request.inlineStderr && result.stderrRaw.byteLength === 0)
+    result.stderrRaw = (await fetch(result.stderrDigest)) ?? result.stderrRaw;
   const wanted = new Set(request.inlineOutputFiles);
   for (const file of result.outputFiles) {
-    if (wanted.has(file.path) && file.contents.byteLength === 0) file.contents = (await fetch(file.digest)) ?? file.contents;
+    if (wanted.has(file.path) && file.contents.byteLength === 0)
+      file.contents = (await fetch(file.digest)) ?? file.contents;
   }
 }

@@ -52,7 +52,11 @@ export function casService(deps: CasDeps): ServiceHandlers<typeof ContentAddress
     async batchUpdateBlobs(request) {
       checkDigestFunction(request.digestFunction);
       const instance = instanceOf(request.instanceName);
-      checkBatchSize(request.requests.reduce((sum, r) => sum + batchBytes(r), 0), deps.maxBatchBytes, 'BatchUpdateBlobs carries');
+      checkBatchSize(
+        request.requests.reduce((sum, r) => sum + batchBytes(r), 0),
+        deps.maxBatchBytes,
+        'BatchUpdateBlobs carries',
+      );
       const responses = await mapLimit(request.requests, CONCURRENCY, async (entry, i) => {
         try {
           await storeOne(instance, entry, i);
@@ -68,12 +72,21 @@ export function casService(deps: CasDeps): ServiceHandlers<typeof ContentAddress
       checkDigestFunction(request.digestFunction);
       const instance = instanceOf(request.instanceName);
       const digests = request.digests.map((d, i) => digestOf(d, `digests[${i}]`));
-      checkBatchSize(digests.reduce((sum, d) => sum + d.sizeBytes, 0), deps.maxBatchBytes, 'BatchReadBlobs asks for');
+      checkBatchSize(
+        digests.reduce((sum, d) => sum + d.sizeBytes, 0),
+        deps.maxBatchBytes,
+        'BatchReadBlobs asks for',
+      );
       // Replies are uncompressed, which every client accepts; the batch limit keeps them small anyway.
       const responses = await mapLimit(digests, CONCURRENCY, async (digest, i) => {
         const message: DigestMessage = request.digests[i]!;
         try {
-          return { digest: message, data: await readOne(instance, digest), status: blobStatus(), compressor: Compressor_Value.IDENTITY };
+          return {
+            digest: message,
+            data: await readOne(instance, digest),
+            status: blobStatus(),
+            compressor: Compressor_Value.IDENTITY,
+          };
         } catch (err) {
           return { digest: message, status: blobStatus(err) };
         }
@@ -83,14 +96,20 @@ export function casService(deps: CasDeps): ServiceHandlers<typeof ContentAddress
 
     async getTree(request, ctx, send) {
       checkDigestFunction(request.digestFunction);
-      await streamTree({ store, instance: instanceOf(request.instanceName), request, signal: ctx.signal, orders }, send);
+      await streamTree(
+        { store, instance: instanceOf(request.instanceName), request, signal: ctx.signal, orders },
+        send,
+      );
     },
   };
 
   async function storeOne(instance: string, entry: BatchUpdateBlobsRequest_Request, index: number): Promise<void> {
     const digest = digestOf(entry.digest, `requests[${index}].digest`);
     if (digest.sizeBytes > deps.maxBlobBytes) {
-      throw new LarderError('too_large', `blob of ${digest.sizeBytes} bytes exceeds the ${deps.maxBlobBytes}-byte limit`);
+      throw new LarderError(
+        'too_large',
+        `blob of ${digest.sizeBytes} bytes exceeds the ${deps.maxBlobBytes}-byte limit`,
+      );
     }
     let data = entry.data;
     if (entry.compressor === Compressor_Value.ZSTD && deps.zstd !== null) {
@@ -100,7 +119,10 @@ export function casService(deps: CasDeps): ServiceHandlers<typeof ContentAddress
       throw new LarderError('invalid_argument', `compressor ${name} is not supported here (see GetCapabilities)`);
     }
     if (data.byteLength !== digest.sizeBytes) {
-      throw new LarderError('size_mismatch', `size mismatch: the digest says ${digest.sizeBytes} bytes, the data has ${data.byteLength}`);
+      throw new LarderError(
+        'size_mismatch',
+        `size mismatch: the digest says ${digest.sizeBytes} bytes, the data has ${data.byteLength}`,
+      );
     }
     // The store's verifying wrapper checks the SHA-256 before anything is published.
     await store.put(blobKey(instance, 'cas', digest.hash), data, digest.sizeBytes);
@@ -132,6 +154,9 @@ function batchBytes(entry: BatchUpdateBlobsRequest_Request): number {
 
 function checkBatchSize(total: number, limit: number, what: string): void {
   if (total > limit) {
-    throw new LarderError('too_large', `${what} ${total} bytes, over the ${limit}-byte batch limit (GetCapabilities max_batch_total_size_bytes); use ByteStream`);
+    throw new LarderError(
+      'too_large',
+      `${what} ${total} bytes, over the ${limit}-byte batch limit (GetCapabilities max_batch_total_size_bytes); use ByteStream`,
+    );
   }
 }

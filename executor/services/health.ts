@@ -11,7 +11,8 @@ export function healthService(services: readonly string[]): ServiceHandlers<type
   const known = new Set(['', ...services]);
   return {
     async check(request) {
-      if (!known.has(request.service)) throw new LarderError('not_found', `unknown service ${JSON.stringify(request.service)}`);
+      if (!known.has(request.service))
+        throw new LarderError('not_found', `unknown service ${JSON.stringify(request.service)}`);
       return { status: HealthCheckResponse_ServingStatus.SERVING };
     },
   };

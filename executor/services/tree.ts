@@ -47,7 +47,8 @@ type Fetched = { digest: Digest; directory: Directory; bytes: number };
 export async function streamTree(walk: TreeWalk, send: (page: Page) => Promise<void>): Promise<void> {
   const { request } = walk;
   const root = digestOf(request.rootDigest, 'root_digest');
-  if (request.pageSize < 0) throw new LarderError('invalid_argument', `page_size must not be negative (got ${request.pageSize})`);
+  if (request.pageSize < 0)
+    throw new LarderError('invalid_argument', `page_size must not be negative (got ${request.pageSize})`);
   const pageSize = Math.min(request.pageSize === 0 ? DEFAULT_PAGE_SIZE : request.pageSize, MAX_PAGE_SIZE);
   const key = `${walk.instance}\0${id(root)}`;
   const tag = createHash('sha256').update(key).digest('hex').slice(0, 12);
@@ -59,7 +60,9 @@ export async function streamTree(walk: TreeWalk, send: (page: Page) => Promise<v
     // Resuming a remembered walk: read only what the pages need, a page's worth at a time.
     pages.resumeAt(skip);
     for (let from = skip; from < known.length; from += pageSize) {
-      const batch = await mapLimit(known.slice(from, from + pageSize), FETCH_CONCURRENCY, (digest) => fetchDirectory(walk, digest));
+      const batch = await mapLimit(known.slice(from, from + pageSize), FETCH_CONCURRENCY, (digest) =>
+        fetchDirectory(walk, digest),
+      );
       for (const entry of batch) if (entry !== null && entry !== 'invalid') await pages.add(entry);
     }
     return pages.finish();
@@ -74,7 +77,8 @@ export async function streamTree(walk: TreeWalk, send: (page: Page) => Promise<v
 async function walkFrom(walk: TreeWalk, root: Digest, visit: (entry: Fetched) => Promise<void>): Promise<Digest[]> {
   const rootDirectory = await fetchDirectory(walk, root);
   if (rootDirectory === null) throw new LarderError('not_found', `tree root ${root.hash}/${root.sizeBytes} not found`);
-  if (rootDirectory === 'invalid') throw new LarderError('invalid_argument', `tree root ${root.hash}/${root.sizeBytes} is not a Directory`);
+  if (rootDirectory === 'invalid')
+    throw new LarderError('invalid_argument', `tree root ${root.hash}/${root.sizeBytes} is not a Directory`);
   const seen = new Set([id(root)]);
   const order: Digest[] = [];
   let level: Fetched[] = [rootDirectory];
@@ -142,8 +146,10 @@ async function fetchDirectory(walk: TreeWalk, digest: Digest): Promise<Fetched |
 function parseToken(token: string, tag: string): number {
   if (token === '') return 0;
   const match = /^(\d{1,9})\.([0-9a-f]{12})$/.exec(token);
-  if (match === null) throw new LarderError('invalid_argument', `invalid page_token ${JSON.stringify(token.slice(0, 40))}`);
-  if (match[2] !== tag) throw new LarderError('invalid_argument', 'page_token belongs to a GetTree call for another root or instance');
+  if (match === null)
+    throw new LarderError('invalid_argument', `invalid page_token ${JSON.stringify(token.slice(0, 40))}`);
+  if (match[2] !== tag)
+    throw new LarderError('invalid_argument', 'page_token belongs to a GetTree call for another root or instance');
   return Number(match[1]);
 }
 

@@ -102,7 +102,13 @@ export async function prepareOutputs(spec: OutputSpec): Promise<string[]> {
 export async function collectOutputs(spec: OutputSpec & { cas: WorkerCas }): Promise<CollectedOutputs> {
   const wanted = wantedOutputs(spec);
   const realRoot = await realpath(spec.execRoot);
-  const result: CollectedOutputs = { outputFiles: [], outputDirectories: [], outputSymlinks: [], outputFileSymlinks: [], outputDirectorySymlinks: [] };
+  const result: CollectedOutputs = {
+    outputFiles: [],
+    outputDirectories: [],
+    outputSymlinks: [],
+    outputFileSymlinks: [],
+    outputDirectorySymlinks: [],
+  };
   const uploads = new Map<string, Upload>();
 
   for (const output of wanted) {
@@ -111,17 +117,33 @@ export async function collectOutputs(spec: OutputSpec & { cas: WorkerCas }): Pro
     const { path, stats } = found;
     if (stats.isSymbolicLink()) {
       const link = create(OutputSymlinkSchema, { path: output.path, target: await readlink(path) });
-      const list = { output_paths: result.outputSymlinks, output_files: result.outputFileSymlinks, output_directories: result.outputDirectorySymlinks }[output.field];
+      const list = {
+        output_paths: result.outputSymlinks,
+        output_files: result.outputFileSymlinks,
+        output_directories: result.outputDirectorySymlinks,
+      }[output.field];
       list.push(link);
     } else if (stats.isFile()) {
       if (output.field === 'output_directories') wrongType(output, 'a file');
       const file = await hashFile(path, output.fromRoot);
       uploads.set(label(file.digest), { digest: file.digest, path });
-      result.outputFiles.push(create(OutputFileSchema, { path: output.path, digest: digestMessage(file.digest), isExecutable: file.executable }));
+      result.outputFiles.push(
+        create(OutputFileSchema, {
+          path: output.path,
+          digest: digestMessage(file.digest),
+          isExecutable: file.executable,
+        }),
+      );
     } else if (stats.isDirectory()) {
       if (output.field === 'output_files') wrongType(output, 'a directory');
       const treeDigest = await treeOf(path, output.fromRoot, uploads);
-      result.outputDirectories.push(create(OutputDirectorySchema, { path: output.path, treeDigest: digestMessage(treeDigest), isTopologicallySorted: true }));
+      result.outputDirectories.push(
+        create(OutputDirectorySchema, {
+          path: output.path,
+          treeDigest: digestMessage(treeDigest),
+          isTopologicallySorted: true,
+        }),
+      );
     } else {
       notAnOutput(output.fromRoot);
     }
@@ -147,7 +169,8 @@ function wantedOutputs(spec: OutputSpec): Wanted[] {
   const workingDirectory = fromRoot('', spec.workingDirectory, 'working_directory');
   const want = (field: Field, paths: readonly string[]) =>
     paths.map((path) => {
-      if (path === '' && field === 'output_files') throw new LarderError('invalid_argument', 'output_files has an empty path');
+      if (path === '' && field === 'output_files')
+        throw new LarderError('invalid_argument', 'output_files has an empty path');
       return { field, path, fromRoot: fromRoot(workingDirectory, path, field) };
     });
   if (spec.outputPaths.length > 0) return want('output_paths', spec.outputPaths);
@@ -160,7 +183,12 @@ function wantedOutputs(spec: OutputSpec): Wanted[] {
  * while it stays inside: an output may sit above a working directory.
  */
 function fromRoot(workingDirectory: string, path: string, field: string): string {
-  if (path.includes('\0') || path.startsWith('/') || path.endsWith('/') || (path !== '' && posix.normalize(path) !== path)) {
+  if (
+    path.includes('\0') ||
+    path.startsWith('/') ||
+    path.endsWith('/') ||
+    (path !== '' && posix.normalize(path) !== path)
+  ) {
     throw new LarderError('invalid_argument', `${field} ${JSON.stringify(path)} is not a normalised relative path`);
   }
   const joined = posix.join(workingDirectory, path);
@@ -174,12 +202,21 @@ async function checkWorkingDirectory(spec: OutputSpec, realRoot: string): Promis
   if (spec.workingDirectory === '') return;
   const real = await realpath(join(spec.execRoot, spec.workingDirectory)).catch(() => null);
   if (real === null || !inside(realRoot, real) || !(await stat(real)).isDirectory()) {
-    throw new LarderError('invalid_argument', `working_directory ${JSON.stringify(spec.workingDirectory)} is not a directory of the input root`);
+    throw new LarderError(
+      'invalid_argument',
+      `working_directory ${JSON.stringify(spec.workingDirectory)} is not a directory of the input root`,
+    );
   }
 }
 
 /** Creates `dir` (root-relative) unless it is there; an input symlink on the way must lead to a directory inside. */
-async function makeDirectory(execRoot: string, realRoot: string, dir: string, output: Wanted, created: string[]): Promise<void> {
+async function makeDirectory(
+  execRoot: string,
+  realRoot: string,
+  dir: string,
+  output: Wanted,
+  created: string[],
+): Promise<void> {
   const path = join(execRoot, dir);
   const stats = await lstat(path).catch((err: NodeJS.ErrnoException) => {
     if (err.code === 'ENOENT') return null;
@@ -195,11 +232,18 @@ async function makeDirectory(execRoot: string, realRoot: string, dir: string, ou
     const real = await realpath(path).catch(() => null);
     if (real !== null && inside(realRoot, real) && (await stat(real)).isDirectory()) return;
   }
-  throw new LarderError('invalid_argument', `${output.field} ${JSON.stringify(output.path)}: "${dir}" in the input root is not a directory inside it`);
+  throw new LarderError(
+    'invalid_argument',
+    `${output.field} ${JSON.stringify(output.path)}: "${dir}" in the input root is not a directory inside it`,
+  );
 }
 
 /** The output's path with its parent resolved, and its lstat; null when the action did not produce it. */
-async function locate(execRoot: string, realRoot: string, output: Wanted): Promise<{ path: string; stats: Awaited<ReturnType<typeof lstat>> } | null> {
+async function locate(
+  execRoot: string,
+  realRoot: string,
+  output: Wanted,
+): Promise<{ path: string; stats: Awaited<ReturnType<typeof lstat>> } | null> {
   const missing = (err: NodeJS.ErrnoException) => {
     if (err.code === 'ENOENT' || err.code === 'ENOTDIR') return null;
     throw err;
@@ -208,7 +252,10 @@ async function locate(execRoot: string, realRoot: string, output: Wanted): Promi
   const parent = await realpath(dirname(join(execRoot, output.fromRoot))).catch(missing);
   if (parent === null) return null;
   if (!inside(realRoot, parent)) {
-    throw new LarderError('invalid_argument', `${output.field} ${JSON.stringify(output.path)}: its parent directory resolves outside the input root`);
+    throw new LarderError(
+      'invalid_argument',
+      `${output.field} ${JSON.stringify(output.path)}: its parent directory resolves outside the input root`,
+    );
   }
   const path = join(parent, basename(output.fromRoot));
   const stats = await lstat(path).catch(missing);
@@ -229,9 +276,13 @@ async function treeOf(path: string, where: string, uploads: Map<string, Upload>)
       const child = join(dir, name);
       const childRel = posix.join(rel, name);
       const stats = await lstat(child);
-      if (stats.isSymbolicLink()) directory.symlinks.push(create(SymlinkNodeSchema, { name, target: await readlink(child) }));
+      if (stats.isSymbolicLink())
+        directory.symlinks.push(create(SymlinkNodeSchema, { name, target: await readlink(child) }));
       else if (stats.isFile()) files.push(name);
-      else if (stats.isDirectory()) directory.directories.push(create(DirectoryNodeSchema, { name, digest: digestMessage((await walk(child, childRel)).digest) }));
+      else if (stats.isDirectory())
+        directory.directories.push(
+          create(DirectoryNodeSchema, { name, digest: digestMessage((await walk(child, childRel)).digest) }),
+        );
       else notAnOutput(childRel);
     }
     const hashed = await mapLimit(files, CONCURRENCY, (name) => hashFile(join(dir, name), posix.join(rel, name)));
@@ -246,7 +297,10 @@ async function treeOf(path: string, where: string, uploads: Map<string, Upload>)
   };
   const root = await walk(path, where);
   finished.delete(label(root.digest));
-  const tree = toBinary(TreeSchema, create(TreeSchema, { root: root.directory, children: [...finished.values()].reverse() }));
+  const tree = toBinary(
+    TreeSchema,
+    create(TreeSchema, { root: root.directory, children: [...finished.values()].reverse() }),
+  );
   const treeDigest = digestOf(tree);
   uploads.set(label(treeDigest), { digest: treeDigest, bytes: tree });
   return treeDigest;

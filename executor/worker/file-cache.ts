@@ -215,7 +215,8 @@ export class FileCache {
       this.#log?.debug('file cache: evicted', { name });
       // A failed unlink leaves a file the index no longer counts; it is found again at the next open.
       await unlink(join(this.#dir, name)).catch((err: NodeJS.ErrnoException) => {
-        if (err.code !== 'ENOENT') this.#log?.warn('file cache: cannot delete an evicted file', { name, error: err.message });
+        if (err.code !== 'ENOENT')
+          this.#log?.warn('file cache: cannot delete an evicted file', { name, error: err.message });
       });
     }
   }

@@ -37,10 +37,18 @@ export interface Frontend {
 
 export function openFrontend(options: FrontendOptions): Frontend {
   const match = /^(grpcs?):\/\/([^/]+)\/?$/.exec(options.url);
-  if (match === null) throw new LarderError('invalid_argument', `--frontend must be grpc://HOST:PORT or grpcs://HOST:PORT, not ${JSON.stringify(options.url)}`);
+  if (match === null)
+    throw new LarderError(
+      'invalid_argument',
+      `--frontend must be grpc://HOST:PORT or grpcs://HOST:PORT, not ${JSON.stringify(options.url)}`,
+    );
   const [, scheme, address] = match;
-  if (scheme === 'grpc' && options.caPath !== '') throw new LarderError('invalid_argument', '--frontend-ca is for a grpcs:// frontend');
-  const credentials = scheme === 'grpcs' ? grpc.credentials.createSsl(options.caPath === '' ? null : readFile(options.caPath, '--frontend-ca')) : grpc.credentials.createInsecure();
+  if (scheme === 'grpc' && options.caPath !== '')
+    throw new LarderError('invalid_argument', '--frontend-ca is for a grpcs:// frontend');
+  const credentials =
+    scheme === 'grpcs'
+      ? grpc.credentials.createSsl(options.caPath === '' ? null : readFile(options.caPath, '--frontend-ca'))
+      : grpc.credentials.createInsecure();
   const authorization = options.credentialsPath === '' ? null : credentialsFile(options.credentialsPath);
   const clients = {
     cas: createClient(ContentAddressableStorage, address!, credentials),
@@ -68,7 +76,11 @@ function credentialsFile(path: string): () => string {
     const now = statSync(path).mtimeMs;
     if (now !== mtime) {
       value = readFile(path, '--frontend-credentials').toString('utf8').trim();
-      if (!/^(Bearer|Basic) \S+$/.test(value)) throw new LarderError('invalid_argument', `--frontend-credentials ${path} must hold "Bearer TOKEN" or "Basic BASE64"`);
+      if (!/^(Bearer|Basic) \S+$/.test(value))
+        throw new LarderError(
+          'invalid_argument',
+          `--frontend-credentials ${path} must hold "Bearer TOKEN" or "Basic BASE64"`,
+        );
       mtime = now;
     }
     return value;

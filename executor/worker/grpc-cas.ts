@@ -26,21 +26,29 @@ const FIND_MISSING_CHUNK = 4096;
 
 export function grpcCas(frontend: Frontend, instance: string): WorkerCas {
   const meta = () => ({ metadata: frontend.metadata() });
-  const resource = (digest: Digest) => `${instance === '' ? '' : `${instance}/`}blobs/${digest.hash}/${digest.sizeBytes}`;
+  const resource = (digest: Digest) =>
+    `${instance === '' ? '' : `${instance}/`}blobs/${digest.hash}/${digest.sizeBytes}`;
 
   /** One blob by BatchReadBlobs; null when the CAS lacks it. */
   async function batchRead(digest: Digest): Promise<Uint8Array | null> {
-    const reply = await call('BatchReadBlobs', () => frontend.cas.batchReadBlobs({ instanceName: instance, digests: [digestMessage(digest)] }, meta()));
+    const reply = await call('BatchReadBlobs', () =>
+      frontend.cas.batchReadBlobs({ instanceName: instance, digests: [digestMessage(digest)] }, meta()),
+    );
     const entry = reply.responses[0];
     if (entry === undefined || entry.status?.code === grpc.status.NOT_FOUND) return null;
-    if ((entry.status?.code ?? 0) !== 0) throw new LarderError('unavailable', `frontend ${frontend.url}: BatchReadBlobs ${label(digest)}: ${entry.status?.message}`);
+    if ((entry.status?.code ?? 0) !== 0)
+      throw new LarderError(
+        'unavailable',
+        `frontend ${frontend.url}: BatchReadBlobs ${label(digest)}: ${entry.status?.message}`,
+      );
     return entry.data;
   }
 
   /** Streams a blob by ByteStream Read into `sink`; false when the CAS lacks it. */
   async function streamRead(digest: Digest, sink: (chunk: Uint8Array) => Promise<void>): Promise<boolean> {
     try {
-      for await (const part of frontend.bytestream.read({ resourceName: resource(digest) }, meta())) await sink(part.data);
+      for await (const part of frontend.bytestream.read({ resourceName: resource(digest) }, meta()))
+        await sink(part.data);
       return true;
     } catch (err) {
       if ((err as grpc.ServiceError).code === grpc.status.NOT_FOUND) return false;
@@ -49,9 +57,18 @@ export function grpcCas(frontend: Frontend, instance: string): WorkerCas {
   }
 
   async function batchUpload(digest: Digest, data: Uint8Array): Promise<void> {
-    const reply = await call('BatchUpdateBlobs', () => frontend.cas.batchUpdateBlobs({ instanceName: instance, requests: [{ digest: digestMessage(digest), data }] }, meta()));
+    const reply = await call('BatchUpdateBlobs', () =>
+      frontend.cas.batchUpdateBlobs(
+        { instanceName: instance, requests: [{ digest: digestMessage(digest), data }] },
+        meta(),
+      ),
+    );
     const code = reply.responses[0]?.status?.code ?? 0;
-    if (code !== 0) throw new LarderError('unavailable', `frontend ${frontend.url}: BatchUpdateBlobs ${label(digest)}: ${reply.responses[0]?.status?.message}`);
+    if (code !== 0)
+      throw new LarderError(
+        'unavailable',
+        `frontend ${frontend.url}: BatchUpdateBlobs ${label(digest)}: ${reply.responses[0]?.status?.message}`,
+      );
   }
 
   async function streamUpload(digest: Digest, chunks: AsyncIterable<Uint8Array> | Iterable<Uint8Array>): Promise<void> {
@@ -60,11 +77,20 @@ export function grpcCas(frontend: Frontend, instance: string): WorkerCas {
       let offset = 0n;
       let first = true;
       for await (const data of chunks) {
-        yield create(WriteRequestSchema, { resourceName: first ? resourceName : '', writeOffset: offset, data, finishWrite: false });
+        yield create(WriteRequestSchema, {
+          resourceName: first ? resourceName : '',
+          writeOffset: offset,
+          data,
+          finishWrite: false,
+        });
         offset += BigInt(data.byteLength);
         first = false;
       }
-      yield create(WriteRequestSchema, { resourceName: first ? resourceName : '', writeOffset: offset, finishWrite: true });
+      yield create(WriteRequestSchema, {
+        resourceName: first ? resourceName : '',
+        writeOffset: offset,
+        finishWrite: true,
+      });
     }
     await call('ByteStream.Write', () => frontend.bytestream.write(requests(), meta()));
   }
@@ -75,7 +101,11 @@ export function grpcCas(frontend: Frontend, instance: string): WorkerCas {
 
   const cas: WorkerCas = {
     async readBytes(digest, maxBytes) {
-      if (digest.sizeBytes > maxBytes) throw new LarderError('too_large', `blob ${label(digest)} is over the ${maxBytes}-byte limit for buffered reads`);
+      if (digest.sizeBytes > maxBytes)
+        throw new LarderError(
+          'too_large',
+          `blob ${label(digest)} is over the ${maxBytes}-byte limit for buffered reads`,
+        );
       if (isEmpty(digest)) return new Uint8Array(0);
       let bytes: Uint8Array | null;
       if (digest.sizeBytes <= BATCH_BYTES) {
@@ -124,7 +154,9 @@ export function grpcCas(frontend: Frontend, instance: string): WorkerCas {
       const missing: Digest[] = [];
       for (let at = 0; at < digests.length; at += FIND_MISSING_CHUNK) {
         const chunk = digests.slice(at, at + FIND_MISSING_CHUNK);
-        const reply = await call('FindMissingBlobs', () => frontend.cas.findMissingBlobs({ instanceName: instance, blobDigests: chunk.map(digestMessage) }, meta()));
+        const reply = await call('FindMissingBlobs', () =>
+          frontend.cas.findMissingBlobs({ instanceName: instance, blobDigests: chunk.map(digestMessage) }, meta()),
+        );
         const absent = new Set(reply.missingBlobDigests.map((d) => `${d.hash}/${d.sizeBytes}`));
         missing.push(...chunk.filter((d) => absent.has(label(d))));
       }
@@ -167,16 +199,25 @@ export function grpcCas(frontend: Frontend, instance: string): WorkerCas {
 export function grpcActionCacheWriter(frontend: Frontend) {
   return async (instance: string, actionDigest: Digest, result: ActionResult): Promise<void> => {
     try {
-      await frontend.ac.updateActionResult({ instanceName: instance, actionDigest: digestMessage(actionDigest), actionResult: result }, { metadata: frontend.metadata() });
+      await frontend.ac.updateActionResult(
+        { instanceName: instance, actionDigest: digestMessage(actionDigest), actionResult: result },
+        { metadata: frontend.metadata() },
+      );
     } catch (err) {
-      throw new LarderError('unavailable', `frontend ${frontend.url}: UpdateActionResult failed: ${(err as grpc.ServiceError).details ?? (err as Error).message}`);
+      throw new LarderError(
+        'unavailable',
+        `frontend ${frontend.url}: UpdateActionResult failed: ${(err as grpc.ServiceError).details ?? (err as Error).message}`,
+      );
     }
   };
 }
 
 function check(digest: Digest, actual: string, size: number): void {
   if (size !== digest.sizeBytes || actual !== digest.hash) {
-    throw new LarderError('digest_mismatch', `cas read ${label(digest)}: the frontend sent ${size} bytes hashing to ${actual}`);
+    throw new LarderError(
+      'digest_mismatch',
+      `cas read ${label(digest)}: the frontend sent ${size} bytes hashing to ${actual}`,
+    );
   }
 }
 

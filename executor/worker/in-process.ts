@@ -59,12 +59,19 @@ export async function startInProcessWorkers(options: {
           environment: {
             ...host.environment,
             casFor: (instance) => storeCas(store, instance),
-            writeActionResult: (instance, digest, result) => writeActionResult(store, blobKey(instance, 'ac', digest.hash), result),
+            writeActionResult: (instance, digest, result) =>
+              writeActionResult(store, blobKey(instance, 'ac', digest.hash), result),
           },
         }),
       );
     }
-    log.info('workers ready', { pool: pool.name ?? String(index), workers: pool.workers, concurrency: pool.concurrency, platform: describeWorkerPlatform(platform), runAs: config.runAs || 'self' });
+    log.info('workers ready', {
+      pool: pool.name ?? String(index),
+      workers: pool.workers,
+      concurrency: pool.concurrency,
+      platform: describeWorkerPlatform(platform),
+      runAs: config.runAs || 'self',
+    });
   });
   await Promise.all(workers.map((worker) => worker.start()));
   return {

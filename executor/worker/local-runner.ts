@@ -33,7 +33,16 @@ export class LocalRunner implements Runner {
     const started = await command.started;
     if ('error' in started) {
       await command.output;
-      return { exitCode: 127, signal: null, timedOut: false, cancelled: false, startError: describeStartError(request.argv[0]!, started.error), outputTruncated: false, startedAt, endedAt: new Date() };
+      return {
+        exitCode: 127,
+        signal: null,
+        timedOut: false,
+        cancelled: false,
+        startError: describeStartError(request.argv[0]!, started.error),
+        outputTruncated: false,
+        startedAt,
+        endedAt: new Date(),
+      };
     }
 
     let timedOut = false;
@@ -58,7 +67,16 @@ export class LocalRunner implements Runner {
     const output = await drainWithin(command.output, () => command.abandon());
 
     const exitCode = ended.code ?? 128 + (ended.signal === null ? 0 : (constants.signals[ended.signal] ?? 0));
-    return { exitCode, signal: ended.signal, timedOut, cancelled, startError: null, outputTruncated: output.truncated, startedAt, endedAt: new Date() };
+    return {
+      exitCode,
+      signal: ended.signal,
+      timedOut,
+      cancelled,
+      startError: null,
+      outputTruncated: output.truncated,
+      startedAt,
+      endedAt: new Date(),
+    };
   }
 
   close(): void {
@@ -67,7 +85,10 @@ export class LocalRunner implements Runner {
 }
 
 /** The output, once both pipes closed; after PIPE_DRAIN_LIMIT_MS the pipes are abandoned and what was written counts. */
-async function drainWithin(output: Promise<{ truncated: boolean }>, abandon: () => void): Promise<{ truncated: boolean }> {
+async function drainWithin(
+  output: Promise<{ truncated: boolean }>,
+  abandon: () => void,
+): Promise<{ truncated: boolean }> {
   let timer: NodeJS.Timeout | undefined;
   const late = new Promise<void>((resolve) => {
     timer = setTimeout(() => {
@@ -81,6 +102,11 @@ async function drainWithin(output: Promise<{ truncated: boolean }>, abandon: () 
 }
 
 function describeStartError(program: string, error: NodeJS.ErrnoException): string {
-  const why = error.code === 'ENOENT' ? 'no such file or program' : error.code === 'EACCES' ? 'permission denied (not executable?)' : error.message;
+  const why =
+    error.code === 'ENOENT'
+      ? 'no such file or program'
+      : error.code === 'EACCES'
+        ? 'permission denied (not executable?)'
+        : error.message;
   return `larder: cannot start ${JSON.stringify(program)}: ${why}`;
 }

@@ -51,4 +51,3 @@ async function hasLiveMember(pgid: number): Promise<boolean> {
   }
   return false;
 }
-

@@ -24,9 +24,16 @@ export interface RunningWorker {
   close(): Promise<void>;
 }
 
-export async function startWorkerProcess(config: WorkerConfig, options: { announce?: boolean } = {}): Promise<RunningWorker> {
+export async function startWorkerProcess(
+  config: WorkerConfig,
+  options: { announce?: boolean } = {},
+): Promise<RunningWorker> {
   const log = createLogger(config.logLevel, config.logFormat);
-  const frontend = openFrontend({ url: config.frontend, caPath: config.frontendCaPath, credentialsPath: config.frontendCredentialsPath });
+  const frontend = openFrontend({
+    url: config.frontend,
+    caPath: config.frontendCaPath,
+    credentialsPath: config.frontendCredentialsPath,
+  });
   try {
     await checkFrontend(frontend);
   } catch (err) {
@@ -50,7 +57,12 @@ export async function startWorkerProcess(config: WorkerConfig, options: { announ
     },
   });
   await worker.start();
-  log.info('worker ready', { name, platform: describeWorkerPlatform(platform), frontend: config.frontend, concurrency: config.execution.concurrency });
+  log.info('worker ready', {
+    name,
+    platform: describeWorkerPlatform(platform),
+    frontend: config.frontend,
+    concurrency: config.execution.concurrency,
+  });
   if (options.announce ?? true) console.log(`larder worker ready: ${name} [${describeWorkerPlatform(platform)}]`);
   return {
     name,
@@ -72,12 +84,21 @@ export async function startWorkerProcess(config: WorkerConfig, options: { announ
 async function checkFrontend(frontend: ReturnType<typeof openFrontend>): Promise<void> {
   let capabilities;
   try {
-    capabilities = await frontend.capabilities.getCapabilities({}, { metadata: frontend.metadata(), timeoutMs: 30_000 });
+    capabilities = await frontend.capabilities.getCapabilities(
+      {},
+      { metadata: frontend.metadata(), timeoutMs: 30_000 },
+    );
   } catch (err) {
-    throw new LarderError('unavailable', `cannot reach the frontend ${frontend.url}: ${(err as { details?: string }).details ?? (err as Error).message}`);
+    throw new LarderError(
+      'unavailable',
+      `cannot reach the frontend ${frontend.url}: ${(err as { details?: string }).details ?? (err as Error).message}`,
+    );
   }
   if (capabilities.cacheCapabilities?.actionCacheUpdateCapabilities?.updateEnabled !== true) {
-    throw new LarderError('permission_denied', `the frontend ${frontend.url} does not let this worker write (its credentials need the write role; see --frontend-credentials)`);
+    throw new LarderError(
+      'permission_denied',
+      `the frontend ${frontend.url} does not let this worker write (its credentials need the write role; see --frontend-credentials)`,
+    );
   }
 }
 

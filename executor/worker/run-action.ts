@@ -52,7 +52,11 @@ export interface ActionEnvironment {
   log: Logger;
 }
 
-export async function runAction(job: ExecutionJob, env: ActionEnvironment, signal: AbortSignal): Promise<ExecuteResponse> {
+export async function runAction(
+  job: ExecutionJob,
+  env: ActionEnvironment,
+  signal: AbortSignal,
+): Promise<ExecuteResponse> {
   const metadata = create(ExecutedActionMetadataSchema, {
     worker: env.workerName,
     queuedTimestamp: timestampFromDate(job.queuedAt),
@@ -68,22 +72,37 @@ export async function runAction(job: ExecutionJob, env: ActionEnvironment, signa
   } finally {
     metadata.workerCompletedTimestamp = now();
     // The runner has already waited for the command's whole process group, so nothing writes here any more.
-    await rm(dir, { recursive: true, force: true }).catch((err: Error) => env.log.warn('could not remove an action directory', { dir, error: err.message }));
+    await rm(dir, { recursive: true, force: true }).catch((err: Error) =>
+      env.log.warn('could not remove an action directory', { dir, error: err.message }),
+    );
   }
 }
 
-async function execute(job: ExecutionJob, env: ActionEnvironment, signal: AbortSignal, metadata: ExecutedActionMetadata, dir: string): Promise<ExecuteResponse> {
+async function execute(
+  job: ExecutionJob,
+  env: ActionEnvironment,
+  signal: AbortSignal,
+  metadata: ExecutedActionMetadata,
+  dir: string,
+): Promise<ExecuteResponse> {
   const { command, action } = job;
   // The action's own folder holds its captured stdout and stderr, whichever workspace it runs in.
   await mkdir(dir, { recursive: true, mode: 0o755 });
-  const workspace = (await env.persistentWorkers?.open(job, env.cas, signal)) ?? (await oneShotWorkspace(job, env, dir));
+  const workspace =
+    (await env.persistentWorkers?.open(job, env.cas, signal)) ?? (await oneShotWorkspace(job, env, dir));
   let outcome: RunOutcome;
   let outputs: CollectedOutputs | null = null;
   try {
     const { execRoot } = workspace;
     metadata.inputFetchStartTimestamp = now();
     const inputRoot = job.action.inputRootDigest!;
-    const staged = await stageInputs({ cas: env.cas, cache: env.cache, rootDigest: { hash: inputRoot.hash, sizeBytes: Number(inputRoot.sizeBytes) }, execRoot, signal });
+    const staged = await stageInputs({
+      cas: env.cas,
+      cache: env.cache,
+      rootDigest: { hash: inputRoot.hash, sizeBytes: Number(inputRoot.sizeBytes) },
+      execRoot,
+      signal,
+    });
     const spec = {
       execRoot,
       workingDirectory: command.workingDirectory,
@@ -109,7 +128,8 @@ async function execute(job: ExecutionJob, env: ActionEnvironment, signal: AbortS
     });
     metadata.executionCompletedTimestamp = now();
     metadata.outputUploadStartTimestamp = now();
-    if (!outcome.timedOut && !outcome.cancelled && outcome.startError === null) outputs = await collectOutputs({ cas: env.cas, ...spec });
+    if (!outcome.timedOut && !outcome.cancelled && outcome.startError === null)
+      outputs = await collectOutputs({ cas: env.cas, ...spec });
   } finally {
     await workspace.close();
   }
@@ -127,7 +147,10 @@ async function execute(job: ExecutionJob, env: ActionEnvironment, signal: AbortS
   if (outcome.timedOut) {
     return create(ExecuteResponseSchema, {
       result,
-      status: { code: Code.DEADLINE_EXCEEDED, message: `the action ran past its timeout of ${job.timeoutMs / 1000} s and was killed` },
+      status: {
+        code: Code.DEADLINE_EXCEEDED,
+        message: `the action ran past its timeout of ${job.timeoutMs / 1000} s and was killed`,
+      },
       message: `larder: the action was killed after ${job.timeoutMs / 1000} s (its timeout)`,
     });
   }
@@ -138,7 +161,8 @@ async function execute(job: ExecutionJob, env: ActionEnvironment, signal: AbortS
 /** A fresh directory of this action's own, run by the runner the job's platform names; removed by runAction. */
 async function oneShotWorkspace(job: ExecutionJob, env: ActionEnvironment, dir: string): Promise<ActionWorkspace> {
   const runner = env.runners.get(job.platform.runner);
-  if (runner === undefined) throw new LarderError('invalid_argument', `this worker has no ${job.platform.runner} runner`);
+  if (runner === undefined)
+    throw new LarderError('invalid_argument', `this worker has no ${job.platform.runner} runner`);
   const execRoot = join(dir, 'root');
   await mkdir(execRoot, { recursive: true, mode: 0o755 });
   return {
@@ -175,30 +199,46 @@ function describeFailure(outcome: RunOutcome): string {
 /** An ExecuteResponse for a failure before or around the run: missing inputs, bad input, a full disk. */
 function failure(err: unknown, job: ExecutionJob): ExecuteResponse {
   if (err instanceof MissingBlobsError) return missingBlobsResponse(err.digests);
-  if (isLarderError(err, 'invalid_argument')) return create(ExecuteResponseSchema, { status: { code: Code.INVALID_ARGUMENT, message: err.message } });
+  if (isLarderError(err, 'invalid_argument'))
+    return create(ExecuteResponseSchema, { status: { code: Code.INVALID_ARGUMENT, message: err.message } });
   const code = (err as NodeJS.ErrnoException)?.code;
   if (code === 'ENOSPC' || code === 'EDQUOT' || isLarderError(err, 'no_space')) {
-    return create(ExecuteResponseSchema, { status: { code: Code.RESOURCE_EXHAUSTED, message: `the worker's disk is full: ${(err as Error).message}` } });
+    return create(ExecuteResponseSchema, {
+      status: { code: Code.RESOURCE_EXHAUSTED, message: `the worker's disk is full: ${(err as Error).message}` },
+    });
   }
   return create(ExecuteResponseSchema, {
-    status: { code: Code.INTERNAL, message: `larder could not execute action ${job.actionDigest.hash}: ${(err as Error)?.message ?? String(err)}` },
+    status: {
+      code: Code.INTERNAL,
+      message: `larder could not execute action ${job.actionDigest.hash}: ${(err as Error)?.message ?? String(err)}`,
+    },
   });
 }
 
 /** FAILED_PRECONDITION with one MISSING violation per blob: what makes Bazel upload them again and retry. */
 export function missingBlobsResponse(digests: readonly Digest[]): ExecuteResponse {
   const detail = create(PreconditionFailureSchema, {
-    violations: digests.map((d) => ({ type: 'MISSING', subject: `blobs/${d.hash}/${d.sizeBytes}`, description: 'not in the CAS' })),
+    violations: digests.map((d) => ({
+      type: 'MISSING',
+      subject: `blobs/${d.hash}/${d.sizeBytes}`,
+      description: 'not in the CAS',
+    })),
   });
   return create(ExecuteResponseSchema, {
-    status: { code: Code.FAILED_PRECONDITION, message: `${digests.length} input blob(s) are missing from the CAS`, details: [anyPack(PreconditionFailureSchema, detail)] },
+    status: {
+      code: Code.FAILED_PRECONDITION,
+      message: `${digests.length} input blob(s) are missing from the CAS`,
+      details: [anyPack(PreconditionFailureSchema, detail)],
+    },
   });
 }
 
 /** The status a cancelled run ends with: the canceller's (CANCELLED, or UNAVAILABLE when the server stops). */
 function statusOf(reason: unknown) {
   const { code, details } = callStatus(reason);
-  return code === Code.INTERNAL ? { code: Code.CANCELLED, message: 'the action was cancelled' } : { code, message: details };
+  return code === Code.INTERNAL
+    ? { code: Code.CANCELLED, message: 'the action was cancelled' }
+    : { code, message: details };
 }
 
 function now() {

@@ -39,7 +39,10 @@ const LINK_CONCURRENCY = 32;
 /** Blobs the input root needs that the CAS does not hold: Directory protos and files. */
 export class MissingBlobsError extends LarderError {
   constructor(readonly digests: Digest[]) {
-    super('not_found', `${digests.length} input blob(s) missing from the CAS: ${digests.slice(0, 5).map(label).join(', ')}${digests.length > 5 ? ', …' : ''}`);
+    super(
+      'not_found',
+      `${digests.length} input blob(s) missing from the CAS: ${digests.slice(0, 5).map(label).join(', ')}${digests.length > 5 ? ', …' : ''}`,
+    );
   }
 }
 
@@ -122,14 +125,20 @@ async function readTree(cas: WorkerCas, root: Digest, signal?: AbortSignal): Pro
 
 async function readDirectory(cas: WorkerCas, digest: Digest): Promise<Directory | null> {
   if (digest.sizeBytes > MAX_DIRECTORY_BYTES) {
-    throw new LarderError('invalid_argument', `input Directory ${label(digest)} is over the ${MAX_DIRECTORY_BYTES}-byte limit`);
+    throw new LarderError(
+      'invalid_argument',
+      `input Directory ${label(digest)} is over the ${MAX_DIRECTORY_BYTES}-byte limit`,
+    );
   }
   const bytes = await cas.readBytes(digest, MAX_DIRECTORY_BYTES);
   if (bytes === null) return null;
   try {
     return fromBinary(DirectorySchema, bytes);
   } catch (err) {
-    throw new LarderError('invalid_argument', `input Directory ${label(digest)} is not a valid Directory protobuf: ${(err as Error).message}`);
+    throw new LarderError(
+      'invalid_argument',
+      `input Directory ${label(digest)} is not a valid Directory protobuf: ${(err as Error).message}`,
+    );
   }
 }
 
@@ -141,7 +150,8 @@ function checkDirectory(directory: Directory, digest: Digest, path: string): Che
     if (name === '' || name === '.' || name === '..' || name.includes('/') || name.includes('\0')) {
       throw new LarderError('invalid_argument', `${where} has an entry with an invalid name ${JSON.stringify(name)}`);
     }
-    if (entries.has(name)) throw new LarderError('invalid_argument', `${where} has two entries named ${JSON.stringify(name)}`);
+    if (entries.has(name))
+      throw new LarderError('invalid_argument', `${where} has two entries named ${JSON.stringify(name)}`);
     entries.set(name, entry);
   };
   const digestOf = (message: DigestMessage | undefined, name: string): Digest => {
@@ -152,11 +162,15 @@ function checkDirectory(directory: Directory, digest: Digest, path: string): Che
       throw (err as LarderError).wrap(`input "${join(path, name)}"`);
     }
   };
-  for (const file of directory.files) add(file.name, { kind: 'file', digest: digestOf(file.digest, file.name), executable: file.isExecutable });
+  for (const file of directory.files)
+    add(file.name, { kind: 'file', digest: digestOf(file.digest, file.name), executable: file.isExecutable });
   for (const dir of directory.directories) add(dir.name, { kind: 'directory', digest: digestOf(dir.digest, dir.name) });
   for (const link of directory.symlinks) {
     if (link.target === '' || link.target.includes('\0')) {
-      throw new LarderError('invalid_argument', `input symlink "${join(path, link.name)}" has an invalid target ${JSON.stringify(link.target)}`);
+      throw new LarderError(
+        'invalid_argument',
+        `input symlink "${join(path, link.name)}" has an invalid target ${JSON.stringify(link.target)}`,
+      );
     }
     add(link.name, { kind: 'symlink', target: link.target });
   }
@@ -176,10 +190,16 @@ function checkSymlinks(tree: Map<string, Checked>, root: Digest): void {
       const at = join(path, name);
       if (entry.kind === 'symlink') {
         if (entry.target!.startsWith('/')) {
-          throw new LarderError('invalid_argument', `input symlink "${at}" -> "${entry.target}" is absolute; only relative targets are allowed`);
+          throw new LarderError(
+            'invalid_argument',
+            `input symlink "${at}" -> "${entry.target}" is absolute; only relative targets are allowed`,
+          );
         }
         if (resolve(tree, stack, entry.target!, 0) === 'escapes') {
-          throw new LarderError('invalid_argument', `input symlink "${at}" -> "${entry.target}" points outside the input root`);
+          throw new LarderError(
+            'invalid_argument',
+            `input symlink "${at}" -> "${entry.target}" points outside the input root`,
+          );
         }
       } else if (entry.kind === 'directory') {
         walk([...stack, tree.get(label(entry.digest!))!], at);
@@ -194,7 +214,12 @@ function checkSymlinks(tree: Map<string, Checked>, root: Digest): void {
  * it climbs above the root, or 'inside' when it stops at a file or dangles or loops (those fail in the action;
  * they do not escape).
  */
-function resolve(tree: Map<string, Checked>, start: Checked[], target: string, hops: number): Checked[] | 'escapes' | 'inside' {
+function resolve(
+  tree: Map<string, Checked>,
+  start: Checked[],
+  target: string,
+  hops: number,
+): Checked[] | 'escapes' | 'inside' {
   if (target.startsWith('/')) return 'escapes';
   const stack = [...start];
   for (const part of target.split('/')) {
@@ -241,7 +266,10 @@ function countNodes(tree: Map<string, Checked>, root: Digest): void {
       result.nodes += child.nodes;
       result.height = Math.max(result.height, child.height + 1);
       if (result.nodes > MAX_STAGED_NODES) {
-        throw new LarderError('too_large', `the input root expands to more than ${MAX_STAGED_NODES} files, directories and symlinks`);
+        throw new LarderError(
+          'too_large',
+          `the input root expands to more than ${MAX_STAGED_NODES} files, directories and symlinks`,
+        );
       }
     }
     memo.set(label(digest), result);
@@ -256,7 +284,16 @@ function tooDeep(): never {
 
 async function materialise(options: StageInputsOptions, tree: Map<string, Checked>): Promise<StageStats> {
   const { cas, cache, execRoot, signal } = options;
-  const stats: StageStats = { files: 0, directories: 0, bytes: 0, linked: 0, copied: 0, fetchedFiles: 0, fetchedBytes: 0, createdDirectories: [] };
+  const stats: StageStats = {
+    files: 0,
+    directories: 0,
+    bytes: 0,
+    linked: 0,
+    copied: 0,
+    fetchedFiles: 0,
+    fetchedBytes: 0,
+    createdDirectories: [],
+  };
   await mkdir(execRoot, { recursive: true });
   stats.createdDirectories.push(execRoot);
 

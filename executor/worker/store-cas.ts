@@ -40,7 +40,10 @@ export function storeCas(store: BlobStore, instance: string): WorkerCas {
   return {
     async readBytes(digest, maxBytes) {
       if (digest.sizeBytes > maxBytes) {
-        throw new LarderError('too_large', `blob ${label(digest)} is over the ${maxBytes}-byte limit for buffered reads`);
+        throw new LarderError(
+          'too_large',
+          `blob ${label(digest)} is over the ${maxBytes}-byte limit for buffered reads`,
+        );
       }
       if (isEmpty(digest)) return new Uint8Array(0);
       const blob = await openBlob(digest);

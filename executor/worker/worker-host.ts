@@ -38,7 +38,10 @@ export interface WorkerHost {
   close(): Promise<void>;
 }
 
-export async function openWorkerHost(config: Omit<ExecutionConfig, 'workers' | 'queue' | 'queueLeaseMs'>, log: Logger): Promise<WorkerHost> {
+export async function openWorkerHost(
+  config: Omit<ExecutionConfig, 'workers' | 'queue' | 'queueLeaseMs'>,
+  log: Logger,
+): Promise<WorkerHost> {
   const user = config.runAs === '' ? null : lookUpUser(config.runAs);
   const workDir = resolve(config.workDir);
   const actionsDir = join(workDir, 'actions');
@@ -60,7 +63,10 @@ export async function openWorkerHost(config: Omit<ExecutionConfig, 'workers' | '
           enabled: config.persistentWorkers,
           dir: join(workDir, 'workers'),
           ...PERSISTENT_WORKER_LIMITS,
-          launchers: { local: async (spec) => spawnLocalWorker(spec), ...(docker === null ? {} : { docker: containerLauncher(docker, join(workDir, 'workers')) }) },
+          launchers: {
+            local: async (spec) => spawnLocalWorker(spec),
+            ...(docker === null ? {} : { docker: containerLauncher(docker, join(workDir, 'workers')) }),
+          },
           log,
         });
   return {
@@ -104,7 +110,11 @@ function containerLauncher(docker: DockerRunner, workersDir: string): WorkerLaun
 }
 
 /** The docker runner on --docker-host, checked to answer at start (a wrong socket fails here, not per action). */
-async function startDockerRunner(config: Pick<ExecutionConfig, 'docker' | 'workDir'>, actionsDir: string, log: Logger): Promise<DockerRunner> {
+async function startDockerRunner(
+  config: Pick<ExecutionConfig, 'docker' | 'workDir'>,
+  actionsDir: string,
+  log: Logger,
+): Promise<DockerRunner> {
   const { docker } = config;
   const runner = new DockerRunner({
     engine: DockerEngine.fromHost(docker.host),
@@ -128,7 +138,8 @@ function lookUpUser(name: string): { uid: number; gid: number } {
     throw new LarderError('invalid_argument', `--run-as ${name}: no such user on this host`);
   }
   const [, , uid, gid] = entry.split(':');
-  if (Number(uid) === 0) throw new LarderError('invalid_argument', `--run-as ${name}: that is root; actions must run unprivileged`);
+  if (Number(uid) === 0)
+    throw new LarderError('invalid_argument', `--run-as ${name}: that is root; actions must run unprivileged`);
   return { uid: Number(uid), gid: Number(gid) };
 }
 
@@ -139,9 +150,13 @@ function lookUpUser(name: string): { uid: number; gid: number } {
 async function checkReachable(dir: string, user: { uid: number; gid: number }, name: string): Promise<void> {
   for (let at = dir; ; at = dirname(at)) {
     const info = await stat(at);
-    const searchable = info.uid === user.uid ? info.mode & 0o100 : info.gid === user.gid ? info.mode & 0o010 : info.mode & 0o001;
+    const searchable =
+      info.uid === user.uid ? info.mode & 0o100 : info.gid === user.gid ? info.mode & 0o010 : info.mode & 0o001;
     if (!searchable) {
-      throw new LarderError('invalid_argument', `--work-dir ${dir}: actions run as ${name}, who cannot enter ${at} (chmod o+x it, or choose another --work-dir)`);
+      throw new LarderError(
+        'invalid_argument',
+        `--work-dir ${dir}: actions run as ${name}, who cannot enter ${at} (chmod o+x it, or choose another --work-dir)`,
+      );
     }
     if (at === dirname(at)) return;
   }

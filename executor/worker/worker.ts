@@ -7,7 +7,10 @@
 import PQueue from 'p-queue';
 import { create } from '@bufbuild/protobuf';
 import type { Logger } from '../../shared/log.ts';
-import { type ExecuteResponse, ExecuteResponseSchema } from '../../shared/proto/gen/build/bazel/remote/execution/v2/remote_execution_pb.ts';
+import {
+  type ExecuteResponse,
+  ExecuteResponseSchema,
+} from '../../shared/proto/gen/build/bazel/remote/execution/v2/remote_execution_pb.ts';
 import type { WorkerPlatform } from '../execution/platform.ts';
 import { Code } from '../grpc-status.ts';
 import type { Lease, Scheduler } from '../scheduler/scheduler.ts';
@@ -60,7 +63,8 @@ export class Worker {
   private async takeJobs(take: (signal: AbortSignal) => Promise<Lease>): Promise<void> {
     const signal = this.stopping.signal;
     while (!signal.aborted) {
-      while (this.queue.pending + this.queue.size >= this.options.concurrency) await new Promise((resolve) => this.queue.once('next', resolve));
+      while (this.queue.pending + this.queue.size >= this.options.concurrency)
+        await new Promise((resolve) => this.queue.once('next', resolve));
       let lease: Lease;
       try {
         lease = await take(signal);
@@ -80,18 +84,30 @@ export class Worker {
     log.debug('executing', { worker: this.options.name, action: job.actionDigest.hash, operation: job.operation });
     const cancelled = AbortSignal.any([lease.signal, this.stopping.signal]);
     const started = performance.now();
-    const finished = (response: ExecuteResponse) => this.options.onFinished?.(response, (performance.now() - started) / 1000);
+    const finished = (response: ExecuteResponse) =>
+      this.options.onFinished?.(response, (performance.now() - started) / 1000);
     let response: ExecuteResponse | undefined;
     try {
-      const env = { ...this.options.environment, cas: this.options.environment.casFor(job.instance), workerName: this.options.name };
+      const env = {
+        ...this.options.environment,
+        cas: this.options.environment.casFor(job.instance),
+        workerName: this.options.name,
+      };
       response = await runAction(job, env, cancelled);
-      log.debug('executed', { worker: this.options.name, action: job.actionDigest.hash, exit: response.result?.exitCode, status: response.status?.code });
+      log.debug('executed', {
+        worker: this.options.name,
+        action: job.actionDigest.hash,
+        exit: response.result?.exitCode,
+        status: response.status?.code,
+      });
       finished(response);
       await lease.complete(response);
     } catch (err) {
       // runAction turns every failure into a response; this is the last line of defence.
       log.error('worker failed on an action', { action: job.actionDigest.hash, error: (err as Error).message });
-      const failure = create(ExecuteResponseSchema, { status: { code: Code.INTERNAL, message: `worker failure: ${(err as Error).message}` } });
+      const failure = create(ExecuteResponseSchema, {
+        status: { code: Code.INTERNAL, message: `worker failure: ${(err as Error).message}` },
+      });
       if (response === undefined) finished(failure);
       await lease.complete(failure);
     }

@@ -61,7 +61,11 @@ async function isPresent(store: BlobStore, instance: string, digest: DigestMessa
 }
 
 /** The file digests inside an output directory's Tree, or null when the Tree itself is missing. */
-async function filesOfTree(store: BlobStore, instance: string, treeDigest: DigestMessage): Promise<DigestMessage[] | null> {
+async function filesOfTree(
+  store: BlobStore,
+  instance: string,
+  treeDigest: DigestMessage,
+): Promise<DigestMessage[] | null> {
   if (!SHA256_HEX.test(treeDigest.hash)) return null;
   const blob = await store.get(blobKey(instance, 'cas', treeDigest.hash));
   if (blob === null) return null;

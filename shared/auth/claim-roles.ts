@@ -60,7 +60,8 @@ export function parseClaimRoleMapping(value: unknown, where: string): ClaimRoleM
       const r = (rule ?? {}) as Record<string, unknown>;
       const { claim, value: held, roles, ...extra } = r;
       rejectUnknown(extra, at);
-      if (typeof claim !== 'string' || claim === '') throw new LarderError('invalid_argument', `${at}.claim must name a claim`);
+      if (typeof claim !== 'string' || claim === '')
+        throw new LarderError('invalid_argument', `${at}.claim must name a claim`);
       if (typeof held !== 'string') throw new LarderError('invalid_argument', `${at}.value must be a string`);
       return { claim, value: held, roles: parseRoleList(roles, `${at}.roles`) };
     }),
@@ -69,5 +70,6 @@ export function parseClaimRoleMapping(value: unknown, where: string): ClaimRoleM
 
 export function rejectUnknown(rest: Record<string, unknown>, where: string): void {
   const unknown = Object.keys(rest);
-  if (unknown.length > 0) throw new LarderError('invalid_argument', `${where}: unknown key ${JSON.stringify(unknown[0])}`);
+  if (unknown.length > 0)
+    throw new LarderError('invalid_argument', `${where}: unknown key ${JSON.stringify(unknown[0])}`);
 }

@@ -35,7 +35,7 @@ export interface AuthFlags {
 
 /** `file` is the parsed config file (or null without one); empty flag strings mean "not given". */
 export function parseAuthConfig(file: unknown, flags: AuthFlags): AuthConfig {
-  const section = objectAt(file === null ? {} : objectAt(file, 'the config file').auth ?? {}, 'auth');
+  const section = objectAt(file === null ? {} : (objectAt(file, 'the config file').auth ?? {}), 'auth');
   const { oidc, htpasswd, anonymous, ...rest } = section;
   rejectUnknown(rest, 'auth');
   const oidcConfig = parseOidc(oidc === undefined ? {} : objectAt(oidc, 'auth.oidc'), flags);
@@ -46,24 +46,41 @@ export function parseAuthConfig(file: unknown, flags: AuthFlags): AuthConfig {
     htpasswd: htpasswdConfig,
     // Without an authenticator everybody is anonymous, so anonymous must be able to do everything, as
     // before authentication existed; with one, anonymous gets nothing unless the file grants it.
-    anonymous: anonymous === undefined ? (anyAuthenticator ? [] : [...ROLES]) : parseRoleList(anonymous, 'auth.anonymous'),
+    anonymous:
+      anonymous === undefined ? (anyAuthenticator ? [] : [...ROLES]) : parseRoleList(anonymous, 'auth.anonymous'),
     allowAnonymous: flags.allowAnonymous,
   };
 }
 
 function parseOidc(section: Record<string, unknown>, flags: AuthFlags): OidcConfig | null {
-  const { issuer, audience, jwksUrl, algorithms, clockSkewSeconds, jwksCooldownSeconds, jwksMaxAgeSeconds, roles, ...rest } = section;
+  const {
+    issuer,
+    audience,
+    jwksUrl,
+    algorithms,
+    clockSkewSeconds,
+    jwksCooldownSeconds,
+    jwksMaxAgeSeconds,
+    roles,
+    ...rest
+  } = section;
   rejectUnknown(rest, 'auth.oidc');
   const chosenIssuer = flags.oidcIssuer || optionalString(issuer, 'auth.oidc.issuer');
   const audiences = flags.oidcAudience ? [flags.oidcAudience] : stringList(audience, 'auth.oidc.audience');
   if (chosenIssuer === undefined) {
     if (Object.keys(section).length > 0 || flags.oidcAudience) {
-      throw new LarderError('invalid_argument', 'OIDC settings were given without an issuer: set --oidc-issuer (or auth.oidc.issuer)');
+      throw new LarderError(
+        'invalid_argument',
+        'OIDC settings were given without an issuer: set --oidc-issuer (or auth.oidc.issuer)',
+      );
     }
     return null;
   }
   if (audiences.length === 0) {
-    throw new LarderError('invalid_argument', '--oidc-audience (or auth.oidc.audience) is required with an OIDC issuer: without it, tokens minted for any other service would be accepted');
+    throw new LarderError(
+      'invalid_argument',
+      '--oidc-audience (or auth.oidc.audience) is required with an OIDC issuer: without it, tokens minted for any other service would be accepted',
+    );
   }
   const chosenJwks = optionalString(jwksUrl, 'auth.oidc.jwksUrl');
   return {
@@ -83,14 +100,19 @@ function parseHtpasswdSection(section: Record<string, unknown>, flags: AuthFlags
   rejectUnknown(rest, 'auth.htpasswd');
   const path = flags.htpasswd || optionalString(file, 'auth.htpasswd.file');
   if (path === undefined) {
-    if (Object.keys(section).length > 0) throw new LarderError('invalid_argument', 'auth.htpasswd needs a file (or --htpasswd FILE)');
+    if (Object.keys(section).length > 0)
+      throw new LarderError('invalid_argument', 'auth.htpasswd needs a file (or --htpasswd FILE)');
     return null;
   }
   const perUser: Record<string, Role[]> = {};
   for (const [user, roles] of Object.entries(users === undefined ? {} : objectAt(users, 'auth.htpasswd.users'))) {
     perUser[user] = parseRoleList(roles, `auth.htpasswd.users.${user}`);
   }
-  return { path, everyone: everyone === undefined ? ['read'] : parseRoleList(everyone, 'auth.htpasswd.everyone'), users: perUser };
+  return {
+    path,
+    everyone: everyone === undefined ? ['read'] : parseRoleList(everyone, 'auth.htpasswd.everyone'),
+    users: perUser,
+  };
 }
 
 function objectAt(value: unknown, where: string): Record<string, unknown> {

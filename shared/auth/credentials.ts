@@ -26,7 +26,8 @@ export function parseAuthorization(value: string | null | undefined): Credential
  * and in optional padding, which makes the mapping unambiguous).
  */
 function parseBasic(payload: string): Credentials {
-  if (!/^[A-Za-z0-9+/_-]+={0,2}$/.test(payload)) return { scheme: 'malformed', reason: 'Basic credentials are not base64' };
+  if (!/^[A-Za-z0-9+/_-]+={0,2}$/.test(payload))
+    return { scheme: 'malformed', reason: 'Basic credentials are not base64' };
   const standard = payload.replace(/-/g, '+').replace(/_/g, '/').replace(/=+$/, '');
   const padded = standard + '='.repeat((4 - (standard.length % 4)) % 4);
   let text: string;

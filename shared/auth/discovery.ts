@@ -22,9 +22,13 @@ export function checkIssuerUrl(text: string, what: string): URL {
   } catch {
     throw new LarderError('invalid_argument', `${what} must be a URL, not ${JSON.stringify(text)}`);
   }
-  const loopback = url.hostname === 'localhost' || url.hostname === '[::1]' || /^127\.\d+\.\d+\.\d+$/.test(url.hostname);
+  const loopback =
+    url.hostname === 'localhost' || url.hostname === '[::1]' || /^127\.\d+\.\d+\.\d+$/.test(url.hostname);
   if (url.protocol !== 'https:' && !(url.protocol === 'http:' && loopback)) {
-    throw new LarderError('invalid_argument', `${what} must be an https:// URL (plain http only on loopback), not ${text}`);
+    throw new LarderError(
+      'invalid_argument',
+      `${what} must be an https:// URL (plain http only on loopback), not ${text}`,
+    );
   }
   return url;
 }
@@ -48,7 +52,10 @@ export async function discoverIssuer(issuer: string, options: { timeoutMs?: numb
   // OpenID Connect Discovery §4.3: the document must name exactly the issuer it was fetched for, or an
   // attacker who controls one path of a shared host could vouch for another issuer.
   if (doc.issuer !== issuer) {
-    throw new LarderError('unavailable', `OIDC discovery at ${url} names issuer ${JSON.stringify(doc.issuer)}, not ${JSON.stringify(issuer)}`);
+    throw new LarderError(
+      'unavailable',
+      `OIDC discovery at ${url} names issuer ${JSON.stringify(doc.issuer)}, not ${JSON.stringify(issuer)}`,
+    );
   }
   return doc as IssuerMetadata;
 }

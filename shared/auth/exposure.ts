@@ -30,8 +30,12 @@ export function checkExposure(exposure: Exposure, log: Logger): void {
     );
   }
   if (!authenticates) {
-    log.warn(`listening on ${host}, beyond loopback, with no authentication (--allow-anonymous): anyone who can reach it can ${auth.anonymous.join(', ') || 'do nothing'}`);
+    log.warn(
+      `listening on ${host}, beyond loopback, with no authentication (--allow-anonymous): anyone who can reach it can ${auth.anonymous.join(', ') || 'do nothing'}`,
+    );
   } else if (!exposure.tls) {
-    log.warn(`listening on ${host} over plain ${exposure.plainProtocol}: tokens and passwords travel in clear text unless a TLS proxy is in front (--tls-cert/--tls-key)`);
+    log.warn(
+      `listening on ${host} over plain ${exposure.plainProtocol}: tokens and passwords travel in clear text unless a TLS proxy is in front (--tls-cert/--tls-key)`,
+    );
   }
 }

@@ -56,30 +56,49 @@ export function createAccessGate(options: AccessGateOptions): AccessGate {
       const role = requiredRole(operation);
       const credentials = parseAuthorization(authorization);
       if (credentials.scheme === 'none') {
-        if (anonymousRoles.has(role)) return { allowed: true, principal: { subject: 'anonymous', via: 'anonymous', roles: anonymousRoles } };
+        if (anonymousRoles.has(role))
+          return { allowed: true, principal: { subject: 'anonymous', via: 'anonymous', roles: anonymousRoles } };
         // With nothing to authenticate against, asking for credentials would be a promise no client can keep.
-        if (byScheme.size === 0) return { allowed: false, code: 'permission_denied', message: `nobody may ${role} here`, challenges: [] };
-        return { allowed: false, code: 'unauthenticated', message: `credentials are required to ${role}`, challenges: allChallenges() };
+        if (byScheme.size === 0)
+          return { allowed: false, code: 'permission_denied', message: `nobody may ${role} here`, challenges: [] };
+        return {
+          allowed: false,
+          code: 'unauthenticated',
+          message: `credentials are required to ${role}`,
+          challenges: allChallenges(),
+        };
       }
       const authenticator = credentials.scheme === 'malformed' ? undefined : byScheme.get(credentials.scheme);
       if (authenticator === undefined || credentials.scheme === 'malformed') {
-        const message = credentials.scheme === 'malformed' ? credentials.reason : `${credentials.scheme} credentials are not accepted here`;
+        const message =
+          credentials.scheme === 'malformed'
+            ? credentials.reason
+            : `${credentials.scheme} credentials are not accepted here`;
         return { allowed: false, code: 'unauthenticated', message, challenges: allChallenges() };
       }
       let principal: Principal;
       try {
         principal = await authenticator.authenticate(credentials);
       } catch (err) {
-        if (isLarderError(err, 'unavailable')) return { allowed: false, code: 'unavailable', message: err.message, challenges: [] };
+        if (isLarderError(err, 'unavailable'))
+          return { allowed: false, code: 'unavailable', message: err.message, challenges: [] };
         if (!isLarderError(err, 'unauthenticated')) throw err;
         // RFC 6750 §3.1: invalid_token tells the client (Bazel) to get a fresh token and try again.
-        const challenges = [challenge(authenticator.scheme, authenticator.scheme === 'bearer' ? 'invalid_token' : undefined)];
+        const challenges = [
+          challenge(authenticator.scheme, authenticator.scheme === 'bearer' ? 'invalid_token' : undefined),
+        ];
         for (const other of byScheme.keys()) if (other !== authenticator.scheme) challenges.push(challenge(other));
         return { allowed: false, code: 'unauthenticated', message: err.message, challenges };
       }
       const roles = new Set([...principal.roles, ...anonymousRoles]);
       if (!roles.has(role)) {
-        return { allowed: false, code: 'permission_denied', message: `${principal.subject} may not ${role}`, challenges: [], subject: principal.subject };
+        return {
+          allowed: false,
+          code: 'permission_denied',
+          message: `${principal.subject} may not ${role}`,
+          challenges: [],
+          subject: principal.subject,
+        };
       }
       return { allowed: true, principal: { ...principal, roles } };
     },

@@ -92,7 +92,11 @@ export async function createHtpasswdAuthenticator(options: HtpasswdFileOptions):
       }
       // One message for unknown users and wrong passwords: which user names exist is not the client's business.
       if (!ok) throw new LarderError('unauthenticated', 'wrong user name or password');
-      const principal: Principal = { subject: user, via: 'basic', roles: new Set([...options.everyone, ...(options.users[user] ?? [])]) };
+      const principal: Principal = {
+        subject: user,
+        via: 'basic',
+        roles: new Set([...options.everyone, ...(options.users[user] ?? [])]),
+      };
       return principal;
     },
   };

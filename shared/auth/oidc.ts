@@ -27,7 +27,18 @@ export interface OidcOptions {
   roles: ClaimRoleMapping;
 }
 
-export const DEFAULT_ALGORITHMS = ['RS256', 'RS384', 'RS512', 'PS256', 'PS384', 'PS512', 'ES256', 'ES384', 'ES512', 'EdDSA'];
+export const DEFAULT_ALGORITHMS = [
+  'RS256',
+  'RS384',
+  'RS512',
+  'PS256',
+  'PS384',
+  'PS512',
+  'ES256',
+  'ES384',
+  'ES512',
+  'EdDSA',
+];
 
 type KeyResolver = ReturnType<typeof createRemoteJWKSet>;
 
@@ -35,12 +46,18 @@ export function createOidcAuthenticator(options: OidcOptions): Authenticator {
   checkIssuerUrl(options.issuer, 'the OIDC issuer');
   if (options.jwksUrl !== undefined) checkIssuerUrl(options.jwksUrl, 'the JWKS URL');
   if (options.audience.length === 0 || options.audience.some((a) => a === '')) {
-    throw new LarderError('invalid_argument', 'the OIDC audience must be set: without it a token minted for any other service would be accepted');
+    throw new LarderError(
+      'invalid_argument',
+      'the OIDC audience must be set: without it a token minted for any other service would be accepted',
+    );
   }
   for (const alg of options.algorithms) {
     // `none` carries no signature; HS* would let anyone holding the (public) JWKS forge tokens.
     if (!DEFAULT_ALGORITHMS.includes(alg)) {
-      throw new LarderError('invalid_argument', `OIDC algorithm ${alg} is not allowed; choose from ${DEFAULT_ALGORITHMS.join(', ')}`);
+      throw new LarderError(
+        'invalid_argument',
+        `OIDC algorithm ${alg} is not allowed; choose from ${DEFAULT_ALGORITHMS.join(', ')}`,
+      );
     }
   }
   if (options.algorithms.length === 0) throw new LarderError('invalid_argument', 'the OIDC algorithm list is empty');
@@ -85,7 +102,7 @@ function lazyKeys(options: OidcOptions): { resolver(): Promise<KeyResolver> } {
   let lastFailure: unknown = null;
   const build = async (): Promise<KeyResolver> => {
     const jwksUrl = options.jwksUrl ?? (await discoverIssuer(options.issuer)).jwks_uri;
-    checkIssuerUrl(jwksUrl, 'the issuer\'s jwks_uri');
+    checkIssuerUrl(jwksUrl, "the issuer's jwks_uri");
     return createRemoteJWKSet(new URL(jwksUrl), {
       cooldownDuration: options.jwksCooldownMs,
       cacheMaxAge: options.jwksMaxAgeMs,
@@ -99,7 +116,9 @@ function lazyKeys(options: OidcOptions): { resolver(): Promise<KeyResolver> } {
         pending = build().catch((err: unknown) => {
           pending = null;
           failedAt = Date.now();
-          lastFailure = isLarderError(err) ? err : new LarderError('unavailable', `OIDC set-up failed: ${(err as Error).message}`);
+          lastFailure = isLarderError(err)
+            ? err
+            : new LarderError('unavailable', `OIDC set-up failed: ${(err as Error).message}`);
           throw lastFailure;
         });
       }
@@ -116,15 +135,22 @@ function describeFailure(err: unknown): LarderError {
     if (err.claim === 'nbf') return new LarderError('unauthenticated', 'the token is not valid yet');
     return new LarderError('unauthenticated', `the token's ${err.claim} claim is not accepted here`);
   }
-  if (err instanceof joseErrors.JOSEAlgNotAllowed) return new LarderError('unauthenticated', 'the token is signed with an algorithm not accepted here');
-  if (err instanceof joseErrors.JWKSNoMatchingKey) return new LarderError('unauthenticated', 'the token is signed with a key the issuer does not publish');
-  if (err instanceof joseErrors.JWKSTimeout) return new LarderError('unavailable', 'the issuer\'s key set did not arrive in time');
+  if (err instanceof joseErrors.JOSEAlgNotAllowed)
+    return new LarderError('unauthenticated', 'the token is signed with an algorithm not accepted here');
+  if (err instanceof joseErrors.JWKSNoMatchingKey)
+    return new LarderError('unauthenticated', 'the token is signed with a key the issuer does not publish');
+  if (err instanceof joseErrors.JWKSTimeout)
+    return new LarderError('unavailable', "the issuer's key set did not arrive in time");
   // A JWKS endpoint answering an error or garbage is the IdP's fault, not the client's.
-  if (err instanceof joseErrors.JWKSInvalid || (err instanceof joseErrors.JOSEError && err.code === 'ERR_JOSE_GENERIC' && /JSON Web Key Set/.test(err.message))) {
-    return new LarderError('unavailable', 'the issuer\'s key set cannot be fetched');
+  if (
+    err instanceof joseErrors.JWKSInvalid ||
+    (err instanceof joseErrors.JOSEError && err.code === 'ERR_JOSE_GENERIC' && /JSON Web Key Set/.test(err.message))
+  ) {
+    return new LarderError('unavailable', "the issuer's key set cannot be fetched");
   }
-  if (err instanceof joseErrors.JOSEError) return new LarderError('unauthenticated', 'the token is malformed or its signature does not verify');
+  if (err instanceof joseErrors.JOSEError)
+    return new LarderError('unauthenticated', 'the token is malformed or its signature does not verify');
   // fetch failures (connection refused, DNS): the IdP is down, not the token bad.
-  if (err instanceof TypeError) return new LarderError('unavailable', 'the issuer\'s key set cannot be fetched');
+  if (err instanceof TypeError) return new LarderError('unavailable', "the issuer's key set cannot be fetched");
   return new LarderError('unauthenticated', 'the token cannot be verified');
 }

@@ -68,7 +68,11 @@ export class History {
     for (let i = 1; i < all.length; i++) {
       const [from, to] = [all[i - 1]!, all[i]!];
       const answered = to.hits - from.hits + (to.misses - from.misses);
-      points.push({ t: Math.round(to.at / 1000), requests: to.requests - from.requests, hitRatio: answered === 0 ? null : (to.hits - from.hits) / answered });
+      points.push({
+        t: Math.round(to.at / 1000),
+        requests: to.requests - from.requests,
+        hitRatio: answered === 0 ? null : (to.hits - from.hits) / answered,
+      });
     }
     return points;
   }

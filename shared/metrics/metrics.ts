@@ -110,7 +110,12 @@ export class Metrics {
     else this.#totals.bytesOut += bytes;
   }
 
-  storeOperation(labels: StoreLabels, operation: StoreOperation, result: 'hit' | 'miss' | 'ok' | 'error', seconds: number): void {
+  storeOperation(
+    labels: StoreLabels,
+    operation: StoreOperation,
+    result: 'hit' | 'miss' | 'ok' | 'error',
+    seconds: number,
+  ): void {
     // A FindMissingBlobs of 10,000 digests is 10,000 observations: prom-client checks and hashes a labels object on
     // every call, so each label combination's child is looked up once and kept (the combinations are few and fixed).
     const id = `${labels.store}\u0000${labels.tier}\u0000${operation}\u0000${result}`;

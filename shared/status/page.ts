@@ -37,7 +37,11 @@ export function renderStatusPage(s: StatusSnapshot): string {
     ['bytes-served', 'bytes served', formatBytes(s.totals.bytesOut)],
     ['bytes-stored', 'bytes received for storing', formatBytes(s.totals.bytesIn)],
   ];
-  const chartData = [s.history.map((p) => p.t), s.history.map((p) => p.requests), s.history.map((p) => (p.hitRatio === null ? null : 100 * p.hitRatio))];
+  const chartData = [
+    s.history.map((p) => p.t),
+    s.history.map((p) => p.requests),
+    s.history.map((p) => (p.hitRatio === null ? null : 100 * p.hitRatio)),
+  ];
   return `<!doctype html>
 <html lang="en">
 <head>
@@ -111,9 +115,12 @@ function storesTable(stores: Totals['stores']): string {
 }
 
 function executionSection(execution: NonNullable<StatusSnapshot['execution']>): string {
-  const workers = execution.workers.length === 0
-    ? '<tr><td colspan="2" class="muted">no workers in this process (a fleet\'s workers run as larder worker)</td></tr>'
-    : execution.workers.map((w) => `<tr data-workers="${escape(w.platform)}"><td>${escape(w.platform)}</td><td>${w.count}</td></tr>`).join('\n');
+  const workers =
+    execution.workers.length === 0
+      ? '<tr><td colspan="2" class="muted">no workers in this process (a fleet\'s workers run as larder worker)</td></tr>'
+      : execution.workers
+          .map((w) => `<tr data-workers="${escape(w.platform)}"><td>${escape(w.platform)}</td><td>${w.count}</td></tr>`)
+          .join('\n');
   return `
 <h2>Execution</h2>
 <div class="figures">

@@ -39,7 +39,11 @@ export function parseStoreSpec(spec: string, defaults: StoreDefaults): StoreConf
   if (text.startsWith('s3://')) return parseS3Spec(text, defaults.env ?? {});
   if (text.startsWith('tiered(') && text.endsWith(')')) {
     const tiers = splitTopLevel(text.slice('tiered('.length, -1), spec).map((tier) => parseStoreSpec(tier, defaults));
-    if (tiers.length < 2) throw new LarderError('invalid_argument', `tiered(…) needs at least two stores, front first: ${JSON.stringify(spec)}`);
+    if (tiers.length < 2)
+      throw new LarderError(
+        'invalid_argument',
+        `tiered(…) needs at least two stores, front first: ${JSON.stringify(spec)}`,
+      );
     return { kind: 'tiered', tiers };
   }
   throw new LarderError(

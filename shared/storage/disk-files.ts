@@ -62,7 +62,11 @@ const WRITE_BATCH = 1024 * 1024;
  * only file errors become disk errors. On ENOSPC, `makeRoom(written)` may free space (true) and the write that
  * failed is retried.
  */
-export async function writeFile(path: string, body: ReadableStream<Uint8Array>, makeRoom: (written: number) => Promise<boolean>): Promise<number> {
+export async function writeFile(
+  path: string,
+  body: ReadableStream<Uint8Array>,
+  makeRoom: (written: number) => Promise<boolean>,
+): Promise<number> {
   const handle = await open(path, 'wx').catch((err) => Promise.reject(diskError(err, 'create')));
   const reader = body.getReader();
   // One batch buffer per upload, reused after each write (which is awaited): allocating one per MiB made Deno's

@@ -105,7 +105,8 @@ export class Ledger {
     this.#relistIfChanged(apply);
     for (const [name, tail] of this.#tails) {
       tail.fd ??= openOrNull(join(this.#dir, name));
-      if (tail.fd === null) this.#tails.delete(name); // its owner is gone and a newcomer removed it
+      if (tail.fd === null)
+        this.#tails.delete(name); // its owner is gone and a newcomer removed it
       else applyLines(tail, readFrom(tail.fd, tail.offset), apply);
     }
   }

@@ -33,7 +33,16 @@ import { formatSize } from '../size.ts';
 import { Ledger } from './disk-ledger.ts';
 import { ownerAlive, ownerTag } from './owner.ts';
 import type { BlobBody, BlobStore, StoredBlob } from './store.ts';
-import { diskError, errno, fileSize, fileStream, openForReading, syncDisk, writeFile, writeWholeFile } from './disk-files.ts';
+import {
+  diskError,
+  errno,
+  fileSize,
+  fileStream,
+  openForReading,
+  syncDisk,
+  writeFile,
+  writeWholeFile,
+} from './disk-files.ts';
 import { bodyError, bytesBlob, collect } from './streams.ts';
 
 export interface DiskStoreOptions {
@@ -190,7 +199,10 @@ export class DiskStore implements BlobStore {
   async put(key: BlobKey, body: BlobBody, size: number): Promise<void> {
     if (size > this.#maxBytes) {
       if (!(body instanceof Uint8Array)) await body.cancel();
-      throw new LarderError('no_space', `disk: a ${size}-byte blob is larger than the whole ${this.#maxBytes}-byte budget`);
+      throw new LarderError(
+        'no_space',
+        `disk: a ${size}-byte blob is larger than the whole ${this.#maxBytes}-byte budget`,
+      );
     }
     const rel = relativePath(key);
     const temp = join(this.#tmp, randomUUID());
@@ -208,7 +220,10 @@ export class DiskStore implements BlobStore {
       };
       if (body instanceof Uint8Array || size <= SMALL_BLOB) {
         // Bytes in hand (of any size: the caller holds them already) are written in one go, like small blobs.
-        const bytes = body instanceof Uint8Array ? body : await collect(body, SMALL_BLOB).catch((err) => Promise.reject(bodyError(err)));
+        const bytes =
+          body instanceof Uint8Array
+            ? body
+            : await collect(body, SMALL_BLOB).catch((err) => Promise.reject(bodyError(err)));
         await this.#publish(rel, bytes.byteLength, async () => {
           await writeWholeFile(temp, bytes, () => makeRoom(bytes.byteLength));
           syncDisk('publish', () => renameSync(temp, join(this.#root, 'blobs', rel)));
@@ -331,9 +346,12 @@ export class DiskStore implements BlobStore {
     this.#ledger.evicted(victims);
     if (victims.length > 0) this.#onEvicted?.(victims.length);
     await Promise.all(victims.map((rel) => unlink(join(this.#root, 'blobs', rel)).catch(() => {})));
-    this.#log?.warn(`disk: the file system is full below the budget; evicted ${victims.length} blobs (${formatSize(freed)}) and retrying`, {
-      path: this.#root,
-    });
+    this.#log?.warn(
+      `disk: the file system is full below the budget; evicted ${victims.length} blobs (${formatSize(freed)}) and retrying`,
+      {
+        path: this.#root,
+      },
+    );
     return victims.length > 0;
   }
 

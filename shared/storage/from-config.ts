@@ -31,7 +31,11 @@ async function openNode(config: StoreConfig, options: OpenStoreOptions, tier: nu
     // tiered(a, b, c) is a in front of tiered(b, c): each level is one front and one back.
     const [front, ...rest] = config.tiers;
     const back = rest.length === 1 ? rest[0]! : { kind: 'tiered' as const, tiers: rest };
-    return new TieredStore({ front: await openNode(front!, options, tier), back: await openNode(back, options, tier + 1), log: options.log });
+    return new TieredStore({
+      front: await openNode(front!, options, tier),
+      back: await openNode(back, options, tier + 1),
+      log: options.log,
+    });
   }
   const { metrics } = options;
   const labels: StoreLabels = { store: config.kind, tier: String(tier) };
@@ -53,7 +57,10 @@ async function openNode(config: StoreConfig, options: OpenStoreOptions, tier: nu
     case 's3': {
       // Loaded only when used: the AWS SDK adds ~120 ms and ~15 MiB to start-up, which memory and disk edges need not pay.
       const { S3Store } = await import('./s3.ts');
-      const observer = metrics === undefined ? undefined : { attempts: metrics.s3Attempts.bind(metrics), failed: metrics.s3Failed.bind(metrics) };
+      const observer =
+        metrics === undefined
+          ? undefined
+          : { attempts: metrics.s3Attempts.bind(metrics), failed: metrics.s3Failed.bind(metrics) };
       store = new S3Store({ ...config, observer });
       break;
     }

@@ -9,7 +9,11 @@ export type MeasuredResult = 'hit' | 'miss' | 'ok' | 'error';
 export type Observe = (operation: 'get' | 'stat' | 'put', result: MeasuredResult, seconds: number) => void;
 
 export function measured(inner: BlobStore, observe: Observe): BlobStore {
-  const timed = async <T>(operation: 'get' | 'stat' | 'put', run: () => Promise<T>, result: (value: T) => MeasuredResult): Promise<T> => {
+  const timed = async <T>(
+    operation: 'get' | 'stat' | 'put',
+    run: () => Promise<T>,
+    result: (value: T) => MeasuredResult,
+  ): Promise<T> => {
     const start = performance.now();
     try {
       const value = await run();
@@ -24,7 +28,12 @@ export function measured(inner: BlobStore, observe: Observe): BlobStore {
   return {
     get: (key) => timed('get', () => inner.get(key), found),
     stat: (key) => timed('stat', () => inner.stat(key), found),
-    put: (key, body, size) => timed('put', () => inner.put(key, body, size), () => 'ok'),
+    put: (key, body, size) =>
+      timed(
+        'put',
+        () => inner.put(key, body, size),
+        () => 'ok',
+      ),
     adopt: inner.adopt === undefined ? undefined : (key, path, size, sha256) => inner.adopt!(key, path, size, sha256),
     close: () => inner.close?.() ?? Promise.resolve(),
   };

@@ -28,7 +28,10 @@ export function objectBody(body: unknown, what: string, idleMs: number): Readabl
       async pull(controller) {
         let timer: ReturnType<typeof setTimeout> | undefined;
         const idle = new Promise<never>((_, reject) => {
-          timer = setTimeout(() => reject(new LarderError('timeout', `s3: ${what}: no data for ${idleMs} ms while reading the body`)), idleMs);
+          timer = setTimeout(
+            () => reject(new LarderError('timeout', `s3: ${what}: no data for ${idleMs} ms while reading the body`)),
+            idleMs,
+          );
         });
         try {
           const chunk = await Promise.race([next(), idle]);

@@ -37,17 +37,26 @@ const BUCKET = /^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$/;
 export function parseS3Spec(spec: string, env: Env): S3Config {
   const match = /^s3:\/\/([^/?]*)([^?]*)(?:\?(.*))?$/.exec(spec);
   if (!match || !BUCKET.test(match[1]!)) {
-    throw new LarderError('invalid_argument', `invalid S3 store ${JSON.stringify(spec)}: expected s3://BUCKET[/PREFIX][?endpoint=URL&region=R&path-style=1&timeout=20s]`);
+    throw new LarderError(
+      'invalid_argument',
+      `invalid S3 store ${JSON.stringify(spec)}: expected s3://BUCKET[/PREFIX][?endpoint=URL&region=R&path-style=1&timeout=20s]`,
+    );
   }
   const query = new URLSearchParams(match[3] ?? '');
   for (const name of query.keys()) {
     if (!QUERY_KEYS.includes(name)) {
-      throw new LarderError('invalid_argument', `unknown S3 store option ${JSON.stringify(name)} in ${JSON.stringify(spec)}: known are ${QUERY_KEYS.join(', ')}`);
+      throw new LarderError(
+        'invalid_argument',
+        `unknown S3 store option ${JSON.stringify(name)} in ${JSON.stringify(spec)}: known are ${QUERY_KEYS.join(', ')}`,
+      );
     }
   }
   const endpoint = query.get('endpoint') || env.AWS_ENDPOINT_URL_S3 || env.AWS_ENDPOINT_URL || null;
   if (endpoint !== null && !/^https?:\/\/[^/]+/.test(endpoint)) {
-    throw new LarderError('invalid_argument', `S3 endpoint must be an http:// or https:// URL, not ${JSON.stringify(endpoint)}`);
+    throw new LarderError(
+      'invalid_argument',
+      `S3 endpoint must be an http:// or https:// URL, not ${JSON.stringify(endpoint)}`,
+    );
   }
   return {
     kind: 's3',
@@ -74,6 +83,7 @@ function parseSwitch(name: string, value: string): boolean {
 /** S3's operation timeout: a duration of at least 100 ms. */
 function parseTimeout(text: string): number {
   const ms = parseDuration(text, 'S3 timeout');
-  if (ms < 100) throw new LarderError('invalid_argument', `S3 timeout must be at least 100ms, not ${JSON.stringify(text)}`);
+  if (ms < 100)
+    throw new LarderError('invalid_argument', `S3 timeout must be at least 100ms, not ${JSON.stringify(text)}`);
   return ms;
 }

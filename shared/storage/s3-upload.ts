@@ -36,12 +36,15 @@ export interface MultipartOptions {
 }
 
 export async function putMultipart(o: MultipartOptions): Promise<void> {
-  const created = await o.send<{ UploadId?: string }>(new CreateMultipartUploadCommand({ Bucket: o.bucket, Key: o.key }), `${o.what}: start multipart upload`).catch(
-    async (err: unknown) => {
+  const created = await o
+    .send<{ UploadId?: string }>(
+      new CreateMultipartUploadCommand({ Bucket: o.bucket, Key: o.key }),
+      `${o.what}: start multipart upload`,
+    )
+    .catch(async (err: unknown) => {
       await o.body.cancel().catch(() => {});
       throw err;
-    },
-  );
+    });
   const target = { Bucket: o.bucket, Key: o.key, UploadId: created.UploadId! };
   const parts: CompletedPart[] = [];
   const inFlight = new Set<Promise<void>>();
@@ -62,7 +65,10 @@ export async function putMultipart(o: MultipartOptions): Promise<void> {
     await Promise.all(inFlight);
     if (failure) throw (failure as { error: unknown }).error;
     // Only reachable when the body ended without error: every byte is in, and the verifier above is satisfied.
-    await o.send(new CompleteMultipartUploadCommand({ ...target, MultipartUpload: { Parts: parts } }), `${o.what}: complete multipart upload`);
+    await o.send(
+      new CompleteMultipartUploadCommand({ ...target, MultipartUpload: { Parts: parts } }),
+      `${o.what}: complete multipart upload`,
+    );
   } catch (err) {
     await Promise.allSettled(inFlight);
     // Best effort: what an abort cannot remove, a bucket lifecycle rule (AbortIncompleteMultipartUpload) does.
@@ -77,13 +83,20 @@ export async function putMultipart(o: MultipartOptions): Promise<void> {
  * stream goes out without a copy. The SDK does not retry stream bodies, so those attempts are retried here,
  * with the same jittered backoff, and only for transient failures.
  */
-async function uploadPart(o: MultipartOptions, target: { Bucket: string; Key: string; UploadId: string; PartNumber: number }, part: Uint8Array): Promise<string> {
+async function uploadPart(
+  o: MultipartOptions,
+  target: { Bucket: string; Key: string; UploadId: string; PartNumber: number },
+  part: Uint8Array,
+): Promise<string> {
   const streamed = 'Deno' in globalThis;
   const what = `${o.what}: part ${target.PartNumber}`;
   for (let attempt = 1; ; attempt++) {
     const body = streamed ? new ReadableStream({ start: (c) => (c.enqueue(part), c.close()) }) : part;
     try {
-      const result = await o.send<{ ETag?: string }>(new UploadPartCommand({ ...target, Body: body as Uint8Array, ContentLength: part.byteLength }), what);
+      const result = await o.send<{ ETag?: string }>(
+        new UploadPartCommand({ ...target, Body: body as Uint8Array, ContentLength: part.byteLength }),
+        what,
+      );
       return result.ETag!;
     } catch (err) {
       const transient = isLarderError(err, 'unavailable') || isLarderError(err, 'timeout');

@@ -92,7 +92,10 @@ export class S3Store implements BlobStore {
 
   async stat(key: BlobKey): Promise<number | null> {
     try {
-      const head = await this.#send<{ ContentLength?: number }>(new HeadObjectCommand({ Bucket: this.#bucket, Key: this.#key(key) }), `HEAD ${describe(key)}`);
+      const head = await this.#send<{ ContentLength?: number }>(
+        new HeadObjectCommand({ Bucket: this.#bucket, Key: this.#key(key) }),
+        `HEAD ${describe(key)}`,
+      );
       return head.ContentLength ?? 0;
     } catch (err) {
       if (isMissing((err as Error).cause)) return null;
@@ -103,7 +106,10 @@ export class S3Store implements BlobStore {
   async get(key: BlobKey): Promise<StoredBlob | null> {
     let object: { ContentLength?: number; Body?: unknown };
     try {
-      object = await this.#send(new GetObjectCommand({ Bucket: this.#bucket, Key: this.#key(key) }), `GET ${describe(key)}`);
+      object = await this.#send(
+        new GetObjectCommand({ Bucket: this.#bucket, Key: this.#key(key) }),
+        `GET ${describe(key)}`,
+      );
     } catch (err) {
       if (isMissing((err as Error).cause)) return null;
       throw err;
@@ -117,11 +123,22 @@ export class S3Store implements BlobStore {
     // S3 allows 10,000 parts, so very large blobs get larger parts.
     const partBytes = Math.max(this.#partBytes, Math.ceil(size / MAX_PARTS));
     if (size > partBytes) {
-      return putMultipart({ send: (command, label) => this.#send(command, label), bucket: this.#bucket, key: this.#key(key), body, partBytes, concurrency: this.#concurrency, what });
+      return putMultipart({
+        send: (command, label) => this.#send(command, label),
+        bucket: this.#bucket,
+        key: this.#key(key),
+        body,
+        partBytes,
+        concurrency: this.#concurrency,
+        what,
+      });
     }
     // Small: read it all first, so nothing is sent unless the body ended cleanly.
     const bytes = await collect(body, size).catch((err: unknown) => Promise.reject(bodyError(err)));
-    await this.#send(new PutObjectCommand({ Bucket: this.#bucket, Key: this.#key(key), Body: bytes, ContentLength: bytes.byteLength }), what);
+    await this.#send(
+      new PutObjectCommand({ Bucket: this.#bucket, Key: this.#key(key), Body: bytes, ContentLength: bytes.byteLength }),
+      what,
+    );
   }
 
   async close(): Promise<void> {

@@ -30,7 +30,8 @@ export function bytesBlob(bytes: Uint8Array): StoredBlob {
 /** Reads a stored blob whole: its bytes when the store has them, else its stream (bounded by `limit`). */
 export function readWhole(blob: StoredBlob, limit: number): Promise<Uint8Array> {
   if (blob.bytes !== undefined) {
-    if (blob.bytes.byteLength > limit) return Promise.reject(new LarderError('too_large', `blob exceeds the ${limit}-byte limit for buffered reads`));
+    if (blob.bytes.byteLength > limit)
+      return Promise.reject(new LarderError('too_large', `blob exceeds the ${limit}-byte limit for buffered reads`));
     return Promise.resolve(blob.bytes);
   }
   return collect(blob.body, limit);
@@ -79,4 +80,3 @@ export function bodyError(err: unknown): LarderError {
   if (err instanceof LarderError) return err;
   return new LarderError('aborted', `upload interrupted: ${(err as Error)?.message ?? String(err)}`, { cause: err });
 }
-

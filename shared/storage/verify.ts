@@ -39,7 +39,10 @@ export function verifier(key: BlobKey, size: number): TransformStream<Uint8Array
       }
       const actual = hash?.digest('hex');
       if (actual !== undefined && actual !== key.hash) {
-        throw new LarderError('digest_mismatch', `sha256 mismatch: the URL says ${key.hash}, the body hashes to ${actual}`);
+        throw new LarderError(
+          'digest_mismatch',
+          `sha256 mismatch: the URL says ${key.hash}, the body hashes to ${actual}`,
+        );
       }
     },
   });

@@ -34,7 +34,10 @@ export function verifying(inner: BlobStore): BlobStore {
         ? undefined
         : async (key: BlobKey, path: string, size: number, sha256: string) => {
             if (key.kind === 'cas' && sha256 !== key.hash) {
-              throw new LarderError('digest_mismatch', `sha256 mismatch: the digest says ${key.hash}, the bytes hash to ${sha256}`);
+              throw new LarderError(
+                'digest_mismatch',
+                `sha256 mismatch: the digest says ${key.hash}, the bytes hash to ${sha256}`,
+              );
             }
             return inner.adopt!(key, path, size, sha256);
           },

@@ -2,27 +2,27 @@
 // authentication from a real OpenID provider: a token from the IdP in --remote_header makes every cacheable
 // action a hit; without it the cache refuses with 401 and Bazel builds locally, hitting and storing nothing;
 // a read-only token reads but stores nothing; Basic credentials in the URL work; and bearer tokens over https://.
-import { execFileSync } from "node:child_process";
-import { readdirSync } from "node:fs";
-import { writeFile } from "node:fs/promises";
-import { join } from "node:path";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { type EdgeProcess, startEdgeProcess, tempDir } from "../helpers/edge-process.ts";
-import { AUDIENCE, type TestIdp, startIdp } from "../helpers/oidc-idp.ts";
-import { findTool, requireTool } from "../helpers/tools.ts";
-import { makeCertificate, opensslPath } from "../executor/tls.ts";
-import { BazelWorkspace, bazelStatus, describeRun } from "./bazel.ts";
-import { TARGETS, expectOk, expectOutputs } from "./expectations.ts";
-import bcrypt from "bcryptjs";
+import { execFileSync } from 'node:child_process';
+import { readdirSync } from 'node:fs';
+import { writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { type EdgeProcess, startEdgeProcess, tempDir } from '../helpers/edge-process.ts';
+import { AUDIENCE, type TestIdp, startIdp } from '../helpers/oidc-idp.ts';
+import { findTool, requireTool } from '../helpers/tools.ts';
+import { makeCertificate, opensslPath } from '../executor/tls.ts';
+import { BazelWorkspace, bazelStatus, describeRun } from './bazel.ts';
+import { TARGETS, expectOk, expectOutputs } from './expectations.ts';
+import bcrypt from 'bcryptjs';
 
 const bazel = bazelStatus();
-const haveBazel = requireTool("bazel", bazel.available ? bazel.path : undefined, "apt-get install bazel-bootstrap");
-const haveOpenssl = requireTool("openssl", opensslPath(), "apt-get install openssl");
+const haveBazel = requireTool('bazel', bazel.available ? bazel.path : undefined, 'apt-get install bazel-bootstrap');
+const haveOpenssl = requireTool('openssl', opensslPath(), 'apt-get install openssl');
 // Bazel's JDK ships it (openjdk-17-jre-headless, a dependency of bazel-bootstrap).
-const keytool = findTool("keytool", "/usr/lib/jvm/default-java/bin/keytool");
-const haveKeytool = requireTool("keytool", keytool, "apt-get install openjdk-17-jre-headless");
+const keytool = findTool('keytool', '/usr/lib/jvm/default-java/bin/keytool');
+const haveKeytool = requireTool('keytool', keytool, 'apt-get install openjdk-17-jre-headless');
 // Chosen so that its base64 and base64url encodings differ: Bazel sends URL user-info as base64url.
-const CI_PASSWORD = "s3cret?>>~~";
+const CI_PASSWORD = 's3cret?>>~~';
 
 /** Every file under `dir`, recursively: what the disk store holds. */
 /** Blob files under a disk store; its own bookkeeping (the shared budget's ledger) is not a stored blob. */
@@ -32,7 +32,7 @@ function storedFiles(dir: string): string[] {
     for (const entry of readdirSync(d, { withFileTypes: true })) {
       const path = join(d, entry.name);
       if (entry.isDirectory()) {
-        if (!(d === dir && entry.name === "ledger")) walk(path);
+        if (!(d === dir && entry.name === 'ledger')) walk(path);
       } else files.push(path);
     }
   };
@@ -40,23 +40,23 @@ function storedFiles(dir: string): string[] {
   return files.sort();
 }
 
-describe.runIf(haveBazel && haveOpenssl && haveKeytool)("real Bazel against an authenticating larder edge", () => {
-  const dir = tempDir("larder-auth-e2e-");
+describe.runIf(haveBazel && haveOpenssl && haveKeytool)('real Bazel against an authenticating larder edge', () => {
+  const dir = tempDir('larder-auth-e2e-');
   let idp: TestIdp;
   let config: string;
   let htpasswd: string;
 
   beforeAll(async () => {
     idp = await startIdp({ accessTokenTtl: 3600 });
-    config = join(dir.path, "larder.json");
-    htpasswd = join(dir.path, "htpasswd");
+    config = join(dir.path, 'larder.json');
+    htpasswd = join(dir.path, 'htpasswd');
     await writeFile(htpasswd, `ci:${bcrypt.hashSync(CI_PASSWORD, 5)}\n`);
     await writeFile(
       config,
       JSON.stringify({
         auth: {
-          oidc: { roles: { everyone: ["read"], rules: [{ claim: "groups", value: "ci", roles: ["write"] }] } },
-          htpasswd: { users: { ci: ["write"] } },
+          oidc: { roles: { everyone: ['read'], rules: [{ claim: 'groups', value: 'ci', roles: ['write'] }] } },
+          htpasswd: { users: { ci: ['write'] } },
         },
       }),
     );
@@ -70,19 +70,31 @@ describe.runIf(haveBazel && haveOpenssl && haveKeytool)("real Bazel against an a
 
   const startEdge = (store: string, extra: string[] = []) =>
     startEdgeProcess({
-      runtime: "node",
-      args: ["--store", `disk:${store}`, "--config", config, "--oidc-issuer", idp.issuer, "--oidc-audience", AUDIENCE, "--htpasswd", htpasswd, ...extra],
+      runtime: 'node',
+      args: [
+        '--store',
+        `disk:${store}`,
+        '--config',
+        config,
+        '--oidc-issuer',
+        idp.issuer,
+        '--oidc-audience',
+        AUDIENCE,
+        '--htpasswd',
+        htpasswd,
+        ...extra,
+      ],
     });
 
-  it("with a bearer token from the IdP every cacheable action hits; without one, 401 and nothing hit or stored", async () => {
-    const store = join(dir.path, "http-store");
+  it('with a bearer token from the IdP every cacheable action hits; without one, 401 and nothing hit or stored', async () => {
+    const store = join(dir.path, 'http-store');
     const edge: EdgeProcess = await startEdge(store);
     const nonce = `auth-${Date.now()}`;
     const writer = await BazelWorkspace.create({ nonce });
     const anonymous = await BazelWorkspace.create({ nonce });
     try {
       const remote = `--remote_cache=${edge.url}`;
-      const header = `--remote_header=Authorization=Bearer ${await idp.clientCredentialsToken("ci")}`;
+      const header = `--remote_header=Authorization=Bearer ${await idp.clientCredentialsToken('ci')}`;
       const cold = await writer.build(TARGETS, [remote, header]);
       expectOk(cold);
       expect(cold.summary!.remoteCacheHit).toBe(0);
@@ -105,7 +117,7 @@ describe.runIf(haveBazel && haveOpenssl && haveKeytool)("real Bazel against an a
 
       // Basic credentials in the URL's user-info (which Bazel encodes as base64url) open the same cache.
       await anonymous.clean();
-      const userInfo = `--remote_cache=${edge.url.replace("://", `://ci:${encodeURIComponent(CI_PASSWORD)}@`)}`;
+      const userInfo = `--remote_cache=${edge.url.replace('://', `://ci:${encodeURIComponent(CI_PASSWORD)}@`)}`;
       const basic = await anonymous.build(TARGETS, [userInfo]);
       expectOk(basic);
       expect(basic.summary!.remoteCacheHit, describeRun(basic)).toBe(cold.summary!.nonInternal);
@@ -116,18 +128,20 @@ describe.runIf(haveBazel && haveOpenssl && haveKeytool)("real Bazel against an a
     }
   }, 900_000);
 
-  it("a token without the write role reads but stores nothing", async () => {
-    const store = join(dir.path, "reader-store");
-    const edge = await startEdge(store, ["--log-level", "info"]);
+  it('a token without the write role reads but stores nothing', async () => {
+    const store = join(dir.path, 'reader-store');
+    const edge = await startEdge(store, ['--log-level', 'info']);
     const ws = await BazelWorkspace.create();
     try {
-      const header = `--remote_header=Authorization=Bearer ${await idp.clientCredentialsToken("reader")}`;
+      const header = `--remote_header=Authorization=Bearer ${await idp.clientCredentialsToken('reader')}`;
       const run = await ws.build(TARGETS, [`--remote_cache=${edge.url}`, header]);
       expectOk(run);
       expect(run.summary!.remoteCacheHit).toBe(0);
       // Bazel 4.2.3 reports failed uploads only as "N errors during bulk transfer"; the edge says why.
       expect(run.stderr, describeRun(run)).toMatch(/WARNING: Writing to Remote Cache/);
-      expect(edge.output()).toMatch(/refused: permission denied method=PUT path=\/(ac|cas)\/\w+ status=403 subject=reader/);
+      expect(edge.output()).toMatch(
+        /refused: permission denied method=PUT path=\/(ac|cas)\/\w+ status=403 subject=reader/,
+      );
       expect(storedFiles(store)).toEqual([]);
       await expectOutputs(ws);
     } finally {
@@ -136,14 +150,36 @@ describe.runIf(haveBazel && haveOpenssl && haveKeytool)("real Bazel against an a
     }
   }, 600_000);
 
-  it("works over https:// with a generated certificate that Bazel is told to trust", async () => {
-    const certDir = tempDir("larder-auth-tls-");
+  it('works over https:// with a generated certificate that Bazel is told to trust', async () => {
+    const certDir = tempDir('larder-auth-tls-');
     const cert = makeCertificate(certDir.path);
     // Bazel 4.2.3's HTTP cache client does not use --tls_certificate (only its gRPC channels do): it trusts
     // what the JVM trusts. So the certificate also goes into a trust store handed to Bazel's server JVM.
-    const trustStore = join(certDir.path, "truststore.p12");
-    execFileSync(keytool!, ["-importcert", "-noprompt", "-alias", "larder-test", "-file", cert.certPath, "-keystore", trustStore, "-storetype", "PKCS12", "-storepass", "larder"], { stdio: "pipe", timeout: 60_000 });
-    const edge = await startEdge(join(dir.path, "https-store"), ["--tls-cert", cert.certPath, "--tls-key", cert.keyPath]);
+    const trustStore = join(certDir.path, 'truststore.p12');
+    execFileSync(
+      keytool!,
+      [
+        '-importcert',
+        '-noprompt',
+        '-alias',
+        'larder-test',
+        '-file',
+        cert.certPath,
+        '-keystore',
+        trustStore,
+        '-storetype',
+        'PKCS12',
+        '-storepass',
+        'larder',
+      ],
+      { stdio: 'pipe', timeout: 60_000 },
+    );
+    const edge = await startEdge(join(dir.path, 'https-store'), [
+      '--tls-cert',
+      cert.certPath,
+      '--tls-key',
+      cert.keyPath,
+    ]);
     const ws = await BazelWorkspace.create({
       extraBazelrc: `startup --host_jvm_args=-Djavax.net.ssl.trustStore=${trustStore} --host_jvm_args=-Djavax.net.ssl.trustStorePassword=larder`,
     });
@@ -152,7 +188,7 @@ describe.runIf(haveBazel && haveOpenssl && haveKeytool)("real Bazel against an a
       const flags = [
         `--remote_cache=${edge.url}`,
         `--tls_certificate=${cert.certPath}`,
-        `--remote_header=Authorization=Bearer ${await idp.clientCredentialsToken("ci")}`,
+        `--remote_header=Authorization=Bearer ${await idp.clientCredentialsToken('ci')}`,
       ];
       const cold = await ws.build(TARGETS, flags);
       expectOk(cold);

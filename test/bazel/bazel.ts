@@ -7,19 +7,19 @@
 // Every client invocation is bounded in time; a run that overstays is
 // cancelled (SIGINT), then killed by PID along with its server.
 
-import { spawn, spawnSync } from "node:child_process";
-import { randomBytes } from "node:crypto";
-import { accessSync, constants as fsConstants, readFileSync } from "node:fs";
-import { appendFile, chmod, cp, mkdir, mkdtemp, readFile, readdir, rm } from "node:fs/promises";
-import { tmpdir } from "node:os";
-import { basename, dirname, join, resolve } from "node:path";
-import { fileURLToPath } from "node:url";
+import { spawn, spawnSync } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { accessSync, constants as fsConstants, readFileSync } from 'node:fs';
+import { appendFile, chmod, cp, mkdir, mkdtemp, readFile, readdir, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { basename, dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
 
 /** The workspace that BazelWorkspace.create() copies unless told otherwise. */
-export const WORKSPACE_TEMPLATE = join(dirname(fileURLToPath(import.meta.url)), "workspace");
+export const WORKSPACE_TEMPLATE = join(dirname(fileURLToPath(import.meta.url)), 'workspace');
 
 /** PATH handed to the Bazel client: fixed, so nothing depends on the caller's PATH. */
-export const FIXED_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+export const FIXED_PATH = '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin';
 
 /** Default upper bound for one Bazel command (a cold C++ build takes seconds here). */
 export const DEFAULT_TIMEOUT_MS = 300_000;
@@ -29,8 +29,8 @@ const CANCEL_GRACE_MS = 10_000;
 
 /** The Bazel binary: $LARDER_BAZEL if set, else Debian's /usr/bin/bazel. */
 export function bazelPath(): string {
-  const fromEnv = process.env["LARDER_BAZEL"];
-  return fromEnv !== undefined && fromEnv !== "" ? fromEnv : "/usr/bin/bazel";
+  const fromEnv = process.env['LARDER_BAZEL'];
+  return fromEnv !== undefined && fromEnv !== '' ? fromEnv : '/usr/bin/bazel';
 }
 
 export interface BazelStatus {
@@ -54,10 +54,10 @@ export function bazelStatus(): BazelStatus {
     cachedStatus = { available: false, path, reason: `${path} is missing or not executable` };
     return cachedStatus;
   }
-  const probe = spawnSync(path, ["--version"], {
+  const probe = spawnSync(path, ['--version'], {
     cwd: tmpdir(),
     env: { PATH: FIXED_PATH, HOME: tmpdir() },
-    encoding: "utf8",
+    encoding: 'utf8',
     timeout: 20_000,
   });
   if (probe.error !== undefined || probe.status !== 0) {
@@ -65,13 +65,18 @@ export function bazelStatus(): BazelStatus {
     cachedStatus = { available: false, path, reason: `\`${path} --version\` failed (${why})` };
     return cachedStatus;
   }
-  cachedStatus = { available: true, path, version: probe.stdout.trim().split("\n")[0] ?? "" };
+  cachedStatus = { available: true, path, version: probe.stdout.trim().split('\n')[0] ?? '' };
   return cachedStatus;
 }
 
 /** Flags that make every action run on `executorUrl`, with no quiet fallback to a local run (`--remote_timeout` in s). */
 export function remoteExecutionFlags(executorUrl: string, timeoutSeconds = 120): string[] {
-  return [`--remote_executor=${executorUrl}`, "--spawn_strategy=remote", "--noremote_local_fallback", `--remote_timeout=${timeoutSeconds}`];
+  return [
+    `--remote_executor=${executorUrl}`,
+    '--spawn_strategy=remote',
+    '--noremote_local_fallback',
+    `--remote_timeout=${timeoutSeconds}`,
+  ];
 }
 
 export function bazelAvailable(): boolean {
@@ -111,22 +116,23 @@ const SUMMARY_PART = /^(\d+) ([A-Za-z][A-Za-z0-9 _-]*?)$/;
  * that looks like a summary but does not parse, so format drift is loud.
  */
 export function parseProcessSummary(output: string): ProcessSummary | null {
-  const text = output.replace(ANSI, "").replace(/\r/g, "\n");
+  const text = output.replace(ANSI, '').replace(/\r/g, '\n');
   let last: RegExpExecArray | null = null;
   for (const m of text.matchAll(SUMMARY_LINE)) last = m;
   if (last === null) return null;
-  const line = last[1] ?? "";
+  const line = last[1] ?? '';
   const total = Number(last[2]);
   const summary: ProcessSummary = { total, remoteCacheHit: 0, internal: 0, nonInternal: total, other: {}, line };
-  const rest = (last[3] ?? "").trim();
-  if (rest === "") return summary;
-  for (const raw of rest.split(",")) {
+  const rest = (last[3] ?? '').trim();
+  if (rest === '') return summary;
+  for (const raw of rest.split(',')) {
     const part = SUMMARY_PART.exec(raw.trim());
-    if (part === null) throw new Error(`unparseable part ${JSON.stringify(raw)} in process summary ${JSON.stringify(line)}`);
+    if (part === null)
+      throw new Error(`unparseable part ${JSON.stringify(raw)} in process summary ${JSON.stringify(line)}`);
     const count = Number(part[1]);
-    const kind = part[2] ?? "";
-    if (kind === "remote cache hit") summary.remoteCacheHit += count;
-    else if (kind === "internal") summary.internal += count;
+    const kind = part[2] ?? '';
+    if (kind === 'remote cache hit') summary.remoteCacheHit += count;
+    else if (kind === 'internal') summary.internal += count;
     else summary.other[kind] = (summary.other[kind] ?? 0) + count;
   }
   summary.nonInternal = total - summary.internal;
@@ -136,7 +142,9 @@ export function parseProcessSummary(output: string): ProcessSummary | null {
 /** "INFO: Build completed successfully, 10 total actions" → 10 (null if absent). */
 export function parseTotalActions(output: string): number | null {
   let last: number | null = null;
-  for (const m of output.replace(ANSI, "").matchAll(/\bBuild (?:completed successfully|did NOT complete successfully), (\d+) total actions?\b/g)) {
+  for (const m of output
+    .replace(ANSI, '')
+    .matchAll(/\bBuild (?:completed successfully|did NOT complete successfully), (\d+) total actions?\b/g)) {
     last = Number(m[1]);
   }
   return last;
@@ -167,8 +175,8 @@ export interface BazelRun {
 export function describeRun(run: BazelRun, tailLines = 40): string {
   const end = run.signal !== null ? `killed by ${run.signal}` : `exit ${run.exitCode}`;
   const how = run.timedOut ? `timed out (${end})` : end;
-  const tail = run.stderr.split("\n").slice(-tailLines).join("\n");
-  return `bazel ${run.args.join(" ")}\n-> ${how} after ${run.durationMs} ms\n--- stderr (tail) ---\n${tail}`;
+  const tail = run.stderr.split('\n').slice(-tailLines).join('\n');
+  return `bazel ${run.args.join(' ')}\n-> ${how} after ${run.durationMs} ms\n--- stderr (tail) ---\n${tail}`;
 }
 
 export interface RunOptions {
@@ -212,50 +220,50 @@ export class BazelWorkspace {
 
   private constructor(tempDir: string, nonce: string | null, opts: CreateOptions) {
     this.tempDir = tempDir;
-    this.root = join(tempDir, "ws");
-    this.outputUserRoot = join(tempDir, "out");
-    this.outputBase = join(tempDir, "out", "base");
+    this.root = join(tempDir, 'ws');
+    this.outputUserRoot = join(tempDir, 'out');
+    this.outputBase = join(tempDir, 'out', 'base');
     this.nonce = nonce;
     this.timeoutMs = opts.timeoutMs ?? DEFAULT_TIMEOUT_MS;
     this.env = {
       ...opts.env,
       PATH: FIXED_PATH,
-      HOME: join(tempDir, "home"),
-      TMPDIR: join(tempDir, "tmp"),
-      LANG: "C.UTF-8",
-      USER: process.env["USER"] ?? "larder",
+      HOME: join(tempDir, 'home'),
+      TMPDIR: join(tempDir, 'tmp'),
+      LANG: 'C.UTF-8',
+      USER: process.env['USER'] ?? 'larder',
     };
     this.startupArgs = [
       `--output_user_root=${this.outputUserRoot}`,
       `--output_base=${this.outputBase}`,
       // Ignore the caller's ~/.bazelrc; the system rc stays (Debian's install_base lives there).
-      "--nohome_rc",
+      '--nohome_rc',
       `--max_idle_secs=${opts.maxIdleSecs ?? 900}`,
     ];
   }
 
   /** Copies the template workspace into a fresh temp dir and prepares its .bazelrc. */
   static async create(opts: CreateOptions = {}): Promise<BazelWorkspace> {
-    const tempDir = await mkdtemp(join(tmpdir(), "larder-bazel-"));
-    const nonce = opts.nonce === undefined ? randomBytes(8).toString("hex") : opts.nonce;
+    const tempDir = await mkdtemp(join(tmpdir(), 'larder-bazel-'));
+    const nonce = opts.nonce === undefined ? randomBytes(8).toString('hex') : opts.nonce;
     const ws = new BazelWorkspace(tempDir, nonce, opts);
     try {
       const template = resolve(opts.template ?? WORKSPACE_TEMPLATE);
       // Skip convenience symlinks (bazel-bin, ...) left by someone building the template in place.
       await cp(template, ws.root, {
         recursive: true,
-        filter: (src) => dirname(src) !== template || !basename(src).startsWith("bazel-"),
+        filter: (src) => dirname(src) !== template || !basename(src).startsWith('bazel-'),
       });
-      for (const dir of [ws.outputUserRoot, ws.env["HOME"] ?? "", ws.env["TMPDIR"] ?? ""]) {
+      for (const dir of [ws.outputUserRoot, ws.env['HOME'] ?? '', ws.env['TMPDIR'] ?? '']) {
         await mkdir(dir, { recursive: true });
       }
-      let rc = "\n# --- appended by test/bazel/bazel.ts ---\n";
+      let rc = '\n# --- appended by test/bazel/bazel.ts ---\n';
       if (nonce !== null) {
         if (!/^[A-Za-z0-9_.-]+$/.test(nonce)) throw new Error(`nonce must match [A-Za-z0-9_.-]+: ${nonce}`);
         rc += `build --action_env=LARDER_NONCE=${nonce} --host_action_env=LARDER_NONCE=${nonce}\n`;
       }
       if (opts.extraBazelrc !== undefined) rc += `${opts.extraBazelrc}\n`;
-      await appendFile(join(ws.root, ".bazelrc"), rc);
+      await appendFile(join(ws.root, '.bazelrc'), rc);
     } catch (err) {
       await forceRemove(tempDir);
       throw err;
@@ -271,27 +279,27 @@ export class BazelWorkspace {
 
   /** Runs `bazel <startup flags> <args…>` in the workspace, bounded in time. Never throws for a failing build. */
   run(args: string[], opts: RunOptions = {}): Promise<BazelRun> {
-    if (this.closed) return Promise.reject(new Error("BazelWorkspace already shut down"));
+    if (this.closed) return Promise.reject(new Error('BazelWorkspace already shut down'));
     const fullArgs = [...this.startupArgs, ...args];
     const timeoutMs = opts.timeoutMs ?? this.timeoutMs;
     const started = Date.now();
     return new Promise<BazelRun>((resolvePromise, reject) => {
-      const child = spawn(bazelPath(), fullArgs, { cwd: this.root, env: this.env, stdio: ["ignore", "pipe", "pipe"] });
+      const child = spawn(bazelPath(), fullArgs, { cwd: this.root, env: this.env, stdio: ['ignore', 'pipe', 'pipe'] });
       const out: Buffer[] = [];
       const err: Buffer[] = [];
-      child.stdout.on("data", (b: Buffer) => out.push(b));
-      child.stderr.on("data", (b: Buffer) => err.push(b));
+      child.stdout.on('data', (b: Buffer) => out.push(b));
+      child.stderr.on('data', (b: Buffer) => err.push(b));
       let timedOut = false;
       let killTimer: NodeJS.Timeout | undefined;
       const timer = setTimeout(() => {
         timedOut = true;
         // Ask the client to cancel (it forwards the interrupt to the server) ...
-        if (child.pid !== undefined) process.kill(child.pid, "SIGINT");
+        if (child.pid !== undefined) process.kill(child.pid, 'SIGINT');
         // ... and if that does not end it, kill the client and its server by PID.
         killTimer = setTimeout(() => {
           if (child.exitCode === null && child.signalCode === null && child.pid !== undefined) {
             try {
-              process.kill(child.pid, "SIGKILL");
+              process.kill(child.pid, 'SIGKILL');
             } catch {
               // already gone
             }
@@ -299,18 +307,18 @@ export class BazelWorkspace {
           this.killServer();
         }, CANCEL_GRACE_MS);
       }, timeoutMs);
-      child.on("error", (e) => {
+      child.on('error', (e) => {
         clearTimeout(timer);
         if (killTimer !== undefined) clearTimeout(killTimer);
         reject(e);
       });
-      child.on("close", (code, signal) => {
+      child.on('close', (code, signal) => {
         clearTimeout(timer);
         if (killTimer !== undefined) clearTimeout(killTimer);
         // A cancelled command may leave the server busy; do not let it hold the lock.
         if (timedOut) this.killServer();
-        const stdout = Buffer.concat(out).toString("utf8");
-        const stderr = Buffer.concat(err).toString("utf8");
+        const stdout = Buffer.concat(out).toString('utf8');
+        const stderr = Buffer.concat(err).toString('utf8');
         let summary: ProcessSummary | null = null;
         try {
           summary = parseProcessSummary(stderr);
@@ -335,18 +343,18 @@ export class BazelWorkspace {
 
   /** `bazel build <flags…> -- <targets…>`, e.g. flags ['--remote_cache=http://127.0.0.1:PORT/team-a']. */
   build(targets: string[], flags: string[] = [], opts: RunOptions = {}): Promise<BazelRun> {
-    return this.run(["build", ...flags, "--", ...targets], opts);
+    return this.run(['build', ...flags, '--', ...targets], opts);
   }
 
   /** `bazel clean` (keeps the server and external repositories); throws if it fails. */
   async clean(opts: RunOptions = {}): Promise<void> {
-    const run = await this.run(["clean"], opts);
+    const run = await this.run(['clean'], opts);
     if (run.exitCode !== 0) throw new Error(`bazel clean failed:\n${describeRun(run)}`);
   }
 
   /** Absolute path of a file under bazel-bin (e.g. "hello", "report.txt"). */
   outputPath(relPath: string): string {
-    return join(this.root, "bazel-bin", relPath);
+    return join(this.root, 'bazel-bin', relPath);
   }
 
   /** Reads a file from bazel-bin. */
@@ -358,7 +366,7 @@ export class BazelWorkspace {
   serverPid(): number | null {
     let pid: number;
     try {
-      pid = Number(readFileSync(join(this.outputBase, "server", "server.pid.txt"), "utf8").trim());
+      pid = Number(readFileSync(join(this.outputBase, 'server', 'server.pid.txt'), 'utf8').trim());
     } catch {
       return null;
     }
@@ -375,7 +383,7 @@ export class BazelWorkspace {
     const pid = this.serverPid();
     if (pid === null) return;
     try {
-      process.kill(pid, "SIGKILL");
+      process.kill(pid, 'SIGKILL');
     } catch {
       // already gone
     }
@@ -385,7 +393,7 @@ export class BazelWorkspace {
   async shutdown(): Promise<void> {
     if (this.closed) return;
     try {
-      await this.run(["shutdown"], { timeoutMs: 60_000 });
+      await this.run(['shutdown'], { timeoutMs: 60_000 });
     } catch {
       // fall through to the PID kill
     } finally {
@@ -395,7 +403,7 @@ export class BazelWorkspace {
     const pid = this.serverPid();
     if (pid !== null) {
       try {
-        process.kill(pid, "SIGTERM");
+        process.kill(pid, 'SIGTERM');
       } catch {
         // gone
       }

@@ -6,17 +6,17 @@
 // off), with every path (config, pid, logs, temp files) inside its own temp
 // directory, and is stopped by PID.
 
-import { type ChildProcess, spawn } from "node:child_process";
-import { accessSync, constants as fsConstants } from "node:fs";
-import { mkdir, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
-import { connect } from "node:net";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
-import { freeLoopbackPort } from "../helpers/ports.ts";
+import { type ChildProcess, spawn } from 'node:child_process';
+import { accessSync, constants as fsConstants } from 'node:fs';
+import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { connect } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { freeLoopbackPort } from '../helpers/ports.ts';
 
 export function nginxPath(): string {
-  const fromEnv = process.env["LARDER_NGINX"];
-  return fromEnv !== undefined && fromEnv !== "" ? fromEnv : "/usr/sbin/nginx";
+  const fromEnv = process.env['LARDER_NGINX'];
+  return fromEnv !== undefined && fromEnv !== '' ? fromEnv : '/usr/sbin/nginx';
 }
 
 export function nginxAvailable(): boolean {
@@ -53,15 +53,14 @@ export interface DavCache {
   stop(): Promise<void>;
 }
 
-
 function canConnect(port: number): Promise<boolean> {
   return new Promise((resolve) => {
-    const sock = connect({ host: "127.0.0.1", port });
-    sock.once("connect", () => {
+    const sock = connect({ host: '127.0.0.1', port });
+    sock.once('connect', () => {
       sock.destroy();
       resolve(true);
     });
-    sock.once("error", () => resolve(false));
+    sock.once('error', () => resolve(false));
   });
 }
 
@@ -73,7 +72,7 @@ function waitExit(child: ChildProcess, ms: number): Promise<boolean> {
   if (exited(child)) return Promise.resolve(true);
   return new Promise((resolve) => {
     const t = setTimeout(() => resolve(false), ms);
-    child.once("exit", () => {
+    child.once('exit', () => {
       clearTimeout(t);
       resolve(true);
     });
@@ -85,21 +84,21 @@ function config(dir: string, port: number): string {
   return `daemon off;
 master_process off;
 worker_processes 1;
-pid ${p("nginx.pid")};
-error_log ${p("error.log")} notice;
+pid ${p('nginx.pid')};
+error_log ${p('error.log')} notice;
 events { worker_connections 256; }
 http {
   log_format larder '$request_method\\t$uri\\t$status\\t$content_length\\t$body_bytes_sent\\t$http_user_agent';
-  access_log ${p("access.log")} larder;
-  client_body_temp_path ${p("tmp/body")};
-  proxy_temp_path ${p("tmp/proxy")};
-  fastcgi_temp_path ${p("tmp/fastcgi")};
-  uwsgi_temp_path ${p("tmp/uwsgi")};
-  scgi_temp_path ${p("tmp/scgi")};
+  access_log ${p('access.log')} larder;
+  client_body_temp_path ${p('tmp/body')};
+  proxy_temp_path ${p('tmp/proxy')};
+  fastcgi_temp_path ${p('tmp/fastcgi')};
+  uwsgi_temp_path ${p('tmp/uwsgi')};
+  scgi_temp_path ${p('tmp/scgi')};
   client_max_body_size 0;
   server {
     listen 127.0.0.1:${port};
-    root ${p("data")};
+    root ${p('data')};
     location / {
       dav_methods PUT;
       create_full_put_path on;
@@ -112,23 +111,23 @@ http {
 
 /** Starts nginx as a WebDAV-PUT file cache on a free loopback port. */
 export async function startNginxDavCache(): Promise<DavCache> {
-  const dir = await mkdtemp(join(tmpdir(), "larder-nginx-"));
-  await mkdir(join(dir, "data"));
-  await mkdir(join(dir, "tmp"));
-  let lastError = "";
+  const dir = await mkdtemp(join(tmpdir(), 'larder-nginx-'));
+  await mkdir(join(dir, 'data'));
+  await mkdir(join(dir, 'tmp'));
+  let lastError = '';
   // The free port can be taken between probing and binding; try a few.
   for (let attempt = 0; attempt < 5; attempt++) {
     const port = await freeLoopbackPort();
-    const conf = join(dir, "nginx.conf");
+    const conf = join(dir, 'nginx.conf');
     await writeFile(conf, config(dir, port));
-    const child = spawn(nginxPath(), ["-p", dir, "-c", conf, "-e", join(dir, "error.log")], {
-      stdio: ["ignore", "ignore", "pipe"],
+    const child = spawn(nginxPath(), ['-p', dir, '-c', conf, '-e', join(dir, 'error.log')], {
+      stdio: ['ignore', 'ignore', 'pipe'],
     });
-    let stderr = "";
-    child.stderr?.on("data", (b: Buffer) => (stderr += b.toString("utf8")));
+    let stderr = '';
+    child.stderr?.on('data', (b: Buffer) => (stderr += b.toString('utf8')));
     const pid = child.pid;
     if (pid === undefined) {
-      await new Promise((r) => child.once("error", r));
+      await new Promise((r) => child.once('error', r));
       await rm(dir, { recursive: true, force: true });
       throw new Error(`cannot start ${nginxPath()}`);
     }
@@ -146,13 +145,13 @@ export async function startNginxDavCache(): Promise<DavCache> {
         url: `http://127.0.0.1:${port}/`,
         port,
         pid,
-        dataDir: join(dir, "data"),
-        requests: async () => parseAccessLog(await readFile(join(dir, "access.log"), "utf8").catch(() => "")),
+        dataDir: join(dir, 'data'),
+        requests: async () => parseAccessLog(await readFile(join(dir, 'access.log'), 'utf8').catch(() => '')),
         stop: async () => {
           if (!exited(child)) {
-            process.kill(pid, "SIGTERM");
+            process.kill(pid, 'SIGTERM');
             if (!(await waitExit(child, 5_000))) {
-              process.kill(pid, "SIGKILL");
+              process.kill(pid, 'SIGKILL');
               await waitExit(child, 5_000);
             }
           }
@@ -161,10 +160,10 @@ export async function startNginxDavCache(): Promise<DavCache> {
       };
     }
     if (!exited(child)) {
-      process.kill(pid, "SIGKILL");
+      process.kill(pid, 'SIGKILL');
       await waitExit(child, 5_000);
     }
-    const log = await readFile(join(dir, "error.log"), "utf8").catch(() => "");
+    const log = await readFile(join(dir, 'error.log'), 'utf8').catch(() => '');
     lastError = `${stderr}${log}`.trim();
   }
   await rm(dir, { recursive: true, force: true });
@@ -173,14 +172,14 @@ export async function startNginxDavCache(): Promise<DavCache> {
 
 function parseAccessLog(text: string): DavRequest[] {
   const out: DavRequest[] = [];
-  for (const line of text.split("\n")) {
-    if (line === "") continue;
-    const [method = "", path = "", status = "0", bytesIn = "0", bytesOut = "0", userAgent = ""] = line.split("\t");
+  for (const line of text.split('\n')) {
+    if (line === '') continue;
+    const [method = '', path = '', status = '0', bytesIn = '0', bytesOut = '0', userAgent = ''] = line.split('\t');
     out.push({
       method,
       path,
       status: Number(status),
-      bytesIn: bytesIn === "-" ? 0 : Number(bytesIn),
+      bytesIn: bytesIn === '-' ? 0 : Number(bytesIn),
       bytesOut: Number(bytesOut),
       userAgent,
     });

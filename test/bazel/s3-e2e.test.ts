@@ -1,24 +1,27 @@
 // The real Bazel client against `larder edge` on tiered(disk, s3), with s3rver as S3: a clean rebuild is 100%
 // remote cache hits, and so is a rebuild against a new edge whose disk tier starts empty (a fresh fleet node,
 // or a node that lost its disk): S3 is the durable tier and refills the disk.
-import { readdirSync } from "node:fs";
-import { join } from "node:path";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { type EdgeProcess, type Runtime, startEdgeProcess, tempDir } from "../helpers/edge-process.ts";
-import { S3_BUCKET, type S3Server, startS3Server } from "../helpers/s3-server.ts";
-import { denoPath, requireTool } from "../helpers/tools.ts";
-import { BazelWorkspace, bazelStatus } from "./bazel.ts";
-import { TARGETS, expectOk, expectOutputs } from "./expectations.ts";
+import { readdirSync } from 'node:fs';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { type EdgeProcess, type Runtime, startEdgeProcess, tempDir } from '../helpers/edge-process.ts';
+import { S3_BUCKET, type S3Server, startS3Server } from '../helpers/s3-server.ts';
+import { denoPath, requireTool } from '../helpers/tools.ts';
+import { BazelWorkspace, bazelStatus } from './bazel.ts';
+import { TARGETS, expectOk, expectOutputs } from './expectations.ts';
 
 const bazel = bazelStatus();
-const haveBazel = requireTool("bazel", bazel.available ? bazel.path : undefined, "apt-get install bazel-bootstrap");
-const runtimes: Runtime[] = requireTool("deno", denoPath(), "npm ci installs it") ? ["node", "deno"] : ["node"];
+const haveBazel = requireTool('bazel', bazel.available ? bazel.path : undefined, 'apt-get install bazel-bootstrap');
+const runtimes: Runtime[] = requireTool('deno', denoPath(), 'npm ci installs it') ? ['node', 'deno'] : ['node'];
 
 /** Files under a folder, recursively. */
 const countFiles = (dir: string): number =>
-  readdirSync(dir, { withFileTypes: true }).reduce((n, d) => n + (d.isDirectory() ? countFiles(join(dir, d.name)) : 1), 0);
+  readdirSync(dir, { withFileTypes: true }).reduce(
+    (n, d) => n + (d.isDirectory() ? countFiles(join(dir, d.name)) : 1),
+    0,
+  );
 
-describe.runIf(haveBazel)("real Bazel against larder edge on tiered(disk, s3)", () => {
+describe.runIf(haveBazel)('real Bazel against larder edge on tiered(disk, s3)', () => {
   const dir = tempDir();
   let s3: S3Server;
   beforeAll(async () => {
@@ -32,8 +35,9 @@ describe.runIf(haveBazel)("real Bazel against larder edge on tiered(disk, s3)", 
 
   for (const runtime of runtimes) {
     it(`build, clean, rebuild on ${runtime}, then rebuild from S3 alone: every cacheable action is a hit`, async () => {
-      const store = (disk: string) => `tiered(disk:${join(dir.path, runtime, disk)}@1GiB,s3://${S3_BUCKET}/e2e-${runtime})`;
-      let edge: EdgeProcess = await startEdgeProcess({ runtime, args: ["--store", store("first")], env: s3.env() });
+      const store = (disk: string) =>
+        `tiered(disk:${join(dir.path, runtime, disk)}@1GiB,s3://${S3_BUCKET}/e2e-${runtime})`;
+      let edge: EdgeProcess = await startEdgeProcess({ runtime, args: ['--store', store('first')], env: s3.env() });
       const ws = await BazelWorkspace.create();
       try {
         const cold = await ws.build(TARGETS, [`--remote_cache=${edge.url}/team-a`]);
@@ -51,14 +55,14 @@ describe.runIf(haveBazel)("real Bazel against larder edge on tiered(disk, s3)", 
 
         // A new edge with an empty disk tier over the same bucket: every hit now comes from S3.
         await edge.stop();
-        edge = await startEdgeProcess({ runtime, args: ["--store", store("second")], env: s3.env() });
+        edge = await startEdgeProcess({ runtime, args: ['--store', store('second')], env: s3.env() });
         await ws.clean();
         const fromS3 = await ws.build(TARGETS, [`--remote_cache=${edge.url}/team-a`]);
         expectOk(fromS3);
         expect(fromS3.summary!.remoteCacheHit).toBe(cold.summary!.nonInternal);
         expect(fromS3.summary!.other).toEqual({});
         await expectOutputs(ws);
-        expect(countFiles(join(dir.path, runtime, "second", "blobs"))).toBeGreaterThan(0); // the reads filled the disk tier
+        expect(countFiles(join(dir.path, runtime, 'second', 'blobs'))).toBeGreaterThan(0); // the reads filled the disk tier
       } finally {
         await ws.shutdown();
         await edge.stop();

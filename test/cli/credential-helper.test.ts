@@ -34,7 +34,11 @@ describe('larder credential-helper', () => {
   /** Runs `larder credential-helper ARGS` with `stdin`, bounded in time; `onStderr` sees stderr as it comes. */
   const helper = (args: string[], stdin = '', onStderr?: (text: string) => void, timeoutMs = 20_000) =>
     new Promise<Run>((resolve, reject) => {
-      const child = spawn(process.execPath, [join(REPO_ROOT, 'bin/larder.js'), 'credential-helper', ...args], { cwd: dir.path, env, stdio: 'pipe' });
+      const child = spawn(process.execPath, [join(REPO_ROOT, 'bin/larder.js'), 'credential-helper', ...args], {
+        cwd: dir.path,
+        env,
+        stdio: 'pipe',
+      });
       children.add(child);
       let stdout = '';
       let stderr = '';
@@ -56,7 +60,11 @@ describe('larder credential-helper', () => {
   const get = (path = `/cas/${randomBlob(8).hash}`) => helper(['get'], JSON.stringify({ uri: `${edge.url}${path}` }));
   const put = async (token: string) => {
     const { data, hash } = randomBlob(64);
-    const res = await fetch(`${edge.url}/cas/${hash}`, { method: 'PUT', body: data, headers: { authorization: `Bearer ${token}` } });
+    const res = await fetch(`${edge.url}/cas/${hash}`, {
+      method: 'PUT',
+      body: data,
+      headers: { authorization: `Bearer ${token}` },
+    });
     await res.arrayBuffer();
     return res;
   };
@@ -73,9 +81,19 @@ describe('larder credential-helper', () => {
     idp = await startIdp({ accessTokenTtl: TOKEN_TTL_S });
     const config = join(dir.path, 'larder.json');
     await import('node:fs/promises').then((fs) =>
-      fs.writeFile(config, JSON.stringify({ auth: { oidc: { clockSkewSeconds: 0, roles: { rules: [{ claim: 'groups', value: 'ci', roles: ['write'] }] } } } })),
+      fs.writeFile(
+        config,
+        JSON.stringify({
+          auth: {
+            oidc: { clockSkewSeconds: 0, roles: { rules: [{ claim: 'groups', value: 'ci', roles: ['write'] }] } },
+          },
+        }),
+      ),
     );
-    edge = await startEdgeProcess({ runtime: 'node', args: ['--store', 'memory', '--config', config, '--oidc-issuer', idp.issuer, '--oidc-audience', AUDIENCE] });
+    edge = await startEdgeProcess({
+      runtime: 'node',
+      args: ['--store', 'memory', '--config', config, '--oidc-issuer', idp.issuer, '--oidc-audience', AUDIENCE],
+    });
     host = new URL(edge.url).host;
   });
 
@@ -95,7 +113,18 @@ describe('larder credential-helper', () => {
   it('signs in with the device grant, the user approving in the IdP pages, and stores the tokens 0600', async () => {
     let prompted: Promise<string> | undefined;
     const run = await helper(
-      ['login', host, '--issuer', idp.issuer, '--client-id', CLI_CLIENT_ID, '--audience', AUDIENCE, '--scope', 'openid offline_access cache'],
+      [
+        'login',
+        host,
+        '--issuer',
+        idp.issuer,
+        '--client-id',
+        CLI_CLIENT_ID,
+        '--audience',
+        AUDIENCE,
+        '--scope',
+        'openid offline_access cache',
+      ],
       '',
       (stderr) => {
         const match = /open (\S+) and enter the code: (\S+)/.exec(stderr);

@@ -21,13 +21,25 @@ describe.runIf(requireTool('systemd-analyze', analyze, 'apt-get install systemd'
 
   it.each(UNITS)('%s is hardened and configured through an environment file', (unit) => {
     const text = readFileSync(join(dir, unit), 'utf8');
-    for (const line of ['DynamicUser=yes', 'ProtectSystem=strict', 'NoNewPrivileges=yes', 'CacheDirectory=', 'StateDirectory=', 'LimitNOFILE=', 'Restart=', 'EnvironmentFile=/etc/larder/']) {
+    for (const line of [
+      'DynamicUser=yes',
+      'ProtectSystem=strict',
+      'NoNewPrivileges=yes',
+      'CacheDirectory=',
+      'StateDirectory=',
+      'LimitNOFILE=',
+      'Restart=',
+      'EnvironmentFile=/etc/larder/',
+    ]) {
       expect(text, line).toContain(line);
     }
   });
 
   it('a broken unit is caught (the check is not vacuous)', () => {
-    const broken = readFileSync(join(dir, 'larder-worker.service'), 'utf8').replace('ProtectSystem=strict', 'ProtectSystem=bogus');
+    const broken = readFileSync(join(dir, 'larder-worker.service'), 'utf8').replace(
+      'ProtectSystem=strict',
+      'ProtectSystem=bogus',
+    );
     const tmp = mkdtempSync(join(tmpdir(), 'larder-units-'));
     const path = join(tmp, 'larder-broken.service');
     writeFileSync(path, broken);

@@ -24,8 +24,10 @@ const CLOCK_SKEW_S = 5;
 const bearer = (token: string) => `Bearer ${token}`;
 const basic = (user: string, password: string, alphabet: 'base64' | 'base64url' = 'base64') =>
   `Basic ${Buffer.from(`${user}:${password}`).toString(alphabet)}`;
-const sha1Entry = (user: string, password: string) => `${user}:{SHA}${createHash('sha1').update(password).digest('base64')}`;
-const bcryptEntry = (user: string, password: string) => `${user}:${bcrypt.hashSync(password, 5).replace(/^\$2b\$/, '$2y$')}`;
+const sha1Entry = (user: string, password: string) =>
+  `${user}:{SHA}${createHash('sha1').update(password).digest('base64')}`;
+const bcryptEntry = (user: string, password: string) =>
+  `${user}:${bcrypt.hashSync(password, 5).replace(/^\$2b\$/, '$2y$')}`;
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 describe.each(runtimes)('auth on %s', (runtime) => {
@@ -72,7 +74,20 @@ describe.each(runtimes)('auth on %s', (runtime) => {
     );
     edge = await startEdgeProcess({
       runtime,
-      args: ['--store', 'memory', '--config', config, '--oidc-issuer', idp.issuer, '--oidc-audience', AUDIENCE, '--htpasswd', htpasswd, '--log-level', 'debug'],
+      args: [
+        '--store',
+        'memory',
+        '--config',
+        config,
+        '--oidc-issuer',
+        idp.issuer,
+        '--oidc-audience',
+        AUDIENCE,
+        '--htpasswd',
+        htpasswd,
+        '--log-level',
+        'debug',
+      ],
     });
     ciToken = await idp.clientCredentialsToken('ci');
     readerToken = await idp.clientCredentialsToken('reader');
@@ -131,7 +146,11 @@ describe.each(runtimes)('auth on %s', (runtime) => {
   const refusedTokens: Array<[string, () => Promise<string>, RegExp]> = [
     ['an expired token', () => signWith(idp.signingKey, { ...claims(), expIn: -60 }), /expired/],
     ['a token not valid yet', () => signWith(idp.signingKey, { ...claims(), nbfIn: 600 }), /not valid yet/],
-    ['a token from another issuer', () => signWith(idp.signingKey, { ...claims(), iss: 'https://evil.example' }), /iss/],
+    [
+      'a token from another issuer',
+      () => signWith(idp.signingKey, { ...claims(), iss: 'https://evil.example' }),
+      /iss/,
+    ],
     ['a real token for another audience', () => idp.clientCredentialsToken('reader', OTHER_AUDIENCE), /aud/],
     ['a token signed by an unknown key', () => signWithUnknownKey(claims()), /key the issuer does not publish/],
     ['an unsigned token (alg: none)', async () => unsigned(claims()), /algorithm|malformed/],
@@ -143,7 +162,10 @@ describe.each(runtimes)('auth on %s', (runtime) => {
       const token = await make();
       secrets.push(token);
       const { data, hash } = randomBlob(64);
-      for (const [method, body] of [['GET', undefined], ['PUT', data]] as const) {
+      for (const [method, body] of [
+        ['GET', undefined],
+        ['PUT', data],
+      ] as const) {
         const res = await call(method, `/cas/${hash}`, bearer(token), body);
         expect(res.status, `${method} ${name}`).toBe(401);
         expect(res.headers.get('www-authenticate')).toMatch(/Bearer realm="larder", error="invalid_token"/);
@@ -190,7 +212,9 @@ describe.each(runtimes)('auth on %s', (runtime) => {
     expect(await status('PUT', `/cas/${hash}`, basic('ci', 'ci-password'), data)).toBe(200);
     expect(await status('GET', `/cas/${hash}`, basic('ci', 'ci-password', 'base64url'))).toBe(200);
     expect(await status('GET', `/cas/${hash}`, basic('bob', 'bobs-password'))).toBe(200);
-    expect(await status('PUT', `/cas/${randomBlob(8).hash}`, basic('bob', 'bobs-password'), new Uint8Array(8))).toBe(403);
+    expect(await status('PUT', `/cas/${randomBlob(8).hash}`, basic('bob', 'bobs-password'), new Uint8Array(8))).toBe(
+      403,
+    );
   });
 
   it('refuses a wrong password and an unknown user alike with 401', async () => {
@@ -206,7 +230,10 @@ describe.each(runtimes)('auth on %s', (runtime) => {
     const path = `/cas/${randomBlob(8).hash}`;
     expect(await status('GET', path, basic('bob', 'bobs-password'))).toBe(404);
     // Replaced as editors and config management do: a new file renamed into place.
-    await writeFile(`${htpasswd}.new`, `${bcryptEntry('ci', 'ci-password')}\n${sha1Entry('bob', 'new-password')}\n${bcryptEntry('carol', 'carols')}\n`);
+    await writeFile(
+      `${htpasswd}.new`,
+      `${bcryptEntry('ci', 'ci-password')}\n${sha1Entry('bob', 'new-password')}\n${bcryptEntry('carol', 'carols')}\n`,
+    );
     await rename(`${htpasswd}.new`, htpasswd);
     secrets.push('new-password', 'carols');
     await sleep(1_300);

@@ -15,11 +15,22 @@ describe('parseBlobPath', () => {
   });
 
   it('is null for paths that are not cache paths', () => {
-    for (const path of ['/', '/healthz', `/blobs/${hash}`, `/cas/${hash}/extra`, '/cas/']) expect(parseBlobPath(path)).toBeNull();
+    for (const path of ['/', '/healthz', `/blobs/${hash}`, `/cas/${hash}/extra`, '/cas/'])
+      expect(parseBlobPath(path)).toBeNull();
   });
 
   it('refuses hostile instance prefixes and bad hashes', () => {
-    for (const path of [`/../cas/${hash}`, `/a/../cas/${hash}`, `/a/%2e%2e/cas/${hash}`, `/a%2F..%2Fb/cas/${hash}`, `/.git/cas/${hash}`, `/a//b/cas/${hash}`, `/cas/${hash.toUpperCase()}`, `/cas/${hash.slice(2)}`, '/a/%zz/cas/x']) {
+    for (const path of [
+      `/../cas/${hash}`,
+      `/a/../cas/${hash}`,
+      `/a/%2e%2e/cas/${hash}`,
+      `/a%2F..%2Fb/cas/${hash}`,
+      `/.git/cas/${hash}`,
+      `/a//b/cas/${hash}`,
+      `/cas/${hash.toUpperCase()}`,
+      `/cas/${hash.slice(2)}`,
+      '/a/%zz/cas/x',
+    ]) {
       let error: unknown;
       try {
         parseBlobPath(path);

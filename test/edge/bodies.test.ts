@@ -11,16 +11,28 @@ import { verifying } from '../../shared/storage/verifying.ts';
 const sha256 = (data: Uint8Array) => createHash('sha256').update(data).digest('hex');
 
 function app() {
-  return createEdgeApp({ store: verifying(new MemoryStore({ maxBytes: 64 << 20 })), log: createLogger('silent'), maxBlobBytes: 64 << 20, validateActionResults: true });
+  return createEdgeApp({
+    store: verifying(new MemoryStore({ maxBytes: 64 << 20 })),
+    log: createLogger('silent'),
+    maxBlobBytes: 64 << 20,
+    validateActionResults: true,
+  });
 }
 
 describe('edge app, web-standard body receiver', () => {
-  for (const [path, size] of [['read whole', 3000], ['streamed', WHOLE_BODY_MAX + 1]] as const) {
+  for (const [path, size] of [
+    ['read whole', 3000],
+    ['streamed', WHOLE_BODY_MAX + 1],
+  ] as const) {
     it(`stores and serves a blob ${path}, refuses wrong bytes and a short body, and stores nothing from them`, async () => {
       const edge = app();
       const data = randomBytes(size);
       const put = (body: Uint8Array, length = body.byteLength) =>
-        edge.request(`/cas/${sha256(data)}`, { method: 'PUT', body: body as Uint8Array<ArrayBuffer>, headers: { 'content-length': String(length) } });
+        edge.request(`/cas/${sha256(data)}`, {
+          method: 'PUT',
+          body: body as Uint8Array<ArrayBuffer>,
+          headers: { 'content-length': String(length) },
+        });
       const wrong = await put(randomBytes(size));
       expect([wrong.status, await wrong.text()]).toEqual([400, expect.stringMatching(/sha256 mismatch/)]);
       const short = await put(data.subarray(0, size - 1), size);
@@ -29,7 +41,11 @@ describe('edge app, web-standard body receiver', () => {
       expect((await put(data)).status).toBe(200);
       expect((await put(data)).status).toBe(200);
       const got = await edge.request(`/cas/${sha256(data)}`);
-      expect([got.status, got.headers.get('content-length'), sha256(new Uint8Array(await got.arrayBuffer()))]).toEqual([200, String(size), sha256(data)]);
+      expect([got.status, got.headers.get('content-length'), sha256(new Uint8Array(await got.arrayBuffer()))]).toEqual([
+        200,
+        String(size),
+        sha256(data),
+      ]);
     });
   }
 });
@@ -45,9 +61,21 @@ describe('WholeBodies', () => {
     whole.give(50);
     expect(whole.held).toBe(0);
     let used: unknown = null;
-    expect(await whole.hold(10, async () => new Uint8Array(10), async (body) => void (used = body))).toBe(true);
+    expect(
+      await whole.hold(
+        10,
+        async () => new Uint8Array(10),
+        async (body) => void (used = body),
+      ),
+    ).toBe(true);
     expect((used as Uint8Array).byteLength).toBe(10);
-    await expect(whole.hold(10, async () => Promise.reject(new Error('client went away')), async () => {})).rejects.toThrow('client went away');
+    await expect(
+      whole.hold(
+        10,
+        async () => Promise.reject(new Error('client went away')),
+        async () => {},
+      ),
+    ).rejects.toThrow('client went away');
     expect(whole.held).toBe(0);
   });
 });

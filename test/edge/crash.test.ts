@@ -12,7 +12,10 @@ const dir = tempDir();
 afterAll(() => dir.remove());
 
 /** Files (not folders) anywhere below a folder. */
-const filesUnder = (path: string) => readdirSync(path, { recursive: true, withFileTypes: true }).filter((entry) => entry.isFile()).map((entry) => entry.name);
+const filesUnder = (path: string) =>
+  readdirSync(path, { recursive: true, withFileTypes: true })
+    .filter((entry) => entry.isFile())
+    .map((entry) => entry.name);
 
 describe('edge restarts', () => {
   const agent = new http.Agent({ keepAlive: false });
@@ -21,7 +24,8 @@ describe('edge restarts', () => {
     const store = join(dir.path, 'crash');
     const first = await startEdgeProcess({ runtime: 'node', args: ['--store', `disk:${store}`] });
     const kept = Array.from({ length: 20 }, () => randomBlob(50_000));
-    for (const blob of kept) expect((await request(agent, `${first.url}/cas/${blob.hash}`, 'PUT', blob.data)).status).toBe(200);
+    for (const blob of kept)
+      expect((await request(agent, `${first.url}/cas/${blob.hash}`, 'PUT', blob.data)).status).toBe(200);
 
     // An upload in flight when the process dies: half of its bytes are already on disk in tmp/.
     const torn = randomBlob(4 << 20);
@@ -47,7 +51,11 @@ describe('edge restarts', () => {
   it('starts on its defaults: a disk store under the user cache directory', async () => {
     const home = join(dir.path, 'home');
     mkdirSync(home);
-    const edge = await startEdgeProcess({ runtime: 'node', env: { HOME: home, XDG_CACHE_HOME: '', LARDER_LISTEN: '127.0.0.1:0' }, args: [] });
+    const edge = await startEdgeProcess({
+      runtime: 'node',
+      env: { HOME: home, XDG_CACHE_HOME: '', LARDER_LISTEN: '127.0.0.1:0' },
+      args: [],
+    });
     try {
       const blob = randomBlob(100);
       expect((await request(agent, `${edge.url}/cas/${blob.hash}`, 'PUT', blob.data)).status).toBe(200);
@@ -68,7 +76,10 @@ describe.runIf(canMount)('full disk', () => {
     mkdirSync(mount);
     execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=2m', 'tmpfs', mount]);
     const agent = new http.Agent({ keepAlive: false });
-    const edge = await startEdgeProcess({ runtime: 'node', args: ['--store', `disk:${mount}/cache`, '--max-size', '1GiB'] });
+    const edge = await startEdgeProcess({
+      runtime: 'node',
+      args: ['--store', `disk:${mount}/cache`, '--max-size', '1GiB'],
+    });
     try {
       const big = randomBlob(3 << 20);
       const res = await request(agent, `${edge.url}/cas/${big.hash}`, 'PUT', big.data);

@@ -15,13 +15,18 @@ describe.runIf(requireTool('deno', denoPath(), 'npm ci installs it from @deno/li
   });
 
   // Deno refuses paths under /dev without --allow-all; a RAM disk at /dev/shm is where users try first.
-  it.runIf(existsSync('/dev/shm'))('explains how to keep a cache in RAM when given a folder under /dev/shm', async () => {
-    const path = `/dev/shm/larder-test-${randomUUID()}`;
-    try {
-      const started = startEdgeProcess({ runtime: 'deno', args: ['--store', `disk:${path}`] });
-      await expect(started).rejects.toThrow(/paths under \/dev \(such as \/dev\/shm\) only with --allow-all\. For a cache in RAM, use a tmpfs/);
-    } finally {
-      rmSync(path, { recursive: true, force: true });
-    }
-  });
+  it.runIf(existsSync('/dev/shm'))(
+    'explains how to keep a cache in RAM when given a folder under /dev/shm',
+    async () => {
+      const path = `/dev/shm/larder-test-${randomUUID()}`;
+      try {
+        const started = startEdgeProcess({ runtime: 'deno', args: ['--store', `disk:${path}`] });
+        await expect(started).rejects.toThrow(
+          /paths under \/dev \(such as \/dev\/shm\) only with --allow-all\. For a cache in RAM, use a tmpfs/,
+        );
+      } finally {
+        rmSync(path, { recursive: true, force: true });
+      }
+    },
+  );
 });

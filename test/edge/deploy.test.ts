@@ -26,7 +26,12 @@ afterAll(async () => {
 });
 
 const config = (anonymous: string[]) =>
-  JSON.stringify({ auth: { anonymous, oidc: { roles: { everyone: ['read'], rules: [{ claim: 'client_id', value: 'ci', roles: ['write'] }] } } } });
+  JSON.stringify({
+    auth: {
+      anonymous,
+      oidc: { roles: { everyone: ['read'], rules: [{ claim: 'client_id', value: 'ci', roles: ['write'] }] } },
+    },
+  });
 
 describe.runIf(hasDeno)('the Deno Deploy entry', () => {
   // The protocol suite sends no credentials, so anonymous may read and write here; OIDC is still configured
@@ -34,7 +39,16 @@ describe.runIf(hasDeno)('the Deno Deploy entry', () => {
   describeHttpProtocol('HTTP protocol through edge/deploy.ts, tiered(memory, s3), OIDC', {
     runtime: 'deploy',
     store: async () => ({
-      args: ['--store', `tiered(memory:1GiB,s3://${S3_BUCKET}/deploy-${randomUUID()})`, '--oidc-issuer', idp.issuer, '--oidc-audience', AUDIENCE, '--config-json', config(['read', 'write'])],
+      args: [
+        '--store',
+        `tiered(memory:1GiB,s3://${S3_BUCKET}/deploy-${randomUUID()})`,
+        '--oidc-issuer',
+        idp.issuer,
+        '--oidc-audience',
+        AUDIENCE,
+        '--config-json',
+        config(['read', 'write']),
+      ],
       env: s3.env(),
       cleanup: () => {},
     }),
@@ -46,7 +60,16 @@ describe.runIf(hasDeno)('the Deno Deploy entry', () => {
     beforeAll(async () => {
       edge = await startEdgeProcess({
         runtime: 'deploy',
-        args: ['--store', `tiered(memory:64MiB,s3://${S3_BUCKET}/deploy-${randomUUID()})`, '--oidc-issuer', idp.issuer, '--oidc-audience', AUDIENCE, '--config-json', config(['read'])],
+        args: [
+          '--store',
+          `tiered(memory:64MiB,s3://${S3_BUCKET}/deploy-${randomUUID()})`,
+          '--oidc-issuer',
+          idp.issuer,
+          '--oidc-audience',
+          AUDIENCE,
+          '--config-json',
+          config(['read']),
+        ],
         env: s3.env(),
       });
     });
@@ -57,7 +80,11 @@ describe.runIf(hasDeno)('the Deno Deploy entry', () => {
     it('stores for a token with the write role, refuses without one, and serves readers', async () => {
       const blob = randomBlob(5000);
       const put = (authorization?: string) =>
-        fetch(`${edge.url}/cas/${blob.hash}`, { method: 'PUT', body: blob.data, headers: authorization === undefined ? {} : { authorization } }).then(async (r) => (await r.arrayBuffer(), r.status));
+        fetch(`${edge.url}/cas/${blob.hash}`, {
+          method: 'PUT',
+          body: blob.data,
+          headers: authorization === undefined ? {} : { authorization },
+        }).then(async (r) => (await r.arrayBuffer(), r.status));
       expect(await put()).toBe(401);
       expect(await put(`Bearer ${await idp.clientCredentialsToken('reader')}`)).toBe(403);
       expect(await put(`Bearer ${await idp.clientCredentialsToken('ci')}`)).toBe(200);
@@ -70,7 +97,11 @@ describe.runIf(hasDeno)('the Deno Deploy entry', () => {
   });
 
   it('refuses settings that need files', async () => {
-    await expect(startEdgeProcess({ runtime: 'deploy', args: ['--store', 'tiered(memory:1MiB,disk:/tmp/x)'] })).rejects.toThrow(/Deno Deploy has no disk/);
-    await expect(startEdgeProcess({ runtime: 'deploy', args: ['--store', 'memory', '--htpasswd', '/etc/htpasswd'] })).rejects.toThrow(/use OIDC/);
+    await expect(
+      startEdgeProcess({ runtime: 'deploy', args: ['--store', 'tiered(memory:1MiB,disk:/tmp/x)'] }),
+    ).rejects.toThrow(/Deno Deploy has no disk/);
+    await expect(
+      startEdgeProcess({ runtime: 'deploy', args: ['--store', 'memory', '--htpasswd', '/etc/htpasswd'] }),
+    ).rejects.toThrow(/use OIDC/);
   });
 });

@@ -13,23 +13,40 @@ import { findTool, requireTool } from '../helpers/tools.ts';
 const havePrlimit = requireTool('prlimit', findTool('prlimit'), 'apt-get install util-linux');
 // A tmpfs of our own needs a user and mount namespace; some container runtimes forbid them.
 const unshareWorks = findTool('unshare') !== undefined && spawnSync('unshare', ['-rm', 'true']).status === 0;
-const haveUnshare = requireTool('unshare -rm (user namespaces)', unshareWorks ? 'unshare' : undefined, 'apt-get install util-linux; allow unprivileged user namespaces');
+const haveUnshare = requireTool(
+  'unshare -rm (user namespaces)',
+  unshareWorks ? 'unshare' : undefined,
+  'apt-get install util-linux; allow unprivileged user namespaces',
+);
 
 /** A PUT whose body is written in `pieces` parts `gapMs` apart, then (unless `stallAfter`) finished. */
-function slowUpload(url: string, data: Buffer, pieces: number, gapMs: number, stallAfter?: number): Promise<{ status?: number; error?: string; ms: number }> {
+function slowUpload(
+  url: string,
+  data: Buffer,
+  pieces: number,
+  gapMs: number,
+  stallAfter?: number,
+): Promise<{ status?: number; error?: string; ms: number }> {
   const started = Date.now();
   return new Promise((resolve) => {
-    const req = http.request(url, { method: 'PUT', headers: { 'content-length': data.length }, agent: false }, (res) => {
-      res.resume();
-      res.on('end', () => resolve({ status: res.statusCode, ms: Date.now() - started }));
-    });
-    req.on('error', (err) => resolve({ error: (err as NodeJS.ErrnoException).code ?? err.message, ms: Date.now() - started }));
+    const req = http.request(
+      url,
+      { method: 'PUT', headers: { 'content-length': data.length }, agent: false },
+      (res) => {
+        res.resume();
+        res.on('end', () => resolve({ status: res.statusCode, ms: Date.now() - started }));
+      },
+    );
+    req.on('error', (err) =>
+      resolve({ error: (err as NodeJS.ErrnoException).code ?? err.message, ms: Date.now() - started }),
+    );
     const size = Math.ceil(data.length / pieces);
     let i = 0;
     const next = () => {
       if (stallAfter !== undefined && i === stallAfter) return; // the client goes quiet, connection open
       req.write(data.subarray(i * size, (i + 1) * size));
-      if (++i < pieces) setTimeout(next, gapMs); // pacing a slow client, not waiting for the server
+      if (++i < pieces)
+        setTimeout(next, gapMs); // pacing a slow client, not waiting for the server
       else req.end();
     };
     next();
@@ -54,7 +71,13 @@ describe('edge on a disk store: names and error bodies', () => {
   it.each([
     ['254 characters', 'x'.repeat(254)],
     ['128 segments', Array.from({ length: 128 }, () => 'a').join('/')],
-    ['the longest valid name of many short segments', Array.from({ length: 64 }, (_, i) => `s${i % 10}-`).join('/').slice(0, 256).replace(/\/$/, '')],
+    [
+      'the longest valid name of many short segments',
+      Array.from({ length: 64 }, (_, i) => `s${i % 10}-`)
+        .join('/')
+        .slice(0, 256)
+        .replace(/\/$/, ''),
+    ],
   ])('stores and serves under an instance name of %s', async (_, instance) => {
     const { data, hash } = randomBlob(5000);
     const put = await request(agent, `${edge.url}/${instance}/cas/${hash}`, 'PUT', data);
@@ -126,23 +149,29 @@ async function heldDownloads(url: string, clients: number): Promise<Map<string, 
   const outcomes = new Map<string, number>();
   const responses: http.IncomingMessage[] = [];
   await Promise.all(
-    Array.from({ length: clients }, () =>
-      new Promise<void>((resolve) => {
-        const req = http.get(url, { agent: false }, (res) => {
-          responses.push(res);
-          const key = String(res.statusCode);
-          outcomes.set(key, (outcomes.get(key) ?? 0) + 1);
-          resolve();
-        });
-        req.on('error', (err: NodeJS.ErrnoException) => {
-          const key = err.code ?? err.message;
-          outcomes.set(key, (outcomes.get(key) ?? 0) + 1);
-          resolve();
-        });
-      }),
+    Array.from(
+      { length: clients },
+      () =>
+        new Promise<void>((resolve) => {
+          const req = http.get(url, { agent: false }, (res) => {
+            responses.push(res);
+            const key = String(res.statusCode);
+            outcomes.set(key, (outcomes.get(key) ?? 0) + 1);
+            resolve();
+          });
+          req.on('error', (err: NodeJS.ErrnoException) => {
+            const key = err.code ?? err.message;
+            outcomes.set(key, (outcomes.get(key) ?? 0) + 1);
+            resolve();
+          });
+        }),
     ),
   );
-  await Promise.all(responses.map((res) => new Promise((resolve) => res.on('end', resolve).on('error', resolve).on('close', resolve).resume())));
+  await Promise.all(
+    responses.map(
+      (res) => new Promise((resolve) => res.on('end', resolve).on('error', resolve).on('close', resolve).resume()),
+    ),
+  );
   return outcomes;
 }
 
@@ -160,7 +189,9 @@ describe.runIf(havePrlimit)('edge out of file descriptors (prlimit --nofile=160)
     try {
       expect((await fetch(`${edge.url}/cas/${hash}`, { method: 'PUT', body: data })).status).toBe(200);
       const outcomes = await heldDownloads(`${edge.url}/cas/${hash}`, 300);
-      console.log(`--max-connections ${maxConnections}, 300 held downloads under 160 descriptors: ${JSON.stringify([...outcomes])}`);
+      console.log(
+        `--max-connections ${maxConnections}, 300 held downloads under 160 descriptors: ${JSON.stringify([...outcomes])}`,
+      );
       // The edge is still serving afterwards.
       expect((await fetch(`${edge.url}/cas/${hash}`)).status).toBe(200);
       return outcomes;

@@ -101,13 +101,25 @@ export function describeHttpProtocol(name: string, target: ProtocolTarget): void
 
     it('refuses malformed hashes and hostile paths with 400', async () => {
       const { data, hash } = randomBlob(10);
-      for (const path of [`/cas/${hash.toUpperCase()}`, `/cas/${hash.slice(1)}`, `/cas/${hash}x`, '/cas/..%2F..%2Fetc%2Fpasswd']) {
+      for (const path of [
+        `/cas/${hash.toUpperCase()}`,
+        `/cas/${hash.slice(1)}`,
+        `/cas/${hash}x`,
+        '/cas/..%2F..%2Fetc%2Fpasswd',
+      ]) {
         expect((await request(agent, url(path), 'PUT', data)).status, path).toBe(400);
       }
-      for (const path of [`/../../etc/cas/${hash}`, `/a/%2e%2e/cas/${hash}`, `/..%2F..%2Ftmp/cas/${hash}`, `/.hidden/cas/${hash}`]) {
+      for (const path of [
+        `/../../etc/cas/${hash}`,
+        `/a/%2e%2e/cas/${hash}`,
+        `/..%2F..%2Ftmp/cas/${hash}`,
+        `/.hidden/cas/${hash}`,
+      ]) {
         // Some of these normalise to a valid path and reach the store; keep our side open until the answer comes
         // (Node's server drops a request whose client half-closed before a slow store, such as S3, replied).
-        const res = await rawRequest(edge.url, `GET ${path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n`, { endAfterWrite: false });
+        const res = await rawRequest(edge.url, `GET ${path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n`, {
+          endAfterWrite: false,
+        });
         expect([400, 404], `${path}: ${res.status} ${res.text}`).toContain(res.status);
       }
     });
@@ -149,7 +161,10 @@ export function describeHttpProtocol(name: string, target: ProtocolTarget): void
 
     // Uploads up to WHOLE_BODY_MAX are read whole (on Node straight from the socket), larger ones stream: the
     // answers must be the same on either path.
-    for (const [path, size] of [['read whole', 5000], ['streamed', WHOLE_BODY_MAX + 1000]] as const) {
+    for (const [path, size] of [
+      ['read whole', 5000],
+      ['streamed', WHOLE_BODY_MAX + 1000],
+    ] as const) {
       describe(`uploads ${path} (${size} bytes)`, () => {
         it('stores, serves with GET and HEAD, and accepts a re-upload; refuses wrong bytes even when stored', async () => {
           const { data, hash } = randomBlob(size);
@@ -199,9 +214,14 @@ export function describeHttpProtocol(name: string, target: ProtocolTarget): void
             create(ActionResultSchema, {
               exitCode: 0,
               outputFiles: outputs.map((o, i) =>
-                create(OutputFileSchema, { path: `out/${i}`, digest: create(DigestSchema, { hash: o.hash, sizeBytes: BigInt(o.size) }) }),
+                create(OutputFileSchema, {
+                  path: `out/${i}`,
+                  digest: create(DigestSchema, { hash: o.hash, sizeBytes: BigInt(o.size) }),
+                }),
               ),
-              stdoutDigest: stdout ? create(DigestSchema, { hash: stdout.hash, sizeBytes: BigInt(stdout.size) }) : undefined,
+              stdoutDigest: stdout
+                ? create(DigestSchema, { hash: stdout.hash, sizeBytes: BigInt(stdout.size) })
+                : undefined,
             }),
           ),
         );
@@ -246,7 +266,9 @@ export function describeHttpProtocol(name: string, target: ProtocolTarget): void
 
     it('stores one blob uploaded 50 times at once', async () => {
       const { data, hash } = randomBlob(256 * 1024);
-      const results = await Promise.all(Array.from({ length: 50 }, () => request(agent, url(`/cas/${hash}`), 'PUT', data)));
+      const results = await Promise.all(
+        Array.from({ length: 50 }, () => request(agent, url(`/cas/${hash}`), 'PUT', data)),
+      );
       expect(results.map((r) => r.status)).toEqual(Array(50).fill(200));
       expect(sha256((await request(agent, url(`/cas/${hash}`), 'GET')).body)).toBe(hash);
     });
@@ -267,41 +289,47 @@ export function describeHttpProtocol(name: string, target: ProtocolTarget): void
     });
 
     // Registered only where it applies: a memory store holds blobs in memory by design.
-    if (target.streamsToStorage !== false) it('streams a 256 MiB blob in and out with flat memory', async () => {
-      const size = 256 * 1024 * 1024;
-      const chunk = (i: number) => createHash('sha512').update(`chunk ${i}`).digest().subarray(0, 64).toString('hex').repeat(512); // 128 hex chars × 512 = 64 KiB
-      const chunks = size / (64 * 1024);
-      const hasher = createHash('sha256');
-      for (let i = 0; i < chunks; i++) hasher.update(chunk(i));
-      const hash = hasher.digest('hex');
-      const before = peakRssMiB(edge.pid);
+    if (target.streamsToStorage !== false)
+      it('streams a 256 MiB blob in and out with flat memory', async () => {
+        const size = 256 * 1024 * 1024;
+        const chunk = (i: number) =>
+          createHash('sha512').update(`chunk ${i}`).digest().subarray(0, 64).toString('hex').repeat(512); // 128 hex chars × 512 = 64 KiB
+        const chunks = size / (64 * 1024);
+        const hasher = createHash('sha256');
+        for (let i = 0; i < chunks; i++) hasher.update(chunk(i));
+        const hash = hasher.digest('hex');
+        const before = peakRssMiB(edge.pid);
 
-      const put = await new Promise<number>((resolve, reject) => {
-        const req = http.request(url(`/cas/${hash}`), { method: 'PUT', agent, headers: { 'content-length': size } }, (res) => {
-          res.resume();
-          res.on('end', () => resolve(res.statusCode!));
+        const put = await new Promise<number>((resolve, reject) => {
+          const req = http.request(
+            url(`/cas/${hash}`),
+            { method: 'PUT', agent, headers: { 'content-length': size } },
+            (res) => {
+              res.resume();
+              res.on('end', () => resolve(res.statusCode!));
+            },
+          );
+          req.on('error', reject);
+          let i = 0;
+          const pump = () => {
+            while (i < chunks) if (!req.write(chunk(i++))) return void req.once('drain', pump);
+            req.end();
+          };
+          pump();
         });
-        req.on('error', reject);
-        let i = 0;
-        const pump = () => {
-          while (i < chunks) if (!req.write(chunk(i++))) return void req.once('drain', pump);
-          req.end();
-        };
-        pump();
-      });
-      expect(put).toBe(200);
+        expect(put).toBe(200);
 
-      const got = await new Promise<string>((resolve, reject) => {
-        http.get(url(`/cas/${hash}`), { agent }, (res) => {
-          const h = createHash('sha256');
-          res.on('data', (d: Buffer) => h.update(d));
-          res.on('end', () => resolve(h.digest('hex')));
-          res.on('error', reject);
+        const got = await new Promise<string>((resolve, reject) => {
+          http.get(url(`/cas/${hash}`), { agent }, (res) => {
+            const h = createHash('sha256');
+            res.on('data', (d: Buffer) => h.update(d));
+            res.on('end', () => resolve(h.digest('hex')));
+            res.on('error', reject);
+          });
         });
-      });
-      expect(got).toBe(hash);
-      const growth = peakRssMiB(edge.pid) - before;
-      expect(growth, `peak RSS grew by ${growth.toFixed(0)} MiB`).toBeLessThan(128);
-    }, 120_000);
+        expect(got).toBe(hash);
+        const growth = peakRssMiB(edge.pid) - before;
+        expect(growth, `peak RSS grew by ${growth.toFixed(0)} MiB`).toBeLessThan(128);
+      }, 120_000);
   });
 }

@@ -38,7 +38,14 @@ describe.each(runtimes)('metrics on %s', (runtime) => {
     await writeFile(config, JSON.stringify({ auth: { anonymous: ['read', 'write'] } }));
     edge = await startEdgeProcess({
       runtime,
-      args: ['--store', `tiered(memory:100KiB,disk:${dir.path}/blobs@1GiB)`, '--htpasswd', htpasswd, '--config', config],
+      args: [
+        '--store',
+        `tiered(memory:100KiB,disk:${dir.path}/blobs@1GiB)`,
+        '--htpasswd',
+        htpasswd,
+        '--config',
+        config,
+      ],
     });
   });
   afterAll(async () => {
@@ -62,7 +69,8 @@ describe.each(runtimes)('metrics on %s', (runtime) => {
     const after = await scrape(`${edge.url}/metrics`);
     const moved = delta(before, after);
 
-    const requests = (method: string, kind: string, outcome: string) => moved('larder_requests_total', { protocol: 'http', method, kind, outcome });
+    const requests = (method: string, kind: string, outcome: string) =>
+      moved('larder_requests_total', { protocol: 'http', method, kind, outcome });
     expect(requests('PUT', 'cas', 'stored')).toBe(2);
     expect(requests('GET', 'cas', 'hit')).toBe(2);
     expect(requests('HEAD', 'cas', 'miss')).toBe(1);
@@ -86,7 +94,15 @@ describe.each(runtimes)('metrics on %s', (runtime) => {
     expect(ops('memory', '0', 'stat', 'miss')).toBe(3);
     expect(ops('disk', '1', 'stat', 'miss')).toBe(3);
     expect(ops('memory', '0', 'get', 'hit')).toBe(1);
-    expect(moved('larder_store_operation_seconds_bucket', { store: 'disk', tier: '1', operation: 'put', result: 'ok', le: '+Inf' })).toBe(2);
+    expect(
+      moved('larder_store_operation_seconds_bucket', {
+        store: 'disk',
+        tier: '1',
+        operation: 'put',
+        result: 'ok',
+        le: '+Inf',
+      }),
+    ).toBe(2);
     expect(moved('larder_store_evictions_total', { store: 'memory', tier: '0' })).toBe(2);
     expect(sample(after, 'larder_store_bytes', { store: 'memory', tier: '0' })).toBe(60 * KiB);
     expect(sample(after, 'larder_store_budget_bytes', { store: 'memory', tier: '0' })).toBe(100 * KiB);
@@ -94,7 +110,8 @@ describe.each(runtimes)('metrics on %s', (runtime) => {
     expect(sample(after, 'larder_store_budget_bytes', { store: 'disk', tier: '1' })).toBe(1024 * 1024 * KiB);
 
     // Bounded labels only: no hash, instance, user or password.
-    for (const secret of [a.hash, b.hash, 'team-a', 'ci', 'wrong-password']) expect(text).not.toMatch(new RegExp(`"${secret}"`));
+    for (const secret of [a.hash, b.hash, 'team-a', 'ci', 'wrong-password'])
+      expect(text).not.toMatch(new RegExp(`"${secret}"`));
     expect(text).not.toContain(a.hash);
   });
 

@@ -52,7 +52,7 @@ describe('larder edge --processes 2 on one disk folder', () => {
     return { edge, folder: dir.path };
   }
 
-  it('serves one port from two workers that see each other\'s blobs, and stops them all with the primary', async () => {
+  it("serves one port from two workers that see each other's blobs, and stops them all with the primary", async () => {
     const { edge, folder } = await start();
     const workers = workerPids(edge);
     expect(workers).toHaveLength(2);
@@ -61,9 +61,12 @@ describe('larder edge --processes 2 on one disk folder', () => {
     // a blob stored through one is read through the other.
     const fresh = () => new http.Agent({ keepAlive: false });
     const blobs = Array.from({ length: 12 }, (_, i) => randomBlob(i % 2 === 0 ? 3000 : 200_000));
-    for (const { data, hash } of blobs) expect((await request(fresh(), `${edge.url}/cas/${hash}`, 'PUT', data)).status).toBe(200);
+    for (const { data, hash } of blobs)
+      expect((await request(fresh(), `${edge.url}/cas/${hash}`, 'PUT', data)).status).toBe(200);
     for (const { data, hash } of blobs) {
-      expect((await request(fresh(), `${edge.url}/cas/${hash}`, 'HEAD')).headers['content-length']).toBe(String(data.length));
+      expect((await request(fresh(), `${edge.url}/cas/${hash}`, 'HEAD')).headers['content-length']).toBe(
+        String(data.length),
+      );
       const got = await request(fresh(), `${edge.url}/cas/${hash}`, 'GET');
       expect([got.status, sha256(got.body)]).toEqual([200, hash]);
     }
@@ -72,7 +75,10 @@ describe('larder edge --processes 2 on one disk folder', () => {
       readdirSync(join(folder, 'ledger'))
         .filter((name) => name.startsWith(`p${pid}-`))
         .reduce((n, name) => n + (readFileSync(join(folder, 'ledger', name), 'utf8').match(/^\+ /gm)?.length ?? 0), 0);
-    expect(workers.map(published).every((n) => n > 0), `published per worker: ${workers.map(published)}`).toBe(true);
+    expect(
+      workers.map(published).every((n) => n > 0),
+      `published per worker: ${workers.map(published)}`,
+    ).toBe(true);
 
     await edge.stop();
     // The primary exits only after its workers have.
@@ -88,10 +94,14 @@ describe('larder edge --processes 2 on one disk folder', () => {
   });
 
   it('refuses more than one process on a memory store', () => {
-    const run = spawnSync(process.execPath, [join(REPO_ROOT, 'bin/larder.js'), 'edge', '--store', 'memory', '--processes', '2', '--listen', '127.0.0.1:0'], {
-      encoding: 'utf8',
-      timeout: 20_000,
-    });
+    const run = spawnSync(
+      process.execPath,
+      [join(REPO_ROOT, 'bin/larder.js'), 'edge', '--store', 'memory', '--processes', '2', '--listen', '127.0.0.1:0'],
+      {
+        encoding: 'utf8',
+        timeout: 20_000,
+      },
+    );
     expect(run.status).toBe(2);
     expect(run.stderr).toMatch(/--processes above 1 needs a store the processes can share/);
   });

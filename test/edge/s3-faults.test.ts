@@ -23,7 +23,9 @@ afterAll(async () => {
   await server?.destroy();
 });
 
-const runtimes: Runtime[] = requireTool('deno', denoPath(), 'npm ci installs it from @deno/linux-x64-glibc') ? ['node', 'deno'] : ['node'];
+const runtimes: Runtime[] = requireTool('deno', denoPath(), 'npm ci installs it from @deno/linux-x64-glibc')
+  ? ['node', 'deno']
+  : ['node'];
 const agent = new http.Agent({ keepAlive: true, maxSockets: 16 });
 afterAll(() => agent.destroy());
 
@@ -77,12 +79,18 @@ for (const runtime of runtimes) {
   describe(`edge on ${runtime} over S3`, () => {
     it('round-trips a 200 MiB blob as a multipart upload with flat memory', async () => {
       const prefix = `big-${runtime}-${randomUUID()}`;
-      const edge = await startEdgeProcess({ runtime, args: ['--store', `s3://${S3_BUCKET}/${prefix}`, '--max-blob-size', '1GiB'], env: server.env() });
+      const edge = await startEdgeProcess({
+        runtime,
+        args: ['--store', `s3://${S3_BUCKET}/${prefix}`, '--max-blob-size', '1GiB'],
+        env: server.env(),
+      });
       try {
         const blob = bigBlob(200 * MiB, `big ${prefix}`);
         const before = peakRssMiB(edge.pid);
         expect((await blob.upload(`${edge.url}/cas/${blob.hash}`)).status).toBe(200);
-        expect(await server.list(`${prefix}/`)).toEqual([{ key: `${prefix}/_default/cas/${blob.hash}`, size: 200 * MiB }]);
+        expect(await server.list(`${prefix}/`)).toEqual([
+          { key: `${prefix}/_default/cas/${blob.hash}`, size: 200 * MiB },
+        ]);
         const got = await download(`${edge.url}/cas/${blob.hash}`);
         expect(got).toMatchObject({ status: 200, hash: blob.hash, bytes: 200 * MiB });
         const growth = peakRssMiB(edge.pid) - before;
@@ -94,7 +102,11 @@ for (const runtime of runtimes) {
 
     it('publishes nothing for a multipart upload whose hash is wrong', async () => {
       const prefix = `bad-${runtime}-${randomUUID()}`;
-      const edge = await startEdgeProcess({ runtime, args: ['--store', `s3://${S3_BUCKET}/${prefix}`], env: server.env(proxy.url) });
+      const edge = await startEdgeProcess({
+        runtime,
+        args: ['--store', `s3://${S3_BUCKET}/${prefix}`],
+        env: server.env(proxy.url),
+      });
       try {
         const blob = bigBlob(40 * MiB, `bad ${prefix}`);
         const from = proxy.requests.length;
@@ -122,10 +134,22 @@ for (const runtime of runtimes) {
 
       beforeAll(async () => {
         // Reached through the proxy, so the slow test can add latency; the proxy follows the server's port.
-        edge = await startEdgeProcess({ runtime, args: ['--store', `tiered(memory:64MiB,s3://${S3_BUCKET}/${prefix}?timeout=2s)`], env: server.env(proxy.url) });
+        edge = await startEdgeProcess({
+          runtime,
+          args: ['--store', `tiered(memory:64MiB,s3://${S3_BUCKET}/${prefix}?timeout=2s)`],
+          env: server.env(proxy.url),
+        });
         expect((await request(agent, url(inFront.hash), 'PUT', inFront.data)).status).toBe(200);
         // Written behind the edge's back (another edge, say), so its memory tier does not have it.
-        await server.client().send(new PutObjectCommand({ Bucket: S3_BUCKET, Key: `${prefix}/_default/cas/${onlyInS3.hash}`, Body: onlyInS3.data }));
+        await server
+          .client()
+          .send(
+            new PutObjectCommand({
+              Bucket: S3_BUCKET,
+              Key: `${prefix}/_default/cas/${onlyInS3.hash}`,
+              Body: onlyInS3.data,
+            }),
+          );
       });
       afterAll(() => edge?.stop());
 
@@ -135,7 +159,12 @@ for (const runtime of runtimes) {
           expect(sha256((await request(agent, url(inFront.hash), 'GET')).body)).toBe(inFront.hash);
           expect((await request(agent, url(inFront.hash), 'HEAD')).status).toBe(200);
           const fresh = randomBlob(1000);
-          for (const [method, hash, body] of [['GET', onlyInS3.hash], ['HEAD', onlyInS3.hash], ['GET', randomBlob(10).hash], ['PUT', fresh.hash, fresh.data]] as const) {
+          for (const [method, hash, body] of [
+            ['GET', onlyInS3.hash],
+            ['HEAD', onlyInS3.hash],
+            ['GET', randomBlob(10).hash],
+            ['PUT', fresh.hash, fresh.data],
+          ] as const) {
             const res = await timed(() => request(agent, url(hash), method, body));
             expect(res.status, `${method} ${res.body.toString()}`).toBe(503);
             if (method !== 'HEAD') expect(res.body.toString()).toMatch(/^s3: /);
@@ -153,7 +182,11 @@ for (const runtime of runtimes) {
 
       it('answers 504 within its timeout when S3 is too slow, and recovers when it is fast again', async () => {
         const slow = randomBlob(20_000);
-        await server.client().send(new PutObjectCommand({ Bucket: S3_BUCKET, Key: `${prefix}/_default/cas/${slow.hash}`, Body: slow.data }));
+        await server
+          .client()
+          .send(
+            new PutObjectCommand({ Bucket: S3_BUCKET, Key: `${prefix}/_default/cas/${slow.hash}`, Body: slow.data }),
+          );
         proxy.delayMs = 15_000;
         try {
           const hit = await timed(() => request(agent, url(inFront.hash), 'GET'));

@@ -13,19 +13,29 @@ beforeAll(async () => {
 });
 afterAll(() => server?.destroy());
 
-const runtimes: Runtime[] = requireTool('deno', denoPath(), 'npm ci installs it from @deno/linux-x64-glibc') ? ['node', 'deno'] : ['node'];
+const runtimes: Runtime[] = requireTool('deno', denoPath(), 'npm ci installs it from @deno/linux-x64-glibc')
+  ? ['node', 'deno']
+  : ['node'];
 
 for (const runtime of runtimes) {
   describe(`on ${runtime}`, () => {
     // Plain S3 streams both ways (multipart up, body straight out), so the 256 MiB flat-memory check runs.
     describeHttpProtocol(`HTTP protocol on ${runtime}, s3 store`, {
       runtime,
-      store: async () => ({ args: ['--store', `s3://${S3_BUCKET}/${runtime}-${randomUUID()}`], env: server.env(), cleanup: () => {} }),
+      store: async () => ({
+        args: ['--store', `s3://${S3_BUCKET}/${runtime}-${randomUUID()}`],
+        env: server.env(),
+        cleanup: () => {},
+      }),
     });
     // A memory front tier holds every blob it serves in memory by design.
     describeHttpProtocol(`HTTP protocol on ${runtime}, tiered(memory, s3) store`, {
       runtime,
-      store: async () => ({ args: ['--store', `tiered(memory:1GiB,s3://${S3_BUCKET}/${runtime}-${randomUUID()})`], env: server.env(), cleanup: () => {} }),
+      store: async () => ({
+        args: ['--store', `tiered(memory:1GiB,s3://${S3_BUCKET}/${runtime}-${randomUUID()})`],
+        env: server.env(),
+        cleanup: () => {},
+      }),
       streamsToStorage: false,
     });
   });
@@ -36,6 +46,10 @@ describeHttpProtocol('HTTP protocol on node, tiered(disk, s3) store', {
   runtime: 'node',
   store: async () => {
     const dir = tempDir();
-    return { args: ['--store', `tiered(disk:${dir.path}@2GiB,s3://${S3_BUCKET}/disk-${randomUUID()})`], env: server.env(), cleanup: dir.remove };
+    return {
+      args: ['--store', `tiered(disk:${dir.path}@2GiB,s3://${S3_BUCKET}/disk-${randomUUID()})`],
+      env: server.env(),
+      cleanup: dir.remove,
+    };
   },
 });

@@ -50,7 +50,12 @@ describe.each([2, 4])('%i edge processes on one disk folder (1 MiB budget)', (co
 
   it('never answers "present" for a blob it cannot serve, never fails an upload, and keeps one budget', async () => {
     for (let i = 0; i < count; i++) {
-      edges.push(await startEdgeProcess({ runtime: 'node', args: ['--store', `disk:${dir.path}`, '--max-size', String(BUDGET), '--log-level', 'debug'] }));
+      edges.push(
+        await startEdgeProcess({
+          runtime: 'node',
+          args: ['--store', `disk:${dir.path}`, '--max-size', String(BUDGET), '--log-level', 'debug'],
+        }),
+      );
     }
     const stored: Array<{ hash: string; size: number }> = [];
     const failures: string[] = [];
@@ -101,7 +106,9 @@ describe.each([2, 4])('%i edge processes on one disk folder (1 MiB budget)', (co
       await edge.waitForOutput(hash);
     }
     const evicted = evictions(edges);
-    const unexplained = checks.filter(({ hash, askedAt }) => !(evicted.get(hash) ?? []).some((at) => at >= askedAt - 1));
+    const unexplained = checks.filter(
+      ({ hash, askedAt }) => !(evicted.get(hash) ?? []).some((at) => at >= askedAt - 1),
+    );
     expect(unexplained).toEqual([]);
     console.log(
       `${count} edges: ${stored.length} uploads, ${heads} HEADs, ${reads} reads after a HEAD hit, ${checks.length} hits evicted before the read (all logged); ` +

@@ -10,7 +10,12 @@ import { type TestCertificate, makeCertificate, opensslPath } from '../executor/
 const haveOpenssl = requireTool('openssl', opensslPath(), 'apt-get install openssl');
 const runtimes: Runtime[] = requireTool('deno', denoPath(), 'npm ci installs it') ? ['node', 'deno'] : ['node'];
 
-function httpsRequest(url: string, method: string, ca: Buffer, body?: Buffer): Promise<{ status: number; body: Buffer }> {
+function httpsRequest(
+  url: string,
+  method: string,
+  ca: Buffer,
+  body?: Buffer,
+): Promise<{ status: number; body: Buffer }> {
   return new Promise((resolve, reject) => {
     const req = https.request(url, { method, ca, timeout: 10_000 }, (res) => {
       const chunks: Buffer[] = [];
@@ -30,7 +35,10 @@ describe.runIf(haveOpenssl).each(runtimes)('HTTPS on %s', (runtime) => {
 
   beforeAll(async () => {
     cert = makeCertificate(dir.path);
-    edge = await startEdgeProcess({ runtime, args: ['--store', 'memory', '--tls-cert', cert.certPath, '--tls-key', cert.keyPath] });
+    edge = await startEdgeProcess({
+      runtime,
+      args: ['--store', 'memory', '--tls-cert', cert.certPath, '--tls-key', cert.keyPath],
+    });
   });
   afterAll(async () => {
     await edge?.stop();
@@ -49,7 +57,9 @@ describe.runIf(haveOpenssl).each(runtimes)('HTTPS on %s', (runtime) => {
 
   it('refuses clients that do not trust the certificate, and plain http', async () => {
     await expect(httpsRequest(`${edge.url}/healthz`, 'GET', Buffer.from(''))).rejects.toThrow();
-    const plain = await fetch(edge.url.replace('https://', 'http://') + '/healthz', { signal: AbortSignal.timeout(5_000) }).then(
+    const plain = await fetch(edge.url.replace('https://', 'http://') + '/healthz', {
+      signal: AbortSignal.timeout(5_000),
+    }).then(
       (res) => res.status,
       () => 'refused',
     );

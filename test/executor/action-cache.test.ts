@@ -2,7 +2,10 @@
 import { create, toBinary } from '@bufbuild/protobuf';
 import * as grpc from '@grpc/grpc-js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { ActionResultSchema, DigestFunction_Value } from '../../shared/proto/gen/build/bazel/remote/execution/v2/remote_execution_pb.ts';
+import {
+  ActionResultSchema,
+  DigestFunction_Value,
+} from '../../shared/proto/gen/build/bazel/remote/execution/v2/remote_execution_pb.ts';
 import { tmpdir } from 'node:os';
 import { PartialUploads } from '../../executor/bytestream/partial-uploads.ts';
 import { createExecutorServer } from '../../executor/server.ts';
@@ -33,12 +36,18 @@ describe('ActionCache', () => {
       outputFiles: [{ path: 'bazel-out/out-1', digest: digestOf('out-1'), isExecutable: true }],
       stdoutDigest: digestOf('stdout text'),
     });
-    const stored = await server.clients.ac.updateActionResult({ instanceName: 'team-a', actionDigest: action, actionResult: result });
+    const stored = await server.clients.ac.updateActionResult({
+      instanceName: 'team-a',
+      actionDigest: action,
+      actionResult: result,
+    });
     expect(stored.outputFiles[0]!.path).toBe('bazel-out/out-1');
 
     const read = await server.clients.ac.getActionResult({ instanceName: 'team-a', actionDigest: action });
     expect(toBinary(ActionResultSchema, read)).toEqual(toBinary(ActionResultSchema, result));
-    expect((await codeOf(server.clients.ac.getActionResult({ actionDigest: action }))).code).toBe(grpc.status.NOT_FOUND);
+    expect((await codeOf(server.clients.ac.getActionResult({ actionDigest: action }))).code).toBe(
+      grpc.status.NOT_FOUND,
+    );
   });
 
   it('answers NOT_FOUND for an entry whose outputs are gone from the CAS', async () => {
@@ -70,7 +79,12 @@ describe('ActionCache', () => {
     expect(plain.stdoutRaw.byteLength + plain.stderrRaw.byteLength).toBe(0);
     expect(plain.outputFiles.every((f) => f.contents.byteLength === 0)).toBe(true);
 
-    const inlined = await server.clients.ac.getActionResult({ actionDigest: action, inlineStdout: true, inlineStderr: true, inlineOutputFiles: ['a'] });
+    const inlined = await server.clients.ac.getActionResult({
+      actionDigest: action,
+      inlineStdout: true,
+      inlineStderr: true,
+      inlineOutputFiles: ['a'],
+    });
     expect(Buffer.from(inlined.stdoutRaw).toString()).toBe('the out');
     expect(Buffer.from(inlined.stderrRaw).toString()).toBe('the err');
     expect(Buffer.from(inlined.outputFiles[0]!.contents).toString()).toBe('inline me');
@@ -87,7 +101,11 @@ describe('ActionCache', () => {
       ac.getActionResult({ instanceName: 'a/../b', actionDigest: digestOf('x') }),
       ac.updateActionResult({ actionDigest: digestOf('x') }),
       ac.updateActionResult({ actionDigest: { hash: digestOf('x').hash, sizeBytes: -5n }, actionResult: {} }),
-      ac.updateActionResult({ actionDigest: digestOf('x'), actionResult: {}, digestFunction: DigestFunction_Value.VSO }),
+      ac.updateActionResult({
+        actionDigest: digestOf('x'),
+        actionResult: {},
+        digestFunction: DigestFunction_Value.VSO,
+      }),
     ];
     for (const call of cases) expect((await codeOf(call)).code).toBe(grpc.status.INVALID_ARGUMENT);
   });
@@ -95,7 +113,13 @@ describe('ActionCache', () => {
 
 describe('ActionCache without write permission', () => {
   it('reports update_enabled false and refuses UpdateActionResult (the seam for per-role auth)', async () => {
-    const uploads = await PartialUploads.open({ parentDir: `${tmpdir()}/larder-test-uploads`, maxBytes: 1e6, maxUploads: 1, idleMs: 1000, minBlobBytes: 1 });
+    const uploads = await PartialUploads.open({
+      parentDir: `${tmpdir()}/larder-test-uploads`,
+      maxBytes: 1e6,
+      maxUploads: 1,
+      idleMs: 1000,
+      minBlobBytes: 1,
+    });
     const server = createExecutorServer({
       store: new MemoryStore({ maxBytes: 1e6 }),
       log: createLogger('silent'),
@@ -107,7 +131,9 @@ describe('ActionCache without write permission', () => {
       canUpdateActionCache: () => false,
     });
     const port = await new Promise<number>((resolve, reject) =>
-      server.bindAsync('127.0.0.1:0', grpc.ServerCredentials.createInsecure(), (err, p) => (err ? reject(err) : resolve(p))),
+      server.bindAsync('127.0.0.1:0', grpc.ServerCredentials.createInsecure(), (err, p) =>
+        err ? reject(err) : resolve(p),
+      ),
     );
     const clients = clientsFor(`127.0.0.1:${port}`);
     try {

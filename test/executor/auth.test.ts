@@ -22,7 +22,18 @@ import { HealthCheckResponse_ServingStatus } from '../../shared/proto/gen/grpc/h
 import { tempDir } from '../helpers/edge-process.ts';
 import { hs256WithPublicKey, signWith, signWithUnknownKey, unsigned } from '../helpers/forged-tokens.ts';
 import { AUDIENCE, OTHER_AUDIENCE, type TestIdp, startIdp } from '../helpers/oidc-idp.ts';
-import { type Clients, clientsFor, codeOf, digestOf, drain, type ExecutorProcess, randomBytes, sha256, startExecutorProcess, startTestServer } from './helpers.ts';
+import {
+  type Clients,
+  clientsFor,
+  codeOf,
+  digestOf,
+  drain,
+  type ExecutorProcess,
+  randomBytes,
+  sha256,
+  startExecutorProcess,
+  startTestServer,
+} from './helpers.ts';
 import { ActionFixture } from './execution/fixture.ts';
 import { filesUnder } from '../helpers/files.ts';
 
@@ -41,17 +52,23 @@ const as = (authorization?: string): CallOptions => {
   return { metadata, timeoutMs: 15_000 };
 };
 
-
 /** Write requests for `data` in 1 MiB pieces: large enough that the server would record a partial upload. */
 function* chunks(resourceName: string, data: Uint8Array): Generator<WriteInit> {
   for (let offset = 0; offset < data.byteLength; offset += MiB) {
     const end = Math.min(offset + MiB, data.byteLength);
-    yield { resourceName, writeOffset: BigInt(offset), data: data.subarray(offset, end), finishWrite: end === data.byteLength };
+    yield {
+      resourceName,
+      writeOffset: BigInt(offset),
+      data: data.subarray(offset, end),
+      finishWrite: end === data.byteLength,
+    };
   }
 }
 
 /** Reads a server stream, counting the messages that arrive before it ends or fails. */
-async function readOutcome(stream: AsyncIterable<{ data: Uint8Array }>): Promise<{ messages: number; code: number | null; details?: string }> {
+async function readOutcome(
+  stream: AsyncIterable<{ data: Uint8Array }>,
+): Promise<{ messages: number; code: number | null; details?: string }> {
   let messages = 0;
   try {
     for await (const _ of stream) messages++;
@@ -78,19 +95,39 @@ describe('larder executor with OIDC and htpasswd', () => {
     const htpasswd = join(dir.path, 'htpasswd');
     const sha1 = createHash('sha1').update('bobs-password').digest('base64');
     const builderSha1 = createHash('sha1').update('builders-password').digest('base64');
-    await writeFile(htpasswd, `ci:${bcrypt.hashSync('ci-password', 5)}\nbob:{SHA}${sha1}\nbuilder:{SHA}${builderSha1}\n`);
+    await writeFile(
+      htpasswd,
+      `ci:${bcrypt.hashSync('ci-password', 5)}\nbob:{SHA}${sha1}\nbuilder:{SHA}${builderSha1}\n`,
+    );
     const config = join(dir.path, 'larder.json');
     await writeFile(
       config,
       JSON.stringify({
         auth: {
-          oidc: { clockSkewSeconds: CLOCK_SKEW_S, jwksCooldownSeconds: 1, roles: { everyone: ['read'], rules: [{ claim: 'groups', value: 'ci', roles: ['write'] }] } },
+          oidc: {
+            clockSkewSeconds: CLOCK_SKEW_S,
+            jwksCooldownSeconds: 1,
+            roles: { everyone: ['read'], rules: [{ claim: 'groups', value: 'ci', roles: ['write'] }] },
+          },
           htpasswd: { everyone: ['read'], users: { ci: ['write'], builder: ['write', 'execute'] } },
         },
       }),
     );
     // The same flags as the edge's, and debug logging, so the log check below sees every refusal.
-    executor = await startExecutorProcess(['--store', `disk:${store}`, '--config', config, '--oidc-issuer', idp.issuer, '--oidc-audience', AUDIENCE, '--htpasswd', htpasswd, '--log-level', 'debug']);
+    executor = await startExecutorProcess([
+      '--store',
+      `disk:${store}`,
+      '--config',
+      config,
+      '--oidc-issuer',
+      idp.issuer,
+      '--oidc-audience',
+      AUDIENCE,
+      '--htpasswd',
+      htpasswd,
+      '--log-level',
+      'debug',
+    ]);
     clients = clientsFor(`127.0.0.1:${executor.port}`);
     ciToken = await idp.clientCredentialsToken('ci');
     readerToken = await idp.clientCredentialsToken('reader');
@@ -111,7 +148,11 @@ describe('larder executor with OIDC and htpasswd', () => {
     const digest = digestOf(blob);
     const options = as(authorization);
     const upload = `uploads/${randomUUID()}/blobs/${sha256(big)}/${big.byteLength}`;
-    const outcome = (call: Promise<unknown>) => call.then(() => ({ code: 0, details: '' }), (err: grpc.ServiceError) => ({ code: err.code, details: err.details }));
+    const outcome = (call: Promise<unknown>) =>
+      call.then(
+        () => ({ code: 0, details: '' }),
+        (err: grpc.ServiceError) => ({ code: err.code, details: err.details }),
+      );
     return {
       digests: { small: digest, big: digestOf(big), action: digestOf(`action-${randomUUID()}`) },
       upload,
@@ -122,7 +163,12 @@ describe('larder executor with OIDC and htpasswd', () => {
         GetTree: await outcome(drain(clients.cas.getTree({ rootDigest: digest }, options))),
         BatchUpdateBlobs: await outcome(clients.cas.batchUpdateBlobs({ requests: [{ digest, data: blob }] }, options)),
         GetActionResult: await outcome(clients.ac.getActionResult({ actionDigest: digest }, options)),
-        UpdateActionResult: await outcome(clients.ac.updateActionResult({ actionDigest: digestOf(`action-${randomUUID()}`), actionResult: { exitCode: 0 } }, options)),
+        UpdateActionResult: await outcome(
+          clients.ac.updateActionResult(
+            { actionDigest: digestOf(`action-${randomUUID()}`), actionResult: { exitCode: 0 } },
+            options,
+          ),
+        ),
         Read: await outcome(drain(clients.bytestream.read({ resourceName: `blobs/${digest.hash}/100` }, options))),
         Write: await outcome(clients.bytestream.write(chunks(upload, big), options)),
         QueryWriteStatus: await outcome(clients.bytestream.queryWriteStatus({ resourceName: upload }, options)),
@@ -134,7 +180,10 @@ describe('larder executor with OIDC and htpasswd', () => {
     const before = filesUnder(store);
     const { results } = await everyCall();
     for (const [method, result] of Object.entries(results)) {
-      expect(result, method).toEqual({ code: UNAUTHENTICATED, details: expect.stringMatching(/credentials are required to (read|write)/) });
+      expect(result, method).toEqual({
+        code: UNAUTHENTICATED,
+        details: expect.stringMatching(/credentials are required to (read|write)/),
+      });
     }
     const read = await readOutcome(clients.bytestream.read({ resourceName: `blobs/${sha256('x')}/1` }, as()));
     expect(read).toEqual({ messages: 0, code: UNAUTHENTICATED, details: 'credentials are required to read' });
@@ -143,43 +192,79 @@ describe('larder executor with OIDC and htpasswd', () => {
   });
 
   const refused: Array<[string, () => Promise<string>, RegExp]> = [
-    ['an expired token signed by the IdP', async () => bearer(await signWith(idp.signingKey, { ...claims(), expIn: -60 })), /expired/],
-    ['a real token for another audience', async () => bearer(await idp.clientCredentialsToken('ci', OTHER_AUDIENCE)), /aud/],
-    ['a token from another issuer', async () => bearer(await signWith(idp.signingKey, { ...claims(), iss: 'https://evil.example' })), /iss/],
-    ['a token signed by an unknown key', async () => bearer(await signWithUnknownKey(claims())), /key the issuer does not publish/],
+    [
+      'an expired token signed by the IdP',
+      async () => bearer(await signWith(idp.signingKey, { ...claims(), expIn: -60 })),
+      /expired/,
+    ],
+    [
+      'a real token for another audience',
+      async () => bearer(await idp.clientCredentialsToken('ci', OTHER_AUDIENCE)),
+      /aud/,
+    ],
+    [
+      'a token from another issuer',
+      async () => bearer(await signWith(idp.signingKey, { ...claims(), iss: 'https://evil.example' })),
+      /iss/,
+    ],
+    [
+      'a token signed by an unknown key',
+      async () => bearer(await signWithUnknownKey(claims())),
+      /key the issuer does not publish/,
+    ],
     ['an unsigned token (alg: none)', async () => bearer(unsigned(claims())), /algorithm|malformed/],
-    ['an HS256 token keyed with the public key', async () => bearer(await hs256WithPublicKey(idp.signingKey, claims())), /algorithm/],
+    [
+      'an HS256 token keyed with the public key',
+      async () => bearer(await hs256WithPublicKey(idp.signingKey, claims())),
+      /algorithm/,
+    ],
     ['garbage', async () => bearer('not.a.jwt'), /malformed/],
     ['a wrong password', async () => basic('ci', 'guess'), /wrong user name or password/],
     ['an unknown user', async () => basic('mallory', 'ci-password'), /wrong user name or password/],
     ['an unsupported scheme', async () => 'Digest username="ci"', /unsupported authorization scheme/],
   ];
 
-  it.each(refused)('refuses %s with UNAUTHENTICATED, for reads and writes alike, storing nothing', async (_name, make, reason) => {
-    const authorization = await make();
-    secrets.push(authorization);
-    const before = filesUnder(store);
-    const { results } = await everyCall(authorization);
-    for (const method of ['FindMissingBlobs', 'GetActionResult', 'BatchUpdateBlobs', 'UpdateActionResult', 'Write'] as const) {
-      expect(results[method].code, method).toBe(UNAUTHENTICATED);
-      expect(results[method].details, method).toMatch(reason);
-    }
-    expect(filesUnder(store)).toEqual(before);
-  });
+  it.each(refused)(
+    'refuses %s with UNAUTHENTICATED, for reads and writes alike, storing nothing',
+    async (_name, make, reason) => {
+      const authorization = await make();
+      secrets.push(authorization);
+      const before = filesUnder(store);
+      const { results } = await everyCall(authorization);
+      for (const method of [
+        'FindMissingBlobs',
+        'GetActionResult',
+        'BatchUpdateBlobs',
+        'UpdateActionResult',
+        'Write',
+      ] as const) {
+        expect(results[method].code, method).toBe(UNAUTHENTICATED);
+        expect(results[method].details, method).toMatch(reason);
+      }
+      expect(filesUnder(store)).toEqual(before);
+    },
+  );
 
   it('lets a read-only token read, refuses its uploads with PERMISSION_DENIED, and stores none of them', async () => {
     // What the reader will read, stored by the writer.
     const data = randomBytes(2 * MiB + 7, 11);
     const digest = digestOf(data);
     const action = digestOf(`read-only-${randomUUID()}`);
-    await clients.bytestream.write(chunks(`uploads/${randomUUID()}/blobs/${digest.hash}/${data.byteLength}`, data), as(bearer(ciToken)));
+    await clients.bytestream.write(
+      chunks(`uploads/${randomUUID()}/blobs/${digest.hash}/${data.byteLength}`, data),
+      as(bearer(ciToken)),
+    );
     await clients.ac.updateActionResult({ actionDigest: action, actionResult: { exitCode: 7 } }, as(bearer(ciToken)));
 
     const reader = as(bearer(readerToken));
     expect((await clients.cas.findMissingBlobs({ blobDigests: [digest] }, reader)).missingBlobDigests).toEqual([]);
     expect((await clients.ac.getActionResult({ actionDigest: action }, reader)).exitCode).toBe(7);
     const parts: Uint8Array[] = [];
-    for await (const part of clients.bytestream.read({ resourceName: `blobs/${digest.hash}/${data.byteLength}` }, reader)) parts.push(part.data);
+    for await (const part of clients.bytestream.read(
+      { resourceName: `blobs/${digest.hash}/${data.byteLength}` },
+      reader,
+    ))
+      parts.push(part.data);
     expect(sha256(Buffer.concat(parts))).toBe(digest.hash);
     const small = randomBytes(64, 12);
     await clients.cas.batchUpdateBlobs({ requests: [{ digest: digestOf(small), data: small }] }, as(bearer(ciToken)));
@@ -189,17 +274,33 @@ describe('larder executor with OIDC and htpasswd', () => {
     const before = filesUnder(store);
     const { results, digests, upload } = await everyCall(bearer(readerToken));
     // Allowed, and answering for keys nobody stored (the reader's uploads were refused): OK or NOT_FOUND.
-    for (const method of ['GetCapabilities', 'FindMissingBlobs', 'BatchReadBlobs', 'GetTree', 'GetActionResult', 'Read'] as const) {
-      expect(results[method].code === 0 || results[method].code === NOT_FOUND, `${method}: ${results[method].details}`).toBe(true);
+    for (const method of [
+      'GetCapabilities',
+      'FindMissingBlobs',
+      'BatchReadBlobs',
+      'GetTree',
+      'GetActionResult',
+      'Read',
+    ] as const) {
+      expect(
+        results[method].code === 0 || results[method].code === NOT_FOUND,
+        `${method}: ${results[method].details}`,
+      ).toBe(true);
     }
     for (const method of ['BatchUpdateBlobs', 'UpdateActionResult', 'Write', 'QueryWriteStatus'] as const) {
       expect(results[method], method).toEqual({ code: PERMISSION_DENIED, details: 'reader may not write' });
     }
     expect(filesUnder(store)).toEqual(before);
     // The writer sees none of it: blobs missing, no partial upload to resume.
-    const missing = await clients.cas.findMissingBlobs({ blobDigests: [digests.small, digests.big] }, as(bearer(ciToken)));
+    const missing = await clients.cas.findMissingBlobs(
+      { blobDigests: [digests.small, digests.big] },
+      as(bearer(ciToken)),
+    );
     expect(missing.missingBlobDigests.map((d) => d.hash).sort()).toEqual([digests.small.hash, digests.big.hash].sort());
-    expect(await clients.bytestream.queryWriteStatus({ resourceName: upload }, as(bearer(ciToken)))).toMatchObject({ committedSize: 0n, complete: false });
+    expect(await clients.bytestream.queryWriteStatus({ resourceName: upload }, as(bearer(ciToken)))).toMatchObject({
+      committedSize: 0n,
+      complete: false,
+    });
   });
 
   it("refuses a reader's Write before reading its stream: the refusal comes while the client is still sending", async () => {
@@ -215,27 +316,44 @@ describe('larder executor with OIDC and htpasswd', () => {
     const before = filesUnder(store);
     const started = Date.now();
     try {
-      expect(await codeOf(clients.bytestream.write(stalled(), as(bearer(readerToken))))).toEqual({ code: PERMISSION_DENIED, details: 'reader may not write' });
+      expect(await codeOf(clients.bytestream.write(stalled(), as(bearer(readerToken))))).toEqual({
+        code: PERMISSION_DENIED,
+        details: 'reader may not write',
+      });
       expect(Date.now() - started).toBeLessThan(10_000);
     } finally {
       release();
     }
     expect(filesUnder(store)).toEqual(before);
-    expect(await clients.bytestream.queryWriteStatus({ resourceName: name }, as(bearer(ciToken)))).toMatchObject({ committedSize: 0n });
+    expect(await clients.bytestream.queryWriteStatus({ resourceName: name }, as(bearer(ciToken)))).toMatchObject({
+      committedSize: 0n,
+    });
   });
 
   it('lets a token with write do everything, and reads back what it wrote', async () => {
     const { results, digests, upload } = await everyCall(bearer(ciToken));
     for (const [method, result] of Object.entries(results)) {
       // GetTree and GetActionResult ask for keys nobody stored (a blob is not a Directory): NOT_FOUND is their answer.
-      expect(result.code === 0 || (['GetTree', 'GetActionResult'].includes(method) && result.code === NOT_FOUND), `${method}: ${result.details}`).toBe(true);
+      expect(
+        result.code === 0 || (['GetTree', 'GetActionResult'].includes(method) && result.code === NOT_FOUND),
+        `${method}: ${result.details}`,
+      ).toBe(true);
     }
     expect(results.Write.code).toBe(0);
-    expect(await clients.bytestream.queryWriteStatus({ resourceName: upload }, as(bearer(ciToken)))).toMatchObject({ complete: true });
-    const found = await clients.cas.findMissingBlobs({ blobDigests: [digests.small, digests.big] }, as(bearer(readerToken)));
+    expect(await clients.bytestream.queryWriteStatus({ resourceName: upload }, as(bearer(ciToken)))).toMatchObject({
+      complete: true,
+    });
+    const found = await clients.cas.findMissingBlobs(
+      { blobDigests: [digests.small, digests.big] },
+      as(bearer(readerToken)),
+    );
     expect(found.missingBlobDigests).toEqual([]);
     const parts: Uint8Array[] = [];
-    for await (const part of clients.bytestream.read({ resourceName: `blobs/${digests.big.hash}/${digests.big.sizeBytes}` }, as(bearer(ciToken)))) parts.push(part.data);
+    for await (const part of clients.bytestream.read(
+      { resourceName: `blobs/${digests.big.hash}/${digests.big.sizeBytes}` },
+      as(bearer(ciToken)),
+    ))
+      parts.push(part.data);
     expect(sha256(Buffer.concat(parts))).toBe(digests.big.hash);
   });
 
@@ -243,26 +361,37 @@ describe('larder executor with OIDC and htpasswd', () => {
     const data = randomBytes(200, 21);
     const digest = digestOf(data);
     const ci = as(basic('ci', 'ci-password', 'base64url'));
-    expect((await clients.cas.batchUpdateBlobs({ requests: [{ digest, data }] }, ci)).responses[0]!.status?.code).toBe(0);
+    expect((await clients.cas.batchUpdateBlobs({ requests: [{ digest, data }] }, ci)).responses[0]!.status?.code).toBe(
+      0,
+    );
     const bob = as(basic('bob', 'bobs-password'));
     expect((await clients.cas.batchReadBlobs({ digests: [digest] }, bob)).responses[0]!.status?.code).toBe(0);
     const other = randomBytes(200, 22);
-    expect(await codeOf(clients.cas.batchUpdateBlobs({ requests: [{ digest: digestOf(other), data: other }] }, bob))).toEqual({ code: PERMISSION_DENIED, details: 'bob may not write' });
-    expect((await clients.cas.findMissingBlobs({ blobDigests: [digestOf(other)] }, ci)).missingBlobDigests).toHaveLength(1);
+    expect(
+      await codeOf(clients.cas.batchUpdateBlobs({ requests: [{ digest: digestOf(other), data: other }] }, bob)),
+    ).toEqual({ code: PERMISSION_DENIED, details: 'bob may not write' });
+    expect(
+      (await clients.cas.findMissingBlobs({ blobDigests: [digestOf(other)] }, ci)).missingBlobDigests,
+    ).toHaveLength(1);
   });
 
   it('guards Execute, WaitExecution and Operations with the execute role, and reports exec_enabled by it', async () => {
     const builder = as(basic('builder', 'builders-password'));
     const writer = as(basic('ci', 'ci-password'));
-    const execEnabled = async (options: ReturnType<typeof as>) => (await clients.capabilities.getCapabilities({}, options)).executionCapabilities?.execEnabled;
+    const execEnabled = async (options: ReturnType<typeof as>) =>
+      (await clients.capabilities.getCapabilities({}, options)).executionCapabilities?.execEnabled;
     expect(await execEnabled(builder)).toBe(true);
     expect(await execEnabled(writer)).toBe(false);
     const fixture = new ActionFixture(clientsWith(builder));
     const actionDigest = await fixture.action({ command: { arguments: ['/bin/sh', '-c', 'echo authorised'] } });
     expect((await codeOf(drain(clients.execution.execute({ actionDigest }, writer)))).code).toBe(PERMISSION_DENIED);
     expect((await codeOf(drain(clients.execution.execute({ actionDigest })))).code).toBe(grpc.status.UNAUTHENTICATED);
-    expect((await codeOf(clients.operations.getOperation({ name: 'operations/x' }, writer))).code).toBe(PERMISSION_DENIED);
-    expect((await codeOf(drain(clients.execution.waitExecution({ name: 'operations/x' }, writer)))).code).toBe(PERMISSION_DENIED);
+    expect((await codeOf(clients.operations.getOperation({ name: 'operations/x' }, writer))).code).toBe(
+      PERMISSION_DENIED,
+    );
+    expect((await codeOf(drain(clients.execution.waitExecution({ name: 'operations/x' }, writer)))).code).toBe(
+      PERMISSION_DENIED,
+    );
     const { response } = await fixture.execute(actionDigest);
     expect(response.result?.exitCode, response.status?.message).toBe(0);
     expect((await fixture.read(response.result!.stdoutDigest)).toString()).toBe('authorised\n');
@@ -274,15 +403,24 @@ describe('larder executor with OIDC and htpasswd', () => {
       new Proxy(client, {
         get: (target, key) => {
           const method = (target as Record<string | symbol, unknown>)[key];
-          return typeof method === 'function' ? (request: unknown, extra?: object) => method.call(target, request, { ...options, ...extra }) : method;
+          return typeof method === 'function'
+            ? (request: unknown, extra?: object) => method.call(target, request, { ...options, ...extra })
+            : method;
         },
       });
-    return { ...clients, cas: withAuth(clients.cas), ac: withAuth(clients.ac), execution: withAuth(clients.execution), capabilities: withAuth(clients.capabilities) };
+    return {
+      ...clients,
+      cas: withAuth(clients.cas),
+      ac: withAuth(clients.ac),
+      execution: withAuth(clients.execution),
+      capabilities: withAuth(clients.capabilities),
+    };
   }
 
   it("reports update_enabled by the caller's role in GetCapabilities", async () => {
     const updateEnabled = async (authorization: string) =>
-      (await clients.capabilities.getCapabilities({}, as(authorization))).cacheCapabilities?.actionCacheUpdateCapabilities?.updateEnabled;
+      (await clients.capabilities.getCapabilities({}, as(authorization))).cacheCapabilities
+        ?.actionCacheUpdateCapabilities?.updateEnabled;
     expect(await updateEnabled(bearer(ciToken))).toBe(true);
     expect(await updateEnabled(bearer(readerToken))).toBe(false);
     expect(await updateEnabled(basic('ci', 'ci-password'))).toBe(true);
@@ -291,11 +429,18 @@ describe('larder executor with OIDC and htpasswd', () => {
 
   it('logs refusals with reason and subject, and never a token or password', () => {
     const log = executor.output();
-    expect(log).toMatch(/INFO refused: permission denied rpc=\/build\.bazel\.remote\.execution\.v2\.ActionCache\/UpdateActionResult subject=reader reason="reader may not write"/);
-    expect(log).toMatch(/DEBUG refused: not authenticated rpc=\/google\.bytestream\.ByteStream\/Write reason="the token has expired"/);
-    expect(log).toMatch(/INFO authentication auth="oidc issuer=http:\/\/127\.0\.0\.1:\d+ audience=https:\/\/larder\.test\/cache; htpasswd \S+; anonymous may do nothing"/);
+    expect(log).toMatch(
+      /INFO refused: permission denied rpc=\/build\.bazel\.remote\.execution\.v2\.ActionCache\/UpdateActionResult subject=reader reason="reader may not write"/,
+    );
+    expect(log).toMatch(
+      /DEBUG refused: not authenticated rpc=\/google\.bytestream\.ByteStream\/Write reason="the token has expired"/,
+    );
+    expect(log).toMatch(
+      /INFO authentication auth="oidc issuer=http:\/\/127\.0\.0\.1:\d+ audience=https:\/\/larder\.test\/cache; htpasswd \S+; anonymous may do nothing"/,
+    );
     for (const secret of secrets) {
-      for (const piece of [secret, secret.replace(/^(Bearer|Basic) /, '')]) expect(log.includes(piece), 'a secret in the log').toBe(false);
+      for (const piece of [secret, secret.replace(/^(Bearer|Basic) /, '')])
+        expect(log.includes(piece), 'a secret in the log').toBe(false);
     }
     expect(log).not.toMatch(/ERROR/);
   });
@@ -303,11 +448,16 @@ describe('larder executor with OIDC and htpasswd', () => {
 
 describe('executor auth configuration', () => {
   it('takes the edge auth flags and their LARDER_* twins', () => {
-    const config = parseExecutorConfig(['--oidc-issuer', 'https://idp.example/', '--oidc-audience', 'larder'], { HOME: '/h', LARDER_HTPASSWD: '/etc/htpasswd' });
+    const config = parseExecutorConfig(['--oidc-issuer', 'https://idp.example/', '--oidc-audience', 'larder'], {
+      HOME: '/h',
+      LARDER_HTPASSWD: '/etc/htpasswd',
+    });
     expect(config.auth.oidc).toMatchObject({ issuer: 'https://idp.example/', audience: ['larder'] });
     expect(config.auth.htpasswd).toMatchObject({ path: '/etc/htpasswd', everyone: ['read'] });
     expect(config.auth.anonymous).toEqual([]);
-    expect(() => parseExecutorConfig(['--oidc-issuer', 'https://idp.example/'], { HOME: '/h' })).toThrow(/--oidc-audience/);
+    expect(() => parseExecutorConfig(['--oidc-issuer', 'https://idp.example/'], { HOME: '/h' })).toThrow(
+      /--oidc-audience/,
+    );
     // No authenticator: the loopback developer set-up, where anonymous may do everything.
     expect(parseExecutorConfig([], { HOME: '/h' }).auth.anonymous).toEqual(['read', 'write', 'execute']);
   });
@@ -316,12 +466,19 @@ describe('executor auth configuration', () => {
     // checkExposure is what startExecutor calls first; tested directly so that nothing binds beyond loopback.
     const warnings: string[] = [];
     const log = { debug() {}, info() {}, warn: (m: string) => void warnings.push(m), error() {} };
-    const exposure = (args: string[]) => ({ host: '0.0.0.0', auth: parseExecutorConfig(args, { HOME: '/h' }).auth, tls: false, plainProtocol: 'grpc' });
+    const exposure = (args: string[]) => ({
+      host: '0.0.0.0',
+      auth: parseExecutorConfig(args, { HOME: '/h' }).auth,
+      tls: false,
+      plainProtocol: 'grpc',
+    });
     expect(() => checkExposure(exposure([]), log)).toThrow(/refusing to serve on 0\.0\.0\.0.*--allow-anonymous/);
     checkExposure(exposure(['--allow-anonymous']), log);
     checkExposure(exposure(['--oidc-issuer', 'https://idp.example/', '--oidc-audience', 'larder']), log);
     expect(warnings).toEqual([
-      expect.stringMatching(/with no authentication \(--allow-anonymous\): anyone who can reach it can read, write, execute/),
+      expect.stringMatching(
+        /with no authentication \(--allow-anonymous\): anyone who can reach it can read, write, execute/,
+      ),
       expect.stringMatching(/over plain grpc: tokens and passwords travel in clear text/),
     ]);
   });
@@ -332,9 +489,17 @@ describe('executor auth configuration', () => {
     const metadata = new grpc.Metadata();
     metadata.add('authorization', 'Bearer a');
     metadata.add('authorization', 'Basic Yjpj');
-    const ctx = { path: '/build.bazel.remote.execution.v2.ContentAddressableStorage/FindMissingBlobs', metadata, signal: new AbortController().signal, principal: null };
+    const ctx = {
+      path: '/build.bazel.remote.execution.v2.ContentAddressableStorage/FindMissingBlobs',
+      metadata,
+      signal: new AbortController().signal,
+      principal: null,
+    };
     const silent = { debug() {}, info() {}, warn() {}, error() {} };
-    await expect(authorizeCalls(gate, silent)(ctx)).rejects.toMatchObject({ code: 'unauthenticated', message: 'more than one authorization value was sent' });
+    await expect(authorizeCalls(gate, silent)(ctx)).rejects.toMatchObject({
+      code: 'unauthenticated',
+      message: 'more than one authorization value was sent',
+    });
     metadata.remove('authorization');
     await expect(authorizeCalls(gate, silent)(ctx)).resolves.toMatchObject({ subject: 'anonymous' });
   });

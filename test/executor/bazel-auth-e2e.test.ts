@@ -21,7 +21,6 @@ import { filesUnder } from '../helpers/files.ts';
 const bazel = bazelStatus();
 const haveBazel = requireTool('bazel', bazel.available ? bazel.path : undefined, 'apt-get install bazel-bootstrap');
 
-
 describe.runIf(haveBazel)('real Bazel against an authenticating larder executor (gRPC)', () => {
   const dir = tempDir('larder-bazel-grpc-auth-');
   const store = join(dir.path, 'store');
@@ -35,8 +34,24 @@ describe.runIf(haveBazel)('real Bazel against an authenticating larder executor 
   beforeAll(async () => {
     idp = await startIdp({ accessTokenTtl: 3600 });
     const config = join(dir.path, 'larder.json');
-    await writeFile(config, JSON.stringify({ auth: { oidc: { roles: { everyone: ['read'], rules: [{ claim: 'groups', value: 'ci', roles: ['write'] }] } } } }));
-    executor = await startExecutorProcess(['--store', `disk:${store}`, '--config', config, '--oidc-issuer', idp.issuer, '--oidc-audience', AUDIENCE, '--log-level', 'info']);
+    await writeFile(
+      config,
+      JSON.stringify({
+        auth: { oidc: { roles: { everyone: ['read'], rules: [{ claim: 'groups', value: 'ci', roles: ['write'] }] } } },
+      }),
+    );
+    executor = await startExecutorProcess([
+      '--store',
+      `disk:${store}`,
+      '--config',
+      config,
+      '--oidc-issuer',
+      idp.issuer,
+      '--oidc-audience',
+      AUDIENCE,
+      '--log-level',
+      'info',
+    ]);
     remote = `--remote_cache=${executor.url}`;
     writer = await idp.clientCredentialsToken('ci');
     ws = await BazelWorkspace.create();
@@ -75,7 +90,9 @@ describe.runIf(haveBazel)('real Bazel against an authenticating larder executor 
     const before = filesUnder(store);
     const refused = await ws.build(TARGETS, [remote]);
     expect(refused.exitCode, describeRun(refused)).toBe(34);
-    expect(refused.stderr, describeRun(refused)).toMatch(/ERROR: Failed to query remote execution capabilities: UNAUTHENTICATED: credentials are required to read/);
+    expect(refused.stderr, describeRun(refused)).toMatch(
+      /ERROR: Failed to query remote execution capabilities: UNAUTHENTICATED: credentials are required to read/,
+    );
     expect(refused.summary, describeRun(refused)).toBeNull();
     expect(filesUnder(store)).toEqual(before);
   }, 600_000);
@@ -86,7 +103,9 @@ describe.runIf(haveBazel)('real Bazel against an authenticating larder executor 
     const before = filesUnder(store);
     const refused = await ws.build(TARGETS, [remote, reader]);
     expect(refused.exitCode, describeRun(refused)).toBe(34);
-    expect(refused.stderr, describeRun(refused)).toMatch(/ERROR: --remote_upload_local_results is set, but the current account is not authorized to write local results to the remote cache/);
+    expect(refused.stderr, describeRun(refused)).toMatch(
+      /ERROR: --remote_upload_local_results is set, but the current account is not authorized to write local results to the remote cache/,
+    );
     const run = await ws.build(TARGETS, [remote, reader, '--noremote_upload_local_results']);
     expectAllHits(run);
     await expectOutputs(ws);

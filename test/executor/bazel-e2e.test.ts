@@ -69,7 +69,9 @@ describe.runIf(haveBazel)('real Bazel against larder executor (gRPC)', () => {
       const warm = await ws.build(TARGETS, [`--remote_cache=${executor.url}`]);
       expectAllHits(warm);
       await expectOutputs(ws);
-      expect(executor.output()).toMatch(/rpc=\/build\.bazel\.remote\.execution\.v2\.ActionCache\/GetActionResult tool=bazel\/\S* invocation=[0-9a-f-]{36}/);
+      expect(executor.output()).toMatch(
+        /rpc=\/build\.bazel\.remote\.execution\.v2\.ActionCache\/GetActionResult tool=bazel\/\S* invocation=[0-9a-f-]{36}/,
+      );
       expect(executor.output()).toMatch(/rpc=\/google\.bytestream\.ByteStream\/Read /);
     });
   }, 600_000);

@@ -21,7 +21,11 @@ const TCNATIVE = '/usr/lib/x86_64-linux-gnu/jni/libnetty-tcnative.so';
 const bazel = bazelStatus();
 const haveBazel = requireTool('bazel', bazel.available ? bazel.path : undefined, 'apt-get install bazel-bootstrap');
 const haveOpenssl = requireTool('openssl', opensslPath(), 'apt-get install openssl');
-const haveTcnative = requireTool('netty-tcnative', existsSync(TCNATIVE) ? TCNATIVE : undefined, 'apt-get install libnetty-tcnative-jni');
+const haveTcnative = requireTool(
+  'netty-tcnative',
+  existsSync(TCNATIVE) ? TCNATIVE : undefined,
+  'apt-get install libnetty-tcnative-jni',
+);
 
 describe.runIf(haveBazel && haveOpenssl && haveTcnative)('real Bazel against larder executor over grpcs://', () => {
   const dir = tempDir('larder-bazel-grpcs-');
@@ -41,8 +45,12 @@ describe.runIf(haveBazel && haveOpenssl && haveTcnative)('real Bazel against lar
   it('builds, cleans and rebuilds with every action a remote cache hit', async () => {
     const certificate = makeCertificate(dir.path);
     const executor = await startExecutorProcess([
-      '--store', `disk:${join(dir.path, 'store')}`,
-      '--tls-cert', certificate.certPath, '--tls-key', certificate.keyPath,
+      '--store',
+      `disk:${join(dir.path, 'store')}`,
+      '--tls-cert',
+      certificate.certPath,
+      '--tls-key',
+      certificate.keyPath,
     ]);
     try {
       expect(executor.url).toMatch(/^grpcs:\/\//);

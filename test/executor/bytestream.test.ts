@@ -15,7 +15,12 @@ function* chunks(resourceName: string, data: Uint8Array, chunk = 256 * 1024, fro
   let offset = from;
   do {
     const end = Math.min(offset + chunk, data.byteLength);
-    yield { resourceName, writeOffset: BigInt(offset), data: data.subarray(offset, end), finishWrite: end === data.byteLength };
+    yield {
+      resourceName,
+      writeOffset: BigInt(offset),
+      data: data.subarray(offset, end),
+      finishWrite: end === data.byteLength,
+    };
     offset = end;
   } while (offset < data.byteLength);
 }
@@ -46,15 +51,27 @@ describe('ByteStream', () => {
     expect(tail.equals(Buffer.from(data.subarray(data.byteLength - 10)))).toBe(true);
     expect((await readAll(server.clients, read, { readOffset: BigInt(data.byteLength) })).byteLength).toBe(0);
 
-    const missing = await server.clients.cas.findMissingBlobs({ instanceName: 'team-a', blobDigests: [digestOf(data)] });
+    const missing = await server.clients.cas.findMissingBlobs({
+      instanceName: 'team-a',
+      blobDigests: [digestOf(data)],
+    });
     expect(missing.missingBlobDigests).toHaveLength(0);
   });
 
   it('accepts resource names with and without instance, and optional metadata after the size', async () => {
     const data = Buffer.from('named in many ways');
     const { hash } = digestOf(data);
-    for (const [instance, prefix] of [['', ''], ['a/b/c', 'a/b/c/']] as const) {
-      await bs().write([{ resourceName: `${prefix}uploads/u-${instance.length}/blobs/${hash}/${data.byteLength}/some/metadata`, data, finishWrite: true }]);
+    for (const [instance, prefix] of [
+      ['', ''],
+      ['a/b/c', 'a/b/c/'],
+    ] as const) {
+      await bs().write([
+        {
+          resourceName: `${prefix}uploads/u-${instance.length}/blobs/${hash}/${data.byteLength}/some/metadata`,
+          data,
+          finishWrite: true,
+        },
+      ]);
       expect((await readAll(server.clients, `${prefix}blobs/${hash}/${data.byteLength}`)).equals(data)).toBe(true);
     }
   });
@@ -62,16 +79,22 @@ describe('ByteStream', () => {
   it('rejects bytes that do not match the digest, and stores nothing', async () => {
     const data = Buffer.from('the real bytes');
     const { hash } = digestOf('other bytes, same length?');
-    const wrongHash = await codeOf(bs().write([{ resourceName: `uploads/u/blobs/${hash}/${data.byteLength}`, data, finishWrite: true }]));
+    const wrongHash = await codeOf(
+      bs().write([{ resourceName: `uploads/u/blobs/${hash}/${data.byteLength}`, data, finishWrite: true }]),
+    );
     expect(wrongHash.code).toBe(grpc.status.INVALID_ARGUMENT);
     expect(wrongHash.details).toMatch(/size mismatch|sha256 mismatch/);
 
     const real = digestOf(data).hash;
     const tooLong = await codeOf(bs().write([{ resourceName: `uploads/u/blobs/${real}/5`, data, finishWrite: true }]));
     expect(tooLong.code).toBe(grpc.status.INVALID_ARGUMENT);
-    const tooShort = await codeOf(bs().write([{ resourceName: `uploads/u/blobs/${real}/100`, data, finishWrite: true }]));
+    const tooShort = await codeOf(
+      bs().write([{ resourceName: `uploads/u/blobs/${real}/100`, data, finishWrite: true }]),
+    );
     expect(tooShort.code).toBe(grpc.status.INVALID_ARGUMENT);
-    expect((await codeOf(readAll(server.clients, `blobs/${real}/${data.byteLength}`))).code).toBe(grpc.status.NOT_FOUND);
+    expect((await codeOf(readAll(server.clients, `blobs/${real}/${data.byteLength}`))).code).toBe(
+      grpc.status.NOT_FOUND,
+    );
   });
 
   it('rejects a large upload (recorded for resuming, adopted by the disk store) whose bytes do not match, and keeps nothing', async () => {
@@ -81,7 +104,9 @@ describe('ByteStream', () => {
     const { code, details } = await codeOf(bs().write(chunks(name, data)));
     expect(code).toBe(grpc.status.INVALID_ARGUMENT);
     expect(details).toMatch(/sha256 mismatch/);
-    expect((await codeOf(readAll(server.clients, `blobs/${wrong}/${data.byteLength}`))).code).toBe(grpc.status.NOT_FOUND);
+    expect((await codeOf(readAll(server.clients, `blobs/${wrong}/${data.byteLength}`))).code).toBe(
+      grpc.status.NOT_FOUND,
+    );
     expect(await bs().queryWriteStatus({ resourceName: name })).toMatchObject({ committedSize: 0n, complete: false });
     const tooLong = await codeOf(bs().write(chunks(`uploads/long/blobs/${digestOf(data).hash}/${2 * MiB}`, data)));
     expect(tooLong.code).toBe(grpc.status.INVALID_ARGUMENT);
@@ -96,13 +121,29 @@ describe('ByteStream', () => {
     expect((await read(`blobs/${hash}/7`, { readOffset: -1n })).code).toBe(grpc.status.OUT_OF_RANGE);
     expect((await read(`blobs/${hash}/7`, { readLimit: -1n })).code).toBe(grpc.status.INVALID_ARGUMENT);
     expect((await read(`blobs/${digestOf('absent').hash}/6`)).code).toBe(grpc.status.NOT_FOUND);
-    for (const bad of ['', 'blobs', `blobs/${hash}`, `blobs/${hash}/x`, `blobs/${hash.toUpperCase()}/7`, `../blobs/${hash}/7`, `blobs/blake3/${hash}/7`, `uploads/u/blobs/${hash}/7`, `compressed-blobs/brotli/${hash}/7`]) {
+    for (const bad of [
+      '',
+      'blobs',
+      `blobs/${hash}`,
+      `blobs/${hash}/x`,
+      `blobs/${hash.toUpperCase()}/7`,
+      `../blobs/${hash}/7`,
+      `blobs/blake3/${hash}/7`,
+      `uploads/u/blobs/${hash}/7`,
+      `compressed-blobs/brotli/${hash}/7`,
+    ]) {
       expect((await read(bad)).code, bad).toBe(grpc.status.INVALID_ARGUMENT);
     }
     const write = (requests: WriteInit[]) => codeOf(bs().write(requests));
-    expect((await write([{ resourceName: `blobs/${hash}/7`, data, finishWrite: true }])).code).toBe(grpc.status.INVALID_ARGUMENT);
-    expect((await write([{ resourceName: `uploads/u/blobs/${hash}/${65 * MiB}`, finishWrite: true }])).code).toBe(grpc.status.INVALID_ARGUMENT);
-    expect((await write([{ resourceName: `uploads/u2/blobs/${hash}/7`, writeOffset: 3n, data, finishWrite: true }])).code).toBe(grpc.status.INVALID_ARGUMENT);
+    expect((await write([{ resourceName: `blobs/${hash}/7`, data, finishWrite: true }])).code).toBe(
+      grpc.status.INVALID_ARGUMENT,
+    );
+    expect((await write([{ resourceName: `uploads/u/blobs/${hash}/${65 * MiB}`, finishWrite: true }])).code).toBe(
+      grpc.status.INVALID_ARGUMENT,
+    );
+    expect(
+      (await write([{ resourceName: `uploads/u2/blobs/${hash}/7`, writeOffset: 3n, data, finishWrite: true }])).code,
+    ).toBe(grpc.status.INVALID_ARGUMENT);
     // (Of a blob not stored yet: one already stored is answered before any data is looked at.)
     const fresh = digestOf('offsetz').hash;
     const skipped = await write([
@@ -146,7 +187,10 @@ describe('ByteStream', () => {
     const reply = await bs().write(chunks(name, data, MiB, committed));
     expect(reply.committedSize).toBe(BigInt(data.byteLength));
     expect(sha256(await readAll(server.clients, `blobs/${hash}/${data.byteLength}`))).toBe(hash);
-    expect(await bs().queryWriteStatus({ resourceName: name })).toMatchObject({ committedSize: BigInt(data.byteLength), complete: true });
+    expect(await bs().queryWriteStatus({ resourceName: name })).toMatchObject({
+      committedSize: BigInt(data.byteLength),
+      complete: true,
+    });
     const fresh = await bs().queryWriteStatus({ resourceName: `uploads/other/blobs/${digestOf('nope').hash}/4` });
     expect(fresh).toMatchObject({ committedSize: 0n, complete: false });
   });
@@ -205,17 +249,25 @@ describe('ByteStream', () => {
       const { hash } = digestOf(data);
       const compressed = await compress(data);
       expect(compressed.byteLength).toBeLessThan(data.byteLength / 2);
-      const reply = await bs().write(chunks(`uploads/z/compressed-blobs/zstd/${hash}/${data.byteLength}`, compressed, 64 * 1024));
+      const reply = await bs().write(
+        chunks(`uploads/z/compressed-blobs/zstd/${hash}/${data.byteLength}`, compressed, 64 * 1024),
+      );
       expect(reply.committedSize).toBe(BigInt(compressed.byteLength));
 
       expect(sha256(await readAll(server.clients, `blobs/${hash}/${data.byteLength}`))).toBe(hash);
       const viaZstd = await readAll(server.clients, `compressed-blobs/zstd/${hash}/${data.byteLength}`);
       expect(sha256(decompress(viaZstd, data.byteLength))).toBe(hash);
-      const fromOffset = await readAll(server.clients, `compressed-blobs/zstd/${hash}/${data.byteLength}`, { readOffset: 3n * BigInt(MiB) });
+      const fromOffset = await readAll(server.clients, `compressed-blobs/zstd/${hash}/${data.byteLength}`, {
+        readOffset: 3n * BigInt(MiB),
+      });
       expect(decompress(fromOffset, MiB).equals(data.subarray(3 * MiB))).toBe(true);
-      const limited = await codeOf(readAll(server.clients, `compressed-blobs/zstd/${hash}/${data.byteLength}`, { readLimit: 10n }));
+      const limited = await codeOf(
+        readAll(server.clients, `compressed-blobs/zstd/${hash}/${data.byteLength}`, { readLimit: 10n }),
+      );
       expect(limited.code).toBe(grpc.status.INVALID_ARGUMENT);
-      const done = await bs().queryWriteStatus({ resourceName: `uploads/z/compressed-blobs/zstd/${hash}/${data.byteLength}` });
+      const done = await bs().queryWriteStatus({
+        resourceName: `uploads/z/compressed-blobs/zstd/${hash}/${data.byteLength}`,
+      });
       expect(done).toMatchObject({ committedSize: -1n, complete: true });
     });
 
@@ -223,10 +275,22 @@ describe('ByteStream', () => {
       const data = Buffer.from('y'.repeat(MiB));
       const compressed = await compress(data);
       const small = digestOf(data.subarray(0, 1000));
-      const bomb = await codeOf(bs().write([{ resourceName: `uploads/b/compressed-blobs/zstd/${small.hash}/1000`, data: compressed, finishWrite: true }]));
+      const bomb = await codeOf(
+        bs().write([
+          { resourceName: `uploads/b/compressed-blobs/zstd/${small.hash}/1000`, data: compressed, finishWrite: true },
+        ]),
+      );
       expect(bomb.code).toBe(grpc.status.INVALID_ARGUMENT);
       const { hash } = digestOf(data);
-      const junk = await codeOf(bs().write([{ resourceName: `uploads/j/compressed-blobs/zstd/${hash}/${MiB}`, data: Buffer.from('junk'), finishWrite: true }]));
+      const junk = await codeOf(
+        bs().write([
+          {
+            resourceName: `uploads/j/compressed-blobs/zstd/${hash}/${MiB}`,
+            data: Buffer.from('junk'),
+            finishWrite: true,
+          },
+        ]),
+      );
       expect(junk.code).toBe(grpc.status.INVALID_ARGUMENT);
     });
   });

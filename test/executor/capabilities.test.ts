@@ -29,7 +29,9 @@ describe('GetCapabilities and health', () => {
     expect(cache.supportedBatchUpdateCompressors).toEqual([Compressor_Value.ZSTD]);
     expect(caps.executionCapabilities?.execEnabled).toBe(true);
     expect(caps.executionCapabilities?.digestFunction).toBe(DigestFunction_Value.SHA256);
-    expect(caps.executionCapabilities?.executionPriorityCapabilities?.priorities).toMatchObject([{ minPriority: -1000, maxPriority: 1000 }]);
+    expect(caps.executionCapabilities?.executionPriorityCapabilities?.priorities).toMatchObject([
+      { minPriority: -1000, maxPriority: 1000 },
+    ]);
     expect([caps.lowApiVersion?.major, caps.lowApiVersion?.minor]).toEqual([2, 0]);
     expect([caps.highApiVersion?.major, caps.highApiVersion?.minor]).toEqual([2, 3]);
   });
@@ -41,7 +43,9 @@ describe('GetCapabilities and health', () => {
 
   it('answers grpc.health.v1 Check for the server and each service, NOT_FOUND for others', async () => {
     expect((await server.clients.health.check({})).status).toBe(HealthCheckResponse_ServingStatus.SERVING);
-    const cas = await server.clients.health.check({ service: 'build.bazel.remote.execution.v2.ContentAddressableStorage' });
+    const cas = await server.clients.health.check({
+      service: 'build.bazel.remote.execution.v2.ContentAddressableStorage',
+    });
     expect(cas.status).toBe(HealthCheckResponse_ServingStatus.SERVING);
     expect((await codeOf(server.clients.health.check({ service: 'nope.Service' }))).code).toBe(grpc.status.NOT_FOUND);
   });
@@ -70,7 +74,12 @@ describe('GetCapabilities and health', () => {
 
 describe('parseExecutorConfig', () => {
   it('shares the edge rows and env twins, with its own listen default', () => {
-    const config = parseExecutorConfig([], { LARDER_STORE: 'memory', LARDER_MAX_SIZE: '1GiB', LARDER_LOG_LEVEL: 'debug', HOME: '/h' });
+    const config = parseExecutorConfig([], {
+      LARDER_STORE: 'memory',
+      LARDER_MAX_SIZE: '1GiB',
+      LARDER_LOG_LEVEL: 'debug',
+      HOME: '/h',
+    });
     expect(config.listen).toEqual({ host: '127.0.0.1', port: 8980 });
     expect(config.store).toEqual({ kind: 'memory', maxBytes: 2 ** 30 });
     expect(config.logLevel).toBe('debug');
@@ -85,7 +94,9 @@ describe('parseExecutorConfig', () => {
   });
 
   it('refuses to serve beyond loopback without --allow-anonymous', async () => {
-    const config = parseExecutorConfig(['--listen', '0.0.0.0:0', '--store', 'memory', '--log-level', 'silent'], { HOME: '/h' });
+    const config = parseExecutorConfig(['--listen', '0.0.0.0:0', '--store', 'memory', '--log-level', 'silent'], {
+      HOME: '/h',
+    });
     expect(config.auth.allowAnonymous).toBe(false);
     await expect(startExecutor(config, { announce: false })).rejects.toThrow(/--allow-anonymous/);
     expect(parseExecutorConfig(['--allow-anonymous'], { HOME: '/h' }).auth.allowAnonymous).toBe(true);
@@ -93,7 +104,11 @@ describe('parseExecutorConfig', () => {
   });
 
   it('uses LARDER_EXECUTOR_LISTEN, not the edge listen variable', () => {
-    const config = parseExecutorConfig([], { LARDER_LISTEN: '0.0.0.0:1', LARDER_EXECUTOR_LISTEN: '127.0.0.1:9000', HOME: '/h' });
+    const config = parseExecutorConfig([], {
+      LARDER_LISTEN: '0.0.0.0:1',
+      LARDER_EXECUTOR_LISTEN: '127.0.0.1:9000',
+      HOME: '/h',
+    });
     expect(config.listen.port).toBe(9000);
   });
 });

@@ -40,9 +40,13 @@ describe('ContentAddressableStorage', () => {
   it('keeps instances apart', async () => {
     const data = Buffer.from('only in team-a');
     await cas().batchUpdateBlobs({ instanceName: 'team-a', requests: [{ digest: digestOf(data), data }] });
-    expect((await cas().findMissingBlobs({ instanceName: 'team-a', blobDigests: [digestOf(data)] })).missingBlobDigests).toHaveLength(0);
+    expect(
+      (await cas().findMissingBlobs({ instanceName: 'team-a', blobDigests: [digestOf(data)] })).missingBlobDigests,
+    ).toHaveLength(0);
     expect((await cas().findMissingBlobs({ blobDigests: [digestOf(data)] })).missingBlobDigests).toHaveLength(1);
-    expect((await cas().findMissingBlobs({ instanceName: 'team-b/sub', blobDigests: [digestOf(data)] })).missingBlobDigests).toHaveLength(1);
+    expect(
+      (await cas().findMissingBlobs({ instanceName: 'team-b/sub', blobDigests: [digestOf(data)] })).missingBlobDigests,
+    ).toHaveLength(1);
   });
 
   it('always has the empty blob', async () => {
@@ -88,15 +92,21 @@ describe('ContentAddressableStorage', () => {
     const data = Buffer.from('compress me '.repeat(1000));
     const compressed = await collectStream(new Blob([data]).stream().pipeThrough(zstd.compressor()));
     expect(compressed.byteLength).toBeLessThan(data.byteLength);
-    const ok = await cas().batchUpdateBlobs({ requests: [{ digest: digestOf(data), data: compressed, compressor: Compressor_Value.ZSTD }] });
+    const ok = await cas().batchUpdateBlobs({
+      requests: [{ digest: digestOf(data), data: compressed, compressor: Compressor_Value.ZSTD }],
+    });
     expect(ok.responses[0]!.status?.code).toBe(0);
     const read = await cas().batchReadBlobs({ digests: [digestOf(data)] });
     expect(Buffer.from(read.responses[0]!.data).equals(data)).toBe(true);
 
     const bomb = { ...digestOf(data.subarray(0, 100)) };
-    const bad = await cas().batchUpdateBlobs({ requests: [{ digest: bomb, data: compressed, compressor: Compressor_Value.ZSTD }] });
+    const bad = await cas().batchUpdateBlobs({
+      requests: [{ digest: bomb, data: compressed, compressor: Compressor_Value.ZSTD }],
+    });
     expect(bad.responses[0]!.status?.code).toBe(grpc.status.INVALID_ARGUMENT);
-    const garbage = await cas().batchUpdateBlobs({ requests: [{ digest: digestOf(data), data: Buffer.from('not zstd'), compressor: Compressor_Value.ZSTD }] });
+    const garbage = await cas().batchUpdateBlobs({
+      requests: [{ digest: digestOf(data), data: Buffer.from('not zstd'), compressor: Compressor_Value.ZSTD }],
+    });
     expect(garbage.responses[0]!.status?.code).toBe(grpc.status.INVALID_ARGUMENT);
   });
 
@@ -107,12 +117,19 @@ describe('ContentAddressableStorage', () => {
 
     const big = randomBytes(600 * 1024);
     const over = await codeOf(
-      cas().batchUpdateBlobs({ requests: [{ digest: digestOf(big), data: big }, { digest: digestOf(big), data: big }] }),
+      cas().batchUpdateBlobs({
+        requests: [
+          { digest: digestOf(big), data: big },
+          { digest: digestOf(big), data: big },
+        ],
+      }),
     );
     expect(over.code).toBe(grpc.status.INVALID_ARGUMENT);
     expect(over.details).toMatch(/batch limit/);
 
-    const overRead = await codeOf(cas().batchReadBlobs({ digests: [{ hash: EMPTY_SHA256.replace('e', 'f'), sizeBytes: BigInt(2 * MiB) }] }));
+    const overRead = await codeOf(
+      cas().batchReadBlobs({ digests: [{ hash: EMPTY_SHA256.replace('e', 'f'), sizeBytes: BigInt(2 * MiB) }] }),
+    );
     expect(overRead.code).toBe(grpc.status.INVALID_ARGUMENT);
 
     for (const fn of [DigestFunction_Value.SHA1, DigestFunction_Value.BLAKE3, DigestFunction_Value.MD5]) {
@@ -120,7 +137,10 @@ describe('ContentAddressableStorage', () => {
       expect(refused.code).toBe(grpc.status.INVALID_ARGUMENT);
       expect(refused.details).toMatch(/digest function/);
     }
-    expect((await cas().findMissingBlobs({ digestFunction: DigestFunction_Value.SHA256, blobDigests: [] })).missingBlobDigests).toEqual([]);
+    expect(
+      (await cas().findMissingBlobs({ digestFunction: DigestFunction_Value.SHA256, blobDigests: [] }))
+        .missingBlobDigests,
+    ).toEqual([]);
   });
 
   it('answers FindMissingBlobs for 10,000 digests', async () => {
@@ -142,14 +162,20 @@ describe('ContentAddressableStorage', () => {
 
     beforeAll(async () => {
       const missing = digestOf(toBinary(DirectorySchema, create(DirectorySchema, { files: [{ name: 'gone' }] })));
-      const c = await put(create(DirectorySchema, { files: [{ name: 'c.txt', digest: digestOf('c') }], directories: [node('d', missing)] }));
+      const c = await put(
+        create(DirectorySchema, {
+          files: [{ name: 'c.txt', digest: digestOf('c') }],
+          directories: [node('d', missing)],
+        }),
+      );
       const a = await put(create(DirectorySchema, { files: [{ name: 'a.txt' }], directories: [node('c', c)] }));
       const b = await put(create(DirectorySchema, { files: [{ name: 'b.txt' }], directories: [node('c', c)] }));
       root = await put(create(DirectorySchema, { directories: [node('a', a), node('b', b)] }));
       all = [root.hash, a.hash, b.hash, c.hash];
     });
 
-    const hashes = (pages: Array<{ directories: Directory[] }>) => pages.flatMap((p) => p.directories.map((d) => digestOf(toBinary(DirectorySchema, d)).hash));
+    const hashes = (pages: Array<{ directories: Directory[] }>) =>
+      pages.flatMap((p) => p.directories.map((d) => digestOf(toBinary(DirectorySchema, d)).hash));
 
     it('returns each present directory once, breadth first, leaving out missing ones', async () => {
       const pages = await drain(cas().getTree({ rootDigest: root }));
@@ -167,9 +193,15 @@ describe('ContentAddressableStorage', () => {
     });
 
     it('is NOT_FOUND for a missing root and INVALID_ARGUMENT for bad tokens and sizes', async () => {
-      expect((await codeOf(drain(cas().getTree({ rootDigest: digestOf('no such dir') })))).code).toBe(grpc.status.NOT_FOUND);
-      expect((await codeOf(drain(cas().getTree({ rootDigest: root, pageToken: 'zzz' })))).code).toBe(grpc.status.INVALID_ARGUMENT);
-      expect((await codeOf(drain(cas().getTree({ rootDigest: root, pageSize: -1 })))).code).toBe(grpc.status.INVALID_ARGUMENT);
+      expect((await codeOf(drain(cas().getTree({ rootDigest: digestOf('no such dir') })))).code).toBe(
+        grpc.status.NOT_FOUND,
+      );
+      expect((await codeOf(drain(cas().getTree({ rootDigest: root, pageToken: 'zzz' })))).code).toBe(
+        grpc.status.INVALID_ARGUMENT,
+      );
+      expect((await codeOf(drain(cas().getTree({ rootDigest: root, pageSize: -1 })))).code).toBe(
+        grpc.status.INVALID_ARGUMENT,
+      );
       expect((await codeOf(drain(cas().getTree({})))).code).toBe(grpc.status.INVALID_ARGUMENT);
     });
   });

@@ -50,9 +50,16 @@ function seedFor(input: DescMessage): Uint8Array {
     'build.bazel.remote.execution.v2.BatchReadBlobsRequest': { digests: [digest] },
     'build.bazel.remote.execution.v2.GetTreeRequest': { rootDigest: digest, pageSize: 2 },
     'build.bazel.remote.execution.v2.GetActionResultRequest': { actionDigest: digest, inlineStdout: true },
-    'build.bazel.remote.execution.v2.UpdateActionResultRequest': { actionDigest: digest, actionResult: { exitCode: 1 } },
+    'build.bazel.remote.execution.v2.UpdateActionResultRequest': {
+      actionDigest: digest,
+      actionResult: { exitCode: 1 },
+    },
     'google.bytestream.ReadRequest': { resourceName: `blobs/${hash}/4`, readOffset: 1n },
-    'google.bytestream.WriteRequest': { resourceName: `uploads/u/blobs/${hash}/4`, data: Buffer.from('fuzz'), finishWrite: true },
+    'google.bytestream.WriteRequest': {
+      resourceName: `uploads/u/blobs/${hash}/4`,
+      data: Buffer.from('fuzz'),
+      finishWrite: true,
+    },
     'google.bytestream.QueryWriteStatusRequest': { resourceName: `uploads/u/blobs/${hash}/4` },
   };
   return toBinary(input, create(input, samples[input.typeName] ?? {}));
@@ -71,7 +78,10 @@ function mutate(seed: Uint8Array, r: ReturnType<typeof rng>): Buffer {
       return out;
     }
     default: // valid prefix, garbage tail (bad tags, overlong varints)
-      return Buffer.concat([Buffer.from(seed), Buffer.from([0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01, r.int(256)])]);
+      return Buffer.concat([
+        Buffer.from(seed),
+        Buffer.from([0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01, r.int(256)]),
+      ]);
   }
 }
 
@@ -81,7 +91,8 @@ const id = (b: Buffer) => b;
 function call(path: string, kind: string, payloads: Buffer[]): Promise<Outcome> {
   const deadline = Date.now() + 5000;
   return new Promise((resolve) => {
-    const done = (err: grpc.ServiceError | null) => resolve(err ? { code: err.code, details: err.details } : { code: 0, details: '' });
+    const done = (err: grpc.ServiceError | null) =>
+      resolve(err ? { code: err.code, details: err.details } : { code: 0, details: '' });
     if (kind === 'unary') {
       client.makeUnaryRequest(path, id, id, payloads[0]!, new grpc.Metadata(), { deadline }, (err) => done(err));
     } else if (kind === 'server_streaming') {
@@ -90,7 +101,9 @@ function call(path: string, kind: string, payloads: Buffer[]): Promise<Outcome> 
       stream.on('error', (err: grpc.ServiceError) => done(err));
       stream.on('end', () => setImmediate(() => done(null)));
     } else {
-      const stream = client.makeClientStreamRequest(path, id, id, new grpc.Metadata(), { deadline }, (err) => done(err));
+      const stream = client.makeClientStreamRequest(path, id, id, new grpc.Metadata(), { deadline }, (err) =>
+        done(err),
+      );
       for (const payload of payloads) stream.write(payload);
       stream.end();
     }
@@ -98,7 +111,9 @@ function call(path: string, kind: string, payloads: Buffer[]): Promise<Outcome> 
 }
 
 it(`survives ${FUZZ_MS / 1000} s of malformed requests to every method`, async () => {
-  const methods = SERVICES.flatMap((s) => s.methods.map((m) => ({ path: `/${s.typeName}/${m.name}`, kind: m.methodKind, seed: seedFor(m.input) })));
+  const methods = SERVICES.flatMap((s) =>
+    s.methods.map((m) => ({ path: `/${s.typeName}/${m.name}`, kind: m.methodKind, seed: seedFor(m.input) })),
+  );
   const seed = Number(process.env.FUZZ_SEED ?? Date.now() % 1_000_000);
   const r = rng(seed);
   const bad: string[] = [];
@@ -108,18 +123,23 @@ it(`survives ${FUZZ_MS / 1000} s of malformed requests to every method`, async (
   const worker = async () => {
     while (Date.now() < stopAt) {
       const method = methods[r.int(methods.length)]!;
-      const payloads = Array.from({ length: method.kind === 'client_streaming' ? 1 + r.int(3) : 1 }, () => mutate(method.seed, r));
+      const payloads = Array.from({ length: method.kind === 'client_streaming' ? 1 + r.int(3) : 1 }, () =>
+        mutate(method.seed, r),
+      );
       const outcome = await call(method.path, method.kind, payloads);
       calls++;
       codes.set(outcome.code, (codes.get(outcome.code) ?? 0) + 1);
       if (outcome.code === grpc.status.INTERNAL || outcome.code === grpc.status.UNKNOWN) {
-        bad.push(`${method.path} [${payloads.map((p) => p.toString('hex')).join(', ')}] -> ${grpc.status[outcome.code]}: ${outcome.details}`);
+        bad.push(
+          `${method.path} [${payloads.map((p) => p.toString('hex')).join(', ')}] -> ${grpc.status[outcome.code]}: ${outcome.details}`,
+        );
       }
     }
   };
   await Promise.all(Array.from({ length: IN_FLIGHT }, worker));
 
-  if (process.env.FUZZ_VERBOSE) console.log({ seed, calls, codes: Object.fromEntries([...codes].map(([c, n]) => [grpc.status[c], n])) });
+  if (process.env.FUZZ_VERBOSE)
+    console.log({ seed, calls, codes: Object.fromEntries([...codes].map(([c, n]) => [grpc.status[c], n])) });
   expect(bad, `seed ${seed}`).toEqual([]);
   expect(calls).toBeGreaterThan(100);
   expect(codes.get(grpc.status.INVALID_ARGUMENT) ?? 0).toBeGreaterThan(0);

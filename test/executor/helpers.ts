@@ -32,8 +32,13 @@ export interface Clients {
   close(): void;
 }
 
-export function clientsFor(address: string, credentials?: grpc.ChannelCredentials, options?: grpc.ChannelOptions): Clients {
-  const make = <S extends Parameters<typeof createClient>[0]>(service: S) => createClient(service, address, credentials, options);
+export function clientsFor(
+  address: string,
+  credentials?: grpc.ChannelCredentials,
+  options?: grpc.ChannelOptions,
+): Clients {
+  const make = <S extends Parameters<typeof createClient>[0]>(service: S) =>
+    createClient(service, address, credentials, options);
   const clients = {
     capabilities: make(Capabilities),
     cas: make(ContentAddressableStorage),
@@ -65,11 +70,28 @@ export function reachableTempDir(prefix: string): string {
 }
 
 /** An in-process executor on 127.0.0.1:0 over a fresh disk store (or the given store), with clients. */
-export async function startTestServer(options: { args?: string[]; store?: BlobStore; pools?: WorkerPool[]; keepaliveMs?: number } = {}): Promise<TestServer> {
+export async function startTestServer(
+  options: { args?: string[]; store?: BlobStore; pools?: WorkerPool[]; keepaliveMs?: number } = {},
+): Promise<TestServer> {
   const dir = reachableTempDir('larder-executor-test-');
-  const args = ['--listen', '127.0.0.1:0', '--store', `disk:${dir}/store`, '--work-dir', `${dir}/work`, '--log-level', 'silent', ...(options.args ?? [])];
+  const args = [
+    '--listen',
+    '127.0.0.1:0',
+    '--store',
+    `disk:${dir}/store`,
+    '--work-dir',
+    `${dir}/work`,
+    '--log-level',
+    'silent',
+    ...(options.args ?? []),
+  ];
   const config = parseExecutorConfig(args, {});
-  const executor = await startExecutor(config, { store: options.store, announce: false, pools: options.pools, keepaliveMs: options.keepaliveMs });
+  const executor = await startExecutor(config, {
+    store: options.store,
+    announce: false,
+    pools: options.pools,
+    keepaliveMs: options.keepaliveMs,
+  });
   const address = `127.0.0.1:${executor.port}`;
   const clients = clientsFor(address);
   return {
@@ -125,7 +147,11 @@ export async function drain<T>(stream: AsyncIterable<T>): Promise<T[]> {
   return out;
 }
 
-export async function readAll(clients: Clients, resourceName: string, extra: { readOffset?: bigint; readLimit?: bigint } = {}): Promise<Buffer> {
+export async function readAll(
+  clients: Clients,
+  resourceName: string,
+  extra: { readOffset?: bigint; readLimit?: bigint } = {},
+): Promise<Buffer> {
   const parts = await drain(clients.bytestream.read({ resourceName, ...extra }));
   return Buffer.concat(parts.map((p) => p.data));
 }
@@ -143,12 +169,25 @@ export async function startExecutorProcess(args: string[], env: Record<string, s
   // Each process stages actions in a folder of its own: a shared one would be emptied by the next to start.
   const workDir = args.includes('--work-dir') ? null : reachableTempDir('larder-executor-work-');
   const workArgs = workDir === null ? [] : ['--work-dir', join(workDir, 'work')];
-  const child: ChildProcess = spawn(process.execPath, [join(REPO_ROOT, 'bin/larder.js'), 'executor', '--listen', '127.0.0.1:0', '--log-level', 'warn', ...workArgs, ...args], {
-    cwd: REPO_ROOT,
-    // Readable text logs, which the suites match; the JSON default for pipes has a suite of its own (test/log.test.ts).
-    env: { ...process.env, LARDER_LOG_FORMAT: 'text', ...env },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
+  const child: ChildProcess = spawn(
+    process.execPath,
+    [
+      join(REPO_ROOT, 'bin/larder.js'),
+      'executor',
+      '--listen',
+      '127.0.0.1:0',
+      '--log-level',
+      'warn',
+      ...workArgs,
+      ...args,
+    ],
+    {
+      cwd: REPO_ROOT,
+      // Readable text logs, which the suites match; the JSON default for pipes has a suite of its own (test/log.test.ts).
+      env: { ...process.env, LARDER_LOG_FORMAT: 'text', ...env },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    },
+  );
   let output = '';
   child.stdout!.on('data', (d: Buffer) => (output += d.toString()));
   child.stderr!.on('data', (d: Buffer) => (output += d.toString()));

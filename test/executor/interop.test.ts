@@ -11,7 +11,16 @@ import { openStore } from '../../shared/storage/from-config.ts';
 import type { BlobStore } from '../../shared/storage/store.ts';
 import { ActionResultSchema } from '../../shared/proto/gen/build/bazel/remote/execution/v2/remote_execution_pb.ts';
 import { startEdgeProcess, tempDir } from '../helpers/edge-process.ts';
-import { clientsFor, digestOf, randomBytes, readAll, sha256, startExecutorProcess, startTestServer, type TestServer } from './helpers.ts';
+import {
+  clientsFor,
+  digestOf,
+  randomBytes,
+  readAll,
+  sha256,
+  startExecutorProcess,
+  startTestServer,
+  type TestServer,
+} from './helpers.ts';
 
 const MiB = 1024 * 1024;
 
@@ -24,7 +33,12 @@ describe('edge and executor over one store', () => {
 
   beforeAll(async () => {
     store = await openStore({ kind: 'disk', path: `${dir.path}/store`, maxBytes: 1024 * MiB });
-    const app = createEdgeApp({ store, log: createLogger('silent'), maxBlobBytes: 64 * MiB, validateActionResults: true });
+    const app = createEdgeApp({
+      store,
+      log: createLogger('silent'),
+      maxBlobBytes: 64 * MiB,
+      validateActionResults: true,
+    });
     http = await new Promise((resolve) => {
       const s = serve({ fetch: app.fetch, hostname: '127.0.0.1', port: 0 }, () => resolve(s));
     });
@@ -45,9 +59,13 @@ describe('edge and executor over one store', () => {
     expect(put.status).toBe(200);
 
     const { cas } = grpcServer.clients;
-    expect((await cas.findMissingBlobs({ instanceName: 'team-a', blobDigests: [digest] })).missingBlobDigests).toHaveLength(0);
+    expect(
+      (await cas.findMissingBlobs({ instanceName: 'team-a', blobDigests: [digest] })).missingBlobDigests,
+    ).toHaveLength(0);
     expect((await cas.findMissingBlobs({ blobDigests: [digest] })).missingBlobDigests).toHaveLength(1);
-    expect(sha256(await readAll(grpcServer.clients, `team-a/blobs/${digest.hash}/${data.byteLength}`))).toBe(digest.hash);
+    expect(sha256(await readAll(grpcServer.clients, `team-a/blobs/${digest.hash}/${data.byteLength}`))).toBe(
+      digest.hash,
+    );
 
     const small = Buffer.from('small over http');
     await fetch(`${base}/cas/${sha256(small)}`, { method: 'PUT', body: small });
@@ -73,7 +91,11 @@ describe('edge and executor over one store', () => {
     const result = create(ActionResultSchema, { exitCode: 0, outputFiles: [{ path: 'o', digest: digestOf(out) }] });
 
     const viaGrpc = digestOf('action via grpc');
-    await grpcServer.clients.ac.updateActionResult({ instanceName: 'team-a', actionDigest: viaGrpc, actionResult: result });
+    await grpcServer.clients.ac.updateActionResult({
+      instanceName: 'team-a',
+      actionDigest: viaGrpc,
+      actionResult: result,
+    });
     const got = await fetch(`${base}/team-a/ac/${viaGrpc.hash}`);
     expect(got.status).toBe(200);
     expect(fromBinary(ActionResultSchema, new Uint8Array(await got.arrayBuffer())).outputFiles[0]!.path).toBe('o');
@@ -95,7 +117,9 @@ describe('larder edge and larder executor processes on one disk folder', () => {
     const fromHttp = Buffer.from('written by the edge process');
     const edge = await startEdgeProcess({ runtime: 'node', args: ['--store', store] });
     try {
-      expect((await fetch(`${edge.url}/team-a/cas/${sha256(fromHttp)}`, { method: 'PUT', body: fromHttp })).status).toBe(200);
+      expect(
+        (await fetch(`${edge.url}/team-a/cas/${sha256(fromHttp)}`, { method: 'PUT', body: fromHttp })).status,
+      ).toBe(200);
     } finally {
       await edge.stop();
     }
@@ -106,8 +130,16 @@ describe('larder edge and larder executor processes on one disk folder', () => {
     expect(executor.url).toMatch(/^grpc:\/\/127\.0\.0\.1:\d+$/);
     const clients = clientsFor(`127.0.0.1:${executor.port}`);
     try {
-      expect((await readAll(clients, `team-a/blobs/${sha256(fromHttp)}/${fromHttp.byteLength}`)).equals(fromHttp)).toBe(true);
-      await clients.bytestream.write([{ resourceName: `team-a/uploads/u/blobs/${sha256(fromGrpc)}/${fromGrpc.byteLength}`, data: fromGrpc, finishWrite: true }]);
+      expect((await readAll(clients, `team-a/blobs/${sha256(fromHttp)}/${fromHttp.byteLength}`)).equals(fromHttp)).toBe(
+        true,
+      );
+      await clients.bytestream.write([
+        {
+          resourceName: `team-a/uploads/u/blobs/${sha256(fromGrpc)}/${fromGrpc.byteLength}`,
+          data: fromGrpc,
+          finishWrite: true,
+        },
+      ]);
     } finally {
       clients.close();
       await executor.stop();

@@ -24,7 +24,16 @@ beforeAll(async () => {
   writeFileSync(join(dir, 'htpasswd'), `ci:{SHA}${createHash('sha1').update('ci-password').digest('base64')}\n`);
   writeFileSync(join(dir, 'larder.json'), JSON.stringify({ auth: { anonymous: ['read', 'write', 'execute'] } }));
   server = await startTestServer({
-    args: ['--metrics-listen', '127.0.0.1:0', '--htpasswd', join(dir, 'htpasswd'), '--config', join(dir, 'larder.json'), '--concurrency', '2'],
+    args: [
+      '--metrics-listen',
+      '127.0.0.1:0',
+      '--htpasswd',
+      join(dir, 'htpasswd'),
+      '--config',
+      join(dir, 'larder.json'),
+      '--concurrency',
+      '2',
+    ],
   });
   fx = new ActionFixture(server.clients);
   metricsUrl = `${server.executor.metricsUrl}/metrics`;
@@ -33,7 +42,8 @@ afterAll(async () => {
   await server?.stop();
 });
 
-const digestOf = (data: Uint8Array) => create(DigestSchema, { hash: createHash('sha256').update(data).digest('hex'), sizeBytes: BigInt(data.byteLength) });
+const digestOf = (data: Uint8Array) =>
+  create(DigestSchema, { hash: createHash('sha256').update(data).digest('hex'), sizeBytes: BigInt(data.byteLength) });
 
 it('counts gRPC calls, cache requests per blob, bytes, refusals and executed actions', async () => {
   const before = await scrape(metricsUrl);
@@ -42,19 +52,24 @@ it('counts gRPC calls, cache requests per blob, bytes, refusals and executed act
   await fx.upload(present);
   const read = await server.clients.cas.batchReadBlobs({ digests: [digestOf(present), digestOf(absent)] });
   expect(read.responses.map((r) => r.status?.code ?? 0)).toEqual([Code.OK, Code.NOT_FOUND]);
-  expect((await codeOf(server.clients.ac.getActionResult({ actionDigest: digestOf(absent) }))).code).toBe(Code.NOT_FOUND);
+  expect((await codeOf(server.clients.ac.getActionResult({ actionDigest: digestOf(absent) }))).code).toBe(
+    Code.NOT_FOUND,
+  );
   const wrong = await server.clients.cas.batchUpdateBlobs({ requests: [{ digest: digestOf(absent), data: present }] });
   expect(wrong.responses[0]?.status?.code).toBe(Code.INVALID_ARGUMENT);
   const metadata = new grpc.Metadata();
   metadata.set('authorization', `Basic ${btoa('ci:wrong-password')}`);
-  expect((await codeOf(server.clients.cas.findMissingBlobs({ blobDigests: [] }, { metadata }))).code).toBe(Code.UNAUTHENTICATED);
+  expect((await codeOf(server.clients.cas.findMissingBlobs({ blobDigests: [] }, { metadata }))).code).toBe(
+    Code.UNAUTHENTICATED,
+  );
   const action = await fx.action({ command: { arguments: ['/bin/sh', '-c', 'echo ok'] } });
   const { response } = await fx.execute(action);
   expect(response.result?.exitCode).toBe(0);
   const after = await scrape(metricsUrl);
   const moved = delta(before, after);
 
-  const requests = (method: string, kind: string, outcome: string) => moved('larder_requests_total', { protocol: 'grpc', method, kind, outcome });
+  const requests = (method: string, kind: string, outcome: string) =>
+    moved('larder_requests_total', { protocol: 'grpc', method, kind, outcome });
   expect(requests('BatchReadBlobs', 'cas', 'hit')).toBe(1);
   expect(requests('BatchReadBlobs', 'cas', 'miss')).toBe(1);
   expect(requests('GetActionResult', 'ac', 'miss')).toBe(1);

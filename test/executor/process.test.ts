@@ -18,22 +18,35 @@ describe('larder executor process', () => {
   const dir = tempDir('larder-executor-proc-');
   afterAll(() => dir.remove());
 
-  it.runIf(haveOpenssl)('serves grpcs:// with --tls-cert/--tls-key, and refuses plaintext clients', async () => {
-    const certificate = makeCertificate(dir.path);
-    const executor = await startExecutorProcess(['--store', 'memory', '--tls-cert', certificate.certPath, '--tls-key', certificate.keyPath]);
-    expect(executor.url).toBe(`grpcs://127.0.0.1:${executor.port}`);
-    const secure = clientsFor(`127.0.0.1:${executor.port}`, grpc.credentials.createSsl(certificate.cert));
-    const plain = clientsFor(`127.0.0.1:${executor.port}`);
-    try {
-      const caps = await secure.capabilities.getCapabilities({});
-      expect(caps.cacheCapabilities?.digestFunctions).toHaveLength(1);
-      expect((await codeOf(plain.capabilities.getCapabilities({}, { timeoutMs: 3000 }))).code).not.toBe(grpc.status.OK);
-    } finally {
-      secure.close();
-      plain.close();
-      await executor.stop();
-    }
-  }, 60_000);
+  it.runIf(haveOpenssl)(
+    'serves grpcs:// with --tls-cert/--tls-key, and refuses plaintext clients',
+    async () => {
+      const certificate = makeCertificate(dir.path);
+      const executor = await startExecutorProcess([
+        '--store',
+        'memory',
+        '--tls-cert',
+        certificate.certPath,
+        '--tls-key',
+        certificate.keyPath,
+      ]);
+      expect(executor.url).toBe(`grpcs://127.0.0.1:${executor.port}`);
+      const secure = clientsFor(`127.0.0.1:${executor.port}`, grpc.credentials.createSsl(certificate.cert));
+      const plain = clientsFor(`127.0.0.1:${executor.port}`);
+      try {
+        const caps = await secure.capabilities.getCapabilities({});
+        expect(caps.cacheCapabilities?.digestFunctions).toHaveLength(1);
+        expect((await codeOf(plain.capabilities.getCapabilities({}, { timeoutMs: 3000 }))).code).not.toBe(
+          grpc.status.OK,
+        );
+      } finally {
+        secure.close();
+        plain.close();
+        await executor.stop();
+      }
+    },
+    60_000,
+  );
 
   it('streams a 256 MiB blob in and out without holding it in memory', async () => {
     const size = 256 * MiB;
@@ -52,7 +65,12 @@ describe('larder executor process', () => {
       const hex = hash.digest('hex');
       function* requests() {
         for (let i = 0; i < chunks.length; i++) {
-          yield { resourceName: i === 0 ? `uploads/big/blobs/${hex}/${size}` : '', writeOffset: BigInt(i * MiB), data: chunks[i]!, finishWrite: i === chunks.length - 1 };
+          yield {
+            resourceName: i === 0 ? `uploads/big/blobs/${hex}/${size}` : '',
+            writeOffset: BigInt(i * MiB),
+            data: chunks[i]!,
+            finishWrite: i === chunks.length - 1,
+          };
         }
       }
       expect((await clients.bytestream.write(requests())).committedSize).toBe(BigInt(size));
@@ -84,7 +102,12 @@ describe('larder executor process', () => {
       const hex = createHash('sha256').update(data).digest('hex');
       function* requests() {
         for (let at = 0; at < size; at += MiB) {
-          yield { resourceName: at === 0 ? `uploads/once/blobs/${hex}/${size}` : '', writeOffset: BigInt(at), data: data.subarray(at, at + MiB), finishWrite: at + MiB >= size };
+          yield {
+            resourceName: at === 0 ? `uploads/once/blobs/${hex}/${size}` : '',
+            writeOffset: BigInt(at),
+            data: data.subarray(at, at + MiB),
+            finishWrite: at + MiB >= size,
+          };
         }
       }
       const before = writtenBytes(executor.pid);
@@ -95,7 +118,8 @@ describe('larder executor process', () => {
       expect(written).toBeLessThan(size * 1.25);
       // And it is stored, whole.
       const readHash = createHash('sha256');
-      for await (const part of clients.bytestream.read({ resourceName: `blobs/${hex}/${size}` })) readHash.update(part.data);
+      for await (const part of clients.bytestream.read({ resourceName: `blobs/${hex}/${size}` }))
+        readHash.update(part.data);
       expect(readHash.digest('hex')).toBe(hex);
     } finally {
       clients.close();
@@ -105,14 +129,25 @@ describe('larder executor process', () => {
 
   it('exits 2 with a message on bad configuration', () => {
     const run = (args: string[]) =>
-      spawnSync(process.execPath, [join(REPO_ROOT, 'bin/larder.js'), 'executor', ...args], { encoding: 'utf8', timeout: 30_000 });
+      spawnSync(process.execPath, [join(REPO_ROOT, 'bin/larder.js'), 'executor', ...args], {
+        encoding: 'utf8',
+        timeout: 30_000,
+      });
     const half = run(['--tls-cert', 'x.pem']);
     expect(half.status).toBe(2);
     expect(half.stderr).toMatch(/--tls-cert and --tls-key go together/);
-    const missing = run(['--store', 'memory', '--listen', '127.0.0.1:0', '--tls-cert', '/nonexistent.pem', '--tls-key', '/nonexistent.key']);
+    const missing = run([
+      '--store',
+      'memory',
+      '--listen',
+      '127.0.0.1:0',
+      '--tls-cert',
+      '/nonexistent.pem',
+      '--tls-key',
+      '/nonexistent.key',
+    ]);
     expect(missing.status).toBe(2);
     expect(missing.stderr).toMatch(/cannot read the TLS certificate/);
     expect(run(['--bogus']).status).toBe(2);
   });
 });
-

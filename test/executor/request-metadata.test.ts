@@ -23,7 +23,17 @@ it('decodes the binary header and logs tool, invocation, action, mnemonic and ta
   const log = { debug: (m: string, f?: LogFields) => lines.push([m, f]), info() {}, warn() {}, error() {} };
   logCalls(log)({ path: '/x.Y/Z', metadata, signal: new AbortController().signal, principal: null });
   expect(lines).toEqual([
-    ['call', { rpc: '/x.Y/Z', tool: 'bazel/4.2.3', invocation: sample.toolInvocationId, action: 'abc123', mnemonic: 'Genrule', target: '//:report' }],
+    [
+      'call',
+      {
+        rpc: '/x.Y/Z',
+        tool: 'bazel/4.2.3',
+        invocation: sample.toolInvocationId,
+        action: 'abc123',
+        mnemonic: 'Genrule',
+        target: '//:report',
+      },
+    ],
   ]);
 });
 

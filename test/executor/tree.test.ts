@@ -3,7 +3,10 @@
 import { create, toBinary } from '@bufbuild/protobuf';
 import * as grpc from '@grpc/grpc-js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { type Directory, DirectorySchema } from '../../shared/proto/gen/build/bazel/remote/execution/v2/remote_execution_pb.ts';
+import {
+  type Directory,
+  DirectorySchema,
+} from '../../shared/proto/gen/build/bazel/remote/execution/v2/remote_execution_pb.ts';
 import { MemoryStore } from '../../shared/storage/memory.ts';
 import type { BlobStore } from '../../shared/storage/store.ts';
 import { codeOf, digestOf, drain, startTestServer, type TestServer } from './helpers.ts';
@@ -35,7 +38,8 @@ describe('GetTree page tokens', () => {
   beforeAll(async () => {
     server = await startTestServer({ store });
     const children = [];
-    for (let i = 0; i < CHILDREN; i++) children.push({ name: `d${i}`, digest: await put(create(DirectorySchema, { files: [{ name: `f${i}` }] })) });
+    for (let i = 0; i < CHILDREN; i++)
+      children.push({ name: `d${i}`, digest: await put(create(DirectorySchema, { files: [{ name: `f${i}` }] })) });
     root = await put(create(DirectorySchema, { directories: children }));
     other = await put(create(DirectorySchema, { directories: children.slice(0, 10) }));
   }, 60_000);
@@ -48,7 +52,9 @@ describe('GetTree page tokens', () => {
     const before = reads.count;
     const rest = await drain(server.clients.cas.getTree({ rootDigest: root, pageSize: 100, pageToken: token }));
     expect(rest.flatMap((p) => p.directories)).toEqual(pages.slice(-2).flatMap((p) => p.directories));
-    console.log(`GetTree resume: ${reads.count - before} reads for ${rest.flatMap((p) => p.directories).length} directories`);
+    console.log(
+      `GetTree resume: ${reads.count - before} reads for ${rest.flatMap((p) => p.directories).length} directories`,
+    );
     expect(reads.count - before).toBeLessThanOrEqual(150);
   });
 
@@ -56,7 +62,9 @@ describe('GetTree page tokens', () => {
     const pages = await drain(server.clients.cas.getTree({ rootDigest: root, pageSize: 100 }));
     const second = await startTestServer({ store });
     try {
-      const rest = await drain(second.clients.cas.getTree({ rootDigest: root, pageSize: 100, pageToken: pages.at(-3)!.nextPageToken }));
+      const rest = await drain(
+        second.clients.cas.getTree({ rootDigest: root, pageSize: 100, pageToken: pages.at(-3)!.nextPageToken }),
+      );
       expect(rest.flatMap((p) => p.directories)).toEqual(pages.slice(-2).flatMap((p) => p.directories));
     } finally {
       await second.stop();

@@ -21,7 +21,8 @@ const GiB = 1024 ** 3;
  */
 const BOUND_MIB = Number(process.env.BOMB_BOUND_MIB ?? 96);
 const haveZstd = loadZstd() !== null;
-if (!haveZstd && IN_CI) throw new Error('CI=true and zstd-napi is not installed (npm ci builds it from source with node-gyp)');
+if (!haveZstd && IN_CI)
+  throw new Error('CI=true and zstd-napi is not installed (npm ci builds it from source with node-gyp)');
 
 /**
  * One zstd frame that declares (and really expands to) `size` bytes of `byte`, made of RLE blocks of
@@ -52,7 +53,9 @@ function bombFrame(size: number, byte = 0x61): Buffer {
 function report(watch: RssWatch): void {
   const grown = watch.check();
   const name = expect.getState().currentTestName;
-  console.log(`${name}: peak RSS +${grown.toFixed(1)} MiB over ${watch.baselineMiB.toFixed(1)} MiB (bound ${BOUND_MIB} MiB)`);
+  console.log(
+    `${name}: peak RSS +${grown.toFixed(1)} MiB over ${watch.baselineMiB.toFixed(1)} MiB (bound ${BOUND_MIB} MiB)`,
+  );
 }
 
 /** Digests the bombs are sent under: 1 GiB, with hashes that are not the expansion's. */
@@ -71,7 +74,9 @@ describe.runIf(haveZstd)('zstd bombs against a real executor', () => {
     clients = clientsFor(`127.0.0.1:${executor.port}`);
     // Warm up every code path once, so the baseline holds what a served call costs anyway.
     await clients.capabilities.getCapabilities({});
-    await clients.cas.batchUpdateBlobs({ requests: [{ digest: { hash: sha256('warm'), sizeBytes: 4n }, data: Buffer.from('warm') }] });
+    await clients.cas.batchUpdateBlobs({
+      requests: [{ digest: { hash: sha256('warm'), sizeBytes: 4n }, data: Buffer.from('warm') }],
+    });
     watch = watchRss(executor.pid, BOUND_MIB);
   }, 60_000);
 
@@ -90,7 +95,11 @@ describe.runIf(haveZstd)('zstd bombs against a real executor', () => {
   });
 
   it('refuses 8 bombs in one BatchUpdateBlobs by their declared sizes', async () => {
-    const requests = Array.from({ length: 8 }, (_, i) => ({ digest: bombDigest(i), data: bomb, compressor: 1 /* ZSTD */ }));
+    const requests = Array.from({ length: 8 }, (_, i) => ({
+      digest: bombDigest(i),
+      data: bomb,
+      compressor: 1 /* ZSTD */,
+    }));
     const result = await clients.cas.batchUpdateBlobs({ requests }).then(
       (reply) => reply.responses.map((r) => r.status?.code),
       (err: grpc.ServiceError) => [err.code],
@@ -100,7 +109,13 @@ describe.runIf(haveZstd)('zstd bombs against a real executor', () => {
   }, 120_000);
 
   const writeBomb = (i: number) =>
-    clients.bytestream.write([{ resourceName: `uploads/${randomUUID()}/compressed-blobs/zstd/${bombDigest(i).hash}/${GiB}`, data: bomb, finishWrite: true }]);
+    clients.bytestream.write([
+      {
+        resourceName: `uploads/${randomUUID()}/compressed-blobs/zstd/${bombDigest(i).hash}/${GiB}`,
+        data: bomb,
+        finishWrite: true,
+      },
+    ]);
 
   it('refuses one 32 KiB ByteStream Write that expands to 1 GiB', async () => {
     const { code, details } = await codeOf(writeBomb(100));
@@ -116,10 +131,15 @@ describe.runIf(haveZstd)('zstd bombs against a real executor', () => {
   }, 300_000);
 
   it('stored nothing and kept no temp files, within the memory bound', async () => {
-    const digests = [...Array.from({ length: 8 }, (_, i) => bombDigest(i)), ...[100, 101, 102, 103, 104].map(bombDigest)];
+    const digests = [
+      ...Array.from({ length: 8 }, (_, i) => bombDigest(i)),
+      ...[100, 101, 102, 103, 104].map(bombDigest),
+    ];
     const { missingBlobDigests } = await clients.cas.findMissingBlobs({ blobDigests: digests });
     expect(missingBlobDigests).toHaveLength(digests.length);
-    const leftovers = readdirSync(join(store, 'tmp'), { recursive: true, withFileTypes: true }).filter((entry) => entry.isFile());
+    const leftovers = readdirSync(join(store, 'tmp'), { recursive: true, withFileTypes: true }).filter((entry) =>
+      entry.isFile(),
+    );
     expect(leftovers).toEqual([]);
     report(watch);
   });

@@ -5,9 +5,14 @@ import { IN_CI } from '../helpers/tools.ts';
 import { randomBytes } from './helpers.ts';
 
 const zstd = loadZstd();
-if (zstd === null && IN_CI) throw new Error('CI=true and zstd-napi is not installed (npm ci builds it from source with node-gyp)');
+if (zstd === null && IN_CI)
+  throw new Error('CI=true and zstd-napi is not installed (npm ci builds it from source with node-gyp)');
 
-async function through(data: Uint8Array, chunk: number, transform: ReadableWritablePair<Uint8Array, Uint8Array>): Promise<Buffer> {
+async function through(
+  data: Uint8Array,
+  chunk: number,
+  transform: ReadableWritablePair<Uint8Array, Uint8Array>,
+): Promise<Buffer> {
   let offset = 0;
   const source = new ReadableStream<Uint8Array>({
     pull(controller) {
@@ -50,7 +55,9 @@ describe.runIf(zstd !== null)('zstd', () => {
 
   it('refuses truncated and foreign data', async () => {
     const compressed = await through(data, 65_536, z.compressor());
-    expect(() => z.decompress(compressed.subarray(0, compressed.byteLength - 5), data.byteLength)).toThrow(/middle of a frame/);
+    expect(() => z.decompress(compressed.subarray(0, compressed.byteLength - 5), data.byteLength)).toThrow(
+      /middle of a frame/,
+    );
     expect(() => z.decompress(Buffer.from('definitely not zstd'), 100)).toThrow(/not valid zstd/);
   });
 });

@@ -17,14 +17,25 @@ export interface Browser {
   close(): Promise<void>;
 }
 
-export async function openBrowser(options: { httpCredentials?: { username: string; password: string } } = {}): Promise<Browser> {
+export async function openBrowser(
+  options: { httpCredentials?: { username: string; password: string } } = {},
+): Promise<Browser> {
   if (CHROMIUM === undefined) throw new Error('chromium is not installed');
   const profile = mkdtempSync(join(tmpdir(), 'larder-chromium-'));
   const context = await chromium.launchPersistentContext(profile, {
     executablePath: CHROMIUM,
     headless: true,
     // No network beyond loopback, no background services, no sandbox (tests may run as root).
-    args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'],
+    args: [
+      '--headless',
+      '--no-sandbox',
+      '--disable-gpu',
+      '--disable-quic',
+      '--no-first-run',
+      '--disable-background-networking',
+      '--disable-component-update',
+      '--disable-sync',
+    ],
     viewport: { width: 1000, height: 1100 },
     timeout: 30_000,
     ...(options.httpCredentials === undefined ? {} : { httpCredentials: options.httpCredentials }),

@@ -48,10 +48,13 @@ export async function startEdgeProcess(options: EdgeProcessOptions): Promise<Edg
       ? [process.execPath, [join(REPO_ROOT, 'bin/larder.js'), 'edge', ...withDefaults]]
       : options.runtime === 'deno'
         ? [denoPath() ?? 'deno', [...denoTaskArgs('edge'), ...withDefaults]]
-        // --no-prompt: a permission the task does not grant (any file access) fails at once, never waits for a person.
-        : [denoPath() ?? 'deno', ['run', '--no-prompt', ...denoTaskArgs('deploy').slice(1)]];
+        : // --no-prompt: a permission the task does not grant (any file access) fails at once, never waits for a person.
+          [denoPath() ?? 'deno', ['run', '--no-prompt', ...denoTaskArgs('deploy').slice(1)]];
   const env = { ...(options.runtime === 'deploy' ? optionsAsEnv(withDefaults) : {}), ...options.env };
-  const [wrapped, wrappedArgs] = options.wrapper === undefined ? [command, commandArgs] : [options.wrapper[0]!, [...options.wrapper.slice(1), command, ...commandArgs]];
+  const [wrapped, wrappedArgs] =
+    options.wrapper === undefined
+      ? [command, commandArgs]
+      : [options.wrapper[0]!, [...options.wrapper.slice(1), command, ...commandArgs]];
   const child = spawn(wrapped, wrappedArgs, {
     cwd: REPO_ROOT,
     // Readable text logs, which the suites match; the JSON default for pipes has a suite of its own (test/log.test.ts).
@@ -66,7 +69,8 @@ export async function startEdgeProcess(options: EdgeProcessOptions): Promise<Edg
     if (child.exitCode !== null || child.signalCode !== null) resolve();
     else child.once('exit', () => resolve());
   });
-  const matches = (pattern: RegExp | string) => (typeof pattern === 'string' ? output.includes(pattern) : pattern.test(output));
+  const matches = (pattern: RegExp | string) =>
+    typeof pattern === 'string' ? output.includes(pattern) : pattern.test(output);
   return {
     url,
     pid: child.pid!,

@@ -31,7 +31,9 @@ function payload(claims: Claims): JWTPayload {
 
 /** Signed with `key` (the IdP's own key, when testing claim checks), under its kid. */
 export function signWith(key: SigningKey, claims: Claims): Promise<string> {
-  return new SignJWT(payload(claims)).setProtectedHeader({ alg: key.alg, kid: key.kid, typ: 'at+jwt' }).sign(key.privateKey);
+  return new SignJWT(payload(claims))
+    .setProtectedHeader({ alg: key.alg, kid: key.kid, typ: 'at+jwt' })
+    .sign(key.privateKey);
 }
 
 /** Signed by a fresh key the issuer never published. */
@@ -48,5 +50,7 @@ export function unsigned(claims: Claims): string {
 export async function hs256WithPublicKey(key: SigningKey, claims: Claims): Promise<string> {
   const publicKey = await importJWK(key.publicJwk, 'ES256', { extractable: true });
   const pem = await exportSPKI(publicKey as CryptoKey);
-  return new SignJWT(payload(claims)).setProtectedHeader({ alg: 'HS256', kid: key.kid }).sign(new TextEncoder().encode(pem));
+  return new SignJWT(payload(claims))
+    .setProtectedHeader({ alg: 'HS256', kid: key.kid })
+    .sign(new TextEncoder().encode(pem));
 }

@@ -21,7 +21,11 @@ export interface RawResponse {
  * Sends bytes exactly as given over a fresh socket and reads the status line and body; for hostile paths
  * and broken framing that fetch would normalise or refuse.
  */
-export function rawRequest(url: string, request: string | Buffer, options: { endAfterWrite?: boolean } = {}): Promise<RawResponse> {
+export function rawRequest(
+  url: string,
+  request: string | Buffer,
+  options: { endAfterWrite?: boolean } = {},
+): Promise<RawResponse> {
   const { hostname, port } = new URL(url);
   return new Promise((resolve, reject) => {
     const socket = net.connect(Number(port), hostname);

@@ -64,7 +64,11 @@ export async function startIdp(options: IdpOptions = {}): Promise<TestIdp> {
   const keys: Array<Awaited<ReturnType<typeof newKey>>> = [];
 
   const install = () => {
-    const provider = createProvider(issuer, keys.map((k) => k.privateJwk), options);
+    const provider = createProvider(
+      issuer,
+      keys.map((k) => k.privateJwk),
+      options,
+    );
     handler = provider.callback();
   };
   keys.push(await newKey());
@@ -82,7 +86,10 @@ export async function startIdp(options: IdpOptions = {}): Promise<TestIdp> {
       const { id, secret } = CLIENTS[client];
       const res = await fetch(`${issuer}/token`, {
         method: 'POST',
-        headers: { 'content-type': 'application/x-www-form-urlencoded', authorization: `Basic ${btoa(`${id}:${secret}`)}` },
+        headers: {
+          'content-type': 'application/x-www-form-urlencoded',
+          authorization: `Basic ${btoa(`${id}:${secret}`)}`,
+        },
         body: new URLSearchParams({ grant_type: 'client_credentials', resource, scope: 'cache' }),
         signal: AbortSignal.timeout(10_000),
       });

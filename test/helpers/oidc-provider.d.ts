@@ -6,14 +6,20 @@ declare module 'oidc-provider' {
     grantTypeAllowed(grant: string): boolean;
   }
   export default class Provider {
-    constructor(issuer: string, configuration: Record<string, unknown> & {
-      findAccount?: (ctx: unknown, sub: string) => unknown;
-      extraTokenClaims?: (ctx: unknown, token: unknown) => unknown;
-      issueRefreshToken?: (ctx: unknown, client: ClientLike) => boolean;
-      features?: Record<string, Record<string, unknown> & {
-        getResourceServerInfo?: (ctx: unknown, indicator: string, client: unknown) => unknown;
-      }>;
-    });
+    constructor(
+      issuer: string,
+      configuration: Record<string, unknown> & {
+        findAccount?: (ctx: unknown, sub: string) => unknown;
+        extraTokenClaims?: (ctx: unknown, token: unknown) => unknown;
+        issueRefreshToken?: (ctx: unknown, client: ClientLike) => boolean;
+        features?: Record<
+          string,
+          Record<string, unknown> & {
+            getResourceServerInfo?: (ctx: unknown, indicator: string, client: unknown) => unknown;
+          }
+        >;
+      },
+    );
     callback(): RequestListener;
     on(event: string, listener: (...args: any[]) => void): this;
   }

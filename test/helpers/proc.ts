@@ -47,7 +47,10 @@ export function watchRss(pid: number, boundMiB: number, sampleMs = 10): RssWatch
   return {
     baselineMiB,
     check() {
-      if (killedAt !== null) throw new Error(`RSS reached ${killedAt.toFixed(0)} MiB, past ${baselineMiB.toFixed(0)} + ${boundMiB} MiB: killed`);
+      if (killedAt !== null)
+        throw new Error(
+          `RSS reached ${killedAt.toFixed(0)} MiB, past ${baselineMiB.toFixed(0)} + ${boundMiB} MiB: killed`,
+        );
       const grown = peakRssMiB(pid) - baselineMiB;
       if (grown > boundMiB) throw new Error(`peak RSS grew by ${grown.toFixed(1)} MiB, past the ${boundMiB} MiB bound`);
       return grown;

@@ -95,7 +95,9 @@ export async function startS3Server(options: { dir?: string } = {}): Promise<S3S
       const found: Array<{ key: string; size: number }> = [];
       let token: string | undefined;
       do {
-        const page = await client().send(new ListObjectsV2Command({ Bucket: S3_BUCKET, Prefix: prefix, ContinuationToken: token }));
+        const page = await client().send(
+          new ListObjectsV2Command({ Bucket: S3_BUCKET, Prefix: prefix, ContinuationToken: token }),
+        );
         for (const item of page.Contents ?? []) found.push({ key: item.Key!, size: item.Size ?? 0 });
         token = page.IsTruncated ? page.NextContinuationToken : undefined;
       } while (token);
@@ -112,7 +114,10 @@ export async function startS3Server(options: { dir?: string } = {}): Promise<S3S
 }
 
 function spawnServer(dir: string, port: number): Promise<{ child: ChildProcess; port: number }> {
-  const child = spawn(process.execPath, [CHILD, dir, String(port), S3_BUCKET], { cwd: REPO_ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn(process.execPath, [CHILD, dir, String(port), S3_BUCKET], {
+    cwd: REPO_ROOT,
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
   let output = '';
   return new Promise((resolve, reject) => {
     const timer = setTimeout(() => {

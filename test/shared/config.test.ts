@@ -55,11 +55,20 @@ describe('configuration', () => {
 
 describe('larder CLI', () => {
   const run = promisify(execFile);
-  const larder = (...args: string[]) => run(process.execPath, [join(REPO_ROOT, 'bin/larder.js'), ...args], { timeout: 20_000 });
+  const larder = (...args: string[]) =>
+    run(process.execPath, [join(REPO_ROOT, 'bin/larder.js'), ...args], { timeout: 20_000 });
 
   it('prints help for edge with every option and its environment variable', async () => {
     const { stdout } = await larder('edge', '--help');
-    for (const text of ['--listen', 'LARDER_LISTEN', '--store', 'LARDER_STORE', '--max-size', '--max-blob-size', '--log-level']) {
+    for (const text of [
+      '--listen',
+      'LARDER_LISTEN',
+      '--store',
+      'LARDER_STORE',
+      '--max-size',
+      '--max-blob-size',
+      '--log-level',
+    ]) {
       expect(stdout).toContain(text);
     }
   });

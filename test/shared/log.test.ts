@@ -22,7 +22,15 @@ const INVOCATION = '6f1c9a52-7d1e-4c55-9d2b-0a1b2c3d4e5f';
 const ACTION = 'a1b2c3d4e5f60718293a4b5c6d7e8f90a1b2c3d4e5f60718293a4b5c6d7e8f9';
 const PASSWORD = 'ci-secret-password';
 const metadataBytes = () =>
-  toBinary(RequestMetadataSchema, create(RequestMetadataSchema, { toolDetails: { toolName: 'bazel', toolVersion: '7.4.0' }, toolInvocationId: INVOCATION, actionId: ACTION, actionMnemonic: 'CppCompile' }));
+  toBinary(
+    RequestMetadataSchema,
+    create(RequestMetadataSchema, {
+      toolDetails: { toolName: 'bazel', toolVersion: '7.4.0' },
+      toolInvocationId: INVOCATION,
+      actionId: ACTION,
+      actionMnemonic: 'CppCompile',
+    }),
+  );
 
 interface JsonLine {
   '@timestamp': string;
@@ -46,7 +54,10 @@ function jsonLines(output: string): JsonLine[] {
 
 function setUpAuth(dir: string): string[] {
   writeFileSync(join(dir, 'htpasswd'), `ci:{SHA}${createHash('sha1').update(PASSWORD).digest('base64')}\n`);
-  writeFileSync(join(dir, 'larder.json'), JSON.stringify({ auth: { anonymous: ['read'], htpasswd: { users: { ci: ['write'] } } } }));
+  writeFileSync(
+    join(dir, 'larder.json'),
+    JSON.stringify({ auth: { anonymous: ['read'], htpasswd: { users: { ci: ['write'] } } } }),
+  );
   return ['--htpasswd', join(dir, 'htpasswd'), '--config', join(dir, 'larder.json'), '--log-level', 'debug'];
 }
 
@@ -54,16 +65,27 @@ describe.each(runtimes)('JSON logs of the edge on %s', (runtime) => {
   it('writes one JSON object per line, with the invocation and action ids on the request line', async () => {
     const dir = tempDir('larder-log-');
     // LARDER_LOG_FORMAT empty: the default (auto), which is JSON because stdout is a pipe.
-    const edge = await startEdgeProcess({ runtime, args: ['--store', `disk:${dir.path}/blobs`, ...setUpAuth(dir.path)], env: { LARDER_LOG_FORMAT: '' } });
+    const edge = await startEdgeProcess({
+      runtime,
+      args: ['--store', `disk:${dir.path}/blobs`, ...setUpAuth(dir.path)],
+      env: { LARDER_LOG_FORMAT: '' },
+    });
     try {
       const blob = randomBlob(1000);
       const put = await fetch(`${edge.url}/cas/${blob.hash}`, {
         method: 'PUT',
         body: blob.data,
-        headers: { authorization: `Basic ${btoa(`ci:${PASSWORD}`)}`, [REQUEST_METADATA_KEY]: Buffer.from(metadataBytes()).toString('base64') },
+        headers: {
+          authorization: `Basic ${btoa(`ci:${PASSWORD}`)}`,
+          [REQUEST_METADATA_KEY]: Buffer.from(metadataBytes()).toString('base64'),
+        },
       });
       expect(put.status).toBe(200);
-      const refused = await fetch(`${edge.url}/cas/${blob.hash}`, { method: 'PUT', body: blob.data, headers: { authorization: `Basic ${btoa(`ci:${PASSWORD}x`)}` } });
+      const refused = await fetch(`${edge.url}/cas/${blob.hash}`, {
+        method: 'PUT',
+        body: blob.data,
+        headers: { authorization: `Basic ${btoa(`ci:${PASSWORD}x`)}` },
+      });
       expect(refused.status).toBe(401);
       await edge.waitForOutput(/"message":"request".*"status":401/);
     } finally {
@@ -71,10 +93,19 @@ describe.each(runtimes)('JSON logs of the edge on %s', (runtime) => {
       dir.remove();
     }
     const lines = jsonLines(edge.output());
-    const request = lines.find((line) => line.message === 'request' && line.fields.method === 'PUT' && line.fields.status === 200);
-    expect(request?.fields).toMatchObject({ invocation: INVOCATION, action: ACTION, tool: 'bazel/7.4.0', mnemonic: 'CppCompile' });
+    const request = lines.find(
+      (line) => line.message === 'request' && line.fields.method === 'PUT' && line.fields.status === 200,
+    );
+    expect(request?.fields).toMatchObject({
+      invocation: INVOCATION,
+      action: ACTION,
+      tool: 'bazel/7.4.0',
+      mnemonic: 'CppCompile',
+    });
     expect(request?.level).toBe('DEBUG');
-    expect(lines.some((line) => line.message === 'refused: not authenticated' && line.fields.status === 401)).toBe(true);
+    expect(lines.some((line) => line.message === 'refused: not authenticated' && line.fields.status === 401)).toBe(
+      true,
+    );
     expect(edge.output()).not.toContain(PASSWORD);
   });
 });
@@ -82,7 +113,10 @@ describe.each(runtimes)('JSON logs of the edge on %s', (runtime) => {
 describe('JSON logs of the executor', () => {
   it("writes one JSON object per line, with the invocation and action ids on each call's line", async () => {
     const dir = tempDir('larder-log-');
-    const executor = await startExecutorProcess(['--store', `disk:${dir.path}/blobs`, '--workers', '0', ...setUpAuth(dir.path)], { LARDER_LOG_FORMAT: '' });
+    const executor = await startExecutorProcess(
+      ['--store', `disk:${dir.path}/blobs`, '--workers', '0', ...setUpAuth(dir.path)],
+      { LARDER_LOG_FORMAT: '' },
+    );
     const clients = clientsFor(`127.0.0.1:${executor.port}`);
     try {
       const metadata = new grpc.Metadata();
@@ -97,7 +131,11 @@ describe('JSON logs of the executor', () => {
     }
     const lines = jsonLines(executor.output());
     const call = lines.find((line) => line.message === 'call');
-    expect(call?.fields).toMatchObject({ rpc: '/build.bazel.remote.execution.v2.ContentAddressableStorage/FindMissingBlobs', invocation: INVOCATION, action: ACTION });
+    expect(call?.fields).toMatchObject({
+      rpc: '/build.bazel.remote.execution.v2.ContentAddressableStorage/FindMissingBlobs',
+      invocation: INVOCATION,
+      action: ACTION,
+    });
     const failed = lines.find((line) => line.fields.code === 'UNAUTHENTICATED');
     expect(failed?.fields).toMatchObject({ invocation: INVOCATION, action: ACTION });
     expect(executor.output()).not.toContain(PASSWORD);
@@ -114,6 +152,8 @@ describe('text logs', () => {
     log.debug('hidden below the level');
     log.warn('disk {nearly} full', { path: '/var/cache/larder', free: 12, note: 'two words', gone: undefined });
     expect(lines).toHaveLength(1);
-    expect(lines[0]).toMatch(/^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z WARN disk \{nearly\} full path=\/var\/cache\/larder free=12 note="two words"$/);
+    expect(lines[0]).toMatch(
+      /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z WARN disk \{nearly\} full path=\/var\/cache\/larder free=12 note="two words"$/,
+    );
   });
 });

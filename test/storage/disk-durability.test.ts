@@ -14,9 +14,13 @@ const haveStrace = requireTool('strace', findTool('strace'), 'apt-get install st
 
 /** Attaches strace to every thread of a running process; resolves once it is attached. */
 async function traceProcess(pid: number, logFile: string): Promise<{ stop: () => Promise<void> }> {
-  const child: ChildProcess = spawn('strace', ['-f', '-p', String(pid), '-o', logFile, '-e', 'trace=openat,fdatasync,fsync,rename,renameat,renameat2'], {
-    stdio: ['ignore', 'ignore', 'pipe'],
-  });
+  const child: ChildProcess = spawn(
+    'strace',
+    ['-f', '-p', String(pid), '-o', logFile, '-e', 'trace=openat,fdatasync,fsync,rename,renameat,renameat2'],
+    {
+      stdio: ['ignore', 'ignore', 'pipe'],
+    },
+  );
   const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
   await new Promise<void>((resolve, reject) => {
     let err = '';

@@ -108,7 +108,7 @@ describe('disk store shared by two processes', () => {
     expect(await executor.get(cas(first))).toBeNull();
   });
 
-  it('a second process starting on the folder leaves the first one\'s uploads in flight alone', async () => {
+  it("a second process starting on the folder leaves the first one's uploads in flight alone", async () => {
     const path = freshDir();
     const first = await DiskStore.open({ path, maxBytes: 1 << 24 });
     const data = randomBytes(300_000);

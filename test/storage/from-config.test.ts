@@ -24,7 +24,16 @@ function recordingLogger() {
 it('logs, as a warning, a front tier that fails, and serves from the back', async () => {
   const { log, lines } = recordingLogger();
   const front = join(dir.path, 'front');
-  const store = await openStore({ kind: 'tiered', tiers: [{ kind: 'disk', path: front, maxBytes: 1 << 24 }, { kind: 'memory', maxBytes: 1 << 24 }] }, { log });
+  const store = await openStore(
+    {
+      kind: 'tiered',
+      tiers: [
+        { kind: 'disk', path: front, maxBytes: 1 << 24 },
+        { kind: 'memory', maxBytes: 1 << 24 },
+      ],
+    },
+    { log },
+  );
   const data = randomBytes(100_000);
   const key = blobKey('', 'cas', sha256(data));
   await store.put(key, streamOf(data), data.length);
@@ -34,6 +43,9 @@ it('logs, as a warning, a front tier that fails, and serves from the back', asyn
   writeFileSync(join(front, 'blobs'), 'not a folder');
   const blob = await store.get(key);
   expect(Buffer.from(await collect(blob!.body, 1 << 20)).equals(data)).toBe(true);
-  expect(lines.some((line) => /^warn tier front: get failed/.test(line)), lines.join('\n')).toBe(true);
+  expect(
+    lines.some((line) => /^warn tier front: get failed/.test(line)),
+    lines.join('\n'),
+  ).toBe(true);
   await store.close?.();
 });

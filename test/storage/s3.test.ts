@@ -81,7 +81,8 @@ describe('s3 store', () => {
       proxy = await startTcpProxy(server.port);
     });
     afterAll(() => proxy?.close());
-    const viaProxy = (overrides: Partial<S3StoreOptions> = {}) => s3({ endpoint: proxy.url, partBytes: 5 * MiB, ...overrides });
+    const viaProxy = (overrides: Partial<S3StoreOptions> = {}) =>
+      s3({ endpoint: proxy.url, partBytes: 5 * MiB, ...overrides });
     const sent = (from: number, pattern: RegExp) => proxy.requests.slice(from).filter((r) => pattern.test(r));
 
     it('stat is a HEAD and never downloads the object', async () => {
@@ -114,7 +115,10 @@ describe('s3 store', () => {
     });
 
     // The verifier errors the body after its last byte; the store must abort, never complete.
-    for (const [name, size] of [['a short last part', 12 * MiB], ['an exact multiple of the part size', 10 * MiB]] as const) {
+    for (const [name, size] of [
+      ['a short last part', 12 * MiB],
+      ['an exact multiple of the part size', 10 * MiB],
+    ] as const) {
       it(`never completes a multipart upload whose hash is wrong (${name})`, async () => {
         const prefix = `bad-${randomUUID()}`;
         const store = viaProxy({ prefix });
@@ -122,7 +126,9 @@ describe('s3 store', () => {
         const key = cas(data);
         data[data.length - 1]! ^= 1; // same length, different hash: only the end of the stream can tell
         const from = proxy.requests.length;
-        const err = await verifying(store).put(key, chunked(data), data.length).catch((e: unknown) => e);
+        const err = await verifying(store)
+          .put(key, chunked(data), data.length)
+          .catch((e: unknown) => e);
         expect(isLarderError(err, 'digest_mismatch'), String(err)).toBe(true);
         expect(sent(from, /^POST .*\?uploads/)).toHaveLength(1);
         expect(sent(from, /^POST .*uploadId=/)).toEqual([]); // CompleteMultipartUpload never sent
@@ -172,7 +178,11 @@ describe('s3 store', () => {
       await store.put(cas(data), streamOf(data), data.length);
       proxy.delayMs = 10_000;
       try {
-        for (const attempt of [() => store.stat(cas(data)), () => store.get(cas(data)), () => store.put(cas(randomBytes(10)), streamOf(randomBytes(10)), 10)]) {
+        for (const attempt of [
+          () => store.stat(cas(data)),
+          () => store.get(cas(data)),
+          () => store.put(cas(randomBytes(10)), streamOf(randomBytes(10)), 10),
+        ]) {
           const started = Date.now();
           const err = await attempt().catch((e: unknown) => e);
           expect(isLarderError(err, 'timeout'), String(err)).toBe(true);
@@ -191,7 +201,11 @@ describe('s3 store', () => {
     await store.put(cas(data), streamOf(data), data.length);
     await server.stop();
     try {
-      for (const attempt of [() => store.stat(cas(data)), () => store.get(cas(data)), () => store.put(cas(randomBytes(10)), streamOf(randomBytes(10)), 10)]) {
+      for (const attempt of [
+        () => store.stat(cas(data)),
+        () => store.get(cas(data)),
+        () => store.put(cas(randomBytes(10)), streamOf(randomBytes(10)), 10),
+      ]) {
         const started = Date.now();
         const err = await attempt().catch((e: unknown) => e);
         expect(isLarderError(err, 'unavailable'), String(err)).toBe(true);
@@ -208,12 +222,15 @@ describe('s3 store', () => {
       yield new Uint8Array(10);
       await new Promise(() => {}); // S3 stops sending
     };
-    const bodies = [stalled(), new ReadableStream({
+    const bodies = [
+      stalled(),
+      new ReadableStream({
         pull(c) {
           c.enqueue(new Uint8Array(10));
           return new Promise(() => {});
         },
-      })];
+      }),
+    ];
     for (const body of bodies) {
       const reader = objectBody(body, 'GET cas/x', 300).getReader();
       expect((await reader.read()).value?.length).toBe(10);

@@ -89,57 +89,59 @@ export function describeStoreContract(name: string, target: StoreTarget): void {
     });
 
     // Registered only where it applies (the S3 tier has no budget), like the HTTP suite's flat-memory check.
-    if (target.bounded !== false) it('evicts the least recently used blobs to stay within its budget', async () => {
-      const store = await target.open(3 * 1000);
-      const [a, b, c, d] = Array.from({ length: 4 }, () => randomBytes(1000));
-      for (const blob of [a!, b!, c!]) await store.put(key(blob), streamOf(blob), 1000);
-      await read(store, key(a!)); // a is now more recent than b
-      await store.put(key(d!), streamOf(d!), 1000);
-      expect(await store.stat(key(b!))).toBeNull();
-      expect(await store.stat(key(a!))).toBe(1000);
-      expect(await store.stat(key(c!))).toBe(1000);
-      expect(await store.stat(key(d!))).toBe(1000);
-    });
-
-    if (target.bounded !== false) it('refuses a blob larger than its whole budget', async () => {
-      const store = await target.open(1000);
-      const data = randomBytes(2000);
-      const err = await store.put(key(data), streamOf(data), data.length).catch((e: unknown) => e);
-      expect(isLarderError(err, 'no_space')).toBe(true);
-      expect(await store.stat(key(data))).toBeNull();
-    });
-
-    for (const [form, as] of BODY_FORMS) {
-    describe(`behind verifying(), bodies as ${form}`, () => {
-      it('refuses bytes that do not match the hash, and stores nothing', async () => {
-        const store = verifying(await target.open(1 << 20));
-        const data = randomBytes(1000);
-        const k = key(data);
-        const err = await store.put(k, as(randomBytes(1000)), 1000).catch((e: unknown) => e);
-        expect(isLarderError(err, 'digest_mismatch')).toBe(true);
-        expect(await store.stat(k)).toBeNull();
+    if (target.bounded !== false)
+      it('evicts the least recently used blobs to stay within its budget', async () => {
+        const store = await target.open(3 * 1000);
+        const [a, b, c, d] = Array.from({ length: 4 }, () => randomBytes(1000));
+        for (const blob of [a!, b!, c!]) await store.put(key(blob), streamOf(blob), 1000);
+        await read(store, key(a!)); // a is now more recent than b
+        await store.put(key(d!), streamOf(d!), 1000);
+        expect(await store.stat(key(b!))).toBeNull();
+        expect(await store.stat(key(a!))).toBe(1000);
+        expect(await store.stat(key(c!))).toBe(1000);
+        expect(await store.stat(key(d!))).toBe(1000);
       });
 
-      it('refuses bodies shorter or longer than declared', async () => {
-        const store = verifying(await target.open(1 << 20));
-        const data = randomBytes(1000);
-        for (const declared of [999, 1001]) {
-          const err = await store.put(key(data), as(data), declared).catch((e: unknown) => e);
-          expect(isLarderError(err, 'size_mismatch'), String(err)).toBe(true);
-        }
+    if (target.bounded !== false)
+      it('refuses a blob larger than its whole budget', async () => {
+        const store = await target.open(1000);
+        const data = randomBytes(2000);
+        const err = await store.put(key(data), streamOf(data), data.length).catch((e: unknown) => e);
+        expect(isLarderError(err, 'no_space')).toBe(true);
         expect(await store.stat(key(data))).toBeNull();
       });
 
-      it('accepts a re-upload of a stored blob without storing it twice', async () => {
-        const store = verifying(await target.open(1 << 20));
-        const data = randomBytes(1000);
-        await store.put(key(data), as(data), 1000);
-        await store.put(key(data), as(data), 1000);
-        expect((await read(store, key(data)))?.equals(data)).toBe(true);
-        const err = await store.put(key(data), as(randomBytes(1000)), 1000).catch((e: unknown) => e);
-        expect(isLarderError(err, 'digest_mismatch')).toBe(true);
+    for (const [form, as] of BODY_FORMS) {
+      describe(`behind verifying(), bodies as ${form}`, () => {
+        it('refuses bytes that do not match the hash, and stores nothing', async () => {
+          const store = verifying(await target.open(1 << 20));
+          const data = randomBytes(1000);
+          const k = key(data);
+          const err = await store.put(k, as(randomBytes(1000)), 1000).catch((e: unknown) => e);
+          expect(isLarderError(err, 'digest_mismatch')).toBe(true);
+          expect(await store.stat(k)).toBeNull();
+        });
+
+        it('refuses bodies shorter or longer than declared', async () => {
+          const store = verifying(await target.open(1 << 20));
+          const data = randomBytes(1000);
+          for (const declared of [999, 1001]) {
+            const err = await store.put(key(data), as(data), declared).catch((e: unknown) => e);
+            expect(isLarderError(err, 'size_mismatch'), String(err)).toBe(true);
+          }
+          expect(await store.stat(key(data))).toBeNull();
+        });
+
+        it('accepts a re-upload of a stored blob without storing it twice', async () => {
+          const store = verifying(await target.open(1 << 20));
+          const data = randomBytes(1000);
+          await store.put(key(data), as(data), 1000);
+          await store.put(key(data), as(data), 1000);
+          expect((await read(store, key(data)))?.equals(data)).toBe(true);
+          const err = await store.put(key(data), as(randomBytes(1000)), 1000).catch((e: unknown) => e);
+          expect(isLarderError(err, 'digest_mismatch')).toBe(true);
+        });
       });
-    });
     }
   });
 }

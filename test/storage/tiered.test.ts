@@ -13,7 +13,8 @@ import { sha256 } from '../helpers/http.ts';
 import { describeStoreContract } from './store-contract.ts';
 
 describeStoreContract('tiered(memory, memory)', {
-  open: async (budget) => new TieredStore({ front: new MemoryStore({ maxBytes: budget }), back: new MemoryStore({ maxBytes: budget }) }),
+  open: async (budget) =>
+    new TieredStore({ front: new MemoryStore({ maxBytes: budget }), back: new MemoryStore({ maxBytes: budget }) }),
   // Each tier keeps its own LRU order (front hits never reach the back), so there is no one budget to check.
   bounded: false,
 });
@@ -28,7 +29,12 @@ function switchable(inner: BlobStore) {
   const store: BlobStore = {
     get: (key) => guard(() => inner.get(key)),
     stat: (key) => guard(() => inner.stat(key)),
-    put: (key, body, size) => (state.down ? bodyStream(body).cancel().then(() => guard(() => Promise.resolve())) : guard(() => inner.put(key, body, size))),
+    put: (key, body, size) =>
+      state.down
+        ? bodyStream(body)
+            .cancel()
+            .then(() => guard(() => Promise.resolve()))
+        : guard(() => inner.put(key, body, size)),
   };
   return { store, state };
 }
@@ -104,7 +110,10 @@ describe('tiered store', () => {
     const broken: BlobStore = {
       get: () => Promise.reject(new LarderError('internal', 'front: broken')),
       stat: () => Promise.reject(new LarderError('internal', 'front: broken')),
-      put: (_key, body) => bodyStream(body).cancel().then(() => Promise.reject(new LarderError('internal', 'front: broken'))),
+      put: (_key, body) =>
+        bodyStream(body)
+          .cancel()
+          .then(() => Promise.reject(new LarderError('internal', 'front: broken'))),
     };
     const tiered = new TieredStore({ front: broken, back });
     expect(await tiered.stat(key(data))).toBe(1000);
@@ -125,7 +134,9 @@ describe('tiered store', () => {
     const back = switchable(new MemoryStore({ maxBytes: 1 << 20 }));
     back.state.down = true;
     const data = randomBytes(10_000);
-    const err = await new TieredStore({ front, back: back.store }).put(key(data), streamOf(data), data.length).catch((e: unknown) => e);
+    const err = await new TieredStore({ front, back: back.store })
+      .put(key(data), streamOf(data), data.length)
+      .catch((e: unknown) => e);
     expect(isLarderError(err, 'unavailable'), String(err)).toBe(true);
     await settle();
     expect(await front.stat(key(data))).toBeNull();
@@ -143,7 +154,9 @@ describe('tiered store', () => {
     const front = new MemoryStore({ maxBytes: 1 << 20 });
     const back = new MemoryStore({ maxBytes: 1 << 20 });
     const data = randomBytes(10_000);
-    const err = await verifying(new TieredStore({ front, back })).put(key(data), streamOf(randomBytes(10_000)), 10_000).catch((e: unknown) => e);
+    const err = await verifying(new TieredStore({ front, back }))
+      .put(key(data), streamOf(randomBytes(10_000)), 10_000)
+      .catch((e: unknown) => e);
     expect(isLarderError(err, 'digest_mismatch')).toBe(true);
     await settle();
     expect(await front.stat(key(data))).toBeNull();

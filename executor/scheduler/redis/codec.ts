@@ -63,14 +63,18 @@ export function decodeJob(operation: string, text: string): ExecutionJob {
  * constraints and runner kind (runner options never route). `{"c":{name:[values]},"r":runner}`.
  */
 export function queueSpec(platform: ActionPlatform): { key: string; spec: string } {
-  const constraints = Object.fromEntries([...platform.constraints].sort(([a], [b]) => (a < b ? -1 : 1)).map(([n, v]) => [n, [...v].sort()]));
+  const constraints = Object.fromEntries(
+    [...platform.constraints].sort(([a], [b]) => (a < b ? -1 : 1)).map(([n, v]) => [n, [...v].sort()]),
+  );
   const spec = JSON.stringify({ c: constraints, r: platform.runner });
   return { key: shortHash(spec), spec };
 }
 
 /** A worker's offer as the claim script reads it: `{"p":{name:[values]},"r":[runners]}`, and its wake-list key. */
 export function workerSpec(platform: WorkerPlatform): { key: string; spec: string } {
-  const properties = Object.fromEntries([...platform.properties].sort(([a], [b]) => (a < b ? -1 : 1)).map(([n, v]) => [n, [...v].sort()]));
+  const properties = Object.fromEntries(
+    [...platform.properties].sort(([a], [b]) => (a < b ? -1 : 1)).map(([n, v]) => [n, [...v].sort()]),
+  );
   const spec = JSON.stringify({ p: properties, r: [...platform.runners].sort() });
   return { key: shortHash(spec), spec };
 }

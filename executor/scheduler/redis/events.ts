@@ -21,7 +21,8 @@ export class OperationEvents {
     });
     subscriber.on('ready', () => {
       // ioredis resubscribes by itself; what was published meanwhile is gone, so everyone looks again.
-      if (this.everConnected) for (const set of this.listeners.values()) for (const listener of [...set]) listener('changed');
+      if (this.everConnected)
+        for (const set of this.listeners.values()) for (const listener of [...set]) listener('changed');
       this.everConnected = true;
     });
   }

@@ -30,10 +30,24 @@ import { Redis } from 'ioredis';
 import { LarderError } from '../../../shared/errors.ts';
 import type { Logger } from '../../../shared/log.ts';
 import { ExecutionStage_Value } from '../../../shared/proto/gen/build/bazel/remote/execution/v2/remote_execution_pb.ts';
-import { type ActionPlatform, describeWorkerPlatform, unmatchedProperties, type WorkerPlatform } from '../../execution/platform.ts';
+import {
+  type ActionPlatform,
+  describeWorkerPlatform,
+  unmatchedProperties,
+  type WorkerPlatform,
+} from '../../execution/platform.ts';
 import { Code, RpcError } from '../../grpc-status.ts';
 import type { ExecutionJob, OperationState, Scheduler, SchedulerStats, WorkerSlot } from '../scheduler.ts';
-import { decodeResponse, decodeWorkerSpec, encodeJob, formatDigest, parseStoredDigest, queueSpec, statusResponse, workerSpec } from './codec.ts';
+import {
+  decodeResponse,
+  decodeWorkerSpec,
+  encodeJob,
+  formatDigest,
+  parseStoredDigest,
+  queueSpec,
+  statusResponse,
+  workerSpec,
+} from './codec.ts';
 import { OperationEvents } from './events.ts';
 import { SCRIPTS, type ScriptName } from './scripts.ts';
 import { joinFleet } from './worker-slot.ts';
@@ -133,7 +147,9 @@ export class RedisScheduler implements Scheduler {
 
   /** Runs one of scripts.ts with the prefix as its first argument. */
   script<T>(name: ScriptName, ...args: (string | number)[]): Promise<T> {
-    const command = (this.redis as unknown as Record<string, (...a: (string | number)[]) => Promise<T>>)[`larder_${name}`]!;
+    const command = (this.redis as unknown as Record<string, (...a: (string | number)[]) => Promise<T>>)[
+      `larder_${name}`
+    ]!;
     return command.call(this.redis, this.config.prefix, ...args);
   }
 
@@ -141,20 +157,45 @@ export class RedisScheduler implements Scheduler {
     return this.guard(async () => {
       const workers = await this.liveWorkers();
       checkRunnable(job.platform, workers);
-      const wakes = new Set(workers.filter((w) => unmatchedProperties(job.platform, w.platform).length === 0).map((w) => w.wake));
+      const wakes = new Set(
+        workers.filter((w) => unmatchedProperties(job.platform, w.platform).length === 0).map((w) => w.wake),
+      );
       const queue = queueSpec(job.platform);
       const name = `operations/${randomUUID()}`;
       const [opName, merged] = await this.script<[string, number]>(
-        'submit', name, encodeJob(job), formatDigest(job.actionDigest), mergeKey ?? '', queue.key, queue.spec, job.priority, this.config.inFlightTtlMs, ...wakes,
+        'submit',
+        name,
+        encodeJob(job),
+        formatDigest(job.actionDigest),
+        mergeKey ?? '',
+        queue.key,
+        queue.spec,
+        job.priority,
+        this.config.inFlightTtlMs,
+        ...wakes,
       );
-      if (merged === 1) return (await this.get(opName)) ?? { name: opName, actionDigest: job.actionDigest, stage: ExecutionStage_Value.QUEUED, done: false };
+      if (merged === 1)
+        return (
+          (await this.get(opName)) ?? {
+            name: opName,
+            actionDigest: job.actionDigest,
+            stage: ExecutionStage_Value.QUEUED,
+            done: false,
+          }
+        );
       return { name, actionDigest: job.actionDigest, stage: ExecutionStage_Value.QUEUED, done: false };
     });
   }
 
   async get(name: string): Promise<OperationState | null> {
     return this.guard(async () => {
-      const [stage, done, response, digest] = await this.redis.hmget(this.key('op', name), 'stage', 'done', 'response', 'digest');
+      const [stage, done, response, digest] = await this.redis.hmget(
+        this.key('op', name),
+        'stage',
+        'done',
+        'response',
+        'digest',
+      );
       if (done == null || digest == null) return null;
       const state = { name, actionDigest: parseStoredDigest(digest), stage: Number(stage) as ExecutionStage_Value };
       return done === '1' ? { ...state, done: true, response: decodeResponse(response!) } : { ...state, done: false };
@@ -194,10 +235,20 @@ export class RedisScheduler implements Scheduler {
 
   async stats(): Promise<SchedulerStats> {
     return this.guard(async () => {
-      const [counts, running, queues] = await Promise.all([this.redis.hgetall(this.key('stats')), this.redis.zcard(this.key('leases')), this.redis.hkeys(this.key('queues'))]);
+      const [counts, running, queues] = await Promise.all([
+        this.redis.hgetall(this.key('stats')),
+        this.redis.zcard(this.key('leases')),
+        this.redis.hkeys(this.key('queues')),
+      ]);
       const sizes = await Promise.all(queues.map((q) => this.redis.zcard(this.key('queue', q))));
       const count = (field: string) => Number(counts[field] ?? 0);
-      return { queued: sizes.reduce((a, b) => a + b, 0), running, submitted: count('submitted'), merged: count('merged'), completed: count('completed') };
+      return {
+        queued: sizes.reduce((a, b) => a + b, 0),
+        running,
+        submitted: count('submitted'),
+        merged: count('merged'),
+        completed: count('completed'),
+      };
     });
   }
 
@@ -208,7 +259,9 @@ export class RedisScheduler implements Scheduler {
    */
   async close(): Promise<void> {
     clearInterval(this.sweeper);
-    this.closing.abort(new RpcError(Code.UNAVAILABLE, 'this worker is shutting down; the action goes back to the queue'));
+    this.closing.abort(
+      new RpcError(Code.UNAVAILABLE, 'this worker is shutting down; the action goes back to the queue'),
+    );
     const settled = Promise.all([...this.held]);
     await Promise.race([settled, new Promise((resolve) => setTimeout(resolve, this.config.shutdownGraceMs).unref())]);
     await Promise.all([...this.slots].map((slot) => slot.leave().catch(() => {})));
@@ -231,7 +284,13 @@ export class RedisScheduler implements Scheduler {
       `the action was given to ${this.config.maxAttempts} workers in turn and each stopped renewing its lease (it crashed, was killed or lost Redis); larder gave up rather than run it again`,
     );
     const cancelled = statusResponse(Code.CANCELLED, 'the action was cancelled');
-    const requeued = await this.script<string[]>('sweep', this.config.maxAttempts, gaveUp, cancelled, this.config.retainMs);
+    const requeued = await this.script<string[]>(
+      'sweep',
+      this.config.maxAttempts,
+      gaveUp,
+      cancelled,
+      this.config.retainMs,
+    );
     if (requeued.length === 0) return;
     this.log.info('requeued actions whose workers stopped renewing their leases', { count: requeued.length });
     await this.wake(requeued);
@@ -244,7 +303,9 @@ export class RedisScheduler implements Scheduler {
       const spec = await this.redis.hget(this.key('queues'), queueKey);
       if (spec === null) continue;
       const platform = platformOfQueue(spec);
-      const wakes = new Set(workers.filter((w) => unmatchedProperties(platform, w.platform).length === 0).map((w) => w.wake));
+      const wakes = new Set(
+        workers.filter((w) => unmatchedProperties(platform, w.platform).length === 0).map((w) => w.wake),
+      );
       for (const wake of wakes) await this.redis.rpush(this.key('wake', wake), '1');
     }
   }
@@ -259,14 +320,18 @@ export class RedisScheduler implements Scheduler {
       return await fn();
     } catch (err) {
       if (err instanceof RpcError || err instanceof LarderError) throw err;
-      throw new LarderError('unavailable', `the queue (Redis at ${redactUrl(this.config.url)}) failed: ${(err as Error).message}`);
+      throw new LarderError(
+        'unavailable',
+        `the queue (Redis at ${redactUrl(this.config.url)}) failed: ${(err as Error).message}`,
+      );
     }
   }
 }
 
 /** Fails fast when no live worker could ever run an action of this platform, naming what nobody offers. */
 function checkRunnable(platform: ActionPlatform, workers: readonly LiveWorker[]): void {
-  if (workers.length === 0) throw new RpcError(Code.FAILED_PRECONDITION, 'no worker is connected to the queue to execute actions');
+  if (workers.length === 0)
+    throw new RpcError(Code.FAILED_PRECONDITION, 'no worker is connected to the queue to execute actions');
   let closest: string[] | null = null;
   for (const worker of workers) {
     const unmatched = unmatchedProperties(platform, worker.platform);
@@ -274,7 +339,10 @@ function checkRunnable(platform: ActionPlatform, workers: readonly LiveWorker[])
     if (closest === null || unmatched.length < closest.length) closest = unmatched;
   }
   const offered = [...new Set(workers.map((w) => describeWorkerPlatform(w.platform)))].map((p) => `[${p}]`).join(' ');
-  throw new RpcError(Code.FAILED_PRECONDITION, `no worker can run this action: none offers ${closest!.join(', ')} (workers offer ${offered})`);
+  throw new RpcError(
+    Code.FAILED_PRECONDITION,
+    `no worker can run this action: none offers ${closest!.join(', ')} (workers offer ${offered})`,
+  );
 }
 
 function platformOfQueue(spec: string): ActionPlatform {

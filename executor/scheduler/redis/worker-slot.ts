@@ -16,7 +16,10 @@ import type { Lease, WorkerSlot } from '../scheduler.ts';
 import { decodeJob, encodeResponse, workerSpec } from './codec.ts';
 import type { RedisScheduler } from './redis-scheduler.ts';
 
-export async function joinFleet(scheduler: RedisScheduler, worker: { name: string; platform: WorkerPlatform }): Promise<WorkerSlot> {
+export async function joinFleet(
+  scheduler: RedisScheduler,
+  worker: { name: string; platform: WorkerPlatform },
+): Promise<WorkerSlot> {
   const id = `${worker.name}#${randomUUID().slice(0, 8)}`;
   const spec = workerSpec(worker.platform);
   const { heartbeatMs, wakeTimeoutMs } = scheduler.config;
@@ -58,16 +61,24 @@ export async function joinFleet(scheduler: RedisScheduler, worker: { name: strin
       const token = randomUUID();
       let claimed: [string, string, number] | null = null;
       try {
-        claimed = await scheduler.script<[string, string, number] | null>('claim', spec.spec, id, token, scheduler.config.leaseMs);
+        claimed = await scheduler.script<[string, string, number] | null>(
+          'claim',
+          spec.spec,
+          id,
+          token,
+          scheduler.config.leaseMs,
+        );
       } catch (err) {
         // Redis is away: wait for it rather than spin (the blocking connection's own retries pace this).
         scheduler.log.warn('could not ask the queue for work', { worker: id, error: (err as Error).message });
       }
-      if (claimed !== null && claimed[1] !== '') return holdLease(scheduler, id, claimed[0], decodeJob(claimed[0], claimed[1]), token);
-      if (claimed === null) await waitForWork(signal).catch((err) => {
-        if (signal.aborted || scheduler.closing.signal.aborted) return;
-        scheduler.log.warn('waiting for work failed', { worker: id, error: (err as Error).message });
-      });
+      if (claimed !== null && claimed[1] !== '')
+        return holdLease(scheduler, id, claimed[0], decodeJob(claimed[0], claimed[1]), token);
+      if (claimed === null)
+        await waitForWork(signal).catch((err) => {
+          if (signal.aborted || scheduler.closing.signal.aborted) return;
+          scheduler.log.warn('waiting for work failed', { worker: id, error: (err as Error).message });
+        });
     }
   }
 
@@ -81,7 +92,13 @@ export async function joinFleet(scheduler: RedisScheduler, worker: { name: strin
   };
 }
 
-function holdLease(scheduler: RedisScheduler, workerId: string, name: string, job: ReturnType<typeof decodeJob>, token: string): Lease {
+function holdLease(
+  scheduler: RedisScheduler,
+  workerId: string,
+  name: string,
+  job: ReturnType<typeof decodeJob>,
+  token: string,
+): Lease {
   const { leaseMs, retainMs } = scheduler.config;
   const controller = new AbortController();
   let settle!: () => void;
@@ -97,11 +114,21 @@ function holdLease(scheduler: RedisScheduler, workerId: string, name: string, jo
   const renew = async () => {
     try {
       const answer = await scheduler.script<number>('renew', name, token, leaseMs);
-      if (answer === 0) controller.abort(new RpcError(Code.ABORTED, 'this worker lost its lease on the action (it was presumed dead); another worker runs it'));
+      if (answer === 0)
+        controller.abort(
+          new RpcError(
+            Code.ABORTED,
+            'this worker lost its lease on the action (it was presumed dead); another worker runs it',
+          ),
+        );
       if (answer === 2) cancelled();
     } catch (err) {
       // Keep running: if Redis comes back before the lease expires, nothing was lost.
-      scheduler.log.warn('could not renew a lease', { worker: workerId, operation: name, error: (err as Error).message });
+      scheduler.log.warn('could not renew a lease', {
+        worker: workerId,
+        operation: name,
+        error: (err as Error).message,
+      });
     }
   };
   const renewal = setInterval(() => void renew(), leaseMs / 3);
@@ -118,7 +145,11 @@ function holdLease(scheduler: RedisScheduler, workerId: string, name: string, jo
     job,
     signal: controller.signal,
     async executing() {
-      await scheduler.script('executing', name, token).catch((err: Error) => scheduler.log.warn('could not mark an action executing', { operation: name, error: err.message }));
+      await scheduler
+        .script('executing', name, token)
+        .catch((err: Error) =>
+          scheduler.log.warn('could not mark an action executing', { operation: name, error: err.message }),
+        );
     },
     async complete(response: ExecuteResponse) {
       try {
@@ -127,11 +158,21 @@ function holdLease(scheduler: RedisScheduler, workerId: string, name: string, jo
           if (queue) await scheduler.wake([queue]);
           return;
         }
-        const recorded = await retried(() => scheduler.script<number>('complete', name, token, encodeResponse(response), retainMs));
-        if (recorded === 0) scheduler.log.info('result not recorded: the lease was lost and the action went to another worker', { worker: workerId, operation: name });
+        const recorded = await retried(() =>
+          scheduler.script<number>('complete', name, token, encodeResponse(response), retainMs),
+        );
+        if (recorded === 0)
+          scheduler.log.info('result not recorded: the lease was lost and the action went to another worker', {
+            worker: workerId,
+            operation: name,
+          });
       } catch (err) {
         // The lease will expire and the action run again elsewhere: at least once, never lost.
-        scheduler.log.error('could not record a result; the action will run again', { worker: workerId, operation: name, error: (err as Error).message });
+        scheduler.log.error('could not record a result; the action will run again', {
+          worker: workerId,
+          operation: name,
+          error: (err as Error).message,
+        });
       } finally {
         release();
       }

@@ -36,5 +36,10 @@ export async function containerProcesses(pid: number): Promise<Set<number> | nul
   if (at === null) return null;
   const text = await readFile(`${at.dir}/cgroup.procs`, 'utf8').catch(() => null);
   if (text === null) return null;
-  return new Set(text.split('\n').filter((l) => l !== '').map(Number));
+  return new Set(
+    text
+      .split('\n')
+      .filter((l) => l !== '')
+      .map(Number),
+  );
 }

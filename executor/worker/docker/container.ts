@@ -84,6 +84,9 @@ export interface ContainerState {
 }
 
 export async function inspectContainer(engine: DockerEngine, id: string): Promise<ContainerState> {
-  const info = await engine.call<{ State: { Pid: number; ExitCode: number; OOMKilled: boolean } }>('GET', `/containers/${id}/json`);
+  const info = await engine.call<{ State: { Pid: number; ExitCode: number; OOMKilled: boolean } }>(
+    'GET',
+    `/containers/${id}/json`,
+  );
   return { pid: info.State.Pid, exitCode: info.State.ExitCode, oomKilled: info.State.OOMKilled };
 }

@@ -38,7 +38,11 @@ export interface ContainerLease {
   /** `uid:gid` processes in it run as. */
   readonly user: string;
   /** Starts `argv` in the container with its stdio attached (see AttachedExec in exec.ts). */
-  attach(command: { argv: readonly string[]; env: Readonly<Record<string, string>>; cwd: string }): Promise<AttachedExec>;
+  attach(command: {
+    argv: readonly string[];
+    env: Readonly<Record<string, string>>;
+    cwd: string;
+  }): Promise<AttachedExec>;
   /**
    * Gives the container back. reusable: cleaned and kept warm for later actions of the same key (only when every
    * process started in it has exited); otherwise removed, with everything in it, before this resolves.
@@ -81,7 +85,8 @@ export class DockerRunner implements Runner {
     if (unavailable !== null) return cannotStart(unavailable, startedAt);
     if (!spec.reuse) return this.oneShot(spec, request, startedAt);
     const rel = relative(this.options.actionsDir, request.execRoot);
-    if (rel.startsWith('..') || isAbsolute(rel)) throw new Error(`the exec root ${request.execRoot} is not under ${this.options.actionsDir}`);
+    if (rel.startsWith('..') || isAbsolute(rel))
+      throw new Error(`the exec root ${request.execRoot} is not under ${this.options.actionsDir}`);
     const container = await this.pool.acquire(spec, [], request.signal);
     let reusable = false;
     try {
@@ -98,7 +103,12 @@ export class DockerRunner implements Runner {
    * dockerNetwork…), held until release. `mounts`: host folders to mount at the same path besides the actions
    * folder (a persistent worker's own directory); they are part of the pool key. The image is prepared first.
    */
-  async leaseContainer(options: ReadonlyMap<string, string>, user: { uid: number; gid: number } | null, mounts: readonly string[] = [], signal?: AbortSignal): Promise<ContainerLease> {
+  async leaseContainer(
+    options: ReadonlyMap<string, string>,
+    user: { uid: number; gid: number } | null,
+    mounts: readonly string[] = [],
+    signal?: AbortSignal,
+  ): Promise<ContainerLease> {
     const spec = parseDockerSpec(new Map([...options, ['dockerReuse', 'True']]), user);
     const unavailable = await this.prepare(spec, signal ?? new AbortController().signal);
     if (unavailable !== null) throw new LarderError('invalid_argument', unavailable);
@@ -131,7 +141,9 @@ export class DockerRunner implements Runner {
   /** null when the image is ready, else why it cannot be used. */
   private async prepare(spec: DockerSpec, signal: AbortSignal): Promise<string | null> {
     signal.throwIfAborted();
-    const aborted = new Promise<never>((_, reject) => signal.addEventListener('abort', () => reject(signal.reason), { once: true }));
+    const aborted = new Promise<never>((_, reject) =>
+      signal.addEventListener('abort', () => reject(signal.reason), { once: true }),
+    );
     aborted.catch(() => undefined);
     try {
       await Promise.race([this.images.prepare(spec.image), aborted]);
@@ -149,7 +161,10 @@ export class DockerRunner implements Runner {
       // Removed between preparation and use: prepare it again next time, and say which image.
       if (err instanceof EngineError && err.status === 404 && /no such image/i.test(err.message)) {
         this.images.forget(spec.image);
-        return cannotStart(`larder: the image ${spec.image} is no longer on this executor's Docker engine: ${err.message}`, startedAt);
+        return cannotStart(
+          `larder: the image ${spec.image} is no longer on this executor's Docker engine: ${err.message}`,
+          startedAt,
+        );
       }
       throw err;
     }
@@ -157,5 +172,14 @@ export class DockerRunner implements Runner {
 }
 
 function cannotStart(message: string, startedAt: Date): RunOutcome {
-  return { exitCode: 127, signal: null, timedOut: false, cancelled: false, startError: message, outputTruncated: false, startedAt, endedAt: new Date() };
+  return {
+    exitCode: 127,
+    signal: null,
+    timedOut: false,
+    cancelled: false,
+    startError: message,
+    outputTruncated: false,
+    startedAt,
+    endedAt: new Date(),
+  };
 }

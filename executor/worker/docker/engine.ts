@@ -39,7 +39,12 @@ export class DockerEngine {
   }
 
   /** One call; resolves with the parsed JSON body (undefined when empty), rejects with EngineError outside 2xx. */
-  async call<T = unknown>(method: string, path: string, body?: unknown, options: { timeoutMs?: number; signal?: AbortSignal } = {}): Promise<T> {
+  async call<T = unknown>(
+    method: string,
+    path: string,
+    body?: unknown,
+    options: { timeoutMs?: number; signal?: AbortSignal } = {},
+  ): Promise<T> {
     const response = await this.send(method, path, body, options);
     const text = await readText(response);
     if ((response.statusCode ?? 0) >= 300) throw new EngineError(response.statusCode ?? 0, messageOf(text));
@@ -49,7 +54,12 @@ export class DockerEngine {
   }
 
   /** A call whose 2xx body is a stream of JSON progress lines (image pull/import), any of which may carry an error. */
-  async progress(method: string, path: string, body?: NodeJS.ReadableStream, options: { signal?: AbortSignal } = {}): Promise<void> {
+  async progress(
+    method: string,
+    path: string,
+    body?: NodeJS.ReadableStream,
+    options: { signal?: AbortSignal } = {},
+  ): Promise<void> {
     const response = await this.send(method, path, body, { ...options, timeoutMs: 0 });
     const text = await readText(response);
     if ((response.statusCode ?? 0) >= 300) throw new EngineError(response.statusCode ?? 0, messageOf(text));
@@ -72,10 +82,22 @@ export class DockerEngine {
         socketPath: this.socketPath,
         method: 'POST',
         path: API + path,
-        headers: { 'Content-Type': 'application/json', 'Content-Length': Buffer.byteLength(payload), Connection: 'Upgrade', Upgrade: 'tcp' },
+        headers: {
+          'Content-Type': 'application/json',
+          'Content-Length': Buffer.byteLength(payload),
+          Connection: 'Upgrade',
+          Upgrade: 'tcp',
+        },
       });
       // The 101 comes at once; only the stream that follows may last (it is the command's lifetime).
-      req.setTimeout(CALL_TIMEOUT_MS, () => req.destroy(new EngineError(0, `the Docker engine at ${this.socketPath} did not answer POST ${path} within ${CALL_TIMEOUT_MS / 1000} s`)));
+      req.setTimeout(CALL_TIMEOUT_MS, () =>
+        req.destroy(
+          new EngineError(
+            0,
+            `the Docker engine at ${this.socketPath} did not answer POST ${path} within ${CALL_TIMEOUT_MS / 1000} s`,
+          ),
+        ),
+      );
       req.once('upgrade', (_response, socket, head) => {
         socket.setTimeout(0);
         // Bytes that arrived with the 101 belong to the stream: put them back in front of it.
@@ -94,7 +116,12 @@ export class DockerEngine {
     this.agent.destroy();
   }
 
-  private send(method: string, path: string, body: unknown, options: { timeoutMs?: number; signal?: AbortSignal }): Promise<IncomingMessage> {
+  private send(
+    method: string,
+    path: string,
+    body: unknown,
+    options: { timeoutMs?: number; signal?: AbortSignal },
+  ): Promise<IncomingMessage> {
     return new Promise((resolve, reject) => {
       const streamed = body !== undefined && typeof (body as NodeJS.ReadableStream).pipe === 'function';
       const payload = body === undefined || streamed ? undefined : JSON.stringify(body);
@@ -104,12 +131,26 @@ export class DockerEngine {
         method,
         path: API + path,
         signal: options.signal,
-        headers: streamed ? { 'Content-Type': 'application/x-tar' } : payload === undefined ? {} : { 'Content-Type': 'application/json', 'Content-Length': Buffer.byteLength(payload) },
+        headers: streamed
+          ? { 'Content-Type': 'application/x-tar' }
+          : payload === undefined
+            ? {}
+            : { 'Content-Type': 'application/json', 'Content-Length': Buffer.byteLength(payload) },
       });
       const limit = options.timeoutMs ?? CALL_TIMEOUT_MS;
-      if (limit > 0) req.setTimeout(limit, () => req.destroy(new EngineError(0, `the Docker engine at ${this.socketPath} did not answer ${method} ${path} within ${limit / 1000} s`)));
+      if (limit > 0)
+        req.setTimeout(limit, () =>
+          req.destroy(
+            new EngineError(
+              0,
+              `the Docker engine at ${this.socketPath} did not answer ${method} ${path} within ${limit / 1000} s`,
+            ),
+          ),
+        );
       req.once('response', resolve);
-      req.once('error', (err) => reject(err instanceof EngineError || options.signal?.aborted ? err : unreachable(this.socketPath, err)));
+      req.once('error', (err) =>
+        reject(err instanceof EngineError || options.signal?.aborted ? err : unreachable(this.socketPath, err)),
+      );
       if (streamed) (body as NodeJS.ReadableStream).pipe(req);
       else req.end(payload);
     });

@@ -20,7 +20,12 @@ export interface ExecCommand {
 /** How long an exec may still be "running" after its stream closed (the engine notes the exit a moment later). */
 const EXIT_NOTE_LIMIT_MS = 5_000;
 
-export async function createExec(engine: DockerEngine, containerId: string, command: ExecCommand, attachStdin: boolean): Promise<string> {
+export async function createExec(
+  engine: DockerEngine,
+  containerId: string,
+  command: ExecCommand,
+  attachStdin: boolean,
+): Promise<string> {
   const created = await engine.call<{ Id: string }>('POST', `/containers/${containerId}/exec`, {
     AttachStdin: attachStdin,
     AttachStdout: true,
@@ -49,7 +54,10 @@ export interface ExecState {
 /** null when the exec is gone with its container. */
 export async function inspectExec(engine: DockerEngine, execId: string): Promise<ExecState | null> {
   try {
-    const info = await engine.call<{ Running: boolean; ExitCode: number | null; Pid: number }>('GET', `/exec/${execId}/json`);
+    const info = await engine.call<{ Running: boolean; ExitCode: number | null; Pid: number }>(
+      'GET',
+      `/exec/${execId}/json`,
+    );
     return { running: info.Running, exitCode: info.ExitCode, pid: info.Pid };
   } catch (err) {
     if (err instanceof EngineError && err.status === 404) return null;
@@ -100,7 +108,11 @@ export interface AttachedExec {
 }
 
 /** Starts `command` in the running container, attached; see AttachedExec. */
-export async function attachExec(engine: DockerEngine, containerId: string, command: ExecCommand): Promise<AttachedExec> {
+export async function attachExec(
+  engine: DockerEngine,
+  containerId: string,
+  command: ExecCommand,
+): Promise<AttachedExec> {
   const execId = await createExec(engine, containerId, command, true);
   const socket = await startExec(engine, execId);
   const stdout = new PassThrough();
@@ -132,10 +144,12 @@ export async function attachExec(engine: DockerEngine, containerId: string, comm
       callback();
     },
   });
-  const exited = closed.then(() => exitCodeOf(engine, execId)).then(
-    (code) => code ?? -1,
-    () => -1,
-  );
+  const exited = closed
+    .then(() => exitCodeOf(engine, execId))
+    .then(
+      (code) => code ?? -1,
+      () => -1,
+    );
   return {
     stdin,
     stdout,

@@ -34,12 +34,19 @@ export class Images {
     if (await this.present(image)) return;
     const { repo, tag } = splitReference(image);
     try {
-      await this.engine.progress('POST', `/images/create?fromImage=${encodeURIComponent(repo)}&tag=${encodeURIComponent(tag)}`);
+      await this.engine.progress(
+        'POST',
+        `/images/create?fromImage=${encodeURIComponent(repo)}&tag=${encodeURIComponent(tag)}`,
+      );
     } catch (err) {
-      if (err instanceof EngineError && err.status !== 0) throw new ImageNotAvailable(`the image ${image} is not on this executor's Docker engine and cannot be pulled: ${err.message}`);
+      if (err instanceof EngineError && err.status !== 0)
+        throw new ImageNotAvailable(
+          `the image ${image} is not on this executor's Docker engine and cannot be pulled: ${err.message}`,
+        );
       throw err;
     }
-    if (!(await this.present(image))) throw new ImageNotAvailable(`the image ${image} is not on this executor's Docker engine after a pull`);
+    if (!(await this.present(image)))
+      throw new ImageNotAvailable(`the image ${image} is not on this executor's Docker engine after a pull`);
   }
 
   private async present(image: string): Promise<boolean> {

@@ -14,7 +14,12 @@ import { BoundedOutput } from './output.ts';
 import type { DockerSpec } from './spec.ts';
 import { oomNote, streamClosed } from './outcome.ts';
 
-export async function runOneShot(engine: DockerEngine, spec: DockerSpec, limits: DockerLimits, request: RunRequest): Promise<RunOutcome> {
+export async function runOneShot(
+  engine: DockerEngine,
+  spec: DockerSpec,
+  limits: DockerLimits,
+  request: RunRequest,
+): Promise<RunOutcome> {
   const startedAt = new Date();
   const [program, ...args] = request.argv;
   const id = await createContainer(engine, {
@@ -37,7 +42,9 @@ export async function runOneShot(engine: DockerEngine, spec: DockerSpec, limits:
     const demuxer = new FrameDemuxer((which, data) => output.write(which, data, stream));
     stream.on('data', (chunk: Buffer) => demuxer.push(chunk));
     const drained = streamClosed(stream);
-    const exit = engine.call<{ StatusCode: number }>('POST', `/containers/${id}/wait?condition=next-exit`, undefined, { timeoutMs: 0 });
+    const exit = engine.call<{ StatusCode: number }>('POST', `/containers/${id}/wait?condition=next-exit`, undefined, {
+      timeoutMs: 0,
+    });
     exit.catch(() => undefined);
 
     try {
@@ -45,7 +52,16 @@ export async function runOneShot(engine: DockerEngine, spec: DockerSpec, limits:
     } catch (err) {
       // The runtime could not exec the program (no such file, not executable): the local runner's exit 127.
       if (err instanceof EngineError && err.status >= 400 && err.status < 500) {
-        return { exitCode: 127, signal: null, timedOut: false, cancelled: false, startError: `larder: cannot start ${JSON.stringify(program)} in ${spec.image}: ${err.message}`, outputTruncated: false, startedAt, endedAt: new Date() };
+        return {
+          exitCode: 127,
+          signal: null,
+          timedOut: false,
+          cancelled: false,
+          startError: `larder: cannot start ${JSON.stringify(program)} in ${spec.image}: ${err.message}`,
+          outputTruncated: false,
+          startedAt,
+          endedAt: new Date(),
+        };
       }
       throw err;
     }

@@ -11,7 +11,10 @@ export function streamClosed(socket: Socket, after?: Promise<unknown>): Promise<
     if (socket.destroyed) return resolve();
     socket.once('close', () => resolve());
     socket.once('error', () => socket.destroy());
-    after?.then(() => setTimeout(() => socket.destroy(), DRAIN_LIMIT_MS).unref(), () => undefined);
+    after?.then(
+      () => setTimeout(() => socket.destroy(), DRAIN_LIMIT_MS).unref(),
+      () => undefined,
+    );
   });
 }
 

@@ -17,7 +17,10 @@ export class BoundedOutput {
     paths: { stdout: string; stderr: string },
     private readonly limit: number,
   ) {
-    this.files = { 1: createWriteStream(paths.stdout, { mode: 0o600 }), 2: createWriteStream(paths.stderr, { mode: 0o600 }) };
+    this.files = {
+      1: createWriteStream(paths.stdout, { mode: 0o600 }),
+      2: createWriteStream(paths.stderr, { mode: 0o600 }),
+    };
   }
 
   write(stream: StreamId, data: Buffer, source: Socket): void {

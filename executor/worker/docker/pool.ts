@@ -71,7 +71,14 @@ export class WarmPool {
   }
 
   async acquire(spec: DockerSpec, mounts: readonly string[], signal?: AbortSignal): Promise<WarmContainer> {
-    const key = JSON.stringify([spec.image, spec.silo, spec.network, spec.user, this.options.limits, [...mounts].sort()]);
+    const key = JSON.stringify([
+      spec.image,
+      spec.silo,
+      spec.network,
+      spec.user,
+      this.options.limits,
+      [...mounts].sort(),
+    ]);
     for (;;) {
       if (this.closed) throw new Error('the docker runner is closing');
       signal?.throwIfAborted();
@@ -104,7 +111,10 @@ export class WarmPool {
     try {
       await this.clean(container);
     } catch (err) {
-      this.options.log.warn('could not clean a warm container; removing it', { container: container.id.slice(0, 12), error: (err as Error).message });
+      this.options.log.warn('could not clean a warm container; removing it', {
+        container: container.id.slice(0, 12),
+        error: (err as Error).message,
+      });
       return this.destroy(container);
     }
     this.park(container);
@@ -140,8 +150,14 @@ export class WarmPool {
       await engine.call('POST', `/containers/${id}/start`);
       const { pid } = await inspectContainer(engine, id);
       const baseline = await settledBaseline(pid);
-      this.options.log.debug('warm container started', { container: id.slice(0, 12), image: spec.image, silo: spec.silo });
-      const keepInTmp = new Set([actionsDir, ...mounts].filter((m) => m.startsWith('/tmp/')).map((m) => m.split('/')[2]!));
+      this.options.log.debug('warm container started', {
+        container: id.slice(0, 12),
+        image: spec.image,
+        silo: spec.silo,
+      });
+      const keepInTmp = new Set(
+        [actionsDir, ...mounts].filter((m) => m.startsWith('/tmp/')).map((m) => m.split('/')[2]!),
+      );
       return { id, key, spec, pid, baseline, tmpDir, keepInTmp, idleSince: 0, idleTimer: null };
     } catch (err) {
       if (id !== undefined) await removeContainer(engine, id).catch(() => undefined);
@@ -170,7 +186,8 @@ export class WarmPool {
 
   private evictOldestIdle(): void {
     let oldest: WarmContainer | undefined;
-    for (const list of this.idle.values()) for (const c of list) if (oldest === undefined || c.idleSince < oldest.idleSince) oldest = c;
+    for (const list of this.idle.values())
+      for (const c of list) if (oldest === undefined || c.idleSince < oldest.idleSince) oldest = c;
     if (oldest === undefined) return;
     const list = this.idle.get(oldest.key)!;
     list.splice(list.indexOf(oldest), 1);
@@ -202,7 +219,9 @@ export class WarmPool {
   }
 
   private async remove(container: WarmContainer): Promise<void> {
-    await removeContainer(this.options.engine, container.id).catch((err: Error) => this.options.log.warn('could not remove a container', { container: container.id, error: err.message }));
+    await removeContainer(this.options.engine, container.id).catch((err: Error) =>
+      this.options.log.warn('could not remove a container', { container: container.id, error: err.message }),
+    );
     await rm(container.tmpDir, { recursive: true, force: true });
   }
 
@@ -230,9 +249,10 @@ async function settledBaseline(pid: number): Promise<Set<number>> {
   const deadline = Date.now() + START_LIMIT_MS;
   for (;;) {
     const procs = await containerProcesses(pid);
-    if (procs === null) throw new Error('cannot read the container\'s cgroup to check for leftover processes');
+    if (procs === null) throw new Error("cannot read the container's cgroup to check for leftover processes");
     if (procs.size >= 2) return procs;
-    if (Date.now() > deadline) throw new Error('the warm container\'s `sleep infinity` did not start (does the image have sleep?)');
+    if (Date.now() > deadline)
+      throw new Error("the warm container's `sleep infinity` did not start (does the image have sleep?)");
     await new Promise((resolve) => setTimeout(resolve, 5));
   }
 }
@@ -247,5 +267,7 @@ async function emptyDir(dir: string, keep: ReadonlySet<string>): Promise<void> {
     if (err.code === 'ENOENT') return [];
     throw err;
   });
-  await Promise.all(names.filter((name) => !keep.has(name)).map((name) => rm(join(dir, name), { recursive: true, force: true })));
+  await Promise.all(
+    names.filter((name) => !keep.has(name)).map((name) => rm(join(dir, name), { recursive: true, force: true })),
+  );
 }

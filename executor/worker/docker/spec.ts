@@ -18,19 +18,37 @@ export interface DockerSpec {
   silo: string;
 }
 
-export function parseDockerSpec(options: ReadonlyMap<string, string>, user: { uid: number; gid: number } | null): DockerSpec {
+export function parseDockerSpec(
+  options: ReadonlyMap<string, string>,
+  user: { uid: number; gid: number } | null,
+): DockerSpec {
   const ref = options.get('container-image') ?? '';
   if (!ref.startsWith('docker://') || ref.length === 'docker://'.length) {
-    throw new LarderError('invalid_argument', `container-image ${JSON.stringify(ref)}: the docker runner takes docker://IMAGE`);
+    throw new LarderError(
+      'invalid_argument',
+      `container-image ${JSON.stringify(ref)}: the docker runner takes docker://IMAGE`,
+    );
   }
   const network = options.get('dockerNetwork') ?? 'none';
-  if (network !== 'none' && network !== 'standard') throw new LarderError('invalid_argument', `dockerNetwork=${network}: use none (the default) or standard`);
-  if (isTrue(options.get('dockerPrivileged'))) throw new LarderError('invalid_argument', 'dockerPrivileged=True is not supported: a privileged container is root on the executor');
+  if (network !== 'none' && network !== 'standard')
+    throw new LarderError('invalid_argument', `dockerNetwork=${network}: use none (the default) or standard`);
+  if (isTrue(options.get('dockerPrivileged')))
+    throw new LarderError(
+      'invalid_argument',
+      'dockerPrivileged=True is not supported: a privileged container is root on the executor',
+    );
   // Staged inputs are hard links to the executor's shared input cache: root in a container could write through
   // them into every later action's inputs. So commands always run as the executor's unprivileged user.
-  if (isTrue(options.get('dockerRunAsRoot'))) throw new LarderError('invalid_argument', 'dockerRunAsRoot=True is not supported: actions never run as root (their inputs are shared read-only files)');
+  if (isTrue(options.get('dockerRunAsRoot')))
+    throw new LarderError(
+      'invalid_argument',
+      'dockerRunAsRoot=True is not supported: actions never run as root (their inputs are shared read-only files)',
+    );
   if ((options.get('dockerUser') ?? '') !== '') {
-    throw new LarderError('invalid_argument', `dockerUser=${options.get('dockerUser')} is not supported: actions run as the executor's --run-as user, who owns their directories`);
+    throw new LarderError(
+      'invalid_argument',
+      `dockerUser=${options.get('dockerUser')} is not supported: actions run as the executor's --run-as user, who owns their directories`,
+    );
   }
   const runAs = user !== null && user.uid !== 0 ? user : currentUser();
   return {

@@ -19,10 +19,20 @@ import { leftovers, type WarmContainer } from './pool.ts';
 /** While a command's output stream is open, how often to ask whether the command itself has exited. */
 const EXIT_POLL_MS = 200;
 
-export async function runWarm(engine: DockerEngine, container: WarmContainer, limits: DockerLimits, request: RunRequest): Promise<{ outcome: RunOutcome; reusable: boolean }> {
+export async function runWarm(
+  engine: DockerEngine,
+  container: WarmContainer,
+  limits: DockerLimits,
+  request: RunRequest,
+): Promise<{ outcome: RunOutcome; reusable: boolean }> {
   const startedAt = new Date();
   const oomBefore = await oomKills(container.pid);
-  const execId = await createExec(engine, container.id, { argv: request.argv, env: request.env, cwd: request.cwd, user: container.spec.user }, false);
+  const execId = await createExec(
+    engine,
+    container.id,
+    { argv: request.argv, env: request.env, cwd: request.cwd, user: container.spec.user },
+    false,
+  );
   const output = new BoundedOutput({ stdout: request.stdoutPath, stderr: request.stderrPath }, request.maxOutputBytes);
   let socket: Socket | undefined;
   let timedOut = false;
@@ -71,7 +81,10 @@ export async function runWarm(engine: DockerEngine, container: WarmContainer, li
     endedAt: new Date(),
   };
   await removed;
-  return { outcome, reusable: removed === undefined && exitCode === 0 && !oomKilled && left !== null && left.length === 0 };
+  return {
+    outcome,
+    reusable: removed === undefined && exitCode === 0 && !oomKilled && left !== null && left.length === 0,
+  };
 }
 
 /** Resolves once the engine says the exec'd process has exited (asked every EXIT_POLL_MS while the stream is open). */

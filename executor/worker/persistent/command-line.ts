@@ -38,15 +38,23 @@ export async function expandFlagFiles(flagFiles: readonly string[], cwd: string)
   const args: string[] = [];
   for (const flag of flagFiles) {
     const path = FLAG_FILE.exec(flag)![1]!;
-    if (path.startsWith('/') || path.split('/').includes('..')) throw new LarderError('invalid_argument', `flag file ${JSON.stringify(path)} is not a path inside the working directory`);
+    if (path.startsWith('/') || path.split('/').includes('..'))
+      throw new LarderError(
+        'invalid_argument',
+        `flag file ${JSON.stringify(path)} is not a path inside the working directory`,
+      );
     let text: string;
     try {
       const bytes = await readFile(join(cwd, path));
-      if (bytes.byteLength > MAX_FLAG_FILE_BYTES) throw new LarderError('invalid_argument', `flag file ${path} is over ${MAX_FLAG_FILE_BYTES} bytes`);
+      if (bytes.byteLength > MAX_FLAG_FILE_BYTES)
+        throw new LarderError('invalid_argument', `flag file ${path} is over ${MAX_FLAG_FILE_BYTES} bytes`);
       text = bytes.toString('utf8');
     } catch (err) {
       if (err instanceof LarderError) throw err;
-      throw new LarderError('invalid_argument', `flag file ${path} is not among the action's inputs: ${(err as Error).message}`);
+      throw new LarderError(
+        'invalid_argument',
+        `flag file ${path} is not among the action's inputs: ${(err as Error).message}`,
+      );
     }
     args.push(...text.split('\n').filter((line, i, lines) => line !== '' || i < lines.length - 1));
   }

@@ -36,7 +36,11 @@ export class ResponseReader {
     this.buffer = this.buffer.byteLength === 0 ? chunk : concat(this.buffer, chunk);
     const responses: WorkResponse[] = [];
     for (let next = this.next(); next !== null; next = this.next()) responses.push(next);
-    if (this.buffer.byteLength > MAX_RESPONSE_BYTES) throw new LarderError('invalid_argument', `the worker wrote over ${MAX_RESPONSE_BYTES} bytes without completing a response`);
+    if (this.buffer.byteLength > MAX_RESPONSE_BYTES)
+      throw new LarderError(
+        'invalid_argument',
+        `the worker wrote over ${MAX_RESPONSE_BYTES} bytes without completing a response`,
+      );
     return responses;
   }
 
@@ -56,14 +60,21 @@ export class ResponseReader {
       if ((byte & 0x80) === 0) break;
       if (shift > 35) throw new LarderError('invalid_argument', 'the worker wrote a malformed length prefix');
     }
-    if (length > MAX_RESPONSE_BYTES) throw new LarderError('invalid_argument', `the worker announced a ${length}-byte response, over ${MAX_RESPONSE_BYTES}`);
+    if (length > MAX_RESPONSE_BYTES)
+      throw new LarderError(
+        'invalid_argument',
+        `the worker announced a ${length}-byte response, over ${MAX_RESPONSE_BYTES}`,
+      );
     if (this.buffer.byteLength < at + length) return null;
     const body = this.buffer.subarray(at, at + length);
     this.buffer = this.buffer.subarray(at + length);
     try {
       return fromBinary(WorkResponseSchema, body);
     } catch (err) {
-      throw new LarderError('invalid_argument', `the worker wrote something that is not a WorkResponse: ${(err as Error).message}`);
+      throw new LarderError(
+        'invalid_argument',
+        `the worker wrote something that is not a WorkResponse: ${(err as Error).message}`,
+      );
     }
   }
 
@@ -74,14 +85,23 @@ export class ResponseReader {
       this.buffer = new Uint8Array(0);
       return null;
     }
-    if (text[start] !== '{') throw new LarderError('invalid_argument', `the worker wrote something that is not a JSON WorkResponse: ${JSON.stringify(text.slice(start, start + 80))}`);
+    if (text[start] !== '{')
+      throw new LarderError(
+        'invalid_argument',
+        `the worker wrote something that is not a JSON WorkResponse: ${JSON.stringify(text.slice(start, start + 80))}`,
+      );
     const end = endOfJsonObject(text, start);
     if (end < 0) return null;
     this.buffer = new TextEncoder().encode(text.slice(end));
     try {
-      return fromJson(WorkResponseSchema, JSON.parse(text.slice(start, end)) as JsonValue, { ignoreUnknownFields: true });
+      return fromJson(WorkResponseSchema, JSON.parse(text.slice(start, end)) as JsonValue, {
+        ignoreUnknownFields: true,
+      });
     } catch (err) {
-      throw new LarderError('invalid_argument', `the worker wrote something that is not a JSON WorkResponse: ${(err as Error).message}`);
+      throw new LarderError(
+        'invalid_argument',
+        `the worker wrote something that is not a JSON WorkResponse: ${(err as Error).message}`,
+      );
     }
   }
 }

@@ -30,7 +30,13 @@ export interface ActionWorkspace {
 }
 
 /** Starts a worker process for a slot: a local process, or (docker runner) an exec in a kept container. */
-export type WorkerLauncher = (spec: { argv: string[]; cwd: string; env: Record<string, string>; user: { uid: number; gid: number } | null; job: ExecutionJob }) => Promise<WorkerChannel>;
+export type WorkerLauncher = (spec: {
+  argv: string[];
+  cwd: string;
+  env: Record<string, string>;
+  user: { uid: number; gid: number } | null;
+  job: ExecutionJob;
+}) => Promise<WorkerChannel>;
 
 export interface PersistentWorkersOptions {
   /** Runners whose actions may use persistent workers. */
@@ -93,7 +99,8 @@ export class PersistentWorkers {
     }
     return {
       execRoot: slot.dir,
-      run: (request) => this.run(slot, { job, commandLine, protocol, files, env: Object.fromEntries(env), launcher }, request),
+      run: (request) =>
+        this.run(slot, { job, commandLine, protocol, files, env: Object.fromEntries(env), launcher }, request),
       close: () => this.pool.release(slot),
     };
   }
@@ -110,33 +117,68 @@ export class PersistentWorkers {
 
   private async run(
     slot: WorkerSlot,
-    plan: { job: ExecutionJob; commandLine: WorkerCommandLine; protocol: WorkerProtocol; files: ToolInput[]; env: Record<string, string>; launcher: WorkerLauncher },
+    plan: {
+      job: ExecutionJob;
+      commandLine: WorkerCommandLine;
+      protocol: WorkerProtocol;
+      files: ToolInput[];
+      env: Record<string, string>;
+      launcher: WorkerLauncher;
+    },
     request: Omit<RunRequest, 'execRoot' | 'options'>,
   ): Promise<RunOutcome> {
     const startedAt = new Date();
     const args = await expandFlagFiles(plan.commandLine.flagFiles, request.cwd);
     // Bazel sends each input's digest as the bytes of its hex SHA-256; workers use it as an opaque fingerprint.
     const inputs = plan.files.map((f) => ({ path: f.path, digest: new TextEncoder().encode(f.digest.hash) }));
-    const outcome = (fields: Partial<RunOutcome>): RunOutcome => ({ exitCode: 1, signal: null, timedOut: false, cancelled: false, startError: null, outputTruncated: false, startedAt, endedAt: new Date(), ...fields });
+    const outcome = (fields: Partial<RunOutcome>): RunOutcome => ({
+      exitCode: 1,
+      signal: null,
+      timedOut: false,
+      cancelled: false,
+      startError: null,
+      outputTruncated: false,
+      startedAt,
+      endedAt: new Date(),
+      ...fields,
+    });
 
     for (let attempt = 1; ; attempt++) {
       if (slot.process === null || !slot.process.usable) {
         await slot.process?.kill();
-        const channel = await plan.launcher({ argv: [...plan.commandLine.startup, '--persistent_worker'], cwd: request.cwd, env: plan.env, user: request.user, job: plan.job });
+        const channel = await plan.launcher({
+          argv: [...plan.commandLine.startup, '--persistent_worker'],
+          cwd: request.cwd,
+          env: plan.env,
+          user: request.user,
+          job: plan.job,
+        });
         this.pool.recordStart(slot, new WorkerProcess(channel, plan.protocol));
-        this.options.log.info('persistent worker started', { slot: slot.id, key: slot.key.slice(0, 12), argv: plan.commandLine.startup.join(' ') });
+        this.options.log.info('persistent worker started', {
+          slot: slot.id,
+          key: slot.key.slice(0, 12),
+          argv: plan.commandLine.startup.join(' '),
+        });
       }
       const worker = slot.process!;
       try {
         const response = await worker.request({ arguments: args, inputs }, request.timeoutMs, request.signal);
         this.requests++;
         await writeFile(request.stderrPath, response.output.slice(0, request.maxOutputBytes));
-        return outcome({ exitCode: response.exitCode, outputTruncated: response.output.length > request.maxOutputBytes });
+        return outcome({
+          exitCode: response.exitCode,
+          outputTruncated: response.output.length > request.maxOutputBytes,
+        });
       } catch (err) {
         if (!(err instanceof WorkerFailure)) throw err;
         if (err.kind === 'timeout') return outcome({ timedOut: true, signal: 'SIGKILL' });
         if (err.kind === 'cancelled') return outcome({ cancelled: true, signal: 'SIGKILL' });
-        this.options.log.warn('persistent worker failed', { slot: slot.id, attempt, reason: err.message, stderr: worker.stderr().slice(-500) });
+        this.options.log.warn('persistent worker failed', {
+          slot: slot.id,
+          attempt,
+          reason: err.message,
+          stderr: worker.stderr().slice(-500),
+        });
         // A crash or garbage may be the worker's, not the action's: one more try on a fresh process.
         if (attempt < 2) continue;
         const message = `larder: the persistent worker failed twice (${err.message}); its stderr ends with:\n${worker.stderr().slice(-4000)}`;

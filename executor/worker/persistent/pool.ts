@@ -26,7 +26,19 @@ export interface PoolKeyParts {
 }
 
 export function poolKey(parts: PoolKeyParts): string {
-  return createHash('sha256').update(JSON.stringify([parts.persistentWorkerKey, parts.siloKey, parts.containerImage, parts.protocol, parts.startup, parts.env, [...parts.toolInputs].sort()])).digest('hex');
+  return createHash('sha256')
+    .update(
+      JSON.stringify([
+        parts.persistentWorkerKey,
+        parts.siloKey,
+        parts.containerImage,
+        parts.protocol,
+        parts.startup,
+        parts.env,
+        [...parts.toolInputs].sort(),
+      ]),
+    )
+    .digest('hex');
 }
 
 export interface WorkerSlot {
@@ -141,7 +153,9 @@ export class PersistentWorkerPool {
     if (!this.slots.delete(slot)) return;
     this.idle.delete(slot);
     await slot.process?.kill();
-    await rm(slot.dir, { recursive: true, force: true }).catch((err: Error) => this.options.log.warn('could not remove a worker directory', { dir: slot.dir, error: err.message }));
+    await rm(slot.dir, { recursive: true, force: true }).catch((err: Error) =>
+      this.options.log.warn('could not remove a worker directory', { dir: slot.dir, error: err.message }),
+    );
   }
 
   private async reapIdle(): Promise<void> {

@@ -7,7 +7,10 @@
 import { fromBinary } from '@bufbuild/protobuf';
 import { type Digest, parseDigest } from '../../../shared/digest.ts';
 import { LarderError } from '../../../shared/errors.ts';
-import { type Directory, DirectorySchema } from '../../../shared/proto/gen/build/bazel/remote/execution/v2/remote_execution_pb.ts';
+import {
+  type Directory,
+  DirectorySchema,
+} from '../../../shared/proto/gen/build/bazel/remote/execution/v2/remote_execution_pb.ts';
 import type { WorkerCas } from '../cas.ts';
 
 export const TOOL_INPUT_PROPERTY = 'bazel_tool_input';
@@ -33,7 +36,8 @@ export class ToolInputFinder {
     let nodes = 0;
     const walk = async (digest: Digest, prefix: string) => {
       // A small DAG can name the same directory many times over: bound the expanded tree, as staging does.
-      if (++nodes > MAX_NODES) throw new LarderError('too_large', `the input tree expands to more than ${MAX_NODES} directories`);
+      if (++nodes > MAX_NODES)
+        throw new LarderError('too_large', `the input tree expands to more than ${MAX_NODES} directories`);
       const directory = await this.directory(cas, digest);
       for (const file of directory.files) {
         if (file.digest === undefined) continue;
@@ -41,7 +45,8 @@ export class ToolInputFinder {
         files.push({ path: prefix + file.name, digest: parseDigest(file.digest.hash, file.digest.sizeBytes), marked });
       }
       for (const child of directory.directories) {
-        if (child.digest !== undefined) await walk(parseDigest(child.digest.hash, child.digest.sizeBytes), `${prefix}${child.name}/`);
+        if (child.digest !== undefined)
+          await walk(parseDigest(child.digest.hash, child.digest.sizeBytes), `${prefix}${child.name}/`);
       }
     };
     await walk(root, '');

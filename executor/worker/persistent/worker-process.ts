@@ -83,7 +83,10 @@ export class WorkerProcess {
     const id = this.nextId++;
     const request = create(WorkRequestSchema, { arguments: init.arguments, inputs: init.inputs, requestId: 0 });
     const answer = new Promise<WorkResponse>((resolve, reject) => (this.pending = { id, resolve, reject }));
-    const timer = setTimeout(() => this.fail('timeout', `the worker did not answer within ${timeoutMs / 1000} s`), timeoutMs);
+    const timer = setTimeout(
+      () => this.fail('timeout', `the worker did not answer within ${timeoutMs / 1000} s`),
+      timeoutMs,
+    );
     const cancelled = () => this.fail('cancelled', 'the action was cancelled');
     signal.addEventListener('abort', cancelled, { once: true });
     try {

@@ -53,7 +53,9 @@ function run(request) {
   copyBounded(child.stdout, request.stdoutPath, request.maxOutputBytes, budget, closed);
   copyBounded(child.stderr, request.stderrPath, request.maxOutputBytes, budget, closed);
   child.once('spawn', () => send({ type: 'started', id: request.id, pid: child.pid }));
-  child.once('error', (/** @type {NodeJS.ErrnoException} */ error) => send({ type: 'error', id: request.id, code: error.code ?? '', message: error.message }));
+  child.once('error', (/** @type {NodeJS.ErrnoException} */ error) =>
+    send({ type: 'error', id: request.id, code: error.code ?? '', message: error.message }),
+  );
   child.once('exit', (code, signal) => send({ type: 'exit', id: request.id, code, signal }));
 }
 

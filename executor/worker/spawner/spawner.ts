@@ -53,8 +53,12 @@ export class Spawner {
   run(request: SpawnRequest): SpawnedCommand {
     const id = this.nextId++;
     let pending!: Pending;
-    const started = new Promise<{ pid: number } | { error: NodeJS.ErrnoException }>((resolve) => (pending = { started: resolve, exitSeen: false, outputSeen: false } as Pending));
-    const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => (pending.exited = resolve));
+    const started = new Promise<{ pid: number } | { error: NodeJS.ErrnoException }>(
+      (resolve) => (pending = { started: resolve, exitSeen: false, outputSeen: false } as Pending),
+    );
+    const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>(
+      (resolve) => (pending.exited = resolve),
+    );
     const output = new Promise<{ truncated: boolean }>((resolve) => (pending.output = resolve));
     this.pending.set(id, pending);
     const child = this.process();
@@ -70,7 +74,11 @@ export class Spawner {
   private process(): ChildProcess {
     if (this.child !== null && this.child.connected) return this.child;
     // No loader flags: the spawner is plain JavaScript and should stay as small as Node allows.
-    const child = fork(SPAWNER, [], { execArgv: [], stdio: ['ignore', 'inherit', 'inherit', 'ipc'], serialization: 'json' });
+    const child = fork(SPAWNER, [], {
+      execArgv: [],
+      stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
+      serialization: 'json',
+    });
     child.on('message', (message: Message) => this.onMessage(message));
     child.once('exit', () => {
       if (this.child === child) this.child = null;

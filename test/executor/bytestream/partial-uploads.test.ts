@@ -10,7 +10,15 @@ describe('PartialUploads', () => {
   let now = 0;
   let uploads: PartialUploads;
   const open = async (options: Partial<PartialUploadsOptions> = {}) => {
-    uploads = await PartialUploads.open({ parentDir, maxBytes: 100, maxUploads: 2, idleMs: 1000, minBlobBytes: 10, now: () => now, ...options });
+    uploads = await PartialUploads.open({
+      parentDir,
+      maxBytes: 100,
+      maxUploads: 2,
+      idleMs: 1000,
+      minBlobBytes: 10,
+      now: () => now,
+      ...options,
+    });
     return uploads;
   };
   const bytes = (n: number) => new Uint8Array(n).fill(7);
@@ -97,7 +105,14 @@ describe('PartialUploads', () => {
     writeFileSync(join(parentDir, `w-p${process.pid}-1-abcdef`, 'partial'), 'left behind');
     mkdirSync(join(parentDir, 'w-older'));
     const before = readdirSync(parentDir).length;
-    const fresh = await PartialUploads.open({ parentDir, maxBytes: 100, maxUploads: 2, idleMs: 1000, minBlobBytes: 10, now: () => now });
+    const fresh = await PartialUploads.open({
+      parentDir,
+      maxBytes: 100,
+      maxUploads: 2,
+      idleMs: 1000,
+      minBlobBytes: 10,
+      now: () => now,
+    });
     // No time passed: the dead owner's folder is gone at once; the unnamed (older) one waits for the idle time.
     expect(readdirSync(parentDir)).toHaveLength(before - 1 + 1);
     expect(readdirSync(parentDir)).not.toContain(`w-p${process.pid}-1-abcdef`);

@@ -42,7 +42,13 @@ describe('parseWriteName', () => {
     expect(parseWriteName(`uploads/u/compressed-blobs/zstd/${H}/7`).encoding).toBe('zstd');
   });
 
-  it.each([`blobs/${H}/7`, `uploads/blobs/${H}/7`, `uploads//blobs/${H}/7`, `uploads/u/${H}/7`, `uploads/u/blobs/${H}`])('refuses %s', (name) => {
+  it.each([
+    `blobs/${H}/7`,
+    `uploads/blobs/${H}/7`,
+    `uploads//blobs/${H}/7`,
+    `uploads/u/${H}/7`,
+    `uploads/u/blobs/${H}`,
+  ])('refuses %s', (name) => {
     expect(() => parseWriteName(name)).toThrow(/invalid resource name/);
   });
 });

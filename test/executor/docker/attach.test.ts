@@ -34,7 +34,10 @@ describe.runIf(haveDocker)('a long-lived attached exec in a warm container', () 
       log: createLogger('silent'),
     });
     await runner.start();
-    options = new Map([['container-image', `docker://${engine.images.node}`], ['cache-silo-key', 'team-a']]);
+    options = new Map([
+      ['container-image', `docker://${engine.images.node}`],
+      ['cache-silo-key', 'team-a'],
+    ]);
   }, 120_000);
   afterAll(async () => {
     await runner?.close();
@@ -45,11 +48,17 @@ describe.runIf(haveDocker)('a long-lived attached exec in a warm container', () 
   it('talks to a process over stdin/stdout, sees its stderr and exit code after EOF, and the container is reused', async () => {
     const lease = await runner.leaseContainer(options, null);
     const worker = await lease.attach({
-      argv: ['node', '-e', "require('fs').readFileSync('/etc/larder-image');process.stdin.on('data',d=>process.stdout.write(String(d).toUpperCase()));process.stdin.on('end',()=>{process.stderr.write('bye\\n');process.exitCode=5})"],
+      argv: [
+        'node',
+        '-e',
+        "require('fs').readFileSync('/etc/larder-image');process.stdin.on('data',d=>process.stdout.write(String(d).toUpperCase()));process.stdin.on('end',()=>{process.stderr.write('bye\\n');process.exitCode=5})",
+      ],
       env: { WORKER: 'yes' },
       cwd: '/',
     });
-    const firstReply = new Promise<string>((resolve) => worker.stdout.once('data', (d: Buffer) => resolve(d.toString())));
+    const firstReply = new Promise<string>((resolve) =>
+      worker.stdout.once('data', (d: Buffer) => resolve(d.toString())),
+    );
     worker.stdin.write('hello worker\n');
     expect(await firstReply).toBe('HELLO WORKER\n');
     const rest = text(worker.stdout);
@@ -85,6 +94,8 @@ describe.runIf(haveDocker)('a long-lived attached exec in a warm container', () 
   });
 
   it('an absent image is refused naming it', async () => {
-    await expect(runner.leaseContainer(new Map([['container-image', 'docker://larder-test/absent:2']]), null)).rejects.toThrow(/larder-test\/absent:2/);
+    await expect(
+      runner.leaseContainer(new Map([['container-image', 'docker://larder-test/absent:2']]), null),
+    ).rejects.toThrow(/larder-test\/absent:2/);
   });
 });

@@ -28,7 +28,15 @@ describe.runIf(haveBazel && haveDocker)('real Bazel with --remote_executor and c
 
   beforeAll(async () => {
     engine = await startTestEngine(['busybox']);
-    executor = await startExecutorProcess(['--store', `disk:${join(dir, 'store')}`, '--work-dir', join(dir, 'work'), '--allow-docker', '--docker-host', engine.host]);
+    executor = await startExecutorProcess([
+      '--store',
+      `disk:${join(dir, 'store')}`,
+      '--work-dir',
+      join(dir, 'work'),
+      '--allow-docker',
+      '--docker-host',
+      engine.host,
+    ]);
     flags = (extra) => [
       ...remoteExecutionFlags(executor.url),
       `--remote_default_exec_properties=container-image=docker://${engine.images.busybox}`,
@@ -43,7 +51,8 @@ describe.runIf(haveBazel && haveDocker)('real Bazel with --remote_executor and c
   }, 120_000);
 
   const read = async (name: string) => (await readFile(ws.outputPath(name))).toString('base64');
-  const snapshot = async () => Object.fromEntries(await Promise.all(COMPARED.map(async (f) => [f, await read(f)] as const)));
+  const snapshot = async () =>
+    Object.fromEntries(await Promise.all(COMPARED.map(async (f) => [f, await read(f)] as const)));
   let remote: Record<string, string> = {};
 
   it('a container per action: every action runs remotely, in the image', async () => {

@@ -22,8 +22,19 @@ describe.runIf(haveBazel && haveDocker)('real Bazel with remote persistent worke
   beforeAll(async () => {
     engine = await startTestEngine(['node']);
     executor = await startExecutorProcess([
-      '--store', `disk:${join(dir, 'store')}`, '--work-dir', join(dir, 'work'),
-      '--allow-docker', '--docker-host', engine.host, '--persistent-workers', 'docker', '--concurrency', '2', '--log-level', 'info',
+      '--store',
+      `disk:${join(dir, 'store')}`,
+      '--work-dir',
+      join(dir, 'work'),
+      '--allow-docker',
+      '--docker-host',
+      engine.host,
+      '--persistent-workers',
+      'docker',
+      '--concurrency',
+      '2',
+      '--log-level',
+      'info',
     ]);
     ws = await BazelWorkspace.create();
   }, 180_000);
@@ -34,11 +45,14 @@ describe.runIf(haveBazel && haveDocker)('real Bazel with remote persistent worke
   }, 120_000);
 
   it('twenty actions of a slow-starting worker, served by at most one container worker per concurrent action', async () => {
-    const run = await ws.build(['//:slow_uppers'], [
-      ...remoteExecutionFlags(executor.url),
-      // Target exec_properties merge with the execution platform's, not with --remote_default_exec_properties.
-      '--extra_execution_platforms=//platforms:docker_node',
-    ]);
+    const run = await ws.build(
+      ['//:slow_uppers'],
+      [
+        ...remoteExecutionFlags(executor.url),
+        // Target exec_properties merge with the execution platform's, not with --remote_default_exec_properties.
+        '--extra_execution_platforms=//platforms:docker_node',
+      ],
+    );
     expectOk(run);
     expect(run.summary!.other, run.summary!.line).toEqual({ remote: 20 });
     const starts = executor.output().match(/persistent worker started/g) ?? [];

@@ -19,7 +19,19 @@ describe.runIf(haveDocker)('the docker runner (one container per action)', () =>
   beforeAll(async () => {
     engine = await startTestEngine(['busybox']);
     image = `docker://${engine.images.busybox}`;
-    server = await startTestServer({ args: ['--allow-docker', '--docker-host', engine.host, '--docker-memory', '64MiB', '--docker-pids', '256', '--concurrency', '4'] });
+    server = await startTestServer({
+      args: [
+        '--allow-docker',
+        '--docker-host',
+        engine.host,
+        '--docker-memory',
+        '64MiB',
+        '--docker-pids',
+        '256',
+        '--concurrency',
+        '4',
+      ],
+    });
     fx = new ActionFixture(server.clients);
   }, 120_000);
   afterAll(async () => {
@@ -27,13 +39,17 @@ describe.runIf(haveDocker)('the docker runner (one container per action)', () =>
     await engine?.stop();
   }, 60_000);
 
-  it('runs the command in the image, as nobody, with no network, in the staged directory, with the action\'s environment', async () => {
+  it("runs the command in the image, as nobody, with no network, in the staged directory, with the action's environment", async () => {
     const inputRoot = await fx.tree({ src: { 'in.txt': 'from the input root\n' } });
     const actionDigest = await fx.action({
       inputRoot,
       platform: { 'container-image': image },
       command: {
-        arguments: ['/bin/sh', '-c', 'cat /etc/larder-image; id -u; id -g; ls /sys/class/net; echo "$GREETING"; pwd; mkdir -p out; tr a-z A-Z < src/in.txt > out/upper.txt; echo to-stderr >&2'],
+        arguments: [
+          '/bin/sh',
+          '-c',
+          'cat /etc/larder-image; id -u; id -g; ls /sys/class/net; echo "$GREETING"; pwd; mkdir -p out; tr a-z A-Z < src/in.txt > out/upper.txt; echo to-stderr >&2',
+        ],
         environmentVariables: [{ name: 'GREETING', value: 'hello from the action' }],
         outputFiles: ['out/upper.txt'],
       },
@@ -54,7 +70,10 @@ describe.runIf(haveDocker)('the docker runner (one container per action)', () =>
   });
 
   it('reports the exit code of a failing command, with its output', async () => {
-    const actionDigest = await fx.action({ platform: { 'container-image': image }, command: { arguments: ['/bin/sh', '-c', 'echo failing >&2; exit 7'] } });
+    const actionDigest = await fx.action({
+      platform: { 'container-image': image },
+      command: { arguments: ['/bin/sh', '-c', 'echo failing >&2; exit 7'] },
+    });
     const { response } = await fx.execute(actionDigest);
     expect(response.status?.code ?? 0).toBe(Code.OK);
     expect(response.result!.exitCode).toBe(7);
@@ -62,15 +81,24 @@ describe.runIf(haveDocker)('the docker runner (one container per action)', () =>
   });
 
   it('a relative program path is the staged input under the working directory', async () => {
-    const inputRoot = await fx.tree({ tools: { 'tool.sh': { content: '#!/bin/sh\necho tool in $(pwd)\n', executable: true } } });
-    const actionDigest = await fx.action({ inputRoot, platform: { 'container-image': image }, command: { arguments: ['tools/tool.sh'] } });
+    const inputRoot = await fx.tree({
+      tools: { 'tool.sh': { content: '#!/bin/sh\necho tool in $(pwd)\n', executable: true } },
+    });
+    const actionDigest = await fx.action({
+      inputRoot,
+      platform: { 'container-image': image },
+      command: { arguments: ['tools/tool.sh'] },
+    });
     const { response } = await fx.execute(actionDigest);
     expect(response.result?.exitCode, response.message).toBe(0);
     expect((await fx.read(response.result!.stdoutDigest)).toString()).toMatch(/^tool in \/.*\/root\n$/);
   });
 
-  it('a program the image lacks is exit 127 with the runtime\'s reason', async () => {
-    const actionDigest = await fx.action({ platform: { 'container-image': image }, command: { arguments: ['/usr/bin/no-such-tool'] } });
+  it("a program the image lacks is exit 127 with the runtime's reason", async () => {
+    const actionDigest = await fx.action({
+      platform: { 'container-image': image },
+      command: { arguments: ['/usr/bin/no-such-tool'] },
+    });
     const { response } = await fx.execute(actionDigest);
     expect(response.result!.exitCode).toBe(127);
     expect(response.message).toContain('no-such-tool');
@@ -78,7 +106,11 @@ describe.runIf(haveDocker)('the docker runner (one container per action)', () =>
 
   it('a timeout kills the container: DEADLINE_EXCEEDED, with what it printed, and nothing is left running', async () => {
     const started = Date.now();
-    const actionDigest = await fx.action({ timeoutSeconds: 1, platform: { 'container-image': image }, command: { arguments: ['/bin/sh', '-c', 'echo before; sleep 60 & sleep 60'] } });
+    const actionDigest = await fx.action({
+      timeoutSeconds: 1,
+      platform: { 'container-image': image },
+      command: { arguments: ['/bin/sh', '-c', 'echo before; sleep 60 & sleep 60'] },
+    });
     const { response } = await fx.execute(actionDigest);
     expect(response.status?.code).toBe(Code.DEADLINE_EXCEEDED);
     expect((await fx.read(response.result!.stdoutDigest)).toString()).toBe('before\n');
@@ -87,15 +119,23 @@ describe.runIf(haveDocker)('the docker runner (one container per action)', () =>
   });
 
   it('an action past --docker-memory is OOM-killed and told so: exit 137 and a note on stderr', async () => {
-    const actionDigest = await fx.action({ platform: { 'container-image': image }, command: { arguments: ['/bin/sh', '-c', 'dd if=/dev/zero of=/dev/null bs=256M count=1'] } });
+    const actionDigest = await fx.action({
+      platform: { 'container-image': image },
+      command: { arguments: ['/bin/sh', '-c', 'dd if=/dev/zero of=/dev/null bs=256M count=1'] },
+    });
     const { response } = await fx.execute(actionDigest);
     expect(response.result!.exitCode).toBe(137);
-    expect((await fx.read(response.result!.stderrDigest)).toString()).toMatch(/killed for running out of memory .*64 MiB/);
+    expect((await fx.read(response.result!.stderrDigest)).toString()).toMatch(
+      /killed for running out of memory .*64 MiB/,
+    );
   });
 
   it('an image that is absent and cannot be pulled fails fast, naming the image', async () => {
     const started = Date.now();
-    const actionDigest = await fx.action({ platform: { 'container-image': 'docker://larder-test/absent:1' }, command: { arguments: ['/bin/true'] } });
+    const actionDigest = await fx.action({
+      platform: { 'container-image': 'docker://larder-test/absent:1' },
+      command: { arguments: ['/bin/true'] },
+    });
     const { response } = await fx.execute(actionDigest);
     expect(response.result!.exitCode).toBe(127);
     expect(response.message).toContain('larder-test/absent:1');
@@ -104,14 +144,26 @@ describe.runIf(haveDocker)('the docker runner (one container per action)', () =>
   });
 
   it('parallel first uses of an image share one preparation, and all run', async () => {
-    const digests = await Promise.all([1, 2, 3, 4].map((n) => fx.action({ platform: { 'container-image': image }, command: { arguments: ['/bin/sh', '-c', `echo ${n}`] } })));
+    const digests = await Promise.all(
+      [1, 2, 3, 4].map((n) =>
+        fx.action({ platform: { 'container-image': image }, command: { arguments: ['/bin/sh', '-c', `echo ${n}`] } }),
+      ),
+    );
     const responses = await Promise.all(digests.map((d) => fx.execute(d)));
-    for (const [i, { response }] of responses.entries()) expect((await fx.read(response.result!.stdoutDigest)).toString()).toBe(`${i + 1}\n`);
+    for (const [i, { response }] of responses.entries())
+      expect((await fx.read(response.result!.stdoutDigest)).toString()).toBe(`${i + 1}\n`);
   });
 
   it('options it cannot honour are INVALID_ARGUMENT naming them (root, privileged, an unknown network)', async () => {
-    for (const [name, value] of [['dockerRunAsRoot', 'True'], ['dockerPrivileged', 'True'], ['dockerNetwork', 'bridge2']] as const) {
-      const actionDigest = await fx.action({ platform: { 'container-image': image, [name]: value }, command: { arguments: ['/bin/true'] } });
+    for (const [name, value] of [
+      ['dockerRunAsRoot', 'True'],
+      ['dockerPrivileged', 'True'],
+      ['dockerNetwork', 'bridge2'],
+    ] as const) {
+      const actionDigest = await fx.action({
+        platform: { 'container-image': image, [name]: value },
+        command: { arguments: ['/bin/true'] },
+      });
       const { response } = await fx.execute(actionDigest);
       expect(response.status?.code).toBe(Code.INVALID_ARGUMENT);
       expect(response.status?.message).toContain(name);
@@ -128,7 +180,10 @@ describe('without --allow-docker', () => {
 
   it('an action asking for a container image fails at once with FAILED_PRECONDITION naming the docker runner', async () => {
     const fx = new ActionFixture(server.clients);
-    const actionDigest = await fx.action({ platform: { 'container-image': 'docker://larder-test/busybox:1' }, command: { arguments: ['/bin/true'] } });
+    const actionDigest = await fx.action({
+      platform: { 'container-image': 'docker://larder-test/busybox:1' },
+      command: { arguments: ['/bin/true'] },
+    });
     const failure = await codeOf(drain(server.clients.execution.execute({ actionDigest })));
     expect(failure.code).toBe(Code.FAILED_PRECONDITION);
     expect(failure.details).toContain('docker runner');

@@ -48,15 +48,25 @@ export async function startTestEngine(images: readonly ImageName[] = ['busybox']
   const child: ChildProcess = spawn(
     findTool('dockerd', '/usr/sbin/dockerd')!,
     [
-      '-H', `unix://${socket}`,
-      '--data-root', join(dir, 'data'),
-      '--exec-root', join(dir, 'exec'),
-      '--pidfile', join(dir, 'dockerd.pid'),
-      '--iptables=false', '--ip6tables=false', '--ip-masq=false', '--bridge=none',
+      '-H',
+      `unix://${socket}`,
+      '--data-root',
+      join(dir, 'data'),
+      '--exec-root',
+      join(dir, 'exec'),
+      '--pidfile',
+      join(dir, 'dockerd.pid'),
+      '--iptables=false',
+      '--ip6tables=false',
+      '--ip-masq=false',
+      '--bridge=none',
       '--storage-driver=overlay2',
-      '--containerd-namespace', namespace,
-      '--containerd-plugins-namespace', `${namespace}-plugins`,
-      '--shutdown-timeout', '2',
+      '--containerd-namespace',
+      namespace,
+      '--containerd-plugins-namespace',
+      `${namespace}-plugins`,
+      '--shutdown-timeout',
+      '2',
     ],
     { detached: true, stdio: ['ignore', log, log] },
   );
@@ -94,7 +104,10 @@ export async function startTestEngine(images: readonly ImageName[] = ['busybox']
       api,
       images: refs,
       async larderContainers() {
-        const list = await api.call<Array<{ Id: string }>>('GET', `/containers/json?all=1&filters=${encodeURIComponent(JSON.stringify({ label: ['larder'] }))}`);
+        const list = await api.call<Array<{ Id: string }>>(
+          'GET',
+          `/containers/json?all=1&filters=${encodeURIComponent(JSON.stringify({ label: ['larder'] }))}`,
+        );
         return list.map((c) => c.Id);
       },
       stop,
@@ -116,7 +129,8 @@ async function ready(api: DockerEngine, exited: Promise<void>, dir: string): Pro
       await api.call('GET', '/_ping', undefined, { timeoutMs: 2_000 });
       return;
     } catch (err) {
-      if (Date.now() > deadline) throw new Error(`dockerd did not answer within ${READY_LIMIT_MS / 1000} s: ${(err as Error).message}`);
+      if (Date.now() > deadline)
+        throw new Error(`dockerd did not answer within ${READY_LIMIT_MS / 1000} s: ${(err as Error).message}`);
     }
     await new Promise((resolve) => setTimeout(resolve, 25));
   }

@@ -23,7 +23,9 @@ describe.runIf(haveDocker)('remote persistent workers in containers', () => {
   beforeAll(async () => {
     engine = await startTestEngine(['node']);
     image = `docker://${engine.images.node}`;
-    server = await startTestServer({ args: ['--allow-docker', '--docker-host', engine.host, '--persistent-workers', 'docker', '--concurrency', '2'] });
+    server = await startTestServer({
+      args: ['--allow-docker', '--docker-host', engine.host, '--persistent-workers', 'docker', '--concurrency', '2'],
+    });
     fx = new ActionFixture(server.clients);
   }, 180_000);
   afterAll(async () => {
@@ -41,8 +43,17 @@ describe.runIf(haveDocker)('remote persistent workers in containers', () => {
     });
     return fx.action({
       inputRoot,
-      platform: { 'container-image': image, dockerReuse: 'True', persistentWorkerKey: 'upper', persistentWorkerProtocol: 'json', 'cache-silo-key': silo },
-      command: { arguments: ['/usr/local/bin/node', 'tools/worker.js', `@${name}.args`], outputFiles: [`out/${name}.TXT`] },
+      platform: {
+        'container-image': image,
+        dockerReuse: 'True',
+        persistentWorkerKey: 'upper',
+        persistentWorkerProtocol: 'json',
+        'cache-silo-key': silo,
+      },
+      command: {
+        arguments: ['/usr/local/bin/node', 'tools/worker.js', `@${name}.args`],
+        outputFiles: [`out/${name}.TXT`],
+      },
     });
   }
 

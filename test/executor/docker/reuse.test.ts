@@ -21,7 +21,19 @@ describe.runIf(haveDocker)('dockerReuse=True: warm containers', () => {
   beforeAll(async () => {
     engine = await startTestEngine(['busybox']);
     image = `docker://${engine.images.busybox}`;
-    server = await startTestServer({ args: ['--allow-docker', '--docker-host', engine.host, '--docker-memory', '64MiB', '--docker-pool-size', String(POOL_SIZE), '--concurrency', '4'] });
+    server = await startTestServer({
+      args: [
+        '--allow-docker',
+        '--docker-host',
+        engine.host,
+        '--docker-memory',
+        '64MiB',
+        '--docker-pool-size',
+        String(POOL_SIZE),
+        '--concurrency',
+        '4',
+      ],
+    });
     fx = new ActionFixture(server.clients);
   }, 120_000);
   afterAll(async () => {
@@ -30,7 +42,10 @@ describe.runIf(haveDocker)('dockerReuse=True: warm containers', () => {
   }, 60_000);
 
   /** Runs `script` with dockerReuse in `silo`; returns the response, stdout and the container's hostname. */
-  async function run(script: string, options: { silo?: string; timeoutSeconds?: number; inputs?: Record<string, string> } = {}) {
+  async function run(
+    script: string,
+    options: { silo?: string; timeoutSeconds?: number; inputs?: Record<string, string> } = {},
+  ) {
     const actionDigest = await fx.action({
       salt: String(++salt), // every action distinct: no merging, no cache hit
       doNotCache: true,
@@ -49,7 +64,9 @@ describe.runIf(haveDocker)('dockerReuse=True: warm containers', () => {
   it('two actions run in one container, each in its own staged directory, and /tmp is emptied between them', async () => {
     // (The work folder of this test lives in the host's /tmp, so the engine made its mount point in ours: skip it.)
     const tmp = "ls -A /tmp | grep -v '^larder-executor-test-'";
-    const first = await run(`cat in.txt; pwd; echo secret > /tmp/left; ${tmp}`, { inputs: { 'in.txt': 'first input\n' } });
+    const first = await run(`cat in.txt; pwd; echo secret > /tmp/left; ${tmp}`, {
+      inputs: { 'in.txt': 'first input\n' },
+    });
     expect(first.response.result!.exitCode).toBe(0);
     expect(first.stdout).toMatch(/^first input\n.*\/actions\/[0-9a-f-]{36}\/root\nleft\n$/);
     const second = await run(`cat in.txt; ${tmp}; id -u`, { inputs: { 'in.txt': 'second input\n' } });
@@ -66,7 +83,7 @@ describe.runIf(haveDocker)('dockerReuse=True: warm containers', () => {
     expect(next.hostname).not.toBe(failed.hostname);
   });
 
-  it('a timed-out action\'s container is removed with everything in it', async () => {
+  it("a timed-out action's container is removed with everything in it", async () => {
     const timedOut = await run('sleep 60 & sleep 60', { timeoutSeconds: 1 });
     expect(timedOut.response.status?.code).toBe(Code.DEADLINE_EXCEEDED);
     expect(await live()).not.toContain(timedOut.hostname);

@@ -6,9 +6,20 @@ import { mkdirSync, readdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Code } from '../../../executor/grpc-status.ts';
-import { ActionSchema, DigestSchema } from '../../../shared/proto/gen/build/bazel/remote/execution/v2/remote_execution_pb.ts';
+import {
+  ActionSchema,
+  DigestSchema,
+} from '../../../shared/proto/gen/build/bazel/remote/execution/v2/remote_execution_pb.ts';
 import { IN_CI } from '../../helpers/tools.ts';
-import { codeOf, digestOf, drain, randomBytes, reachableTempDir, startTestServer, type TestServer } from '../helpers.ts';
+import {
+  codeOf,
+  digestOf,
+  drain,
+  randomBytes,
+  reachableTempDir,
+  startTestServer,
+  type TestServer,
+} from '../helpers.ts';
 import { ActionFixture, missingSubjects } from './fixture.ts';
 
 describe('Execute with bad input', () => {
@@ -37,16 +48,24 @@ describe('Execute with bad input', () => {
     const actionDigest = await fx.action({ inputRoot, command: { arguments: ['/bin/true'] } });
     const { response } = await fx.execute(actionDigest);
     expect(response.status?.code).toBe(Code.FAILED_PRECONDITION);
-    expect(missingSubjects(response).sort()).toEqual([...absent, subdir].map((d) => `MISSING blobs/${d.hash}/${d.sizeBytes}`).sort());
+    expect(missingSubjects(response).sort()).toEqual(
+      [...absent, subdir].map((d) => `MISSING blobs/${d.hash}/${d.sizeBytes}`).sort(),
+    );
     await notCached(actionDigest);
   });
 
   it('a missing Action or Command is FAILED_PRECONDITION with its digest, so the client uploads it again', async () => {
     const action = create(DigestSchema, digestOf('no such action'));
-    expect(missingSubjects((await fx.execute(action)).response)).toEqual([`MISSING blobs/${action.hash}/${action.sizeBytes}`]);
+    expect(missingSubjects((await fx.execute(action)).response)).toEqual([
+      `MISSING blobs/${action.hash}/${action.sizeBytes}`,
+    ]);
     const command = digestOf('no such command');
-    const [withoutCommand] = await fx.upload(toBinary(ActionSchema, create(ActionSchema, { commandDigest: command, inputRootDigest: await fx.directory({}) })));
-    expect(missingSubjects((await fx.execute(withoutCommand!)).response)).toEqual([`MISSING blobs/${command.hash}/${command.sizeBytes}`]);
+    const [withoutCommand] = await fx.upload(
+      toBinary(ActionSchema, create(ActionSchema, { commandDigest: command, inputRootDigest: await fx.directory({}) })),
+    );
+    expect(missingSubjects((await fx.execute(withoutCommand!)).response)).toEqual([
+      `MISSING blobs/${command.hash}/${command.sizeBytes}`,
+    ]);
   });
 
   it('input names that escape the root (..) are INVALID_ARGUMENT', async () => {
@@ -67,7 +86,9 @@ describe('Execute with bad input', () => {
 
   it('output paths that escape the root are INVALID_ARGUMENT, and the command never runs', async () => {
     for (const output of ['../../escape.txt', '/tmp/absolute.txt']) {
-      const { response } = await fx.execute(await fx.action({ command: { arguments: ['/bin/sh', '-c', 'exit 0'], outputFiles: [output] } }));
+      const { response } = await fx.execute(
+        await fx.action({ command: { arguments: ['/bin/sh', '-c', 'exit 0'], outputFiles: [output] } }),
+      );
       expect(response.status?.code, output).toBe(Code.INVALID_ARGUMENT);
       expect(response.result).toBeUndefined();
     }
@@ -75,22 +96,30 @@ describe('Execute with bad input', () => {
 
   it('a malformed Command, an empty argv and a malformed Directory are INVALID_ARGUMENT', async () => {
     const [garbage] = await fx.upload(Buffer.from([0xff, 0xff, 0xff, 0xff, 0x0f]));
-    const [action] = await fx.upload(toBinary(ActionSchema, create(ActionSchema, { commandDigest: garbage, inputRootDigest: await fx.directory({}) })));
+    const [action] = await fx.upload(
+      toBinary(ActionSchema, create(ActionSchema, { commandDigest: garbage, inputRootDigest: await fx.directory({}) })),
+    );
     const malformed = await codeOf(drain(server.clients.execution.execute({ actionDigest: action })));
     expect(malformed.code).toBe(Code.INVALID_ARGUMENT);
     expect(malformed.details).toContain('Command');
 
-    const empty = await codeOf(drain(server.clients.execution.execute({ actionDigest: await fx.action({ command: { arguments: [] } }) })));
+    const empty = await codeOf(
+      drain(server.clients.execution.execute({ actionDigest: await fx.action({ command: { arguments: [] } }) })),
+    );
     expect(empty.code).toBe(Code.INVALID_ARGUMENT);
 
     const [notADirectory] = await fx.upload(Buffer.from([0x0a, 0xff, 0xff]));
-    const { response } = await fx.execute(await fx.action({ inputRoot: notADirectory, command: { arguments: ['/bin/true'] } }));
+    const { response } = await fx.execute(
+      await fx.action({ inputRoot: notADirectory, command: { arguments: ['/bin/true'] } }),
+    );
     expect(response.status?.code).toBe(Code.INVALID_ARGUMENT);
   });
 
   it('an output symlink pointing outside the root is stored as a symlink, never followed', async () => {
     const { response } = await fx.execute(
-      await fx.action({ command: { arguments: ['/bin/sh', '-c', 'ln -s /etc/passwd out'], outputFiles: ['out'], outputPaths: ['out'] } }),
+      await fx.action({
+        command: { arguments: ['/bin/sh', '-c', 'ln -s /etc/passwd out'], outputFiles: ['out'], outputPaths: ['out'] },
+      }),
     );
     expect(response.status?.code ?? 0).toBe(Code.OK);
     const symlinks = [...response.result!.outputSymlinks, ...response.result!.outputFileSymlinks];
@@ -102,7 +131,9 @@ describe('Execute with bad input', () => {
     const actionDigest = await fx.action({ command: { arguments: ['./no-such-program', 'x'] } });
     const { response } = await fx.execute(actionDigest);
     expect(response.result!.exitCode).toBe(127);
-    expect((await fx.read(response.result!.stderrDigest)).toString()).toMatch(/cannot start "\.\/no-such-program": no such file/);
+    expect((await fx.read(response.result!.stderrDigest)).toString()).toMatch(
+      /cannot start "\.\/no-such-program": no such file/,
+    );
     expect(response.message).toContain('cannot start');
     await notCached(actionDigest);
   });
@@ -119,7 +150,9 @@ describe('Execute with bad input', () => {
     const capped = await startTestServer({ args: ['--action-timeout', '1s', '--max-action-timeout', '1s'] });
     try {
       const cfx = new ActionFixture(capped.clients);
-      const { response } = await cfx.execute(await cfx.action({ timeoutSeconds: 3600, command: { arguments: ['/bin/sleep', '30'] } }));
+      const { response } = await cfx.execute(
+        await cfx.action({ timeoutSeconds: 3600, command: { arguments: ['/bin/sleep', '30'] } }),
+      );
       expect(response.status?.code).toBe(Code.DEADLINE_EXCEEDED);
     } finally {
       await capped.stop();

@@ -18,7 +18,18 @@ describe.runIf(haveBazel)('real Bazel with remote persistent workers', () => {
   let ws: BazelWorkspace;
 
   beforeAll(async () => {
-    executor = await startExecutorProcess(['--store', `disk:${join(dir, 'store')}`, '--work-dir', join(dir, 'work'), '--persistent-workers', 'local', '--concurrency', '2', '--log-level', 'info']);
+    executor = await startExecutorProcess([
+      '--store',
+      `disk:${join(dir, 'store')}`,
+      '--work-dir',
+      join(dir, 'work'),
+      '--persistent-workers',
+      'local',
+      '--concurrency',
+      '2',
+      '--log-level',
+      'info',
+    ]);
     ws = await BazelWorkspace.create();
   }, 120_000);
   afterAll(async () => {
@@ -35,6 +46,7 @@ describe.runIf(haveBazel)('real Bazel with remote persistent workers', () => {
     const starts = executor.output().match(/persistent worker started/g) ?? [];
     expect(starts.length, executor.output()).toBeGreaterThanOrEqual(1);
     expect(starts.length, executor.output()).toBeLessThanOrEqual(2);
-    for (const i of [0, 7, 19]) expect((await ws.readOutput(`slow_upper_${i}/FRUITS.TXT`)).toString()).toMatch(/^QUINCE\nAPPLE\n/);
+    for (const i of [0, 7, 19])
+      expect((await ws.readOutput(`slow_upper_${i}/FRUITS.TXT`)).toString()).toMatch(/^QUINCE\nAPPLE\n/);
   }, 600_000);
 });

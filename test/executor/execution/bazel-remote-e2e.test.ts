@@ -15,7 +15,17 @@ const haveBazel = requireTool('bazel', bazel.available ? bazel.path : undefined,
 
 const TARGETS = ['//:remote_outputs'];
 /** Outputs compared byte for byte (and by executable bit) between the remote and the local build. */
-const OUTPUTS = ['report.txt', 'head.txt', 'tail.txt', 'count.txt', 'hello', 'empty.txt', 'greeting.txt', 'tree', 'upper'];
+const OUTPUTS = [
+  'report.txt',
+  'head.txt',
+  'tail.txt',
+  'count.txt',
+  'hello',
+  'empty.txt',
+  'greeting.txt',
+  'tree',
+  'upper',
+];
 
 describe.runIf(haveBazel)('real Bazel with --remote_executor against larder executor', () => {
   const dir = reachableTempDir('larder-bazel-remote-');

@@ -44,11 +44,17 @@ describe('Execute on the embedded worker', () => {
   });
 
   it('runs a command: stages inputs, streams QUEUED/EXECUTING/COMPLETED, uploads outputs, writes the action cache', async () => {
-    const inputRoot = await fx.tree({ src: { 'in.txt': 'hello input\n', 'tool.sh': { content: '#!/bin/sh\necho tool ran\n', executable: true } } });
+    const inputRoot = await fx.tree({
+      src: { 'in.txt': 'hello input\n', 'tool.sh': { content: '#!/bin/sh\necho tool ran\n', executable: true } },
+    });
     const actionDigest = await fx.action({
       inputRoot,
       command: {
-        arguments: [SH, '-c', 'src/tool.sh; cat src/in.txt >&2; mkdir -p out/dir/sub; tr a-z A-Z < src/in.txt > out/upper.txt; echo nested > out/dir/sub/n.txt; printf "#!/bin/sh\\n" > out/dir/x.sh; chmod +x out/dir/x.sh; ln -s ../upper.txt out/dir/link'],
+        arguments: [
+          SH,
+          '-c',
+          'src/tool.sh; cat src/in.txt >&2; mkdir -p out/dir/sub; tr a-z A-Z < src/in.txt > out/upper.txt; echo nested > out/dir/sub/n.txt; printf "#!/bin/sh\\n" > out/dir/x.sh; chmod +x out/dir/x.sh; ln -s ../upper.txt out/dir/link',
+        ],
         outputFiles: ['out/upper.txt'],
         outputDirectories: ['out/dir'],
       },
@@ -58,7 +64,9 @@ describe('Execute on the embedded worker', () => {
     expect(response.cachedResult).toBe(false);
     const stages = operations.map((op) => metadataOf(op).stage);
     expect(stages.at(-1)).toBe(ExecutionStage_Value.COMPLETED);
-    expect(stages.slice(0, -1).every((s) => s === ExecutionStage_Value.QUEUED || s === ExecutionStage_Value.EXECUTING)).toBe(true);
+    expect(
+      stages.slice(0, -1).every((s) => s === ExecutionStage_Value.QUEUED || s === ExecutionStage_Value.EXECUTING),
+    ).toBe(true);
     const result = response.result!;
     expect(result.exitCode).toBe(0);
     expect((await fx.read(result.stdoutDigest)).toString()).toBe('tool ran\n');
@@ -95,7 +103,15 @@ describe('Execute on the embedded worker', () => {
   });
 
   it('gives the command exactly its environment, nothing of the server', async () => {
-    const actionDigest = await fx.action({ command: { arguments: ['/usr/bin/env'], environmentVariables: [{ name: 'A', value: '1' }, { name: 'B', value: 'two words' }] } });
+    const actionDigest = await fx.action({
+      command: {
+        arguments: ['/usr/bin/env'],
+        environmentVariables: [
+          { name: 'A', value: '1' },
+          { name: 'B', value: 'two words' },
+        ],
+      },
+    });
     const { response } = await fx.execute(actionDigest);
     expect((await fx.read(response.result!.stdoutDigest)).toString()).toBe('A=1\nB=two words\n');
   });
@@ -117,18 +133,21 @@ describe('Execute on the embedded worker', () => {
 
   it('20 concurrent Executes of one action run it once, and all get the result', async () => {
     const actionDigest = await fx.action({ command: { arguments: [SH, '-c', 'sleep 0.3; echo once'] } });
-    const stats = (await server.executor.scheduler!.stats());
+    const stats = await server.executor.scheduler!.stats();
     const before = executed();
     const runs = await Promise.all(Array.from({ length: 20 }, () => fx.execute(actionDigest)));
     for (const run of runs) expect((await fx.read(run.response.result!.stdoutDigest)).toString()).toBe('once\n');
-    const after = (await server.executor.scheduler!.stats());
+    const after = await server.executor.scheduler!.stats();
     expect(after.submitted - stats.submitted).toBe(1);
     expect(after.merged - stats.merged).toBe(19);
     expect(executed() - before).toBe(1);
   });
 
   it('do_not_cache actions are neither merged nor cached', async () => {
-    const actionDigest = await fx.action({ doNotCache: true, command: { arguments: [SH, '-c', 'sleep 0.2; echo $$'] } });
+    const actionDigest = await fx.action({
+      doNotCache: true,
+      command: { arguments: [SH, '-c', 'sleep 0.2; echo $$'] },
+    });
     const before = executed();
     const [a, b] = await Promise.all([fx.execute(actionDigest), fx.execute(actionDigest)]);
     expect(executed() - before).toBe(2);
@@ -154,7 +173,9 @@ describe('Execute on the embedded worker', () => {
 
   it('background processes a command leaves behind are killed when it exits', async () => {
     const pidFile = join(shared, 'leftover.pid');
-    const actionDigest = await fx.action({ command: { arguments: [SH, '-c', `sleep 60 > /dev/null 2>&1 & echo $! > ${pidFile}`] } });
+    const actionDigest = await fx.action({
+      command: { arguments: [SH, '-c', `sleep 60 > /dev/null 2>&1 & echo $! > ${pidFile}`] },
+    });
     const { response } = await fx.execute(actionDigest);
     expect(response.result!.exitCode).toBe(0);
     const pid = Number(readFileSync(pidFile, 'utf8'));
@@ -205,7 +226,8 @@ describe('Execute on the embedded worker', () => {
     expect(parentCommand).toContain('spawner-process.mjs');
     // A spawner that dies fails the actions it was running, and the next action gets a new one.
     const running = fx.execute(await fx.action({ command: { arguments: [SH, '-c', 'exec sleep 5'] } }));
-    const childrenOf = (pid: number) => readFileSync(`/proc/${pid}/task/${pid}/children`, 'utf8').trim().split(' ').filter(Boolean);
+    const childrenOf = (pid: number) =>
+      readFileSync(`/proc/${pid}/task/${pid}/children`, 'utf8').trim().split(' ').filter(Boolean);
     const commandOf = (pid: string) => readFileSync(`/proc/${pid}/cmdline`, 'utf8').replace(/\0/g, ' ').trim();
     await waitFor(() => childrenOf(parent).some((pid) => commandOf(pid) === 'sleep 5'));
     process.kill(parent, 'SIGKILL');
@@ -213,7 +235,9 @@ describe('Execute on the embedded worker', () => {
     // 127 ("cannot start": the spawner died first). Either way the action fails, and nothing hangs.
     const killed = (await running).response;
     expect([127, 137]).toContain(killed.result!.exitCode);
-    const after = await fx.execute(await fx.action({ salt: 'after the spawner died', command: { arguments: [SH, '-c', 'echo $PPID'] } }));
+    const after = await fx.execute(
+      await fx.action({ salt: 'after the spawner died', command: { arguments: [SH, '-c', 'echo $PPID'] } }),
+    );
     expect(after.response.result!.exitCode).toBe(0);
     expect(Number((await fx.read(after.response.result!.stdoutDigest)).toString())).not.toBe(parent);
   });
@@ -224,8 +248,18 @@ describe('Execute on the embedded worker', () => {
 
   it('WaitExecution and GetOperation of an unknown name are NOT_FOUND', async () => {
     const stream = server.clients.execution.waitExecution({ name: 'operations/nope' });
-    expect((await codeOf((async () => { for await (const _ of stream); })())).code).toBe(Code.NOT_FOUND);
-    expect((await codeOf(server.clients.operations.getOperation({ name: 'operations/nope' }))).code).toBe(Code.NOT_FOUND);
+    expect(
+      (
+        await codeOf(
+          (async () => {
+            for await (const _ of stream);
+          })(),
+        )
+      ).code,
+    ).toBe(Code.NOT_FOUND);
+    expect((await codeOf(server.clients.operations.getOperation({ name: 'operations/nope' }))).code).toBe(
+      Code.NOT_FOUND,
+    );
   });
 
   it('CancelOperation stops a running action', async () => {
@@ -240,7 +274,7 @@ describe('Execute on the embedded worker', () => {
 });
 
 describe('the work folder', () => {
-  it('is emptied of a crashed run\'s action directories at start, and keeps the input cache', async () => {
+  it("is emptied of a crashed run's action directories at start, and keeps the input cache", async () => {
     const first = await startTestServer();
     const workDir = join(first.dir, 'work');
     const fx = new ActionFixture(first.clients);

@@ -86,8 +86,20 @@ export class ActionFixture {
     platform?: Record<string, string>;
     salt?: string;
   }): Promise<Digest> {
-    const platform = options.platform === undefined ? undefined : { properties: Object.entries(options.platform).sort().map(([name, value]) => ({ name, value })) };
-    const [commandDigest] = await this.upload(toBinary(CommandSchema, create(CommandSchema, { ...options.command, platform: options.command.platform ?? platform } as CommandInit)));
+    const platform =
+      options.platform === undefined
+        ? undefined
+        : {
+            properties: Object.entries(options.platform)
+              .sort()
+              .map(([name, value]) => ({ name, value })),
+          };
+    const [commandDigest] = await this.upload(
+      toBinary(
+        CommandSchema,
+        create(CommandSchema, { ...options.command, platform: options.command.platform ?? platform } as CommandInit),
+      ),
+    );
     const inputRoot = options.inputRoot ?? (await this.directory({}));
     const action = create(ActionSchema, {
       commandDigest,
@@ -102,8 +114,18 @@ export class ActionFixture {
   }
 
   /** Execute, read to the end: every Operation streamed, and the final ExecuteResponse. */
-  async execute(actionDigest: Digest, request: { skipCacheLookup?: boolean; inlineStdout?: boolean; inlineStderr?: boolean; executionPolicy?: { priority: number } } = {}) {
-    const operations = await drain(this.clients.execution.execute({ instanceName: this.instance, actionDigest, ...request }));
+  async execute(
+    actionDigest: Digest,
+    request: {
+      skipCacheLookup?: boolean;
+      inlineStdout?: boolean;
+      inlineStderr?: boolean;
+      executionPolicy?: { priority: number };
+    } = {},
+  ) {
+    const operations = await drain(
+      this.clients.execution.execute({ instanceName: this.instance, actionDigest, ...request }),
+    );
     return { operations, response: finalResponse(operations) };
   }
 
@@ -119,14 +141,16 @@ export class ActionFixture {
 }
 
 export function metadataOf(operation: Operation): ExecuteOperationMetadata {
-  const metadata = operation.metadata === undefined ? undefined : anyUnpack(operation.metadata, ExecuteOperationMetadataSchema);
+  const metadata =
+    operation.metadata === undefined ? undefined : anyUnpack(operation.metadata, ExecuteOperationMetadataSchema);
   if (metadata === undefined) throw new Error(`operation ${operation.name} has no ExecuteOperationMetadata`);
   return metadata;
 }
 
 export function finalResponse(operations: Operation[]): ExecuteResponse {
   const last = operations.at(-1);
-  if (last === undefined || !last.done) throw new Error(`the stream ended without a done operation (${operations.length} received)`);
+  if (last === undefined || !last.done)
+    throw new Error(`the stream ended without a done operation (${operations.length} received)`);
   if (last.result.case !== 'response') throw new Error('a done operation without a response');
   const response = anyUnpack(last.result.value, ExecuteResponseSchema);
   if (response === undefined) throw new Error('the response is not an ExecuteResponse');

@@ -44,7 +44,8 @@ describe('remote persistent workers (local runner)', () => {
     env?: Record<string, string>;
     timeoutSeconds?: number;
   }): Promise<Digest> {
-    const flags = [`in/${options.name}.txt`, `out/${options.name}.TXT`, ...(options.directives ?? [])].join('\n') + '\n';
+    const flags =
+      [`in/${options.name}.txt`, `out/${options.name}.TXT`, ...(options.directives ?? [])].join('\n') + '\n';
     const inputRoot = await fx.tree({
       tools: { 'worker.js': { content: options.worker ?? JSON_WORKER, executable: true } },
       in: { [`${options.name}.txt`]: options.content ?? `content of ${options.name}\n` },
@@ -93,7 +94,12 @@ describe('remote persistent workers (local runner)', () => {
     const before = stats().started;
     const pids = new Map<string, Set<string>>();
     for (const silo of ['team-a', 'team-b', 'team-a', 'team-b']) {
-      const response = await run(await workerAction({ name: `silo-${silo}-${pids.size}-${Math.random()}`.replace('.', ''), platform: { 'cache-silo-key': silo } }));
+      const response = await run(
+        await workerAction({
+          name: `silo-${silo}-${pids.size}-${Math.random()}`.replace('.', ''),
+          platform: { 'cache-silo-key': silo },
+        }),
+      );
       const pid = (await fx.read(response.result!.stderrDigest)).toString();
       pids.set(silo, (pids.get(silo) ?? new Set()).add(pid));
     }
@@ -106,7 +112,13 @@ describe('remote persistent workers (local runner)', () => {
   it('a worker that dies mid-request is replaced and the action retried once on a fresh one', async () => {
     const marker = join(shared, `crashed-${Date.now()}`);
     const before = stats().started;
-    const response = await run(await workerAction({ name: 'crash', directives: [`crash-once:${marker}`], platform: { 'cache-silo-key': 'crash' } }));
+    const response = await run(
+      await workerAction({
+        name: 'crash',
+        directives: [`crash-once:${marker}`],
+        platform: { 'cache-silo-key': 'crash' },
+      }),
+    );
     expect(response.result!.exitCode).toBe(0);
     expect((await fx.read(response.result!.outputFiles[0]!.digest)).toString()).toBe('CONTENT OF CRASH\n');
     expect(stats().started - before).toBe(2);
@@ -114,14 +126,25 @@ describe('remote persistent workers (local runner)', () => {
   });
 
   it('a worker that writes garbage is killed; twice, and the action fails with a clear message', async () => {
-    const response = await run(await workerAction({ name: 'garbage', directives: ['garbage'], platform: { 'cache-silo-key': 'garbage' } }));
+    const response = await run(
+      await workerAction({ name: 'garbage', directives: ['garbage'], platform: { 'cache-silo-key': 'garbage' } }),
+    );
     expect(response.result!.exitCode).toBe(1);
-    expect((await fx.read(response.result!.stderrDigest)).toString()).toMatch(/persistent worker failed twice \(.*not a JSON WorkResponse/);
+    expect((await fx.read(response.result!.stderrDigest)).toString()).toMatch(
+      /persistent worker failed twice \(.*not a JSON WorkResponse/,
+    );
   });
 
   it('a worker that never answers is killed at the timeout: DEADLINE_EXCEEDED, and the next action gets a fresh one', async () => {
     const before = stats().started;
-    const response = await run(await workerAction({ name: 'hang', directives: ['hang'], timeoutSeconds: 1, platform: { 'cache-silo-key': 'hang' } }));
+    const response = await run(
+      await workerAction({
+        name: 'hang',
+        directives: ['hang'],
+        timeoutSeconds: 1,
+        platform: { 'cache-silo-key': 'hang' },
+      }),
+    );
     expect(response.status?.code).toBe(Code.DEADLINE_EXCEEDED);
     const next = await run(await workerAction({ name: 'after-hang', platform: { 'cache-silo-key': 'hang' } }));
     expect(next.result!.exitCode).toBe(0);
@@ -131,8 +154,16 @@ describe('remote persistent workers (local runner)', () => {
   it('a new version of the tool (the start-up command line names it) gets a new worker process', async () => {
     const before = stats().started;
     const v1 = await run(await workerAction({ name: 'tool-v1', platform: { 'cache-silo-key': 'versions' } }));
-    const v1again = await run(await workerAction({ name: 'tool-v1-again', platform: { 'cache-silo-key': 'versions' } }));
-    const v2 = await run(await workerAction({ name: 'tool-v2', worker: Buffer.concat([JSON_WORKER, Buffer.from('\n// v2\n')]), platform: { 'cache-silo-key': 'versions' } }));
+    const v1again = await run(
+      await workerAction({ name: 'tool-v1-again', platform: { 'cache-silo-key': 'versions' } }),
+    );
+    const v2 = await run(
+      await workerAction({
+        name: 'tool-v2',
+        worker: Buffer.concat([JSON_WORKER, Buffer.from('\n// v2\n')]),
+        platform: { 'cache-silo-key': 'versions' },
+      }),
+    );
     for (const r of [v1, v1again, v2]) expect(r.result!.exitCode).toBe(0);
     expect(stats().started - before).toBe(2);
   });
@@ -146,19 +177,36 @@ describe('remote persistent workers (local runner)', () => {
     it(`Bazel ≥ 6's request shape (${protocol} worker): tool inputs marked bazel_tool_input key the pool; other inputs do not`, async () => {
       const before = stats().started;
       const marked = async (name: string, tool: Buffer) => {
-        const [toolDigest, input, flags] = await fx.upload(tool, Buffer.from(`marked ${name}\n`), Buffer.from(`in.txt\nout.txt\n`));
+        const [toolDigest, input, flags] = await fx.upload(
+          tool,
+          Buffer.from(`marked ${name}\n`),
+          Buffer.from(`in.txt\nout.txt\n`),
+        );
         const inputRoot = await fx.directory({
           files: [
             { name: 'args', digest: flags },
             { name: 'in.txt', digest: input },
-            { name: 'worker.js', digest: toolDigest, isExecutable: true, nodeProperties: { properties: [{ name: 'bazel_tool_input', value: '' }] } },
+            {
+              name: 'worker.js',
+              digest: toolDigest,
+              isExecutable: true,
+              nodeProperties: { properties: [{ name: 'bazel_tool_input', value: '' }] },
+            },
           ],
         });
         return run(
           await fx.action({
             inputRoot,
-            platform: { persistentWorkerKey: 'client-key', persistentWorkerProtocol: protocol, 'cache-silo-key': `marked-${protocol}` },
-            command: { arguments: [NODE, 'worker.js', '@args'], outputFiles: ['out.txt'], environmentVariables: Object.entries(env).map(([n, v]) => ({ name: n, value: v })) },
+            platform: {
+              persistentWorkerKey: 'client-key',
+              persistentWorkerProtocol: protocol,
+              'cache-silo-key': `marked-${protocol}`,
+            },
+            command: {
+              arguments: [NODE, 'worker.js', '@args'],
+              outputFiles: ['out.txt'],
+              environmentVariables: Object.entries(env).map(([n, v]) => ({ name: n, value: v })),
+            },
           }),
         );
       };
@@ -175,7 +223,12 @@ describe('remote persistent workers (local runner)', () => {
     const before = stats();
     for (let i = 0; i < 3; i++) {
       const response = await run(
-        await workerAction({ name: `proto${i}`, worker: PROTO_WORKER, platform: { persistentWorkerProtocol: 'proto', 'cache-silo-key': 'proto' }, env: { NODE_PATH: join(REPO_ROOT, 'node_modules') } }),
+        await workerAction({
+          name: `proto${i}`,
+          worker: PROTO_WORKER,
+          platform: { persistentWorkerProtocol: 'proto', 'cache-silo-key': 'proto' },
+          env: { NODE_PATH: join(REPO_ROOT, 'node_modules') },
+        }),
       );
       expect(response.result!.exitCode, (await fx.read(response.result!.stderrDigest)).toString()).toBe(0);
       expect((await fx.read(response.result!.outputFiles[0]!.digest)).toString()).toBe(`CONTENT OF PROTO${i}\n`);

@@ -12,8 +12,24 @@ describe('platform routing', () => {
   beforeAll(async () => {
     server = await startTestServer({
       pools: [
-        { name: 'amd64', labels: new Map([['Arch', ['amd64']], ['Pool', ['default']]]), workers: 1, concurrency: 2 },
-        { name: 'arm64', labels: new Map([['Arch', ['arm64']], ['Pool', ['default']]]), workers: 1, concurrency: 2 },
+        {
+          name: 'amd64',
+          labels: new Map([
+            ['Arch', ['amd64']],
+            ['Pool', ['default']],
+          ]),
+          workers: 1,
+          concurrency: 2,
+        },
+        {
+          name: 'arm64',
+          labels: new Map([
+            ['Arch', ['arm64']],
+            ['Pool', ['default']],
+          ]),
+          workers: 1,
+          concurrency: 2,
+        },
       ],
     });
     fx = new ActionFixture(server.clients);
@@ -31,12 +47,16 @@ describe('platform routing', () => {
     for (let i = 0; i < 6; i++) {
       expect(await workerOf({ Arch: 'arm64', OSFamily: 'linux' }, `arm-${i}`)).toMatch(/\/arm64\/0$/);
       // Other spellings of the same architecture route the same way.
-      expect(await workerOf({ Arch: i % 2 === 0 ? 'amd64' : 'x86_64', OSFamily: 'Linux' }, `amd-${i}`)).toMatch(/\/amd64\/0$/);
+      expect(await workerOf({ Arch: i % 2 === 0 ? 'amd64' : 'x86_64', OSFamily: 'Linux' }, `amd-${i}`)).toMatch(
+        /\/amd64\/0$/,
+      );
     }
   });
 
   it('runner options never route: a persistentWorkerKey or cache-silo-key still runs on a matching worker', async () => {
-    expect(await workerOf({ Arch: 'arm64', persistentWorkerKey: 'abc', 'cache-silo-key': 'team-a' }, 'options')).toMatch(/\/arm64\/0$/);
+    expect(
+      await workerOf({ Arch: 'arm64', persistentWorkerKey: 'abc', 'cache-silo-key': 'team-a' }, 'options'),
+    ).toMatch(/\/arm64\/0$/);
   });
 
   it('OSFamily=windows fails at once with FAILED_PRECONDITION naming the property', async () => {
@@ -52,14 +72,19 @@ describe('platform routing', () => {
     const noGpu = await codeOf(drain(server.clients.execution.execute({ actionDigest: gpu })));
     expect(noGpu.code).toBe(Code.FAILED_PRECONDITION);
     expect(noGpu.details).toContain('gpu=yes');
-    const image = await fx.action({ platform: { 'container-image': 'docker://debian:12' }, command: { arguments: ['/bin/true'] } });
+    const image = await fx.action({
+      platform: { 'container-image': 'docker://debian:12' },
+      command: { arguments: ['/bin/true'] },
+    });
     const noDocker = await codeOf(drain(server.clients.execution.execute({ actionDigest: image })));
     expect(noDocker.code).toBe(Code.FAILED_PRECONDITION);
     expect(noDocker.details).toContain('docker');
   });
 
   it('the Command platform counts when the Action has none (Bazel 4 sends both)', async () => {
-    const actionDigest = await fx.action({ command: { arguments: ['/bin/true'], platform: { properties: [{ name: 'Arch', value: 'arm64' }] } } });
+    const actionDigest = await fx.action({
+      command: { arguments: ['/bin/true'], platform: { properties: [{ name: 'Arch', value: 'arm64' }] } },
+    });
     const { response } = await fx.execute(actionDigest);
     expect(response.result!.executionMetadata!.worker).toMatch(/\/arm64\/0$/);
   });

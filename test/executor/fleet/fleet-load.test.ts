@@ -4,7 +4,12 @@ import { create, toBinary } from '@bufbuild/protobuf';
 import { Redis } from 'ioredis';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { ActionSchema, CommandSchema, DigestSchema, type Digest } from '../../../shared/proto/gen/build/bazel/remote/execution/v2/remote_execution_pb.ts';
+import {
+  ActionSchema,
+  CommandSchema,
+  DigestSchema,
+  type Digest,
+} from '../../../shared/proto/gen/build/bazel/remote/execution/v2/remote_execution_pb.ts';
 import type { Operation } from '../../../shared/proto/gen/google/longrunning/operations_pb.ts';
 import { peakRssMiB } from '../../helpers/proc.ts';
 import { haveRedis, startRedis, type TestRedis } from '../../helpers/redis.ts';
@@ -25,7 +30,9 @@ describe.runIf(haveRedis())('a fleet under load and through a Redis restart', ()
     redis = await startRedis();
     raw = new Redis(redis.url);
     front = await startFrontend({ redis: redis.url, store: join(dir, 'store') });
-    workers = await Promise.all([0, 1].map(() => startWorker({ redis: redis.url, frontend: front.url, concurrency: 4 })));
+    workers = await Promise.all(
+      [0, 1].map(() => startWorker({ redis: redis.url, frontend: front.url, concurrency: 4 })),
+    );
     clients = clientsFor(`127.0.0.1:${front.port}`);
     fixture = new ActionFixture(clients);
   }, 120_000);
@@ -40,9 +47,22 @@ describe.runIf(haveRedis())('a fleet under load and through a Redis restart', ()
 
   /** `count` distinct trivial actions (one shared Command, one salt each), uploaded in batches. */
   async function trivialActions(count: number, tag: string, script = 'true'): Promise<Digest[]> {
-    const [command] = await fixture.upload(toBinary(CommandSchema, create(CommandSchema, { arguments: ['/bin/sh', '-c', script], platform: { properties: [{ name: 'Arch', value: 'amd64' }] } })));
+    const [command] = await fixture.upload(
+      toBinary(
+        CommandSchema,
+        create(CommandSchema, {
+          arguments: ['/bin/sh', '-c', script],
+          platform: { properties: [{ name: 'Arch', value: 'amd64' }] },
+        }),
+      ),
+    );
     const emptyDir = await fixture.directory({});
-    const actions = Array.from({ length: count }, (_, i) => toBinary(ActionSchema, create(ActionSchema, { commandDigest: command, inputRootDigest: emptyDir, salt: Buffer.from(`${tag}-${i}`) })));
+    const actions = Array.from({ length: count }, (_, i) =>
+      toBinary(
+        ActionSchema,
+        create(ActionSchema, { commandDigest: command, inputRootDigest: emptyDir, salt: Buffer.from(`${tag}-${i}`) }),
+      ),
+    );
     for (let at = 0; at < actions.length; at += 500) await fixture.upload(...actions.slice(at, at + 500));
     return actions.map((a) => create(DigestSchema, digestOf(a)));
   }
@@ -50,7 +70,9 @@ describe.runIf(haveRedis())('a fleet under load and through a Redis restart', ()
   it('2,000 small actions queued at once all complete, with bounded memory in the frontend and in Redis', async () => {
     const actions = await trivialActions(2000, `load-${Date.now()}`);
     const before = Number((await raw.hget('larder:stats', 'completed')) ?? 0);
-    const responses = await Promise.all(actions.map(async (actionDigest) => finalResponse(await drain(clients.execution.execute({ actionDigest })))));
+    const responses = await Promise.all(
+      actions.map(async (actionDigest) => finalResponse(await drain(clients.execution.execute({ actionDigest })))),
+    );
     expect(responses.filter((r) => r.result?.exitCode !== 0 || (r.status?.code ?? 0) !== 0)).toEqual([]);
     expect(Number(await raw.hget('larder:stats', 'completed')) - before).toBe(2000);
     // Each worker ran a share.
@@ -59,7 +81,9 @@ describe.runIf(haveRedis())('a fleet under load and through a Redis restart', ()
     // Bounded: the frontend's peak RSS stays far from "everything in memory", and Redis holds finished operations
     // only as results with a TTL (the job itself is dropped when it finishes).
     const usedMemory = Number(/used_memory:(\d+)/.exec(await raw.info('memory'))![1]);
-    console.info(`2,000 actions: frontend peak RSS ${peakRssMiB(front.pid).toFixed(0)} MiB, Redis used_memory ${(usedMemory / 2 ** 20).toFixed(1)} MiB`);
+    console.info(
+      `2,000 actions: frontend peak RSS ${peakRssMiB(front.pid).toFixed(0)} MiB, Redis used_memory ${(usedMemory / 2 ** 20).toFixed(1)} MiB`,
+    );
     expect(peakRssMiB(front.pid)).toBeLessThan(600);
     expect(usedMemory).toBeLessThan(64 * 1024 * 1024);
     const sample = await raw.scan('0', 'MATCH', 'larder:op:*', 'COUNT', 1000);
@@ -89,7 +113,9 @@ describe.runIf(haveRedis())('a fleet under load and through a Redis restart', ()
     );
     expect(restarted, 'Redis was restarted while actions ran').not.toBeNull();
     await restarted;
-    console.info(`redis restart: ${first.filter((r) => r.error !== null).length} of ${first.length} streams broke and were collected again`);
+    console.info(
+      `redis restart: ${first.filter((r) => r.error !== null).length} of ${first.length} streams broke and were collected again`,
+    );
     // Streams that broke while Redis was away end with a clear status, never hang; the operations live on.
     for (const broken of first.filter((r) => r.error !== null)) {
       expect(broken.error!.details, JSON.stringify(broken.error)).toMatch(/queue|Redis|gone|UNAVAILABLE|Connection/i);
@@ -105,7 +131,9 @@ describe.runIf(haveRedis())('a fleet under load and through a Redis restart', ()
             // NOT_FOUND: as Bazel does, Execute again.
           }
         }
-        return finalResponse(await drain(clients.execution.execute({ actionDigest: actions[i]!, skipCacheLookup: true })));
+        return finalResponse(
+          await drain(clients.execution.execute({ actionDigest: actions[i]!, skipCacheLookup: true })),
+        );
       }),
     );
     for (const response of finals) {

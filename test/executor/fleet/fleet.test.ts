@@ -9,7 +9,10 @@ import { copyFileSync } from 'node:fs';
 import { readdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { ActionResultSchema, type ActionResult } from '../../../shared/proto/gen/build/bazel/remote/execution/v2/remote_execution_pb.ts';
+import {
+  ActionResultSchema,
+  type ActionResult,
+} from '../../../shared/proto/gen/build/bazel/remote/execution/v2/remote_execution_pb.ts';
 import { BazelWorkspace, bazelStatus, remoteExecutionFlags } from '../../bazel/bazel.ts';
 import { expectOk } from '../../bazel/expectations.ts';
 import { haveRedis, startRedis, type TestRedis } from '../../helpers/redis.ts';
@@ -37,11 +40,17 @@ describe.runIf(arm64 !== null)('a fleet: two frontends, amd64 and arm64 workers,
   beforeAll(async () => {
     redis = await startRedis();
     raw = new Redis(redis.url);
-    [frontA, frontB] = await Promise.all([startFrontend({ redis: redis.url, store }), startFrontend({ redis: redis.url, store })]);
+    [frontA, frontB] = await Promise.all([
+      startFrontend({ redis: redis.url, store }),
+      startFrontend({ redis: redis.url, store }),
+    ]);
     // Workers use frontend A's CAS (in production: the load balancer in front of all frontends), so killing B
     // below only cuts off clients. The emulated worker starts first and in parallel: it takes ~10–30 s to load.
     const armStarting = startWorker({ redis: redis.url, frontend: frontA.url, arm64: arm64!, startTimeoutMs: 180_000 });
-    amd = await Promise.all([startWorker({ redis: redis.url, frontend: frontA.url }), startWorker({ redis: redis.url, frontend: frontA.url })]);
+    amd = await Promise.all([
+      startWorker({ redis: redis.url, frontend: frontA.url }),
+      startWorker({ redis: redis.url, frontend: frontA.url }),
+    ]);
     arm = await armStarting;
     clientsA = clientsFor(`127.0.0.1:${frontA.port}`);
     clientsB = clientsFor(`127.0.0.1:${frontB.port}`);
@@ -66,12 +75,16 @@ describe.runIf(arm64 !== null)('a fleet: two frontends, amd64 and arm64 workers,
   it('real Bazel builds through one frontend, arm64 actions on the arm64 worker (aarch64 in their outputs)', async () => {
     const ws = await BazelWorkspace.create();
     copyFileSync(join(arm64!.sysroot, 'bin/busybox'), join(ws.root, 'arm64/busybox'));
-    const run = await ws.build(['//:remote_outputs', '//arm64:all'], [
-      ...remoteExecutionFlags(frontA.url, 300),
-      // Actions with no platform of their own go to amd64 workers; //arm64 targets set Arch=arm64 themselves.
-      '--remote_default_exec_properties=OSFamily=Linux',
-      '--remote_default_exec_properties=Arch=amd64',
-    ], { timeoutMs: 900_000 });
+    const run = await ws.build(
+      ['//:remote_outputs', '//arm64:all'],
+      [
+        ...remoteExecutionFlags(frontA.url, 300),
+        // Actions with no platform of their own go to amd64 workers; //arm64 targets set Arch=arm64 themselves.
+        '--remote_default_exec_properties=OSFamily=Linux',
+        '--remote_default_exec_properties=Arch=amd64',
+      ],
+      { timeoutMs: 900_000 },
+    );
     expectOk(run);
     expect(run.summary!.other, run.summary!.line).toEqual({ remote: run.summary!.nonInternal });
     expect((await ws.readOutput('arm64/arch.txt')).toString()).toBe('aarch64\n');
@@ -80,7 +93,8 @@ describe.runIf(arm64 !== null)('a fleet: two frontends, amd64 and arm64 workers,
 
     // Who ran what, from the action cache entries the workers wrote (ExecutedActionMetadata.worker).
     const results = await actionResults(store);
-    const ranOn = (output: string) => results.filter((r) => r.outputFiles.some((f) => f.path.endsWith(output))).map((r) => r.executionMetadata?.worker);
+    const ranOn = (output: string) =>
+      results.filter((r) => r.outputFiles.some((f) => f.path.endsWith(output))).map((r) => r.executionMetadata?.worker);
     expect(ranOn('arm64/arch.txt')).toEqual([arm.name]);
     expect(ranOn('arm64/digest.txt')).toEqual([arm.name]);
     const amdNames = new Set(amd.map((w) => w.name));
@@ -94,7 +108,11 @@ describe.runIf(arm64 !== null)('a fleet: two frontends, amd64 and arm64 workers,
 
   it('a worker SIGKILLed mid-action: the action completes on another worker, recorded once', async () => {
     const fixture = new ActionFixture(clientsA);
-    const action = await fixture.action({ command: { arguments: ['/bin/sh', '-c', 'sleep 2; echo done-after-kill'] }, platform: { Arch: 'amd64' }, salt: `kill-${Date.now()}` });
+    const action = await fixture.action({
+      command: { arguments: ['/bin/sh', '-c', 'sleep 2; echo done-after-kill'] },
+      platform: { Arch: 'amd64' },
+      salt: `kill-${Date.now()}`,
+    });
     const completedBefore = Number(await raw.hget('larder:stats', 'completed'));
     const stream = clientsA.execution.execute({ actionDigest: action, skipCacheLookup: true });
     const operations = [];
@@ -121,7 +139,11 @@ describe.runIf(arm64 !== null)('a fleet: two frontends, amd64 and arm64 workers,
 
   it('a frontend killed while a client waits: WaitExecution on the other frontend finishes the operation', async () => {
     const fixture = new ActionFixture(clientsB);
-    const action = await fixture.action({ command: { arguments: ['/bin/sh', '-c', 'sleep 2; echo survived'] }, platform: { Arch: 'amd64' }, salt: `front-${Date.now()}` });
+    const action = await fixture.action({
+      command: { arguments: ['/bin/sh', '-c', 'sleep 2; echo survived'] },
+      platform: { Arch: 'amd64' },
+      salt: `front-${Date.now()}`,
+    });
     const stream = clientsB.execution.execute({ actionDigest: action, skipCacheLookup: true });
     let name = '';
     await expect(
@@ -147,7 +169,8 @@ async function actionResults(store: string): Promise<ActionResult[]> {
   const root = join(store, 'blobs', '_', 'ac');
   const out: ActionResult[] = [];
   for (const prefix of await readdir(root)) {
-    for (const name of await readdir(join(root, prefix))) out.push(fromBinary(ActionResultSchema, await readFile(join(root, prefix, name))));
+    for (const name of await readdir(join(root, prefix)))
+      out.push(fromBinary(ActionResultSchema, await readFile(join(root, prefix, name))));
   }
   return out;
 }

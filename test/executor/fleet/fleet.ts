@@ -20,8 +20,19 @@ export interface Arm64Toolchain {
  */
 export function arm64Toolchain(): Arm64Toolchain | null {
   try {
-    const out = execFileSync('bash', [join(REPO_ROOT, 'scripts/arm64-setup.sh')], { encoding: 'utf8', timeout: 600_000, stdio: ['ignore', 'pipe', 'pipe'] });
-    const fields = Object.fromEntries(out.trim().split('\n').at(-1)!.split(' ').map((kv) => kv.split('=') as [string, string]));
+    const out = execFileSync('bash', [join(REPO_ROOT, 'scripts/arm64-setup.sh')], {
+      encoding: 'utf8',
+      timeout: 600_000,
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    const fields = Object.fromEntries(
+      out
+        .trim()
+        .split('\n')
+        .at(-1)!
+        .split(' ')
+        .map((kv) => kv.split('=') as [string, string]),
+    );
     return { node: fields.node!, sysroot: fields.sysroot! };
   } catch (err) {
     const message = `arm64 emulation is not available (scripts/arm64-setup.sh failed: ${(err as { stderr?: string }).stderr ?? (err as Error).message})`;
@@ -35,7 +46,17 @@ export const FAST_LEASE = '3s';
 
 /** A frontend of the fleet: no workers of its own, the shared queue, the shared store. */
 export function startFrontend(options: { redis: string; store: string; args?: string[] }): Promise<ExecutorProcess> {
-  return startExecutorProcess(['--workers', '0', '--queue', options.redis, '--queue-lease', FAST_LEASE, '--store', `disk:${options.store}`, ...(options.args ?? [])]);
+  return startExecutorProcess([
+    '--workers',
+    '0',
+    '--queue',
+    options.redis,
+    '--queue-lease',
+    FAST_LEASE,
+    '--store',
+    `disk:${options.store}`,
+    ...(options.args ?? []),
+  ]);
 }
 
 export interface WorkerProcess {
@@ -62,12 +83,20 @@ export async function startWorker(options: {
 }): Promise<WorkerProcess> {
   const workDir = reachableTempDir('larder-worker-');
   const args = [
-    join(REPO_ROOT, 'bin/larder.js'), 'worker',
-    '--queue', options.redis, '--queue-lease', FAST_LEASE,
-    '--frontend', options.frontend,
-    '--work-dir', join(workDir, 'work'),
-    '--concurrency', String(options.concurrency ?? 2),
-    '--log-level', 'warn',
+    join(REPO_ROOT, 'bin/larder.js'),
+    'worker',
+    '--queue',
+    options.redis,
+    '--queue-lease',
+    FAST_LEASE,
+    '--frontend',
+    options.frontend,
+    '--work-dir',
+    join(workDir, 'work'),
+    '--concurrency',
+    String(options.concurrency ?? 2),
+    '--log-level',
+    'warn',
     ...(options.args ?? []),
   ];
   const env: NodeJS.ProcessEnv = { ...process.env };
@@ -77,7 +106,11 @@ export async function startWorker(options: {
     delete env.NODE_EXTRA_CA_CERTS;
     env.QEMU_LD_PREFIX = options.arm64.sysroot;
   }
-  const child: ChildProcess = spawn(options.arm64?.node ?? process.execPath, args, { cwd: REPO_ROOT, env, stdio: ['ignore', 'pipe', 'pipe'] });
+  const child: ChildProcess = spawn(options.arm64?.node ?? process.execPath, args, {
+    cwd: REPO_ROOT,
+    env,
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
   let output = '';
   child.stdout!.on('data', (d: Buffer) => (output += d.toString()));
   child.stderr!.on('data', (d: Buffer) => (output += d.toString()));

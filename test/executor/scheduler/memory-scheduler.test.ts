@@ -5,11 +5,18 @@ import { describe, expect, it } from 'vitest';
 import { splitPlatform, workerPlatform } from '../../../executor/execution/platform.ts';
 import { MemoryScheduler } from '../../../executor/scheduler/memory-scheduler.ts';
 import type { ExecutionJob } from '../../../executor/scheduler/scheduler.ts';
-import { ActionSchema, CommandSchema, ExecuteResponseSchema } from '../../../shared/proto/gen/build/bazel/remote/execution/v2/remote_execution_pb.ts';
+import {
+  ActionSchema,
+  CommandSchema,
+  ExecuteResponseSchema,
+} from '../../../shared/proto/gen/build/bazel/remote/execution/v2/remote_execution_pb.ts';
 
 const amd64 = workerPlatform(new Map([['Arch', ['amd64']]]), ['local']);
 
-function job(hash: string, options: { priority?: number; properties?: Record<string, string> } = {}): Omit<ExecutionJob, 'operation'> {
+function job(
+  hash: string,
+  options: { priority?: number; properties?: Record<string, string> } = {},
+): Omit<ExecutionJob, 'operation'> {
   const platform = { properties: Object.entries(options.properties ?? {}).map(([name, value]) => ({ name, value })) };
   return {
     instance: '',
@@ -65,7 +72,11 @@ describe('MemoryScheduler', () => {
 
   it('a worker that is warm for a job further down the queue takes that one first', async () => {
     const scheduler = new MemoryScheduler();
-    const warm = await scheduler.join({ name: 'warm', platform: amd64, warmFor: (j) => j.platform.options.get('persistentWorkerKey') === 'tool' });
+    const warm = await scheduler.join({
+      name: 'warm',
+      platform: amd64,
+      warmFor: (j) => j.platform.options.get('persistentWorkerKey') === 'tool',
+    });
     await scheduler.submit(job('a'), 'a');
     await scheduler.submit(job('b', { properties: { persistentWorkerKey: 'tool' } }), 'b');
     expect((await warm.take(never)).job.actionDigest.hash[0]).toBe('b');

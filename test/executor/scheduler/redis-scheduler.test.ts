@@ -37,7 +37,9 @@ function job(id: string, arch = 'amd64', priority = 0): Omit<ExecutionJob, 'oper
 const ok = (exitCode: number) => create(ExecuteResponseSchema, { status: { code: 0 }, result: { exitCode } });
 
 const aborted = (signal: AbortSignal) =>
-  signal.aborted ? Promise.resolve() : new Promise<void>((resolve) => signal.addEventListener('abort', () => resolve(), { once: true }));
+  signal.aborted
+    ? Promise.resolve()
+    : new Promise<void>((resolve) => signal.addEventListener('abort', () => resolve(), { once: true }));
 
 /** Resolves with the state once `scheduler` reports the operation done (by subscription, not polling). */
 async function whenDone(scheduler: Scheduler, name: string): Promise<OperationState> {
@@ -63,7 +65,13 @@ describe.runIf(haveRedis())('RedisScheduler on a real Redis', () => {
   let prefix = '';
 
   const scheduler = async (options: Partial<RedisSchedulerOptions> = {}) => {
-    const s = await RedisScheduler.open({ url: redis.url, log: createLogger('silent'), prefix, shutdownGraceMs: 1_000, ...options });
+    const s = await RedisScheduler.open({
+      url: redis.url,
+      log: createLogger('silent'),
+      prefix,
+      shutdownGraceMs: 1_000,
+      ...options,
+    });
     open.push(s);
     return s;
   };
@@ -103,9 +111,15 @@ describe.runIf(haveRedis())('RedisScheduler on a real Redis', () => {
 
   it('fails fast without a live worker for the platform, naming what is missing', async () => {
     const front = await scheduler({ heartbeatMs: 60_000 });
-    await expect(front.submit(job('2'), null)).rejects.toMatchObject({ code: Code.FAILED_PRECONDITION, message: expect.stringContaining('no worker') });
+    await expect(front.submit(job('2'), null)).rejects.toMatchObject({
+      code: Code.FAILED_PRECONDITION,
+      message: expect.stringContaining('no worker'),
+    });
     const slot = await (await scheduler()).join({ name: 'amd', platform: AMD64 });
-    await expect(front.submit(job('2', 'arm64'), null)).rejects.toMatchObject({ code: Code.FAILED_PRECONDITION, message: expect.stringContaining('Arch=arm64') });
+    await expect(front.submit(job('2', 'arm64'), null)).rejects.toMatchObject({
+      code: Code.FAILED_PRECONDITION,
+      message: expect.stringContaining('Arch=arm64'),
+    });
     await front.submit(job('2'), null);
     await slot.leave();
     await expect(front.submit(job('3'), null)).rejects.toMatchObject({ code: Code.FAILED_PRECONDITION });
@@ -132,9 +146,21 @@ describe.runIf(haveRedis())('RedisScheduler on a real Redis', () => {
 
   it('takes the most urgent job first across the platform queues a worker satisfies', async () => {
     const front = await scheduler();
-    const slot = await (await scheduler()).join({ name: 'any', platform: workerPlatform(new Map([['Arch', ['amd64']], ['Pool', ['big']]]), ['local']) });
+    const slot = await (await scheduler()).join({
+      name: 'any',
+      platform: workerPlatform(
+        new Map([
+          ['Arch', ['amd64']],
+          ['Pool', ['big']],
+        ]),
+        ['local'],
+      ),
+    });
     const low = await front.submit(job('6', 'amd64', 5), null);
-    const urgentJob = { ...job('7', 'amd64', -5), platform: splitPlatform(create(PlatformSchema, { properties: [{ name: 'Pool', value: 'big' }] }), undefined) };
+    const urgentJob = {
+      ...job('7', 'amd64', -5),
+      platform: splitPlatform(create(PlatformSchema, { properties: [{ name: 'Pool', value: 'big' }] }), undefined),
+    };
     const urgent = await front.submit(urgentJob, null);
     const signal = new AbortController().signal;
     expect((await slot.take(signal)).job.operation).toBe(urgent.name);

@@ -4,7 +4,11 @@ import { chmodSync, existsSync, mkdirSync, symlinkSync, writeFileSync } from 'no
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { isLarderError } from '../../../shared/errors.ts';
-import { type Digest as DigestMessage, DirectorySchema, TreeSchema } from '../../../shared/proto/gen/build/bazel/remote/execution/v2/remote_execution_pb.ts';
+import {
+  type Digest as DigestMessage,
+  DirectorySchema,
+  TreeSchema,
+} from '../../../shared/proto/gen/build/bazel/remote/execution/v2/remote_execution_pb.ts';
 import { MemoryStore } from '../../../shared/storage/memory.ts';
 import { collect } from '../../../shared/storage/streams.ts';
 import { verifying } from '../../../shared/storage/verifying.ts';
@@ -17,10 +21,21 @@ const freshDir = tempDirs();
 function setup() {
   const inner = new MemoryStore({ maxBytes: 1 << 24 });
   const puts: string[] = [];
-  const store = verifying({ get: (k) => inner.get(k), stat: (k) => inner.stat(k), put: (k, b, s) => (puts.push(k.hash), inner.put(k, b, s)) });
+  const store = verifying({
+    get: (k) => inner.get(k),
+    stat: (k) => inner.stat(k),
+    put: (k, b, s) => (puts.push(k.hash), inner.put(k, b, s)),
+  });
   const execRoot = join(freshDir(), 'root');
   mkdirSync(execRoot);
-  const spec = (fields: Partial<OutputSpec>): OutputSpec => ({ execRoot, workingDirectory: '', outputPaths: [], outputFiles: [], outputDirectories: [], ...fields });
+  const spec = (fields: Partial<OutputSpec>): OutputSpec => ({
+    execRoot,
+    workingDirectory: '',
+    outputPaths: [],
+    outputFiles: [],
+    outputDirectories: [],
+    ...fields,
+  });
   const collectFrom = (fields: Partial<OutputSpec>) => collectOutputs({ cas: storeCas(store, ''), ...spec(fields) });
   const read = async (digest: DigestMessage | undefined) => {
     const blob = await inner.get({ instance: '', kind: 'cas', hash: digest!.hash });
@@ -57,7 +72,12 @@ describe('prepareOutputs', () => {
     const { execRoot, spec } = setup();
     mkdirSync(join(execRoot, 'work'));
     const created = await prepareOutputs(
-      spec({ workingDirectory: 'work', outputPaths: ['x/y', '../up/z'], outputFiles: ['ignored/f'], outputDirectories: ['ignored2/d'] }),
+      spec({
+        workingDirectory: 'work',
+        outputPaths: ['x/y', '../up/z'],
+        outputFiles: ['ignored/f'],
+        outputDirectories: ['ignored2/d'],
+      }),
     );
     expect(created).toEqual([join(execRoot, 'work/x'), join(execRoot, 'up')]);
   });
@@ -89,7 +109,9 @@ describe('prepareOutputs', () => {
 
     const outside = freshDir();
     symlinkSync(outside, join(execRoot, 'away'));
-    expect(await refusal(() => prepareOutputs(spec({ outputFiles: ['away/sub/f'] })))).toMatch(/"away" in the input root is not a directory inside it/);
+    expect(await refusal(() => prepareOutputs(spec({ outputFiles: ['away/sub/f'] })))).toMatch(
+      /"away" in the input root is not a directory inside it/,
+    );
     expect(existsSync(join(outside, 'sub'))).toBe(false);
   });
 });
@@ -174,8 +196,12 @@ describe('collectOutputs', () => {
     symlinkSync(outside, join(execRoot, 'abs'));
     mkdirSync(join(execRoot, 'deep'));
     symlinkSync('../..', join(execRoot, 'deep/up'));
-    expect(await refusal(() => collectFrom({ outputFiles: ['abs/secret'] }))).toMatch(/output_files "abs\/secret": its parent directory resolves outside/);
-    expect(await refusal(() => collectFrom({ outputPaths: ['deep/up/x'] }))).toMatch(/output_paths "deep\/up\/x": its parent directory resolves outside/);
+    expect(await refusal(() => collectFrom({ outputFiles: ['abs/secret'] }))).toMatch(
+      /output_files "abs\/secret": its parent directory resolves outside/,
+    );
+    expect(await refusal(() => collectFrom({ outputPaths: ['deep/up/x'] }))).toMatch(
+      /output_paths "deep\/up\/x": its parent directory resolves outside/,
+    );
     expect(puts).toEqual([]);
   });
 
@@ -202,7 +228,11 @@ describe('collectOutputs', () => {
     const { execRoot, collectFrom } = setup();
     mkdirSync(join(execRoot, 'dir'));
     execFileSync('mkfifo', [join(execRoot, 'fifo'), join(execRoot, 'dir/fifo')]);
-    expect(await refusal(() => collectFrom({ outputPaths: ['fifo'] }))).toMatch(/output "fifo" is neither a regular file/);
-    expect(await refusal(() => collectFrom({ outputPaths: ['dir'] }))).toMatch(/output "dir\/fifo" is neither a regular file/);
+    expect(await refusal(() => collectFrom({ outputPaths: ['fifo'] }))).toMatch(
+      /output "fifo" is neither a regular file/,
+    );
+    expect(await refusal(() => collectFrom({ outputPaths: ['dir'] }))).toMatch(
+      /output "dir\/fifo" is neither a regular file/,
+    );
   });
 });

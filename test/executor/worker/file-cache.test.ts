@@ -87,7 +87,10 @@ describe('FileCache', () => {
 
   it('answers missing and leaves nothing behind when the CAS lacks the file', async () => {
     const { cas, cache, dir, out } = await setup();
-    expect(await cache.link(digestOf('absent'), false, cas, join(out, 'x'))).toEqual({ outcome: 'missing', fetched: true });
+    expect(await cache.link(digestOf('absent'), false, cas, join(out, 'x'))).toEqual({
+      outcome: 'missing',
+      fetched: true,
+    });
     expect(existsSync(join(out, 'x'))).toBe(false);
     expect(readdirSync(dir)).toEqual([]);
   });
@@ -100,11 +103,19 @@ describe('FileCache', () => {
     const out = freshDir();
     const cache = await FileCache.open({ dir, maxBytes: 1 << 20 });
     const digest = digestOf('good bytes');
-    await raw.put({ instance: '', kind: 'cas', hash: digest.hash }, streamOf(new TextEncoder().encode('evil bytes')), 10);
+    await raw.put(
+      { instance: '', kind: 'cas', hash: digest.hash },
+      streamOf(new TextEncoder().encode('evil bytes')),
+      10,
+    );
     await expect(cache.link(digest, false, cas, join(out, 'x'))).rejects.toMatchObject({ code: 'digest_mismatch' });
     expect(readdirSync(dir)).toEqual([]);
     expect(cache.count).toBe(0);
-    await raw.put({ instance: '', kind: 'cas', hash: digest.hash }, streamOf(new TextEncoder().encode('good bytes')), 10);
+    await raw.put(
+      { instance: '', kind: 'cas', hash: digest.hash },
+      streamOf(new TextEncoder().encode('good bytes')),
+      10,
+    );
     expect((await cache.link(digest, false, cas, join(out, 'x'))).outcome).toBe('linked');
     expect(store.gets).toBe(2);
   });

@@ -25,7 +25,8 @@ async function setup() {
   const store = memoryStore();
   const cache = await FileCache.open({ dir: freshDir(), maxBytes: 1 << 24 });
   const execRoot = join(freshDir(), 'root');
-  const stage = (rootDigest: Digest, signal?: AbortSignal) => stageInputs({ cas: storeCas(store, ''), cache, rootDigest, execRoot, signal });
+  const stage = (rootDigest: Digest, signal?: AbortSignal) =>
+    stageInputs({ cas: storeCas(store, ''), cache, rootDigest, execRoot, signal });
   return { store, cache, execRoot, stage };
 }
 
@@ -79,13 +80,18 @@ describe('stageInputs', () => {
     const goneDeeper = digestOf('another file never uploaded');
     const present = await putBlob(store, 'present');
     const sub = await putDir(store, { files: [file('deeper', goneDeeper), file('here', present)] });
-    const root = await putDir(store, { files: [file('top', goneFile)], directories: [dir('gone', goneDir), dir('sub', sub)] });
+    const root = await putDir(store, {
+      files: [file('top', goneFile)],
+      directories: [dir('gone', goneDir), dir('sub', sub)],
+    });
     const err = await stage(root).catch((e: unknown) => e);
     expect(err).toBeInstanceOf(MissingBlobsError);
     expect(new Set((err as MissingBlobsError).digests)).toEqual(new Set([goneDir, goneFile, goneDeeper]));
     expect(existsSync(execRoot)).toBe(false);
     // A missing root is listed too.
-    expect(((await stage(digestOf('no root')).catch((e: unknown) => e)) as MissingBlobsError).digests).toEqual([digestOf('no root')]);
+    expect(((await stage(digestOf('no root')).catch((e: unknown) => e)) as MissingBlobsError).digests).toEqual([
+      digestOf('no root'),
+    ]);
   });
 
   it.each([
@@ -109,7 +115,10 @@ describe('stageInputs', () => {
     const empty = await putDir(store, {});
     const fileAndDir = await putDir(store, { files: [file('same', content)], directories: [dir('same', empty)] });
     expect(await refusal(() => stage(fileAndDir), execRoot)).toMatch(/two entries named "same"/);
-    const fileAndLink = await putDir(store, { files: [file('same', content)], symlinks: [{ name: 'same', target: 'x' }] });
+    const fileAndLink = await putDir(store, {
+      files: [file('same', content)],
+      symlinks: [{ name: 'same', target: 'x' }],
+    });
     expect(await refusal(() => stage(fileAndLink), execRoot)).toMatch(/two entries named "same"/);
     const twoFiles = await putDir(store, { files: [file('same', content), file('same', content)] });
     expect(await refusal(() => stage(twoFiles), execRoot)).toMatch(/two entries named "same"/);
@@ -121,18 +130,20 @@ describe('stageInputs', () => {
       const sub = await putDir(store, { symlinks: links });
       return putDir(store, { directories: [dir('sub', sub)] });
     };
-    expect(await refusal(async () => stage(await withLinks([{ name: 'abs', target: '/etc/passwd' }])), execRoot)).toMatch(
-      /input symlink "sub\/abs" -> "\/etc\/passwd" is absolute/,
-    );
-    expect(await refusal(async () => stage(await withLinks([{ name: 'up', target: '../../outside' }])), execRoot)).toMatch(
-      /input symlink "sub\/up" -> "..\/..\/outside" points outside the input root/,
-    );
+    expect(
+      await refusal(async () => stage(await withLinks([{ name: 'abs', target: '/etc/passwd' }])), execRoot),
+    ).toMatch(/input symlink "sub\/abs" -> "\/etc\/passwd" is absolute/);
+    expect(
+      await refusal(async () => stage(await withLinks([{ name: 'up', target: '../../outside' }])), execRoot),
+    ).toMatch(/input symlink "sub\/up" -> "..\/..\/outside" points outside the input root/);
     // Neither link looks like it escapes on its own; resolved as the kernel will, the second one does.
     const chained = await withLinks([
       { name: 'top', target: '..' },
       { name: 'sneaky', target: 'top/../x' },
     ]);
-    expect(await refusal(() => stage(chained), execRoot)).toMatch(/input symlink "sub\/sneaky" -> "top\/..\/x" points outside/);
+    expect(await refusal(() => stage(chained), execRoot)).toMatch(
+      /input symlink "sub\/sneaky" -> "top\/..\/x" points outside/,
+    );
   });
 
   it('accepts relative symlinks that stay inside, dangling ones included', async () => {

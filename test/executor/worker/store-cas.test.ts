@@ -97,7 +97,11 @@ describe('storeCas', () => {
   it('uploads files and bytes, skipping blobs already stored', async () => {
     const inner = new MemoryStore({ maxBytes: 1 << 24 });
     let puts = 0;
-    const store = verifying({ get: (k) => inner.get(k), stat: (k) => inner.stat(k), put: (k, b, s) => (puts++, inner.put(k, b, s)) });
+    const store = verifying({
+      get: (k) => inner.get(k),
+      stat: (k) => inner.stat(k),
+      put: (k, b, s) => (puts++, inner.put(k, b, s)),
+    });
     const cas = storeCas(store, '');
     const data = randomBytes(200_000);
     const path = join(freshDir(), 'output');
@@ -122,9 +126,13 @@ describe('storeCas', () => {
     const path = join(freshDir(), 'output');
     writeFileSync(path, 'changed after it was hashed');
     const claimed = digestOf('what was hashed first');
-    await expect(storeCas(verifying(inner), '').uploadFile(claimed, path)).rejects.toMatchObject({ code: 'size_mismatch' });
+    await expect(storeCas(verifying(inner), '').uploadFile(claimed, path)).rejects.toMatchObject({
+      code: 'size_mismatch',
+    });
     writeFileSync(path, 'what was hashed firsT');
-    await expect(storeCas(verifying(inner), '').uploadFile(claimed, path)).rejects.toMatchObject({ code: 'digest_mismatch' });
+    await expect(storeCas(verifying(inner), '').uploadFile(claimed, path)).rejects.toMatchObject({
+      code: 'digest_mismatch',
+    });
     expect(inner.bytes).toBe(0);
   });
 });

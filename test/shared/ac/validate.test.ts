@@ -4,7 +4,11 @@ import { create } from '@bufbuild/protobuf';
 import { expect, it } from 'vitest';
 import { outputsPresent } from '../../../shared/ac/validate.ts';
 import { blobKey } from '../../../shared/digest.ts';
-import { ActionResultSchema, DigestSchema, OutputFileSchema } from '../../../shared/proto/gen/build/bazel/remote/execution/v2/remote_execution_pb.ts';
+import {
+  ActionResultSchema,
+  DigestSchema,
+  OutputFileSchema,
+} from '../../../shared/proto/gen/build/bazel/remote/execution/v2/remote_execution_pb.ts';
 import { MemoryStore } from '../../../shared/storage/memory.ts';
 import type { BlobStore } from '../../../shared/storage/store.ts';
 import { streamOf } from '../../../shared/storage/streams.ts';
@@ -38,7 +42,12 @@ it('checks 2,000 outputs with a bounded number of lookups in flight', async () =
     const data = Buffer.from(`output ${i}`);
     const hash = sha256(data);
     await memory.put(blobKey('', 'cas', hash), streamOf(data), data.length);
-    outputs.push(create(OutputFileSchema, { path: `out/${i}`, digest: create(DigestSchema, { hash, sizeBytes: BigInt(data.length) }) }));
+    outputs.push(
+      create(OutputFileSchema, {
+        path: `out/${i}`,
+        digest: create(DigestSchema, { hash, sizeBytes: BigInt(data.length) }),
+      }),
+    );
   }
   const { store, seen } = counting(memory);
   expect(await outputsPresent(store, '', create(ActionResultSchema, { outputFiles: outputs }))).toBe(true);

@@ -15,10 +15,20 @@ const fails = invalidArgumentMessage;
 
 describe('auth config', () => {
   it('without authenticators lets anonymous do everything; with one, nothing unless granted', () => {
-    expect(parseAuthConfig(null, noFlags)).toEqual({ oidc: null, htpasswd: null, anonymous: ['read', 'write', 'execute'], allowAnonymous: false });
+    expect(parseAuthConfig(null, noFlags)).toEqual({
+      oidc: null,
+      htpasswd: null,
+      anonymous: ['read', 'write', 'execute'],
+      allowAnonymous: false,
+    });
     const oidc = parseAuthConfig(null, { ...noFlags, oidcIssuer: 'https://idp.example/', oidcAudience: 'larder' });
     expect(oidc.anonymous).toEqual([]);
-    expect(oidc.oidc).toMatchObject({ issuer: 'https://idp.example/', audience: ['larder'], clockToleranceSeconds: 30, jwksCooldownMs: 30_000 });
+    expect(oidc.oidc).toMatchObject({
+      issuer: 'https://idp.example/',
+      audience: ['larder'],
+      clockToleranceSeconds: 30,
+      jwksCooldownMs: 30_000,
+    });
     expect(oidc.oidc!.roles).toEqual({ everyone: ['read'], rules: [] });
   });
 
@@ -37,14 +47,21 @@ describe('auth config', () => {
       },
     };
     const config = parseAuthConfig(file, { ...noFlags, oidcIssuer: 'https://flag.example' });
-    expect(config.oidc).toMatchObject({ issuer: 'https://flag.example', audience: ['a', 'b'], algorithms: ['RS256'], clockToleranceSeconds: 10 });
+    expect(config.oidc).toMatchObject({
+      issuer: 'https://flag.example',
+      audience: ['a', 'b'],
+      algorithms: ['RS256'],
+      clockToleranceSeconds: 10,
+    });
     expect(config.oidc!.roles.rules[0]).toEqual({ claim: 'groups', value: 'ci', roles: ['read', 'write'] });
     expect(config.htpasswd).toEqual({ path: '/etc/larder/htpasswd', everyone: ['read'], users: { ci: ['write'] } });
     expect(config.anonymous).toEqual(['read']);
   });
 
   it('refuses incomplete or misspelt settings with a message', () => {
-    expect(fails(() => parseAuthConfig(null, { ...noFlags, oidcIssuer: 'https://idp.example' }))).toMatch(/audience.*required/);
+    expect(fails(() => parseAuthConfig(null, { ...noFlags, oidcIssuer: 'https://idp.example' }))).toMatch(
+      /audience.*required/,
+    );
     expect(fails(() => parseAuthConfig(null, { ...noFlags, oidcAudience: 'x' }))).toMatch(/without an issuer/);
     expect(fails(() => parseAuthConfig({ auth: { anonymus: [] } }, noFlags))).toMatch(/unknown key "anonymus"/);
     expect(fails(() => parseAuthConfig({ auth: { anonymous: ['admin'] } }, noFlags))).toMatch(/list of roles/);
@@ -53,7 +70,15 @@ describe('auth config', () => {
   });
 
   it('refuses unsafe OIDC settings when the authenticator is built', () => {
-    const base = { issuer: 'https://idp.example', audience: ['larder'], algorithms: ['RS256'], clockToleranceSeconds: 30, jwksCooldownMs: 30_000, jwksMaxAgeMs: 600_000, roles: { everyone: [], rules: [] } };
+    const base = {
+      issuer: 'https://idp.example',
+      audience: ['larder'],
+      algorithms: ['RS256'],
+      clockToleranceSeconds: 30,
+      jwksCooldownMs: 30_000,
+      jwksMaxAgeMs: 600_000,
+      roles: { everyone: [], rules: [] },
+    };
     expect(() => createOidcAuthenticator(base)).not.toThrow();
     expect(fails(() => createOidcAuthenticator({ ...base, algorithms: ['HS256'] }))).toMatch(/HS256 is not allowed/);
     expect(fails(() => createOidcAuthenticator({ ...base, algorithms: ['none'] }))).toMatch(/none is not allowed/);
@@ -69,24 +94,51 @@ describe('auth config', () => {
       const config = parseEdgeConfig(['--config', file, '--allow-anonymous'], { HOME: '/h' });
       expect(config.auth).toMatchObject({ anonymous: ['read'], allowAnonymous: true, htpasswd: { path: '/x' } });
       expect(parseEdgeConfig([], { HOME: '/h', LARDER_ALLOW_ANONYMOUS: 'on' }).auth.allowAnonymous).toBe(true);
-      expect(parseEdgeConfig([], { HOME: '/h', LARDER_OIDC_ISSUER: 'https://i', LARDER_OIDC_AUDIENCE: 'a' }).auth.oidc?.issuer).toBe('https://i');
-      expect(parseEdgeConfig(['--tls-cert', 'c.pem', '--tls-key', 'k.pem'], { HOME: '/h' }).tls).toEqual({ certPath: 'c.pem', keyPath: 'k.pem' });
+      expect(
+        parseEdgeConfig([], { HOME: '/h', LARDER_OIDC_ISSUER: 'https://i', LARDER_OIDC_AUDIENCE: 'a' }).auth.oidc
+          ?.issuer,
+      ).toBe('https://i');
+      expect(parseEdgeConfig(['--tls-cert', 'c.pem', '--tls-key', 'k.pem'], { HOME: '/h' }).tls).toEqual({
+        certPath: 'c.pem',
+        keyPath: 'k.pem',
+      });
       expect(fails(() => parseEdgeConfig(['--tls-cert', 'c.pem'], { HOME: '/h' }))).toMatch(/go together/);
       writeFileSync(file, '{ not json');
       expect(fails(() => parseEdgeConfig(['--config', file], { HOME: '/h' }))).toMatch(/not valid JSON/);
-      expect(fails(() => parseEdgeConfig(['--config', join(dir.path, 'missing.json')], { HOME: '/h' }))).toMatch(/missing\.json/);
+      expect(fails(() => parseEdgeConfig(['--config', join(dir.path, 'missing.json')], { HOME: '/h' }))).toMatch(
+        /missing\.json/,
+      );
     } finally {
       dir.remove();
     }
   });
 
   it('refuses to serve beyond loopback without an authenticator unless told --allow-anonymous', async () => {
-    const open = parseEdgeConfig(['--listen', '0.0.0.0:0', '--store', 'memory', '--log-level', 'silent'], { HOME: '/h' });
+    const open = parseEdgeConfig(['--listen', '0.0.0.0:0', '--store', 'memory', '--log-level', 'silent'], {
+      HOME: '/h',
+    });
     await expect(buildEdge(open)).rejects.toThrow(/refusing to serve on 0\.0\.0\.0.*--allow-anonymous/);
-    const allowed = parseEdgeConfig(['--listen', '0.0.0.0:0', '--store', 'memory', '--log-level', 'silent', '--allow-anonymous'], { HOME: '/h' });
+    const allowed = parseEdgeConfig(
+      ['--listen', '0.0.0.0:0', '--store', 'memory', '--log-level', 'silent', '--allow-anonymous'],
+      { HOME: '/h' },
+    );
     const edge = await buildEdge(allowed);
     expect((await edge.app.request(`/cas/${'0'.repeat(64)}`)).status).toBe(404);
-    const guarded = parseEdgeConfig(['--listen', '0.0.0.0:0', '--store', 'memory', '--log-level', 'silent', '--oidc-issuer', 'https://idp.example', '--oidc-audience', 'larder'], { HOME: '/h' });
+    const guarded = parseEdgeConfig(
+      [
+        '--listen',
+        '0.0.0.0:0',
+        '--store',
+        'memory',
+        '--log-level',
+        'silent',
+        '--oidc-issuer',
+        'https://idp.example',
+        '--oidc-audience',
+        'larder',
+      ],
+      { HOME: '/h' },
+    );
     const closed = await buildEdge(guarded);
     expect((await closed.app.request(`/cas/${'0'.repeat(64)}`)).status).toBe(401);
   });

@@ -17,14 +17,25 @@ describe('credentials', () => {
     for (const encoded of [b64(text, 'base64'), b64(text, 'base64url'), b64(text, 'base64').replace(/=+$/, '')]) {
       expect(parseAuthorization(`Basic ${encoded}`)).toEqual({ scheme: 'basic', user: 'ci', password: 's3cret?>>~~' });
     }
-    expect(parseAuthorization(`basic ${b64('u:p:with:colons', 'base64')}`)).toEqual({ scheme: 'basic', user: 'u', password: 'p:with:colons' });
+    expect(parseAuthorization(`basic ${b64('u:p:with:colons', 'base64')}`)).toEqual({
+      scheme: 'basic',
+      user: 'u',
+      password: 'p:with:colons',
+    });
   });
 
   it('parses Bearer and refuses what it cannot read', () => {
     expect(parseAuthorization('Bearer abc.def.ghi')).toEqual({ scheme: 'bearer', token: 'abc.def.ghi' });
     expect(parseAuthorization(undefined).scheme).toBe('none');
     expect(parseAuthorization('  ').scheme).toBe('none');
-    for (const bad of ['Bearer', 'Basic !!!', `Basic ${b64('nocolon', 'base64')}`, `Basic ${b64(':nouser', 'base64')}`, 'Negotiate abc', 'Bearer a b']) {
+    for (const bad of [
+      'Bearer',
+      'Basic !!!',
+      `Basic ${b64('nocolon', 'base64')}`,
+      `Basic ${b64(':nouser', 'base64')}`,
+      'Negotiate abc',
+      'Bearer a b',
+    ]) {
       expect(parseAuthorization(bad).scheme, bad).toBe('malformed');
     }
   });
@@ -83,7 +94,11 @@ describe('access gate', () => {
     expect(none).toMatchObject({ allowed: false, code: 'unauthenticated', challenges: ['Bearer realm="larder"'] });
     expect(await gate.check('Bearer writer', 'PUT')).toMatchObject({ allowed: true, principal: { subject: 'w' } });
     expect(await gate.check('Bearer reader', 'GET')).toMatchObject({ allowed: true });
-    expect(await gate.check('Bearer reader', 'PUT')).toMatchObject({ allowed: false, code: 'permission_denied', challenges: [] });
+    expect(await gate.check('Bearer reader', 'PUT')).toMatchObject({
+      allowed: false,
+      code: 'permission_denied',
+      challenges: [],
+    });
     expect(await gate.check('Bearer stale', 'GET')).toMatchObject({
       allowed: false,
       code: 'unauthenticated',
@@ -91,7 +106,10 @@ describe('access gate', () => {
       challenges: ['Bearer realm="larder", error="invalid_token"'],
     });
     expect(await gate.check('Bearer idp-down', 'GET')).toMatchObject({ allowed: false, code: 'unavailable' });
-    expect(await gate.check(`Basic ${b64('u:p', 'base64')}`, 'GET')).toMatchObject({ allowed: false, code: 'unauthenticated' });
+    expect(await gate.check(`Basic ${b64('u:p', 'base64')}`, 'GET')).toMatchObject({
+      allowed: false,
+      code: 'unauthenticated',
+    });
   });
 
   it('lets anonymous do what it is granted, but never overlooks bad credentials', async () => {
@@ -105,9 +123,15 @@ describe('access gate', () => {
     const open = createAccessGate({ authenticators: [], anonymousRoles: ['read', 'write', 'execute'] });
     expect(open.authenticates).toBe(false);
     expect(await open.check(undefined, 'PUT')).toMatchObject({ allowed: true });
-    expect(await open.check(undefined, '/build.bazel.remote.execution.v2.Execution/Execute')).toMatchObject({ allowed: true });
+    expect(await open.check(undefined, '/build.bazel.remote.execution.v2.Execution/Execute')).toMatchObject({
+      allowed: true,
+    });
     const readOnly = createAccessGate({ authenticators: [], anonymousRoles: ['read'] });
     expect(await readOnly.check(undefined, 'GET')).toMatchObject({ allowed: true });
-    expect(await readOnly.check(undefined, 'PUT')).toMatchObject({ allowed: false, code: 'permission_denied', challenges: [] });
+    expect(await readOnly.check(undefined, 'PUT')).toMatchObject({
+      allowed: false,
+      code: 'permission_denied',
+      challenges: [],
+    });
   });
 });

@@ -48,14 +48,18 @@ describe('OIDC authenticator', () => {
 
   it('refuses a token of an algorithm outside its allow-list', async () => {
     const oidc = createOidcAuthenticator({ ...options(), algorithms: ['RS256'] });
-    expect(await failure(oidc.authenticate({ scheme: 'bearer', token: await idp.clientCredentialsToken('ci') }))).toMatch(/^unauthenticated: .*algorithm/);
+    expect(
+      await failure(oidc.authenticate({ scheme: 'bearer', token: await idp.clientCredentialsToken('ci') })),
+    ).toMatch(/^unauthenticated: .*algorithm/);
   });
 
   it('reports an issuer that names itself differently, or that is down, as unavailable', async () => {
     const token = await idp.clientCredentialsToken('ci');
     // Discovery answers for `issuer`, not `issuer/`: the document must name exactly the configured issuer.
     const misnamed = createOidcAuthenticator({ ...options(), issuer: `${idp.issuer}/` });
-    expect(await failure(misnamed.authenticate({ scheme: 'bearer', token }))).toMatch(/^unavailable: OIDC discovery .* names issuer/);
+    expect(await failure(misnamed.authenticate({ scheme: 'bearer', token }))).toMatch(
+      /^unavailable: OIDC discovery .* names issuer/,
+    );
     const down = createOidcAuthenticator({ ...options(), issuer: 'http://127.0.0.1:9' });
     expect(await failure(down.authenticate({ scheme: 'bearer', token }))).toMatch(/^unavailable: /);
     // A failed discovery is not retried before the cooldown: the second call answers at once, from memory.

@@ -24,7 +24,10 @@ const basic = `Basic ${btoa(`${USER}:${PASSWORD}`)}`;
 /** An htpasswd user who may read and write, and nothing for anonymous: the page needs credentials. */
 function authArgs(dir: string): string[] {
   writeFileSync(join(dir, 'htpasswd'), `${USER}:{SHA}${createHash('sha1').update(PASSWORD).digest('base64')}\n`);
-  writeFileSync(join(dir, 'larder.json'), JSON.stringify({ auth: { anonymous: [], htpasswd: { users: { [USER]: ['write', 'execute'] } } } }));
+  writeFileSync(
+    join(dir, 'larder.json'),
+    JSON.stringify({ auth: { anonymous: [], htpasswd: { users: { [USER]: ['write', 'execute'] } } } }),
+  );
   return ['--htpasswd', join(dir, 'htpasswd'), '--config', join(dir, 'larder.json')];
 }
 
@@ -42,7 +45,10 @@ describe.runIf(hasChromium).each(runtimes)('the edge status page on %s', (runtim
   let browser: Browser;
 
   beforeAll(async () => {
-    edge = await startEdgeProcess({ runtime, args: ['--store', `disk:${dir.path}/blobs@64MiB`, ...authArgs(dir.path)] });
+    edge = await startEdgeProcess({
+      runtime,
+      args: ['--store', `disk:${dir.path}/blobs@64MiB`, ...authArgs(dir.path)],
+    });
     browser = await openBrowser({ httpCredentials: { username: USER, password: PASSWORD } });
   });
   afterAll(async () => {
@@ -54,13 +60,19 @@ describe.runIf(hasChromium).each(runtimes)('the edge status page on %s', (runtim
   it('is for readers only; /healthz stays open', async () => {
     expect((await fetch(`${edge.url}/status`)).status).toBe(401);
     expect((await fetch(`${edge.url}/healthz`)).status).toBe(200);
-    expect((await fetch(`${edge.url}/status`, { headers: { authorization: basic } })).headers.get('content-type')).toMatch(/^text\/html/);
+    expect(
+      (await fetch(`${edge.url}/status`, { headers: { authorization: basic } })).headers.get('content-type'),
+    ).toMatch(/^text\/html/);
   });
 
   it('draws the last hour after real traffic and shows figures, store usage and configuration', async () => {
     const blobs = [randomBlob(4096), randomBlob(8192)];
     const call = (method: string, path: string, body?: Uint8Array) =>
-      fetch(`${edge.url}${path}`, { method, headers: { authorization: basic }, ...(body === undefined ? {} : { body }) }).then(async (r) => (await r.arrayBuffer(), r.status));
+      fetch(`${edge.url}${path}`, {
+        method,
+        headers: { authorization: basic },
+        ...(body === undefined ? {} : { body }),
+      }).then(async (r) => (await r.arrayBuffer(), r.status));
     for (const blob of blobs) expect(await call('PUT', `/cas/${blob.hash}`, blob.data)).toBe(200);
     for (const blob of [...blobs, blobs[0]!]) expect(await call('GET', `/cas/${blob.hash}`)).toBe(200);
     expect(await call('GET', `/cas/${'0'.repeat(64)}`)).toBe(404);
@@ -75,7 +87,7 @@ describe.runIf(hasChromium).each(runtimes)('the edge status page on %s', (runtim
     expect(await page.locator('[data-config="storage"]').innerText()).toContain(`disk:${dir.path}/blobs`);
     expect(await page.locator('[data-config="auth"]').innerText()).toMatch(/^htpasswd .*anonymous may do nothing$/);
     // The chart holds the minute so far, with its requests, and uPlot painted it.
-    const data = JSON.parse(await page.locator('#chart-data').textContent() ?? 'null') as number[][];
+    const data = JSON.parse((await page.locator('#chart-data').textContent()) ?? 'null') as number[][];
     expect(data[1]!.at(-1)).toBe(6);
     expect(data[2]!.at(-1)).toBe(75);
     const canvas = await page.locator('#chart canvas').boundingBox();
@@ -91,7 +103,17 @@ describe.runIf(hasChromium)('the executor status page', () => {
 
   beforeAll(async () => {
     const dir = tempDir('larder-status-');
-    server = await startTestServer({ args: ['--metrics-listen', '127.0.0.1:0', '--concurrency', '2', '--platform', 'Pool=status', ...authArgs(dir.path)] });
+    server = await startTestServer({
+      args: [
+        '--metrics-listen',
+        '127.0.0.1:0',
+        '--concurrency',
+        '2',
+        '--platform',
+        'Pool=status',
+        ...authArgs(dir.path),
+      ],
+    });
     browser = await openBrowser({ httpCredentials: { username: USER, password: PASSWORD } });
   });
   afterAll(async () => {
@@ -104,7 +126,11 @@ describe.runIf(hasChromium)('the executor status page', () => {
     const metadata = new grpc.Metadata();
     metadata.set('authorization', basic);
     // The fixture's clients send no credentials and this server wants them: the same clients, with them added.
-    const authed = new ActionFixture({ ...server.clients, cas: withMetadata(server.clients.cas, metadata), execution: withMetadata(server.clients.execution, metadata) });
+    const authed = new ActionFixture({
+      ...server.clients,
+      cas: withMetadata(server.clients.cas, metadata),
+      execution: withMetadata(server.clients.execution, metadata),
+    });
     const action = await authed.action({ command: { arguments: ['/bin/sh', '-c', 'echo status'] } });
     const { response } = await authed.execute(action);
     expect(response.result?.exitCode).toBe(0);
@@ -127,7 +153,8 @@ function withMetadata<T extends object>(client: T, metadata: grpc.Metadata): T {
     get(target, name, receiver) {
       const value = Reflect.get(target, name, receiver);
       if (typeof value !== 'function' || name === 'close') return value;
-      return (request: unknown, options: { metadata?: unknown } = {}) => (value as (r: unknown, o: unknown) => unknown).call(target, request, { ...options, metadata });
+      return (request: unknown, options: { metadata?: unknown } = {}) =>
+        (value as (r: unknown, o: unknown) => unknown).call(target, request, { ...options, metadata });
     },
   });
 }

@@ -38,7 +38,8 @@ function work(args) {
       }
     } else pairs.push(arg);
   }
-  for (let i = 0; i + 1 < pairs.length; i += 2) fs.writeFileSync(pairs[i + 1], fs.readFileSync(pairs[i], 'utf8').toUpperCase());
+  for (let i = 0; i + 1 < pairs.length; i += 2)
+    fs.writeFileSync(pairs[i + 1], fs.readFileSync(pairs[i], 'utf8').toUpperCase());
   return { exitCode: 0, output: `upper-cased ${pairs.length >> 1} file(s) in pid ${process.pid}\n${extra}` };
 }
 
@@ -68,7 +69,9 @@ process.stdin.on('data', (chunk) => {
       process.stdout.write('this is not json\n');
       continue;
     }
-    process.stdout.write(JSON.stringify({ exitCode: result.exitCode, output: result.output, requestId: request.requestId || 0 }) + '\n');
+    process.stdout.write(
+      JSON.stringify({ exitCode: result.exitCode, output: result.output, requestId: request.requestId || 0 }) + '\n',
+    );
   }
 });
 

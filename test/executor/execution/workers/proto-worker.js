@@ -6,7 +6,8 @@ const fs = require('fs');
 const worker = require('@bazel/worker');
 
 function build(args) {
-  for (let i = 0; i + 1 < args.length; i += 2) fs.writeFileSync(args[i + 1], fs.readFileSync(args[i], 'utf8').toUpperCase());
+  for (let i = 0; i + 1 < args.length; i += 2)
+    fs.writeFileSync(args[i + 1], fs.readFileSync(args[i], 'utf8').toUpperCase());
   console.error(`proto worker ${process.pid}`);
   return true;
 }
@@ -14,6 +15,8 @@ function build(args) {
 if (worker.runAsWorker(process.argv)) {
   worker.runWorkerLoop(build);
 } else {
-  const args = process.argv.slice(2).flatMap((a) => (a.startsWith('@') ? fs.readFileSync(a.slice(1), 'utf8').split('\n').filter(Boolean) : [a]));
+  const args = process.argv
+    .slice(2)
+    .flatMap((a) => (a.startsWith('@') ? fs.readFileSync(a.slice(1), 'utf8').split('\n').filter(Boolean) : [a]));
   process.exit(build(args) ? 0 : 1);
 }
