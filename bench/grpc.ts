@@ -97,7 +97,7 @@ export async function runGrpcBench(options: GrpcBenchOptions = {}): Promise<Grpc
     );
 
     // Batch calls of fresh small blobs, then the same blobs read back.
-    const batches = Array.from({ length: o.batchCalls }, (_, c) =>
+    const batches = Array.from({ length: o.batchCalls }, (_, _c) =>
       Array.from({ length: o.batchBlobsPerCall }, () => randomBytes(o.batchBlobBytes)).map((data) => ({
         digest: digestOf(data),
         data,

@@ -42,7 +42,7 @@ export function parseDigest(hash: string, sizeBytes: number | bigint | string): 
   return { hash: parseHash(hash), sizeBytes: size };
 }
 
-const INSTANCE_SEGMENT = /^[A-Za-z0-9_][A-Za-z0-9_.\-]*$/;
+const INSTANCE_SEGMENT = /^[A-Za-z0-9_][A-Za-z0-9_.-]*$/;
 const MAX_INSTANCE_LENGTH = 256;
 
 /**

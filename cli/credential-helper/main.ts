@@ -70,7 +70,10 @@ export async function credentialHelper(args: string[], io: HelperIo): Promise<nu
       const request = parseRequest(await io.readStdin());
       const host = hostOf(request.uri);
       const signIn = await currentSignIn(file, host);
-      if (signIn === null) return (io.stdout('{}\n'), 0);
+      if (signIn === null) {
+        io.stdout('{}\n');
+        return 0;
+      }
       io.stdout(
         `${JSON.stringify({ headers: { Authorization: [`Bearer ${signIn.token}`] }, expires: rfc3339(signIn.expiresAt) })}\n`,
       );

@@ -11,7 +11,7 @@ import type { Logger } from '../../shared/log.ts';
 import type { BlobStore } from '../../shared/storage/store.ts';
 import {
   ExecuteResponseSchema,
-  Execution,
+  type Execution,
   ExecutionStage_Value,
 } from '../../shared/proto/gen/build/bazel/remote/execution/v2/remote_execution_pb.ts';
 import type { Operation } from '../../shared/proto/gen/google/longrunning/operations_pb.ts';

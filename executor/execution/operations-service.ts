@@ -4,7 +4,7 @@
  * too). Listing, deleting and WaitOperation are not offered; WaitExecution is REAPI's way to wait.
  */
 import { LarderError } from '../../shared/errors.ts';
-import { Operations } from '../../shared/proto/gen/google/longrunning/operations_pb.ts';
+import type { Operations } from '../../shared/proto/gen/google/longrunning/operations_pb.ts';
 import type { ServiceHandlers } from '../grpc/adapt.ts';
 import { Code, RpcError } from '../grpc-status.ts';
 import type { Scheduler } from '../scheduler/scheduler.ts';

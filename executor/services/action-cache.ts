@@ -11,7 +11,7 @@ import type { Logger } from '../../shared/log.ts';
 import type { BlobStore } from '../../shared/storage/store.ts';
 import { readWhole } from '../../shared/storage/streams.ts';
 import {
-  ActionCache,
+  type ActionCache,
   type ActionResult,
   ActionResultSchema,
   type Digest as DigestMessage,

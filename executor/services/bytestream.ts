@@ -3,7 +3,7 @@
  * streaming work lives in executor/bytestream/; this file only wires requests to it.
  */
 import { blobKey, EMPTY_SHA256 } from '../../shared/digest.ts';
-import { ByteStream } from '../../shared/proto/gen/google/bytestream/bytestream_pb.ts';
+import type { ByteStream } from '../../shared/proto/gen/google/bytestream/bytestream_pb.ts';
 import type { ServiceHandlers } from '../grpc/adapt.ts';
 import { readBlob } from '../bytestream/read.ts';
 import { parseWriteName } from '../bytestream/resource-name.ts';

@@ -5,7 +5,7 @@
  * enabled.
  */
 import {
-  Capabilities,
+  type Capabilities,
   Compressor_Value,
   DigestFunction_Value,
   SymlinkAbsolutePathStrategy_Value,

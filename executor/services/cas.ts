@@ -11,7 +11,7 @@ import { readWhole } from '../../shared/storage/streams.ts';
 import {
   type BatchUpdateBlobsRequest_Request,
   Compressor_Value,
-  ContentAddressableStorage,
+  type ContentAddressableStorage,
   type Digest as DigestMessage,
 } from '../../shared/proto/gen/build/bazel/remote/execution/v2/remote_execution_pb.ts';
 import { checkDigestFunction, digestOf, instanceOf } from '../digests.ts';

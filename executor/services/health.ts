@@ -4,7 +4,7 @@
  * and NOT_FOUND (as the health protocol prescribes) for any other name.
  */
 import { LarderError } from '../../shared/errors.ts';
-import { Health, HealthCheckResponse_ServingStatus } from '../../shared/proto/gen/grpc/health/v1/health_pb.ts';
+import { type Health, HealthCheckResponse_ServingStatus } from '../../shared/proto/gen/grpc/health/v1/health_pb.ts';
 import type { ServiceHandlers } from '../grpc/adapt.ts';
 
 export function healthService(services: readonly string[]): ServiceHandlers<typeof Health> {

@@ -64,7 +64,9 @@ export function openFrontend(options: FrontendOptions): Frontend {
       if (authorization !== null) metadata.set('authorization', authorization());
       return metadata;
     },
-    close: () => Object.values(clients).forEach((client) => client.close()),
+    close: () => {
+      for (const client of Object.values(clients)) client.close();
+    },
   };
 }
 

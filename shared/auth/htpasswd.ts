@@ -18,21 +18,21 @@ const BCRYPT = /^\$2[aby]\$\d\d\$[./A-Za-z0-9]{53}$/;
 export function parseHtpasswd(text: string): HtpasswdParse {
   const users = new Map<string, PasswordHash>();
   const warnings: string[] = [];
-  text.split(/\r?\n/).forEach((raw, index) => {
+  for (const [index, raw] of text.split(/\r?\n/).entries()) {
     const line = raw.trim();
-    if (line === '' || line.startsWith('#')) return;
+    if (line === '' || line.startsWith('#')) continue;
     const colon = line.indexOf(':');
     const user = colon > 0 ? line.slice(0, colon) : '';
     const hash = line.slice(colon + 1);
     const where = `line ${index + 1}${user ? ` (${user})` : ''}`;
-    if (user === '') return void warnings.push(`${where}: not user:hash`);
-    if (BCRYPT.test(hash)) users.set(user, { kind: 'bcrypt', hash });
+    if (user === '') warnings.push(`${where}: not user:hash`);
+    else if (BCRYPT.test(hash)) users.set(user, { kind: 'bcrypt', hash });
     else if (hash.startsWith('{SHA}')) {
       const digest = decodeBase64(hash.slice(5));
       if (digest?.byteLength === 20) users.set(user, { kind: 'sha1', digest });
       else warnings.push(`${where}: {SHA} entry is not base64 of a SHA-1 digest`);
     } else warnings.push(`${where}: unsupported hash (use bcrypt: htpasswd -B)`);
-  });
+  }
   return { users, warnings };
 }
 

@@ -47,7 +47,7 @@ export function renderStatusPage(s: StatusSnapshot): string {
 <head>
 <meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
-<title>${escape(s.title)} — status</title>
+<title>${escapeHtml(s.title)} — status</title>
 <style>${UPLOT_CSS}</style>
 <style>
   body { font: 14px/1.45 system-ui, sans-serif; margin: 1.5rem auto; max-width: 60rem; padding: 0 1rem; color: #1d2330; }
@@ -61,22 +61,22 @@ export function renderStatusPage(s: StatusSnapshot): string {
 </style>
 </head>
 <body>
-<h1>${escape(s.title)}</h1>
-<div class="muted">up since ${escape(s.startedAt.toISOString())} · page of ${escape(s.now.toISOString())}</div>
+<h1>${escapeHtml(s.title)}</h1>
+<div class="muted">up since ${escapeHtml(s.startedAt.toISOString())} · page of ${escapeHtml(s.now.toISOString())}</div>
 
 <h2>Traffic</h2>
 <div class="figures">
-${figures.map(([id, label, value]) => `  <div class="figure"><span class="muted">${escape(label)}</span><b data-figure="${id}">${escape(value)}</b></div>`).join('\n')}
+${figures.map(([id, label, value]) => `  <div class="figure"><span class="muted">${escapeHtml(label)}</span><b data-figure="${id}">${escapeHtml(value)}</b></div>`).join('\n')}
 </div>
 <h2>Requests and hit ratio, last hour (per minute)</h2>
 <div id="chart" data-points="${s.history.length}"></div>
 
 <h2>Storage</h2>
-<p data-config="storage">${escape(s.storage)}</p>
+<p data-config="storage">${escapeHtml(s.storage)}</p>
 ${s.totals.stores.length === 0 ? '<p class="muted">no store here has a size budget (S3 expires objects by lifecycle rules)</p>' : storesTable(s.totals.stores)}
 
 <h2>Authentication</h2>
-<p data-config="auth">${escape(s.auth)}</p>
+<p data-config="auth">${escapeHtml(s.auth)}</p>
 ${s.execution === undefined ? '' : executionSection(s.execution)}
 <script type="application/json" id="chart-data">${jsonForScript(chartData)}</script>
 <script>${UPLOT_JS}</script>
@@ -109,7 +109,7 @@ const CHART_SCRIPT = `
 function storesTable(stores: Totals['stores']): string {
   const rows = stores.map((store) => {
     const share = store.budget === 0 ? 0 : store.bytes / store.budget;
-    return `  <tr data-store="${escape(store.store)}-${escape(store.tier)}"><td>${escape(store.store)}</td><td>${escape(store.tier)}</td><td>${formatBytes(store.bytes)} of ${formatBytes(store.budget)}</td><td><meter min="0" max="1" value="${share.toFixed(4)}"></meter> ${(100 * share).toFixed(1)} %</td></tr>`;
+    return `  <tr data-store="${escapeHtml(store.store)}-${escapeHtml(store.tier)}"><td>${escapeHtml(store.store)}</td><td>${escapeHtml(store.tier)}</td><td>${formatBytes(store.bytes)} of ${formatBytes(store.budget)}</td><td><meter min="0" max="1" value="${share.toFixed(4)}"></meter> ${(100 * share).toFixed(1)} %</td></tr>`;
   });
   return `<table>\n  <tr><th>store</th><th>tier</th><th>used</th><th></th></tr>\n${rows.join('\n')}\n</table>`;
 }
@@ -119,7 +119,10 @@ function executionSection(execution: NonNullable<StatusSnapshot['execution']>): 
     execution.workers.length === 0
       ? '<tr><td colspan="2" class="muted">no workers in this process (a fleet\'s workers run as larder worker)</td></tr>'
       : execution.workers
-          .map((w) => `<tr data-workers="${escape(w.platform)}"><td>${escape(w.platform)}</td><td>${w.count}</td></tr>`)
+          .map(
+            (w) =>
+              `<tr data-workers="${escapeHtml(w.platform)}"><td>${escapeHtml(w.platform)}</td><td>${w.count}</td></tr>`,
+          )
           .join('\n');
   return `
 <h2>Execution</h2>
@@ -144,7 +147,7 @@ export function formatBytes(bytes: number): string {
   return unit === 0 ? `${value} B` : `${value.toFixed(1)} ${units[unit]}`;
 }
 
-function escape(text: string): string {
+function escapeHtml(text: string): string {
   return text.replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
 }
 

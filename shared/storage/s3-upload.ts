@@ -55,8 +55,12 @@ export async function putMultipart(o: MultipartOptions): Promise<void> {
       if (failure) break;
       const number = ++partNumber;
       const upload = uploadPart(o, { ...target, PartNumber: number }, part).then(
-        (etag) => void (parts[number - 1] = { PartNumber: number, ETag: etag }),
-        (error: unknown) => void (failure ??= { error }),
+        (etag) => {
+          parts[number - 1] = { PartNumber: number, ETag: etag };
+        },
+        (error: unknown) => {
+          failure ??= { error };
+        },
       );
       inFlight.add(upload);
       void upload.finally(() => inFlight.delete(upload));
@@ -91,7 +95,14 @@ async function uploadPart(
   const streamed = 'Deno' in globalThis;
   const what = `${o.what}: part ${target.PartNumber}`;
   for (let attempt = 1; ; attempt++) {
-    const body = streamed ? new ReadableStream({ start: (c) => (c.enqueue(part), c.close()) }) : part;
+    const body = streamed
+      ? new ReadableStream({
+          start: (c) => {
+            c.enqueue(part);
+            c.close();
+          },
+        })
+      : part;
     try {
       const result = await o.send<{ ETag?: string }>(
         new UploadPartCommand({ ...target, Body: body as Uint8Array, ContentLength: part.byteLength }),

@@ -29,7 +29,7 @@ const CANCEL_GRACE_MS = 10_000;
 
 /** The Bazel binary: $LARDER_BAZEL if set, else Debian's /usr/bin/bazel. */
 export function bazelPath(): string {
-  const fromEnv = process.env['LARDER_BAZEL'];
+  const fromEnv = process.env.LARDER_BAZEL;
   return fromEnv !== undefined && fromEnv !== '' ? fromEnv : '/usr/bin/bazel';
 }
 
@@ -106,7 +106,8 @@ export interface ProcessSummary {
 }
 
 // Color codes, in case a caller forces --color=yes.
-const ANSI = /\u001b\[[0-9;?]*[ -\/]*[@-~]/g;
+// biome-ignore lint/suspicious/noControlCharactersInRegex: ESC is what an ANSI colour code starts with
+const ANSI = /\u001b\[[0-9;?]*[ -/]*[@-~]/g;
 const SUMMARY_LINE = /(?:^|[\s)])INFO: ((\d+) process(?:es)?(?::[ \t]*([^\n]*?))?)\.[ \t]*$/gm;
 const SUMMARY_PART = /^(\d+) ([A-Za-z][A-Za-z0-9 _-]*?)$/;
 
@@ -231,7 +232,7 @@ export class BazelWorkspace {
       HOME: join(tempDir, 'home'),
       TMPDIR: join(tempDir, 'tmp'),
       LANG: 'C.UTF-8',
-      USER: process.env['USER'] ?? 'larder',
+      USER: process.env.USER ?? 'larder',
     };
     this.startupArgs = [
       `--output_user_root=${this.outputUserRoot}`,
@@ -254,7 +255,7 @@ export class BazelWorkspace {
         recursive: true,
         filter: (src) => dirname(src) !== template || !basename(src).startsWith('bazel-'),
       });
-      for (const dir of [ws.outputUserRoot, ws.env['HOME'] ?? '', ws.env['TMPDIR'] ?? '']) {
+      for (const dir of [ws.outputUserRoot, ws.env.HOME ?? '', ws.env.TMPDIR ?? '']) {
         await mkdir(dir, { recursive: true });
       }
       let rc = '\n# --- appended by test/bazel/bazel.ts ---\n';

@@ -80,7 +80,7 @@ describe('parseProcessSummary', () => {
 
 // ---------------------------------------------------------------------------
 
-const inCI = process.env['CI'] === 'true';
+const inCI = process.env.CI === 'true';
 const bazel = bazelStatus();
 const haveNginx = nginxAvailable();
 const missing = [

@@ -15,7 +15,7 @@ import { join } from 'node:path';
 import { freeLoopbackPort } from '../helpers/ports.ts';
 
 export function nginxPath(): string {
-  const fromEnv = process.env['LARDER_NGINX'];
+  const fromEnv = process.env.LARDER_NGINX;
   return fromEnv !== undefined && fromEnv !== '' ? fromEnv : '/usr/sbin/nginx';
 }
 

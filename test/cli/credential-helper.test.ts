@@ -147,7 +147,7 @@ describe('larder credential-helper', () => {
     expect(expires).toBeLessThanOrEqual(Date.now() + TOKEN_TTL_S * 1000);
     expect((await put(token)).status).toBe(200);
     // The same sign-in serves every URI on that host.
-    expect(bearerOf(await get('/ac/' + randomBlob(8).hash)).token).toBe(token);
+    expect(bearerOf(await get(`/ac/${randomBlob(8).hash}`)).token).toBe(token);
   });
 
   it('prints the --remote_header line for Bazel versions without credential helpers', async () => {

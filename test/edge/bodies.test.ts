@@ -65,7 +65,9 @@ describe('WholeBodies', () => {
       await whole.hold(
         10,
         async () => new Uint8Array(10),
-        async (body) => void (used = body),
+        async (body) => {
+          used = body;
+        },
       ),
     ).toBe(true);
     expect((used as Uint8Array).byteLength).toBe(10);

@@ -84,7 +84,10 @@ describe.runIf(hasDeno)('the Deno Deploy entry', () => {
           method: 'PUT',
           body: blob.data,
           headers: authorization === undefined ? {} : { authorization },
-        }).then(async (r) => (await r.arrayBuffer(), r.status));
+        }).then(async (r) => {
+          await r.arrayBuffer();
+          return r.status;
+        });
       expect(await put()).toBe(401);
       expect(await put(`Bearer ${await idp.clientCredentialsToken('reader')}`)).toBe(403);
       expect(await put(`Bearer ${await idp.clientCredentialsToken('ci')}`)).toBe(200);

@@ -62,7 +62,10 @@ function download(url: string): Promise<{ status: number; hash: string; bytes: n
     http.get(url, { agent }, (res) => {
       const h = createHash('sha256');
       let bytes = 0;
-      res.on('data', (d: Buffer) => (h.update(d), (bytes += d.length)));
+      res.on('data', (d: Buffer) => {
+        h.update(d);
+        bytes += d.length;
+      });
       res.on('end', () => resolve({ status: res.statusCode!, hash: h.digest('hex'), bytes }));
       res.on('error', reject);
     });
@@ -141,15 +144,13 @@ for (const runtime of runtimes) {
         });
         expect((await request(agent, url(inFront.hash), 'PUT', inFront.data)).status).toBe(200);
         // Written behind the edge's back (another edge, say), so its memory tier does not have it.
-        await server
-          .client()
-          .send(
-            new PutObjectCommand({
-              Bucket: S3_BUCKET,
-              Key: `${prefix}/_default/cas/${onlyInS3.hash}`,
-              Body: onlyInS3.data,
-            }),
-          );
+        await server.client().send(
+          new PutObjectCommand({
+            Bucket: S3_BUCKET,
+            Key: `${prefix}/_default/cas/${onlyInS3.hash}`,
+            Body: onlyInS3.data,
+          }),
+        );
       });
       afterAll(() => edge?.stop());
 

@@ -57,7 +57,7 @@ describe.runIf(haveOpenssl).each(runtimes)('HTTPS on %s', (runtime) => {
 
   it('refuses clients that do not trust the certificate, and plain http', async () => {
     await expect(httpsRequest(`${edge.url}/healthz`, 'GET', Buffer.from(''))).rejects.toThrow();
-    const plain = await fetch(edge.url.replace('https://', 'http://') + '/healthz', {
+    const plain = await fetch(`${edge.url.replace('https://', 'http://')}/healthz`, {
       signal: AbortSignal.timeout(5_000),
     }).then(
       (res) => res.status,

@@ -1,5 +1,5 @@
 /** Shared pieces of the executor suites: a server on a free port, typed clients, digests, raw calls. */
-import * as grpc from '@grpc/grpc-js';
+import type * as grpc from '@grpc/grpc-js';
 import { type ChildProcess, spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { chmodSync, mkdtempSync, rmSync } from 'node:fs';
@@ -48,7 +48,12 @@ export function clientsFor(
     execution: make(Execution),
     operations: make(Operations),
   };
-  return { ...clients, close: () => Object.values(clients).forEach((c) => c.close()) };
+  return {
+    ...clients,
+    close: () => {
+      for (const c of Object.values(clients)) c.close();
+    },
+  };
 }
 
 export interface TestServer {

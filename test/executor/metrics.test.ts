@@ -3,7 +3,7 @@
  * hit and a miss, an action-cache miss, a wrong hash, a wrong password, one executed action) moves the gRPC,
  * cache, byte, refusal and execution figures by exactly what it should.
  */
-import { create, toBinary } from '@bufbuild/protobuf';
+import { create } from '@bufbuild/protobuf';
 import * as grpc from '@grpc/grpc-js';
 import { createHash } from 'node:crypto';
 import { writeFileSync } from 'node:fs';

@@ -15,7 +15,10 @@ import { codeOf, digestOf, drain, startTestServer, type TestServer } from './hel
 function counting(inner: BlobStore) {
   const reads = { count: 0 };
   const store: BlobStore = {
-    get: (key) => (reads.count++, inner.get(key)),
+    get: (key) => {
+      reads.count++;
+      return inner.get(key);
+    },
     stat: (key) => inner.stat(key),
     put: (key, body, size) => inner.put(key, body, size),
   };

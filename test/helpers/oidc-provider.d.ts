@@ -21,6 +21,6 @@ declare module 'oidc-provider' {
       },
     );
     callback(): RequestListener;
-    on(event: string, listener: (...args: any[]) => void): this;
+    on(event: string, listener: (...args: never[]) => void): this;
   }
 }

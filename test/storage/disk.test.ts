@@ -15,7 +15,9 @@ const freshDir = () => {
   dirs.push(dir);
   return dir.path;
 };
-afterAll(() => dirs.forEach((d) => d.remove()));
+afterAll(() => {
+  for (const d of dirs) d.remove();
+});
 
 describeStoreContract('disk', { open: (budget) => DiskStore.open({ path: freshDir(), maxBytes: budget }) });
 

@@ -25,7 +25,7 @@ beforeAll(async () => {
 });
 afterAll(async () => {
   await server?.destroy();
-  dirs.forEach((d) => d.remove());
+  for (const d of dirs) d.remove();
 });
 
 const s3 = (overrides: Partial<S3StoreOptions> = {}) =>

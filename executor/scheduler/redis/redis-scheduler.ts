@@ -46,7 +46,6 @@ import {
   parseStoredDigest,
   queueSpec,
   statusResponse,
-  workerSpec,
 } from './codec.ts';
 import { OperationEvents } from './events.ts';
 import { SCRIPTS, type ScriptName } from './scripts.ts';

@@ -82,7 +82,7 @@ export async function killExec(engine: DockerEngine, execId: string): Promise<vo
   const deadline = Date.now() + EXIT_NOTE_LIMIT_MS;
   let state = await inspectExec(engine, execId);
   // Right after the start the engine reports Pid 0 for a moment: the process is being spawned.
-  while (state !== null && state.running && state.pid <= 0 && Date.now() < deadline) {
+  while (state?.running && state.pid <= 0 && Date.now() < deadline) {
     await new Promise((resolve) => setTimeout(resolve, 5));
     state = await inspectExec(engine, execId);
   }

@@ -19,7 +19,7 @@ import { expandFlagFiles, splitCommandLine, type WorkerCommandLine } from './com
 import type { WorkerProtocol } from './framing.ts';
 import { PersistentWorkerPool, poolKey, type WorkerSlot } from './pool.ts';
 import { ToolInputFinder, type ToolInput } from './tool-inputs.ts';
-import { spawnLocalWorker, type WorkerChannel, WorkerFailure, WorkerProcess } from './worker-process.ts';
+import { type WorkerChannel, WorkerFailure, WorkerProcess } from './worker-process.ts';
 
 /** Where an action is staged and how its command runs there. */
 export interface ActionWorkspace {

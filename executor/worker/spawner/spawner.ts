@@ -72,7 +72,7 @@ export class Spawner {
   }
 
   private process(): ChildProcess {
-    if (this.child !== null && this.child.connected) return this.child;
+    if (this.child?.connected) return this.child;
     // No loader flags: the spawner is plain JavaScript and should stay as small as Node allows.
     const child = fork(SPAWNER, [], {
       execArgv: [],

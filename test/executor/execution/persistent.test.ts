@@ -44,8 +44,7 @@ describe('remote persistent workers (local runner)', () => {
     env?: Record<string, string>;
     timeoutSeconds?: number;
   }): Promise<Digest> {
-    const flags =
-      [`in/${options.name}.txt`, `out/${options.name}.TXT`, ...(options.directives ?? [])].join('\n') + '\n';
+    const flags = `${[`in/${options.name}.txt`, `out/${options.name}.TXT`, ...(options.directives ?? [])].join('\n')}\n`;
     const inputRoot = await fx.tree({
       tools: { 'worker.js': { content: options.worker ?? JSON_WORKER, executable: true } },
       in: { [`${options.name}.txt`]: options.content ?? `content of ${options.name}\n` },

@@ -24,7 +24,10 @@ function setup() {
   const store = verifying({
     get: (k) => inner.get(k),
     stat: (k) => inner.stat(k),
-    put: (k, b, s) => (puts.push(k.hash), inner.put(k, b, s)),
+    put: (k, b, s) => {
+      puts.push(k.hash);
+      return inner.put(k, b, s);
+    },
   });
   const execRoot = join(freshDir(), 'root');
   mkdirSync(execRoot);

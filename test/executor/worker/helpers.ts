@@ -44,7 +44,9 @@ export async function putBlob(store: BlobStore, data: Uint8Array | string): Prom
 /** A fresh temp folder, removed after the file's tests. */
 export function tempDirs(): () => string {
   const made: string[] = [];
-  afterAll(() => made.forEach((dir) => rmSync(dir, { recursive: true, force: true })));
+  afterAll(() => {
+    for (const dir of made) rmSync(dir, { recursive: true, force: true });
+  });
   return () => {
     const dir = mkdtempSync(join(tmpdir(), 'larder-worker-'));
     made.push(dir);

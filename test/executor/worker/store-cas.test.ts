@@ -100,7 +100,10 @@ describe('storeCas', () => {
     const store = verifying({
       get: (k) => inner.get(k),
       stat: (k) => inner.stat(k),
-      put: (k, b, s) => (puts++, inner.put(k, b, s)),
+      put: (k, b, s) => {
+        puts++;
+        return inner.put(k, b, s);
+      },
     });
     const cas = storeCas(store, '');
     const data = randomBytes(200_000);

@@ -72,7 +72,10 @@ describe.runIf(hasChromium).each(runtimes)('the edge status page on %s', (runtim
         method,
         headers: { authorization: basic },
         ...(body === undefined ? {} : { body }),
-      }).then(async (r) => (await r.arrayBuffer(), r.status));
+      }).then(async (r) => {
+        await r.arrayBuffer();
+        return r.status;
+      });
     for (const blob of blobs) expect(await call('PUT', `/cas/${blob.hash}`, blob.data)).toBe(200);
     for (const blob of [...blobs, blobs[0]!]) expect(await call('GET', `/cas/${blob.hash}`)).toBe(200);
     expect(await call('GET', `/cas/${'0'.repeat(64)}`)).toBe(404);

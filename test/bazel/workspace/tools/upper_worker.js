@@ -9,8 +9,8 @@
 // `crash-once:PATH` (the first process to see it exits mid-request; PATH records its pid), `garbage` (writes bytes
 // that are not a response), `hang` (never answers), `fail` (exit code 3) and `cat:PATH` (PATH's content goes into
 // the output: where am I running?).
-'use strict';
-const fs = require('fs');
+
+const fs = require('node:fs');
 
 const delayArg = process.argv.find((a) => a.startsWith('--startup-delay-ms='));
 const delay = delayArg === undefined ? 0 : Number(delayArg.split('=')[1]);
@@ -62,7 +62,7 @@ process.stdin.on('data', (chunk) => {
     try {
       result = work(request.arguments || []);
     } catch (err) {
-      result = { exitCode: 1, output: String(err && err.message) };
+      result = { exitCode: 1, output: String(err?.message) };
     }
     if (result.hang) continue;
     if (result.garbage) {
@@ -70,7 +70,7 @@ process.stdin.on('data', (chunk) => {
       continue;
     }
     process.stdout.write(
-      JSON.stringify({ exitCode: result.exitCode, output: result.output, requestId: request.requestId || 0 }) + '\n',
+      `${JSON.stringify({ exitCode: result.exitCode, output: result.output, requestId: request.requestId || 0 })}\n`,
     );
   }
 });

@@ -1,8 +1,8 @@
 #!/usr/bin/env node
 // A protobuf persistent worker made with @bazel/worker (the library Bazel's own JS rules used): request
 // arguments are `IN OUT` pairs, IN upper-cased into OUT. Found through NODE_PATH (the repository's node_modules).
-'use strict';
-const fs = require('fs');
+
+const fs = require('node:fs');
 const worker = require('@bazel/worker');
 
 function build(args) {
