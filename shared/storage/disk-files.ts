@@ -13,6 +13,12 @@ import { bodyError } from './streams.ts';
 const READ_CHUNK = 256 * 1024;
 const WHOLE_READ = 1024 * 1024;
 
+/**
+ * Blobs are private to the user larder runs as: actions run as other users, and must not read other tenants'
+ * blobs (folders are 0700 too; see disk.ts). The umask can only narrow this.
+ */
+export const BLOB_MODE = 0o600;
+
 /** Blobs up to this size are created and written with synchronous calls (see disk.ts SMALL_BLOB). */
 const SYNC_WRITE_MAX = 64 * 1024;
 
@@ -27,7 +33,7 @@ export async function writeWholeFile(path: string, bytes: Uint8Array, makeRoom: 
   const sync = bytes.byteLength <= SYNC_WRITE_MAX;
   let fd: number;
   try {
-    fd = sync ? openSync(path, 'wx') : await callback<number>((done) => openFd(path, 'wx', done));
+    fd = sync ? openSync(path, 'wx', BLOB_MODE) : await callback<number>((done) => openFd(path, 'wx', BLOB_MODE, done));
   } catch (err) {
     throw diskError(err, 'create');
   }
@@ -67,7 +73,7 @@ export async function writeFile(
   body: ReadableStream<Uint8Array>,
   makeRoom: (written: number) => Promise<boolean>,
 ): Promise<number> {
-  const handle = await open(path, 'wx').catch((err) => Promise.reject(diskError(err, 'create')));
+  const handle = await open(path, 'wx', BLOB_MODE).catch((err) => Promise.reject(diskError(err, 'create')));
   const reader = body.getReader();
   // One batch buffer per upload, reused after each write (which is awaited): allocating one per MiB made Deno's
   // resident memory grow by ~200 MiB over a 256 MiB upload, its collector being slow to free large buffers.

@@ -52,14 +52,15 @@ export class Ledger {
   /** Opens the ledger folder: removes the ledgers of processes that are gone, and skips the others' history. */
   constructor(root: string) {
     this.#dir = join(root, 'ledger');
-    mkdirSync(this.#dir, { recursive: true });
+    // Private like the blobs (disk.ts): the lines name every tenant's instances and hashes.
+    mkdirSync(this.#dir, { recursive: true, mode: 0o700 });
     this.#own = this.#fileName();
     for (const name of readdirSync(this.#dir)) {
       const owner = LEDGER_NAME.exec(name)?.[1];
       if (owner === undefined || !ownerAlive(owner)) rmSync(join(this.#dir, name), { force: true });
       else this.#tails.set(name, { offset: statSync(join(this.#dir, name)).size, rest: '', fd: null });
     }
-    this.#fd = openSync(this.#own, 'a');
+    this.#fd = openSync(this.#own, 'a', 0o600);
   }
 
   published(rel: string, size: number): void {
@@ -79,7 +80,7 @@ export class Ledger {
     this.#generation++;
     this.#own = this.#fileName();
     this.#written = 0;
-    this.#fd = openSync(this.#own, 'a');
+    this.#fd = openSync(this.#own, 'a', 0o600);
     rmSync(old, { force: true });
   }
 

@@ -21,11 +21,16 @@
  *
  * A full file system (ENOSPC) below the budget evicts least recently used blobs for the rest of the upload and
  * retries it once; a budget larger than the file system is warned about at start-up.
+ *
+ * Private: the folder holds every tenant's blobs, and actions run as other users. Folders are made 0700 and
+ * files 0600 (BLOB_MODE), and at open a folder made by an older larder (0755) is closed by its top folders,
+ * which is enough (nobody else can get past them) and costs no walk over the blobs. Processes sharing a folder
+ * must therefore run as one user.
  */
 import { createHash, randomUUID } from 'node:crypto';
 import { closeSync, readFileSync, renameSync, rmSync, statSync } from 'node:fs';
-import { mkdir, readdir, rename, rm, stat, statfs, unlink, utimes } from 'node:fs/promises';
-import { join } from 'node:path';
+import { chmod, mkdir, readdir, rename, rm, stat, statfs, unlink, utimes } from 'node:fs/promises';
+import { dirname, join } from 'node:path';
 import type { BlobKey } from '../digest.ts';
 import { LarderError } from '../errors.ts';
 import type { Logger } from '../log.ts';
@@ -34,6 +39,7 @@ import { Ledger } from './disk-ledger.ts';
 import { ownerAlive, ownerTag } from './owner.ts';
 import type { BlobBody, BlobStore, StoredBlob } from './store.ts';
 import {
+  BLOB_MODE,
   diskError,
   errno,
   fileSize,
@@ -101,10 +107,11 @@ export class DiskStore implements BlobStore {
    * processes still serving the folder) and rebuilds the index.
    */
   static async open(options: DiskStoreOptions): Promise<DiskStore> {
+    await makePrivate(options.path, options.log);
     const store = new DiskStore(options);
     await removeAbandoned(join(store.#root, 'tmp'));
-    await mkdir(store.#tmp, { recursive: true });
-    await mkdir(join(store.#root, 'blobs'), { recursive: true });
+    await mkdir(store.#tmp, { recursive: true, mode: FOLDER_MODE });
+    await mkdir(join(store.#root, 'blobs'), { recursive: true, mode: FOLDER_MODE });
     await store.#rebuildIndex();
     await store.#evictFor(0);
     await store.#checkBudgetFits();
@@ -249,7 +256,11 @@ export class DiskStore implements BlobStore {
     const rel = relativePath(key);
     try {
       await this.#evictFor(size, rel);
-      await this.#publish(rel, size, () => rename(path, join(this.#root, 'blobs', rel)));
+      // The caller's file has the caller's mode: made private before it is published.
+      await this.#publish(rel, size, async () => {
+        await chmod(path, BLOB_MODE);
+        await rename(path, join(this.#root, 'blobs', rel));
+      });
       return true;
     } catch (err) {
       if (errno(err) === 'EXDEV') return false; // another file system: the caller copies it with put
@@ -358,7 +369,7 @@ export class DiskStore implements BlobStore {
   async #ensureDir(rel: string): Promise<void> {
     const dir = rel.slice(0, rel.lastIndexOf('/'));
     if (this.#madeDirs.has(dir)) return;
-    await mkdir(join(this.#root, 'blobs', dir), { recursive: true });
+    await mkdir(join(this.#root, 'blobs', dir), { recursive: true, mode: FOLDER_MODE });
     this.#madeDirs.add(dir);
   }
 
@@ -379,6 +390,39 @@ export class DiskStore implements BlobStore {
     for (const { rel, size, usedAt } of found) {
       this.#index.set(rel, { size, usedAt });
       this.#bytes += size;
+    }
+  }
+}
+
+/** Every folder of the store: only the user larder runs as may list or enter it. */
+const FOLDER_MODE = 0o700;
+
+/**
+ * Creates the store folder, private, or closes an existing one and the folders right inside it (blobs/, tmp/,
+ * ledger/, uploads/) to everyone but their owner. Its parents are created with the usual mode: they may hold
+ * other things, such as the executor's work folder, which actions must reach.
+ */
+async function makePrivate(root: string, log: Logger | undefined): Promise<void> {
+  await mkdir(dirname(root), { recursive: true });
+  await mkdir(root, { mode: FOLDER_MODE }).catch((err) => (errno(err) === 'EEXIST' ? undefined : Promise.reject(err)));
+  const inside = await readdir(root, { withFileTypes: true });
+  const folders = [root, ...inside.filter((e) => e.isDirectory()).map((e) => join(root, e.name))];
+  for (const folder of folders) {
+    const mode = (await stat(folder)).mode & 0o777;
+    if ((mode & 0o077) === 0) continue;
+    const was = mode.toString(8).padStart(4, '0');
+    try {
+      await chmod(folder, FOLDER_MODE);
+      log?.info(`disk: made ${folder} private to its owner (it was ${was}, now 0700)`, { path: root });
+    } catch (err) {
+      // Not its owner: the executor's start-up check (executor/private-paths.ts) decides whether that matters.
+      log?.warn(
+        `disk: ${folder} is open to other users (${was}) and this user cannot close it: run \`chmod 700 ${folder}\``,
+        {
+          path: root,
+          error: errno(err) ?? String(err),
+        },
+      );
     }
   }
 }
