@@ -84,8 +84,20 @@ export interface ExecutionConfig {
   /** Timeout of an action that sets none, and the most any action gets. */
   actionTimeoutMs: number;
   maxActionTimeoutMs: number;
-  /** The user actions run as when the server runs as root; '' runs them as the server's own user. */
+  /** One user every action runs as when the server runs as root (`--run-as`); '' : a uid of its own per slot. */
   runAs: string;
+  /** The uids actions and persistent workers run as, one per slot, when the server runs as root and no runAs. */
+  runAsUids: { first: number; last: number } | null;
+  /** Every local action and persistent worker in a namespace sandbox of its own (bubblewrap); off only by choice. */
+  sandbox: boolean;
+  /** Whether an action may ask for the network (`network=on`); without it, sandboxed actions have none. */
+  allowNetwork: boolean;
+  /** Memory of one local action (its cgroup, all its processes); 0: unlimited. */
+  actionMemoryBytes: number;
+  /** Processes (tasks) of one local action at once; 0: unlimited. */
+  actionPids: number;
+  /** Files of the server's an action must never see (config, htpasswd, TLS key, credentials): hidden in the sandbox. */
+  secretPaths: string[];
   /** Whether actions may ask for a container image (the docker runner); off unless the operator says so. */
   allowDocker: boolean;
   /** The docker runner's engine and container bounds (used only with allowDocker). */
@@ -402,8 +414,39 @@ export const EXECUTOR_OPTIONS: readonly OptionRow[] = [
   {
     flag: 'run-as',
     env: 'LARDER_RUN_AS',
-    help: 'user actions run as when larder runs as root (never as root itself)',
-    default: () => (isRoot() ? 'nobody' : ''),
+    help: 'one user every action runs as when larder runs as root (default: a uid of its own per slot, --run-as-uids)',
+    default: () => '',
+  },
+  {
+    flag: 'run-as-uids',
+    env: 'LARDER_RUN_AS_UIDS',
+    help: 'FIRST-LAST: the uids actions and persistent workers run as when larder runs as root, one per slot',
+    default: () => (isRoot() ? DEFAULT_RUN_AS_UIDS : ''),
+  },
+  {
+    flag: 'sandbox',
+    env: 'LARDER_SANDBOX',
+    help: 'on: every local action in namespaces of its own (bubblewrap); off: unisolated, only if you trust every client',
+    default: () => 'on',
+  },
+  {
+    flag: 'allow-network',
+    env: 'LARDER_ALLOW_NETWORK',
+    help: 'let actions that ask for it (platform property network=on) use the host network; none have it otherwise',
+    default: () => 'off',
+    boolean: true,
+  },
+  {
+    flag: 'action-memory',
+    env: 'LARDER_ACTION_MEMORY',
+    help: 'memory of each local action, all its processes together (its cgroup); past it it is OOM-killed (0: unlimited)',
+    default: () => '4GiB',
+  },
+  {
+    flag: 'action-pids',
+    env: 'LARDER_ACTION_PIDS',
+    help: 'processes each local action may have at once (its cgroup; 0: unlimited)',
+    default: () => '4096',
   },
   {
     flag: 'allow-docker',
@@ -471,6 +514,11 @@ const WORKER_HOST_FLAGS = [
   'action-timeout',
   'max-action-timeout',
   'run-as',
+  'run-as-uids',
+  'sandbox',
+  'allow-network',
+  'action-memory',
+  'action-pids',
   'allow-docker',
   'docker-host',
   'docker-memory',
@@ -568,10 +616,17 @@ function parseExecutionOptions(values: Record<string, string>): ExecutionConfig 
     );
   }
   const runAs = values['run-as']!;
-  if (isRoot() && (runAs === '' || runAs === 'root' || runAs === '0')) {
+  if (isRoot() && (runAs === 'root' || runAs === '0')) {
     throw new LarderError(
       'invalid_argument',
-      '--run-as: larder runs as root, and actions never do; name an unprivileged user (the default is nobody)',
+      '--run-as: larder runs as root, and actions never do; name an unprivileged user',
+    );
+  }
+  const runAsUids = runAs === '' ? parseUidRange(values['run-as-uids']!) : null;
+  if (isRoot() && runAs === '' && runAsUids === null) {
+    throw new LarderError(
+      'invalid_argument',
+      `larder runs as root, and actions never do: give --run-as-uids FIRST-LAST (default ${DEFAULT_RUN_AS_UIDS}) or --run-as USER`,
     );
   }
   return {
@@ -583,6 +638,16 @@ function parseExecutionOptions(values: Record<string, string>): ExecutionConfig 
     actionTimeoutMs,
     maxActionTimeoutMs,
     runAs,
+    runAsUids,
+    sandbox: parseSwitch('sandbox', values.sandbox!),
+    allowNetwork: parseSwitch('allow-network', values['allow-network']!),
+    actionMemoryBytes: parseSize(values['action-memory']!),
+    actionPids: /^\d+$/.test(values['action-pids']!.trim())
+      ? Number(values['action-pids'])
+      : parseCount('action-pids', values['action-pids']!, 0),
+    secretPaths: ['config', 'htpasswd', 'tls-key', 'frontend-credentials', 'queue-password-file']
+      .map((flag) => values[flag] ?? '')
+      .filter((path) => path !== ''),
     allowDocker: parseSwitch('allow-docker', values['allow-docker']!),
     docker: {
       host: values['docker-host']!,
@@ -598,6 +663,26 @@ function parseExecutionOptions(values: Record<string, string>): ExecutionConfig 
     queue: parseQueue(values.queue!),
     queueLeaseMs: parseLease(values['queue-lease']!),
   };
+}
+
+/**
+ * The default uids of actions: far above any user database's range (and above the 100000-165535 subordinate
+ * ranges container tools hand out), so no real user or container mapping shares one.
+ */
+const DEFAULT_RUN_AS_UIDS = '1900000000-1900001023';
+
+function parseUidRange(text: string): { first: number; last: number } | null {
+  if (text.trim() === '') return null;
+  const match = /^\s*(\d+)\s*-\s*(\d+)\s*$/.exec(text);
+  const first = Number(match?.[1]);
+  const last = Number(match?.[2]);
+  if (match === null || first < 1 || last < first || last > 0xfffffffe) {
+    throw new LarderError(
+      'invalid_argument',
+      `--run-as-uids takes FIRST-LAST, two uids above 0 (say ${DEFAULT_RUN_AS_UIDS}), not ${JSON.stringify(text)}`,
+    );
+  }
+  return { first, last };
 }
 
 function parseRunnerList(flag: string, text: string): Set<'local' | 'docker'> {

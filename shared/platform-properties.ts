@@ -16,6 +16,8 @@ export const RUNNER_OPTIONS: ReadonlySet<string> = new Set([
   'persistentWorkerKey',
   'persistentWorkerProtocol',
   'cache-silo-key',
+  'network',
+  'filesystem-root',
 ]);
 
 /** `--platform key=value,key=value`: labels a worker offers (a key may repeat). */

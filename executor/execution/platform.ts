@@ -55,7 +55,10 @@ export function splitPlatform(
       throw new LarderError('invalid_argument', `invalid platform property ${JSON.stringify(name.slice(0, 80))}`);
     }
     if (RUNNER_OPTIONS.has(name)) options.set(name, value);
-    else constraints.set(name, [...(constraints.get(name) ?? []), normalise(name, value)]);
+    else {
+      const routed = canonicalName(name);
+      constraints.set(routed, [...(constraints.get(routed) ?? []), normalise(routed, value)]);
+    }
   }
   const image = options.get('container-image') ?? '';
   return { constraints, options, runner: image === '' ? 'local' : 'docker' };
@@ -113,11 +116,17 @@ export function describeWorkerPlatform(worker: WorkerPlatform): string {
 // uname `x86_64`, Node `x64`): compare them in one spelling.
 const ARCH_ALIASES: Record<string, string> = {
   x86_64: 'amd64',
+  'x86-64': 'amd64', // BuildStream's ISA spelling
   x64: 'amd64',
   amd64: 'amd64',
   aarch64: 'arm64',
   arm64: 'arm64',
 };
+
+/** BuildStream and other buildbox clients call the architecture `ISA`: the same constraint as `Arch`. */
+function canonicalName(name: string): string {
+  return name === 'ISA' ? 'Arch' : name;
+}
 
 function normalise(name: string, value: string): string {
   if (name === 'OSFamily') return value.toLowerCase();

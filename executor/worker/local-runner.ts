@@ -1,48 +1,110 @@
 /**
- * The `local` runner: the command as a process on this host, in its own process group (a new session), so a
- * timeout or a cancellation kills everything it started, not just the parent: an orphaned child writing into
- * a directory that is about to be reused is how other systems corrupted retried actions. The run is over only
- * when the whole group is gone, even when the parent exited normally and left background processes behind.
+ * The `local` runner: the command as a process on this host, in a sandbox of its own (sandbox/bubblewrap.ts:
+ * namespaces, only its execution root writable, no network), under the slot's own uid, in a cgroup of its own
+ * (sandbox/cgroups.ts: memory and process limits), and in a process group of its own (a new session).
+ *
+ * The run is over only when nothing of the command is left: its process group is killed and waited for, the
+ * sandbox's PID namespace dies with its init (the kernel kills whatever else is in it, setsid or not), and the
+ * cgroup is killed until empty. Only then are outputs collected, so no process can change them underneath.
  *
  * Commands are started by the spawner (spawner/), a small helper process, so that starting one costs the
  * same whatever the executor's own memory, and their output never passes through the executor's event loop.
  */
+import { readFile, truncate } from 'node:fs/promises';
 import { constants } from 'node:os';
+import { LarderError } from '../../shared/errors.ts';
 import { groupGone, signalGroup } from './process-group.ts';
 import type { Runner, RunOutcome, RunRequest } from './runner.ts';
+import type { Bubblewrap } from './sandbox/bubblewrap.ts';
+import type { ActionCgroup, CgroupLimits, Cgroups } from './sandbox/cgroups.ts';
+import { checkCommandSize } from './command-size.ts';
 import { Spawner } from './spawner/spawner.ts';
 
 /** After the group is gone, how long its output pipes may stay open (held by a process that left the group). */
 const PIPE_DRAIN_LIMIT_MS = 2_000;
 
+export interface LocalRunnerOptions {
+  /** The namespace sandbox; null only with `--sandbox off`. */
+  sandbox: Bubblewrap | null;
+  /** Where action cgroups are made; null where this host gives larder none (not root, no hierarchy). */
+  cgroups: Cgroups | null;
+  limits: CgroupLimits;
+  /** Whether actions that ask for the network (`network=on`) may have it. */
+  allowNetwork: boolean;
+}
+
 export class LocalRunner implements Runner {
   readonly kind = 'local' as const;
   private readonly spawner = new Spawner();
+  private nextGroup = 1;
+
+  constructor(private readonly options: LocalRunnerOptions) {}
 
   async run(request: RunRequest): Promise<RunOutcome> {
     const startedAt = new Date();
+    const argv = this.commandLine(request);
+    checkCommandSize(argv, request.env);
+    const cgroup = await this.options.cgroups?.create(`action-${process.pid}-${this.nextGroup++}`, this.options.limits);
+    try {
+      return await this.runIn(request, argv, cgroup ?? null, startedAt);
+    } finally {
+      await cgroup?.remove();
+    }
+  }
+
+  close(): void {
+    this.spawner.close();
+  }
+
+  /** The command line to spawn: the action's own, or bubblewrap running it in a sandbox. */
+  private commandLine(request: RunRequest): readonly string[] {
+    const network = request.options.get('network') === 'on';
+    const rootIsInput = request.options.get('filesystem-root') === 'input';
+    if (network && !this.options.allowNetwork)
+      throw new LarderError(
+        'invalid_argument',
+        'network=on: this worker gives actions no network (the operator can allow it with --allow-network)',
+      );
+    if (this.options.sandbox === null) {
+      if (rootIsInput)
+        throw new LarderError(
+          'invalid_argument',
+          'filesystem-root=input needs the sandbox, which is off on this worker',
+        );
+      return request.argv;
+    }
+    return this.options.sandbox.argv(
+      { execRoot: request.execRoot, cwd: request.cwd, network, rootIsInput },
+      request.argv,
+      request.user,
+    );
+  }
+
+  private async runIn(
+    request: RunRequest,
+    argv: readonly string[],
+    cgroup: ActionCgroup | null,
+    startedAt: Date,
+  ): Promise<RunOutcome> {
     const command = this.spawner.run({
-      argv: request.argv,
+      argv,
       cwd: request.cwd,
       env: request.env,
       user: request.user,
       stdoutPath: request.stdoutPath,
       stderrPath: request.stderrPath,
       maxOutputBytes: request.maxOutputBytes,
+      cgroup: cgroup === null ? null : { enter: cgroup.enterFiles, leave: this.options.cgroups!.homeFiles },
     });
     const started = await command.started;
     if ('error' in started) {
       await command.output;
-      return {
-        exitCode: 127,
-        signal: null,
-        timedOut: false,
-        cancelled: false,
-        startError: describeStartError(request.argv[0]!, started.error),
-        outputTruncated: false,
-        startedAt,
-        endedAt: new Date(),
-      };
+      if (started.error.code === 'E2BIG')
+        throw new LarderError(
+          'invalid_argument',
+          `the command line or environment is too large for the kernel (E2BIG)`,
+        );
+      return notStarted(describeStartError(request.argv[0]!, started.error), startedAt);
     }
 
     let timedOut = false;
@@ -61,34 +123,69 @@ export class LocalRunner implements Runner {
     const ended = await command.exited;
     clearTimeout(timer);
     request.signal.removeEventListener('abort', onAbort);
-    // Whatever the command left running in its group goes too, and is waited for.
+    // Whatever the command left running goes too, and is waited for: its process group, then (the one thing a
+    // process cannot leave) its cgroup.
     signalGroup(started.pid, 'SIGKILL');
     await groupGone(started.pid);
+    await cgroup?.killAll();
     const output = await drainWithin(command.output, () => command.abandon());
+    const oomKilled = (await cgroup?.oomKilled()) ?? false;
 
-    const exitCode = ended.code ?? 128 + (ended.signal === null ? 0 : (constants.signals[ended.signal] ?? 0));
+    if (this.options.sandbox !== null && ended.code === 1) {
+      // bubblewrap reports a command it could not start (no such program, a working directory that is not
+      // there) as one line of its own on stderr and exit status 1.
+      const why = await sandboxStartError(request.stderrPath);
+      if (why !== null) return notStarted(`larder: cannot start ${JSON.stringify(request.argv[0])}: ${why}`, startedAt);
+    }
+    const signal = oomKilled && ended.signal === null ? 'SIGKILL' : ended.signal;
+    const exitCode = oomKilled
+      ? 137
+      : (ended.code ?? 128 + (ended.signal === null ? 0 : (constants.signals[ended.signal] ?? 0)));
     return {
       exitCode,
-      signal: ended.signal,
+      signal,
       timedOut,
       cancelled,
       startError: null,
       outputTruncated: output.truncated,
+      outputError: output.writeError,
+      oomKilled,
       startedAt,
       endedAt: new Date(),
     };
   }
+}
 
-  close(): void {
-    this.spawner.close();
-  }
+function notStarted(startError: string, startedAt: Date): RunOutcome {
+  return {
+    exitCode: 127,
+    signal: null,
+    timedOut: false,
+    cancelled: false,
+    startError,
+    outputTruncated: false,
+    outputError: null,
+    startedAt,
+    endedAt: new Date(),
+  };
+}
+
+/** bubblewrap's own complaint when stderr holds only that (and then removes it from the action's stderr). */
+async function sandboxStartError(stderrPath: string): Promise<string | null> {
+  const text = await readFile(stderrPath, 'utf8').catch(() => '');
+  const match = /^bwrap: (?:execvp [^\n]*?|Can't chdir to [^\n]*?): ([^\n]*)\n?$/.exec(text);
+  if (match === null) return null;
+  await truncate(stderrPath, 0).catch(() => undefined);
+  const why = match[1]!;
+  return why === 'No such file or directory'
+    ? 'no such file or program'
+    : why === 'Permission denied'
+      ? 'permission denied (not executable?)'
+      : why;
 }
 
 /** The output, once both pipes closed; after PIPE_DRAIN_LIMIT_MS the pipes are abandoned and what was written counts. */
-async function drainWithin(
-  output: Promise<{ truncated: boolean }>,
-  abandon: () => void,
-): Promise<{ truncated: boolean }> {
+async function drainWithin<T>(output: Promise<T>, abandon: () => void): Promise<T> {
   let timer: NodeJS.Timeout | undefined;
   const late = new Promise<void>((resolve) => {
     timer = setTimeout(() => {

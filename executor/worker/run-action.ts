@@ -30,6 +30,7 @@ import { type CollectedOutputs, collectOutputs, prepareOutputs } from './collect
 import type { FileCache } from './file-cache.ts';
 import type { ActionWorkspace, PersistentWorkers } from './persistent/persistent-workers.ts';
 import type { Runner, RunOutcome } from './runner.ts';
+import type { Identities, Identity } from './sandbox/identities.ts';
 import { MissingBlobsError, stageInputs } from './stage-inputs.ts';
 
 export interface ActionEnvironment {
@@ -45,8 +46,8 @@ export interface ActionEnvironment {
   persistentWorkers: PersistentWorkers | null;
   /** Where per-action directories are made; emptied at start by the worker. */
   actionsDir: string;
-  /** The user commands run as, and who gets to write the staged directories; null: the server's own user. */
-  user: { uid: number; gid: number } | null;
+  /** Who each one-shot action runs as (a uid of its own per slot when larder is root), owning its directories. */
+  identities: Identities;
   /** stdout and stderr together are cut at this many bytes. */
   maxOutputBytes: number;
   log: Logger;
@@ -63,8 +64,9 @@ export async function runAction(
     workerStartTimestamp: now(),
   });
   const dir = join(env.actionsDir, randomUUID());
+  const identity: { held: Identity | null } = { held: null };
   try {
-    return await execute(job, env, signal, metadata, dir);
+    return await execute(job, env, signal, metadata, dir, identity);
   } catch (err) {
     // A cancellation can land in any phase (staging, upload); whatever it interrupted, it is the answer.
     if (signal.aborted) return create(ExecuteResponseSchema, { status: statusOf(signal.reason) });
@@ -75,6 +77,8 @@ export async function runAction(
     await rm(dir, { recursive: true, force: true }).catch((err: Error) =>
       env.log.warn('could not remove an action directory', { dir, error: err.message }),
     );
+    // Only now, with nothing of the action running and its files gone, may another slot have its uid.
+    env.identities.release(identity.held);
   }
 }
 
@@ -84,12 +88,14 @@ async function execute(
   signal: AbortSignal,
   metadata: ExecutedActionMetadata,
   dir: string,
+  identity: { held: Identity | null },
 ): Promise<ExecuteResponse> {
   const { command, action } = job;
-  // The action's own folder holds its captured stdout and stderr, whichever workspace it runs in.
-  await mkdir(dir, { recursive: true, mode: 0o755 });
+  // The action's own folder holds its captured stdout and stderr, whichever workspace it runs in. Other slots'
+  // uids may pass through it (0711) but not list it; its exec root is the slot's own (0700).
+  await mkdir(dir, { recursive: true, mode: 0o711 });
   const workspace =
-    (await env.persistentWorkers?.open(job, env.cas, signal)) ?? (await oneShotWorkspace(job, env, dir));
+    (await env.persistentWorkers?.open(job, env.cas, signal)) ?? (await oneShotWorkspace(job, env, dir, identity));
   let outcome: RunOutcome;
   let outputs: CollectedOutputs | null = null;
   try {
@@ -111,7 +117,8 @@ async function execute(
       outputDirectories: command.outputDirectories,
     };
     const created = await prepareOutputs(spec);
-    if (env.user !== null) await handOver([execRoot, ...staged.createdDirectories, ...created], env.user);
+    if (workspace.identity !== null)
+      await handOver([execRoot, ...staged.createdDirectories, ...created], workspace.identity);
     metadata.inputFetchCompletedTimestamp = now();
 
     metadata.executionStartTimestamp = now();
@@ -124,7 +131,6 @@ async function execute(
       stdoutPath: join(dir, 'stdout'),
       stderrPath: join(dir, 'stderr'),
       maxOutputBytes: env.maxOutputBytes,
-      user: env.user,
     });
     metadata.executionCompletedTimestamp = now();
     metadata.outputUploadStartTimestamp = now();
@@ -154,26 +160,46 @@ async function execute(
       message: `larder: the action was killed after ${job.timeoutMs / 1000} s (its timeout)`,
     });
   }
+  if (outcome.outputError) {
+    // What the command wrote could not all be kept (a full work disk): an empty or cut stdout is not its result.
+    return create(ExecuteResponseSchema, {
+      result,
+      status: {
+        code: Code.RESOURCE_EXHAUSTED,
+        message: `the worker could not store the action's output (${outcome.outputError}); retry elsewhere`,
+      },
+    });
+  }
   if (outcome.exitCode === 0 && !action.doNotCache) await env.writeActionResult(job.instance, job.actionDigest, result);
   return create(ExecuteResponseSchema, { result, status: { code: Code.OK }, message: describeFailure(outcome) });
 }
 
-/** A fresh directory of this action's own, run by the runner the job's platform names; removed by runAction. */
-async function oneShotWorkspace(job: ExecutionJob, env: ActionEnvironment, dir: string): Promise<ActionWorkspace> {
+/**
+ * A fresh directory of this action's own, run by the runner the job's platform names, as a uid of its own; the
+ * directory is removed and the uid given back by runAction.
+ */
+async function oneShotWorkspace(
+  job: ExecutionJob,
+  env: ActionEnvironment,
+  dir: string,
+  identity: { held: Identity | null },
+): Promise<ActionWorkspace> {
   const runner = env.runners.get(job.platform.runner);
   if (runner === undefined)
     throw new LarderError('invalid_argument', `this worker has no ${job.platform.runner} runner`);
   const execRoot = join(dir, 'root');
-  await mkdir(execRoot, { recursive: true, mode: 0o755 });
+  await mkdir(execRoot, { recursive: true, mode: 0o700 });
+  identity.held = env.identities.acquire();
   return {
     execRoot,
-    run: (request) => runner.run({ ...request, execRoot, options: job.platform.options }),
+    identity: identity.held,
+    run: (request) => runner.run({ ...request, execRoot, user: identity.held, options: job.platform.options }),
     close: async () => undefined,
   };
 }
 
-/** Makes the staged directories writable by the unprivileged user; the cached input files stay read-only and ours. */
-async function handOver(directories: string[], user: { uid: number; gid: number }): Promise<void> {
+/** Makes the staged directories the slot user's; the cached input files stay read-only and ours. */
+async function handOver(directories: string[], user: Identity): Promise<void> {
   await Promise.all(directories.map((d) => chown(d, user.uid, user.gid)));
 }
 
@@ -190,7 +216,7 @@ async function uploadOutput(cas: WorkerCas, path: string, prefix: string) {
 function describeFailure(outcome: RunOutcome): string {
   if (outcome.startError !== null) return outcome.startError;
   const notes: string[] = [];
-  if (outcome.oomKilled) notes.push('the command ran out of memory (its container limit) and was killed');
+  if (outcome.oomKilled) notes.push('the command ran out of memory (its memory limit) and was killed');
   else if (outcome.signal !== null) notes.push(`the command was killed by ${outcome.signal}`);
   if (outcome.outputTruncated) notes.push('its output was cut at the server limit');
   return notes.length === 0 ? '' : `larder: ${notes.join('; ')}`;

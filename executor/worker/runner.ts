@@ -1,7 +1,7 @@
 /**
  * How a staged action's command is run. The worker stages inputs and collects outputs; a runner only starts
  * the command in the prepared directory and reports how it ended. `local` runs a process on this host
- * (local-runner.ts); `docker` runs it in a container (docker/); persistent workers will be runners too.
+ * in a sandbox (local-runner.ts); `docker` runs it in a container (docker/).
  */
 import type { RunnerKind } from '../execution/platform.ts';
 
@@ -23,7 +23,7 @@ export interface RunRequest {
   readonly maxOutputBytes: number;
   /** Run as this user (when the server runs as root); null runs as the server's own user. */
   readonly user: { uid: number; gid: number } | null;
-  /** The action's runner options (container-image, …). */
+  /** The action's runner options (container-image, network, filesystem-root, …). */
   readonly options: ReadonlyMap<string, string>;
 }
 
@@ -38,7 +38,9 @@ export interface RunOutcome {
   readonly startError: string | null;
   /** Output beyond maxOutputBytes was dropped. */
   readonly outputTruncated: boolean;
-  /** The kernel killed the command for exceeding its memory limit (container runners; exitCode is 137 then). */
+  /** stdout or stderr could not be written (`ENOSPC: …`): what was captured is incomplete, so never cache it. */
+  readonly outputError?: string | null;
+  /** The kernel killed the command for exceeding its memory limit (its cgroup or container; exitCode is 137 then). */
   readonly oomKilled?: boolean;
   readonly startedAt: Date;
   readonly endedAt: Date;

@@ -5,7 +5,7 @@
  * remote persistent workers. Only storage differs between the two, and it is passed per action (WorkerCas).
  */
 import { execFileSync } from 'node:child_process';
-import { mkdir, rm, stat } from 'node:fs/promises';
+import { chown, mkdir, rm, stat } from 'node:fs/promises';
 import { dirname, join, resolve } from 'node:path';
 import type { ExecutionConfig } from '../../shared/config.ts';
 import { LarderError } from '../../shared/errors.ts';
@@ -14,6 +14,9 @@ import type { RunnerKind } from '../execution/platform.ts';
 import { DockerEngine, DockerRunner } from './docker/index.ts';
 import { FileCache } from './file-cache.ts';
 import { LocalRunner } from './local-runner.ts';
+import { Bubblewrap, findBubblewrap, probeSandbox } from './sandbox/bubblewrap.ts';
+import { type Cgroups, openCgroups } from './sandbox/cgroups.ts';
+import { type Identities, sharedIdentity, uidRange } from './sandbox/identities.ts';
 import { PersistentWorkers, type WorkerLauncher } from './persistent/persistent-workers.ts';
 import { spawnLocalWorker } from './persistent/worker-process.ts';
 import type { ActionEnvironment } from './run-action.ts';
@@ -42,17 +45,25 @@ export async function openWorkerHost(
   config: Omit<ExecutionConfig, 'workers' | 'queue' | 'queueLeaseMs'>,
   log: Logger,
 ): Promise<WorkerHost> {
-  const user = config.runAs === '' ? null : lookUpUser(config.runAs);
+  const identities = actionIdentities(config);
   const workDir = resolve(config.workDir);
   const actionsDir = join(workDir, 'actions');
   await mkdir(workDir, { recursive: true, mode: 0o755 });
   await rm(actionsDir, { recursive: true, force: true });
   await rm(join(workDir, 'workers'), { recursive: true, force: true });
-  await mkdir(actionsDir, { mode: 0o755 });
-  if (user !== null) await checkReachable(actionsDir, user, config.runAs);
+  // Other slots' uids may pass through to their own folders (0711), never list what is there.
+  await mkdir(actionsDir, { mode: 0o711 });
+  for (const identity of identities.all) await checkReachable(actionsDir, identity, runAsName(config));
   const cache = await FileCache.open({ dir: join(workDir, 'inputs'), maxBytes: config.inputCacheBytes, log });
 
-  const local = new LocalRunner();
+  const sandbox = await openSandbox(config, actionsDir, identities, log);
+  const cgroups = await openActionCgroups(log);
+  const local = new LocalRunner({
+    sandbox,
+    cgroups,
+    limits: { memoryBytes: config.actionMemoryBytes, pids: config.actionPids },
+    allowNetwork: config.allowNetwork,
+  });
   const runners = new Map<RunnerKind, Runner>([['local', local]]);
   const docker = config.allowDocker ? await startDockerRunner(config, actionsDir, log) : null;
   if (docker !== null) runners.set('docker', docker);
@@ -62,9 +73,10 @@ export async function openWorkerHost(
       : new PersistentWorkers({
           enabled: config.persistentWorkers,
           dir: join(workDir, 'workers'),
+          identities,
           ...PERSISTENT_WORKER_LIMITS,
           launchers: {
-            local: async (spec) => spawnLocalWorker(spec),
+            local: async (spec) => spawnLocalWorker(spec, sandbox),
             ...(docker === null ? {} : { docker: containerLauncher(docker, join(workDir, 'workers')) }),
           },
           log,
@@ -72,7 +84,15 @@ export async function openWorkerHost(
   return {
     runnerKinds: [...runners.keys()],
     persistentWorkers,
-    environment: { cache, runners, persistentWorkers, actionsDir, user, maxOutputBytes: MAX_ACTION_OUTPUT_BYTES, log },
+    environment: {
+      cache,
+      runners,
+      persistentWorkers,
+      actionsDir,
+      identities,
+      maxOutputBytes: MAX_ACTION_OUTPUT_BYTES,
+      log,
+    },
     async close() {
       await persistentWorkers?.close();
       await docker?.close(); // every container it started, warm ones included
@@ -127,6 +147,71 @@ async function startDockerRunner(
   });
   await runner.start();
   return runner;
+}
+
+/** Who actions run as: a uid per slot from --run-as-uids, one --run-as user for all, or (not root) larder itself. */
+function actionIdentities(config: Pick<ExecutionConfig, 'runAs' | 'runAsUids'>): Identities {
+  if (config.runAs !== '') return sharedIdentity(lookUpUser(config.runAs));
+  if (config.runAsUids !== null && process.getuid?.() === 0)
+    return uidRange(config.runAsUids.first, config.runAsUids.last);
+  return sharedIdentity(null);
+}
+
+function runAsName(config: Pick<ExecutionConfig, 'runAs' | 'runAsUids'>): string {
+  if (config.runAs !== '') return config.runAs;
+  return config.runAsUids === null ? 'larder' : `uid ${config.runAsUids.first}`;
+}
+
+/** The sandbox, checked to work here as actions will use it; null only when the operator turned it off. */
+async function openSandbox(
+  config: Pick<ExecutionConfig, 'sandbox' | 'secretPaths'>,
+  actionsDir: string,
+  identities: Identities,
+  log: Logger,
+): Promise<Bubblewrap | null> {
+  if (!config.sandbox) {
+    log.warn(
+      'THE ACTION SANDBOX IS OFF (--sandbox off): actions see the whole host file system, its network and its ' +
+        'processes; an action can read what other actions and persistent workers read and write, and processes ' +
+        'it leaves behind are killed only through its process group and cgroup. Use it only when every client ' +
+        'is trusted.',
+    );
+    return null;
+  }
+  const bwrap = findBubblewrap();
+  if (bwrap === null) {
+    throw new LarderError(
+      'invalid_argument',
+      'the action sandbox needs bubblewrap (apt-get install bubblewrap); only if every client is trusted: --sandbox off',
+    );
+  }
+  const sandbox = new Bubblewrap(
+    bwrap,
+    config.secretPaths.map((path) => resolve(path)),
+  );
+  const probe = join(actionsDir, 'sandbox-probe');
+  await mkdir(probe, { mode: 0o700 });
+  const identity = identities.acquire();
+  try {
+    if (identity !== null) await chown(probe, identity.uid, identity.gid);
+    probeSandbox(sandbox, probe, identity);
+  } finally {
+    identities.release(identity);
+    await rm(probe, { recursive: true, force: true });
+  }
+  return sandbox;
+}
+
+/** Where action cgroups go; without (not root, no hierarchy) the limits cannot hold, and the log says so. */
+async function openActionCgroups(log: Logger): Promise<Cgroups | null> {
+  const cgroups = await openCgroups(`larder-${process.pid}`);
+  if ('unavailable' in cgroups) {
+    log.warn('no cgroup for actions: --action-memory and --action-pids are not enforced', {
+      reason: cgroups.unavailable,
+    });
+    return null;
+  }
+  return cgroups;
 }
 
 /** uid and gid of a user name (or numeric id), through the system's user database. */

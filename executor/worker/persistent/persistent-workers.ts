@@ -15,6 +15,7 @@ import type { RunnerKind } from '../../execution/platform.ts';
 import type { ExecutionJob } from '../../scheduler/scheduler.ts';
 import type { WorkerCas } from '../cas.ts';
 import type { RunOutcome, RunRequest } from '../runner.ts';
+import type { Identities, Identity } from '../sandbox/identities.ts';
 import { expandFlagFiles, splitCommandLine, type WorkerCommandLine } from './command-line.ts';
 import type { WorkerProtocol } from './framing.ts';
 import { PersistentWorkerPool, poolKey, type WorkerSlot } from './pool.ts';
@@ -24,7 +25,9 @@ import { type WorkerChannel, WorkerFailure, WorkerProcess } from './worker-proce
 /** Where an action is staged and how its command runs there. */
 export interface ActionWorkspace {
   readonly execRoot: string;
-  run(request: Omit<RunRequest, 'execRoot' | 'options'>): Promise<RunOutcome>;
+  /** Who the action's processes run as and who owns its directories (null: the server's own user). */
+  readonly identity: Identity | null;
+  run(request: Omit<RunRequest, 'execRoot' | 'options' | 'user'>): Promise<RunOutcome>;
   /** Gives the place back (a worker slot stays warm); outputs must have been collected. */
   close(): Promise<void>;
 }
@@ -34,7 +37,7 @@ export type WorkerLauncher = (spec: {
   argv: string[];
   cwd: string;
   env: Record<string, string>;
-  user: { uid: number; gid: number } | null;
+  user: Identity | null;
   job: ExecutionJob;
 }) => Promise<WorkerChannel>;
 
@@ -42,6 +45,8 @@ export interface PersistentWorkersOptions {
   /** Runners whose actions may use persistent workers. */
   enabled: ReadonlySet<RunnerKind>;
   dir: string;
+  /** Each worker process runs as a uid of its own for its whole life (see identities.ts). */
+  identities: Identities;
   maxPerKey: number;
   maxTotal: number;
   idleMs: number;
@@ -99,6 +104,7 @@ export class PersistentWorkers {
     }
     return {
       execRoot: slot.dir,
+      identity: slot.identity,
       run: (request) =>
         this.run(slot, { job, commandLine, protocol, files, env: Object.fromEntries(env), launcher }, request),
       close: () => this.pool.release(slot),
@@ -125,7 +131,7 @@ export class PersistentWorkers {
       env: Record<string, string>;
       launcher: WorkerLauncher;
     },
-    request: Omit<RunRequest, 'execRoot' | 'options'>,
+    request: Omit<RunRequest, 'execRoot' | 'options' | 'user'>,
   ): Promise<RunOutcome> {
     const startedAt = new Date();
     const args = await expandFlagFiles(plan.commandLine.flagFiles, request.cwd);
@@ -150,7 +156,7 @@ export class PersistentWorkers {
           argv: [...plan.commandLine.startup, '--persistent_worker'],
           cwd: request.cwd,
           env: plan.env,
-          user: request.user,
+          user: slot.identity,
           job: plan.job,
         });
         this.pool.recordStart(slot, new WorkerProcess(channel, plan.protocol));

@@ -9,9 +9,10 @@
  * persistentWorkerKey alone is not trusted to tell two versions of a tool apart.
  */
 import { createHash } from 'node:crypto';
-import { mkdir, rm } from 'node:fs/promises';
+import { chown, mkdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Logger } from '../../../shared/log.ts';
+import type { Identities, Identity } from '../sandbox/identities.ts';
 import type { WorkerProcess } from './worker-process.ts';
 
 export interface PoolKeyParts {
@@ -48,12 +49,16 @@ export interface WorkerSlot {
   readonly id: number;
   /** The exec root of every action this slot runs, and its worker's working directory. */
   readonly dir: string;
+  /** The uid the slot's worker process runs as and owns `dir`, for the slot's whole life (null: the server's). */
+  readonly identity: Identity | null;
   process: WorkerProcess | null;
   idleSince: number;
 }
 
 export interface PoolOptions {
   dir: string;
+  /** Each slot's worker process gets a uid of its own, so no action of another slot can reach it. */
+  identities: Identities;
   maxPerKey: number;
   maxTotal: number;
   idleMs: number;
@@ -142,10 +147,12 @@ export class PersistentWorkerPool {
   private async create(key: string, hint: string): Promise<WorkerSlot> {
     const id = this.nextId++;
     const dir = join(this.options.dir, String(id));
-    const slot: WorkerSlot = { key, hint, id, dir, process: null, idleSince: Date.now() };
+    const identity = this.options.identities.acquire();
+    const slot: WorkerSlot = { key, hint, id, dir, identity, process: null, idleSince: Date.now() };
     this.slots.add(slot);
     await rm(dir, { recursive: true, force: true });
-    await mkdir(dir, { recursive: true, mode: 0o755 });
+    await mkdir(dir, { recursive: true, mode: 0o700 });
+    if (identity !== null) await chown(dir, identity.uid, identity.gid);
     return slot;
   }
 
@@ -156,6 +163,7 @@ export class PersistentWorkerPool {
     await rm(slot.dir, { recursive: true, force: true }).catch((err: Error) =>
       this.options.log.warn('could not remove a worker directory', { dir: slot.dir, error: err.message }),
     );
+    this.options.identities.release(slot.identity);
   }
 
   private async reapIdle(): Promise<void> {

@@ -13,6 +13,8 @@ import type { Readable, Writable } from 'node:stream';
 import { LarderError } from '../../../shared/errors.ts';
 import { type WorkResponse, WorkRequestSchema } from '../../../shared/proto/gen/blaze/worker/worker_protocol_pb.ts';
 import { groupGone, signalGroup } from '../process-group.ts';
+import type { Bubblewrap } from '../sandbox/bubblewrap.ts';
+import type { Identity } from '../sandbox/identities.ts';
 import { encodeRequest, ResponseReader, type WorkerProtocol } from './framing.ts';
 
 export interface WorkerChannel {
@@ -139,14 +141,23 @@ export class WorkerProcess {
 
 export interface LocalWorkerSpec {
   argv: readonly string[];
+  /** The slot's directory: the worker's working directory and the one place it may write. */
   cwd: string;
   env: Readonly<Record<string, string>>;
-  user: { uid: number; gid: number } | null;
+  user: Identity | null;
 }
 
-/** A worker as a local process in a process group of its own (so killing it leaves nothing behind). */
-export function spawnLocalWorker(spec: LocalWorkerSpec): WorkerChannel {
-  const [program, ...args] = spec.argv;
+/**
+ * A worker as a local process in a sandbox of its own (the slot's directory its only writable place, no network,
+ * its own PID namespace, unless `sandbox` is null) and in a process group of its own, so killing it leaves
+ * nothing behind.
+ */
+export function spawnLocalWorker(spec: LocalWorkerSpec, sandbox: Bubblewrap | null): WorkerChannel {
+  const argv =
+    sandbox === null
+      ? spec.argv
+      : sandbox.argv({ execRoot: spec.cwd, cwd: spec.cwd, network: false, rootIsInput: false }, spec.argv, spec.user);
+  const [program, ...args] = argv;
   const child = spawn(program!, args, {
     cwd: spec.cwd,
     env: { ...spec.env },

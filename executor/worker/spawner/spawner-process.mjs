@@ -9,14 +9,19 @@
  *
  * Plain JavaScript with no imports beyond Node's, so it starts in milliseconds without the TypeScript loader.
  * Protocol (IPC, JSON), keyed by the request id:
- *   ← { type: 'run', id, argv, cwd, env, user, stdoutPath, stderrPath, maxOutputBytes }
+ *   ← { type: 'run', id, argv, cwd, env, user, stdoutPath, stderrPath, maxOutputBytes, cgroup }
  *   → { type: 'started', id, pid } | { type: 'error', id, code, message }
  *   → { type: 'exit', id, code, signal }            the command's leader exited (its group may live on)
- *   → { type: 'output', id, truncated }             both pipes are closed and the files written
+ *   → { type: 'output', id, truncated, writeError } both pipes are closed and the files written (or, with
+ *                                                   writeError, what made writing them fail: ENOSPC…)
  *   ← { type: 'abandon', id }                       stop waiting for the pipes (a process left the group)
+ *
+ * `cgroup`, when set, is { enter: [files], leave: [files] }: this process writes its own pid into each `enter`
+ * file, forks the command, and writes itself back into each `leave` file, all in one synchronous stretch, so the
+ * command is inside the action's cgroup from its first instruction and nothing it starts can be outside.
  */
 import { spawn } from 'node:child_process';
-import { createWriteStream } from 'node:fs';
+import { createWriteStream, writeFileSync } from 'node:fs';
 
 /** @type {Map<number, import('node:child_process').ChildProcess>} */
 const running = new Map();
@@ -35,23 +40,38 @@ process.on('disconnect', () => process.exit(0));
 /** @param {any} request */
 function run(request) {
   const [program, ...args] = request.argv;
-  const child = spawn(program, args, {
-    cwd: request.cwd,
-    env: request.env,
-    detached: true, // setsid(): the command leads a process group of its own
-    stdio: ['ignore', 'pipe', 'pipe'],
-    ...(request.user === null ? {} : { uid: request.user.uid, gid: request.user.gid }),
-  });
+  /** @type {import('node:child_process').ChildProcess} */
+  let child;
+  try {
+    if (request.cgroup) moveSelf(request.cgroup.enter);
+    try {
+      child = spawn(program, args, {
+        cwd: request.cwd,
+        env: request.env,
+        detached: true, // setsid(): the command leads a process group of its own
+        stdio: ['ignore', 'pipe', 'pipe'],
+        ...(request.user === null ? {} : { uid: request.user.uid, gid: request.user.gid }),
+      });
+    } finally {
+      if (request.cgroup) leaveOrDie(request.cgroup.leave);
+    }
+  } catch (/** @type {any} */ error) {
+    // spawn() throws at once for some errors (E2BIG: an argument or environment too large for the kernel):
+    // that is this command's failure, never the spawner's, whose other commands run on.
+    send({ type: 'error', id: request.id, code: error.code ?? 'ESPAWN', message: error.message });
+    send({ type: 'output', id: request.id, truncated: false, writeError: null });
+    return;
+  }
   running.set(request.id, child);
-  const budget = { bytes: 0, truncated: false };
+  const budget = { bytes: 0, truncated: false, /** @type {string | null} */ writeError: null };
   let open = 2;
   const closed = () => {
     if (--open > 0) return;
     running.delete(request.id);
-    send({ type: 'output', id: request.id, truncated: budget.truncated });
+    send({ type: 'output', id: request.id, truncated: budget.truncated, writeError: budget.writeError });
   };
-  copyBounded(child.stdout, request.stdoutPath, request.maxOutputBytes, budget, closed);
-  copyBounded(child.stderr, request.stderrPath, request.maxOutputBytes, budget, closed);
+  copyBounded(/** @type {any} */ (child.stdout), request.stdoutPath, request.maxOutputBytes, budget, closed);
+  copyBounded(/** @type {any} */ (child.stderr), request.stderrPath, request.maxOutputBytes, budget, closed);
   child.once('spawn', () => send({ type: 'started', id: request.id, pid: child.pid }));
   child.once('error', (/** @type {NodeJS.ErrnoException} */ error) =>
     send({ type: 'error', id: request.id, code: error.code ?? '', message: error.message }),
@@ -64,15 +84,18 @@ function run(request) {
  * @param {import('node:stream').Readable} source
  * @param {string} path
  * @param {number} limit
- * @param {{ bytes: number, truncated: boolean }} budget
+ * @param {{ bytes: number, truncated: boolean, writeError: string | null }} budget
  * @param {() => void} done
  */
 function copyBounded(source, path, limit, budget, done) {
   const file = createWriteStream(path, { mode: 0o600 });
-  // A file that cannot be written (its folder is gone) must not take the spawner down: the output is dropped.
+  // A file that cannot be written (a full disk, its folder gone) must not take the spawner down: the rest of the
+  // output is drained and dropped, and the error is reported so the action fails instead of passing with a
+  // silently empty stdout.
   let failed = false;
-  file.once('error', () => {
+  file.once('error', (/** @type {NodeJS.ErrnoException} */ error) => {
     failed = true;
+    budget.writeError ??= `${error.code ?? 'EIO'}: ${error.message}`;
     source.resume();
   });
   source.on('data', (/** @type {Buffer} */ chunk) => {
@@ -91,6 +114,28 @@ function copyBounded(source, path, limit, budget, done) {
     }
   });
   source.once('close', () => (failed ? done() : file.end(() => done())));
+}
+
+/**
+ * Puts this process into the cgroups whose `cgroup.procs` (or v1 `tasks`) files are given.
+ * @param {string[]} files
+ */
+function moveSelf(files) {
+  for (const file of files) writeFileSync(file, String(process.pid));
+}
+
+/**
+ * Back to the spawner's own cgroups. Staying in an action's group would get this process killed with the action
+ * (and count against its limits), so if that fails the spawner exits: the executor starts a new one.
+ * @param {string[]} files
+ */
+function leaveOrDie(files) {
+  try {
+    moveSelf(files);
+  } catch (error) {
+    process.stderr.write(`larder spawner: could not leave an action's cgroup (${error}); restarting\n`);
+    process.exit(70);
+  }
 }
 
 /** @param {object} message */

@@ -17,6 +17,15 @@ export interface SpawnRequest {
   stdoutPath: string;
   stderrPath: string;
   maxOutputBytes: number;
+  /** The cgroup files the spawner enters for the instant of fork, and its own to go back to (cgroups.ts). */
+  cgroup: { enter: readonly string[]; leave: readonly string[] } | null;
+}
+
+export interface CapturedOutput {
+  /** The output passed its bound and the rest was dropped. */
+  truncated: boolean;
+  /** Why the output could not be written (`ENOSPC: …`): what was captured is incomplete. */
+  writeError: string | null;
 }
 
 export interface SpawnedCommand {
@@ -25,7 +34,7 @@ export interface SpawnedCommand {
   /** The group leader's exit. */
   readonly exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
   /** Both output pipes closed and the files written; `truncated` when the output passed its bound. */
-  readonly output: Promise<{ truncated: boolean }>;
+  readonly output: Promise<CapturedOutput>;
   /** Stops waiting for the pipes, which a process that escaped the group may hold open forever. */
   abandon(): void;
 }
@@ -34,12 +43,12 @@ type Message =
   | { type: 'started'; id: number; pid: number }
   | { type: 'error'; id: number; code: string; message: string }
   | { type: 'exit'; id: number; code: number | null; signal: NodeJS.Signals | null }
-  | { type: 'output'; id: number; truncated: boolean };
+  | { type: 'output'; id: number; truncated: boolean; writeError: string | null };
 
 interface Pending {
   started: (value: { pid: number } | { error: NodeJS.ErrnoException }) => void;
   exited: (value: { code: number | null; signal: NodeJS.Signals | null }) => void;
-  output: (value: { truncated: boolean }) => void;
+  output: (value: CapturedOutput) => void;
   /** 'exit' (or 'error') and 'output' arrive in either order; the entry goes once both have. */
   exitSeen: boolean;
   outputSeen: boolean;
@@ -59,7 +68,7 @@ export class Spawner {
     const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>(
       (resolve) => (pending.exited = resolve),
     );
-    const output = new Promise<{ truncated: boolean }>((resolve) => (pending.output = resolve));
+    const output = new Promise<CapturedOutput>((resolve) => (pending.output = resolve));
     this.pending.set(id, pending);
     const child = this.process();
     child.send({ type: 'run', id, ...request, env: { ...request.env } });
@@ -87,7 +96,7 @@ export class Spawner {
         const error = Object.assign(new Error('the spawner process exited'), { code: 'ESPAWNER' });
         pending.started({ error });
         pending.exited({ code: null, signal: 'SIGKILL' });
-        pending.output({ truncated: false });
+        pending.output({ truncated: false, writeError: null });
         this.pending.delete(id);
       }
     });
@@ -115,7 +124,7 @@ export class Spawner {
         pending.exitSeen = true;
         break;
       case 'output':
-        pending.output({ truncated: message.truncated });
+        pending.output({ truncated: message.truncated, writeError: message.writeError });
         pending.outputSeen = true;
         break;
     }

@@ -1,13 +1,14 @@
 // Execute, WaitExecution and Operations against a real in-process executor with its embedded worker and the
 // local runner: commands really run, as the unprivileged user when the suite runs as root.
-import { chmodSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ExecutionStage_Value } from '../../../shared/proto/gen/build/bazel/remote/execution/v2/remote_execution_pb.ts';
 import { Code } from '../../../executor/grpc-status.ts';
 import { codeOf, startTestServer, type TestServer } from '../helpers.ts';
-import { ActionFixture, finalResponse, isLive, liveProcessesInGroup, metadataOf } from './fixture.ts';
+import { ancestry, markedProcesses, newMark } from '../../helpers/marked-processes.ts';
+import { ActionFixture, finalResponse, metadataOf } from './fixture.ts';
 
 const SH = '/bin/sh';
 
@@ -113,13 +114,30 @@ describe('Execute on the embedded worker', () => {
       },
     });
     const { response } = await fx.execute(actionDigest);
-    expect((await fx.read(response.result!.stdoutDigest)).toString()).toBe('A=1\nB=two words\n');
+    // The sandbox (bubblewrap) sets PWD to the working directory, as a shell would; nothing else is added.
+    const lines = (await fx.read(response.result!.stdoutDigest)).toString().trim().split('\n');
+    expect(lines.filter((line) => !line.startsWith('PWD=/'))).toEqual(['A=1', 'B=two words']);
+    expect(lines.filter((line) => line.startsWith('PWD=')).length).toBeLessThanOrEqual(1);
   });
 
-  it.runIf(isRoot)('runs commands as the unprivileged user when the server is root', async () => {
-    const actionDigest = await fx.action({ command: { arguments: ['/usr/bin/id', '-u'] } });
-    const { response } = await fx.execute(actionDigest);
-    expect((await fx.read(response.result!.stdoutDigest)).toString().trim()).toBe('65534');
+  it.runIf(isRoot)('runs commands as a uid of its own per slot when the server is root', async () => {
+    const actionDigest = await fx.action({
+      command: { arguments: [SH, '-c', 'sleep 0.3; /usr/bin/id -u'] },
+    });
+    const others = await Promise.all(
+      [1, 2, 3].map(async (n) =>
+        fx.action({ salt: `uid ${n}`, command: { arguments: [SH, '-c', 'sleep 0.3; /usr/bin/id -u'] } }),
+      ),
+    );
+    const uids = await Promise.all(
+      [actionDigest, ...others].map(async (digest) => {
+        const { response } = await fx.execute(digest);
+        return Number((await fx.read(response.result!.stdoutDigest)).toString().trim());
+      }),
+    );
+    // Four at once on four slots: four different uids, all from the default --run-as-uids range.
+    expect(new Set(uids).size).toBe(4);
+    for (const uid of uids) expect(uid).toBeGreaterThanOrEqual(1_900_000_000);
   });
 
   it('a failing command is an ordinary result: exit code and stderr, status OK, never cached', async () => {
@@ -156,30 +174,38 @@ describe('Execute on the embedded worker', () => {
     expect((await codeOf(server.clients.ac.getActionResult({ actionDigest }))).code).toBe(Code.NOT_FOUND);
   });
 
-  it('a timed-out action is killed with its whole process group and reported as DEADLINE_EXCEEDED', async () => {
-    const pidFile = join(shared, 'timeout.pid');
+  it('a timed-out action is killed with everything it started and reported as DEADLINE_EXCEEDED', async () => {
+    const mark = newMark('timeout');
     const actionDigest = await fx.action({
       timeoutSeconds: 1,
-      command: { arguments: [SH, '-c', `echo $$ > ${pidFile}; sleep 60 & sleep 60 & wait`] },
+      command: {
+        arguments: [SH, '-c', `${SH} -c 'sleep 60; :' ${mark}-a & ${SH} -c 'sleep 60; :' ${mark}-b & wait`],
+      },
     });
     const { response } = await fx.execute(actionDigest);
     expect(response.status?.code).toBe(Code.DEADLINE_EXCEEDED);
-    const pgid = Number(readFileSync(pidFile, 'utf8'));
-    expect(pgid).toBeGreaterThan(1);
-    // The group leader and both background sleeps are gone by the time the response is sent.
-    expect(liveProcessesInGroup(pgid)).toEqual([]);
+    // Both background shells are gone by the time the response is sent.
+    expect(markedProcesses(mark)).toEqual([]);
     expect((await codeOf(server.clients.ac.getActionResult({ actionDigest }))).code).toBe(Code.NOT_FOUND);
   });
 
-  it('background processes a command leaves behind are killed when it exits', async () => {
-    const pidFile = join(shared, 'leftover.pid');
+  it('background processes a command leaves behind are killed when it exits, setsid or not', async () => {
+    const mark = newMark('leftover');
     const actionDigest = await fx.action({
-      command: { arguments: [SH, '-c', `sleep 60 > /dev/null 2>&1 & echo $! > ${pidFile}`] },
+      command: {
+        arguments: [
+          SH,
+          '-c',
+          `${SH} -c 'sleep 60; :' ${mark}-plain > /dev/null 2>&1 & ` +
+            `setsid ${SH} -c 'sleep 60; :' ${mark}-setsid > /dev/null 2>&1 & ` +
+            `( ( ${SH} -c 'sleep 60; :' ${mark}-double > /dev/null 2>&1 & ) & ); echo started`,
+        ],
+      },
     });
     const { response } = await fx.execute(actionDigest);
     expect(response.result!.exitCode).toBe(0);
-    const pid = Number(readFileSync(pidFile, 'utf8'));
-    expect(isLive(pid)).toBe(false);
+    expect((await fx.read(response.result!.stdoutDigest)).toString()).toBe('started\n');
+    expect(markedProcesses(mark)).toEqual([]);
   });
 
   it('a client that disconnects can collect the result with WaitExecution; the run is not cancelled', async () => {
@@ -219,31 +245,38 @@ describe('Execute on the embedded worker', () => {
   });
 
   it('starts commands from the small spawner process, not from the executor itself', async () => {
-    const { response } = await fx.execute(await fx.action({ command: { arguments: [SH, '-c', 'echo $PPID'] } }));
-    const parent = Number((await fx.read(response.result!.stdoutDigest)).toString());
+    /** The spawner a running, marked action descends from (its sandbox in between), by walking up from it. */
+    const spawnerOf = async (mark: string) => {
+      await waitFor(() => markedProcesses(mark).length > 0);
+      const chain = ancestry(markedProcesses(mark)[0]!);
+      const spawner = chain.find((p) => p.cmdline.includes('spawner-process.mjs'));
+      expect(spawner, JSON.stringify(chain)).toBeDefined();
+      // The executor (this test's process) is the spawner's parent, never the action's.
+      expect(chain.findIndex((p) => p.pid === process.pid)).toBeGreaterThan(chain.indexOf(spawner!));
+      return spawner!.pid;
+    };
+    const mark = newMark('spawner');
+    const running = fx.execute(await fx.action({ command: { arguments: [SH, '-c', 'sleep 5; :', mark] } }));
+    const parent = await spawnerOf(mark);
     expect(parent).not.toBe(process.pid);
-    const parentCommand = readFileSync(`/proc/${parent}/cmdline`, 'utf8');
-    expect(parentCommand).toContain('spawner-process.mjs');
     // A spawner that dies fails the actions it was running, and the next action gets a new one.
-    const running = fx.execute(await fx.action({ command: { arguments: [SH, '-c', 'exec sleep 5'] } }));
-    const childrenOf = (pid: number) =>
-      readFileSync(`/proc/${pid}/task/${pid}/children`, 'utf8').trim().split(' ').filter(Boolean);
-    const commandOf = (pid: string) => readFileSync(`/proc/${pid}/cmdline`, 'utf8').replace(/\0/g, ' ').trim();
-    await waitFor(() => childrenOf(parent).some((pid) => commandOf(pid) === 'sleep 5'));
     process.kill(parent, 'SIGKILL');
     // The kill may land before or after the spawner reported the command started: 137 (killed with it) or
     // 127 ("cannot start": the spawner died first). Either way the action fails, and nothing hangs.
     const killed = (await running).response;
     expect([127, 137]).toContain(killed.result!.exitCode);
-    const after = await fx.execute(
-      await fx.action({ salt: 'after the spawner died', command: { arguments: [SH, '-c', 'echo $PPID'] } }),
+    await waitFor(() => markedProcesses(mark).length === 0);
+    const next = newMark('spawner-after');
+    const after = fx.execute(
+      await fx.action({ salt: 'after the spawner died', command: { arguments: [SH, '-c', 'sleep 0.5; :', next] } }),
     );
-    expect(after.response.result!.exitCode).toBe(0);
-    expect(Number((await fx.read(after.response.result!.stdoutDigest)).toString())).not.toBe(parent);
+    expect(await spawnerOf(next)).not.toBe(parent);
+    expect((await after).response.result!.exitCode).toBe(0);
   });
 
   it('removes every action directory when its action is done', () => {
-    expect(readdirSync(join(server.dir, 'work', 'actions'))).toEqual([]);
+    const left = readdirSync(join(server.dir, 'work', 'actions'));
+    expect(left, JSON.stringify(left.map((d) => readdirSync(join(server.dir, 'work', 'actions', d))))).toEqual([]);
   });
 
   it('WaitExecution and GetOperation of an unknown name are NOT_FOUND', async () => {

@@ -1,0 +1,217 @@
+/**
+ * A cgroup per action: its memory and process limits, an exact "every process of the action" to kill at the end,
+ * and the kernel's own word on whether it was killed for memory. Both layouts are supported:
+ *
+ * - cgroup v2 (one unified hierarchy, most current hosts): one folder, `memory.max`, `pids.max`, `cgroup.kill`,
+ *   OOM kills counted in `memory.events`;
+ * - cgroup v1 (this project's CI and Docker hosts in hybrid mode): one folder in each of the `memory`, `pids` and
+ *   `freezer` hierarchies, `memory.limit_in_bytes`, `pids.max`, OOM kills in `memory.oom_control`, and killing
+ *   through the freezer (frozen processes cannot fork while they are being killed).
+ *
+ * Action groups live under the server's own cgroup (read from /proc/self/cgroup), so whatever limits the
+ * service manager gave larder bound its actions too. Processes enter before their command runs: the spawner puts
+ * itself into the group for the instant of fork() (spawner-process.mjs), so there is no window in which a
+ * command could fork outside it.
+ */
+import { existsSync, readFileSync } from 'node:fs';
+import { appendFile, mkdir, readFile, rmdir, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+
+export interface CgroupLimits {
+  /** Bytes; 0: unlimited. */
+  readonly memoryBytes: number;
+  /** Tasks at once; 0: unlimited. */
+  readonly pids: number;
+}
+
+export interface ActionCgroup {
+  /**
+   * The files a process writes its pid to, to enter the group (one per hierarchy): v1 `tasks`, which moves only
+   * the writing thread (the spawner's main thread, which forks), v2 `cgroup.procs`.
+   */
+  readonly enterFiles: readonly string[];
+  /** Kills every process in the group and resolves once none is left (bounded in time). */
+  killAll(): Promise<void>;
+  /** Whether the kernel killed a process of the group for exceeding its memory limit. */
+  oomKilled(): Promise<boolean>;
+  /** Removes the group; it must be empty (after killAll). */
+  remove(): Promise<void>;
+}
+
+export interface Cgroups {
+  readonly version: 1 | 2;
+  /** The same files of the cgroups this server (and the spawner it forks) lives in: where the spawner goes back. */
+  readonly homeFiles: readonly string[];
+  create(name: string, limits: CgroupLimits): Promise<ActionCgroup>;
+}
+
+const V1_CONTROLLERS = ['memory', 'pids', 'freezer'] as const;
+/** How long killAll waits for a group to empty: a process in uninterruptible sleep (a stuck NFS read) may linger. */
+const EMPTY_LIMIT_MS = 10_000;
+
+/**
+ * The cgroups this process may create action groups in, or null with the reason (not root, no writable
+ * hierarchy). `prefix` names this server's subtree (several servers may share a host).
+ */
+export async function openCgroups(prefix: string): Promise<Cgroups | { unavailable: string }> {
+  const own = ownCgroups();
+  const unified = '/sys/fs/cgroup';
+  const v2Controllers = readOrEmpty(join(unified, 'cgroup.controllers'));
+  if (v2Controllers.includes('memory') && v2Controllers.includes('pids')) {
+    const base = join(unified, own.get('') ?? '/', prefix);
+    try {
+      await setUpV2(join(unified, own.get('') ?? '/'), base);
+      // Set-up may have moved this server into a leaf: its home is where it is now.
+      return v2(base, join(unified, ownCgroups().get('') ?? '/', 'cgroup.procs'));
+    } catch (err) {
+      return { unavailable: `cgroup v2 at ${base}: ${(err as Error).message}` };
+    }
+  }
+  const roots = new Map<string, string>();
+  for (const controller of V1_CONTROLLERS) {
+    const mount = join('/sys/fs/cgroup', controller);
+    if (!existsSync(join(mount, 'cgroup.procs')))
+      return { unavailable: `no cgroup v1 ${controller} hierarchy at ${mount}` };
+    roots.set(controller, join(mount, own.get(controller) ?? '/', prefix));
+  }
+  try {
+    for (const root of roots.values()) await mkdir(root, { recursive: true });
+    // Without hierarchical accounting a child's limit would not count toward larder's own.
+    await writeFile(join(roots.get('memory')!, 'memory.use_hierarchy'), '1').catch(() => undefined);
+  } catch (err) {
+    return { unavailable: `cgroup v1: ${(err as Error).message}` };
+  }
+  const home = V1_CONTROLLERS.map((controller) =>
+    join('/sys/fs/cgroup', controller, own.get(controller) ?? '/', 'tasks'),
+  );
+  return v1(roots, home);
+}
+
+/** controller (or '' for v2) → this process's cgroup path in that hierarchy. */
+function ownCgroups(): Map<string, string> {
+  const own = new Map<string, string>();
+  for (const line of readOrEmpty('/proc/self/cgroup').split('\n')) {
+    const [, controllers, path] = line.split(':');
+    if (controllers === undefined || path === undefined) continue;
+    for (const controller of controllers.split(',')) own.set(controller, path);
+  }
+  return own;
+}
+
+function readOrEmpty(path: string): string {
+  try {
+    return readFileSync(path, 'utf8');
+  } catch {
+    return '';
+  }
+}
+
+function v1(roots: Map<string, string>, homeFiles: string[]): Cgroups {
+  return {
+    version: 1,
+    homeFiles,
+    async create(name, limits) {
+      const dirs = new Map([...roots].map(([controller, root]) => [controller, join(root, name)]));
+      for (const dir of dirs.values()) await mkdir(dir);
+      const memory = dirs.get('memory')!;
+      const freezer = dirs.get('freezer')!;
+      if (limits.memoryBytes > 0) {
+        await writeFile(join(memory, 'memory.limit_in_bytes'), String(limits.memoryBytes));
+        // Swap counts too where the kernel accounts it, so a limit cannot be dodged by swapping.
+        await writeFile(join(memory, 'memory.memsw.limit_in_bytes'), String(limits.memoryBytes)).catch(() => undefined);
+      }
+      if (limits.pids > 0) await writeFile(join(dirs.get('pids')!, 'pids.max'), String(limits.pids));
+      return {
+        enterFiles: [...dirs.values()].map((dir) => join(dir, 'tasks')),
+        async killAll() {
+          await waitEmpty(join(freezer, 'cgroup.procs'), async (pids) => {
+            await writeFile(join(freezer, 'freezer.state'), 'FROZEN').catch(() => undefined);
+            for (const pid of pids) signal(pid);
+            await writeFile(join(freezer, 'freezer.state'), 'THAWED').catch(() => undefined);
+          });
+        },
+        async oomKilled() {
+          const control = await readFile(join(memory, 'memory.oom_control'), 'utf8').catch(() => '');
+          return Number(/^oom_kill (\d+)$/m.exec(control)?.[1] ?? 0) > 0;
+        },
+        async remove() {
+          for (const dir of dirs.values()) await rmdir(dir).catch(() => undefined);
+        },
+      };
+    },
+  };
+}
+
+async function setUpV2(own: string, base: string): Promise<void> {
+  await mkdir(base, { recursive: true });
+  try {
+    await appendFile(join(own, 'cgroup.subtree_control'), '+memory +pids');
+  } catch (err) {
+    // "No internal processes": a cgroup with processes cannot hand controllers down. Move this server's
+    // processes into a leaf of their own (what a service with Delegate=yes is expected to do), then retry.
+    if ((err as NodeJS.ErrnoException).code !== 'EBUSY') throw err;
+    const leaf = join(own, 'larder-server');
+    await mkdir(leaf, { recursive: true });
+    for (const pid of readOrEmpty(join(own, 'cgroup.procs')).split('\n').filter(Boolean))
+      await writeFile(join(leaf, 'cgroup.procs'), pid).catch(() => undefined);
+    await appendFile(join(own, 'cgroup.subtree_control'), '+memory +pids');
+  }
+  await appendFile(join(base, 'cgroup.subtree_control'), '+memory +pids');
+}
+
+function v2(base: string, home: string): Cgroups {
+  return {
+    version: 2,
+    homeFiles: [home],
+    async create(name, limits) {
+      const dir = join(base, name);
+      await mkdir(dir);
+      if (limits.memoryBytes > 0) {
+        await writeFile(join(dir, 'memory.max'), String(limits.memoryBytes));
+        await writeFile(join(dir, 'memory.swap.max'), '0').catch(() => undefined);
+      }
+      if (limits.pids > 0) await writeFile(join(dir, 'pids.max'), String(limits.pids));
+      return {
+        enterFiles: [join(dir, 'cgroup.procs')],
+        async killAll() {
+          await waitEmpty(join(dir, 'cgroup.procs'), async (pids) => {
+            const killed = await writeFile(join(dir, 'cgroup.kill'), '1').then(
+              () => true,
+              () => false, // kernels before 5.14 have no cgroup.kill
+            );
+            if (!killed) for (const pid of pids) signal(pid);
+          });
+        },
+        async oomKilled() {
+          const events = await readFile(join(dir, 'memory.events'), 'utf8').catch(() => '');
+          return Number(/^oom_kill (\d+)$/m.exec(events)?.[1] ?? 0) > 0;
+        },
+        async remove() {
+          await rmdir(dir).catch(() => undefined);
+        },
+      };
+    },
+  };
+}
+
+/**
+ * Kills until `procs` lists no process. There is no event for "a cgroup emptied" that works on both layouts, so
+ * this asks at a short interval, bounded in time.
+ */
+async function waitEmpty(procs: string, kill: (pids: number[]) => Promise<void>): Promise<void> {
+  const deadline = Date.now() + EMPTY_LIMIT_MS;
+  for (let round = 0; Date.now() < deadline; round++) {
+    const pids = (await readFile(procs, 'utf8').catch(() => '')).split('\n').filter(Boolean).map(Number);
+    if (pids.length === 0) return;
+    await kill(pids);
+    await new Promise((resolve) => setTimeout(resolve, round < 10 ? 1 : 10));
+  }
+}
+
+function signal(pid: number): void {
+  try {
+    process.kill(pid, 'SIGKILL');
+  } catch {
+    // gone already
+  }
+}
