@@ -151,7 +151,9 @@ export class PersistentWorkerPool {
     const slot: WorkerSlot = { key, hint, id, dir, identity, process: null, idleSince: Date.now() };
     this.slots.add(slot);
     await rm(dir, { recursive: true, force: true });
-    await mkdir(dir, { recursive: true, mode: 0o700 });
+    // The slots' folder lets each slot's uid through to its own folder (0711) but not list the others.
+    await mkdir(this.options.dir, { recursive: true, mode: 0o711 });
+    await mkdir(dir, { mode: 0o700 });
     if (identity !== null) await chown(dir, identity.uid, identity.gid);
     return slot;
   }

@@ -3,7 +3,8 @@
  * them through a real executor's Execution service: the execution suites share it.
  */
 import { create, toBinary, type MessageInitShape } from '@bufbuild/protobuf';
-import { readdirSync, readFileSync } from 'node:fs';
+import { readdirSync, readFileSync, readlinkSync, statSync } from 'node:fs';
+import { join } from 'node:path';
 import { anyUnpack } from '@bufbuild/protobuf/wkt';
 import {
   ActionSchema,
@@ -193,4 +194,16 @@ export function isLive(pid: number): boolean {
   } catch {
     return false;
   }
+}
+
+/** A host folder as a TreeSpec (files with their exec bits, symlinks as symlinks), to upload as an input root. */
+export function treeOf(dir: string): TreeSpec {
+  const spec: TreeSpec = {};
+  for (const entry of readdirSync(dir, { withFileTypes: true })) {
+    const path = join(dir, entry.name);
+    if (entry.isSymbolicLink()) spec[entry.name] = { symlink: readlinkSync(path) };
+    else if (entry.isDirectory()) spec[entry.name] = treeOf(path);
+    else spec[entry.name] = { content: readFileSync(path), executable: (statSync(path).mode & 0o100) !== 0 };
+  }
+  return spec;
 }

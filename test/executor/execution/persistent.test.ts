@@ -1,7 +1,6 @@
 // Remote persistent workers on the local runner, against a real executor and real worker processes: the test
 // workspace's JSON worker (with misbehaviours on request) and a protobuf worker made with @bazel/worker.
-import { chmodSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Code } from '../../../executor/grpc-status.ts';
@@ -9,7 +8,7 @@ import type { Digest } from '../../../shared/proto/gen/build/bazel/remote/execut
 import { WORKSPACE_TEMPLATE } from '../../bazel/bazel.ts';
 import { REPO_ROOT } from '../../helpers/tools.ts';
 import { codeOf, drain, startTestServer, type TestServer } from '../helpers.ts';
-import { ActionFixture, isLive } from './fixture.ts';
+import { ActionFixture, type TreeSpec, treeOf } from './fixture.ts';
 
 const JSON_WORKER = readFileSync(join(WORKSPACE_TEMPLATE, 'tools/upper_worker.js'));
 const PROTO_WORKER = readFileSync(join(import.meta.dirname, 'workers/proto-worker.js'));
@@ -18,17 +17,13 @@ const NODE = process.execPath;
 describe('remote persistent workers (local runner)', () => {
   let server: TestServer;
   let fx: ActionFixture;
-  let shared: string;
 
   beforeAll(async () => {
     server = await startTestServer({ args: ['--persistent-workers', 'local', '--concurrency', '2'] });
     fx = new ActionFixture(server.clients);
-    shared = mkdtempSync(join(tmpdir(), 'larder-pw-shared-'));
-    chmodSync(shared, 0o777);
   });
   afterAll(async () => {
     await server?.stop();
-    rmSync(shared, { recursive: true, force: true });
   });
 
   const stats = () => server.executor.persistentWorkers!.stats();
@@ -43,12 +38,15 @@ describe('remote persistent workers (local runner)', () => {
     startup?: string[];
     env?: Record<string, string>;
     timeoutSeconds?: number;
+    /** More of the input root (a tool's node_modules). */
+    extra?: TreeSpec;
   }): Promise<Digest> {
     const flags = `${[`in/${options.name}.txt`, `out/${options.name}.TXT`, ...(options.directives ?? [])].join('\n')}\n`;
     const inputRoot = await fx.tree({
       tools: { 'worker.js': { content: options.worker ?? JSON_WORKER, executable: true } },
       in: { [`${options.name}.txt`]: options.content ?? `content of ${options.name}\n` },
       [`${options.name}.args`]: flags,
+      ...options.extra,
     });
     return fx.action({
       inputRoot,
@@ -60,6 +58,21 @@ describe('remote persistent workers (local runner)', () => {
         outputFiles: [`out/${options.name}.TXT`],
       },
     });
+  }
+
+  /**
+   * @bazel/worker and its one dependency as input files, as a client stages a tool's node_modules: the sandbox
+   * shows an action nothing of the host beyond its system folders, so the repo's node_modules is not there.
+   */
+  async function workerModulesTree(): Promise<TreeSpec> {
+    return {
+      '@bazel': { worker: treeOf(join(REPO_ROOT, 'node_modules/@bazel/worker')) },
+      'google-protobuf': treeOf(join(REPO_ROOT, 'node_modules/google-protobuf')),
+    };
+  }
+
+  async function workerModules(): Promise<Digest> {
+    return fx.tree(await workerModulesTree());
   }
 
   async function run(actionDigest: Digest) {
@@ -109,19 +122,18 @@ describe('remote persistent workers (local runner)', () => {
   });
 
   it('a worker that dies mid-request is replaced and the action retried once on a fresh one', async () => {
-    const marker = join(shared, `crashed-${Date.now()}`);
     const before = stats().started;
+    // The marker lives in the slot's folder, which stays as it is between the two attempts of one action.
     const response = await run(
       await workerAction({
         name: 'crash',
-        directives: [`crash-once:${marker}`],
+        directives: ['crash-once:crash-marker'],
         platform: { 'cache-silo-key': 'crash' },
       }),
     );
     expect(response.result!.exitCode).toBe(0);
     expect((await fx.read(response.result!.outputFiles[0]!.digest)).toString()).toBe('CONTENT OF CRASH\n');
     expect(stats().started - before).toBe(2);
-    expect(isLive(Number(readFileSync(marker, 'utf8')))).toBe(false);
   });
 
   it('a worker that writes garbage is killed; twice, and the action fails with a clear message', async () => {
@@ -169,9 +181,9 @@ describe('remote persistent workers (local runner)', () => {
 
   // Bazel ≥ 6 (--experimental_remote_mark_tool_inputs) marks the tool's files and sets the key itself; the client's
   // key is the same for every action here: only the server's own key (tool digests) tells the versions apart.
-  for (const [protocol, worker, env] of [
-    ['json', JSON_WORKER, {}],
-    ['proto', PROTO_WORKER, { NODE_PATH: join(REPO_ROOT, 'node_modules') }],
+  for (const [protocol, worker] of [
+    ['json', JSON_WORKER],
+    ['proto', PROTO_WORKER],
   ] as const) {
     it(`Bazel ≥ 6's request shape (${protocol} worker): tool inputs marked bazel_tool_input key the pool; other inputs do not`, async () => {
       const before = stats().started;
@@ -182,6 +194,7 @@ describe('remote persistent workers (local runner)', () => {
           Buffer.from(`in.txt\nout.txt\n`),
         );
         const inputRoot = await fx.directory({
+          ...(protocol === 'proto' ? { directories: [{ name: 'node_modules', digest: await workerModules() }] } : {}),
           files: [
             { name: 'args', digest: flags },
             { name: 'in.txt', digest: input },
@@ -204,7 +217,6 @@ describe('remote persistent workers (local runner)', () => {
             command: {
               arguments: [NODE, 'worker.js', '@args'],
               outputFiles: ['out.txt'],
-              environmentVariables: Object.entries(env).map(([n, v]) => ({ name: n, value: v })),
             },
           }),
         );
@@ -226,7 +238,7 @@ describe('remote persistent workers (local runner)', () => {
           name: `proto${i}`,
           worker: PROTO_WORKER,
           platform: { persistentWorkerProtocol: 'proto', 'cache-silo-key': 'proto' },
-          env: { NODE_PATH: join(REPO_ROOT, 'node_modules') },
+          extra: { node_modules: await workerModulesTree() },
         }),
       );
       expect(response.result!.exitCode, (await fx.read(response.result!.stderrDigest)).toString()).toBe(0);

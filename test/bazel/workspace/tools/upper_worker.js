@@ -11,6 +11,9 @@
 // the output: where am I running?).
 
 const fs = require('node:fs');
+// Which process answered, for tests that count worker processes: pids say nothing across sandboxes, each of
+// which has a PID namespace of its own.
+const processId = require('node:crypto').randomUUID();
 
 const delayArg = process.argv.find((a) => a.startsWith('--startup-delay-ms='));
 const delay = delayArg === undefined ? 0 : Number(delayArg.split('=')[1]);
@@ -40,7 +43,7 @@ function work(args) {
   }
   for (let i = 0; i + 1 < pairs.length; i += 2)
     fs.writeFileSync(pairs[i + 1], fs.readFileSync(pairs[i], 'utf8').toUpperCase());
-  return { exitCode: 0, output: `upper-cased ${pairs.length >> 1} file(s) in pid ${process.pid}\n${extra}` };
+  return { exitCode: 0, output: `upper-cased ${pairs.length >> 1} file(s) in process ${processId}\n${extra}` };
 }
 
 if (!process.argv.includes('--persistent_worker')) {

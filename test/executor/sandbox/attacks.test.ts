@@ -1,0 +1,315 @@
+// Issue 17's table, tried as an attacker would against a real `larder executor` process (as root in CI, so
+// actions run as uids of their own): each test is one row, and each failed before the sandbox existed.
+import { execFileSync } from 'node:child_process';
+import { mkdirSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
+import { fromBinary } from '@bufbuild/protobuf';
+import { createServer, type Server } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { Code } from '../../../executor/grpc-status.ts';
+import { TreeSchema } from '../../../shared/proto/gen/build/bazel/remote/execution/v2/remote_execution_pb.ts';
+import { markedProcesses, newMark } from '../../helpers/marked-processes.ts';
+import { startRedis, type TestRedis } from '../../helpers/redis.ts';
+import { ActionFixture } from '../execution/fixture.ts';
+import { type Clients, clientsFor, codeOf, type ExecutorProcess, startExecutorProcess } from '../helpers.ts';
+
+const SH = '/bin/sh';
+const NODE = '/usr/bin/node';
+const isRoot = process.getuid?.() === 0;
+
+/** A node one-liner that tries a TCP connection and prints `connected` or the error code. */
+function connectScript(port: number): string[] {
+  return [
+    NODE,
+    '-e',
+    `require('net').connect(${port}, '127.0.0.1').on('connect', () => { console.log('connected'); process.exit(0) })` +
+      `.on('error', (e) => { console.log(e.code); process.exit(0) })`,
+  ];
+}
+
+describe('a sandboxed executor under attack', () => {
+  let executor: ExecutorProcess;
+  let clients: Clients;
+  let fx: ActionFixture;
+  let storeDir: string;
+
+  beforeAll(async () => {
+    storeDir = mkdtempSync(join(tmpdir(), 'larder-attack-store-'));
+    executor = await startExecutorProcess(['--store', `disk:${storeDir}`, '--concurrency', '4']);
+    clients = clientsFor(`127.0.0.1:${executor.port}`);
+    fx = new ActionFixture(clients);
+  });
+  afterAll(async () => {
+    clients?.close();
+    await executor?.stop();
+    rmSync(storeDir, { recursive: true, force: true });
+  });
+
+  it('row 1: an action cannot reach a concurrent action through /proc/*/cwd, and its cached output is its own', async () => {
+    const victim = fx.execute(
+      await fx.action({
+        command: {
+          arguments: [SH, '-c', 'echo original > out.txt; sleep 1.5; cp out.txt result.txt'],
+          outputPaths: ['result.txt'],
+        },
+      }),
+    );
+    const attack = await fx.execute(
+      await fx.action({
+        command: {
+          arguments: [
+            SH,
+            '-c',
+            'sleep 0.5; for d in /proc/[0-9]*/cwd; do echo tampered > "$d/out.txt" 2>/dev/null && echo "wrote $d"; done; ' +
+              `find / -xdev -name out.txt 2>/dev/null | while read f; do echo tampered > "$f" 2>/dev/null && echo "wrote $f"; done; ` +
+              'ls /proc | grep -c "^[0-9]"',
+          ],
+        },
+      }),
+    );
+    // What it could write to is its own folder only (every /proc/N/cwd is one of its own processes).
+    const attackOut = (await fx.read(attack.response.result!.stdoutDigest)).toString();
+    // A PID namespace of its own: bwrap's init, the shell and its children, nothing of anyone else.
+    expect(Number(attackOut.trim().split('\n').at(-1))).toBeLessThan(8);
+    const { response } = await victim;
+    expect(response.result!.exitCode).toBe(0);
+    const file = response.result!.outputFiles.find((f) => f.path === 'result.txt')!;
+    expect((await fx.read(file.digest)).toString()).toBe('original\n');
+  });
+
+  it('rows 2 and 3: kill -9 -1 in one action harms no other action; nothing it starts outlives it', async () => {
+    const mark = newMark('outlive');
+    const victim = fx.execute(
+      await fx.action({ command: { arguments: [SH, '-c', 'sleep 1.5; echo survived'] }, salt: mark }),
+    );
+    const attack = await fx.execute(
+      await fx.action({
+        command: {
+          arguments: [
+            SH,
+            '-c',
+            `sleep 0.3; setsid ${SH} -c 'sleep 60; :' ${mark} > /dev/null 2>&1 & sleep 0.2; kill -9 -1; echo after`,
+          ],
+        },
+      }),
+    );
+    // kill -1 reached only the attacker's own namespace (itself included): the victim runs on.
+    expect(attack.response.status?.code ?? 0).toBe(Code.OK);
+    const { response } = await victim;
+    expect(response.result!.exitCode).toBe(0);
+    expect((await fx.read(response.result!.stdoutDigest)).toString()).toBe('survived\n');
+    expect(markedProcesses(mark)).toEqual([]);
+  });
+
+  it('row 5: an action sees neither the store nor any folder of the host outside its own', async () => {
+    const [blob] = await fx.upload(Buffer.from('secret blob of another instance'));
+    const { response } = await fx.execute(
+      await fx.action({
+        command: {
+          arguments: [
+            SH,
+            '-c',
+            `ls ${storeDir} 2>&1; find ${storeDir} -type f 2>/dev/null | head -1; ls /root /home 2>&1 | head -3; ` +
+              'cat /etc/shadow 2>&1 | head -1; echo done',
+          ],
+        },
+      }),
+    );
+    const out = (await fx.read(response.result!.stdoutDigest)).toString();
+    expect(out).toContain('No such file or directory');
+    expect(out).not.toContain(blob!.hash);
+    expect(out).not.toMatch(/^root:/m);
+    expect(out.trim().endsWith('done')).toBe(true);
+  });
+
+  it("row 6: an action reaches neither the executor's port nor any other service on the host's loopback", async () => {
+    const redis: TestRedis = await startRedis();
+    try {
+      for (const port of [executor.port, redis.port]) {
+        const { response } = await fx.execute(await fx.action({ command: { arguments: connectScript(port) } }));
+        expect((await fx.read(response.result!.stdoutDigest)).toString().trim()).toBe('ECONNREFUSED');
+      }
+    } finally {
+      await redis.stop();
+    }
+  });
+
+  it('row 6: network=on is refused unless the server allows it', async () => {
+    const { response } = await fx.execute(
+      await fx.action({ command: { arguments: connectScript(executor.port) }, platform: { network: 'on' } }),
+    );
+    expect(response.status?.code).toBe(Code.INVALID_ARGUMENT);
+    expect(response.status?.message).toContain('--allow-network');
+  });
+
+  it('row 7: a 1 MiB argument is INVALID_ARGUMENT for its action alone; a neighbour runs on', async () => {
+    const neighbour = fx.execute(await fx.action({ command: { arguments: [SH, '-c', 'sleep 1; echo fine'] } }));
+    const { response } = await fx.execute(
+      await fx.action({ command: { arguments: ['/bin/echo', 'x'.repeat(1024 * 1024)] } }),
+    );
+    expect(response.status?.code).toBe(Code.INVALID_ARGUMENT);
+    expect(response.status?.message).toContain('E2BIG');
+    const other = (await neighbour).response;
+    expect(other.result!.exitCode).toBe(0);
+    expect((await fx.read(other.result!.stdoutDigest)).toString()).toBe('fine\n');
+  });
+
+  it('a missing program is still "cannot start" (127), from inside the sandbox', async () => {
+    const { response } = await fx.execute(await fx.action({ command: { arguments: ['./no-such-tool'] } }));
+    expect(response.result!.exitCode).toBe(127);
+    expect((await fx.read(response.result!.stderrDigest)).toString()).toContain('no such file or program');
+  });
+});
+
+describe('a sandboxed executor that allows the network', () => {
+  let executor: ExecutorProcess;
+  let clients: Clients;
+  let listener: Server;
+  let port = 0;
+
+  beforeAll(async () => {
+    executor = await startExecutorProcess(['--allow-network']);
+    clients = clientsFor(`127.0.0.1:${executor.port}`);
+    listener = createServer((socket) => socket.end());
+    await new Promise<void>((resolve) => listener.listen(0, '127.0.0.1', resolve));
+    port = (listener.address() as { port: number }).port;
+  });
+  afterAll(async () => {
+    clients?.close();
+    await executor?.stop();
+    listener?.close();
+  });
+
+  it('gives the host network to an action that asks (network=on), and none to one that does not', async () => {
+    const fx = new ActionFixture(clients);
+    const asked = await fx.execute(
+      await fx.action({ command: { arguments: connectScript(port) }, platform: { network: 'on' } }),
+    );
+    expect((await fx.read(asked.response.result!.stdoutDigest)).toString().trim()).toBe('connected');
+    const plain = await fx.execute(await fx.action({ command: { arguments: connectScript(port) } }));
+    expect((await fx.read(plain.response.result!.stdoutDigest)).toString().trim()).toBe('ECONNREFUSED');
+  });
+});
+
+describe.runIf(isRoot || process.env.CI === 'true')('cgroup limits of an action', () => {
+  let executor: ExecutorProcess;
+  let clients: Clients;
+  let fx: ActionFixture;
+
+  beforeAll(async () => {
+    if (!isRoot) throw new Error('the cgroup suite needs root (CI runs as root)');
+    executor = await startExecutorProcess(['--action-memory', '64MiB', '--action-pids', '24']);
+    clients = clientsFor(`127.0.0.1:${executor.port}`);
+    fx = new ActionFixture(clients);
+  });
+  afterAll(async () => {
+    clients?.close();
+    await executor?.stop();
+  });
+
+  it('an action past --action-memory is OOM-killed, reported as 137, and not cached', async () => {
+    const actionDigest = await fx.action({
+      command: { arguments: [NODE, '-e', 'const a = []; for (;;) a.push(Buffer.alloc(8e6, 1));'] },
+    });
+    const { response } = await fx.execute(actionDigest);
+    expect(response.result!.exitCode).toBe(137);
+    expect(response.message).toContain('ran out of memory');
+    expect((await codeOf(clients.ac.getActionResult({ actionDigest }))).code).toBe(Code.NOT_FOUND);
+  });
+
+  it('an action cannot have more processes than --action-pids', async () => {
+    const mark = newMark('pids');
+    const { response } = await fx.execute(
+      await fx.action({
+        command: {
+          arguments: [
+            SH,
+            '-c',
+            `i=0; while [ $i -lt 60 ]; do ${SH} -c 'sleep 5; :' ${mark} 2>/dev/null & i=$((i+1)); done 2>/dev/null; ` +
+              'ls /proc | grep -c "^[0-9]"',
+          ],
+        },
+      }),
+    );
+    expect(Number((await fx.read(response.result!.stdoutDigest)).toString().trim())).toBeLessThanOrEqual(24);
+    expect(markedProcesses(mark)).toEqual([]);
+  });
+});
+
+describe.runIf(isRoot || process.env.CI === 'true')('a full work disk', () => {
+  let executor: ExecutorProcess;
+  let clients: Clients;
+  let mountPoint: string;
+
+  beforeAll(async () => {
+    if (!isRoot) throw new Error('mounting the small tmpfs needs root (CI runs as root)');
+    mountPoint = mkdtempSync(join(tmpdir(), 'larder-full-disk-'));
+    execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=24m,mode=0755', 'tmpfs', mountPoint]);
+    mkdirSync(join(mountPoint, 'work'));
+    executor = await startExecutorProcess(['--work-dir', join(mountPoint, 'work')]);
+    clients = clientsFor(`127.0.0.1:${executor.port}`);
+  });
+  afterAll(async () => {
+    clients?.close();
+    await executor?.stop();
+    if (mountPoint !== undefined) {
+      execFileSync('umount', [mountPoint]);
+      rmSync(mountPoint, { recursive: true, force: true });
+    }
+  });
+
+  it('row 9: stdout that does not fit is RESOURCE_EXHAUSTED, never an empty cached result', async () => {
+    const fx = new ActionFixture(clients);
+    const actionDigest = await fx.action({
+      command: { arguments: [SH, '-c', 'head -c 50000000 /dev/zero; echo exit-zero >&2'] },
+    });
+    const { response } = await fx.execute(actionDigest);
+    expect(response.status?.code).toBe(Code.RESOURCE_EXHAUSTED);
+    expect((await codeOf(clients.ac.getActionResult({ actionDigest }))).code).toBe(Code.NOT_FOUND);
+    // The work folder is left as it was: nothing of the action's stays behind.
+    expect(readdirSync(join(mountPoint, 'work', 'actions'))).toEqual([]);
+  });
+});
+
+describe('the input root as the file system root (BuildStream, buildbox clients)', () => {
+  let executor: ExecutorProcess;
+  let clients: Clients;
+
+  beforeAll(async () => {
+    executor = await startExecutorProcess([]);
+    clients = clientsFor(`127.0.0.1:${executor.port}`);
+  });
+  afterAll(async () => {
+    clients?.close();
+    await executor?.stop();
+  });
+
+  it("runs BuildStream 2's action for a trivial element in a busybox sysroot and returns hello.txt", async () => {
+    const fx = new ActionFixture(clients);
+    const busybox = new Uint8Array(execFileSync('cat', ['/bin/busybox'], { maxBuffer: 64 * 1024 * 1024 }));
+    const inputRoot = await fx.tree({
+      bin: { busybox: { content: busybox, executable: true }, sh: { symlink: 'busybox' } },
+      buildstream: { project: { element: {} } },
+    });
+    const { response } = await fx.execute(
+      await fx.action({
+        inputRoot,
+        platform: { ISA: 'x86-64', OSFamily: 'linux', 'filesystem-root': 'input' },
+        command: {
+          arguments: ['sh', '-c', '-e', 'mkdir -p /buildstream-install\necho hello > /buildstream-install/hello.txt\n'],
+          workingDirectory: 'buildstream/project/element',
+          environmentVariables: [{ name: 'PATH', value: '/bin' }],
+          outputDirectories: ['.', '../../../buildstream-install'],
+        },
+      }),
+    );
+    expect(response.status?.code ?? 0, response.status?.message).toBe(Code.OK);
+    expect(response.result!.exitCode, (await fx.read(response.result!.stderrDigest)).toString()).toBe(0);
+    const install = response.result!.outputDirectories.find((d) => d.path === '../../../buildstream-install');
+    expect(install, JSON.stringify(response.result!.outputDirectories.map((d) => d.path))).toBeDefined();
+    const tree = fromBinary(TreeSchema, await fx.read(install!.treeDigest));
+    const hello = tree.root!.files.find((f) => f.name === 'hello.txt');
+    expect((await fx.read(hello!.digest)).toString()).toBe('hello\n');
+  });
+});
