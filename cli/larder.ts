@@ -3,6 +3,7 @@
  * `larder --version` and `larder credential-helper get` (which Bazel runs and waits for) load none of the servers.
  */
 import packageJson from '../package.json' with { type: 'json' };
+import { hideCommandLine } from '../executor/command-line.ts';
 import { isLarderError } from '../shared/errors.ts';
 
 const USAGE = `usage: larder <command> [options]
@@ -19,6 +20,8 @@ commands:
 
 async function main(argv: string[]): Promise<number> {
   const [command, ...args] = argv;
+  // First of all: a password on the command line is readable by every process on the host until hidden.
+  if (command === 'executor' || command === 'worker') hideCommandLine(command, args);
   switch (command) {
     case 'edge': {
       const { EDGE_OPTIONS, optionsHelp, parseEdgeConfig } = await import('../shared/config.ts');
@@ -46,7 +49,7 @@ async function main(argv: string[]): Promise<number> {
         return 0;
       }
       const { startExecutor } = await import('../executor/start.ts');
-      const executor = await startExecutor(parseExecutorConfig(args, process.env));
+      const executor = await startExecutor(parseExecutorConfig(args, process.env), { commandLine: args });
       const stop = () => void executor.close().then(() => process.exit(0));
       process.once('SIGINT', stop);
       process.once('SIGTERM', stop);
@@ -61,7 +64,7 @@ async function main(argv: string[]): Promise<number> {
         return 0;
       }
       const { startWorkerProcess } = await import('../executor/worker/process.ts');
-      const worker = await startWorkerProcess(parseWorkerConfig(args, process.env));
+      const worker = await startWorkerProcess(parseWorkerConfig(args, process.env), { commandLine: args });
       const stop = () => void worker.close().then(() => process.exit(0));
       process.once('SIGINT', stop);
       process.once('SIGTERM', stop);

@@ -9,6 +9,7 @@ import { readFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { checkExposure } from '../shared/auth/exposure.ts';
+import { warnAboutPasswords } from './command-line.ts';
 import { describeAuth, openAccessGate } from '../shared/auth/from-config.ts';
 import type { AccessGate } from '../shared/auth/gate.ts';
 import type { ExecutorConfig } from '../shared/config.ts';
@@ -26,7 +27,8 @@ import { executionMetrics, type ExecutionSource } from './execution/metrics.ts';
 import { type MetricsServer, startMetricsServer } from './metrics-server.ts';
 import { widenReceiveWindows } from './grpc/flow-control.ts';
 import { MemoryScheduler } from './scheduler/memory-scheduler.ts';
-import { RedisScheduler, redactUrl } from './scheduler/redis/redis-scheduler.ts';
+import { redactUrl } from './scheduler/redis/connection.ts';
+import { RedisScheduler } from './scheduler/redis/redis-scheduler.ts';
 import type { Scheduler } from './scheduler/scheduler.ts';
 import { createExecutorServer } from './server.ts';
 import { startInProcessWorkers, type WorkerPool } from './worker/in-process.ts';
@@ -58,6 +60,8 @@ export interface StartOptions {
   pools?: WorkerPool[];
   /** How often Execute streams hear from a running action; default KEEPALIVE_MS (tests shorten it). */
   keepaliveMs?: number;
+  /** The arguments larder was started with (the CLI passes them, already hidden from /proc): warned about. */
+  commandLine?: readonly string[];
 }
 
 /** How often Execute and WaitExecution streams hear from a long action. */
@@ -67,6 +71,7 @@ const MiB = 1024 * 1024;
 
 export async function startExecutor(config: ExecutorConfig, options: StartOptions = {}): Promise<RunningExecutor> {
   const log = createLogger(config.logLevel, config.logFormat);
+  if (options.commandLine !== undefined) warnAboutPasswords(options.commandLine, log);
   checkExposure({ host: config.listen.host, auth: config.auth, tls: config.tls !== null, plainProtocol: 'grpc' }, log);
   const gate = await openAccessGate(config.auth, log);
   log.info('authentication', { auth: describeAuth(config.auth) });
@@ -110,7 +115,13 @@ async function serve(
   const { queue } = config.execution;
   const scheduler: Scheduler | null =
     queue !== 'memory'
-      ? await RedisScheduler.open({ url: queue, log, leaseMs: config.execution.queueLeaseMs })
+      ? await RedisScheduler.open({
+          url: queue,
+          passwordFile: config.execution.queuePasswordFile,
+          caPath: config.execution.queueCaPath,
+          log,
+          leaseMs: config.execution.queueLeaseMs,
+        })
       : hasWorkers
         ? new MemoryScheduler()
         : null;

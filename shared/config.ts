@@ -108,6 +108,10 @@ export interface ExecutionConfig {
   queue: string;
   /** With a Redis queue: how long a claimed action stays a silent worker's before it is requeued. */
   queueLeaseMs: number;
+  /** With a Redis queue: a file holding its password ('' : none, or the URL's), so none is on a command line. */
+  queuePasswordFile: string;
+  /** With a rediss:// queue: PEM CA its server's certificate is checked against ('' : the system's roots). */
+  queueCaPath: string;
 }
 
 /** `larder worker`: a worker in its own process, taking jobs from a fleet's Redis queue. */
@@ -494,7 +498,7 @@ export const EXECUTOR_OPTIONS: readonly OptionRow[] = [
   {
     flag: 'queue',
     env: 'LARDER_QUEUE',
-    help: 'memory (this process only) or redis://HOST:PORT, the queue a fleet of frontends and workers shares',
+    help: 'memory (this process only) or redis://[USER@]HOST:PORT (rediss:// for TLS), the queue a fleet shares',
     default: () => 'memory',
   },
   {
@@ -502,6 +506,18 @@ export const EXECUTOR_OPTIONS: readonly OptionRow[] = [
     env: 'LARDER_QUEUE_LEASE',
     help: 'with a Redis queue: how long a worker that stops renewing keeps its action before it goes to another worker',
     default: () => '30s',
+  },
+  {
+    flag: 'queue-password-file',
+    env: 'LARDER_QUEUE_PASSWORD_FILE',
+    help: "file holding the Redis queue's password (one line): never put it in the --queue URL on a command line",
+    default: () => '',
+  },
+  {
+    flag: 'queue-ca',
+    env: 'LARDER_QUEUE_CA',
+    help: "PEM CA certificate for a rediss:// queue with a private CA (default: the system's roots)",
+    default: () => '',
   },
 ];
 
@@ -534,7 +550,15 @@ const WORKER_HOST_FLAGS = [
  */
 export const WORKER_OPTIONS: readonly OptionRow[] = [
   ...EXECUTOR_OPTIONS.filter((row) =>
-    [...WORKER_HOST_FLAGS, 'queue', 'queue-lease', 'log-level', 'log-format'].includes(row.flag),
+    [
+      ...WORKER_HOST_FLAGS,
+      'queue',
+      'queue-lease',
+      'queue-password-file',
+      'queue-ca',
+      'log-level',
+      'log-format',
+    ].includes(row.flag),
   ),
   {
     flag: 'frontend',
@@ -662,6 +686,7 @@ function parseExecutionOptions(values: Record<string, string>): ExecutionConfig 
     persistentWorkers: parseRunnerList('persistent-workers', values['persistent-workers']!),
     queue: parseQueue(values.queue!),
     queueLeaseMs: parseLease(values['queue-lease']!),
+    ...parseQueueSecrets(values),
   };
 }
 
@@ -706,6 +731,21 @@ function parseLease(text: string): number {
   if (ms < 1000)
     throw new LarderError('invalid_argument', `--queue-lease must be at least 1s, not ${JSON.stringify(text)}`);
   return ms;
+}
+
+/** --queue-password-file and --queue-ca, which only a Redis queue (a TLS one, for the CA) can use. */
+function parseQueueSecrets(values: Record<string, string>): Pick<ExecutionConfig, 'queuePasswordFile' | 'queueCaPath'> {
+  const queue = values.queue!;
+  const queuePasswordFile = values['queue-password-file']!;
+  const queueCaPath = values['queue-ca']!;
+  if (queuePasswordFile !== '' && !isRedisUrl(queue))
+    throw new LarderError(
+      'invalid_argument',
+      '--queue-password-file is for a Redis queue: give --queue redis://HOST:PORT',
+    );
+  if (queueCaPath !== '' && !queue.startsWith('rediss://'))
+    throw new LarderError('invalid_argument', '--queue-ca is for a TLS queue: give --queue rediss://HOST:PORT');
+  return { queuePasswordFile, queueCaPath };
 }
 
 function parseQueue(text: string): string {

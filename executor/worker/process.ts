@@ -11,6 +11,7 @@ import type { WorkerConfig } from '../../shared/config.ts';
 import { LarderError } from '../../shared/errors.ts';
 import { createLogger } from '../../shared/log.ts';
 import { describeWorkerPlatform, workerPlatform } from '../execution/platform.ts';
+import { warnAboutPasswords } from '../command-line.ts';
 import { RedisScheduler } from '../scheduler/redis/redis-scheduler.ts';
 import { openFrontend } from './frontend.ts';
 import { grpcActionCacheWriter, grpcCas } from './grpc-cas.ts';
@@ -26,9 +27,10 @@ export interface RunningWorker {
 
 export async function startWorkerProcess(
   config: WorkerConfig,
-  options: { announce?: boolean } = {},
+  options: { announce?: boolean; commandLine?: readonly string[] } = {},
 ): Promise<RunningWorker> {
   const log = createLogger(config.logLevel, config.logFormat);
+  if (options.commandLine !== undefined) warnAboutPasswords(options.commandLine, log);
   const frontend = openFrontend({
     url: config.frontend,
     caPath: config.frontendCaPath,
@@ -40,7 +42,13 @@ export async function startWorkerProcess(
     frontend.close();
     throw err;
   }
-  const scheduler = await RedisScheduler.open({ url: config.queue, log, leaseMs: config.queueLeaseMs });
+  const scheduler = await RedisScheduler.open({
+    url: config.queue,
+    passwordFile: config.execution.queuePasswordFile,
+    caPath: config.execution.queueCaPath,
+    log,
+    leaseMs: config.queueLeaseMs,
+  });
   const host = await openWorkerHost(config.execution, log);
   const platform = workerPlatform(config.execution.platform, host.runnerKinds);
   const name = `${hostname()}/${normalArch()}/${process.pid}`;

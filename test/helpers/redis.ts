@@ -1,6 +1,7 @@
 /**
  * A real redis-server (Debian's) for one test file: its own port and data folder, stopped by PID. It can be
- * stopped and started again on the same port and data (append-only file on), as a Redis restart.
+ * stopped and started again on the same port and data (append-only file on), as a Redis restart. Optionally
+ * locked as a fleet's Redis should be: a password (requirepass), an ACL user instead of the default one, TLS.
  */
 import { type ChildProcess, spawn } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
@@ -16,7 +17,17 @@ export function haveRedis(): boolean {
   return requireTool('redis-server', REDIS_SERVER, 'apt-get install redis-server');
 }
 
+export interface TestRedisOptions {
+  /** Clients must AUTH with this password (the default user's, `requirepass`). */
+  password?: string;
+  /** The default user is off; this user may do what `rules` say (default: everything), after AUTH NAME PASSWORD. */
+  aclUser?: { name: string; password: string; rules?: string[] };
+  /** Serve TLS only (no plain port) with this certificate; the url is then rediss://, without client certificates. */
+  tls?: { certPath: string; keyPath: string; caPath: string };
+}
+
 export interface TestRedis {
+  /** redis:// or rediss://127.0.0.1:PORT, without credentials. */
   url: string;
   port: number;
   pid(): number;
@@ -26,7 +37,7 @@ export interface TestRedis {
   close(): Promise<void>;
 }
 
-export async function startRedis(): Promise<TestRedis> {
+export async function startRedis(options: TestRedisOptions = {}): Promise<TestRedis> {
   const dir = mkdtempSync(join(tmpdir(), 'larder-redis-'));
   const port = await freeLoopbackPort();
   let child: ChildProcess | null = null;
@@ -36,8 +47,7 @@ export async function startRedis(): Promise<TestRedis> {
     const proc = spawn(
       REDIS_SERVER!,
       [
-        '--port',
-        String(port),
+        ...listenArgs(port, options),
         '--bind',
         '127.0.0.1',
         '--dir',
@@ -92,7 +102,7 @@ export async function startRedis(): Promise<TestRedis> {
 
   await start();
   return {
-    url: `redis://127.0.0.1:${port}`,
+    url: `${options.tls === undefined ? 'redis' : 'rediss'}://127.0.0.1:${port}`,
     port,
     pid: () => child!.pid!,
     stop,
@@ -106,4 +116,29 @@ export async function startRedis(): Promise<TestRedis> {
       rmSync(dir, { recursive: true, force: true });
     },
   };
+}
+
+function listenArgs(port: number, options: TestRedisOptions): string[] {
+  const args = options.password === undefined ? [] : ['--requirepass', options.password];
+  if (options.aclUser !== undefined) {
+    const { name, password, rules = ['~*', '&*', '+@all'] } = options.aclUser;
+    args.push('--user', 'default', 'off', '--user', name, 'on', `>${password}`, ...rules);
+  }
+  if (options.tls === undefined) return [...args, '--port', String(port)];
+  const { certPath, keyPath, caPath } = options.tls;
+  return [
+    ...args,
+    '--port',
+    '0',
+    '--tls-port',
+    String(port),
+    '--tls-cert-file',
+    certPath,
+    '--tls-key-file',
+    keyPath,
+    '--tls-ca-cert-file',
+    caPath,
+    '--tls-auth-clients',
+    'no',
+  ];
 }

@@ -26,7 +26,7 @@
  * reconnection, resubscription, script caching (EVALSHA with a fallback after a Redis restart).
  */
 import { randomUUID } from 'node:crypto';
-import { Redis } from 'ioredis';
+import { Redis, type RedisOptions } from 'ioredis';
 import { LarderError } from '../../../shared/errors.ts';
 import type { Logger } from '../../../shared/log.ts';
 import { ExecutionStage_Value } from '../../../shared/proto/gen/build/bazel/remote/execution/v2/remote_execution_pb.ts';
@@ -47,13 +47,12 @@ import {
   queueSpec,
   statusResponse,
 } from './codec.ts';
+import { connectionOptions, type QueueConnection, redactUrl } from './connection.ts';
 import { OperationEvents } from './events.ts';
 import { SCRIPTS, type ScriptName } from './scripts.ts';
 import { joinFleet } from './worker-slot.ts';
 
-export interface RedisSchedulerOptions {
-  /** redis://[:PASSWORD@]HOST:PORT[/DB] or rediss:// for TLS. */
-  url: string;
+export interface RedisSchedulerOptions extends QueueConnection {
   log: Logger;
   /** Key prefix, so fleets can share a Redis. Default `larder:`. */
   prefix?: string;
@@ -78,7 +77,7 @@ export interface LiveWorker {
   wake: string;
 }
 
-type Config = Required<Omit<RedisSchedulerOptions, 'log'>>;
+type Config = Required<Omit<RedisSchedulerOptions, 'log' | 'passwordFile' | 'caPath'>>;
 
 export class RedisScheduler implements Scheduler {
   readonly config: Config;
@@ -92,8 +91,11 @@ export class RedisScheduler implements Scheduler {
   private readonly subscriber: Redis;
   private readonly slots = new Set<WorkerSlot>();
   private readonly sweeper: NodeJS.Timeout;
+  /** Address, credentials and TLS of every connection (connection.ts). */
+  private readonly connection: RedisOptions;
 
-  private constructor(options: RedisSchedulerOptions) {
+  private constructor(options: RedisSchedulerOptions, connection: RedisOptions) {
+    this.connection = connection;
     this.config = {
       url: options.url,
       prefix: options.prefix ?? 'larder:',
@@ -118,19 +120,34 @@ export class RedisScheduler implements Scheduler {
 
   /** Connects and checks that Redis answers, so a wrong --queue fails at start, not at the first action. */
   static async open(options: RedisSchedulerOptions): Promise<RedisScheduler> {
-    const scheduler = new RedisScheduler(options);
+    const scheduler = new RedisScheduler(options, await connectionOptions(options));
+    // A refused login or certificate fails the connection, not the command (which only runs out of retries):
+    // the connection's own error is the one worth reporting.
+    const seen: { error?: Error } = {};
+    const remember = (err: Error) => {
+      seen.error = err;
+    };
+    scheduler.redis.on('error', remember);
     try {
       await scheduler.guard(() => scheduler.redis.ping());
     } catch (err) {
       await scheduler.close();
-      throw err;
+      const refused = seen.error?.message;
+      if (refused === undefined || (err as Error).message.includes(refused)) throw err;
+      throw new LarderError(
+        'unavailable',
+        `cannot connect to the queue (Redis at ${redactUrl(options.url)}): ${refused}`,
+      );
+    } finally {
+      scheduler.redis.off('error', remember);
     }
     return scheduler;
   }
 
   /** A Redis connection that reconnects forever (with backoff) and logs its troubles instead of throwing them. */
   connect(role: string, options: { maxRetriesPerRequest: number | null }): Redis {
-    const redis = new Redis(this.config.url, {
+    const redis = new Redis({
+      ...this.connection,
       ...options,
       connectionName: `larder-${role}`,
       retryStrategy: (times) => Math.min(times * 100, 2_000),
@@ -347,15 +364,4 @@ function checkRunnable(platform: ActionPlatform, workers: readonly LiveWorker[])
 function platformOfQueue(spec: string): ActionPlatform {
   const parsed = JSON.parse(spec) as { c: Record<string, string[]>; r: ActionPlatform['runner'] };
   return { constraints: new Map(Object.entries(parsed.c)), options: new Map(), runner: parsed.r };
-}
-
-/** The URL without its password, for logs and messages. */
-export function redactUrl(url: string): string {
-  try {
-    const parsed = new URL(url);
-    if (parsed.password !== '') parsed.password = '***';
-    return parsed.toString();
-  } catch {
-    return 'the configured URL';
-  }
 }

@@ -2,8 +2,7 @@
  * An action as an exec in a warm container. The timeout and cancellation remove the whole container (the engine
  * cannot kill an exec, and whatever the command started must go too). After a normal end the container is
  * reusable only if the command exited 0, nothing was OOM-killed in it (the cgroup's counter, since the engine's
- * OOMKilled flag ignores exec'd processes) and no process of the action is left behind. An OOM kill of any of
- * its processes ends the action as exit 137, whatever the command's own exit code.
+ * OOMKilled flag ignores exec'd processes) and no process of the action is left behind.
  */
 import type { Socket } from 'node:net';
 import { constants } from 'node:os';
@@ -69,12 +68,10 @@ export async function runWarm(
   if (oomKilled) output.note(oomNote(limits));
   await output.close();
   const left = removed === undefined ? await leftovers(container) : [];
-  // An OOM kill of any process of the action fails it, as in a container of its own, even when the command
-  // itself carried on and exited 0: its outputs may be missing what the killed process was to write.
-  const killed = timedOut || cancelled || exitCode === null || oomKilled;
+  const killed = timedOut || cancelled || exitCode === null;
   const outcome: RunOutcome = {
     exitCode: killed ? 128 + constants.signals.SIGKILL : exitCode,
-    signal: killed ? 'SIGKILL' : null,
+    signal: killed || oomKilled ? 'SIGKILL' : null,
     timedOut,
     cancelled,
     startError: null,
