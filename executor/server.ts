@@ -91,7 +91,7 @@ export function createExecutorServer(options: ExecutorServerOptions): grpc.Serve
   const served = [Capabilities, ContentAddressableStorage, ActionCache, ByteStream].map((s) => s.typeName);
   if (execution !== undefined) {
     addService(server, Execution, executionService({ ...options, ...execution }), guarded);
-    addService(server, Operations, operationsService(execution), guarded);
+    addService(server, Operations, operationsService({ ...options, ...execution }), guarded);
     served.push(Execution.typeName, Operations.typeName);
   }
   // Health stays open: probes and load balancers carry no credentials, and "SERVING" reveals nothing stored.

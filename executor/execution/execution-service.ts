@@ -3,10 +3,11 @@
  * validation as GetActionResult), otherwise reads and checks the action, submits it to the scheduler (joining an
  * identical cacheable action already in flight) and streams the operation until it is done. A client that goes
  * away only stops its own stream: the run goes on, its result is cached, and WaitExecution can collect it.
+ * The caller (caller.ts) becomes one of the operation's waiters: only waiters and operators may wait on it, and
+ * a result is passed on only once its outputs are found in the CAS (output-check.ts).
  */
 import { clone, create } from '@bufbuild/protobuf';
 import { randomUUID } from 'node:crypto';
-import { LarderError } from '../../shared/errors.ts';
 import type { Logger } from '../../shared/log.ts';
 import type { BlobStore } from '../../shared/storage/store.ts';
 import {
@@ -17,12 +18,14 @@ import {
 import type { Operation } from '../../shared/proto/gen/google/longrunning/operations_pb.ts';
 import { checkDigestFunction, digestOf, instanceOf } from '../digests.ts';
 import type { CallContext, ServiceHandlers } from '../grpc/adapt.ts';
-import type { OperationState, Scheduler } from '../scheduler/scheduler.ts';
+import type { Caller, OperationState, Scheduler } from '../scheduler/scheduler.ts';
 import { inlineOutputs, type InlineRequest, lookupActionResult } from '../services/action-cache.ts';
 import { missingBlobsResponse } from '../worker/run-action.ts';
 import { MissingBlobsError } from '../worker/stage-inputs.ts';
-import { operationMessage } from './operation-message.ts';
-import { prepareJob, type TimeoutPolicy } from './prepare-job.ts';
+import { callerOf } from './caller.ts';
+import { operationMessage, unknownOperation } from './operation-message.ts';
+import { outputCheck } from './output-check.ts';
+import { prepareJob, priorityOf, type TimeoutPolicy } from './prepare-job.ts';
 
 export interface ExecutionDeps {
   store: BlobStore;
@@ -38,12 +41,15 @@ type Send = (operation: Operation) => Promise<void>;
 
 export function executionService(deps: ExecutionDeps): ServiceHandlers<typeof Execution> {
   const { scheduler, store } = deps;
+  const checkedResponse = outputCheck(deps);
 
   return {
     async execute(request, ctx, send) {
       checkDigestFunction(request.digestFunction);
       const instance = instanceOf(request.instanceName);
       const actionDigest = digestOf(request.actionDigest, 'action_digest');
+      // Refused even when the cache would answer, so a wrong priority fails the first build, not a later one.
+      priorityOf(request.executionPolicy?.priority ?? 0);
       if (!request.skipCacheLookup) {
         const cached = await lookupActionResult(deps, instance, actionDigest.hash);
         if (cached !== null) {
@@ -51,6 +57,7 @@ export function executionService(deps: ExecutionDeps): ServiceHandlers<typeof Ex
           const response = create(ExecuteResponseSchema, { result: cached, cachedResult: true, status: { code: 0 } });
           const state: OperationState = {
             name: `operations/${randomUUID()}`,
+            instance,
             actionDigest,
             stage: ExecutionStage_Value.COMPLETED,
             done: true,
@@ -67,6 +74,7 @@ export function executionService(deps: ExecutionDeps): ServiceHandlers<typeof Ex
         if (!(err instanceof MissingBlobsError)) throw err;
         const state: OperationState = {
           name: `operations/${randomUUID()}`,
+          instance,
           actionDigest,
           stage: ExecutionStage_Value.COMPLETED,
           done: true,
@@ -77,20 +85,18 @@ export function executionService(deps: ExecutionDeps): ServiceHandlers<typeof Ex
       }
       // do_not_cache actions are never merged: each asked for a run of its own.
       const mergeKey = job.action.doNotCache ? null : `${instance}\u0000${actionDigest.hash}`;
-      const state = await scheduler.submit(job, mergeKey);
+      const caller = callerOf(ctx);
+      const state = await scheduler.submit(job, mergeKey, caller.id);
       deps.log.debug('queued', { operation: state.name, action: actionDigest.hash });
-      await follow(state.name, request, instance, ctx, send);
+      await follow(state.name, caller, request, ctx, send);
     },
 
     async waitExecution(request, ctx, send) {
-      const state = await scheduler.get(request.name);
-      if (state === null)
-        throw new LarderError(
-          'not_found',
-          `no operation named ${JSON.stringify(request.name.slice(0, 120))} (unknown, or finished too long ago)`,
-        );
+      const caller = callerOf(ctx);
+      // Someone else's operation is as unknown as one that never existed: the same answer, nothing revealed.
+      if ((await scheduler.get(request.name, caller)) === null) throw unknownOperation(request.name);
       // WaitExecution has no inlining fields: its final response carries digests only.
-      await follow(request.name, null, '', ctx, send);
+      await follow(request.name, caller, null, ctx, send);
     },
   };
 
@@ -100,8 +106,8 @@ export function executionService(deps: ExecutionDeps): ServiceHandlers<typeof Ex
    */
   async function follow(
     name: string,
+    caller: Caller,
     inline: InlineRequest | null,
-    instance: string,
     ctx: CallContext,
     send: Send,
   ): Promise<void> {
@@ -111,14 +117,14 @@ export function executionService(deps: ExecutionDeps): ServiceHandlers<typeof Ex
       changed = true;
       wake?.();
     });
-    if (unsubscribe === null) throw new LarderError('not_found', `operation ${name} is gone`);
+    if (unsubscribe === null) throw unknownOperation(name);
     try {
       while (!ctx.signal.aborted) {
         changed = false;
-        const state = await scheduler.get(name);
-        if (state === null) throw new LarderError('not_found', `operation ${name} is gone`);
+        const state = await scheduler.get(name, caller);
+        if (state === null) throw unknownOperation(name);
         if (state.done) {
-          await send(operationMessage(state, await finalResponse(state, inline, instance)));
+          await send(operationMessage(state, await finalResponse(state, inline)));
           return;
         }
         await send(operationMessage(state));
@@ -144,13 +150,13 @@ export function executionService(deps: ExecutionDeps): ServiceHandlers<typeof Ex
     });
   }
 
-  /** The done operation's response, with stdout/stderr/files inlined for this caller when it asked. */
-  async function finalResponse(state: OperationState, inline: InlineRequest | null, instance: string) {
-    const response = state.response!;
+  /** The done operation's checked response, with stdout/stderr/files inlined for this caller when it asked. */
+  async function finalResponse(state: OperationState, inline: InlineRequest | null) {
+    const response = await checkedResponse(state);
     if (inline === null || response.result === undefined) return response;
     if (!inline.inlineStdout && !inline.inlineStderr && inline.inlineOutputFiles.length === 0) return response;
     const copy = clone(ExecuteResponseSchema, response);
-    await inlineOutputs(store, instance, copy.result!, inline);
+    await inlineOutputs(store, state.instance, copy.result!, inline);
     return copy;
   }
 }

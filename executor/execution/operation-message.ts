@@ -12,6 +12,7 @@ import {
   ExecuteResponseSchema,
 } from '../../shared/proto/gen/build/bazel/remote/execution/v2/remote_execution_pb.ts';
 import { type Operation, OperationSchema } from '../../shared/proto/gen/google/longrunning/operations_pb.ts';
+import { LarderError } from '../../shared/errors.ts';
 import { digestMessage } from '../digests.ts';
 import type { OperationState } from '../scheduler/scheduler.ts';
 
@@ -33,4 +34,12 @@ export function operationMessage(
         ? { case: undefined }
         : { case: 'response', value: anyPack(ExecuteResponseSchema, response) },
   });
+}
+
+/** NOT_FOUND for an operation this caller may not see, in the words used for one that never existed. */
+export function unknownOperation(name: string): LarderError {
+  return new LarderError(
+    'not_found',
+    `no operation named ${JSON.stringify(name.slice(0, 120))} (unknown, or finished too long ago)`,
+  );
 }

@@ -1,18 +1,26 @@
 /**
  * google.longrunning.Operations for execution operations: GetOperation (the current state, as Execute would
- * stream it) and CancelOperation (stops the run: merged waiters share the operation, so they see it cancelled
- * too). Listing, deleting and WaitOperation are not offered; WaitExecution is REAPI's way to wait.
+ * stream it) and CancelOperation. Both reach only operations the caller waits on (or, for an operator, any):
+ * another caller's operation is NOT_FOUND, as an unknown one is. Cancelling a merged operation ends only the
+ * caller's wait; the run stops when no waiter is left (or when an operator that does not wait cancels it).
+ * Listing, deleting and WaitOperation are not offered; WaitExecution is REAPI's way to wait.
  */
-import { LarderError } from '../../shared/errors.ts';
+import type { Logger } from '../../shared/log.ts';
+import type { BlobStore } from '../../shared/storage/store.ts';
 import type { Operations } from '../../shared/proto/gen/google/longrunning/operations_pb.ts';
 import type { ServiceHandlers } from '../grpc/adapt.ts';
 import { Code, RpcError } from '../grpc-status.ts';
 import type { Scheduler } from '../scheduler/scheduler.ts';
-import { operationMessage } from './operation-message.ts';
+import { callerOf } from './caller.ts';
+import { operationMessage, unknownOperation } from './operation-message.ts';
+import { outputCheck } from './output-check.ts';
 
-export function operationsService(deps: { scheduler: Scheduler }): ServiceHandlers<typeof Operations> {
-  const unknown = (name: string) =>
-    new LarderError('not_found', `no operation named ${JSON.stringify(name.slice(0, 120))}`);
+export function operationsService(deps: {
+  scheduler: Scheduler;
+  store: BlobStore;
+  log: Logger;
+}): ServiceHandlers<typeof Operations> {
+  const checkedResponse = outputCheck(deps);
   const unimplemented = (what: string) => async () => {
     throw new RpcError(
       Code.UNIMPLEMENTED,
@@ -20,13 +28,13 @@ export function operationsService(deps: { scheduler: Scheduler }): ServiceHandle
     );
   };
   return {
-    async getOperation(request) {
-      const state = await deps.scheduler.get(request.name);
-      if (state === null) throw unknown(request.name);
-      return operationMessage(state);
+    async getOperation(request, ctx) {
+      const state = await deps.scheduler.get(request.name, callerOf(ctx));
+      if (state === null) throw unknownOperation(request.name);
+      return operationMessage(state, state.done ? await checkedResponse(state) : undefined);
     },
-    async cancelOperation(request) {
-      if (!(await deps.scheduler.cancel(request.name))) throw unknown(request.name);
+    async cancelOperation(request, ctx) {
+      if (!(await deps.scheduler.cancel(request.name, callerOf(ctx)))) throw unknownOperation(request.name);
       return {};
     },
     listOperations: unimplemented('ListOperations'),

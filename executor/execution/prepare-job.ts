@@ -14,6 +14,7 @@ import {
   type ExecuteRequest,
 } from '../../shared/proto/gen/build/bazel/remote/execution/v2/remote_execution_pb.ts';
 import { digestOf } from '../digests.ts';
+import { PRIORITY_RANGE } from '../services/capabilities.ts';
 import type { ExecutionJob } from '../scheduler/scheduler.ts';
 import { MissingBlobsError } from '../worker/stage-inputs.ts';
 import { type ActionPlatform, splitPlatform } from './platform.ts';
@@ -35,6 +36,7 @@ export async function prepareJob(
   timeouts: TimeoutPolicy,
 ): Promise<Omit<ExecutionJob, 'operation'>> {
   const actionDigest = digestOf(request.actionDigest, 'action_digest');
+  const priority = priorityOf(request.executionPolicy?.priority ?? 0);
   const action = await readProto(store, instance, actionDigest, ActionSchema, 'Action');
   const commandDigest = digestOf(action.commandDigest, 'Action.command_digest');
   digestOf(action.inputRootDigest, 'Action.input_root_digest');
@@ -65,7 +67,7 @@ export async function prepareJob(
     command,
     platform,
     timeoutMs: timeoutOf(action.timeout, timeouts),
-    priority: request.executionPolicy?.priority ?? 0,
+    priority,
     queuedAt: new Date(),
   };
 }
@@ -88,6 +90,21 @@ function checkRunnerOptions(platform: ActionPlatform): void {
       'persistentWorkerKey with a container-image needs dockerReuse=True: a persistent worker lives in a kept container',
     );
   }
+}
+
+/**
+ * The priority, which must lie in the range Capabilities advertises. Refused rather than clamped: a client
+ * asking for 5000 has misread that range, and clamping would quietly run it as 1000, as urgent as every other
+ * capped request; an error names the range at once (Bazel fails the build, and the flag gets fixed).
+ */
+export function priorityOf(priority: number): number {
+  const { minPriority, maxPriority } = PRIORITY_RANGE;
+  if (priority < minPriority || priority > maxPriority)
+    throw new LarderError(
+      'invalid_argument',
+      `ExecutionPolicy.priority ${priority} is outside the range this server offers, ${minPriority}..${maxPriority} (lower runs sooner)`,
+    );
+  return priority;
 }
 
 function timeoutOf(timeout: { seconds: bigint; nanos: number } | undefined, policy: TimeoutPolicy): number {

@@ -42,6 +42,8 @@ export interface CallContext {
    * access gate, and the open health service) and inside `onCall`, which runs first.
    */
   readonly principal: Principal | null;
+  /** The client's address as grpc-js reports it (`127.0.0.1:54321`, `::1:54321`), or `unknown`. */
+  readonly peer?: string;
 }
 
 type Request<M> = M extends { input: infer I extends DescMessage } ? MessageShape<I> : never;
@@ -184,10 +186,16 @@ function adaptMethod(method: DescMethod, handler: AnyHandler, options: AdaptOpti
   };
   // Cancellation is watched from the first moment (a client may give up while its credentials are
   // checked); the call is logged before it is authorised, so refused calls show up in debug logs too.
-  const begin = (call: { metadata: grpc.Metadata } & NodeJS.EventEmitter): CallContext => {
+  const begin = (call: { metadata: grpc.Metadata; getPeer(): string } & NodeJS.EventEmitter): CallContext => {
     const controller = new AbortController();
     call.on('cancelled', () => controller.abort(new LarderError('aborted', 'the client cancelled the call')));
-    const ctx: CallContext = { path, metadata: call.metadata, signal: controller.signal, principal: null };
+    const ctx: CallContext = {
+      path,
+      metadata: call.metadata,
+      signal: controller.signal,
+      principal: null,
+      peer: call.getPeer(),
+    };
     options.onCall?.(ctx);
     return ctx;
   };

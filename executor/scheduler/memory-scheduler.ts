@@ -1,8 +1,9 @@
 /**
  * The embedded scheduler: one process, operations in memory. Queued jobs wait in priority order (then first
  * come, first served); a worker that asks for work gets the first job whose routing constraints it satisfies.
- * Identical cacheable actions in flight share one operation. Finished operations are remembered for a while
- * (bounded in time and number) so that WaitExecution can still collect their result.
+ * Identical cacheable actions in flight share one operation, which records its waiters; the run is stopped
+ * when the last of them cancels. Finished operations are remembered for a while (bounded in time and number)
+ * so that WaitExecution can still collect their result.
  */
 import { create } from '@bufbuild/protobuf';
 import { randomUUID } from 'node:crypto';
@@ -13,14 +14,17 @@ import {
 } from '../../shared/proto/gen/build/bazel/remote/execution/v2/remote_execution_pb.ts';
 import { type ActionPlatform, describeWorkerPlatform, unmatchedProperties } from '../execution/platform.ts';
 import { Code, RpcError } from '../grpc-status.ts';
-import type {
-  ExecutionJob,
-  Lease,
-  OperationState,
-  Scheduler,
-  SchedulerStats,
-  WorkerInfo,
-  WorkerSlot,
+import {
+  type Caller,
+  type ExecutionJob,
+  type Lease,
+  MAX_WAITERS,
+  type OperationState,
+  type Scheduler,
+  type SchedulerStats,
+  standingView,
+  type WorkerInfo,
+  type WorkerSlot,
 } from './scheduler.ts';
 
 export interface MemorySchedulerOptions {
@@ -35,6 +39,8 @@ interface Operation {
   state: OperationState;
   readonly job: ExecutionJob;
   readonly mergeKey: string | null;
+  /** Principal key → still waiting (true) or detached by its own cancel (false). */
+  readonly waiters: Map<string, boolean>;
   readonly listeners: Set<() => void>;
   readonly cancel: AbortController;
   finishedAt?: number;
@@ -69,31 +75,43 @@ export class MemoryScheduler implements Scheduler {
     this.now = options.now ?? Date.now;
   }
 
-  async submit(job: Omit<ExecutionJob, 'operation'>, mergeKey: string | null): Promise<OperationState> {
+  async submit(job: Omit<ExecutionJob, 'operation'>, mergeKey: string | null, waiter: string): Promise<OperationState> {
     const joined = mergeKey === null ? undefined : this.inFlight.get(mergeKey);
-    if (joined !== undefined) {
+    if (joined !== undefined && (joined.waiters.size < MAX_WAITERS || joined.waiters.has(waiter))) {
       this.counts.merged++;
+      joined.waiters.set(waiter, true);
       return joined.state;
     }
     this.checkRunnable(job.platform);
     const name = `operations/${randomUUID()}`;
     const operation: Operation = {
-      state: { name, actionDigest: job.actionDigest, stage: ExecutionStage_Value.QUEUED, done: false },
+      state: {
+        name,
+        instance: job.instance,
+        actionDigest: job.actionDigest,
+        stage: ExecutionStage_Value.QUEUED,
+        done: false,
+      },
       job: { ...job, operation: name },
       mergeKey,
+      waiters: new Map([[waiter, true]]),
       listeners: new Set(),
       cancel: new AbortController(),
     };
     this.operations.set(name, operation);
-    if (mergeKey !== null) this.inFlight.set(mergeKey, operation);
+    // A full operation (MAX_WAITERS) stays the one later submissions join until it finishes.
+    if (mergeKey !== null && joined === undefined) this.inFlight.set(mergeKey, operation);
     this.counts.submitted++;
     this.enqueue(operation);
     return operation.state;
   }
 
-  async get(name: string): Promise<OperationState | null> {
+  async get(name: string, caller: Caller): Promise<OperationState | null> {
     this.prune();
-    return this.operations.get(name)?.state ?? null;
+    const operation = this.operations.get(name);
+    if (operation === undefined) return null;
+    const waiting = operation.waiters.get(caller.id);
+    return standingView(operation.state, waiting === undefined ? 'none' : waiting ? 'waiting' : 'detached', caller);
   }
 
   async subscribe(name: string, listener: () => void): Promise<(() => void) | null> {
@@ -103,10 +121,27 @@ export class MemoryScheduler implements Scheduler {
     return () => void operation.listeners.delete(listener);
   }
 
-  async cancel(name: string): Promise<boolean> {
+  async cancel(name: string, caller: Caller): Promise<boolean> {
     const operation = this.operations.get(name);
     if (operation === undefined) return false;
+    const waiting = operation.waiters.get(caller.id);
+    if (waiting === undefined && !caller.operator) return false;
     if (operation.state.done) return true;
+    if (waiting === true) {
+      operation.waiters.set(caller.id, false);
+      this.notify(operation);
+      if ([...operation.waiters.values()].some(Boolean)) return true;
+    } else if (waiting === false && !caller.operator) {
+      return true; // already detached: nothing more is this caller's to stop
+    }
+    this.stop(operation);
+    return true;
+  }
+
+  /** Stops the run: nobody joins it any more, a queued one finishes CANCELLED now, a running one is told to. */
+  private stop(operation: Operation): void {
+    if (operation.mergeKey !== null && this.inFlight.get(operation.mergeKey) === operation)
+      this.inFlight.delete(operation.mergeKey);
     operation.cancel.abort(new RpcError(Code.CANCELLED, 'the operation was cancelled'));
     const queuedAt = this.queue.indexOf(operation);
     if (queuedAt >= 0) {
@@ -116,7 +151,6 @@ export class MemoryScheduler implements Scheduler {
         create(ExecuteResponseSchema, { status: { code: Code.CANCELLED, message: 'cancelled before it ran' } }),
       );
     }
-    return true;
   }
 
   async join(worker: WorkerInfo): Promise<WorkerSlot> {
@@ -242,6 +276,10 @@ export class MemoryScheduler implements Scheduler {
 
   private update(operation: Operation, state: OperationState): void {
     operation.state = state;
+    this.notify(operation);
+  }
+
+  private notify(operation: Operation): void {
     for (const listener of [...operation.listeners]) listener();
   }
 

@@ -4,14 +4,17 @@
  * Redis-backed one behind the same interface, so nothing here may assume one process: jobs and updates are
  * plain data (protobuf messages serialise), and followers learn of changes by subscription, not by sharing objects.
  */
+import { create } from '@bufbuild/protobuf';
 import type { Digest } from '../../shared/digest.ts';
-import type {
-  Action,
-  Command,
-  ExecuteResponse,
+import {
+  type Action,
+  type Command,
+  type ExecuteResponse,
+  ExecuteResponseSchema,
   ExecutionStage_Value,
 } from '../../shared/proto/gen/build/bazel/remote/execution/v2/remote_execution_pb.ts';
 import type { ActionPlatform, WorkerPlatform } from '../execution/platform.ts';
+import { Code } from '../grpc-status.ts';
 
 /** Everything a worker needs to run one action, fetched and checked by the frontend. */
 export interface ExecutionJob {
@@ -24,7 +27,7 @@ export interface ExecutionJob {
   readonly platform: ActionPlatform;
   /** How long the command may run, already capped by the server's maximum. */
   readonly timeoutMs: number;
-  /** REAPI priority: lower runs sooner; 0 is the default. */
+  /** REAPI priority: lower runs sooner; 0 is the default; always within PRIORITY_RANGE (checked before). */
   readonly priority: number;
   readonly queuedAt: Date;
 }
@@ -32,25 +35,48 @@ export interface ExecutionJob {
 /** An operation as followers see it. `response` is set exactly when `done`. */
 export interface OperationState {
   readonly name: string;
+  /** The instance the action was submitted to: where its outputs are in the CAS. */
+  readonly instance: string;
   readonly actionDigest: Digest;
   readonly stage: ExecutionStage_Value;
   readonly done: boolean;
   readonly response?: ExecuteResponse;
 }
 
+/**
+ * Who asks about an operation. Operations belong to their waiters: the principals that submitted them (merged
+ * submissions add theirs). Waiters are principals, not calls: two Executes of one user are one waiter, and
+ * either's cancel ends both. An operator may see and cancel every operation.
+ */
+export interface Caller {
+  /** The principal's key (caller.ts): `basic:alice`, `oidc:SUB`, `anonymous@ADDRESS`. */
+  readonly id: string;
+  readonly operator: boolean;
+}
+
+/** The most waiters one operation records; a submission beyond it gets an operation of its own (not merged). */
+export const MAX_WAITERS = 1000;
+
 export interface Scheduler {
   /**
-   * Queues `job`, or joins the operation already in flight under `mergeKey` (null: never merged, as for
-   * `do_not_cache` actions). Throws FAILED_PRECONDITION (RpcError) naming the unmatched properties when no
-   * registered worker could ever run it.
+   * Queues `job` for `waiter`, or joins the operation already in flight under `mergeKey` (null: never merged,
+   * as for `do_not_cache` actions), adding `waiter` to its waiters. Throws FAILED_PRECONDITION (RpcError)
+   * naming the unmatched properties when no registered worker could ever run it.
    */
-  submit(job: Omit<ExecutionJob, 'operation'>, mergeKey: string | null): Promise<OperationState>;
-  /** The current state of an operation, or null when the name is unknown (never existed, or forgotten). */
-  get(name: string): Promise<OperationState | null>;
+  submit(job: Omit<ExecutionJob, 'operation'>, mergeKey: string | null, waiter: string): Promise<OperationState>;
+  /**
+   * The operation as `caller` may see it (standingView): null when the name is unknown (never existed, or
+   * forgotten) and equally when the caller neither waits on it nor is an operator, so a stranger learns nothing.
+   */
+  get(name: string, caller: Caller): Promise<OperationState | null>;
   /** Calls `listener` after every change of the operation; returns the unsubscribe function, or null when unknown. */
   subscribe(name: string, listener: () => void): Promise<(() => void) | null>;
-  /** Cancels an operation: a queued one finishes CANCELLED at once, a running one is stopped. False when unknown. */
-  cancel(name: string): Promise<boolean>;
+  /**
+   * `caller` cancels: a waiter stops waiting (its followers see the operation done, CANCELLED), and when no
+   * waiter is left the run is stopped (a queued operation finishes CANCELLED at once, a running one is told to
+   * stop). An operator that does not wait on it stops the run at once. False when get() would give null.
+   */
+  cancel(name: string, caller: Caller): Promise<boolean>;
   /** A worker joins with its platform; it takes only jobs whose routing constraints it satisfies. */
   join(worker: WorkerInfo): Promise<WorkerSlot>;
   /** What the scheduler has done so far, for tests, logs and (later) metrics. */
@@ -94,4 +120,21 @@ export interface Lease {
   executing(): Promise<void>;
   /** Records the result once; a lease that was taken away (its worker presumed dead) records nothing. */
   complete(response: ExecuteResponse): Promise<void>;
+}
+
+/** Where a caller stands with an operation: waiting on it, detached by its own cancel, or a stranger. */
+export type Standing = 'waiting' | 'detached' | 'none';
+
+const DETACHED = create(ExecuteResponseSchema, {
+  status: {
+    code: Code.CANCELLED,
+    message: 'you cancelled your wait on this operation (the run goes on only while other callers wait on it)',
+  },
+});
+
+/** What a caller of `standing` sees of `state`: the state itself, done and CANCELLED once it cancelled, or null. */
+export function standingView(state: OperationState, standing: Standing, caller: Caller): OperationState | null {
+  if (standing === 'detached')
+    return { ...state, stage: ExecutionStage_Value.COMPLETED, done: true, response: DETACHED };
+  return standing === 'waiting' || caller.operator ? state : null;
 }

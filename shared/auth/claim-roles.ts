@@ -39,7 +39,10 @@ function claimHolds(name: string, held: unknown, value: string): boolean {
 /** Checks a list of role names from a config file; `where` names the place for the error message. */
 export function parseRoleList(value: unknown, where: string): Role[] {
   if (!Array.isArray(value) || !value.every(isRole)) {
-    throw new LarderError('invalid_argument', `${where} must be a list of roles ("read", "write", "execute")`);
+    throw new LarderError(
+      'invalid_argument',
+      `${where} must be a list of roles ("read", "write", "execute", "operate")`,
+    );
   }
   return [...new Set(value)];
 }

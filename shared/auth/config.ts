@@ -6,7 +6,7 @@
 import { LarderError } from '../errors.ts';
 import { parseClaimRoleMapping, parseRoleList, rejectUnknown } from './claim-roles.ts';
 import { DEFAULT_ALGORITHMS, type OidcOptions } from './oidc.ts';
-import { ROLES, type Role } from './operations.ts';
+import { OPEN_ROLES, type Role } from './operations.ts';
 
 /** The OIDC section of the config, exactly what the authenticator takes. */
 export type OidcConfig = OidcOptions;
@@ -44,10 +44,11 @@ export function parseAuthConfig(file: unknown, flags: AuthFlags): AuthConfig {
   return {
     oidc: oidcConfig,
     htpasswd: htpasswdConfig,
-    // Without an authenticator everybody is anonymous, so anonymous must be able to do everything, as
-    // before authentication existed; with one, anonymous gets nothing unless the file grants it.
+    // Without an authenticator everybody is anonymous, so anonymous must be able to do everything a user can,
+    // as before authentication existed (operating on others' operations is not that); with one, anonymous gets
+    // nothing unless the file grants it.
     anonymous:
-      anonymous === undefined ? (anyAuthenticator ? [] : [...ROLES]) : parseRoleList(anonymous, 'auth.anonymous'),
+      anonymous === undefined ? (anyAuthenticator ? [] : [...OPEN_ROLES]) : parseRoleList(anonymous, 'auth.anonymous'),
     allowAnonymous: flags.allowAnonymous,
   };
 }

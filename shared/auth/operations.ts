@@ -3,9 +3,21 @@
  * request method; the gRPC executor looks up the full method path it is serving. An operation missing
  * from the table needs `write`, so a new mutating call can never slip through as a read.
  */
-export type Role = 'read' | 'write' | 'execute';
+export type Role = 'read' | 'write' | 'execute' | 'operate';
 
-export const ROLES: readonly Role[] = ['read', 'write', 'execute'];
+export const ROLES: readonly Role[] = ['read', 'write', 'execute', 'operate'];
+
+/**
+ * The roles of everyone where nothing authenticates (no authenticator configured): all but `operate`, so that
+ * even on an open server a caller sees and cancels only the operations it waits on.
+ */
+export const OPEN_ROLES: readonly Role[] = ['read', 'write', 'execute'];
+
+/**
+ * No method needs `operate`: it widens what the `execute` methods reach. A caller with it (and `execute`) may
+ * get, wait on and cancel every execution operation, not only those it waits on itself (executor/execution/caller.ts).
+ */
+export const OPERATOR_ROLE: Role = 'operate';
 
 export function isRole(value: unknown): value is Role {
   return typeof value === 'string' && (ROLES as readonly string[]).includes(value);
@@ -38,7 +50,8 @@ export const OPERATION_ROLES: Readonly<Record<string, Role>> = {
   [`${BYTESTREAM}/QueryWriteStatus`]: 'write',
   [`${EXECUTION}/Execute`]: 'execute',
   [`${EXECUTION}/WaitExecution`]: 'execute',
-  // Operations exist only for executions, so following or cancelling one is part of executing.
+  // Operations exist only for executions, so following or cancelling one is part of executing; which
+  // operations a caller may reach is decided per operation (its waiters, or OPERATOR_ROLE).
   [`${OPERATIONS}/GetOperation`]: 'execute',
   [`${OPERATIONS}/CancelOperation`]: 'execute',
   [`${OPERATIONS}/ListOperations`]: 'execute',

@@ -8,8 +8,11 @@
  * - Blocking dequeues: an idle worker waits in BLPOP on the wake list of its platform, which every submit it
  *   could serve pushes a marker to; BLPOP also returns every few seconds (wakeTimeoutMs), a safety net for a
  *   marker lost with a worker that died between popping it and claiming. No polling loop.
- * - Registration: workers heartbeat into `P workers` (expiry on Redis's clock); submit fails fast with
- *   FAILED_PRECONDITION when no live worker could run the action, as the in-memory scheduler does.
+ * - Registration: workers heartbeat into `P workers` (on Redis's clock); submit fails fast with
+ *   FAILED_PRECONDITION when no live worker could run the action, as the in-memory scheduler does, and the
+ *   sweep fails queued jobs whose every matching worker has been gone for a grace period (UNAVAILABLE).
+ * - Waiters: each operation records the principals waiting on it (`w:ID` fields), so a stranger's get and
+ *   cancel find nothing and a cancel detaches only its caller; the run stops when no waiter is left.
  * - At-least-once: a claimed job carries a lease its worker renews (worker-lease.ts) from claim to result;
  *   every process sweeps expired leases and requeues their jobs, up to maxAttempts deliveries, then finishes
  *   the operation with a message saying so. Only the current lease holder's result is recorded (once).
@@ -37,7 +40,17 @@ import {
   type WorkerPlatform,
 } from '../../execution/platform.ts';
 import { Code, RpcError } from '../../grpc-status.ts';
-import type { ExecutionJob, OperationState, Scheduler, SchedulerStats, WorkerSlot } from '../scheduler.ts';
+import {
+  type Caller,
+  type ExecutionJob,
+  MAX_WAITERS,
+  type OperationState,
+  type Scheduler,
+  type SchedulerStats,
+  type Standing,
+  standingView,
+  type WorkerSlot,
+} from '../scheduler.ts';
 import {
   decodeResponse,
   decodeWorkerSpec,
@@ -62,6 +75,11 @@ export interface RedisSchedulerOptions extends QueueConnection {
   maxAttempts?: number;
   /** A worker that has not heartbeaten for this long is not counted as live. Default 15 s. */
   heartbeatMs?: number;
+  /**
+   * How long queued jobs wait once no live worker can take them (all that could left, or stopped heartbeating)
+   * before they fail with UNAVAILABLE: room for a worker to restart. Default heartbeatMs.
+   */
+  strandedGraceMs?: number;
   /** How long a finished operation's result stays for WaitExecution. Default 10 minutes. */
   retainMs?: number;
   /** Bound on an unfinished operation's keys, should every process forget it. Default 1 day. */
@@ -96,12 +114,14 @@ export class RedisScheduler implements Scheduler {
 
   private constructor(options: RedisSchedulerOptions, connection: RedisOptions) {
     this.connection = connection;
+    const heartbeatMs = options.heartbeatMs ?? 15_000;
     this.config = {
       url: options.url,
       prefix: options.prefix ?? 'larder:',
       leaseMs: options.leaseMs ?? 30_000,
       maxAttempts: options.maxAttempts ?? 3,
-      heartbeatMs: options.heartbeatMs ?? 15_000,
+      heartbeatMs,
+      strandedGraceMs: options.strandedGraceMs ?? heartbeatMs,
       retainMs: options.retainMs ?? 10 * 60_000,
       inFlightTtlMs: options.inFlightTtlMs ?? 24 * 3600_000,
       wakeTimeoutMs: options.wakeTimeoutMs ?? 5_000,
@@ -169,7 +189,7 @@ export class RedisScheduler implements Scheduler {
     return command.call(this.redis, this.config.prefix, ...args);
   }
 
-  async submit(job: Omit<ExecutionJob, 'operation'>, mergeKey: string | null): Promise<OperationState> {
+  async submit(job: Omit<ExecutionJob, 'operation'>, mergeKey: string | null, waiter: string): Promise<OperationState> {
     return this.guard(async () => {
       const workers = await this.liveWorkers();
       checkRunnable(job.platform, workers);
@@ -188,33 +208,47 @@ export class RedisScheduler implements Scheduler {
         queue.spec,
         job.priority,
         this.config.inFlightTtlMs,
+        job.instance,
+        waiter,
+        MAX_WAITERS,
         ...wakes,
       );
-      if (merged === 1)
-        return (
-          (await this.get(opName)) ?? {
-            name: opName,
-            actionDigest: job.actionDigest,
-            stage: ExecutionStage_Value.QUEUED,
-            done: false,
-          }
-        );
-      return { name, actionDigest: job.actionDigest, stage: ExecutionStage_Value.QUEUED, done: false };
+      const queued: OperationState = {
+        name: opName,
+        instance: job.instance,
+        actionDigest: job.actionDigest,
+        stage: ExecutionStage_Value.QUEUED,
+        done: false,
+      };
+      if (merged === 1) return (await this.get(opName, { id: waiter, operator: false })) ?? queued;
+      return queued;
     });
   }
 
-  async get(name: string): Promise<OperationState | null> {
+  async get(name: string, caller: Caller): Promise<OperationState | null> {
     return this.guard(async () => {
-      const [stage, done, response, digest] = await this.redis.hmget(
+      const [stage, done, response, digest, instance, mine] = await this.redis.hmget(
         this.key('op', name),
         'stage',
         'done',
         'response',
         'digest',
+        'instance',
+        `w:${caller.id}`,
       );
       if (done == null || digest == null) return null;
-      const state = { name, actionDigest: parseStoredDigest(digest), stage: Number(stage) as ExecutionStage_Value };
-      return done === '1' ? { ...state, done: true, response: decodeResponse(response!) } : { ...state, done: false };
+      const state = {
+        name,
+        instance: instance ?? '',
+        actionDigest: parseStoredDigest(digest),
+        stage: Number(stage) as ExecutionStage_Value,
+      };
+      const standing: Standing = mine === '1' ? 'waiting' : mine === '0' ? 'detached' : 'none';
+      return standingView(
+        done === '1' ? { ...state, done: true, response: decodeResponse(response!) } : { ...state, done: false },
+        standing,
+        caller,
+      );
     });
   }
 
@@ -230,10 +264,11 @@ export class RedisScheduler implements Scheduler {
     });
   }
 
-  async cancel(name: string): Promise<boolean> {
+  async cancel(name: string, caller: Caller): Promise<boolean> {
     return this.guard(async () => {
       const cancelled = statusResponse(Code.CANCELLED, 'cancelled before it ran');
-      return (await this.script<number>('cancel', name, cancelled, this.config.retainMs)) === 1;
+      const operator = caller.operator ? 1 : 0;
+      return (await this.script<number>('cancel', name, caller.id, operator, cancelled, this.config.retainMs)) === 1;
     });
   }
 
@@ -287,14 +322,33 @@ export class RedisScheduler implements Scheduler {
 
   /** Every live worker's platform and wake list. */
   async liveWorkers(): Promise<LiveWorker[]> {
-    const flat = await this.script<string[]>('liveWorkers');
+    const flat = await this.script<string[]>('liveWorkers', this.config.heartbeatMs);
     const out: LiveWorker[] = [];
     for (let i = 0; i < flat.length; i += 2) out.push({ platform: decodeWorkerSpec(flat[i]!), wake: flat[i + 1]! });
     return out;
   }
 
-  /** Requeues jobs whose leases expired (or fails them after maxAttempts), and wakes workers for the requeued. */
+  /**
+   * Requeues jobs whose leases expired (or fails them after maxAttempts), and wakes workers for the requeued;
+   * fails queued jobs that no live worker has been able to take for strandedGraceMs.
+   */
   async sweep(): Promise<void> {
+    await this.sweepLeases();
+    const stranded = statusResponse(
+      Code.UNAVAILABLE,
+      `no live worker can run this action any more: every worker that could take it left or stopped heartbeating (for ${Math.round((this.config.heartbeatMs + this.config.strandedGraceMs) / 1000)} s or more) while it was queued`,
+    );
+    const failed = await this.script<number>(
+      'stranded',
+      this.config.heartbeatMs,
+      this.config.strandedGraceMs,
+      stranded,
+      this.config.retainMs,
+    );
+    if (failed > 0) this.log.warn('failed queued actions that no live worker can take', { count: failed });
+  }
+
+  private async sweepLeases(): Promise<void> {
     const gaveUp = statusResponse(
       Code.UNAVAILABLE,
       `the action was given to ${this.config.maxAttempts} workers in turn and each stopped renewing its lease (it crashed, was killed or lost Redis); larder gave up rather than run it again`,

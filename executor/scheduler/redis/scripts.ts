@@ -5,13 +5,15 @@
  *
  * Keys (P is the prefix, `larder:` by default). Scripts build key names from P, so the scheduler needs one
  * Redis (or a primary with replicas), not a Redis Cluster.
- *   P op:NAME       hash: job (JSON), stage, done 0|1, response (base64 ExecuteResponse), digest, merge,
- *                   queue (platform key), score, attempts, lease (token of the holder), worker, cancel
+ *   P op:NAME       hash: job (JSON), stage, done 0|1, response (base64 ExecuteResponse), digest, instance,
+ *                   merge, queue (platform key), score, attempts, lease (token of the holder), worker, cancel,
+ *                   w:PRINCIPAL (1 waiting, 0 detached by its own cancel), waiters (recorded), waiting (count)
  *   P merge:KEY     string: the name of the operation in flight for a merge key
  *   P queue:PKEY    sorted set of queued operation names, by priority then arrival (one per platform)
  *   P queues        hash: platform key → the constraints the claim script matches (`{"c":{…},"r":"local"}`)
  *   P leases        sorted set: leased operation names by lease expiry (Redis clock, ms)
- *   P workers       hash: worker id → {"s": spec, "w": wake key, "e": heartbeat expiry ms}
+ *   P workers       hash: worker id → {"s": spec, "w": wake key, "t": last heartbeat, Redis clock ms}
+ *   P unserved      hash: platform key → since when its queue has held jobs that no live worker can take
  *   P wake:WKEY     list: one marker per job queued for workers of one platform; they BLPOP on it
  *   P stats         hash: submitted, merged, completed
  *   P ev:NAME       pub/sub channel of one operation: "changed" or "cancel"
@@ -20,6 +22,35 @@
 
 /** Redis's own clock in ms: every frontend and worker agrees on lease and heartbeat expiry through it. */
 const NOW = `local t = redis.call('TIME'); local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)`;
+
+/**
+ * Whether worker entry `w` (decoded) is live: it heartbeat less than heartbeatMs ago, by Redis's clock. The
+ * reader's heartbeatMs counts, not anything the entry says, and a time in the future (written by hand) is not
+ * believed, so no entry stays live without being renewed.
+ */
+const IS_LIVE = `
+local function isLive(w, now, heartbeatMs)
+  local t = tonumber(w.t)
+  return t ~= nil and t <= now and now - t < heartbeatMs
+end`;
+
+/** Whether a worker's spec (decoded, {p, r}) satisfies a platform queue's (decoded, {c, r}): what claim matches. */
+const OFFERS = `
+local function offers(worker, spec)
+  local runner = false
+  for _, r in ipairs(worker.r) do if r == spec.r then runner = true end end
+  if not runner then return false end
+  for name, values in pairs(spec.c) do
+    local have = worker.p[name]
+    if not have then return false end
+    for _, v in ipairs(values) do
+      local found = false
+      for _, h in ipairs(have) do if h == v then found = true end end
+      if not found then return false end
+    end
+  end
+  return true
+end`;
 
 /** Marks operation P..'op:'..name done with `response`, once; shared by complete, cancel and sweep. */
 const FINISH = `
@@ -50,31 +81,45 @@ end`;
 
 export const SCRIPTS = {
   /**
-   * ARGV: P, name, job, digest, mergeKey ('' never merges), queueKey, queueSpec, priority, ttlMs, wake keys…
-   * Joins the operation in flight under mergeKey (returns {name, 1}) or creates one and queues it ({name, 0}),
-   * pushing one wake marker per matching worker platform.
+   * ARGV: P, name, job, digest, mergeKey ('' never merges), queueKey, queueSpec, priority, ttlMs, instance,
+   * waiter, maxWaiters, wake keys… Joins the operation in flight under mergeKey as `waiter` (returns {name, 1})
+   * or creates one and queues it ({name, 0}), pushing one wake marker per matching worker platform. An
+   * operation with maxWaiters recorded takes no new waiter: the submission gets an operation of its own.
    */
   submit: {
     numberOfKeys: 0,
     lua: `
 local P, name, job, digest, mergeKey, queue, spec, priority, ttl = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6], ARGV[7], tonumber(ARGV[8]), ARGV[9]
+local instance, waiter, maxWaiters = ARGV[10], 'w:' .. ARGV[11], tonumber(ARGV[12])
 if mergeKey ~= '' then
   local existing = redis.call('GET', P .. 'merge:' .. mergeKey)
-  if existing and redis.call('HGET', P .. 'op:' .. existing, 'done') == '0' then
+  local joined = existing and P .. 'op:' .. existing
+  local done, mine, recorded
+  if joined then done, mine, recorded = unpack(redis.call('HMGET', joined, 'done', waiter, 'waiters')) end
+  if done == '0' and (mine or (tonumber(recorded) or 0) < maxWaiters) then
+    if mine ~= '1' then
+      if not mine then redis.call('HINCRBY', joined, 'waiters', 1) end
+      redis.call('HSET', joined, waiter, '1')
+      redis.call('HINCRBY', joined, 'waiting', 1)
+    end
     redis.call('HINCRBY', P .. 'stats', 'merged', 1)
     return {existing, 1}
   end
-  redis.call('SET', P .. 'merge:' .. mergeKey, name, 'PX', ttl)
+  -- A full operation stays the one later submissions join; this one is on its own.
+  if done == '0' then mergeKey = '' else redis.call('SET', P .. 'merge:' .. mergeKey, name, 'PX', ttl) end
 end
--- Priority -1000..1000 in the high part, arrival order in the low part: exact in a double up to 4e12 jobs.
+-- Priority -1000..1000 (checked before) in the high part, arrival order in the low part: exact in a double up
+-- to 4e12 jobs.
 local score = string.format('%.0f', (priority + 1000) * 4e12 + redis.call('INCR', P .. 'seq'))
 local op = P .. 'op:' .. name
-redis.call('HSET', op, 'job', job, 'stage', '2', 'done', '0', 'digest', digest, 'merge', mergeKey, 'queue', queue, 'score', score, 'attempts', '0')
+redis.call('HSET', op, 'job', job, 'stage', '2', 'done', '0', 'digest', digest, 'instance', instance, 'merge', mergeKey, 'queue', queue, 'score', score, 'attempts', '0', waiter, '1', 'waiters', '1', 'waiting', '1')
 redis.call('PEXPIRE', op, ttl)
 redis.call('HSETNX', P .. 'queues', queue, spec)
 redis.call('ZADD', P .. 'queue:' .. queue, score, name)
+-- A live worker could take it (the caller checked): whatever was seen of this queue before is past.
+redis.call('HDEL', P .. 'unserved', queue)
 redis.call('HINCRBY', P .. 'stats', 'submitted', 1)
-for i = 10, #ARGV do
+for i = 13, #ARGV do
   redis.call('RPUSH', P .. 'wake:' .. ARGV[i], '1')
   redis.call('LTRIM', P .. 'wake:' .. ARGV[i], -100000, -1)
 end
@@ -87,29 +132,13 @@ return {name, 0}`,
    */
   claim: {
     numberOfKeys: 0,
-    lua: `
+    lua: `${OFFERS}
 local P, workerSpec, workerId, token, leaseMs = ARGV[1], cjson.decode(ARGV[2]), ARGV[3], ARGV[4], tonumber(ARGV[5])
 ${NOW}
-local offered = {}
-for name, values in pairs(workerSpec.p) do
-  offered[name] = {}
-  for _, v in ipairs(values) do offered[name][v] = true end
-end
-local runners = {}
-for _, r in ipairs(workerSpec.r) do runners[r] = true end
-local function matches(spec)
-  if not runners[spec.r] then return false end
-  for name, values in pairs(spec.c) do
-    local have = offered[name]
-    if not have then return false end
-    for _, v in ipairs(values) do if not have[v] then return false end end
-  end
-  return true
-end
 local queues = redis.call('HGETALL', P .. 'queues')
 local bestName, bestScore
 for i = 1, #queues, 2 do
-  if matches(cjson.decode(queues[i + 1])) then
+  if offers(workerSpec, cjson.decode(queues[i + 1])) then
     local head = redis.call('ZRANGE', P .. 'queue:' .. queues[i], 0, 0, 'WITHSCORES')
     if head[1] and (not bestScore or tonumber(head[2]) < bestScore) then bestName, bestScore = head[1], tonumber(head[2]) end
   end
@@ -179,17 +208,28 @@ return requeue(P, name)`,
   },
 
   /**
-   * ARGV: P, name, cancelled response, retainMs. A queued operation finishes CANCELLED at once; a leased one is
-   * flagged and its holder told (pub/sub now, and its next renewal). 0: unknown; 1: done or cancelling.
+   * ARGV: P, name, waiter, operator (1|0), cancelled response, retainMs. A waiting waiter is detached (its
+   * followers are told); when none is left, or when an operator that does not wait cancels, the run stops: a
+   * queued operation finishes CANCELLED at once, a leased one is flagged and its holder told (pub/sub now, and
+   * its next renewal), and nobody joins it any more. 0: unknown, or not the caller's; 1: done.
    */
   cancel: {
     numberOfKeys: 0,
     lua: `${FINISH}
-local P, name, response, retainMs = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
+local P, name, waiter, operator, response, retainMs = ARGV[1], ARGV[2], 'w:' .. ARGV[3], ARGV[4] == '1', ARGV[5], ARGV[6]
 local op = P .. 'op:' .. name
-local done, queue = unpack(redis.call('HMGET', op, 'done', 'queue'))
-if not done then return 0 end
+local done, queue, mine, merge = unpack(redis.call('HMGET', op, 'done', 'queue', waiter, 'merge'))
+if not done or (not mine and not operator) then return 0 end
 if done == '1' then return 1 end
+if mine == '1' then
+  redis.call('HSET', op, waiter, '0')
+  local waiting = redis.call('HINCRBY', op, 'waiting', -1)
+  redis.call('PUBLISH', P .. 'ev:' .. name, 'changed')
+  if waiting > 0 then return 1 end
+elseif not operator then
+  return 1
+end
+if merge and merge ~= '' and redis.call('GET', P .. 'merge:' .. merge) == name then redis.call('DEL', P .. 'merge:' .. merge) end
 if redis.call('ZREM', P .. 'queue:' .. queue, name) == 1 then
   finish(P, name, response, retainMs)
   return 1
@@ -227,34 +267,87 @@ end
 return requeued`,
   },
 
-  /** ARGV: P, id, spec, wake key, ttlMs. A worker's heartbeat: it is live until now + ttlMs. */
+  /** ARGV: P, id, spec, wake key. A worker's heartbeat, stamped with Redis's clock. */
   heartbeat: {
     numberOfKeys: 0,
     lua: `
-local P, id, spec, wake, ttl = ARGV[1], ARGV[2], ARGV[3], ARGV[4], tonumber(ARGV[5])
+local P, id, spec, wake = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
 ${NOW}
-redis.call('HSET', P .. 'workers', id, cjson.encode({s = spec, w = wake, e = now + ttl}))
+redis.call('HSET', P .. 'workers', id, cjson.encode({s = spec, w = wake, t = now}))
 return 1`,
   },
 
-  /** ARGV: P. The specs and wake keys of live workers, {spec, wake, …}; forgets workers silent for an hour. */
+  /**
+   * ARGV: P, heartbeatMs. The specs and wake keys of live workers, {spec, wake, …}; forgets entries silent
+   * for an hour, and those that are not a heartbeat of this version (no time, or a time in the future).
+   */
   liveWorkers: {
     numberOfKeys: 0,
-    lua: `
-local P = ARGV[1]
+    lua: `${IS_LIVE}
+local P, heartbeatMs = ARGV[1], tonumber(ARGV[2])
 ${NOW}
 local out = {}
 local all = redis.call('HGETALL', P .. 'workers')
 for i = 1, #all, 2 do
-  local w = cjson.decode(all[i + 1])
-  if w.e > now then
+  local ok, w = pcall(cjson.decode, all[i + 1])
+  local t = ok and type(w) == 'table' and tonumber(w.t)
+  if t and isLive(w, now, heartbeatMs) then
     table.insert(out, w.s)
     table.insert(out, w.w)
-  elseif w.e < now - 3600000 then
+  elseif not t or t < now - 3600000 or t > now + 60000 then
     redis.call('HDEL', P .. 'workers', all[i])
   end
 end
 return out`,
+  },
+
+  /**
+   * ARGV: P, heartbeatMs, graceMs, response, retainMs. Fails the queued jobs of every platform queue that no
+   * live worker has been able to take for graceMs (its workers left or stopped heartbeating; or the only ones
+   * that matched were never real) with `response`, so no action waits for a worker that is gone. The grace
+   * lets a worker restart without failing what waits for it. Returns how many jobs failed.
+   */
+  stranded: {
+    numberOfKeys: 0,
+    lua: `${FINISH}${IS_LIVE}${OFFERS}
+local P, heartbeatMs, graceMs, response, retainMs = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3]), ARGV[4], ARGV[5]
+${NOW}
+local live = {}
+local all = redis.call('HGETALL', P .. 'workers')
+for i = 2, #all, 2 do
+  local ok, w = pcall(cjson.decode, all[i])
+  if ok and type(w) == 'table' and isLive(w, now, heartbeatMs) then
+    local okSpec, spec = pcall(cjson.decode, w.s)
+    if okSpec and type(spec) == 'table' then table.insert(live, spec) end
+  end
+end
+local failed = 0
+local queues = redis.call('HGETALL', P .. 'queues')
+for i = 1, #queues, 2 do
+  local key = P .. 'queue:' .. queues[i]
+  if redis.call('ZCARD', key) == 0 then
+    redis.call('HDEL', P .. 'unserved', queues[i])
+  else
+    local spec = cjson.decode(queues[i + 1])
+    local served = false
+    for _, w in ipairs(live) do if offers(w, spec) then served = true break end end
+    local since = tonumber(redis.call('HGET', P .. 'unserved', queues[i]))
+    if served then
+      if since then redis.call('HDEL', P .. 'unserved', queues[i]) end
+    elseif not since then
+      redis.call('HSET', P .. 'unserved', queues[i], now)
+    elseif now - since >= graceMs then
+      for _, name in ipairs(redis.call('ZRANGE', key, 0, 999)) do
+        redis.call('ZREM', key, name)
+        if redis.call('EXISTS', P .. 'op:' .. name) == 1 then
+          finish(P, name, response, retainMs)
+          failed = failed + 1
+        end
+      end
+    end
+  end
+end
+return failed`,
   },
 } as const;
 

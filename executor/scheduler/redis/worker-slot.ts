@@ -23,7 +23,7 @@ export async function joinFleet(
   const id = `${worker.name}#${randomUUID().slice(0, 8)}`;
   const spec = workerSpec(worker.platform);
   const { heartbeatMs, wakeTimeoutMs } = scheduler.config;
-  const beat = () => scheduler.script('heartbeat', id, spec.spec, spec.key, heartbeatMs);
+  const beat = () => scheduler.script('heartbeat', id, spec.spec, spec.key);
   await beat();
   const heartbeat = setInterval(() => void beat().catch(() => {}), heartbeatMs / 3);
   heartbeat.unref();

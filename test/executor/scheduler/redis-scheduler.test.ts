@@ -7,7 +7,7 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { splitPlatform, workerPlatform } from '../../../executor/execution/platform.ts';
 import { Code } from '../../../executor/grpc-status.ts';
 import { RedisScheduler, type RedisSchedulerOptions } from '../../../executor/scheduler/redis/redis-scheduler.ts';
-import type { ExecutionJob, Lease, OperationState, Scheduler } from '../../../executor/scheduler/scheduler.ts';
+import type { Caller, ExecutionJob, Lease, OperationState, Scheduler } from '../../../executor/scheduler/scheduler.ts';
 import { createLogger } from '../../../shared/log.ts';
 import {
   ActionSchema,
@@ -15,6 +15,7 @@ import {
   ExecuteResponseSchema,
   PlatformSchema,
 } from '../../../shared/proto/gen/build/bazel/remote/execution/v2/remote_execution_pb.ts';
+import { workerSpec } from '../../../executor/scheduler/redis/codec.ts';
 import { haveRedis, startRedis, type TestRedis } from '../../helpers/redis.ts';
 
 const AMD64 = workerPlatform(new Map([['Arch', ['amd64']]]), ['local']);
@@ -34,6 +35,11 @@ function job(id: string, arch = 'amd64', priority = 0): Omit<ExecutionJob, 'oper
   };
 }
 
+const ALICE: Caller = { id: 'basic:alice', operator: false };
+const BOB: Caller = { id: 'basic:bob', operator: false };
+const MALLORY: Caller = { id: 'basic:mallory', operator: false };
+const OPERATOR: Caller = { id: 'basic:carol', operator: true };
+
 const ok = (exitCode: number) => create(ExecuteResponseSchema, { status: { code: 0 }, result: { exitCode } });
 
 const aborted = (signal: AbortSignal) =>
@@ -48,7 +54,7 @@ async function whenDone(scheduler: Scheduler, name: string): Promise<OperationSt
   try {
     for (;;) {
       const changed = new Promise<void>((resolve) => (wake = resolve));
-      const state = await scheduler.get(name);
+      const state = await scheduler.get(name, OPERATOR);
       if (state?.done) return state;
       await changed;
     }
@@ -93,36 +99,36 @@ describe.runIf(haveRedis())('RedisScheduler on a real Redis', () => {
   it('merges identical actions submitted through two frontends into one run, and both follow it', async () => {
     const [frontA, frontB, workers] = [await scheduler(), await scheduler(), await scheduler()];
     const slot = await workers.join({ name: 'w', platform: AMD64 });
-    const a = await frontA.submit(job('1'), 'key-1');
-    const b = await frontB.submit(job('1'), 'key-1');
+    const a = await frontA.submit(job('1'), 'key-1', ALICE.id);
+    const b = await frontB.submit(job('1'), 'key-1', ALICE.id);
     expect(b.name).toBe(a.name);
     const doneOnB = whenDone(frontB, a.name);
     const lease = await slot.take(new AbortController().signal);
     expect(lease.job.operation).toBe(a.name);
     await lease.executing();
-    expect((await frontA.get(a.name))?.stage).toBe(3);
+    expect((await frontA.get(a.name, ALICE))?.stage).toBe(3);
     await lease.complete(ok(7));
     expect((await doneOnB).response?.result?.exitCode).toBe(7);
     expect(await frontA.stats()).toMatchObject({ submitted: 1, merged: 1, completed: 1, queued: 0, running: 0 });
     // Finished: the next identical submission is a new operation.
-    expect((await frontB.submit(job('1'), 'key-1')).name).not.toBe(a.name);
+    expect((await frontB.submit(job('1'), 'key-1', ALICE.id)).name).not.toBe(a.name);
     await slot.leave();
   });
 
   it('fails fast without a live worker for the platform, naming what is missing', async () => {
     const front = await scheduler({ heartbeatMs: 60_000 });
-    await expect(front.submit(job('2'), null)).rejects.toMatchObject({
+    await expect(front.submit(job('2'), null, ALICE.id)).rejects.toMatchObject({
       code: Code.FAILED_PRECONDITION,
       message: expect.stringContaining('no worker'),
     });
     const slot = await (await scheduler()).join({ name: 'amd', platform: AMD64 });
-    await expect(front.submit(job('2', 'arm64'), null)).rejects.toMatchObject({
+    await expect(front.submit(job('2', 'arm64'), null, ALICE.id)).rejects.toMatchObject({
       code: Code.FAILED_PRECONDITION,
       message: expect.stringContaining('Arch=arm64'),
     });
-    await front.submit(job('2'), null);
+    await front.submit(job('2'), null, ALICE.id);
     await slot.leave();
-    await expect(front.submit(job('3'), null)).rejects.toMatchObject({ code: Code.FAILED_PRECONDITION });
+    await expect(front.submit(job('3'), null, ALICE.id)).rejects.toMatchObject({ code: Code.FAILED_PRECONDITION });
   });
 
   it('a worker blocked in take wakes for a job submitted elsewhere, and only for its platform', async () => {
@@ -134,11 +140,11 @@ describe.runIf(haveRedis())('RedisScheduler on a real Redis', () => {
     const stop = new AbortController();
     const armTake = arm.take(stop.signal);
     const amdTake = amd.take(stop.signal);
-    await front.submit(job('4', 'arm64'), null);
+    await front.submit(job('4', 'arm64'), null, ALICE.id);
     const lease = await armTake;
     expect(lease.job.command.arguments).toEqual(['true', '4']);
     await lease.complete(ok(0));
-    const next = await front.submit(job('5', 'amd64'), null);
+    const next = await front.submit(job('5', 'amd64'), null, ALICE.id);
     expect((await amdTake).job.operation).toBe(next.name);
     stop.abort(new Error('done'));
     await expect(arm.take(stop.signal)).rejects.toThrow('done');
@@ -156,12 +162,12 @@ describe.runIf(haveRedis())('RedisScheduler on a real Redis', () => {
         ['local'],
       ),
     });
-    const low = await front.submit(job('6', 'amd64', 5), null);
+    const low = await front.submit(job('6', 'amd64', 5), null, ALICE.id);
     const urgentJob = {
       ...job('7', 'amd64', -5),
       platform: splitPlatform(create(PlatformSchema, { properties: [{ name: 'Pool', value: 'big' }] }), undefined),
     };
-    const urgent = await front.submit(urgentJob, null);
+    const urgent = await front.submit(urgentJob, null, ALICE.id);
     const signal = new AbortController().signal;
     expect((await slot.take(signal)).job.operation).toBe(urgent.name);
     expect((await slot.take(signal)).job.operation).toBe(low.name);
@@ -171,7 +177,7 @@ describe.runIf(haveRedis())('RedisScheduler on a real Redis', () => {
     const front = await scheduler({ leaseMs: 600 });
     const dying = await scheduler({ leaseMs: 600 });
     const dyingSlot = await dying.join({ name: 'dying', platform: AMD64 });
-    const op = await front.submit(job('8'), 'key-8');
+    const op = await front.submit(job('8'), 'key-8', ALICE.id);
     const first = await dyingSlot.take(new AbortController().signal);
     expect(first.job.operation).toBe(op.name);
     // The worker's process is gone: no more renewals, no heartbeat.
@@ -188,7 +194,7 @@ describe.runIf(haveRedis())('RedisScheduler on a real Redis', () => {
   it('records only the current holder’s result: a worker whose lease was taken away is told, and its result dropped', async () => {
     const front = await scheduler({ leaseMs: 900 });
     const w1 = await (await scheduler({ leaseMs: 900 })).join({ name: 'w1', platform: AMD64 });
-    const op = await front.submit(job('9'), null);
+    const op = await front.submit(job('9'), null, ALICE.id);
     const lease1 = await w1.take(new AbortController().signal);
     // As if w1 had been silent past its lease: the sweep hands the job to w2.
     await raw.zadd(`${prefix}leases`, 0, op.name);
@@ -198,9 +204,9 @@ describe.runIf(haveRedis())('RedisScheduler on a real Redis', () => {
     await aborted(lease1.signal);
     expect(String(lease1.signal.reason)).toContain('lost its lease');
     await lease1.complete(ok(1));
-    expect((await front.get(op.name))?.done).toBe(false);
+    expect((await front.get(op.name, ALICE))?.done).toBe(false);
     await lease2.complete(ok(2));
-    expect((await front.get(op.name))?.response?.result?.exitCode).toBe(2);
+    expect((await front.get(op.name, ALICE))?.response?.result?.exitCode).toBe(2);
   });
 
   it('fails an action with a clear message after maxAttempts deliveries instead of bouncing forever', async () => {
@@ -209,7 +215,7 @@ describe.runIf(haveRedis())('RedisScheduler on a real Redis', () => {
     for (let i = 0; i < 2; i++) {
       const doomed = await scheduler({ leaseMs: 500, maxAttempts: 2 });
       const slot = await doomed.join({ name: `doomed-${i}`, platform: AMD64 });
-      op ??= await front.submit(job('10'), null);
+      op ??= await front.submit(job('10'), null, ALICE.id);
       const lease = await slot.take(new AbortController().signal);
       expect(lease.job.operation).toBe(op!.name);
       doomed.redis.disconnect(false);
@@ -222,24 +228,24 @@ describe.runIf(haveRedis())('RedisScheduler on a real Redis', () => {
   it('cancels a queued operation at once, and a running one through its holder', async () => {
     const front = await scheduler();
     const slot = await (await scheduler()).join({ name: 'w', platform: AMD64 });
-    const queued = await front.submit(job('11'), null);
-    const running = await front.submit(job('12'), null);
+    const queued = await front.submit(job('11'), null, ALICE.id);
+    const running = await front.submit(job('12'), null, ALICE.id);
     const lease: Lease = await slot.take(new AbortController().signal);
     expect(lease.job.operation).toBe(queued.name);
-    expect(await front.cancel(running.name)).toBe(true);
-    expect((await front.get(running.name))?.response?.status?.code).toBe(Code.CANCELLED);
-    expect(await front.cancel(queued.name)).toBe(true);
+    expect(await front.cancel(running.name, ALICE)).toBe(true);
+    expect((await front.get(running.name, OPERATOR))?.response?.status?.code).toBe(Code.CANCELLED);
+    expect(await front.cancel(queued.name, ALICE)).toBe(true);
     await aborted(lease.signal);
     await lease.complete(create(ExecuteResponseSchema, { status: { code: Code.CANCELLED, message: 'stopped' } }));
-    expect((await front.get(queued.name))?.response?.status?.code).toBe(Code.CANCELLED);
-    expect(await front.cancel('operations/unknown')).toBe(false);
-    expect(await front.get('operations/unknown')).toBeNull();
+    expect((await front.get(queued.name, OPERATOR))?.response?.status?.message).toBe('stopped');
+    expect(await front.cancel('operations/unknown', ALICE)).toBe(false);
+    expect(await front.get('operations/unknown', ALICE)).toBeNull();
   });
 
   it('finished operations expire after retainMs; the job itself is dropped at once', async () => {
     const front = await scheduler({ retainMs: 5_000 });
     const slot = await (await scheduler({ retainMs: 5_000 })).join({ name: 'w', platform: AMD64 });
-    const op = await front.submit(job('13'), 'key-13');
+    const op = await front.submit(job('13'), 'key-13', ALICE.id);
     const lease = await slot.take(new AbortController().signal);
     const ttlInFlight = await raw.pttl(`${prefix}op:${op.name}`);
     expect(ttlInFlight).toBeGreaterThan(5_000);
@@ -264,7 +270,7 @@ describe.runIf(haveRedis())('RedisScheduler on a real Redis', () => {
     const front = await scheduler();
     const leaving = await scheduler();
     const leavingSlot = await leaving.join({ name: 'leaving', platform: AMD64 });
-    const op = await front.submit(job('14'), null);
+    const op = await front.submit(job('14'), null, ALICE.id);
     const lease = await leavingSlot.take(new AbortController().signal);
     const closed = leaving.close();
     await aborted(lease.signal);
@@ -274,5 +280,77 @@ describe.runIf(haveRedis())('RedisScheduler on a real Redis', () => {
     const again = await other.take(new AbortController().signal);
     expect(again.job.operation).toBe(op.name);
     expect(await raw.hget(`${prefix}op:${op.name}`, 'attempts')).toBe('1');
+  });
+
+  it('an operation is seen only by its waiters and operators, on every frontend; a cancel detaches its caller', async () => {
+    const [frontA, frontB] = [await scheduler(), await scheduler()];
+    const slot = await (await scheduler()).join({ name: 'w', platform: AMD64 });
+    const op = await frontA.submit(job('15'), 'key-15', ALICE.id);
+    expect((await frontB.submit(job('15'), 'key-15', BOB.id)).name).toBe(op.name);
+    const lease = await slot.take(new AbortController().signal);
+    for (const front of [frontA, frontB]) {
+      expect(await front.get(op.name, MALLORY)).toBeNull();
+      expect(await front.cancel(op.name, MALLORY)).toBe(false);
+      expect((await front.get(op.name, OPERATOR))?.name).toBe(op.name);
+    }
+    // Bob's cancel ends his wait only: his followers are told, Alice's run goes on.
+    let told = () => {};
+    const bobTold = new Promise<void>((resolve) => (told = resolve));
+    await frontB.subscribe(op.name, () => told());
+    expect(await frontB.cancel(op.name, BOB)).toBe(true);
+    await bobTold;
+    expect(await frontA.get(op.name, BOB)).toMatchObject({
+      done: true,
+      response: { status: { code: Code.CANCELLED } },
+    });
+    expect((await frontB.get(op.name, ALICE))?.done).toBe(false);
+    expect(await frontB.cancel(op.name, BOB)).toBe(true);
+    // Alice was the last waiter: her cancel reaches the holder, and nobody joins the stopping run.
+    expect(await frontA.cancel(op.name, ALICE)).toBe(true);
+    await aborted(lease.signal);
+    expect((await frontB.submit(job('15'), 'key-15', BOB.id)).name).not.toBe(op.name);
+    await lease.complete(create(ExecuteResponseSchema, { status: { code: Code.CANCELLED, message: 'stopped' } }));
+    expect((await frontA.get(op.name, OPERATOR))?.response?.status?.message).toBe('stopped');
+  });
+
+  it("an operator's cancel of an operation it does not wait on stops it for every waiter", async () => {
+    const front = await scheduler();
+    await (await scheduler()).join({ name: 'arm', platform: ARM64 });
+    const op = await front.submit(job('16', 'arm64'), 'key-16', ALICE.id);
+    await front.submit(job('16', 'arm64'), 'key-16', BOB.id);
+    expect(await front.cancel(op.name, OPERATOR)).toBe(true);
+    for (const caller of [ALICE, BOB, OPERATOR])
+      expect((await front.get(op.name, caller))?.response?.status?.code).toBe(Code.CANCELLED);
+  });
+
+  it('a queued action whose only matching worker is gone fails with UNAVAILABLE after a grace period', async () => {
+    const timing = { leaseMs: 300, heartbeatMs: 600, strandedGraceMs: 300 };
+    const front = await scheduler(timing);
+    const leaving = await (await scheduler(timing)).join({ name: 'arm', platform: ARM64 });
+    const op = await front.submit(job('17', 'arm64'), null, ALICE.id);
+    const started = Date.now();
+    await leaving.leave();
+    const state = await whenDone(front, op.name);
+    expect(state.response?.status?.code).toBe(Code.UNAVAILABLE);
+    expect(state.response?.status?.message).toContain('no live worker can run this action');
+    // Grace plus two sweeps at most.
+    expect(Date.now() - started).toBeLessThan(5_000);
+  });
+
+  it('a heartbeat no real worker stands behind keeps no action waiting: sent once, or forged into the future', async () => {
+    const timing = { leaseMs: 300, heartbeatMs: 600, strandedGraceMs: 300 };
+    const front = await scheduler(timing);
+    const spec = workerSpec(ARM64);
+    // Forged by hand with an expiry a year away, as a Redis client could: not believed.
+    const farAway = Date.now() + 365 * 24 * 3600_000;
+    await raw.hset(`${prefix}workers`, 'forged', JSON.stringify({ s: spec.spec, w: spec.key, e: farAway, t: farAway }));
+    await expect(front.submit(job('18', 'arm64'), null, ALICE.id)).rejects.toMatchObject({
+      code: Code.FAILED_PRECONDITION,
+    });
+    // One heartbeat through the script, as a worker's first, and then silence: the action fails, it does not wait.
+    await front.script('heartbeat', 'once', spec.spec, spec.key);
+    const op = await front.submit(job('18', 'arm64'), null, ALICE.id);
+    const state = await whenDone(front, op.name);
+    expect(state.response?.status?.code).toBe(Code.UNAVAILABLE);
   });
 });
