@@ -15,6 +15,7 @@ import { arch, platform as osPlatform } from 'node:os';
 import { LarderError } from '../../shared/errors.ts';
 import { RUNNER_OPTIONS } from '../../shared/platform-properties.ts';
 import type { Platform } from '../../shared/proto/gen/build/bazel/remote/execution/v2/remote_execution_pb.ts';
+import { imageReferenceOf } from '../worker/docker/reference.ts';
 
 export type RunnerKind = 'local' | 'docker';
 
@@ -61,6 +62,7 @@ export function splitPlatform(
     }
   }
   const image = options.get('container-image') ?? '';
+  if (image !== '') imageReferenceOf(image); // INVALID_ARGUMENT before anything is queued
   return { constraints, options, runner: image === '' ? 'local' : 'docker' };
 }
 

@@ -2,7 +2,7 @@
 import type * as grpc from '@grpc/grpc-js';
 import { type ChildProcess, spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { chmodSync, mkdtempSync, rmSync } from 'node:fs';
+import { chmodSync, chownSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { type ServiceClient, createClient } from '../../executor/grpc/client.ts';
@@ -169,10 +169,15 @@ export interface ExecutorProcess {
   stop(): Promise<void>;
 }
 
-/** A real `larder executor` process (bin/larder.js), stopped by PID. */
-export async function startExecutorProcess(args: string[], env: Record<string, string> = {}): Promise<ExecutorProcess> {
+/** A real `larder executor` process (bin/larder.js), stopped by PID; `user` runs it as another (unprivileged) user. */
+export async function startExecutorProcess(
+  args: string[],
+  env: Record<string, string> = {},
+  user?: { uid: number; gid: number },
+): Promise<ExecutorProcess> {
   // Each process stages actions in a folder of its own: a shared one would be emptied by the next to start.
   const workDir = args.includes('--work-dir') ? null : reachableTempDir('larder-executor-work-');
+  if (workDir !== null && user !== undefined) chownSync(workDir, user.uid, user.gid);
   const workArgs = workDir === null ? [] : ['--work-dir', join(workDir, 'work')];
   const child: ChildProcess = spawn(
     process.execPath,
@@ -191,6 +196,7 @@ export async function startExecutorProcess(args: string[], env: Record<string, s
       // Readable text logs, which the suites match; the JSON default for pipes has a suite of its own (test/log.test.ts).
       env: { ...process.env, LARDER_LOG_FORMAT: 'text', ...env },
       stdio: ['ignore', 'pipe', 'pipe'],
+      ...user,
     },
   );
   let output = '';

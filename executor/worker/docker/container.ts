@@ -14,6 +14,17 @@ export interface DockerLimits {
   readonly pids: number;
 }
 
+/**
+ * Who a warm container's init and its `sleep infinity` run as: root of the container, with no capabilities (all
+ * dropped, no privilege gain) and a read-only root file system, so it can do nothing an action could not. What
+ * matters is that it is never an action's uid (actions never run as root): an action can then neither ptrace it,
+ * nor write its memory through /proc, nor signal it, nor read its /proc/PID/root or cwd. With the action's own
+ * uid, an action replaced the sleep's code with a shell loop under the same PID, which the leftover check (PIDs
+ * only) could not see, and rewrote the next action's outputs. Commands always run in it as their own user (exec.ts
+ * refuses an exec without one, which would otherwise run as this root).
+ */
+export const WARM_INIT_USER = '0:0';
+
 /** Labelled so an operator (and the tests) can find larder's containers: `docker ps --filter label=larder`. */
 export const LABEL = 'larder';
 
@@ -26,7 +37,10 @@ export interface ContainerConfig {
   cmd: readonly string[];
   env: Readonly<Record<string, string>>;
   workingDir: string;
-  /** Warm containers: an init as PID 1 reaps what exec'd commands orphan; the root file system is read-only. */
+  /**
+   * Warm containers: an init as PID 1 reaps what exec'd commands orphan; the root file system is read-only; the
+   * init runs as WARM_INIT_USER, commands as spec.user through exec.
+   */
   warm: boolean;
   /** A one-shot container's stdio is attached before it starts. */
   attach: boolean;
@@ -41,7 +55,7 @@ export async function createContainer(engine: DockerEngine, config: ContainerCon
     Cmd: config.cmd,
     Env: Object.entries(config.env).map(([name, value]) => `${name}=${value}`),
     WorkingDir: config.workingDir,
-    User: spec.user,
+    User: config.warm ? WARM_INIT_USER : spec.user,
     AttachStdout: config.attach,
     AttachStderr: config.attach,
     Tty: false,

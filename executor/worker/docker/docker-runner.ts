@@ -13,6 +13,7 @@ import type { DockerLimits } from './container.ts';
 import { EngineError, type DockerEngine } from './engine.ts';
 import { attachExec, type AttachedExec, type ExecCommand } from './exec.ts';
 import { ImageNotAvailable, Images } from './images.ts';
+import { canClearSysvIpc } from './ipc.ts';
 import { runOneShot } from './one-shot.ts';
 import { WarmPool } from './pool.ts';
 import { parseDockerSpec, type DockerSpec } from './spec.ts';
@@ -74,6 +75,10 @@ export class DockerRunner implements Runner {
       throw new LarderError('unavailable', `--allow-docker: ${err.message}`);
     });
     await chmod(this.options.actionsDir, 0o711);
+    if (!canClearSysvIpc())
+      this.options.log.warn(
+        'dockerReuse: larder is not root, so it cannot clear System V IPC objects in a warm container between actions; each warm container serves one action and is removed',
+      );
     // A crashed run's /tmp folders (its containers died with it, or are removed by their owner's engine).
     await rm(join(this.options.workDir, 'tmp'), { recursive: true, force: true });
   }

@@ -3,8 +3,9 @@
  * needs five endpoints and one hijacked stream (exec/attach with `Upgrade: tcp`), and owning that code keeps the
  * framing, timeouts and errors in view, with no dependency tree (dockerode pulls in docker-modem, ssh2, tar-fs…).
  *
- * Errors: an engine answer outside 2xx becomes an EngineError carrying the HTTP status and the engine's message;
- * a socket that cannot be reached becomes an EngineError with status 0, naming the socket.
+ * Errors: an engine answer outside 2xx becomes an EngineError carrying the HTTP status and the engine's message
+ * (a redirect, which the engine sends for paths it cleans up, is never followed: it is an error naming its status
+ * and target); a socket that cannot be reached becomes an EngineError with status 0, naming the socket.
  */
 import { Agent, request as httpRequest, type IncomingMessage } from 'node:http';
 import type { Socket } from 'node:net';
@@ -47,7 +48,7 @@ export class DockerEngine {
   ): Promise<T> {
     const response = await this.send(method, path, body, options);
     const text = await readText(response);
-    if ((response.statusCode ?? 0) >= 300) throw new EngineError(response.statusCode ?? 0, messageOf(text));
+    if ((response.statusCode ?? 0) >= 300) throw failed(method, path, response, text);
     if (text === '') return undefined as T;
     // Most answers are JSON; a few (/_ping) are plain text.
     return (response.headers['content-type']?.includes('json') ? JSON.parse(text) : text) as T;
@@ -62,7 +63,7 @@ export class DockerEngine {
   ): Promise<void> {
     const response = await this.send(method, path, body, { ...options, timeoutMs: 0 });
     const text = await readText(response);
-    if ((response.statusCode ?? 0) >= 300) throw new EngineError(response.statusCode ?? 0, messageOf(text));
+    if ((response.statusCode ?? 0) >= 300) throw failed(method, path, response, text);
     for (const line of text.split('\n')) {
       if (line.trim() === '') continue;
       const event = JSON.parse(line) as { error?: string; errorDetail?: { message?: string } };
@@ -105,7 +106,7 @@ export class DockerEngine {
         resolve(socket);
       });
       req.once('response', (response: IncomingMessage) => {
-        readText(response).then((text) => reject(new EngineError(response.statusCode ?? 0, messageOf(text))), reject);
+        readText(response).then((text) => reject(failed('POST', path, response, text)), reject);
       });
       req.once('error', (err) => reject(err instanceof EngineError ? err : unreachable(this.socketPath, err)));
       req.end(payload);
@@ -164,6 +165,26 @@ function readText(response: IncomingMessage): Promise<string> {
     response.once('end', () => resolve(Buffer.concat(chunks).toString('utf8')));
     response.once('error', reject);
   });
+}
+
+/**
+ * An answer outside 2xx as an EngineError with its status. A redirect or an empty body says nothing by itself (the
+ * engine's redirects have no body), so the message then names the call and the status.
+ */
+function failed(method: string, path: string, response: IncomingMessage, text: string): EngineError {
+  const status = response.statusCode ?? 0;
+  if (status >= 300 && status < 400) {
+    const target = response.headers.location;
+    return new EngineError(
+      status,
+      `the Docker engine answered ${method} ${path} with a redirect (HTTP ${status}${target === undefined ? '' : ` to ${target}`}), which larder does not follow`,
+    );
+  }
+  const message = messageOf(text);
+  return new EngineError(
+    status,
+    message === '' ? `the Docker engine answered ${method} ${path} with HTTP ${status} and no message` : message,
+  );
 }
 
 /** The engine's error bodies are `{"message": "…"}`; anything else is quoted as it came. */

@@ -26,6 +26,9 @@ export async function createExec(
   command: ExecCommand,
   attachStdin: boolean,
 ): Promise<string> {
+  // Without a user, an exec runs as the container's: in a warm container that is its init's root (container.ts).
+  if (!/^[1-9][0-9]*:[0-9]+$/.test(command.user))
+    throw new Error(`an exec in a container needs an unprivileged uid:gid, not ${JSON.stringify(command.user)}`);
   const created = await engine.call<{ Id: string }>('POST', `/containers/${containerId}/exec`, {
     AttachStdin: attachStdin,
     AttachStdout: true,

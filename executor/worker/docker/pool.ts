@@ -4,14 +4,18 @@
  *
  * A warm container runs `sleep infinity` under an init (which reaps what exec'd commands orphan), with a read-only
  * root file system; its writable places are a host folder mounted at /tmp and the engine's /dev/shm, both emptied
- * from the host between actions (no exec, no tools needed in the image). Each action's fresh exec root is visible
- * because the whole actions folder is mounted once, at the same path: new directories under it appear in the
- * container without a new mount. Other actions' directories are not listable there (the folder is made 0711 and
- * their names are random UUIDs), and the container's user cannot write outside its own action's directory.
+ * from the host between actions (no exec, no tools needed in the image), and its IPC namespace, cleared from the
+ * host too (ipc.ts; without root, which that needs, a container serves one action and is removed). The init runs
+ * as a user no action has (container.ts), so no action can trace, signal or replace it. Each action's fresh exec
+ * root is visible because the whole actions folder is mounted once, at the same path: new directories under it
+ * appear in the container without a new mount. Other actions' directories are not listable there (the folder is
+ * made 0711 and their names are random UUIDs), and the container's user cannot write outside its own action's
+ * directory.
  *
  * Bounds: at most `maxContainers` containers at once, busy or idle; a new key evicts the least recently used idle
- * container (stopped and removed, awaited); with all of them busy, acquire waits. An idle container is removed
- * after `idleMs`. release(false) removes a container: after a timeout, OOM kill, non-zero exit or leftovers.
+ * container (stopped and removed, awaited); with all of them busy, or one of the key being cleaned after its
+ * last action, acquire waits. An idle container is removed after `idleMs`. release(false) removes a container:
+ * after a timeout, OOM kill, non-zero exit or leftovers.
  */
 import { chmod, mkdir, readdir, readFile, rm } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -19,6 +23,7 @@ import type { Logger } from '../../../shared/log.ts';
 import { containerProcesses } from './cgroup.ts';
 import { createContainer, type DockerLimits, inspectContainer, removeContainer } from './container.ts';
 import type { DockerEngine } from './engine.ts';
+import { canClearSysvIpc, clearSysvIpc } from './ipc.ts';
 import type { DockerSpec } from './spec.ts';
 
 export interface WarmContainer {
@@ -58,8 +63,12 @@ export class WarmPool {
   private serial = 0;
   private closed = false;
   private readonly waiters: Array<() => void> = [];
+  /** Per key, containers being cleaned on their way back: an action of the key waits for one of them. */
+  private readonly returning = new Map<string, number>();
   /** Removals and cleanings in flight, awaited by close(). */
   private readonly chores = new Set<Promise<void>>();
+  /** Whether containers can be cleared for reuse (ipc.ts); checked once. */
+  private readonly reusable = canClearSysvIpc();
 
   constructor(private readonly options: WarmPoolOptions) {}
 
@@ -87,6 +96,10 @@ export class WarmPool {
         if (warm.idleTimer !== null) clearTimeout(warm.idleTimer);
         return warm;
       }
+      if ((this.returning.get(key) ?? 0) > 0) {
+        await new Promise<void>((resolve) => this.waiters.push(resolve));
+        continue;
+      }
       if (this.live >= this.options.maxContainers) this.evictOldestIdle();
       if (this.live < this.options.maxContainers) {
         this.live++;
@@ -103,21 +116,34 @@ export class WarmPool {
   }
 
   /**
-   * Back to the pool, cleaned (host-side file removals: about a millisecond, so awaited, and the next action of the
-   * key finds it idle), or removed (awaited too, so nothing of it is left running when this resolves).
+   * Back to the pool, or removed (awaited, so nothing of it is left running when this resolves). A reusable one is
+   * cleaned in the background (file removals and one `ipcrm` from the host, about 10 ms, mostly starting the
+   * process): the action's result need not wait for that, and the next action of the key waits for it to be idle
+   * rather than starting another container.
    */
   async release(container: WarmContainer, reusable: boolean): Promise<void> {
-    if (!reusable || this.closed) return this.destroy(container);
-    try {
-      await this.clean(container);
-    } catch (err) {
-      this.options.log.warn('could not clean a warm container; removing it', {
-        container: container.id.slice(0, 12),
-        error: (err as Error).message,
-      });
-      return this.destroy(container);
-    }
-    this.park(container);
+    if (!reusable || !this.reusable || this.closed) return this.destroy(container);
+    this.returning.set(container.key, (this.returning.get(container.key) ?? 0) + 1);
+    this.chore(this.comeBack(container));
+  }
+
+  /** Cleans a released container, then parks it (or removes it, should cleaning fail). */
+  private async comeBack(container: WarmContainer): Promise<void> {
+    const cleaned = await this.clean(container).then(
+      () => true,
+      (err: Error) => {
+        this.options.log.warn('could not clean a warm container; removing it', {
+          container: container.id.slice(0, 12),
+          error: err.message,
+        });
+        return false;
+      },
+    );
+    const left = (this.returning.get(container.key) ?? 1) - 1;
+    if (left === 0) this.returning.delete(container.key);
+    else this.returning.set(container.key, left);
+    if (cleaned) this.park(container);
+    else await this.destroy(container);
   }
 
   /** Removes every container, idle ones at once, busy ones as they come back (their runs are being cancelled). */
@@ -199,13 +225,18 @@ export class WarmPool {
   }
 
   /**
-   * Empties /tmp and /dev/shm from the host. The engine makes the mount points of folders mounted under /tmp (the
-   * actions folder, when the work folder is in /tmp) inside our /tmp folder: those stay, or the mounts would go
-   * with them. They are root's and read-only to the action, so it cannot leave anything there.
+   * Empties /tmp, /dev/shm and /dev/mqueue (POSIX message queues) from the host, and removes System V IPC objects
+   * (ipc.ts). The engine makes the mount points of folders mounted under /tmp (the actions folder, when the work
+   * folder is in /tmp) inside our /tmp folder: those stay, or the mounts would go with them. They are root's and
+   * read-only to the action, so it cannot leave anything there.
    */
   private async clean(container: WarmContainer): Promise<void> {
-    await emptyDir(container.tmpDir, container.keepInTmp);
-    await emptyDir(`/proc/${container.pid}/root/dev/shm`, new Set());
+    await Promise.all([
+      emptyDir(container.tmpDir, container.keepInTmp),
+      emptyDir(`/proc/${container.pid}/root/dev/shm`, new Set()),
+      emptyDir(`/proc/${container.pid}/root/dev/mqueue`, new Set()),
+      clearSysvIpc(container.pid),
+    ]);
   }
 
   private async destroy(container: WarmContainer): Promise<void> {
@@ -230,8 +261,9 @@ export class WarmPool {
     this.chores.add(tracked);
   }
 
+  /** Every waiter looks again: the one whose key came back, or any one, when a slot came free, may go on. */
   private wake(): void {
-    this.waiters.shift()?.();
+    for (const wake of this.waiters.splice(0)) wake();
   }
 }
 

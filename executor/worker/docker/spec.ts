@@ -4,6 +4,7 @@
  * `cache-silo-key`, so two silos never share a container and an action never lands in one built differently.
  */
 import { LarderError } from '../../../shared/errors.ts';
+import { imageReferenceOf } from './reference.ts';
 
 /** Who commands run as when the executor has no --run-as user (it is not root): nobody, never root. */
 export const NOBODY = { uid: 65534, gid: 65534 };
@@ -22,13 +23,7 @@ export function parseDockerSpec(
   options: ReadonlyMap<string, string>,
   user: { uid: number; gid: number } | null,
 ): DockerSpec {
-  const ref = options.get('container-image') ?? '';
-  if (!ref.startsWith('docker://') || ref.length === 'docker://'.length) {
-    throw new LarderError(
-      'invalid_argument',
-      `container-image ${JSON.stringify(ref)}: the docker runner takes docker://IMAGE`,
-    );
-  }
+  const image = imageReferenceOf(options.get('container-image') ?? '');
   const network = options.get('dockerNetwork') ?? 'none';
   if (network !== 'none' && network !== 'standard')
     throw new LarderError('invalid_argument', `dockerNetwork=${network}: use none (the default) or standard`);
@@ -52,7 +47,7 @@ export function parseDockerSpec(
   }
   const runAs = user !== null && user.uid !== 0 ? user : currentUser();
   return {
-    image: ref.slice('docker://'.length),
+    image,
     reuse: isTrue(options.get('dockerReuse')),
     network,
     user: `${runAs.uid}:${runAs.gid}`,

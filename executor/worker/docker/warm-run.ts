@@ -2,7 +2,8 @@
  * An action as an exec in a warm container. The timeout and cancellation remove the whole container (the engine
  * cannot kill an exec, and whatever the command started must go too). After a normal end the container is
  * reusable only if the command exited 0, nothing was OOM-killed in it (the cgroup's counter, since the engine's
- * OOMKilled flag ignores exec'd processes) and no process of the action is left behind.
+ * OOMKilled flag ignores exec'd processes) and no process of the action is left behind. An OOM kill of any of
+ * its processes ends the action as exit 137, whatever the command's own exit code.
  */
 import type { Socket } from 'node:net';
 import { constants } from 'node:os';
@@ -68,10 +69,12 @@ export async function runWarm(
   if (oomKilled) output.note(oomNote(limits));
   await output.close();
   const left = removed === undefined ? await leftovers(container) : [];
-  const killed = timedOut || cancelled || exitCode === null;
+  // An OOM kill of any process of the action fails it, as in a container of its own, even when the command
+  // itself carried on and exited 0: its outputs may be missing what the killed process was to write.
+  const killed = timedOut || cancelled || exitCode === null || oomKilled;
   const outcome: RunOutcome = {
     exitCode: killed ? 128 + constants.signals.SIGKILL : exitCode,
-    signal: killed || oomKilled ? 'SIGKILL' : null,
+    signal: killed ? 'SIGKILL' : null,
     timedOut,
     cancelled,
     startError: null,

@@ -3,7 +3,8 @@
  *
  * - `busybox`: Debian's static busybox with every applet linked in /bin, plus the host's /bin/bash and the
  *   libraries `ldd` lists (Bazel 4.2.3 runs genrules with /bin/bash -c; real build images have bash, so the
- *   image gets one rather than Bazel a different --shell_executable), and /etc/larder-image naming the image.
+ *   image gets one rather than Bazel a different --shell_executable), the host's `ipcmk` (util-linux: SysV IPC
+ *   objects, which busybox cannot make, for the IPC-leak test), and /etc/larder-image naming the image.
  * - `node`: the same plus the host's node binary and its libraries, for persistent workers in containers.
  *
  * Building the node one takes seconds, so tarballs are cached in /var/tmp/larder-test-images, keyed by the
@@ -30,9 +31,10 @@ export type ImageName = 'busybox' | 'node';
 
 const CACHE = '/var/tmp/larder-test-images';
 /** Bump when the recipe changes. */
-const RECIPE = 3;
+const RECIPE = 4;
 const BUSYBOX = '/bin/busybox';
 const BASH = '/bin/bash';
+const IPCMK = '/usr/bin/ipcmk';
 
 /** The marker file's content in image `name`. */
 export function markerOf(name: ImageName): string {
@@ -40,7 +42,7 @@ export function markerOf(name: ImageName): string {
 }
 
 export async function imageTarball(name: ImageName): Promise<string> {
-  const binaries = name === 'node' ? [BUSYBOX, BASH, process.execPath] : [BUSYBOX, BASH];
+  const binaries = name === 'node' ? [BUSYBOX, BASH, IPCMK, process.execPath] : [BUSYBOX, BASH, IPCMK];
   const key = createHash('sha256')
     .update(JSON.stringify([RECIPE, name, binaries.map((b) => [b, statSync(b).size, statSync(b).mtimeMs])]))
     .digest('hex')

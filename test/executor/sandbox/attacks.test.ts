@@ -1,7 +1,7 @@
 // Issue 17's table, tried as an attacker would against a real `larder executor` process (as root in CI, so
 // actions run as uids of their own): each test is one row, and each failed before the sandbox existed.
 import { execFileSync } from 'node:child_process';
-import { mkdirSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
+import { chownSync, mkdirSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
 import { fromBinary } from '@bufbuild/protobuf';
 import { createServer, type Server } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -311,5 +311,85 @@ describe('the input root as the file system root (BuildStream, buildbox clients)
     const tree = fromBinary(TreeSchema, await fx.read(install!.treeDigest));
     const hello = tree.root!.files.find((f) => f.name === 'hello.txt');
     expect((await fx.read(hello!.digest)).toString()).toBe('hello\n');
+  });
+});
+
+describe.runIf(isRoot || process.env.CI === 'true')('an executor that is not root: user namespaces alone', () => {
+  const NOBODY = { uid: 65534, gid: 65534 };
+  let executor: ExecutorProcess;
+  let clients: Clients;
+  let storeDir: string;
+
+  beforeAll(async () => {
+    if (!isRoot) throw new Error('starting the executor as nobody needs root (CI runs as root)');
+    storeDir = mkdtempSync(join(tmpdir(), 'larder-unprivileged-store-'));
+    chownSync(storeDir, NOBODY.uid, NOBODY.gid);
+    executor = await startExecutorProcess(
+      ['--store', `disk:${storeDir}`, '--concurrency', '2'],
+      { HOME: storeDir },
+      NOBODY,
+    );
+    clients = clientsFor(`127.0.0.1:${executor.port}`);
+  });
+  afterAll(async () => {
+    clients?.close();
+    await executor?.stop();
+    rmSync(storeDir, { recursive: true, force: true });
+  });
+
+  it('keeps concurrent actions apart and kills what they leave behind, all as one uid', async () => {
+    const fx = new ActionFixture(clients);
+    const mark = newMark('unprivileged');
+    const victim = fx.execute(
+      await fx.action({
+        command: {
+          arguments: [SH, '-c', 'echo original > out.txt; sleep 1.5; cp out.txt result.txt; id -u'],
+          outputPaths: ['result.txt'],
+        },
+      }),
+    );
+    const attack = await fx.execute(
+      await fx.action({
+        command: {
+          arguments: [
+            SH,
+            '-c',
+            `setsid ${SH} -c 'sleep 60; :' ${mark} > /dev/null 2>&1 & sleep 0.5; ` +
+              'for d in /proc/[0-9]*/cwd; do echo tampered > "$d/out.txt" 2>/dev/null; done; ' +
+              `find / -xdev -name out.txt 2>/dev/null | while read f; do echo tampered > "$f"; done; ls ${storeDir}; kill -9 -1`,
+          ],
+        },
+      }),
+    );
+    expect(attack.response.status?.code ?? 0).toBe(Code.OK);
+    const { response } = await victim;
+    expect(response.result!.exitCode).toBe(0);
+    expect((await fx.read(response.result!.stdoutDigest)).toString().trim()).toBe('65534');
+    const file = response.result!.outputFiles.find((f) => f.path === 'result.txt')!;
+    expect((await fx.read(file.digest)).toString()).toBe('original\n');
+    expect(markedProcesses(mark)).toEqual([]);
+  });
+});
+
+describe('an executor whose host cannot sandbox', () => {
+  it('refuses to start, saying why and what --sandbox off would lose', async () => {
+    const failure = await startExecutorProcess([], { PATH: '/nonexistent' }).then(
+      async (executor) => {
+        await executor.stop();
+        return '';
+      },
+      (err: Error) => err.message,
+    );
+    expect(failure).toContain('bubblewrap');
+    expect(failure).toContain('--sandbox off');
+  });
+
+  it('starts with --sandbox off and says loudly what is lost', async () => {
+    const executor = await startExecutorProcess(['--sandbox', 'off'], { PATH: '/nonexistent' });
+    try {
+      expect(executor.output()).toContain('THE ACTION SANDBOX IS OFF');
+    } finally {
+      await executor.stop();
+    }
   });
 });
