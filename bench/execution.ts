@@ -2,12 +2,14 @@
  * Remote-execution figures for `larder executor`, all against real components on loopback:
  *
  *   1. Execute → result overhead: `/bin/true` with a small, already staged input root, at concurrency 1 and 8,
- *      through a real executor process. Every request must really run (distinct salts: no cache hit, no
- *      merging) and succeed; anything else fails the bench.
+ *      through a real executor process, with the sandbox on and off in the same run (what the sandbox adds).
+ *      Every request must really run (distinct salts: no cache hit, no merging) and succeed; anything else
+ *      fails the bench.
  *   2. Input staging of a 10,000-file tree in-process (stageInputs, FileCache, storeCas over a disk store from
  *      openStore), cold (every file fetched) and warm (hard links only).
- *   3. The test workspace's //:remote_outputs built by real Bazel locally and remotely, alternating, every
- *      timed build cold (a fresh --action_env nonce each).
+ *   3. The test workspace's //:remote_outputs built by real Bazel locally (in Bazel's own linux-sandbox, with
+ *      its persistent workers) and remotely (in larder's sandbox), alternating, every timed build cold (a fresh
+ *      --action_env nonce each).
  *
  *   import { runExecutionBench, formatExecutionRows } from './execution.ts';
  *   console.log(formatExecutionRows(await runExecutionBench({ quick: true })));
@@ -60,6 +62,7 @@ export interface ExecutionBenchOptions {
 }
 
 export interface ExecuteRow {
+  sandbox: 'on' | 'off';
   concurrency: number;
   actions: number;
   p50Ms: number;
@@ -105,12 +108,16 @@ export async function runExecutionBench(options: ExecutionBenchOptions = {}): Pr
   const quick = options.quick ?? false;
   const profileDir = options.profileDir ?? null;
   if (profileDir !== null) await mkdir(profileDir, { recursive: true });
-  const execute = await measureExecute({
+  const executeOptions = {
     actions: options.actions ?? (quick ? 100 : 1000),
     concurrencies: options.concurrencies ?? [1, 8],
     inputFiles: options.inputFiles ?? 20,
     profileDir,
-  });
+  };
+  const execute = [
+    ...(await measureExecute({ ...executeOptions, sandbox: 'on' })),
+    ...(await measureExecute({ ...executeOptions, sandbox: 'off', profileDir: null })),
+  ];
   const staging = await measureStaging(
     options.stageDirectories ?? 100,
     options.stageFilesPerDirectory ?? 100,
@@ -134,7 +141,7 @@ export function formatExecutionRows(rows: ExecutionRows): string {
   const execute = formatTable(
     ['Execute /bin/true (warm inputs)', 'actions', 'p50 ms', 'p99 ms', 'actions/s', 'executor CPU µs/action'],
     rows.execute.map((r) => [
-      `concurrency ${r.concurrency}`,
+      `sandbox ${r.sandbox}, concurrency ${r.concurrency}`,
       r.actions,
       num(r.p50Ms),
       num(r.p99Ms),
@@ -146,7 +153,16 @@ export function formatExecutionRows(rows: ExecutionRows): string {
     ['stageInputs', 'files', 'ms (best)', 'files/s', 'fetched', 'linked'],
     rows.staging.map((r) => [r.run, r.files, num(r.ms), num(r.filesPerSecond), r.fetchedFiles, r.linked]),
   );
-  const lines = [execute, '', staging, ''];
+  const added = rows.execute
+    .filter((r) => r.sandbox === 'on')
+    .map((on) => {
+      const off = rows.execute.find((r) => r.sandbox === 'off' && r.concurrency === on.concurrency);
+      return off === undefined
+        ? ''
+        : `concurrency ${on.concurrency}: +${num(on.p50Ms - off.p50Ms)} ms p50, +${num(on.p99Ms - off.p99Ms)} ms p99`;
+    })
+    .filter(Boolean);
+  const lines = [execute, `the sandbox adds: ${added.join('; ')}`, '', staging, ''];
   if (rows.bazel.length === 0) {
     lines.push(rows.bazelSkipped ?? 'no Bazel builds');
   } else {
@@ -200,12 +216,14 @@ async function measureExecute(o: {
   concurrencies: number[];
   inputFiles: number;
   profileDir: string | null;
+  sandbox: 'on' | 'off';
 }): Promise<ExecuteRow[]> {
   const dir = reachableTempDir('larder-bench-exec-');
   const { profileDir } = o;
   const executor = await startBenchExecutor(
     dir,
     profileDir === null ? [] : ['--cpu-prof', `--cpu-prof-dir=${profileDir}`],
+    ['--sandbox', o.sandbox],
   ).catch(async (err: unknown) => {
     await rm(dir, { recursive: true, force: true });
     throw err;
@@ -243,6 +261,7 @@ async function measureExecute(o: {
       const cpu = cpuSeconds(executor.pid) - cpuBefore;
       latencies.sort((a, b) => a - b);
       rows.push({
+        sandbox: o.sandbox,
         concurrency,
         actions: digests.length,
         p50Ms: percentile(latencies, 0.5),
@@ -376,7 +395,12 @@ async function measureStaging(directories: number, filesPerDirectory: number, ru
       const cache = await FileCache.open({ dir: join(dir, `cache-${run}`), maxBytes: 2 ** 30 });
       const stage = async (kind: 'cold' | 'warm') => {
         const started = performance.now();
-        const stats = await stageInputs({ cas, cache, rootDigest, execRoot: join(dir, `exec-${kind}-${run}`) });
+        const stats = await stageInputs({
+          cas,
+          cache,
+          rootDigest,
+          execRoot: join(dir, `exec-${kind}-${run}`),
+        });
         best[kind] = Math.min(best[kind], performance.now() - started);
         const fetched = kind === 'cold' ? files : 0;
         if (stats.files !== files || stats.linked !== files || stats.fetchedFiles !== fetched) {
@@ -438,6 +462,9 @@ async function uploadTree(
 // ---------------------------------------------------------------------------
 // 3. Bazel, local vs remote
 
+/** Bazel's own sandbox for local actions (and its persistent workers where the rules ask for them). */
+const LOCAL_FLAGS = ['--spawn_strategy=worker,linux-sandbox'];
+
 async function measureBazel(rounds: number): Promise<BazelRow[]> {
   const dir = reachableTempDir('larder-bench-bazel-');
   let executor: Executor | undefined;
@@ -448,12 +475,12 @@ async function measureBazel(rounds: number): Promise<BazelRow[]> {
     const remoteFlags = [...remoteExecutionFlags(executor.url), '--remote_default_exec_properties=OSFamily=Linux'];
     // Untimed: starts the Bazel server, loads the workspace, starts the local JSON worker and warms the
     // executor (JIT, input file cache of the sources), so the timed builds compare execution alone.
-    await build(ws, 'local', []);
+    await build(ws, 'local', LOCAL_FLAGS);
     await build(ws, 'remote', remoteFlags);
     const rows: BazelRow[] = [];
     for (let round = 1; round <= rounds; round++) {
       await ws.clean();
-      const local = await build(ws, 'local', []);
+      const local = await build(ws, 'local', LOCAL_FLAGS);
       await ws.clean();
       const remote = await build(ws, 'remote', remoteFlags);
       rows.push({

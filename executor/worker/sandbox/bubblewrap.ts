@@ -87,8 +87,11 @@ function mountsOf(paths: readonly string[]): string[] {
   for (const path of paths) {
     const info = lstatOrNull(path);
     if (info === null) continue;
-    if (info.isSymbolicLink()) args.push('--symlink', readlinkSync(path), path);
-    else if (info.isDirectory()) args.push('--ro-bind', path, path);
+    const target = info.isSymbolicLink() ? readlinkOrNull(path) : null;
+    if (target !== null) args.push('--symlink', target, path);
+    // A folder, or what a process under qemu's -L prefix sees of one (lstat and readlink disagree there):
+    // bubblewrap, a host binary, binds whatever the path is on the host.
+    else if (statOrNull(path)?.isDirectory()) args.push('--ro-bind', path, path);
   }
   return args;
 }
@@ -103,6 +106,14 @@ function hideArgs(paths: readonly string[]): string[] {
     else args.push('--ro-bind', '/dev/null', path);
   }
   return args;
+}
+
+function readlinkOrNull(path: string): string | null {
+  try {
+    return readlinkSync(path);
+  } catch {
+    return null;
+  }
 }
 
 function lstatOrNull(path: string) {
