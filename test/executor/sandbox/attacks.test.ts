@@ -1,7 +1,7 @@
 // Issue 17's table, tried as an attacker would against a real `larder executor` process (as root in CI, so
 // actions run as uids of their own): each test is one row, and each failed before the sandbox existed.
 import { execFileSync } from 'node:child_process';
-import { chownSync, mkdirSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
+import { chownSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { fromBinary } from '@bufbuild/protobuf';
 import { createServer, type Server } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -9,6 +9,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Code } from '../../../executor/grpc-status.ts';
 import { TreeSchema } from '../../../shared/proto/gen/build/bazel/remote/execution/v2/remote_execution_pb.ts';
+import { WORKSPACE_TEMPLATE } from '../../bazel/bazel.ts';
 import { markedProcesses, newMark } from '../../helpers/marked-processes.ts';
 import { startRedis, type TestRedis } from '../../helpers/redis.ts';
 import { ActionFixture } from '../execution/fixture.ts';
@@ -17,6 +18,8 @@ import { type Clients, clientsFor, codeOf, type ExecutorProcess, startExecutorPr
 const SH = '/bin/sh';
 const NODE = '/usr/bin/node';
 const isRoot = process.getuid?.() === 0;
+/** A store of each executor's own, so no result of an earlier run can answer for this one. */
+const FRESH_STORE = ['--store', 'memory:256MiB'];
 
 /** A node one-liner that tries a TCP connection and prints `connected` or the error code. */
 function connectScript(port: number): string[] {
@@ -169,7 +172,7 @@ describe('a sandboxed executor that allows the network', () => {
   let port = 0;
 
   beforeAll(async () => {
-    executor = await startExecutorProcess(['--allow-network']);
+    executor = await startExecutorProcess([...FRESH_STORE, '--allow-network']);
     clients = clientsFor(`127.0.0.1:${executor.port}`);
     listener = createServer((socket) => socket.end());
     await new Promise<void>((resolve) => listener.listen(0, '127.0.0.1', resolve));
@@ -199,7 +202,7 @@ describe.runIf(isRoot || process.env.CI === 'true')('cgroup limits of an action'
 
   beforeAll(async () => {
     if (!isRoot) throw new Error('the cgroup suite needs root (CI runs as root)');
-    executor = await startExecutorProcess(['--action-memory', '64MiB', '--action-pids', '24']);
+    executor = await startExecutorProcess([...FRESH_STORE, '--action-memory', '64MiB', '--action-pids', '24']);
     clients = clientsFor(`127.0.0.1:${executor.port}`);
     fx = new ActionFixture(clients);
   });
@@ -247,7 +250,7 @@ describe.runIf(isRoot || process.env.CI === 'true')('a full work disk', () => {
     mountPoint = mkdtempSync(join(tmpdir(), 'larder-full-disk-'));
     execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=24m,mode=0755', 'tmpfs', mountPoint]);
     mkdirSync(join(mountPoint, 'work'));
-    executor = await startExecutorProcess(['--work-dir', join(mountPoint, 'work')]);
+    executor = await startExecutorProcess([...FRESH_STORE, '--work-dir', join(mountPoint, 'work')]);
     clients = clientsFor(`127.0.0.1:${executor.port}`);
   });
   afterAll(async () => {
@@ -277,7 +280,7 @@ describe('the input root as the file system root (BuildStream, buildbox clients)
   let clients: Clients;
 
   beforeAll(async () => {
-    executor = await startExecutorProcess([]);
+    executor = await startExecutorProcess(FRESH_STORE);
     clients = clientsFor(`127.0.0.1:${executor.port}`);
   });
   afterAll(async () => {
@@ -391,5 +394,69 @@ describe('an executor whose host cannot sandbox', () => {
     } finally {
       await executor.stop();
     }
+  });
+});
+
+describe('persistent workers of another silo', () => {
+  let executor: ExecutorProcess;
+  let clients: Clients;
+
+  beforeAll(async () => {
+    executor = await startExecutorProcess([...FRESH_STORE, '--persistent-workers', 'local', '--concurrency', '2']);
+    clients = clientsFor(`127.0.0.1:${executor.port}`);
+  });
+  afterAll(async () => {
+    clients?.close();
+    await executor?.stop();
+  });
+
+  it('row 4: a plain action of silo A can neither find, read nor signal silo B’s warm worker', async () => {
+    const fx = new ActionFixture(clients);
+    const run = newMark('silos'); // a salt: this run's actions are never answered from an earlier run's cache
+    const worker = readFileSync(join(WORKSPACE_TEMPLATE, 'tools/upper_worker.js'));
+    /** An action of silo B through its persistent worker; returns the id of the worker process that answered. */
+    const siloB = async (name: string) => {
+      const inputRoot = await fx.tree({
+        tools: { 'worker.js': { content: worker, executable: true } },
+        in: { [`${name}.txt`]: `secret source of silo b ${name}\n` },
+        [`${name}.args`]: `in/${name}.txt\nout/${name}.TXT\n`,
+      });
+      const { response } = await fx.execute(
+        await fx.action({
+          inputRoot,
+          salt: run,
+          platform: { persistentWorkerKey: 'upper', persistentWorkerProtocol: 'json', 'cache-silo-key': 'silo-b' },
+          command: { arguments: [NODE, 'tools/worker.js', `@${name}.args`], outputFiles: [`out/${name}.TXT`] },
+        }),
+      );
+      expect(response.result!.exitCode).toBe(0);
+      return /in process (\S+)/.exec((await fx.read(response.result!.stderrDigest)).toString())![1];
+    };
+    const before = await siloB('one');
+    const attack = await fx.execute(
+      await fx.action({
+        salt: run,
+        platform: { 'cache-silo-key': 'silo-a' },
+        command: {
+          arguments: [
+            SH,
+            '-c',
+            'cat /proc/[0-9]*/cmdline 2>/dev/null | tr "\\0" " " | grep -c "worker[.]js"; ' +
+              // Where the host keeps work folders (the system folders are read-only and hold none of it).
+              'find /tmp /var /root /home /work -name "*.args" 2>/dev/null | wc -l; ' +
+              'grep -rl "secret source" /tmp /var /root /home /work 2>/dev/null | wc -l; ' +
+              'kill -9 -1',
+          ],
+        },
+      }),
+    );
+    const [seen, argsFiles, sources] = (await fx.read(attack.response.result!.stdoutDigest))
+      .toString()
+      .trim()
+      .split('\n')
+      .map(Number);
+    expect({ seen, argsFiles, sources }).toEqual({ seen: 0, argsFiles: 0, sources: 0 });
+    // The same warm worker process answers silo B's next action: nothing reached it.
+    expect(await siloB('two')).toBe(before);
   });
 });
