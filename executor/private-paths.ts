@@ -12,6 +12,7 @@
  */
 import { realpath, stat } from 'node:fs/promises';
 import { dirname } from 'node:path';
+import type { ExecutionConfig } from '../shared/config.ts';
 import { LarderError } from '../shared/errors.ts';
 import type { Logger } from '../shared/log.ts';
 
@@ -133,6 +134,14 @@ export async function guardPrivatePaths(
         `${fix(refused)}, then start again`,
     );
   }
+}
+
+/** How the operator named the users actions run as (`--run-as nobody`), for messages. */
+export function runAsName(config: Pick<ExecutionConfig, 'runAs' | 'runAsUids'>): string {
+  if (config.runAs !== '') return `--run-as ${config.runAs}`;
+  return config.runAsUids === null
+    ? 'larder itself'
+    : `--run-as-uids ${config.runAsUids.first}-${config.runAsUids.last}`;
 }
 
 function describe(identity: Identity): string {

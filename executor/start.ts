@@ -18,7 +18,7 @@ import { createLogger, type Logger } from '../shared/log.ts';
 import { History } from '../shared/metrics/history.ts';
 import { Metrics } from '../shared/metrics/metrics.ts';
 import { renderStatusPage, type StatusSnapshot } from '../shared/status/page.ts';
-import { describeStore } from '../shared/storage/config.ts';
+import { describeStore, type StoreConfig } from '../shared/storage/config.ts';
 import { openStore } from '../shared/storage/from-config.ts';
 import type { BlobStore } from '../shared/storage/store.ts';
 import { PartialUploads } from './bytestream/partial-uploads.ts';
@@ -26,12 +26,14 @@ import { describeWorkerPlatform } from './execution/platform.ts';
 import { executionMetrics, type ExecutionSource } from './execution/metrics.ts';
 import { type MetricsServer, startMetricsServer } from './metrics-server.ts';
 import { widenReceiveWindows } from './grpc/flow-control.ts';
+import { guardPrivatePaths, type PrivatePaths, runAsName } from './private-paths.ts';
 import { MemoryScheduler } from './scheduler/memory-scheduler.ts';
 import { redactUrl } from './scheduler/redis/connection.ts';
 import { RedisScheduler } from './scheduler/redis/redis-scheduler.ts';
 import type { Scheduler } from './scheduler/scheduler.ts';
 import { createExecutorServer } from './server.ts';
 import { startInProcessWorkers, type WorkerPool } from './worker/in-process.ts';
+import { actionIdentities } from './worker/worker-host.ts';
 import type { PersistentWorkers } from './worker/persistent/persistent-workers.ts';
 import type { Worker } from './worker/worker.ts';
 import { loadZstd } from './zstd.ts';
@@ -103,13 +105,25 @@ async function serve(
     idleMs: 10 * 60 * 1000,
     minBlobBytes: MiB,
   });
-  const zstd = loadZstd();
-  if (zstd === null) log.info('zstd-napi is not installed: compressed-blobs are not offered');
-
   const pools = options.pools ?? [
     { labels: config.execution.platform, workers: config.execution.workers, concurrency: config.execution.concurrency },
   ];
   const hasWorkers = pools.some((pool) => pool.workers > 0);
+  if (hasWorkers) {
+    // Before any action runs: none may read the store or the server's secrets (executor/private-paths.ts).
+    const name = runAsName(config.execution);
+    const identities = actionIdentities(config.execution).all.map((id) => ({ ...id, name }));
+    try {
+      await guardPrivatePaths(privatePaths(config, options), identities, log);
+    } catch (err) {
+      await uploads.close();
+      if (options.store === undefined) await store.close?.();
+      throw err;
+    }
+  }
+  const zstd = loadZstd();
+  if (zstd === null) log.info('zstd-napi is not installed: compressed-blobs are not offered');
+
   // With a shared Redis queue this process executes even without workers of its own: it is a frontend of a
   // fleet whose workers (`larder worker`, other executors) take the jobs it queues.
   const { queue } = config.execution;
@@ -231,6 +245,23 @@ async function serve(
       if (options.store === undefined) await store.close?.();
     },
   };
+}
+
+/**
+ * What actions must not get at: the folders of a disk store (every client's blobs; a store the embedding program
+ * passed is its business) and the files holding secrets (config, htpasswd, TLS key, queue password).
+ */
+function privatePaths(config: ExecutorConfig, options: StartOptions): PrivatePaths {
+  const htpasswd = config.auth.htpasswd?.path;
+  return {
+    required: options.store === undefined ? diskFolders(config.store) : [],
+    advised: [...new Set([...config.execution.secretPaths, ...(htpasswd === undefined ? [] : [htpasswd])])],
+  };
+}
+
+function diskFolders(store: StoreConfig): string[] {
+  if (store.kind === 'disk') return [store.path];
+  return store.kind === 'tiered' ? store.tiers.flatMap(diskFolders) : [];
 }
 
 async function tlsCredentials(tls: { certPath: string; keyPath: string }): Promise<grpc.ServerCredentials> {

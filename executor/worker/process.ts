@@ -12,11 +12,12 @@ import { LarderError } from '../../shared/errors.ts';
 import { createLogger } from '../../shared/log.ts';
 import { describeWorkerPlatform, workerPlatform } from '../execution/platform.ts';
 import { warnAboutPasswords } from '../command-line.ts';
+import { guardPrivatePaths, runAsName } from '../private-paths.ts';
 import { RedisScheduler } from '../scheduler/redis/redis-scheduler.ts';
 import { openFrontend } from './frontend.ts';
 import { grpcActionCacheWriter, grpcCas } from './grpc-cas.ts';
 import { Worker } from './worker.ts';
-import { openWorkerHost } from './worker-host.ts';
+import { actionIdentities, openWorkerHost } from './worker-host.ts';
 
 export interface RunningWorker {
   readonly name: string;
@@ -42,6 +43,14 @@ export async function startWorkerProcess(
     frontend.close();
     throw err;
   }
+  // Actions must not read the frontend credentials or the queue password (executor/private-paths.ts).
+  const secrets = { required: [], advised: config.execution.secretPaths };
+  const runAs = runAsName(config.execution);
+  const identities = actionIdentities(config.execution).all.map((id) => ({ ...id, name: runAs }));
+  await guardPrivatePaths(secrets, identities, log).catch((err) => {
+    frontend.close();
+    return Promise.reject(err);
+  });
   const scheduler = await RedisScheduler.open({
     url: config.queue,
     passwordFile: config.execution.queuePasswordFile,

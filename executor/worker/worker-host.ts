@@ -150,7 +150,7 @@ async function startDockerRunner(
 }
 
 /** Who actions run as: a uid per slot from --run-as-uids, one --run-as user for all, or (not root) larder itself. */
-function actionIdentities(config: Pick<ExecutionConfig, 'runAs' | 'runAsUids'>): Identities {
+export function actionIdentities(config: Pick<ExecutionConfig, 'runAs' | 'runAsUids'>): Identities {
   if (config.runAs !== '') return sharedIdentity(lookUpUser(config.runAs));
   if (config.runAsUids !== null && process.getuid?.() === 0)
     return uidRange(config.runAsUids.first, config.runAsUids.last);

@@ -2,7 +2,7 @@
 // with an ACL user and the default user off; a frontend and workers that reach it with rediss://, --queue-ca and
 // the password from --queue-password-file. And the attack of issue 17 (row 11): a password put in --queue on the
 // command line is read by anyone from /proc/PID/cmdline. Here larder warns about it and /proc shows it no more.
-import { readFileSync, writeFileSync } from 'node:fs';
+import { chmodSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { haveRedis, startRedis, type TestRedis } from '../../helpers/redis.ts';
@@ -67,6 +67,22 @@ describe.runIf(runs)('a fleet on a Redis with TLS and an ACL user, no password o
     expect(response.result?.executionMetadata?.worker).toBe(worker.name);
     expect(commandLine(worker.pid)).not.toContain(PASSWORD);
     expect(worker.output()).not.toContain('PASSWORD IS ON THE COMMAND LINE');
+    expect(worker.output()).not.toContain('is readable by');
+  }, 60_000);
+
+  it('a worker whose password file actions could read says so, naming the chmod', async () => {
+    const readable = join(dir, 'queue-password-644');
+    writeFileSync(readable, `${PASSWORD}\n`);
+    chmodSync(readable, 0o644);
+    const worker = await startWorker({
+      redis: user,
+      frontend: frontend.url,
+      args: ['--queue-password-file', readable, '--queue-ca', ca.caPath],
+    });
+    workers.push(worker);
+    expect(worker.output()).toMatch(
+      /queue-password-644 is readable by --run-as-uids [0-9-]+ \(uid \d+, gid \d+\), who runs actions: run `chmod 600 /,
+    );
   }, 60_000);
 
   it('a worker given the password in --queue warns loudly and hides it from /proc/PID/cmdline', async () => {
