@@ -10,12 +10,13 @@
  * Commands are started by the spawner (spawner/), a small helper process, so that starting one costs the
  * same whatever the executor's own memory, and their output never passes through the executor's event loop.
  */
-import { readFile, truncate } from 'node:fs/promises';
+import { lstat, readFile, rmdir, truncate } from 'node:fs/promises';
+import { join } from 'node:path';
 import { constants } from 'node:os';
 import { LarderError } from '../../shared/errors.ts';
 import { groupGone, signalGroup } from './process-group.ts';
 import type { Runner, RunOutcome, RunRequest } from './runner.ts';
-import type { Bubblewrap } from './sandbox/bubblewrap.ts';
+import { type Bubblewrap, INPUT_ROOT_MOUNT_POINTS } from './sandbox/bubblewrap.ts';
 import type { ActionCgroup, CgroupLimits, Cgroups } from './sandbox/cgroups.ts';
 import { checkCommandSize } from './command-size.ts';
 import { Spawner } from './spawner/spawner.ts';
@@ -44,11 +45,17 @@ export class LocalRunner implements Runner {
     const startedAt = new Date();
     const argv = this.commandLine(request);
     checkCommandSize(argv, request.env);
+    const mountPoints =
+      this.options.sandbox !== null && request.options.get('filesystem-root') === 'input'
+        ? await missingMountPoints(request.execRoot)
+        : [];
     const cgroup = await this.options.cgroups?.create(`action-${process.pid}-${this.nextGroup++}`, this.options.limits);
     try {
       return await this.runIn(request, argv, cgroup ?? null, startedAt);
     } finally {
       await cgroup?.remove();
+      // The folders bubblewrap made in the input root to mount /proc, /dev and /tmp on are not the action's outputs.
+      for (const path of mountPoints) await rmdir(path).catch(() => undefined);
     }
   }
 
@@ -154,6 +161,16 @@ export class LocalRunner implements Runner {
       endedAt: new Date(),
     };
   }
+}
+
+/** The mount points of an input root used as `/` that it does not have itself (bubblewrap creates them). */
+async function missingMountPoints(execRoot: string): Promise<string[]> {
+  const missing: string[] = [];
+  for (const name of INPUT_ROOT_MOUNT_POINTS) {
+    const path = join(execRoot, name);
+    if ((await lstat(path).catch(() => null)) === null) missing.push(path);
+  }
+  return missing;
 }
 
 function notStarted(startError: string, startedAt: Date): RunOutcome {

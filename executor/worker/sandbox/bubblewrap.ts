@@ -30,6 +30,9 @@ export interface SandboxSpec {
   readonly rootIsInput: boolean;
 }
 
+/** What an input root used as `/` gets mounted on top of it: fresh ones, not the input's own. */
+export const INPUT_ROOT_MOUNT_POINTS = ['proc', 'dev', 'tmp'];
+
 /** The folders of the host every sandbox sees read-only, when they exist (symlinks such as /bin → usr/bin kept). */
 const SYSTEM_PATHS = ['/usr', '/bin', '/sbin', '/lib', '/lib32', '/lib64', '/libx32', '/etc', '/opt'];
 

@@ -303,7 +303,7 @@ describe('the input root as the file system root (BuildStream, buildbox clients)
           arguments: ['sh', '-c', '-e', 'mkdir -p /buildstream-install\necho hello > /buildstream-install/hello.txt\n'],
           workingDirectory: 'buildstream/project/element',
           environmentVariables: [{ name: 'PATH', value: '/bin' }],
-          outputDirectories: ['.', '../../../buildstream-install'],
+          outputDirectories: ['.', '../../../buildstream-install', '../../..'],
         },
       }),
     );
@@ -314,6 +314,10 @@ describe('the input root as the file system root (BuildStream, buildbox clients)
     const tree = fromBinary(TreeSchema, await fx.read(install!.treeDigest));
     const hello = tree.root!.files.find((f) => f.name === 'hello.txt');
     expect((await fx.read(hello!.digest)).toString()).toBe('hello\n');
+    // The whole root as an output holds the input and what the action made: none of the sandbox's mount points.
+    const whole = response.result!.outputDirectories.find((d) => d.path === '../../..');
+    const root = fromBinary(TreeSchema, await fx.read(whole!.treeDigest)).root!;
+    expect(root.directories.map((d) => d.name).sort()).toEqual(['bin', 'buildstream', 'buildstream-install']);
   });
 });
 
