@@ -3,7 +3,6 @@
  * checks what can be checked before anything is queued (digests, argv, paths, timeout), and splits the
  * platform. Missing Action or Command blobs are reported as MissingBlobsError, so the client re-uploads them.
  */
-import { fromBinary, type DescMessage, type MessageShape } from '@bufbuild/protobuf';
 import { blobKey, type Digest } from '../../shared/digest.ts';
 import { LarderError } from '../../shared/errors.ts';
 import type { BlobStore } from '../../shared/storage/store.ts';
@@ -17,7 +16,7 @@ import { digestOf } from '../digests.ts';
 import { PRIORITY_RANGE } from '../services/capabilities.ts';
 import type { ExecutionJob } from '../scheduler/scheduler.ts';
 import { MissingBlobsError } from '../worker/stage-inputs.ts';
-import { type ActionPlatform, splitPlatform } from './platform.ts';
+import { checkAction, parseActionProto } from './check-action.ts';
 
 /** Action and Command protos are small; this bounds a hostile one. */
 const MAX_PROTO_BYTES = 4 * 1024 * 1024;
@@ -37,59 +36,23 @@ export async function prepareJob(
 ): Promise<Omit<ExecutionJob, 'operation'>> {
   const actionDigest = digestOf(request.actionDigest, 'action_digest');
   const priority = priorityOf(request.executionPolicy?.priority ?? 0);
-  const action = await readProto(store, instance, actionDigest, ActionSchema, 'Action');
+  const actionBytes = await readProtoBytes(store, instance, actionDigest, 'Action');
+  const action = parseActionProto(ActionSchema, actionBytes, 'Action', actionDigest.hash);
   const commandDigest = digestOf(action.commandDigest, 'Action.command_digest');
-  digestOf(action.inputRootDigest, 'Action.input_root_digest');
-  const command = await readProto(store, instance, commandDigest, CommandSchema, 'Command');
-  if (command.arguments.length === 0 || command.arguments[0] === '')
-    throw new LarderError('invalid_argument', 'the Command has no arguments (nothing to run)');
-  for (const variable of command.environmentVariables) {
-    if (
-      variable.name === '' ||
-      variable.name.includes('=') ||
-      variable.name.includes('\0') ||
-      variable.value.includes('\0')
-    ) {
-      throw new LarderError(
-        'invalid_argument',
-        `invalid environment variable name ${JSON.stringify(variable.name.slice(0, 80))} in the Command`,
-      );
-    }
-  }
-  if (command.arguments.some((a) => a.includes('\0')))
-    throw new LarderError('invalid_argument', 'a Command argument contains a NUL byte');
-  const platform = splitPlatform(action.platform, command.platform);
-  checkRunnerOptions(platform);
+  const commandBytes = await readProtoBytes(store, instance, commandDigest, 'Command');
+  const command = parseActionProto(CommandSchema, commandBytes, 'Command', commandDigest.hash);
+  const platform = checkAction(action, command);
   return {
     instance,
     actionDigest,
     action,
     command,
+    encoded: { action: actionBytes, command: commandBytes },
     platform,
     timeoutMs: timeoutOf(action.timeout, timeouts),
     priority,
     queuedAt: new Date(),
   };
-}
-
-/** Runner options that can never work together are refused before anything is queued. */
-function checkRunnerOptions(platform: ActionPlatform): void {
-  const { options } = platform;
-  const protocol = options.get('persistentWorkerProtocol') ?? '';
-  if (protocol !== '' && protocol !== 'proto' && protocol !== 'json') {
-    throw new LarderError(
-      'invalid_argument',
-      `persistentWorkerProtocol must be proto or json, not ${JSON.stringify(protocol.slice(0, 40))}`,
-    );
-  }
-  const persistent = (options.get('persistentWorkerKey') ?? '') !== '';
-  const image = options.get('container-image') ?? '';
-  if (persistent && image !== '' && !/^true$/i.test(options.get('dockerReuse') ?? '')) {
-    throw new LarderError(
-      'invalid_argument',
-      'persistentWorkerKey with a container-image needs dockerReuse=True: a persistent worker lives in a kept container',
-    );
-  }
 }
 
 /**
@@ -115,13 +78,13 @@ function timeoutOf(timeout: { seconds: bigint; nanos: number } | undefined, poli
   return Math.min(ms, policy.maxMs);
 }
 
-async function readProto<S extends DescMessage>(
+/** The exact bytes of an Action or Command (what its digest covers), bounded; missing is MissingBlobsError. */
+async function readProtoBytes(
   store: BlobStore,
   instance: string,
   digest: Digest,
-  schema: S,
-  what: string,
-): Promise<MessageShape<S>> {
+  what: 'Action' | 'Command',
+): Promise<Uint8Array> {
   if (digest.sizeBytes > MAX_PROTO_BYTES)
     throw new LarderError(
       'invalid_argument',
@@ -132,13 +95,5 @@ async function readProto<S extends DescMessage>(
     await blob?.body.cancel();
     throw new MissingBlobsError([digest]);
   }
-  const bytes = await readWhole(blob, MAX_PROTO_BYTES);
-  try {
-    return fromBinary(schema, bytes);
-  } catch (err) {
-    throw new LarderError(
-      'invalid_argument',
-      `the ${what} ${digest.hash} is not a valid ${what} protobuf: ${(err as Error).message}`,
-    );
-  }
+  return readWhole(blob, MAX_PROTO_BYTES);
 }

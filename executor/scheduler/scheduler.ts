@@ -24,6 +24,12 @@ export interface ExecutionJob {
   readonly actionDigest: Digest;
   readonly action: Action;
   readonly command: Command;
+  /**
+   * The Action and Command exactly as read from the CAS: `action` hashes to actionDigest, `command` to the
+   * Action's command_digest. The in-memory scheduler hands the job over as it is; a fleet's queue carries these
+   * bytes, and a worker runs what it claims only once they hash to those digests (redis/verify-job.ts).
+   */
+  readonly encoded: { readonly action: Uint8Array; readonly command: Uint8Array };
   readonly platform: ActionPlatform;
   /** How long the command may run, already capped by the server's maximum. */
   readonly timeoutMs: number;

@@ -4,10 +4,9 @@
  */
 import { create, fromBinary, toBinary } from '@bufbuild/protobuf';
 import { createHash } from 'node:crypto';
-import type { Digest } from '../../../shared/digest.ts';
+import { type Digest, parseDigest, parseInstance } from '../../../shared/digest.ts';
+import { LarderError } from '../../../shared/errors.ts';
 import {
-  ActionSchema,
-  CommandSchema,
   type ExecuteResponse,
   ExecuteResponseSchema,
 } from '../../../shared/proto/gen/build/bazel/remote/execution/v2/remote_execution_pb.ts';
@@ -17,8 +16,10 @@ import type { ExecutionJob } from '../scheduler.ts';
 interface StoredJob {
   instance: string;
   digest: [string, number];
+  /** The Action's and the Command's bytes as the frontend read them from the CAS (verify-job.ts hashes them). */
   action: string;
   command: string;
+  /** For people reading Redis (and workers before verify-job.ts): a worker derives the platform from the Action. */
   constraints: [string, string[]][];
   options: [string, string][];
   runner: RunnerKind;
@@ -27,12 +28,26 @@ interface StoredJob {
   queuedAt: number;
 }
 
+/**
+ * A claimed job as the queue spells it, nothing checked but its shape: whoever can write to Redis can queue one,
+ * so a worker runs it only as verifyJob (verify-job.ts) turns it into an ExecutionJob.
+ */
+export interface QueuedJob {
+  readonly operation: string;
+  readonly instance: string;
+  readonly actionDigest: Digest;
+  readonly encoded: { readonly action: Uint8Array; readonly command: Uint8Array };
+  readonly timeoutMs: number;
+  readonly priority: number;
+  readonly queuedAt: Date;
+}
+
 export function encodeJob(job: Omit<ExecutionJob, 'operation'>): string {
   const stored: StoredJob = {
     instance: job.instance,
     digest: [job.actionDigest.hash, job.actionDigest.sizeBytes],
-    action: b64(toBinary(ActionSchema, job.action)),
-    command: b64(toBinary(CommandSchema, job.command)),
+    action: b64(job.encoded.action),
+    command: b64(job.encoded.command),
     constraints: [...job.platform.constraints].map(([name, values]) => [name, [...values]]),
     options: [...job.platform.options],
     runner: job.platform.runner,
@@ -43,18 +58,33 @@ export function encodeJob(job: Omit<ExecutionJob, 'operation'>): string {
   return JSON.stringify(stored);
 }
 
-export function decodeJob(operation: string, text: string): ExecutionJob {
-  const stored = JSON.parse(text) as StoredJob;
+/** Reads a claimed job's fields; one a frontend would not have written is INVALID_ARGUMENT. */
+export function decodeJob(operation: string, text: string): QueuedJob {
+  let stored: Partial<StoredJob>;
+  try {
+    stored = JSON.parse(text) as Partial<StoredJob>;
+  } catch (err) {
+    throw new LarderError('invalid_argument', `the queued job is not JSON: ${(err as Error).message}`);
+  }
+  const { instance, digest, action, command, timeoutMs, priority, queuedAt } = stored ?? {};
+  const numbers = [timeoutMs, priority, queuedAt];
+  if (
+    typeof instance !== 'string' ||
+    !Array.isArray(digest) ||
+    typeof action !== 'string' ||
+    typeof command !== 'string' ||
+    !numbers.every((n) => typeof n === 'number' && Number.isFinite(n)) ||
+    timeoutMs! <= 0
+  )
+    throw new LarderError('invalid_argument', 'the queued job lacks a field a frontend writes, or has it malformed');
   return {
     operation,
-    instance: stored.instance,
-    actionDigest: { hash: stored.digest[0], sizeBytes: stored.digest[1] },
-    action: fromBinary(ActionSchema, unb64(stored.action)),
-    command: fromBinary(CommandSchema, unb64(stored.command)),
-    platform: { constraints: new Map(stored.constraints), options: new Map(stored.options), runner: stored.runner },
-    timeoutMs: stored.timeoutMs,
-    priority: stored.priority,
-    queuedAt: new Date(stored.queuedAt),
+    instance: parseInstance(instance),
+    actionDigest: parseDigest(String(digest[0]), digest[1] as number),
+    encoded: { action: unb64(action), command: unb64(command) },
+    timeoutMs: timeoutMs!,
+    priority: priority!,
+    queuedAt: new Date(queuedAt!),
   };
 }
 

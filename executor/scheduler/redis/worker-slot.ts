@@ -9,12 +9,14 @@
  */
 import { randomUUID } from 'node:crypto';
 import type { Redis } from 'ioredis';
+import { errorForLog } from '../../../shared/errors.ts';
 import type { ExecuteResponse } from '../../../shared/proto/gen/build/bazel/remote/execution/v2/remote_execution_pb.ts';
 import type { WorkerPlatform } from '../../execution/platform.ts';
-import { Code, RpcError } from '../../grpc-status.ts';
-import type { Lease, WorkerSlot } from '../scheduler.ts';
-import { decodeJob, encodeResponse, workerSpec } from './codec.ts';
+import { callStatus, Code, RpcError } from '../../grpc-status.ts';
+import type { ExecutionJob, Lease, WorkerSlot } from '../scheduler.ts';
+import { decodeJob, encodeResponse, statusResponse, workerSpec } from './codec.ts';
 import type { RedisScheduler } from './redis-scheduler.ts';
+import { verifyJob } from './verify-job.ts';
 
 export async function joinFleet(
   scheduler: RedisScheduler,
@@ -72,13 +74,38 @@ export async function joinFleet(
         // Redis is away: wait for it rather than spin (the blocking connection's own retries pace this).
         scheduler.log.warn('could not ask the queue for work', { worker: id, error: (err as Error).message });
       }
-      if (claimed !== null && claimed[1] !== '')
-        return holdLease(scheduler, id, claimed[0], decodeJob(claimed[0], claimed[1]), token);
+      if (claimed !== null && claimed[1] !== '') {
+        const job = await verified(claimed[0], claimed[1], token);
+        if (job !== null) return holdLease(scheduler, id, claimed[0], job, token);
+        continue;
+      }
       if (claimed === null)
         await waitForWork(signal).catch((err) => {
           if (signal.aborted || scheduler.closing.signal.aborted) return;
           scheduler.log.warn('waiting for work failed', { worker: id, error: (err as Error).message });
         });
+    }
+  }
+
+  /**
+   * The claimed job, once verifyJob has found it to be what its digests say; otherwise it is failed at once with
+   * the reason (nothing run, nothing cached) and null returned, so the worker goes on to the next.
+   */
+  async function verified(name: string, text: string, token: string): Promise<ExecutionJob | null> {
+    try {
+      return verifyJob(decodeJob(name, text), worker.platform);
+    } catch (err) {
+      const { code, details } = callStatus(err);
+      scheduler.log.warn(
+        'refused a queued job that does not match its action digest: was it written to Redis by something other than a larder frontend?',
+        { worker: id, operation: name, error: errorForLog(err) },
+      );
+      const response = statusResponse(code, `larder refused to run this job: ${details}`);
+      await scheduler.script('complete', name, token, response, scheduler.config.retainMs).catch((e: Error) =>
+        // The lease expires, and the job goes to another worker, which refuses it too.
+        scheduler.log.warn('could not record a refused job', { operation: name, error: e.message }),
+      );
+      return null;
     }
   }
 
@@ -92,13 +119,7 @@ export async function joinFleet(
   };
 }
 
-function holdLease(
-  scheduler: RedisScheduler,
-  workerId: string,
-  name: string,
-  job: ReturnType<typeof decodeJob>,
-  token: string,
-): Lease {
+function holdLease(scheduler: RedisScheduler, workerId: string, name: string, job: ExecutionJob, token: string): Lease {
   const { leaseMs, retainMs } = scheduler.config;
   const controller = new AbortController();
   let settle!: () => void;

@@ -24,6 +24,8 @@ function job(
     actionDigest: { hash: hash.padEnd(64, '0'), sizeBytes: 1 },
     action: create(ActionSchema, {}),
     command: create(CommandSchema, { arguments: ['/bin/true'] }),
+    // Never read here: the in-memory scheduler hands the job over as it is (a fleet's workers hash them).
+    encoded: { action: new Uint8Array(), command: new Uint8Array() },
     platform: splitPlatform(create(ActionSchema, { platform }).platform, undefined),
     timeoutMs: 1000,
     priority: options.priority ?? 0,

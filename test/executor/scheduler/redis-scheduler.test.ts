@@ -1,7 +1,7 @@
 // The Redis scheduler against a real redis-server: several RedisScheduler instances stand for frontends and
 // worker processes sharing one Redis. Worker death is a dropped connection (no renewals) or a lease expired
 // by hand in Redis; the fleet suite kills real processes.
-import { create } from '@bufbuild/protobuf';
+import { create, toBinary } from '@bufbuild/protobuf';
 import { Redis } from 'ioredis';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { splitPlatform, workerPlatform } from '../../../executor/execution/platform.ts';
@@ -17,17 +17,29 @@ import {
 } from '../../../shared/proto/gen/build/bazel/remote/execution/v2/remote_execution_pb.ts';
 import { workerSpec } from '../../../executor/scheduler/redis/codec.ts';
 import { haveRedis, startRedis, type TestRedis } from '../../helpers/redis.ts';
+import { digestOf } from '../helpers.ts';
 
 const AMD64 = workerPlatform(new Map([['Arch', ['amd64']]]), ['local']);
 const ARM64 = workerPlatform(new Map([['Arch', ['arm64']]]), ['local']);
 
+/** A job as a frontend makes one: an Action and Command whose bytes hash to the digests they are named by. */
 function job(id: string, arch = 'amd64', priority = 0): Omit<ExecutionJob, 'operation'> {
   const platform = create(PlatformSchema, { properties: [{ name: 'Arch', value: arch }] });
+  const command = create(CommandSchema, { arguments: ['true', id] });
+  const commandBytes = toBinary(CommandSchema, command);
+  const action = create(ActionSchema, {
+    commandDigest: digestOf(commandBytes),
+    inputRootDigest: digestOf(''),
+    platform,
+  });
+  const actionBytes = toBinary(ActionSchema, action);
+  const actionDigest = digestOf(actionBytes);
   return {
     instance: '',
-    actionDigest: { hash: id.padStart(64, '0'), sizeBytes: 10 },
-    action: create(ActionSchema, { platform }),
-    command: create(CommandSchema, { arguments: ['true', id] }),
+    actionDigest: { hash: actionDigest.hash, sizeBytes: Number(actionDigest.sizeBytes) },
+    action,
+    command,
+    encoded: { action: actionBytes, command: commandBytes },
     platform: splitPlatform(platform, undefined),
     timeoutMs: 60_000,
     priority,
@@ -352,5 +364,55 @@ describe.runIf(haveRedis())('RedisScheduler on a real Redis', () => {
     const op = await front.submit(job('18', 'arm64'), null, ALICE.id);
     const state = await whenDone(front, op.name);
     expect(state.response?.status?.code).toBe(Code.UNAVAILABLE);
+  });
+
+  it('a queued job rewritten in Redis is refused by the worker that claims it, which goes on to the next', async () => {
+    const [front, workers] = [await scheduler(), await scheduler()];
+    const slot = await workers.join({ name: 'w', platform: AMD64 });
+    const victim = await front.submit(job('19'), 'key-19', ALICE.id);
+    const honest = await front.submit(job('20'), null, ALICE.id);
+    // Another queued job's Command put under the victim's digest, as anyone who can write to Redis could.
+    const key = `${prefix}op:${victim.name}`;
+    const stored = JSON.parse((await raw.hget(key, 'job'))!) as { command: string };
+    stored.command = Buffer.from(job('20').encoded.command).toString('base64');
+    await raw.hset(key, 'job', JSON.stringify(stored));
+
+    const lease = await slot.take(new AbortController().signal);
+    expect(lease.job.operation).toBe(honest.name);
+    const refused = await whenDone(front, victim.name);
+    expect(refused.response?.status?.code).toBe(Code.INVALID_ARGUMENT);
+    expect(refused.response?.status?.message).toMatch(/Command .* does not hash to the Action's command_digest/);
+    expect(refused.response?.result).toBeUndefined();
+    await lease.complete(ok(0));
+    await slot.leave();
+  });
+
+  it('a job from a frontend that re-encoded nothing: the exact bytes it read reach the worker', async () => {
+    // Bytes no encoder would write (field 15, commandDigest, after field 2): a valid Action, hashed as sent.
+    const genuine = job('21');
+    const reordered = Buffer.concat([
+      toBinary(ActionSchema, create(ActionSchema, { inputRootDigest: genuine.action.inputRootDigest })),
+      toBinary(ActionSchema, create(ActionSchema, { commandDigest: genuine.action.commandDigest })),
+      toBinary(ActionSchema, create(ActionSchema, { platform: genuine.action.platform })),
+    ]);
+    expect(reordered.equals(Buffer.from(genuine.encoded.action))).toBe(false);
+    const digest = digestOf(reordered);
+    const front = await scheduler();
+    const slot = await (await scheduler()).join({ name: 'w', platform: AMD64 });
+    await front.submit(
+      {
+        ...genuine,
+        actionDigest: { hash: digest.hash, sizeBytes: reordered.byteLength },
+        encoded: { ...genuine.encoded, action: reordered },
+      },
+      null,
+      ALICE.id,
+    );
+    const lease = await slot.take(new AbortController().signal);
+    expect(lease.job.actionDigest.hash).toBe(digest.hash);
+    expect(lease.job.command.arguments).toEqual(['true', '21']);
+    expect(lease.job.platform.constraints.get('Arch')).toEqual(['amd64']);
+    await lease.complete(ok(0));
+    await slot.leave();
   });
 });
