@@ -8,6 +8,7 @@ import { create } from '@bufbuild/protobuf';
 import { anyPack, timestampFromDate } from '@bufbuild/protobuf/wkt';
 import { createHash, randomUUID } from 'node:crypto';
 import { chown, mkdir, readFile, rm } from 'node:fs/promises';
+import { constants } from 'node:os';
 import { join } from 'node:path';
 import type { Digest } from '../../shared/digest.ts';
 import { isLarderError, LarderError } from '../../shared/errors.ts';
@@ -218,8 +219,21 @@ function describeFailure(outcome: RunOutcome): string {
   const notes: string[] = [];
   if (outcome.oomKilled) notes.push('the command ran out of memory (its memory limit) and was killed');
   else if (outcome.signal !== null) notes.push(`the command was killed by ${outcome.signal}`);
+  else if (signalOfExitCode(outcome.exitCode) !== null) {
+    // The sandbox's init passes a signal death on as 128 + N, as shells do: the same number an exit(128 + N) gives.
+    notes.push(
+      `exit code ${outcome.exitCode}: the command was killed by ${signalOfExitCode(outcome.exitCode)}, or exited with that code`,
+    );
+  }
   if (outcome.outputTruncated) notes.push('its output was cut at the server limit');
   return notes.length === 0 ? '' : `larder: ${notes.join('; ')}`;
+}
+
+/** The signal a shell-style exit code above 128 names (137: SIGKILL), or null. */
+function signalOfExitCode(exitCode: number): string | null {
+  if (exitCode <= 128 || exitCode > 128 + 64) return null;
+  const name = Object.entries(constants.signals).find(([, number]) => number === exitCode - 128)?.[0];
+  return name ?? null;
 }
 
 /** An ExecuteResponse for a failure before or around the run: missing inputs, bad input, a full disk. */
