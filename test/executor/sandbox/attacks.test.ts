@@ -126,6 +126,29 @@ describe('a sandboxed executor under attack', () => {
     expect(out.trim().endsWith('done')).toBe(true);
   });
 
+  it('an action writes only its own folder: system folders are read-only, /tmp and /dev/shm its own and empty', async () => {
+    const mark = newMark('tmp');
+    const first = await fx.execute(
+      await fx.action({
+        command: {
+          arguments: [
+            SH,
+            '-c',
+            `echo ${mark} > /tmp/left-behind && echo ${mark} > /dev/shm/left-behind && echo wrote; ` +
+              'for d in /usr /etc /bin /usr/local/bin; do touch "$d/larder-probe" 2>/dev/null && echo "WROTE $d"; done; true',
+          ],
+        },
+      }),
+    );
+    expect((await fx.read(first.response.result!.stdoutDigest)).toString()).toBe('wrote\n');
+    const second = await fx.execute(
+      await fx.action({ command: { arguments: [SH, '-c', 'ls -A /tmp /dev/shm; cat /tmp/left-behind 2>&1; true'] } }),
+    );
+    const listing = (await fx.read(second.response.result!.stdoutDigest)).toString();
+    expect(listing).not.toContain(mark);
+    expect(listing).toContain('No such file or directory');
+  });
+
   it("row 6: an action reaches neither the executor's port nor any other service on the host's loopback", async () => {
     const redis: TestRedis = await startRedis();
     try {
