@@ -81,6 +81,8 @@ export interface ExecutionConfig {
   /** Per-action directories and the input file cache live here. */
   workDir: string;
   inputCacheBytes: number;
+  /** What one action's input root may stage, counted before anything is (a directory named twice counts twice). */
+  inputLimits: { maxFiles: number; maxDirectories: number; maxBytes: number };
   /** Timeout of an action that sets none, and the most any action gets. */
   actionTimeoutMs: number;
   maxActionTimeoutMs: number;
@@ -403,6 +405,26 @@ export const EXECUTOR_OPTIONS: readonly OptionRow[] = [
     help: 'size of the local input file cache actions are staged from (hard links)',
     default: () => '4GiB',
   },
+  // Input root limits: far above real actions (the largest stage some hundreds of thousands of files: runfiles trees,
+  // node_modules), far below what a few kilobytes of Directory protos naming one directory many times expand to.
+  {
+    flag: 'max-input-files',
+    env: 'LARDER_MAX_INPUT_FILES',
+    help: 'files and symlinks one action may stage, each counted wherever its directory appears',
+    default: () => '1000000',
+  },
+  {
+    flag: 'max-input-dirs',
+    env: 'LARDER_MAX_INPUT_DIRS',
+    help: 'directories one action may stage, counted wherever they appear',
+    default: () => '100000',
+  },
+  {
+    flag: 'max-input-bytes',
+    env: 'LARDER_MAX_INPUT_BYTES',
+    help: 'bytes of files one action may stage, a file counted wherever it appears',
+    default: () => '64GiB',
+  },
   {
     flag: 'action-timeout',
     env: 'LARDER_ACTION_TIMEOUT',
@@ -527,6 +549,9 @@ const WORKER_HOST_FLAGS = [
   'platform',
   'work-dir',
   'input-cache-size',
+  'max-input-files',
+  'max-input-dirs',
+  'max-input-bytes',
   'action-timeout',
   'max-action-timeout',
   'run-as',
@@ -659,6 +684,11 @@ function parseExecutionOptions(values: Record<string, string>): ExecutionConfig 
     platform: parsePlatformLabels(values.platform!),
     workDir: values['work-dir']!,
     inputCacheBytes: parseSize(values['input-cache-size']!),
+    inputLimits: {
+      maxFiles: parseLimit('max-input-files', values['max-input-files']!),
+      maxDirectories: parseLimit('max-input-dirs', values['max-input-dirs']!),
+      maxBytes: parseSize(values['max-input-bytes']!),
+    },
     actionTimeoutMs,
     maxActionTimeoutMs,
     runAs,
@@ -751,6 +781,17 @@ function parseQueueSecrets(values: Record<string, string>): Pick<ExecutionConfig
 function parseQueue(text: string): string {
   if (text === 'memory' || isRedisUrl(text)) return text;
   throw new LarderError('invalid_argument', `--queue must be memory or redis://HOST:PORT, not ${JSON.stringify(text)}`);
+}
+
+/** A count with no upper bound of its own (parseCount stops at 1024): at least 1. */
+function parseLimit(flag: string, text: string): number {
+  const value = Number(text.trim());
+  if (!/^\d+$/.test(text.trim()) || value < 1 || !Number.isSafeInteger(value))
+    throw new LarderError(
+      'invalid_argument',
+      `--${flag} must be a whole number of at least 1, not ${JSON.stringify(text)}`,
+    );
+  return value;
 }
 
 function parseCount(flag: string, text: string, min: number): number {

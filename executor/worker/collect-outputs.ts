@@ -13,14 +13,15 @@
  *
  * The worker runs as root and the action did not, so this never follows a symlink the action made out of the
  * exec root: each output's parent is resolved with realpath and must stay inside; outputs and everything in an
- * output directory are looked at with lstat. Errors are LarderError 'invalid_argument' naming the path:
+ * output directory are looked at without following links (lstat, directory entry types), and files are opened
+ * as output-file.ts says, which is safe once no process of the action is left (the runner waits for that).
+ * Blobs are uploaded in batches (upload-blobs.ts). Errors are LarderError 'invalid_argument' naming the path:
  * malformed or escaping paths, a parent that escapes, a legacy output of the wrong type (REAPI answers
  * FAILED_PRECONDITION there; errors.ts has no such code), and anything but files, directories and symlinks.
  */
 import { create, toBinary } from '@bufbuild/protobuf';
 import { createHash } from 'node:crypto';
-import { constants } from 'node:fs';
-import { lstat, mkdir, open, readdir, readlink, realpath, stat } from 'node:fs/promises';
+import { lstat, mkdir, readdir, readlink, realpath, stat } from 'node:fs/promises';
 import { basename, dirname, join, posix } from 'node:path';
 import type { Digest } from '../../shared/digest.ts';
 import { LarderError } from '../../shared/errors.ts';
@@ -41,6 +42,15 @@ import {
 import { digestMessage } from '../digests.ts';
 import { mapLimit } from '../../shared/map-limit.ts';
 import type { WorkerCas } from './cas.ts';
+import {
+  type HashedFile,
+  hashLargeFile,
+  hashSmallFileSync,
+  inside,
+  notAnOutput,
+  openOutputFile,
+} from './output-file.ts';
+import { type OutputBlob, uploadBlobs } from './upload-blobs.ts';
 
 export interface OutputSpec {
   /** The input root the action ran in. */
@@ -61,8 +71,18 @@ export interface CollectedOutputs {
   outputDirectorySymlinks: OutputSymlink[];
 }
 
-/** Files hashed, and blobs uploaded, at once. */
-const CONCURRENCY = 8;
+/** Outputs looked at at once. */
+const OUTPUT_CONCURRENCY = 8;
+/** Large files hashed at once. */
+const HASH_CONCURRENCY = 8;
+/** Small files hashed (synchronously) between two turns of the event loop: about a millisecond's work. */
+const SYNC_HASH_CHUNK = 64;
+/**
+ * Small files' bytes are kept from hashing to upload, up to this much in all, so 100,000 small outputs are read
+ * once, not twice; beyond it (and for larger files) a file is read again when it is sent.
+ */
+const KEEP_FILE_BYTES = 64 * 1024;
+const KEEP_BUDGET_BYTES = 64 * 1024 * 1024;
 
 type Field = 'output_paths' | 'output_files' | 'output_directories';
 
@@ -109,60 +129,69 @@ export async function collectOutputs(spec: OutputSpec & { cas: WorkerCas }): Pro
     outputFileSymlinks: [],
     outputDirectorySymlinks: [],
   };
-  const uploads = new Map<string, Upload>();
-
-  for (const output of wanted) {
-    const found = await locate(spec.execRoot, realRoot, output);
-    if (found === null) continue;
-    const { path, stats } = found;
-    if (stats.isSymbolicLink()) {
-      const link = create(OutputSymlinkSchema, { path: output.path, target: await readlink(path) });
+  const context: Context = { realRoot, uploads: new Map(), keptBytes: 0 };
+  const described = await mapLimit(wanted, OUTPUT_CONCURRENCY, (output) => describe(spec.execRoot, output, context));
+  described.forEach((found, i) => {
+    if (found === null) return;
+    if (found.kind === 'file') result.outputFiles.push(found.file);
+    else if (found.kind === 'directory') result.outputDirectories.push(found.directory);
+    else {
       const list = {
         output_paths: result.outputSymlinks,
         output_files: result.outputFileSymlinks,
         output_directories: result.outputDirectorySymlinks,
-      }[output.field];
-      list.push(link);
-    } else if (stats.isFile()) {
-      if (output.field === 'output_directories') wrongType(output, 'a file');
-      const file = await hashFile(path, output.fromRoot);
-      uploads.set(label(file.digest), { digest: file.digest, path });
-      result.outputFiles.push(
-        create(OutputFileSchema, {
-          path: output.path,
-          digest: digestMessage(file.digest),
-          isExecutable: file.executable,
-        }),
-      );
-    } else if (stats.isDirectory()) {
-      if (output.field === 'output_files') wrongType(output, 'a directory');
-      const treeDigest = await treeOf(path, output.fromRoot, uploads);
-      result.outputDirectories.push(
-        create(OutputDirectorySchema, {
-          path: output.path,
-          treeDigest: digestMessage(treeDigest),
-          isTopologicallySorted: true,
-        }),
-      );
-    } else {
-      notAnOutput(output.fromRoot);
+      }[wanted[i]!.field];
+      list.push(found.symlink);
     }
-  }
-
-  const blobs = [...uploads.values()];
-  const missing = new Set((await spec.cas.findMissing(blobs.map((b) => b.digest))).map(label));
-  await mapLimit(
-    blobs.filter((b) => missing.has(label(b.digest))),
-    CONCURRENCY,
-    (b) => (b.bytes !== undefined ? spec.cas.uploadBytes(b.digest, b.bytes) : spec.cas.uploadFile(b.digest, b.path!)),
-  );
+  });
+  const open = async (path: string, rel: string) => (await openOutputFile(path, realRoot, rel)).file;
+  await uploadBlobs(spec.cas, [...context.uploads.values()], open);
   return result;
 }
 
-interface Upload {
-  digest: Digest;
-  path?: string;
-  bytes?: Uint8Array;
+/** What collection shares while outputs are described: the real exec root, and the blobs to upload by digest. */
+interface Context {
+  realRoot: string;
+  uploads: Map<string, OutputBlob>;
+  /** Bytes of small files held in `uploads` (KEEP_BUDGET_BYTES at most). */
+  keptBytes: number;
+}
+
+type Described =
+  | { kind: 'file'; file: OutputFile }
+  | { kind: 'directory'; directory: OutputDirectory }
+  | { kind: 'symlink'; symlink: OutputSymlink };
+
+/** One output as the action left it, its blobs queued for upload; null when it is not there. */
+async function describe(execRoot: string, output: Wanted, context: Context): Promise<Described | null> {
+  const found = await locate(execRoot, context.realRoot, output);
+  if (found === null) return null;
+  const { path, stats } = found;
+  if (stats.isSymbolicLink()) {
+    const target = await readlink(path);
+    return { kind: 'symlink', symlink: create(OutputSymlinkSchema, { path: output.path, target }) };
+  }
+  if (stats.isFile()) {
+    if (output.field === 'output_directories') wrongType(output, 'a file');
+    const [{ digest, executable }] = (await hashFiles([{ path, rel: output.fromRoot }], context)) as [HashedFile];
+    const file = create(OutputFileSchema, {
+      path: output.path,
+      digest: digestMessage(digest),
+      isExecutable: executable,
+    });
+    return { kind: 'file', file };
+  }
+  if (stats.isDirectory()) {
+    if (output.field === 'output_files') wrongType(output, 'a directory');
+    const treeDigest = await treeOf(path, output.fromRoot, context);
+    const directory = create(OutputDirectorySchema, {
+      path: output.path,
+      treeDigest: digestMessage(treeDigest),
+      isTopologicallySorted: true,
+    });
+    return { kind: 'directory', directory };
+  }
+  notAnOutput(output.fromRoot);
 }
 
 function wantedOutputs(spec: OutputSpec): Wanted[] {
@@ -265,30 +294,32 @@ async function locate(
 /**
  * Describes the directory at `path` as a Tree, queueing its files and the Tree itself for upload. Children are
  * deduplicated and listed parents first: the reverse of the order in which a depth-first walk finishes them.
+ * Entries are told apart by their directory entry type, which describes the entry itself, never a link's target.
  */
-async function treeOf(path: string, where: string, uploads: Map<string, Upload>): Promise<Digest> {
+async function treeOf(path: string, where: string, context: Context): Promise<Digest> {
   const finished = new Map<string, Directory>();
   const walk = async (dir: string, rel: string): Promise<{ directory: Directory; digest: Digest }> => {
     const directory = create(DirectorySchema);
-    const names = (await readdir(dir)).sort(byUtf8);
     const files: string[] = [];
-    for (const name of names) {
+    for (const entry of sortedByUtf8(await readdir(dir, { withFileTypes: true }))) {
+      const { name } = entry;
       const child = join(dir, name);
       const childRel = posix.join(rel, name);
-      const stats = await lstat(child);
-      if (stats.isSymbolicLink())
+      if (entry.isSymbolicLink())
         directory.symlinks.push(create(SymlinkNodeSchema, { name, target: await readlink(child) }));
-      else if (stats.isFile()) files.push(name);
-      else if (stats.isDirectory())
+      else if (entry.isFile()) files.push(name);
+      else if (entry.isDirectory())
         directory.directories.push(
           create(DirectoryNodeSchema, { name, digest: digestMessage((await walk(child, childRel)).digest) }),
         );
       else notAnOutput(childRel);
     }
-    const hashed = await mapLimit(files, CONCURRENCY, (name) => hashFile(join(dir, name), posix.join(rel, name)));
+    const hashed = await hashFiles(
+      files.map((name) => ({ path: join(dir, name), rel: posix.join(rel, name) })),
+      context,
+    );
     files.forEach((name, i) => {
       const { digest, executable } = hashed[i]!;
-      uploads.set(label(digest), { digest, path: join(dir, name) });
       directory.files.push(create(FileNodeSchema, { name, digest: digestMessage(digest), isExecutable: executable }));
     });
     const digest = digestOf(toBinary(DirectorySchema, directory));
@@ -302,43 +333,49 @@ async function treeOf(path: string, where: string, uploads: Map<string, Upload>)
     create(TreeSchema, { root: root.directory, children: [...finished.values()].reverse() }),
   );
   const treeDigest = digestOf(tree);
-  uploads.set(label(treeDigest), { digest: treeDigest, bytes: tree });
+  context.uploads.set(label(treeDigest), { digest: treeDigest, bytes: tree });
   return treeDigest;
 }
 
-/** SHA-256 of a regular file, streamed. O_NOFOLLOW: the file cannot have become a symlink since its lstat. */
-async function hashFile(path: string, rel: string): Promise<{ digest: Digest; executable: boolean }> {
-  const file = await open(path, constants.O_RDONLY | constants.O_NOFOLLOW);
-  try {
-    const stats = await file.stat();
-    if (!stats.isFile()) notAnOutput(rel);
-    const hash = createHash('sha256');
-    let size = 0;
-    for await (const chunk of file.createReadStream({ autoClose: false })) {
-      hash.update(chunk as Buffer);
-      size += (chunk as Buffer).byteLength;
-    }
-    return { digest: { hash: hash.digest('hex'), sizeBytes: size }, executable: (stats.mode & 0o111) !== 0 };
-  } finally {
-    await file.close();
+/**
+ * Hashes regular output files (opened as output-file.ts says), in order, and queues them for upload: small ones
+ * synchronously, a chunk per turn of the event loop, large ones streamed a few at a time.
+ */
+async function hashFiles(files: ReadonlyArray<{ path: string; rel: string }>, context: Context): Promise<HashedFile[]> {
+  const hashed = new Array<HashedFile>(files.length);
+  const large: number[] = [];
+  for (let i = 0; i < files.length; i++) {
+    if (i > 0 && i % SYNC_HASH_CHUNK === 0) await new Promise((resolve) => setImmediate(resolve));
+    const small = hashSmallFileSync(files[i]!.path, context.realRoot, files[i]!.rel);
+    if (small === null) large.push(i);
+    else hashed[i] = small;
   }
+  await mapLimit(large, HASH_CONCURRENCY, async (i) => {
+    hashed[i] = await hashLargeFile(files[i]!.path, context.realRoot, files[i]!.rel);
+  });
+  files.forEach(({ path, rel }, i) => {
+    const { digest, bytes } = hashed[i]!;
+    if (context.uploads.has(label(digest))) return;
+    const keep =
+      bytes !== null &&
+      bytes.byteLength <= KEEP_FILE_BYTES &&
+      context.keptBytes + bytes.byteLength <= KEEP_BUDGET_BYTES;
+    if (keep) context.keptBytes += bytes.byteLength;
+    context.uploads.set(label(digest), keep ? { digest, bytes } : { digest, path, rel });
+  });
+  return hashed;
 }
 
 function wrongType(output: Wanted, found: string): never {
   throw new LarderError('invalid_argument', `${output.field} ${JSON.stringify(output.path)} is ${found}`);
 }
 
-function notAnOutput(rel: string): never {
-  throw new LarderError('invalid_argument', `output "${rel}" is neither a regular file, a directory nor a symlink`);
-}
-
-function inside(root: string, path: string): boolean {
-  return path === root || path.startsWith(root.endsWith('/') ? root : `${root}/`);
-}
-
 /** REAPI sorts names by code point, which is UTF-8 byte order (UTF-16 order differs above U+FFFF). */
-function byUtf8(a: string, b: string): number {
-  return Buffer.compare(Buffer.from(a), Buffer.from(b));
+function sortedByUtf8<T extends { name: string }>(entries: T[]): T[] {
+  return entries
+    .map((entry) => ({ entry, key: Buffer.from(entry.name) }))
+    .sort((a, b) => Buffer.compare(a.key, b.key))
+    .map(({ entry }) => entry);
 }
 
 function digestOf(bytes: Uint8Array): Digest {

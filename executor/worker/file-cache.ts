@@ -11,6 +11,9 @@
  * Eviction is least recently used by total bytes. Unlinking a cached file is always safe: exec roots that
  * already link it keep the inode alive. A file larger than the whole budget goes straight to its destination.
  * When an inode has as many links as the file system allows (EMLINK; 65000 on ext4) the file is copied.
+ *
+ * A fetch is shared by every action that wants the file meanwhile, and cancelled only when all of them have
+ * given up waiting (their signals aborted): one cancelled action never fails another's staging.
  */
 import { randomUUID } from 'node:crypto';
 import { constants } from 'node:fs';
@@ -18,6 +21,7 @@ import { chmod, copyFile, link, lstat, mkdir, readdir, rename, rm, unlink, write
 import { join } from 'node:path';
 import type { Digest } from '../../shared/digest.ts';
 import type { Logger } from '../../shared/log.ts';
+import { abortable } from './abortable.ts';
 import type { WorkerCas } from './cas.ts';
 
 export interface FileCacheOptions {
@@ -39,6 +43,14 @@ export interface LinkResult {
   fetched: boolean;
 }
 
+/** A fetch into the cache, with the callers waiting on it; aborted when the last of them stops waiting. */
+interface Fetch {
+  /** Resolves to false when the CAS lacks the blob. */
+  readonly done: Promise<boolean>;
+  readonly controller: AbortController;
+  waiters: number;
+}
+
 const ENTRY_NAME = /^([0-9a-f]{64})-(\d+)(-x)?$/;
 const TEMP_PREFIX = 'tmp-';
 
@@ -48,8 +60,8 @@ export class FileCache {
   readonly #log: Logger | undefined;
   // Insertion order is LRU order: a hit re-inserts its entry at the end. Values are sizes.
   readonly #index = new Map<string, number>();
-  // One fetch per entry at a time; later callers wait on it. Resolves to false when the CAS lacks the blob.
-  readonly #fetching = new Map<string, Promise<boolean>>();
+  // One fetch per entry at a time; later callers wait on it.
+  readonly #fetching = new Map<string, Fetch>();
   // Entries being linked right now are not evicted between their fetch and their link.
   readonly #pins = new Map<string, number>();
   #bytes = 0;
@@ -106,9 +118,17 @@ export class FileCache {
 
   /**
    * Puts the file at `dest` (which must not exist), read-only, fetching it from `cas` into the cache first if
-   * needed. The caller owns `dest` afterwards; deleting it never touches the cache.
+   * needed. The caller owns `dest` afterwards; deleting it never touches the cache. When `signal` aborts this
+   * rejects with its reason, soon and without creating `dest`, unless the link was already being made.
    */
-  async link(digest: Digest, executable: boolean, cas: WorkerCas, dest: string): Promise<LinkResult> {
+  async link(
+    digest: Digest,
+    executable: boolean,
+    cas: WorkerCas,
+    dest: string,
+    signal?: AbortSignal,
+  ): Promise<LinkResult> {
+    signal?.throwIfAborted();
     const mode = executable ? 0o555 : 0o444;
     if (digest.sizeBytes === 0) {
       await writeFile(dest, '', { flag: 'wx', mode });
@@ -116,7 +136,7 @@ export class FileCache {
       return { outcome: 'copied', fetched: false };
     }
     if (digest.sizeBytes > this.#maxBytes) {
-      if (!(await cas.readToFile(digest, dest))) return { outcome: 'missing', fetched: false };
+      if (!(await cas.readToFile(digest, dest, signal))) return { outcome: 'missing', fetched: false };
       await chmod(dest, mode);
       return { outcome: 'copied', fetched: true };
     }
@@ -127,18 +147,11 @@ export class FileCache {
       let fetched = false;
       // Twice at most: a cached file deleted behind our back (by hand, by another process) is fetched again.
       for (let attempt = 0; ; attempt++) {
-        if (this.#touch(name)) {
-          // A hit.
-        } else {
-          const pending = this.#fetching.get(name);
-          if (pending !== undefined) {
-            if (!(await pending)) return { outcome: 'missing', fetched };
-          } else {
-            const fetch = this.#fetch(name, digest, mode, cas).finally(() => this.#fetching.delete(name));
-            this.#fetching.set(name, fetch);
-            fetched = true;
-            if (!(await fetch)) return { outcome: 'missing', fetched };
-          }
+        if (!this.#touch(name)) {
+          const wait = this.#waitForFetch(name, digest, mode, cas, signal);
+          fetched ||= wait.started;
+          if (!(await wait.found)) return { outcome: 'missing', fetched };
+          signal?.throwIfAborted();
         }
         try {
           await link(join(this.#dir, name), dest);
@@ -163,9 +176,44 @@ export class FileCache {
     }
   }
 
-  async #fetch(name: string, digest: Digest, mode: number, cas: WorkerCas): Promise<boolean> {
+  /**
+   * Waits for the entry's fetch, starting one if none is under way (`started`). A caller whose signal aborts
+   * stops waiting at once; the fetch itself is aborted when no caller waits for it any more, and forgotten at
+   * that moment, so a later caller starts a fresh one rather than inherit someone else's cancellation.
+   */
+  #waitForFetch(
+    name: string,
+    digest: Digest,
+    mode: number,
+    cas: WorkerCas,
+    signal: AbortSignal | undefined,
+  ): { started: boolean; found: Promise<boolean> } {
+    let fetch = this.#fetching.get(name);
+    const started = fetch === undefined;
+    if (fetch === undefined) {
+      const controller = new AbortController();
+      const done = this.#fetch(name, digest, mode, cas, controller.signal).finally(() => {
+        if (this.#fetching.get(name) === fetch) this.#fetching.delete(name);
+      });
+      done.catch(() => {}); // a fetch everyone gave up on fails with nobody listening
+      fetch = { done, controller, waiters: 0 };
+      this.#fetching.set(name, fetch);
+    }
+    const current = fetch;
+    current.waiters++;
+    const found = abortable(current.done, signal).finally(() => {
+      current.waiters--;
+      if (current.waiters === 0 && signal?.aborted) {
+        if (this.#fetching.get(name) === current) this.#fetching.delete(name);
+        current.controller.abort(signal.reason);
+      }
+    });
+    return { started, found };
+  }
+
+  async #fetch(name: string, digest: Digest, mode: number, cas: WorkerCas, signal: AbortSignal): Promise<boolean> {
     const temp = join(this.#dir, `${TEMP_PREFIX}${randomUUID()}`);
-    if (!(await cas.readToFile(digest, temp))) return false;
+    if (!(await cas.readToFile(digest, temp, signal))) return false;
     try {
       await chmod(temp, mode);
       await rename(temp, join(this.#dir, name));

@@ -1,15 +1,14 @@
 /**
- * `WorkerCas` over a frontend's REAPI CAS (gRPC), for a worker in its own process: small blobs in one
- * BatchReadBlobs/BatchUpdateBlobs call each, large ones streamed over ByteStream in 1 MiB chunks, never held
- * whole. Every byte read is checked against its digest before an action sees it (the file cache would spread a
+ * `WorkerCas` over a frontend's REAPI CAS (gRPC), for a worker in its own process: small blobs in
+ * BatchReadBlobs/BatchUpdateBlobs calls (many outputs to one call, see upload-blobs.ts), large ones streamed
+ * over ByteStream in 1 MiB chunks, never held whole. Every byte read is checked against its digest before an action sees it (the file cache would spread a
  * corrupt blob to every later action); uploads are checked by the frontend, which refuses a mismatch.
  * The action cache is written with UpdateActionResult (the worker's credentials need the `write` role).
  */
 import { create } from '@bufbuild/protobuf';
 import * as grpc from '@grpc/grpc-js';
 import { createHash, randomUUID } from 'node:crypto';
-import { createReadStream } from 'node:fs';
-import { open, readFile, rm } from 'node:fs/promises';
+import { open, rm } from 'node:fs/promises';
 import { type Digest, EMPTY_SHA256 } from '../../shared/digest.ts';
 import { LarderError } from '../../shared/errors.ts';
 import type { ActionResult } from '../../shared/proto/gen/build/bazel/remote/execution/v2/remote_execution_pb.ts';
@@ -17,8 +16,12 @@ import { WriteRequestSchema } from '../../shared/proto/gen/google/bytestream/byt
 import { digestMessage } from '../digests.ts';
 import type { WorkerCas } from './cas.ts';
 import type { Frontend } from './frontend.ts';
+import { readWhole } from './output-file.ts';
 
-/** Blobs up to this size go in batch calls (well under every server's batch limit, 4 MiB by default). */
+/**
+ * Blobs up to this size go in batch calls, and one batch carries at most this much: well under every server's
+ * batch limit (4 MiB by default, and larder's --max-batch-size) with room for the request's framing.
+ */
 const BATCH_BYTES = 1024 * 1024;
 const CHUNK_BYTES = 1024 * 1024;
 /** Digests per FindMissingBlobs call. */
@@ -44,30 +47,49 @@ export function grpcCas(frontend: Frontend, instance: string): WorkerCas {
     return entry.data;
   }
 
-  /** Streams a blob by ByteStream Read into `sink`; false when the CAS lacks it. */
-  async function streamRead(digest: Digest, sink: (chunk: Uint8Array) => Promise<void>): Promise<boolean> {
+  /**
+   * Streams a blob by ByteStream Read into `sink`; false when the CAS lacks it. An aborted `signal` ends the
+   * call (leaving the loop cancels it) and rejects with the signal's reason.
+   */
+  async function streamRead(
+    digest: Digest,
+    sink: (chunk: Uint8Array) => Promise<void>,
+    signal?: AbortSignal,
+  ): Promise<boolean> {
+    const stream = frontend.bytestream.read({ resourceName: resource(digest) }, meta());
     try {
-      for await (const part of frontend.bytestream.read({ resourceName: resource(digest) }, meta()))
+      for await (const part of stream) {
+        signal?.throwIfAborted();
         await sink(part.data);
+      }
       return true;
     } catch (err) {
+      if (signal?.aborted) {
+        (stream as Partial<grpc.ClientReadableStream<unknown>>).cancel?.(); // the frontend stops sending too
+        throw signal.reason;
+      }
       if ((err as grpc.ServiceError).code === grpc.status.NOT_FOUND) return false;
       throw wrap('ByteStream.Read', err);
     }
   }
 
-  async function batchUpload(digest: Digest, data: Uint8Array): Promise<void> {
+  /** Several blobs in one BatchUpdateBlobs call; any blob the frontend refuses fails the whole upload. */
+  async function batchUpload(blobs: ReadonlyArray<{ digest: Digest; bytes: Uint8Array }>): Promise<void> {
+    if (blobs.length === 0) return;
     const reply = await call('BatchUpdateBlobs', () =>
       frontend.cas.batchUpdateBlobs(
-        { instanceName: instance, requests: [{ digest: digestMessage(digest), data }] },
+        {
+          instanceName: instance,
+          requests: blobs.map(({ digest, bytes }) => ({ digest: digestMessage(digest), data: bytes })),
+        },
         meta(),
       ),
     );
-    const code = reply.responses[0]?.status?.code ?? 0;
-    if (code !== 0)
+    const refused = reply.responses.find((r) => (r.status?.code ?? 0) !== 0);
+    if (refused !== undefined)
       throw new LarderError(
         'unavailable',
-        `frontend ${frontend.url}: BatchUpdateBlobs ${label(digest)}: ${reply.responses[0]?.status?.message}`,
+        `frontend ${frontend.url}: BatchUpdateBlobs ${refused.digest?.hash}/${refused.digest?.sizeBytes}: ${refused.status?.message}`,
       );
   }
 
@@ -119,7 +141,8 @@ export function grpcCas(frontend: Frontend, instance: string): WorkerCas {
       return bytes;
     },
 
-    async readToFile(digest, path) {
+    async readToFile(digest, path, signal) {
+      signal?.throwIfAborted();
       const file = await open(path, 'wx', 0o600);
       try {
         const hash = createHash('sha256');
@@ -137,7 +160,7 @@ export function grpcCas(frontend: Frontend, instance: string): WorkerCas {
           if (bytes === null) found = false;
           else await sink(bytes);
         } else {
-          found = await streamRead(digest, sink);
+          found = await streamRead(digest, sink, signal);
         }
         if (found) check(digest, hash.digest('hex'), size);
         await file.close();
@@ -163,8 +186,12 @@ export function grpcCas(frontend: Frontend, instance: string): WorkerCas {
       return missing;
     },
 
+    maxBatchBytes: BATCH_BYTES,
+
+    uploadBatch: batchUpload,
+
     async uploadBytes(digest, bytes) {
-      if (digest.sizeBytes <= BATCH_BYTES) return batchUpload(digest, bytes);
+      if (digest.sizeBytes <= BATCH_BYTES) return batchUpload([{ digest, bytes }]);
       if (await isPresent(digest)) return;
       const chunks = function* () {
         for (let at = 0; at < bytes.byteLength; at += CHUNK_BYTES) yield bytes.subarray(at, at + CHUNK_BYTES);
@@ -172,10 +199,11 @@ export function grpcCas(frontend: Frontend, instance: string): WorkerCas {
       await streamUpload(digest, chunks());
     },
 
-    async uploadFile(digest, path) {
-      if (digest.sizeBytes <= BATCH_BYTES) return batchUpload(digest, await readFile(path));
+    async uploadFile(digest, file) {
+      if (digest.sizeBytes <= BATCH_BYTES)
+        return batchUpload([{ digest, bytes: await readWhole(file, digest.sizeBytes) }]);
       if (await isPresent(digest)) return;
-      await streamUpload(digest, createReadStream(path, { highWaterMark: CHUNK_BYTES }));
+      await streamUpload(digest, file.createReadStream({ start: 0, highWaterMark: CHUNK_BYTES, autoClose: false }));
     },
   };
   return cas;

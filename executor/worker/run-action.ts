@@ -32,7 +32,8 @@ import type { FileCache } from './file-cache.ts';
 import type { ActionWorkspace, PersistentWorkers } from './persistent/persistent-workers.ts';
 import type { Runner, RunOutcome } from './runner.ts';
 import type { Identities, Identity } from './sandbox/identities.ts';
-import { MissingBlobsError, stageInputs } from './stage-inputs.ts';
+import { type InputLimits, MissingBlobsError, stageInputs } from './stage-inputs.ts';
+import { ActionTimeoutError, startDeadline } from './deadline.ts';
 
 export interface ActionEnvironment {
   /** This worker's name, reported in ExecutedActionMetadata.worker. */
@@ -51,6 +52,8 @@ export interface ActionEnvironment {
   identities: Identities;
   /** stdout and stderr together are cut at this many bytes. */
   maxOutputBytes: number;
+  /** What one action's input root may stage (--max-input-files, --max-input-dirs, --max-input-bytes). */
+  inputLimits: InputLimits;
   log: Logger;
 }
 
@@ -103,13 +106,16 @@ async function execute(
     const { execRoot } = workspace;
     metadata.inputFetchStartTimestamp = now();
     const inputRoot = job.action.inputRootDigest!;
+    // Staging counts against the action's timeout; the run gets what is left (deadline.ts).
+    const deadline = startDeadline(job.timeoutMs, signal);
     const staged = await stageInputs({
       cas: env.cas,
       cache: env.cache,
       rootDigest: { hash: inputRoot.hash, sizeBytes: Number(inputRoot.sizeBytes) },
       execRoot,
-      signal,
-    });
+      limits: env.inputLimits,
+      signal: deadline.signal,
+    }).finally(deadline.stop);
     const spec = {
       execRoot,
       workingDirectory: command.workingDirectory,
@@ -127,7 +133,7 @@ async function execute(
       argv: command.arguments,
       env: Object.fromEntries(command.environmentVariables.map((v) => [v.name, v.value])),
       cwd: join(execRoot, command.workingDirectory),
-      timeoutMs: job.timeoutMs,
+      timeoutMs: deadline.remainingMs(),
       signal,
       stdoutPath: join(dir, 'stdout'),
       stderrPath: join(dir, 'stderr'),
@@ -239,6 +245,8 @@ function signalOfExitCode(exitCode: number): string | null {
 /** An ExecuteResponse for a failure before or around the run: missing inputs, bad input, a full disk. */
 function failure(err: unknown, job: ExecutionJob): ExecuteResponse {
   if (err instanceof MissingBlobsError) return missingBlobsResponse(err.digests);
+  if (err instanceof ActionTimeoutError)
+    return create(ExecuteResponseSchema, { status: { code: Code.DEADLINE_EXCEEDED, message: err.message } });
   if (isLarderError(err, 'invalid_argument'))
     return create(ExecuteResponseSchema, { status: { code: Code.INVALID_ARGUMENT, message: err.message } });
   const code = (err as NodeJS.ErrnoException)?.code;

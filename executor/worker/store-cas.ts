@@ -7,7 +7,6 @@
  * where it would poison every later action. The empty blob is always present, whatever the store says.
  */
 import { createHash } from 'node:crypto';
-import { createReadStream } from 'node:fs';
 import { open, rm } from 'node:fs/promises';
 import { Readable } from 'node:stream';
 import { type BlobKey, type Digest, EMPTY_SHA256, parseInstance } from '../../shared/digest.ts';
@@ -18,8 +17,10 @@ import { verifier } from '../../shared/storage/verify.ts';
 import { mapLimit } from '../../shared/map-limit.ts';
 import type { WorkerCas } from './cas.ts';
 
-/** Store calls in flight for one findMissing. */
+/** Store calls in flight for one findMissing or uploadBatch. */
 const CONCURRENCY = 32;
+/** What one uploadBatch takes: the blobs are in memory already, so this bounds what the uploader holds. */
+const MAX_BATCH_BYTES = 4 * 1024 * 1024;
 
 export function storeCas(store: BlobStore, instance: string): WorkerCas {
   const checkedInstance = parseInstance(instance);
@@ -56,7 +57,8 @@ export function storeCas(store: BlobStore, instance: string): WorkerCas {
       return bytes;
     },
 
-    async readToFile(digest, path) {
+    async readToFile(digest, path, signal) {
+      signal?.throwIfAborted();
       const blob = isEmpty(digest) ? null : await openBlob(digest);
       if (blob === null && !isEmpty(digest)) return false;
       let file;
@@ -70,7 +72,10 @@ export function storeCas(store: BlobStore, instance: string): WorkerCas {
       try {
         if (blob !== null) {
           const checked = blob.body.pipeThrough(verifier(keyOf(digest), digest.sizeBytes));
-          for await (const chunk of checked) await file.write(chunk);
+          for await (const chunk of checked) {
+            signal?.throwIfAborted(); // leaving the loop cancels the stream
+            await file.write(chunk);
+          }
         }
         await file.close();
         return true;
@@ -86,15 +91,23 @@ export function storeCas(store: BlobStore, instance: string): WorkerCas {
       return digests.filter((_, i) => !present[i]);
     },
 
+    maxBatchBytes: MAX_BATCH_BYTES,
+
+    async uploadBatch(blobs) {
+      await mapLimit(blobs, CONCURRENCY, ({ digest, bytes }) =>
+        isEmpty(digest) ? Promise.resolve() : store.put(keyOf(digest), bytes, digest.sizeBytes),
+      );
+    },
+
     async uploadBytes(digest, bytes) {
       if (await isPresent(digest)) return;
       await store.put(keyOf(digest), bytes, digest.sizeBytes);
     },
 
-    async uploadFile(digest, path) {
+    async uploadFile(digest, file) {
       if (await isPresent(digest)) return;
       // The verifying store rejects the upload if the file no longer matches the digest the caller computed.
-      const body = Readable.toWeb(createReadStream(path)) as ReadableStream<Uint8Array>;
+      const body = Readable.toWeb(file.createReadStream({ start: 0, autoClose: false })) as ReadableStream<Uint8Array>;
       await store.put(keyOf(digest), body, digest.sizeBytes);
     },
   };

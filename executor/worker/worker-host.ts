@@ -91,6 +91,7 @@ export async function openWorkerHost(
       actionsDir,
       identities,
       maxOutputBytes: MAX_ACTION_OUTPUT_BYTES,
+      inputLimits: config.inputLimits,
       log,
     },
     async close() {

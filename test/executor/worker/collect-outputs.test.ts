@@ -1,6 +1,7 @@
 import { fromBinary, toBinary } from '@bufbuild/protobuf';
-import { execFileSync } from 'node:child_process';
-import { chmodSync, existsSync, mkdirSync, symlinkSync, writeFileSync } from 'node:fs';
+import { execFileSync, spawn } from 'node:child_process';
+import { randomUUID } from 'node:crypto';
+import { chmodSync, existsSync, mkdirSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { isLarderError } from '../../../shared/errors.ts';
@@ -13,6 +14,7 @@ import { MemoryStore } from '../../../shared/storage/memory.ts';
 import { collect } from '../../../shared/storage/streams.ts';
 import { verifying } from '../../../shared/storage/verifying.ts';
 import { collectOutputs, type OutputSpec, prepareOutputs } from '../../../executor/worker/collect-outputs.ts';
+import type { WorkerCas } from '../../../executor/worker/cas.ts';
 import { storeCas } from '../../../executor/worker/store-cas.ts';
 import { digestOf, tempDirs } from './helpers.ts';
 
@@ -39,7 +41,9 @@ function setup() {
     outputDirectories: [],
     ...fields,
   });
-  const collectFrom = (fields: Partial<OutputSpec>) => collectOutputs({ cas: storeCas(store, ''), ...spec(fields) });
+  const cas = storeCas(store, '');
+  const collectFrom = (fields: Partial<OutputSpec>, through: WorkerCas = cas) =>
+    collectOutputs({ cas: through, ...spec(fields) });
   const read = async (digest: DigestMessage | undefined) => {
     const blob = await inner.get({ instance: '', kind: 'cas', hash: digest!.hash });
     return blob === null ? null : collect(blob.body, 1 << 24);
@@ -49,7 +53,7 @@ function setup() {
     writeFileSync(join(execRoot, path), content);
     chmodSync(join(execRoot, path), mode);
   };
-  return { execRoot, spec, collectFrom, read, write, puts };
+  return { execRoot, spec, cas, collectFrom, read, write, puts };
 }
 
 /** The invalid_argument message a call fails with. */
@@ -238,4 +242,98 @@ describe('collectOutputs', () => {
       /output "dir\/fifo" is neither a regular file/,
     );
   });
+
+  it('uploads many outputs in a few batch calls, bounded in size, count and concurrency', async () => {
+    const { execRoot, cas, collectFrom, read, puts } = setup();
+    mkdirSync(join(execRoot, 'out/tree'), { recursive: true });
+    for (let i = 0; i < 5000; i++) writeFileSync(join(execRoot, `out/tree/f${i}`), `tree file ${i}\n`);
+    const listed = Array.from({ length: 2000 }, (_, i) => `out/listed${i}`);
+    for (const [i, path] of listed.entries()) writeFileSync(join(execRoot, path), `listed file ${i}\n`);
+    writeFileSync(join(execRoot, 'out/large'), Buffer.alloc((cas.maxBatchBytes ?? 4 << 20) + 1, 7));
+    const calls = { findMissing: 0, uploadBatch: 0, uploadBytes: 0, uploadFile: 0 };
+    let inFlight = 0;
+    let mostInFlight = 0;
+    const counting: WorkerCas = {
+      ...cas,
+      maxBatchBytes: cas.maxBatchBytes,
+      findMissing(digests) {
+        calls.findMissing++;
+        return cas.findMissing(digests);
+      },
+      async uploadBatch(blobs) {
+        calls.uploadBatch++;
+        expect(blobs.length).toBeLessThanOrEqual(1000);
+        expect(blobs.reduce((sum, b) => sum + b.bytes.byteLength, 0)).toBeLessThanOrEqual(cas.maxBatchBytes);
+        mostInFlight = Math.max(mostInFlight, ++inFlight);
+        try {
+          await cas.uploadBatch(blobs);
+        } finally {
+          inFlight--;
+        }
+      },
+      uploadBytes(digest, bytes) {
+        calls.uploadBytes++;
+        return cas.uploadBytes(digest, bytes);
+      },
+      uploadFile(digest, file) {
+        calls.uploadFile++;
+        return cas.uploadFile(digest, file);
+      },
+    };
+    const result = await collectFrom(
+      { outputFiles: [...listed, 'out/large'], outputDirectories: ['out/tree'] },
+      counting,
+    );
+    expect(result.outputFiles).toHaveLength(2001);
+    expect(calls).toEqual({ findMissing: 1, uploadBatch: 8, uploadBytes: 0, uploadFile: 1 }); // 7,001 small blobs
+    expect(mostInFlight).toBeLessThanOrEqual(4);
+    expect(puts).toHaveLength(7002);
+    expect((await read(result.outputFiles[1234]!.digest))?.toString()).toBe('listed file 1234\n');
+    const tree = fromBinary(TreeSchema, (await read(result.outputDirectories[0]!.treeDigest))!);
+    expect(tree.root!.files).toHaveLength(5000);
+  });
+
+  it('never reads a file outside the exec root, even while a process swaps a directory for a symlink', async () => {
+    const { execRoot, collectFrom, puts } = setup();
+    const outside = freshDir();
+    const secret = `secret ${randomUUID()}\n`;
+    writeFileSync(join(outside, 'secret'), secret);
+    mkdirSync(join(execRoot, 'out/sub'), { recursive: true });
+    writeFileSync(join(execRoot, 'out/sub/inside'), 'inside\n');
+    symlinkSync(outside, join(execRoot, 'out/link'));
+    // A leftover process of the action: renames out/sub away and the symlink into its place, over and over.
+    const marker = `larder-test-swapper-${randomUUID()}`;
+    const swapper = spawn(
+      process.execPath,
+      [
+        '-e',
+        `const fs = require('fs'); const [d] = process.argv.slice(-1);
+         for (let i = 0; i < 5e6; i++) { try { fs.renameSync(d + '/sub', d + '/real'); fs.renameSync(d + '/link', d + '/sub');
+           fs.renameSync(d + '/sub', d + '/link'); fs.renameSync(d + '/real', d + '/sub'); } catch {} }`,
+        marker,
+        join(execRoot, 'out'),
+      ],
+      { stdio: 'ignore' },
+    );
+    const outcomes = { clean: 0, refused: 0, leaked: 0 };
+    try {
+      const started = Date.now();
+      for (let attempt = 0; attempt < 400 && Date.now() - started < 15_000; attempt++) {
+        const result = await collectFrom({ outputFiles: ['out/sub/secret'], outputDirectories: ['out'] }).catch(
+          () => null,
+        );
+        if (result === null) outcomes.refused++;
+        else outcomes.clean++;
+      }
+    } finally {
+      swapper.kill('SIGKILL'); // by the handle: only the process this test started
+    }
+    const secretHash = digestOf(secret).hash;
+    outcomes.leaked = puts.filter((hash) => hash === secretHash).length;
+    // Trees that name the secret would leak its name and digest even if its bytes were not uploaded.
+    expect(puts.some((hash) => hash === secretHash)).toBe(false);
+    expect(outcomes.leaked).toBe(0);
+    expect(outcomes.refused).toBeGreaterThan(0); // the race was really run
+    expect(readFileSync(join(outside, 'secret'), 'utf8')).toBe(secret);
+  }, 30_000);
 });

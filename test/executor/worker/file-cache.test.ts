@@ -8,7 +8,7 @@ import { streamOf } from '../../../shared/storage/streams.ts';
 import { verifying } from '../../../shared/storage/verifying.ts';
 import { FileCache } from '../../../executor/worker/file-cache.ts';
 import { storeCas } from '../../../executor/worker/store-cas.ts';
-import { countingStore, digestOf, memoryStore, putBlob, tempDirs } from './helpers.ts';
+import { countingStore, digestOf, holdingCas, memoryStore, putBlob, tempDirs } from './helpers.ts';
 
 const freshDir = tempDirs();
 const mode = (path: string) => statSync(path).mode & 0o777;
@@ -176,4 +176,33 @@ describe('FileCache', () => {
       rmSync(filler, { recursive: true, force: true });
     }
   }, 120_000);
+
+  it('keeps a shared fetch going while anyone waits, and cancels it when the last waiter gives up', async () => {
+    const { store, cas, cache, dir, out } = await setup();
+    const digest = await putBlob(store, randomBytes(10_000));
+    const held = holdingCas(cas);
+    const first = new AbortController();
+    const second = new AbortController();
+    const a = cache.link(digest, false, held.cas, join(out, 'a'), first.signal);
+    await held.waiting;
+    const b = cache.link(digest, false, held.cas, join(out, 'b'), second.signal);
+    first.abort(new Error('a was cancelled'));
+    await expect(a).rejects.toThrow('a was cancelled');
+    expect(held.signals[0]!.aborted).toBe(false); // b still waits for it
+    held.release();
+    expect(await b).toEqual({ outcome: 'linked', fetched: false });
+    expect(existsSync(join(out, 'a'))).toBe(false);
+
+    // Alone, a waiter that gives up takes the fetch with it; the next caller starts afresh.
+    const other = await putBlob(store, randomBytes(10_000));
+    const again = holdingCas(cas);
+    const c = new AbortController();
+    const alone = cache.link(other, false, again.cas, join(out, 'c'), c.signal);
+    await again.waiting;
+    c.abort(new Error('c was cancelled'));
+    await expect(alone).rejects.toThrow('c was cancelled');
+    expect(again.signals[0]!.aborted).toBe(true);
+    expect(readdirSync(dir).filter((name) => name.startsWith('tmp-'))).toEqual([]);
+    expect(await cache.link(other, false, cas, join(out, 'd'))).toEqual({ outcome: 'linked', fetched: true });
+  });
 });

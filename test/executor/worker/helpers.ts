@@ -9,6 +9,7 @@ import { MemoryStore } from '../../../shared/storage/memory.ts';
 import type { BlobStore } from '../../../shared/storage/store.ts';
 import { streamOf } from '../../../shared/storage/streams.ts';
 import { verifying } from '../../../shared/storage/verifying.ts';
+import type { WorkerCas } from '../../../executor/worker/cas.ts';
 
 export function digestOf(data: Uint8Array | string): Digest {
   const bytes = typeof data === 'string' ? new TextEncoder().encode(data) : data;
@@ -52,4 +53,35 @@ export function tempDirs(): () => string {
     made.push(dir);
     return dir;
   };
+}
+
+/**
+ * A real CAS whose file reads (readToFile) hold until `release()`, as a slow network would, while honouring the
+ * signal they are given: `waiting` resolves once a read is held, and `signals` lists what each read was given.
+ */
+export function holdingCas(inner: WorkerCas): {
+  cas: WorkerCas;
+  waiting: Promise<void>;
+  signals: Array<AbortSignal | undefined>;
+  release(): void;
+} {
+  let held!: () => void;
+  const waiting = new Promise<void>((resolve) => (held = resolve));
+  let release!: () => void;
+  const released = new Promise<void>((resolve) => (release = resolve));
+  const signals: Array<AbortSignal | undefined> = [];
+  const cas: WorkerCas = {
+    ...inner,
+    maxBatchBytes: inner.maxBatchBytes,
+    async readToFile(digest, path, signal) {
+      signals.push(signal);
+      held();
+      await new Promise<void>((resolve, reject) => {
+        void released.then(resolve);
+        signal?.addEventListener('abort', () => reject(signal.reason), { once: true });
+      });
+      return inner.readToFile(digest, path, signal);
+    },
+  };
+  return { cas, waiting, signals, release };
 }

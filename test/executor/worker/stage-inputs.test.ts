@@ -9,9 +9,11 @@ import type { BlobStore } from '../../../shared/storage/store.ts';
 import { FileCache } from '../../../executor/worker/file-cache.ts';
 import { MissingBlobsError, stageInputs } from '../../../executor/worker/stage-inputs.ts';
 import { storeCas } from '../../../executor/worker/store-cas.ts';
-import { digestOf, memoryStore, putBlob, tempDirs } from './helpers.ts';
+import { digestOf, holdingCas, memoryStore, putBlob, tempDirs } from './helpers.ts';
 
 const freshDir = tempDirs();
+/** Limits no test tree here reaches, unless it means to. */
+const GENEROUS = { maxFiles: 1_000_000, maxDirectories: 100_000, maxBytes: 2 ** 40 };
 type DirInit = MessageInitShape<typeof DirectorySchema>;
 const ref = (d: Digest) => ({ hash: d.hash, sizeBytes: BigInt(d.sizeBytes) });
 const file = (name: string, d: Digest, isExecutable = false) => ({ name, digest: ref(d), isExecutable });
@@ -25,8 +27,8 @@ async function setup() {
   const store = memoryStore();
   const cache = await FileCache.open({ dir: freshDir(), maxBytes: 1 << 24 });
   const execRoot = join(freshDir(), 'root');
-  const stage = (rootDigest: Digest, signal?: AbortSignal) =>
-    stageInputs({ cas: storeCas(store, ''), cache, rootDigest, execRoot, signal });
+  const stage = (rootDigest: Digest, signal?: AbortSignal, limits = GENEROUS) =>
+    stageInputs({ cas: storeCas(store, ''), cache, rootDigest, execRoot, limits, signal });
   return { store, cache, execRoot, stage };
 }
 
@@ -190,14 +192,109 @@ describe('stageInputs', () => {
     const { store, execRoot, stage } = await setup();
     let level = await putDir(store, {});
     for (let i = 0; i < 22; i++) level = await putDir(store, { directories: [dir('a', level), dir('b', level)] });
-    const err = await stage(level).catch((e: unknown) => e);
-    expect(isLarderError(err, 'too_large')).toBe(true);
-    expect(existsSync(execRoot)).toBe(false);
+    expect(await refusal(() => stage(level), execRoot)).toMatch(/stages at least \d+ directories.*--max-input-dirs/);
   });
 
   it('stops when aborted', async () => {
     const { store, stage } = await setup();
     const root = await putDir(store, {});
     await expect(stage(root, AbortSignal.abort(new Error('cancelled')))).rejects.toThrow('cancelled');
+  });
+
+  describe('limits, counted before anything is staged', () => {
+    it('counts a directory named twice twice, and refuses one over any limit before fetching a file', async () => {
+      const { store, execRoot, stage } = await setup();
+      const text = await putBlob(store, 'x');
+      const lib = await putDir(store, {
+        files: [file('a', text), file('b', text)],
+        symlinks: [{ name: 'l', target: 'a' }],
+      });
+      const root = await putDir(store, { files: [file('top', text)], directories: [dir('one', lib), dir('two', lib)] });
+      // 1 + 2 × (2 files + 1 symlink) = 7 files and symlinks, 3 directories, 5 bytes.
+      const exact = { maxFiles: 7, maxDirectories: 3, maxBytes: 5 };
+      for (const [limits, message] of [
+        [
+          { ...exact, maxFiles: 6 },
+          /stages 7 files and symlinks, more than this worker allows \(6, --max-input-files\)/,
+        ],
+        [{ ...exact, maxDirectories: 2 }, /stages 3 directories.*\(2, --max-input-dirs\)/],
+        [{ ...exact, maxBytes: 4 }, /stages 5 bytes of files.*\(4, --max-input-bytes\)/],
+      ] as const) {
+        const before = store.gets;
+        expect(await refusal(() => stage(root, undefined, limits), execRoot)).toMatch(message);
+        expect(store.gets - before).toBe(2); // the two Directories, no file
+      }
+      expect(await stage(root, undefined, exact)).toMatchObject({ files: 5, directories: 3, bytes: 5 });
+    });
+
+    it('refuses a fan-out (one directory named 1,000 times) having read two Directories and fetched no file', async () => {
+      const { store, cache, execRoot, stage } = await setup();
+      const text = await putBlob(store, 'fan-out');
+      const wide = await putDir(store, {
+        files: Array.from({ length: 1000 }, (_, i) => file(`f${String(i).padStart(4, '0')}`, text)),
+      });
+      const root = await putDir(store, {
+        directories: Array.from({ length: 1000 }, (_, i) => dir(`d${String(i).padStart(4, '0')}`, wide)),
+      });
+      const started = Date.now();
+      expect(await refusal(() => stage(root, undefined, { ...GENEROUS, maxFiles: 999_999 }), execRoot)).toMatch(
+        /stages 1000000 files and symlinks.*--max-input-files/,
+      );
+      expect(Date.now() - started).toBeLessThan(2000);
+      expect(store.gets).toBe(2);
+      expect(cache.count).toBe(0);
+    });
+
+    it('refuses bytes that only add up as staged, even when the blobs were never uploaded', async () => {
+      const { execRoot, stage, store } = await setup();
+      const huge = { hash: 'a'.repeat(64), sizeBytes: 2 ** 40 }; // 1 TiB, named 64 times: not in the CAS at all
+      const sub = await putDir(store, { files: [file('big', huge)] });
+      const root = await putDir(store, {
+        directories: Array.from({ length: 64 }, (_, i) => dir(`d${i}`, sub)),
+      });
+      // Over the limit matters more than missing: uploading the blob would not make the action acceptable.
+      expect(await refusal(() => stage(root, undefined, { ...GENEROUS, maxBytes: 2 ** 45 }), execRoot)).toMatch(
+        /stages 70368744177664 bytes of files.*--max-input-bytes/,
+      );
+    });
+
+    it('stops reading as soon as the distinct Directories alone pass a limit', async () => {
+      const { store, execRoot, stage } = await setup();
+      const leaves = await Promise.all(
+        Array.from({ length: 2000 }, (_, i) => putDir(store, { symlinks: [{ name: `l${i}`, target: '.' }] })),
+      );
+      const root = await putDir(store, { directories: leaves.map((d, i) => dir(`d${i}`, d)) });
+      expect(await refusal(() => stage(root, undefined, { ...GENEROUS, maxDirectories: 100 }), execRoot)).toMatch(
+        /stages at least 2001 directories.*--max-input-dirs/,
+      );
+      expect(store.gets).toBe(1); // the root named 2,000 directories: nothing below it was read
+      expect(await refusal(() => stage(root, undefined, { ...GENEROUS, maxFiles: 100 }), execRoot)).toMatch(
+        /stages at least 101 files and symlinks.*--max-input-files/,
+      );
+      expect(store.gets).toBeLessThanOrEqual(1 + 1 + 256); // the root again, and one batch of leaves at most
+    });
+  });
+
+  it('stops waiting for a fetch when aborted, and cancels the fetch nobody else waits for', async () => {
+    const { store, cache, execRoot } = await setup();
+    const held = holdingCas(storeCas(store, ''));
+    const text = await putBlob(store, 'slow to fetch');
+    const root = await putDir(store, { files: [file('slow', text)] });
+    const controller = new AbortController();
+    const staging = stageInputs({
+      cas: held.cas,
+      cache,
+      rootDigest: root,
+      execRoot,
+      limits: GENEROUS,
+      signal: controller.signal,
+    });
+    await held.waiting;
+    controller.abort(new Error('the operation was cancelled'));
+    await expect(staging).rejects.toThrow('the operation was cancelled');
+    expect(held.signals.map((s) => s?.aborted)).toEqual([true]);
+    expect(readdirSync(execRoot)).toEqual([]);
+    held.release();
+    expect(cache.count).toBe(0);
   });
 });

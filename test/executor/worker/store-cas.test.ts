@@ -1,5 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import { existsSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { type FileHandle, open } from 'node:fs/promises';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { EMPTY_SHA256 } from '../../../shared/digest.ts';
@@ -12,6 +13,16 @@ import { digestOf, memoryStore, putBlob, tempDirs } from './helpers.ts';
 
 const freshDir = tempDirs();
 const empty = { hash: EMPTY_SHA256, sizeBytes: 0 };
+
+/** Opens `path`, hands the handle to `use`, and closes it: uploadFile takes an open file. */
+async function withFile<T>(path: string, use: (file: FileHandle) => Promise<T>): Promise<T> {
+  const file = await open(path, 'r');
+  try {
+    return await use(file);
+  } finally {
+    await file.close();
+  }
+}
 
 describe('storeCas', () => {
   it('reads whole blobs, answers null on a miss and refuses blobs over the limit', async () => {
@@ -110,10 +121,10 @@ describe('storeCas', () => {
     const path = join(freshDir(), 'output');
     writeFileSync(path, data);
     const digest = digestOf(data);
-    await cas.uploadFile(digest, path);
+    await withFile(path, (file) => cas.uploadFile(digest, file));
     const stored = await inner.get({ instance: '', kind: 'cas', hash: digest.hash });
     expect(Buffer.from(await collect(stored!.body, 1 << 20)).equals(data)).toBe(true);
-    await cas.uploadFile(digest, path);
+    await withFile(path, (file) => cas.uploadFile(digest, file));
     expect(puts).toBe(1);
 
     const small = digestOf('small output');
@@ -129,11 +140,15 @@ describe('storeCas', () => {
     const path = join(freshDir(), 'output');
     writeFileSync(path, 'changed after it was hashed');
     const claimed = digestOf('what was hashed first');
-    await expect(storeCas(verifying(inner), '').uploadFile(claimed, path)).rejects.toMatchObject({
+    await expect(
+      withFile(path, (file) => storeCas(verifying(inner), '').uploadFile(claimed, file)),
+    ).rejects.toMatchObject({
       code: 'size_mismatch',
     });
     writeFileSync(path, 'what was hashed firsT');
-    await expect(storeCas(verifying(inner), '').uploadFile(claimed, path)).rejects.toMatchObject({
+    await expect(
+      withFile(path, (file) => storeCas(verifying(inner), '').uploadFile(claimed, file)),
+    ).rejects.toMatchObject({
       code: 'digest_mismatch',
     });
     expect(inner.bytes).toBe(0);
