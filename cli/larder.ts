@@ -31,12 +31,12 @@ async function main(argv: string[]): Promise<number> {
       }
       const config = parseEdgeConfig(args, process.env);
       const { startNodeEdge } = await import('../edge/node.ts');
-      const { isEdgeWorker, startEdgeProcesses } = await import('../edge/node-processes.ts');
-      // With more than one process this one only supervises (edge/node-processes.ts); its workers run this same line.
+      const { isEdgeChildProcess, startEdgeProcesses } = await import('../edge/node-processes.ts');
+      // With more than one process this one only supervises (edge/node-processes.ts); its children run this same line.
       const edge =
-        config.processes > 1 && !isEdgeWorker()
+        config.processes > 1 && !isEdgeChildProcess()
           ? await startEdgeProcesses(config)
-          : await startNodeEdge(config, { announce: !isEdgeWorker() });
+          : await startNodeEdge(config, { announce: !isEdgeChildProcess() });
       const stop = () => void edge.close().then(() => process.exit(0));
       process.once('SIGINT', stop);
       process.once('SIGTERM', stop);

@@ -17,7 +17,7 @@ export interface RunningEdge {
 }
 
 export interface NodeEdgeOptions {
-  /** Print the listening line (tests and scripts wait for it); a worker of --processes leaves that to its primary. */
+  /** Print the listening line (tests and scripts wait for it); a child of --processes leaves that to its primary. */
   announce?: boolean;
 }
 

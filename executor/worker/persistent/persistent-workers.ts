@@ -18,7 +18,7 @@ import type { RunOutcome, RunRequest } from '../runner.ts';
 import type { Identities, Identity } from '../sandbox/identities.ts';
 import { expandFlagFiles, splitCommandLine, type WorkerCommandLine } from './command-line.ts';
 import type { WorkerProtocol } from './framing.ts';
-import { PersistentWorkerPool, poolKey, type WorkerSlot } from './pool.ts';
+import { PersistentWorkerPool, poolKey, type PersistentWorkerSlot } from './pool.ts';
 import { ToolInputFinder, type ToolInput } from './tool-inputs.ts';
 import { type WorkerChannel, WorkerFailure, WorkerProcess } from './worker-process.ts';
 
@@ -122,7 +122,7 @@ export class PersistentWorkers {
   }
 
   private async run(
-    slot: WorkerSlot,
+    slot: PersistentWorkerSlot,
     plan: {
       job: ExecutionJob;
       commandLine: WorkerCommandLine;

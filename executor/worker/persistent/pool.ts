@@ -42,7 +42,7 @@ export function poolKey(parts: PoolKeyParts): string {
     .digest('hex');
 }
 
-export interface WorkerSlot {
+export interface PersistentWorkerSlot {
   readonly key: string;
   /** The client's persistentWorkerKey and silo: what the scheduler's affinity hint can see of a job. */
   readonly hint: string;
@@ -74,8 +74,8 @@ export interface PoolStats {
 }
 
 export class PersistentWorkerPool {
-  private readonly slots = new Set<WorkerSlot>();
-  private readonly idle = new Set<WorkerSlot>();
+  private readonly slots = new Set<PersistentWorkerSlot>();
+  private readonly idle = new Set<PersistentWorkerSlot>();
   private readonly waiters: Array<{ key: string; wake: () => void }> = [];
   private nextId = 1;
   private started = 0;
@@ -87,7 +87,7 @@ export class PersistentWorkerPool {
   }
 
   /** A slot for `key`, waiting while the pool is full; the caller must `release` it. */
-  async acquire(key: string, hint: string, signal: AbortSignal): Promise<WorkerSlot> {
+  async acquire(key: string, hint: string, signal: AbortSignal): Promise<PersistentWorkerSlot> {
     for (;;) {
       signal.throwIfAborted();
       const warm = [...this.idle].find((slot) => slot.key === key);
@@ -112,13 +112,13 @@ export class PersistentWorkerPool {
   }
 
   /** Marks that a worker process was started in `slot` (for the server's record). */
-  recordStart(slot: WorkerSlot, process: WorkerProcess): void {
+  recordStart(slot: PersistentWorkerSlot, process: WorkerProcess): void {
     slot.process = process;
     this.started++;
   }
 
   /** Gives a slot back: kept warm when its worker is healthy, retired otherwise. */
-  async release(slot: WorkerSlot): Promise<void> {
+  async release(slot: PersistentWorkerSlot): Promise<void> {
     const healthy = slot.process === null || (slot.process.usable && slot.process.requests < this.options.maxRequests);
     if (healthy) {
       slot.idleSince = Date.now();
@@ -144,11 +144,11 @@ export class PersistentWorkerPool {
     this.wakeAll();
   }
 
-  private async create(key: string, hint: string): Promise<WorkerSlot> {
+  private async create(key: string, hint: string): Promise<PersistentWorkerSlot> {
     const id = this.nextId++;
     const dir = join(this.options.dir, String(id));
     const identity = this.options.identities.acquire();
-    const slot: WorkerSlot = { key, hint, id, dir, identity, process: null, idleSince: Date.now() };
+    const slot: PersistentWorkerSlot = { key, hint, id, dir, identity, process: null, idleSince: Date.now() };
     this.slots.add(slot);
     await rm(dir, { recursive: true, force: true });
     // The slots' folder lets each slot's uid through to its own folder (0711) but not list the others.
@@ -158,7 +158,7 @@ export class PersistentWorkerPool {
     return slot;
   }
 
-  private async retire(slot: WorkerSlot): Promise<void> {
+  private async retire(slot: PersistentWorkerSlot): Promise<void> {
     if (!this.slots.delete(slot)) return;
     this.idle.delete(slot);
     await slot.process?.kill();
