@@ -1,7 +1,7 @@
 /**
  * A typed promise client for a generated service, over the same adaptation as the server (adapt.ts).
- * For tests, the benchmark and (later) workers that talk to the CAS: unary methods return a promise,
- * server-streaming ones an async iterable, client-streaming ones take an (async) iterable of requests.
+ * For tests, the benchmark and `larder worker`'s calls to its frontend (worker/frontend.ts): unary methods return
+ * a promise, server-streaming ones an async iterable, client-streaming ones take an (async) iterable of requests.
  * Failures reject with grpc-js's ServiceError, whose `code` is the gRPC status.
  */
 import type { DescMessage, DescService, MessageInitShape, MessageShape } from '@bufbuild/protobuf';

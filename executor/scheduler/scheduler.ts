@@ -1,8 +1,9 @@
 /**
  * The seam between the Execution service (which submits and follows operations) and workers (which take and
- * finish them). `larder executor` uses the in-memory scheduler (memory-scheduler.ts); a fleet will put a
- * Redis-backed one behind the same interface, so nothing here may assume one process: jobs and updates are
- * plain data (protobuf messages serialise), and followers learn of changes by subscription, not by sharing objects.
+ * finish them). `larder executor` uses the in-memory scheduler (memory-scheduler.ts) by default, and a fleet
+ * (`--queue redis://…`, frontends and `larder worker` processes) the Redis-backed one (redis/redis-scheduler.ts)
+ * behind the same interface, so nothing here may assume one process: jobs and updates are plain data (protobuf
+ * messages serialise), and followers learn of changes by subscription, not by sharing objects.
  */
 import { create } from '@bufbuild/protobuf';
 import type { Digest } from '../../shared/digest.ts';

@@ -1,7 +1,9 @@
 /**
  * A small Docker Engine API client over the unix socket, with plain node:http. Why not dockerode: the runner
- * needs five endpoints and one hijacked stream (exec/attach with `Upgrade: tcp`), and owning that code keeps the
- * framing, timeouts and errors in view, with no dependency tree (dockerode pulls in docker-modem, ssh2, tar-fs…).
+ * needs thirteen endpoints (ping; image pull and inspect; container create, start, attach, wait, kill, inspect and
+ * remove; exec create, start and inspect), two of them hijacked streams (attach and exec start, with `Upgrade: tcp`),
+ * and owning that code keeps the framing, timeouts and errors in view, with no dependency tree (dockerode pulls in
+ * docker-modem, ssh2, tar-fs…).
  *
  * Errors: an engine answer outside 2xx becomes an EngineError carrying the HTTP status and the engine's message
  * (a redirect, which the engine sends for paths it cleans up, is never followed: it is an error naming its status
