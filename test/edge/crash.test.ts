@@ -3,10 +3,10 @@ import { execFileSync } from 'node:child_process';
 import { existsSync, mkdirSync, readdirSync } from 'node:fs';
 import http from 'node:http';
 import { join } from 'node:path';
-import { afterAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startEdgeProcess, tempDir } from '../helpers/edge-process.ts';
 import { abortedUpload, randomBlob, request } from '../helpers/http.ts';
-import { IN_CI } from '../helpers/tools.ts';
+import { failUnlessRoot, needsRoot } from '../helpers/tools.ts';
 
 const dir = tempDir();
 afterAll(() => dir.remove());
@@ -67,10 +67,11 @@ describe('edge restarts', () => {
 });
 
 // Needs root to mount a small tmpfs; CI runs as root, so there it must run.
-const canMount = process.getuid?.() === 0;
-if (!canMount && IN_CI) throw new Error('CI=true but not root: the full-disk test needs to mount a tmpfs');
+const MOUNTS = 'the full-disk test mounts a tmpfs';
 
-describe.runIf(canMount)('full disk', () => {
+describe.runIf(needsRoot(MOUNTS))('full disk', () => {
+  beforeAll(() => failUnlessRoot(MOUNTS));
+
   it('answers 507 when the disk is full, keeps nothing partial, and recovers', async () => {
     const mount = join(dir.path, 'small-disk');
     mkdirSync(mount);

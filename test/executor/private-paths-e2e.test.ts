@@ -7,15 +7,14 @@ import { execFile } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import { chmodSync, chownSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { afterAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { blobKey } from '../../shared/digest.ts';
 import { DiskStore } from '../../shared/storage/disk.ts';
-import { IN_CI, REPO_ROOT } from '../helpers/tools.ts';
+import { failUnlessRoot, needsRoot, REPO_ROOT } from '../helpers/tools.ts';
 import { ActionFixture } from './execution/fixture.ts';
 import { clientsFor, reachableTempDir, startExecutorProcess } from './helpers.ts';
 
-const isRoot = process.getuid?.() === 0;
-if (!isRoot && IN_CI) throw new Error('CI=true and these tests need root (actions must run as another user)');
+const RUNS_AS_OTHERS = 'actions must run as another user';
 
 /** Runs `larder executor` to its end (it is expected to refuse to start): exit code and output. */
 function executorExit(args: string[]): Promise<{ code: number | null; output: string }> {
@@ -30,7 +29,8 @@ function executorExit(args: string[]): Promise<{ code: number | null; output: st
   });
 }
 
-describe.runIf(isRoot)('the store and the secrets, out of reach of actions by their modes', () => {
+describe.runIf(needsRoot(RUNS_AS_OTHERS))('the store and the secrets, out of reach of actions by their modes', () => {
+  beforeAll(() => failUnlessRoot(RUNS_AS_OTHERS));
   const dirs: string[] = [];
   const fresh = (prefix: string) => {
     const dir = reachableTempDir(prefix);

@@ -5,21 +5,16 @@ import { spawnSync } from 'node:child_process';
 import { chmodSync, chownSync, mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { checkUnreadable, guardPrivatePaths, type Identity } from '../../executor/private-paths.ts';
 import type { Logger } from '../../shared/log.ts';
-import { IN_CI } from '../helpers/tools.ts';
+import { failUnlessRoot, needsRoot } from '../helpers/tools.ts';
 
 const NOBODY: Identity = { uid: 65534, gid: 65534, name: 'nobody' };
 /** A user of the kernel's that is nobody's group-mate: another uid, same primary group. */
 const GROUP_MATE: Identity = { uid: 65533, gid: 65534 };
 
-function canChown(): boolean {
-  if (process.getuid?.() === 0) return true;
-  if (IN_CI) throw new Error('CI=true and these tests need root (they chown files to other users)');
-  console.warn('skipping: not root (the files must be chowned to other users)');
-  return false;
-}
+const CHOWNS = 'these tests chown files to other users';
 
 /** What the kernel lets `identity` do with `path`: read it, or (a folder) enter it. */
 function kernelSays(path: string, identity: Identity): 'read' | 'traverse' | null {
@@ -29,7 +24,8 @@ function kernelSays(path: string, identity: Identity): 'read' | 'traverse' | nul
   return test('test -d "$1" && test -x "$1"') ? 'traverse' : null;
 }
 
-describe.runIf(canChown())('checkUnreadable agrees with the kernel', () => {
+describe.runIf(needsRoot(CHOWNS))('checkUnreadable agrees with the kernel', () => {
+  beforeAll(() => failUnlessRoot(CHOWNS));
   const root = mkdtempSync(join(tmpdir(), 'larder-private-'));
   chmodSync(root, 0o755);
   afterAll(() => rmSync(root, { recursive: true, force: true }));

@@ -38,3 +38,22 @@ export function requireTool(name: string, path: string | undefined, install: str
   console.warn(`skipping: ${message}`);
   return false;
 }
+
+/** Root: mounting a tmpfs, chowning to other users, running actions as other users. */
+export const IS_ROOT = process.getuid?.() === 0;
+
+/**
+ * Whether a suite that needs root should run: as root, yes; in CI, yes too, and its `beforeAll(() =>
+ * failUnlessRoot(why))` then fails every test of it, so CI never skips it silently; elsewhere it is skipped with a
+ * message. (A throw here instead would fail the whole file, the tests that need no root included.)
+ */
+export function needsRoot(why: string): boolean {
+  if (IS_ROOT || IN_CI) return true;
+  console.warn(`skipping: not root (${why})`);
+  return false;
+}
+
+/** Fails the suite (call it in beforeAll, or first in a test) when not root, saying why root is needed. */
+export function failUnlessRoot(why: string): void {
+  if (!IS_ROOT) throw new Error(`CI=true but not root, and ${why}`);
+}

@@ -10,7 +10,7 @@ import {
   ActionSchema,
   DigestSchema,
 } from '../../../shared/proto/gen/build/bazel/remote/execution/v2/remote_execution_pb.ts';
-import { IN_CI } from '../../helpers/tools.ts';
+import { failUnlessRoot, needsRoot } from '../../helpers/tools.ts';
 import {
   codeOf,
   digestOf,
@@ -161,10 +161,11 @@ describe('Execute with bad input', () => {
 });
 
 // A full work disk needs a small tmpfs, which needs root; CI runs as root, so there it must run.
-const canMount = process.getuid?.() === 0;
-if (!canMount && IN_CI) throw new Error('CI=true but not root: the full-work-disk test needs to mount a tmpfs');
+const MOUNTS = 'the full-work-disk test mounts a tmpfs';
 
-describe.runIf(canMount)('a full work disk', () => {
+describe.runIf(needsRoot(MOUNTS))('a full work disk', () => {
+  beforeAll(() => failUnlessRoot(MOUNTS));
+
   it('answers RESOURCE_EXHAUSTED, leaves no action directory behind, and the next action runs', async () => {
     const dir = reachableTempDir('larder-full-work-');
     const mount = join(dir, 'small');

@@ -9,6 +9,7 @@ import { Code } from '../../../executor/grpc-status.ts';
 import { codeOf, startTestServer, type TestServer } from '../helpers.ts';
 import { ancestry, markedProcesses, newMark } from '../../helpers/marked-processes.ts';
 import { ActionFixture, finalResponse, metadataOf } from './fixture.ts';
+import { failUnlessRoot, needsRoot } from '../../helpers/tools.ts';
 
 const SH = '/bin/sh';
 
@@ -16,7 +17,7 @@ const SH = '/bin/sh';
 async function waitFor(condition: () => boolean): Promise<void> {
   while (!condition()) await new Promise((resolve) => setImmediate(resolve));
 }
-const isRoot = process.getuid?.() === 0;
+const PER_SLOT_UIDS = 'actions run as a uid of their own per slot only when the server is root';
 
 describe('Execute on the embedded worker', () => {
   let server: TestServer;
@@ -120,7 +121,8 @@ describe('Execute on the embedded worker', () => {
     expect(lines.filter((line) => line.startsWith('PWD=')).length).toBeLessThanOrEqual(1);
   });
 
-  it.runIf(isRoot)('runs commands as a uid of its own per slot when the server is root', async () => {
+  it.runIf(needsRoot(PER_SLOT_UIDS))('runs commands as a uid of its own per slot when the server is root', async () => {
+    failUnlessRoot(PER_SLOT_UIDS);
     const actionDigest = await fx.action({
       command: { arguments: [SH, '-c', 'sleep 0.3; /usr/bin/id -u'] },
     });
