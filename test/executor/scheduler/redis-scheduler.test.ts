@@ -16,6 +16,7 @@ import {
   PlatformSchema,
 } from '../../../shared/proto/gen/build/bazel/remote/execution/v2/remote_execution_pb.ts';
 import { workerSpec } from '../../../executor/scheduler/redis/codec.ts';
+import { FleetConnection } from '../../../executor/scheduler/redis/fleet-connection.ts';
 import { haveRedis, startRedis, type TestRedis } from '../../helpers/redis.ts';
 import { digestOf } from '../helpers.ts';
 
@@ -82,17 +83,21 @@ describe.runIf(haveRedis())('RedisScheduler on a real Redis', () => {
   let prefixCount = 0;
   let prefix = '';
 
-  const scheduler = async (options: Partial<RedisSchedulerOptions> = {}) => {
-    const s = await RedisScheduler.open({
+  /** A scheduler and the fleet connection it runs on (which a test may cut, as a worker process's death does). */
+  const schedulerAndFleet = async (options: Partial<RedisSchedulerOptions> = {}) => {
+    const fleet = await FleetConnection.open({
       url: redis.url,
       log: createLogger('silent'),
       prefix,
       shutdownGraceMs: 1_000,
       ...options,
     });
+    const s = new RedisScheduler(fleet);
     open.push(s);
-    return s;
+    return { scheduler: s, fleet };
   };
+  const scheduler = async (options: Partial<RedisSchedulerOptions> = {}) =>
+    (await schedulerAndFleet(options)).scheduler;
 
   beforeAll(async () => {
     redis = await startRedis();
@@ -187,13 +192,13 @@ describe.runIf(haveRedis())('RedisScheduler on a real Redis', () => {
 
   it('requeues the job of a worker that stopped renewing its lease; another worker completes it once', async () => {
     const front = await scheduler({ leaseMs: 600 });
-    const dying = await scheduler({ leaseMs: 600 });
-    const dyingSlot = await dying.join({ name: 'dying', platform: AMD64 });
+    const dying = await schedulerAndFleet({ leaseMs: 600 });
+    const dyingSlot = await dying.scheduler.join({ name: 'dying', platform: AMD64 });
     const op = await front.submit(job('8'), 'key-8', ALICE.id);
     const first = await dyingSlot.take(new AbortController().signal);
     expect(first.job.operation).toBe(op.name);
     // The worker's process is gone: no more renewals, no heartbeat.
-    dying.redis.disconnect(false);
+    dying.fleet.redis.disconnect(false);
     const survivor = await (await scheduler({ leaseMs: 600 })).join({ name: 'survivor', platform: AMD64 });
     const second = await survivor.take(new AbortController().signal);
     expect(second.job.operation).toBe(op.name);
@@ -225,12 +230,12 @@ describe.runIf(haveRedis())('RedisScheduler on a real Redis', () => {
     const front = await scheduler({ leaseMs: 500, maxAttempts: 2 });
     let op: OperationState | null = null;
     for (let i = 0; i < 2; i++) {
-      const doomed = await scheduler({ leaseMs: 500, maxAttempts: 2 });
-      const slot = await doomed.join({ name: `doomed-${i}`, platform: AMD64 });
+      const doomed = await schedulerAndFleet({ leaseMs: 500, maxAttempts: 2 });
+      const slot = await doomed.scheduler.join({ name: `doomed-${i}`, platform: AMD64 });
       op ??= await front.submit(job('10'), null, ALICE.id);
       const lease = await slot.take(new AbortController().signal);
       expect(lease.job.operation).toBe(op!.name);
-      doomed.redis.disconnect(false);
+      doomed.fleet.redis.disconnect(false);
     }
     const state = await whenDone(front, op!.name);
     expect(state.response?.status?.code).toBe(Code.UNAVAILABLE);
@@ -351,7 +356,7 @@ describe.runIf(haveRedis())('RedisScheduler on a real Redis', () => {
 
   it('a heartbeat no real worker stands behind keeps no action waiting: sent once, or forged into the future', async () => {
     const timing = { leaseMs: 300, heartbeatMs: 600, strandedGraceMs: 300 };
-    const front = await scheduler(timing);
+    const { scheduler: front, fleet } = await schedulerAndFleet(timing);
     const spec = workerSpec(ARM64);
     // Forged by hand with an expiry a year away, as a Redis client could: not believed.
     const farAway = Date.now() + 365 * 24 * 3600_000;
@@ -360,7 +365,7 @@ describe.runIf(haveRedis())('RedisScheduler on a real Redis', () => {
       code: Code.FAILED_PRECONDITION,
     });
     // One heartbeat through the script, as a worker's first, and then silence: the action fails, it does not wait.
-    await front.script('heartbeat', 'once', spec.spec, spec.key);
+    await fleet.script('heartbeat', 'once', spec.spec, spec.key);
     const op = await front.submit(job('18', 'arm64'), null, ALICE.id);
     const state = await whenDone(front, op.name);
     expect(state.response?.status?.code).toBe(Code.UNAVAILABLE);

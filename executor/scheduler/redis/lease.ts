@@ -1,0 +1,137 @@
+/**
+ * A claimed job's lease: renewed every third of leaseMs from claim to result, so only a worker that stopped (or
+ * lost Redis for longer than a lease) loses its job; large input fetches do not outlive it. Its signal aborts when
+ * the lease is lost, the operation cancelled, or the scheduler closes (the job then goes back to the queue).
+ */
+import type { ExecuteResponse } from '../../../shared/proto/gen/build/bazel/remote/execution/v2/remote_execution_pb.ts';
+import { Code, RpcError } from '../../grpc-status.ts';
+import type { ExecutionJob, Lease } from '../scheduler.ts';
+import { encodeResponse } from './codec.ts';
+import type { FleetConnection } from './fleet-connection.ts';
+import { wakeWorkers } from './live-workers.ts';
+
+/** The leases held in this process, and the signal that makes them hand their jobs back when the scheduler closes. */
+export class HeldLeases {
+  private readonly closing = new AbortController();
+  private readonly held = new Set<Promise<void>>();
+
+  /** Aborted by handBack(), with the reason the runs are stopped. */
+  get signal(): AbortSignal {
+    return this.closing.signal;
+  }
+
+  /** Counts one lease as held until the returned function is called. */
+  hold(): () => void {
+    let settle!: () => void;
+    const settled = new Promise<void>((resolve) => (settle = resolve));
+    this.held.add(settled);
+    return () => {
+      this.held.delete(settled);
+      settle();
+    };
+  }
+
+  /** Stops the runs of every lease held here, and waits (at most graceMs) for them to hand their jobs back. */
+  async handBack(graceMs: number): Promise<void> {
+    this.closing.abort(
+      new RpcError(Code.UNAVAILABLE, 'this worker is shutting down; the action goes back to the queue'),
+    );
+    const settled = Promise.all([...this.held]);
+    await Promise.race([settled, new Promise((resolve) => setTimeout(resolve, graceMs).unref())]);
+  }
+}
+
+export function holdLease(options: {
+  fleet: FleetConnection;
+  leases: HeldLeases;
+  workerId: string;
+  job: ExecutionJob;
+  token: string;
+}): Lease {
+  const { fleet, leases, workerId, job, token } = options;
+  const name = job.operation;
+  const { leaseMs, retainMs } = fleet.config;
+  const controller = new AbortController();
+  const unhold = leases.hold();
+
+  const onClose = () => controller.abort(leases.signal.reason);
+  leases.signal.addEventListener('abort', onClose, { once: true });
+  const cancelled = () => controller.abort(new RpcError(Code.CANCELLED, 'the operation was cancelled'));
+  // Cancellation reaches the holder at once by pub/sub, and at its next renewal should that message be lost.
+  const listening = fleet.events.listen(name, (message) => message === 'cancel' && cancelled()).catch(() => null);
+
+  const renew = async () => {
+    try {
+      const answer = await fleet.script<number>('renew', name, token, leaseMs);
+      if (answer === 0)
+        controller.abort(
+          new RpcError(
+            Code.ABORTED,
+            'this worker lost its lease on the action (it was presumed dead); another worker runs it',
+          ),
+        );
+      if (answer === 2) cancelled();
+    } catch (err) {
+      // Keep running: if Redis comes back before the lease expires, nothing was lost.
+      fleet.log.warn('could not renew a lease', { worker: workerId, operation: name, error: (err as Error).message });
+    }
+  };
+  const renewal = setInterval(() => void renew(), leaseMs / 3);
+
+  const release = () => {
+    clearInterval(renewal);
+    leases.signal.removeEventListener('abort', onClose);
+    void listening.then((stop) => stop?.());
+    unhold();
+  };
+
+  return {
+    job,
+    signal: controller.signal,
+    async executing() {
+      await fleet
+        .script('executing', name, token)
+        .catch((err: Error) =>
+          fleet.log.warn('could not mark an action executing', { operation: name, error: err.message }),
+        );
+    },
+    async complete(response: ExecuteResponse) {
+      try {
+        if (leases.signal.aborted && controller.signal.reason === leases.signal.reason) {
+          const queue = await retried(() => fleet.script<string | null>('release', name, token));
+          if (queue) await wakeWorkers(fleet, [queue]);
+          return;
+        }
+        const recorded = await retried(() =>
+          fleet.script<number>('complete', name, token, encodeResponse(response), retainMs),
+        );
+        if (recorded === 0)
+          fleet.log.info('result not recorded: the lease was lost and the action went to another worker', {
+            worker: workerId,
+            operation: name,
+          });
+      } catch (err) {
+        // The lease will expire and the action run again elsewhere: at least once, never lost.
+        fleet.log.error('could not record a result; the action will run again', {
+          worker: workerId,
+          operation: name,
+          error: (err as Error).message,
+        });
+      } finally {
+        release();
+      }
+    },
+  };
+}
+
+/** A result is worth waiting for Redis a while (a restart); the lease holds meanwhile, as renewals go on. */
+async function retried<T>(fn: () => Promise<T>): Promise<T> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await fn();
+    } catch (err) {
+      if (attempt >= 30) throw err;
+      await new Promise((resolve) => setTimeout(resolve, Math.min(2_000, attempt * 200)));
+    }
+  }
+}
