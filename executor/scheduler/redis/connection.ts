@@ -7,6 +7,7 @@
 import { readFile } from 'node:fs/promises';
 import type { RedisOptions } from 'ioredis';
 import { LarderError } from '../../../shared/errors.ts';
+import { LastingErrorConnector } from './lasting-error-connector.ts';
 
 export interface QueueConnection {
   /** redis://[USER@]HOST[:PORT][/DB] or rediss://…; a password in it works but shows wherever the URL does. */
@@ -17,7 +18,10 @@ export interface QueueConnection {
   caPath?: string;
 }
 
-/** ioredis options for one connection: address, database, credentials and TLS, without the URL itself. */
+/**
+ * ioredis options for one connection: address, database, credentials and TLS, without the URL itself, and the
+ * connector that opens its sockets so that no socket error can go unheard (lasting-error-connector.ts).
+ */
 export async function connectionOptions(connection: QueueConnection): Promise<RedisOptions> {
   const url = parseQueueUrl(connection.url);
   const tls = url.protocol === 'rediss:';
@@ -41,6 +45,7 @@ export async function connectionOptions(connection: QueueConnection): Promise<Re
     ...(url.username === '' ? {} : { username: decoded(url.username) }),
     ...(password === '' ? {} : { password }),
     ...(tls ? { tls: caPath === '' ? {} : { ca: await readCa(caPath) } } : {}),
+    Connector: LastingErrorConnector,
   };
 }
 

@@ -1,10 +1,14 @@
 // How the fleet reaches a locked Redis, against real redis-servers: one with a password (requirepass), one with an
 // ACL user and the default user off, one serving only TLS with a certificate from a private CA. The password comes
 // from a file, never the command line; a wrong or missing setting fails at open with a message saying which.
+import { once } from 'node:events';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { type AddressInfo, connect, createServer, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { connectionOptions } from '../../../executor/scheduler/redis/connection.ts';
 import { RedisScheduler, type RedisSchedulerOptions } from '../../../executor/scheduler/redis/redis-scheduler.ts';
 import { isLarderError } from '../../../shared/errors.ts';
 import { createLogger } from '../../../shared/log.ts';
@@ -112,9 +116,75 @@ describe.runIf(runs)('the fleet connects to a locked Redis', () => {
     expect(plain.code).toBe('unavailable');
   }, 30_000);
 
+  it('hears a connection socket fail twice (ioredis listens for its first error only; the second would end the process)', async () => {
+    // The same as a close() that ends a TLS handshake: the certificate check fails, then an alert the server sent
+    // back comes out of the same read. Here, deterministically: an SSL error after the handshake (it leaves the
+    // socket open), then a reset.
+    const proxy = await startFaultProxy(withTls.port);
+    const uncaught: unknown[] = [];
+    const record = (err: unknown) => uncaught.push(err);
+    process.on('uncaughtException', record);
+    const options = await connectionOptions({ url: proxy.url, passwordFile, caPath: ca.caPath });
+    const redis = new Redis({ ...options, retryStrategy: () => null });
+    const errors: string[] = [];
+    redis.on('error', (err: NodeJS.ErrnoException) => errors.push(err.code ?? err.message));
+    try {
+      expect(await redis.ping()).toBe('PONG');
+      const first = once(redis, 'error');
+      proxy.sendToClients('not a TLS record\r\n');
+      await first;
+      // Not events.once, which rejects at the 'error' this test expects.
+      const ended = new Promise((resolve) => redis.once('end', resolve));
+      proxy.resetClients();
+      await ended;
+    } finally {
+      redis.disconnect();
+      process.off('uncaughtException', record);
+      await proxy.close();
+    }
+    expect(uncaught).toEqual([]);
+    expect(errors).toHaveLength(2);
+    expect(errors[0]).toMatch(/^ERR_SSL_/);
+    expect(errors[1]).toBe('ECONNRESET');
+  });
+
   it('refuses --queue-ca without rediss://, and URLs it would misread', async () => {
     expect((await failure({ url: withPassword.url, caPath: ca.caPath })).message).toContain('use rediss://');
     expect((await failure({ url: `${withPassword.url}?password=x` })).message).toContain('not read');
     expect((await failure({ url: `${withPassword.url}/zero` })).message).toContain('database number');
   });
 });
+
+/** A relay to a local port whose client side the test can write into and reset, to fail a connection at will. */
+async function startFaultProxy(targetPort: number) {
+  const clients = new Set<Socket>();
+  const server = createServer((client) => {
+    const upstream = connect(targetPort, '127.0.0.1');
+    clients.add(client);
+    client.pipe(upstream);
+    upstream.pipe(client);
+    upstream.on('error', () => client.destroy());
+    client.on('error', () => upstream.destroy());
+    client.on('close', () => {
+      clients.delete(client);
+      upstream.destroy();
+    });
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  return {
+    url: `rediss://127.0.0.1:${(server.address() as AddressInfo).port}`,
+    /** Bytes no TLS server would send, as if from the server. */
+    sendToClients: (bytes: string) => {
+      for (const client of clients) client.write(bytes);
+    },
+    /** A TCP reset (RST), which the client reads as ECONNRESET. */
+    resetClients: () => {
+      for (const client of clients) client.resetAndDestroy();
+    },
+    close: () =>
+      new Promise<void>((resolve) => {
+        for (const client of clients) client.destroy();
+        server.close(() => resolve());
+      }),
+  };
+}
