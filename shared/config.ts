@@ -10,6 +10,7 @@ import { type AuthConfig, parseAuthConfig } from './auth/config.ts';
 import { parseDuration } from './duration.ts';
 import { parsePlatformLabels } from './platform-properties.ts';
 import { LarderError } from './errors.ts';
+import { type FetchConfig, parseFetchConfig } from './fetch-config.ts';
 import { isLogFormat, isLogLevel, type LogFormat, type LogLevel } from './log-options.ts';
 import { parseSize } from './size.ts';
 import { parseStoreSpec, type StoreConfig } from './storage/config.ts';
@@ -54,6 +55,8 @@ export interface ExecutorConfig {
   execution: ExecutionConfig;
   /** Where to serve /metrics, /status and /healthz over HTTP; null: not served (the main port is gRPC only). */
   metricsListen: ListenAddress | null;
+  /** Remote Asset API downloads: the allow-list and bounds (shared/fetch-config.ts). */
+  fetch: FetchConfig;
 }
 
 /** The Docker engine actions run on and what every container is allowed (executor/worker/docker/). */
@@ -541,6 +544,31 @@ export const EXECUTOR_OPTIONS: readonly OptionRow[] = [
     help: "PEM CA certificate for a rediss:// queue with a private CA (default: the system's roots)",
     default: () => '',
   },
+  // Remote Asset API (FetchBlob): what the executor may download, and how much of it at once.
+  {
+    flag: 'fetch-allow',
+    env: 'LARDER_FETCH_ALLOW',
+    help: 'hosts (example.com, *.example.com, HOST:PORT) and URL prefixes FetchBlob may download from; empty: none',
+    default: () => '',
+  },
+  {
+    flag: 'fetch-connect-timeout',
+    env: 'LARDER_FETCH_CONNECT_TIMEOUT',
+    help: 'time to connect to an upstream (DNS, TCP, TLS) for FetchBlob',
+    default: () => '10s',
+  },
+  {
+    flag: 'fetch-timeout',
+    env: 'LARDER_FETCH_TIMEOUT',
+    help: "time one FetchBlob download may take in all; a request's own timeout may only shorten it",
+    default: () => '5m',
+  },
+  {
+    flag: 'fetch-concurrency',
+    env: 'LARDER_FETCH_CONCURRENCY',
+    help: 'FetchBlob downloads from upstreams at once; more wait their turn',
+    default: () => '8',
+  },
 ];
 
 /** What a worker host needs, in `larder executor` and `larder worker` alike: runners, limits, its work folder. */
@@ -652,6 +680,7 @@ export function parseExecutorConfig(args: string[], env: Env): ExecutorConfig {
     tls: parseTlsOptions(values, 'grpcs'),
     execution: parseExecutionOptions(values),
     metricsListen: values['metrics-listen'] === '' ? null : parseListen(values['metrics-listen']!, '--metrics-listen'),
+    fetch: parseFetchConfig(values),
   };
 }
 

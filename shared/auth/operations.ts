@@ -29,6 +29,8 @@ const CAPABILITIES = '/build.bazel.remote.execution.v2.Capabilities';
 const EXECUTION = '/build.bazel.remote.execution.v2.Execution';
 const BYTESTREAM = '/google.bytestream.ByteStream';
 const OPERATIONS = '/google.longrunning.Operations';
+const FETCH = '/build.bazel.remote.asset.v1.Fetch';
+const PUSH = '/build.bazel.remote.asset.v1.Push';
 
 export const OPERATION_ROLES: Readonly<Record<string, Role>> = {
   // Bazel's HTTP cache protocol (edge/app.ts): reads are GET/HEAD, every upload is a PUT.
@@ -57,6 +59,13 @@ export const OPERATION_ROLES: Readonly<Record<string, Role>> = {
   [`${OPERATIONS}/ListOperations`]: 'execute',
   [`${OPERATIONS}/DeleteOperation`]: 'execute',
   [`${OPERATIONS}/WaitOperation`]: 'execute',
+  // Remote Asset API: fetching is a read. It stores only what an allow-listed origin served (checked against the
+  // request's checksum when it has one), never bytes of the caller's, so a read-only CI token can use downloads.
+  // Pushing says what a URI names without any check against an origin: a writer's call.
+  [`${FETCH}/FetchBlob`]: 'read',
+  [`${FETCH}/FetchDirectory`]: 'read',
+  [`${PUSH}/PushBlob`]: 'write',
+  [`${PUSH}/PushDirectory`]: 'write',
 };
 
 /** The role `operation` (an HTTP method or a gRPC method path) needs; unknown operations need `write`. */

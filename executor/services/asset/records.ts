@@ -1,0 +1,79 @@
+/**
+ * What FetchBlob and PushBlob remember: which CAS blob a URI (with its identifying qualifiers) or a checksum
+ * named, and since when. A record is a small JSON value in the `ac` key space under a key derived from
+ * `larder-asset-v1` plus the URI or checksum, so it never meets a real action digest, lives and is evicted
+ * with the rest of the instance's cache, and needs no store of its own.
+ *
+ * A record only counts while its blob is still in the CAS at the recorded size: an answer always names
+ * content the client can download.
+ */
+import { createHash } from 'node:crypto';
+import { blobKey, type Digest } from '../../../shared/digest.ts';
+import type { BlobStore } from '../../../shared/storage/store.ts';
+import { readWhole } from '../../../shared/storage/streams.ts';
+import type { Checksum } from './qualifiers.ts';
+
+export interface AssetRecord {
+  digest: Digest;
+  /** When the content was fetched from origin or pushed (ms since the epoch): what `oldest_content_accepted` is compared to. */
+  since: number;
+  /** After this instant (ms since the epoch) the record no longer answers; null: no expiry. */
+  expireAt: number | null;
+}
+
+/** What a record is looked up by: a URI with its identifying qualifiers, or a checksum alone. */
+export type RecordName = { uri: string; identity: ReadonlyArray<[string, string]> } | { checksum: Checksum };
+
+const MAX_RECORD_BYTES = 1024;
+
+function recordHash(name: RecordName): string {
+  const text =
+    'uri' in name
+      ? `larder-asset-v1\nuri\n${name.uri}\n${JSON.stringify(name.identity)}`
+      : `larder-asset-v1\nchecksum\n${name.checksum.algorithm}\n${name.checksum.hex}`;
+  return createHash('sha256').update(text).digest('hex');
+}
+
+export async function writeRecord(
+  store: BlobStore,
+  instance: string,
+  name: RecordName,
+  record: AssetRecord,
+): Promise<void> {
+  const bytes = new TextEncoder().encode(
+    JSON.stringify({
+      hash: record.digest.hash,
+      size: record.digest.sizeBytes,
+      since: record.since,
+      expireAt: record.expireAt,
+    }),
+  );
+  await store.put(blobKey(instance, 'ac', recordHash(name)), bytes, bytes.byteLength);
+}
+
+/**
+ * The record for `name` if it is still good: not expired at `now`, not older than `oldest` (ms; null: any
+ * age), and its blob still in the CAS. Anything else, an unreadable record included, is a miss.
+ */
+export async function readRecord(
+  store: BlobStore,
+  instance: string,
+  name: RecordName,
+  when: { now: number; oldest: number | null },
+): Promise<AssetRecord | null> {
+  const blob = await store.get(blobKey(instance, 'ac', recordHash(name)));
+  if (blob === null) return null;
+  let record: AssetRecord;
+  try {
+    const value = JSON.parse(new TextDecoder().decode(await readWhole(blob, MAX_RECORD_BYTES)));
+    record = { digest: { hash: value.hash, sizeBytes: value.size }, since: value.since, expireAt: value.expireAt };
+    blobKey(instance, 'cas', record.digest.hash);
+    if (!Number.isSafeInteger(record.digest.sizeBytes) || typeof record.since !== 'number') return null;
+  } catch {
+    return null;
+  }
+  if (record.expireAt !== null && record.expireAt <= when.now) return null;
+  if (when.oldest !== null && record.since < when.oldest) return null;
+  const size = await store.stat(blobKey(instance, 'cas', record.digest.hash));
+  return size === record.digest.sizeBytes ? record : null;
+}

@@ -1,0 +1,181 @@
+/**
+ * Remote Asset API Fetch.FetchBlob: the digest of the content a URI names, from the cache when it has been
+ * fetched (or pushed) before, else downloaded from the first URI that works, checked against `checksum.sri`,
+ * and stored in the CAS. Failures the client cannot fix by changing its request (a 404 upstream, a checksum
+ * that does not match, a timeout, a host not on the allow-list) are answered in the response's `status`, as
+ * the API asks; a malformed request fails the call. FetchDirectory is not served yet (UNIMPLEMENTED).
+ */
+import { durationMs } from '@bufbuild/protobuf/wkt';
+import PQueue from 'p-queue';
+import { blobKey, type Digest } from '../../shared/digest.ts';
+import { errorForLog, isLarderError, LarderError } from '../../shared/errors.ts';
+import type { FetchConfig } from '../../shared/fetch-config.ts';
+import type { Logger } from '../../shared/log.ts';
+import type { Fetch, FetchBlobResponse } from '../../shared/proto/gen/build/bazel/remote/asset/v1/remote_asset_pb.ts';
+import { DigestFunction_Value } from '../../shared/proto/gen/build/bazel/remote/execution/v2/remote_execution_pb.ts';
+import type { BlobStore } from '../../shared/storage/store.ts';
+import { digestMessage } from '../digests.ts';
+import { Code, RpcError } from '../grpc-status.ts';
+import type { ServiceHandlers } from '../grpc/adapt.ts';
+import { readRecord, writeRecord } from './asset/records.ts';
+import { type AssetRequest, instantOf, parseAssetRequest } from './asset/request.ts';
+import { storeDownload } from './asset/store-download.ts';
+import { download } from './asset/upstream.ts';
+
+export interface FetchDeps {
+  store: BlobStore;
+  log: Logger;
+  maxBlobBytes: number;
+  fetch: FetchConfig;
+  /** The clock records are dated and aged by (ms since the epoch). */
+  now?: () => number;
+}
+
+type Answer = Omit<FetchBlobResponse, '$typeName' | 'status' | 'blobDigest'> & {
+  status?: { code: number; message: string };
+  blobDigest?: ReturnType<typeof digestMessage>;
+};
+
+export function fetchService(deps: FetchDeps): ServiceHandlers<typeof Fetch> {
+  const { store, log } = deps;
+  const now = deps.now ?? Date.now;
+  const downloads = new PQueue({ concurrency: deps.fetch.concurrency });
+  return {
+    async fetchBlob(request, ctx) {
+      const asset = parseAssetRequest(request);
+      log.debug('FetchBlob', {
+        uris: asset.uris.map(withoutQuery).join(' '),
+        qualifiers: request.qualifiers.map((q) => q.name).join(' '),
+      });
+      const cached = await lookUp(store, asset, { now: now(), oldest: instantOf(request.oldestContentAccepted) });
+      if (cached !== null) return answer(cached.uri, cached.digest);
+
+      const timeoutMs = Math.min(
+        deps.fetch.timeoutMs,
+        request.timeout === undefined || durationMs(request.timeout) <= 0 ? Infinity : durationMs(request.timeout),
+      );
+      const signal = AbortSignal.any([ctx.signal, AbortSignal.timeout(timeoutMs)]);
+      const since = now();
+      const failures: LarderError[] = [];
+      const fetched = await downloads
+        .add(
+          async () => {
+            for (const [index, uri] of asset.uris.entries()) {
+              if (signal.aborted) break;
+              if (uri.toLowerCase().startsWith('urn:')) {
+                failures.push(new LarderError('not_found', `${uri} was never pushed to this server`));
+                continue;
+              }
+              try {
+                return { uri, digest: await downloadAndStore(deps, asset, index, signal) };
+              } catch (err) {
+                if (!isLarderError(err)) throw err;
+                failures.push(err);
+              }
+            }
+            return null;
+          },
+          { signal },
+        )
+        .catch((err) => {
+          if (signal.aborted && !ctx.signal.aborted) {
+            failures.push(new LarderError('timeout', `no download slot within ${timeoutMs} ms`));
+            return null;
+          }
+          throw err;
+        });
+      if (fetched == null) {
+        const last = failures.at(-1) ?? new LarderError('timeout', `the fetch did not finish within ${timeoutMs} ms`);
+        log.info('FetchBlob failed', { uris: asset.uris.map(withoutQuery).join(' '), error: errorForLog(last) });
+        return {
+          uri: asset.uris[failures.length - 1] ?? asset.uris[0]!,
+          status: { code: statusCode(last), message: failures.map((f) => f.message).join('; ') },
+        };
+      }
+      const record = { digest: fetched.digest, since, expireAt: null };
+      for (const uri of asset.uris)
+        await writeRecord(store, asset.instance, { uri, identity: asset.qualifiers.identity }, record);
+      if (asset.qualifiers.checksum !== null)
+        await writeRecord(store, asset.instance, { checksum: asset.qualifiers.checksum }, record);
+      log.info('FetchBlob stored', {
+        uri: withoutQuery(fetched.uri),
+        hash: fetched.digest.hash,
+        size: fetched.digest.sizeBytes,
+      });
+      return answer(fetched.uri, fetched.digest);
+    },
+
+    async fetchDirectory() {
+      throw new RpcError(Code.UNIMPLEMENTED, 'FetchDirectory is not served by this server yet');
+    },
+  };
+}
+
+function answer(uri: string, digest: Digest): Answer {
+  return {
+    status: { code: Code.OK, message: '' },
+    uri,
+    qualifiers: [],
+    blobDigest: digestMessage(digest),
+    digestFunction: DigestFunction_Value.SHA256,
+  };
+}
+
+/** A record for any of the URIs, else one for the checksum; a sha256 checksum is a CAS key by itself. */
+async function lookUp(
+  store: BlobStore,
+  asset: AssetRequest,
+  when: { now: number; oldest: number | null },
+): Promise<{ uri: string; digest: Digest } | null> {
+  for (const uri of asset.uris) {
+    const record = await readRecord(store, asset.instance, { uri, identity: asset.qualifiers.identity }, when);
+    if (record !== null) return { uri, digest: record.digest };
+  }
+  const checksum = asset.qualifiers.checksum;
+  if (checksum === null) return null;
+  const record = await readRecord(store, asset.instance, { checksum }, when);
+  if (record !== null) return { uri: asset.uris[0]!, digest: record.digest };
+  // Content is what its SHA-256 says, however old: only a client that asks for fresh content misses here.
+  if (checksum.algorithm === 'sha256' && when.oldest === null) {
+    const size = await store.stat(blobKey(asset.instance, 'cas', checksum.hex));
+    if (size !== null) return { uri: asset.uris[0]!, digest: { hash: checksum.hex, sizeBytes: size } };
+  }
+  return null;
+}
+
+async function downloadAndStore(deps: FetchDeps, asset: AssetRequest, index: number, signal: AbortSignal) {
+  const headers = new Map([...asset.qualifiers.headers, ...(asset.qualifiers.headersPerUri.get(index) ?? [])]);
+  const limits = { ...deps.fetch, maxBytes: deps.maxBlobBytes };
+  if (deps.fetch.allow.length === 0)
+    throw new LarderError('permission_denied', 'this server downloads nothing: its --fetch-allow list is empty');
+  const spooled = await download(asset.uris[index]!, { headers, checksum: asset.qualifiers.checksum, limits, signal });
+  try {
+    return await storeDownload(deps.store, asset.instance, spooled);
+  } finally {
+    await spooled.discard();
+  }
+}
+
+/** The response status of a fetch that failed for reasons outside the server's control. */
+function statusCode(err: LarderError): Code {
+  switch (err.code) {
+    case 'not_found':
+      return Code.NOT_FOUND;
+    case 'permission_denied':
+      return Code.PERMISSION_DENIED;
+    case 'digest_mismatch':
+      return Code.ABORTED;
+    case 'timeout':
+      return Code.DEADLINE_EXCEEDED;
+    case 'too_large':
+    case 'no_space':
+      return Code.RESOURCE_EXHAUSTED;
+    default:
+      return Code.UNAVAILABLE;
+  }
+}
+
+/** A URI for the log: a query string may carry a token. */
+function withoutQuery(uri: string): string {
+  return uri.replace(/[?#].*$/, '');
+}

@@ -1,0 +1,355 @@
+/**
+ * Remote Asset API over real gRPC against an in-process executor, with a loopback HTTP server standing in for
+ * the internet: FetchBlob downloads once and then answers from the cache (by URI and by checksum), checks
+ * every qualifier, tries URIs in order, follows redirects only within the allow-list, and keeps to its size,
+ * time and address bounds, storing nothing when a download is refused. PushBlob records what a writer says a
+ * URI names; roles decide who may do which.
+ */
+import { createHash } from 'node:crypto';
+import { writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { timestampFromMs } from '@bufbuild/protobuf/wkt';
+import bcrypt from 'bcryptjs';
+import * as grpc from '@grpc/grpc-js';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createClient, type CallOptions, type ServiceClient } from '../../../executor/grpc/client.ts';
+import { Fetch, Push } from '../../../shared/proto/gen/build/bazel/remote/asset/v1/remote_asset_pb.ts';
+import { codeOf, digestOf, startTestServer, type TestServer } from '../helpers.ts';
+import { type Origin, startOrigin } from './origin.ts';
+
+const { OK, INVALID_ARGUMENT, NOT_FOUND, PERMISSION_DENIED, ABORTED, DEADLINE_EXCEEDED, RESOURCE_EXHAUSTED } =
+  grpc.status;
+const FILE = 'the file\n'.repeat(100);
+const OTHER = 'another file\n';
+const sri = (algorithm: string, data: string) => `${algorithm}-${createHash(algorithm).update(data).digest('base64')}`;
+
+interface Asset {
+  fetch: ServiceClient<typeof Fetch>;
+  push: ServiceClient<typeof Push>;
+}
+const assetClients = (server: TestServer): Asset => ({
+  fetch: createClient(Fetch, server.address),
+  push: createClient(Push, server.address),
+});
+
+/** Whether the CAS holds `data`. */
+async function stored(server: TestServer, data: string): Promise<boolean> {
+  const { missingBlobDigests } = await server.clients.cas.findMissingBlobs({ blobDigests: [digestOf(data)] });
+  return missingBlobDigests.length === 0;
+}
+
+describe('FetchBlob and PushBlob', () => {
+  let origin: Origin;
+  let elsewhere: Origin;
+  let server: TestServer;
+  let asset: Asset;
+  let release: () => void;
+
+  beforeAll(async () => {
+    const stalled = new Promise<void>((resolve) => {
+      release = resolve;
+    });
+    elsewhere = await startOrigin({ '/file': { body: FILE } });
+    origin = await startOrigin({
+      '/file': { body: FILE },
+      '/other': { body: OTHER },
+      '/mismatch': { body: 'not what was promised' },
+      '/redirect-in': { redirect: '/file' },
+      '/redirect-out': { redirect: `${elsewhere.url}/file` },
+      '/slow': { stall: true, release: stalled },
+      '/big': { body: 'x'.repeat(100 * 1024) },
+      '/big-chunked': { chunked: 100 * 1024 },
+      '/huge-header': { hugeHeader: 20 * 1024 },
+      '/private': { body: 'token-only' },
+    });
+    server = await startTestServer({ args: ['--fetch-allow', origin.host, '--max-blob-size', '64KiB'] });
+    asset = assetClients(server);
+  });
+
+  afterAll(async () => {
+    release?.();
+    asset?.fetch.close();
+    asset?.push.close();
+    await server?.stop();
+    await origin?.stop();
+    await elsewhere?.stop();
+  });
+
+  it('downloads once, stores the blob in the CAS, then answers from the cache without the origin', async () => {
+    const uri = `${origin.url}/file`;
+    const first = await asset.fetch.fetchBlob({ uris: [uri] });
+    expect(first.status?.code ?? OK).toBe(OK);
+    expect(first.blobDigest).toEqual(expect.objectContaining(digestOf(FILE)));
+    expect(first.uri).toBe(uri);
+    const { responses } = await server.clients.cas.batchReadBlobs({ digests: [digestOf(FILE)] });
+    expect(Buffer.from(responses[0]!.data).toString()).toBe(FILE);
+    const again = await asset.fetch.fetchBlob({ uris: [uri] });
+    expect(again.blobDigest?.hash).toBe(digestOf(FILE).hash);
+    expect(origin.count('/file')).toBe(1);
+  });
+
+  it('answers by checksum alone: a URI never seen, with a known sha256, costs no download', async () => {
+    const reply = await asset.fetch.fetchBlob({
+      uris: [`${origin.url}/never-asked-for`],
+      qualifiers: [{ name: 'checksum.sri', value: sri('sha256', FILE) }],
+    });
+    expect(reply.status?.code ?? OK).toBe(OK);
+    expect(reply.blobDigest?.hash).toBe(digestOf(FILE).hash);
+    expect(origin.count('/never-asked-for')).toBe(0);
+  });
+
+  it('checks sha384 and sha512 checksums, and records them for later requests by checksum', async () => {
+    for (const algorithm of ['sha384', 'sha512']) {
+      const reply = await asset.fetch.fetchBlob({
+        uris: [`${origin.url}/other`],
+        qualifiers: [{ name: 'checksum.sri', value: sri(algorithm, OTHER) }],
+      });
+      expect(reply.status?.code ?? OK).toBe(OK);
+      expect(reply.blobDigest?.hash).toBe(digestOf(OTHER).hash);
+    }
+    const downloads = origin.count('/other');
+    const byChecksum = await asset.fetch.fetchBlob({
+      uris: [`${origin.url}/moved-away`],
+      qualifiers: [{ name: 'checksum.sri', value: sri('sha512', OTHER) }],
+    });
+    expect(byChecksum.blobDigest?.hash).toBe(digestOf(OTHER).hash);
+    expect(origin.count('/other')).toBe(downloads);
+    expect(origin.count('/moved-away')).toBe(0);
+  });
+
+  it('refuses a download whose checksum does not match, and stores nothing', async () => {
+    const reply = await asset.fetch.fetchBlob({
+      uris: [`${origin.url}/mismatch`],
+      qualifiers: [{ name: 'checksum.sri', value: sri('sha256', 'what was promised') }],
+    });
+    expect(reply.status?.code).toBe(ABORTED);
+    expect(reply.status?.message).toMatch(/checksum mismatch: expected sha256-/);
+    expect(await stored(server, 'not what was promised')).toBe(false);
+  });
+
+  it('refuses bad requests with INVALID_ARGUMENT before any download', async () => {
+    const before = origin.count('/file');
+    const cases: Array<[Parameters<Asset['fetch']['fetchBlob']>[0], RegExp]> = [
+      [
+        {
+          uris: [`${origin.url}/file`],
+          qualifiers: [
+            { name: 'resource_type', value: 'x' },
+            { name: 'vcs.branch', value: 'y' },
+          ],
+        },
+        /unsupported qualifiers: "resource_type", "vcs.branch"/,
+      ],
+      [
+        { uris: [`${origin.url}/file`], qualifiers: [{ name: 'checksum.sri', value: 'sha256-nope' }] },
+        /checksum.sri: expected/,
+      ],
+      [
+        { uris: [`${origin.url}/file`], qualifiers: [{ name: 'checksum.sri', value: 'md5-1B2M2Y8AsgTpgAmY7PhCfg==' }] },
+        /checksum.sri/,
+      ],
+      [
+        { uris: [`${origin.url}/file`], qualifiers: [{ name: 'http_header:X-Big', value: 'a'.repeat(9000) }] },
+        /header value of 9000 bytes/,
+      ],
+      [
+        { uris: [`${origin.url}/file`], qualifiers: [{ name: 'http_header:X-Evil', value: 'a\r\nHost: b' }] },
+        /line break/,
+      ],
+      [{ uris: ['file:///etc/passwd'] }, /file:\/\/ would read the server's own files/],
+      [{ uris: [] }, /uris is empty/],
+    ];
+    for (const [request, message] of cases) {
+      const { code, details } = await codeOf(asset.fetch.fetchBlob(request));
+      expect([code, details]).toEqual([INVALID_ARGUMENT, expect.stringMatching(message)]);
+    }
+    expect(origin.count('/file')).toBe(before);
+  });
+
+  it('tries every URI in order and answers with the one that worked', async () => {
+    const uris = [`${origin.url}/gone`, `${origin.url}/other?mirror=2`];
+    const reply = await asset.fetch.fetchBlob({
+      uris,
+      qualifiers: [{ name: 'bazel.canonical_id', value: 'in-order' }],
+    });
+    expect(reply.status?.code ?? OK).toBe(OK);
+    expect(reply.uri).toBe(uris[1]);
+    expect(origin.count('/gone')).toBe(1);
+  });
+
+  it('reports an upstream 404 as NOT_FOUND in the response', async () => {
+    const reply = await asset.fetch.fetchBlob({ uris: [`${origin.url}/nothing-here`] });
+    expect(reply.status?.code).toBe(NOT_FOUND);
+  });
+
+  it('sends http_header qualifiers upstream, to every URI or to the one named', async () => {
+    const reply = await asset.fetch.fetchBlob({
+      uris: [`${origin.url}/private`],
+      qualifiers: [
+        { name: 'http_header:Authorization', value: 'Bearer upstream-token' },
+        { name: 'http_header_url:0:X-Mirror', value: 'first' },
+      ],
+    });
+    expect(reply.status?.code ?? OK).toBe(OK);
+    expect(origin.headersOf('/private')).toMatchObject({ authorization: 'Bearer upstream-token', 'x-mirror': 'first' });
+  });
+
+  it('follows redirects within the allow-list and refuses one that leaves it', async () => {
+    const inside = await asset.fetch.fetchBlob({ uris: [`${origin.url}/redirect-in`] });
+    expect(inside.status?.code ?? OK).toBe(OK);
+    expect(inside.blobDigest?.hash).toBe(digestOf(FILE).hash);
+    const outside = await asset.fetch.fetchBlob({ uris: [`${origin.url}/redirect-out`] });
+    expect(outside.status?.code).toBe(PERMISSION_DENIED);
+    expect(outside.status?.message).toMatch(/not on this server's --fetch-allow list/);
+    expect(elsewhere.count('/file')).toBe(0);
+  });
+
+  it('refuses hosts outside the allow-list without contacting them', async () => {
+    const reply = await asset.fetch.fetchBlob({ uris: [`${elsewhere.url}/file`] });
+    expect(reply.status?.code).toBe(PERMISSION_DENIED);
+    expect(elsewhere.count('/file')).toBe(0);
+  });
+
+  it('bounds size, with or without Content-Length, and stores nothing', async () => {
+    for (const path of ['/big', '/big-chunked']) {
+      const reply = await asset.fetch.fetchBlob({ uris: [`${origin.url}${path}`] });
+      expect(reply.status?.code).toBe(RESOURCE_EXHAUSTED);
+      expect(reply.status?.message).toMatch(/65536-byte blob limit/);
+    }
+    expect(await stored(server, 'x'.repeat(100 * 1024))).toBe(false);
+  });
+
+  it("bounds the upstream's response headers", async () => {
+    const reply = await asset.fetch.fetchBlob({ uris: [`${origin.url}/huge-header`] });
+    expect(reply.status?.code).not.toBe(OK);
+    expect(reply.status?.message).toMatch(/header/i);
+  });
+
+  it("honours the request's timeout: DEADLINE_EXCEEDED, nothing stored", async () => {
+    const started = Date.now();
+    const reply = await asset.fetch.fetchBlob({
+      uris: [`${origin.url}/slow`],
+      timeout: { seconds: 0n, nanos: 300_000_000 },
+    });
+    expect(reply.status?.code).toBe(DEADLINE_EXCEEDED);
+    expect(Date.now() - started).toBeLessThan(5000);
+    expect(await stored(server, '1234567890')).toBe(false);
+  });
+
+  it('honours oldest_content_accepted: content older than asked for is fetched again', async () => {
+    const uri = `${origin.url}/file`;
+    await asset.fetch.fetchBlob({ uris: [uri] });
+    const before = origin.count('/file');
+    const fresh = await asset.fetch.fetchBlob({
+      uris: [uri],
+      oldestContentAccepted: timestampFromMs(Date.now() + 1000),
+    });
+    expect(fresh.status?.code ?? OK).toBe(OK);
+    expect(origin.count('/file')).toBe(before + 1);
+    await asset.fetch.fetchBlob({ uris: [uri], oldestContentAccepted: timestampFromMs(Date.now() - 60_000) });
+    expect(origin.count('/file')).toBe(before + 1);
+  });
+
+  it('never connects to a loopback address the allow-list does not name itself', async () => {
+    const wildcard = await startTestServer({ args: ['--fetch-allow', `*.0.0.1:${new URL(origin.url).port}`] });
+    const clients = assetClients(wildcard);
+    try {
+      const reply = await clients.fetch.fetchBlob({ uris: [`${origin.url}/other?wildcard`] });
+      expect(reply.status?.code).toBe(PERMISSION_DENIED);
+      expect(reply.status?.message).toMatch(/loopback or private address/);
+    } finally {
+      clients.fetch.close();
+      clients.push.close();
+      await wildcard.stop();
+    }
+  });
+
+  it('PushBlob: a pushed URN is fetched from the CAS; pushes of missing blobs or wrong checksums are refused', async () => {
+    const urn = 'urn:larder-test:file';
+    expect((await asset.fetch.fetchBlob({ uris: [urn] })).status?.code).toBe(NOT_FOUND);
+    const qualifiers = [{ name: 'checksum.sri', value: sri('sha512', FILE) }];
+    await asset.push.pushBlob({ uris: [urn], blobDigest: digestOf(FILE), qualifiers });
+    // Qualifiers match exactly, as pushed.
+    const reply = await asset.fetch.fetchBlob({ uris: [urn], qualifiers });
+    expect(reply.blobDigest?.hash).toBe(digestOf(FILE).hash);
+    await asset.push.pushBlob({ uris: [urn], blobDigest: digestOf(FILE) });
+    expect((await asset.fetch.fetchBlob({ uris: [urn] })).blobDigest?.hash).toBe(digestOf(FILE).hash);
+    expect((await codeOf(asset.push.pushBlob({ uris: [urn], blobDigest: digestOf('never uploaded') }))).code).toBe(
+      grpc.status.FAILED_PRECONDITION,
+    );
+    const wrong = await codeOf(
+      asset.push.pushBlob({
+        uris: [urn],
+        blobDigest: digestOf(FILE),
+        qualifiers: [{ name: 'checksum.sri', value: sri('sha512', OTHER) }],
+      }),
+    );
+    expect(wrong).toEqual({ code: INVALID_ARGUMENT, details: expect.stringMatching(/does not match/) });
+    await asset.push.pushBlob({
+      uris: ['urn:larder-test:expired'],
+      blobDigest: digestOf(FILE),
+      expireAt: timestampFromMs(Date.now() - 1000),
+    });
+    expect((await asset.fetch.fetchBlob({ uris: ['urn:larder-test:expired'] })).status?.code).toBe(NOT_FOUND);
+  });
+});
+
+describe('FetchBlob limits and roles', () => {
+  it('fetches nothing when --fetch-allow is empty', async () => {
+    const origin = await startOrigin({ '/file': { body: FILE } });
+    const server = await startTestServer();
+    const clients = assetClients(server);
+    try {
+      const reply = await clients.fetch.fetchBlob({ uris: [`${origin.url}/file`] });
+      expect(reply.status?.code).toBe(PERMISSION_DENIED);
+      expect(reply.status?.message).toMatch(/--fetch-allow list is empty/);
+      expect(origin.count('/file')).toBe(0);
+    } finally {
+      clients.fetch.close();
+      clients.push.close();
+      await server.stop();
+      await origin.stop();
+    }
+  });
+
+  it('lets a reader fetch, and only a writer push', async () => {
+    const origin = await startOrigin({ '/file': { body: FILE } });
+    const dir = (await startTestServer()).dir; // a scratch folder; its server is stopped right away below
+    const scratch = join(dir, '..', `asset-auth-${process.pid}`);
+    await import('node:fs/promises').then((fs) => fs.mkdir(scratch, { recursive: true }));
+    const htpasswd = join(scratch, 'htpasswd');
+    await writeFile(htpasswd, `reader:${bcrypt.hashSync('r', 4)}\nwriter:${bcrypt.hashSync('w', 4)}\n`);
+    const config = join(scratch, 'larder.json');
+    await writeFile(
+      config,
+      JSON.stringify({ auth: { htpasswd: { everyone: [], users: { reader: ['read'], writer: ['read', 'write'] } } } }),
+    );
+    const server = await startTestServer({
+      args: ['--fetch-allow', origin.host, '--htpasswd', htpasswd, '--config', config],
+    });
+    const clients = assetClients(server);
+    const as = (user: string, password: string): CallOptions => {
+      const metadata = new grpc.Metadata();
+      metadata.set('authorization', `Basic ${Buffer.from(`${user}:${password}`).toString('base64')}`);
+      return { metadata };
+    };
+    try {
+      expect((await codeOf(clients.fetch.fetchBlob({ uris: [`${origin.url}/file`] }))).code).toBe(
+        grpc.status.UNAUTHENTICATED,
+      );
+      const fetched = await clients.fetch.fetchBlob({ uris: [`${origin.url}/file`] }, as('reader', 'r'));
+      expect(fetched.blobDigest?.hash).toBe(digestOf(FILE).hash);
+      const push = { uris: ['urn:larder-test:roles'], blobDigest: digestOf(FILE) };
+      expect((await codeOf(clients.push.pushBlob(push, as('reader', 'r')))).code).toBe(PERMISSION_DENIED);
+      await clients.push.pushBlob(push, as('writer', 'w'));
+      expect((await clients.fetch.fetchBlob({ uris: push.uris }, as('reader', 'r'))).blobDigest?.hash).toBe(
+        digestOf(FILE).hash,
+      );
+    } finally {
+      clients.fetch.close();
+      clients.push.close();
+      await server.stop();
+      await origin.stop();
+    }
+  });
+});
