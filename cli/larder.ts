@@ -63,7 +63,7 @@ async function main(argv: string[]): Promise<number> {
         );
         return 0;
       }
-      const { startWorkerProcess } = await import('../executor/worker/process.ts');
+      const { startWorkerProcess } = await import('../executor/start-worker.ts');
       const worker = await startWorkerProcess(parseWorkerConfig(args, process.env), { commandLine: args });
       const stop = () => void worker.close().then(() => process.exit(0));
       process.once('SIGINT', stop);

@@ -30,7 +30,7 @@ import type { WorkerPool } from './worker/in-process.ts';
 import type { PersistentWorkers } from './worker/persistent/persistent-workers.ts';
 import type { Worker } from './worker/worker.ts';
 import { actionIdentities } from './worker/worker-host.ts';
-import { loadZstd } from './zstd.ts';
+import { loadZstd } from './reapi/zstd.ts';
 
 export interface RunningExecutor {
   /** grpc://HOST:PORT or grpcs://HOST:PORT, with the real port when the config asked for port 0. */

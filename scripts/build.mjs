@@ -38,7 +38,7 @@ function vendorUplot() {
 
 /**
  * Built beside dist/ and swapped in whole, so a larder started meanwhile never sees a half-written build.
- * spawner-process.mjs is forked by path, relative to the chunk that starts it (executor/worker/spawner/spawner.ts),
+ * spawner-process.mjs is forked by path, relative to the chunk that starts it (executor/runner/spawner/spawner.ts),
  * so it goes next to the chunks.
  */
 async function buildCli() {
@@ -68,7 +68,7 @@ async function buildCli() {
     sourcemap: 'linked',
     logLevel: 'warning',
   });
-  copyFileSync(join(ROOT, 'executor/worker/spawner/spawner-process.mjs'), join(next, 'spawner-process.mjs'));
+  copyFileSync(join(ROOT, 'executor/runner/spawner/spawner-process.mjs'), join(next, 'spawner-process.mjs'));
   const dist = join(ROOT, 'dist');
   const old = join(ROOT, `dist.old-${process.pid}`);
   try {

@@ -1,6 +1,6 @@
 /**
  * Platform property names larder gives a meaning to, and the `--platform` label syntax: shared by the config
- * parser and the scheduler (executor/execution/platform.ts), which splits an action's properties into
+ * parser and the scheduler (executor/reapi/platform.ts), which splits an action's properties into
  * routing constraints and these runner options.
  */
 import { LarderError } from './errors.ts';

@@ -7,8 +7,8 @@ import { LarderError } from '../../shared/errors.ts';
 import type { BlobStore } from '../../shared/storage/store.ts';
 import { streamOf } from '../../shared/storage/streams.ts';
 import type { ReadRequest } from '../../shared/proto/gen/google/bytestream/bytestream_pb.ts';
-import { Code, RpcError } from '../grpc-status.ts';
-import type { Zstd } from '../zstd.ts';
+import { Code, RpcError } from '../reapi/grpc-status.ts';
+import type { Zstd } from '../reapi/zstd.ts';
 import { parseReadName } from './resource-name.ts';
 
 /** Largest data chunk per ReadResponse: well under every client's 4 MiB default message limit. */

@@ -11,8 +11,8 @@ import { isLarderError, LarderError } from '../../shared/errors.ts';
 import type { Logger } from '../../shared/log.ts';
 import type { BlobStore } from '../../shared/storage/store.ts';
 import type { WriteRequest } from '../../shared/proto/gen/google/bytestream/bytestream_pb.ts';
-import { Code, RpcError } from '../grpc-status.ts';
-import type { Zstd } from '../zstd.ts';
+import { Code, RpcError } from '../reapi/grpc-status.ts';
+import type { Zstd } from '../reapi/zstd.ts';
 import { fileSlice, type PartialUploads, type Recorder } from './partial-uploads.ts';
 import { parseWriteName, type UploadResource } from './resource-name.ts';
 

@@ -16,12 +16,11 @@ import {
   ExecutionStage_Value,
 } from '../../shared/proto/gen/build/bazel/remote/execution/v2/remote_execution_pb.ts';
 import type { Operation } from '../../shared/proto/gen/google/longrunning/operations_pb.ts';
-import { checkDigestFunction, digestOf, instanceOf } from '../digests.ts';
+import { checkDigestFunction, digestOf, instanceOf } from '../reapi/digests.ts';
+import { MissingBlobsError, missingBlobsResponse } from '../reapi/missing-blobs.ts';
 import type { CallContext, ServiceHandlers } from '../grpc/adapt.ts';
 import type { Caller, OperationState, Scheduler } from '../scheduler/scheduler.ts';
 import { inlineOutputs, type InlineRequest, lookupActionResult } from '../services/action-cache.ts';
-import { missingBlobsResponse } from '../worker/run-action.ts';
-import { MissingBlobsError } from '../worker/stage-inputs.ts';
 import { callerOf } from './caller.ts';
 import { operationMessage, unknownOperation } from './operation-message.ts';
 import { outputCheck } from './output-check.ts';

@@ -6,7 +6,7 @@
 import type { ExecuteResponse } from '../../shared/proto/gen/build/bazel/remote/execution/v2/remote_execution_pb.ts';
 import { Counter, Gauge, Histogram } from 'prom-client';
 import type { Metrics } from '../../shared/metrics/metrics.ts';
-import { Code } from '../grpc-status.ts';
+import { Code } from '../reapi/grpc-status.ts';
 import type { Scheduler } from '../scheduler/scheduler.ts';
 
 /** success: exit 0; failed: any other exit code; timeout, cancelled; error: the action could not be run. */

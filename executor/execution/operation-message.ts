@@ -13,7 +13,7 @@ import {
 } from '../../shared/proto/gen/build/bazel/remote/execution/v2/remote_execution_pb.ts';
 import { type Operation, OperationSchema } from '../../shared/proto/gen/google/longrunning/operations_pb.ts';
 import { LarderError } from '../../shared/errors.ts';
-import { digestMessage } from '../digests.ts';
+import { digestMessage } from '../reapi/digests.ts';
 import type { OperationState } from '../scheduler/scheduler.ts';
 
 export function operationMessage(

@@ -9,7 +9,7 @@ import type { Logger } from '../../shared/log.ts';
 import type { BlobStore } from '../../shared/storage/store.ts';
 import type { Operations } from '../../shared/proto/gen/google/longrunning/operations_pb.ts';
 import type { ServiceHandlers } from '../grpc/adapt.ts';
-import { Code, RpcError } from '../grpc-status.ts';
+import { Code, RpcError } from '../reapi/grpc-status.ts';
 import type { Scheduler } from '../scheduler/scheduler.ts';
 import { callerOf } from './caller.ts';
 import { operationMessage, unknownOperation } from './operation-message.ts';

@@ -16,7 +16,7 @@ import {
   type ExecuteResponse,
   ExecuteResponseSchema,
 } from '../../shared/proto/gen/build/bazel/remote/execution/v2/remote_execution_pb.ts';
-import { Code } from '../grpc-status.ts';
+import { Code } from '../reapi/grpc-status.ts';
 import type { OperationState } from '../scheduler/scheduler.ts';
 
 /** Returns the done operation's response as it may be sent: the worker's, or UNAVAILABLE when outputs are missing. */

@@ -12,11 +12,11 @@ import {
   CommandSchema,
   type ExecuteRequest,
 } from '../../shared/proto/gen/build/bazel/remote/execution/v2/remote_execution_pb.ts';
-import { digestOf } from '../digests.ts';
+import { digestOf } from '../reapi/digests.ts';
+import { MissingBlobsError } from '../reapi/missing-blobs.ts';
 import { PRIORITY_RANGE } from '../services/capabilities.ts';
 import type { ExecutionJob } from '../scheduler/scheduler.ts';
-import { MissingBlobsError } from '../worker/stage-inputs.ts';
-import { checkAction, parseActionProto } from './check-action.ts';
+import { checkAction, parseActionProto } from '../reapi/check-action.ts';
 
 /** Action and Command protos are small; this bounds a hostile one. */
 const MAX_PROTO_BYTES = 4 * 1024 * 1024;

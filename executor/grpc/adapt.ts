@@ -27,9 +27,9 @@ import * as grpc from '@grpc/grpc-js';
 import type { Principal } from '../../shared/auth/authenticator.ts';
 import { errorForLog, LarderError } from '../../shared/errors.ts';
 import type { Logger } from '../../shared/log.ts';
-import { callStatus } from '../grpc-status.ts';
+import { callStatus } from '../reapi/grpc-status.ts';
 import { singleBytesEncoder } from './bytes-message.ts';
-import { callFields } from '../request-metadata.ts';
+import { callFields } from './request-metadata.ts';
 
 export interface CallContext {
   /** "/package.Service/Method", as on the wire. */

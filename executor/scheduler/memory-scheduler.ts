@@ -12,8 +12,8 @@ import {
   ExecuteResponseSchema,
   ExecutionStage_Value,
 } from '../../shared/proto/gen/build/bazel/remote/execution/v2/remote_execution_pb.ts';
-import { type ActionPlatform, describeWorkerPlatform, unmatchedProperties } from '../execution/platform.ts';
-import { Code, RpcError } from '../grpc-status.ts';
+import { type ActionPlatform, describeWorkerPlatform, unmatchedProperties } from '../reapi/platform.ts';
+import { Code, RpcError } from '../reapi/grpc-status.ts';
 import {
   type Caller,
   type ExecutionJob,

@@ -14,8 +14,8 @@ import {
   ExecuteResponseSchema,
   ExecutionStage_Value,
 } from '../../shared/proto/gen/build/bazel/remote/execution/v2/remote_execution_pb.ts';
-import type { ActionPlatform, WorkerPlatform } from '../execution/platform.ts';
-import { Code } from '../grpc-status.ts';
+import type { ActionPlatform, WorkerPlatform } from '../reapi/platform.ts';
+import { Code } from '../reapi/grpc-status.ts';
 
 /** Everything a worker needs to run one action, fetched and checked by the frontend. */
 export interface ExecutionJob {

@@ -17,7 +17,7 @@ import {
   type Digest as DigestMessage,
   type GetActionResultRequest,
 } from '../../shared/proto/gen/build/bazel/remote/execution/v2/remote_execution_pb.ts';
-import { checkDigestFunction, digestOf, instanceOf } from '../digests.ts';
+import { checkDigestFunction, digestOf, instanceOf } from '../reapi/digests.ts';
 import type { CallContext, ServiceHandlers } from '../grpc/adapt.ts';
 
 /** Inlined bytes per reply, summed: far below message limits, and enough for typical stdout/stderr. */

@@ -10,7 +10,7 @@ import {
   DigestFunction_Value,
   SymlinkAbsolutePathStrategy_Value,
 } from '../../shared/proto/gen/build/bazel/remote/execution/v2/remote_execution_pb.ts';
-import { DIGEST_FUNCTIONS, instanceOf } from '../digests.ts';
+import { DIGEST_FUNCTIONS, instanceOf } from '../reapi/digests.ts';
 import type { CallContext, ServiceHandlers } from '../grpc/adapt.ts';
 
 export interface CapabilitiesDeps {

@@ -14,11 +14,11 @@ import {
   type ContentAddressableStorage,
   type Digest as DigestMessage,
 } from '../../shared/proto/gen/build/bazel/remote/execution/v2/remote_execution_pb.ts';
-import { checkDigestFunction, digestOf, instanceOf } from '../digests.ts';
+import { checkDigestFunction, digestOf, instanceOf } from '../reapi/digests.ts';
 import type { ServiceHandlers } from '../grpc/adapt.ts';
-import { blobStatus } from '../grpc-status.ts';
+import { blobStatus } from '../reapi/grpc-status.ts';
 import { mapLimit } from '../../shared/map-limit.ts';
-import type { Zstd } from '../zstd.ts';
+import type { Zstd } from '../reapi/zstd.ts';
 import { TreeOrders } from './tree-orders.ts';
 import { streamTree } from './tree.ts';
 

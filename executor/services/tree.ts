@@ -24,7 +24,7 @@ import {
   type GetTreeRequest,
   type GetTreeResponseSchema,
 } from '../../shared/proto/gen/build/bazel/remote/execution/v2/remote_execution_pb.ts';
-import { digestOf } from '../digests.ts';
+import { digestOf } from '../reapi/digests.ts';
 import type { TreeOrders } from './tree-orders.ts';
 
 const DEFAULT_PAGE_SIZE = 1000;

@@ -6,7 +6,7 @@ import type { ExecutorConfig } from '../../shared/config.ts';
 import type { Logger } from '../../shared/log.ts';
 import type { BlobStore } from '../../shared/storage/store.ts';
 import type { ExecutionSource } from '../execution/metrics.ts';
-import { describeWorkerPlatform } from '../execution/platform.ts';
+import { describeWorkerPlatform } from '../reapi/platform.ts';
 import { MemoryScheduler } from '../scheduler/memory-scheduler.ts';
 import { redactUrl } from '../scheduler/redis/connection.ts';
 import { RedisScheduler } from '../scheduler/redis/redis-scheduler.ts';

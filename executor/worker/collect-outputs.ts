@@ -39,7 +39,7 @@ import {
   SymlinkNodeSchema,
   TreeSchema,
 } from '../../shared/proto/gen/build/bazel/remote/execution/v2/remote_execution_pb.ts';
-import { digestMessage } from '../digests.ts';
+import { digestMessage } from '../reapi/digests.ts';
 import { mapLimit } from '../../shared/map-limit.ts';
 import type { WorkerCas } from './cas.ts';
 import {

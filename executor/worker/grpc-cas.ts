@@ -13,7 +13,7 @@ import { type Digest, EMPTY_SHA256 } from '../../shared/digest.ts';
 import { LarderError } from '../../shared/errors.ts';
 import type { ActionResult } from '../../shared/proto/gen/build/bazel/remote/execution/v2/remote_execution_pb.ts';
 import { WriteRequestSchema } from '../../shared/proto/gen/google/bytestream/bytestream_pb.ts';
-import { digestMessage } from '../digests.ts';
+import { digestMessage } from '../reapi/digests.ts';
 import type { WorkerCas } from './cas.ts';
 import type { Frontend } from './frontend.ts';
 import { readWhole } from './output-file.ts';

@@ -7,7 +7,7 @@ import { blobKey } from '../../shared/digest.ts';
 import type { ExecutionConfig } from '../../shared/config.ts';
 import type { Logger } from '../../shared/log.ts';
 import type { BlobStore } from '../../shared/storage/store.ts';
-import { describeWorkerPlatform, workerPlatform } from '../execution/platform.ts';
+import { describeWorkerPlatform, workerPlatform } from '../reapi/platform.ts';
 import type { Scheduler } from '../scheduler/scheduler.ts';
 import { writeActionResult } from '../services/action-cache.ts';
 import type { PersistentWorkers } from './persistent/persistent-workers.ts';

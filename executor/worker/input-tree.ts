@@ -18,6 +18,7 @@ import {
   DirectorySchema,
   type Digest as DigestMessage,
 } from '../../shared/proto/gen/build/bazel/remote/execution/v2/remote_execution_pb.ts';
+import { MissingBlobsError } from '../reapi/missing-blobs.ts';
 import { abortable } from './abortable.ts';
 import type { WorkerCas } from './cas.ts';
 
@@ -55,16 +56,6 @@ export interface InputTree {
   directories: Map<string, Checked>;
   /** What staging the tree will create. */
   counts: InputCounts;
-}
-
-/** Blobs the input root needs that the CAS does not hold: Directory protos and files. */
-export class MissingBlobsError extends LarderError {
-  constructor(readonly digests: Digest[]) {
-    super(
-      'not_found',
-      `${digests.length} input blob(s) missing from the CAS: ${digests.slice(0, 5).map(label).join(', ')}${digests.length > 5 ? ', …' : ''}`,
-    );
-  }
 }
 
 /** Directory protos are read whole; real ones are kilobytes. */

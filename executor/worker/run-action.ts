@@ -5,7 +5,7 @@
  * Whatever fails becomes an ExecuteResponse status the client can act on; nothing here throws past `runAction`.
  */
 import { create } from '@bufbuild/protobuf';
-import { anyPack, timestampFromDate } from '@bufbuild/protobuf/wkt';
+import { timestampFromDate } from '@bufbuild/protobuf/wkt';
 import { createHash, randomUUID } from 'node:crypto';
 import { chown, mkdir, readFile, rm } from 'node:fs/promises';
 import { constants } from 'node:os';
@@ -21,18 +21,18 @@ import {
   type ExecutedActionMetadata,
   ExecutedActionMetadataSchema,
 } from '../../shared/proto/gen/build/bazel/remote/execution/v2/remote_execution_pb.ts';
-import { PreconditionFailureSchema } from '../../shared/proto/gen/google/rpc/error_details_pb.ts';
-import { digestMessage } from '../digests.ts';
-import { callStatus, Code } from '../grpc-status.ts';
-import type { RunnerKind } from '../execution/platform.ts';
+import { digestMessage } from '../reapi/digests.ts';
+import { callStatus, Code } from '../reapi/grpc-status.ts';
+import { MissingBlobsError, missingBlobsResponse } from '../reapi/missing-blobs.ts';
+import type { RunnerKind } from '../reapi/platform.ts';
 import type { ExecutionJob } from '../scheduler/scheduler.ts';
 import type { WorkerCas } from './cas.ts';
 import { type CollectedOutputs, collectOutputs, prepareOutputs } from './collect-outputs.ts';
 import type { FileCache } from './file-cache.ts';
 import type { ActionWorkspace, PersistentWorkers } from './persistent/persistent-workers.ts';
-import type { Runner, RunOutcome } from './runner.ts';
-import type { Identities, Identity } from './sandbox/identities.ts';
-import { type InputLimits, MissingBlobsError, stageInputs } from './stage-inputs.ts';
+import type { Runner, RunOutcome } from '../runner/runner.ts';
+import type { Identities, Identity } from '../runner/sandbox/identities.ts';
+import { type InputLimits, stageInputs } from './stage-inputs.ts';
 import { ActionTimeoutError, startDeadline } from './deadline.ts';
 
 export interface ActionEnvironment {
@@ -259,24 +259,6 @@ function failure(err: unknown, job: ExecutionJob): ExecuteResponse {
     status: {
       code: Code.INTERNAL,
       message: `larder could not execute action ${job.actionDigest.hash}: ${(err as Error)?.message ?? String(err)}`,
-    },
-  });
-}
-
-/** FAILED_PRECONDITION with one MISSING violation per blob: what makes Bazel upload them again and retry. */
-export function missingBlobsResponse(digests: readonly Digest[]): ExecuteResponse {
-  const detail = create(PreconditionFailureSchema, {
-    violations: digests.map((d) => ({
-      type: 'MISSING',
-      subject: `blobs/${d.hash}/${d.sizeBytes}`,
-      description: 'not in the CAS',
-    })),
-  });
-  return create(ExecuteResponseSchema, {
-    status: {
-      code: Code.FAILED_PRECONDITION,
-      message: `${digests.length} input blob(s) are missing from the CAS`,
-      details: [anyPack(PreconditionFailureSchema, detail)],
     },
   });
 }

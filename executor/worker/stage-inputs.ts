@@ -19,10 +19,10 @@ import type { Digest } from '../../shared/digest.ts';
 import type { WorkerCas } from './cas.ts';
 import type { FileCache } from './file-cache.ts';
 import { checkSymlinks } from './input-symlinks.ts';
-import { type InputLimits, type InputTree, label, MissingBlobsError, readInputTree } from './input-tree.ts';
+import { MissingBlobsError } from '../reapi/missing-blobs.ts';
+import { type InputLimits, type InputTree, label, readInputTree } from './input-tree.ts';
 
 export type { InputLimits } from './input-tree.ts';
-export { MissingBlobsError } from './input-tree.ts';
 
 const LINK_CONCURRENCY = 32;
 /** Files waiting for a link slot: the walk pauses beyond this, so a wide tree never queues a million closures. */

@@ -10,17 +10,17 @@ import { dirname, join, resolve } from 'node:path';
 import type { ExecutionConfig } from '../../shared/config.ts';
 import { LarderError } from '../../shared/errors.ts';
 import type { Logger } from '../../shared/log.ts';
-import type { RunnerKind } from '../execution/platform.ts';
-import { DockerEngine, DockerRunner } from './docker/index.ts';
+import type { RunnerKind } from '../reapi/platform.ts';
+import { DockerEngine, DockerRunner } from '../runner/docker/index.ts';
 import { FileCache } from './file-cache.ts';
-import { LocalRunner } from './local-runner.ts';
-import { Bubblewrap, findBubblewrap, probeSandbox } from './sandbox/bubblewrap.ts';
-import { type Cgroups, openCgroups } from './sandbox/cgroups.ts';
-import { type Identities, sharedIdentity, uidRange } from './sandbox/identities.ts';
+import { LocalRunner } from '../runner/local-runner.ts';
+import { Bubblewrap, findBubblewrap, probeSandbox } from '../runner/sandbox/bubblewrap.ts';
+import { type Cgroups, openCgroups } from '../runner/sandbox/cgroups.ts';
+import { type Identities, sharedIdentity, uidRange } from '../runner/sandbox/identities.ts';
 import { PersistentWorkers, type WorkerLauncher } from './persistent/persistent-workers.ts';
 import { spawnLocalWorker } from './persistent/worker-process.ts';
 import type { ActionEnvironment } from './run-action.ts';
-import type { Runner } from './runner.ts';
+import type { Runner } from '../runner/runner.ts';
 
 /**
  * Persistent worker slots: at most 4 processes per key (one tool rarely needs more on one host) and 32 in all,

@@ -12,8 +12,8 @@ import {
   type ExecuteResponse,
   ExecuteResponseSchema,
 } from '../../shared/proto/gen/build/bazel/remote/execution/v2/remote_execution_pb.ts';
-import type { WorkerPlatform } from '../execution/platform.ts';
-import { Code } from '../grpc-status.ts';
+import type { WorkerPlatform } from '../reapi/platform.ts';
+import { Code } from '../reapi/grpc-status.ts';
 import type { Lease, Scheduler } from '../scheduler/scheduler.ts';
 import { type ActionEnvironment, runAction } from './run-action.ts';
 

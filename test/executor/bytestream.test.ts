@@ -2,7 +2,7 @@
 // limits, resumable uploads through QueryWriteStatus, zstd compressed-blobs, and bad resource names.
 import * as grpc from '@grpc/grpc-js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { loadZstd } from '../../executor/zstd.ts';
+import { loadZstd } from '../../executor/reapi/zstd.ts';
 import type { WriteRequestSchema } from '../../shared/proto/gen/google/bytestream/bytestream_pb.ts';
 import type { MessageInitShape } from '@bufbuild/protobuf';
 import { codeOf, digestOf, drain, randomBytes, readAll, sha256, startTestServer, type TestServer } from './helpers.ts';

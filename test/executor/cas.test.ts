@@ -3,7 +3,7 @@
 import { create, toBinary } from '@bufbuild/protobuf';
 import * as grpc from '@grpc/grpc-js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { loadZstd } from '../../executor/zstd.ts';
+import { loadZstd } from '../../executor/reapi/zstd.ts';
 import { EMPTY_SHA256 } from '../../shared/digest.ts';
 import {
   Compressor_Value,

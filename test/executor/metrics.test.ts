@@ -9,7 +9,7 @@ import { createHash } from 'node:crypto';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, expect, it } from 'vitest';
-import { Code } from '../../executor/grpc-status.ts';
+import { Code } from '../../executor/reapi/grpc-status.ts';
 import { DigestSchema } from '../../shared/proto/gen/build/bazel/remote/execution/v2/remote_execution_pb.ts';
 import { delta, sample, scrape } from '../helpers/prometheus.ts';
 import { ActionFixture } from './execution/fixture.ts';

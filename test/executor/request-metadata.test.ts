@@ -2,7 +2,7 @@
 import { create, toBinary } from '@bufbuild/protobuf';
 import * as grpc from '@grpc/grpc-js';
 import { expect, it } from 'vitest';
-import { logCalls, REQUEST_METADATA_KEY, requestMetadata } from '../../executor/request-metadata.ts';
+import { logCalls, REQUEST_METADATA_KEY, requestMetadata } from '../../executor/grpc/request-metadata.ts';
 import type { LogFields } from '../../shared/log.ts';
 import { RequestMetadataSchema } from '../../shared/proto/gen/build/bazel/remote/execution/v2/remote_execution_pb.ts';
 

@@ -6,7 +6,7 @@ import { randomUUID } from 'node:crypto';
 import { readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { loadZstd } from '../../executor/zstd.ts';
+import { loadZstd } from '../../executor/reapi/zstd.ts';
 import { tempDir } from '../helpers/edge-process.ts';
 import { type RssWatch, watchRss } from '../helpers/proc.ts';
 import { IN_CI } from '../helpers/tools.ts';

@@ -1,6 +1,6 @@
 // zstd wrappers: round trips through streams of any chunking, and bounded output for hostile input.
 import { describe, expect, it } from 'vitest';
-import { loadZstd } from '../../executor/zstd.ts';
+import { loadZstd } from '../../executor/reapi/zstd.ts';
 import { IN_CI } from '../helpers/tools.ts';
 import { randomBytes } from './helpers.ts';
 

@@ -10,7 +10,7 @@ import {
   type ExecuteResponse,
   ExecuteResponseSchema,
 } from '../../../shared/proto/gen/build/bazel/remote/execution/v2/remote_execution_pb.ts';
-import type { ActionPlatform, RunnerKind, WorkerPlatform } from '../../execution/platform.ts';
+import type { ActionPlatform, RunnerKind, WorkerPlatform } from '../../reapi/platform.ts';
 import type { ExecutionJob } from '../scheduler.ts';
 
 interface StoredJob {

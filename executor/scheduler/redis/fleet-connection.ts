@@ -6,7 +6,7 @@
 import { Redis, type RedisOptions } from 'ioredis';
 import { LarderError } from '../../../shared/errors.ts';
 import type { Logger } from '../../../shared/log.ts';
-import { RpcError } from '../../grpc-status.ts';
+import { RpcError } from '../../reapi/grpc-status.ts';
 import { connectionOptions, type QueueConnection, redactUrl } from './connection.ts';
 import { OperationEvents } from './events.ts';
 import { SCRIPTS, type ScriptName } from './scripts.ts';

@@ -4,7 +4,7 @@
  * the lease is lost, the operation cancelled, or the scheduler closes (the job then goes back to the queue).
  */
 import type { ExecuteResponse } from '../../../shared/proto/gen/build/bazel/remote/execution/v2/remote_execution_pb.ts';
-import { Code, RpcError } from '../../grpc-status.ts';
+import { Code, RpcError } from '../../reapi/grpc-status.ts';
 import type { ExecutionJob, Lease } from '../scheduler.ts';
 import { encodeResponse } from './codec.ts';
 import type { FleetConnection } from './fleet-connection.ts';

@@ -2,7 +2,7 @@
  * The workers the fleet's Redis counts as live (heartbeat within heartbeatMs, by Redis's clock), and waking those
  * that could take a job queued again: what submit, the sweep and a worker handing a job back all need.
  */
-import { type ActionPlatform, unmatchedProperties, type WorkerPlatform } from '../../execution/platform.ts';
+import { type ActionPlatform, unmatchedProperties, type WorkerPlatform } from '../../reapi/platform.ts';
 import { decodeWorkerSpec } from './codec.ts';
 import type { FleetConnection } from './fleet-connection.ts';
 

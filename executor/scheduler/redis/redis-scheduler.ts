@@ -35,8 +35,8 @@ import {
   describeWorkerPlatform,
   unmatchedProperties,
   type WorkerPlatform,
-} from '../../execution/platform.ts';
-import { Code, RpcError } from '../../grpc-status.ts';
+} from '../../reapi/platform.ts';
+import { Code, RpcError } from '../../reapi/grpc-status.ts';
 import {
   type Caller,
   type ExecutionJob,

@@ -17,10 +17,10 @@ import {
   ActionSchema,
   CommandSchema,
 } from '../../../shared/proto/gen/build/bazel/remote/execution/v2/remote_execution_pb.ts';
-import { digestOf } from '../../digests.ts';
-import { checkAction, parseActionProto } from '../../execution/check-action.ts';
-import { unmatchedProperties, type WorkerPlatform } from '../../execution/platform.ts';
-import { Code, RpcError } from '../../grpc-status.ts';
+import { digestOf } from '../../reapi/digests.ts';
+import { checkAction, parseActionProto } from '../../reapi/check-action.ts';
+import { unmatchedProperties, type WorkerPlatform } from '../../reapi/platform.ts';
+import { Code, RpcError } from '../../reapi/grpc-status.ts';
 import type { ExecutionJob } from '../scheduler.ts';
 import type { QueuedJob } from './codec.ts';
 

@@ -8,8 +8,8 @@
 import { randomUUID } from 'node:crypto';
 import type { Redis } from 'ioredis';
 import { errorForLog } from '../../../shared/errors.ts';
-import type { WorkerPlatform } from '../../execution/platform.ts';
-import { callStatus } from '../../grpc-status.ts';
+import type { WorkerPlatform } from '../../reapi/platform.ts';
+import { callStatus } from '../../reapi/grpc-status.ts';
 import type { ExecutionJob, Lease, WorkerSlot } from '../scheduler.ts';
 import { decodeJob, statusResponse, workerSpec } from './codec.ts';
 import type { FleetConnection } from './fleet-connection.ts';

@@ -11,15 +11,14 @@
 import { readdir, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Logger } from '../../../shared/log.ts';
-import type { RunnerKind } from '../../execution/platform.ts';
+import type { RunnerKind } from '../../reapi/platform.ts';
 import type { ExecutionJob } from '../../scheduler/scheduler.ts';
-import type { WorkerCas } from '../cas.ts';
-import type { RunOutcome, RunRequest } from '../runner.ts';
-import type { Identities, Identity } from '../sandbox/identities.ts';
+import type { RunOutcome, RunRequest } from '../../runner/runner.ts';
+import type { Identities, Identity } from '../../runner/sandbox/identities.ts';
 import { expandFlagFiles, splitCommandLine, type WorkerCommandLine } from './command-line.ts';
 import type { WorkerProtocol } from './framing.ts';
 import { PersistentWorkerPool, poolKey, type PersistentWorkerSlot } from './pool.ts';
-import { ToolInputFinder, type ToolInput } from './tool-inputs.ts';
+import { type ProtoReader, ToolInputFinder, type ToolInput } from './tool-inputs.ts';
 import { type WorkerChannel, WorkerFailure, WorkerProcess } from './worker-process.ts';
 
 /** Where an action is staged and how its command runs there. */
@@ -70,7 +69,7 @@ export class PersistentWorkers {
   }
 
   /** The workspace of a persistent worker for `job`, or null when the job runs one-shot. */
-  async open(job: ExecutionJob, cas: WorkerCas, signal: AbortSignal): Promise<ActionWorkspace | null> {
+  async open(job: ExecutionJob, cas: ProtoReader, signal: AbortSignal): Promise<ActionWorkspace | null> {
     const options = job.platform.options;
     const workerKey = options.get('persistentWorkerKey') ?? '';
     if (workerKey === '') return null;

@@ -12,7 +12,7 @@ import { createHash } from 'node:crypto';
 import { chown, mkdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Logger } from '../../../shared/log.ts';
-import type { Identities, Identity } from '../sandbox/identities.ts';
+import type { Identities, Identity } from '../../runner/sandbox/identities.ts';
 import type { WorkerProcess } from './worker-process.ts';
 
 export interface PoolKeyParts {

@@ -11,7 +11,6 @@ import {
   type Directory,
   DirectorySchema,
 } from '../../../shared/proto/gen/build/bazel/remote/execution/v2/remote_execution_pb.ts';
-import type { WorkerCas } from '../cas.ts';
 
 export const TOOL_INPUT_PROPERTY = 'bazel_tool_input';
 
@@ -19,6 +18,14 @@ const MAX_DIRECTORY_BYTES = 4 * 1024 * 1024;
 /** Directory protos are immutable by digest: remembered across actions, so a warm worker's key costs lookups only. */
 const CACHE_LIMIT = 20_000;
 const MAX_NODES = 1_000_000;
+
+/**
+ * What reading the tree needs of the action's CAS: whole Directory protos, or null when missing (the worker's
+ * WorkerCas, worker/cas.ts, is one).
+ */
+export interface ProtoReader {
+  readBytes(digest: Digest, maxBytes: number): Promise<Uint8Array | null>;
+}
 
 export interface ToolInput {
   path: string;
@@ -31,7 +38,7 @@ export class ToolInputFinder {
   private readonly directories = new Map<string, Directory>();
 
   /** Every file of the input tree (path relative to the root, digest, whether it is marked), sorted by path. */
-  async files(cas: WorkerCas, root: Digest): Promise<ToolInput[]> {
+  async files(cas: ProtoReader, root: Digest): Promise<ToolInput[]> {
     const files: ToolInput[] = [];
     let nodes = 0;
     const walk = async (digest: Digest, prefix: string) => {
@@ -61,7 +68,7 @@ export class ToolInputFinder {
     return files.filter((file) => named.has(file.path));
   }
 
-  private async directory(cas: WorkerCas, digest: Digest): Promise<Directory> {
+  private async directory(cas: ProtoReader, digest: Digest): Promise<Directory> {
     const id = `${digest.hash}/${digest.sizeBytes}`;
     const known = this.directories.get(id);
     if (known !== undefined) return known;

@@ -12,9 +12,9 @@ import { spawn } from 'node:child_process';
 import type { Readable, Writable } from 'node:stream';
 import { LarderError } from '../../../shared/errors.ts';
 import { type WorkResponse, WorkRequestSchema } from '../../../shared/proto/gen/blaze/worker/worker_protocol_pb.ts';
-import { groupGone, signalGroup } from '../process-group.ts';
-import type { Bubblewrap } from '../sandbox/bubblewrap.ts';
-import type { Identity } from '../sandbox/identities.ts';
+import { groupGone, signalGroup } from '../../runner/process-group.ts';
+import type { Bubblewrap } from '../../runner/sandbox/bubblewrap.ts';
+import type { Identity } from '../../runner/sandbox/identities.ts';
 import { encodeRequest, ResponseReader, type WorkerProtocol } from './framing.ts';
 
 export interface WorkerChannel {

@@ -7,7 +7,7 @@ import { join } from 'node:path';
 import { text } from 'node:stream/consumers';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createLogger } from '../../../shared/log.ts';
-import { DockerEngine, DockerRunner } from '../../../executor/worker/docker/index.ts';
+import { DockerEngine, DockerRunner } from '../../../executor/runner/docker/index.ts';
 import { dockerAvailable, startTestEngine, type TestEngine } from './engine.ts';
 import { markerOf } from './images.ts';
 

@@ -4,8 +4,8 @@
 // (exit 137) and never cached, even when the command itself exits 0; odd image names are INVALID_ARGUMENT at
 // Execute, and a redirect from the engine is an error that carries its status.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { Code } from '../../../executor/grpc-status.ts';
-import { EngineError } from '../../../executor/worker/docker/index.ts';
+import { Code } from '../../../executor/reapi/grpc-status.ts';
+import { EngineError } from '../../../executor/runner/docker/index.ts';
 import { codeOf, drain, startTestServer, type TestServer } from '../helpers.ts';
 import { ActionFixture } from '../execution/fixture.ts';
 import { dockerAvailable, startTestEngine, type TestEngine } from './engine.ts';

@@ -3,7 +3,7 @@
 // kills are reported and leave nothing running, a missing image fails fast naming it, and nothing runs without
 // --allow-docker.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { Code } from '../../../executor/grpc-status.ts';
+import { Code } from '../../../executor/reapi/grpc-status.ts';
 import { codeOf, drain, startTestServer, type TestServer } from '../helpers.ts';
 import { ActionFixture } from '../execution/fixture.ts';
 import { dockerAvailable, startTestEngine, type TestEngine } from './engine.ts';

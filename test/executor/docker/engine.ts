@@ -8,7 +8,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { openSync, closeSync, mkdtempSync, rmSync, createReadStream } from 'node:fs';
 import { join } from 'node:path';
-import { DockerEngine } from '../../../executor/worker/docker/index.ts';
+import { DockerEngine } from '../../../executor/runner/docker/index.ts';
 import { findTool, requireTool } from '../../helpers/tools.ts';
 import { type ImageName, imageTarball } from './images.ts';
 

@@ -2,7 +2,7 @@
 // could steer an Engine API path elsewhere (or that the engine would refuse anyway) is INVALID_ARGUMENT.
 import { describe, expect, it } from 'vitest';
 import { isLarderError } from '../../../shared/errors.ts';
-import { imageReferenceOf, referenceProblem } from '../../../executor/worker/docker/reference.ts';
+import { imageReferenceOf, referenceProblem } from '../../../executor/reapi/image-reference.ts';
 
 const HEX64 = 'a'.repeat(64);
 

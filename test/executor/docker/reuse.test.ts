@@ -3,7 +3,7 @@
 // them; a container whose action failed, timed out, was OOM-killed or left a process behind is removed instead;
 // silos never share one; the pool is bounded; and closing the executor removes every container.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { Code } from '../../../executor/grpc-status.ts';
+import { Code } from '../../../executor/reapi/grpc-status.ts';
 import { startTestServer, type TestServer } from '../helpers.ts';
 import { ActionFixture } from '../execution/fixture.ts';
 import { dockerAvailable, startTestEngine, type TestEngine } from './engine.ts';

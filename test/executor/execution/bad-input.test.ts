@@ -5,7 +5,7 @@ import { execFileSync } from 'node:child_process';
 import { mkdirSync, readdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { Code } from '../../../executor/grpc-status.ts';
+import { Code } from '../../../executor/reapi/grpc-status.ts';
 import {
   ActionSchema,
   DigestSchema,

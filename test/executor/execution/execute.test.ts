@@ -5,7 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ExecutionStage_Value } from '../../../shared/proto/gen/build/bazel/remote/execution/v2/remote_execution_pb.ts';
-import { Code } from '../../../executor/grpc-status.ts';
+import { Code } from '../../../executor/reapi/grpc-status.ts';
 import { codeOf, startTestServer, type TestServer } from '../helpers.ts';
 import { ancestry, markedProcesses, newMark } from '../../helpers/marked-processes.ts';
 import { ActionFixture, finalResponse, metadataOf } from './fixture.ts';

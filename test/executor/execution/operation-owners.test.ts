@@ -11,7 +11,7 @@ import { randomUUID } from 'node:crypto';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { workerPlatform } from '../../../executor/execution/platform.ts';
+import { workerPlatform } from '../../../executor/reapi/platform.ts';
 import type { CallOptions } from '../../../executor/grpc/client.ts';
 import { RedisScheduler } from '../../../executor/scheduler/redis/redis-scheduler.ts';
 import { createLogger } from '../../../shared/log.ts';

@@ -1,7 +1,7 @@
 // Platform routing with two in-process worker pools, one labelled Arch=amd64 and one Arch=arm64 (the label
 // stands in for a genuinely arm64 host here; the fleet suite runs a real one under qemu).
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { Code } from '../../../executor/grpc-status.ts';
+import { Code } from '../../../executor/reapi/grpc-status.ts';
 import { codeOf, drain, startTestServer, type TestServer } from '../helpers.ts';
 import { ActionFixture } from './fixture.ts';
 

@@ -10,7 +10,7 @@ import { Redis } from 'ioredis';
 import { randomUUID } from 'node:crypto';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { Code } from '../../../executor/grpc-status.ts';
+import { Code } from '../../../executor/reapi/grpc-status.ts';
 import { SCRIPTS } from '../../../executor/scheduler/redis/scripts.ts';
 import {
   ActionSchema,

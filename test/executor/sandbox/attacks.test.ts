@@ -7,7 +7,7 @@ import { createServer, type Server } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { Code } from '../../../executor/grpc-status.ts';
+import { Code } from '../../../executor/reapi/grpc-status.ts';
 import { TreeSchema } from '../../../shared/proto/gen/build/bazel/remote/execution/v2/remote_execution_pb.ts';
 import { WORKSPACE_TEMPLATE } from '../../bazel/bazel.ts';
 import { markedProcesses, newMark } from '../../helpers/marked-processes.ts';

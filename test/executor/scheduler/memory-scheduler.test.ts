@@ -2,10 +2,10 @@
 // the test's own where time matters.
 import { create } from '@bufbuild/protobuf';
 import { describe, expect, it } from 'vitest';
-import { splitPlatform, workerPlatform } from '../../../executor/execution/platform.ts';
+import { splitPlatform, workerPlatform } from '../../../executor/reapi/platform.ts';
 import { MemoryScheduler } from '../../../executor/scheduler/memory-scheduler.ts';
 import { type Caller, type ExecutionJob, MAX_WAITERS } from '../../../executor/scheduler/scheduler.ts';
-import { Code } from '../../../executor/grpc-status.ts';
+import { Code } from '../../../executor/reapi/grpc-status.ts';
 import {
   ActionSchema,
   CommandSchema,

@@ -4,8 +4,8 @@
 import { create, toBinary } from '@bufbuild/protobuf';
 import { Redis } from 'ioredis';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { splitPlatform, workerPlatform } from '../../../executor/execution/platform.ts';
-import { Code } from '../../../executor/grpc-status.ts';
+import { splitPlatform, workerPlatform } from '../../../executor/reapi/platform.ts';
+import { Code } from '../../../executor/reapi/grpc-status.ts';
 import { RedisScheduler, type RedisSchedulerOptions } from '../../../executor/scheduler/redis/redis-scheduler.ts';
 import type { Caller, ExecutionJob, Lease, OperationState, Scheduler } from '../../../executor/scheduler/scheduler.ts';
 import { createLogger } from '../../../shared/log.ts';

@@ -7,7 +7,8 @@ import { isLarderError } from '../../../shared/errors.ts';
 import { DirectorySchema } from '../../../shared/proto/gen/build/bazel/remote/execution/v2/remote_execution_pb.ts';
 import type { BlobStore } from '../../../shared/storage/store.ts';
 import { FileCache } from '../../../executor/worker/file-cache.ts';
-import { MissingBlobsError, stageInputs } from '../../../executor/worker/stage-inputs.ts';
+import { MissingBlobsError } from '../../../executor/reapi/missing-blobs.ts';
+import { stageInputs } from '../../../executor/worker/stage-inputs.ts';
 import { storeCas } from '../../../executor/worker/store-cas.ts';
 import { digestOf, holdingCas, memoryStore, putBlob, tempDirs } from './helpers.ts';
 

@@ -4,13 +4,13 @@
  * or refused. Instance names are the edge's path prefixes, so both frontends address the same keys.
  */
 import { create } from '@bufbuild/protobuf';
-import { type Digest, parseDigest, parseInstance } from '../shared/digest.ts';
-import { LarderError } from '../shared/errors.ts';
+import { type Digest, parseDigest, parseInstance } from '../../shared/digest.ts';
+import { LarderError } from '../../shared/errors.ts';
 import {
   type Digest as DigestMessage,
   DigestFunction_Value,
   DigestSchema,
-} from '../shared/proto/gen/build/bazel/remote/execution/v2/remote_execution_pb.ts';
+} from '../../shared/proto/gen/build/bazel/remote/execution/v2/remote_execution_pb.ts';
 
 /** The digest functions larder can verify; GetCapabilities advertises exactly these. */
 export const DIGEST_FUNCTIONS = [DigestFunction_Value.SHA256];

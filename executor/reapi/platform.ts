@@ -15,7 +15,7 @@ import { arch, platform as osPlatform } from 'node:os';
 import { LarderError } from '../../shared/errors.ts';
 import { RUNNER_OPTIONS } from '../../shared/platform-properties.ts';
 import type { Platform } from '../../shared/proto/gen/build/bazel/remote/execution/v2/remote_execution_pb.ts';
-import { imageReferenceOf } from '../worker/docker/reference.ts';
+import { imageReferenceOf } from './image-reference.ts';
 
 export type RunnerKind = 'local' | 'docker';
 

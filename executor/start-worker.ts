@@ -7,17 +7,17 @@
  * restarted worker with the same PID is never taken for the old one.
  */
 import { arch, hostname } from 'node:os';
-import type { WorkerConfig } from '../../shared/config.ts';
-import { LarderError } from '../../shared/errors.ts';
-import { createLogger } from '../../shared/log.ts';
-import { describeWorkerPlatform, workerPlatform } from '../execution/platform.ts';
-import { warnAboutPasswords } from '../command-line.ts';
-import { guardPrivatePaths, runAsName } from '../private-paths.ts';
-import { RedisScheduler } from '../scheduler/redis/redis-scheduler.ts';
-import { openFrontend } from './frontend.ts';
-import { grpcActionCacheWriter, grpcCas } from './grpc-cas.ts';
-import { Worker } from './worker.ts';
-import { actionIdentities, openWorkerHost } from './worker-host.ts';
+import type { WorkerConfig } from '../shared/config.ts';
+import { LarderError } from '../shared/errors.ts';
+import { createLogger } from '../shared/log.ts';
+import { describeWorkerPlatform, workerPlatform } from './reapi/platform.ts';
+import { warnAboutPasswords } from './command-line.ts';
+import { guardPrivatePaths, runAsName } from './private-paths.ts';
+import { RedisScheduler } from './scheduler/redis/redis-scheduler.ts';
+import { openFrontend } from './worker/frontend.ts';
+import { grpcActionCacheWriter, grpcCas } from './worker/grpc-cas.ts';
+import { Worker } from './worker/worker.ts';
+import { actionIdentities, openWorkerHost } from './worker/worker-host.ts';
 
 export interface RunningWorker {
   readonly name: string;

@@ -9,8 +9,8 @@
  */
 import { createRequire } from 'node:module';
 import type * as Binding from 'zstd-napi/binding';
-import { LarderError } from '../shared/errors.ts';
-import { concat } from '../shared/storage/streams.ts';
+import { LarderError } from '../../shared/errors.ts';
+import { concat } from '../../shared/storage/streams.ts';
 
 export interface Zstd {
   /** Compresses a byte stream into one zstd frame. */

@@ -4,7 +4,7 @@
  * `cache-silo-key`, so two silos never share a container and an action never lands in one built differently.
  */
 import { LarderError } from '../../../shared/errors.ts';
-import { imageReferenceOf } from './reference.ts';
+import { imageReferenceOf } from '../../reapi/image-reference.ts';
 
 /** Who commands run as when the executor has no --run-as user (it is not root): nobody, never root. */
 export const NOBODY = { uid: 65534, gid: 65534 };

@@ -11,7 +11,7 @@
  * - DIGEST is `ALGORITHM:HEX` (at least 32 hex digits), ALGORITHM letters and digits joined by `+ . - _`;
  * - the name (DOMAIN/PATH) is at most 255 characters.
  */
-import { LarderError } from '../../../shared/errors.ts';
+import { LarderError } from '../../shared/errors.ts';
 
 const SCHEME = 'docker://';
 const MAX_NAME = 255;

@@ -7,7 +7,7 @@
 import { type DescMessage, fromBinary, type MessageShape } from '@bufbuild/protobuf';
 import { LarderError } from '../../shared/errors.ts';
 import type { Action, Command } from '../../shared/proto/gen/build/bazel/remote/execution/v2/remote_execution_pb.ts';
-import { digestOf } from '../digests.ts';
+import { digestOf } from './digests.ts';
 import { type ActionPlatform, splitPlatform } from './platform.ts';
 
 /** Parses an Action or Command read as `hash`; a malformed one is INVALID_ARGUMENT naming it. */

@@ -6,8 +6,8 @@
  */
 import { create } from '@bufbuild/protobuf';
 import { status as Code } from '@grpc/grpc-js';
-import { type ErrorCode, isLarderError } from '../shared/errors.ts';
-import { type Status, StatusSchema } from '../shared/proto/gen/google/rpc/status_pb.ts';
+import { type ErrorCode, isLarderError } from '../../shared/errors.ts';
+import { type Status, StatusSchema } from '../../shared/proto/gen/google/rpc/status_pb.ts';
 
 export { Code };
 

@@ -3,7 +3,7 @@
  * the command in the prepared directory and reports how it ended. `local` runs a process on this host
  * in a sandbox (local-runner.ts); `docker` runs it in a container (docker/).
  */
-import type { RunnerKind } from '../execution/platform.ts';
+import type { RunnerKind } from '../reapi/platform.ts';
 
 export interface RunRequest {
   /** argv; a relative program path is resolved against `cwd`, as REAPI says. */
