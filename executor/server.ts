@@ -17,6 +17,8 @@ import {
 } from '../shared/proto/gen/build/bazel/remote/execution/v2/remote_execution_pb.ts';
 import { Operations } from '../shared/proto/gen/google/longrunning/operations_pb.ts';
 import { ByteStream } from '../shared/proto/gen/google/bytestream/bytestream_pb.ts';
+import { Fetch, Push } from '../shared/proto/gen/build/bazel/remote/asset/v1/remote_asset_pb.ts';
+import type { FetchConfig } from '../shared/fetch-config.ts';
 import { Health } from '../shared/proto/gen/grpc/health/v1/health_pb.ts';
 import { authorizeCalls, mayExecute, mayUpdateActionCache } from './auth.ts';
 import { type ExecutionDeps, executionService } from './execution/execution-service.ts';
@@ -29,6 +31,8 @@ import { actionCacheService, MAX_INLINE_BYTES } from './services/action-cache.ts
 import { byteStreamService } from './services/bytestream.ts';
 import { capabilitiesService } from './services/capabilities.ts';
 import { casService } from './services/cas.ts';
+import { fetchService } from './services/fetch.ts';
+import { pushService } from './services/push.ts';
 import { healthService } from './services/health.ts';
 import type { Zstd } from './reapi/zstd.ts';
 
@@ -53,7 +57,11 @@ export interface ExecutorServerOptions {
   execution?: Omit<ExecutionDeps, 'store' | 'log' | 'validateActionResults'>;
   /** Counts calls, bytes, cache requests and refusals; nothing is counted without it. */
   metrics?: Metrics;
+  /** Remote Asset API downloads (FetchBlob); without it, nothing is downloaded (pushed assets are still served). */
+  fetch?: FetchConfig;
 }
+
+const NO_DOWNLOADS: FetchConfig = { allow: [], connectTimeoutMs: 10_000, timeoutMs: 300_000, concurrency: 1 };
 
 const MiB = 1024 * 1024;
 
@@ -88,7 +96,9 @@ export function createExecutorServer(options: ExecutorServerOptions): grpc.Serve
   addService(server, ContentAddressableStorage, casService(deps), guarded);
   addService(server, ActionCache, actionCacheService(deps), guarded);
   addService(server, ByteStream, byteStreamService(deps), guarded);
-  const served = [Capabilities, ContentAddressableStorage, ActionCache, ByteStream].map((s) => s.typeName);
+  addService(server, Fetch, fetchService({ ...options, fetch: options.fetch ?? NO_DOWNLOADS }), guarded);
+  addService(server, Push, pushService(options), guarded);
+  const served = [Capabilities, ContentAddressableStorage, ActionCache, ByteStream, Fetch, Push].map((s) => s.typeName);
   if (execution !== undefined) {
     addService(server, Execution, executionService({ ...options, ...execution }), guarded);
     addService(server, Operations, operationsService({ ...options, ...execution }), guarded);

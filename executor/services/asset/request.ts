@@ -6,7 +6,7 @@ import { type Timestamp, timestampMs } from '@bufbuild/protobuf/wkt';
 import { LarderError } from '../../../shared/errors.ts';
 import type { DigestFunction_Value } from '../../../shared/proto/gen/build/bazel/remote/execution/v2/remote_execution_pb.ts';
 import type { Qualifier } from '../../../shared/proto/gen/build/bazel/remote/asset/v1/remote_asset_pb.ts';
-import { checkDigestFunction, instanceOf } from '../../digests.ts';
+import { checkDigestFunction, instanceOf } from '../../reapi/digests.ts';
 import { parseQualifiers, type Qualifiers } from './qualifiers.ts';
 
 export interface AssetRequest {
