@@ -2,8 +2,8 @@
  * A worker: takes jobs its platform satisfies from the scheduler and runs each through runAction, at most
  * `concurrency` at once (a p-queue). It asks for the next job only when a slot is free, so a busy worker never
  * holds queued work another worker could start. In `larder executor` workers live in-process (in-process.ts), with
- * the store as their CAS; `larder worker` runs the same class in a process of its own (process.ts), with a CAS over
- * gRPC (grpc-cas.ts).
+ * the store as their CAS; `larder worker` runs the same class in a process of its own (executor/start-worker.ts),
+ * with a CAS over gRPC (grpc-cas.ts).
  */
 import PQueue from 'p-queue';
 import { create } from '@bufbuild/protobuf';
