@@ -245,6 +245,6 @@ describe.each(runtimes)('auth on %s', (runtime) => {
   it('never writes a token or a password to its log', () => {
     const log = edge.output();
     expect(log).toMatch(/refused/);
-    for (const secret of secrets) expect(log.includes(secret), 'a secret reached the log').toBe(false);
+    for (const secret of secrets) expect(log, 'a secret reached the log').not.toContain(secret);
   });
 });

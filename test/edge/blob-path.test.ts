@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { parseBlobPath } from '../../edge/blob-path.ts';
-import { isLarderError } from '../../shared/errors.ts';
+import { larderCode } from '../helpers/errors.ts';
 
 const hash = 'a'.repeat(64);
 
@@ -37,7 +37,7 @@ describe('parseBlobPath', () => {
       } catch (err) {
         error = err;
       }
-      expect(isLarderError(error, 'invalid_argument'), path).toBe(true);
+      expect(larderCode(error), path).toBe('invalid_argument');
     }
   });
 });

@@ -12,6 +12,7 @@ import { AUDIENCE, type TestIdp, startIdp } from '../helpers/oidc-idp.ts';
 import { S3_BUCKET, type S3Server, startS3Server } from '../helpers/s3-server.ts';
 import { denoPath, requireTool } from '../helpers/tools.ts';
 import { describeHttpProtocol } from './http-protocol.ts';
+import { bytesOf } from '../helpers/bytes.ts';
 
 const hasDeno = requireTool('deno', denoPath(), 'npm ci installs it from @deno/linux-x64-glibc');
 let s3: S3Server;
@@ -93,9 +94,11 @@ describe.runIf(hasDeno)('the Deno Deploy entry', () => {
       expect(await put(`Bearer ${await idp.clientCredentialsToken('ci')}`)).toBe(200);
       const got = await fetch(`${edge.url}/cas/${blob.hash}`);
       expect(got.status).toBe(200);
-      expect(Buffer.from(await got.arrayBuffer()).equals(blob.data)).toBe(true);
+      expect(bytesOf(new Uint8Array(await got.arrayBuffer()))).toEqual(bytesOf(blob.data));
       // The object is in the bucket, under the deploy prefix: S3 is the durable tier.
-      expect((await s3.list('deploy-')).some((o) => o.key.endsWith(`/cas/${blob.hash}`))).toBe(true);
+      expect((await s3.list('deploy-')).map((o) => o.key)).toContainEqual(
+        expect.stringMatching(new RegExp(`/cas/${blob.hash}$`)),
+      );
     });
   });
 

@@ -9,6 +9,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type EdgeProcess, startEdgeProcess, tempDir } from '../helpers/edge-process.ts';
 import { randomBlob, request } from '../helpers/http.ts';
 import { findTool, requireTool } from '../helpers/tools.ts';
+import { bytesOf } from '../helpers/bytes.ts';
 
 const havePrlimit = requireTool('prlimit', findTool('prlimit'), 'apt-get install util-linux');
 // A tmpfs of our own needs a user and mount namespace; some container runtimes forbid them.
@@ -84,7 +85,7 @@ describe('edge on a disk store: names and error bodies', () => {
     expect(put.status, put.body.toString()).toBe(200);
     const got = await request(agent, `${edge.url}/${instance}/cas/${hash}`, 'GET');
     expect(got.status).toBe(200);
-    expect(got.body.equals(data)).toBe(true);
+    expect(bytesOf(got.body)).toEqual(bytesOf(data));
     // Other instances stay apart, even when the long names share a prefix.
     expect((await request(agent, `${edge.url}/${instance.slice(0, -1)}z/cas/${hash}`, 'GET')).status).toBe(404);
   });
@@ -248,7 +249,7 @@ describe.runIf(haveUnshare)('edge on a full disk (an 8 MiB tmpfs under a 64 MiB 
     }
     // The newest are there, the oldest made room for them.
     const last = blobs.at(-1)!;
-    expect((await request(agent, `${edge.url}/cas/${last.hash}`, 'GET')).body.equals(last.data)).toBe(true);
+    expect(bytesOf((await request(agent, `${edge.url}/cas/${last.hash}`, 'GET')).body)).toEqual(bytesOf(last.data));
     expect((await request(agent, `${edge.url}/cas/${blobs[0]!.hash}`, 'HEAD')).status).toBe(404);
   });
 });

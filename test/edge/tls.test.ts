@@ -6,6 +6,7 @@ import { type EdgeProcess, type Runtime, startEdgeProcess, tempDir } from '../he
 import { randomBlob } from '../helpers/http.ts';
 import { denoPath, requireTool } from '../helpers/tools.ts';
 import { type TestCertificate, makeCertificate, opensslPath } from '../executor/tls.ts';
+import { bytesOf } from '../helpers/bytes.ts';
 
 const haveOpenssl = requireTool('openssl', opensslPath(), 'apt-get install openssl');
 const runtimes: Runtime[] = requireTool('deno', denoPath(), 'npm ci installs it') ? ['node', 'deno'] : ['node'];
@@ -52,7 +53,7 @@ describe.runIf(haveOpenssl).each(runtimes)('HTTPS on %s', (runtime) => {
     expect((await httpsRequest(`${edge.url}/cas/${hash}`, 'PUT', cert.cert, data)).status).toBe(200);
     const got = await httpsRequest(`${edge.url}/cas/${hash}`, 'GET', cert.cert);
     expect(got.status).toBe(200);
-    expect(got.body.equals(data)).toBe(true);
+    expect(bytesOf(got.body)).toEqual(bytesOf(data));
   });
 
   it('refuses clients that do not trust the certificate, and plain http', async () => {

@@ -25,7 +25,7 @@ describe('ActionCache', () => {
       instanceName,
       requests: blobs.map((b) => ({ digest: digestOf(b), data: Buffer.from(b) })),
     });
-    expect(reply.responses.every((r) => r.status?.code === 0)).toBe(true);
+    expect(reply.responses.map((r) => r.status?.code ?? 0)).toEqual(blobs.map(() => 0));
   };
 
   it('stores a result and serves it back on the same instance only', async () => {
@@ -77,7 +77,7 @@ describe('ActionCache', () => {
     });
     const plain = await server.clients.ac.getActionResult({ actionDigest: action });
     expect(plain.stdoutRaw.byteLength + plain.stderrRaw.byteLength).toBe(0);
-    expect(plain.outputFiles.every((f) => f.contents.byteLength === 0)).toBe(true);
+    expect(plain.outputFiles.filter((f) => f.contents.byteLength !== 0).map((f) => f.path)).toEqual([]);
 
     const inlined = await server.clients.ac.getActionResult({
       actionDigest: action,

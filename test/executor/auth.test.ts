@@ -36,6 +36,7 @@ import {
 } from './helpers.ts';
 import { ActionFixture } from './execution/fixture.ts';
 import { filesUnder } from '../helpers/files.ts';
+import { bytesOf } from '../helpers/bytes.ts';
 
 type WriteInit = MessageInitShape<typeof WriteRequestSchema>;
 const MiB = 1024 * 1024;
@@ -269,7 +270,7 @@ describe('larder executor with OIDC and htpasswd', () => {
     const small = randomBytes(64, 12);
     await clients.cas.batchUpdateBlobs({ requests: [{ digest: digestOf(small), data: small }] }, as(bearer(ciToken)));
     const batch = await clients.cas.batchReadBlobs({ digests: [digestOf(small)] }, reader);
-    expect(Buffer.from(batch.responses[0]!.data).equals(Buffer.from(small))).toBe(true);
+    expect(bytesOf(batch.responses[0]!.data)).toEqual(bytesOf(small));
 
     const before = filesUnder(store);
     const { results, digests, upload } = await everyCall(bearer(readerToken));
@@ -282,10 +283,7 @@ describe('larder executor with OIDC and htpasswd', () => {
       'GetActionResult',
       'Read',
     ] as const) {
-      expect(
-        results[method].code === 0 || results[method].code === NOT_FOUND,
-        `${method}: ${results[method].details}`,
-      ).toBe(true);
+      expect([0, NOT_FOUND], `${method}: ${results[method].details}`).toContain(results[method].code);
     }
     for (const method of ['BatchUpdateBlobs', 'UpdateActionResult', 'Write', 'QueryWriteStatus'] as const) {
       expect(results[method], method).toEqual({ code: PERMISSION_DENIED, details: 'reader may not write' });
@@ -334,10 +332,8 @@ describe('larder executor with OIDC and htpasswd', () => {
     const { results, digests, upload } = await everyCall(bearer(ciToken));
     for (const [method, result] of Object.entries(results)) {
       // GetTree and GetActionResult ask for keys nobody stored (a blob is not a Directory): NOT_FOUND is their answer.
-      expect(
-        result.code === 0 || (['GetTree', 'GetActionResult'].includes(method) && result.code === NOT_FOUND),
-        `${method}: ${result.details}`,
-      ).toBe(true);
+      const allowed = ['GetTree', 'GetActionResult'].includes(method) ? [0, NOT_FOUND] : [0];
+      expect(allowed, `${method}: ${result.details}`).toContain(result.code);
     }
     expect(results.Write.code).toBe(0);
     expect(await clients.bytestream.queryWriteStatus({ resourceName: upload }, as(bearer(ciToken)))).toMatchObject({
@@ -440,7 +436,7 @@ describe('larder executor with OIDC and htpasswd', () => {
     );
     for (const secret of secrets) {
       for (const piece of [secret, secret.replace(/^(Bearer|Basic) /, '')])
-        expect(log.includes(piece), 'a secret in the log').toBe(false);
+        expect(log, 'a secret in the log').not.toContain(piece);
     }
     expect(log).not.toMatch(/ERROR/);
   });

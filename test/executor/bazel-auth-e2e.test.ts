@@ -77,7 +77,7 @@ describe.runIf(haveBazel)('real Bazel against an authenticating larder executor 
     expect(cold.summary!.remoteCacheHit).toBe(0);
     coldProcesses = cold.summary!.nonInternal;
     expect(coldProcesses).toBeGreaterThan(0);
-    expect(filesUnder(store).some((f) => f.includes(`${join(store, 'blobs')}`))).toBe(true);
+    expect(filesUnder(store)).toContainEqual(expect.stringContaining(join(store, 'blobs')));
 
     await ws.clean();
     const warm = await ws.build(TARGETS, [remote, header(writer)]);
@@ -114,7 +114,7 @@ describe.runIf(haveBazel)('real Bazel against an authenticating larder executor 
 
   it('never logs a token, and logs no error', () => {
     const log = executor.output();
-    expect(log.includes(writer)).toBe(false);
+    expect(log, 'the token reached the log').not.toContain(writer);
     expect(log).not.toMatch(/ERROR/);
   });
 });

@@ -6,6 +6,7 @@ import { loadZstd } from '../../executor/reapi/zstd.ts';
 import type { WriteRequestSchema } from '../../shared/proto/gen/google/bytestream/bytestream_pb.ts';
 import type { MessageInitShape } from '@bufbuild/protobuf';
 import { codeOf, digestOf, drain, randomBytes, readAll, sha256, startTestServer, type TestServer } from './helpers.ts';
+import { bytesOf } from '../helpers/bytes.ts';
 
 type WriteInit = MessageInitShape<typeof WriteRequestSchema>;
 const MiB = 1024 * 1024;
@@ -46,9 +47,9 @@ describe('ByteStream', () => {
     expect(sha256(Buffer.concat(parts.map((p) => p.data)))).toBe(hash);
 
     const slice = await readAll(server.clients, read, { readOffset: 5_000_000n, readLimit: 1_000_000n });
-    expect(slice.equals(Buffer.from(data.subarray(5_000_000, 6_000_000)))).toBe(true);
+    expect(bytesOf(slice)).toEqual(bytesOf(data.subarray(5_000_000, 6_000_000)));
     const tail = await readAll(server.clients, read, { readOffset: BigInt(data.byteLength - 10) });
-    expect(tail.equals(Buffer.from(data.subarray(data.byteLength - 10)))).toBe(true);
+    expect(bytesOf(tail)).toEqual(bytesOf(data.subarray(data.byteLength - 10)));
     expect((await readAll(server.clients, read, { readOffset: BigInt(data.byteLength) })).byteLength).toBe(0);
 
     const missing = await server.clients.cas.findMissingBlobs({
@@ -72,7 +73,9 @@ describe('ByteStream', () => {
           finishWrite: true,
         },
       ]);
-      expect((await readAll(server.clients, `${prefix}blobs/${hash}/${data.byteLength}`)).equals(data)).toBe(true);
+      expect(bytesOf(await readAll(server.clients, `${prefix}blobs/${hash}/${data.byteLength}`))).toEqual(
+        bytesOf(data),
+      );
     }
   });
 
@@ -260,7 +263,7 @@ describe('ByteStream', () => {
       const fromOffset = await readAll(server.clients, `compressed-blobs/zstd/${hash}/${data.byteLength}`, {
         readOffset: 3n * BigInt(MiB),
       });
-      expect(decompress(fromOffset, MiB).equals(data.subarray(3 * MiB))).toBe(true);
+      expect(bytesOf(decompress(fromOffset, MiB))).toEqual(bytesOf(data.subarray(3 * MiB)));
       const limited = await codeOf(
         readAll(server.clients, `compressed-blobs/zstd/${hash}/${data.byteLength}`, { readLimit: 10n }),
       );

@@ -12,6 +12,7 @@ import {
   DirectorySchema,
 } from '../../shared/proto/gen/build/bazel/remote/execution/v2/remote_execution_pb.ts';
 import { codeOf, digestOf, drain, randomBytes, startTestServer, type TestServer } from './helpers.ts';
+import { bytesOf } from '../helpers/bytes.ts';
 
 const MiB = 1024 * 1024;
 
@@ -97,7 +98,7 @@ describe('ContentAddressableStorage', () => {
     });
     expect(ok.responses[0]!.status?.code).toBe(0);
     const read = await cas().batchReadBlobs({ digests: [digestOf(data)] });
-    expect(Buffer.from(read.responses[0]!.data).equals(data)).toBe(true);
+    expect(bytesOf(read.responses[0]!.data)).toEqual(bytesOf(data));
 
     const bomb = { ...digestOf(data.subarray(0, 100)) };
     const bad = await cas().batchUpdateBlobs({

@@ -21,6 +21,7 @@ import {
   startTestServer,
   type TestServer,
 } from './helpers.ts';
+import { bytesOf } from '../helpers/bytes.ts';
 
 const MiB = 1024 * 1024;
 
@@ -70,7 +71,7 @@ describe('edge and executor over one store', () => {
     const small = Buffer.from('small over http');
     await fetch(`${base}/cas/${sha256(small)}`, { method: 'PUT', body: small });
     const batch = await cas.batchReadBlobs({ digests: [digestOf(small)] });
-    expect(Buffer.from(batch.responses[0]!.data).equals(small)).toBe(true);
+    expect(bytesOf(batch.responses[0]!.data)).toEqual(bytesOf(small));
   });
 
   it('serves a blob written over ByteStream to HTTP GET under the instance prefix', async () => {
@@ -148,7 +149,7 @@ describe('larder edge and larder executor processes on one disk folder', () => {
     const edgeAgain = await startEdgeProcess({ runtime: 'node', args: ['--store', store] });
     try {
       const got = await fetch(`${edgeAgain.url}/team-a/cas/${sha256(fromGrpc)}`);
-      expect(Buffer.from(await got.arrayBuffer()).equals(fromGrpc)).toBe(true);
+      expect(bytesOf(new Uint8Array(await got.arrayBuffer()))).toEqual(bytesOf(fromGrpc));
     } finally {
       await edgeAgain.stop();
     }

@@ -9,3 +9,8 @@ export function invalidArgumentMessage(fn: () => unknown): string {
   }
   return 'did not throw';
 }
+
+/** An error's LarderError code, else what the error was: `expect(larderCode(err)).toBe('timeout')` shows what came. */
+export function larderCode(err: unknown): string {
+  return isLarderError(err) ? err.code : `not a LarderError: ${String(err)}`;
+}

@@ -47,7 +47,7 @@ function jsonLines(output: string): JsonLine[] {
     .map((line) => {
       const parsed = JSON.parse(line) as JsonLine;
       expect(Object.keys(parsed)).toEqual(expect.arrayContaining(['@timestamp', 'level', 'message', 'fields']));
-      expect(Number.isNaN(Date.parse(parsed['@timestamp']))).toBe(false);
+      expect(Date.parse(parsed['@timestamp']), parsed['@timestamp']).not.toBeNaN();
       return parsed;
     });
 }

@@ -84,7 +84,7 @@ describe('disk store permissions', () => {
     // As an older larder left it.
     for (const entry of modes(path)) chmodSync(entry.path, entry.dir ? 0o755 : 0o644);
     const blobPath = modes(path).find((e) => !e.dir && e.path.includes('/blobs/'))!.path;
-    if (asNobody) expect(nobodyReads(blobPath)).toBe(true); // the exposure this fixes
+    if (asNobody) expect(nobodyReads(blobPath), blobPath).toBe(true); // the exposure this fixes
 
     const warnings: string[] = [];
     const infos: string[] = [];
@@ -99,7 +99,7 @@ describe('disk store permissions', () => {
       expect((statSync(top).mode & 0o777).toString(8), top).toBe('700');
     expect(infos.join('\n')).toContain(`disk: made ${path} private to its owner (it was 0755, now 0700)`);
     expect(warnings).toEqual([]);
-    if (asNobody) expect(nobodyReads(blobPath)).toBe(false);
+    if (asNobody) expect(nobodyReads(blobPath), blobPath).toBe(false);
   });
 
   it.runIf(asNobody)(
@@ -113,10 +113,10 @@ describe('disk store permissions', () => {
       await store.put(cas('', blob), blob, blob.length);
       await store.close();
       const blobPath = modes(path).find((e) => !e.dir && e.path.includes('/blobs/'))!.path;
-      expect(nobodyReads(blobPath)).toBe(false);
+      expect(nobodyReads(blobPath), blobPath).toBe(false);
       // An operator who opens the top folder again still leaves the blob closed: its own folders and mode hold.
       chmodSync(path, 0o755);
-      expect(nobodyReads(blobPath)).toBe(false);
+      expect(nobodyReads(blobPath), blobPath).toBe(false);
     },
   );
 });

@@ -8,6 +8,7 @@ import { collect, streamOf } from '../../shared/storage/streams.ts';
 import { tempDir } from '../helpers/edge-process.ts';
 import { sha256 } from '../helpers/http.ts';
 import { describeStoreContract } from './store-contract.ts';
+import { bytesOf } from '../helpers/bytes.ts';
 
 const dirs: Array<{ remove: () => void }> = [];
 const freshDir = () => {
@@ -76,7 +77,7 @@ describe('disk store', () => {
     expect(store.count).toBe(1);
     expect(store.bytes).toBe(100_000);
     const blob = await store.get(cas(data));
-    expect(Buffer.from(await collect(blob!.body, 1 << 20)).equals(data)).toBe(true);
+    expect(bytesOf(await collect(blob!.body, 1 << 20))).toEqual(bytesOf(data));
   });
 
   it('keeps serving a blob that is evicted while it is being read', async () => {
@@ -87,7 +88,7 @@ describe('disk store', () => {
     const other = randomBytes(900_000);
     await store.put(cas(other), streamOf(other), other.length); // evicts `data`
     expect(await store.stat(cas(data))).toBeNull();
-    expect(Buffer.from(await collect(reading!.body, 1 << 20)).equals(data)).toBe(true);
+    expect(bytesOf(await collect(reading!.body, 1 << 20))).toEqual(bytesOf(data));
   });
 });
 
@@ -130,7 +131,7 @@ describe('disk store shared by two processes', () => {
     sendRest();
     await upload;
     const blob = await first.get(cas(data));
-    expect(Buffer.from(await collect(blob!.body, 1 << 20)).equals(data)).toBe(true);
+    expect(bytesOf(await collect(blob!.body, 1 << 20))).toEqual(bytesOf(data));
   });
 
   it('keeps one budget for the folder, not one each', async () => {
@@ -155,7 +156,7 @@ describe('disk store shared by two processes', () => {
     await edge.put(cas(data), streamOf(data), data.length);
     expect(await executor.stat(cas(data))).toBe(5000);
     const blob = await executor.get(cas(data));
-    expect(Buffer.from(await collect(blob!.body, 1 << 20)).equals(data)).toBe(true);
+    expect(bytesOf(await collect(blob!.body, 1 << 20))).toEqual(bytesOf(data));
 
     const other = randomBytes(5000);
     await executor.put(cas(other), streamOf(other), other.length);
@@ -182,12 +183,12 @@ describe('disk store: action-cache entries, whose size the key does not fix', ()
     const executor = await DiskStore.open({ path, maxBytes: 1 << 24 });
     const first = randomBytes(before);
     await edge.put(ac, streamOf(first), first.length);
-    expect((await read(edge)).bytes.equals(first)).toBe(true);
+    expect(bytesOf((await read(edge)).bytes)).toEqual(bytesOf(first));
     const second = randomBytes(after);
     await executor.put(ac, streamOf(second), second.length);
     const got = await read(edge);
     expect(got.size).toBe(after);
-    expect(got.bytes.equals(second)).toBe(true);
+    expect(bytesOf(got.bytes)).toEqual(bytesOf(second));
     expect(await edge.stat(ac)).toBe(after);
   });
 });

@@ -2,11 +2,12 @@
 import { randomBytes } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
 import { blobKey, type BlobKind } from '../../shared/digest.ts';
-import { isLarderError } from '../../shared/errors.ts';
 import type { BlobBody, BlobStore } from '../../shared/storage/store.ts';
 import { collect, streamOf } from '../../shared/storage/streams.ts';
 import { verifying } from '../../shared/storage/verifying.ts';
 import { sha256 } from '../helpers/http.ts';
+import { bytesOf } from '../helpers/bytes.ts';
+import { larderCode } from '../helpers/errors.ts';
 
 export interface StoreTarget {
   /** A fresh, empty store with room for at least `budget` bytes and at most a little more. */
@@ -50,7 +51,7 @@ export function describeStoreContract(name: string, target: StoreTarget): void {
       expect(await store.stat(key(data))).toBe(data.length);
       const blob = await store.get(key(data));
       expect(blob?.size).toBe(data.length);
-      expect(Buffer.from(await collect(blob!.body, 1 << 20)).equals(data)).toBe(true);
+      expect(bytesOf(await collect(blob!.body, 1 << 20))).toEqual(bytesOf(data));
     });
 
     it('takes a body given whole (bytes, no stream), small and large', async () => {
@@ -58,7 +59,7 @@ export function describeStoreContract(name: string, target: StoreTarget): void {
       for (const data of [randomBytes(100), randomBytes(1_500_000)]) {
         await store.put(key(data), data, data.length);
         expect(await store.stat(key(data))).toBe(data.length);
-        expect((await read(store, key(data)))?.equals(data)).toBe(true);
+        expect(bytesOf(await read(store, key(data)))).toEqual(bytesOf(data));
       }
     });
 
@@ -107,7 +108,7 @@ export function describeStoreContract(name: string, target: StoreTarget): void {
         const store = await target.open(1000);
         const data = randomBytes(2000);
         const err = await store.put(key(data), streamOf(data), data.length).catch((e: unknown) => e);
-        expect(isLarderError(err, 'no_space')).toBe(true);
+        expect(larderCode(err)).toBe('no_space');
         expect(await store.stat(key(data))).toBeNull();
       });
 
@@ -118,7 +119,7 @@ export function describeStoreContract(name: string, target: StoreTarget): void {
           const data = randomBytes(1000);
           const k = key(data);
           const err = await store.put(k, as(randomBytes(1000)), 1000).catch((e: unknown) => e);
-          expect(isLarderError(err, 'digest_mismatch')).toBe(true);
+          expect(larderCode(err)).toBe('digest_mismatch');
           expect(await store.stat(k)).toBeNull();
         });
 
@@ -127,7 +128,7 @@ export function describeStoreContract(name: string, target: StoreTarget): void {
           const data = randomBytes(1000);
           for (const declared of [999, 1001]) {
             const err = await store.put(key(data), as(data), declared).catch((e: unknown) => e);
-            expect(isLarderError(err, 'size_mismatch'), String(err)).toBe(true);
+            expect(larderCode(err)).toBe('size_mismatch');
           }
           expect(await store.stat(key(data))).toBeNull();
         });
@@ -137,9 +138,9 @@ export function describeStoreContract(name: string, target: StoreTarget): void {
           const data = randomBytes(1000);
           await store.put(key(data), as(data), 1000);
           await store.put(key(data), as(data), 1000);
-          expect((await read(store, key(data)))?.equals(data)).toBe(true);
+          expect(bytesOf(await read(store, key(data)))).toEqual(bytesOf(data));
           const err = await store.put(key(data), as(randomBytes(1000)), 1000).catch((e: unknown) => e);
-          expect(isLarderError(err, 'digest_mismatch')).toBe(true);
+          expect(larderCode(err)).toBe('digest_mismatch');
         });
       });
     }

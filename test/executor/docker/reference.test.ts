@@ -1,8 +1,8 @@
 // container-image values against Docker's reference grammar: what real builds name passes, and anything that
 // could steer an Engine API path elsewhere (or that the engine would refuse anyway) is INVALID_ARGUMENT.
 import { describe, expect, it } from 'vitest';
-import { isLarderError } from '../../../shared/errors.ts';
 import { imageReferenceOf, referenceProblem } from '../../../executor/reapi/image-reference.ts';
+import { larderCode } from '../../helpers/errors.ts';
 
 const HEX64 = 'a'.repeat(64);
 
@@ -68,7 +68,7 @@ describe('Docker image references', () => {
       } catch (err) {
         thrown = err;
       }
-      expect(isLarderError(thrown, 'invalid_argument'), value).toBe(true);
+      expect(larderCode(thrown), value).toBe('invalid_argument');
       expect((thrown as Error).message).toContain(`container-image ${JSON.stringify(value)}`);
     }
   });

@@ -71,8 +71,8 @@ describe('prepareOutputs', () => {
     mkdirSync(join(execRoot, 'a'));
     const created = await prepareOutputs(spec({ outputFiles: ['a/b/c.o', 'top.o'], outputDirectories: ['d/e/out'] }));
     expect(created).toEqual([join(execRoot, 'a/b'), join(execRoot, 'd'), join(execRoot, 'd/e')]);
-    expect(existsSync(join(execRoot, 'd/e/out'))).toBe(false);
-    expect(existsSync(join(execRoot, 'a/b/c.o'))).toBe(false);
+    expect(existsSync(join(execRoot, 'd/e/out')), join(execRoot, 'd/e/out')).toBe(false);
+    expect(existsSync(join(execRoot, 'a/b/c.o')), join(execRoot, 'a/b/c.o')).toBe(false);
   });
 
   it('follows output_paths alone when it is set, relative to the working directory', async () => {
@@ -104,7 +104,7 @@ describe('prepareOutputs', () => {
   ] as Array<[Partial<OutputSpec>, RegExp]>)('refuses %j', async (fields, message) => {
     const { execRoot, spec } = setup();
     expect(await refusal(() => prepareOutputs(spec({ outputFiles: ['fine/x'], ...fields })))).toMatch(message);
-    expect(existsSync(join(execRoot, 'fine'))).toBe(false); // checked before anything is made
+    expect(existsSync(join(execRoot, 'fine')), join(execRoot, 'fine')).toBe(false); // checked before anything is made
   });
 
   it('goes through input symlinks to directories inside the root, never out of it', async () => {
@@ -112,14 +112,14 @@ describe('prepareOutputs', () => {
     mkdirSync(join(execRoot, 'real'));
     symlinkSync('real', join(execRoot, 'alias'));
     expect(await prepareOutputs(spec({ outputFiles: ['alias/sub/f'] }))).toEqual([join(execRoot, 'alias/sub')]);
-    expect(existsSync(join(execRoot, 'real/sub'))).toBe(true);
+    expect(existsSync(join(execRoot, 'real/sub')), join(execRoot, 'real/sub')).toBe(true);
 
     const outside = freshDir();
     symlinkSync(outside, join(execRoot, 'away'));
     expect(await refusal(() => prepareOutputs(spec({ outputFiles: ['away/sub/f'] })))).toMatch(
       /"away" in the input root is not a directory inside it/,
     );
-    expect(existsSync(join(outside, 'sub'))).toBe(false);
+    expect(existsSync(join(outside, 'sub')), join(outside, 'sub')).toBe(false);
   });
 });
 
@@ -331,7 +331,7 @@ describe('collectOutputs', () => {
     const secretHash = digestOf(secret).hash;
     outcomes.leaked = puts.filter((hash) => hash === secretHash).length;
     // Trees that name the secret would leak its name and digest even if its bytes were not uploaded.
-    expect(puts.some((hash) => hash === secretHash)).toBe(false);
+    expect(puts).not.toContain(secretHash);
     expect(outcomes.leaked).toBe(0);
     expect(outcomes.refused).toBeGreaterThan(0); // the race was really run
     expect(readFileSync(join(outside, 'secret'), 'utf8')).toBe(secret);

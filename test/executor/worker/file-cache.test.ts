@@ -59,8 +59,8 @@ describe('FileCache', () => {
     await cache.link(b!, false, cas, join(out, 'b1'));
     await cache.link(a!, false, cas, join(out, 'a2')); // a is now the most recently used
     await cache.link(c!, false, cas, join(out, 'c1'));
-    expect(existsSync(cache.pathOf(b!, false))).toBe(false);
-    expect(existsSync(cache.pathOf(a!, false))).toBe(true);
+    expect(existsSync(cache.pathOf(b!, false)), cache.pathOf(b!, false)).toBe(false);
+    expect(existsSync(cache.pathOf(a!, false)), cache.pathOf(a!, false)).toBe(true);
     expect(cache.bytes).toBe(200);
     expect(readFileSync(join(out, 'b1'), 'utf8')).toBe('b'.repeat(100)); // the staged link kept the inode
     const gets = store.gets;
@@ -91,7 +91,7 @@ describe('FileCache', () => {
       outcome: 'missing',
       fetched: true,
     });
-    expect(existsSync(join(out, 'x'))).toBe(false);
+    expect(existsSync(join(out, 'x')), join(out, 'x')).toBe(false);
     expect(readdirSync(dir)).toEqual([]);
   });
 
@@ -146,7 +146,7 @@ describe('FileCache', () => {
     }
     const reopened = await FileCache.open({ dir, maxBytes: 200 });
     expect(reopened.bytes).toBe(200);
-    expect(existsSync(cache.pathOf(digests[0]!, false))).toBe(false); // the least recently linked went
+    expect(existsSync(cache.pathOf(digests[0]!, false)), cache.pathOf(digests[0]!, false)).toBe(false); // the least recently linked went
   });
 
   it('copies a file whose cached inode has run out of links (EMLINK)', async (ctx) => {
@@ -191,7 +191,7 @@ describe('FileCache', () => {
     expect(held.signals[0]!.aborted).toBe(false); // b still waits for it
     held.release();
     expect(await b).toEqual({ outcome: 'linked', fetched: false });
-    expect(existsSync(join(out, 'a'))).toBe(false);
+    expect(existsSync(join(out, 'a')), join(out, 'a')).toBe(false);
 
     // Alone, a waiter that gives up takes the fetch with it; the next caller starts afresh.
     const other = await putBlob(store, randomBytes(10_000));

@@ -57,7 +57,7 @@ describe('grpcCas', () => {
       await new Promise((resolve) => setImmediate(resolve));
     controller.abort(new Error('nobody waits any more'));
     await expect(reading).rejects.toThrow('nobody waits any more');
-    expect(existsSync(path)).toBe(false);
+    expect(existsSync(path), path).toBe(false);
   });
 
   it('collects and uploads 100,000 small outputs through the frontend in well under a minute', async () => {

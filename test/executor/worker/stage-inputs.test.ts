@@ -90,7 +90,7 @@ describe('stageInputs', () => {
     const err = await stage(root).catch((e: unknown) => e);
     expect(err).toBeInstanceOf(MissingBlobsError);
     expect(new Set((err as MissingBlobsError).digests)).toEqual(new Set([goneDir, goneFile, goneDeeper]));
-    expect(existsSync(execRoot)).toBe(false);
+    expect(existsSync(execRoot), execRoot).toBe(false);
     // A missing root is listed too.
     expect(((await stage(digestOf('no root')).catch((e: unknown) => e)) as MissingBlobsError).digests).toEqual([
       digestOf('no root'),

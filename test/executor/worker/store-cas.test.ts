@@ -10,6 +10,7 @@ import { collect, streamOf } from '../../../shared/storage/streams.ts';
 import { verifying } from '../../../shared/storage/verifying.ts';
 import { storeCas } from '../../../executor/worker/store-cas.ts';
 import { digestOf, memoryStore, putBlob, tempDirs } from './helpers.ts';
+import { bytesOf } from '../../helpers/bytes.ts';
 
 const freshDir = tempDirs();
 const empty = { hash: EMPTY_SHA256, sizeBytes: 0 };
@@ -57,14 +58,14 @@ describe('storeCas', () => {
     const digest = await putBlob(store, data);
     const path = join(freshDir(), 'input');
     expect(await storeCas(store, '').readToFile(digest, path)).toBe(true);
-    expect(readFileSync(path).equals(data)).toBe(true);
+    expect(bytesOf(readFileSync(path))).toEqual(bytesOf(data));
     expect(statSync(path).mode & 0o777).toBe(0o600);
   });
 
   it('leaves nothing behind for a missing blob', async () => {
     const path = join(freshDir(), 'input');
     expect(await storeCas(memoryStore(), '').readToFile(digestOf('absent'), path)).toBe(false);
-    expect(existsSync(path)).toBe(false);
+    expect(existsSync(path), path).toBe(false);
   });
 
   it('never overwrites an existing file', async () => {
@@ -85,7 +86,7 @@ describe('storeCas', () => {
     const cas = storeCas(verifying(raw), '');
     const path = join(freshDir(), 'input');
     await expect(cas.readToFile(digest, path)).rejects.toMatchObject({ code: 'digest_mismatch' });
-    expect(existsSync(path)).toBe(false);
+    expect(existsSync(path), path).toBe(false);
     await expect(cas.readBytes(digest, 1024)).rejects.toMatchObject({ code: 'digest_mismatch' });
   });
 
@@ -95,7 +96,7 @@ describe('storeCas', () => {
     await raw.put({ instance: '', kind: 'cas', hash: digest.hash }, streamOf(new Uint8Array(5)), 5);
     const path = join(freshDir(), 'input');
     expect(await storeCas(raw, '').readToFile(digest, path)).toBe(false);
-    expect(existsSync(path)).toBe(false);
+    expect(existsSync(path), path).toBe(false);
   });
 
   it('finds exactly the missing digests', async () => {
@@ -123,7 +124,7 @@ describe('storeCas', () => {
     const digest = digestOf(data);
     await withFile(path, (file) => cas.uploadFile(digest, file));
     const stored = await inner.get({ instance: '', kind: 'cas', hash: digest.hash });
-    expect(Buffer.from(await collect(stored!.body, 1 << 20)).equals(data)).toBe(true);
+    expect(bytesOf(await collect(stored!.body, 1 << 20))).toEqual(bytesOf(data));
     await withFile(path, (file) => cas.uploadFile(digest, file));
     expect(puts).toBe(1);
 
