@@ -1,9 +1,13 @@
 /**
  * Remote Asset API Fetch.FetchBlob: the digest of the content a URI names, from the cache when it has been
  * fetched (or pushed) before, else downloaded from the first URI that works, checked against `checksum.sri`,
- * and stored in the CAS. Failures the client cannot fix by changing its request (a 404 upstream, a checksum
- * that does not match, a timeout, a host not on the allow-list) are answered in the response's `status`, as
- * the API asks; a malformed request fails the call. FetchDirectory is not served yet (UNIMPLEMENTED).
+ * and stored in the CAS. FetchDirectory is not served yet (UNIMPLEMENTED).
+ *
+ * Every failure fails the call, with a status saying why (NOT_FOUND, PERMISSION_DENIED, FAILED_PRECONDITION for
+ * a checksum mismatch or an over-size blob, DEADLINE_EXCEEDED, UNAVAILABLE), although the API would put failures
+ * of the origin in the response's `status`: Bazel 4.2.3 never reads that field. Handed an OK call without a
+ * digest it downloads the empty blob, and an `http_file` without a sha256 then builds with an empty file.
+ * Codes Bazel retries on its own (ABORTED, RESOURCE_EXHAUSTED) are avoided where a retry cannot help.
  */
 import { durationMs } from '@bufbuild/protobuf/wkt';
 import PQueue from 'p-queue';
@@ -87,10 +91,7 @@ export function fetchService(deps: FetchDeps): ServiceHandlers<typeof Fetch> {
       if (fetched == null) {
         const last = failures.at(-1) ?? new LarderError('timeout', `the fetch did not finish within ${timeoutMs} ms`);
         log.info('FetchBlob failed', { uris: asset.uris.map(withoutQuery).join(' '), error: errorForLog(last) });
-        return {
-          uri: asset.uris[failures.length - 1] ?? asset.uris[0]!,
-          status: { code: statusCode(last), message: failures.map((f) => f.message).join('; ') },
-        };
+        throw new RpcError(statusCode(last), failures.map((f) => f.message).join('; ') || last.message);
       }
       const record = { digest: fetched.digest, since, expireAt: null };
       for (const uri of asset.uris)
@@ -156,18 +157,19 @@ async function downloadAndStore(deps: FetchDeps, asset: AssetRequest, index: num
   }
 }
 
-/** The response status of a fetch that failed for reasons outside the server's control. */
+/** The status of a fetch that failed: the last URI's failure decides. */
 function statusCode(err: LarderError): Code {
   switch (err.code) {
     case 'not_found':
       return Code.NOT_FOUND;
     case 'permission_denied':
       return Code.PERMISSION_DENIED;
+    // Another try would download the same bytes again: not ABORTED or RESOURCE_EXHAUSTED, which Bazel retries.
     case 'digest_mismatch':
-      return Code.ABORTED;
+    case 'too_large':
+      return Code.FAILED_PRECONDITION;
     case 'timeout':
       return Code.DEADLINE_EXCEEDED;
-    case 'too_large':
     case 'no_space':
       return Code.RESOURCE_EXHAUSTED;
     default:
