@@ -80,8 +80,8 @@ describe('grpcCas', () => {
     const elapsedMs = performance.now() - started;
     console.log(`100,000 outputs through the gRPC CAS: ${elapsedMs.toFixed(0)} ms`);
     expect(result.outputDirectories).toHaveLength(1);
-    expect(elapsedMs).toBeLessThan(30_000);
+    expect(elapsedMs).toBeLessThan(60_000);
     const sample = [checked('grpc 0.0\n'), checked('grpc 42.123\n'), checked('grpc 99.999\n')];
     expect(await cas.findMissing(sample)).toEqual([]);
-  }, 180_000);
+  }, 300_000);
 });
