@@ -10,7 +10,6 @@
  * Codes Bazel retries on its own (ABORTED, RESOURCE_EXHAUSTED) are avoided where a retry cannot help.
  */
 import { durationMs } from '@bufbuild/protobuf/wkt';
-import PQueue from 'p-queue';
 import { blobKey, type Digest } from '../../shared/digest.ts';
 import { errorForLog, isLarderError, LarderError } from '../../shared/errors.ts';
 import type { FetchConfig } from '../../shared/fetch-config.ts';
@@ -23,6 +22,7 @@ import { Code, RpcError } from '../reapi/grpc-status.ts';
 import type { ServiceHandlers } from '../grpc/adapt.ts';
 import { readRecord, writeRecord } from './asset/records.ts';
 import { type AssetRequest, instantOf, parseAssetRequest } from './asset/request.ts';
+import { Slots } from './asset/slots.ts';
 import { storeDownload } from './asset/store-download.ts';
 import { download } from './asset/upstream.ts';
 
@@ -43,7 +43,7 @@ type Answer = Omit<FetchBlobResponse, '$typeName' | 'status' | 'blobDigest'> & {
 export function fetchService(deps: FetchDeps): ServiceHandlers<typeof Fetch> {
   const { store, log } = deps;
   const now = deps.now ?? Date.now;
-  const downloads = new PQueue({ concurrency: deps.fetch.concurrency });
+  const downloads = new Slots(deps.fetch.concurrency);
   return {
     async fetchBlob(request, ctx) {
       const asset = parseAssetRequest(request);
@@ -61,33 +61,19 @@ export function fetchService(deps: FetchDeps): ServiceHandlers<typeof Fetch> {
       const signal = AbortSignal.any([ctx.signal, AbortSignal.timeout(timeoutMs)]);
       const since = now();
       const failures: LarderError[] = [];
-      const fetched = await downloads
-        .add(
-          async () => {
-            for (const [index, uri] of asset.uris.entries()) {
-              if (signal.aborted) break;
-              if (uri.toLowerCase().startsWith('urn:')) {
-                failures.push(new LarderError('not_found', `${uri} was never pushed to this server`));
-                continue;
-              }
-              try {
-                return { uri, digest: await downloadAndStore(deps, asset, index, signal) };
-              } catch (err) {
-                if (!isLarderError(err)) throw err;
-                failures.push(err);
-              }
-            }
-            return null;
-          },
-          { signal },
-        )
-        .catch((err) => {
-          if (signal.aborted && !ctx.signal.aborted) {
-            failures.push(new LarderError('timeout', `no download slot within ${timeoutMs} ms`));
-            return null;
-          }
-          throw err;
-        });
+      let fetched: { uri: string; digest: Digest } | null = null;
+      const release = await downloads.acquire(signal).catch((err: unknown) => {
+        if (!isLarderError(err, 'timeout') || ctx.signal.aborted) throw err;
+        failures.push(err.wrap(`no download slot within ${timeoutMs} ms`));
+        return null;
+      });
+      if (release !== null) {
+        try {
+          fetched = await fetchFirst(deps, asset, signal, failures);
+        } finally {
+          release();
+        }
+      }
       if (fetched == null) {
         const last = failures.at(-1) ?? new LarderError('timeout', `the fetch did not finish within ${timeoutMs} ms`);
         log.info('FetchBlob failed', { uris: asset.uris.map(withoutQuery).join(' '), error: errorForLog(last) });
@@ -120,6 +106,29 @@ function answer(uri: string, digest: Digest): Answer {
     blobDigest: digestMessage(digest),
     digestFunction: DigestFunction_Value.SHA256,
   };
+}
+
+/** Tries the URIs in order; the first that downloads (and matches the checksum) is stored. Failures are collected. */
+async function fetchFirst(
+  deps: FetchDeps,
+  asset: AssetRequest,
+  signal: AbortSignal,
+  failures: LarderError[],
+): Promise<{ uri: string; digest: Digest } | null> {
+  for (const [index, uri] of asset.uris.entries()) {
+    if (signal.aborted) break;
+    if (uri.toLowerCase().startsWith('urn:')) {
+      failures.push(new LarderError('not_found', `${uri} was never pushed to this server`));
+      continue;
+    }
+    try {
+      return { uri, digest: await downloadAndStore(deps, asset, index, signal) };
+    } catch (err) {
+      if (!isLarderError(err)) throw err;
+      failures.push(err);
+    }
+  }
+  return null;
 }
 
 /** A record for any of the URIs, else one for the checksum; a sha256 checksum is a CAS key by itself. */

@@ -11,7 +11,7 @@ import { join } from 'node:path';
 import { timestampFromMs } from '@bufbuild/protobuf/wkt';
 import bcrypt from 'bcryptjs';
 import * as grpc from '@grpc/grpc-js';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { createClient, type CallOptions, type ServiceClient } from '../../../executor/grpc/client.ts';
 import { Fetch, Push } from '../../../shared/proto/gen/build/bazel/remote/asset/v1/remote_asset_pb.ts';
 import { codeOf, digestOf, startTestServer, type TestServer } from '../helpers.ts';
@@ -309,6 +309,36 @@ describe('FetchBlob limits and roles', () => {
       expect(reply).toEqual({ code: PERMISSION_DENIED, details: expect.stringMatching(/--fetch-allow list is empty/) });
       expect(origin.count('/file')).toBe(0);
     } finally {
+      clients.fetch.close();
+      clients.push.close();
+      await server.stop();
+      await origin.stop();
+    }
+  });
+
+  it('bounds concurrent downloads: with --fetch-concurrency 1 a second download waits, and its deadline ends the wait', async () => {
+    let release = () => {};
+    const stalled = new Promise<void>((resolve) => {
+      release = resolve;
+    });
+    const origin = await startOrigin({ '/slow': { stall: true, release: stalled }, '/file': { body: FILE } });
+    const server = await startTestServer({ args: ['--fetch-allow', origin.host, '--fetch-concurrency', '1'] });
+    const clients = assetClients(server);
+    try {
+      const first = clients.fetch.fetchBlob({ uris: [`${origin.url}/slow`] });
+      await vi.waitFor(() => expect(origin.count('/slow')).toBe(1), { timeout: 5000, interval: 20 });
+      const waiting = await codeOf(
+        clients.fetch.fetchBlob({ uris: [`${origin.url}/file`], timeout: { seconds: 0n, nanos: 300_000_000 } }),
+      );
+      expect(waiting).toEqual({ code: DEADLINE_EXCEEDED, details: expect.stringMatching(/no download slot/) });
+      expect(origin.count('/file')).toBe(0);
+      release();
+      expect((await first).blobDigest?.hash).toBe(digestOf('1234567890').hash);
+      expect((await clients.fetch.fetchBlob({ uris: [`${origin.url}/file`] })).blobDigest?.hash).toBe(
+        digestOf(FILE).hash,
+      );
+    } finally {
+      release();
       clients.fetch.close();
       clients.push.close();
       await server.stop();
