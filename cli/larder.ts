@@ -24,7 +24,8 @@ async function main(argv: string[]): Promise<number> {
   if (command === 'executor' || command === 'worker') hideCommandLine(command, args);
   switch (command) {
     case 'edge': {
-      const { EDGE_OPTIONS, optionsHelp, parseEdgeConfig } = await import('../shared/config.ts');
+      const { EDGE_OPTIONS, parseEdgeConfig } = await import('../shared/config.ts');
+      const { optionsHelp } = await import('../shared/options.ts');
       if (args.includes('--help') || args.includes('-h')) {
         console.log(`usage: larder edge [options]\n\n${optionsHelp(EDGE_OPTIONS, process.env)}`);
         return 0;
@@ -43,7 +44,8 @@ async function main(argv: string[]): Promise<number> {
       return -1; // keep serving
     }
     case 'executor': {
-      const { EXECUTOR_OPTIONS, optionsHelp, parseExecutorConfig } = await import('../shared/config.ts');
+      const { EXECUTOR_OPTIONS, parseExecutorConfig } = await import('../executor/config/executor-options.ts');
+      const { optionsHelp } = await import('../shared/options.ts');
       if (args.includes('--help') || args.includes('-h')) {
         console.log(`usage: larder executor [options]\n\n${optionsHelp(EXECUTOR_OPTIONS, process.env)}`);
         return 0;
@@ -56,7 +58,8 @@ async function main(argv: string[]): Promise<number> {
       return -1; // keep serving
     }
     case 'worker': {
-      const { WORKER_OPTIONS, optionsHelp, parseWorkerConfig } = await import('../shared/config.ts');
+      const { WORKER_OPTIONS, parseWorkerConfig } = await import('../executor/config/worker-options.ts');
+      const { optionsHelp } = await import('../shared/options.ts');
       if (args.includes('--help') || args.includes('-h')) {
         console.log(
           `usage: larder worker --queue redis://HOST:PORT --frontend grpc://HOST:PORT [options]\n\n${optionsHelp(WORKER_OPTIONS, process.env)}`,

@@ -12,7 +12,7 @@
  */
 import { realpath, stat } from 'node:fs/promises';
 import { dirname } from 'node:path';
-import type { ExecutionConfig } from '../shared/config.ts';
+import type { ExecutionConfig } from './config/execution-options.ts';
 import { LarderError } from '../shared/errors.ts';
 import type { Logger } from '../shared/log.ts';
 

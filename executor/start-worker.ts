@@ -7,7 +7,7 @@
  * restarted worker with the same PID is never taken for the old one.
  */
 import { arch, hostname } from 'node:os';
-import type { WorkerConfig } from '../shared/config.ts';
+import type { WorkerConfig } from './config/worker-options.ts';
 import { LarderError } from '../shared/errors.ts';
 import { createLogger } from '../shared/log.ts';
 import { describeWorkerPlatform, workerPlatform } from './reapi/platform.ts';

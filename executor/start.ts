@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import { collectDefaultMetrics } from 'prom-client';
 import { checkExposure } from '../shared/auth/exposure.ts';
 import { describeAuth, openAccessGate } from '../shared/auth/from-config.ts';
-import type { ExecutorConfig } from '../shared/config.ts';
+import type { ExecutorConfig } from './config/executor-options.ts';
 import { createLogger, type Logger } from '../shared/log.ts';
 import { History } from '../shared/metrics/history.ts';
 import { Metrics } from '../shared/metrics/metrics.ts';

@@ -2,7 +2,9 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { expect, it } from 'vitest';
-import { EDGE_OPTIONS, EXECUTOR_OPTIONS, WORKER_OPTIONS } from '../shared/config.ts';
+import { EXECUTOR_OPTIONS } from '../executor/config/executor-options.ts';
+import { WORKER_OPTIONS } from '../executor/config/worker-options.ts';
+import { EDGE_OPTIONS } from '../shared/config.ts';
 import { REPO_ROOT } from './helpers/tools.ts';
 
 it('documents every edge, executor and worker option with its environment variable', () => {

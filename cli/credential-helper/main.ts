@@ -8,7 +8,7 @@
  *
  * Only `get`'s answer goes to stdout; everything meant for a person goes to stderr.
  */
-import { resolveOptions, optionsHelp, type Env } from '../../shared/config.ts';
+import { resolveOptions, optionsHelp, type Env } from '../../shared/options.ts';
 import { discoverIssuer } from '../../shared/auth/discovery.ts';
 import { LarderError } from '../../shared/errors.ts';
 import { deviceLogin, refresh, type Client } from './oauth.ts';

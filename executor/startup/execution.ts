@@ -2,7 +2,7 @@
  * The start-up step that makes this process execute: the scheduler (Redis with --queue redis://…, else in memory
  * when there are workers) and the in-process workers, each registered to be closed again.
  */
-import type { ExecutorConfig } from '../../shared/config.ts';
+import type { ExecutorConfig } from '../config/executor-options.ts';
 import type { Logger } from '../../shared/log.ts';
 import type { BlobStore } from '../../shared/storage/store.ts';
 import type { ExecutionSource } from '../execution/metrics.ts';

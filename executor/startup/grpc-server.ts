@@ -4,7 +4,7 @@
 import * as grpc from '@grpc/grpc-js';
 import { readFile } from 'node:fs/promises';
 import type { AccessGate } from '../../shared/auth/gate.ts';
-import type { ExecutorConfig } from '../../shared/config.ts';
+import type { ExecutorConfig } from '../config/executor-options.ts';
 import { LarderError } from '../../shared/errors.ts';
 import type { Logger } from '../../shared/log.ts';
 import type { Metrics } from '../../shared/metrics/metrics.ts';

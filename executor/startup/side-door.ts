@@ -3,7 +3,7 @@
  */
 import type { AccessGate } from '../../shared/auth/gate.ts';
 import { describeAuth } from '../../shared/auth/from-config.ts';
-import type { ExecutorConfig } from '../../shared/config.ts';
+import type { ExecutorConfig } from '../config/executor-options.ts';
 import type { Logger } from '../../shared/log.ts';
 import type { History } from '../../shared/metrics/history.ts';
 import type { Metrics } from '../../shared/metrics/metrics.ts';

@@ -4,7 +4,7 @@
  */
 import { hostname } from 'node:os';
 import { blobKey } from '../../shared/digest.ts';
-import type { ExecutionConfig } from '../../shared/config.ts';
+import type { ExecutionConfig } from '../config/execution-options.ts';
 import type { Logger } from '../../shared/log.ts';
 import type { BlobStore } from '../../shared/storage/store.ts';
 import { describeWorkerPlatform, workerPlatform } from '../reapi/platform.ts';

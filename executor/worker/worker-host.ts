@@ -7,7 +7,7 @@
 import { execFileSync } from 'node:child_process';
 import { chown, mkdir, rm, stat } from 'node:fs/promises';
 import { dirname, join, resolve } from 'node:path';
-import type { ExecutionConfig } from '../../shared/config.ts';
+import type { ExecutionConfig } from '../config/execution-options.ts';
 import { LarderError } from '../../shared/errors.ts';
 import type { Logger } from '../../shared/log.ts';
 import type { RunnerKind } from '../reapi/platform.ts';

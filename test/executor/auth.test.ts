@@ -16,7 +16,7 @@ import { authorizeCalls } from '../../executor/auth.ts';
 import type { CallOptions } from '../../executor/grpc/client.ts';
 import { checkExposure } from '../../shared/auth/exposure.ts';
 import { createAccessGate } from '../../shared/auth/gate.ts';
-import { parseExecutorConfig } from '../../shared/config.ts';
+import { parseExecutorConfig } from '../../executor/config/executor-options.ts';
 import type { WriteRequestSchema } from '../../shared/proto/gen/google/bytestream/bytestream_pb.ts';
 import { HealthCheckResponse_ServingStatus } from '../../shared/proto/gen/grpc/health/v1/health_pb.ts';
 import { tempDir } from '../helpers/edge-process.ts';

@@ -2,7 +2,7 @@
 import * as grpc from '@grpc/grpc-js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startExecutor } from '../../executor/start.ts';
-import { parseExecutorConfig } from '../../shared/config.ts';
+import { parseExecutorConfig } from '../../executor/config/executor-options.ts';
 import {
   Compressor_Value,
   DigestFunction_Value,

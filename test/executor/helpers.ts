@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import { type ServiceClient, createClient } from '../../executor/grpc/client.ts';
 import { type RunningExecutor, startExecutor } from '../../executor/start.ts';
 import type { WorkerPool } from '../../executor/worker/in-process.ts';
-import { parseExecutorConfig } from '../../shared/config.ts';
+import { parseExecutorConfig } from '../../executor/config/executor-options.ts';
 import type { BlobStore } from '../../shared/storage/store.ts';
 import {
   ActionCache,

@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startExecutor } from '../../executor/start.ts';
-import { parseExecutorConfig } from '../../shared/config.ts';
+import { parseExecutorConfig } from '../../executor/config/executor-options.ts';
 import { isLarderError } from '../../shared/errors.ts';
 import { tempDir } from '../helpers/edge-process.ts';
 import { markedProcesses, newMark } from '../helpers/marked-processes.ts';

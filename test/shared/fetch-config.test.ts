@@ -1,7 +1,7 @@
 /** --fetch-allow and the other download bounds: what the allow-list allows, and which addresses stay out of reach. */
 import { describe, expect, it } from 'vitest';
 import { allowsSpecialAddresses, isSpecialAddress } from '../../executor/services/asset/addresses.ts';
-import { parseExecutorConfig } from '../../shared/config.ts';
+import { parseExecutorConfig } from '../../executor/config/executor-options.ts';
 import { allowedBy, parseAllowList } from '../../shared/fetch-config.ts';
 
 const allowed = (list: string, url: string) => allowedBy(parseAllowList(list), new URL(url)) !== null;
