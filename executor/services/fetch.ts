@@ -1,7 +1,8 @@
 /**
  * Remote Asset API Fetch.FetchBlob: the digest of the content a URI names, from the cache when it has been
  * fetched (or pushed) before, else downloaded from the first URI that works, checked against `checksum.sri`,
- * and stored in the CAS. FetchDirectory is not served yet (UNIMPLEMENTED).
+ * and stored in the CAS. FetchDirectory answers only with trees pushed before (PushDirectory) and still
+ * complete in the CAS; it downloads nothing (no archive is unpacked into a tree).
  *
  * Every failure fails the call, with a status saying why (NOT_FOUND, PERMISSION_DENIED, FAILED_PRECONDITION for
  * a checksum mismatch or an over-size blob, DEADLINE_EXCEEDED, UNAVAILABLE), although the API would put failures
@@ -20,6 +21,7 @@ import type { BlobStore } from '../../shared/storage/store.ts';
 import { digestMessage } from '../reapi/digests.ts';
 import { Code, RpcError } from '../reapi/grpc-status.ts';
 import type { ServiceHandlers } from '../grpc/adapt.ts';
+import { firstMissing } from './asset/directory-tree.ts';
 import { readRecord, writeRecord } from './asset/records.ts';
 import { type AssetRequest, instantOf, parseAssetRequest } from './asset/request.ts';
 import { Slots } from './asset/slots.ts';
@@ -92,8 +94,29 @@ export function fetchService(deps: FetchDeps): ServiceHandlers<typeof Fetch> {
       return answer(fetched.uri, fetched.digest);
     },
 
-    async fetchDirectory() {
-      throw new RpcError(Code.UNIMPLEMENTED, 'FetchDirectory is not served by this server yet');
+    async fetchDirectory(request) {
+      const asset = parseAssetRequest(request);
+      const when = { now: now(), oldest: instantOf(request.oldestContentAccepted) };
+      for (const uri of asset.uris) {
+        const record = await readRecord(
+          store,
+          asset.instance,
+          { uri, identity: asset.qualifiers.identity },
+          when,
+          'directory',
+        );
+        if (record === null || (await firstMissing(store, asset.instance, record.digest)) !== null) continue;
+        return {
+          uri,
+          status: { code: Code.OK, message: '' },
+          rootDirectoryDigest: digestMessage(record.digest),
+          digestFunction: DigestFunction_Value.SHA256,
+        };
+      }
+      throw new RpcError(
+        Code.NOT_FOUND,
+        `no complete directory was pushed for ${asset.uris.map(withoutQuery).join(', ')} (FetchDirectory downloads nothing)`,
+      );
     },
   };
 }

@@ -2,7 +2,8 @@
  * Remote Asset API Push.PushBlob: a trusted client (role `write`) says which CAS blob some URIs name, and
  * FetchBlob answers with it from then on without going to an origin. The blob must already be in the CAS;
  * a `checksum.sri` is checked against its bytes before it is recorded, so a checksum record is always true.
- * PushDirectory is not served yet (UNIMPLEMENTED).
+ * PushDirectory does the same for the root of a Directory tree, which must be complete in the CAS (BuildStream
+ * keeps its artifacts this way, under `urn:` URIs).
  */
 import { createHash } from 'node:crypto';
 import { blobKey } from '../../shared/digest.ts';
@@ -13,6 +14,7 @@ import type { BlobStore } from '../../shared/storage/store.ts';
 import { digestOf } from '../reapi/digests.ts';
 import { Code, RpcError } from '../reapi/grpc-status.ts';
 import type { ServiceHandlers } from '../grpc/adapt.ts';
+import { firstMissing } from './asset/directory-tree.ts';
 import type { Checksum } from './asset/qualifiers.ts';
 import { writeRecord } from './asset/records.ts';
 import { instantOf, parseAssetRequest } from './asset/request.ts';
@@ -46,8 +48,20 @@ export function pushService(deps: PushDeps): ServiceHandlers<typeof Push> {
       return {};
     },
 
-    async pushDirectory() {
-      throw new RpcError(Code.UNIMPLEMENTED, 'PushDirectory is not served by this server yet');
+    async pushDirectory(request) {
+      const asset = parseAssetRequest(request);
+      const root = digestOf(request.rootDirectoryDigest, 'root_directory_digest');
+      const missing = await firstMissing(store, asset.instance, root);
+      if (missing !== null)
+        throw new RpcError(
+          Code.FAILED_PRECONDITION,
+          `the tree under ${root.hash} is not all in the CAS: ${missing} is missing`,
+        );
+      const record = { digest: root, since: now(), expireAt: instantOf(request.expireAt) };
+      for (const uri of asset.uris)
+        await writeRecord(store, asset.instance, { uri, identity: asset.qualifiers.identity }, record, 'directory');
+      log.debug('PushDirectory recorded', { uris: asset.uris.length, hash: root.hash });
+      return {};
     },
   };
 }

@@ -21,16 +21,20 @@ export interface AssetRecord {
   expireAt: number | null;
 }
 
+/** Blob records (FetchBlob, PushBlob) and directory records (FetchDirectory, PushDirectory) never answer for each other. */
+export type RecordSpace = 'blob' | 'directory';
+
 /** What a record is looked up by: a URI with its identifying qualifiers, or a checksum alone. */
 export type RecordName = { uri: string; identity: ReadonlyArray<[string, string]> } | { checksum: Checksum };
 
 const MAX_RECORD_BYTES = 1024;
 
-function recordHash(name: RecordName): string {
+function recordHash(name: RecordName, space: RecordSpace): string {
+  const prefix = space === 'blob' ? 'larder-asset-v1' : 'larder-asset-v1-directory';
   const text =
     'uri' in name
-      ? `larder-asset-v1\nuri\n${name.uri}\n${JSON.stringify(name.identity)}`
-      : `larder-asset-v1\nchecksum\n${name.checksum.algorithm}\n${name.checksum.hex}`;
+      ? `${prefix}\nuri\n${name.uri}\n${JSON.stringify(name.identity)}`
+      : `${prefix}\nchecksum\n${name.checksum.algorithm}\n${name.checksum.hex}`;
   return createHash('sha256').update(text).digest('hex');
 }
 
@@ -39,6 +43,7 @@ export async function writeRecord(
   instance: string,
   name: RecordName,
   record: AssetRecord,
+  space: RecordSpace = 'blob',
 ): Promise<void> {
   const bytes = new TextEncoder().encode(
     JSON.stringify({
@@ -48,7 +53,7 @@ export async function writeRecord(
       expireAt: record.expireAt,
     }),
   );
-  await store.put(blobKey(instance, 'ac', recordHash(name)), bytes, bytes.byteLength);
+  await store.put(blobKey(instance, 'ac', recordHash(name, space)), bytes, bytes.byteLength);
 }
 
 /**
@@ -60,8 +65,9 @@ export async function readRecord(
   instance: string,
   name: RecordName,
   when: { now: number; oldest: number | null },
+  space: RecordSpace = 'blob',
 ): Promise<AssetRecord | null> {
-  const blob = await store.get(blobKey(instance, 'ac', recordHash(name)));
+  const blob = await store.get(blobKey(instance, 'ac', recordHash(name, space)));
   if (blob === null) return null;
   let record: AssetRecord;
   try {
