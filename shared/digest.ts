@@ -21,6 +21,19 @@ export interface BlobKey {
 
 export const EMPTY_SHA256 = 'e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855';
 
+/**
+ * A digest as messages, logs and map keys write it: `hash/size`. Takes protobuf Digest messages too (their size is
+ * a bigint), so a digest from a reply and one parsed here give the same text.
+ */
+export function formatDigest(digest: { readonly hash: string; readonly sizeBytes: number | bigint }): string {
+  return `${digest.hash}/${digest.sizeBytes}`;
+}
+
+/** The empty blob's digest: every CAS has it without storing it, and reads of it need no store. */
+export function isEmptyDigest(digest: Digest): boolean {
+  return digest.sizeBytes === 0 && digest.hash === EMPTY_SHA256;
+}
+
 const SHA256_HEX = /^[0-9a-f]{64}$/;
 
 /** Checks a SHA-256 hex string. Uppercase is refused rather than folded: Bazel always sends lowercase. */

@@ -2,7 +2,7 @@
  * ByteStream.Read: streams a stored blob (or a zstd-compressed copy of it) to the client in bounded
  * chunks, honouring read_offset and read_limit and waiting whenever the client reads slowly.
  */
-import { blobKey, EMPTY_SHA256 } from '../../shared/digest.ts';
+import { blobKey, formatDigest, isEmptyDigest } from '../../shared/digest.ts';
 import { LarderError } from '../../shared/errors.ts';
 import type { BlobStore } from '../../shared/storage/store.ts';
 import { streamOf } from '../../shared/storage/streams.ts';
@@ -49,8 +49,8 @@ export async function readBlob(
   } else {
     await blob?.body.cancel();
     // The empty blob is always available; a stored size that differs from the digest's is not this blob.
-    if (digest.hash !== EMPTY_SHA256 || digest.sizeBytes !== 0) {
-      throw new LarderError('not_found', `blob ${digest.hash}/${digest.sizeBytes} not found`);
+    if (!isEmptyDigest(digest)) {
+      throw new LarderError('not_found', `blob ${formatDigest(digest)} not found`);
     }
     body = streamOf(new Uint8Array(0));
   }

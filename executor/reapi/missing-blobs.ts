@@ -6,7 +6,7 @@
  */
 import { create } from '@bufbuild/protobuf';
 import { anyPack } from '@bufbuild/protobuf/wkt';
-import type { Digest } from '../../shared/digest.ts';
+import { type Digest, formatDigest } from '../../shared/digest.ts';
 import { LarderError } from '../../shared/errors.ts';
 import {
   type ExecuteResponse,
@@ -20,7 +20,7 @@ export class MissingBlobsError extends LarderError {
   constructor(readonly digests: Digest[]) {
     super(
       'not_found',
-      `${digests.length} input blob(s) missing from the CAS: ${digests.slice(0, 5).map(label).join(', ')}${digests.length > 5 ? ', …' : ''}`,
+      `${digests.length} input blob(s) missing from the CAS: ${digests.slice(0, 5).map(formatDigest).join(', ')}${digests.length > 5 ? ', …' : ''}`,
     );
   }
 }
@@ -30,7 +30,7 @@ export function missingBlobsResponse(digests: readonly Digest[]): ExecuteRespons
   const detail = create(PreconditionFailureSchema, {
     violations: digests.map((d) => ({
       type: 'MISSING',
-      subject: `blobs/${d.hash}/${d.sizeBytes}`,
+      subject: `blobs/${formatDigest(d)}`,
       description: 'not in the CAS',
     })),
   });
@@ -41,8 +41,4 @@ export function missingBlobsResponse(digests: readonly Digest[]): ExecuteRespons
       details: [anyPack(PreconditionFailureSchema, detail)],
     },
   });
-}
-
-function label(digest: Digest): string {
-  return `${digest.hash}/${digest.sizeBytes}`;
 }

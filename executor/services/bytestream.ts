@@ -2,7 +2,7 @@
  * google.bytestream.ByteStream over the CAS: Read, Write (resumable) and QueryWriteStatus. The
  * streaming work lives in executor/bytestream/; this file only wires requests to it.
  */
-import { blobKey, EMPTY_SHA256 } from '../../shared/digest.ts';
+import { blobKey, isEmptyDigest } from '../../shared/digest.ts';
 import type { ByteStream } from '../../shared/proto/gen/google/bytestream/bytestream_pb.ts';
 import type { ServiceHandlers } from '../grpc/adapt.ts';
 import { readBlob } from '../bytestream/read.ts';
@@ -26,7 +26,7 @@ export function byteStreamService(deps: WriteDeps): ServiceHandlers<typeof ByteS
       if (kept > 0) return { committedSize: BigInt(kept), complete: false };
       const { digest } = resource;
       const stored = await deps.store.stat(blobKey(resource.instance, 'cas', digest.hash));
-      if (stored === digest.sizeBytes || (digest.hash === EMPTY_SHA256 && digest.sizeBytes === 0)) {
+      if (stored === digest.sizeBytes || isEmptyDigest(digest)) {
         // The blob is there, whoever uploaded it. REAPI reports -1 for compressed uploads, whose
         // compressed length this server cannot know.
         return { committedSize: resource.encoding === 'identity' ? BigInt(digest.sizeBytes) : -1n, complete: true };

@@ -4,7 +4,7 @@
  * A malformed request fails as a whole (INVALID_ARGUMENT); inside a well-formed batch each blob succeeds
  * or fails alone, with its own status.
  */
-import { type Digest, blobKey, EMPTY_SHA256 } from '../../shared/digest.ts';
+import { type Digest, blobKey, formatDigest, isEmptyDigest } from '../../shared/digest.ts';
 import { LarderError } from '../../shared/errors.ts';
 import type { BlobStore } from '../../shared/storage/store.ts';
 import { readWhole } from '../../shared/storage/streams.ts';
@@ -38,7 +38,7 @@ export function casService(deps: CasDeps): ServiceHandlers<typeof ContentAddress
   // Instance and digest are already checked, so the key is built without checking them again: this runs
   // 10,000 times for one FindMissingBlobs call.
   const isPresent = async (instance: string, digest: Digest) =>
-    isEmptyBlob(digest) || (await store.stat({ instance, kind: 'cas', hash: digest.hash })) === digest.sizeBytes;
+    isEmptyDigest(digest) || (await store.stat({ instance, kind: 'cas', hash: digest.hash })) === digest.sizeBytes;
 
   return {
     async findMissingBlobs(request) {
@@ -129,18 +129,14 @@ export function casService(deps: CasDeps): ServiceHandlers<typeof ContentAddress
   }
 
   async function readOne(instance: string, digest: Digest): Promise<Uint8Array> {
-    if (isEmptyBlob(digest)) return new Uint8Array(0);
+    if (isEmptyDigest(digest)) return new Uint8Array(0);
     const blob = await store.get(blobKey(instance, 'cas', digest.hash));
     if (blob === null || blob.size !== digest.sizeBytes) {
       await blob?.body.cancel();
-      throw new LarderError('not_found', `blob ${digest.hash}/${digest.sizeBytes} not found`);
+      throw new LarderError('not_found', `blob ${formatDigest(digest)} not found`);
     }
     return readWhole(blob, digest.sizeBytes);
   }
-}
-
-function isEmptyBlob(digest: Digest): boolean {
-  return digest.sizeBytes === 0 && digest.hash === EMPTY_SHA256;
 }
 
 /**

@@ -12,7 +12,7 @@
  */
 import { fromBinary, type MessageInitShape } from '@bufbuild/protobuf';
 import { createHash } from 'node:crypto';
-import { blobKey, type Digest } from '../../shared/digest.ts';
+import { blobKey, type Digest, formatDigest } from '../../shared/digest.ts';
 import { LarderError } from '../../shared/errors.ts';
 import { MAX_BUFFERED_PROTO_BYTES } from '../../shared/ac/validate.ts';
 import { mapLimit } from '../../shared/map-limit.ts';
@@ -50,7 +50,7 @@ export async function streamTree(walk: TreeWalk, send: (page: Page) => Promise<v
   if (request.pageSize < 0)
     throw new LarderError('invalid_argument', `page_size must not be negative (got ${request.pageSize})`);
   const pageSize = Math.min(request.pageSize === 0 ? DEFAULT_PAGE_SIZE : request.pageSize, MAX_PAGE_SIZE);
-  const key = `${walk.instance}\0${id(root)}`;
+  const key = `${walk.instance}\0${formatDigest(root)}`;
   const tag = createHash('sha256').update(key).digest('hex').slice(0, 12);
   const skip = parseToken(request.pageToken, tag);
   const pages = pager(pageSize, tag, skip, send);
@@ -76,10 +76,10 @@ export async function streamTree(walk: TreeWalk, send: (page: Page) => Promise<v
 /** The breadth-first walk from the root, handing each directory on; returns the order it met them in. */
 async function walkFrom(walk: TreeWalk, root: Digest, visit: (entry: Fetched) => Promise<void>): Promise<Digest[]> {
   const rootDirectory = await fetchDirectory(walk, root);
-  if (rootDirectory === null) throw new LarderError('not_found', `tree root ${root.hash}/${root.sizeBytes} not found`);
+  if (rootDirectory === null) throw new LarderError('not_found', `tree root ${formatDigest(root)} not found`);
   if (rootDirectory === 'invalid')
-    throw new LarderError('invalid_argument', `tree root ${root.hash}/${root.sizeBytes} is not a Directory`);
-  const seen = new Set([id(root)]);
+    throw new LarderError('invalid_argument', `tree root ${formatDigest(root)} is not a Directory`);
+  const seen = new Set([formatDigest(root)]);
   const order: Digest[] = [];
   let level: Fetched[] = [rootDirectory];
   while (level.length > 0) {
@@ -91,8 +91,8 @@ async function walkFrom(walk: TreeWalk, root: Digest, visit: (entry: Fetched) =>
     for (const { directory } of level) {
       for (const node of directory.directories) {
         const digest = tryDigest(node.digest);
-        if (digest === null || seen.has(id(digest))) continue;
-        seen.add(id(digest));
+        if (digest === null || seen.has(formatDigest(digest))) continue;
+        seen.add(formatDigest(digest));
         fresh.push(digest);
       }
     }
@@ -160,8 +160,4 @@ function tryDigest(message: Parameters<typeof digestOf>[0]): Digest | null {
   } catch {
     return null; // a malformed child digest names nothing that can be stored: left out like a missing one
   }
-}
-
-function id(digest: Digest): string {
-  return `${digest.hash}/${digest.sizeBytes}`;
 }

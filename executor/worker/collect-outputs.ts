@@ -23,7 +23,7 @@ import { create, toBinary } from '@bufbuild/protobuf';
 import { createHash } from 'node:crypto';
 import { lstat, mkdir, readdir, readlink, realpath, stat } from 'node:fs/promises';
 import { basename, dirname, join, posix } from 'node:path';
-import type { Digest } from '../../shared/digest.ts';
+import { type Digest, formatDigest } from '../../shared/digest.ts';
 import { LarderError } from '../../shared/errors.ts';
 import {
   type Directory,
@@ -323,17 +323,17 @@ async function treeOf(path: string, where: string, context: Context): Promise<Di
       directory.files.push(create(FileNodeSchema, { name, digest: digestMessage(digest), isExecutable: executable }));
     });
     const digest = digestOf(toBinary(DirectorySchema, directory));
-    if (!finished.has(label(digest))) finished.set(label(digest), directory);
+    if (!finished.has(formatDigest(digest))) finished.set(formatDigest(digest), directory);
     return { directory, digest };
   };
   const root = await walk(path, where);
-  finished.delete(label(root.digest));
+  finished.delete(formatDigest(root.digest));
   const tree = toBinary(
     TreeSchema,
     create(TreeSchema, { root: root.directory, children: [...finished.values()].reverse() }),
   );
   const treeDigest = digestOf(tree);
-  context.uploads.set(label(treeDigest), { digest: treeDigest, bytes: tree });
+  context.uploads.set(formatDigest(treeDigest), { digest: treeDigest, bytes: tree });
   return treeDigest;
 }
 
@@ -355,13 +355,13 @@ async function hashFiles(files: ReadonlyArray<{ path: string; rel: string }>, co
   });
   files.forEach(({ path, rel }, i) => {
     const { digest, bytes } = hashed[i]!;
-    if (context.uploads.has(label(digest))) return;
+    if (context.uploads.has(formatDigest(digest))) return;
     const keep =
       bytes !== null &&
       bytes.byteLength <= KEEP_FILE_BYTES &&
       context.keptBytes + bytes.byteLength <= KEEP_BUDGET_BYTES;
     if (keep) context.keptBytes += bytes.byteLength;
-    context.uploads.set(label(digest), keep ? { digest, bytes } : { digest, path, rel });
+    context.uploads.set(formatDigest(digest), keep ? { digest, bytes } : { digest, path, rel });
   });
   return hashed;
 }
@@ -380,8 +380,4 @@ function sortedByUtf8<T extends { name: string }>(entries: T[]): T[] {
 
 function digestOf(bytes: Uint8Array): Digest {
   return { hash: createHash('sha256').update(bytes).digest('hex'), sizeBytes: bytes.byteLength };
-}
-
-function label(digest: Digest): string {
-  return `${digest.hash}/${digest.sizeBytes}`;
 }

@@ -9,7 +9,7 @@ import { create } from '@bufbuild/protobuf';
 import * as grpc from '@grpc/grpc-js';
 import { createHash, randomUUID } from 'node:crypto';
 import { open, rm } from 'node:fs/promises';
-import { type Digest, EMPTY_SHA256 } from '../../shared/digest.ts';
+import { type Digest, formatDigest, isEmptyDigest } from '../../shared/digest.ts';
 import { LarderError } from '../../shared/errors.ts';
 import type { ActionResult } from '../../shared/proto/gen/build/bazel/remote/execution/v2/remote_execution_pb.ts';
 import { WriteRequestSchema } from '../../shared/proto/gen/google/bytestream/bytestream_pb.ts';
@@ -29,8 +29,7 @@ const FIND_MISSING_CHUNK = 4096;
 
 export function grpcCas(frontend: Frontend, instance: string): WorkerCas {
   const meta = () => ({ metadata: frontend.metadata() });
-  const resource = (digest: Digest) =>
-    `${instance === '' ? '' : `${instance}/`}blobs/${digest.hash}/${digest.sizeBytes}`;
+  const resource = (digest: Digest) => `${instance === '' ? '' : `${instance}/`}blobs/${formatDigest(digest)}`;
 
   /** One blob by BatchReadBlobs; null when the CAS lacks it. */
   async function batchRead(digest: Digest): Promise<Uint8Array | null> {
@@ -42,7 +41,7 @@ export function grpcCas(frontend: Frontend, instance: string): WorkerCas {
     if ((entry.status?.code ?? 0) !== 0)
       throw new LarderError(
         'unavailable',
-        `frontend ${frontend.url}: BatchReadBlobs ${label(digest)}: ${entry.status?.message}`,
+        `frontend ${frontend.url}: BatchReadBlobs ${formatDigest(digest)}: ${entry.status?.message}`,
       );
     return entry.data;
   }
@@ -94,7 +93,7 @@ export function grpcCas(frontend: Frontend, instance: string): WorkerCas {
   }
 
   async function streamUpload(digest: Digest, chunks: AsyncIterable<Uint8Array> | Iterable<Uint8Array>): Promise<void> {
-    const resourceName = `${instance === '' ? '' : `${instance}/`}uploads/${randomUUID()}/blobs/${digest.hash}/${digest.sizeBytes}`;
+    const resourceName = `${instance === '' ? '' : `${instance}/`}uploads/${randomUUID()}/blobs/${formatDigest(digest)}`;
     async function* requests() {
       let offset = 0n;
       let first = true;
@@ -118,7 +117,7 @@ export function grpcCas(frontend: Frontend, instance: string): WorkerCas {
   }
 
   async function isPresent(digest: Digest): Promise<boolean> {
-    return isEmpty(digest) || (await cas.findMissing([digest])).length === 0;
+    return isEmptyDigest(digest) || (await cas.findMissing([digest])).length === 0;
   }
 
   const cas: WorkerCas = {
@@ -126,9 +125,9 @@ export function grpcCas(frontend: Frontend, instance: string): WorkerCas {
       if (digest.sizeBytes > maxBytes)
         throw new LarderError(
           'too_large',
-          `blob ${label(digest)} is over the ${maxBytes}-byte limit for buffered reads`,
+          `blob ${formatDigest(digest)} is over the ${maxBytes}-byte limit for buffered reads`,
         );
-      if (isEmpty(digest)) return new Uint8Array(0);
+      if (isEmptyDigest(digest)) return new Uint8Array(0);
       let bytes: Uint8Array | null;
       if (digest.sizeBytes <= BATCH_BYTES) {
         bytes = await batchRead(digest);
@@ -153,7 +152,7 @@ export function grpcCas(frontend: Frontend, instance: string): WorkerCas {
           await file.write(chunk);
         };
         let found = true;
-        if (isEmpty(digest)) {
+        if (isEmptyDigest(digest)) {
           // nothing to fetch
         } else if (digest.sizeBytes <= BATCH_BYTES) {
           const bytes = await batchRead(digest);
@@ -180,8 +179,8 @@ export function grpcCas(frontend: Frontend, instance: string): WorkerCas {
         const reply = await call('FindMissingBlobs', () =>
           frontend.cas.findMissingBlobs({ instanceName: instance, blobDigests: chunk.map(digestMessage) }, meta()),
         );
-        const absent = new Set(reply.missingBlobDigests.map((d) => `${d.hash}/${d.sizeBytes}`));
-        missing.push(...chunk.filter((d) => absent.has(label(d))));
+        const absent = new Set(reply.missingBlobDigests.map(formatDigest));
+        missing.push(...chunk.filter((d) => absent.has(formatDigest(d))));
       }
       return missing;
     },
@@ -244,15 +243,7 @@ function check(digest: Digest, actual: string, size: number): void {
   if (size !== digest.sizeBytes || actual !== digest.hash) {
     throw new LarderError(
       'digest_mismatch',
-      `cas read ${label(digest)}: the frontend sent ${size} bytes hashing to ${actual}`,
+      `cas read ${formatDigest(digest)}: the frontend sent ${size} bytes hashing to ${actual}`,
     );
   }
-}
-
-function isEmpty(digest: Digest): boolean {
-  return digest.sizeBytes === 0 && digest.hash === EMPTY_SHA256;
-}
-
-function label(digest: Digest): string {
-  return `${digest.hash}/${digest.sizeBytes}`;
 }

@@ -4,7 +4,8 @@
  */
 import { join } from 'node:path';
 import { LarderError } from '../../shared/errors.ts';
-import { type Checked, type InputTree, label } from './input-tree.ts';
+import { formatDigest } from '../../shared/digest.ts';
+import type { Checked, InputTree } from './input-tree.ts';
 
 /** Symlinks followed while resolving one input symlink, as the kernel's own limit (ELOOP). */
 const MAX_SYMLINK_HOPS = 40;
@@ -36,12 +37,12 @@ export function checkSymlinks(tree: InputTree): void {
             `input symlink "${at}" -> "${entry.target}" points outside the input root`,
           );
         }
-      } else if (entry.kind === 'directory' && hasSymlinks.has(label(entry.digest!))) {
-        walk([...stack, directories.get(label(entry.digest!))!], at);
+      } else if (entry.kind === 'directory' && hasSymlinks.has(formatDigest(entry.digest!))) {
+        walk([...stack, directories.get(formatDigest(entry.digest!))!], at);
       }
     }
   };
-  if (hasSymlinks.has(label(tree.root))) walk([directories.get(label(tree.root))!], '');
+  if (hasSymlinks.has(formatDigest(tree.root))) walk([directories.get(formatDigest(tree.root))!], '');
 }
 
 /** The Directories that hold a symlink somewhere below them, themselves included. */
@@ -52,12 +53,12 @@ function symlinkHolders(tree: InputTree): Set<string> {
     if (known !== undefined) return known;
     let found = false;
     for (const entry of tree.directories.get(key)!.entries.values()) {
-      if (entry.kind === 'symlink' || (entry.kind === 'directory' && holds(label(entry.digest!)))) found = true;
+      if (entry.kind === 'symlink' || (entry.kind === 'directory' && holds(formatDigest(entry.digest!)))) found = true;
     }
     memo.set(key, found);
     return found;
   };
-  holds(label(tree.root));
+  holds(formatDigest(tree.root));
   return new Set([...memo].filter(([, found]) => found).map(([key]) => key));
 }
 
@@ -84,7 +85,7 @@ function resolve(
     const entry = stack[stack.length - 1]!.entries.get(part);
     if (entry === undefined || entry.kind === 'file') return 'inside'; // ENOENT / ENOTDIR from here on
     if (entry.kind === 'directory') {
-      stack.push(directories.get(label(entry.digest!))!);
+      stack.push(directories.get(formatDigest(entry.digest!))!);
       continue;
     }
     if (hops >= MAX_SYMLINK_HOPS) return 'inside'; // ELOOP

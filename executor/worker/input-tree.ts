@@ -10,7 +10,7 @@
  */
 import { fromBinary } from '@bufbuild/protobuf';
 import { join } from 'node:path';
-import { type Digest, parseDigest } from '../../shared/digest.ts';
+import { type Digest, formatDigest, parseDigest } from '../../shared/digest.ts';
 import { LarderError } from '../../shared/errors.ts';
 import { mapLimit } from '../../shared/map-limit.ts';
 import {
@@ -52,7 +52,7 @@ export interface Checked {
 
 export interface InputTree {
   root: Digest;
-  /** Every distinct Directory of the tree, by `label(digest)`. */
+  /** Every distinct Directory of the tree, by `formatDigest(digest)`. */
   directories: Map<string, Checked>;
   /** What staging the tree will create. */
   counts: InputCounts;
@@ -78,7 +78,7 @@ export async function readInputTree(
   const directories = new Map<string, Checked>();
   const missing: Digest[] = [];
   const files = new Map<string, Digest>();
-  const seen = new Set([label(root)]);
+  const seen = new Set([formatDigest(root)]);
   // Lower bounds of the staged counts: every distinct Directory and entry, once.
   const distinct: InputCounts = { files: 0, directories: 1, bytes: 0 };
   let level: Array<{ digest: Digest; path: string }> = [{ digest: root, path: '' }];
@@ -99,15 +99,15 @@ export async function readInputTree(
           return;
         }
         const checked = checkDirectory(directory, digest, path);
-        directories.set(label(digest), checked);
+        directories.set(formatDigest(digest), checked);
         for (const [name, entry] of checked.entries) {
           if (entry.kind !== 'directory') distinct.files++;
           if (entry.kind === 'file') {
             distinct.bytes += entry.digest!.sizeBytes;
-            if (entry.digest!.sizeBytes > 0) files.set(label(entry.digest!), entry.digest!);
+            if (entry.digest!.sizeBytes > 0) files.set(formatDigest(entry.digest!), entry.digest!);
           }
-          if (entry.kind === 'directory' && !seen.has(label(entry.digest!))) {
-            seen.add(label(entry.digest!));
+          if (entry.kind === 'directory' && !seen.has(formatDigest(entry.digest!))) {
+            seen.add(formatDigest(entry.digest!));
             distinct.directories++;
             next.push({ digest: entry.digest!, path: join(path, name) });
           }
@@ -129,7 +129,7 @@ async function readDirectory(cas: WorkerCas, digest: Digest): Promise<Directory 
   if (digest.sizeBytes > MAX_DIRECTORY_BYTES) {
     throw new LarderError(
       'invalid_argument',
-      `input Directory ${label(digest)} is over the ${MAX_DIRECTORY_BYTES}-byte limit`,
+      `input Directory ${formatDigest(digest)} is over the ${MAX_DIRECTORY_BYTES}-byte limit`,
     );
   }
   const bytes = await cas.readBytes(digest, MAX_DIRECTORY_BYTES);
@@ -139,14 +139,14 @@ async function readDirectory(cas: WorkerCas, digest: Digest): Promise<Directory 
   } catch (err) {
     throw new LarderError(
       'invalid_argument',
-      `input Directory ${label(digest)} is not a valid Directory protobuf: ${(err as Error).message}`,
+      `input Directory ${formatDigest(digest)} is not a valid Directory protobuf: ${(err as Error).message}`,
     );
   }
 }
 
 /** Checks names (one component each, unique across files, directories and symlinks) and digests. */
 function checkDirectory(directory: Directory, digest: Digest, path: string): Checked {
-  const where = path === '' ? `the input root (${label(digest)})` : `input directory "${path}"`;
+  const where = path === '' ? `the input root (${formatDigest(digest)})` : `input directory "${path}"`;
   const entries = new Map<string, Entry>();
   const add = (name: string, entry: Entry) => {
     if (name === '' || name === '.' || name === '..' || name.includes('/') || name.includes('\0')) {
@@ -200,7 +200,7 @@ function measure(directories: Map<string, Checked>, root: Digest, limits: InputL
     const size = { files: 0, directories: 1, bytes: 0, height: 0 };
     for (const entry of directories.get(key)?.entries.values() ?? []) {
       if (entry.kind === 'directory') {
-        const child = walk(label(entry.digest!), depth + 1);
+        const child = walk(formatDigest(entry.digest!), depth + 1);
         size.files += child.files;
         size.directories += child.directories;
         size.bytes += child.bytes;
@@ -214,7 +214,7 @@ function measure(directories: Map<string, Checked>, root: Digest, limits: InputL
     memo.set(key, size);
     return size;
   };
-  const { height: _, ...counts } = walk(label(root), 0);
+  const { height: _, ...counts } = walk(formatDigest(root), 0);
   checkLimits(counts, limits, '');
   return counts;
 }
@@ -234,8 +234,4 @@ function checkLimits(counts: InputCounts, limits: InputLimits, bound: '' | 'at l
 
 function tooDeep(): never {
   throw new LarderError('invalid_argument', `the input root nests directories more than ${MAX_DEPTH} deep`);
-}
-
-export function label(digest: Digest): string {
-  return `${digest.hash}/${digest.sizeBytes}`;
 }

@@ -15,12 +15,12 @@
 import { mkdir, symlink } from 'node:fs/promises';
 import { join } from 'node:path';
 import PQueue from 'p-queue';
-import type { Digest } from '../../shared/digest.ts';
+import { type Digest, formatDigest } from '../../shared/digest.ts';
 import type { WorkerCas } from './cas.ts';
 import type { FileCache } from './file-cache.ts';
 import { checkSymlinks } from './input-symlinks.ts';
 import { MissingBlobsError } from '../reapi/missing-blobs.ts';
-import { type InputLimits, type InputTree, label, readInputTree } from './input-tree.ts';
+import { type InputLimits, type InputTree, readInputTree } from './input-tree.ts';
 
 export type { InputLimits } from './input-tree.ts';
 
@@ -102,7 +102,7 @@ async function materialise(options: StageInputsOptions, tree: InputTree): Promis
   };
   const walk = async (digest: Digest, dir: string) => {
     stats.directories++;
-    for (const [name, entry] of tree.directories.get(label(digest))!.entries) {
+    for (const [name, entry] of tree.directories.get(formatDigest(digest))!.entries) {
       if (failure !== null) return;
       signal?.throwIfAborted();
       const path = join(dir, name);

@@ -9,7 +9,7 @@
 import { createHash } from 'node:crypto';
 import { open, rm } from 'node:fs/promises';
 import { Readable } from 'node:stream';
-import { type BlobKey, type Digest, EMPTY_SHA256, parseInstance } from '../../shared/digest.ts';
+import { type BlobKey, type Digest, formatDigest, isEmptyDigest, parseInstance } from '../../shared/digest.ts';
 import { LarderError } from '../../shared/errors.ts';
 import type { BlobStore, StoredBlob } from '../../shared/storage/store.ts';
 import { readWhole } from '../../shared/storage/streams.ts';
@@ -26,7 +26,8 @@ export function storeCas(store: BlobStore, instance: string): WorkerCas {
   const checkedInstance = parseInstance(instance);
   // Digests are already checked (shared/digest.ts), so keys are built without checking them again.
   const keyOf = (digest: Digest): BlobKey => ({ instance: checkedInstance, kind: 'cas', hash: digest.hash });
-  const isPresent = async (digest: Digest) => isEmpty(digest) || (await store.stat(keyOf(digest))) === digest.sizeBytes;
+  const isPresent = async (digest: Digest) =>
+    isEmptyDigest(digest) || (await store.stat(keyOf(digest))) === digest.sizeBytes;
 
   /** The stored blob when it has the digest's size; anything else counts as missing. */
   const openBlob = async (digest: Digest): Promise<StoredBlob | null> => {
@@ -43,24 +44,27 @@ export function storeCas(store: BlobStore, instance: string): WorkerCas {
       if (digest.sizeBytes > maxBytes) {
         throw new LarderError(
           'too_large',
-          `blob ${label(digest)} is over the ${maxBytes}-byte limit for buffered reads`,
+          `blob ${formatDigest(digest)} is over the ${maxBytes}-byte limit for buffered reads`,
         );
       }
-      if (isEmpty(digest)) return new Uint8Array(0);
+      if (isEmptyDigest(digest)) return new Uint8Array(0);
       const blob = await openBlob(digest);
       if (blob === null) return null;
       const bytes = await readWhole(blob, digest.sizeBytes);
       const actual = createHash('sha256').update(bytes).digest('hex');
       if (actual !== digest.hash) {
-        throw new LarderError('digest_mismatch', `cas read ${label(digest)}: the stored bytes hash to ${actual}`);
+        throw new LarderError(
+          'digest_mismatch',
+          `cas read ${formatDigest(digest)}: the stored bytes hash to ${actual}`,
+        );
       }
       return bytes;
     },
 
     async readToFile(digest, path, signal) {
       signal?.throwIfAborted();
-      const blob = isEmpty(digest) ? null : await openBlob(digest);
-      if (blob === null && !isEmpty(digest)) return false;
+      const blob = isEmptyDigest(digest) ? null : await openBlob(digest);
+      if (blob === null && !isEmptyDigest(digest)) return false;
       let file;
       try {
         file = await open(path, 'wx', 0o600);
@@ -82,7 +86,7 @@ export function storeCas(store: BlobStore, instance: string): WorkerCas {
       } catch (err) {
         await file.close().catch(() => {});
         await rm(path, { force: true });
-        throw err instanceof LarderError ? err.wrap(`cas read ${label(digest)}`) : err;
+        throw err instanceof LarderError ? err.wrap(`cas read ${formatDigest(digest)}`) : err;
       }
     },
 
@@ -95,7 +99,7 @@ export function storeCas(store: BlobStore, instance: string): WorkerCas {
 
     async uploadBatch(blobs) {
       await mapLimit(blobs, CONCURRENCY, ({ digest, bytes }) =>
-        isEmpty(digest) ? Promise.resolve() : store.put(keyOf(digest), bytes, digest.sizeBytes),
+        isEmptyDigest(digest) ? Promise.resolve() : store.put(keyOf(digest), bytes, digest.sizeBytes),
       );
     },
 
@@ -111,12 +115,4 @@ export function storeCas(store: BlobStore, instance: string): WorkerCas {
       await store.put(keyOf(digest), body, digest.sizeBytes);
     },
   };
-}
-
-function isEmpty(digest: Digest): boolean {
-  return digest.sizeBytes === 0 && digest.hash === EMPTY_SHA256;
-}
-
-function label(digest: Digest): string {
-  return `${digest.hash}/${digest.sizeBytes}`;
 }

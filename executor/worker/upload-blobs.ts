@@ -5,7 +5,7 @@
  * size) and `LARGE_IN_FLIGHT` streams are held at once, whatever the number or size of the outputs.
  */
 import type { FileHandle } from 'node:fs/promises';
-import type { Digest } from '../../shared/digest.ts';
+import { type Digest, formatDigest } from '../../shared/digest.ts';
 import { mapLimit } from '../../shared/map-limit.ts';
 import type { WorkerCas } from './cas.ts';
 import { readWhole } from './output-file.ts';
@@ -28,8 +28,8 @@ const LARGE_IN_FLIGHT = 4;
 export async function uploadBlobs(cas: WorkerCas, blobs: readonly OutputBlob[], open: OpenOutput): Promise<void> {
   for (let at = 0; at < blobs.length; at += FIND_MISSING_CHUNK) {
     const chunk = blobs.slice(at, at + FIND_MISSING_CHUNK);
-    const missing = new Set((await cas.findMissing(chunk.map((b) => b.digest))).map(label));
-    const needed = chunk.filter((b) => missing.has(label(b.digest)));
+    const missing = new Set((await cas.findMissing(chunk.map((b) => b.digest))).map(formatDigest));
+    const needed = chunk.filter((b) => missing.has(formatDigest(b.digest)));
     const small = needed.filter((b) => b.digest.sizeBytes <= cas.maxBatchBytes);
     const large = needed.filter((b) => b.digest.sizeBytes > cas.maxBatchBytes);
     await Promise.all([
@@ -78,8 +78,4 @@ async function readFile(open: OpenOutput, blob: { digest: Digest; path: string; 
   } finally {
     await file.close();
   }
-}
-
-function label(digest: Digest): string {
-  return `${digest.hash}/${digest.sizeBytes}`;
 }

@@ -126,10 +126,6 @@ export function statusResponse(code: number, message: string): string {
   return encodeResponse(create(ExecuteResponseSchema, { status: { code, message } }));
 }
 
-export function formatDigest(digest: Digest): string {
-  return `${digest.hash}/${digest.sizeBytes}`;
-}
-
 export function parseStoredDigest(text: string): Digest {
   const [hash, size] = text.split('/');
   return { hash: hash!, sizeBytes: Number(size) };

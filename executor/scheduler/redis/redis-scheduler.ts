@@ -48,7 +48,8 @@ import {
   standingView,
   type WorkerSlot,
 } from '../scheduler.ts';
-import { decodeResponse, encodeJob, formatDigest, parseStoredDigest, queueSpec, statusResponse } from './codec.ts';
+import { formatDigest } from '../../../shared/digest.ts';
+import { decodeResponse, encodeJob, parseStoredDigest, queueSpec, statusResponse } from './codec.ts';
 import { FleetConnection, type FleetOptions } from './fleet-connection.ts';
 import { HeldLeases } from './lease.ts';
 import { type LiveWorker, liveWorkers, wakesFor, wakeWorkers } from './live-workers.ts';

@@ -10,6 +10,7 @@
  */
 import { readdir, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import { formatDigest } from '../../../shared/digest.ts';
 import type { Logger } from '../../../shared/log.ts';
 import type { RunnerKind } from '../../reapi/platform.ts';
 import type { ExecutionJob } from '../../scheduler/scheduler.ts';
@@ -92,7 +93,7 @@ export class PersistentWorkers {
       protocol,
       startup: commandLine.startup,
       env,
-      toolInputs: tools.map((t) => `${t.digest.hash}/${t.digest.sizeBytes}`),
+      toolInputs: tools.map((t) => formatDigest(t.digest)),
     });
     const slot = await this.pool.acquire(key, affinityHint(job)!, signal);
     try {

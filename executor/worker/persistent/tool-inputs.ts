@@ -5,7 +5,7 @@
  * which mark nothing, they are the input files named on the worker's start-up command line.
  */
 import { fromBinary } from '@bufbuild/protobuf';
-import { type Digest, parseDigest } from '../../../shared/digest.ts';
+import { type Digest, formatDigest, parseDigest } from '../../../shared/digest.ts';
 import { LarderError } from '../../../shared/errors.ts';
 import {
   type Directory,
@@ -69,7 +69,7 @@ export class ToolInputFinder {
   }
 
   private async directory(cas: ProtoReader, digest: Digest): Promise<Directory> {
-    const id = `${digest.hash}/${digest.sizeBytes}`;
+    const id = formatDigest(digest);
     const known = this.directories.get(id);
     if (known !== undefined) return known;
     const bytes = await cas.readBytes(digest, MAX_DIRECTORY_BYTES);

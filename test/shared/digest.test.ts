@@ -1,0 +1,21 @@
+import { create } from '@bufbuild/protobuf';
+import { describe, expect, it } from 'vitest';
+import { EMPTY_SHA256, formatDigest, isEmptyDigest, parseDigest } from '../../shared/digest.ts';
+import { DigestSchema } from '../../shared/proto/gen/build/bazel/remote/execution/v2/remote_execution_pb.ts';
+
+const HASH = 'a'.repeat(64);
+
+describe('formatDigest', () => {
+  it('writes hash/size, the same for a parsed digest and a protobuf Digest message', () => {
+    expect(formatDigest(parseDigest(HASH, 42))).toBe(`${HASH}/42`);
+    expect(formatDigest(create(DigestSchema, { hash: HASH, sizeBytes: 42n }))).toBe(`${HASH}/42`);
+  });
+});
+
+describe('isEmptyDigest', () => {
+  it("is the empty blob's hash with size 0, and nothing else", () => {
+    expect(isEmptyDigest({ hash: EMPTY_SHA256, sizeBytes: 0 })).toBe(true);
+    expect(isEmptyDigest({ hash: EMPTY_SHA256, sizeBytes: 1 })).toBe(false);
+    expect(isEmptyDigest({ hash: HASH, sizeBytes: 0 })).toBe(false);
+  });
+});
