@@ -6,6 +6,8 @@
  * URI names; roles decide who may do which.
  */
 import { createHash } from 'node:crypto';
+import { once } from 'node:events';
+import { type AddressInfo, createServer } from 'node:net';
 import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { timestampFromMs } from '@bufbuild/protobuf/wkt';
@@ -343,6 +345,26 @@ describe('FetchBlob limits and roles', () => {
       clients.push.close();
       await server.stop();
       await origin.stop();
+    }
+  });
+
+  it('bounds the time to connect: a TLS upstream that never answers the handshake', async () => {
+    const silent = createServer(() => {});
+    silent.listen(0, '127.0.0.1');
+    await once(silent, 'listening');
+    const host = `127.0.0.1:${(silent.address() as AddressInfo).port}`;
+    const server = await startTestServer({ args: ['--fetch-allow', host, '--fetch-connect-timeout', '300ms'] });
+    const clients = assetClients(server);
+    try {
+      const started = Date.now();
+      const reply = await codeOf(clients.fetch.fetchBlob({ uris: [`https://${host}/file`] }));
+      expect(reply).toEqual({ code: DEADLINE_EXCEEDED, details: expect.stringMatching(/no connection within 300 ms/) });
+      expect(Date.now() - started).toBeLessThan(5000);
+    } finally {
+      clients.fetch.close();
+      clients.push.close();
+      await server.stop();
+      silent.close();
     }
   });
 
