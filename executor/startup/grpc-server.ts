@@ -11,7 +11,7 @@ import type { Metrics } from '../../shared/metrics/metrics.ts';
 import type { BlobStore } from '../../shared/storage/store.ts';
 import type { PartialUploads } from '../bytestream/partial-uploads.ts';
 import { widenReceiveWindows } from '../grpc/flow-control.ts';
-import { createExecutorServer } from '../server.ts';
+import { createExecutorServer } from './server.ts';
 import type { loadZstd } from '../reapi/zstd.ts';
 import { bindError } from './bind-error.ts';
 import type { DisposalStack } from './disposal-stack.ts';

@@ -8,7 +8,7 @@ import type { Logger } from '../../shared/log.ts';
 import type { History } from '../../shared/metrics/history.ts';
 import type { Metrics } from '../../shared/metrics/metrics.ts';
 import { renderStatusPage, type StatusSnapshot } from '../../shared/status/page.ts';
-import { type MetricsServer, startMetricsServer } from '../metrics-server.ts';
+import { type MetricsServer, startMetricsServer } from './metrics-server.ts';
 import { bindError } from './bind-error.ts';
 import type { DisposalStack } from './disposal-stack.ts';
 import type { Execution } from './execution.ts';

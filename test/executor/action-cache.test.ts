@@ -8,7 +8,7 @@ import {
 } from '../../shared/proto/gen/build/bazel/remote/execution/v2/remote_execution_pb.ts';
 import { tmpdir } from 'node:os';
 import { PartialUploads } from '../../executor/bytestream/partial-uploads.ts';
-import { createExecutorServer } from '../../executor/server.ts';
+import { createExecutorServer } from '../../executor/startup/server.ts';
 import { createLogger } from '../../shared/log.ts';
 import { MemoryStore } from '../../shared/storage/memory.ts';
 import { clientsFor, codeOf, digestOf, startTestServer, type TestServer } from './helpers.ts';

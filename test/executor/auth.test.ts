@@ -12,7 +12,7 @@ import { createHash, randomUUID } from 'node:crypto';
 import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { authorizeCalls } from '../../executor/auth.ts';
+import { authorizeCalls } from '../../executor/grpc/auth.ts';
 import type { CallOptions } from '../../executor/grpc/client.ts';
 import { checkExposure } from '../../shared/auth/exposure.ts';
 import { createAccessGate } from '../../shared/auth/gate.ts';

@@ -7,14 +7,14 @@
  * gRPC has no WWW-Authenticate; clients that refresh credentials (Bazel with a credential helper) do so on
  * the UNAUTHENTICATED status itself, so the gate's challenges are not sent.
  */
-import type { Principal } from '../shared/auth/authenticator.ts';
-import type { AccessGate } from '../shared/auth/gate.ts';
-import { requiredRole } from '../shared/auth/operations.ts';
-import { LarderError } from '../shared/errors.ts';
-import type { Logger } from '../shared/log.ts';
-import type { Metrics } from '../shared/metrics/metrics.ts';
-import { ActionCache, Execution } from '../shared/proto/gen/build/bazel/remote/execution/v2/remote_execution_pb.ts';
-import type { CallContext } from './grpc/adapt.ts';
+import type { Principal } from '../../shared/auth/authenticator.ts';
+import type { AccessGate } from '../../shared/auth/gate.ts';
+import { requiredRole } from '../../shared/auth/operations.ts';
+import { LarderError } from '../../shared/errors.ts';
+import type { Logger } from '../../shared/log.ts';
+import type { Metrics } from '../../shared/metrics/metrics.ts';
+import { ActionCache, Execution } from '../../shared/proto/gen/build/bazel/remote/execution/v2/remote_execution_pb.ts';
+import type { CallContext } from './adapt.ts';
 
 /** An `authorize` hook for the adapter (grpc/adapt.ts) that asks `gate` about every call. */
 export function authorizeCalls(

@@ -4,37 +4,37 @@
  * authorised once, by the adapter, through the access gate; no service checks credentials itself.
  */
 import * as grpc from '@grpc/grpc-js';
-import { MAX_BUFFERED_PROTO_BYTES } from '../shared/ac/validate.ts';
-import type { AccessGate } from '../shared/auth/gate.ts';
-import type { Logger } from '../shared/log.ts';
-import type { Metrics } from '../shared/metrics/metrics.ts';
-import type { BlobStore } from '../shared/storage/store.ts';
+import { MAX_BUFFERED_PROTO_BYTES } from '../../shared/ac/validate.ts';
+import type { AccessGate } from '../../shared/auth/gate.ts';
+import type { Logger } from '../../shared/log.ts';
+import type { Metrics } from '../../shared/metrics/metrics.ts';
+import type { BlobStore } from '../../shared/storage/store.ts';
 import {
   ActionCache,
   Capabilities,
   ContentAddressableStorage,
   Execution,
-} from '../shared/proto/gen/build/bazel/remote/execution/v2/remote_execution_pb.ts';
-import { Operations } from '../shared/proto/gen/google/longrunning/operations_pb.ts';
-import { ByteStream } from '../shared/proto/gen/google/bytestream/bytestream_pb.ts';
-import { Fetch, Push } from '../shared/proto/gen/build/bazel/remote/asset/v1/remote_asset_pb.ts';
-import type { FetchConfig } from '../shared/fetch-config.ts';
-import { Health } from '../shared/proto/gen/grpc/health/v1/health_pb.ts';
-import { authorizeCalls, mayExecute, mayUpdateActionCache } from './auth.ts';
-import { type ExecutionDeps, executionService } from './execution/execution-service.ts';
-import { operationsService } from './execution/operations-service.ts';
-import type { PartialUploads } from './bytestream/partial-uploads.ts';
-import { addService, type AdaptOptions, type CallContext } from './grpc/adapt.ts';
-import { grpcObserver } from './grpc/observe.ts';
-import { logCalls } from './grpc/request-metadata.ts';
-import { actionCacheService, MAX_INLINE_BYTES } from './services/action-cache.ts';
-import { byteStreamService } from './services/bytestream.ts';
-import { capabilitiesService } from './services/capabilities.ts';
-import { casService } from './services/cas.ts';
-import { fetchService } from './services/fetch.ts';
-import { pushService } from './services/push.ts';
-import { healthService } from './services/health.ts';
-import type { Zstd } from './reapi/zstd.ts';
+} from '../../shared/proto/gen/build/bazel/remote/execution/v2/remote_execution_pb.ts';
+import { Operations } from '../../shared/proto/gen/google/longrunning/operations_pb.ts';
+import { ByteStream } from '../../shared/proto/gen/google/bytestream/bytestream_pb.ts';
+import { Fetch, Push } from '../../shared/proto/gen/build/bazel/remote/asset/v1/remote_asset_pb.ts';
+import type { FetchConfig } from '../../shared/fetch-config.ts';
+import { Health } from '../../shared/proto/gen/grpc/health/v1/health_pb.ts';
+import { authorizeCalls, mayExecute, mayUpdateActionCache } from '../grpc/auth.ts';
+import { type ExecutionDeps, executionService } from '../execution/execution-service.ts';
+import { operationsService } from '../execution/operations-service.ts';
+import type { PartialUploads } from '../bytestream/partial-uploads.ts';
+import { addService, type AdaptOptions, type CallContext } from '../grpc/adapt.ts';
+import { grpcObserver } from '../grpc/observe.ts';
+import { logCalls } from '../grpc/request-metadata.ts';
+import { actionCacheService, MAX_INLINE_BYTES } from '../services/action-cache.ts';
+import { byteStreamService } from '../services/bytestream.ts';
+import { capabilitiesService } from '../services/capabilities.ts';
+import { casService } from '../services/cas.ts';
+import { fetchService } from '../services/fetch.ts';
+import { pushService } from '../services/push.ts';
+import { healthService } from '../services/health.ts';
+import type { Zstd } from '../reapi/zstd.ts';
 
 export interface ExecutorServerOptions {
   store: BlobStore;

@@ -6,11 +6,11 @@
 import { serve } from '@hono/node-server';
 import { Hono } from 'hono';
 import type { AddressInfo } from 'node:net';
-import { edgeAuth, type EdgeEnv } from '../edge/auth.ts';
-import type { AccessGate } from '../shared/auth/gate.ts';
-import type { ListenAddress } from '../shared/config.ts';
-import type { Logger } from '../shared/log.ts';
-import type { Metrics } from '../shared/metrics/metrics.ts';
+import { edgeAuth, type EdgeEnv } from '../../edge/auth.ts';
+import type { AccessGate } from '../../shared/auth/gate.ts';
+import type { ListenAddress } from '../../shared/config.ts';
+import type { Logger } from '../../shared/log.ts';
+import type { Metrics } from '../../shared/metrics/metrics.ts';
 
 export interface MetricsServerOptions {
   listen: ListenAddress;
