@@ -7,6 +7,7 @@ set -euo pipefail
 
 missing=()
 command -v bazel >/dev/null 2>&1 || missing+=(bazel-bootstrap)   # the real Bazel client (4.2.3)
+command -v bst >/dev/null 2>&1 || missing+=(buildstream)           # a real Remote Asset client (bst 1.6.8)
 [ -x /usr/sbin/nginx ] || missing+=(nginx-light)                    # reference server for tests and bench
 command -v openssl >/dev/null 2>&1 || missing+=(openssl)            # test certificates for TLS
 dpkg -s libnetty-tcnative-jni >/dev/null 2>&1 || missing+=(libnetty-tcnative-jni)  # OpenSSL for Bazel 4.2.3's grpcs://
