@@ -9,11 +9,11 @@ import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startExecutor } from '../../executor/start.ts';
 import { parseExecutorConfig } from '../../executor/config/executor-options.ts';
-import { isLarderError } from '../../shared/errors.ts';
 import { tempDir } from '../helpers/edge-process.ts';
 import { markedProcesses, newMark } from '../helpers/marked-processes.ts';
 import { haveRedis, startRedis, type TestRedis } from '../helpers/redis.ts';
-import { REPO_ROOT } from '../helpers/tools.ts';
+import { larderCode } from '../helpers/errors.ts';
+import { failUnlessRoot, needsRoot, REPO_ROOT } from '../helpers/tools.ts';
 
 describe.runIf(haveRedis())('executor start-up that fails part way', () => {
   const dir = tempDir('larder-executor-start-');
@@ -110,27 +110,12 @@ describe.runIf(haveRedis())('executor start-up that fails part way', () => {
     expect(markedProcesses(mark), 'processes of that executor still running').toEqual([]);
   }, 90_000);
 
-  // In a process that goes on (a program embedding larder, or the tests), nothing of the failed start stays open,
-  // whichever step failed: the workers' (a work folder actions cannot enter), the gRPC port's or the metrics port's.
-  it.each([
-    {
-      step: 'workers',
-      args: () => ['--listen', '127.0.0.1:0', '--work-dir', join(dir.path, 'closed', 'work')],
-      message: () => /^--work-dir .*closed\/work\/actions: actions run as uid \d+, who cannot enter /,
-    },
-    {
-      step: 'listen',
-      args: () => ['--listen', `127.0.0.1:${takenPort}`],
-      message: () => `--listen 127.0.0.1:${takenPort}: address already in use`,
-    },
-    {
-      step: 'metrics',
-      args: () => ['--listen', '127.0.0.1:0', '--metrics-listen', `127.0.0.1:${takenPort}`],
-      message: () => `--metrics-listen 127.0.0.1:${takenPort}: address already in use`,
-    },
-  ])('startExecutor failing at the $step step closes the queue, the workers and the upload area', async (step) => {
-    const home = join(dir.path, `in-process-${step.step}`);
-    mkdirSync(join(dir.path, 'closed'), { recursive: true, mode: 0o700 });
+  /**
+   * startExecutor with `args`, which must fail at one step with `message`; then nothing of that start is open: no
+   * connection on the queue's Redis, no worker registered in it, no partial-upload folder.
+   */
+  const failedStart = async (name: string, args: string[], message: string | RegExp) => {
+    const home = join(dir.path, `in-process-${name}`);
     const config = parseExecutorConfig(
       [
         '--queue',
@@ -141,18 +126,51 @@ describe.runIf(haveRedis())('executor start-up that fails part way', () => {
         join(home, 'work'),
         '--log-level',
         'silent',
-        ...step.args(),
+        ...args,
       ],
       {},
     );
     const error = await startExecutor(config, { announce: false }).then(
-      () => new Error('the executor started on a taken port'),
+      () => new Error(`the executor started, though its ${name} step should have failed`),
       (err: unknown) => err,
     );
-    expect(isLarderError(error, 'invalid_argument'), String(error)).toBe(true);
-    expect((error as Error).message).toMatch(step.message());
+    expect(larderCode(error)).toBe('invalid_argument');
+    expect((error as Error).message).toMatch(message);
     expect(await noLarderConnections()).toEqual([]);
     expect(await registeredWorkers(), 'workers still registered in the queue').toEqual([]);
     expect(readdirSync(join(home, 'store', 'uploads')), 'partial-upload folders left').toEqual([]);
+  };
+
+  // In a process that goes on (a program embedding larder, or the tests), nothing of the failed start stays open,
+  // whichever step failed: the gRPC port's, the metrics port's or the workers'.
+  it('startExecutor failing at --listen closes the queue, the workers and the upload area', async () => {
+    await failedStart(
+      'listen',
+      ['--listen', `127.0.0.1:${takenPort}`],
+      `--listen 127.0.0.1:${takenPort}: address already in use`,
+    );
   });
+
+  it('startExecutor failing at --metrics-listen closes the queue, the workers and the upload area', async () => {
+    await failedStart(
+      'metrics',
+      ['--listen', '127.0.0.1:0', '--metrics-listen', `127.0.0.1:${takenPort}`],
+      `--metrics-listen 127.0.0.1:${takenPort}: address already in use`,
+    );
+  });
+
+  const RUNS_AS_OTHERS =
+    'actions run as other users only when larder runs as root, so only then can a work folder be closed to them';
+  it.runIf(needsRoot(RUNS_AS_OTHERS))(
+    'startExecutor failing at the workers (a work folder actions cannot enter) closes the queue and the upload area',
+    async () => {
+      failUnlessRoot(RUNS_AS_OTHERS);
+      mkdirSync(join(dir.path, 'closed'), { recursive: true, mode: 0o700 });
+      await failedStart(
+        'workers',
+        ['--listen', '127.0.0.1:0', '--work-dir', join(dir.path, 'closed', 'work')],
+        /^--work-dir .*closed\/work\/actions: actions run as uid \d+, who cannot enter /,
+      );
+    },
+  );
 });
