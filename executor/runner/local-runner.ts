@@ -15,7 +15,7 @@ import { join } from 'node:path';
 import { constants } from 'node:os';
 import { LarderError } from '../../shared/errors.ts';
 import { groupGone, signalGroup } from './process-group.ts';
-import type { Runner, RunOutcome, RunRequest } from './runner.ts';
+import { notStarted, type Runner, type RunOutcome, type RunRequest } from './runner.ts';
 import { type Bubblewrap, INPUT_ROOT_MOUNT_POINTS } from './sandbox/bubblewrap.ts';
 import type { ActionCgroup, CgroupLimits, Cgroups } from './sandbox/cgroups.ts';
 import { checkCommandSize } from './command-size.ts';
@@ -171,20 +171,6 @@ async function missingMountPoints(execRoot: string): Promise<string[]> {
     if ((await lstat(path).catch(() => null)) === null) missing.push(path);
   }
   return missing;
-}
-
-function notStarted(startError: string, startedAt: Date): RunOutcome {
-  return {
-    exitCode: 127,
-    signal: null,
-    timedOut: false,
-    cancelled: false,
-    startError,
-    outputTruncated: false,
-    outputError: null,
-    startedAt,
-    endedAt: new Date(),
-  };
 }
 
 /** bubblewrap's own complaint when stderr holds only that (and then removes it from the action's stderr). */

@@ -46,6 +46,21 @@ export interface RunOutcome {
   readonly endedAt: Date;
 }
 
+/** The outcome of a command that could not be started at all: exit code 127, as a shell reports it. */
+export function notStarted(startError: string, startedAt: Date): RunOutcome {
+  return {
+    exitCode: 127,
+    signal: null,
+    timedOut: false,
+    cancelled: false,
+    startError,
+    outputTruncated: false,
+    outputError: null,
+    startedAt,
+    endedAt: new Date(),
+  };
+}
+
 export interface Runner {
   readonly kind: RunnerKind;
   /** Runs the command; resolves only when no process the command started is left (the whole group is gone). */

@@ -8,7 +8,7 @@ import { chmod, rm } from 'node:fs/promises';
 import { join, relative, isAbsolute } from 'node:path';
 import { LarderError } from '../../../shared/errors.ts';
 import type { Logger } from '../../../shared/log.ts';
-import type { Runner, RunOutcome, RunRequest } from '../runner.ts';
+import { notStarted, type Runner, type RunOutcome, type RunRequest } from '../runner.ts';
 import type { DockerLimits } from './container.ts';
 import { EngineError, type DockerEngine } from './engine.ts';
 import { attachExec, type AttachedExec, type ExecCommand } from './exec.ts';
@@ -87,7 +87,7 @@ export class DockerRunner implements Runner {
     const startedAt = new Date();
     const spec = parseDockerSpec(request.options, request.user);
     const unavailable = await this.prepare(spec, request.signal);
-    if (unavailable !== null) return cannotStart(unavailable, startedAt);
+    if (unavailable !== null) return notStarted(unavailable, startedAt);
     if (!spec.reuse) return this.oneShot(spec, request, startedAt);
     const rel = relative(this.options.actionsDir, request.execRoot);
     if (rel.startsWith('..') || isAbsolute(rel))
@@ -166,7 +166,7 @@ export class DockerRunner implements Runner {
       // Removed between preparation and use: prepare it again next time, and say which image.
       if (err instanceof EngineError && err.status === 404 && /no such image/i.test(err.message)) {
         this.images.forget(spec.image);
-        return cannotStart(
+        return notStarted(
           `larder: the image ${spec.image} is no longer on this executor's Docker engine: ${err.message}`,
           startedAt,
         );
@@ -174,17 +174,4 @@ export class DockerRunner implements Runner {
       throw err;
     }
   }
-}
-
-function cannotStart(message: string, startedAt: Date): RunOutcome {
-  return {
-    exitCode: 127,
-    signal: null,
-    timedOut: false,
-    cancelled: false,
-    startError: message,
-    outputTruncated: false,
-    startedAt,
-    endedAt: new Date(),
-  };
 }

@@ -6,7 +6,7 @@
  */
 import type { Socket } from 'node:net';
 import { constants } from 'node:os';
-import type { RunOutcome, RunRequest } from '../runner.ts';
+import { notStarted, type RunOutcome, type RunRequest } from '../runner.ts';
 import { createContainer, type DockerLimits, inspectContainer, removeContainer } from './container.ts';
 import { EngineError, type DockerEngine } from './engine.ts';
 import { FrameDemuxer } from './frames.ts';
@@ -52,16 +52,10 @@ export async function runOneShot(
     } catch (err) {
       // The runtime could not exec the program (no such file, not executable): the local runner's exit 127.
       if (err instanceof EngineError && err.status >= 400 && err.status < 500) {
-        return {
-          exitCode: 127,
-          signal: null,
-          timedOut: false,
-          cancelled: false,
-          startError: `larder: cannot start ${JSON.stringify(program)} in ${spec.image}: ${err.message}`,
-          outputTruncated: false,
+        return notStarted(
+          `larder: cannot start ${JSON.stringify(program)} in ${spec.image}: ${err.message}`,
           startedAt,
-          endedAt: new Date(),
-        };
+        );
       }
       throw err;
     }
