@@ -2,11 +2,11 @@
  * A real BuildStream (Debian's bst 1.6.8) keeps its artifact cache on `larder executor`: it probes
  * FetchDirectory/PushDirectory with empty requests (INVALID_ARGUMENT: supported), pushes the artifact it built as a
  * Directory tree under `urn:fdc:buildstream.build:2020:v1:…`, and a second checkout with an empty local cache pulls
- * it back (FetchDirectory, then the CAS) instead of building. The project is one `import` element: no sandbox and
- * no network needed.
+ * it back (FetchDirectory, then the CAS) instead of building. The project: an `import` element of a busybox sysroot
+ * and a `manual` element built on it in bst's sandbox; no network needed.
  */
 import { execFile } from 'node:child_process';
-import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { copyFileSync, mkdirSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -16,7 +16,17 @@ import { type ExecutorProcess, startExecutorProcess } from '../helpers.ts';
 
 const run = promisify(execFile);
 const bstPath = findTool('bst');
-const haveBst = requireTool('bst', bstPath, 'apt-get install buildstream');
+const haveBst =
+  requireTool('bst', bstPath, 'apt-get install buildstream') &&
+  requireTool('busybox', findTool('/bin/busybox'), 'apt-get install busybox-static');
+const MANUAL = `kind: manual
+build-depends:
+- base.bst
+config:
+  install-commands:
+  - mkdir -p %{install-root}/out
+  - echo "built in the sandbox" > %{install-root}/out/made.txt
+`;
 
 describe.runIf(haveBst)('real BuildStream with larder as its artifact server', () => {
   const dir = tempDir('larder-bst-');
@@ -26,9 +36,11 @@ describe.runIf(haveBst)('real BuildStream with larder as its artifact server', (
     const project = join(dir.path, 'project');
     mkdirSync(join(project, 'elements'), { recursive: true });
     mkdirSync(join(project, 'files', 'bin'), { recursive: true });
-    writeFileSync(join(project, 'files', 'bin', 'hello.txt'), 'built once, pulled after\n');
+    copyFileSync('/bin/busybox', join(project, 'files', 'bin', 'busybox'));
+    for (const tool of ['sh', 'mkdir', 'echo']) symlinkSync('busybox', join(project, 'files', 'bin', tool));
     writeFileSync(join(project, 'project.conf'), 'name: larder-test\nelement-path: elements\n');
     writeFileSync(join(project, 'elements', 'base.bst'), 'kind: import\nsources:\n- kind: local\n  path: files\n');
+    writeFileSync(join(project, 'elements', 'hello.bst'), MANUAL);
     executor = await startExecutorProcess(['--store', `disk:${join(dir.path, 'store')}`, '--workers', '0']);
     for (const cache of ['cache1', 'cache2'])
       writeFileSync(
@@ -56,15 +68,15 @@ describe.runIf(haveBst)('real BuildStream with larder as its artifact server', (
     );
 
   it('pushes what it builds, and a fresh cache pulls it back instead of building', async () => {
-    const built = await bst('cache1', 'build', 'base.bst');
-    expect(built).toMatch(/Pushed artifact \w+ -> http:\/\/127\.0\.0\.1:\d+/);
+    const built = await bst('cache1', 'build', 'hello.bst');
+    expect(built.match(/Pushed artifact \w+ -> http:\/\/127\.0\.0\.1:\d+/g)).toHaveLength(2);
     expect(built).not.toMatch(/Failed to initialize remote|does not implement/);
 
-    const pulled = await bst('cache2', 'pull', 'base.bst');
+    const pulled = await bst('cache2', 'pull', 'hello.bst');
     expect(pulled).toMatch(/Pulled artifact \w+ <- http:\/\/127\.0\.0\.1:\d+/);
     const out = join(dir.path, 'checkout');
-    const checkout = await bst('cache2', 'checkout', 'base.bst', out);
+    const checkout = await bst('cache2', 'checkout', 'hello.bst', out);
     expect(checkout).not.toMatch(/Build Queue: processed [1-9]/);
-    expect(readFileSync(join(out, 'bin', 'hello.txt'), 'utf8')).toBe('built once, pulled after\n');
+    expect(readFileSync(join(out, 'out', 'made.txt'), 'utf8')).toBe('built in the sandbox\n');
   }, 240_000);
 });
