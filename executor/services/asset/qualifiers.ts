@@ -33,6 +33,18 @@ const DIGEST_BYTES: Record<SriAlgorithm, number> = { sha256: 32, sha384: 48, sha
 export const MAX_HEADER_BYTES = 8 * 1024;
 const MAX_HEADERS = 64;
 const HEADER_NAME = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/;
+/** Headers that say where or how the request travels: the server sets them, a client may not. */
+const RESERVED_HEADERS = new Set([
+  'host',
+  'connection',
+  'content-length',
+  'transfer-encoding',
+  'te',
+  'upgrade',
+  'keep-alive',
+  'proxy-authorization',
+  'accept-encoding',
+]);
 
 export function parseQualifiers(qualifiers: readonly Qualifier[], uriCount: number): Qualifiers {
   const parsed: Qualifiers = {
@@ -107,6 +119,8 @@ export function parseSri(value: string): Checksum {
 function headerName(name: string, qualifier: string): string {
   if (!HEADER_NAME.test(name))
     throw new LarderError('invalid_argument', `qualifier ${JSON.stringify(qualifier)}: not a valid header name`);
+  if (RESERVED_HEADERS.has(name.toLowerCase()))
+    throw new LarderError('invalid_argument', `qualifier ${JSON.stringify(qualifier)}: larder sets ${name} itself`);
   return name.toLowerCase();
 }
 

@@ -163,6 +163,10 @@ describe('FetchBlob and PushBlob', () => {
         /line break/,
       ],
       [{ uris: ['file:///etc/passwd'] }, /file:\/\/ would read the server's own files/],
+      [
+        { uris: [`${origin.url}/file`], qualifiers: [{ name: 'http_header:Host', value: 'internal.example' }] },
+        /larder sets Host itself/,
+      ],
       [{ uris: [] }, /uris is empty/],
     ];
     for (const [request, message] of cases) {
@@ -341,6 +345,23 @@ describe('FetchBlob limits and roles', () => {
       );
     } finally {
       release();
+      clients.fetch.close();
+      clients.push.close();
+      await server.stop();
+      await origin.stop();
+    }
+  });
+
+  it('resolves host names (explicitly allowed localhost here) and connects to what they resolve to', async () => {
+    const origin = await startOrigin({ '/file': { body: FILE } });
+    const port = new URL(origin.url).port;
+    const server = await startTestServer({ args: ['--fetch-allow', `localhost:${port}`] });
+    const clients = assetClients(server);
+    try {
+      const reply = await clients.fetch.fetchBlob({ uris: [`http://localhost:${port}/file`] });
+      expect(reply.blobDigest?.hash).toBe(digestOf(FILE).hash);
+      expect(origin.count('/file')).toBe(1);
+    } finally {
       clients.fetch.close();
       clients.push.close();
       await server.stop();
