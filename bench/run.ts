@@ -41,6 +41,7 @@ import { formatTable, num } from './table.ts';
 import { formatGrpcComparison, formatGrpcRows, type GrpcBenchRow, runGrpcBench } from './grpc.ts';
 import { formatS3Rows, runS3Bench } from './s3.ts';
 import { formatExecutionRows, runExecutionBench } from './execution.ts';
+import { formatAssetRows, runAssetBench } from './asset.ts';
 import { formatDockerRows, runDockerBench } from './docker.ts';
 import { fleetTable, runFleetBench } from './fleet.ts';
 import { formatPersistentRows, runPersistentWorkerBench } from './persistent-workers.ts';
@@ -493,6 +494,18 @@ async function otherFrontends(options: BenchOptions): Promise<boolean> {
       );
     } catch (err) {
       console.log(`\nExecutor fleet FAILED: ${(err as Error)?.stack ?? String(err)}`);
+      ok = false;
+    }
+  }
+  if (process.env.BENCH_ASSET !== '0') {
+    log('remote asset (cached FetchBlob)…');
+    try {
+      const rows = await runAssetBench({ quick: options.quick, profileDir: options.profileDir });
+      console.log(
+        `\nRemote Asset API: cached FetchBlob against FindMissingBlobs (larder executor)\n${formatAssetRows(rows)}`,
+      );
+    } catch (err) {
+      console.log(`\nRemote Asset API FAILED: ${(err as Error)?.stack ?? String(err)}`);
       ok = false;
     }
   }

@@ -1,0 +1,275 @@
+/**
+ * Issue 20's benchmark: FetchBlob answered from the cache, against FindMissingBlobs of the same digests, side by
+ * side in one run on one `larder executor` process. A cached FetchBlob has to find out that the blob is still in
+ * the CAS, which is what FindMissingBlobs does; the ratio says what the rest of FetchBlob costs on top.
+ *
+ *   1. A loopback HTTP origin serves one 50 MiB blob and 1,000 blobs of 1 KiB; the executor is started with
+ *      `--fetch-allow` naming it, and each blob is fetched once (untimed) so it is cached.
+ *   2. Measured, alternating FetchBlob and FindMissingBlobs (one digest per call) at concurrency 1 and 8: the
+ *      50 MiB blob over and over, and each small blob in turn. Every FetchBlob must name the expected digest and
+ *      every FindMissingBlobs must report nothing missing.
+ *   3. The origin must see no request during the measured part; if it does, the bench fails.
+ *
+ * Requests carry `checksum.sri` as Bazel sends it for an `http_file` with a sha256; the cache answers by URI first.
+ *
+ *   import { runAssetBench, formatAssetRows } from './asset.ts';
+ *   console.log(formatAssetRows(await runAssetBench({ quick: true })));
+ *
+ * Or on its own: `npx tsx bench/asset.ts [--quick]` (BENCH_PROFILE=1 runs the executor under --cpu-prof and
+ * prints its top functions).
+ */
+import { createHash, randomBytes } from 'node:crypto';
+import { once } from 'node:events';
+import { mkdir, readdir, rm } from 'node:fs/promises';
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { performance } from 'node:perf_hooks';
+import { createClient } from '../executor/grpc/client.ts';
+import { mapLimit } from '../shared/map-limit.ts';
+import { Fetch } from '../shared/proto/gen/build/bazel/remote/asset/v1/remote_asset_pb.ts';
+import { ContentAddressableStorage } from '../shared/proto/gen/build/bazel/remote/execution/v2/remote_execution_pb.ts';
+import { reachableTempDir } from '../test/executor/helpers.ts';
+import { startBenchExecutor } from './execution.ts';
+import { cpuSeconds } from './proc.ts';
+import { summarize } from './profile-summary.ts';
+import { formatTable, num } from './table.ts';
+
+export interface AssetBenchOptions {
+  /** Fewer calls and one round (default false). */
+  quick?: boolean;
+  /** Calls of the 50 MiB blob per measurement (default 2,000; 300 quick). */
+  bigCalls?: number;
+  /** Small blobs (default 1,000); each is asked for once per measurement. */
+  smallBlobs?: number;
+  /** Rounds of every measurement; each cell keeps the round with the lowest executor CPU per call (default 3; 1 quick). */
+  rounds?: number;
+  /** Run the executor under --cpu-prof, its profile written here and summarised when it stops. */
+  profileDir?: string | null;
+}
+
+export interface AssetBenchRow {
+  blobs: string;
+  concurrency: number;
+  calls: number;
+  fetch: Measured;
+  findMissing: Measured;
+}
+
+interface Measured {
+  callsPerSecond: number;
+  p50Ms: number;
+  p99Ms: number;
+  /** The executor's CPU time per call (user + system, all threads), in µs. */
+  cpuMicros: number;
+}
+
+const MiB = 1024 * 1024;
+const BIG_BYTES = 50 * MiB;
+const SMALL_BYTES = 1024;
+const CONCURRENCIES = [1, 8];
+
+interface Blob {
+  path: string;
+  data: Buffer;
+  hash: string;
+}
+
+export async function runAssetBench(options: AssetBenchOptions = {}): Promise<AssetBenchRow[]> {
+  const quick = options.quick ?? false;
+  const bigCalls = options.bigCalls ?? (quick ? 300 : 2000);
+  const smallCount = options.smallBlobs ?? 1000;
+  const rounds = options.rounds ?? (quick ? 1 : 3);
+  const profileDir = options.profileDir ?? null;
+  if (profileDir !== null) await mkdir(profileDir, { recursive: true });
+
+  const big = blob('/big', randomBytes(BIG_BYTES));
+  const small = Array.from({ length: smallCount }, (_, i) => blob(`/small/${i}`, randomBytes(SMALL_BYTES)));
+  const origin = await startOrigin([big, ...small]);
+  const dir = reachableTempDir('larder-bench-asset-');
+  const nodeFlags = profileDir === null ? [] : ['--cpu-prof', `--cpu-prof-dir=${profileDir}`];
+  const executor = await startBenchExecutor(dir, nodeFlags, ['--fetch-allow', origin.host]);
+  const fetch = createClient(Fetch, executor.address);
+  const cas = createClient(ContentAddressableStorage, executor.address);
+  try {
+    const fetchBlob = async (b: Blob) => {
+      const response = await fetch.fetchBlob({
+        uris: [`${origin.url}${b.path}`],
+        qualifiers: [{ name: 'checksum.sri', value: `sha256-${Buffer.from(b.hash, 'hex').toString('base64')}` }],
+      });
+      if (response.blobDigest?.hash !== b.hash || response.blobDigest.sizeBytes !== BigInt(b.data.byteLength))
+        throw new Error(`FetchBlob ${b.path} answered ${JSON.stringify(response.blobDigest)}, not ${b.hash}`);
+    };
+    const findMissing = async (b: Blob) => {
+      const { missingBlobDigests } = await cas.findMissingBlobs({
+        blobDigests: [{ hash: b.hash, sizeBytes: BigInt(b.data.byteLength) }],
+      });
+      if (missingBlobDigests.length !== 0) throw new Error(`FindMissingBlobs reports ${b.path} (${b.hash}) missing`);
+    };
+
+    // Warm: every blob downloaded once, so the measured calls are all cache answers.
+    await fetchBlob(big);
+    await mapLimit(small, 8, fetchBlob);
+    const expected = 1 + small.length;
+    if (origin.requests() !== expected)
+      throw new Error(`warming sent ${origin.requests()} requests to the origin, not ${expected}`);
+    // One untimed pass of each kind at each concurrency: connection, JIT.
+    for (const concurrency of CONCURRENCIES) {
+      await mapLimit(small.slice(0, 100), concurrency, fetchBlob);
+      await mapLimit(small.slice(0, 100), concurrency, findMissing);
+    }
+
+    const workloads = [
+      { blobs: `50 MiB blob, ${bigCalls} calls`, items: Array.from({ length: bigCalls }, () => big) },
+      { blobs: `${smallCount} × 1 KiB blobs`, items: small },
+    ];
+    const rows: AssetBenchRow[] = [];
+    for (const { blobs, items } of workloads) {
+      for (const concurrency of CONCURRENCIES) {
+        let bestFetch: Measured | undefined;
+        let bestFind: Measured | undefined;
+        for (let round = 0; round < rounds; round++) {
+          const f = await measure(executor.pid, items, concurrency, fetchBlob);
+          const m = await measure(executor.pid, items, concurrency, findMissing);
+          if (bestFetch === undefined || f.cpuMicros < bestFetch.cpuMicros) bestFetch = f;
+          if (bestFind === undefined || m.cpuMicros < bestFind.cpuMicros) bestFind = m;
+        }
+        rows.push({ blobs, concurrency, calls: items.length, fetch: bestFetch!, findMissing: bestFind! });
+        process.stderr.write(
+          `  asset ${blobs} c=${concurrency}: FetchBlob ${num(bestFetch!.callsPerSecond)}/s, FindMissingBlobs ${num(bestFind!.callsPerSecond)}/s\n`,
+        );
+      }
+    }
+    if (origin.requests() !== expected)
+      throw new Error(
+        `the origin saw ${origin.requests() - expected} request(s) during the measured part: FetchBlob did not answer from the cache`,
+      );
+    return rows;
+  } finally {
+    fetch.close();
+    cas.close();
+    await executor.stop();
+    await origin.stop();
+    if (profileDir !== null) await printProfile(profileDir, executor.pid);
+    await rm(dir, { recursive: true, force: true });
+  }
+}
+
+export function formatAssetRows(rows: AssetBenchRow[]): string {
+  const header = [
+    'cached blobs',
+    'conc',
+    'FetchBlob calls/s',
+    'FindMissing calls/s',
+    'calls/s ÷',
+    'FetchBlob p50/p99 ms',
+    'FindMissing p50/p99 ms',
+    'FetchBlob CPU µs/call',
+    'FindMissing CPU µs/call',
+    'CPU ×',
+  ];
+  const body = rows.map((r) => [
+    r.blobs,
+    r.concurrency,
+    num(r.fetch.callsPerSecond),
+    num(r.findMissing.callsPerSecond),
+    `${(r.fetch.callsPerSecond / r.findMissing.callsPerSecond).toFixed(2)}`,
+    `${num(r.fetch.p50Ms)} / ${num(r.fetch.p99Ms)}`,
+    `${num(r.findMissing.p50Ms)} / ${num(r.findMissing.p99Ms)}`,
+    num(r.fetch.cpuMicros),
+    num(r.findMissing.cpuMicros),
+    `${(r.fetch.cpuMicros / r.findMissing.cpuMicros).toFixed(2)}`,
+  ]);
+  return [
+    formatTable(header, body),
+    '',
+    'Both kinds ran alternately against the same executor and the same digests, one digest per call.',
+    'calls/s ÷: FetchBlob calls/s over FindMissingBlobs calls/s (1 or more meets the issue); CPU ×: FetchBlob CPU per call over FindMissingBlobs.',
+    'The origin saw no request while these were measured (checked). CPU is read from /proc in 10 ms ticks.',
+  ].join('\n');
+}
+
+function blob(path: string, data: Buffer): Blob {
+  return { path, data, hash: createHash('sha256').update(data).digest('hex') };
+}
+
+/** Calls `call` once per item with `concurrency` in flight: calls/s, latency percentiles, executor CPU per call. */
+async function measure(
+  pid: number,
+  items: Blob[],
+  concurrency: number,
+  call: (b: Blob) => Promise<void>,
+): Promise<Measured> {
+  const latencies: number[] = [];
+  const cpuBefore = cpuSeconds(pid);
+  const started = performance.now();
+  await mapLimit(items, concurrency, async (b) => {
+    const t = performance.now();
+    await call(b);
+    latencies.push(performance.now() - t);
+  });
+  const seconds = (performance.now() - started) / 1000;
+  const cpu = cpuSeconds(pid) - cpuBefore;
+  latencies.sort((a, b) => a - b);
+  return {
+    callsPerSecond: items.length / seconds,
+    p50Ms: percentile(latencies, 0.5),
+    p99Ms: percentile(latencies, 0.99),
+    cpuMicros: (cpu * 1e6) / items.length,
+  };
+}
+
+function percentile(sorted: number[], p: number): number {
+  return sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil(p * sorted.length) - 1))] ?? Number.NaN;
+}
+
+/** The stand-in for the internet: serves the blobs by path and counts every request it gets. */
+async function startOrigin(
+  blobs: Blob[],
+): Promise<{ url: string; host: string; requests(): number; stop(): Promise<void> }> {
+  const byPath = new Map(blobs.map((b) => [b.path, b.data]));
+  let requests = 0;
+  const server: Server = createServer((req, res) => {
+    requests++;
+    const data = byPath.get(new URL(req.url ?? '/', 'http://x').pathname);
+    if (data === undefined) res.writeHead(404).end();
+    else res.writeHead(200, { 'content-length': data.byteLength }).end(data);
+  });
+  server.listen(0, '127.0.0.1');
+  await once(server, 'listening');
+  const { port } = server.address() as AddressInfo;
+  return {
+    url: `http://127.0.0.1:${port}`,
+    host: `127.0.0.1:${port}`,
+    requests: () => requests,
+    async stop() {
+      server.closeAllConnections();
+      await new Promise<void>((done) => server.close(() => done()));
+    },
+  };
+}
+
+/** The executor's main-thread profile (CPU.date.time.PID.0.seq.cpuprofile). */
+async function printProfile(profileDir: string, pid: number): Promise<void> {
+  const main = (await readdir(profileDir)).find((f) => f.endsWith('.cpuprofile') && f.includes(`.${pid}.0.`));
+  process.stderr.write(
+    main === undefined
+      ? `no main-thread profile of executor ${pid} in ${profileDir}\n`
+      : `\n${summarize(join(profileDir, main), 30)}\n`,
+  );
+}
+
+if (process.argv[1] !== undefined && resolve(process.argv[1]) === resolve(import.meta.filename)) {
+  const profileDir =
+    process.env.BENCH_PROFILE === '1'
+      ? process.env.BENCH_PROFILE_DIR || join(tmpdir(), `larder-bench-profiles-${Date.now()}`)
+      : null;
+  try {
+    const rows = await runAssetBench({ quick: process.argv.includes('--quick'), profileDir });
+    console.log(`Remote Asset API: cached FetchBlob against FindMissingBlobs\n${formatAssetRows(rows)}`);
+  } catch (err) {
+    console.error((err as Error)?.stack ?? String(err));
+    process.exitCode = 1;
+  }
+}
