@@ -29,6 +29,32 @@ export type RecordName = { uri: string; identity: ReadonlyArray<[string, string]
 
 const MAX_RECORD_BYTES = 1024;
 
+/**
+ * Records this process read or wrote lately, so a cached FetchBlob costs a stat of its blob, as a
+ * FindMissingBlobs would, rather than an open and read of its record too. Safe to keep: a record only ever
+ * names verified content with the time it was fetched, and the blob's presence is still asked of the store on
+ * every answer. What it may miss is a newer record another process wrote, which costs nothing worse than
+ * serving the content this process last saw (a client that wants newer sets oldest_content_accepted). Bounded
+ * in count; the oldest entry goes first.
+ */
+const recentByStore = new WeakMap<BlobStore, Map<string, AssetRecord>>();
+const RECENT_LIMIT = 10_000;
+
+function recentOf(store: BlobStore): Map<string, AssetRecord> {
+  const known = recentByStore.get(store);
+  if (known !== undefined) return known;
+  const recent = new Map<string, AssetRecord>();
+  recentByStore.set(store, recent);
+  return recent;
+}
+
+function remember(store: BlobStore, key: string, record: AssetRecord): void {
+  const recent = recentOf(store);
+  recent.delete(key);
+  recent.set(key, record);
+  if (recent.size > RECENT_LIMIT) recent.delete(recent.keys().next().value!);
+}
+
 function recordHash(name: RecordName, space: RecordSpace): string {
   const prefix = space === 'blob' ? 'larder-asset-v1' : 'larder-asset-v1-directory';
   const text =
@@ -53,7 +79,9 @@ export async function writeRecord(
       expireAt: record.expireAt,
     }),
   );
-  await store.put(blobKey(instance, 'ac', recordHash(name, space)), bytes, bytes.byteLength);
+  const key = blobKey(instance, 'ac', recordHash(name, space));
+  await store.put(key, bytes, bytes.byteLength);
+  remember(store, `${key.instance}/${key.hash}`, record);
 }
 
 /**
@@ -67,19 +95,28 @@ export async function readRecord(
   when: { now: number; oldest: number | null },
   space: RecordSpace = 'blob',
 ): Promise<AssetRecord | null> {
-  const blob = await store.get(blobKey(instance, 'ac', recordHash(name, space)));
+  const key = blobKey(instance, 'ac', recordHash(name, space));
+  const record = recentOf(store).get(`${key.instance}/${key.hash}`) ?? (await readStored(store, key));
+  if (record === null) return null;
+  remember(store, `${key.instance}/${key.hash}`, record);
+  if (record.expireAt !== null && record.expireAt <= when.now) return null;
+  if (when.oldest !== null && record.since < when.oldest) return null;
+  const size = await store.stat(blobKey(instance, 'cas', record.digest.hash));
+  return size === record.digest.sizeBytes ? record : null;
+}
+
+/** A record as the store holds it; null when there is none or it cannot be read. */
+async function readStored(store: BlobStore, key: ReturnType<typeof blobKey>): Promise<AssetRecord | null> {
+  const blob = await store.get(key);
   if (blob === null) return null;
   let record: AssetRecord;
   try {
     const value = JSON.parse(new TextDecoder().decode(await readWhole(blob, MAX_RECORD_BYTES)));
     record = { digest: { hash: value.hash, sizeBytes: value.size }, since: value.since, expireAt: value.expireAt };
-    blobKey(instance, 'cas', record.digest.hash);
+    blobKey(key.instance, 'cas', record.digest.hash);
     if (!Number.isSafeInteger(record.digest.sizeBytes) || typeof record.since !== 'number') return null;
   } catch {
     return null;
   }
-  if (record.expireAt !== null && record.expireAt <= when.now) return null;
-  if (when.oldest !== null && record.since < when.oldest) return null;
-  const size = await store.stat(blobKey(instance, 'cas', record.digest.hash));
-  return size === record.digest.sizeBytes ? record : null;
+  return record;
 }
