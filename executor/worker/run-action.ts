@@ -11,6 +11,7 @@ import { chown, mkdir, readFile, rm } from 'node:fs/promises';
 import { constants } from 'node:os';
 import { join } from 'node:path';
 import type { Digest } from '../../shared/digest.ts';
+import { mapLimit } from '../../shared/map-limit.ts';
 import { isLarderError, LarderError } from '../../shared/errors.ts';
 import type { Logger } from '../../shared/log.ts';
 import {
@@ -207,7 +208,8 @@ async function oneShotWorkspace(
 
 /** Makes the staged directories the slot user's; the cached input files stay read-only and ours. */
 async function handOver(directories: string[], user: Identity): Promise<void> {
-  await Promise.all(directories.map((d) => chown(d, user.uid, user.gid)));
+  // An input root may have 100,000 folders: a bounded number of chowns in flight, not one promise each at once.
+  await mapLimit(directories, 64, (d) => chown(d, user.uid, user.gid));
 }
 
 /** Uploads captured stdout or stderr (with `prefix` first) and returns its digest; an empty one is not uploaded. */
