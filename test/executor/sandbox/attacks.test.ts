@@ -65,31 +65,39 @@ async function raceTamperer(fx: ActionFixture, attack: string, victimTail = '') 
   return { attackOut: (await fx.read(attacker.response.result!.stdoutDigest)).toString(), victim: response };
 }
 
-describe('a sandboxed executor under attack', () => {
-  let executor: ExecutorProcess;
-  let clients: Clients;
-  let fx: ActionFixture;
-  let storeDir: string;
-
+/** A real executor for the describe block that calls this: started before its tests, stopped after them. */
+function executorFor(start: () => Promise<ExecutorProcess>): {
+  executor: ExecutorProcess;
+  clients: Clients;
+  fx: ActionFixture;
+} {
+  const running = {} as { executor: ExecutorProcess; clients: Clients; fx: ActionFixture };
   beforeAll(async () => {
-    storeDir = mkdtempSync(join(tmpdir(), 'larder-attack-store-'));
-    executor = await startExecutorProcess(['--store', `disk:${storeDir}`, '--concurrency', '4']);
-    clients = clientsFor(`127.0.0.1:${executor.port}`);
-    fx = new ActionFixture(clients);
+    running.executor = await start();
+    running.clients = clientsFor(`127.0.0.1:${running.executor.port}`);
+    running.fx = new ActionFixture(running.clients);
   });
   afterAll(async () => {
-    clients?.close();
-    await executor?.stop();
-    rmSync(storeDir, { recursive: true, force: true });
+    running.clients?.close();
+    await running.executor?.stop();
   });
+  return running;
+}
+
+describe('a sandboxed executor under attack', () => {
+  const storeDir = mkdtempSync(join(tmpdir(), 'larder-attack-store-'));
+  afterAll(() => rmSync(storeDir, { recursive: true, force: true }));
+  const server = executorFor(() => startExecutorProcess(['--store', `disk:${storeDir}`, '--concurrency', '4']));
 
   it('row 1: an action cannot reach a concurrent action through /proc/*/cwd, and its cached output is its own', async () => {
+    const { fx } = server;
     const { attackOut } = await raceTamperer(fx, ':');
     // A PID namespace of its own: bwrap's init, the shell and its children, nothing of anyone else.
     expect(Number(attackOut.trim().split('\n').at(-1))).toBeLessThan(8);
   });
 
   it('rows 2 and 3: kill -9 -1 in one action harms no other action; nothing it starts outlives it', async () => {
+    const { fx } = server;
     const mark = newMark('outlive');
     const victim = fx.execute(
       await fx.action({ command: { arguments: [SH, '-c', 'sleep 1.5; echo survived'] }, salt: mark }),
@@ -114,6 +122,7 @@ describe('a sandboxed executor under attack', () => {
   });
 
   it('row 5: an action sees neither the store nor any folder of the host outside its own', async () => {
+    const { fx } = server;
     const [blob] = await fx.upload(Buffer.from('secret blob of another instance'));
     const { response } = await fx.execute(
       await fx.action({
@@ -135,6 +144,7 @@ describe('a sandboxed executor under attack', () => {
   });
 
   it('an action writes only its own folder: system folders are read-only, /tmp and /dev/shm its own and empty', async () => {
+    const { fx } = server;
     const mark = newMark('tmp');
     const first = await fx.execute(
       await fx.action({
@@ -158,6 +168,7 @@ describe('a sandboxed executor under attack', () => {
   });
 
   it("row 6: an action reaches neither the executor's port nor any other service on the host's loopback", async () => {
+    const { fx, executor } = server;
     const redis: TestRedis = await startRedis();
     try {
       for (const port of [executor.port, redis.port]) {
@@ -170,6 +181,7 @@ describe('a sandboxed executor under attack', () => {
   });
 
   it('row 6: network=on is refused unless the server allows it', async () => {
+    const { fx, executor } = server;
     const { response } = await fx.execute(
       await fx.action({ command: { arguments: connectScript(executor.port) }, platform: { network: 'on' } }),
     );
@@ -178,6 +190,7 @@ describe('a sandboxed executor under attack', () => {
   });
 
   it('row 7: a 1 MiB argument is INVALID_ARGUMENT for its action alone; a neighbour runs on', async () => {
+    const { fx } = server;
     const neighbour = fx.execute(await fx.action({ command: { arguments: [SH, '-c', 'sleep 1; echo fine'] } }));
     const { response } = await fx.execute(
       await fx.action({ command: { arguments: ['/bin/echo', 'x'.repeat(1024 * 1024)] } }),
@@ -190,6 +203,7 @@ describe('a sandboxed executor under attack', () => {
   });
 
   it('a missing program is still "cannot start" (127), from inside the sandbox', async () => {
+    const { fx } = server;
     const { response } = await fx.execute(await fx.action({ command: { arguments: ['./no-such-tool'] } }));
     expect(response.result!.exitCode).toBe(127);
     expect((await fx.read(response.result!.stderrDigest)).toString()).toContain('no such file or program');
@@ -197,26 +211,18 @@ describe('a sandboxed executor under attack', () => {
 });
 
 describe('a sandboxed executor that allows the network', () => {
-  let executor: ExecutorProcess;
-  let clients: Clients;
   let listener: Server;
   let port = 0;
-
   beforeAll(async () => {
-    executor = await startExecutorProcess([...FRESH_STORE, '--allow-network']);
-    clients = clientsFor(`127.0.0.1:${executor.port}`);
     listener = createServer((socket) => socket.end());
     await new Promise<void>((resolve) => listener.listen(0, '127.0.0.1', resolve));
     port = (listener.address() as { port: number }).port;
   });
-  afterAll(async () => {
-    clients?.close();
-    await executor?.stop();
-    listener?.close();
-  });
+  afterAll(() => listener?.close());
+  const server = executorFor(() => startExecutorProcess([...FRESH_STORE, '--allow-network']));
 
   it('gives the host network to an action that asks (network=on), and none to one that does not', async () => {
-    const fx = new ActionFixture(clients);
+    const { fx } = server;
     const asked = await fx.execute(
       await fx.action({ command: { arguments: connectScript(port) }, platform: { network: 'on' } }),
     );
@@ -227,22 +233,13 @@ describe('a sandboxed executor that allows the network', () => {
 });
 
 describe.runIf(isRoot || process.env.CI === 'true')('cgroup limits of an action', () => {
-  let executor: ExecutorProcess;
-  let clients: Clients;
-  let fx: ActionFixture;
-
-  beforeAll(async () => {
+  const server = executorFor(async () => {
     if (!isRoot) throw new Error('the cgroup suite needs root (CI runs as root)');
-    executor = await startExecutorProcess([...FRESH_STORE, '--action-memory', '64MiB', '--action-pids', '24']);
-    clients = clientsFor(`127.0.0.1:${executor.port}`);
-    fx = new ActionFixture(clients);
-  });
-  afterAll(async () => {
-    clients?.close();
-    await executor?.stop();
+    return startExecutorProcess([...FRESH_STORE, '--action-memory', '64MiB', '--action-pids', '24']);
   });
 
   it('an action past --action-memory is OOM-killed, reported as 137, and not cached', async () => {
+    const { fx, clients } = server;
     const actionDigest = await fx.action({
       command: { arguments: [NODE, '-e', 'const a = []; for (;;) a.push(Buffer.alloc(8e6, 1));'] },
     });
@@ -253,6 +250,7 @@ describe.runIf(isRoot || process.env.CI === 'true')('cgroup limits of an action'
   });
 
   it('an action cannot have more processes than --action-pids', async () => {
+    const { fx } = server;
     const mark = newMark('pids');
     const { response } = await fx.execute(
       await fx.action({
@@ -272,29 +270,23 @@ describe.runIf(isRoot || process.env.CI === 'true')('cgroup limits of an action'
 });
 
 describe.runIf(isRoot || process.env.CI === 'true')('a full work disk', () => {
-  let executor: ExecutorProcess;
-  let clients: Clients;
-  let mountPoint: string;
-
-  beforeAll(async () => {
+  let mountPoint: string | undefined;
+  beforeAll(() => {
     if (!isRoot) throw new Error('mounting the small tmpfs needs root (CI runs as root)');
     mountPoint = mkdtempSync(join(tmpdir(), 'larder-full-disk-'));
     execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=24m,mode=0755', 'tmpfs', mountPoint]);
     mkdirSync(join(mountPoint, 'work'));
-    executor = await startExecutorProcess([...FRESH_STORE, '--work-dir', join(mountPoint, 'work')]);
-    clients = clientsFor(`127.0.0.1:${executor.port}`);
   });
-  afterAll(async () => {
-    clients?.close();
-    await executor?.stop();
-    if (mountPoint !== undefined) {
-      execFileSync('umount', [mountPoint]);
-      rmSync(mountPoint, { recursive: true, force: true });
-    }
+  // After hooks run last first: the executor stops before its work folder is unmounted.
+  afterAll(() => {
+    if (mountPoint === undefined) return;
+    execFileSync('umount', [mountPoint]);
+    rmSync(mountPoint, { recursive: true, force: true });
   });
+  const server = executorFor(() => startExecutorProcess([...FRESH_STORE, '--work-dir', join(mountPoint!, 'work')]));
 
   it('row 9: stdout that does not fit is RESOURCE_EXHAUSTED, never an empty cached result', async () => {
-    const fx = new ActionFixture(clients);
+    const { fx, clients } = server;
     const actionDigest = await fx.action({
       command: { arguments: [SH, '-c', 'head -c 50000000 /dev/zero; echo exit-zero >&2'] },
     });
@@ -302,25 +294,15 @@ describe.runIf(isRoot || process.env.CI === 'true')('a full work disk', () => {
     expect(response.status?.code).toBe(Code.RESOURCE_EXHAUSTED);
     expect((await codeOf(clients.ac.getActionResult({ actionDigest }))).code).toBe(Code.NOT_FOUND);
     // The work folder is left as it was: nothing of the action's stays behind.
-    expect(readdirSync(join(mountPoint, 'work', 'actions'))).toEqual([]);
+    expect(readdirSync(join(mountPoint!, 'work', 'actions'))).toEqual([]);
   });
 });
 
 describe('the input root as the file system root (BuildStream, buildbox clients)', () => {
-  let executor: ExecutorProcess;
-  let clients: Clients;
-
-  beforeAll(async () => {
-    executor = await startExecutorProcess(FRESH_STORE);
-    clients = clientsFor(`127.0.0.1:${executor.port}`);
-  });
-  afterAll(async () => {
-    clients?.close();
-    await executor?.stop();
-  });
+  const server = executorFor(() => startExecutorProcess(FRESH_STORE));
 
   it("runs BuildStream 2's action for a trivial element in a busybox sysroot and returns hello.txt", async () => {
-    const fx = new ActionFixture(clients);
+    const { fx } = server;
     const busybox = new Uint8Array(execFileSync('cat', ['/bin/busybox'], { maxBuffer: 64 * 1024 * 1024 }));
     const inputRoot = await fx.tree({
       bin: { busybox: { content: busybox, executable: true }, sh: { symlink: 'busybox' } },
@@ -354,29 +336,16 @@ describe('the input root as the file system root (BuildStream, buildbox clients)
 
 describe.runIf(isRoot || process.env.CI === 'true')('an executor that is not root: user namespaces alone', () => {
   const NOBODY = { uid: 65534, gid: 65534 };
-  let executor: ExecutorProcess;
-  let clients: Clients;
-  let storeDir: string;
-
-  beforeAll(async () => {
+  const storeDir = mkdtempSync(join(tmpdir(), 'larder-unprivileged-store-'));
+  afterAll(() => rmSync(storeDir, { recursive: true, force: true }));
+  const server = executorFor(async () => {
     if (!isRoot) throw new Error('starting the executor as nobody needs root (CI runs as root)');
-    storeDir = mkdtempSync(join(tmpdir(), 'larder-unprivileged-store-'));
     chownSync(storeDir, NOBODY.uid, NOBODY.gid);
-    executor = await startExecutorProcess(
-      ['--store', `disk:${storeDir}`, '--concurrency', '2'],
-      { HOME: storeDir },
-      NOBODY,
-    );
-    clients = clientsFor(`127.0.0.1:${executor.port}`);
-  });
-  afterAll(async () => {
-    clients?.close();
-    await executor?.stop();
-    rmSync(storeDir, { recursive: true, force: true });
+    return startExecutorProcess(['--store', `disk:${storeDir}`, '--concurrency', '2'], { HOME: storeDir }, NOBODY);
   });
 
   it('keeps concurrent actions apart and kills what they leave behind, all as one uid', async () => {
-    const fx = new ActionFixture(clients);
+    const { fx } = server;
     const mark = newMark('unprivileged');
     const { victim } = await raceTamperer(
       fx,
@@ -412,20 +381,12 @@ describe('an executor whose host cannot sandbox', () => {
 });
 
 describe('persistent workers of another silo', () => {
-  let executor: ExecutorProcess;
-  let clients: Clients;
-
-  beforeAll(async () => {
-    executor = await startExecutorProcess([...FRESH_STORE, '--persistent-workers', 'local', '--concurrency', '2']);
-    clients = clientsFor(`127.0.0.1:${executor.port}`);
-  });
-  afterAll(async () => {
-    clients?.close();
-    await executor?.stop();
-  });
+  const server = executorFor(() =>
+    startExecutorProcess([...FRESH_STORE, '--persistent-workers', 'local', '--concurrency', '2']),
+  );
 
   it('row 4: a plain action of silo A can neither find, read nor signal silo B’s warm worker', async () => {
-    const fx = new ActionFixture(clients);
+    const { fx } = server;
     const run = newMark('silos'); // a salt: this run's actions are never answered from an earlier run's cache
     const worker = readFileSync(join(WORKSPACE_TEMPLATE, 'tools/upper_worker.js'));
     /** An action of silo B through its persistent worker; returns the id of the worker process that answered. */
