@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Runs before `npm test`: installs the real tools the suites drive (Debian packages: Bazel, nginx, openssl, Redis,
+# Runs before `npm test`: installs the real tools the suites drive (Debian packages: Bazel, bubblewrap, nginx, openssl, Redis,
 # qemu, systemd-analyze, Chromium) when they are missing, and prepares the arm64 toolchain for the fleet suite,
 # so one command runs the whole suite on a fresh machine. Without root (and without password-less sudo) it
 # only says what is missing; the suites then skip with a message, except under CI=true, where they fail.
@@ -7,6 +7,7 @@ set -euo pipefail
 
 missing=()
 command -v bazel >/dev/null 2>&1 || missing+=(bazel-bootstrap)   # the real Bazel client (4.2.3)
+command -v bwrap >/dev/null 2>&1 || missing+=(bubblewrap)         # the action sandbox every local action runs in
 command -v bst >/dev/null 2>&1 || missing+=(buildstream)           # a real Remote Asset client (bst 1.6.8)
 [ -x /usr/sbin/nginx ] || missing+=(nginx-light)                    # reference server for tests and bench
 command -v openssl >/dev/null 2>&1 || missing+=(openssl)            # test certificates for TLS
