@@ -142,7 +142,7 @@ export class LocalRunner implements Runner {
       // bubblewrap reports a command it could not start (no such program, a working directory that is not
       // there) as one line of its own on stderr and exit status 1.
       const why = await sandboxStartError(request.stderrPath);
-      if (why !== null) return notStarted(`larder: cannot start ${JSON.stringify(request.argv[0])}: ${why}`, startedAt);
+      if (why !== null) return notStarted(describeStartError(request.argv[0]!, why), startedAt);
     }
     const signal = oomKilled && ended.signal === null ? 'SIGKILL' : ended.signal;
     const exitCode = oomKilled
@@ -173,18 +173,18 @@ async function missingMountPoints(execRoot: string): Promise<string[]> {
   return missing;
 }
 
-/** bubblewrap's own complaint when stderr holds only that (and then removes it from the action's stderr). */
-async function sandboxStartError(stderrPath: string): Promise<string | null> {
+/**
+ * bubblewrap's own complaint when stderr holds only that, as the error it names (and then removed from the
+ * action's stderr), so it is described in the same words as a spawn that failed outside the sandbox.
+ */
+async function sandboxStartError(stderrPath: string): Promise<NodeJS.ErrnoException | null> {
   const text = await readFile(stderrPath, 'utf8').catch(() => '');
   const match = /^bwrap: (?:execvp [^\n]*?|Can't chdir to [^\n]*?): ([^\n]*)\n?$/.exec(text);
   if (match === null) return null;
   await truncate(stderrPath, 0).catch(() => undefined);
   const why = match[1]!;
-  return why === 'No such file or directory'
-    ? 'no such file or program'
-    : why === 'Permission denied'
-      ? 'permission denied (not executable?)'
-      : why;
+  const code = why === 'No such file or directory' ? 'ENOENT' : why === 'Permission denied' ? 'EACCES' : undefined;
+  return Object.assign(new Error(why), { code });
 }
 
 /** The output, once both pipes closed; after PIPE_DRAIN_LIMIT_MS the pipes are abandoned and what was written counts. */
