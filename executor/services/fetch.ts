@@ -15,6 +15,7 @@ import { blobKey, type Digest } from '../../shared/digest.ts';
 import { errorForLog, isLarderError, LarderError } from '../../shared/errors.ts';
 import type { FetchConfig } from '../../shared/fetch-config.ts';
 import type { Logger } from '../../shared/log.ts';
+import type { Metrics } from '../../shared/metrics/metrics.ts';
 import type { Fetch, FetchBlobResponse } from '../../shared/proto/gen/build/bazel/remote/asset/v1/remote_asset_pb.ts';
 import { DigestFunction_Value } from '../../shared/proto/gen/build/bazel/remote/execution/v2/remote_execution_pb.ts';
 import type { BlobStore } from '../../shared/storage/store.ts';
@@ -24,6 +25,8 @@ import type { ServiceHandlers } from '../grpc/adapt.ts';
 import { firstMissing } from './asset/directory-tree.ts';
 import { readRecord, writeRecord } from './asset/records.ts';
 import { type AssetRequest, instantOf, parseAssetRequest } from './asset/request.ts';
+import { fetchMetrics } from './asset/metrics.ts';
+import { SharedDownloads } from './asset/shared-downloads.ts';
 import { Slots } from './asset/slots.ts';
 import { storeDownload } from './asset/store-download.ts';
 import { download } from './asset/upstream.ts';
@@ -33,8 +36,16 @@ export interface FetchDeps {
   log: Logger;
   maxBlobBytes: number;
   fetch: FetchConfig;
+  /** Where FetchBlob counts how it answered; nothing is counted when absent. */
+  metrics?: Metrics;
   /** The clock records are dated and aged by (ms since the epoch). */
   now?: () => number;
+}
+
+interface Fetched {
+  uri: string;
+  digest: Digest;
+  outcome: 'origin' | 'joined';
 }
 
 type Answer = Omit<FetchBlobResponse, '$typeName' | 'status' | 'blobDigest'> & {
@@ -46,6 +57,62 @@ export function fetchService(deps: FetchDeps): ServiceHandlers<typeof Fetch> {
   const { store, log } = deps;
   const now = deps.now ?? Date.now;
   const downloads = new Slots(deps.fetch.concurrency);
+  const inFlight = new SharedDownloads<{ uri: string; digest: Digest }>();
+  const counts = fetchMetrics(deps.metrics, inFlight);
+
+  /**
+   * The content downloaded for `asset`: by joining the same download in flight ('joined'), or by starting it
+   * once a download slot is free ('origin').
+   */
+  async function fetchOnce(asset: AssetRequest, waiting: AbortSignal, timeoutMs: number): Promise<Fetched> {
+    const key = flightKey(asset);
+    const joined = joinFlight(key, asset, waiting);
+    if (joined !== null) return joined;
+    const release = await downloads.acquire(waiting).catch((err: unknown) => {
+      if (isLarderError(err, 'timeout'))
+        throw new RpcError(Code.DEADLINE_EXCEEDED, `no download slot within ${timeoutMs} ms`);
+      throw err;
+    });
+    // Another call may have started the same download while this one waited for its slot.
+    const started = joinFlight(key, asset, waiting);
+    if (started !== null) {
+      release();
+      return started;
+    }
+    const fetched = await inFlight.start(key, waiting, (signal) => downloadFirst(asset, signal).finally(release));
+    return { ...fetched, outcome: 'origin' };
+  }
+
+  function joinFlight(key: string, asset: AssetRequest, waiting: AbortSignal): Promise<Fetched> | null {
+    const flight = inFlight.join(key, waiting);
+    if (flight === null) return null;
+    log.debug('FetchBlob joins a download in flight', { uris: asset.uris.map(withoutQuery).join(' ') });
+    return flight.then((fetched) => ({ ...fetched, outcome: 'joined' }));
+  }
+
+  /** Downloads from the first URI that works and records the content under every URI (and its checksum). */
+  async function downloadFirst(asset: AssetRequest, signal: AbortSignal) {
+    const since = now();
+    const failures: LarderError[] = [];
+    const fetched = await fetchFirst(deps, asset, signal, failures);
+    if (fetched === null) {
+      const last = failures.at(-1) ?? new LarderError('timeout', 'the fetch was abandoned by every caller');
+      log.info('FetchBlob failed', { uris: asset.uris.map(withoutQuery).join(' '), error: errorForLog(last) });
+      throw new RpcError(statusCode(last), failures.map((f) => f.message).join('; ') || last.message);
+    }
+    const record = { digest: fetched.digest, since, expireAt: null };
+    for (const uri of asset.uris)
+      await writeRecord(store, asset.instance, { uri, identity: asset.qualifiers.identity }, record);
+    if (asset.qualifiers.checksum !== null)
+      await writeRecord(store, asset.instance, { checksum: asset.qualifiers.checksum }, record);
+    log.info('FetchBlob stored', {
+      uri: withoutQuery(fetched.uri),
+      hash: fetched.digest.hash,
+      size: fetched.digest.sizeBytes,
+    });
+    return fetched;
+  }
+
   return {
     async fetchBlob(request, ctx) {
       const asset = parseAssetRequest(request);
@@ -54,44 +121,25 @@ export function fetchService(deps: FetchDeps): ServiceHandlers<typeof Fetch> {
         qualifiers: request.qualifiers.map((q) => q.name).join(' '),
       });
       const cached = await lookUp(store, asset, { now: now(), oldest: instantOf(request.oldestContentAccepted) });
-      if (cached !== null) return answer(cached.uri, cached.digest);
+      if (cached !== null) {
+        counts.answered('cache');
+        return answer(cached.uri, cached.digest);
+      }
 
       const timeoutMs = Math.min(
         deps.fetch.timeoutMs,
         request.timeout === undefined || durationMs(request.timeout) <= 0 ? Infinity : durationMs(request.timeout),
       );
-      const signal = AbortSignal.any([ctx.signal, AbortSignal.timeout(timeoutMs)]);
-      const since = now();
-      const failures: LarderError[] = [];
-      let fetched: { uri: string; digest: Digest } | null = null;
-      const release = await downloads.acquire(signal).catch((err: unknown) => {
-        if (!isLarderError(err, 'timeout') || ctx.signal.aborted) throw err;
-        failures.push(err.wrap(`no download slot within ${timeoutMs} ms`));
-        return null;
-      });
-      if (release !== null) {
-        try {
-          fetched = await fetchFirst(deps, asset, signal, failures);
-        } finally {
-          release();
-        }
+      const waiting = AbortSignal.any([ctx.signal, AbortSignal.timeout(timeoutMs)]);
+      try {
+        const fetched = await fetchOnce(asset, waiting, timeoutMs);
+        counts.answered(fetched.outcome);
+        return answer(fetched.uri, fetched.digest);
+      } catch (err) {
+        counts.answered('failed');
+        if (ctx.signal.aborted || !waiting.aborted || err instanceof RpcError) throw err;
+        throw new RpcError(Code.DEADLINE_EXCEEDED, `the fetch did not finish within ${timeoutMs} ms`);
       }
-      if (fetched == null) {
-        const last = failures.at(-1) ?? new LarderError('timeout', `the fetch did not finish within ${timeoutMs} ms`);
-        log.info('FetchBlob failed', { uris: asset.uris.map(withoutQuery).join(' '), error: errorForLog(last) });
-        throw new RpcError(statusCode(last), failures.map((f) => f.message).join('; ') || last.message);
-      }
-      const record = { digest: fetched.digest, since, expireAt: null };
-      for (const uri of asset.uris)
-        await writeRecord(store, asset.instance, { uri, identity: asset.qualifiers.identity }, record);
-      if (asset.qualifiers.checksum !== null)
-        await writeRecord(store, asset.instance, { checksum: asset.qualifiers.checksum }, record);
-      log.info('FetchBlob stored', {
-        uri: withoutQuery(fetched.uri),
-        hash: fetched.digest.hash,
-        size: fetched.digest.sizeBytes,
-      });
-      return answer(fetched.uri, fetched.digest);
     },
 
     async fetchDirectory(request) {
@@ -187,6 +235,14 @@ async function downloadAndStore(deps: FetchDeps, asset: AssetRequest, index: num
   } finally {
     await spooled.discard();
   }
+}
+
+/**
+ * What makes two calls the same download: the instance, the URIs in order and the qualifiers that identify
+ * content (what a cache record is keyed by). Headers are not part of it, as they are not of a record.
+ */
+function flightKey(asset: AssetRequest): string {
+  return JSON.stringify([asset.instance, asset.uris, asset.qualifiers.identity]);
 }
 
 /** The status of a fetch that failed: the last URI's failure decides. */

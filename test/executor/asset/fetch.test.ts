@@ -6,9 +6,11 @@
  * URI names; roles decide who may do which.
  */
 import { createHash } from 'node:crypto';
+import { lookup } from 'node:dns/promises';
 import { once } from 'node:events';
 import { type AddressInfo, createServer } from 'node:net';
 import { writeFile } from 'node:fs/promises';
+import { hostname } from 'node:os';
 import { join } from 'node:path';
 import { timestampFromMs } from '@bufbuild/protobuf/wkt';
 import bcrypt from 'bcryptjs';
@@ -33,6 +35,17 @@ const assetClients = (server: TestServer): Asset => ({
   fetch: createClient(Fetch, server.address),
   push: createClient(Push, server.address),
 });
+
+/** FetchBlob calls the server answered with `outcome` (larder_asset_fetches_total). */
+async function fetchesAnswered(server: TestServer, outcome: string): Promise<number> {
+  const counter = server.executor.metrics.registry.getSingleMetric('larder_asset_fetches_total');
+  const values = (await counter?.get())?.values ?? [];
+  return values.find((v) => v.labels.outcome === outcome)?.value ?? 0;
+}
+
+async function gauge(server: TestServer, name: string): Promise<number> {
+  return (await server.executor.metrics.registry.getSingleMetric(name)?.get())?.values[0]?.value ?? 0;
+}
 
 /** Whether the CAS holds `data`. */
 async function stored(server: TestServer, data: string): Promise<boolean> {
@@ -361,6 +374,68 @@ describe('FetchBlob limits and roles', () => {
       const reply = await clients.fetch.fetchBlob({ uris: [`http://localhost:${port}/file`] });
       expect(reply.blobDigest?.hash).toBe(digestOf(FILE).hash);
       expect(origin.count('/file')).toBe(1);
+    } finally {
+      clients.fetch.close();
+      clients.push.close();
+      await server.stop();
+      await origin.stop();
+    }
+  });
+
+  it('shares one download among identical fetches in flight; a caller that gives up does not end it for the rest', async () => {
+    let release = () => {};
+    const stalled = new Promise<void>((resolve) => {
+      release = resolve;
+    });
+    const origin = await startOrigin({ '/slow': { stall: true, release: stalled } });
+    const server = await startTestServer({ args: ['--fetch-allow', origin.host] });
+    const clients = assetClients(server);
+    const uris = [`${origin.url}/slow`];
+    try {
+      const first = clients.fetch.fetchBlob({ uris });
+      await vi.waitFor(() => expect(origin.count('/slow')).toBe(1), { timeout: 5000, interval: 20 });
+      const second = clients.fetch.fetchBlob({ uris });
+      const impatient = codeOf(clients.fetch.fetchBlob({ uris, timeout: { seconds: 0n, nanos: 300_000_000 } }));
+      await vi.waitFor(async () => expect(await gauge(server, 'larder_asset_download_waiters')).toBe(3), {
+        timeout: 5000,
+        interval: 20,
+      });
+      expect(await gauge(server, 'larder_asset_downloads_in_flight')).toBe(1);
+      expect(await impatient).toEqual({ code: DEADLINE_EXCEEDED, details: expect.stringMatching(/did not finish/) });
+      release();
+      const hash = digestOf('1234567890').hash;
+      expect((await first).blobDigest?.hash).toBe(hash);
+      expect((await second).blobDigest?.hash).toBe(hash);
+      expect(origin.count('/slow')).toBe(1);
+      expect(await fetchesAnswered(server, 'origin')).toBe(1);
+      expect(await fetchesAnswered(server, 'joined')).toBe(1);
+      expect(await fetchesAnswered(server, 'failed')).toBe(1);
+      await clients.fetch.fetchBlob({ uris });
+      expect(await fetchesAnswered(server, 'cache')).toBe(1);
+    } finally {
+      release();
+      clients.fetch.close();
+      clients.push.close();
+      await server.stop();
+      await origin.stop();
+    }
+  });
+
+  it('never connects to a loopback address a host name in the allow-list resolves to', async () => {
+    // Debian's /etc/hosts points the machine's own name at a loopback address: the DNS answer an attacker
+    // controlling an allowed name would give to reach the server's own ports.
+    const name = hostname();
+    const { address } = await lookup(name, { family: 4 });
+    expect(address, `${name} should resolve to a loopback address here`).toMatch(/^127\./);
+    const origin = await startOrigin({ '/file': { body: FILE } }, address);
+    const port = new URL(origin.url).port;
+    const server = await startTestServer({ args: ['--fetch-allow', `${name}:${port}`] });
+    const clients = assetClients(server);
+    try {
+      const reply = await codeOf(clients.fetch.fetchBlob({ uris: [`http://${name}:${port}/file`] }));
+      expect(reply).toEqual({ code: PERMISSION_DENIED, details: expect.stringMatching(/loopback or private address/) });
+      expect(origin.count('/file')).toBe(0);
+      expect(await stored(server, FILE)).toBe(false);
     } finally {
       clients.fetch.close();
       clients.push.close();

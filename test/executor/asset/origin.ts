@@ -29,7 +29,8 @@ export interface Origin {
   stop(): Promise<void>;
 }
 
-export async function startOrigin(routes: Record<string, Route> = {}): Promise<Origin> {
+/** Listens on `address` (a loopback address), port chosen by the kernel. */
+export async function startOrigin(routes: Record<string, Route> = {}, address = '127.0.0.1'): Promise<Origin> {
   const table = new Map(Object.entries(routes));
   const counts = new Map<string, number>();
   const headers = new Map<string, IncomingHttpHeaders>();
@@ -39,12 +40,12 @@ export async function startOrigin(routes: Record<string, Route> = {}): Promise<O
     headers.set(path, req.headers);
     serve(table.get(path), res);
   });
-  server.listen(0, '127.0.0.1');
+  server.listen(0, address);
   await once(server, 'listening');
   const { port } = server.address() as AddressInfo;
   return {
-    url: `http://127.0.0.1:${port}`,
-    host: `127.0.0.1:${port}`,
+    url: `http://${address}:${port}`,
+    host: `${address}:${port}`,
     routes: table,
     count: (path) => counts.get(path) ?? 0,
     headersOf: (path) => headers.get(path),
