@@ -63,6 +63,8 @@ interface Measured {
   p99Ms: number;
   /** The executor's CPU time per call (user + system, all threads), in µs. */
   cpuMicros: number;
+  /** The bench process's own CPU per call (the gRPC client's encoding and decoding), in µs. */
+  clientCpuMicros: number;
 }
 
 const MiB = 1024 * 1024;
@@ -168,6 +170,7 @@ export function formatAssetRows(rows: AssetBenchRow[]): string {
     'FetchBlob CPU µs/call',
     'FindMissing CPU µs/call',
     'CPU ×',
+    'client CPU µs/call F / M',
   ];
   const body = rows.map((r) => [
     r.blobs,
@@ -180,6 +183,7 @@ export function formatAssetRows(rows: AssetBenchRow[]): string {
     num(r.fetch.cpuMicros),
     num(r.findMissing.cpuMicros),
     `${(r.fetch.cpuMicros / r.findMissing.cpuMicros).toFixed(2)}`,
+    `${num(r.fetch.clientCpuMicros)} / ${num(r.findMissing.clientCpuMicros)}`,
   ]);
   return [
     formatTable(header, body),
@@ -203,6 +207,7 @@ async function measure(
 ): Promise<Measured> {
   const latencies: number[] = [];
   const cpuBefore = cpuSeconds(pid);
+  const clientBefore = process.cpuUsage();
   const started = performance.now();
   await mapLimit(items, concurrency, async (b) => {
     const t = performance.now();
@@ -211,12 +216,14 @@ async function measure(
   });
   const seconds = (performance.now() - started) / 1000;
   const cpu = cpuSeconds(pid) - cpuBefore;
+  const client = process.cpuUsage(clientBefore);
   latencies.sort((a, b) => a - b);
   return {
     callsPerSecond: items.length / seconds,
     p50Ms: percentile(latencies, 0.5),
     p99Ms: percentile(latencies, 0.99),
     cpuMicros: (cpu * 1e6) / items.length,
+    clientCpuMicros: (client.user + client.system) / items.length,
   };
 }
 

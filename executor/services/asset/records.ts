@@ -8,7 +8,7 @@
  * content the client can download.
  */
 import { createHash } from 'node:crypto';
-import { blobKey, type Digest } from '../../../shared/digest.ts';
+import { type BlobKey, blobKey, type Digest } from '../../../shared/digest.ts';
 import type { BlobStore } from '../../../shared/storage/store.ts';
 import { readWhole } from '../../../shared/storage/streams.ts';
 import type { Checksum } from './qualifiers.ts';
@@ -55,13 +55,17 @@ function remember(store: BlobStore, key: string, record: AssetRecord): void {
   if (recent.size > RECENT_LIMIT) recent.delete(recent.keys().next().value!);
 }
 
-function recordHash(name: RecordName, space: RecordSpace): string {
+/** What names a record, as text: its prefix keeps blob and directory records, URIs and checksums apart. */
+function recordText(name: RecordName, space: RecordSpace): string {
   const prefix = space === 'blob' ? 'larder-asset-v1' : 'larder-asset-v1-directory';
-  const text =
-    'uri' in name
-      ? `${prefix}\nuri\n${name.uri}\n${JSON.stringify(name.identity)}`
-      : `${prefix}\nchecksum\n${name.checksum.algorithm}\n${name.checksum.hex}`;
-  return createHash('sha256').update(text).digest('hex');
+  return 'uri' in name
+    ? `${prefix}\nuri\n${name.uri}\n${JSON.stringify(name.identity)}`
+    : `${prefix}\nchecksum\n${name.checksum.algorithm}\n${name.checksum.hex}`;
+}
+
+/** The record's key in the store; hashed only when the store is asked, not for an answer from `recent`. */
+function storeKey(instance: string, text: string): BlobKey {
+  return blobKey(instance, 'ac', createHash('sha256').update(text).digest('hex'));
 }
 
 export async function writeRecord(
@@ -79,9 +83,9 @@ export async function writeRecord(
       expireAt: record.expireAt,
     }),
   );
-  const key = blobKey(instance, 'ac', recordHash(name, space));
-  await store.put(key, bytes, bytes.byteLength);
-  remember(store, `${key.instance}/${key.hash}`, record);
+  const text = recordText(name, space);
+  await store.put(storeKey(instance, text), bytes, bytes.byteLength);
+  remember(store, `${instance}\n${text}`, record);
 }
 
 /**
@@ -95,10 +99,11 @@ export async function readRecord(
   when: { now: number; oldest: number | null },
   space: RecordSpace = 'blob',
 ): Promise<AssetRecord | null> {
-  const key = blobKey(instance, 'ac', recordHash(name, space));
-  const record = recentOf(store).get(`${key.instance}/${key.hash}`) ?? (await readStored(store, key));
+  const text = recordText(name, space);
+  const recentKey = `${instance}\n${text}`;
+  const record = recentOf(store).get(recentKey) ?? (await readStored(store, storeKey(instance, text)));
   if (record === null) return null;
-  remember(store, `${key.instance}/${key.hash}`, record);
+  remember(store, recentKey, record);
   if (record.expireAt !== null && record.expireAt <= when.now) return null;
   if (when.oldest !== null && record.since < when.oldest) return null;
   const size = await store.stat(blobKey(instance, 'cas', record.digest.hash));
@@ -106,7 +111,7 @@ export async function readRecord(
 }
 
 /** A record as the store holds it; null when there is none or it cannot be read. */
-async function readStored(store: BlobStore, key: ReturnType<typeof blobKey>): Promise<AssetRecord | null> {
+async function readStored(store: BlobStore, key: BlobKey): Promise<AssetRecord | null> {
   const blob = await store.get(key);
   if (blob === null) return null;
   let record: AssetRecord;
