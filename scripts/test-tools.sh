@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Runs before `npm test`: installs the real tools the suites drive (Debian packages: Bazel, bubblewrap, nginx, openssl, Redis,
+# Runs before `npm test`: installs the real tools the suites drive (Debian packages: Bazel, bubblewrap, nginx, openssl, Redis and Sentinel,
 # qemu, systemd-analyze, Chromium) when they are missing, and prepares the arm64 toolchain for the fleet suite,
 # so one command runs the whole suite on a fresh machine. Without root (and without password-less sudo) it
 # only says what is missing; the suites then skip with a message, except under CI=true, where they fail.
@@ -19,6 +19,7 @@ command -v prlimit >/dev/null 2>&1 || missing+=(util-linux)         # prlimit an
 command -v dockerd >/dev/null 2>&1 || [ -x /usr/sbin/dockerd ] || missing+=(docker.io)
 [ -x /bin/busybox ] || missing+=(busybox-static)
 [ -x /usr/bin/redis-server ] || missing+=(redis-server)             # the fleet's queue (tests start their own servers)
+[ -x /usr/bin/redis-sentinel ] || missing+=(redis-sentinel)         # the failover suite's Sentinels (a package of its own)
 [ -x /usr/bin/qemu-aarch64-static ] || missing+=(qemu-user-static)  # the arm64 worker of the fleet suite
 command -v systemd-analyze >/dev/null 2>&1 || missing+=(systemd)    # `systemd-analyze verify` of deploy/systemd
 [ -x /usr/bin/chromium ] || missing+=(chromium)                     # the status page's browser test (playwright-core drives it)

@@ -21,7 +21,7 @@ export const QUEUE_OPTIONS: readonly OptionRow[] = [
   {
     flag: 'queue',
     env: 'LARDER_QUEUE',
-    help: 'memory (this process only) or redis://[USER@]HOST:PORT (rediss:// for TLS), the queue a fleet shares',
+    help: 'memory (this process only) or redis://[USER@]HOST:PORT (rediss:// for TLS; redis+sentinel://HOST:PORT,…/MASTER for a Sentinel-managed Redis), the queue a fleet shares',
     default: () => 'memory',
   },
   {
@@ -53,7 +53,7 @@ export function parseQueueOptions(values: Record<string, string>): QueueConfig {
 }
 
 export function isRedisUrl(text: string): boolean {
-  return /^rediss?:\/\/[^/]+/.test(text);
+  return /^(rediss?|redis\+sentinel):\/\/[^/]+/.test(text);
 }
 
 function parseLease(text: string): number {
@@ -80,5 +80,8 @@ function parseQueueSecrets(values: Record<string, string>): Pick<QueueConfig, 'q
 
 function parseQueue(text: string): string {
   if (text === 'memory' || isRedisUrl(text)) return text;
-  throw new LarderError('invalid_argument', `--queue must be memory or redis://HOST:PORT, not ${JSON.stringify(text)}`);
+  throw new LarderError(
+    'invalid_argument',
+    `--queue must be memory, redis://HOST:PORT or redis+sentinel://HOST:PORT,…/MASTER, not ${JSON.stringify(text)}`,
+  );
 }

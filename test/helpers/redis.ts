@@ -24,6 +24,8 @@ export interface TestRedisOptions {
   aclUser?: { name: string; password: string; rules?: string[] };
   /** Serve TLS only (no plain port) with this certificate; the url is then rediss://, without client certificates. */
   tls?: { certPath: string; keyPath: string; caPath: string };
+  /** More redis-server arguments (`--replicaof HOST PORT`). */
+  args?: string[];
 }
 
 export interface TestRedis {
@@ -64,6 +66,7 @@ export async function startRedis(options: TestRedisOptions = {}): Promise<TestRe
         'no',
         '--loglevel',
         'notice',
+        ...(options.args ?? []),
       ],
       { stdio: ['ignore', 'pipe', 'pipe'] },
     );

@@ -1,6 +1,7 @@
 /**
  * How frontends and workers reach the fleet's Redis: `redis://` or `rediss://` (TLS) with an optional ACL user,
- * the password from a file (a command line is readable by every process on the host, actions included), and
+ * or a Sentinel-managed primary (`redis+sentinel://`, sentinel-url.ts) that may fail over to a replica; the
+ * password from a file (a command line is readable by every process on the host, actions included), and
  * the CA a `rediss://` server's certificate is checked against. Everything is checked before the first connection,
  * so a wrong setting fails at start with a message saying which.
  */
@@ -8,6 +9,7 @@ import { readFile } from 'node:fs/promises';
 import type { RedisOptions } from 'ioredis';
 import { LarderError } from '../../../shared/errors.ts';
 import { LastingErrorConnector } from './lasting-error-connector.ts';
+import { isSentinelUrl, parseSentinelUrl, redactSentinelUrl } from './sentinel-url.ts';
 
 export interface QueueConnection {
   /** redis://[USER@]HOST[:PORT][/DB] or rediss://…; a password in it works but shows wherever the URL does. */
@@ -23,6 +25,7 @@ export interface QueueConnection {
  * connector that opens its sockets so that no socket error can go unheard (lasting-error-connector.ts).
  */
 export async function connectionOptions(connection: QueueConnection): Promise<RedisOptions> {
+  if (isSentinelUrl(connection.url)) return sentinelOptions(connection);
   const url = parseQueueUrl(connection.url);
   const tls = url.protocol === 'rediss:';
   const caPath = connection.caPath ?? '';
@@ -46,6 +49,34 @@ export async function connectionOptions(connection: QueueConnection): Promise<Re
     ...(password === '' ? {} : { password }),
     ...(tls ? { tls: caPath === '' ? {} : { ca: await readCa(caPath) } } : {}),
     Connector: LastingErrorConnector,
+  };
+}
+
+/**
+ * A Sentinel-managed primary: ioredis asks the Sentinels for it, and asks again whenever its connection drops, so
+ * a failover costs a reconnection, not a restart. `failoverDetector` also listens to the Sentinels' switch-master
+ * announcement, so a primary that is demoted without its connection dropping is left too. The password and ACL
+ * user are the Redis servers'; the Sentinels are asked without one. ioredis's own connector opens the sockets
+ * (it must, to ask the Sentinels first), and plain TCP only: TLS with Sentinels is not supported yet.
+ */
+async function sentinelOptions(connection: QueueConnection): Promise<RedisOptions> {
+  const address = parseSentinelUrl(connection.url);
+  if ((connection.caPath ?? '') !== '')
+    throw new LarderError('invalid_argument', '--queue-ca is for rediss://; redis+sentinel:// connects without TLS');
+  const passwordFile = connection.passwordFile ?? '';
+  if (passwordFile !== '' && address.password !== '')
+    throw new LarderError(
+      'invalid_argument',
+      '--queue-password-file and a password in the --queue URL: give the password once, in the file',
+    );
+  const password = passwordFile !== '' ? await readPassword(passwordFile) : decoded(address.password);
+  return {
+    sentinels: address.sentinels,
+    name: address.master,
+    db: address.db,
+    failoverDetector: true,
+    ...(address.username === '' ? {} : { username: decoded(address.username) }),
+    ...(password === '' ? {} : { password }),
   };
 }
 
@@ -105,6 +136,7 @@ async function readCa(path: string): Promise<Buffer> {
 
 /** The URL without its password, for logs, messages and the process title. */
 export function redactUrl(url: string): string {
+  if (isSentinelUrl(url)) return redactSentinelUrl(url);
   try {
     const parsed = new URL(url);
     if (parsed.password !== '') parsed.password = '***';
