@@ -31,6 +31,7 @@ import type { PersistentWorkers } from './worker/persistent/persistent-workers.t
 import type { Worker } from './worker/worker.ts';
 import { actionIdentities } from './worker/worker-host.ts';
 import { loadZstd } from './reapi/zstd.ts';
+import { RecentActions } from './execution/recent-actions.ts';
 
 export interface RunningExecutor {
   /** grpc://HOST:PORT or grpcs://HOST:PORT, with the real port when the config asked for port 0. */
@@ -102,15 +103,27 @@ async function serve(
   const zstd = loadZstd();
   if (zstd === null) log.info('zstd-napi is not installed: compressed-blobs are not offered');
   execution = await startExecution({ config, pools, store, log, onFinished: actions.finished }, opened);
+  const recent = execution === null ? null : new RecentActions(store, log);
   const { url, port } = await startGrpcServer(
-    { config, log, store, uploads, zstd, gate, metrics, execution, keepaliveMs: options.keepaliveMs ?? KEEPALIVE_MS },
+    {
+      config,
+      log,
+      store,
+      uploads,
+      zstd,
+      gate,
+      metrics,
+      execution,
+      recent,
+      keepaliveMs: options.keepaliveMs ?? KEEPALIVE_MS,
+    },
     opened,
   );
   if (options.announce ?? true) console.log(`larder executor listening on ${url}`);
   const history = opened.use(new History({ totals: () => metrics.totals() }).start(), (h) => h.stop());
   const storage = options.store === undefined ? describeStore(config.store) : 'a store given by the embedding program';
   const status = statusSnapshot({ config, storage, metrics, history, execution });
-  const side = await startSideDoor({ config, gate, log, metrics, status }, opened);
+  const side = await startSideDoor({ config, gate, log, metrics, status, recent }, opened);
   if (side !== null && (options.announce ?? true)) console.log(`larder executor metrics on ${side.url}/metrics`);
   return {
     url,

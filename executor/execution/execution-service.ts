@@ -4,13 +4,15 @@
  * identical cacheable action already in flight) and streams the operation until it is done. A client that goes
  * away only stops its own stream: the run goes on, its result is cached, and WaitExecution can collect it.
  * The caller (caller.ts) becomes one of the operation's waiters: only waiters and operators may wait on it, and
- * a result is passed on only once its outputs are found in the CAS (output-check.ts).
+ * a result is passed on only once its outputs are found in the CAS (output-check.ts). Every final response is
+ * also told to `recent`, for the actions page (recent-actions.ts).
  */
 import { clone, create } from '@bufbuild/protobuf';
 import { randomUUID } from 'node:crypto';
 import type { Logger } from '../../shared/log.ts';
 import type { BlobStore } from '../../shared/storage/store.ts';
 import {
+  type ExecuteResponse,
   ExecuteResponseSchema,
   type Execution,
   ExecutionStage_Value,
@@ -19,12 +21,14 @@ import type { Operation } from '../../shared/proto/gen/google/longrunning/operat
 import { checkDigestFunction, digestOf, instanceOf } from '../reapi/digests.ts';
 import { MissingBlobsError, missingBlobsResponse } from '../reapi/missing-blobs.ts';
 import type { CallContext, ServiceHandlers } from '../grpc/adapt.ts';
+import { requestMetadata } from '../grpc/request-metadata.ts';
 import type { Caller, OperationState, Scheduler } from '../scheduler/scheduler.ts';
 import { inlineOutputs, type InlineRequest, lookupActionResult } from '../services/action-cache.ts';
 import { callerOf } from './caller.ts';
 import { operationMessage, unknownOperation } from './operation-message.ts';
 import { outputCheck } from './output-check.ts';
 import { prepareJob, priorityOf, type TimeoutPolicy } from './prepare-job.ts';
+import type { RecentActions } from './recent-actions.ts';
 
 export interface ExecutionDeps {
   store: BlobStore;
@@ -34,6 +38,8 @@ export interface ExecutionDeps {
   timeouts: TimeoutPolicy;
   /** How often a stream waiting on a long action gets an update, so proxies and clients see it alive. */
   keepaliveMs: number;
+  /** Where finished actions are recorded for the actions page; none: not recorded. */
+  recent?: RecentActions;
 }
 
 type Send = (operation: Operation) => Promise<void>;
@@ -62,6 +68,7 @@ export function executionService(deps: ExecutionDeps): ServiceHandlers<typeof Ex
             done: true,
             response,
           };
+          await recordFinished(state, response, ctx);
           await send(operationMessage(state));
           return;
         }
@@ -123,7 +130,9 @@ export function executionService(deps: ExecutionDeps): ServiceHandlers<typeof Ex
         const state = await scheduler.get(name, caller);
         if (state === null) throw unknownOperation(name);
         if (state.done) {
-          await send(operationMessage(state, await finalResponse(state, inline)));
+          const response = await finalResponse(state, inline);
+          await recordFinished(state, response, ctx);
+          await send(operationMessage(state, response));
           return;
         }
         await send(operationMessage(state));
@@ -133,6 +142,20 @@ export function executionService(deps: ExecutionDeps): ServiceHandlers<typeof Ex
     } finally {
       unsubscribe();
     }
+  }
+
+  /**
+   * Tells the actions page before the client hears, so a client that saw its action finish finds it there. It
+   * never throws, and costs a store read only for a failed action's stderr.
+   */
+  async function recordFinished(state: OperationState, response: ExecuteResponse, ctx: CallContext): Promise<void> {
+    await deps.recent?.finished({
+      name: state.name,
+      instance: state.instance,
+      actionHash: state.actionDigest.hash,
+      response,
+      metadata: requestMetadata(ctx.metadata),
+    });
   }
 
   /** Waits for a change (the listener calls what `register` is given), a keepalive tick, or the client leaving. */

@@ -16,6 +16,7 @@ import type { loadZstd } from '../reapi/zstd.ts';
 import { bindError } from './bind-error.ts';
 import type { DisposalStack } from './disposal-stack.ts';
 import type { Execution } from './execution.ts';
+import type { RecentActions } from '../execution/recent-actions.ts';
 
 /** Builds the gRPC server and binds --listen. Its undo stops execution first, so the streams following it end. */
 export async function startGrpcServer(
@@ -30,16 +31,21 @@ export async function startGrpcServer(
     gate: AccessGate;
     metrics: Metrics;
     execution: Execution | null;
+    /** Where the Execution service records finished actions (the actions page). */
+    recent: RecentActions | null;
   },
   opened: DisposalStack,
 ): Promise<{ url: string; port: number }> {
-  const { config, keepaliveMs, log, execution, ...services } = options;
+  const { config, keepaliveMs, log, execution, recent, ...services } = options;
   const timeouts = { defaultMs: config.execution.actionTimeoutMs, maxMs: config.execution.maxActionTimeoutMs };
   const server = createExecutorServer({
     ...config,
     ...services,
     log,
-    execution: execution === null ? undefined : { scheduler: execution.scheduler, timeouts, keepaliveMs },
+    execution:
+      execution === null
+        ? undefined
+        : { scheduler: execution.scheduler, timeouts, keepaliveMs, ...(recent === null ? {} : { recent }) },
   });
   opened.defer(async () => {
     await execution?.stop();

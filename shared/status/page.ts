@@ -126,6 +126,7 @@ function executionSection(execution: NonNullable<StatusSnapshot['execution']>): 
           .join('\n');
   return `
 <h2>Execution</h2>
+<p><a href="actions" data-link="actions">the actions that ran</a>: the last few hundred, failing ones first</p>
 <div class="figures">
   <div class="figure"><span class="muted">queued actions</span><b data-figure="queued">${execution.queued}</b></div>
   <div class="figure"><span class="muted">running actions</span><b data-figure="running">${execution.running}</b></div>
@@ -147,7 +148,7 @@ export function formatBytes(bytes: number): string {
   return unit === 0 ? `${value} B` : `${value.toFixed(1)} ${units[unit]}`;
 }
 
-function escapeHtml(text: string): string {
+export function escapeHtml(text: string): string {
   return text.replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
 }
 

@@ -14,6 +14,7 @@ import { randomBlob } from '../../helpers/http.ts';
 import { denoPath, requireTool } from '../../helpers/tools.ts';
 import { ActionFixture } from '../../executor/execution/fixture.ts';
 import { startTestServer, type TestServer } from '../../executor/helpers.ts';
+import { withMetadata } from '../../helpers/grpc-metadata.ts';
 
 const hasChromium = requireTool('chromium', CHROMIUM, 'apt-get install chromium; npm test installs it');
 const runtimes: Runtime[] = requireTool('deno', denoPath(), 'npm ci installs it') ? ['node', 'deno'] : ['node'];
@@ -149,15 +150,3 @@ describe.runIf(hasChromium)('the executor status page', () => {
     await screenshot(page, 'status-executor');
   });
 });
-
-/** The same client with `metadata` added to every call. */
-function withMetadata<T extends object>(client: T, metadata: grpc.Metadata): T {
-  return new Proxy(client, {
-    get(target, name, receiver) {
-      const value = Reflect.get(target, name, receiver);
-      if (typeof value !== 'function' || name === 'close') return value;
-      return (request: unknown, options: { metadata?: unknown } = {}) =>
-        (value as (r: unknown, o: unknown) => unknown).call(target, request, { ...options, metadata });
-    },
-  });
-}
