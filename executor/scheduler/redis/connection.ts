@@ -54,8 +54,11 @@ export async function connectionOptions(connection: QueueConnection): Promise<Re
 
 /**
  * A Sentinel-managed primary: ioredis asks the Sentinels for it, and asks again whenever its connection drops, so
- * a failover costs a reconnection, not a restart. `failoverDetector` also listens to the Sentinels' switch-master
- * announcement, so a primary that is demoted without its connection dropping is left too. The password and ACL
+ * a failover costs a reconnection, not a restart. A primary demoted while its connections stay up (a failover
+ * an operator asked for) answers writes with READONLY: that reconnects too, and the command is sent again to the
+ * new primary. Not ioredis's `failoverDetector`: its switch-master handler closes the connector while a
+ * reconnection to the dead primary is under way, and ioredis then ends the connection for good (seen in
+ * test/executor/fleet/fleet-failover.test.ts: a worker whose commands all failed "Connection is closed."). The password and ACL
  * user are the Redis servers'; the Sentinels are asked without one. ioredis's own connector opens the sockets
  * (it must, to ask the Sentinels first), and plain TCP only: TLS with Sentinels is not supported yet.
  */
@@ -74,7 +77,7 @@ async function sentinelOptions(connection: QueueConnection): Promise<RedisOption
     sentinels: address.sentinels,
     name: address.master,
     db: address.db,
-    failoverDetector: true,
+    reconnectOnError: (err) => err.message.includes('READONLY') && 2,
     ...(address.username === '' ? {} : { username: decoded(address.username) }),
     ...(password === '' ? {} : { password }),
   };

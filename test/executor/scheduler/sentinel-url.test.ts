@@ -24,8 +24,10 @@ describe('a Sentinel-managed queue', () => {
       db: 2,
       username: 'larder',
       password: 's@cret',
-      failoverDetector: true,
     });
+    // A demoted primary's READONLY answer reconnects (2: and sends the command again), other errors do not.
+    expect(options.reconnectOnError!(new Error("READONLY You can't write against a read only replica."))).toBe(2);
+    expect(options.reconnectOnError!(new Error('ERR unknown command'))).toBe(false);
     // ioredis's own connector asks the Sentinels first; a connector of ours would bypass them.
     expect(options.Connector).toBeUndefined();
   });
