@@ -12,12 +12,8 @@
 import cluster, { type Worker } from 'node:cluster';
 import process from 'node:process';
 import type { EdgeConfig } from '../shared/config.ts';
+import type { EdgeProcesses } from './processes.ts';
 import { listeningLine } from './start.ts';
-
-export interface EdgeProcesses {
-  /** Stops every child process (SIGTERM, as one process would be stopped) and resolves once all have exited. */
-  close(): Promise<void>;
-}
 
 /** In the primary: forks `config.processes` children running the same command line, and waits until all listen. */
 export async function startEdgeProcesses(config: EdgeConfig): Promise<EdgeProcesses> {

@@ -190,7 +190,7 @@ export class DiskStore implements BlobStore {
       throw diskError(err, 'stat');
     }
     this.#markUsed(rel, this.#current(rel, size));
-    return { size, body: fileStream(fd, size) };
+    return { size, body: fileStream(fd, size), ...(key.kind === 'cas' ? { path } : {}) };
   }
 
   #readSmall(rel: string, path: string): Uint8Array | null {

@@ -23,6 +23,11 @@ export interface StoredBlob {
    * send it as it is instead of streaming `body`; a blob with `bytes` needs no cancelling of an unread `body`.
    */
   readonly bytes?: Uint8Array;
+  /**
+   * The file holding a CAS blob, for a runtime that sends files itself (sendfile). A caller that sends the file
+   * instead of reading `body` cancels `body`, which releases the store's handle; the file may be evicted meanwhile.
+   */
+  readonly path?: string;
 }
 
 /** An upload's bytes: a stream, or the whole blob when the caller has it in memory anyway. */

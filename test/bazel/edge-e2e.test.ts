@@ -3,14 +3,14 @@
 import { rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { type EdgeProcess, type Runtime, startEdgeProcess, tempDir } from '../helpers/edge-process.ts';
-import { denoPath, requireTool } from '../helpers/tools.ts';
+import { type EdgeProcess, startEdgeProcess, tempDir, edgeRuntimes } from '../helpers/edge-process.ts';
+import { requireTool } from '../helpers/tools.ts';
 import { BazelWorkspace, bazelStatus } from './bazel.ts';
 import { TARGETS, expectOk, expectOutputs } from './expectations.ts';
 
 const bazel = bazelStatus();
 const haveBazel = requireTool('bazel', bazel.available ? bazel.path : undefined, 'apt-get install bazel-bootstrap');
-const runtimes: Runtime[] = requireTool('deno', denoPath(), 'npm ci installs it') ? ['node', 'deno'] : ['node'];
+const runtimes = edgeRuntimes();
 
 describe.runIf(haveBazel)('real Bazel against larder edge', () => {
   const dir = tempDir();

@@ -4,15 +4,15 @@
 import { readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { type EdgeProcess, type Runtime, startEdgeProcess, tempDir } from '../helpers/edge-process.ts';
+import { type EdgeProcess, startEdgeProcess, tempDir, edgeRuntimes } from '../helpers/edge-process.ts';
 import { S3_BUCKET, type S3Server, startS3Server } from '../helpers/s3-server.ts';
-import { denoPath, requireTool } from '../helpers/tools.ts';
+import { requireTool } from '../helpers/tools.ts';
 import { BazelWorkspace, bazelStatus } from './bazel.ts';
 import { TARGETS, expectOk, expectOutputs } from './expectations.ts';
 
 const bazel = bazelStatus();
 const haveBazel = requireTool('bazel', bazel.available ? bazel.path : undefined, 'apt-get install bazel-bootstrap');
-const runtimes: Runtime[] = requireTool('deno', denoPath(), 'npm ci installs it') ? ['node', 'deno'] : ['node'];
+const runtimes = edgeRuntimes();
 
 /** Files under a folder, recursively. */
 const countFiles = (dir: string): number =>

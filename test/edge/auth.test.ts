@@ -11,13 +11,12 @@ import { rename, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ActionResultSchema } from '../../shared/proto/gen/build/bazel/remote/execution/v2/remote_execution_pb.ts';
-import { type EdgeProcess, type Runtime, startEdgeProcess, tempDir } from '../helpers/edge-process.ts';
+import { type EdgeProcess, startEdgeProcess, tempDir, edgeRuntimes } from '../helpers/edge-process.ts';
 import { hs256WithPublicKey, signWith, signWithUnknownKey, unsigned } from '../helpers/forged-tokens.ts';
 import { randomBlob, sha256 } from '../helpers/http.ts';
 import { AUDIENCE, OTHER_AUDIENCE, type TestIdp, startIdp } from '../helpers/oidc-idp.ts';
-import { denoPath, requireTool } from '../helpers/tools.ts';
 
-const runtimes: Runtime[] = requireTool('deno', denoPath(), 'npm ci installs it') ? ['node', 'deno'] : ['node'];
+const runtimes = edgeRuntimes();
 const JWKS_COOLDOWN_S = 1;
 const CLOCK_SKEW_S = 5;
 

@@ -7,12 +7,11 @@ import { createHash } from 'node:crypto';
 import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { type EdgeProcess, type Runtime, startEdgeProcess, tempDir } from '../helpers/edge-process.ts';
+import { type EdgeProcess, startEdgeProcess, tempDir, edgeRuntimes } from '../helpers/edge-process.ts';
 import { randomBlob } from '../helpers/http.ts';
 import { delta, sample, scrape } from '../helpers/prometheus.ts';
-import { denoPath, requireTool } from '../helpers/tools.ts';
 
-const runtimes: Runtime[] = requireTool('deno', denoPath(), 'npm ci installs it') ? ['node', 'deno'] : ['node'];
+const runtimes = edgeRuntimes();
 const KiB = 1024;
 
 describe.each(runtimes)('metrics on %s', (runtime) => {

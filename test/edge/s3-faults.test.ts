@@ -4,12 +4,11 @@ import { PutObjectCommand } from '@aws-sdk/client-s3';
 import { createHash, randomUUID } from 'node:crypto';
 import http from 'node:http';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { type EdgeProcess, type Runtime, startEdgeProcess } from '../helpers/edge-process.ts';
+import { type EdgeProcess, startEdgeProcess, edgeRuntimes } from '../helpers/edge-process.ts';
 import { randomBlob, request, sha256 } from '../helpers/http.ts';
 import { peakRssMiB } from '../helpers/proc.ts';
 import { S3_BUCKET, type S3Server, startS3Server } from '../helpers/s3-server.ts';
 import { startTcpProxy, type TcpProxy } from '../helpers/tcp-proxy.ts';
-import { denoPath, requireTool } from '../helpers/tools.ts';
 
 const MiB = 1024 * 1024;
 let server: S3Server;
@@ -23,9 +22,7 @@ afterAll(async () => {
   await server?.destroy();
 });
 
-const runtimes: Runtime[] = requireTool('deno', denoPath(), 'npm ci installs it from @deno/linux-x64-glibc')
-  ? ['node', 'deno']
-  : ['node'];
+const runtimes = edgeRuntimes();
 const agent = new http.Agent({ keepAlive: true, maxSockets: 16 });
 afterAll(() => agent.destroy());
 

@@ -3,8 +3,7 @@
 import { randomUUID } from 'node:crypto';
 import { afterAll, beforeAll, describe } from 'vitest';
 import { S3_BUCKET, type S3Server, startS3Server } from '../helpers/s3-server.ts';
-import { denoPath, requireTool } from '../helpers/tools.ts';
-import { type Runtime, tempDir } from '../helpers/edge-process.ts';
+import { tempDir, edgeRuntimes } from '../helpers/edge-process.ts';
 import { describeHttpProtocol } from './http-protocol.ts';
 
 let server: S3Server;
@@ -13,9 +12,7 @@ beforeAll(async () => {
 });
 afterAll(() => server?.destroy());
 
-const runtimes: Runtime[] = requireTool('deno', denoPath(), 'npm ci installs it from @deno/linux-x64-glibc')
-  ? ['node', 'deno']
-  : ['node'];
+const runtimes = edgeRuntimes();
 
 for (const runtime of runtimes) {
   describe(`on ${runtime}`, () => {

@@ -2,14 +2,14 @@
 // listening, answers a client that trusts the certificate, and does not speak plain HTTP on that port.
 import https from 'node:https';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { type EdgeProcess, type Runtime, startEdgeProcess, tempDir } from '../helpers/edge-process.ts';
+import { type EdgeProcess, startEdgeProcess, tempDir, edgeRuntimes } from '../helpers/edge-process.ts';
 import { randomBlob } from '../helpers/http.ts';
-import { denoPath, requireTool } from '../helpers/tools.ts';
+import { requireTool } from '../helpers/tools.ts';
 import { type TestCertificate, makeCertificate, opensslPath } from '../executor/tls.ts';
 import { bytesOf } from '../helpers/bytes.ts';
 
 const haveOpenssl = requireTool('openssl', opensslPath(), 'apt-get install openssl');
-const runtimes: Runtime[] = requireTool('deno', denoPath(), 'npm ci installs it') ? ['node', 'deno'] : ['node'];
+const runtimes = edgeRuntimes();
 
 function httpsRequest(
   url: string,

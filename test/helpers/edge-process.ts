@@ -1,13 +1,25 @@
-/** Starts a real `larder edge` process (Node or Deno) on a free loopback port, and stops it by PID. */
+/** Starts a real `larder edge` process (Node, Deno or Bun) on a free loopback port, and stops it by PID. */
 import { type ChildProcess, spawn } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { EDGE_OPTIONS } from '../../shared/config.ts';
-import { REPO_ROOT, denoPath } from './tools.ts';
+import { REPO_ROOT, bunPath, denoPath, requireTool } from './tools.ts';
 
 /** `deploy`: edge/deploy.ts under Deno as Deno Deploy runs it (network and environment only, no files). */
-export type Runtime = 'node' | 'deno' | 'deploy';
+export type Runtime = 'node' | 'deno' | 'bun' | 'deploy';
+
+/**
+ * The runtimes every edge suite runs on: Node, and Deno and Bun as `npm ci` installs them (a missing one fails the
+ * run in CI, and is skipped with a message elsewhere).
+ */
+export function edgeRuntimes(): Runtime[] {
+  return [
+    'node',
+    ...(requireTool('deno', denoPath(), 'npm ci installs it from @deno/linux-x64-glibc') ? (['deno'] as const) : []),
+    ...(requireTool('bun', bunPath(), 'npm ci installs it from @oven/bun-linux-x64') ? (['bun'] as const) : []),
+  ];
+}
 
 export interface EdgeProcess {
   readonly url: string;
@@ -48,8 +60,10 @@ export async function startEdgeProcess(options: EdgeProcessOptions): Promise<Edg
       ? [process.execPath, [join(REPO_ROOT, 'bin/larder.js'), 'edge', ...withDefaults]]
       : options.runtime === 'deno'
         ? [denoPath() ?? 'deno', [...denoTaskArgs('edge'), ...withDefaults]]
-        : // --no-prompt: a permission the task does not grant (any file access) fails at once, never waits for a person.
-          [denoPath() ?? 'deno', ['run', '--no-prompt', ...denoTaskArgs('deploy').slice(1)]];
+        : options.runtime === 'bun'
+          ? [bunPath() ?? 'bun', [join(REPO_ROOT, 'edge/bun.ts'), ...withDefaults]]
+          : // --no-prompt: a permission the task does not grant (any file access) fails at once, never waits for a person.
+            [denoPath() ?? 'deno', ['run', '--no-prompt', ...denoTaskArgs('deploy').slice(1)]];
   const env = { ...(options.runtime === 'deploy' ? optionsAsEnv(withDefaults) : {}), ...options.env };
   const [wrapped, wrappedArgs] =
     options.wrapper === undefined

@@ -28,6 +28,11 @@ export function denoPath(): string | undefined {
   return findTool(join(REPO_ROOT, 'node_modules/@deno/linux-x64-glibc/deno'), 'deno');
 }
 
+/** Bun from the npm package (@oven/bun-linux-x64, which npm ci installs), else from PATH. */
+export function bunPath(): string | undefined {
+  return findTool(join(REPO_ROOT, 'node_modules/@oven/bun-linux-x64/bin/bun'), 'bun');
+}
+
 /**
  * Whether a suite needing `tool` should run. Throws in CI when the tool is missing, so the run fails loudly.
  */

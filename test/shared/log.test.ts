@@ -12,12 +12,11 @@ import { afterEach, describe, expect, it, vi } from 'vitest';
 import { createLogger } from '../../shared/log.ts';
 import { RequestMetadataSchema } from '../../shared/proto/gen/build/bazel/remote/execution/v2/remote_execution_pb.ts';
 import { REQUEST_METADATA_KEY } from '../../shared/request-metadata.ts';
-import { type Runtime, startEdgeProcess, tempDir } from '../helpers/edge-process.ts';
+import { startEdgeProcess, tempDir, edgeRuntimes } from '../helpers/edge-process.ts';
 import { randomBlob } from '../helpers/http.ts';
-import { denoPath, requireTool } from '../helpers/tools.ts';
 import { clientsFor, codeOf, startExecutorProcess } from '../executor/helpers.ts';
 
-const runtimes: Runtime[] = requireTool('deno', denoPath(), 'npm ci installs it') ? ['node', 'deno'] : ['node'];
+const runtimes = edgeRuntimes();
 const INVOCATION = '6f1c9a52-7d1e-4c55-9d2b-0a1b2c3d4e5f';
 const ACTION = 'a1b2c3d4e5f60718293a4b5c6d7e8f90a1b2c3d4e5f60718293a4b5c6d7e8f9';
 const PASSWORD = 'ci-secret-password';

@@ -9,15 +9,15 @@ import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { CHROMIUM, openBrowser, screenshot, type Browser } from '../../helpers/browser.ts';
-import { type EdgeProcess, type Runtime, startEdgeProcess, tempDir } from '../../helpers/edge-process.ts';
+import { type EdgeProcess, startEdgeProcess, tempDir, edgeRuntimes } from '../../helpers/edge-process.ts';
 import { randomBlob } from '../../helpers/http.ts';
-import { denoPath, requireTool } from '../../helpers/tools.ts';
+import { requireTool } from '../../helpers/tools.ts';
 import { ActionFixture } from '../../executor/execution/fixture.ts';
 import { startTestServer, type TestServer } from '../../executor/helpers.ts';
 import { withMetadata } from '../../helpers/grpc-metadata.ts';
 
 const hasChromium = requireTool('chromium', CHROMIUM, 'apt-get install chromium; npm test installs it');
-const runtimes: Runtime[] = requireTool('deno', denoPath(), 'npm ci installs it') ? ['node', 'deno'] : ['node'];
+const runtimes = edgeRuntimes();
 const USER = 'ci';
 const PASSWORD = 'status-page-password';
 const basic = `Basic ${btoa(`${USER}:${PASSWORD}`)}`;

@@ -1,0 +1,43 @@
+/**
+ * The Bun edge's body receiver and blob sender (bodies.ts). Downloads of blobs the store keeps in a file are
+ * sent as `Bun.file(path)`, which Bun writes to the socket with sendfile(2): no copy of the bytes passes through
+ * JavaScript. Whole uploads are taken with `Request.arrayBuffer()`, which Bun fills natively in one buffer (on
+ * Bun it frees that memory again once used; Deno's did not, see webBodies). They move bytes only: the app has
+ * already parsed, authorised and size-checked the request before it asks.
+ */
+import { LarderError } from '../shared/errors.ts';
+import { bodyError, streamOf } from '../shared/storage/streams.ts';
+import { type BlobSender, type BodyReceiver, webSender, WholeBodies } from './bodies.ts';
+
+declare const Bun: { file(path: string): Blob };
+
+export function bunBodies(whole = new WholeBodies()): BodyReceiver {
+  return async function bunBodies(c, size, use) {
+    const request = c.req.raw;
+    const read = async () => {
+      let bytes: Uint8Array;
+      try {
+        bytes = new Uint8Array(await request.arrayBuffer());
+      } catch (err) {
+        throw bodyError(err);
+      }
+      if (bytes.byteLength !== size)
+        throw new LarderError('size_mismatch', `size mismatch: declared ${size} bytes, received ${bytes.byteLength}`);
+      return bytes;
+    };
+    if (await whole.hold(size, read, use)) return;
+    await use(request.body ?? streamOf(new Uint8Array(0)));
+  };
+}
+
+/**
+ * A blob in a file goes out as that file (sendfile); bytes in hand go out as they are. The store's own stream
+ * is cancelled, which closes its handle: Bun opens the file again by its path when it sends it. A CAS file is
+ * never rewritten with other bytes, so the path names the same bytes; one evicted in between fails Bun's open,
+ * which the entry's error handler answers as the miss it now is (bun.ts).
+ */
+export const bunSender: BlobSender = async (c, blob, headers) => {
+  if (blob.bytes !== undefined || blob.path === undefined) return webSender(c, blob, headers);
+  await blob.body.cancel();
+  return new Response(Bun.file(blob.path), { headers });
+};
