@@ -6,7 +6,7 @@
  * already parsed, authorised and size-checked the request before it asks.
  */
 import { LarderError } from '../shared/errors.ts';
-import { bodyError, streamOf } from '../shared/storage/streams.ts';
+import { bodyError, collect, streamOf } from '../shared/storage/streams.ts';
 import { type BlobSender, type BodyReceiver, webSender, WholeBodies } from './bodies.ts';
 
 declare const Bun: { file(path: string): Blob };
@@ -35,9 +35,24 @@ export function bunBodies(whole = new WholeBodies()): BodyReceiver {
  * is cancelled, which closes its handle: Bun opens the file again by its path when it sends it. A CAS file is
  * never rewritten with other bytes, so the path names the same bytes; one evicted in between fails Bun's open,
  * which the entry's error handler answers as the miss it now is (bun.ts).
+ *
+ * Any other stream (an S3 object) Bun sends chunked, dropping the Content-Length the app set: one of up to
+ * WHOLE_BODY_MAX is read whole first so that it keeps it; larger ones go out chunked. Bun tells the app nothing
+ * when a response is done, so the budget counts these bytes while they are read, not while they are sent.
  */
-export const bunSender: BlobSender = async (c, blob, headers) => {
-  if (blob.bytes !== undefined || blob.path === undefined) return webSender(c, blob, headers);
-  await blob.body.cancel();
-  return new Response(Bun.file(blob.path), { headers });
-};
+export function bunSender(whole = new WholeBodies()): BlobSender {
+  return async function bunSender(c, blob, headers) {
+    if (blob.bytes !== undefined) return webSender(c, blob, headers);
+    if (blob.path !== undefined) {
+      await blob.body.cancel();
+      return new Response(Bun.file(blob.path), { headers });
+    }
+    if (!whole.take(blob.size)) return webSender(c, blob, headers);
+    try {
+      const bytes = await collect(blob.body, blob.size);
+      return webSender(c, { size: blob.size, body: blob.body, bytes }, headers);
+    } finally {
+      whole.give(blob.size);
+    }
+  };
+}

@@ -30,7 +30,7 @@ if (config.processes > 1 && !isEdgeChild()) {
   process.once('SIGTERM', stop);
 } else {
   const whole = new WholeBodies();
-  const { app, store, gate, history } = await buildEdge(config, { bodies: bunBodies(whole), sender: bunSender });
+  const { app, store, gate, history } = await buildEdge(config, { bodies: bunBodies(whole), sender: bunSender(whole) });
   const server = Bun.serve({
     hostname: config.listen.host,
     port: childPort(config),
