@@ -1,11 +1,12 @@
-// `larder edge --processes N`: several Node child processes serve one port and one disk folder; the primary's
-// PID stops them all, and a primary that dies leaves no child serving.
+// `larder edge --processes N` on every runtime (Node's cluster; Bun's and Deno's reusePort children): several child
+// processes serve one port and one disk folder; the primary's PID stops them all, a child that dies is replaced,
+// and a primary that dies leaves no child serving.
 import { spawnSync } from 'node:child_process';
 import { readdirSync, readFileSync } from 'node:fs';
 import http from 'node:http';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import { type EdgeProcess, startEdgeProcess, tempDir } from '../helpers/edge-process.ts';
+import { type EdgeProcess, edgeRuntimes, startEdgeProcess, tempDir } from '../helpers/edge-process.ts';
 import { randomBlob, request, sha256 } from '../helpers/http.ts';
 import { REPO_ROOT } from '../helpers/tools.ts';
 
@@ -35,7 +36,7 @@ async function allGone(pids: number[], timeoutMs: number): Promise<boolean> {
   return true;
 }
 
-describe('larder edge --processes 2 on one disk folder', () => {
+describe.each(edgeRuntimes())('larder edge --processes 2 on one disk folder, on %s', (runtime) => {
   const cleanups: Array<() => Promise<void> | void> = [];
   afterEach(async () => {
     for (const cleanup of cleanups.splice(0)) await cleanup();
@@ -43,7 +44,7 @@ describe('larder edge --processes 2 on one disk folder', () => {
 
   async function start(): Promise<{ edge: EdgeProcess; folder: string }> {
     const dir = tempDir('larder-processes-');
-    const edge = await startEdgeProcess({ runtime: 'node', args: ['--store', `disk:${dir.path}`, '--processes', '2'] });
+    const edge = await startEdgeProcess({ runtime, args: ['--store', `disk:${dir.path}`, '--processes', '2'] });
     cleanups.push(async () => {
       await edge.kill9();
       await allGone(childPids(edge), 10_000);
@@ -82,6 +83,23 @@ describe('larder edge --processes 2 on one disk folder', () => {
     expect(children.filter(alive)).toEqual([]);
   });
 
+  it('replaces a child that dies, and the new one serves the same port and folder', async () => {
+    const { edge } = await start();
+    const [victim, survivor] = childPids(edge) as [number, number];
+    const { data, hash } = randomBlob(5000);
+    expect((await request(new http.Agent(), `${edge.url}/cas/${hash}`, 'PUT', data)).status).toBe(200);
+    process.kill(victim, 'SIGKILL');
+    await edge.waitForOutput(`process ${victim} exited (SIGKILL); starting another`);
+    // The replacement is the primary's third child; it serves once its port answers on fresh connections again.
+    const replaced = await allGone([victim], 10_000);
+    expect(replaced).toBe(true);
+    const got = await Promise.all(
+      Array.from({ length: 8 }, () => request(new http.Agent({ keepAlive: false }), `${edge.url}/cas/${hash}`, 'GET')),
+    );
+    expect(got.map((r) => [r.status, sha256(r.body)])).toEqual(got.map(() => [200, hash]));
+    expect(alive(survivor)).toBe(true);
+  });
+
   it('leaves no child serving when the primary is killed', async () => {
     const { edge } = await start();
     const children = childPids(edge);
@@ -89,17 +107,17 @@ describe('larder edge --processes 2 on one disk folder', () => {
     await edge.kill9();
     expect(await allGone(children, 10_000), `still running: ${children.filter(alive)}`).toBe(true);
   });
+});
 
-  it('refuses more than one process on a memory store', () => {
-    const run = spawnSync(
-      process.execPath,
-      [join(REPO_ROOT, 'bin/larder.js'), 'edge', '--store', 'memory', '--processes', '2', '--listen', '127.0.0.1:0'],
-      {
-        encoding: 'utf8',
-        timeout: 20_000,
-      },
-    );
-    expect(run.status).toBe(2);
-    expect(run.stderr).toMatch(/--processes above 1 needs a store the processes can share/);
-  });
+it('refuses more than one process on a memory store', () => {
+  const run = spawnSync(
+    process.execPath,
+    [join(REPO_ROOT, 'bin/larder.js'), 'edge', '--store', 'memory', '--processes', '2', '--listen', '127.0.0.1:0'],
+    {
+      encoding: 'utf8',
+      timeout: 20_000,
+    },
+  );
+  expect(run.status).toBe(2);
+  expect(run.stderr).toMatch(/--processes above 1 needs a store the processes can share/);
 });
