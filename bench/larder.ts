@@ -1,6 +1,7 @@
 /**
  * larder under test: `larder edge` as its own process with a fresh disk store, exactly as a user would start it,
- * on Node (`bin/larder.js edge`) or Deno (the deno.json `edge` task's line, run directly so the PID is the server's).
+ * on Node (`bin/larder.js edge`), Deno (the deno.json `edge` task's line, run directly so the PID is the server's) or
+ * Bun (`bun edge/bun.ts`, as `npm run edge:bun` runs it).
  * `nodeFlags` lets the bench add e.g. --cpu-prof (written when larder exits on SIGTERM); `root` points at another
  * checkout (BENCH_BEFORE) so an older larder runs side by side with this one.
  */
@@ -13,13 +14,14 @@ import { spawnTracked, stopChild } from './proc.ts';
 
 const REPO_ROOT = fileURLToPath(new URL('..', import.meta.url));
 const DENO = join(REPO_ROOT, 'node_modules/@deno/linux-x64-glibc/deno');
-const READY = /larder edge \((?:node|deno)\) listening on (http:\/\/\S+)/;
+const BUN = join(REPO_ROOT, 'node_modules/@oven/bun-linux-x64/bin/bun');
+const READY = /larder edge \((?:node|deno|bun)\) listening on (http:\/\/\S+)/;
 
 export interface LarderLaunch {
   storeDir: string;
   cpu: number | undefined;
-  runtime?: 'node' | 'deno';
-  /** Node edge processes (--processes); omitted for a checkout older than the flag. */
+  runtime?: 'node' | 'deno' | 'bun';
+  /** Edge processes (--processes); omitted for a checkout older than the flag. */
   processes?: number;
   /** Another checkout of larder to run instead of this one (its bin/larder.js). */
   root?: string;
@@ -44,7 +46,9 @@ export async function startLarder(launch: LarderLaunch): Promise<RunningServer> 
   const [command, args] =
     launch.runtime === 'deno'
       ? [DENO, [...denoTaskArgs(root), ...edgeArgs]]
-      : [process.execPath, [...(launch.nodeFlags ?? []), join(root, 'bin/larder.js'), 'edge', ...edgeArgs]];
+      : launch.runtime === 'bun'
+        ? [BUN, [join(root, 'edge/bun.ts'), ...edgeArgs]]
+        : [process.execPath, [...(launch.nodeFlags ?? []), join(root, 'bin/larder.js'), 'edge', ...edgeArgs]];
   const child = spawnTracked(command, args, launch.cpu, { cwd: root, stdio: ['ignore', 'pipe', 'inherit'] });
   const lines = createInterface({ input: child.stdout! });
   const url = await new Promise<string>((resolve, reject) => {

@@ -10,7 +10,8 @@
  *   BENCH_SCENARIOS=get-hit,put-existing,put-new
  *   BENCH_BLOBS=100           distinct pre-populated blobs per size (GET hits and re-uploads cycle over them)
  *   BENCH_STREAM_SIZE=1GiB    the big blob streamed in and out for the RSS figure; 0 skips it
- *   BENCH_SERVERS=nginx,node,deno   side by side (bench/servers.ts: nginx, node, deno, node-p2, node-before, deno-before)
+ *   BENCH_SERVERS=nginx,bazel-remote,node,deno,bun   side by side (bench/servers.ts: nginx, bazel-remote, node, deno,
+ *                             bun, node-p2, deno-p2, bun-p2, node-before, deno-before)
  *   BENCH_BEFORE=path         another larder checkout (say, main) to run as node-before/deno-before (added by default when set)
  *   BENCH_PIN=1               server on CPU 1, load generator on CPU 0 (needs taskset and 2 CPUs); 0 = no pinning
  *   BENCH_WAIT_QUIET=1        before each measured run, wait (≤ 30 s, ≤ 3 min in all) for other work on the machine to go quiet; 0 = don't
@@ -60,7 +61,10 @@ export function readOptions(argv: string[], env: NodeJS.ProcessEnv): BenchOption
     if (!SCENARIOS.includes(s as Scenario)) throw new Error(`unknown scenario ${s}; known: ${SCENARIOS.join(', ')}`);
   const before = env.BENCH_BEFORE || null;
   const servers = parseServerNames(
-    list('BENCH_SERVERS', before === null ? 'nginx,node,deno' : 'nginx,node,node-before,deno,deno-before'),
+    list(
+      'BENCH_SERVERS',
+      before === null ? 'nginx,bazel-remote,node,deno,bun' : 'nginx,bazel-remote,node,node-before,deno,deno-before,bun',
+    ),
     before,
   );
   return {

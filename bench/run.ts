@@ -236,15 +236,20 @@ function resultsTable(measurements: Measurement[], attempts: Measurement[], opti
     measurements.find(
       (m) => m.server === server && m.scenario === scenario && m.size === size && m.connections === connections,
     );
+  const references = (['nginx', 'bazel-remote'] as const).filter((name) => options.servers.includes(name));
+  const multiples = references.map((name) => `×${name}`).join(', ');
   const header = ['row', 'conc'];
   for (const server of options.servers) {
-    header.push(`${server} req/s`, server === 'nginx' ? 'nginx µs/req' : `${server} µs/req (×nginx)`);
+    header.push(
+      `${server} req/s`,
+      (references as readonly string[]).includes(server) ? `${server} µs/req` : `${server} µs/req (${multiples})`,
+    );
   }
   const rows: string[][] = [];
   for (const scenario of options.scenarios) {
     for (const size of options.sizes) {
       for (const connections of options.connections) {
-        const reference = find('nginx', scenario, size, connections);
+        const referenced = references.map((name) => find(name, scenario, size, connections));
         const row = [`${SCENARIO_LABEL[scenario]} ${formatSize(size)}`, String(connections)];
         for (const server of options.servers) {
           const m = find(server, scenario, size, connections);
@@ -255,7 +260,9 @@ function resultsTable(measurements: Measurement[], attempts: Measurement[], opti
           const noisy = m.otherCpu > NOISY ? '*' : '';
           const micros = cpuMicros(m);
           const multiple =
-            server !== 'nginx' && reference !== undefined ? ` (${(micros / cpuMicros(reference)).toFixed(1)}×)` : '';
+            (references as readonly string[]).includes(server) || referenced.includes(undefined)
+              ? ''
+              : ` (${referenced.map((r) => `${(micros / cpuMicros(r!)).toFixed(1)}×`).join(', ')})`;
           row.push(num(reqPerSecond(m)), `${num(micros)}${multiple}${noisy}`);
         }
         rows.push(row);
@@ -265,7 +272,7 @@ function resultsTable(measurements: Measurement[], attempts: Measurement[], opti
   const noisy = measurements.filter((m) => m.otherCpu > NOISY).length;
   const notes = [
     '',
-    "µs/req: CPU time of the server process (all its threads and child processes) per 2xx response, best of the attempts; (×nginx): that as a multiple of nginx's in the same run.",
+    `µs/req: CPU time of the server process (all its threads and child processes) per 2xx response, best of the attempts; (${multiples}): that as a multiple of the reference's in the same run.`,
     'Servers pinned to one CPU cannot use more than one core; node-p2 (--processes 2) runs on both, next to the load generator.',
   ];
   if (noisy > 0)
