@@ -1,9 +1,17 @@
-import { describe } from 'vitest';
-import { tempDir } from '../helpers/edge-process.ts';
-import { bunPath, requireTool } from '../helpers/tools.ts';
+// The edge on Bun: the whole HTTP protocol suite (disk and memory stores), and what Bun does differently: a blob
+// the disk store keeps in a file goes out with sendfile(2) (bun-body.ts), seen by strace attached to the server.
+import { spawn } from 'node:child_process';
+import http from 'node:http';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { type EdgeProcess, startEdgeProcess, tempDir } from '../helpers/edge-process.ts';
+import { randomBlob, request, sha256 } from '../helpers/http.ts';
+import { bunPath, findTool, requireTool } from '../helpers/tools.ts';
 import { describeHttpProtocol } from './http-protocol.ts';
 
-describe.runIf(requireTool('bun', bunPath(), 'npm ci installs it from @oven/bun-linux-x64'))('on Bun', () => {
+const hasBun = requireTool('bun', bunPath(), 'npm ci installs it from @oven/bun-linux-x64');
+const strace = findTool('/usr/bin/strace', 'strace');
+
+describe.runIf(hasBun)('on Bun', () => {
   describeHttpProtocol('HTTP protocol on Bun, disk store', {
     runtime: 'bun',
     store: async () => {
@@ -16,5 +24,54 @@ describe.runIf(requireTool('bun', bunPath(), 'npm ci installs it from @oven/bun-
     runtime: 'bun',
     store: async () => ({ args: ['--store', 'memory:1GiB'], cleanup: () => {} }),
     streamsToStorage: false,
+  });
+
+  describe.runIf(requireTool('strace', strace, 'apt-get install strace'))('downloads', () => {
+    const dir = tempDir();
+    let edge: EdgeProcess;
+    beforeAll(async () => {
+      edge = await startEdgeProcess({ runtime: 'bun', args: ['--store', `disk:${dir.path}`] });
+    });
+    afterAll(async () => {
+      await edge?.stop();
+      dir.remove();
+    });
+
+    it('sends a blob kept in a file with sendfile(2)', async () => {
+      const agent = new http.Agent({ keepAlive: true });
+      const { data, hash } = randomBlob(1024 * 1024);
+      expect((await request(agent, `${edge.url}/cas/${hash}`, 'PUT', data)).status).toBe(200);
+      // strace (started and stopped by this test, by its PID) reports the server's file and socket calls.
+      const tracer = spawn(strace!, ['-f', '-qq', '-e', 'trace=sendfile,read,pread64', '-p', String(edge.pid)], {
+        stdio: ['ignore', 'ignore', 'pipe'],
+      });
+      let trace = '';
+      tracer.stderr!.on('data', (d: Buffer) => (trace += d.toString()));
+      try {
+        // Attached once a traced call shows: the health check makes one (reading the request).
+        await new Promise<void>((resolve, reject) => {
+          const deadline = Date.now() + 20_000;
+          const poke = async () => {
+            if (/\w+\(/.test(trace)) return resolve();
+            if (Date.now() > deadline || tracer.exitCode !== null) return reject(new Error(`strace: ${trace}`));
+            await fetch(`${edge.url}/healthz`).then((r) => r.text());
+            setTimeout(poke, 100);
+          };
+          void poke();
+        });
+        const got = await request(agent, `${edge.url}/cas/${hash}`, 'GET');
+        expect([got.status, got.headers['content-length'], sha256(got.body)]).toEqual([200, String(data.length), hash]);
+      } finally {
+        const exited = new Promise((resolve) => tracer.once('exit', resolve));
+        tracer.kill('SIGINT');
+        await exited;
+        agent.destroy();
+      }
+      const sent = [...trace.matchAll(/sendfile\(\d+, \d+, [^,]+, (\d+)\)\s+= (\d+)/g)].reduce(
+        (n, m) => n + Number(m[2]),
+        0,
+      );
+      expect(sent, trace.slice(-2000)).toBe(data.length);
+    });
   });
 });
