@@ -5,7 +5,7 @@
  *   and workers (worker/) → scheduler/ → runner/, all of them → grpc/ → reapi/ → shared/;
  * - executor/reapi/, what every part of execution shares, imports nothing else of executor/;
  * - shared/ and edge/ stay runtime-neutral: never executor/ or cli/, never an executor-only package, and only
- *   `node:` built-ins that Deno provides (asked of Deno itself). The Node rim (edge/node*.ts) serves the app on
+ *   `node:` built-ins that Deno and Bun provide (asked of each). The Node rim (edge/node*.ts) serves the app on
  *   Node and may use Node's own adapter; nothing else in shared/ or edge/ imports it.
  * Each failure names the imports that break the rule.
  */
@@ -14,7 +14,7 @@ import { isBuiltin } from 'node:module';
 import { posix } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { findCycles, readImportGraph } from './helpers/import-graph.ts';
-import { denoPath, REPO_ROOT, requireTool } from './helpers/tools.ts';
+import { bunPath, denoPath, REPO_ROOT, requireTool } from './helpers/tools.ts';
 
 const graph = readImportGraph(REPO_ROOT, ['edge', 'shared', 'executor', 'cli']);
 
@@ -87,22 +87,30 @@ describe('shared/ and edge/', () => {
     expect(wrong).toEqual([]);
   });
 
-  it.runIf(requireTool('deno', denoPath(), 'npm ci installs it'))('use only the Node built-ins Deno provides', () => {
-    const importers = new Map<string, string[]>();
-    for (const from of runtimeNeutral.filter((path) => !NODE_RIM.test(path)))
-      for (const name of graph.modules.get(from) ?? [])
-        if (isBuiltin(name)) importers.set(name, [...(importers.get(name) ?? []), from]);
-    expect(importers.size).toBeGreaterThan(0);
-    // One Deno process tries them all and prints the ones it cannot load.
-    const probe = `const names = ${JSON.stringify([...importers.keys()])};
+  // The runtime entries may use what their own runtime has; everything else must load on both other runtimes.
+  for (const [runtime, path, install, run] of [
+    ['Deno', denoPath(), 'npm ci installs it', ['eval', '--no-config']],
+    ['Bun', bunPath(), 'npm ci installs it from @oven/bun-linux-x64', ['--eval']],
+  ] as const)
+    it.runIf(requireTool(runtime.toLowerCase(), path, install))(
+      `use only the Node built-ins ${runtime} provides`,
+      () => {
+        const importers = new Map<string, string[]>();
+        for (const from of runtimeNeutral.filter((path) => !NODE_RIM.test(path)))
+          for (const name of graph.modules.get(from) ?? [])
+            if (isBuiltin(name)) importers.set(name, [...(importers.get(name) ?? []), from]);
+        expect(importers.size).toBeGreaterThan(0);
+        // One process tries them all and prints the ones it cannot load.
+        const probe = `const names = ${JSON.stringify([...importers.keys()])};
         const failed = [];
         for (const name of names) await import(name).catch(() => failed.push(name));
         console.log(JSON.stringify(failed));`;
-    const run = spawnSync(denoPath()!, ['eval', '--no-config', probe], { encoding: 'utf8', timeout: 60_000 });
-    expect(run.status, run.stderr).toBe(0);
-    const missing = JSON.parse(run.stdout) as string[];
-    expect(missing.map((name) => `${name}, imported by ${importers.get(name)!.join(', ')}`)).toEqual([]);
-  });
+        const result = spawnSync(path!, [...run, probe], { encoding: 'utf8', timeout: 60_000 });
+        expect(result.status, result.stderr).toBe(0);
+        const missing = JSON.parse(result.stdout) as string[];
+        expect(missing.map((name) => `${name}, imported by ${importers.get(name)!.join(', ')}`)).toEqual([]);
+      },
+    );
 });
 
 /** `@scope/name/sub` → `@scope/name`; `name/sub` → `name`. */
