@@ -273,7 +273,7 @@ function resultsTable(measurements: Measurement[], attempts: Measurement[], opti
   const notes = [
     '',
     `µs/req: CPU time of the server process (all its threads and child processes) per 2xx response, best of the attempts; (${multiples}): that as a multiple of the reference's in the same run.`,
-    'Servers pinned to one CPU cannot use more than one core; node-p2 (--processes 2) runs on both, next to the load generator.',
+    'Servers pinned to one CPU cannot use more than one core; the -p2 variants (--processes 2) run on both, next to the load generator.',
   ];
   if (noisy > 0)
     notes.push(
