@@ -66,9 +66,20 @@ async function main(argv: string[]): Promise<number> {
         );
         return 0;
       }
-      const { startWorkerProcess } = await import('../executor/start-worker.ts');
+      const { startWorkerProcess, WORKER_DRAIN_MS } = await import('../executor/start-worker.ts');
       const worker = await startWorkerProcess(parseWorkerConfig(args, process.env), { commandLine: args });
-      const stop = () => void worker.close().then(() => process.exit(0));
+      // Drained or not, a stopped worker is gone within WORKER_DRAIN_MS: jobs it still holds then are requeued
+      // when their leases expire, and the service manager need not escalate to SIGKILL.
+      const stop = () => {
+        const deadline = setTimeout(() => {
+          console.error(`larder worker: not drained within ${WORKER_DRAIN_MS / 1000} s; exiting`);
+          process.exit(1);
+        }, WORKER_DRAIN_MS);
+        void worker.close().then(() => {
+          clearTimeout(deadline);
+          process.exit(0);
+        });
+      };
       process.once('SIGINT', stop);
       process.once('SIGTERM', stop);
       return -1; // keep working

@@ -16,15 +16,24 @@ import { guardPrivatePaths, runAsName } from './private-paths.ts';
 import { RedisScheduler } from './scheduler/redis/redis-scheduler.ts';
 import { openFrontend } from './worker/frontend.ts';
 import { grpcActionCacheWriter, grpcCas } from './worker/grpc-cas.ts';
+import { openWorkerSideDoor } from './startup/worker-side-door.ts';
 import { Worker } from './worker/worker.ts';
 import { actionIdentities, openWorkerHost } from './worker/worker-host.ts';
 
 export interface RunningWorker {
   readonly name: string;
   readonly worker: Worker;
+  /** http://HOST:PORT of /metrics and /status (--metrics-listen), or null when not served. */
+  readonly metricsUrl: string | null;
   /** Hands running jobs back to the queue, stops taking work and closes connections. */
   close(): Promise<void>;
 }
+
+/**
+ * How long a stopped worker (SIGTERM) may take to drain: its runs are stopped at once and their jobs handed back
+ * within the queue's shutdown grace (15 s); what is left after this is the lease sweep's, and the process exits.
+ */
+export const WORKER_DRAIN_MS = 20_000;
 
 export async function startWorkerProcess(
   config: WorkerConfig,
@@ -58,6 +67,7 @@ export async function startWorkerProcess(
     log,
     leaseMs: config.queueLeaseMs,
   });
+  const side = await openWorkerSideDoor(config, log);
   const host = await openWorkerHost(config.execution, log);
   const platform = workerPlatform(config.execution.platform, host.runnerKinds);
   const name = `${hostname()}/${normalArch()}/${process.pid}`;
@@ -67,30 +77,41 @@ export async function startWorkerProcess(
     platform,
     concurrency: config.execution.concurrency,
     log,
+    onFinished: side.actions.finished,
     environment: {
       ...host.environment,
       casFor: (instance) => grpcCas(frontend, instance),
       writeActionResult: grpcActionCacheWriter(frontend),
     },
   });
+  const close = async () => {
+    // The queue first: it stops runs and hands their jobs back, so another worker starts them at once.
+    await scheduler.close();
+    await worker.stop();
+    await host.close();
+    await side.close();
+    frontend.close();
+  };
   await worker.start();
+  const metrics = await side.serve({ name, worker, host }).catch(async (err: unknown) => {
+    await close();
+    throw err;
+  });
   log.info('worker ready', {
     name,
     platform: describeWorkerPlatform(platform),
     frontend: config.frontend,
     concurrency: config.execution.concurrency,
   });
-  if (options.announce ?? true) console.log(`larder worker ready: ${name} [${describeWorkerPlatform(platform)}]`);
+  if (options.announce ?? true) {
+    console.log(`larder worker ready: ${name} [${describeWorkerPlatform(platform)}]`);
+    if (metrics !== null) console.log(`larder worker metrics on ${metrics.url}/metrics`);
+  }
   return {
     name,
     worker,
-    async close() {
-      // The queue first: it stops runs and hands their jobs back, so another worker starts them at once.
-      await scheduler.close();
-      await worker.stop();
-      await host.close();
-      frontend.close();
-    },
+    metricsUrl: metrics?.url ?? null,
+    close,
   };
 }
 

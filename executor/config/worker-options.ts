@@ -1,5 +1,6 @@
 /** `larder worker`'s options: the worker host's and the queue's rows, as the executor has them, and its frontend. */
-import { LOG_OPTIONS } from '../../shared/config.ts';
+import type { AuthConfig } from '../../shared/auth/config.ts';
+import { AUTH_OPTIONS, type ListenAddress, LOG_OPTIONS, parseAuthOptions, parseListen } from '../../shared/config.ts';
 import { LarderError } from '../../shared/errors.ts';
 import type { LogFormat, LogLevel } from '../../shared/log-options.ts';
 import { type Env, type OptionRow, parseLogFormat, parseLogLevel, resolveOptions } from '../../shared/options.ts';
@@ -17,6 +18,10 @@ export interface WorkerConfig {
   frontendCaPath: string;
   /** File holding the Authorization value (`Bearer …` or `Basic …`) the frontend accepts; '' : none. */
   frontendCredentialsPath: string;
+  /** Where to serve /metrics, /status and /healthz; null: not served. */
+  metricsListen: ListenAddress | null;
+  /** Who may read /metrics and /status (the same rows as the executor's). */
+  auth: AuthConfig;
   logLevel: LogLevel;
   logFormat: LogFormat;
   execution: Omit<ExecutionConfig, 'workers' | 'queue' | 'queueLeaseMs'>;
@@ -28,6 +33,13 @@ export interface WorkerConfig {
  */
 export const WORKER_OPTIONS: readonly OptionRow[] = [
   ...LOG_OPTIONS,
+  ...AUTH_OPTIONS,
+  {
+    flag: 'metrics-listen',
+    env: 'LARDER_METRICS_LISTEN',
+    help: "HOST:PORT to serve this worker's /metrics, /status and /healthz on over HTTP (off when empty)",
+    default: () => '',
+  },
   ...WORKER_HOST_OPTIONS,
   ...QUEUE_OPTIONS,
   {
@@ -71,6 +83,8 @@ export function parseWorkerConfig(args: string[], env: Env): WorkerConfig {
     frontend: values.frontend!,
     frontendCaPath: values['frontend-ca']!,
     frontendCredentialsPath: values['frontend-credentials']!,
+    metricsListen: values['metrics-listen'] === '' ? null : parseListen(values['metrics-listen']!, '--metrics-listen'),
+    auth: parseAuthOptions(values),
     logLevel,
     logFormat: parseLogFormat(values['log-format']!),
     execution,

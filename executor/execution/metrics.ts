@@ -1,7 +1,7 @@
 /**
- * Execution figures on the server's registry: the queue and running actions (asked of the scheduler at each
- * scrape, so a Redis queue reports the whole fleet's), this process's workers by platform, and the actions its
- * workers finished by outcome, with their duration. Workers of other processes (`larder worker`) count there.
+ * Execution figures on the server's registry: the queue per platform, running actions and live workers (asked of
+ * the scheduler at each scrape, so a Redis queue reports the whole fleet's), and the actions this process's
+ * workers finished by outcome, with their duration (a `larder worker` counts its own: actionMetrics).
  */
 import type { ExecuteResponse } from '../../shared/proto/gen/build/bazel/remote/execution/v2/remote_execution_pb.ts';
 import { Counter, Gauge, Histogram } from 'prom-client';
@@ -19,19 +19,29 @@ export interface ExecutionMetrics {
 
 export interface ExecutionSource {
   scheduler: Scheduler;
-  /** This process's workers, each with its platform described as `Arch=amd64, OSFamily=Linux, …`. */
-  workerPlatforms: () => readonly string[];
 }
 
 export function executionMetrics(metrics: Metrics, source: () => ExecutionSource | null): ExecutionMetrics {
   const registers = [metrics.registry];
-  const stats = async () => (await source()?.scheduler.stats()) ?? null;
+  const stats = sharedPerScrape(async () => (await source()?.scheduler.stats()) ?? null);
   new Gauge({
     name: 'larder_execution_queued',
-    help: 'Actions waiting for a worker',
+    help: 'Actions waiting for a worker, by platform (their routing constraints): the whole fleet with a Redis queue',
+    labelNames: ['platform'] as const,
     registers,
     async collect() {
-      this.set((await stats())?.queued ?? 0);
+      this.reset();
+      for (const q of (await stats())?.queues ?? []) this.set({ platform: q.platform }, q.queued);
+    },
+  });
+  new Gauge({
+    name: 'larder_execution_oldest_queued_seconds',
+    help: 'How long the oldest action waiting for a worker has waited, by platform (0: none waits)',
+    labelNames: ['platform'] as const,
+    registers,
+    async collect() {
+      this.reset();
+      for (const q of (await stats())?.queues ?? []) this.set({ platform: q.platform }, q.oldestQueuedSeconds);
     },
   });
   new Gauge({
@@ -44,14 +54,21 @@ export function executionMetrics(metrics: Metrics, source: () => ExecutionSource
   });
   new Gauge({
     name: 'larder_workers',
-    help: "This process's workers by platform",
+    help: "Live workers by platform: this process's, or with a Redis queue the whole fleet's",
     labelNames: ['platform'] as const,
     registers,
-    collect() {
+    async collect() {
       this.reset();
-      for (const [platform, count] of countBy(source()?.workerPlatforms() ?? [])) this.set({ platform }, count);
+      const platforms = ((await stats())?.workers ?? []).map((w) => w.platform);
+      for (const [platform, count] of countBy(platforms)) this.set({ platform }, count);
     },
   });
+  return actionMetrics(metrics);
+}
+
+/** The actions this process's workers finished, by outcome, with their duration (executor and `larder worker`). */
+export function actionMetrics(metrics: Metrics): ExecutionMetrics {
+  const registers = [metrics.registry];
   const actions = new Counter({
     name: 'larder_actions_total',
     help: "Actions this process's workers finished, by outcome (success, failed, timeout, cancelled, error)",
@@ -71,6 +88,17 @@ export function executionMetrics(metrics: Metrics, source: () => ExecutionSource
       actions.inc({ outcome });
       duration.observe({ outcome }, seconds);
     },
+  };
+}
+
+/** One call of `read` serves every gauge of a scrape (they collect at once): one round of Redis calls, not four. */
+function sharedPerScrape<T>(read: () => Promise<T>): () => Promise<T> {
+  let pending: Promise<T> | null = null;
+  return () => {
+    pending ??= read().finally(() => {
+      pending = null;
+    });
+    return pending;
   };
 }
 

@@ -114,6 +114,16 @@ export function describeWorkerPlatform(worker: WorkerPlatform): string {
     .join(', ');
 }
 
+/**
+ * What a queue of actions is labelled by: their routing constraints as `Arch=arm64, OSFamily=linux`, with
+ * `runner=docker` for actions that name a container image; `any` for actions that ask for nothing.
+ */
+export function describeActionPlatform(action: Pick<ActionPlatform, 'constraints' | 'runner'>): string {
+  const named = [...action.constraints].flatMap(([name, values]) => values.map((v) => `${name}=${v}`)).sort();
+  if (action.runner !== 'local') named.push(`runner=${action.runner}`);
+  return named.length === 0 ? 'any' : named.join(', ');
+}
+
 // OS and architecture names differ between ecosystems (Bazel's platforms say `Linux`, Go and Docker `amd64`,
 // uname `x86_64`, Node `x64`): compare them in one spelling.
 const ARCH_ALIASES: Record<string, string> = {

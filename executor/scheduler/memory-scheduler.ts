@@ -12,7 +12,12 @@ import {
   ExecuteResponseSchema,
   ExecutionStage_Value,
 } from '../../shared/proto/gen/build/bazel/remote/execution/v2/remote_execution_pb.ts';
-import { type ActionPlatform, describeWorkerPlatform, unmatchedProperties } from '../reapi/platform.ts';
+import {
+  type ActionPlatform,
+  describeActionPlatform,
+  describeWorkerPlatform,
+  unmatchedProperties,
+} from '../reapi/platform.ts';
 import { Code, RpcError } from '../reapi/grpc-status.ts';
 import {
   type Caller,
@@ -20,6 +25,7 @@ import {
   type Lease,
   MAX_WAITERS,
   type OperationState,
+  type QueueFigures,
   type Scheduler,
   type SchedulerStats,
   standingView,
@@ -163,7 +169,27 @@ export class MemoryScheduler implements Scheduler {
   }
 
   async stats(): Promise<SchedulerStats> {
-    return { queued: this.queue.length, running: this.leased.size, ...this.counts };
+    const now = this.now();
+    const workers = [...this.workers].map((w) => ({
+      name: w.name,
+      platform: describeWorkerPlatform(w.platform),
+      ...(w.report?.() ?? { running: 0, slots: 0, done: 0, failed: 0 }),
+      lastSeen: new Date(now),
+    }));
+    return { queued: this.queue.length, running: this.leased.size, ...this.counts, queues: this.queues(now), workers };
+  }
+
+  /** The queued jobs by platform, with the oldest one's wait (a requeue never happens here: queuedAt is arrival). */
+  private queues(now: number): QueueFigures[] {
+    const byPlatform = new Map<string, QueueFigures>();
+    for (const { job } of this.queue) {
+      const platform = describeActionPlatform(job.platform);
+      const figures = byPlatform.get(platform) ?? { platform, queued: 0, oldestQueuedSeconds: 0 };
+      figures.queued++;
+      figures.oldestQueuedSeconds = Math.max(figures.oldestQueuedSeconds, (now - job.queuedAt.getTime()) / 1000);
+      byPlatform.set(platform, figures);
+    }
+    return [...byPlatform.values()];
   }
 
   async close(): Promise<void> {

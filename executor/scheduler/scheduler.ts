@@ -99,6 +99,37 @@ export interface WorkerInfo {
    * A scheduler hands a job to a warm worker in preference, but never keeps it from a cold one.
    */
   warmFor?: (job: ExecutionJob) => boolean;
+  /** What the worker is doing, for status pages and metrics (a fleet's workers publish it with their heartbeat). */
+  report?: () => WorkerReport;
+}
+
+/** A worker's own figures since it started. */
+export interface WorkerReport {
+  /** Actions running now, and how many it runs at once. */
+  running: number;
+  slots: number;
+  /** Actions finished, and of those the ones that did not succeed (a non-zero exit, a timeout, an error). */
+  done: number;
+  failed: number;
+}
+
+/** A live worker as the status page and `larder_workers` show it. */
+export interface WorkerStatus extends WorkerReport {
+  /** `HOST/ARCH/PID` for `larder worker` (ExecutedActionMetadata.worker), `HOST/POOL/N` in-process. */
+  name: string;
+  /** describeWorkerPlatform(): `Arch=amd64, OSFamily=linux`. */
+  platform: string;
+  /** Its last heartbeat (a worker of this process: now). */
+  lastSeen: Date;
+}
+
+/** One platform queue: what to scale the workers that serve it by. */
+export interface QueueFigures {
+  /** describeActionPlatform() of the queued actions' routing constraints: `Arch=arm64, OSFamily=linux`. */
+  platform: string;
+  queued: number;
+  /** How long the oldest queued action has waited (0 when none waits). */
+  oldestQueuedSeconds: number;
 }
 
 export interface SchedulerStats {
@@ -109,6 +140,10 @@ export interface SchedulerStats {
   /** Submissions that joined an operation already in flight instead. */
   merged: number;
   completed: number;
+  /** Per platform queue (a fleet: every queue Redis knows, empty ones with 0). */
+  queues: QueueFigures[];
+  /** The live workers: this process's, or with a Redis queue the whole fleet's. */
+  workers: WorkerStatus[];
 }
 
 export interface WorkerSlot {

@@ -6,7 +6,6 @@ import type { ExecutorConfig } from '../config/executor-options.ts';
 import type { Logger } from '../../shared/log.ts';
 import type { BlobStore } from '../../shared/storage/store.ts';
 import type { ExecutionSource } from '../execution/metrics.ts';
-import { describeWorkerPlatform } from '../reapi/platform.ts';
 import { MemoryScheduler } from '../scheduler/memory-scheduler.ts';
 import { redactUrl } from '../scheduler/redis/connection.ts';
 import { RedisScheduler } from '../scheduler/redis/redis-scheduler.ts';
@@ -54,7 +53,6 @@ export async function startExecution(
   return {
     scheduler,
     workers,
-    workerPlatforms: () => (workers?.workers ?? []).map((w) => describeWorkerPlatform(w.platform)),
     stop,
   };
 }

@@ -67,11 +67,6 @@ export function statusSnapshot(options: {
   const startedAt = new Date();
   return async () => {
     const stats = await execution?.scheduler.stats();
-    const platforms = execution?.workerPlatforms() ?? [];
-    const workers = [...new Set(platforms)].map((platform) => ({
-      platform,
-      count: platforms.filter((p) => p === platform).length,
-    }));
     return {
       title: 'larder executor',
       startedAt,
@@ -80,7 +75,10 @@ export function statusSnapshot(options: {
       history: history.series(),
       auth: describeAuth(config.auth),
       storage: options.storage,
-      execution: stats === undefined ? undefined : { queued: stats.queued, running: stats.running, workers },
+      execution:
+        stats === undefined
+          ? undefined
+          : { queued: stats.queued, running: stats.running, queues: stats.queues, workers: stats.workers },
     };
   };
 }

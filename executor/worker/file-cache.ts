@@ -65,6 +65,9 @@ export class FileCache {
   // Entries being linked right now are not evicted between their fetch and their link.
   readonly #pins = new Map<string, number>();
   #bytes = 0;
+  // Links served from a cached file, and fetches started (the status page's and /metrics' figures).
+  #hits = 0;
+  #misses = 0;
 
   private constructor(options: FileCacheOptions) {
     this.#dir = options.dir;
@@ -111,6 +114,11 @@ export class FileCache {
     return this.#index.size;
   }
 
+  /** Files, bytes and budget now; links served from the cache and fetches started since it opened. */
+  stats(): { files: number; bytes: number; maxBytes: number; hits: number; misses: number } {
+    return { files: this.count, bytes: this.#bytes, maxBytes: this.#maxBytes, hits: this.#hits, misses: this.#misses };
+  }
+
   /** Where the cached file for (digest, executable) lives, whether or not it is there now. */
   pathOf(digest: Digest, executable: boolean): string {
     return join(this.#dir, entryName(digest, executable));
@@ -147,7 +155,9 @@ export class FileCache {
       let fetched = false;
       // Twice at most: a cached file deleted behind our back (by hand, by another process) is fetched again.
       for (let attempt = 0; ; attempt++) {
-        if (!this.#touch(name)) {
+        if (this.#touch(name)) {
+          if (attempt === 0) this.#hits++;
+        } else {
           const wait = this.#waitForFetch(name, digest, mode, cas, signal);
           fetched ||= wait.started;
           if (!(await wait.found)) return { outcome: 'missing', fetched };
@@ -191,6 +201,7 @@ export class FileCache {
     let fetch = this.#fetching.get(name);
     const started = fetch === undefined;
     if (fetch === undefined) {
+      this.#misses++;
       const controller = new AbortController();
       const done = this.#fetch(name, digest, mode, cas, controller.signal).finally(() => {
         if (this.#fetching.get(name) === fetch) this.#fetching.delete(name);

@@ -38,7 +38,17 @@ export interface WorkerHost {
   readonly persistentWorkers: PersistentWorkers | null;
   /** Everything runAction needs except what depends on where blobs live. */
   readonly environment: Omit<ActionEnvironment, 'cas' | 'workerName' | 'writeActionResult'>;
+  /** The input cache, docker containers and persistent workers now: the worker's status page and /metrics. */
+  stats(): WorkerHostStats;
   close(): Promise<void>;
+}
+
+export interface WorkerHostStats {
+  inputCache: ReturnType<FileCache['stats']>;
+  /** null: no docker runner. */
+  docker: { live: number; idle: number } | null;
+  /** null: no persistent workers enabled. */
+  persistentWorkers: { live: number; started: number; requests: number } | null;
 }
 
 export async function openWorkerHost(
@@ -94,6 +104,11 @@ export async function openWorkerHost(
       inputLimits: config.inputLimits,
       log,
     },
+    stats: () => ({
+      inputCache: cache.stats(),
+      docker: docker?.poolStats() ?? null,
+      persistentWorkers: persistentWorkers?.stats() ?? null,
+    }),
     async close() {
       await persistentWorkers?.close();
       await docker?.close(); // every container it started, warm ones included

@@ -6,6 +6,7 @@
  * with a CAS over gRPC (grpc-cas.ts).
  */
 import PQueue from 'p-queue';
+import { formatDigest } from '../../shared/digest.ts';
 import { create } from '@bufbuild/protobuf';
 import type { Logger } from '../../shared/log.ts';
 import {
@@ -14,7 +15,8 @@ import {
 } from '../../shared/proto/gen/build/bazel/remote/execution/v2/remote_execution_pb.ts';
 import type { WorkerPlatform } from '../reapi/platform.ts';
 import { Code } from '../reapi/grpc-status.ts';
-import type { Lease, Scheduler } from '../scheduler/scheduler.ts';
+import { actionOutcome } from '../execution/metrics.ts';
+import type { Lease, Scheduler, WorkerReport } from '../scheduler/scheduler.ts';
 import { type ActionEnvironment, runAction } from './run-action.ts';
 
 export interface WorkerOptions {
@@ -29,12 +31,24 @@ export interface WorkerOptions {
   onFinished?: (response: ExecuteResponse, seconds: number) => void;
 }
 
+export interface RunningAction {
+  operation: string;
+  /** `HASH/SIZE` of the Action. */
+  action: string;
+  since: Date;
+}
+
 export class Worker {
   private readonly queue: PQueue;
   private readonly stopping = new AbortController();
   private loop: Promise<void> | null = null;
   /** Actions this worker has run (each Lease once), for tests and logs. */
   executed = 0;
+  /** Actions finished here, and those of them that did not succeed (what its report says). */
+  private done = 0;
+  private failed = 0;
+  /** The actions running here, by operation name. */
+  private readonly runs = new Map<string, RunningAction>();
 
   constructor(private readonly options: WorkerOptions) {
     this.queue = new PQueue({ concurrency: options.concurrency });
@@ -44,12 +58,23 @@ export class Worker {
     return this.options.platform;
   }
 
+  /** What it is doing and has done: the status page's row and the heartbeat's report. */
+  report(): WorkerReport {
+    return { running: this.queue.pending, slots: this.options.concurrency, done: this.done, failed: this.failed };
+  }
+
+  /** The actions running here now (the worker's status page). */
+  running(): RunningAction[] {
+    return [...this.runs.values()];
+  }
+
   async start(): Promise<void> {
     const persistent = this.options.environment.persistentWorkers;
     const slot = await this.options.scheduler.join({
       name: this.options.name,
       platform: this.options.platform,
       warmFor: persistent === null ? undefined : (job) => persistent.isWarmFor(job),
+      report: () => this.report(),
     });
     this.loop = this.takeJobs(slot.take).finally(() => slot.leave());
   }
@@ -82,11 +107,19 @@ export class Worker {
     const { log } = this.options;
     await lease.executing();
     this.executed++;
+    this.runs.set(job.operation, {
+      operation: job.operation,
+      action: formatDigest(job.actionDigest),
+      since: new Date(),
+    });
     log.debug('executing', { worker: this.options.name, action: job.actionDigest.hash, operation: job.operation });
     const cancelled = AbortSignal.any([lease.signal, this.stopping.signal]);
     const started = performance.now();
-    const finished = (response: ExecuteResponse) =>
+    const finished = (response: ExecuteResponse) => {
+      this.done++;
+      if (actionOutcome(response) !== 'success') this.failed++;
       this.options.onFinished?.(response, (performance.now() - started) / 1000);
+    };
     let response: ExecuteResponse | undefined;
     try {
       const env = {
@@ -111,6 +144,8 @@ export class Worker {
       });
       if (response === undefined) finished(failure);
       await lease.complete(failure);
+    } finally {
+      this.runs.delete(job.operation);
     }
   }
 }

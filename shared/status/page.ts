@@ -23,7 +23,38 @@ export interface StatusSnapshot {
   /** describeStore(): the store graph. */
   storage: string;
   /** The executor's queue and workers; absent on the edge and on an executor that executes nothing. */
-  execution?: { queued: number; running: number; workers: Array<{ platform: string; count: number }> };
+  execution?: ExecutionSnapshot;
+  /** A worker host's own state: on `larder worker`'s page. */
+  workerHost?: WorkerHostSnapshot;
+}
+
+export interface ExecutionSnapshot {
+  queued: number;
+  running: number;
+  /** Per platform queue: queued actions and how long the oldest has waited. */
+  queues: Array<{ platform: string; queued: number; oldestQueuedSeconds: number }>;
+  /** The live workers (a fleet's from Redis): name, platform, running of slots, last heartbeat, done and failed. */
+  workers: Array<{
+    name: string;
+    platform: string;
+    running: number;
+    slots: number;
+    done: number;
+    failed: number;
+    lastSeen: Date;
+  }>;
+}
+
+export interface WorkerHostSnapshot {
+  /** This worker: its platform and its figures since it started. */
+  worker: { platform: string; running: number; slots: number; done: number; failed: number };
+  /** The actions running here now. */
+  running: Array<{ operation: string; action: string; since: Date }>;
+  inputCache: { files: number; bytes: number; maxBytes: number; hits: number; misses: number };
+  /** Containers of the docker runner (null: no docker runner). */
+  docker: { live: number; idle: number } | null;
+  /** Persistent worker processes (null: none enabled). */
+  persistentWorkers: { live: number; started: number; requests: number } | null;
 }
 
 export function renderStatusPage(s: StatusSnapshot): string {
@@ -77,7 +108,8 @@ ${s.totals.stores.length === 0 ? '<p class="muted">no store here has a size budg
 
 <h2>Authentication</h2>
 <p data-config="auth">${escapeHtml(s.auth)}</p>
-${s.execution === undefined ? '' : executionSection(s.execution)}
+${s.execution === undefined ? '' : executionSection(s.execution, s.now)}
+${s.workerHost === undefined ? '' : workerHostSection(s.workerHost, s.now)}
 <script type="application/json" id="chart-data">${jsonForScript(chartData)}</script>
 <script>${UPLOT_JS}</script>
 <script>${CHART_SCRIPT}</script>
@@ -114,27 +146,72 @@ function storesTable(stores: Totals['stores']): string {
   return `<table>\n  <tr><th>store</th><th>tier</th><th>used</th><th></th></tr>\n${rows.join('\n')}\n</table>`;
 }
 
-function executionSection(execution: NonNullable<StatusSnapshot['execution']>): string {
-  const workers =
-    execution.workers.length === 0
-      ? '<tr><td colspan="2" class="muted">no workers in this process (a fleet\'s workers run as larder worker)</td></tr>'
-      : execution.workers
-          .map(
-            (w) =>
-              `<tr data-workers="${escapeHtml(w.platform)}"><td>${escapeHtml(w.platform)}</td><td>${w.count}</td></tr>`,
-          )
-          .join('\n');
+function executionSection(execution: ExecutionSnapshot, now: Date): string {
+  const queues = execution.queues.map(
+    (q) =>
+      `  <tr data-queue="${escapeHtml(q.platform)}"><td>${escapeHtml(q.platform)}</td><td>${q.queued}</td><td>${formatSeconds(q.oldestQueuedSeconds)}</td></tr>`,
+  );
+  const workers = execution.workers.map(
+    (w) =>
+      `  <tr data-worker="${escapeHtml(w.name)}"><td>${escapeHtml(w.name)}</td><td>${escapeHtml(w.platform)}</td><td>${w.running} of ${w.slots}</td><td>${formatSeconds(secondsBetween(w.lastSeen, now))} ago</td><td>${w.done}</td><td>${w.failed}</td></tr>`,
+  );
   return `
 <h2>Execution</h2>
 <p><a href="actions" data-link="actions">the actions that ran</a>: the last few hundred, failing ones first</p>
 <div class="figures">
   <div class="figure"><span class="muted">queued actions</span><b data-figure="queued">${execution.queued}</b></div>
   <div class="figure"><span class="muted">running actions</span><b data-figure="running">${execution.running}</b></div>
+  <div class="figure"><span class="muted">live workers</span><b data-figure="workers">${execution.workers.length}</b></div>
 </div>
-<table>
-  <tr><th>workers by platform</th><th>count</th></tr>
-${workers}
-</table>`;
+<h2>Queue by platform</h2>
+${table(['platform', 'queued', 'oldest has waited'], queues, 'no action has been queued')}
+<h2>Workers</h2>
+${table(['worker', 'platform', 'running', 'last heartbeat', 'done', 'failed'], workers, 'no live worker')}`;
+}
+
+function workerHostSection(host: WorkerHostSnapshot, now: Date): string {
+  const running = host.running.map(
+    (r) =>
+      `  <tr data-running="${escapeHtml(r.operation)}"><td>${escapeHtml(r.operation)}</td><td>${escapeHtml(r.action)}</td><td>${formatSeconds(secondsBetween(r.since, now))}</td></tr>`,
+  );
+  const { inputCache: cache, docker, persistentWorkers: persistent, worker } = host;
+  return `
+<h2>This worker</h2>
+<p data-host="platform">${escapeHtml(worker.platform)}</p>
+<div class="figures">
+  <div class="figure"><span class="muted">running</span><b data-figure="running">${worker.running} of ${worker.slots}</b></div>
+  <div class="figure"><span class="muted">actions done</span><b data-figure="done">${worker.done}</b></div>
+  <div class="figure"><span class="muted">of them failed</span><b data-figure="failed">${worker.failed}</b></div>
+</div>
+<h2>Running here</h2>
+${table(['operation', 'action', 'running for'], running, 'no action is running')}
+<h2>Input cache</h2>
+<div class="figures">
+  <div class="figure"><span class="muted">files</span><b data-figure="input-files">${cache.files}</b></div>
+  <div class="figure"><span class="muted">size</span><b data-figure="input-bytes">${formatBytes(cache.bytes)} of ${formatBytes(cache.maxBytes)}</b></div>
+  <div class="figure"><span class="muted">hits</span><b data-figure="input-hits">${cache.hits}</b></div>
+  <div class="figure"><span class="muted">fetched</span><b data-figure="input-misses">${cache.misses}</b></div>
+</div>
+<h2>Docker and persistent workers</h2>
+<p data-host="docker">${docker === null ? 'no docker runner' : `${docker.live} containers, ${docker.idle} of them idle and warm`}</p>
+<p data-host="persistent">${persistent === null ? 'no persistent workers enabled' : `${persistent.live} persistent workers running, ${persistent.started} started, ${persistent.requests} actions answered`}</p>`;
+}
+
+function table(headings: readonly string[], rows: readonly string[], empty: string): string {
+  const body = rows.length === 0 ? [`  <tr><td colspan="${headings.length}" class="muted">${empty}</td></tr>`] : rows;
+  return `<table>\n  <tr>${headings.map((h) => `<th>${h}</th>`).join('')}</tr>\n${body.join('\n')}\n</table>`;
+}
+
+function secondsBetween(from: Date, to: Date): number {
+  return Math.max(0, (to.getTime() - from.getTime()) / 1000);
+}
+
+/** `4.2 s`, `3 min 5 s`, `2 h 10 min`. */
+export function formatSeconds(seconds: number): string {
+  if (seconds < 60) return `${seconds.toFixed(1)} s`;
+  const whole = Math.round(seconds);
+  if (whole < 3600) return `${Math.floor(whole / 60)} min ${whole % 60} s`;
+  return `${Math.floor(whole / 3600)} h ${Math.floor((whole % 3600) / 60)} min`;
 }
 
 export function formatBytes(bytes: number): string {

@@ -132,7 +132,7 @@ export class DockerRunner implements Runner {
     };
   }
 
-  /** For tests and logs. */
+  /** Containers alive and idle: for tests, the worker's status page and /metrics. */
   poolStats(): { live: number; idle: number } {
     return this.pool.stats();
   }

@@ -30,12 +30,7 @@
  */
 import { randomUUID } from 'node:crypto';
 import { ExecutionStage_Value } from '../../../shared/proto/gen/build/bazel/remote/execution/v2/remote_execution_pb.ts';
-import {
-  type ActionPlatform,
-  describeWorkerPlatform,
-  unmatchedProperties,
-  type WorkerPlatform,
-} from '../../reapi/platform.ts';
+import { type ActionPlatform, describeWorkerPlatform, unmatchedProperties } from '../../reapi/platform.ts';
 import { Code, RpcError } from '../../reapi/grpc-status.ts';
 import {
   type Caller,
@@ -46,11 +41,13 @@ import {
   type SchedulerStats,
   type Standing,
   standingView,
+  type WorkerInfo,
   type WorkerSlot,
 } from '../scheduler.ts';
 import { formatDigest } from '../../../shared/digest.ts';
 import { decodeResponse, encodeJob, parseStoredDigest, queueSpec, statusResponse } from './codec.ts';
 import { FleetConnection, type FleetOptions } from './fleet-connection.ts';
+import { fleetWorkers, queueFigures } from './fleet-status.ts';
 import { HeldLeases } from './lease.ts';
 import { type LiveWorker, liveWorkers, wakesFor, wakeWorkers } from './live-workers.ts';
 import { joinFleet } from './worker-slot.ts';
@@ -159,7 +156,7 @@ export class RedisScheduler implements Scheduler {
     });
   }
 
-  async join(worker: { name: string; platform: WorkerPlatform }): Promise<WorkerSlot> {
+  async join(worker: WorkerInfo): Promise<WorkerSlot> {
     const slot = await this.fleet.guard(() => joinFleet(this.fleet, this.leases, worker));
     this.slots.add(slot);
     return {
@@ -174,15 +171,17 @@ export class RedisScheduler implements Scheduler {
   async stats(): Promise<SchedulerStats> {
     const { fleet } = this;
     return fleet.guard(async () => {
-      const [counts, running, queues] = await Promise.all([
+      const [counts, running, queues, workers] = await Promise.all([
         fleet.redis.hgetall(fleet.key('stats')),
         fleet.redis.zcard(fleet.key('leases')),
-        fleet.redis.hkeys(fleet.key('queues')),
+        queueFigures(fleet),
+        fleetWorkers(fleet),
       ]);
-      const sizes = await Promise.all(queues.map((q) => fleet.redis.zcard(fleet.key('queue', q))));
       const count = (field: string) => Number(counts[field] ?? 0);
       return {
-        queued: sizes.reduce((a, b) => a + b, 0),
+        queued: queues.reduce((sum, q) => sum + q.queued, 0),
+        queues,
+        workers,
         running,
         submitted: count('submitted'),
         merged: count('merged'),

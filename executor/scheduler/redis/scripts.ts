@@ -6,13 +6,14 @@
  * Keys (P is the prefix, `larder:` by default). Scripts build key names from P, so the scheduler needs one
  * Redis (or a primary with replicas), not a Redis Cluster.
  *   P op:NAME       hash: job (JSON), stage, done 0|1, response (base64 ExecuteResponse), digest, instance,
- *                   merge, queue (platform key), score, attempts, lease (token of the holder), worker, cancel,
+ *                   merge, queue (platform key), score, at (queued since, Redis clock ms), attempts, lease (token of the holder), worker, cancel,
  *                   w:PRINCIPAL (1 waiting, 0 detached by its own cancel), waiters (recorded), waiting (count)
  *   P merge:KEY     string: the name of the operation in flight for a merge key
  *   P queue:PKEY    sorted set of queued operation names, by priority then arrival (one per platform)
  *   P queues        hash: platform key → the constraints the claim script matches (`{"c":{…},"r":"local"}`)
  *   P leases        sorted set: leased operation names by lease expiry (Redis clock, ms)
- *   P workers       hash: worker id → {"s": spec, "w": wake key, "t": last heartbeat, Redis clock ms}
+ *   P workers       hash: worker id → {"s": spec, "w": wake key, "t": last heartbeat, Redis clock ms,
+ *                   "r": the worker's report (JSON: running, slots, done, failed), for status pages}
  *   P unserved      hash: platform key → since when its queue has held jobs that no live worker can take
  *   P wake:WKEY     list: one marker per job queued for workers of one platform; they BLPOP on it
  *   P stats         hash: submitted, merged, completed
@@ -112,7 +113,8 @@ end
 -- to 4e12 jobs.
 local score = string.format('%.0f', (priority + 1000) * 4e12 + redis.call('INCR', P .. 'seq'))
 local op = P .. 'op:' .. name
-redis.call('HSET', op, 'job', job, 'stage', '2', 'done', '0', 'digest', digest, 'instance', instance, 'merge', mergeKey, 'queue', queue, 'score', score, 'attempts', '0', waiter, '1', 'waiters', '1', 'waiting', '1')
+${NOW}
+redis.call('HSET', op, 'job', job, 'stage', '2', 'done', '0', 'digest', digest, 'instance', instance, 'merge', mergeKey, 'queue', queue, 'score', score, 'at', now, 'attempts', '0', waiter, '1', 'waiters', '1', 'waiting', '1')
 redis.call('PEXPIRE', op, ttl)
 redis.call('HSETNX', P .. 'queues', queue, spec)
 redis.call('ZADD', P .. 'queue:' .. queue, score, name)
@@ -267,14 +269,47 @@ end
 return requeued`,
   },
 
-  /** ARGV: P, id, spec, wake key. A worker's heartbeat, stamped with Redis's clock. */
+  /** ARGV: P, id, spec, wake key, report (JSON text, or ''). A worker's heartbeat, stamped with Redis's clock. */
   heartbeat: {
     numberOfKeys: 0,
     lua: `
-local P, id, spec, wake = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
+local P, id, spec, wake, report = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5]
 ${NOW}
-redis.call('HSET', P .. 'workers', id, cjson.encode({s = spec, w = wake, t = now}))
+local entry = {s = spec, w = wake, t = now}
+if report and report ~= '' then entry.r = report end
+redis.call('HSET', P .. 'workers', id, cjson.encode(entry))
 return 1`,
+  },
+
+  /**
+   * ARGV: P. Per platform queue: {spec, queued, ms the oldest has waited (-1: none)}, flat. Scores order a
+   * queue by priority, then arrival, so within one priority the head is the oldest: only the head of each
+   * priority present is read (one for most queues; at most the 2,001 priorities), never the whole queue.
+   */
+  queueFigures: {
+    numberOfKeys: 0,
+    lua: `
+local P = ARGV[1]
+${NOW}
+local out = {}
+local queues = redis.call('HGETALL', P .. 'queues')
+for i = 1, #queues, 2 do
+  local key = P .. 'queue:' .. queues[i]
+  local queued = redis.call('ZCARD', key)
+  local oldest = nil
+  local from = '-inf'
+  for _ = 1, (queued > 0 and 2001 or 0) do
+    local head = redis.call('ZRANGEBYSCORE', key, from, '+inf', 'WITHSCORES', 'LIMIT', 0, 1)
+    if not head[1] then break end
+    local at = tonumber(redis.call('HGET', P .. 'op:' .. head[1], 'at'))
+    if at and (not oldest or at < oldest) then oldest = at end
+    from = string.format('%.0f', (math.floor(tonumber(head[2]) / 4e12) + 1) * 4e12)
+  end
+  table.insert(out, queues[i + 1])
+  table.insert(out, queued)
+  table.insert(out, oldest and math.max(0, now - oldest) or -1)
+end
+return out`,
   },
 
   /**

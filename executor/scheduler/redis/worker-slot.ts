@@ -8,9 +8,8 @@
 import { randomUUID } from 'node:crypto';
 import type { Redis } from 'ioredis';
 import { errorForLog } from '../../../shared/errors.ts';
-import type { WorkerPlatform } from '../../reapi/platform.ts';
 import { callStatus } from '../../reapi/grpc-status.ts';
-import type { ExecutionJob, Lease, WorkerSlot } from '../scheduler.ts';
+import type { ExecutionJob, Lease, WorkerInfo, WorkerSlot } from '../scheduler.ts';
 import { decodeJob, statusResponse, workerSpec } from './codec.ts';
 import type { FleetConnection } from './fleet-connection.ts';
 import { type HeldLeases, holdLease } from './lease.ts';
@@ -20,15 +19,19 @@ import { verifyJob } from './verify-job.ts';
  * Registers a worker with the fleet and returns its slot. `leases` are this process's: its signal stops waits and
  * runs when the scheduler closes.
  */
-export async function joinFleet(
-  fleet: FleetConnection,
-  leases: HeldLeases,
-  worker: { name: string; platform: WorkerPlatform },
-): Promise<WorkerSlot> {
+export async function joinFleet(fleet: FleetConnection, leases: HeldLeases, worker: WorkerInfo): Promise<WorkerSlot> {
   const id = `${worker.name}#${randomUUID().slice(0, 8)}`;
   const spec = workerSpec(worker.platform);
   const { heartbeatMs, wakeTimeoutMs, leaseMs, retainMs } = fleet.config;
-  const beat = () => fleet.script('heartbeat', id, spec.spec, spec.key);
+  // The report rides on the heartbeat, so frontends list the fleet's workers from Redis alone (fleet-status.ts).
+  const beat = () =>
+    fleet.script(
+      'heartbeat',
+      id,
+      spec.spec,
+      spec.key,
+      worker.report === undefined ? '' : JSON.stringify(worker.report()),
+    );
   await beat();
   const heartbeat = setInterval(() => void beat().catch(() => {}), heartbeatMs / 3);
   heartbeat.unref();
