@@ -57,6 +57,9 @@ interface Waiter {
   readonly deliver: (operation: Operation) => void;
 }
 
+/** The most platforms whose queue figures are kept once their queue is empty. */
+const MAX_PLATFORMS = 256;
+
 /** How far down the queue a worker looks for a job it is warm for before taking the first it can run. */
 const AFFINITY_WINDOW = 32;
 
@@ -71,6 +74,11 @@ export class MemoryScheduler implements Scheduler {
   /** Finished operations in the order they finished, for pruning. */
   private readonly finished: Operation[] = [];
   private readonly counts = { submitted: 0, merged: 0, completed: 0 };
+  /**
+   * The platforms actions were queued for, so their figures stay (at 0) once the queue empties, as a fleet's do:
+   * a scaler reads 0, not a series that vanished. Bounded: the longest unused go first.
+   */
+  private readonly platforms = new Set<string>();
   private readonly retainMs: number;
   private readonly retainCount: number;
   private readonly now: () => number;
@@ -89,6 +97,7 @@ export class MemoryScheduler implements Scheduler {
       return joined.state;
     }
     this.checkRunnable(job.platform);
+    this.remember(describeActionPlatform(job.platform));
     const name = `operations/${randomUUID()}`;
     const operation: Operation = {
       state: {
@@ -179,9 +188,17 @@ export class MemoryScheduler implements Scheduler {
     return { queued: this.queue.length, running: this.leased.size, ...this.counts, queues: this.queues(now), workers };
   }
 
+  private remember(platform: string): void {
+    this.platforms.delete(platform);
+    this.platforms.add(platform);
+    if (this.platforms.size > MAX_PLATFORMS) this.platforms.delete(this.platforms.values().next().value!);
+  }
+
   /** The queued jobs by platform, with the oldest one's wait (a requeue never happens here: queuedAt is arrival). */
   private queues(now: number): QueueFigures[] {
-    const byPlatform = new Map<string, QueueFigures>();
+    const byPlatform = new Map<string, QueueFigures>(
+      [...this.platforms].map((platform) => [platform, { platform, queued: 0, oldestQueuedSeconds: 0 }]),
+    );
     for (const { job } of this.queue) {
       const platform = describeActionPlatform(job.platform);
       const figures = byPlatform.get(platform) ?? { platform, queued: 0, oldestQueuedSeconds: 0 };

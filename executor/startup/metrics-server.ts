@@ -41,6 +41,12 @@ export async function startMetricsServer(options: MetricsServerOptions): Promise
   const bound = (server.address() as AddressInfo).port;
   return {
     url: `http://${host.includes(':') ? `[${host}]` : host}:${bound}`,
-    close: () => new Promise<void>((resolve) => server.close(() => resolve())),
+    close: () =>
+      new Promise<void>((resolve) => {
+        server.close(() => resolve());
+        // close() waits for every connection to end, and a browser keeps some open for as long as it likes
+        // (keep-alive, and sockets it opened ahead of a request): a scrape cut short by a shutdown is no loss.
+        if ('closeAllConnections' in server) server.closeAllConnections();
+      }),
   };
 }

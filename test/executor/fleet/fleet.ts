@@ -65,7 +65,13 @@ export interface WorkerProcess {
   /** The platform it announced, `Arch=amd64, OSFamily=linux`. */
   platform: string;
   pid: number;
+  /** http://HOST:PORT of its /metrics and /status (with --metrics-listen), else null. */
+  metricsUrl: string | null;
+  /** How it exited, once it has. */
+  exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
   output(): string;
+  /** Sends it a signal (SIGSTOP: its pool stops without leaving; SIGCONT: it goes on). */
+  signal(signal: NodeJS.Signals): void;
   /** SIGTERM (it hands running jobs back), then SIGKILL after 15 s. */
   stop(): Promise<void>;
   /** SIGKILL: as if the host died. */
@@ -114,7 +120,10 @@ export async function startWorker(options: {
   let output = '';
   child.stdout!.on('data', (d: Buffer) => (output += d.toString()));
   child.stderr!.on('data', (d: Buffer) => (output += d.toString()));
-  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) =>
+    child.once('exit', (code, signal) => resolve({ code, signal })),
+  );
+  const serving = (options.args ?? []).includes('--metrics-listen');
   const ready = await new Promise<RegExpExecArray>((resolve, reject) => {
     const timer = setTimeout(() => {
       process.kill(child.pid!, 'SIGKILL');
@@ -122,7 +131,8 @@ export async function startWorker(options: {
     }, options.startTimeoutMs ?? 30_000);
     const check = () => {
       const match = /larder worker ready: (\S+) \[([^\]]*)\]/.exec(output);
-      if (match) {
+      // Its metrics line follows the ready line when it serves them.
+      if (match && (!serving || /larder worker metrics on /.test(output))) {
         clearTimeout(timer);
         resolve(match);
       }
@@ -138,7 +148,10 @@ export async function startWorker(options: {
     name: ready[1]!,
     platform: ready[2]!,
     pid: child.pid!,
+    metricsUrl: /larder worker metrics on (\S+)\/metrics/.exec(output)?.[1] ?? null,
+    exited,
     output: () => output,
+    signal: (signal) => void (running() && process.kill(child.pid!, signal)),
     async stop() {
       if (running()) {
         process.kill(child.pid!, 'SIGTERM');

@@ -40,6 +40,46 @@ const MALLORY: Caller = { id: 'basic:mallory', operator: false };
 const OPERATOR: Caller = { id: 'basic:carol', operator: true };
 
 describe('MemoryScheduler', () => {
+  it('reports each platform queue with its oldest wait (kept at 0 once empty) and its workers with their reports', async () => {
+    let now = 11_000;
+    const scheduler = new MemoryScheduler({ now: () => now });
+    const arm64 = workerPlatform(new Map([['Arch', ['arm64']]]), ['local']);
+    const report = { running: 1, slots: 4, done: 7, failed: 2 };
+    const amd = await scheduler.join({ name: 'amd', platform: amd64, report: () => report });
+    await scheduler.join({ name: 'arm', platform: arm64 });
+    const at = (ms: number, properties: Record<string, string>) => ({
+      ...job(`${ms}`, { properties }),
+      queuedAt: new Date(ms),
+    });
+    await scheduler.submit(at(1_000, { Arch: 'amd64' }), null, ALICE.id);
+    await scheduler.submit(at(5_000, { Arch: 'amd64' }), null, ALICE.id);
+    await scheduler.submit(at(8_000, { Arch: 'arm64' }), null, ALICE.id);
+    const stats = await scheduler.stats();
+    expect(stats.queues).toEqual([
+      { platform: 'Arch=amd64', queued: 2, oldestQueuedSeconds: 10 },
+      { platform: 'Arch=arm64', queued: 1, oldestQueuedSeconds: 3 },
+    ]);
+    expect(stats.workers).toEqual([
+      { name: 'amd', platform: 'Arch=amd64, OSFamily=linux', ...report, lastSeen: new Date(11_000) },
+      {
+        name: 'arm',
+        platform: 'Arch=arm64, OSFamily=linux',
+        running: 0,
+        slots: 0,
+        done: 0,
+        failed: 0,
+        lastSeen: new Date(11_000),
+      },
+    ]);
+    await amd.take(never);
+    await amd.take(never);
+    now = 20_000;
+    expect((await scheduler.stats()).queues).toEqual([
+      { platform: 'Arch=amd64', queued: 0, oldestQueuedSeconds: 0 },
+      { platform: 'Arch=arm64', queued: 1, oldestQueuedSeconds: 12 },
+    ]);
+  });
+
   it('hands jobs out by priority, then first come first served', async () => {
     const scheduler = new MemoryScheduler();
     const slot = await scheduler.join({ name: 'w', platform: amd64 });

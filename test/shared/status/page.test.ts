@@ -125,7 +125,7 @@ describe.runIf(hasChromium)('the executor status page', () => {
     await server?.stop();
   });
 
-  it('shows queue, running actions and workers by platform after an executed action', async () => {
+  it('shows the queue by platform, running actions and each worker with its figures after an executed action', async () => {
     expect((await fetch(`${server.executor.metricsUrl}/status`)).status).toBe(401);
     const metadata = new grpc.Metadata();
     metadata.set('authorization', basic);
@@ -142,9 +142,18 @@ describe.runIf(hasChromium)('the executor status page', () => {
     const { page, figure } = await drawnPage(browser, `${server.executor.metricsUrl}/status`);
     expect(await figure('queued')).toBe('0');
     expect(await figure('running')).toBe('0');
-    const workers = page.locator('[data-workers]');
-    expect(await workers.count()).toBe(1);
-    expect(await workers.first().innerText()).toMatch(/Arch=amd64.*OSFamily=linux.*Pool=status\s+1$/is);
+    expect(await figure('workers')).toBe('1');
+    const worker = await page.locator('[data-worker] td').allInnerTexts();
+    expect(worker).toEqual([
+      expect.stringMatching(/\/0\/0$/), // HOST/POOL/N
+      expect.stringMatching(/Arch=amd64.*OSFamily=linux.*Pool=status/i),
+      '0 of 2',
+      expect.stringMatching(/ ago$/),
+      '1',
+      '0',
+    ]);
+    // The queue the action went through, empty again.
+    expect(await page.locator('[data-queue] td').allInnerTexts()).toEqual(['any', '0', '0.0 s']);
     expect(Number(await figure('requests'))).toBeGreaterThanOrEqual(3); // the uploads of Command, input root and Action
     expect(await page.content()).not.toContain(PASSWORD);
     await screenshot(page, 'status-executor');
