@@ -132,6 +132,26 @@ describe.runIf(haveRedis())('RedisScheduler on a real Redis', () => {
     await slot.leave();
   });
 
+  it("reports each platform queue's oldest wait whatever the priorities, and the live workers' reports", async () => {
+    const [front, workers] = [await scheduler(), await scheduler()];
+    const report = { running: 1, slots: 3, done: 5, failed: 1 };
+    await workers.join({ name: 'host/amd64/1', platform: AMD64, report: () => report });
+    await workers.join({ name: 'host/arm64/2', platform: ARM64 });
+    const old = await front.submit(job('old', 'amd64', 5), null, ALICE.id);
+    await front.submit(job('urgent', 'amd64', -5), null, ALICE.id);
+    // The least urgent job has waited a minute (as if queued then): the queue's head is the other one.
+    await raw.hset(`${prefix}op:${old.name}`, 'at', Number(await raw.hget(`${prefix}op:${old.name}`, 'at')) - 60_000);
+    const stats = await front.stats();
+    expect(stats.queued).toBe(2);
+    expect(stats.queues).toHaveLength(1);
+    expect(stats.queues[0]).toMatchObject({ platform: 'Arch=amd64', queued: 2 });
+    expect(stats.queues[0]!.oldestQueuedSeconds).toBeGreaterThanOrEqual(60);
+    expect(stats.workers.map(({ lastSeen: _, ...w }) => w)).toEqual([
+      { name: 'host/amd64/1', platform: 'Arch=amd64, OSFamily=linux', ...report },
+      { name: 'host/arm64/2', platform: 'Arch=arm64, OSFamily=linux', running: 0, slots: 0, done: 0, failed: 0 },
+    ]);
+  });
+
   it('fails fast without a live worker for the platform, naming what is missing', async () => {
     const front = await scheduler({ heartbeatMs: 60_000 });
     await expect(front.submit(job('2'), null, ALICE.id)).rejects.toMatchObject({
