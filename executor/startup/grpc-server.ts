@@ -11,6 +11,7 @@ import type { Metrics } from '../../shared/metrics/metrics.ts';
 import type { BlobStore } from '../../shared/storage/store.ts';
 import type { PartialUploads } from '../bytestream/partial-uploads.ts';
 import { widenReceiveWindows } from '../grpc/flow-control.ts';
+import { watchUnservedMethods } from '../grpc/unserved-methods.ts';
 import { createExecutorServer } from './server.ts';
 import type { loadZstd } from '../reapi/zstd.ts';
 import { bindError } from './bind-error.ts';
@@ -58,6 +59,8 @@ export async function startGrpcServer(
       err ? reject(bindError('--listen', config.listen, err)) : resolve(bound),
     );
   });
+  if (!watchUnservedMethods(server, { log, metrics: options.metrics }))
+    log.warn('cannot watch for calls to unserved methods (grpc-js internals changed?): they are not logged');
   if (!widenReceiveWindows(server))
     log.warn(
       'could not widen HTTP/2 receive windows (grpc-js internals changed?): uploads stay at 64 KiB per round trip',
