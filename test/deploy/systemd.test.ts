@@ -6,10 +6,11 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
+import { WORKER_DRAIN_MS } from '../../executor/start-worker.ts';
 import { findTool, REPO_ROOT, requireTool } from '../helpers/tools.ts';
 
 const analyze = findTool('/usr/bin/systemd-analyze', 'systemd-analyze');
-const UNITS = ['larder-edge.service', 'larder-executor.service', 'larder-worker.service'];
+const UNITS = ['larder-edge.service', 'larder-executor.service', 'larder-worker.service', 'larder-worker@.service'];
 const dir = join(REPO_ROOT, 'deploy/systemd');
 
 describe.runIf(requireTool('systemd-analyze', analyze, 'apt-get install systemd'))('deploy/systemd units', () => {
@@ -33,6 +34,21 @@ describe.runIf(requireTool('systemd-analyze', analyze, 'apt-get install systemd'
     ]) {
       expect(text, line).toContain(line);
     }
+  });
+
+  it('larder-worker@.service gives each instance its own user, folders and metrics port, and outlasts the drain', () => {
+    const text = readFileSync(join(dir, 'larder-worker@.service'), 'utf8');
+    for (const line of [
+      'User=larder-worker-%i',
+      'CacheDirectory=larder-worker-%i',
+      'StateDirectory=larder-worker-%i',
+      'LARDER_WORK_DIR=%C/larder-worker-%i',
+      'Environment=LARDER_METRICS_LISTEN=127.0.0.1:%i',
+      'EnvironmentFile=-/etc/larder/worker-%i.env',
+    ])
+      expect(text, line).toContain(line);
+    // systemd's stop timeout is longer than the worker's own drain bound, so a scale-in never ends in SIGKILL.
+    expect(Number(/TimeoutStopSec=(\d+)s/.exec(text)?.[1]) * 1000).toBeGreaterThan(WORKER_DRAIN_MS);
   });
 
   it('a broken unit is caught (the check is not vacuous)', () => {
