@@ -3,8 +3,10 @@
  * so), the engine, and what every container is allowed. `larder executor` and `larder worker` take the same rows.
  */
 import { parseDuration } from '../../shared/duration.ts';
+import { LarderError } from '../../shared/errors.ts';
 import { type OptionRow, parseCount, parseSwitch } from '../../shared/options.ts';
 import { parseSize } from '../../shared/size.ts';
+import { imageReferenceOf } from '../reapi/image-reference.ts';
 
 /** The Docker engine actions run on and what every container is allowed (executor/runner/docker/). */
 export interface DockerConfig {
@@ -18,6 +20,8 @@ export interface DockerConfig {
   poolSize: number;
   /** A warm container unused this long is removed. */
   idleMs: number;
+  /** `docker://IMAGE` that actions naming no container-image run in (this pool's image); null: they run locally. */
+  defaultImage: string | null;
 }
 
 export const DOCKER_OPTIONS: readonly OptionRow[] = [
@@ -58,11 +62,18 @@ export const DOCKER_OPTIONS: readonly OptionRow[] = [
     help: 'a warm container unused this long is removed',
     default: () => '5m',
   },
+  {
+    flag: 'default-container-image',
+    env: 'LARDER_DEFAULT_CONTAINER_IMAGE',
+    help: 'docker://IMAGE: actions whose platform names no container-image run in this image (needs --allow-docker)',
+    default: () => '',
+  },
 ];
 
 export function parseDockerOptions(values: Record<string, string>): { allowDocker: boolean; docker: DockerConfig } {
+  const allowDocker = parseSwitch('allow-docker', values['allow-docker']!);
   return {
-    allowDocker: parseSwitch('allow-docker', values['allow-docker']!),
+    allowDocker,
     docker: {
       host: values['docker-host']!,
       memoryBytes: parseSize(values['docker-memory']!),
@@ -72,6 +83,23 @@ export function parseDockerOptions(values: Record<string, string>): { allowDocke
         : parseCount('docker-pids', values['docker-pids']!, 0),
       poolSize: parseCount('docker-pool-size', values['docker-pool-size']!, 1),
       idleMs: parseDuration(values['docker-idle-timeout']!, '--docker-idle-timeout'),
+      defaultImage: parseDefaultImage(values['default-container-image']!.trim(), allowDocker),
     },
   };
+}
+
+/** `docker://IMAGE`, checked as an action's container-image is; only with the docker runner to run it. */
+function parseDefaultImage(value: string, allowDocker: boolean): string | null {
+  if (value === '') return null;
+  try {
+    imageReferenceOf(value);
+  } catch (err) {
+    throw new LarderError('invalid_argument', `--default-container-image: ${(err as Error).message}`);
+  }
+  if (!allowDocker)
+    throw new LarderError(
+      'invalid_argument',
+      '--default-container-image needs --allow-docker (actions naming no image run in it, on the docker runner)',
+    );
+  return value;
 }

@@ -67,6 +67,21 @@ export function splitPlatform(
 }
 
 /**
+ * The platform an action runs with on a worker whose pool has a default image (`--default-container-image`): one
+ * that names no container-image gets that image, and so the docker runner and everything it does (reuse, persistent
+ * workers in containers, limits). One that names an image keeps it. Such a worker still offers the `local` runner
+ * kind in its platform: it takes the actions that name no image, which is what that kind routes.
+ */
+export function withDefaultImage(platform: ActionPlatform, defaultImage: string | null): ActionPlatform {
+  if (defaultImage === null || (platform.options.get('container-image') ?? '') !== '') return platform;
+  return {
+    constraints: platform.constraints,
+    options: new Map([...platform.options, ['container-image', defaultImage]]),
+    runner: 'docker',
+  };
+}
+
+/**
  * The properties of `action` that `worker` does not offer, as `name=value` (empty when it matches). A missing
  * runner is named as the option that needs it.
  */

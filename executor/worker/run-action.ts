@@ -25,7 +25,7 @@ import {
 import { digestMessage } from '../reapi/digests.ts';
 import { callStatus, Code } from '../reapi/grpc-status.ts';
 import { MissingBlobsError, missingBlobsResponse } from '../reapi/missing-blobs.ts';
-import type { RunnerKind } from '../reapi/platform.ts';
+import { type RunnerKind, withDefaultImage } from '../reapi/platform.ts';
 import type { ExecutionJob } from '../scheduler/scheduler.ts';
 import type { WorkerCas } from './cas.ts';
 import { type CollectedOutputs, collectOutputs, prepareOutputs } from './collect-outputs.ts';
@@ -45,6 +45,8 @@ export interface ActionEnvironment {
   cache: FileCache;
   /** The runners this worker has, by kind; the job's platform says which it needs (the scheduler checked it is here). */
   runners: ReadonlyMap<RunnerKind, Runner>;
+  /** `docker://IMAGE` that actions naming no container-image run in (--default-container-image); null: none. */
+  defaultContainerImage: string | null;
   /** Remote persistent workers, when the server enabled them for some runner. */
   persistentWorkers: PersistentWorkers | null;
   /** Where per-action directories are made; emptied at start by the worker. */
@@ -59,10 +61,11 @@ export interface ActionEnvironment {
 }
 
 export async function runAction(
-  job: ExecutionJob,
+  claimed: ExecutionJob,
   env: ActionEnvironment,
   signal: AbortSignal,
 ): Promise<ExecuteResponse> {
+  const job = { ...claimed, platform: withDefaultImage(claimed.platform, env.defaultContainerImage) };
   const metadata = create(ExecutedActionMetadataSchema, {
     worker: env.workerName,
     queuedTimestamp: timestampFromDate(job.queuedAt),

@@ -97,6 +97,7 @@ export async function openWorkerHost(
     environment: {
       cache,
       runners,
+      defaultContainerImage: config.docker.defaultImage,
       persistentWorkers,
       actionsDir,
       identities,
@@ -162,6 +163,8 @@ async function startDockerRunner(
     log,
   });
   await runner.start();
+  if (docker.defaultImage !== null)
+    log.info('actions that name no container-image run in the default image', { image: docker.defaultImage });
   return runner;
 }
 

@@ -1,7 +1,8 @@
 // Real Bazel 4.2.3 with --remote_executor against `larder executor --allow-docker` on a private Docker engine:
 // the genrule part of the test workspace builds with every action in the local busybox image (which has bash,
 // as Bazel's genrules need), in a container per action and then in warm containers (dockerReuse=True); the
-// outputs match a local build byte for byte, and //:where proves the actions ran in the image.
+// outputs match a local build byte for byte, and //:where proves the actions ran in the image. Last, a build that
+// names no image at all runs in the pool's image of an executor started with --default-container-image.
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -83,5 +84,31 @@ describe.runIf(haveBazel && haveDocker)('real Bazel with --remote_executor and c
     expectOk(local);
     expect(await snapshot()).toEqual(remote);
     expect((await readFile(ws.outputPath('where.txt'))).toString()).toBe('host\n');
+  }, 600_000);
+
+  it('--default-container-image: a build that names no image runs every action in the pool image', async () => {
+    const pool = await startExecutorProcess([
+      '--store',
+      `disk:${join(dir, 'pool-store')}`,
+      '--work-dir',
+      join(dir, 'pool-work'),
+      '--allow-docker',
+      '--docker-host',
+      engine.host,
+      '--default-container-image',
+      `docker://${engine.images.busybox}`,
+    ]);
+    try {
+      await ws.clean();
+      const warmBefore = await engine.larderContainers(); // the dockerReuse test's, still warm
+      const run = await ws.build(TARGETS, remoteExecutionFlags(pool.url));
+      expectOk(run);
+      expect(run.summary!.other, run.summary!.line).toEqual({ remote: run.summary!.nonInternal });
+      expect((await readFile(ws.outputPath('where.txt'))).toString()).toBe(markerOf('busybox'));
+      expect(await snapshot()).toEqual(remote);
+      expect(await engine.larderContainers()).toEqual(warmBefore);
+    } finally {
+      await pool.stop();
+    }
   }, 600_000);
 });
