@@ -1,8 +1,12 @@
 /**
  * What every worker needs on its host, whether it runs inside `larder executor` or as `larder worker`: the work
- * folder (per-action directories, emptied of a crashed run's leftovers at start, and checked reachable by the user
- * actions run as), the input file cache, the runners this host offers (local, and docker when enabled) and the
- * remote persistent workers. Only storage differs between the two, and it is passed per action (WorkerCas).
+ * folder (per-action directories, checked reachable by the user actions run as), the input file cache, the runners
+ * this host offers (local, and docker when enabled) and the remote persistent workers. Only storage differs between
+ * the two, and it is passed per action (WorkerCas).
+ *
+ * A crashed run's leftovers are removed at start, before anything runs: its action and persistent-worker folders,
+ * its action cgroups with whatever still runs in them, and its containers, found by the work folder's owner id
+ * (work-root.ts). Sandboxed processes need no search: bubblewrap's --die-with-parent took them down with it.
  */
 import { execFileSync } from 'node:child_process';
 import { chown, mkdir, rm, stat } from 'node:fs/promises';
@@ -18,6 +22,7 @@ import { Bubblewrap, findBubblewrap, probeSandbox } from '../runner/sandbox/bubb
 import { type Cgroups, openCgroups } from '../runner/sandbox/cgroups.ts';
 import { type Identities, sharedIdentity, uidRange } from '../runner/sandbox/identities.ts';
 import { PersistentWorkers, type WorkerLauncher } from './persistent/persistent-workers.ts';
+import { claimWorkRoot, type WorkRoot } from './work-root.ts';
 import { spawnLocalWorker } from './persistent/worker-process.ts';
 import type { ActionEnvironment } from './run-action.ts';
 import type { Runner } from '../runner/runner.ts';
@@ -55,10 +60,25 @@ export async function openWorkerHost(
   config: Omit<ExecutionConfig, 'workers' | 'queue' | 'queueLeaseMs'>,
   log: Logger,
 ): Promise<WorkerHost> {
+  const workDir = resolve(config.workDir);
+  await mkdir(workDir, { recursive: true, mode: 0o755 });
+  const root = await claimWorkRoot(workDir);
+  try {
+    return await openClaimed(config, log, root);
+  } catch (err) {
+    await root.release();
+    throw err;
+  }
+}
+
+async function openClaimed(
+  config: Omit<ExecutionConfig, 'workers' | 'queue' | 'queueLeaseMs'>,
+  log: Logger,
+  root: WorkRoot,
+): Promise<WorkerHost> {
   const identities = actionIdentities(config);
   const workDir = resolve(config.workDir);
   const actionsDir = join(workDir, 'actions');
-  await mkdir(workDir, { recursive: true, mode: 0o755 });
   await rm(actionsDir, { recursive: true, force: true });
   await rm(join(workDir, 'workers'), { recursive: true, force: true });
   // Other slots' uids may pass through to their own folders (0711), never list what is there.
@@ -67,7 +87,7 @@ export async function openWorkerHost(
   const cache = await FileCache.open({ dir: join(workDir, 'inputs'), maxBytes: config.inputCacheBytes, log });
 
   const sandbox = await openSandbox(config, actionsDir, identities, log);
-  const cgroups = await openActionCgroups(log);
+  const cgroups = await openActionCgroups(root.owner, log);
   const local = new LocalRunner({
     sandbox,
     cgroups,
@@ -75,7 +95,7 @@ export async function openWorkerHost(
     allowNetwork: config.allowNetwork,
   });
   const runners = new Map<RunnerKind, Runner>([['local', local]]);
-  const docker = config.allowDocker ? await startDockerRunner(config, actionsDir, log) : null;
+  const docker = config.allowDocker ? await startDockerRunner(config, actionsDir, root.owner, log) : null;
   if (docker !== null) runners.set('docker', docker);
   const persistentWorkers =
     config.persistentWorkers.size === 0
@@ -114,6 +134,7 @@ export async function openWorkerHost(
       await persistentWorkers?.close();
       await docker?.close(); // every container it started, warm ones included
       local.close();
+      await root.release();
     },
   };
 }
@@ -150,6 +171,7 @@ function containerLauncher(docker: DockerRunner, workersDir: string): WorkerLaun
 async function startDockerRunner(
   config: Pick<ExecutionConfig, 'docker' | 'workDir'>,
   actionsDir: string,
+  owner: string,
   log: Logger,
 ): Promise<DockerRunner> {
   const { docker } = config;
@@ -160,6 +182,7 @@ async function startDockerRunner(
     workDir: join(resolve(config.workDir), 'docker'),
     maxWarmContainers: docker.poolSize,
     idleMs: docker.idleMs,
+    owner,
     log,
   });
   await runner.start();
@@ -221,9 +244,12 @@ async function openSandbox(
   return sandbox;
 }
 
-/** Where action cgroups go; without (not root, no hierarchy) the limits cannot hold, and the log says so. */
-async function openActionCgroups(log: Logger): Promise<Cgroups | null> {
-  const cgroups = await openCgroups(`larder-${process.pid}`);
+/**
+ * Where action cgroups go: a subtree named after the work folder's owner, so a crashed run's groups are found (and
+ * swept) by the next; without (not root, no hierarchy) the limits cannot hold, and the log says so.
+ */
+async function openActionCgroups(owner: string, log: Logger): Promise<Cgroups | null> {
+  const cgroups = await openCgroups(`larder-${owner}`);
   if ('unavailable' in cgroups) {
     log.warn('no cgroup for actions: --action-memory and --action-pids are not enforced', {
       reason: cgroups.unavailable,

@@ -27,6 +27,11 @@ export const WARM_INIT_USER = '0:0';
 
 /** Labelled so an operator (and the tests) can find larder's containers: `docker ps --filter label=larder`. */
 export const LABEL = 'larder';
+/**
+ * Names the work folder's owner (worker/work-root.ts): a run started after a crash removes the containers with its
+ * own owner, and only those (another executor's on the same engine have another).
+ */
+export const OWNER_LABEL = `${LABEL}.owner`;
 
 export interface ContainerConfig {
   spec: DockerSpec;
@@ -45,6 +50,8 @@ export interface ContainerConfig {
   /** A one-shot container's stdio is attached before it starts. */
   attach: boolean;
   role: 'action' | 'warm';
+  /** The owner id the container is labelled with (OWNER_LABEL). */
+  owner: string;
 }
 
 export async function createContainer(engine: DockerEngine, config: ContainerConfig): Promise<string> {
@@ -60,7 +67,7 @@ export async function createContainer(engine: DockerEngine, config: ContainerCon
     AttachStderr: config.attach,
     Tty: false,
     OpenStdin: false,
-    Labels: { [LABEL]: config.role, [`${LABEL}.silo`]: spec.silo },
+    Labels: { [LABEL]: config.role, [`${LABEL}.silo`]: spec.silo, [OWNER_LABEL]: config.owner },
     HostConfig: {
       Binds: config.binds,
       // `standard` is the engine's default bridge; an engine without one (--bridge=none) refuses such actions.
@@ -89,6 +96,14 @@ export async function removeContainer(engine: DockerEngine, id: string): Promise
     if (err instanceof EngineError && err.status === 409) return;
     throw err;
   }
+}
+
+/** Removes every container labelled with `owner`, running or not (a crashed run's); returns how many. */
+export async function removeOwnedContainers(engine: DockerEngine, owner: string): Promise<number> {
+  const filters = encodeURIComponent(JSON.stringify({ label: [`${OWNER_LABEL}=${owner}`] }));
+  const list = await engine.call<Array<{ Id: string }>>('GET', `/containers/json?all=1&filters=${filters}`);
+  await Promise.all(list.map((c) => removeContainer(engine, c.Id)));
+  return list.length;
 }
 
 export interface ContainerState {

@@ -9,7 +9,7 @@ import { join, relative, isAbsolute } from 'node:path';
 import { LarderError } from '../../../shared/errors.ts';
 import type { Logger } from '../../../shared/log.ts';
 import { notStarted, type Runner, type RunOutcome, type RunRequest } from '../runner.ts';
-import type { DockerLimits } from './container.ts';
+import { type DockerLimits, removeOwnedContainers } from './container.ts';
 import { EngineError, type DockerEngine } from './engine.ts';
 import { attachExec, type AttachedExec, type ExecCommand } from './exec.ts';
 import { ImageNotAvailable, Images } from './images.ts';
@@ -30,6 +30,11 @@ export interface DockerRunnerOptions {
   maxWarmContainers: number;
   /** A warm container unused this long is removed. */
   idleMs: number;
+  /**
+   * The work folder's owner id (worker/work-root.ts): containers are labelled with it, and those a crashed run
+   * left are removed at start.
+   */
+  owner: string;
   log: Logger;
 }
 
@@ -65,15 +70,22 @@ export class DockerRunner implements Runner {
       tmpRoot: join(options.workDir, 'tmp'),
       maxContainers: options.maxWarmContainers,
       idleMs: options.idleMs,
+      owner: options.owner,
       log: options.log,
     });
   }
 
-  /** Checks the engine answers, and closes the actions folder to listing (warm containers see all of it). */
+  /**
+   * Checks the engine answers, removes the containers a crashed run of this work folder left (running actions,
+   * warm containers, persistent workers in them), and closes the actions folder to listing (warm containers see
+   * all of it).
+   */
   async start(): Promise<void> {
     await this.options.engine.call('GET', '/_ping').catch((err: Error) => {
       throw new LarderError('unavailable', `--allow-docker: ${err.message}`);
     });
+    const removed = await removeOwnedContainers(this.options.engine, this.options.owner);
+    if (removed > 0) this.options.log.warn('removed containers a previous run left', { containers: removed });
     await chmod(this.options.actionsDir, 0o711);
     if (!canClearSysvIpc())
       this.options.log.warn(
@@ -161,7 +173,7 @@ export class DockerRunner implements Runner {
 
   private async oneShot(spec: DockerSpec, request: RunRequest, startedAt: Date): Promise<RunOutcome> {
     try {
-      return await runOneShot(this.options.engine, spec, this.options.limits, request);
+      return await runOneShot(this.options.engine, spec, this.options.limits, request, this.options.owner);
     } catch (err) {
       // Removed between preparation and use: prepare it again next time, and say which image.
       if (err instanceof EngineError && err.status === 404 && /no such image/i.test(err.message)) {

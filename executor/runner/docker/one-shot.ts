@@ -19,6 +19,7 @@ export async function runOneShot(
   spec: DockerSpec,
   limits: DockerLimits,
   request: RunRequest,
+  owner: string,
 ): Promise<RunOutcome> {
   const startedAt = new Date();
   const [program, ...args] = request.argv;
@@ -33,6 +34,7 @@ export async function runOneShot(
     warm: false,
     attach: true,
     role: 'action',
+    owner,
   });
   const output = new BoundedOutput({ stdout: request.stdoutPath, stderr: request.stderrPath }, request.maxOutputBytes);
   let socket: Socket | undefined;

@@ -51,6 +51,8 @@ export interface WarmPoolOptions {
   tmpRoot: string;
   maxContainers: number;
   idleMs: number;
+  /** The owner id containers are labelled with (container.ts). */
+  owner: string;
   log: Logger;
 }
 
@@ -172,6 +174,7 @@ export class WarmPool {
         warm: true,
         attach: false,
         role: 'warm',
+        owner: this.options.owner,
       });
       await engine.call('POST', `/containers/${id}/start`);
       const { pid } = await inspectContainer(engine, id);

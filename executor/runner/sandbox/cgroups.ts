@@ -14,7 +14,7 @@
  * command could fork outside it.
  */
 import { existsSync, readFileSync } from 'node:fs';
-import { appendFile, mkdir, readFile, rmdir, writeFile } from 'node:fs/promises';
+import { appendFile, mkdir, readdir, readFile, rmdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 
 export interface CgroupLimits {
@@ -51,7 +51,9 @@ const EMPTY_LIMIT_MS = 10_000;
 
 /**
  * The cgroups this process may create action groups in, or null with the reason (not root, no writable
- * hierarchy). `prefix` names this server's subtree (several servers may share a host).
+ * hierarchy). `prefix` names this server's subtree (several servers may share a host): it is the work folder's
+ * owner (worker/work-root.ts), so action groups found under it at start are a crashed run's, and are killed
+ * (with every process left in them) and removed here.
  */
 export async function openCgroups(prefix: string): Promise<Cgroups | { unavailable: string }> {
   const own = ownCgroups();
@@ -62,7 +64,9 @@ export async function openCgroups(prefix: string): Promise<Cgroups | { unavailab
     try {
       await setUpV2(join(unified, own.get('') ?? '/'), base);
       // Set-up may have moved this server into a leaf: its home is where it is now.
-      return v2(base, join(unified, ownCgroups().get('') ?? '/', 'cgroup.procs'));
+      const cgroups = v2(base, join(unified, ownCgroups().get('') ?? '/', 'cgroup.procs'));
+      await sweepLeftovers(base, cgroups);
+      return cgroups;
     } catch (err) {
       return { unavailable: `cgroup v2 at ${base}: ${(err as Error).message}` };
     }
@@ -84,7 +88,20 @@ export async function openCgroups(prefix: string): Promise<Cgroups | { unavailab
   const home = V1_CONTROLLERS.map((controller) =>
     join('/sys/fs/cgroup', controller, own.get(controller) ?? '/', 'tasks'),
   );
-  return v1(roots, home);
+  const cgroups = v1(roots, home);
+  // A group missing from some hierarchy is fine: killing goes through the freezer's, removal ignores absent ones.
+  for (const root of roots.values()) await sweepLeftovers(root, cgroups);
+  return cgroups;
+}
+
+/** Kills and removes every action group under `root`: a crashed run's (nothing of this run exists yet). */
+async function sweepLeftovers(root: string, cgroups: OpenCgroups): Promise<void> {
+  const names = (await readdir(root, { withFileTypes: true })).filter((e) => e.isDirectory()).map((e) => e.name);
+  for (const name of names) {
+    const group = cgroups.existing(name);
+    await group.killAll();
+    await group.remove();
+  }
 }
 
 /** controller (or '' for v2) → this process's cgroup path in that hierarchy. */
@@ -106,21 +123,30 @@ function readOrEmpty(path: string): string {
   }
 }
 
-function v1(roots: Map<string, string>, homeFiles: string[]): Cgroups {
+/** The cgroups, and a handle on a group that already exists (for the start-up sweep). */
+type OpenCgroups = Cgroups & { existing(name: string): ActionCgroup };
+
+function v1(roots: Map<string, string>, homeFiles: string[]): OpenCgroups {
+  const dirsOf = (name: string) => new Map([...roots].map(([controller, root]) => [controller, join(root, name)]));
   return {
     version: 1,
     homeFiles,
     async create(name, limits) {
-      const dirs = new Map([...roots].map(([controller, root]) => [controller, join(root, name)]));
+      const dirs = dirsOf(name);
       for (const dir of dirs.values()) await mkdir(dir);
       const memory = dirs.get('memory')!;
-      const freezer = dirs.get('freezer')!;
       if (limits.memoryBytes > 0) {
         await writeFile(join(memory, 'memory.limit_in_bytes'), String(limits.memoryBytes));
         // Swap counts too where the kernel accounts it, so a limit cannot be dodged by swapping.
         await writeFile(join(memory, 'memory.memsw.limit_in_bytes'), String(limits.memoryBytes)).catch(() => undefined);
       }
       if (limits.pids > 0) await writeFile(join(dirs.get('pids')!, 'pids.max'), String(limits.pids));
+      return this.existing(name);
+    },
+    existing(name) {
+      const dirs = dirsOf(name);
+      const memory = dirs.get('memory')!;
+      const freezer = dirs.get('freezer')!;
       return {
         enterFiles: [...dirs.values()].map((dir) => join(dir, 'tasks')),
         async killAll() {
@@ -159,7 +185,7 @@ async function setUpV2(own: string, base: string): Promise<void> {
   await appendFile(join(base, 'cgroup.subtree_control'), '+memory +pids');
 }
 
-function v2(base: string, home: string): Cgroups {
+function v2(base: string, home: string): OpenCgroups {
   return {
     version: 2,
     homeFiles: [home],
@@ -171,6 +197,10 @@ function v2(base: string, home: string): Cgroups {
         await writeFile(join(dir, 'memory.swap.max'), '0').catch(() => undefined);
       }
       if (limits.pids > 0) await writeFile(join(dir, 'pids.max'), String(limits.pids));
+      return this.existing(name);
+    },
+    existing(name) {
+      const dir = join(base, name);
       return {
         enterFiles: [join(dir, 'cgroup.procs')],
         async killAll() {

@@ -31,6 +31,7 @@ describe.runIf(haveDocker)('a long-lived attached exec in a warm container', () 
       workDir: join(dir, 'docker'),
       maxWarmContainers: 2,
       idleMs: 60_000,
+      owner: 'attachtest',
       log: createLogger('silent'),
     });
     await runner.start();
