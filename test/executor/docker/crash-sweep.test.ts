@@ -2,7 +2,8 @@
 // sandboxed local action and a local persistent worker are running; restarted on the same work folder, it removes
 // the containers it had (found by their owner label), kills what is left of its actions and workers (found here by
 // the marks on their command lines and by the cgroups they were in), and empties its work folders, before it
-// serves. A second executor on the same host, with a work folder of its own, keeps its running container.
+// serves. A second executor on the same host, with a work folder of its own, keeps its running container; a third
+// started on the live one's work folder is refused.
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -122,10 +123,42 @@ describe.runIf(haveDocker)('a crashed executor sweeps what it left at its next s
       expect.soft(existsSync(warmTmp) ? readdirSync(warmTmp) : []).toEqual([]);
       // The neighbour's action runs on: not this executor's to sweep.
       expect.soft(markedProcesses(marks.neighbour).length).toBeGreaterThan(0);
+      // While it lives, a second process on its work folder is refused (its sweep would take the live one's).
+      const second = startExecutorProcess(executorArgs(workDir, join(dir, 'second-store')));
+      await expect(second).rejects.toThrow(`--work-dir ${workDir} is in use by process ${restarted.pid}`);
+      expect(await engine.larderContainers()).toEqual(neighbourContainers);
     } finally {
       await restarted.stop();
     }
   }, 180_000);
+
+  it('with --sandbox off, the action cgroups it left are killed with whatever runs in them', async () => {
+    const args = [...executorArgs(join(dir, 'unsandboxed-work'), join(dir, 'unsandboxed-store')), '--sandbox', 'off'];
+    const mark = newMark('crash-unsandboxed');
+    const crashed = await startExecutorProcess(args);
+    const clients = clientsFor(`127.0.0.1:${crashed.port}`);
+    const fx = new ActionFixture(clients);
+    fx.execute(await sleeper(fx, mark)).catch(() => undefined);
+    try {
+      await waitFor(() => markedProcesses(mark).length > 0, mark);
+      const cgroups = markedProcesses(mark).flatMap(actionCgroups);
+      expect(cgroups.length).toBeGreaterThan(0);
+      process.kill(crashed.pid, 'SIGKILL');
+      await crashed.stop();
+      clients.close();
+      // No sandbox took it down with the executor: only the sweep can.
+      expect(markedProcesses(mark).length).toBeGreaterThan(0);
+      const restarted = await startExecutorProcess(args);
+      try {
+        expect.soft(markedProcesses(mark)).toEqual([]);
+        for (const cgroup of cgroups) expect.soft(existsSync(cgroup), cgroup).toBe(false);
+      } finally {
+        await restarted.stop();
+      }
+    } finally {
+      killMarked(mark);
+    }
+  }, 120_000);
 });
 
 /** Resolves once `check` holds; fails after START_LIMIT_MS. */
