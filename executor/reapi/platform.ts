@@ -69,11 +69,13 @@ export function splitPlatform(
 /**
  * The platform an action runs with on a worker whose pool has a default image (`--default-container-image`): one
  * that names no container-image gets that image, and so the docker runner and everything it does (reuse, persistent
- * workers in containers, limits). One that names an image keeps it. Such a worker still offers the `local` runner
- * kind in its platform: it takes the actions that name no image, which is what that kind routes.
+ * workers in containers, limits). One that names an image keeps it, and one whose input root is its whole file
+ * system (`filesystem-root=input`) brings its own root, so it stays on the local runner. Such a worker still offers
+ * the `local` runner kind in its platform: it takes the actions that name no image, which is what that kind routes.
  */
 export function withDefaultImage(platform: ActionPlatform, defaultImage: string | null): ActionPlatform {
   if (defaultImage === null || (platform.options.get('container-image') ?? '') !== '') return platform;
+  if (platform.options.get('filesystem-root') === 'input') return platform;
   return {
     constraints: platform.constraints,
     options: new Map([...platform.options, ['container-image', defaultImage]]),

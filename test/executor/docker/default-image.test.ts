@@ -2,10 +2,13 @@
 // Redis, one frontend), on a private Docker engine: an action that names no image runs in the pool's image, in a
 // container the docker runner makes (and removes); one that names an image keeps its own. The worker still takes
 // image-less actions (it offers the `local` runner kind), so the frontend routes them to it.
+import { create } from '@bufbuild/protobuf';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parseExecutorConfig } from '../../../executor/config/executor-options.ts';
 import { parseWorkerConfig } from '../../../executor/config/worker-options.ts';
 import { Code } from '../../../executor/reapi/grpc-status.ts';
+import { splitPlatform, withDefaultImage } from '../../../executor/reapi/platform.ts';
+import { PlatformSchema } from '../../../shared/proto/gen/build/bazel/remote/execution/v2/remote_execution_pb.ts';
 import { haveRedis, startRedis, type TestRedis } from '../../helpers/redis.ts';
 import { ActionFixture } from '../execution/fixture.ts';
 import { type Clients, clientsFor, type ExecutorProcess, reachableTempDir } from '../helpers.ts';
@@ -34,6 +37,32 @@ describe('--default-container-image is checked at start', () => {
       LARDER_DEFAULT_CONTAINER_IMAGE: 'docker://registry.example:5000/build/image:7',
     });
     expect(config.execution.docker.defaultImage).toBe('docker://registry.example:5000/build/image:7');
+  });
+});
+
+describe('withDefaultImage', () => {
+  const IMAGE = 'docker://pool/image:1';
+  const platform = (properties: Record<string, string>) =>
+    splitPlatform(
+      create(PlatformSchema, { properties: Object.entries(properties).map(([name, value]) => ({ name, value })) }),
+      undefined,
+    );
+
+  it('gives an action that names no image the pool image and the docker runner, keeping its other properties', () => {
+    const ran = withDefaultImage(platform({ Pool: 'big', dockerReuse: 'True' }), IMAGE);
+    expect(ran.runner).toBe('docker');
+    expect(Object.fromEntries(ran.options)).toEqual({ dockerReuse: 'True', 'container-image': IMAGE });
+    expect(Object.fromEntries(ran.constraints)).toEqual({ Pool: ['big'] });
+  });
+
+  it('leaves an action that names an image, or brings its own root, as it is; and every action without a default', () => {
+    const own: Record<string, string>[] = [{ 'container-image': 'docker://own:2' }, { 'filesystem-root': 'input' }];
+    for (const properties of own) {
+      const asked = platform(properties);
+      expect(withDefaultImage(asked, IMAGE)).toBe(asked);
+    }
+    const local = platform({});
+    expect(withDefaultImage(local, null)).toBe(local);
   });
 });
 
