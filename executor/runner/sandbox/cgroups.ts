@@ -128,7 +128,7 @@ type OpenCgroups = Cgroups & { existing(name: string): ActionCgroup };
 
 function v1(roots: Map<string, string>, homeFiles: string[]): OpenCgroups {
   const dirsOf = (name: string) => new Map([...roots].map(([controller, root]) => [controller, join(root, name)]));
-  return {
+  const cgroups: OpenCgroups = {
     version: 1,
     homeFiles,
     async create(name, limits) {
@@ -141,7 +141,7 @@ function v1(roots: Map<string, string>, homeFiles: string[]): OpenCgroups {
         await writeFile(join(memory, 'memory.memsw.limit_in_bytes'), String(limits.memoryBytes)).catch(() => undefined);
       }
       if (limits.pids > 0) await writeFile(join(dirs.get('pids')!, 'pids.max'), String(limits.pids));
-      return this.existing(name);
+      return cgroups.existing(name);
     },
     existing(name) {
       const dirs = dirsOf(name);
@@ -166,6 +166,7 @@ function v1(roots: Map<string, string>, homeFiles: string[]): OpenCgroups {
       };
     },
   };
+  return cgroups;
 }
 
 async function setUpV2(own: string, base: string): Promise<void> {
@@ -186,7 +187,7 @@ async function setUpV2(own: string, base: string): Promise<void> {
 }
 
 function v2(base: string, home: string): OpenCgroups {
-  return {
+  const cgroups: OpenCgroups = {
     version: 2,
     homeFiles: [home],
     async create(name, limits) {
@@ -197,7 +198,7 @@ function v2(base: string, home: string): OpenCgroups {
         await writeFile(join(dir, 'memory.swap.max'), '0').catch(() => undefined);
       }
       if (limits.pids > 0) await writeFile(join(dir, 'pids.max'), String(limits.pids));
-      return this.existing(name);
+      return cgroups.existing(name);
     },
     existing(name) {
       const dir = join(base, name);
@@ -222,6 +223,7 @@ function v2(base: string, home: string): OpenCgroups {
       };
     },
   };
+  return cgroups;
 }
 
 /**
