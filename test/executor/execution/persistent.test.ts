@@ -82,7 +82,6 @@ describe('remote persistent workers (local runner)', () => {
 
   it('20 actions of a worker with a 1 s start-up are served by one process', async () => {
     const before = stats();
-    const started = Date.now();
     for (let i = 0; i < 20; i++) {
       const response = await run(await workerAction({ name: `file${i}`, startup: ['--startup-delay-ms=1000'] }));
       expect(response.status?.code ?? 0, response.status?.message).toBe(Code.OK);
@@ -92,8 +91,6 @@ describe('remote persistent workers (local runner)', () => {
     const after = stats();
     expect(after.started - before.started).toBe(1);
     expect(after.requests - before.requests).toBe(20);
-    // One-shot, this would take 20 × 1 s of start-up alone.
-    expect(Date.now() - started).toBeLessThan(15_000);
   });
 
   it('the worker answers as a WorkResponse: its output is the action stderr, its exit code the action exit code', async () => {
