@@ -16,6 +16,7 @@ import { History } from '../shared/metrics/history.ts';
 import { Metrics } from '../shared/metrics/metrics.ts';
 import { describeStore, type StoreConfig } from '../shared/storage/config.ts';
 import { openStore } from '../shared/storage/from-config.ts';
+import { bucketIndexOptions } from './storage/bucket-index.ts';
 import type { BlobStore } from '../shared/storage/store.ts';
 import { PartialUploads } from './bytestream/partial-uploads.ts';
 import { warnAboutPasswords } from './command-line.ts';
@@ -145,7 +146,8 @@ async function openServedStore(
   opened: DisposalStack,
 ): Promise<BlobStore> {
   if (options.store !== undefined) return options.store;
-  const store = opened.use(await openStore(config.store, dependencies), (s) => s.close?.());
+  const bucketIndex = bucketIndexOptions(config.bucketIndex, config.execution);
+  const store = opened.use(await openStore(config.store, { ...dependencies, bucketIndex }), (s) => s.close?.());
   dependencies.log.info('store ready', { store: describeStore(config.store) });
   return store;
 }

@@ -19,6 +19,7 @@ import { type Env, type OptionRow, resolveOptions } from '../../shared/options.t
 import { parseSize } from '../../shared/size.ts';
 import type { AuthConfig } from '../../shared/auth/config.ts';
 import type { StoreConfig } from '../../shared/storage/config.ts';
+import { BUCKET_INDEX_OPTIONS, type BucketIndexConfig, parseBucketIndexOptions } from './bucket-index-options.ts';
 import { EXECUTION_OPTIONS, type ExecutionConfig, parseExecutionOptions } from './execution-options.ts';
 import { QUEUE_OPTIONS } from './queue-options.ts';
 
@@ -26,6 +27,8 @@ import { QUEUE_OPTIONS } from './queue-options.ts';
 export interface ExecutorConfig {
   listen: ListenAddress;
   store: StoreConfig;
+  /** --bucket-index and its TTL: a Redis index in front of the store's S3 bucket (bucket-index-options.ts). */
+  bucketIndex: BucketIndexConfig;
   maxBlobBytes: number;
   /** Summed blob bytes one BatchUpdateBlobs/BatchReadBlobs call may carry; advertised in GetCapabilities. */
   maxBatchBytes: number;
@@ -55,6 +58,7 @@ export const EXECUTOR_OPTIONS: readonly OptionRow[] = [
     default: () => '127.0.0.1:8980',
   },
   ...STORE_OPTIONS,
+  ...BUCKET_INDEX_OPTIONS,
   ...LOG_OPTIONS,
   ...AUTH_OPTIONS,
   {
@@ -108,9 +112,12 @@ export const EXECUTOR_OPTIONS: readonly OptionRow[] = [
 /** Parses `larder executor` arguments (without the subcommand) and the environment into a checked config. */
 export function parseExecutorConfig(args: string[], env: Env): ExecutorConfig {
   const values = resolveOptions(EXECUTOR_OPTIONS, args, env);
+  const stored = parseStoreOptions(values, env);
+  const { store } = stored;
   return {
     listen: parseListen(values.listen!),
-    ...parseStoreOptions(values, env),
+    ...stored,
+    bucketIndex: parseBucketIndexOptions(values, store),
     maxBatchBytes: parseSize(values['max-batch-size']!),
     auth: parseAuthOptions(values),
     tls: parseTlsOptions(values, 'grpcs'),

@@ -1,13 +1,15 @@
 /**
  * The one place that turns a StoreConfig tree into live stores. Every upload path gets verification here, and
  * with metrics every leaf store is timed and, when it has a budget, watched (usage, budget, evictions), so no
- * backend has to remember to.
+ * backend has to remember to. With a bucket index, each S3 store is put behind it here too.
  */
 import { DiskStore } from './disk.ts';
 import { MemoryStore } from './memory.ts';
 import type { Logger } from '../log.ts';
 import type { Metrics, StoreLabels } from '../metrics/metrics.ts';
 import type { StoreConfig } from './config.ts';
+import { type BucketIndex, type DatedStore, IndexedStore } from './indexed.ts';
+import type { S3Config } from './s3-config.ts';
 import { measured } from './measured.ts';
 import type { BlobStore } from './store.ts';
 import { TieredStore } from './tiered.ts';
@@ -18,6 +20,18 @@ export interface OpenStoreOptions {
   log?: Logger;
   /** Where stores are timed and their usage reported; nothing is measured when absent. */
   metrics?: Metrics;
+  /**
+   * A shared index in front of every s3:// store of the graph (indexed.ts), so FindMissingBlobs need not ask the
+   * bucket per digest; none when absent. The executor makes it from --bucket-index (executor/storage/).
+   */
+  bucketIndex?: BucketIndexOptions;
+}
+
+export interface BucketIndexOptions {
+  /** Opens the index of one bucket (the store owns it from then on). */
+  open(bucket: S3Config): Promise<BucketIndex>;
+  /** How long after an object's last write its entry is believed (below the bucket's lifecycle expiry). */
+  ttlMs: number;
 }
 
 /** Builds the store graph and wraps it so every upload is checked once, at the top. */
@@ -65,6 +79,13 @@ async function openNode(config: StoreConfig, options: OpenStoreOptions, tier: nu
       break;
     }
   }
-  if (metrics === undefined) return store;
-  return measured(store, (operation, result, seconds) => metrics.storeOperation(labels, operation, result, seconds));
+  if (metrics !== undefined)
+    store = measured(store, (operation, result, seconds) => metrics.storeOperation(labels, operation, result, seconds));
+  const { bucketIndex } = options;
+  if (config.kind !== 's3' || bucketIndex === undefined) return store;
+  const index = await bucketIndex.open(config).catch(async (err: unknown) => {
+    await store.close?.();
+    throw err;
+  });
+  return new IndexedStore({ bucket: store as DatedStore, index, ttlMs: bucketIndex.ttlMs, log: options.log });
 }

@@ -34,6 +34,10 @@ export function measured(inner: BlobStore, observe: Observe): BlobStore {
         () => inner.put(key, body, size),
         () => 'ok',
       ),
+    // Each of statMany's answers is not a round trip of its own: timing the batch as one stat would skew stat's figures.
+    statMany: inner.statMany === undefined ? undefined : (keys) => inner.statMany!(keys),
+    statWritten:
+      inner.statWritten === undefined ? undefined : (key) => timed('stat', () => inner.statWritten!(key), found),
     adopt: inner.adopt === undefined ? undefined : (key, path, size, sha256) => inner.adopt!(key, path, size, sha256),
     close: () => inner.close?.() ?? Promise.resolve(),
   };

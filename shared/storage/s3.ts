@@ -7,7 +7,7 @@
  * none starting with '.'), so they are safe in a key as they are, and the `i-` marker keeps any name from ever
  * meeting `_default`.
  *
- * - stat is HeadObject; it never downloads.
+ * - stat is HeadObject; it never downloads. statWritten also gives the object's Last-Modified.
  * - get streams the object body straight out, with backpressure.
  * - put: a blob up to one part (8 MiB) is buffered and sent as one PutObject with a known length, after the
  *   body has ended cleanly; a larger one goes up as a multipart upload (s3-upload.ts), completed only after
@@ -91,12 +91,17 @@ export class S3Store implements BlobStore {
   }
 
   async stat(key: BlobKey): Promise<number | null> {
+    return (await this.statWritten(key))?.size ?? null;
+  }
+
+  /** HeadObject's size and Last-Modified: a bucket index (indexed.ts) dates its entries by the latter. */
+  async statWritten(key: BlobKey): Promise<{ size: number; writtenAt: number } | null> {
     try {
-      const head = await this.#send<{ ContentLength?: number }>(
+      const head = await this.#send<{ ContentLength?: number; LastModified?: Date }>(
         new HeadObjectCommand({ Bucket: this.#bucket, Key: this.#key(key) }),
         `HEAD ${describe(key)}`,
       );
-      return head.ContentLength ?? 0;
+      return { size: head.ContentLength ?? 0, writtenAt: head.LastModified?.getTime() ?? Date.now() };
     } catch (err) {
       if (isMissing((err as Error).cause)) return null;
       throw err;

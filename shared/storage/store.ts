@@ -38,6 +38,18 @@ export interface BlobStore {
   get(key: BlobKey): Promise<StoredBlob | null>;
   /** The stored blob's size without reading its bytes, or null on a miss. */
   stat(key: BlobKey): Promise<number | null>;
+  /**
+   * Optional, for stores that can answer for many blobs at once (an index in front of a bucket): the sizes of
+   * `keys`, in order. A size is an answer stat would give; null means "not known to be stored", which may also be
+   * a blob the store holds but cannot confirm without a round trip per blob. Callers treat null as missing (and
+   * upload the blob again), never the other way round: FindMissingBlobs is the one caller.
+   */
+  statMany?(keys: readonly BlobKey[]): Promise<Array<number | null>>;
+  /**
+   * Optional, for stores that expire blobs by age (an S3 lifecycle rule): the blob's size and when it was last
+   * written (ms since the epoch), or null on a miss.
+   */
+  statWritten?(key: BlobKey): Promise<{ size: number; writtenAt: number } | null>;
   /** Stores exactly `size` bytes read from `body` under `key`, atomically. */
   put(key: BlobKey, body: BlobBody, size: number): Promise<void>;
   /**

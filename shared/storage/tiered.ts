@@ -14,14 +14,18 @@
  * never holds an upload the durable tier refused; a failing front write is ignored. Concurrent rather than
  * back-then-front because a second pass would need the whole blob buffered or a re-download.
  *
- * stat asks the front, then the back. A blob the front holds counts as stored even if the back has since
+ * stat asks the front, then the back; statMany the same, in two batches (the back's may come from an index). A blob the front holds counts as stored even if the back has since
  * dropped it (lifecycle expiry): verifying() then skips re-uploading it until the front evicts it too.
  */
 import type { BlobKey } from '../digest.ts';
 import { isLarderError } from '../errors.ts';
 import type { Logger } from '../log.ts';
 import type { BlobBody, BlobStore, StoredBlob } from './store.ts';
+import { statMany } from './stat-many.ts';
 import { lockstepTee } from './tee.ts';
+
+/** Stats in flight at once per tier for statMany, where a tier has no batch answer of its own. */
+const STAT_CONCURRENCY = 32;
 
 export interface TieredStoreOptions {
   front: BlobStore;
@@ -58,6 +62,28 @@ export class TieredStore implements BlobStore {
   async stat(key: BlobKey): Promise<number | null> {
     const size = await this.#front.stat(key).catch((err: unknown) => this.#ignored('stat', err, null));
     return size ?? this.#back.stat(key);
+  }
+
+  /** As stat for each key: the front for all of them, then the back, in one batch, for those the front lacks. */
+  async statMany(keys: readonly BlobKey[]): Promise<Array<number | null>> {
+    const sizes = await statMany(this.#front, keys, STAT_CONCURRENCY).catch((err: unknown) =>
+      this.#ignored(
+        'stat',
+        err,
+        keys.map(() => null),
+      ),
+    );
+    const absent = keys.flatMap((_, i) => (sizes[i] === null ? [i] : []));
+    if (absent.length === 0) return sizes;
+    const backSizes = await statMany(
+      this.#back,
+      absent.map((i) => keys[i]!),
+      STAT_CONCURRENCY,
+    );
+    absent.forEach((index, i) => {
+      sizes[index] = backSizes[i]!;
+    });
+    return sizes;
   }
 
   async put(key: BlobKey, body: BlobBody, size: number): Promise<void> {

@@ -2,6 +2,7 @@
 import { randomBytes } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
 import { blobKey, type BlobKind } from '../../shared/digest.ts';
+import { statMany } from '../../shared/storage/stat-many.ts';
 import type { BlobBody, BlobStore } from '../../shared/storage/store.ts';
 import { collect, streamOf } from '../../shared/storage/streams.ts';
 import { verifying } from '../../shared/storage/verifying.ts';
@@ -61,6 +62,14 @@ export function describeStoreContract(name: string, target: StoreTarget): void {
         expect(await store.stat(key(data))).toBe(data.length);
         expect(bytesOf(await read(store, key(data)))).toEqual(bytesOf(data));
       }
+    });
+
+    it('answers a batch of stats in order: the size of what it just stored, null for the rest', async () => {
+      const store = await target.open(1 << 20);
+      const stored = randomBytes(300);
+      await store.put(key(stored), stored, stored.length);
+      const absent = key(randomBytes(10));
+      expect(await statMany(store, [absent, key(stored), key(stored, 'cas', 'team-a')], 4)).toEqual([null, 300, null]);
     });
 
     it('keeps instances and key spaces apart', async () => {
