@@ -18,7 +18,8 @@
  *   BENCH_PROFILE=1           run larder under --cpu-prof; profiles land in BENCH_PROFILE_DIR and are summarised
  *   BENCH_JSON=path           also write every measurement as JSON
  *   BENCH_GRPC=1              also measure the gRPC executor (bench/grpc.ts); 0 skips it
- *   BENCH_S3=1                also measure the s3 and tiered(memory, s3) stores against s3rver (bench/s3.ts); 0 skips it
+ *   BENCH_S3=1                also measure the s3 and tiered(memory, s3) stores against s3rver (bench/s3.ts), and
+ *                             FindMissingBlobs across hosts with and without the bucket index (bench/find-missing.ts); 0 skips it
  */
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';

@@ -40,6 +40,7 @@ import type { LoadResult, Scenario } from './protocol.ts';
 import { formatTable, num } from './table.ts';
 import { formatGrpcComparison, formatGrpcRows, type GrpcBenchRow, runGrpcBench } from './grpc.ts';
 import { formatS3Rows, runS3Bench } from './s3.ts';
+import { formatFindMissingRows, runFindMissingBench } from './find-missing.ts';
 import { formatExecutionRows, runExecutionBench } from './execution.ts';
 import { formatAssetRows, runAssetBench } from './asset.ts';
 import { formatDockerRows, runDockerBench } from './docker.ts';
@@ -525,6 +526,11 @@ async function otherFrontends(options: BenchOptions): Promise<boolean> {
     } finally {
       await rm(work, { recursive: true, force: true });
     }
+    log('FindMissingBlobs across hosts (bucket index)…');
+    const figures = await runFindMissingBench(options.quick ? { sizes: [100, 1_000] } : {});
+    console.log(
+      `\nFindMissingBlobs through tiered(disk, s3) at a frontend that did not upload the blobs, with and without --bucket-index\n${formatFindMissingRows(figures)}`,
+    );
   }
   return ok;
 }

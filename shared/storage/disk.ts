@@ -153,6 +153,15 @@ export class DiskStore implements BlobStore {
    * blob (or replaced an action-cache entry), and "present" must be true when it is said.
    */
   async stat(key: BlobKey): Promise<number | null> {
+    return this.#statNow(key);
+  }
+
+  /** As stat for each key, in one pass: no promise per key, which is most of what a 10,000-digest batch costs. */
+  async statMany(keys: readonly BlobKey[]): Promise<Array<number | null>> {
+    return keys.map((key) => this.#statNow(key));
+  }
+
+  #statNow(key: BlobKey): number | null {
     const rel = relativePath(key);
     const size = this.#fileSize(rel);
     if (size === null) this.#forget(rel);
