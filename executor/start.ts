@@ -146,7 +146,7 @@ async function openServedStore(
   opened: DisposalStack,
 ): Promise<BlobStore> {
   if (options.store !== undefined) return options.store;
-  const bucketIndex = bucketIndexOptions(config.bucketIndex, config.execution);
+  const bucketIndex = bucketIndexOptions(config.bucketIndex, config.execution, { log: dependencies.log });
   const store = opened.use(await openStore(config.store, { ...dependencies, bucketIndex }), (s) => s.close?.());
   dependencies.log.info('store ready', { store: describeStore(config.store) });
   return store;

@@ -2,7 +2,7 @@
  * The fleet's index of what a shared bucket holds (a BucketIndex, see shared/storage/indexed.ts), in the Redis the
  * fleet already runs. One string per blob, `{prefix}bucket-index:{scope}:{instance}/{kind}/{hash}` = `{size}:{until}`,
  * set to expire at `until` (PXAT), so Redis drops each entry when it may no longer be believed and the index never
- * grows past the blobs uploaded within one TTL. Lookups go out as MGETs of LOOKUP_CHUNK keys, all pipelined: ten
+ * grows past the blobs uploaded within one TTL. A marker key says the index was built (index-rebuilder.ts). Lookups go out as MGETs of LOOKUP_CHUNK keys, all pipelined: ten
  * thousand digests are one round trip.
  */
 import { Redis, type RedisOptions } from 'ioredis';
@@ -72,6 +72,27 @@ export class RedisBucketIndex implements BucketIndex {
     await this.#redis.set(this.#name(key), `${entry.size}:${entry.until}`, 'PXAT', Math.ceil(entry.until));
   }
 
+  /** Records many entries in one round trip (a rebuild, a page of a bucket listing at a time). */
+  async recordMany(entries: ReadonlyArray<{ key: BlobKey; entry: IndexEntry }>): Promise<void> {
+    const pipeline = this.#redis.pipeline();
+    for (const { key, entry } of entries)
+      pipeline.set(this.#name(key), `${entry.size}:${entry.until}`, 'PXAT', Math.ceil(entry.until));
+    for (const [err] of (await pipeline.exec()) ?? []) if (err !== null) throw err;
+  }
+
+  /**
+   * Whether this process should rebuild the index now: true when the index was never built, or was lost or
+   * flushed since (its marker is gone), and no other process claimed the rebuild within the last `claimMs`.
+   */
+  async claimRebuild(claimMs: number): Promise<boolean> {
+    return (await this.#redis.set(this.#marker, 'rebuilding', 'PX', claimMs, 'NX')) === 'OK';
+  }
+
+  /** Marks the index built: no process rebuilds it again until the marker is lost with the entries. */
+  async markBuilt(): Promise<void> {
+    await this.#redis.set(this.#marker, 'built');
+  }
+
   async forget(key: BlobKey): Promise<void> {
     await this.#redis.del(this.#name(key));
   }
@@ -82,6 +103,11 @@ export class RedisBucketIndex implements BucketIndex {
 
   #name(key: BlobKey): string {
     return `${this.#prefix}${key.instance}/${key.kind}/${key.hash}`;
+  }
+
+  /** Beside the entries, so whatever loses them (FLUSHALL, a restart without persistence) loses it too. */
+  get #marker(): string {
+    return `${this.#prefix}#built`;
   }
 }
 

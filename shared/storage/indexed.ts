@@ -9,8 +9,8 @@
  * shorter than the bucket's lifecycle expiry no entry outlives its object. Everything the index does not know
  * is "missing", not asked of the bucket: a false "missing" only costs a re-upload, and that upload (verifying()
  * decides with statMany) writes the blob to the bucket again, which restarts its lifecycle clock and records it
- * afresh. So the index rebuilds itself from use after it is lost or flushed, and `rebuildBucketIndex` fills it
- * from a listing of the bucket at once.
+ * afresh. So the index rebuilds itself from use; and when it is lost or flushed as a whole, a frontend lists the
+ * bucket and fills it again (executor/storage/index-rebuilder.ts).
  *
  * Objects removed by other means than expiry (deleted by hand) can be reported present until their entry runs
  * out; a read that finds the blob gone (get, stat) drops the entry here and in the index at once, so the next
@@ -105,7 +105,7 @@ export class IndexedStore implements BlobStore {
       return null;
     }
     const until = written.writtenAt + this.#ttlMs;
-    if (until > this.#now()) await this.#record(key, { size: written.size, until });
+    if (key.kind === 'cas' && until > this.#now()) await this.#record(key, { size: written.size, until });
     return written.size;
   }
 
@@ -119,7 +119,8 @@ export class IndexedStore implements BlobStore {
     // S3 dates an object by when its upload began, so the entry is counted from before the upload, not after.
     const started = this.#now();
     await this.#bucket.put(key, body, size);
-    await this.#record(key, { size, until: started + this.#ttlMs });
+    // Only CAS blobs are asked for in batches (FindMissingBlobs); action-cache entries would only take room.
+    if (key.kind === 'cas') await this.#record(key, { size, until: started + this.#ttlMs });
   }
 
   async close(): Promise<void> {

@@ -18,10 +18,16 @@
  *   client keeps no state about failures, so it recovers as soon as S3 answers again.
  * No size budget: expire old objects with a bucket lifecycle rule.
  */
-import { GetObjectCommand, HeadObjectCommand, PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
+import {
+  GetObjectCommand,
+  HeadObjectCommand,
+  ListObjectsV2Command,
+  PutObjectCommand,
+  S3Client,
+} from '@aws-sdk/client-s3';
 import { FetchHttpHandler } from '@smithy/fetch-http-handler';
 import { NodeHttpHandler } from '@smithy/node-http-handler';
-import type { BlobKey } from '../digest.ts';
+import type { BlobKey, BlobKind } from '../digest.ts';
 import type { S3Config } from './s3-config.ts';
 import { objectBody } from './s3-body.ts';
 import { isMissing, s3Error } from './s3-errors.ts';
@@ -146,8 +152,39 @@ export class S3Store implements BlobStore {
     );
   }
 
+  /**
+   * Every CAS blob under the prefix with its size and Last-Modified, a page (up to 1,000) at a time: what a bucket
+   * index is rebuilt from. Keys that are not larder's blobs are skipped.
+   */
+  async *listCas(): AsyncIterable<Array<{ key: BlobKey; size: number; writtenAt: number }>> {
+    let token: string | undefined;
+    do {
+      const page = await this.#send<{
+        Contents?: Array<{ Key?: string; Size?: number; LastModified?: Date }>;
+        NextContinuationToken?: string;
+      }>(
+        new ListObjectsV2Command({ Bucket: this.#bucket, Prefix: this.#prefix, ContinuationToken: token }),
+        `LIST ${this.#prefix}`,
+      );
+      yield (page.Contents ?? []).flatMap((object) => {
+        const key = this.#blobKey(object.Key ?? '');
+        if (key === null || key.kind !== 'cas') return [];
+        return [{ key, size: object.Size ?? 0, writtenAt: object.LastModified?.getTime() ?? 0 }];
+      });
+      token = page.NextContinuationToken;
+    } while (token !== undefined);
+  }
+
   async close(): Promise<void> {
     this.#client.destroy();
+  }
+
+  /** The BlobKey an object key names (the inverse of #key), or null for a key larder did not write. */
+  #blobKey(objectKey: string): BlobKey | null {
+    const match = /^(_default|i-.+)\/(ac|cas)\/([0-9a-f]{64})$/.exec(objectKey.slice(this.#prefix.length));
+    if (!objectKey.startsWith(this.#prefix) || match === null) return null;
+    const instance = match[1] === '_default' ? '' : match[1]!.slice('i-'.length);
+    return { instance, kind: match[2] as BlobKind, hash: match[3]! };
   }
 
   #key(key: BlobKey): string {

@@ -54,7 +54,8 @@ describe.runIf(haveRedis())('--bucket-index', () => {
     const before = proxy.requests.length;
     const reply = await b.clients.cas.findMissingBlobs({ blobDigests: [...blobs.map(digestOf), ...absent] });
     expect(reply.missingBlobDigests.map((d) => d.hash)).toEqual(absent.map((d) => d.hash));
-    expect(proxy.requests.slice(before)).toEqual([]);
+    // A frontend's background listing (a rebuild of the index) may pass by; no blob is asked after.
+    expect(proxy.requests.slice(before).filter((line) => !line.startsWith('GET /larder-test?list-type=2'))).toEqual([]);
   });
 
   it('is checked at start: it needs an s3:// store, and `queue` needs a Redis queue', () => {

@@ -54,15 +54,28 @@ describe.runIf(haveRedis())('bucket index', () => {
   });
 
   /** A frontend's store as `larder executor --store tiered(disk:…,s3://…) --bucket-index redis://…` opens it. */
-  const frontend = async (prefix: string, ttl = HOUR): Promise<BlobStore> => {
+  const frontend = async (prefix: string, ttl = HOUR, rebuildCheckMs = HOUR): Promise<BlobStore> => {
     const dir = tempDir();
     dirs.push(dir);
     const spec = `tiered(disk:${dir.path}@1GiB,s3://${S3_BUCKET}/${prefix}?path-style=1)`;
     const store = await openStore(parseStoreSpec(spec, { maxBytes: 2 ** 30, env: process.env }), {
-      bucketIndex: bucketIndexOptions({ bucketIndex: redis.url, bucketIndexTtlMs: ttl }, MEMORY_QUEUE),
+      bucketIndex: bucketIndexOptions({ bucketIndex: redis.url, bucketIndexTtlMs: ttl }, MEMORY_QUEUE, {
+        rebuildCheckMs,
+      }),
     });
     opened.push(store);
+    // The first frontend of a prefix builds its index from a listing: wait for that, so it races nothing below.
+    await built(prefix);
     return store;
+  };
+  const marker = (prefix: string) => `larder:bucket-index:${S3_BUCKET}/${prefix}:#built`;
+  /** Waits (bounded) for the index of `prefix` to be marked built. */
+  const built = async (prefix: string) => {
+    for (let i = 0; i < 400; i++) {
+      if ((await inspect.get(marker(prefix))) === 'built') return;
+      await new Promise((resolve) => setTimeout(resolve, 25));
+    }
+    throw new Error(`the index of ${prefix} was not built within 10 s`);
   };
   const blob = () => {
     const data = randomBytes(64);
@@ -116,12 +129,13 @@ describe.runIf(haveRedis())('bucket index', () => {
     expect(await statMany(b, [gone.key], 32)).toEqual([64]);
   });
 
-  it('after the index is flushed, reports blobs missing, and the re-upload writes them to the bucket and the index again', async () => {
-    const prefix = `flushed-${randomUUID()}`;
+  it('reports a blob whose entry was lost missing, and the re-upload writes it to the bucket and the index again', async () => {
+    const prefix = `lost-${randomUUID()}`;
     const a = await frontend(prefix);
     const kept = blob();
     await a.put(kept.key, kept.data, kept.data.length);
-    await inspect.flushall();
+    const [name] = await inspect.keys(`*${kept.key.hash}`);
+    await inspect.del(name!);
     const b = await frontend(prefix);
     expect(await statMany(b, [kept.key], 32)).toEqual([null]);
     const before = proxy.requests.length;
@@ -130,6 +144,44 @@ describe.runIf(haveRedis())('bucket index', () => {
     expect(proxy.requests.slice(before).filter((line) => line.startsWith('PUT '))).toHaveLength(1);
     const c = await frontend(prefix);
     expect(await statMany(c, [kept.key], 32)).toEqual([64]);
+  });
+
+  it('fills the index from a listing of the bucket when it was never built, and again when it is flushed', async () => {
+    const prefix = `rebuilt-${randomUUID()}`;
+    // In the bucket before any frontend with an index ran (written by an older larder, say).
+    const earlier = [blob(), blob()];
+    for (const { key, data } of earlier)
+      await server.client().send(new PutObjectCommand({ Bucket: S3_BUCKET, Key: objectKey(prefix, key), Body: data }));
+    const a = await frontend(prefix, HOUR, 100);
+    const before = proxy.requests.length;
+    expect(
+      await statMany(
+        a,
+        earlier.map((b) => b.key),
+        32,
+      ),
+    ).toEqual([64, 64]);
+    expect(heads(before)).toEqual([]);
+    await inspect.flushall();
+    // The running frontend sees the index gone at its next check and lists the bucket again.
+    await built(prefix);
+    const fresh = new IndexedStore({
+      bucket: new S3Store({
+        bucket: S3_BUCKET,
+        prefix,
+        region: 'us-east-1',
+        endpoint: proxy.url,
+        forcePathStyle: true,
+        timeoutMs: 10_000,
+      }),
+      index: await RedisBucketIndex.open({
+        connection: { host: '127.0.0.1', port: redis.port },
+        scope: `${S3_BUCKET}/${prefix}`,
+      }),
+      ttlMs: HOUR,
+    });
+    opened.push(fresh);
+    expect(await fresh.statMany(earlier.map((b) => b.key))).toEqual([64, 64]);
   });
 
   it('dates entries by the upload, so Redis drops each within the TTL of the object being written', async () => {
