@@ -14,8 +14,9 @@
  * never holds an upload the durable tier refused; a failing front write is ignored. Concurrent rather than
  * back-then-front because a second pass would need the whole blob buffered or a re-download.
  *
- * stat asks the front, then the back; statMany the same, in two batches (the back's may come from an index). A blob the front holds counts as stored even if the back has since
- * dropped it (lifecycle expiry): verifying() then skips re-uploading it until the front evicts it too.
+ * stat asks the front, then the back; statMany the same, in two batches (the back's may come from an index). A
+ * blob the front holds counts as stored even if the back has since dropped it (lifecycle expiry): verifying() then
+ * skips re-uploading it until the front evicts it too.
  */
 import type { BlobKey } from '../digest.ts';
 import { isLarderError } from '../errors.ts';
