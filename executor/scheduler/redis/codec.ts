@@ -109,6 +109,15 @@ export function workerSpec(platform: WorkerPlatform): { key: string; spec: strin
   return { key: shortHash(spec), spec };
 }
 
+/**
+ * The key a persistent worker process serves jobs by, for affinity (the client's persistentWorkerKey and cache
+ * silo, as executor/worker/persistent keys its pool), or '' for a job that uses none. Hashed: it names Redis keys.
+ */
+export function affinityKey(platform: ActionPlatform): string {
+  const key = platform.options.get('persistentWorkerKey') ?? '';
+  return key === '' ? '' : shortHash(`${key}\u0000${platform.options.get('cache-silo-key') ?? ''}`);
+}
+
 export function decodeWorkerSpec(spec: string): WorkerPlatform {
   const parsed = JSON.parse(spec) as { p: Record<string, string[]>; r: RunnerKind[] };
   return { properties: new Map(Object.entries(parsed.p).map(([n, v]) => [n, new Set(v)])), runners: new Set(parsed.r) };

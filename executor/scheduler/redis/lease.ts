@@ -47,8 +47,10 @@ export function holdLease(options: {
   workerId: string;
   job: ExecutionJob;
   token: string;
+  /** Called once the result is recorded (or given up on). */
+  onComplete?: () => void;
 }): Lease {
-  const { fleet, leases, workerId, job, token } = options;
+  const { fleet, leases, workerId, job, token, onComplete } = options;
   const name = job.operation;
   const { leaseMs, retainMs } = fleet.config;
   const controller = new AbortController();
@@ -88,13 +90,8 @@ export function holdLease(options: {
   return {
     job,
     signal: controller.signal,
-    async executing() {
-      await fleet
-        .script('executing', name, token)
-        .catch((err: Error) =>
-          fleet.log.warn('could not mark an action executing', { operation: name, error: err.message }),
-        );
-    },
+    // Stage EXECUTING was set when the job was leased (claim or submit): nothing more to tell.
+    async executing() {},
     async complete(response: ExecuteResponse) {
       try {
         if (leases.signal.aborted && controller.signal.reason === leases.signal.reason) {
@@ -119,6 +116,7 @@ export function holdLease(options: {
         });
       } finally {
         release();
+        onComplete?.();
       }
     },
   };

@@ -1,6 +1,7 @@
 /**
  * The workers the fleet's Redis counts as live (heartbeat within heartbeatMs, by Redis's clock), and waking those
- * that could take a job queued again: what submit, the sweep and a worker handing a job back all need.
+ * that could take a job queued again: what the sweep and a worker handing jobs back need (submit does the same
+ * inside its script).
  */
 import { type ActionPlatform, unmatchedProperties, type WorkerPlatform } from '../../reapi/platform.ts';
 import { decodeWorkerSpec } from './codec.ts';

@@ -5,9 +5,12 @@
  *
  * - Platform queues: one sorted set per distinct set of routing constraints; a worker's claim takes the most
  *   urgent job among all the queues it satisfies, in one atomic step.
- * - Blocking dequeues: an idle worker waits in BLPOP on the wake list of its platform, which every submit it
- *   could serve pushes a marker to; BLPOP also returns every few seconds (wakeTimeoutMs), a safety net for a
- *   marker lost with a worker that died between popping it and claiming. No polling loop.
+ * - Blocking dequeues: an idle worker slot registers as waiting (in the claim script that found nothing) and
+ *   waits in BLPOP on its own list and on the wake list of its platform. Submit hands a new job straight to a
+ *   waiting slot that can run it (leased, and pushed to the slot's own list, so the BLPOP returns the job itself);
+ *   only when none waits is the job queued, with a marker pushed to the wake list of every matching platform.
+ *   BLPOP also returns every few seconds (wakeTimeoutMs), a safety net for a marker lost with a worker that died
+ *   between popping it and claiming. No polling loop.
  * - Registration: workers heartbeat into `P workers` (on Redis's clock); submit fails fast with
  *   FAILED_PRECONDITION when no live worker could run the action, as the in-memory scheduler does, and the
  *   sweep fails queued jobs whose every matching worker has been gone for a grace period (UNAVAILABLE).
@@ -16,6 +19,8 @@
  * - At-least-once: a claimed job carries a lease its worker renews (lease.ts) from claim to result;
  *   every process sweeps expired leases and requeues their jobs, up to maxAttempts deliveries, then finishes
  *   the operation with a message saying so. Only the current lease holder's result is recorded (once).
+ * - Affinity: a worker slot waiting for work registers the persistent-worker keys it is warm for; a job of such
+ *   a key is handed to it before any other waiting slot, and claims prefer such jobs (worker-slot.ts).
  * - Merging across frontends: `P merge:KEY` names the operation in flight, checked and set atomically.
  * - Finished operations keep their result for retainMs, then Redis expires them.
  *
@@ -30,7 +35,12 @@
  */
 import { randomUUID } from 'node:crypto';
 import { ExecutionStage_Value } from '../../../shared/proto/gen/build/bazel/remote/execution/v2/remote_execution_pb.ts';
-import { type ActionPlatform, describeWorkerPlatform, unmatchedProperties } from '../../reapi/platform.ts';
+import {
+  type ActionPlatform,
+  describeWorkerPlatform,
+  unmatchedProperties,
+  type WorkerPlatform,
+} from '../../reapi/platform.ts';
 import { Code, RpcError } from '../../reapi/grpc-status.ts';
 import {
   type Caller,
@@ -45,11 +55,19 @@ import {
   type WorkerSlot,
 } from '../scheduler.ts';
 import { formatDigest } from '../../../shared/digest.ts';
-import { decodeResponse, encodeJob, parseStoredDigest, queueSpec, statusResponse } from './codec.ts';
+import {
+  affinityKey,
+  decodeResponse,
+  decodeWorkerSpec,
+  encodeJob,
+  parseStoredDigest,
+  queueSpec,
+  statusResponse,
+} from './codec.ts';
 import { FleetConnection, type FleetOptions } from './fleet-connection.ts';
 import { fleetWorkers, queueFigures } from './fleet-status.ts';
 import { HeldLeases } from './lease.ts';
-import { type LiveWorker, liveWorkers, wakesFor, wakeWorkers } from './live-workers.ts';
+import { wakeWorkers } from './live-workers.ts';
 import { joinFleet } from './worker-slot.ts';
 
 export type RedisSchedulerOptions = FleetOptions;
@@ -75,11 +93,9 @@ export class RedisScheduler implements Scheduler {
   async submit(job: Omit<ExecutionJob, 'operation'>, mergeKey: string | null, waiter: string): Promise<OperationState> {
     const { fleet } = this;
     return fleet.guard(async () => {
-      const workers = await liveWorkers(fleet);
-      checkRunnable(job.platform, workers);
       const queue = queueSpec(job.platform);
       const name = `operations/${randomUUID()}`;
-      const [opName, merged] = await fleet.script<[string, number]>(
+      const [opName, outcome, ...specs] = await fleet.script<[string, number, ...string[]]>(
         'submit',
         name,
         encodeJob(job),
@@ -92,17 +108,12 @@ export class RedisScheduler implements Scheduler {
         job.instance,
         waiter,
         MAX_WAITERS,
-        ...wakesFor(job.platform, workers),
+        affinityKey(job.platform),
+        fleet.config.heartbeatMs,
       );
-      const queued: OperationState = {
-        name: opName,
-        instance: job.instance,
-        actionDigest: job.actionDigest,
-        stage: ExecutionStage_Value.QUEUED,
-        done: false,
-      };
-      if (merged === 1) return (await this.get(opName, { id: waiter, operator: false })) ?? queued;
-      return queued;
+      if (outcome === NO_WORKER) unrunnable(job.platform, specs.map(decodeWorkerSpec));
+      if (outcome === MERGED) return (await this.get(opName, { id: waiter, operator: false })) ?? queued(opName, job);
+      return queued(opName, job);
     });
   }
 
@@ -137,9 +148,18 @@ export class RedisScheduler implements Scheduler {
   async subscribe(name: string, listener: () => void): Promise<(() => void) | null> {
     const { fleet } = this;
     return fleet.guard(async () => {
-      const stop = await fleet.events.listen(name, () => listener());
-      // Checked after listening, so a change between the two is not missed.
-      if ((await fleet.redis.exists(fleet.key('op', name))) === 0) {
+      // Both at once: whoever reads the state after this returns sees every later change.
+      const [listening, existing] = await Promise.allSettled([
+        fleet.events.listen(name, () => listener()),
+        fleet.redis.exists(fleet.key('op', name)),
+      ]);
+      if (listening.status === 'rejected') throw listening.reason;
+      const stop = listening.value;
+      if (existing.status === 'rejected') {
+        stop();
+        throw existing.reason;
+      }
+      if (existing.value === 0) {
         stop();
         return null;
       }
@@ -233,17 +253,30 @@ export class RedisScheduler implements Scheduler {
   }
 }
 
-/** Fails fast when no live worker could ever run an action of this platform, naming what nobody offers. */
-function checkRunnable(platform: ActionPlatform, workers: readonly LiveWorker[]): void {
+/** What the submit script answers besides a new operation: it joined one in flight, or no live worker matched. */
+const MERGED = 1;
+const NO_WORKER = 2;
+
+function queued(name: string, job: Omit<ExecutionJob, 'operation'>): OperationState {
+  return {
+    name,
+    instance: job.instance,
+    actionDigest: job.actionDigest,
+    stage: ExecutionStage_Value.QUEUED,
+    done: false,
+  };
+}
+
+/** FAILED_PRECONDITION for an action no live worker could run, naming what nobody offers. */
+function unrunnable(platform: ActionPlatform, workers: readonly WorkerPlatform[]): never {
   if (workers.length === 0)
     throw new RpcError(Code.FAILED_PRECONDITION, 'no worker is connected to the queue to execute actions');
   let closest: string[] | null = null;
   for (const worker of workers) {
-    const unmatched = unmatchedProperties(platform, worker.platform);
-    if (unmatched.length === 0) return;
+    const unmatched = unmatchedProperties(platform, worker);
     if (closest === null || unmatched.length < closest.length) closest = unmatched;
   }
-  const offered = [...new Set(workers.map((w) => describeWorkerPlatform(w.platform)))].map((p) => `[${p}]`).join(' ');
+  const offered = [...new Set(workers.map((w) => describeWorkerPlatform(w)))].map((p) => `[${p}]`).join(' ');
   throw new RpcError(
     Code.FAILED_PRECONDITION,
     `no worker can run this action: none offers ${closest!.join(', ')} (workers offer ${offered})`,

@@ -6,7 +6,8 @@
  * Keys (P is the prefix, `larder:` by default). Scripts build key names from P, so the scheduler needs one
  * Redis (or a primary with replicas), not a Redis Cluster.
  *   P op:NAME       hash: job (JSON), stage, done 0|1, response (base64 ExecuteResponse), digest, instance,
- *                   merge, queue (platform key), score, at (queued since, Redis clock ms), attempts, lease (token of the holder), worker, cancel,
+ *                   merge, queue (platform key), score, at (queued since, Redis clock ms), attempts, lease (token
+ *                   of the holder), worker, cancel, affinity (key, or '')
  *                   w:PRINCIPAL (1 waiting, 0 detached by its own cancel), waiters (recorded), waiting (count)
  *   P merge:KEY     string: the name of the operation in flight for a merge key
  *   P queue:PKEY    sorted set of queued operation names, by priority then arrival (one per platform)
@@ -16,6 +17,12 @@
  *                   "r": the worker's report (JSON: running, slots, done, failed), for status pages}
  *   P unserved      hash: platform key → since when its queue has held jobs that no live worker can take
  *   P wake:WKEY     list: one marker per job queued for workers of one platform; they BLPOP on it
+ *   P wake:slot:ID  list: what is handed to one waiting worker slot alone: jobs leased to it by submit (JSON
+ *                   {n: name, j: job, a: attempts, t: lease token}) and plain markers ('1') that make it look again
+ *   P idle          hash: worker slot id → its registration while it waits for work (JSON {w: wake key, t: lease
+ *                   token, l: leaseMs, k: affinity keys it is warm for})
+ *   P idle:WKEY     set: ids of the slots of one worker platform waiting for work
+ *   P warm:AKEY     set: ids of waiting slots warm for affinity key AKEY (a job's persistentWorkerKey and silo)
  *   P stats         hash: submitted, merged, completed
  *   P ev:NAME       pub/sub channel of one operation: "changed" or "cancel"
  * Stages are REAPI's ExecutionStage numbers: 2 QUEUED, 3 EXECUTING, 4 COMPLETED.
@@ -67,6 +74,21 @@ local function finish(P, name, response, retainMs)
   redis.call('PUBLISH', P .. 'ev:' .. name, 'changed')
 end`;
 
+/** Ends worker slot `id`'s registration as waiting (P idle, P idle:*, P warm:*); returns it (decoded) or nil. */
+const UNREGISTER = `
+local function unregister(P, id)
+  local text = redis.call('HGET', P .. 'idle', id)
+  if not text then return nil end
+  local registration = cjson.decode(text)
+  redis.call('SREM', P .. 'idle:' .. registration.w, id)
+  for _, key in ipairs(registration.k) do redis.call('SREM', P .. 'warm:' .. key, id) end
+  redis.call('HDEL', P .. 'idle', id)
+  return registration
+end`;
+
+/** How far down the queues a claim looks for a job its slot is warm for. */
+const AFFINITY_WINDOW = 32;
+
 /** Puts a leased operation back at its place in its platform queue. */
 const REQUEUE = `
 local function requeue(P, name)
@@ -83,15 +105,19 @@ end`;
 export const SCRIPTS = {
   /**
    * ARGV: P, name, job, digest, mergeKey ('' never merges), queueKey, queueSpec, priority, ttlMs, instance,
-   * waiter, maxWaiters, wake keys… Joins the operation in flight under mergeKey as `waiter` (returns {name, 1})
-   * or creates one and queues it ({name, 0}), pushing one wake marker per matching worker platform. An
-   * operation with maxWaiters recorded takes no new waiter: the submission gets an operation of its own.
+   * waiter, maxWaiters, affinity key ('' for none), heartbeatMs. Joins the operation in flight under mergeKey as
+   * `waiter` (returns {name, 1}); or, when no live worker could run it, creates nothing and returns {'', 2,
+   * every live worker's spec…} (the caller says what is missing); or creates it ({name, 0}) and either hands it
+   * to a live worker slot waiting for work, one warm for its affinity key first (leased to it and pushed to its
+   * own list: its blocking read returns the job itself), or queues it and pushes one wake marker per matching
+   * worker platform. An operation with maxWaiters recorded takes no new waiter: the submission gets its own.
    */
   submit: {
     numberOfKeys: 0,
-    lua: `
+    lua: `${UNREGISTER}${IS_LIVE}${OFFERS}
 local P, name, job, digest, mergeKey, queue, spec, priority, ttl = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6], ARGV[7], tonumber(ARGV[8]), ARGV[9]
 local instance, waiter, maxWaiters = ARGV[10], 'w:' .. ARGV[11], tonumber(ARGV[12])
+local affinity, heartbeatMs = ARGV[13], tonumber(ARGV[14])
 if mergeKey ~= '' then
   local existing = redis.call('GET', P .. 'merge:' .. mergeKey)
   local joined = existing and P .. 'op:' .. existing
@@ -106,54 +132,174 @@ if mergeKey ~= '' then
     redis.call('HINCRBY', P .. 'stats', 'merged', 1)
     return {existing, 1}
   end
+end
+${NOW}
+-- The live workers that could run it (their wake keys, once each), and every live worker's spec for the error.
+local wakes, specs, seen = {}, {}, {}
+local queueSpec = cjson.decode(spec)
+local all = redis.call('HGETALL', P .. 'workers')
+for i = 2, #all, 2 do
+  local ok, w = pcall(cjson.decode, all[i])
+  if ok and type(w) == 'table' and isLive(w, now, heartbeatMs) then
+    table.insert(specs, w.s)
+    local okSpec, workerSpec = pcall(cjson.decode, w.s)
+    if okSpec and type(workerSpec) == 'table' and not seen[w.w] and offers(workerSpec, queueSpec) then
+      seen[w.w] = true
+      table.insert(wakes, w.w)
+    end
+  end
+end
+if #wakes == 0 then
+  table.insert(specs, 1, 2)
+  table.insert(specs, 1, '')
+  return specs
+end
+if mergeKey ~= '' then
   -- A full operation stays the one later submissions join; this one is on its own.
-  if done == '0' then mergeKey = '' else redis.call('SET', P .. 'merge:' .. mergeKey, name, 'PX', ttl) end
+  local existing = redis.call('GET', P .. 'merge:' .. mergeKey)
+  if existing and redis.call('HGET', P .. 'op:' .. existing, 'done') == '0' then mergeKey = '' else redis.call('SET', P .. 'merge:' .. mergeKey, name, 'PX', ttl) end
 end
 -- Priority -1000..1000 (checked before) in the high part, arrival order in the low part: exact in a double up
 -- to 4e12 jobs.
 local score = string.format('%.0f', (priority + 1000) * 4e12 + redis.call('INCR', P .. 'seq'))
 local op = P .. 'op:' .. name
-${NOW}
-redis.call('HSET', op, 'job', job, 'stage', '2', 'done', '0', 'digest', digest, 'instance', instance, 'merge', mergeKey, 'queue', queue, 'score', score, 'at', now, 'attempts', '0', waiter, '1', 'waiters', '1', 'waiting', '1')
+redis.call('HSET', op, 'job', job, 'stage', '2', 'done', '0', 'digest', digest, 'instance', instance, 'merge', mergeKey, 'queue', queue, 'score', score, 'at', now, 'attempts', '0', waiter, '1', 'waiters', '1', 'waiting', '1', 'affinity', affinity)
 redis.call('PEXPIRE', op, ttl)
 redis.call('HSETNX', P .. 'queues', queue, spec)
-redis.call('ZADD', P .. 'queue:' .. queue, score, name)
--- A live worker could take it (the caller checked): whatever was seen of this queue before is past.
+-- A live worker could take it (checked above): whatever was seen of this queue before is past.
 redis.call('HDEL', P .. 'unserved', queue)
 redis.call('HINCRBY', P .. 'stats', 'submitted', 1)
-for i = 13, #ARGV do
-  redis.call('RPUSH', P .. 'wake:' .. ARGV[i], '1')
-  redis.call('LTRIM', P .. 'wake:' .. ARGV[i], -100000, -1)
+-- A waiting slot gets it at once: one warm for its key, else any of a matching platform (a live one).
+local function waiting(set)
+  for _ = 1, 100 do
+    local slot = redis.call('SPOP', set)
+    if not slot then return nil end
+    local registration = unregister(P, slot)
+    local okW, w = pcall(cjson.decode, redis.call('HGET', P .. 'workers', slot) or '')
+    if registration and okW and type(w) == 'table' and isLive(w, now, heartbeatMs) then return slot, registration end
+  end
+  return nil
+end
+local slot, registration
+if affinity ~= '' then slot, registration = waiting(P .. 'warm:' .. affinity) end
+for _, wake in ipairs(wakes) do
+  if slot then break end
+  slot, registration = waiting(P .. 'idle:' .. wake)
+end
+if slot then
+  redis.call('HSET', op, 'attempts', '1', 'lease', registration.t, 'worker', slot, 'stage', '3')
+  redis.call('ZADD', P .. 'leases', now + registration.l, name)
+  redis.call('RPUSH', P .. 'wake:slot:' .. slot, cjson.encode({n = name, j = job, a = 1, t = registration.t}))
+  return {name, 0}
+end
+redis.call('ZADD', P .. 'queue:' .. queue, score, name)
+for _, wake in ipairs(wakes) do
+  redis.call('RPUSH', P .. 'wake:' .. wake, '1')
+  redis.call('LTRIM', P .. 'wake:' .. wake, -100000, -1)
 end
 return {name, 0}`,
   },
 
   /**
-   * ARGV: P, worker spec, worker id, token, leaseMs. Takes the most urgent queued job of every platform queue
-   * the worker satisfies and leases it: returns {name, job, attempts}, or nil when nothing matches.
+   * ARGV: P, worker spec, worker slot id, token, leaseMs, wake key, affinity keys the slot is warm for… Returns a
+   * job leased to this slot as {name, job, attempts, token}, or nil. First a job submit handed to the slot while
+   * it was registered as waiting (its lease renewed); else the most urgent queued job of every platform queue the
+   * worker satisfies, with one of a key it is warm for first among the first AFFINITY_WINDOW; else nothing, and
+   * the slot is registered as waiting (P idle, P idle:WKEY, P warm:AKEY) with `token`, so that submit can hand
+   * it the next job it could run. Every claim first ends the slot's earlier registration. Stage EXECUTING: the
+   * job left the queue for a worker.
    */
   claim: {
     numberOfKeys: 0,
-    lua: `${OFFERS}
-local P, workerSpec, workerId, token, leaseMs = ARGV[1], cjson.decode(ARGV[2]), ARGV[3], ARGV[4], tonumber(ARGV[5])
+    lua: `${OFFERS}${UNREGISTER}
+local P, workerSpec, workerId, token, leaseMs, wakeKey = ARGV[1], cjson.decode(ARGV[2]), ARGV[3], ARGV[4], tonumber(ARGV[5]), ARGV[6]
 ${NOW}
-local queues = redis.call('HGETALL', P .. 'queues')
-local bestName, bestScore
-for i = 1, #queues, 2 do
-  if offers(workerSpec, cjson.decode(queues[i + 1])) then
-    local head = redis.call('ZRANGE', P .. 'queue:' .. queues[i], 0, 0, 'WITHSCORES')
-    if head[1] and (not bestScore or tonumber(head[2]) < bestScore) then bestName, bestScore = head[1], tonumber(head[2]) end
+unregister(P, workerId)
+local own = P .. 'wake:slot:' .. workerId
+for _ = 1, 100 do
+  local item = redis.call('LPOP', own)
+  if not item then break end
+  if item ~= '1' then
+    local handed = cjson.decode(item)
+    local op = P .. 'op:' .. handed.n
+    local lease, done = unpack(redis.call('HMGET', op, 'lease', 'done'))
+    if lease == handed.t and done == '0' then
+      redis.call('ZADD', P .. 'leases', 'XX', now + leaseMs, handed.n)
+      return {handed.n, handed.j, handed.a, handed.t}
+    end
   end
 end
-if not bestName then return nil end
+local warm, keys = {}, {}
+for i = 7, #ARGV do
+  warm[ARGV[i]] = true
+  table.insert(keys, ARGV[i])
+end
+local queues = redis.call('HGETALL', P .. 'queues')
+local offered = {}
+for i = 1, #queues, 2 do
+  if offers(workerSpec, cjson.decode(queues[i + 1])) then table.insert(offered, P .. 'queue:' .. queues[i]) end
+end
+local bestName, bestScore
+if #keys == 0 then
+  -- Nothing to weigh but urgency: the head of each queue.
+  for _, queue in ipairs(offered) do
+    local head = redis.call('ZRANGE', queue, 0, 0, 'WITHSCORES')
+    if head[1] and (not bestScore or tonumber(head[2]) < bestScore) then bestName, bestScore = head[1], tonumber(head[2]) end
+  end
+else
+  local candidates = {}
+  for _, queue in ipairs(offered) do
+    local window = redis.call('ZRANGE', queue, 0, ${AFFINITY_WINDOW - 1}, 'WITHSCORES')
+    for i = 1, #window, 2 do table.insert(candidates, {window[i], tonumber(window[i + 1])}) end
+  end
+  table.sort(candidates, function(a, b) return a[2] < b[2] end)
+  for i = 1, math.min(#candidates, ${AFFINITY_WINDOW}) do
+    local name = candidates[i][1]
+    if warm[redis.call('HGET', P .. 'op:' .. name, 'affinity') or ''] then bestName = name break end
+    if not bestScore then bestName, bestScore = name, candidates[i][2] end
+  end
+end
+if not bestName then
+  redis.call('HSET', P .. 'idle', workerId, cjson.encode({w = wakeKey, t = token, l = leaseMs, k = keys}))
+  redis.call('SADD', P .. 'idle:' .. wakeKey, workerId)
+  for _, key in ipairs(keys) do redis.call('SADD', P .. 'warm:' .. key, workerId) end
+  return nil
+end
 local op = P .. 'op:' .. bestName
 redis.call('ZREM', P .. 'queue:' .. redis.call('HGET', op, 'queue'), bestName)
 local job = redis.call('HGET', op, 'job')
-if not job then return {bestName, '', 0} end
+if not job then return {bestName, '', 0, token} end
 local attempts = redis.call('HINCRBY', op, 'attempts', 1)
-redis.call('HSET', op, 'lease', token, 'worker', workerId)
+redis.call('HSET', op, 'lease', token, 'worker', workerId, 'stage', '3')
 redis.call('ZADD', P .. 'leases', now + leaseMs, bestName)
-return {bestName, job, attempts}`,
+redis.call('PUBLISH', P .. 'ev:' .. bestName, 'changed')
+return {bestName, job, attempts, token}`,
+  },
+
+  /**
+   * ARGV: P, worker slot id. The slot leaves: it is no longer a live worker nor waiting, and the jobs handed to
+   * it that it never read go back to their queues (not counted as attempts). Returns their platform keys.
+   */
+  leave: {
+    numberOfKeys: 0,
+    lua: `${UNREGISTER}${REQUEUE}
+local P, id = ARGV[1], ARGV[2]
+unregister(P, id)
+redis.call('HDEL', P .. 'workers', id)
+local requeued = {}
+for _, item in ipairs(redis.call('LRANGE', P .. 'wake:slot:' .. id, 0, -1)) do
+  if item ~= '1' then
+    local handed = cjson.decode(item)
+    local op = P .. 'op:' .. handed.n
+    local lease, done = unpack(redis.call('HMGET', op, 'lease', 'done'))
+    if lease == handed.t and done == '0' then
+      redis.call('HINCRBY', op, 'attempts', -1)
+      table.insert(requeued, requeue(P, handed.n))
+    end
+  end
+end
+redis.call('DEL', P .. 'wake:slot:' .. id)
+return requeued`,
   },
 
   /** ARGV: P, name, token, leaseMs. 1: renewed; 2: renewed, but cancellation was asked for; 0: the lease is lost. */
@@ -167,18 +313,6 @@ local lease, done, cancel = unpack(redis.call('HMGET', op, 'lease', 'done', 'can
 if lease ~= token or done ~= '0' then return 0 end
 redis.call('ZADD', P .. 'leases', 'XX', now + leaseMs, name)
 if cancel == '1' then return 2 end
-return 1`,
-  },
-
-  /** ARGV: P, name, token. The holder started running the action: stage EXECUTING. */
-  executing: {
-    numberOfKeys: 0,
-    lua: `
-local P, name, token = ARGV[1], ARGV[2], ARGV[3]
-local op = P .. 'op:' .. name
-if redis.call('HGET', op, 'lease') ~= token then return 0 end
-redis.call('HSET', op, 'stage', '3')
-redis.call('PUBLISH', P .. 'ev:' .. name, 'changed')
 return 1`,
   },
 

@@ -1,19 +1,37 @@
 /**
- * A worker's side of the Redis scheduler: registration with heartbeats, blocking takes, and the claimed job's
- * lease (lease.ts).
+ * A worker's side of the Redis scheduler: registration with heartbeats, blocking takes, affinity, and the claimed
+ * job's lease (lease.ts).
  *
  * Each joined slot has its own identity (`NAME#RANDOM`), so a restarted worker on the same host and port is
  * never taken for the old one, and its own blocking connection (BLPOP holds a connection while it waits).
+ *
+ * A slot that finds nothing to claim is registered as waiting (in the same script), and submit hands the next
+ * job it could run straight to it: leased, and pushed to the slot's own list, which its BLPOP watches before the
+ * platform's wake list. So an idle fleet runs a new job after one script on the frontend and one blocking read
+ * on the worker, without a claim in between.
+ *
+ * Affinity: WorkerInfo.warmFor is a question about a job, which Redis cannot ask. A worker is warm only for keys
+ * of jobs it has run, so the slot keeps the last job of each affinity key it took and, at every claim, asks
+ * warmFor about those: the keys that answer yes go to the claim script, which prefers their jobs and, when
+ * nothing is queued, registers the slot as waiting warm for them, so that submit hands a job of such a key to
+ * this slot before any other waiting one (scripts.ts, submit).
  */
 import { randomUUID } from 'node:crypto';
 import type { Redis } from 'ioredis';
 import { errorForLog } from '../../../shared/errors.ts';
 import { callStatus } from '../../reapi/grpc-status.ts';
 import type { ExecutionJob, Lease, WorkerInfo, WorkerSlot } from '../scheduler.ts';
-import { decodeJob, statusResponse, workerSpec } from './codec.ts';
+import { affinityKey, decodeJob, statusResponse, workerSpec } from './codec.ts';
 import type { FleetConnection } from './fleet-connection.ts';
 import { type HeldLeases, holdLease } from './lease.ts';
+import { wakeWorkers } from './live-workers.ts';
 import { verifyJob } from './verify-job.ts';
+
+/** A job leased to a slot: its operation, the job as queued (JSON; '' when it expired meanwhile), attempts, token. */
+type Handed = [name: string, job: string, attempts: number, token: string];
+
+/** How many affinity keys a slot remembers a job of (the most recent): bounds what each claim asks warmFor. */
+const REMEMBERED_KEYS = 64;
 
 /**
  * Registers a worker with the fleet and returns its slot. `leases` are this process's: its signal stops waits and
@@ -36,9 +54,37 @@ export async function joinFleet(fleet: FleetConnection, leases: HeldLeases, work
   const heartbeat = setInterval(() => void beat().catch(() => {}), heartbeatMs / 3);
   heartbeat.unref();
   let blocking: Redis | null = null;
+  /** Whether a take is blocked waiting for a wake marker. */
+  let waiting = false;
+  /** The last job taken of each affinity key (most recent last), to ask worker.warmFor about. */
+  const ran = new Map<string, ExecutionJob>();
+  const ownWake = fleet.key('wake', 'slot', id);
 
-  /** Waits for a wake marker (or wakeTimeoutMs), however the caller's signal or the scheduler's close ends it. */
-  async function waitForWork(signal: AbortSignal): Promise<void> {
+  /** The affinity keys this slot is warm for now. */
+  const warmKeys = (): string[] =>
+    worker.warmFor === undefined ? [] : [...ran].filter(([, job]) => worker.warmFor!(job)).map(([key]) => key);
+
+  const remember = (job: ExecutionJob) => {
+    const key = affinityKey(job.platform);
+    if (key === '' || worker.warmFor === undefined) return;
+    ran.delete(key);
+    ran.set(key, job);
+    if (ran.size > REMEMBERED_KEYS) ran.delete(ran.keys().next().value!);
+  };
+
+  /**
+   * A job of an affinity key finished here: the slot may be warm for that key now, while its take (if one is
+   * blocked) registered as cold. Waking it makes it claim again, and register with what it is warm for now.
+   */
+  const finished = (job: ExecutionJob) => {
+    if (waiting && affinityKey(job.platform) !== '') void fleet.redis.rpush(ownWake, '1').catch(() => {});
+  };
+
+  /**
+   * Waits for what is pushed to this slot or its platform (or wakeTimeoutMs), however the caller's signal or the
+   * scheduler's close ends it: a job handed to this slot by submit (returned), or a marker to look again (null).
+   */
+  async function waitForWork(signal: AbortSignal): Promise<Handed | null> {
     blocking ??= fleet.connect('blocking', { maxRetriesPerRequest: null });
     const connection = blocking;
     const stop = () => {
@@ -49,12 +95,22 @@ export async function joinFleet(fleet: FleetConnection, leases: HeldLeases, work
     const signals = AbortSignal.any([signal, leases.signal]);
     if (signals.aborted) throw signals.reason;
     signals.addEventListener('abort', stop, { once: true });
+    waiting = true;
     try {
-      await connection.blpop(fleet.key('wake', spec.key), Math.max(1, Math.round(wakeTimeoutMs / 1000)));
+      // Its own list first: a job handed to this slot.
+      const popped = await connection.blpop(
+        ownWake,
+        fleet.key('wake', spec.key),
+        Math.max(1, Math.round(wakeTimeoutMs / 1000)),
+      );
+      if (popped === null || popped[0] !== ownWake || popped[1] === '1') return null;
+      const handed = JSON.parse(popped[1]) as { n: string; j: string; a: number; t: string };
+      return [handed.n, handed.j, handed.a, handed.t];
     } catch (err) {
       if (signals.aborted) throw signals.reason;
       throw err;
     } finally {
+      waiting = false;
       signals.removeEventListener('abort', stop);
     }
   }
@@ -66,24 +122,34 @@ export async function joinFleet(fleet: FleetConnection, leases: HeldLeases, work
         // A closing scheduler hands out nothing more; the worker's own stop ends this wait.
         await new Promise((_, reject) => signal.addEventListener('abort', () => reject(signal.reason), { once: true }));
       }
-      const token = randomUUID();
-      let claimed: [string, string, number] | null = null;
+      let handed: Handed | null = null;
       try {
-        claimed = await fleet.script<[string, string, number] | null>('claim', spec.spec, id, token, leaseMs);
+        // The token is the lease's if a job is claimed, and the one submit leases with if the slot is registered.
+        handed = await fleet.script<Handed | null>(
+          'claim',
+          spec.spec,
+          id,
+          randomUUID(),
+          leaseMs,
+          spec.key,
+          ...warmKeys(),
+        );
       } catch (err) {
         // Redis is away: wait for it rather than spin (the blocking connection's own retries pace this).
         fleet.log.warn('could not ask the queue for work', { worker: id, error: (err as Error).message });
       }
-      if (claimed !== null && claimed[1] !== '') {
-        const job = await verified(claimed[0], claimed[1], token);
-        if (job !== null) return holdLease({ fleet, leases, workerId: id, job, token });
-        continue;
-      }
-      if (claimed === null)
-        await waitForWork(signal).catch((err) => {
-          if (signal.aborted || leases.signal.aborted) return;
+      handed ??= await waitForWork(signal).catch((err) => {
+        if (!signal.aborted && !leases.signal.aborted)
           fleet.log.warn('waiting for work failed', { worker: id, error: (err as Error).message });
-        });
+        return null;
+      });
+      if (handed === null || handed[1] === '') continue;
+      const [name, text, , token] = handed;
+      const job = await verified(name, text, token);
+      if (job !== null) {
+        remember(job);
+        return holdLease({ fleet, leases, workerId: id, job, token, onComplete: () => finished(job) });
+      }
     }
   }
 
@@ -114,7 +180,9 @@ export async function joinFleet(fleet: FleetConnection, leases: HeldLeases, work
     async leave() {
       clearInterval(heartbeat);
       blocking?.disconnect();
-      await fleet.redis.hdel(fleet.key('workers'), id).catch(() => {});
+      // Jobs handed to this slot that it never read go back to the queue, for the workers that could take them.
+      const requeued = await fleet.script<string[]>('leave', id).catch(() => []);
+      if (requeued.length > 0) await wakeWorkers(fleet, requeued).catch(() => {});
     },
   };
 }
