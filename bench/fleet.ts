@@ -1,13 +1,28 @@
 /**
- * Fleet benchmark (issue 14), standalone: `npx tsx bench/fleet.ts [--actions N] [--latency-actions N]`.
+ * Fleet benchmark (issues 14, 18), standalone:
+ * `npx tsx bench/fleet.ts [--actions N] [--latency-actions N] [--concurrency N]` (after `npm run build`: the
+ * processes run dist/).
  *
  * Same run, same machine, same total worker concurrency (4):
  *   memory: one `larder executor` process, in-memory queue, one in-process worker at concurrency 4;
  *   redis:  one frontend (`--workers 0 --queue redis://…`) + a redis-server + two `larder worker` processes at
  *           concurrency 2 each.
- * For each: throughput of N distinct trivial actions (`/bin/true`, empty input root) submitted 64 at a time,
+ * For each: throughput of N distinct trivial actions (`/bin/true`, empty input root) submitted `concurrency` (8)
+ * at a time,
  * and Execute → done latency of actions run one at a time (p50/p99): the difference is what Redis adds per action.
  * Prints a table; `bench/run.ts` can import `runFleetBench` and add it to `npm run bench`.
+ *
+ * `--load N` (issue 18) instead runs the load the fleet must not fall over under: N (10,000) concurrent Executes
+ * of distinct trivial actions through one frontend with two workers, then 100 clients following one merged
+ * action. It checks that every stream ends with a result, states the frontend's peak RSS and Redis's peak memory
+ * against their bounds, and that nothing is left behind in Redis (leases, queued jobs, operation subscriptions).
+ * Too slow for the test suite on a 2-core machine (2,000 at once already take minutes in fleet-load.test.ts).
+ *
+ * `--scheduler-only` measures the schedulers alone, in this process, without running anything: submit, a worker
+ * slot takes the job and completes it at once, the submitter follows it to done (subscribe, get) as the
+ * Execution service does. Against the in-memory scheduler and the Redis one (a fresh redis-server; the frontend
+ * and the workers on connections of their own, as separate processes would be): what Redis itself adds per
+ * action, which the end-to-end figures above bury under the cost of running the action on a loaded machine.
  */
 import { create, toBinary } from '@bufbuild/protobuf';
 import { parseArgs } from 'node:util';
@@ -15,22 +30,46 @@ import {
   ActionSchema,
   CommandSchema,
   DigestSchema,
+  ExecuteResponseSchema,
   type Digest,
 } from '../shared/proto/gen/build/bazel/remote/execution/v2/remote_execution_pb.ts';
+import { Redis } from 'ioredis';
+import { splitPlatform, workerPlatform } from '../executor/reapi/platform.ts';
+import { MemoryScheduler } from '../executor/scheduler/memory-scheduler.ts';
+import { RedisScheduler } from '../executor/scheduler/redis/redis-scheduler.ts';
+import type { ExecutionJob, Scheduler } from '../executor/scheduler/scheduler.ts';
+import { createLogger } from '../shared/log.ts';
+import { peakRssMiB } from '../test/helpers/proc.ts';
 import { startRedis } from '../test/helpers/redis.ts';
 import { ActionFixture, finalResponse } from '../test/executor/execution/fixture.ts';
-import { clientsFor, digestOf, drain, reachableTempDir, startExecutorProcess } from '../test/executor/helpers.ts';
+import {
+  type Clients,
+  clientsFor,
+  digestOf,
+  drain,
+  reachableTempDir,
+  startExecutorProcess,
+} from '../test/executor/helpers.ts';
 import { startFrontend, startWorker } from '../test/executor/fleet/fleet.ts';
 import { formatTable, num } from './table.ts';
 
 export interface FleetFigures {
   setup: string;
+  /** Executes in flight while actionsPerSecond was measured. */
+  concurrency: number;
   actionsPerSecond: number;
   p50Ms: number;
   p99Ms: number;
 }
 
-export async function runFleetBench(options: { actions: number; latencyActions: number }): Promise<FleetFigures[]> {
+export interface FleetBenchOptions {
+  actions: number;
+  latencyActions: number;
+  /** Executes in flight at once for the throughput figure. Default 8. */
+  concurrency?: number;
+}
+
+export async function runFleetBench(options: FleetBenchOptions): Promise<FleetFigures[]> {
   const figures: FleetFigures[] = [];
   {
     const dir = reachableTempDir('larder-bench-memory-');
@@ -66,11 +105,7 @@ export async function runFleetBench(options: { actions: number; latencyActions: 
   return figures;
 }
 
-async function measure(
-  setup: string,
-  address: string,
-  options: { actions: number; latencyActions: number },
-): Promise<FleetFigures> {
+async function measure(setup: string, address: string, options: FleetBenchOptions): Promise<FleetFigures> {
   const clients = clientsFor(address);
   const fixture = new ActionFixture(clients);
   try {
@@ -94,13 +129,14 @@ async function measure(
     const start = performance.now();
     let next = 0;
     await Promise.all(
-      Array.from({ length: 64 }, async () => {
+      Array.from({ length: options.concurrency ?? 8 }, async () => {
         while (next < load.length) await run(load[next++]!);
       }),
     );
     const seconds = (performance.now() - start) / 1000;
     return {
       setup,
+      concurrency: options.concurrency ?? 8,
       actionsPerSecond: load.length / seconds,
       p50Ms: percentile(latencies, 0.5),
       p99Ms: percentile(latencies, 0.99),
@@ -108,6 +144,285 @@ async function measure(
   } finally {
     clients.close();
   }
+}
+
+export interface SchedulerFigures {
+  scheduler: string;
+  p50Ms: number;
+  p99Ms: number;
+  /** Operations per second with `concurrency` in flight. */
+  perSecond: number;
+  concurrency: number;
+  /** Redis commands clients sent per operation, one at a time (a script is one; heartbeats and sweeps included). */
+  commandsPerOperation?: number;
+}
+
+/** The schedulers alone (see the header): p50/p99 one at a time, and operations per second `concurrency` at a time. */
+export async function runSchedulerBench(options: {
+  operations: number;
+  concurrency: number;
+}): Promise<SchedulerFigures[]> {
+  const figures: SchedulerFigures[] = [];
+  const memory = new MemoryScheduler();
+  figures.push(await measureScheduler('memory', memory, [memory, memory, memory, memory], options));
+  await memory.close();
+  const redis = await startRedis();
+  try {
+    const open = () => RedisScheduler.open({ url: redis.url, log: createLogger('silent'), shutdownGraceMs: 100 });
+    const front = await open();
+    // Two worker processes' schedulers, two slots each: the bench's fleet (2 workers × 2).
+    const workers = [await open(), await open()];
+    // Commands sent by clients (what MONITOR shows, less what scripts run inside): round trips, at most.
+    const client = new Redis(redis.url);
+    const monitor = await client.monitor();
+    let sent = 0;
+    monitor.on('monitor', (_time: string, _args: string[], source: string) => {
+      if (source !== 'lua') sent++;
+    });
+    const commands = async () => sent;
+    figures.push(await measureScheduler('redis', front, [...workers, ...workers], { ...options, commands }));
+    monitor.disconnect();
+    client.disconnect();
+    await Promise.all([front, ...workers].map((s) => s.close()));
+  } finally {
+    await redis.close();
+  }
+  return figures;
+}
+
+async function measureScheduler(
+  name: string,
+  front: Scheduler,
+  workerSchedulers: Scheduler[],
+  options: { operations: number; concurrency: number; commands?: () => Promise<number> },
+): Promise<SchedulerFigures> {
+  const platform = workerPlatform(new Map(), ['local']);
+  const stop = new AbortController();
+  const done = create(ExecuteResponseSchema, { status: { code: 0 }, result: { exitCode: 0 } });
+  const loops = await Promise.all(
+    workerSchedulers.map(async (scheduler, i) => {
+      const slot = await scheduler.join({ name: `bench-${i}`, platform });
+      // Wrapped: an async function returning the loop's promise would wait for the loop to end.
+      return {
+        loop: (async () => {
+          while (!stop.signal.aborted) {
+            const lease = await slot.take(stop.signal).catch(() => null);
+            if (lease === null) break;
+            await lease.executing();
+            await lease.complete(done);
+          }
+          await slot.leave();
+        })(),
+      };
+    }),
+  );
+  const caller = { id: 'bench', operator: false };
+  let serial = 0;
+  /** One operation, as the Execution service follows it: submit, subscribe, get until done. */
+  const execute = async () => {
+    const state = await front.submit(benchJob(`${name}-${serial++}-${Date.now()}`), null, caller.id);
+    let wake = () => {};
+    const unsubscribe = await front.subscribe(state.name, () => wake());
+    try {
+      for (;;) {
+        const changed = new Promise<void>((resolve) => (wake = resolve));
+        if ((await front.get(state.name, caller))?.done) return;
+        await changed;
+      }
+    } finally {
+      unsubscribe?.();
+    }
+  };
+  try {
+    for (let i = 0; i < 50; i++) await execute(); // warm-up
+    const latencies: number[] = [];
+    const commandsBefore = await options.commands?.();
+    for (let i = 0; i < options.operations; i++) {
+      const start = performance.now();
+      await execute();
+      latencies.push(performance.now() - start);
+    }
+    // Less the two INFO calls themselves.
+    const commandsPerOperation =
+      commandsBefore === undefined
+        ? undefined
+        : ((await options.commands!()) - commandsBefore - 1) / options.operations;
+    latencies.sort((a, b) => a - b);
+    const start = performance.now();
+    let next = 0;
+    await Promise.all(
+      Array.from({ length: options.concurrency }, async () => {
+        while (next++ < options.operations * 4) await execute();
+      }),
+    );
+    return {
+      scheduler: name,
+      p50Ms: percentile(latencies, 0.5),
+      p99Ms: percentile(latencies, 0.99),
+      perSecond: (options.operations * 4) / ((performance.now() - start) / 1000),
+      concurrency: options.concurrency,
+      commandsPerOperation,
+    };
+  } finally {
+    stop.abort(new Error('bench over'));
+    await Promise.all(loops.map((l) => l.loop));
+  }
+}
+
+/** A job whose bytes hash to its digests (a fleet's workers check), distinct per `id`. */
+function benchJob(id: string): Omit<ExecutionJob, 'operation'> {
+  const command = create(CommandSchema, { arguments: ['/bin/true', id] });
+  const commandBytes = toBinary(CommandSchema, command);
+  const action = create(ActionSchema, { commandDigest: digestOf(commandBytes), inputRootDigest: digestOf('') });
+  const actionBytes = toBinary(ActionSchema, action);
+  const digest = digestOf(actionBytes);
+  return {
+    instance: '',
+    actionDigest: { hash: digest.hash, sizeBytes: Number(digest.sizeBytes) },
+    action,
+    command,
+    encoded: { action: actionBytes, command: commandBytes },
+    platform: splitPlatform(undefined, undefined),
+    timeoutMs: 60_000,
+    priority: 0,
+    queuedAt: new Date(),
+  };
+}
+
+export function schedulerTable(figures: SchedulerFigures[]): string {
+  const base = figures[0]!;
+  return formatTable(
+    [
+      'scheduler',
+      'p50 ms (1 at a time)',
+      'p99 ms',
+      'p50 added',
+      `operations/s (${base.concurrency} in flight)`,
+      'vs memory',
+      'Redis commands sent per operation',
+    ],
+    figures.map((f) => [
+      f.scheduler,
+      num(f.p50Ms),
+      num(f.p99Ms),
+      num(f.p50Ms - base.p50Ms),
+      num(f.perSecond),
+      `${num(f.perSecond / base.perSecond)}×`,
+      f.commandsPerOperation === undefined ? '' : num(f.commandsPerOperation),
+    ]),
+  );
+}
+
+/** The bounds the load run holds the fleet to (issue 18): what a frontend and Redis may use for 10,000 at once. */
+export const LOAD_BOUNDS = { frontendPeakRssMiB: 1024, redisPeakMiB: 256 };
+
+export interface LoadFigures {
+  executes: number;
+  completed: number;
+  /** Streams that ended without a done operation (an error, or the end of the stream). */
+  broken: number;
+  seconds: number;
+  frontendPeakRssMiB: number;
+  redisPeakMiB: number;
+  /** What was left in Redis once every stream ended: leases, queued jobs, subscribed operation channels. */
+  leftOver: { leases: number; queued: number; channels: number };
+  followers: number;
+  /** Distinct operation names the followers of the one merged action were given (1 when merged). */
+  followerOperations: number;
+  followersCompleted: number;
+}
+
+/** The load run (see the header): one frontend, two workers × 4, a fresh Redis and store. */
+export async function runFleetLoad(options: { executes: number; followers: number }): Promise<LoadFigures> {
+  const dir = reachableTempDir('larder-bench-load-');
+  const redis = await startRedis();
+  const raw = new Redis(redis.url);
+  const front = await startFrontend({ redis: redis.url, store: `${dir}/store` });
+  const workers = await Promise.all(
+    [0, 1].map(() => startWorker({ redis: redis.url, frontend: front.url, concurrency: 4 })),
+  );
+  // Several connections, as many clients would be: one HTTP/2 connection caps its concurrent streams.
+  const connections: Clients[] = Array.from({ length: 20 }, () => clientsFor(`127.0.0.1:${front.port}`));
+  try {
+    const fixture = new ActionFixture(connections[0]!);
+    const load = await actions(fixture, options.executes, `load-${Date.now()}`);
+    const start = performance.now();
+    const outcomes = await Promise.all(
+      load.map(async (actionDigest, i) => {
+        try {
+          const response = finalResponse(
+            await drain(
+              connections[i % connections.length]!.execution.execute({ actionDigest, skipCacheLookup: true }),
+            ),
+          );
+          return response.result?.exitCode === 0 ? 'ok' : 'failed';
+        } catch {
+          return 'broken';
+        }
+      }),
+    );
+    const seconds = (performance.now() - start) / 1000;
+
+    // 100 clients following one action: merged into one operation, run once, every follower told.
+    const [command] = await fixture.upload(
+      toBinary(CommandSchema, create(CommandSchema, { arguments: ['/bin/sh', '-c', 'sleep 2'] })),
+    );
+    const merged = toBinary(
+      ActionSchema,
+      create(ActionSchema, {
+        commandDigest: command,
+        inputRootDigest: await fixture.directory({}),
+        salt: Buffer.from(`merged-${Date.now()}`),
+      }),
+    );
+    await fixture.upload(merged);
+    const mergedDigest = create(DigestSchema, digestOf(merged));
+    const followed = await Promise.all(
+      Array.from({ length: options.followers }, async (_, i) => {
+        const operations = await drain(
+          connections[i % connections.length]!.execution.execute({ actionDigest: mergedDigest }),
+        );
+        return { name: operations[0]!.name, ok: finalResponse(operations).result?.exitCode === 0 };
+      }),
+    );
+
+    const memory = await raw.info('memory');
+    const queues = await raw.hkeys('larder:queues');
+    const queued = (await Promise.all(queues.map((q) => raw.zcard(`larder:queue:${q}`)))).reduce((a, b) => a + b, 0);
+    return {
+      executes: options.executes,
+      completed: outcomes.filter((o) => o === 'ok').length,
+      broken: outcomes.filter((o) => o === 'broken').length,
+      seconds,
+      frontendPeakRssMiB: peakRssMiB(front.pid),
+      redisPeakMiB: Number(/used_memory_peak:(\d+)/.exec(memory)![1]) / 2 ** 20,
+      leftOver: {
+        leases: await raw.zcard('larder:leases'),
+        queued,
+        channels: (await raw.pubsub('CHANNELS', 'larder:ev:*')).length,
+      },
+      followers: options.followers,
+      followerOperations: new Set(followed.map((f) => f.name)).size,
+      followersCompleted: followed.filter((f) => f.ok).length,
+    };
+  } finally {
+    for (const c of connections) c.close();
+    raw.disconnect();
+    await Promise.all(workers.map((w) => w.stop()));
+    await front.stop();
+    await redis.close();
+  }
+}
+
+export function loadReport(f: LoadFigures): string {
+  const within = (value: number, bound: number) =>
+    `${num(value)} MiB (bound ${bound} MiB: ${value <= bound ? 'within' : 'OVER'})`;
+  return [
+    `${f.executes} concurrent Executes: ${f.completed} completed, ${f.broken} streams broken, in ${num(f.seconds)} s (${num(f.executes / f.seconds)} actions/s)`,
+    `frontend peak RSS ${within(f.frontendPeakRssMiB, LOAD_BOUNDS.frontendPeakRssMiB)}; Redis peak memory ${within(f.redisPeakMiB, LOAD_BOUNDS.redisPeakMiB)}`,
+    `left in Redis afterwards: ${f.leftOver.leases} leases, ${f.leftOver.queued} queued jobs, ${f.leftOver.channels} operation channels subscribed`,
+    `${f.followers} clients following one action: ${f.followerOperations} operation(s), ${f.followersCompleted} told the result`,
+  ].join('\n');
 }
 
 /** `count` distinct trivial actions, uploaded. */
@@ -131,7 +446,15 @@ function percentile(sorted: number[], p: number): number {
 export function fleetTable(figures: FleetFigures[]): string {
   const base = figures[0]!;
   return formatTable(
-    ['setup', 'actions/s', 'vs memory', 'p50 ms (1 at a time)', 'p99 ms', 'p50 added', 'p99 added'],
+    [
+      'setup',
+      `actions/s (${base.concurrency} in flight)`,
+      'vs memory',
+      'p50 ms (1 at a time)',
+      'p99 ms',
+      'p50 added',
+      'p99 added',
+    ],
     figures.map((f) => [
       f.setup,
       num(f.actionsPerSecond),
@@ -146,11 +469,31 @@ export function fleetTable(figures: FleetFigures[]): string {
 
 if (import.meta.url === `file://${process.argv[1]}`) {
   const { values } = parseArgs({
-    options: { actions: { type: 'string', default: '1000' }, 'latency-actions': { type: 'string', default: '200' } },
+    options: {
+      actions: { type: 'string', default: '1000' },
+      'latency-actions': { type: 'string', default: '200' },
+      concurrency: { type: 'string', default: '8' },
+      load: { type: 'string' },
+      followers: { type: 'string', default: '100' },
+      'scheduler-only': { type: 'boolean', default: false },
+    },
   });
+  if (values['scheduler-only']) {
+    const figures = await runSchedulerBench({
+      operations: Number(values['latency-actions']),
+      concurrency: Number(values.concurrency),
+    });
+    console.log(schedulerTable(figures));
+    process.exit(0);
+  }
+  if (values.load !== undefined) {
+    console.log(loadReport(await runFleetLoad({ executes: Number(values.load), followers: Number(values.followers) })));
+    process.exit(0);
+  }
   const figures = await runFleetBench({
     actions: Number(values.actions),
     latencyActions: Number(values['latency-actions']),
+    concurrency: Number(values.concurrency),
   });
   console.log(fleetTable(figures));
 }
