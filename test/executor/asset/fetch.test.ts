@@ -19,7 +19,7 @@ import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { createClient, type CallOptions, type ServiceClient } from '../../../executor/grpc/client.ts';
 import { Fetch, Push } from '../../../shared/proto/gen/build/bazel/remote/asset/v1/remote_asset_pb.ts';
 import { codeOf, digestOf, startTestServer, type TestServer } from '../helpers.ts';
-import { type Origin, startOrigin } from './origin.ts';
+import { type Origin, type Route, startOrigin } from './origin.ts';
 
 const { OK, INVALID_ARGUMENT, NOT_FOUND, PERMISSION_DENIED, FAILED_PRECONDITION, DEADLINE_EXCEEDED, UNAVAILABLE } =
   grpc.status;
@@ -318,107 +318,116 @@ describe('FetchBlob and PushBlob', () => {
   });
 });
 
-describe('FetchBlob limits and roles', () => {
-  it('fetches nothing when --fetch-allow is empty', async () => {
-    const origin = await startOrigin({ '/file': { body: FILE } });
-    const server = await startTestServer();
-    const clients = assetClients(server);
-    try {
-      const reply = await codeOf(clients.fetch.fetchBlob({ uris: [`${origin.url}/file`] }));
-      expect(reply).toEqual({ code: PERMISSION_DENIED, details: expect.stringMatching(/--fetch-allow list is empty/) });
-      expect(origin.count('/file')).toBe(0);
-    } finally {
-      clients.fetch.close();
-      clients.push.close();
-      await server.stop();
-      await origin.stop();
-    }
+/** Something the origin of a test holds back until the test lets it go. */
+function stalledRoute(): { route: Route; release: () => void } {
+  let release = () => {};
+  const stalled = new Promise<void>((resolve) => {
+    release = resolve;
   });
+  return { route: { stall: true, release: stalled }, release };
+}
+
+/**
+ * Runs `body` against an origin serving `routes` and an executor started with `args(origin)`; stops both
+ * (and the clients) whatever happens.
+ */
+async function withOrigin(
+  routes: Record<string, Route>,
+  args: (origin: Origin) => string[],
+  body: (origin: Origin, server: TestServer, clients: Asset) => Promise<void>,
+  address?: string,
+): Promise<void> {
+  const origin = await startOrigin(routes, address);
+  const server = await startTestServer({ args: args(origin) });
+  const clients = assetClients(server);
+  try {
+    await body(origin, server, clients);
+  } finally {
+    clients.fetch.close();
+    clients.push.close();
+    await server.stop();
+    await origin.stop();
+  }
+}
+
+describe('FetchBlob limits and roles', () => {
+  it('fetches nothing when --fetch-allow is empty', () =>
+    withOrigin(
+      { '/file': { body: FILE } },
+      () => [],
+      async (origin, _server, clients) => {
+        const reply = await codeOf(clients.fetch.fetchBlob({ uris: [`${origin.url}/file`] }));
+        expect(reply).toEqual({
+          code: PERMISSION_DENIED,
+          details: expect.stringMatching(/--fetch-allow list is empty/),
+        });
+        expect(origin.count('/file')).toBe(0);
+      },
+    ));
 
   it('bounds concurrent downloads: with --fetch-concurrency 1 a second download waits, and its deadline ends the wait', async () => {
-    let release = () => {};
-    const stalled = new Promise<void>((resolve) => {
-      release = resolve;
-    });
-    const origin = await startOrigin({ '/slow': { stall: true, release: stalled }, '/file': { body: FILE } });
-    const server = await startTestServer({ args: ['--fetch-allow', origin.host, '--fetch-concurrency', '1'] });
-    const clients = assetClients(server);
-    try {
-      const first = clients.fetch.fetchBlob({ uris: [`${origin.url}/slow`] });
-      await vi.waitFor(() => expect(origin.count('/slow')).toBe(1), { timeout: 5000, interval: 20 });
-      const waiting = await codeOf(
-        clients.fetch.fetchBlob({ uris: [`${origin.url}/file`], timeout: { seconds: 0n, nanos: 300_000_000 } }),
-      );
-      expect(waiting).toEqual({ code: DEADLINE_EXCEEDED, details: expect.stringMatching(/no download slot/) });
-      expect(origin.count('/file')).toBe(0);
-      release();
-      expect((await first).blobDigest?.hash).toBe(digestOf('1234567890').hash);
-      expect((await clients.fetch.fetchBlob({ uris: [`${origin.url}/file`] })).blobDigest?.hash).toBe(
-        digestOf(FILE).hash,
-      );
-    } finally {
-      release();
-      clients.fetch.close();
-      clients.push.close();
-      await server.stop();
-      await origin.stop();
-    }
+    const slow = stalledRoute();
+    const routes = { '/slow': slow.route, '/file': { body: FILE } };
+    await withOrigin(
+      routes,
+      (origin) => ['--fetch-allow', origin.host, '--fetch-concurrency', '1'],
+      async (origin, _, clients) => {
+        const first = clients.fetch.fetchBlob({ uris: [`${origin.url}/slow`] });
+        await vi.waitFor(() => expect(origin.count('/slow')).toBe(1), { timeout: 5000, interval: 20 });
+        const waiting = await codeOf(
+          clients.fetch.fetchBlob({ uris: [`${origin.url}/file`], timeout: { seconds: 0n, nanos: 300_000_000 } }),
+        );
+        expect(waiting).toEqual({ code: DEADLINE_EXCEEDED, details: expect.stringMatching(/no download slot/) });
+        expect(origin.count('/file')).toBe(0);
+        slow.release();
+        expect((await first).blobDigest?.hash).toBe(digestOf('1234567890').hash);
+        expect((await clients.fetch.fetchBlob({ uris: [`${origin.url}/file`] })).blobDigest?.hash).toBe(
+          digestOf(FILE).hash,
+        );
+      },
+    ).finally(slow.release);
   });
 
-  it('resolves host names (explicitly allowed localhost here) and connects to what they resolve to', async () => {
-    const origin = await startOrigin({ '/file': { body: FILE } });
-    const port = new URL(origin.url).port;
-    const server = await startTestServer({ args: ['--fetch-allow', `localhost:${port}`] });
-    const clients = assetClients(server);
-    try {
-      const reply = await clients.fetch.fetchBlob({ uris: [`http://localhost:${port}/file`] });
-      expect(reply.blobDigest?.hash).toBe(digestOf(FILE).hash);
-      expect(origin.count('/file')).toBe(1);
-    } finally {
-      clients.fetch.close();
-      clients.push.close();
-      await server.stop();
-      await origin.stop();
-    }
-  });
+  it('resolves host names (explicitly allowed localhost here) and connects to what they resolve to', () =>
+    withOrigin(
+      { '/file': { body: FILE } },
+      (origin) => ['--fetch-allow', `localhost:${new URL(origin.url).port}`],
+      async (origin, _server, clients) => {
+        const reply = await clients.fetch.fetchBlob({ uris: [`http://localhost:${new URL(origin.url).port}/file`] });
+        expect(reply.blobDigest?.hash).toBe(digestOf(FILE).hash);
+        expect(origin.count('/file')).toBe(1);
+      },
+    ));
 
   it('shares one download among identical fetches in flight; a caller that gives up does not end it for the rest', async () => {
-    let release = () => {};
-    const stalled = new Promise<void>((resolve) => {
-      release = resolve;
-    });
-    const origin = await startOrigin({ '/slow': { stall: true, release: stalled } });
-    const server = await startTestServer({ args: ['--fetch-allow', origin.host] });
-    const clients = assetClients(server);
-    const uris = [`${origin.url}/slow`];
-    try {
-      const first = clients.fetch.fetchBlob({ uris });
-      await vi.waitFor(() => expect(origin.count('/slow')).toBe(1), { timeout: 5000, interval: 20 });
-      const second = clients.fetch.fetchBlob({ uris });
-      const impatient = codeOf(clients.fetch.fetchBlob({ uris, timeout: { seconds: 0n, nanos: 300_000_000 } }));
-      await vi.waitFor(async () => expect(await gauge(server, 'larder_asset_download_waiters')).toBe(3), {
-        timeout: 5000,
-        interval: 20,
-      });
-      expect(await gauge(server, 'larder_asset_downloads_in_flight')).toBe(1);
-      expect(await impatient).toEqual({ code: DEADLINE_EXCEEDED, details: expect.stringMatching(/did not finish/) });
-      release();
-      const hash = digestOf('1234567890').hash;
-      expect((await first).blobDigest?.hash).toBe(hash);
-      expect((await second).blobDigest?.hash).toBe(hash);
-      expect(origin.count('/slow')).toBe(1);
-      expect(await fetchesAnswered(server, 'origin')).toBe(1);
-      expect(await fetchesAnswered(server, 'joined')).toBe(1);
-      expect(await fetchesAnswered(server, 'failed')).toBe(1);
-      await clients.fetch.fetchBlob({ uris });
-      expect(await fetchesAnswered(server, 'cache')).toBe(1);
-    } finally {
-      release();
-      clients.fetch.close();
-      clients.push.close();
-      await server.stop();
-      await origin.stop();
-    }
+    const slow = stalledRoute();
+    await withOrigin(
+      { '/slow': slow.route },
+      (origin) => ['--fetch-allow', origin.host],
+      async (origin, server, clients) => {
+        const uris = [`${origin.url}/slow`];
+        const first = clients.fetch.fetchBlob({ uris });
+        await vi.waitFor(() => expect(origin.count('/slow')).toBe(1), { timeout: 5000, interval: 20 });
+        const second = clients.fetch.fetchBlob({ uris });
+        const impatient = codeOf(clients.fetch.fetchBlob({ uris, timeout: { seconds: 0n, nanos: 300_000_000 } }));
+        await vi.waitFor(async () => expect(await gauge(server, 'larder_asset_download_waiters')).toBe(3), {
+          timeout: 5000,
+          interval: 20,
+        });
+        expect(await gauge(server, 'larder_asset_downloads_in_flight')).toBe(1);
+        expect(await impatient).toEqual({ code: DEADLINE_EXCEEDED, details: expect.stringMatching(/did not finish/) });
+        slow.release();
+        const hash = digestOf('1234567890').hash;
+        expect((await first).blobDigest?.hash).toBe(hash);
+        expect((await second).blobDigest?.hash).toBe(hash);
+        expect(origin.count('/slow')).toBe(1);
+        expect(await fetchesAnswered(server, 'origin')).toBe(1);
+        expect(await fetchesAnswered(server, 'joined')).toBe(1);
+        expect(await fetchesAnswered(server, 'failed')).toBe(1);
+        await clients.fetch.fetchBlob({ uris });
+        expect(await fetchesAnswered(server, 'cache')).toBe(1);
+      },
+    ).finally(slow.release);
   });
 
   it('never connects to a loopback address a host name in the allow-list resolves to', async () => {
@@ -427,21 +436,21 @@ describe('FetchBlob limits and roles', () => {
     const name = hostname();
     const { address } = await lookup(name, { family: 4 });
     expect(address, `${name} should resolve to a loopback address here`).toMatch(/^127\./);
-    const origin = await startOrigin({ '/file': { body: FILE } }, address);
-    const port = new URL(origin.url).port;
-    const server = await startTestServer({ args: ['--fetch-allow', `${name}:${port}`] });
-    const clients = assetClients(server);
-    try {
-      const reply = await codeOf(clients.fetch.fetchBlob({ uris: [`http://${name}:${port}/file`] }));
-      expect(reply).toEqual({ code: PERMISSION_DENIED, details: expect.stringMatching(/loopback or private address/) });
-      expect(origin.count('/file')).toBe(0);
-      expect(await stored(server, FILE)).toBe(false);
-    } finally {
-      clients.fetch.close();
-      clients.push.close();
-      await server.stop();
-      await origin.stop();
-    }
+    const named = (origin: Origin) => `${name}:${new URL(origin.url).port}`;
+    await withOrigin(
+      { '/file': { body: FILE } },
+      (origin) => ['--fetch-allow', named(origin)],
+      async (origin, server, clients) => {
+        const reply = await codeOf(clients.fetch.fetchBlob({ uris: [`http://${named(origin)}/file`] }));
+        expect(reply).toEqual({
+          code: PERMISSION_DENIED,
+          details: expect.stringMatching(/loopback or private address/),
+        });
+        expect(origin.count('/file')).toBe(0);
+        expect(await stored(server, FILE)).toBe(false);
+      },
+      address,
+    );
   });
 
   it('bounds the time to connect: a TLS upstream that never answers the handshake', async () => {
