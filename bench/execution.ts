@@ -1,6 +1,9 @@
 /**
  * Remote-execution figures for `larder executor`, all against real components on loopback:
  *
+ *   0. The floor, in the same run: what a small Node process (spawn-floor.mjs) pays to start `/bin/true` (and,
+ *      for the sandboxed rows, the same bubblewrap command line the executor uses) and wait for it, plus one
+ *      action-cache write to a disk store; the executor's rows are compared with it.
  *   1. Execute → result overhead: `/bin/true` with a small, already staged input root, at concurrency 1 and 8,
  *      through a real executor process, with the sandbox on and off in the same run (what the sandbox adds).
  *      Every request must really run (distinct salts: no cache hit, no merging) and succeed; anything else
@@ -24,8 +27,10 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { fileURLToPath } from 'node:url';
-import { type Digest, parseDigest } from '../shared/digest.ts';
+import { timestampFromDate } from '@bufbuild/protobuf/wkt';
+import { blobKey, type Digest, parseDigest } from '../shared/digest.ts';
 import {
+  ActionResultSchema,
   ActionSchema,
   CommandSchema,
   type Digest as DigestMessage,
@@ -33,6 +38,9 @@ import {
   type ExecuteResponse,
 } from '../shared/proto/gen/build/bazel/remote/execution/v2/remote_execution_pb.ts';
 import { openStore } from '../shared/storage/from-config.ts';
+import type { BlobStore } from '../shared/storage/store.ts';
+import { Bubblewrap, findBubblewrap } from '../executor/runner/sandbox/bubblewrap.ts';
+import { writeActionResult } from '../executor/services/action-cache.ts';
 import { FileCache } from '../executor/worker/file-cache.ts';
 import { stageInputs, type StageStats } from '../executor/worker/stage-inputs.ts';
 import { storeCas } from '../executor/worker/store-cas.ts';
@@ -72,6 +80,19 @@ export interface ExecuteRow {
   executorCpuUs: number;
 }
 
+/** The floor at one concurrency: a small process spawning the command, plus one action-cache write. */
+export interface FloorRow {
+  sandbox: 'on' | 'off';
+  concurrency: number;
+  spawnP50Ms: number;
+  spawnP99Ms: number;
+  /** Commands per second the spawning process reached. */
+  spawnsPerSecond: number;
+  /** One ActionResult put into a fresh disk store, at the same concurrency. */
+  acWriteP50Ms: number;
+  acWriteP99Ms: number;
+}
+
 export interface StagingRow {
   run: 'cold' | 'warm';
   files: number;
@@ -92,6 +113,7 @@ export interface BazelRow {
 }
 
 export interface ExecutionRows {
+  floor: FloorRow[];
   execute: ExecuteRow[];
   staging: StagingRow[];
   bazel: BazelRow[];
@@ -114,6 +136,7 @@ export async function runExecutionBench(options: ExecutionBenchOptions = {}): Pr
     inputFiles: options.inputFiles ?? 20,
     profileDir,
   };
+  const floor = await measureFloor(executeOptions.actions, executeOptions.concurrencies);
   const execute = [
     ...(await measureExecute({ ...executeOptions, sandbox: 'on' })),
     ...(await measureExecute({ ...executeOptions, sandbox: 'off', profileDir: null })),
@@ -126,28 +149,53 @@ export async function runExecutionBench(options: ExecutionBenchOptions = {}): Pr
   const bazelRounds = options.bazelRounds ?? (quick ? 1 : 2);
   const bazel = bazelStatus();
   if (bazelRounds === 0)
-    return { execute, staging, bazel: [], bazelSkipped: 'Bazel builds skipped (0 rounds asked for)' };
+    return { floor, execute, staging, bazel: [], bazelSkipped: 'Bazel builds skipped (0 rounds asked for)' };
   if (!bazel.available)
     return {
+      floor,
       execute,
       staging,
       bazel: [],
       bazelSkipped: `Bazel not available (${bazel.reason}): local vs remote build skipped`,
     };
-  return { execute, staging, bazel: await measureBazel(bazelRounds) };
+  return { floor, execute, staging, bazel: await measureBazel(bazelRounds) };
 }
 
 export function formatExecutionRows(rows: ExecutionRows): string {
-  const execute = formatTable(
-    ['Execute /bin/true (warm inputs)', 'actions', 'p50 ms', 'p99 ms', 'actions/s', 'executor CPU µs/action'],
-    rows.execute.map((r) => [
-      `sandbox ${r.sandbox}, concurrency ${r.concurrency}`,
+  const floorOf = (sandbox: 'on' | 'off', concurrency: number) =>
+    rows.floor.find((f) => f.sandbox === sandbox && f.concurrency === concurrency);
+  const floorRows = rows.floor.map((f) => [
+    `floor: spawn ${f.sandbox === 'on' ? 'bwrap /bin/true' : '/bin/true'} + AC write, concurrency ${f.concurrency}`,
+    '',
+    `${num(f.spawnP50Ms + f.acWriteP50Ms)} (${num(f.spawnP50Ms)} + ${num(f.acWriteP50Ms)})`,
+    `${num(f.spawnP99Ms + f.acWriteP99Ms)}`,
+    num(f.spawnsPerSecond),
+    '',
+    '',
+  ]);
+  const executeRows = rows.execute.map((r) => {
+    const floor = floorOf(r.sandbox, r.concurrency);
+    return [
+      `executor, sandbox ${r.sandbox}, concurrency ${r.concurrency}`,
       r.actions,
       num(r.p50Ms),
       num(r.p99Ms),
       num(r.actionsPerSecond),
       num(r.executorCpuUs),
-    ]),
+      floor === undefined ? '' : ratio(r.p50Ms, floor.spawnP50Ms + floor.acWriteP50Ms),
+    ];
+  });
+  const execute = formatTable(
+    [
+      'Execute /bin/true (warm inputs)',
+      'actions',
+      'p50 ms',
+      'p99 ms',
+      'actions/s',
+      'executor CPU µs/action',
+      'p50 ×floor',
+    ],
+    [...floorRows, ...executeRows],
   );
   const staging = formatTable(
     ['stageInputs', 'files', 'ms (best)', 'files/s', 'fetched', 'linked'],
@@ -162,7 +210,14 @@ export function formatExecutionRows(rows: ExecutionRows): string {
         : `concurrency ${on.concurrency}: +${num(on.p50Ms - off.p50Ms)} ms p50, +${num(on.p99Ms - off.p99Ms)} ms p99`;
     })
     .filter(Boolean);
-  const lines = [execute, `the sandbox adds: ${added.join('; ')}`, '', staging, ''];
+  const lines = [
+    execute,
+    'floor: a small Node process (bench/spawn-floor.mjs) spawning the command and waiting for it, plus one ActionResult put into a fresh disk store (p50: spawn + write); the sandboxed floor spawns the same bwrap command line the executor does; floor actions/s: spawns alone.',
+    `the sandbox adds: ${added.join('; ')}`,
+    '',
+    staging,
+    '',
+  ];
   if (rows.bazel.length === 0) {
     lines.push(rows.bazelSkipped ?? 'no Bazel builds');
   } else {
@@ -206,6 +261,103 @@ export function formatExecutionRows(rows: ExecutionRows): string {
 
 function ratio(a: number, b: number): string {
   return `${(a / b).toFixed(2)}×`;
+}
+
+// ---------------------------------------------------------------------------
+// 0. The floor
+
+const SPAWN_FLOOR = fileURLToPath(new URL('./spawn-floor.mjs', import.meta.url));
+
+async function measureFloor(count: number, concurrencies: number[]): Promise<FloorRow[]> {
+  const dir = reachableTempDir('larder-bench-floor-');
+  const store = await openStore({ kind: 'disk', path: join(dir, 'store'), maxBytes: 4 * 2 ** 30 });
+  try {
+    const execRoot = join(dir, 'root');
+    await mkdir(execRoot, { mode: 0o777 });
+    // As the executor runs it: as root, a uid of the slot's own (the first of the default --run-as-uids range).
+    const user = process.getuid?.() === 0 ? { uid: 1_900_000_000, gid: 1_900_000_000 } : null;
+    const bwrap = findBubblewrap();
+    const commands: Array<['on' | 'off', string[]]> = [['off', ['/bin/true']]];
+    if (bwrap !== null) {
+      const sandbox = new Bubblewrap(bwrap, []);
+      commands.push([
+        'on',
+        sandbox.argv({ execRoot, cwd: execRoot, network: false, rootIsInput: false }, ['/bin/true'], user),
+      ]);
+    }
+    const rows: FloorRow[] = [];
+    for (const concurrency of concurrencies) {
+      const writes = await actionCacheWrites(store, count, concurrency);
+      for (const [sandbox, argv] of commands) {
+        const spawned = await spawnFloor(argv, count, concurrency, sandbox === 'on' ? user : null);
+        rows.push({
+          sandbox,
+          concurrency,
+          spawnP50Ms: percentile(spawned.latenciesMs, 0.5),
+          spawnP99Ms: percentile(spawned.latenciesMs, 0.99),
+          spawnsPerSecond: count / spawned.seconds,
+          acWriteP50Ms: percentile(writes, 0.5),
+          acWriteP99Ms: percentile(writes, 0.99),
+        });
+      }
+    }
+    return rows;
+  } finally {
+    await store.close?.();
+    await rm(dir, { recursive: true, force: true });
+  }
+}
+
+/** Runs spawn-floor.mjs with plain Node (no loader) and returns its sorted latencies. */
+async function spawnFloor(
+  argv: string[],
+  count: number,
+  concurrency: number,
+  user: { uid: number; gid: number } | null,
+): Promise<{ latenciesMs: number[]; seconds: number }> {
+  const child = spawnTracked(
+    process.execPath,
+    [SPAWN_FLOOR, JSON.stringify({ argv, count, concurrency, user })],
+    undefined,
+    {
+      stdio: ['ignore', 'pipe', 'pipe'],
+    },
+  );
+  let stdout = '';
+  let stderr = '';
+  child.stdout!.on('data', (d: Buffer) => (stdout += d.toString()));
+  child.stderr!.on('data', (d: Buffer) => (stderr += d.toString()));
+  const code = await bounded(
+    new Promise<number | null>((resolve) => child.once('exit', resolve)),
+    120_000,
+    'the spawn floor',
+  ).catch(async (err: unknown) => {
+    await stopChild(child);
+    throw err;
+  });
+  if (code !== 0) throw new Error(`spawn-floor.mjs exited ${code}: ${stderr}`);
+  const result = JSON.parse(stdout) as { latenciesMs: number[]; seconds: number };
+  result.latenciesMs.sort((a, b) => a - b);
+  return result;
+}
+
+/** `count` distinct ActionResults (the size a trivial action's is) written with `concurrency` in flight; sorted ms. */
+async function actionCacheWrites(store: BlobStore, count: number, concurrency: number): Promise<number[]> {
+  const result = create(ActionResultSchema, {
+    exitCode: 0,
+    executionMetadata: { worker: 'bench/0/0', queuedTimestamp: timestampFromDate(new Date()) },
+  });
+  const latencies: number[] = [];
+  await mapLimit(
+    Array.from({ length: count }, (_, i) => i),
+    concurrency,
+    async (i) => {
+      const started = performance.now();
+      await writeActionResult(store, blobKey('', 'ac', sha256(`floor-${concurrency}-${i}`)), result);
+      latencies.push(performance.now() - started);
+    },
+  );
+  return latencies.sort((a, b) => a - b);
 }
 
 // ---------------------------------------------------------------------------
