@@ -38,6 +38,8 @@ export class LocalRunner implements Runner {
   readonly kind = 'local' as const;
   private readonly spawner = new Spawner();
   private nextGroup = 1;
+  /** Emptied action cgroups waiting for the next action (at most as many as ran at once). */
+  private readonly idleCgroups: ActionCgroup[] = [];
 
   constructor(private readonly options: LocalRunnerOptions) {}
 
@@ -49,11 +51,15 @@ export class LocalRunner implements Runner {
       this.options.sandbox !== null && request.options.get('filesystem-root') === 'input'
         ? await missingMountPoints(request.execRoot)
         : [];
-    const cgroup = await this.options.cgroups?.create(`action-${process.pid}-${this.nextGroup++}`, this.options.limits);
+    const cgroup = await this.takeCgroup();
     try {
-      return await this.runIn(request, argv, cgroup ?? null, startedAt);
+      return await this.runIn(request, argv, cgroup, startedAt);
     } finally {
-      await cgroup?.remove();
+      // runIn killed whatever was in it; only a group with nothing left is given to the next action.
+      if (cgroup !== null) {
+        if (await cgroup.recycle()) this.idleCgroups.push(cgroup);
+        else await cgroup.remove();
+      }
       // The folders bubblewrap made in the input root to mount /proc, /dev and /tmp on are not the action's outputs.
       for (const path of mountPoints) await rmdir(path).catch(() => undefined);
     }
@@ -61,6 +67,15 @@ export class LocalRunner implements Runner {
 
   close(): void {
     this.spawner.close();
+    for (const cgroup of this.idleCgroups.splice(0)) void cgroup.remove();
+  }
+
+  private async takeCgroup(): Promise<ActionCgroup | null> {
+    const idle = this.idleCgroups.pop();
+    if (idle !== undefined) return idle;
+    return (
+      (await this.options.cgroups?.create(`action-${process.pid}-${this.nextGroup++}`, this.options.limits)) ?? null
+    );
   }
 
   /** The command line to spawn: the action's own, or bubblewrap running it in a sandbox. */

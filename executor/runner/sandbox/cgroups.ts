@@ -12,6 +12,10 @@
  * service manager gave larder bound its actions too. Processes enter before their command runs: the spawner puts
  * itself into the group for the instant of fork() (spawner-process.mjs), so there is no window in which a
  * command could fork outside it.
+ *
+ * A group is reused by the next action once it is empty (`recycle`): making and removing one per action cost
+ * a mkdir, the limit writes and an rmdir in each hierarchy every time. Its limits stay as they were set; what
+ * is counted per action (OOM kills) is measured from where the last action left it.
  */
 import { existsSync, readFileSync } from 'node:fs';
 import { appendFile, mkdir, readdir, readFile, rmdir, writeFile } from 'node:fs/promises';
@@ -32,8 +36,13 @@ export interface ActionCgroup {
   readonly enterFiles: readonly string[];
   /** Kills every process in the group and resolves once none is left (bounded in time). */
   killAll(): Promise<void>;
-  /** Whether the kernel killed a process of the group for exceeding its memory limit. */
+  /** Whether the kernel killed a process of the group for exceeding its memory limit since it was made or recycled. */
   oomKilled(): Promise<boolean>;
+  /**
+   * Readies the group for another action, after killAll: true when no process is left in it (OOM kills are
+   * counted afresh from here); false when one is (a process stuck in the kernel), and then it must be removed.
+   */
+  recycle(): Promise<boolean>;
   /** Removes the group; it must be empty (after killAll). */
   remove(): Promise<void>;
 }
@@ -147,6 +156,11 @@ function v1(roots: Map<string, string>, homeFiles: string[]): OpenCgroups {
       const dirs = dirsOf(name);
       const memory = dirs.get('memory')!;
       const freezer = dirs.get('freezer')!;
+      const oomKills = async () => {
+        const control = await readFile(join(memory, 'memory.oom_control'), 'utf8').catch(() => '');
+        return Number(/^oom_kill (\d+)$/m.exec(control)?.[1] ?? 0);
+      };
+      let oomBefore = 0;
       return {
         enterFiles: [...dirs.values()].map((dir) => join(dir, 'tasks')),
         async killAll() {
@@ -157,8 +171,12 @@ function v1(roots: Map<string, string>, homeFiles: string[]): OpenCgroups {
           });
         },
         async oomKilled() {
-          const control = await readFile(join(memory, 'memory.oom_control'), 'utf8').catch(() => '');
-          return Number(/^oom_kill (\d+)$/m.exec(control)?.[1] ?? 0) > 0;
+          return (await oomKills()) > oomBefore;
+        },
+        async recycle() {
+          if (!(await isEmpty(join(freezer, 'cgroup.procs')))) return false;
+          oomBefore = await oomKills();
+          return true;
         },
         async remove() {
           for (const dir of dirs.values()) await rmdir(dir).catch(() => undefined);
@@ -202,6 +220,11 @@ function v2(base: string, home: string): OpenCgroups {
     },
     existing(name) {
       const dir = join(base, name);
+      const oomKills = async () => {
+        const events = await readFile(join(dir, 'memory.events'), 'utf8').catch(() => '');
+        return Number(/^oom_kill (\d+)$/m.exec(events)?.[1] ?? 0);
+      };
+      let oomBefore = 0;
       return {
         enterFiles: [join(dir, 'cgroup.procs')],
         async killAll() {
@@ -214,8 +237,12 @@ function v2(base: string, home: string): OpenCgroups {
           });
         },
         async oomKilled() {
-          const events = await readFile(join(dir, 'memory.events'), 'utf8').catch(() => '');
-          return Number(/^oom_kill (\d+)$/m.exec(events)?.[1] ?? 0) > 0;
+          return (await oomKills()) > oomBefore;
+        },
+        async recycle() {
+          if (!(await isEmpty(join(dir, 'cgroup.procs')))) return false;
+          oomBefore = await oomKills();
+          return true;
         },
         async remove() {
           await rmdir(dir).catch(() => undefined);
@@ -238,6 +265,12 @@ async function waitEmpty(procs: string, kill: (pids: number[]) => Promise<void>)
     await kill(pids);
     await new Promise((resolve) => setTimeout(resolve, round < 10 ? 1 : 10));
   }
+}
+
+/** Whether a cgroup's process list is empty; false where it cannot be read. */
+async function isEmpty(procs: string): Promise<boolean> {
+  const listed = await readFile(procs, 'utf8').catch(() => null);
+  return listed !== null && listed.trim() === '';
 }
 
 function signal(pid: number): void {

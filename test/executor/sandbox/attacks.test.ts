@@ -269,6 +269,50 @@ describe.runIf(isRoot || process.env.CI === 'true')('cgroup limits of an action'
   });
 });
 
+describe.runIf(isRoot || process.env.CI === 'true')('action cgroups, reused from one action to the next', () => {
+  // Without the sandbox an action sees its cgroup's path (no cgroup namespace); one slot, so each action gets
+  // the group the one before it left.
+  const server = executorFor(async () => {
+    if (!isRoot) throw new Error('the cgroup suite needs root (CI runs as root)');
+    return startExecutorProcess([...FRESH_STORE, '--sandbox', 'off', '--concurrency', '1', '--action-memory', '64MiB']);
+  });
+  const memoryCgroup = async (fx: ActionFixture, salt: string) => {
+    const { response } = await fx.execute(
+      await fx.action({ command: { arguments: [SH, '-c', `grep memory /proc/self/cgroup # ${salt}`] } }),
+    );
+    expect(response.result!.exitCode).toBe(0);
+    return (await fx.read(response.result!.stdoutDigest)).toString().trim();
+  };
+
+  it('runs the next action in the group the last one left, with nothing of the last one in it', async () => {
+    const { fx } = server;
+    const mark = newMark('cgroup-reuse');
+    const first = await fx.execute(
+      await fx.action({ command: { arguments: [SH, '-c', `setsid ${SH} -c 'sleep 30; :' ${mark} & echo started`] } }),
+    );
+    expect(first.response.result!.exitCode).toBe(0);
+    // setsid left the process group: only the cgroup could catch it, and it did before the result came back.
+    expect(markedProcesses(mark)).toEqual([]);
+    const a = await memoryCgroup(fx, 'a');
+    const b = await memoryCgroup(fx, 'b');
+    expect(a).toMatch(/action-/);
+    expect(b).toBe(a);
+  });
+
+  it('an OOM kill is reported for its own action only, not for the next one in the same group', async () => {
+    const { fx } = server;
+    const oom = await fx.execute(
+      await fx.action({
+        command: { arguments: [NODE, '-e', 'const a = []; for (;;) a.push(Buffer.alloc(8e6, 1));'] },
+      }),
+    );
+    expect(oom.response.result!.exitCode).toBe(137);
+    const { response } = await fx.execute(await fx.action({ command: { arguments: [SH, '-c', 'echo fine'] } }));
+    expect(response.result!.exitCode).toBe(0);
+    expect(response.message).toBe('');
+  });
+});
+
 describe.runIf(isRoot || process.env.CI === 'true')('a full work disk', () => {
   let mountPoint: string | undefined;
   beforeAll(() => {
