@@ -1,23 +1,28 @@
 /**
  * gRPC (REAPI) figures for `larder executor`: FindMissingBlobs of 10,000 digests, BatchUpdateBlobs and
  * BatchReadBlobs of small blobs, and ByteStream Write/Read of one large blob. The server runs as its own
- * process on a fresh disk store, so client and server each get a core.
+ * process on a fresh disk store, so client and server each get a core. The same scenarios, with the same
+ * (larder's generated) client, run against bazel-remote (../shared/tools/bazel-remote, its disk store
+ * uncompressed, on the same file system) in the same run, rounds alternating, so the table shows
+ * larder ÷ bazel-remote for every row.
  *
  *   import { runGrpcBench, formatGrpcRows } from './grpc.ts';
  *   const rows = await runGrpcBench({ streamBytes: 256 * 2 ** 20 });
  *   console.log(formatGrpcRows(rows));
  *
- * Or on its own: `npx tsx bench/grpc.ts` (BENCH_GRPC_STREAM_MIB=64 for a quicker run; BENCH_PROFILE_DIR=DIR profiles
- * the executor).
+ * Or on its own: `npx tsx bench/grpc.ts` (BENCH_GRPC_STREAM_MIB=64 for a quicker run; BENCH_GRPC_ROUNDS=N rounds
+ * of each server, default 2; BENCH_GRPC_PEER=0 leaves bazel-remote out; BENCH_PROFILE_DIR=DIR profiles the
+ * executor).
  */
 import { type ChildProcess, spawn } from 'node:child_process';
-import { createHash, randomBytes } from 'node:crypto';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { createHash, randomBytes, randomUUID } from 'node:crypto';
+import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { createClient } from '../executor/grpc/client.ts';
-import { cpuSeconds } from './proc.ts';
+import { cpuSeconds, spawnTracked, stopChild, waitForPort } from './proc.ts';
 import { ContentAddressableStorage } from '../shared/proto/gen/build/bazel/remote/execution/v2/remote_execution_pb.ts';
 import { ByteStream } from '../shared/proto/gen/google/bytestream/bytestream_pb.ts';
 
@@ -33,6 +38,8 @@ export interface GrpcBenchOptions {
   batchCalls?: number;
   /** Another larder checkout to run the executor from (BENCH_BEFORE), for before/after figures. */
   root?: string;
+  /** Which server answers: larder's executor (default) or the Go peer, bazel-remote. */
+  server?: 'larder' | 'bazel-remote';
   /** Run the executor under --cpu-prof, its profile written here when it stops (BENCH_PROFILE). */
   profileDir?: string;
 }
@@ -65,14 +72,17 @@ export async function runGrpcBench(options: GrpcBenchOptions = {}): Promise<Grpc
   };
   const dir = mkdtempSync(join(tmpdir(), 'larder-bench-grpc-'));
   const nodeFlags = o.profileDir === undefined ? [] : ['--cpu-prof', `--cpu-prof-dir=${o.profileDir}`];
-  const server = await startExecutor(o.root ?? REPO_ROOT, nodeFlags, [
-    '--store',
-    `disk:${join(dir, 'store')}`,
-    '--max-size',
-    '4GiB',
-    '--log-level',
-    'warn',
-  ]);
+  const server =
+    options.server === 'bazel-remote'
+      ? await startBazelRemote(join(dir, 'store'))
+      : await startExecutor(o.root ?? REPO_ROOT, nodeFlags, [
+          '--store',
+          `disk:${join(dir, 'store')}`,
+          '--max-size',
+          '4GiB',
+          '--log-level',
+          'warn',
+        ]);
   const cas = createClient(ContentAddressableStorage, server.address);
   const bytestream = createClient(ByteStream, server.address);
   try {
@@ -131,7 +141,7 @@ export async function runGrpcBench(options: GrpcBenchOptions = {}): Promise<Grpc
     // One large blob through ByteStream, in 1 MiB requests.
     const blob = randomBytes(o.streamBytes);
     const hash = createHash('sha256').update(blob).digest('hex');
-    const name = `uploads/bench/blobs/${hash}/${o.streamBytes}`;
+    const name = `uploads/${randomUUID()}/blobs/${hash}/${o.streamBytes}`;
     function* writes() {
       for (let offset = 0; offset < blob.byteLength; offset += MiB) {
         const data = blob.subarray(offset, offset + MiB);
@@ -211,6 +221,67 @@ export function formatGrpcComparison(now: GrpcBenchRow[][], before: GrpcBenchRow
   ].join('\n');
 }
 
+/**
+ * larder against bazel-remote, rounds alternating: each cell lists every round's figure (the spread shows how
+ * noisy the machine was); the ratio is of the best round of each.
+ */
+export function formatGrpcSideBySide(larder: GrpcBenchRow[][], peer: GrpcBenchRow[][]): string {
+  const header = [
+    'gRPC scenario',
+    'unit',
+    'larder',
+    'bazel-remote',
+    'larder ÷ bazel-remote',
+    'server CPU ms/call larder',
+    'bazel-remote',
+  ];
+  const rounds = (runs: GrpcBenchRow[][], i: number, pick: (r: GrpcBenchRow) => number) =>
+    runs.map((rows) => num(pick(rows[i]!))).join(', ');
+  const best = (runs: GrpcBenchRow[][], i: number) => Math.max(...runs.map((rows) => rows[i]!.throughput));
+  const body = larder[0]!.map((row, i) => [
+    row.scenario,
+    row.unit,
+    rounds(larder, i, (r) => r.throughput),
+    rounds(peer, i, (r) => r.throughput),
+    `${(best(larder, i) / best(peer, i)).toFixed(2)}×`,
+    rounds(larder, i, (r) => r.serverCpuMs),
+    rounds(peer, i, (r) => r.serverCpuMs),
+  ]);
+  const widths = header.map((h, i) => Math.max(h.length, ...body.map((row) => row[i]!.length)));
+  const line = (cells: string[]) =>
+    `| ${cells.map((c, i) => (i < 2 ? c.padEnd(widths[i]!) : c.padStart(widths[i]!))).join(' | ')} |`;
+  const rule = `|${widths.map((w, i) => (i < 2 ? '-'.repeat(w + 2) : `${'-'.repeat(w + 1)}:`)).join('|')}|`;
+  return [
+    line(header),
+    rule,
+    ...body.map(line),
+    '',
+    'larder ÷ bazel-remote: throughput, best round of each; rounds ran alternately (larder, bazel-remote, …), ' +
+      "both with larder's generated client, stores on the same file system.",
+  ].join('\n');
+}
+
+/** larder and bazel-remote in alternating rounds of the same scenarios. */
+export async function runGrpcSideBySide(
+  options: GrpcBenchOptions,
+  rounds: number,
+): Promise<{ larder: GrpcBenchRow[][]; peer: GrpcBenchRow[][] }> {
+  const larder: GrpcBenchRow[][] = [];
+  const peer: GrpcBenchRow[][] = [];
+  for (let round = 0; round < rounds; round++) {
+    larder.push(await runGrpcBench({ ...options, server: 'larder' }));
+    peer.push(await runGrpcBench({ ...options, server: 'bazel-remote' }));
+  }
+  return { larder, peer };
+}
+
+/** The Go peer, built for this machine (its README says how it was built and how to start it). */
+export const BAZEL_REMOTE = resolve(REPO_ROOT, '../shared/tools/bazel-remote/bazel-remote');
+
+export function bazelRemoteAvailable(): boolean {
+  return existsSync(BAZEL_REMOTE);
+}
+
 function num(value: number): string {
   if (!Number.isFinite(value)) return 'n/a';
   if (value >= 100) return Math.round(value).toString();
@@ -281,6 +352,47 @@ interface Server {
   stop(): Promise<void>;
 }
 
+/**
+ * bazel-remote as a child process: its disk store uncompressed (like larder's), 8 GiB, HTTP and gRPC on free
+ * ports; stopped by its PID.
+ */
+async function startBazelRemote(store: string): Promise<Server> {
+  if (!bazelRemoteAvailable()) throw new Error(`bazel-remote not found at ${BAZEL_REMOTE}`);
+  const [httpPort, grpcPort] = [await freePort(), await freePort()];
+  const child = spawnTracked(
+    BAZEL_REMOTE,
+    [
+      '--dir',
+      store,
+      '--max_size',
+      '8',
+      '--http_address',
+      `127.0.0.1:${httpPort}`,
+      '--grpc_address',
+      `127.0.0.1:${grpcPort}`,
+      '--storage_mode',
+      'uncompressed',
+    ],
+    undefined,
+    { stdio: ['ignore', 'ignore', 'pipe'] },
+  );
+  child.stderr!.resume();
+  await waitForPort(grpcPort, child, 30_000);
+  return { address: `127.0.0.1:${grpcPort}`, pid: child.pid!, stop: () => stopChild(child) };
+}
+
+/** A port nothing listens on right now (the kernel's pick, released at once). */
+function freePort(): Promise<number> {
+  return new Promise((done, fail) => {
+    const server = createServer();
+    server.once('error', fail);
+    server.listen(0, '127.0.0.1', () => {
+      const { port } = server.address() as { port: number };
+      server.close(() => done(port));
+    });
+  });
+}
+
 /** `larder executor` as a child process on a free port; stopped by its PID. */
 async function startExecutor(root: string, nodeFlags: string[], args: string[]): Promise<Server> {
   const child: ChildProcess = spawn(
@@ -321,7 +433,12 @@ async function startExecutor(root: string, nodeFlags: string[], args: string[]):
 if (process.argv[1] !== undefined && resolve(process.argv[1]) === resolve(import.meta.filename)) {
   const streamMiB = Number(process.env.BENCH_GRPC_STREAM_MIB ?? 256);
   const profileDir = process.env.BENCH_PROFILE_DIR || undefined;
-  console.log(formatGrpcRows(await runGrpcBench({ streamBytes: streamMiB * MiB, profileDir })));
+  const settings = { streamBytes: streamMiB * MiB, profileDir };
+  if (process.env.BENCH_GRPC_PEER === '0') console.log(formatGrpcRows(await runGrpcBench(settings)));
+  else {
+    const { larder, peer } = await runGrpcSideBySide(settings, Number(process.env.BENCH_GRPC_ROUNDS ?? 2));
+    console.log(formatGrpcSideBySide(larder, peer));
+  }
   if (profileDir !== undefined)
     console.log(`executor profile in ${profileDir} (npx tsx bench/profile-summary.ts FILE)`);
 }

@@ -38,7 +38,15 @@ import {
 import { summarize } from './profile-summary.ts';
 import type { LoadResult, Scenario } from './protocol.ts';
 import { formatTable, num } from './table.ts';
-import { formatGrpcComparison, formatGrpcRows, type GrpcBenchRow, runGrpcBench } from './grpc.ts';
+import {
+  bazelRemoteAvailable,
+  formatGrpcComparison,
+  formatGrpcRows,
+  formatGrpcSideBySide,
+  type GrpcBenchRow,
+  runGrpcBench,
+  runGrpcSideBySide,
+} from './grpc.ts';
 import { formatS3Rows, runS3Bench } from './s3.ts';
 import { formatFindMissingRows, runFindMissingBench } from './find-missing.ts';
 import { formatExecutionRows, runExecutionBench } from './execution.ts';
@@ -452,9 +460,12 @@ async function otherFrontends(options: BenchOptions): Promise<boolean> {
   if (options.grpc) {
     log('gRPC executor…');
     const settings = options.quick ? { streamBytes: 64 * 1024 * 1024, findMissingCalls: 5, batchCalls: 5 } : {};
-    if (options.before === null) {
+    if (options.before === null && bazelRemoteAvailable()) {
+      const { larder, peer } = await runGrpcSideBySide(settings, options.quick ? 1 : 2);
+      console.log(`\ngRPC (larder executor and bazel-remote, disk stores)\n${formatGrpcSideBySide(larder, peer)}`);
+    } else if (options.before === null) {
       const rows = await runGrpcBench(settings);
-      console.log(`\ngRPC (larder executor, disk store)\n${formatGrpcRows(rows)}`);
+      console.log(`\ngRPC (larder executor, disk store; bazel-remote not found)\n${formatGrpcRows(rows)}`);
     } else {
       const now: GrpcBenchRow[][] = [];
       const before: GrpcBenchRow[][] = [];
