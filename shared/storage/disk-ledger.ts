@@ -101,22 +101,35 @@ export class Ledger {
   /**
    * Hands over, in order, what the other processes appended since the last call. Every upload calls this, so it
    * costs one stat of the folder and one read per other ledger; the folder is listed only when it changed.
+   *
+   * Resolves false when some of it may be lost: the folder changed (a process started, stopped or rotated its
+   * ledger), so a ledger may have come and gone unread in between, or one listed was gone before it was opened.
+   * Lost lines cost the budget's accuracy only, but a lost eviction would leave the caller believing a deleted blob
+   * present (disk.ts statMany withdraws its trust then). The one change this cannot see is a ledger created and
+   * removed within the file system's timestamp tick (a few ms) of a listing, too short for a process to start,
+   * evict and stop.
    */
-  catchUp(apply: (event: LedgerEvent) => void): void {
-    this.#relistIfChanged(apply);
+  catchUp(apply: (event: LedgerEvent) => void): boolean {
+    let complete = this.#relistIfChanged(apply);
     for (const [name, tail] of this.#tails) {
       tail.fd ??= openOrNull(join(this.#dir, name));
-      if (tail.fd === null)
+      if (tail.fd === null) {
         this.#tails.delete(name); // its owner is gone and a newcomer removed it
-      else applyLines(tail, readFrom(tail.fd, tail.offset), apply);
+        complete = false;
+      } else applyLines(tail, readFrom(tail.fd, tail.offset), apply);
     }
+    return complete;
   }
 
-  /** Follows the ledgers that appeared, and lets go of those removed once their last lines are read. */
-  #relistIfChanged(apply: (event: LedgerEvent) => void): void {
+  /**
+   * Follows the ledgers that appeared, and lets go of those removed once their last lines are read. False when the
+   * folder changed since the last listing (see catchUp).
+   */
+  #relistIfChanged(apply: (event: LedgerEvent) => void): boolean {
     const mtime = statSync(this.#dir).mtimeMs;
     const now = Date.now();
-    if (mtime === this.#listedMtime && now - this.#listedAt < RELIST_MS) return;
+    const changed = mtime !== this.#listedMtime;
+    if (!changed && now - this.#listedAt < RELIST_MS) return true;
     this.#listedMtime = mtime;
     this.#listedAt = now;
     const present = new Set(readdirSync(this.#dir).filter((name) => LEDGER_NAME.exec(name)?.[2] !== this.#id));
@@ -130,6 +143,7 @@ export class Ledger {
       }
       this.#tails.delete(name);
     }
+    return !changed;
   }
 }
 

@@ -34,6 +34,7 @@ import { dirname, join } from 'node:path';
 import type { BlobKey } from '../digest.ts';
 import { LarderError } from '../errors.ts';
 import type { Logger } from '../log.ts';
+import { mapLimit } from '../map-limit.ts';
 import { formatSize } from '../size.ts';
 import { Ledger } from './disk-ledger.ts';
 import { ownerAlive, ownerTag } from './owner.ts';
@@ -65,6 +66,13 @@ export interface DiskStoreOptions {
 interface Entry {
   size: number;
   usedAt: number;
+  /**
+   * When the blob was last known to be there (found on disk, published by this process, or announced by another
+   * through the ledger), and how many ledger gaps there had been then: statMany trusts an entry confirmed within
+   * CONFIRMED_FOR_MS and since the last gap.
+   */
+  confirmedAt: number;
+  confirmedGap: number;
 }
 
 /**
@@ -75,6 +83,14 @@ interface Entry {
 const SMALL_BLOB = 64 * 1024;
 /** Hits refresh the file's mtime at most this often, so restarts keep a fair LRU order at little cost. */
 const TOUCH_INTERVAL_MS = 10 * 60 * 1000;
+/**
+ * statMany trusts what the index knows present for this long after it was last confirmed. Larder processes
+ * announce every eviction before they delete (disk-ledger.ts), so within this time only something else deleting
+ * blobs behind larder's back (by hand, another tool) goes unseen; this bounds how long.
+ */
+const CONFIRMED_FOR_MS = 60 * 1000;
+/** statMany's file-system checks in flight at once (on the thread pool, off the event loop). */
+const RECHECKS_IN_FLIGHT = 64;
 
 export class DiskStore implements BlobStore {
   readonly #root: string;
@@ -91,6 +107,8 @@ export class DiskStore implements BlobStore {
   #reserved = 0;
   /** What other processes sharing the folder publish and evict (disk-ledger.ts), so one budget holds for all. */
   readonly #ledger: Ledger;
+  /** Catch-ups that may have missed news (an eviction among it): entries confirmed before the last are not trusted. */
+  #gaps = 0;
 
   private constructor(options: DiskStoreOptions) {
     this.#root = options.path;
@@ -153,20 +171,51 @@ export class DiskStore implements BlobStore {
    * blob (or replaced an action-cache entry), and "present" must be true when it is said.
    */
   async stat(key: BlobKey): Promise<number | null> {
-    return this.#statNow(key);
-  }
-
-  /** As stat for each key, in one pass: no promise per key, which is most of what a 10,000-digest batch costs. */
-  async statMany(keys: readonly BlobKey[]): Promise<Array<number | null>> {
-    return keys.map((key) => this.#statNow(key));
-  }
-
-  #statNow(key: BlobKey): number | null {
     const rel = relativePath(key);
     const size = this.#fileSize(rel);
     if (size === null) this.#forget(rel);
     else this.#current(rel, size);
     return size;
+  }
+
+  /**
+   * Sizes of many blobs at once (FindMissingBlobs asks for thousands): null for each that is not stored.
+   *
+   * Asking the file system for each (what `stat` does) costs a system call per digest on the event loop, more than
+   * bazel-remote's whole in-memory lookup. So the index answers, and stays truthful with other processes
+   * on the folder as follows:
+   * - "present" is only said of blobs confirmed there lately: every larder process announces in the ledger what
+   *   it evicts *before* deleting it, and the ledger is caught up first, so an eviction that has happened is known.
+   * - If the ledger may have lost news (a process's ledger came and went before this one read it: it started,
+   *   evicted and stopped meanwhile), every confirmation is withdrawn (`#gaps`).
+   * - Confirmations older than CONFIRMED_FOR_MS bound how long deletions by anything else go unseen.
+   * Blobs the index knows but cannot vouch for are checked on the file system, off the event loop and in parallel.
+   * Blobs the index does not know are reported missing without a look: the index learns of every publish
+   * through the ledger, and a wrong "missing" only costs the client an upload, which then indexes the blob.
+   */
+  async statMany(keys: readonly BlobKey[]): Promise<Array<number | null>> {
+    this.#catchUp();
+    const gaps = this.#gaps;
+    const trustedSince = Date.now() - CONFIRMED_FOR_MS;
+    const sizes = new Array<number | null>(keys.length).fill(null);
+    const recheck: Array<{ at: number; rel: string }> = [];
+    for (let at = 0; at < keys.length; at++) {
+      const rel = relativePath(keys[at]!);
+      const entry = this.#index.get(rel);
+      if (entry === undefined) continue;
+      if (entry.confirmedGap === gaps && entry.confirmedAt >= trustedSince) sizes[at] = entry.size;
+      else recheck.push({ at, rel });
+    }
+    await mapLimit(recheck, RECHECKS_IN_FLIGHT, async ({ at, rel }) => {
+      const asked = { at: Date.now(), gaps: this.#gaps };
+      const info = await stat(join(this.#root, 'blobs', rel)).catch((err) =>
+        errno(err) === 'ENOENT' ? null : Promise.reject(diskError(err, 'stat')),
+      );
+      if (info === null) this.#forget(rel);
+      else this.#current(rel, info.size, asked);
+      sizes[at] = info?.size ?? null;
+    });
+    return sizes;
   }
 
   async get(key: BlobKey): Promise<StoredBlob | null> {
@@ -178,6 +227,7 @@ export class DiskStore implements BlobStore {
       if (bytes !== null) this.#markUsed(rel, this.#current(rel, bytes.byteLength));
       return bytes === null ? null : bytesBlob(bytes);
     }
+    const asked = { at: Date.now(), gaps: this.#gaps };
     let fd: number;
     try {
       fd = await openForReading(path);
@@ -198,7 +248,7 @@ export class DiskStore implements BlobStore {
       closeSync(fd);
       throw diskError(err, 'stat');
     }
-    this.#markUsed(rel, this.#current(rel, size));
+    this.#markUsed(rel, this.#current(rel, size, asked));
     return { size, body: fileStream(fd, size), ...(key.kind === 'cas' ? { path } : {}) };
   }
 
@@ -285,23 +335,36 @@ export class DiskStore implements BlobStore {
     this.#ledger.published(rel, size);
   }
 
-  /** Learns what other processes sharing the folder published and evicted since the last look. */
+  /**
+   * Learns what other processes sharing the folder published and evicted since the last look. When the ledger
+   * may have missed some of it, nothing the index knows counts as confirmed any more (see statMany).
+   */
   #catchUp(): void {
-    this.#ledger.catchUp((event) => (event.published ? this.#record(event.rel, event.size) : this.#forget(event.rel)));
+    const complete = this.#ledger.catchUp((event) =>
+      event.published ? this.#record(event.rel, event.size) : this.#forget(event.rel),
+    );
+    if (!complete) this.#gaps++;
   }
 
   #record(rel: string, size: number): Entry {
     this.#forget(rel);
-    const entry = { size, usedAt: Date.now() };
+    const now = Date.now();
+    const entry = { size, usedAt: now, confirmedAt: now, confirmedGap: this.#gaps };
     this.#index.set(rel, entry);
     this.#bytes += size;
     return entry;
   }
 
-  /** The index entry for a blob just found to be `size` bytes, corrected if the blob was replaced meanwhile. */
-  #current(rel: string, size: number): Entry {
-    const entry = this.#index.get(rel);
-    return entry !== undefined && entry.size === size ? entry : this.#record(rel, size);
+  /**
+   * The index entry for a blob found to be `size` bytes, corrected if the blob was replaced meanwhile, and confirmed
+   * as of when the file system was asked (`asked`: before an await, so a gap found meanwhile is not papered over).
+   */
+  #current(rel: string, size: number, asked = { at: Date.now(), gaps: this.#gaps }): Entry {
+    const old = this.#index.get(rel);
+    const entry = old === undefined || old.size !== size ? this.#record(rel, size) : old;
+    entry.confirmedAt = asked.at;
+    entry.confirmedGap = asked.gaps;
+    return entry;
   }
 
   /** The size of a stored blob's file, or null when there is none. */
@@ -383,6 +446,7 @@ export class DiskStore implements BlobStore {
   }
 
   async #rebuildIndex(): Promise<void> {
+    const walked = { at: Date.now(), gaps: this.#gaps };
     const found: Array<{ rel: string; size: number; usedAt: number }> = [];
     const walk = async (rel: string): Promise<void> => {
       for (const dirent of await readdir(join(this.#root, 'blobs', rel), { withFileTypes: true })) {
@@ -397,7 +461,7 @@ export class DiskStore implements BlobStore {
     await walk('');
     found.sort((a, b) => a.usedAt - b.usedAt);
     for (const { rel, size, usedAt } of found) {
-      this.#index.set(rel, { size, usedAt });
+      this.#index.set(rel, { size, usedAt, confirmedAt: walked.at, confirmedGap: walked.gaps });
       this.#bytes += size;
     }
   }
