@@ -9,6 +9,7 @@ import { streamOf } from '../../shared/storage/streams.ts';
 import type { ReadRequest } from '../../shared/proto/gen/google/bytestream/bytestream_pb.ts';
 import { Code, RpcError } from '../reapi/grpc-status.ts';
 import type { Zstd } from '../reapi/zstd.ts';
+import { BYTES_FIELD_HEADROOM, bytesWithHeadroom } from '../grpc/bytes-message.ts';
 import { parseReadName } from './resource-name.ts';
 
 /** Largest data chunk per ReadResponse: well under every client's 4 MiB default message limit. */
@@ -55,9 +56,57 @@ export async function readBlob(
     body = streamOf(new Uint8Array(0));
   }
 
+  const wanted = limit === 0 ? Infinity : limit;
+  if (offset === 0 && resource.encoding === 'identity' && byteStream(body)) {
+    await sendInPlace(body, Math.min(wanted, digest.sizeBytes), send);
+    return;
+  }
   let stream = skip(body, offset);
   if (resource.encoding === 'zstd') stream = stream.pipeThrough(deps.zstd!.compressor());
-  await sendChunks(stream, limit === 0 ? Infinity : limit, send);
+  await sendChunks(stream, wanted, send);
+}
+
+/** Whether a BYOB reader can read the stream (a file's, from the disk store: see disk-files.ts fileStream). */
+function byteStream(body: ReadableStream<Uint8Array>): boolean {
+  try {
+    body.getReader({ mode: 'byob' }).releaseLock();
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * Sends `bytes` of a byte stream read straight into each message's buffer (one per message, sized to what is left,
+ * at most READ_CHUNK_BYTES), with room in front for the field's key and length, so the message is encoded without
+ * copying the data (bytes-message.ts). The buffer is not reused: grpc-js may hold a message until it frames it.
+ */
+async function sendInPlace(
+  body: ReadableStream<Uint8Array>,
+  bytes: number,
+  send: (data: Uint8Array) => Promise<void>,
+): Promise<void> {
+  const reader = body.getReader({ mode: 'byob' });
+  let left = bytes;
+  try {
+    while (left > 0) {
+      const length = Math.min(left, READ_CHUNK_BYTES);
+      // Not from Buffer's shared pool: a BYOB read takes the whole ArrayBuffer over.
+      let buffer = Buffer.allocUnsafeSlow(BYTES_FIELD_HEADROOM + length).buffer as ArrayBuffer;
+      let filled = 0;
+      while (filled < length) {
+        const view = new Uint8Array(buffer, BYTES_FIELD_HEADROOM + filled, length - filled);
+        const { done, value } = await reader.read(view);
+        if (value !== undefined) buffer = value.buffer as ArrayBuffer; // the read took the buffer over and hands it back
+        if (done || value === undefined) throw new LarderError('internal', 'blob ended before its size');
+        filled += value.byteLength;
+      }
+      left -= length;
+      await send(bytesWithHeadroom(new Uint8Array(buffer), length));
+    }
+  } finally {
+    await reader.cancel().catch(() => {});
+  }
 }
 
 /** Sends the stream in chunks of at most READ_CHUNK_BYTES, stopping after `limit` bytes. */

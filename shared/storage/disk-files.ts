@@ -132,7 +132,11 @@ export function fileSize(fd: number): Promise<number> {
   return new Promise((resolve, reject) => fstat(fd, (err, stats) => (err ? reject(err) : resolve(stats.size))));
 }
 
-/** Streams `size` bytes of an open file in reads of up to READ_CHUNK; closes the descriptor at the end, on error and on cancel. */
+/**
+ * Streams `size` bytes of an open file in reads of up to READ_CHUNK; closes the descriptor at the end, on error and on
+ * cancel. A byte stream: a BYOB reader has the file read straight into its own buffer (ByteStream Read fills its
+ * message buffers that way, no copy); a default reader gets a fresh buffer per read, as from any stream.
+ */
 export function fileStream(fd: number, size: number): ReadableStream<Uint8Array> {
   let position = 0;
   let closed = false;
@@ -141,23 +145,31 @@ export function fileStream(fd: number, size: number): ReadableStream<Uint8Array>
     closed = true;
     close(fd, () => {});
   };
-  return new ReadableStream<Uint8Array>({
+  return new ReadableStream({
+    type: 'bytes',
     async pull(controller) {
+      const request = controller.byobRequest;
       try {
         // A blob of up to WHOLE_READ comes in one read (one thread-pool round trip, one chunk); longer ones in READ_CHUNKs.
-        const want = Math.min(position === 0 && size <= WHOLE_READ ? size : READ_CHUNK, size - position);
+        const wanted = position === 0 && size <= WHOLE_READ ? size : READ_CHUNK;
+        const want = Math.min(request?.view?.byteLength ?? wanted, size - position);
         if (want <= 0) {
           release();
           controller.close();
+          request?.respond(0); // a BYOB read waiting for bytes learns of the end
           return;
         }
-        const buffer = Buffer.allocUnsafe(want); // filled by the read below; no need to zero it
+        const view = request?.view;
+        // Not from Buffer's shared pool: enqueueing a chunk hands its whole ArrayBuffer over (detaches it).
+        const buffer =
+          view == null ? Buffer.allocUnsafeSlow(want) : new Uint8Array(view.buffer, view.byteOffset, view.byteLength);
         const bytesRead = await new Promise<number>((resolve, reject) =>
           read(fd, buffer, 0, want, position, (err, n) => (err ? reject(err) : resolve(n))),
         );
         if (bytesRead === 0) throw new LarderError('internal', 'disk: blob shorter than its recorded size');
         position += bytesRead;
-        controller.enqueue(bytesRead === want ? buffer : buffer.subarray(0, bytesRead));
+        if (request != null) request.respond(bytesRead);
+        else controller.enqueue(bytesRead === want ? buffer : buffer.subarray(0, bytesRead));
       } catch (err) {
         release();
         controller.error(err);

@@ -25,6 +25,27 @@ describeStoreContract('disk', { open: (budget) => DiskStore.open({ path: freshDi
 describe('disk store', () => {
   const cas = (data: Uint8Array) => blobKey('', 'cas', sha256(data));
 
+  it("reads a stored file into a BYOB reader's own buffer, and to a default reader as before", async () => {
+    const store = await DiskStore.open({ path: freshDir(), maxBytes: 1 << 24 });
+    const blob = randomBytes(300 * 1024); // over one read: the stream is read in parts
+    await store.put(cas(blob), streamOf(blob), blob.byteLength);
+
+    const byob = (await store.get(cas(blob)))!.body.getReader({ mode: 'byob' });
+    let buffer = new ArrayBuffer(blob.byteLength + 10);
+    let filled = 0;
+    for (let reads = 0; reads < 100; reads++) {
+      const { done, value } = await byob.read(new Uint8Array(buffer, filled));
+      buffer = value!.buffer as ArrayBuffer; // the read took the buffer over and hands it back
+      if (done) break;
+      expect(value.byteOffset).toBe(filled); // written where it was asked to be
+      filled += value.byteLength;
+    }
+    expect(filled).toBe(blob.byteLength);
+    expect(Buffer.compare(Buffer.from(buffer, 0, filled), blob)).toBe(0);
+
+    expect(Buffer.compare(await collect((await store.get(cas(blob)))!.body, blob.byteLength + 1), blob)).toBe(0);
+  });
+
   it('rebuilds its index after a restart, oldest first', async () => {
     const path = freshDir();
     const first = await DiskStore.open({ path, maxBytes: 3000 });

@@ -1,7 +1,7 @@
 // The hand-written encoder for single-bytes-field messages writes exactly what protobuf-es writes.
 import { create, toBinary } from '@bufbuild/protobuf';
 import { describe, expect, it } from 'vitest';
-import { singleBytesEncoder } from '../../../executor/grpc/bytes-message.ts';
+import { BYTES_FIELD_HEADROOM, bytesWithHeadroom, singleBytesEncoder } from '../../../executor/grpc/bytes-message.ts';
 import { ReadResponseSchema, WriteRequestSchema } from '../../../shared/proto/gen/google/bytestream/bytestream_pb.ts';
 import { randomBytes } from '../helpers.ts';
 
@@ -14,6 +14,27 @@ describe('singleBytesEncoder', () => {
       const expected = toBinary(ReadResponseSchema, create(ReadResponseSchema, { data }));
       expect(Buffer.compare(encode({ data }), Buffer.from(expected)), `size ${size}`).toBe(0);
     }
+  });
+
+  it("encodes data given with headroom in place: the same bytes, in the data's own memory, not a copy", () => {
+    for (const size of [1, 127, 128, 16_384, 1024 * 1024]) {
+      const data = randomBytes(size, size + 2);
+      const buffer = new Uint8Array(BYTES_FIELD_HEADROOM + size);
+      buffer.set(data, BYTES_FIELD_HEADROOM);
+      const framed = bytesWithHeadroom(buffer, size);
+      const expected = toBinary(ReadResponseSchema, create(ReadResponseSchema, { data }));
+      const encoded = encode({ data: framed });
+      expect(Buffer.compare(encoded, Buffer.from(expected)), `size ${size}`).toBe(0);
+      expect(encoded.buffer).toBe(buffer.buffer);
+    }
+  });
+
+  it('copies data that has no headroom of its own, and leaves the memory around it alone', () => {
+    const whole = randomBytes(64, 3);
+    const before = Buffer.from(whole);
+    const encoded = encode({ data: whole.subarray(16, 32) });
+    expect(encoded.buffer).not.toBe(whole.buffer);
+    expect(Buffer.compare(Buffer.from(whole), before)).toBe(0);
   });
 
   it('is only used for messages of one bytes field', () => {
