@@ -11,6 +11,8 @@
  * at start-up, ordered by modification time; hits refresh a file's mtime now and then so that order survives
  * restarts. The files are the truth: `stat` always asks the file system, and reads open the file, so processes
  * that share one folder (an edge and an executor) see each other's blobs, and each other's evictions, at once.
+ * `statMany` (FindMissingBlobs: thousands at a time) answers from the index instead, trusting it only as far as
+ * the ledger vouches for it (see there).
  * One budget holds for all of them: each tells the others what it publishes and evicts through a ledger
  * (disk-ledger.ts) and evicts against the folder's total, counting its own uploads in flight from their first
  * byte (others' uploads in flight are the slack).
