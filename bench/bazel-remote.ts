@@ -20,7 +20,11 @@ export function bazelRemoteFound(): boolean {
   return existsSync(BAZEL_REMOTE);
 }
 
-export async function startBazelRemote(dir: string, cpu: number | undefined): Promise<RunningServer> {
+/** Its HTTP server (`url`) and, for the gRPC bench, its gRPC address (`127.0.0.1:PORT`). */
+export async function startBazelRemote(
+  dir: string,
+  cpu: number | undefined,
+): Promise<RunningServer & { grpcAddress: string }> {
   if (!bazelRemoteFound()) throw new Error(`bazel-remote not found at ${BAZEL_REMOTE} (BENCH_BAZEL_REMOTE=path)`);
   const [http, grpc] = [await freeLoopbackPort(), await freeLoopbackPort()];
   const args = [
@@ -39,5 +43,6 @@ export async function startBazelRemote(dir: string, cpu: number | undefined): Pr
   ];
   const child = spawnTracked(BAZEL_REMOTE, args, cpu, { stdio: ['ignore', 'ignore', 'inherit'] });
   await waitForPort(http, child);
-  return serverHandle('bazel-remote', `http://127.0.0.1:${http}`, child);
+  await waitForPort(grpc, child);
+  return { ...serverHandle('bazel-remote', `http://127.0.0.1:${http}`, child), grpcAddress: `127.0.0.1:${grpc}` };
 }

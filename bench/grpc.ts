@@ -2,8 +2,8 @@
  * gRPC (REAPI) figures for `larder executor`: FindMissingBlobs of 10,000 digests, BatchUpdateBlobs and
  * BatchReadBlobs of small blobs, and ByteStream Write/Read of one large blob. The server runs as its own
  * process on a fresh disk store, so client and server each get a core. The same scenarios, with the same
- * (larder's generated) client, run against bazel-remote (../shared/tools/bazel-remote, its disk store
- * uncompressed, on the same file system) in the same run, rounds alternating, so the table shows
+ * (larder's generated) client, run against bazel-remote (bench/bazel-remote.ts: its disk store uncompressed, on
+ * the same file system) in the same run, rounds alternating, so the table shows
  * larder ÷ bazel-remote for every row.
  *
  *   import { runGrpcBench, formatGrpcRows } from './grpc.ts';
@@ -16,13 +16,13 @@
  */
 import { type ChildProcess, spawn } from 'node:child_process';
 import { createHash, randomBytes, randomUUID } from 'node:crypto';
-import { existsSync, mkdtempSync, rmSync } from 'node:fs';
-import { createServer } from 'node:net';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { createClient } from '../executor/grpc/client.ts';
-import { cpuSeconds, spawnTracked, stopChild, waitForPort } from './proc.ts';
+import { startBazelRemote } from './bazel-remote.ts';
+import { cpuSeconds } from './proc.ts';
 import { ContentAddressableStorage } from '../shared/proto/gen/build/bazel/remote/execution/v2/remote_execution_pb.ts';
 import { ByteStream } from '../shared/proto/gen/google/bytestream/bytestream_pb.ts';
 
@@ -74,7 +74,7 @@ export async function runGrpcBench(options: GrpcBenchOptions = {}): Promise<Grpc
   const nodeFlags = o.profileDir === undefined ? [] : ['--cpu-prof', `--cpu-prof-dir=${o.profileDir}`];
   const server =
     options.server === 'bazel-remote'
-      ? await startBazelRemote(join(dir, 'store'))
+      ? await startBazelRemote(dir, undefined).then((peer) => ({ ...peer, address: peer.grpcAddress }))
       : await startExecutor(o.root ?? REPO_ROOT, nodeFlags, [
           '--store',
           `disk:${join(dir, 'store')}`,
@@ -275,13 +275,6 @@ export async function runGrpcSideBySide(
   return { larder, peer };
 }
 
-/** The Go peer, built for this machine (its README says how it was built and how to start it). */
-export const BAZEL_REMOTE = resolve(REPO_ROOT, '../shared/tools/bazel-remote/bazel-remote');
-
-export function bazelRemoteAvailable(): boolean {
-  return existsSync(BAZEL_REMOTE);
-}
-
 function num(value: number): string {
   if (!Number.isFinite(value)) return 'n/a';
   if (value >= 100) return Math.round(value).toString();
@@ -350,47 +343,6 @@ interface Server {
   address: string;
   pid: number;
   stop(): Promise<void>;
-}
-
-/**
- * bazel-remote as a child process: its disk store uncompressed (like larder's), 8 GiB, HTTP and gRPC on free
- * ports; stopped by its PID.
- */
-async function startBazelRemote(store: string): Promise<Server> {
-  if (!bazelRemoteAvailable()) throw new Error(`bazel-remote not found at ${BAZEL_REMOTE}`);
-  const [httpPort, grpcPort] = [await freePort(), await freePort()];
-  const child = spawnTracked(
-    BAZEL_REMOTE,
-    [
-      '--dir',
-      store,
-      '--max_size',
-      '8',
-      '--http_address',
-      `127.0.0.1:${httpPort}`,
-      '--grpc_address',
-      `127.0.0.1:${grpcPort}`,
-      '--storage_mode',
-      'uncompressed',
-    ],
-    undefined,
-    { stdio: ['ignore', 'ignore', 'pipe'] },
-  );
-  child.stderr!.resume();
-  await waitForPort(grpcPort, child, 30_000);
-  return { address: `127.0.0.1:${grpcPort}`, pid: child.pid!, stop: () => stopChild(child) };
-}
-
-/** A port nothing listens on right now (the kernel's pick, released at once). */
-function freePort(): Promise<number> {
-  return new Promise((done, fail) => {
-    const server = createServer();
-    server.once('error', fail);
-    server.listen(0, '127.0.0.1', () => {
-      const { port } = server.address() as { port: number };
-      server.close(() => done(port));
-    });
-  });
 }
 
 /** `larder executor` as a child process on a free port; stopped by its PID. */

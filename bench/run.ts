@@ -21,6 +21,7 @@ import { availableParallelism, cpus, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { formatSize } from '../shared/size.ts';
 import { LoadGenerator } from './loadgen-client.ts';
+import { bazelRemoteFound } from './bazel-remote.ts';
 import { NGINX, type RunningServer } from './nginx.ts';
 import { type ServerName, startServer as startNamed } from './servers.ts';
 import { readOptions, type BenchOptions } from './options.ts';
@@ -39,7 +40,6 @@ import { summarize } from './profile-summary.ts';
 import type { LoadResult, Scenario } from './protocol.ts';
 import { formatTable, num } from './table.ts';
 import {
-  bazelRemoteAvailable,
   formatGrpcComparison,
   formatGrpcRows,
   formatGrpcSideBySide,
@@ -460,7 +460,7 @@ async function otherFrontends(options: BenchOptions): Promise<boolean> {
   if (options.grpc) {
     log('gRPC executor…');
     const settings = options.quick ? { streamBytes: 64 * 1024 * 1024, findMissingCalls: 5, batchCalls: 5 } : {};
-    if (options.before === null && bazelRemoteAvailable()) {
+    if (options.before === null && bazelRemoteFound()) {
       const { larder, peer } = await runGrpcSideBySide(settings, options.quick ? 1 : 2);
       console.log(`\ngRPC (larder executor and bazel-remote, disk stores)\n${formatGrpcSideBySide(larder, peer)}`);
     } else if (options.before === null) {
