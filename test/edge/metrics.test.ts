@@ -81,7 +81,8 @@ describe.each(runtimes)('metrics on %s', (runtime) => {
     expect(moved('larder_auth_refusals_total', { protocol: 'http', reason: 'unauthenticated' })).toBe(1);
 
     // Store operations by tier: both puts reached both tiers; the first GET missed memory and hit disk, the
-    // action-cache GET missed both; the HEAD and the two good CAS uploads (checked for presence first) asked both.
+    // action-cache GET missed both; the HEAD and the two good CAS uploads (checked for presence first) asked both,
+    // the disk tier answering the uploads' checks from its index in a batch (statMany), which is not timed as a stat.
     // The upload whose bytes do not hash to its name is read whole and refused before any store is asked.
     const ops = (store: string, tier: string, operation: string, result: string) =>
       moved('larder_store_operation_seconds_count', { store, tier, operation, result });
@@ -91,7 +92,7 @@ describe.each(runtimes)('metrics on %s', (runtime) => {
     expect(ops('disk', '1', 'get', 'hit')).toBe(1);
     expect(ops('disk', '1', 'get', 'miss')).toBe(1);
     expect(ops('memory', '0', 'stat', 'miss')).toBe(3);
-    expect(ops('disk', '1', 'stat', 'miss')).toBe(3);
+    expect(ops('disk', '1', 'stat', 'miss')).toBe(1);
     expect(ops('memory', '0', 'get', 'hit')).toBe(1);
     expect(
       moved('larder_store_operation_seconds_bucket', {
