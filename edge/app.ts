@@ -19,7 +19,7 @@ import { REQUEST_METADATA_KEY, requestMetadataFields, requestMetadataFromHeader 
 import type { BlobStore } from '../shared/storage/store.ts';
 import { collect, readWhole } from '../shared/storage/streams.ts';
 import { edgeAuth, type EdgeEnv } from './auth.ts';
-import { type BlobSender, type BodyReceiver, webBodies, webSender } from './bodies.ts';
+import { type BlobSender, type BodyReceiver, type FileSender, webBodies, webSender } from './bodies.ts';
 import { parseBlobPath } from './blob-path.ts';
 import { HTTP_STATUS } from './errors.ts';
 import { observeRequests } from './observe.ts';
@@ -44,6 +44,8 @@ export interface EdgeAppOptions {
   bodies?: BodyReceiver;
   /** How a found blob is sent (bodies.ts): bytes as they are, streams streamed, by default; the app chose the headers. */
   sender?: BlobSender;
+  /** How a blob the store located in a file is sent (Bun's sendfile); without it, every download asks `get`. */
+  fileSender?: FileSender;
 }
 
 const BLOB_HEADERS = { 'content-type': 'application/octet-stream' };
@@ -52,6 +54,7 @@ export function createEdgeApp(options: EdgeAppOptions): Hono<EdgeEnv> {
   const { store, log } = options;
   const bodies = options.bodies ?? webBodies();
   const send = options.sender ?? webSender;
+  const sendFile = options.fileSender;
   const app = new Hono<EdgeEnv>();
 
   const { metrics } = options;
@@ -93,6 +96,10 @@ export function createEdgeApp(options: EdgeAppOptions): Hono<EdgeEnv> {
   });
 
   async function getBlob(c: Context<EdgeEnv>, key: BlobKey): Promise<Response> {
+    if (sendFile !== undefined && store.locate !== undefined) {
+      const file = await store.locate(key);
+      if (file !== null) return sendFile(c, file, { ...BLOB_HEADERS, 'content-length': String(file.size) });
+    }
     const blob = await store.get(key);
     if (blob === null) {
       if (key.kind === 'cas' && key.hash === EMPTY_SHA256) return blobResponse(new Uint8Array(0));

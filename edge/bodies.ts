@@ -12,7 +12,7 @@
  */
 import type { Context } from 'hono';
 import { bodyError, collect, streamOf } from '../shared/storage/streams.ts';
-import type { BlobBody, StoredBlob } from '../shared/storage/store.ts';
+import type { BlobBody, BlobFile, StoredBlob } from '../shared/storage/store.ts';
 import type { EdgeEnv } from './auth.ts';
 
 /** Hands `use` the body of an upload of `size` bytes (declared by Content-Length, already checked against limits). */
@@ -27,6 +27,12 @@ export type BlobSender = (
   blob: StoredBlob,
   headers: Record<string, string>,
 ) => Response | Promise<Response>;
+
+/**
+ * Downloads, for a runtime that sends files itself: a blob the store located in a file (BlobStore.locate) without
+ * opening it. The file may be gone by the time it is opened; the sender answers that as a miss.
+ */
+export type FileSender = (c: Context<EdgeEnv>, file: BlobFile, headers: Record<string, string>) => Response;
 
 export function webSender(_c: Context<EdgeEnv>, blob: StoredBlob, headers: Record<string, string>): Response {
   // The casts only narrow the buffer type: Uint8Array<ArrayBufferLike> is what the stores hand out.

@@ -2,7 +2,7 @@
 import process from 'node:process';
 import { parseEdgeConfig } from '../shared/config.ts';
 import { WholeBodies } from './bodies.ts';
-import { bunBodies, bunSender } from './bun-body.ts';
+import { bunBodies, bunFileSender, bunSender } from './bun-body.ts';
 import { childPort, childReady, isEdgeChild, startEdgeChildren } from './processes.ts';
 import { buildEdge, listeningLine } from './start.ts';
 
@@ -30,7 +30,11 @@ if (config.processes > 1 && !isEdgeChild()) {
   process.once('SIGTERM', stop);
 } else {
   const whole = new WholeBodies();
-  const { app, store, gate, history } = await buildEdge(config, { bodies: bunBodies(whole), sender: bunSender(whole) });
+  const { app, store, gate, history } = await buildEdge(config, {
+    bodies: bunBodies(whole),
+    sender: bunSender(whole),
+    fileSender: bunFileSender,
+  });
   const server = Bun.serve({
     hostname: config.listen.host,
     port: childPort(config),

@@ -12,7 +12,7 @@ import { openStore } from '../shared/storage/from-config.ts';
 import type { BlobStore } from '../shared/storage/store.ts';
 import { createEdgeApp } from './app.ts';
 import type { EdgeEnv } from './auth.ts';
-import type { BlobSender, BodyReceiver } from './bodies.ts';
+import type { BlobSender, BodyReceiver, FileSender } from './bodies.ts';
 
 export interface Edge {
   app: Hono<EdgeEnv>;
@@ -29,6 +29,8 @@ export interface BuildEdgeOptions {
   bodies?: BodyReceiver;
   /** The runtime's blob sender (edge/node-body.ts on Node); the web-standard one otherwise. */
   sender?: BlobSender;
+  /** The runtime's sender of blobs the store located in files (edge/bun-body.ts on Bun); none otherwise. */
+  fileSender?: FileSender;
 }
 
 export async function buildEdge(config: EdgeConfig, runtime: BuildEdgeOptions = {}): Promise<Edge> {
@@ -61,6 +63,7 @@ export async function buildEdge(config: EdgeConfig, runtime: BuildEdgeOptions = 
     }),
     bodies: runtime.bodies,
     sender: runtime.sender,
+    fileSender: runtime.fileSender,
   });
   return { app, store, gate, log, metrics, history };
 }

@@ -40,7 +40,7 @@ import { mapLimit } from '../map-limit.ts';
 import { formatSize } from '../size.ts';
 import { Ledger } from './disk-ledger.ts';
 import { ownerAlive, ownerTag } from './owner.ts';
-import type { BlobBody, BlobStore, StoredBlob } from './store.ts';
+import type { BlobBody, BlobFile, BlobStore, StoredBlob } from './store.ts';
 import {
   BLOB_MODE,
   diskError,
@@ -218,6 +218,19 @@ export class DiskStore implements BlobStore {
       sizes[at] = info?.size ?? null;
     });
     return sizes;
+  }
+
+  /**
+   * A CAS blob the index knows, by its path, with no system call: the file is opened by whoever sends it, and a
+   * blob another process evicted meanwhile fails that open (a miss). Unknown ones are left to `get`.
+   */
+  async locate(key: BlobKey): Promise<BlobFile | null> {
+    if (key.kind !== 'cas') return null;
+    const rel = relativePath(key);
+    const known = this.#index.get(rel);
+    if (known === undefined) return null;
+    this.#markUsed(rel, known);
+    return { path: join(this.#root, 'blobs', rel), size: known.size };
   }
 
   async get(key: BlobKey): Promise<StoredBlob | null> {

@@ -27,6 +27,20 @@ export function measured(inner: BlobStore, observe: Observe): BlobStore {
   const found = (value: unknown): MeasuredResult => (value === null ? 'miss' : 'hit');
   return {
     get: (key) => timed('get', () => inner.get(key), found),
+    // A located blob counts as a get's hit (it answers the same download); a null is no answer yet, and the get
+    // the caller then makes is what gets counted.
+    locate:
+      inner.locate === undefined
+        ? undefined
+        : async (key) => {
+            const start = performance.now();
+            const file = await inner.locate!(key).catch((err: unknown) => {
+              observe('get', 'error', (performance.now() - start) / 1000);
+              throw err;
+            });
+            if (file !== null) observe('get', 'hit', (performance.now() - start) / 1000);
+            return file;
+          },
     stat: (key) => timed('stat', () => inner.stat(key), found),
     put: (key, body, size) =>
       timed(

@@ -30,12 +30,25 @@ export interface StoredBlob {
   readonly path?: string;
 }
 
+/** Where a CAS blob kept whole in a local file is, and its size (BlobStore.locate). */
+export interface BlobFile {
+  readonly path: string;
+  readonly size: number;
+}
+
 /** An upload's bytes: a stream, or the whole blob when the caller has it in memory anyway. */
 export type BlobBody = ReadableStream<Uint8Array> | Uint8Array;
 
 export interface BlobStore {
   /** Opens a stored blob for reading, or null on a miss. */
   get(key: BlobKey): Promise<StoredBlob | null>;
+  /**
+   * Optional, for stores that keep CAS blobs in local files: the blob's file and size without opening it, for a
+   * runtime that sends files itself (sendfile). Null when the store cannot say so cheaply (it does not know the
+   * blob, or keeps it elsewhere): the caller then asks `get`, which gives the truthful answer. The file may be
+   * evicted before it is sent; the sender answers that as the miss it then is.
+   */
+  locate?(key: BlobKey): Promise<BlobFile | null>;
   /** The stored blob's size without reading its bytes, or null on a miss. */
   stat(key: BlobKey): Promise<number | null>;
   /**

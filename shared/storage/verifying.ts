@@ -17,6 +17,7 @@ export function verifying(inner: BlobStore): BlobStore {
     inner.statMany === undefined ? inner.stat(key) : (await inner.statMany([key]))[0]!;
   return {
     get: (key) => inner.get(key),
+    locate: inner.locate === undefined ? undefined : (key) => inner.locate!(key),
     stat: (key) => inner.stat(key),
     statMany: inner.statMany === undefined ? undefined : (keys) => inner.statMany!(keys),
     async put(key: BlobKey, body: BlobBody, size: number) {

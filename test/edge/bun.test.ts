@@ -1,6 +1,8 @@
 // The edge on Bun: the whole HTTP protocol suite (disk and memory stores), and what Bun does differently: a blob
-// the disk store keeps in a file goes out with sendfile(2) (bun-body.ts), seen by strace attached to the server.
+// the disk store keeps in a file goes out with sendfile(2) (bun-body.ts), opened once (by Bun, the store only
+// locates it), seen by strace attached to the server; one evicted behind the server's back is a clean miss.
 import { spawn } from 'node:child_process';
+import { readdirSync, rmSync } from 'node:fs';
 import http from 'node:http';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type EdgeProcess, startEdgeProcess, tempDir } from '../helpers/edge-process.ts';
@@ -37,12 +39,12 @@ describe.runIf(hasBun)('on Bun', () => {
       dir.remove();
     });
 
-    it('sends a blob kept in a file with sendfile(2)', async () => {
+    it('sends a blob kept in a file with sendfile(2), opening its file once', async () => {
       const agent = new http.Agent({ keepAlive: true });
       const { data, hash } = randomBlob(1024 * 1024);
       expect((await request(agent, `${edge.url}/cas/${hash}`, 'PUT', data)).status).toBe(200);
       // strace (started and stopped by this test, by its PID) reports the server's file and socket calls.
-      const tracer = spawn(strace!, ['-f', '-qq', '-e', 'trace=sendfile,read,pread64', '-p', String(edge.pid)], {
+      const tracer = spawn(strace!, ['-f', '-qq', '-e', 'trace=sendfile,read,pread64,openat', '-p', String(edge.pid)], {
         stdio: ['ignore', 'ignore', 'pipe'],
       });
       let trace = '';
@@ -72,6 +74,26 @@ describe.runIf(hasBun)('on Bun', () => {
         0,
       );
       expect(sent, trace.slice(-2000)).toBe(data.length);
+      const opens = [...trace.matchAll(/openat\([^"]*"([^"]*)"/g)].filter((m) => m[1]!.endsWith(hash));
+      expect(opens.length, trace.slice(-2000)).toBe(1);
+    });
+
+    it('answers a blob whose file was removed behind its back as a miss, and stores it again', async () => {
+      const agent = new http.Agent({ keepAlive: true });
+      try {
+        const { data, hash } = randomBlob(256 * 1024);
+        expect((await request(agent, `${edge.url}/cas/${hash}`, 'PUT', data)).status).toBe(200);
+        const files = (readdirSync(dir.path, { recursive: true }) as string[]).filter((f) => f.endsWith(hash));
+        expect(files).toHaveLength(1);
+        rmSync(`${dir.path}/${files[0]}`);
+        const gone = await request(agent, `${edge.url}/cas/${hash}`, 'GET');
+        expect(gone.status).toBe(404);
+        expect((await request(agent, `${edge.url}/cas/${hash}`, 'PUT', data)).status).toBe(200);
+        const got = await request(agent, `${edge.url}/cas/${hash}`, 'GET');
+        expect([got.status, sha256(got.body)]).toEqual([200, hash]);
+      } finally {
+        agent.destroy();
+      }
     });
   });
 });
