@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { mkdirSync, readdirSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { blobKey } from '../../shared/digest.ts';
@@ -99,6 +99,20 @@ describe('disk store', () => {
     expect(store.bytes).toBe(100_000);
     const blob = await store.get(cas(data));
     expect(bytesOf(await collect(blob!.body, 1 << 20))).toEqual(bytesOf(data));
+  });
+
+  it('locates a CAS blob it knows by its file, and leaves unknown blobs and action-cache entries to get', async () => {
+    const store = await DiskStore.open({ path: freshDir(), maxBytes: 1 << 20 });
+    const blob = randomBytes(1000);
+    expect(await store.locate(cas(blob))).toBeNull();
+    await store.put(cas(blob), blob, 1000);
+    const file = await store.locate(cas(blob));
+    expect(file?.size).toBe(1000);
+    expect(bytesOf(readFileSync(file!.path))).toEqual(bytesOf(blob));
+    const ac = blobKey('', 'ac', sha256(randomBytes(8)));
+    await store.put(ac, blob, 1000);
+    expect(await store.locate(ac)).toBeNull();
+    await store.close();
   });
 
   it('keeps serving a blob that is evicted while it is being read', async () => {
