@@ -8,8 +8,10 @@
  * So: the last part is never sent for a bad body, Complete is never sent, and the upload is aborted. Nothing
  * is published. A few explicit lines make that guarantee easy to check.
  *
- * Memory: parts are copied into fresh part-sized buffers (known length, and each attempt can resend them); at
- * most `concurrency` parts are in flight plus one being filled.
+ * Memory: parts are copied into part-sized buffers (known length, and each attempt can resend them); at most
+ * `concurrency` parts are in flight plus one being filled. A part's buffer is filled again once its upload has
+ * succeeded (every byte sent and acknowledged), so an upload allocates at most `concurrency + 1` of them, however
+ * long the blob: a runtime whose collector is slow to free large buffers (Bun) does not hold a blob's worth.
  */
 import {
   AbortMultipartUploadCommand,
@@ -51,12 +53,16 @@ export async function putMultipart(o: MultipartOptions): Promise<void> {
   let failure: { error: unknown } | null = null;
   try {
     let partNumber = 0;
-    for await (const part of partsOf(o.body, o.partBytes)) {
+    const spare: Uint8Array[] = [];
+    for await (const part of partsOf(o.body, o.partBytes, spare)) {
       if (failure) break;
       const number = ++partNumber;
       const upload = uploadPart(o, { ...target, PartNumber: number }, part).then(
         (etag) => {
           parts[number - 1] = { PartNumber: number, ETag: etag };
+          // Sent and acknowledged: nothing reads the buffer any more. (A failed part's is left to the collector:
+          // an attempt that timed out may still be writing from it.)
+          spare.push(part);
         },
         (error: unknown) => {
           failure ??= { error };
@@ -117,10 +123,18 @@ async function uploadPart(
   }
 }
 
-/** Re-chunks a body into `partBytes`-sized buffers (the last one shorter). Body errors become LarderErrors. */
-async function* partsOf(body: ReadableStream<Uint8Array>, partBytes: number): AsyncGenerator<Uint8Array> {
+/**
+ * Re-chunks a body into `partBytes`-sized buffers (the last one shorter), taken from `spare` when it has one.
+ * Body errors become LarderErrors.
+ */
+async function* partsOf(
+  body: ReadableStream<Uint8Array>,
+  partBytes: number,
+  spare: Uint8Array[],
+): AsyncGenerator<Uint8Array> {
   const reader = body.getReader();
-  let part = new Uint8Array(partBytes);
+  const fresh = () => spare.pop() ?? new Uint8Array(partBytes);
+  let part = fresh();
   let filled = 0;
   let done = false;
   try {
@@ -135,7 +149,7 @@ async function* partsOf(body: ReadableStream<Uint8Array>, partBytes: number): As
         chunk = chunk.subarray(take);
         if (filled === partBytes) {
           yield part;
-          part = new Uint8Array(partBytes);
+          part = fresh();
           filled = 0;
         }
       }

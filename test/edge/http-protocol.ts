@@ -23,8 +23,6 @@ export interface ProtocolTarget {
   store: () => Promise<{ args: string[]; env?: Record<string, string>; cleanup: () => Promise<void> | void }>;
   /** False for stores that hold blobs in memory by design: the flat-memory check is skipped for them. */
   streamsToStorage?: boolean;
-  /** How much the server's peak RSS may grow while a 256 MiB blob streams in and out (128 MiB unless said). */
-  flatMemoryMiB?: number;
 }
 
 const MAX_BLOB = 300 * 1024 * 1024;
@@ -332,7 +330,7 @@ export function describeHttpProtocol(name: string, target: ProtocolTarget): void
         });
         expect(got).toBe(hash);
         const growth = peakRssMiB(edge.pid) - before;
-        expect(growth, `peak RSS grew by ${growth.toFixed(0)} MiB`).toBeLessThan(target.flatMemoryMiB ?? 128);
+        expect(growth, `peak RSS grew by ${growth.toFixed(0)} MiB`).toBeLessThan(128);
       }, 120_000);
   });
 }
