@@ -48,6 +48,8 @@ export class FleetConnection {
   private readonly subscriber: Redis;
   /** Address, credentials and TLS of every connection (connection.ts). */
   private readonly connection: RedisOptions;
+  /** Connections closed on purpose (close(), disconnect()): the only ones left ended. */
+  private readonly retired = new WeakSet<Redis>();
 
   private constructor(options: FleetOptions, connection: RedisOptions) {
     this.connection = connection;
@@ -86,7 +88,10 @@ export class FleetConnection {
     return fleet;
   }
 
-  /** A Redis connection that reconnects forever (with backoff) and logs its troubles instead of throwing them. */
+  /**
+   * A Redis connection that reconnects forever (with backoff) and logs its troubles instead of throwing them.
+   * Close it with disconnect(), not its own methods: a connection that ends otherwise is opened again.
+   */
   connect(role: string, options: { maxRetriesPerRequest: number | null }): Redis {
     const redis = new Redis({
       ...this.connection,
@@ -100,7 +105,44 @@ export class FleetConnection {
       lastLog = Date.now();
       this.log.warn('redis connection trouble', { role, redis: redactUrl(this.config.url), error: err.message });
     });
+    this.reopenWhenEnded(redis, role);
     return redis;
+  }
+
+  /**
+   * ioredis gives a connection up for good ('end') when its connector fails to open a socket, not only when it
+   * is closed: a reconnection asked for while one is under way (after a fatal reply, or READONLY from a demoted
+   * primary) makes the connector fail with "Connection is closed.". Every command on it then fails at once, and
+   * a worker would never run anything again. Such a connection is opened again, after a pause that doubles up to
+   * REOPEN_MAX_MS at each end without a 'ready' between (so at most one attempt per REOPEN_MAX_MS while Redis
+   * stays away), until it is disconnected on purpose.
+   */
+  private reopenWhenEnded(redis: Redis, role: string): void {
+    let ended = 0;
+    let timer: NodeJS.Timeout | undefined;
+    redis.on('ready', () => {
+      ended = 0;
+    });
+    redis.on('end', () => {
+      if (this.retired.has(redis)) return;
+      const pauseMs = Math.min(REOPEN_FIRST_MS * 2 ** ended++, REOPEN_MAX_MS);
+      this.log.warn('redis connection ended on its own; opening it again', {
+        role,
+        redis: redactUrl(this.config.url),
+        inMs: pauseMs,
+      });
+      clearTimeout(timer);
+      timer = setTimeout(() => {
+        if (!this.retired.has(redis) && redis.status === 'end') redis.connect().catch(() => {});
+      }, pauseMs);
+      timer.unref();
+    });
+  }
+
+  /** Closes a connection made by connect() for good. */
+  disconnect(redis: Redis): void {
+    this.retired.add(redis);
+    redis.disconnect();
   }
 
   /** Runs one of scripts.ts with the prefix as its first argument. */
@@ -130,10 +172,15 @@ export class FleetConnection {
 
   /** Closes the two shared connections; connections made by connect() are their owners' to close. */
   async close(): Promise<void> {
-    this.subscriber.disconnect();
+    this.disconnect(this.subscriber);
+    this.retired.add(this.redis);
     await this.redis.quit().catch(() => this.redis.disconnect());
   }
 }
+
+/** The first pause before an ended connection is opened again, and the longest (reopenWhenEnded). */
+const REOPEN_FIRST_MS = 250;
+const REOPEN_MAX_MS = 10_000;
 
 function withDefaults(options: FleetOptions): FleetConfig {
   const heartbeatMs = options.heartbeatMs ?? 15_000;

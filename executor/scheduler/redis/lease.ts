@@ -10,21 +10,26 @@ import { encodeResponse } from './codec.ts';
 import type { FleetConnection } from './fleet-connection.ts';
 import { wakeWorkers } from './live-workers.ts';
 
-/** The leases held in this process, and the signal that makes them hand their jobs back when the scheduler closes. */
+/**
+ * The leases held in this process, and the signal that makes them hand their jobs back when the scheduler closes.
+ * handBack() stops each held lease itself rather than each lease listening on that signal: a process may hold
+ * more leases than Node's 10 listeners per target before it warns of a leak (MaxListenersExceededWarning).
+ */
 export class HeldLeases {
   private readonly closing = new AbortController();
-  private readonly held = new Set<Promise<void>>();
+  private readonly held = new Map<Promise<void>, (reason: unknown) => void>();
 
   /** Aborted by handBack(), with the reason the runs are stopped. */
   get signal(): AbortSignal {
     return this.closing.signal;
   }
 
-  /** Counts one lease as held until the returned function is called. */
-  hold(): () => void {
+  /** Counts one lease as held until the returned function is called; handBack() calls `stop` with its reason. */
+  hold(stop: (reason: unknown) => void): () => void {
+    if (this.closing.signal.aborted) stop(this.closing.signal.reason);
     let settle!: () => void;
     const settled = new Promise<void>((resolve) => (settle = resolve));
-    this.held.add(settled);
+    this.held.set(settled, stop);
     return () => {
       this.held.delete(settled);
       settle();
@@ -36,7 +41,8 @@ export class HeldLeases {
     this.closing.abort(
       new RpcError(Code.UNAVAILABLE, 'this worker is shutting down; the action goes back to the queue'),
     );
-    const settled = Promise.all([...this.held]);
+    for (const stop of this.held.values()) stop(this.closing.signal.reason);
+    const settled = Promise.all([...this.held.keys()]);
     await Promise.race([settled, new Promise((resolve) => setTimeout(resolve, graceMs).unref())]);
   }
 }
@@ -54,10 +60,7 @@ export function holdLease(options: {
   const name = job.operation;
   const { leaseMs, retainMs } = fleet.config;
   const controller = new AbortController();
-  const unhold = leases.hold();
-
-  const onClose = () => controller.abort(leases.signal.reason);
-  leases.signal.addEventListener('abort', onClose, { once: true });
+  const unhold = leases.hold((reason) => controller.abort(reason));
   const cancelled = () => controller.abort(new RpcError(Code.CANCELLED, 'the operation was cancelled'));
   // Cancellation reaches the holder at once by pub/sub, and at its next renewal should that message be lost.
   const listening = fleet.events.listen(name, (message) => message === 'cancel' && cancelled()).catch(() => null);
@@ -82,7 +85,6 @@ export function holdLease(options: {
 
   const release = () => {
     clearInterval(renewal);
-    leases.signal.removeEventListener('abort', onClose);
     void listening.then((stop) => stop?.());
     unhold();
   };

@@ -30,6 +30,9 @@ import { verifyJob } from './verify-job.ts';
 /** A job leased to a slot: its operation, the job as queued (JSON; '' when it expired meanwhile), attempts, token. */
 type Handed = [name: string, job: string, attempts: number, token: string];
 
+/** The pause after a wait for work failed, before the slot asks the queue again. */
+const WAIT_RETRY_MS = 500;
+
 /** How many affinity keys a slot remembers a job of (the most recent): bounds what each claim asks warmFor. */
 const REMEMBERED_KEYS = 64;
 
@@ -90,7 +93,7 @@ export async function joinFleet(fleet: FleetConnection, leases: HeldLeases, work
     const stop = () => {
       // A blocked BLPOP cannot be withdrawn; dropping its connection ends it (the next wait opens another).
       if (blocking === connection) blocking = null;
-      connection.disconnect();
+      fleet.disconnect(connection);
     };
     const signals = AbortSignal.any([signal, leases.signal]);
     if (signals.aborted) throw signals.reason;
@@ -138,9 +141,12 @@ export async function joinFleet(fleet: FleetConnection, leases: HeldLeases, work
         // Redis is away: wait for it rather than spin (the blocking connection's own retries pace this).
         fleet.log.warn('could not ask the queue for work', { worker: id, error: (err as Error).message });
       }
-      handed ??= await waitForWork(signal).catch((err) => {
-        if (!signal.aborted && !leases.signal.aborted)
-          fleet.log.warn('waiting for work failed', { worker: id, error: (err as Error).message });
+      handed ??= await waitForWork(signal).catch(async (err) => {
+        if (signal.aborted || leases.signal.aborted) return null;
+        fleet.log.warn('waiting for work failed', { worker: id, error: (err as Error).message });
+        // A connection that fails at once (ended, until fleet-connection.ts opens it again) fails every command
+        // without touching the event loop: without this pause the loop would spin and starve the process.
+        await pause(WAIT_RETRY_MS, AbortSignal.any([signal, leases.signal]));
         return null;
       });
       if (handed === null || handed[1] === '') continue;
@@ -179,10 +185,23 @@ export async function joinFleet(fleet: FleetConnection, leases: HeldLeases, work
     take,
     async leave() {
       clearInterval(heartbeat);
-      blocking?.disconnect();
+      if (blocking !== null) fleet.disconnect(blocking);
       // Jobs handed to this slot that it never read go back to the queue, for the workers that could take them.
       const requeued = await fleet.script<string[]>('leave', id).catch(() => []);
       if (requeued.length > 0) await wakeWorkers(fleet, requeued).catch(() => {});
     },
   };
+}
+
+/** Resolves after `ms`, or at once when `signal` aborts. */
+function pause(ms: number, signal: AbortSignal): Promise<void> {
+  return new Promise((resolve) => {
+    const done = () => {
+      clearTimeout(timer);
+      signal.removeEventListener('abort', done);
+      resolve();
+    };
+    const timer = setTimeout(done, ms);
+    signal.addEventListener('abort', done, { once: true });
+  });
 }

@@ -483,7 +483,7 @@ describe.runIf(haveRedis())('on a real Redis', () => {
         async mortalWorkers() {
           const { scheduler, fleet } = await member();
           // The process is gone: no more renewals, no heartbeat.
-          return { scheduler, die: () => fleet.redis.disconnect(false) };
+          return { scheduler, die: () => fleet.disconnect(fleet.redis) };
         },
         async expireLease(name) {
           await raw.zadd(`${prefix}leases`, 0, name);

@@ -269,7 +269,7 @@ describe.runIf(haveRedis())('RedisScheduler on a real Redis', () => {
     for (let i = 0; i < 100 && (await raw.hlen(`${prefix}idle`)) === 0; i++)
       await new Promise((resolve) => setTimeout(resolve, 20));
     expect(JSON.parse((await raw.hvals(`${prefix}idle`))[0]!)).toMatchObject({ k: [expect.any(String)] });
-    dying.fleet.redis.disconnect(false);
+    dying.fleet.disconnect(dying.fleet.redis);
     stop.abort(new Error('dead'));
     const cold = await (await scheduler(timing)).join({ name: 'cold', platform: AMD64 });
     const op = await front.submit(job('23', 'amd64', 0, 'tool'), null, ALICE.id);
