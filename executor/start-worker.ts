@@ -9,13 +9,14 @@
 import { arch, hostname } from 'node:os';
 import type { WorkerConfig } from './config/worker-options.ts';
 import { LarderError } from '../shared/errors.ts';
-import { createLogger } from '../shared/log.ts';
+import { createLogger, type Logger } from '../shared/log.ts';
 import { describeWorkerPlatform, workerPlatform } from './reapi/platform.ts';
 import { warnAboutPasswords } from './command-line.ts';
 import { guardPrivatePaths, runAsName } from './private-paths.ts';
 import { RedisScheduler } from './scheduler/redis/redis-scheduler.ts';
 import { openFrontend } from './worker/frontend.ts';
 import { grpcActionCacheWriter, grpcCas } from './worker/grpc-cas.ts';
+import { DisposalStack, once } from './startup/disposal-stack.ts';
 import { openWorkerSideDoor } from './startup/worker-side-door.ts';
 import { Worker } from './worker/worker.ts';
 import { actionIdentities, openWorkerHost } from './worker/worker-host.ts';
@@ -41,25 +42,37 @@ export async function startWorkerProcess(
 ): Promise<RunningWorker> {
   const log = createLogger(config.logLevel, config.logFormat);
   if (options.commandLine !== undefined) warnAboutPasswords(options.commandLine, log);
-  const frontend = openFrontend({
-    url: config.frontend,
-    caPath: config.frontendCaPath,
-    credentialsPath: config.frontendCredentialsPath,
-  });
+  const opened = new DisposalStack();
   try {
-    await checkFrontend(frontend);
+    return await start(config, options, log, opened);
   } catch (err) {
-    frontend.close();
+    // Whatever step failed, what the steps before it opened (the queue's connections among them) is closed again.
+    await opened.dispose().catch((e: Error) => log.warn('closing after a failed start', { error: e.message }));
     throw err;
   }
+}
+
+/** The start-up steps, in order; each registers on `opened` how to undo itself, and close() undoes them all. */
+async function start(
+  config: WorkerConfig,
+  options: { announce?: boolean },
+  log: Logger,
+  opened: DisposalStack,
+): Promise<RunningWorker> {
+  const frontend = opened.use(
+    openFrontend({
+      url: config.frontend,
+      caPath: config.frontendCaPath,
+      credentialsPath: config.frontendCredentialsPath,
+    }),
+    (f) => f.close(),
+  );
+  await checkFrontend(frontend);
   // Actions must not read the frontend credentials or the queue password (executor/private-paths.ts).
   const secrets = { required: [], advised: config.execution.secretPaths };
   const runAs = runAsName(config.execution);
   const identities = actionIdentities(config.execution).all.map((id) => ({ ...id, name: runAs }));
-  await guardPrivatePaths(secrets, identities, log).catch((err) => {
-    frontend.close();
-    return Promise.reject(err);
-  });
+  await guardPrivatePaths(secrets, identities, log);
   const scheduler = await RedisScheduler.open({
     url: config.queue,
     passwordFile: config.execution.queuePasswordFile,
@@ -67,8 +80,10 @@ export async function startWorkerProcess(
     log,
     leaseMs: config.queueLeaseMs,
   });
-  const side = await openWorkerSideDoor(config, log);
-  const host = await openWorkerHost(config.execution, log);
+  const closeScheduler = once(() => scheduler.close());
+  opened.defer(closeScheduler);
+  const side = opened.use(await openWorkerSideDoor(config, log), (s) => s.close());
+  const host = opened.use(await openWorkerHost(config.execution, log), (h) => h.close());
   const platform = workerPlatform(config.execution.platform, host.runnerKinds);
   const name = `${hostname()}/${normalArch()}/${process.pid}`;
   const worker = new Worker({
@@ -84,19 +99,13 @@ export async function startWorkerProcess(
       writeActionResult: grpcActionCacheWriter(frontend),
     },
   });
-  const close = async () => {
-    // The queue first: it stops runs and hands their jobs back, so another worker starts them at once.
-    await scheduler.close();
-    await worker.stop();
-    await host.close();
-    await side.close();
-    frontend.close();
-  };
   await worker.start();
-  const metrics = await side.serve({ name, worker, host }).catch(async (err: unknown) => {
-    await close();
-    throw err;
+  opened.defer(async () => {
+    // The queue first: it stops runs and hands their jobs back, so another worker starts them at once.
+    await closeScheduler();
+    await worker.stop();
   });
+  const metrics = await side.serve({ name, worker, host });
   log.info('worker ready', {
     name,
     platform: describeWorkerPlatform(platform),
@@ -111,7 +120,7 @@ export async function startWorkerProcess(
     name,
     worker,
     metricsUrl: metrics?.url ?? null,
-    close,
+    close: () => opened.dispose(),
   };
 }
 
