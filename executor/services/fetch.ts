@@ -23,7 +23,7 @@ import { digestMessage } from '../reapi/digests.ts';
 import { Code, RpcError } from '../reapi/grpc-status.ts';
 import type { ServiceHandlers } from '../grpc/adapt.ts';
 import { firstMissing } from './asset/directory-tree.ts';
-import { readRecord, writeRecord } from './asset/records.ts';
+import { casSize, readRecord, writeRecord } from './asset/records.ts';
 import { type AssetRequest, instantOf, parseAssetRequest } from './asset/request.ts';
 import { fetchMetrics } from './asset/metrics.ts';
 import { SharedDownloads } from './asset/shared-downloads.ts';
@@ -218,7 +218,7 @@ async function lookUp(
   if (record !== null) return { uri: asset.uris[0]!, digest: record.digest };
   // Content is what its SHA-256 says, however old: only a client that asks for fresh content misses here.
   if (checksum.algorithm === 'sha256' && when.oldest === null) {
-    const size = await store.stat(blobKey(asset.instance, 'cas', checksum.hex));
+    const size = await casSize(store, blobKey(asset.instance, 'cas', checksum.hex));
     if (size !== null) return { uri: asset.uris[0]!, digest: { hash: checksum.hex, sizeBytes: size } };
   }
   return null;

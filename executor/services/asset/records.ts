@@ -10,6 +10,7 @@
 import { createHash } from 'node:crypto';
 import { type BlobKey, blobKey, type Digest } from '../../../shared/digest.ts';
 import type { BlobStore } from '../../../shared/storage/store.ts';
+import { statMany } from '../../../shared/storage/stat-many.ts';
 import { readWhole } from '../../../shared/storage/streams.ts';
 import type { Checksum } from './qualifiers.ts';
 
@@ -106,8 +107,19 @@ export async function readRecord(
   remember(store, recentKey, record);
   if (record.expireAt !== null && record.expireAt <= when.now) return null;
   if (when.oldest !== null && record.since < when.oldest) return null;
-  const size = await store.stat(blobKey(instance, 'cas', record.digest.hash));
+  const size = await casSize(store, blobKey(instance, 'cas', record.digest.hash));
   return size === record.digest.sizeBytes ? record : null;
+}
+
+/**
+ * The size of a CAS blob, asked the way FindMissingBlobs asks (statMany: a disk store answers from its index
+ * with no system call), so a FetchBlob answered from the cache costs what a FindMissingBlobs of its digest
+ * would. Where that answer is "not known" (statMany may say so of a blob it cannot vouch for cheaply, e.g. one
+ * a bucket index has forgotten) the store is asked outright: with the origin down, the blob is the only copy.
+ */
+export async function casSize(store: BlobStore, key: BlobKey): Promise<number | null> {
+  const [known] = await statMany(store, [key], 1);
+  return known ?? (await store.stat(key));
 }
 
 /** A record as the store holds it; null when there is none or it cannot be read. */

@@ -9,6 +9,7 @@ import { createHash } from 'node:crypto';
 import { lookup } from 'node:dns/promises';
 import { once } from 'node:events';
 import { type AddressInfo, createServer } from 'node:net';
+import { rmSync } from 'node:fs';
 import { writeFile } from 'node:fs/promises';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
@@ -18,7 +19,9 @@ import * as grpc from '@grpc/grpc-js';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { createClient, type CallOptions, type ServiceClient } from '../../../executor/grpc/client.ts';
 import { Fetch, Push } from '../../../shared/proto/gen/build/bazel/remote/asset/v1/remote_asset_pb.ts';
-import { codeOf, digestOf, startTestServer, type TestServer } from '../helpers.ts';
+import { openStore } from '../../../shared/storage/from-config.ts';
+import type { BlobStore } from '../../../shared/storage/store.ts';
+import { codeOf, digestOf, reachableTempDir, startTestServer, type TestServer } from '../helpers.ts';
 import { type Origin, type Route, startOrigin } from './origin.ts';
 
 const { OK, INVALID_ARGUMENT, NOT_FOUND, PERMISSION_DENIED, FAILED_PRECONDITION, DEADLINE_EXCEEDED, UNAVAILABLE } =
@@ -451,6 +454,30 @@ describe('FetchBlob limits and roles', () => {
       },
       address,
     );
+  });
+
+  it('answers from the cache with the origin gone even where the batch existence check has forgotten the blob', async () => {
+    // An index in front of a store (a bucket index past its TTL) may answer "not known" for a blob the store holds:
+    // FetchBlob then asks the store itself, since with the origin down the stored copy is the only one.
+    const dir = reachableTempDir('larder-asset-forgetful-');
+    const disk = await openStore({ kind: 'disk', path: dir, maxBytes: 64 * 1024 * 1024 });
+    const forgetful: BlobStore = { ...disk, statMany: async (keys) => keys.map(() => null) };
+    const origin = await startOrigin({ '/file': { body: FILE } });
+    const server = await startTestServer({ args: ['--fetch-allow', origin.host], store: forgetful });
+    const clients = assetClients(server);
+    try {
+      const uris = [`${origin.url}/file`];
+      expect((await clients.fetch.fetchBlob({ uris })).blobDigest?.hash).toBe(digestOf(FILE).hash);
+      await origin.stop();
+      expect((await clients.fetch.fetchBlob({ uris })).blobDigest?.hash).toBe(digestOf(FILE).hash);
+      expect(origin.count('/file')).toBe(1);
+    } finally {
+      clients.fetch.close();
+      clients.push.close();
+      await server.stop();
+      await origin.stop().catch(() => {});
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 
   it('bounds the time to connect: a TLS upstream that never answers the handshake', async () => {
