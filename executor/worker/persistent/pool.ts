@@ -103,10 +103,15 @@ export class PersistentWorkerPool {
         }
         if (this.slots.size < this.options.maxTotal) return this.create(key, hint);
       }
+      // Woken by any release (or by its cancel), it looks again; its listener goes with each wake, so a
+      // long wait through many releases does not pile listeners on the action's signal.
       await new Promise<void>((resolve) => {
-        const waiter = { key, wake: resolve };
-        this.waiters.push(waiter);
-        signal.addEventListener('abort', () => resolve(), { once: true });
+        const wake = () => {
+          signal.removeEventListener('abort', wake);
+          resolve();
+        };
+        this.waiters.push({ key, wake });
+        signal.addEventListener('abort', wake, { once: true });
       });
     }
   }
