@@ -173,8 +173,12 @@ type ErrorCallback = (error: grpc.ServerErrorResponse | null, value?: unknown) =
 
 function adaptMethod(method: DescMethod, handler: AnyHandler, options: AdaptOptions): grpc.UntypedHandleCall {
   const path = `/${method.parent.typeName}/${method.name}`;
-  const finished = (ctx: CallContext, code: grpc.status, reply?: unknown) =>
+  /** Per call, what stops listening for its cancel: called once the call is answered. */
+  const stopWatching = new WeakMap<CallContext, () => void>();
+  const finished = (ctx: CallContext, code: grpc.status, reply?: unknown) => {
+    stopWatching.get(ctx)?.();
     options.observe?.finished(ctx, code, reply);
+  };
   const fail = (ctx: CallContext, err: unknown): grpc.ServerErrorResponse => {
     const status = callStatus(err);
     finished(ctx, status.code);
@@ -186,9 +190,12 @@ function adaptMethod(method: DescMethod, handler: AnyHandler, options: AdaptOpti
   };
   // Cancellation is watched from the first moment (a client may give up while its credentials are
   // checked); the call is logged before it is authorised, so refused calls show up in debug logs too.
+  // grpc-js reports 'cancelled' also when a call's stream closes after it was answered; by then nothing listens,
+  // so the listener goes as the handler settles (an error with its stack per call is not free).
   const begin = (call: { metadata: grpc.Metadata; getPeer(): string } & NodeJS.EventEmitter): CallContext => {
     const controller = new AbortController();
-    call.on('cancelled', () => controller.abort(new LarderError('aborted', 'the client cancelled the call')));
+    const cancelled = () => controller.abort(new LarderError('aborted', 'the client cancelled the call'));
+    call.once('cancelled', cancelled);
     const ctx: CallContext = {
       path,
       metadata: call.metadata,
@@ -196,6 +203,7 @@ function adaptMethod(method: DescMethod, handler: AnyHandler, options: AdaptOpti
       principal: null,
       peer: call.getPeer(),
     };
+    stopWatching.set(ctx, () => call.removeListener('cancelled', cancelled));
     options.onCall?.(ctx);
     return ctx;
   };
