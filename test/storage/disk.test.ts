@@ -1,9 +1,10 @@
 import { randomBytes } from 'node:crypto';
-import { mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { blobKey } from '../../shared/digest.ts';
 import { DiskStore } from '../../shared/storage/disk.ts';
+import { verifying } from '../../shared/storage/verifying.ts';
 import { collect, streamOf } from '../../shared/storage/streams.ts';
 import { tempDir } from '../helpers/edge-process.ts';
 import { sha256 } from '../helpers/http.ts';
@@ -113,6 +114,19 @@ describe('disk store', () => {
     await store.put(ac, blob, 1000);
     expect(await store.locate(ac)).toBeNull();
     await store.close();
+  });
+
+  it('writes again an upload of a blob whose file was removed behind its back (its index may still vouch for it)', async () => {
+    const path = freshDir();
+    const store = verifying(await DiskStore.open({ path, maxBytes: 1 << 20 }));
+    const blob = randomBytes(1000);
+    await store.put(cas(blob), blob, 1000);
+    const file = (readdirSync(path, { recursive: true }) as string[]).find((f) => f.endsWith(cas(blob).hash))!;
+    rmSync(join(path, file));
+    await store.put(cas(blob), blob, 1000);
+    expect(await store.stat(cas(blob))).toBe(1000);
+    expect(bytesOf(await collect((await store.get(cas(blob)))!.body, 1 << 20))).toEqual(bytesOf(blob));
+    await store.close?.();
   });
 
   it('keeps serving a blob that is evicted while it is being read', async () => {
