@@ -2,17 +2,16 @@
 // in-memory scheduler, and the Redis one against a real redis-server with separate RedisScheduler instances
 // standing for frontends and worker processes. What only one of them does (a fleet's wake-ups, worker identities,
 // stranded jobs, forged queue entries; the in-memory retention count) stays in its own suite.
-import { create, toBinary } from '@bufbuild/protobuf';
+import { create } from '@bufbuild/protobuf';
 import { Redis } from 'ioredis';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { Code } from '../../../executor/reapi/grpc-status.ts';
-import { splitPlatform, workerPlatform } from '../../../executor/reapi/platform.ts';
+import { workerPlatform } from '../../../executor/reapi/platform.ts';
 import { MemoryScheduler } from '../../../executor/scheduler/memory-scheduler.ts';
 import { FleetConnection } from '../../../executor/scheduler/redis/fleet-connection.ts';
 import { RedisScheduler, type RedisSchedulerOptions } from '../../../executor/scheduler/redis/redis-scheduler.ts';
 import {
   type Caller,
-  type ExecutionJob,
   type Lease,
   MAX_WAITERS,
   type OperationState,
@@ -20,54 +19,12 @@ import {
   type WorkerInfo,
 } from '../../../executor/scheduler/scheduler.ts';
 import { createLogger } from '../../../shared/log.ts';
-import {
-  ActionSchema,
-  CommandSchema,
-  ExecuteResponseSchema,
-  PlatformSchema,
-} from '../../../shared/proto/gen/build/bazel/remote/execution/v2/remote_execution_pb.ts';
+import { ExecuteResponseSchema } from '../../../shared/proto/gen/build/bazel/remote/execution/v2/remote_execution_pb.ts';
 import { haveRedis, startRedis, type TestRedis } from '../../helpers/redis.ts';
-import { digestOf } from '../helpers.ts';
+import { job } from './jobs.ts';
 
 const AMD64 = workerPlatform(new Map([['Arch', ['amd64']]]), ['local']);
 const ARM64 = workerPlatform(new Map([['Arch', ['arm64']]]), ['local']);
-
-interface JobOptions {
-  arch?: string;
-  priority?: number;
-  /** The job's persistentWorkerKey (an execution option: affinity, never routing). */
-  key?: string;
-  /** Another routing property (a constraint). */
-  pool?: string;
-}
-
-/** A job as a frontend makes one: an Action and Command whose bytes hash to the digests they are named by. */
-function job(id: string, options: JobOptions = {}): Omit<ExecutionJob, 'operation'> {
-  const properties = [{ name: 'Arch', value: options.arch ?? 'amd64' }];
-  if (options.key !== undefined) properties.push({ name: 'persistentWorkerKey', value: options.key });
-  if (options.pool !== undefined) properties.splice(0, 1, { name: 'Pool', value: options.pool });
-  const platform = create(PlatformSchema, { properties });
-  const command = create(CommandSchema, { arguments: ['true', id] });
-  const commandBytes = toBinary(CommandSchema, command);
-  const action = create(ActionSchema, {
-    commandDigest: digestOf(commandBytes),
-    inputRootDigest: digestOf(''),
-    platform,
-  });
-  const actionBytes = toBinary(ActionSchema, action);
-  const actionDigest = digestOf(actionBytes);
-  return {
-    instance: '',
-    actionDigest: { hash: actionDigest.hash, sizeBytes: Number(actionDigest.sizeBytes) },
-    action,
-    command,
-    encoded: { action: actionBytes, command: commandBytes },
-    platform: splitPlatform(platform, undefined),
-    timeoutMs: 60_000,
-    priority: options.priority ?? 0,
-    queuedAt: new Date(),
-  };
-}
 
 const idOf = (lease: Lease) => lease.job.command.arguments[1];
 

@@ -1,48 +1,18 @@
 // The Redis fleet across a Redis outage, against a real redis-server that is stopped and started again on the same
 // port (a restart, or a failover's gap): leases held through it draw no listener-leak warning, and a worker slot
 // whose connections ioredis gave up on runs work again once Redis is back.
-import { create, toBinary } from '@bufbuild/protobuf';
+import { create } from '@bufbuild/protobuf';
 import type { Redis } from 'ioredis';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { splitPlatform, workerPlatform } from '../../../executor/reapi/platform.ts';
+import { workerPlatform } from '../../../executor/reapi/platform.ts';
 import { FleetConnection } from '../../../executor/scheduler/redis/fleet-connection.ts';
 import { RedisScheduler } from '../../../executor/scheduler/redis/redis-scheduler.ts';
-import type { ExecutionJob } from '../../../executor/scheduler/scheduler.ts';
 import type { Logger } from '../../../shared/log.ts';
-import {
-  ActionSchema,
-  CommandSchema,
-  ExecuteResponseSchema,
-  PlatformSchema,
-} from '../../../shared/proto/gen/build/bazel/remote/execution/v2/remote_execution_pb.ts';
+import { ExecuteResponseSchema } from '../../../shared/proto/gen/build/bazel/remote/execution/v2/remote_execution_pb.ts';
 import { haveRedis, startRedis, type TestRedis } from '../../helpers/redis.ts';
-import { digestOf } from '../helpers.ts';
+import { job } from './jobs.ts';
 
 const AMD64 = workerPlatform(new Map([['Arch', ['amd64']]]), ['local']);
-
-function job(id: string): Omit<ExecutionJob, 'operation'> {
-  const platform = create(PlatformSchema, { properties: [{ name: 'Arch', value: 'amd64' }] });
-  const command = create(CommandSchema, { arguments: ['true', id] });
-  const commandBytes = toBinary(CommandSchema, command);
-  const action = create(ActionSchema, {
-    commandDigest: digestOf(commandBytes),
-    inputRootDigest: digestOf(''),
-    platform,
-  });
-  const actionBytes = toBinary(ActionSchema, action);
-  const actionDigest = digestOf(actionBytes);
-  return {
-    instance: '',
-    actionDigest: { hash: actionDigest.hash, sizeBytes: Number(actionDigest.sizeBytes) },
-    action,
-    command,
-    encoded: { action: actionBytes, command: commandBytes },
-    platform: splitPlatform(platform, undefined),
-    timeoutMs: 60_000,
-    priority: 0,
-    queuedAt: new Date(),
-  };
-}
 
 const ok = create(ExecuteResponseSchema, { status: { code: 0 }, result: { exitCode: 0 } });
 const OPERATOR = { id: 'basic:carol', operator: true };

@@ -5,51 +5,25 @@
 import { create, toBinary } from '@bufbuild/protobuf';
 import { Redis } from 'ioredis';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { splitPlatform, workerPlatform } from '../../../executor/reapi/platform.ts';
+import { workerPlatform } from '../../../executor/reapi/platform.ts';
 import { Code } from '../../../executor/reapi/grpc-status.ts';
 import { RedisScheduler, type RedisSchedulerOptions } from '../../../executor/scheduler/redis/redis-scheduler.ts';
-import type { Caller, ExecutionJob, OperationState, Scheduler } from '../../../executor/scheduler/scheduler.ts';
+import type { Caller, OperationState, Scheduler } from '../../../executor/scheduler/scheduler.ts';
 import { createLogger } from '../../../shared/log.ts';
 import {
   ActionSchema,
-  CommandSchema,
   ExecuteResponseSchema,
-  PlatformSchema,
 } from '../../../shared/proto/gen/build/bazel/remote/execution/v2/remote_execution_pb.ts';
 import { workerSpec } from '../../../executor/scheduler/redis/codec.ts';
 import { FleetConnection } from '../../../executor/scheduler/redis/fleet-connection.ts';
 import { haveRedis, startRedis, type TestRedis } from '../../helpers/redis.ts';
 import { digestOf } from '../helpers.ts';
+import { job as newJob } from './jobs.ts';
+
+const job = (id: string, arch = 'amd64', priority = 0, key?: string) => newJob(id, { arch, priority, key });
 
 const AMD64 = workerPlatform(new Map([['Arch', ['amd64']]]), ['local']);
 const ARM64 = workerPlatform(new Map([['Arch', ['arm64']]]), ['local']);
-
-/** A job as a frontend makes one: an Action and Command whose bytes hash to the digests they are named by. */
-function job(id: string, arch = 'amd64', priority = 0, key?: string): Omit<ExecutionJob, 'operation'> {
-  const properties = [{ name: 'Arch', value: arch }];
-  if (key !== undefined) properties.push({ name: 'persistentWorkerKey', value: key });
-  const platform = create(PlatformSchema, { properties });
-  const command = create(CommandSchema, { arguments: ['true', id] });
-  const commandBytes = toBinary(CommandSchema, command);
-  const action = create(ActionSchema, {
-    commandDigest: digestOf(commandBytes),
-    inputRootDigest: digestOf(''),
-    platform,
-  });
-  const actionBytes = toBinary(ActionSchema, action);
-  const actionDigest = digestOf(actionBytes);
-  return {
-    instance: '',
-    actionDigest: { hash: actionDigest.hash, sizeBytes: Number(actionDigest.sizeBytes) },
-    action,
-    command,
-    encoded: { action: actionBytes, command: commandBytes },
-    platform: splitPlatform(platform, undefined),
-    timeoutMs: 60_000,
-    priority,
-    queuedAt: new Date(),
-  };
-}
 
 const ALICE: Caller = { id: 'basic:alice', operator: false };
 const OPERATOR: Caller = { id: 'basic:carol', operator: true };
