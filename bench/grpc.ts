@@ -195,30 +195,12 @@ export function formatGrpcRows(rows: GrpcBenchRow[]): string {
  * so the spread between rounds shows how noisy the machine was.
  */
 export function formatGrpcComparison(now: GrpcBenchRow[][], before: GrpcBenchRow[][]): string {
-  const header = ['gRPC scenario', 'unit', 'now', 'before', 'now ÷ before', 'server CPU ms/call now', 'before'];
-  const rounds = (runs: GrpcBenchRow[][], i: number, pick: (r: GrpcBenchRow) => number) =>
-    runs.map((rows) => num(pick(rows[i]!))).join(', ');
-  const best = (runs: GrpcBenchRow[][], i: number) => Math.max(...runs.map((rows) => rows[i]!.throughput));
-  const body = now[0]!.map((row, i) => [
-    row.scenario,
-    row.unit,
-    rounds(now, i, (r) => r.throughput),
-    rounds(before, i, (r) => r.throughput),
-    `${(best(now, i) / best(before, i)).toFixed(2)}×`,
-    rounds(now, i, (r) => r.serverCpuMs),
-    rounds(before, i, (r) => r.serverCpuMs),
-  ]);
-  const widths = header.map((h, i) => Math.max(h.length, ...body.map((row) => row[i]!.length)));
-  const line = (cells: string[]) =>
-    `| ${cells.map((c, i) => (i < 2 ? c.padEnd(widths[i]!) : c.padStart(widths[i]!))).join(' | ')} |`;
-  const rule = `|${widths.map((w, i) => (i < 2 ? '-'.repeat(w + 2) : `${'-'.repeat(w + 1)}:`)).join('|')}|`;
-  return [
-    line(header),
-    rule,
-    ...body.map(line),
-    '',
+  return formatRounds(
+    now,
+    before,
+    ['now', 'before', 'now ÷ before', 'server CPU ms/call now', 'before'],
     'now ÷ before: best round of each; rounds ran alternately (now, before, now, before…) on the same machine.',
-  ].join('\n');
+  );
 }
 
 /**
@@ -226,39 +208,40 @@ export function formatGrpcComparison(now: GrpcBenchRow[][], before: GrpcBenchRow
  * noisy the machine was); the ratio is of the best round of each.
  */
 export function formatGrpcSideBySide(larder: GrpcBenchRow[][], peer: GrpcBenchRow[][]): string {
-  const header = [
-    'gRPC scenario',
-    'unit',
-    'larder',
-    'bazel-remote',
-    'larder ÷ bazel-remote',
-    'server CPU ms/call larder',
-    'bazel-remote',
-  ];
+  return formatRounds(
+    larder,
+    peer,
+    ['larder', 'bazel-remote', 'larder ÷ bazel-remote', 'server CPU ms/call larder', 'bazel-remote'],
+    'larder ÷ bazel-remote: throughput, best round of each; rounds ran alternately (larder, bazel-remote, …), ' +
+      "both with larder's generated client, stores on the same file system.",
+  );
+}
+
+/** Two series of alternating rounds, row by row: every round's throughput and CPU, and the ratio of the best rounds. */
+function formatRounds(
+  first: GrpcBenchRow[][],
+  second: GrpcBenchRow[][],
+  columns: [string, string, string, string, string],
+  footer: string,
+): string {
+  const header = ['gRPC scenario', 'unit', ...columns];
   const rounds = (runs: GrpcBenchRow[][], i: number, pick: (r: GrpcBenchRow) => number) =>
     runs.map((rows) => num(pick(rows[i]!))).join(', ');
   const best = (runs: GrpcBenchRow[][], i: number) => Math.max(...runs.map((rows) => rows[i]!.throughput));
-  const body = larder[0]!.map((row, i) => [
+  const body = first[0]!.map((row, i) => [
     row.scenario,
     row.unit,
-    rounds(larder, i, (r) => r.throughput),
-    rounds(peer, i, (r) => r.throughput),
-    `${(best(larder, i) / best(peer, i)).toFixed(2)}×`,
-    rounds(larder, i, (r) => r.serverCpuMs),
-    rounds(peer, i, (r) => r.serverCpuMs),
+    rounds(first, i, (r) => r.throughput),
+    rounds(second, i, (r) => r.throughput),
+    `${(best(first, i) / best(second, i)).toFixed(2)}×`,
+    rounds(first, i, (r) => r.serverCpuMs),
+    rounds(second, i, (r) => r.serverCpuMs),
   ]);
   const widths = header.map((h, i) => Math.max(h.length, ...body.map((row) => row[i]!.length)));
   const line = (cells: string[]) =>
     `| ${cells.map((c, i) => (i < 2 ? c.padEnd(widths[i]!) : c.padStart(widths[i]!))).join(' | ')} |`;
   const rule = `|${widths.map((w, i) => (i < 2 ? '-'.repeat(w + 2) : `${'-'.repeat(w + 1)}:`)).join('|')}|`;
-  return [
-    line(header),
-    rule,
-    ...body.map(line),
-    '',
-    'larder ÷ bazel-remote: throughput, best round of each; rounds ran alternately (larder, bazel-remote, …), ' +
-      "both with larder's generated client, stores on the same file system.",
-  ].join('\n');
+  return [line(header), rule, ...body.map(line), '', footer].join('\n');
 }
 
 /** larder and bazel-remote in alternating rounds of the same scenarios. */
