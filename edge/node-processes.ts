@@ -32,7 +32,8 @@ export async function startEdgeProcesses(config: EdgeConfig): Promise<EdgeProces
       if (!wasListening)
         return reject(new Error(`edge process ${child.process.pid} exited (${signal ?? code}) before listening`));
       console.error(`larder edge: process ${child.process.pid} exited (${signal ?? code}); starting another`);
-      fork();
+      const next = fork();
+      next.once('listening', () => console.error(`larder edge: process ${next.process.pid} serves in its place`));
     });
   });
   const close = async () => {

@@ -95,7 +95,10 @@ export async function startEdgeChildren(
         if (!listening)
           return reject(new Error(`edge process ${child.pid} exited (${signal ?? code}) before listening`));
         console.error(`larder edge: process ${child.pid} exited (${signal ?? code}); starting another`);
-        start().catch((err: unknown) => console.error(`larder edge: ${(err as Error).message}`));
+        start().then(
+          (next) => console.error(`larder edge: process ${next.pid} serves in its place`),
+          (err: unknown) => console.error(`larder edge: ${(err as Error).message}`),
+        );
       });
     });
 

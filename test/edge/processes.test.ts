@@ -10,10 +10,12 @@ import { type EdgeProcess, edgeRuntimes, startEdgeProcess, tempDir } from '../he
 import { randomBlob, request, sha256 } from '../helpers/http.ts';
 import { REPO_ROOT } from '../helpers/tools.ts';
 
-/** The children's PIDs, from the primary's listening line. */
+/** The children's PIDs: those of the primary's listening line, then each replacement's. */
 function childPids(edge: EdgeProcess): number[] {
   const match = /listening on \S+ \(\d+ processes: ([\d, ]+)\)/.exec(edge.output());
-  return match === null ? [] : match[1]!.split(', ').map(Number);
+  const first = match === null ? [] : match[1]!.split(', ').map(Number);
+  const replacements = [...edge.output().matchAll(/process (\d+) serves in its place/g)].map((m) => Number(m[1]));
+  return [...first, ...replacements];
 }
 
 /** Running (a zombie, dead but not yet reaped, does not count). */
@@ -90,9 +92,11 @@ describe.each(edgeRuntimes())('larder edge --processes 2 on one disk folder, on 
     expect((await request(new http.Agent(), `${edge.url}/cas/${hash}`, 'PUT', data)).status).toBe(200);
     process.kill(victim, 'SIGKILL');
     await edge.waitForOutput(`process ${victim} exited (SIGKILL); starting another`);
-    // The replacement is the primary's third child; it serves once its port answers on fresh connections again.
-    const replaced = await allGone([victim], 10_000);
-    expect(replaced).toBe(true);
+    // The replacement is the primary's third child; waited for, so the clean-up stops it too.
+    await edge.waitForOutput('serves in its place');
+    const replacement = childPids(edge)[2]!;
+    expect(await allGone([victim], 10_000)).toBe(true);
+    expect(alive(replacement)).toBe(true);
     const got = await Promise.all(
       Array.from({ length: 8 }, () => request(new http.Agent({ keepAlive: false }), `${edge.url}/cas/${hash}`, 'GET')),
     );
