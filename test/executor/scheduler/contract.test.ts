@@ -11,7 +11,6 @@ import { MemoryScheduler } from '../../../executor/scheduler/memory-scheduler.ts
 import { FleetConnection } from '../../../executor/scheduler/redis/fleet-connection.ts';
 import { RedisScheduler, type RedisSchedulerOptions } from '../../../executor/scheduler/redis/redis-scheduler.ts';
 import {
-  type Caller,
   type Lease,
   MAX_WAITERS,
   type OperationState,
@@ -21,41 +20,14 @@ import {
 import { createLogger } from '../../../shared/log.ts';
 import { ExecuteResponseSchema } from '../../../shared/proto/gen/build/bazel/remote/execution/v2/remote_execution_pb.ts';
 import { haveRedis, startRedis, type TestRedis } from '../../helpers/redis.ts';
-import { job } from './jobs.ts';
+import { ALICE, aborted, BOB, job, MALLORY, OPERATOR, ok, whenDone } from './fixtures.ts';
 
 const AMD64 = workerPlatform(new Map([['Arch', ['amd64']]]), ['local']);
 const ARM64 = workerPlatform(new Map([['Arch', ['arm64']]]), ['local']);
 
 const idOf = (lease: Lease) => lease.job.command.arguments[1];
 
-const ALICE: Caller = { id: 'basic:alice', operator: false };
-const BOB: Caller = { id: 'basic:bob', operator: false };
-const MALLORY: Caller = { id: 'basic:mallory', operator: false };
-const OPERATOR: Caller = { id: 'basic:carol', operator: true };
-
-const ok = (exitCode: number) => create(ExecuteResponseSchema, { status: { code: 0 }, result: { exitCode } });
 const stopped = create(ExecuteResponseSchema, { status: { code: Code.CANCELLED, message: 'stopped' } });
-
-const aborted = (signal: AbortSignal) =>
-  signal.aborted
-    ? Promise.resolve()
-    : new Promise<void>((resolve) => signal.addEventListener('abort', () => resolve(), { once: true }));
-
-/** Resolves with the state once `scheduler` reports the operation done (by subscription, not polling). */
-async function whenDone(scheduler: Scheduler, name: string): Promise<OperationState> {
-  let wake = () => {};
-  const unsubscribe = await scheduler.subscribe(name, () => wake());
-  try {
-    for (;;) {
-      const changed = new Promise<void>((resolve) => (wake = resolve));
-      const state = await scheduler.get(name, OPERATOR);
-      if (state?.done) return state;
-      await changed;
-    }
-  } finally {
-    unsubscribe?.();
-  }
-}
 
 /** One scheduler "deployment" for one test. */
 interface Fleet {

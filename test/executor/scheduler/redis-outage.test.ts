@@ -1,21 +1,13 @@
-// The Redis fleet across a Redis outage, against a real redis-server that is stopped and started again on the same
-// port (a restart, or a failover's gap): leases held through it draw no listener-leak warning, and a worker slot
-// whose connections ioredis gave up on runs work again once Redis is back.
-import { create } from '@bufbuild/protobuf';
 import type { Redis } from 'ioredis';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { workerPlatform } from '../../../executor/reapi/platform.ts';
 import { FleetConnection } from '../../../executor/scheduler/redis/fleet-connection.ts';
 import { RedisScheduler } from '../../../executor/scheduler/redis/redis-scheduler.ts';
 import type { Logger } from '../../../shared/log.ts';
-import { ExecuteResponseSchema } from '../../../shared/proto/gen/build/bazel/remote/execution/v2/remote_execution_pb.ts';
 import { haveRedis, startRedis, type TestRedis } from '../../helpers/redis.ts';
-import { job } from './jobs.ts';
+import { job, OPERATOR, ok } from './fixtures.ts';
 
 const AMD64 = workerPlatform(new Map([['Arch', ['amd64']]]), ['local']);
-
-const ok = create(ExecuteResponseSchema, { status: { code: 0 }, result: { exitCode: 0 } });
-const OPERATOR = { id: 'basic:carol', operator: true };
 
 /** A logger that lets a test wait for the n-th warning with a given message. */
 function watchedLog() {
@@ -79,7 +71,7 @@ describe.runIf(haveRedis())('the Redis fleet across a Redis outage', () => {
     for (let i = 0; i < 12; i++) leases.push(await slot.take(stopping.signal));
     // Renewals fail while Redis is away, as in a failover; the leases stay held.
     await redis.restart(() => warned('could not renew a lease', 1, 30_000));
-    await Promise.all(leases.map((lease) => lease.complete(ok)));
+    await Promise.all(leases.map((lease) => lease.complete(ok(0))));
     for (const name of names) expect((await front.get(name, OPERATOR))?.done).toBe(true);
     expect(warnings.map((w) => w.name)).not.toContain('MaxListenersExceededWarning');
     stopping.abort();
@@ -123,7 +115,7 @@ describe.runIf(haveRedis())('the Redis fleet across a Redis outage', () => {
     ]);
     expect(lease?.job.operation).toBe(op.name);
     await warned('redis connection ended on its own; opening it again', 2, 1_000);
-    await lease!.complete(ok);
+    await lease!.complete(ok(0));
     expect((await front.get(op.name, OPERATOR))?.done).toBe(true);
     stopping.abort();
   }, 90_000);

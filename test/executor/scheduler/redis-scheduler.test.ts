@@ -8,7 +8,6 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { workerPlatform } from '../../../executor/reapi/platform.ts';
 import { Code } from '../../../executor/reapi/grpc-status.ts';
 import { RedisScheduler, type RedisSchedulerOptions } from '../../../executor/scheduler/redis/redis-scheduler.ts';
-import type { Caller, OperationState, Scheduler } from '../../../executor/scheduler/scheduler.ts';
 import { createLogger } from '../../../shared/log.ts';
 import {
   ActionSchema,
@@ -18,38 +17,12 @@ import { workerSpec } from '../../../executor/scheduler/redis/codec.ts';
 import { FleetConnection } from '../../../executor/scheduler/redis/fleet-connection.ts';
 import { haveRedis, startRedis, type TestRedis } from '../../helpers/redis.ts';
 import { digestOf } from '../helpers.ts';
-import { job as newJob } from './jobs.ts';
+import { ALICE, aborted, job as newJob, ok, whenDone } from './fixtures.ts';
 
 const job = (id: string, arch = 'amd64', priority = 0, key?: string) => newJob(id, { arch, priority, key });
 
 const AMD64 = workerPlatform(new Map([['Arch', ['amd64']]]), ['local']);
 const ARM64 = workerPlatform(new Map([['Arch', ['arm64']]]), ['local']);
-
-const ALICE: Caller = { id: 'basic:alice', operator: false };
-const OPERATOR: Caller = { id: 'basic:carol', operator: true };
-
-const ok = (exitCode: number) => create(ExecuteResponseSchema, { status: { code: 0 }, result: { exitCode } });
-
-const aborted = (signal: AbortSignal) =>
-  signal.aborted
-    ? Promise.resolve()
-    : new Promise<void>((resolve) => signal.addEventListener('abort', () => resolve(), { once: true }));
-
-/** Resolves with the state once `scheduler` reports the operation done (by subscription, not polling). */
-async function whenDone(scheduler: Scheduler, name: string): Promise<OperationState> {
-  let wake = () => {};
-  const unsubscribe = await scheduler.subscribe(name, () => wake());
-  try {
-    for (;;) {
-      const changed = new Promise<void>((resolve) => (wake = resolve));
-      const state = await scheduler.get(name, OPERATOR);
-      if (state?.done) return state;
-      await changed;
-    }
-  } finally {
-    unsubscribe?.();
-  }
-}
 
 describe.runIf(haveRedis())('RedisScheduler on a real Redis', () => {
   let redis: TestRedis;

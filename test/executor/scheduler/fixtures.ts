@@ -1,10 +1,11 @@
-/** Jobs for the scheduler suites, made as a frontend makes them. */
+/** What the scheduler suites share: jobs made as a frontend makes them, callers, results, and waiting for them. */
 import { create, toBinary } from '@bufbuild/protobuf';
 import { splitPlatform } from '../../../executor/reapi/platform.ts';
-import type { ExecutionJob } from '../../../executor/scheduler/scheduler.ts';
+import type { Caller, ExecutionJob, OperationState, Scheduler } from '../../../executor/scheduler/scheduler.ts';
 import {
   ActionSchema,
   CommandSchema,
+  ExecuteResponseSchema,
   PlatformSchema,
 } from '../../../shared/proto/gen/build/bazel/remote/execution/v2/remote_execution_pb.ts';
 import { digestOf } from '../helpers.ts';
@@ -47,4 +48,34 @@ export function job(id: string, options: JobOptions = {}): Omit<ExecutionJob, 'o
     priority: options.priority ?? 0,
     queuedAt: new Date(),
   };
+}
+
+export const ALICE: Caller = { id: 'basic:alice', operator: false };
+export const BOB: Caller = { id: 'basic:bob', operator: false };
+export const MALLORY: Caller = { id: 'basic:mallory', operator: false };
+export const OPERATOR: Caller = { id: 'basic:carol', operator: true };
+
+/** A worker's result: the command ran and exited with `exitCode`. */
+export const ok = (exitCode: number) => create(ExecuteResponseSchema, { status: { code: 0 }, result: { exitCode } });
+
+/** Resolves once `signal` aborts (at once if it has). */
+export const aborted = (signal: AbortSignal) =>
+  signal.aborted
+    ? Promise.resolve()
+    : new Promise<void>((resolve) => signal.addEventListener('abort', () => resolve(), { once: true }));
+
+/** Resolves with the state once `scheduler` reports the operation done (by subscription, not polling). */
+export async function whenDone(scheduler: Scheduler, name: string): Promise<OperationState> {
+  let wake = () => {};
+  const unsubscribe = await scheduler.subscribe(name, () => wake());
+  try {
+    for (;;) {
+      const changed = new Promise<void>((resolve) => (wake = resolve));
+      const state = await scheduler.get(name, OPERATOR);
+      if (state?.done) return state;
+      await changed;
+    }
+  } finally {
+    unsubscribe?.();
+  }
 }
