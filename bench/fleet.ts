@@ -34,10 +34,10 @@ import {
   type Digest,
 } from '../shared/proto/gen/build/bazel/remote/execution/v2/remote_execution_pb.ts';
 import { Redis } from 'ioredis';
-import { splitPlatform, workerPlatform } from '../executor/reapi/platform.ts';
+import { workerPlatform } from '../executor/reapi/platform.ts';
 import { MemoryScheduler } from '../executor/scheduler/memory-scheduler.ts';
 import { RedisScheduler } from '../executor/scheduler/redis/redis-scheduler.ts';
-import type { ExecutionJob, Scheduler } from '../executor/scheduler/scheduler.ts';
+import type { Scheduler } from '../executor/scheduler/scheduler.ts';
 import { createLogger } from '../shared/log.ts';
 import { peakRssMiB } from '../test/helpers/proc.ts';
 import { startRedis } from '../test/helpers/redis.ts';
@@ -51,6 +51,7 @@ import {
   startExecutorProcess,
 } from '../test/executor/helpers.ts';
 import { startFrontend, startWorker } from '../test/executor/fleet/fleet.ts';
+import { job } from '../test/executor/scheduler/fixtures.ts';
 import { formatTable, num } from './table.ts';
 
 export interface FleetFigures {
@@ -220,7 +221,7 @@ async function measureScheduler(
   let serial = 0;
   /** One operation, as the Execution service follows it: submit, subscribe, get until done. */
   const execute = async () => {
-    const state = await front.submit(benchJob(`${name}-${serial++}-${Date.now()}`), null, caller.id);
+    const state = await front.submit(job(`${name}-${serial++}-${Date.now()}`, { arch: null }), null, caller.id);
     let wake = () => {};
     const unsubscribe = await front.subscribe(state.name, () => wake());
     try {
@@ -267,26 +268,6 @@ async function measureScheduler(
     stop.abort(new Error('bench over'));
     await Promise.all(loops.map((l) => l.loop));
   }
-}
-
-/** A job whose bytes hash to its digests (a fleet's workers check), distinct per `id`. */
-function benchJob(id: string): Omit<ExecutionJob, 'operation'> {
-  const command = create(CommandSchema, { arguments: ['/bin/true', id] });
-  const commandBytes = toBinary(CommandSchema, command);
-  const action = create(ActionSchema, { commandDigest: digestOf(commandBytes), inputRootDigest: digestOf('') });
-  const actionBytes = toBinary(ActionSchema, action);
-  const digest = digestOf(actionBytes);
-  return {
-    instance: '',
-    actionDigest: { hash: digest.hash, sizeBytes: Number(digest.sizeBytes) },
-    action,
-    command,
-    encoded: { action: actionBytes, command: commandBytes },
-    platform: splitPlatform(undefined, undefined),
-    timeoutMs: 60_000,
-    priority: 0,
-    queuedAt: new Date(),
-  };
 }
 
 export function schedulerTable(figures: SchedulerFigures[]): string {

@@ -11,7 +11,8 @@ import {
 import { digestOf } from '../helpers.ts';
 
 export interface JobOptions {
-  arch?: string;
+  /** The Arch property (default amd64); null asks for none, so any worker matches. */
+  arch?: string | null;
   priority?: number;
   /** The job's persistentWorkerKey (an execution option: affinity, never routing). */
   key?: string;
@@ -24,7 +25,8 @@ export interface JobOptions {
  * command `true ID` so that every id is an action of its own.
  */
 export function job(id: string, options: JobOptions = {}): Omit<ExecutionJob, 'operation'> {
-  const properties = [{ name: 'Arch', value: options.arch ?? 'amd64' }];
+  const arch = options.arch === undefined ? 'amd64' : options.arch;
+  const properties = arch === null ? [] : [{ name: 'Arch', value: arch }];
   if (options.key !== undefined) properties.push({ name: 'persistentWorkerKey', value: options.key });
   if (options.pool !== undefined) properties.splice(0, 1, { name: 'Pool', value: options.pool });
   const platform = create(PlatformSchema, { properties });
