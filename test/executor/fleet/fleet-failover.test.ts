@@ -16,20 +16,15 @@ import { fromBinary } from '@bufbuild/protobuf';
 import { type Timestamp, timestampDate } from '@bufbuild/protobuf/wkt';
 import { Redis } from 'ioredis';
 import { mkdirSync, writeFileSync } from 'node:fs';
-import { readdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import {
-  type ActionResult,
-  ActionResultSchema,
-  ExecuteResponseSchema,
-} from '../../../shared/proto/gen/build/bazel/remote/execution/v2/remote_execution_pb.ts';
+import { ExecuteResponseSchema } from '../../../shared/proto/gen/build/bazel/remote/execution/v2/remote_execution_pb.ts';
 import { BazelWorkspace, bazelStatus, describeRun, remoteExecutionFlags } from '../../bazel/bazel.ts';
 import { haveRedis } from '../../helpers/redis.ts';
 import { haveRedisSentinel, startSentinels, type TestSentinels } from '../../helpers/redis-sentinel.ts';
 import { requireTool } from '../../helpers/tools.ts';
 import { type ExecutorProcess, reachableTempDir } from '../helpers.ts';
-import { startFrontend, startWorker, type WorkerProcess } from './fleet.ts';
+import { actionResults, startFrontend, startWorker, type WorkerProcess } from './fleet.ts';
 
 const bazel = bazelStatus();
 const runs =
@@ -161,14 +156,3 @@ describe.runIf(runs)('a fleet on a Sentinel-managed Redis whose primary dies mid
     }
   }, 660_000);
 });
-
-/** Every ActionResult in the disk store's action cache (default instance). */
-async function actionResults(store: string): Promise<ActionResult[]> {
-  const root = join(store, 'blobs', '_', 'ac');
-  const out: ActionResult[] = [];
-  for (const prefix of await readdir(root)) {
-    for (const name of await readdir(join(root, prefix)))
-      out.push(fromBinary(ActionResultSchema, await readFile(join(root, prefix, name))));
-  }
-  return out;
-}

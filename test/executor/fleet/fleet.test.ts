@@ -1,25 +1,14 @@
-// The fleet, all real and on loopback: one redis-server, two frontends (`larder executor --workers 0 --queue
-// redis://…`) over one shared disk store, two `larder worker`s on the host's Node (amd64) and one on an arm64
-// Node under qemu (it reports Arch=arm64 because process.arch says so). Real Bazel 4.2.3 builds through one
-// frontend with arm64 actions among the rest; then a worker is SIGKILLed mid-action and a frontend killed while
-// a client waits. Everything is started once for the file; the arm64 worker lives for the whole file.
-import { fromBinary } from '@bufbuild/protobuf';
 import { Redis } from 'ioredis';
 import { copyFileSync } from 'node:fs';
-import { readdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import {
-  ActionResultSchema,
-  type ActionResult,
-} from '../../../shared/proto/gen/build/bazel/remote/execution/v2/remote_execution_pb.ts';
 import { BazelWorkspace, bazelStatus, remoteExecutionFlags } from '../../bazel/bazel.ts';
 import { expectOk } from '../../bazel/expectations.ts';
 import { haveRedis, startRedis, type TestRedis } from '../../helpers/redis.ts';
 import { requireTool } from '../../helpers/tools.ts';
 import { ActionFixture, finalResponse, metadataOf } from '../execution/fixture.ts';
 import { type Clients, clientsFor, drain, type ExecutorProcess, reachableTempDir } from '../helpers.ts';
-import { arm64Toolchain, startFrontend, startWorker, type WorkerProcess } from './fleet.ts';
+import { actionResults, arm64Toolchain, startFrontend, startWorker, type WorkerProcess } from './fleet.ts';
 
 const bazel = bazelStatus();
 const haveBazel = requireTool('bazel', bazel.available ? bazel.path : undefined, 'apt-get install bazel-bootstrap');
@@ -163,14 +152,3 @@ describe.runIf(arm64 !== null)('a fleet: two frontends, amd64 and arm64 workers,
     await frontB.stop();
   }, 120_000);
 });
-
-/** Every ActionResult in the disk store's action cache (default instance). */
-async function actionResults(store: string): Promise<ActionResult[]> {
-  const root = join(store, 'blobs', '_', 'ac');
-  const out: ActionResult[] = [];
-  for (const prefix of await readdir(root)) {
-    for (const name of await readdir(join(root, prefix)))
-      out.push(fromBinary(ActionResultSchema, await readFile(join(root, prefix, name))));
-  }
-  return out;
-}

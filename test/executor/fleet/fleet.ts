@@ -5,7 +5,13 @@
  */
 import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
 import { rmSync } from 'node:fs';
+import { readdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import { fromBinary } from '@bufbuild/protobuf';
+import {
+  type ActionResult,
+  ActionResultSchema,
+} from '../../../shared/proto/gen/build/bazel/remote/execution/v2/remote_execution_pb.ts';
 import { IN_CI, REPO_ROOT } from '../../helpers/tools.ts';
 import { type ExecutorProcess, reachableTempDir, startExecutorProcess } from '../helpers.ts';
 
@@ -168,4 +174,15 @@ export async function startWorker(options: {
       }
     },
   };
+}
+
+/** Every ActionResult in the disk store's action cache (default instance). */
+export async function actionResults(store: string): Promise<ActionResult[]> {
+  const root = join(store, 'blobs', '_', 'ac');
+  const out: ActionResult[] = [];
+  for (const prefix of await readdir(root)) {
+    for (const name of await readdir(join(root, prefix)))
+      out.push(fromBinary(ActionResultSchema, await readFile(join(root, prefix, name))));
+  }
+  return out;
 }
