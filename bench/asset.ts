@@ -20,7 +20,7 @@
  */
 import { createHash, randomBytes } from 'node:crypto';
 import { once } from 'node:events';
-import { mkdir, readdir, rm } from 'node:fs/promises';
+import { mkdir, rm } from 'node:fs/promises';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -33,7 +33,7 @@ import { ContentAddressableStorage } from '../shared/proto/gen/build/bazel/remot
 import { reachableTempDir } from '../test/executor/helpers.ts';
 import { startBenchExecutor } from './execution.ts';
 import { cpuSeconds } from './proc.ts';
-import { summarize } from './profile-summary.ts';
+import { printProfile } from './profile-summary.ts';
 import { formatTable, num } from './table.ts';
 
 export interface AssetBenchOptions {
@@ -153,7 +153,7 @@ export async function runAssetBench(options: AssetBenchOptions = {}): Promise<As
     cas.close();
     await executor.stop();
     await origin.stop();
-    if (profileDir !== null) await printProfile(profileDir, executor.pid);
+    if (profileDir !== null) printProfile(profileDir, executor.pid);
     await rm(dir, { recursive: true, force: true });
   }
 }
@@ -255,16 +255,6 @@ async function startOrigin(
       await new Promise<void>((done) => server.close(() => done()));
     },
   };
-}
-
-/** The executor's main-thread profile (CPU.date.time.PID.0.seq.cpuprofile). */
-async function printProfile(profileDir: string, pid: number): Promise<void> {
-  const main = (await readdir(profileDir)).find((f) => f.endsWith('.cpuprofile') && f.includes(`.${pid}.0.`));
-  process.stderr.write(
-    main === undefined
-      ? `no main-thread profile of executor ${pid} in ${profileDir}\n`
-      : `\n${summarize(join(profileDir, main), 30)}\n`,
-  );
 }
 
 if (process.argv[1] !== undefined && resolve(process.argv[1]) === resolve(import.meta.filename)) {

@@ -22,7 +22,7 @@
  */
 import { create, toBinary } from '@bufbuild/protobuf';
 import { randomBytes } from 'node:crypto';
-import { mkdir, mkdtemp, readdir, rm } from 'node:fs/promises';
+import { mkdir, mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { performance } from 'node:perf_hooks';
@@ -49,7 +49,7 @@ import { BazelWorkspace, bazelStatus, describeRun, remoteExecutionFlags, type Ba
 import { ActionFixture } from '../test/executor/execution/fixture.ts';
 import { clientsFor, reachableTempDir, sha256 } from '../test/executor/helpers.ts';
 import { cpuSeconds, spawnTracked, stopChild } from './proc.ts';
-import { summarize } from './profile-summary.ts';
+import { printProfile } from './profile-summary.ts';
 import { formatTable, num } from './table.ts';
 
 export interface ExecutionBenchOptions {
@@ -427,7 +427,7 @@ async function measureExecute(o: {
     clients.close();
     await executor.stop();
     await rm(dir, { recursive: true, force: true });
-    if (profileDir !== null) await printProfile(profileDir, executor.pid);
+    if (profileDir !== null) printProfile(profileDir, executor.pid);
   }
 }
 
@@ -485,16 +485,6 @@ export async function startBenchExecutor(
     throw err;
   });
   return { url, address: new URL(url).host, pid: child.pid!, stop: () => stopChild(child, 8000) };
-}
-
-/** The executor's main-thread profile (CPU.date.time.PID.0.seq.cpuprofile; other threads are tsx's loader). */
-async function printProfile(profileDir: string, pid: number): Promise<void> {
-  const main = (await readdir(profileDir)).find((f) => f.endsWith('.cpuprofile') && f.includes(`.${pid}.0.`));
-  process.stderr.write(
-    main === undefined
-      ? `no main-thread profile of executor ${pid} in ${profileDir}\n`
-      : `\n${summarize(join(profileDir, main), 30)}\n`,
-  );
 }
 
 /** Executes every action with `concurrency` in flight; returns each call's latency (ms). Throws at the first failure. */

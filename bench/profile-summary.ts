@@ -3,8 +3,8 @@
  *
  *   npx tsx bench/profile-summary.ts FILE.cpuprofile [TOP]
  */
-import { readFileSync } from 'node:fs';
-import { relative } from 'node:path';
+import { readdirSync, readFileSync } from 'node:fs';
+import { join, relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 interface ProfileNode {
@@ -148,6 +148,19 @@ export function summarize(file: string, top = 25): string {
     lines.push(`  ${share(ms)}  ${ms.toFixed(0).padStart(7)} ms  ${layer}`);
   }
   return lines.join('\n');
+}
+
+/**
+ * Prints to stderr the summary of an executor's main-thread profile in `profileDir`
+ * (CPU.date.time.PID.0.seq.cpuprofile: thread 0; the others are tsx's loader).
+ */
+export function printProfile(profileDir: string, pid: number): void {
+  const main = readdirSync(profileDir).find((f) => f.endsWith('.cpuprofile') && f.includes(`.${pid}.0.`));
+  process.stderr.write(
+    main === undefined
+      ? `no main-thread profile of executor ${pid} in ${profileDir}\n`
+      : `\n${summarize(join(profileDir, main), 30)}\n`,
+  );
 }
 
 if (process.argv[1] && fileURLToPath(import.meta.url) === process.argv[1]) {
