@@ -83,20 +83,24 @@ describe.runIf(haveRedis())('bucket index', () => {
   };
   const objectKey = (prefix: string, key: BlobKey) => `${prefix}/_default/cas/${key.hash}`;
   const heads = (from: number) => proxy.requests.slice(from).filter((line) => line.startsWith('HEAD '));
+  /** The bucket under `prefix`, reached through the request-listing proxy. */
+  const bucketAt = (prefix: string) =>
+    new S3Store({
+      bucket: S3_BUCKET,
+      prefix,
+      region: 'us-east-1',
+      endpoint: proxy.url,
+      forcePathStyle: true,
+      timeoutMs: 10_000,
+    });
+  /** The Redis index under `scope`. */
+  const indexOf = (scope: string) =>
+    RedisBucketIndex.open({ connection: { host: '127.0.0.1', port: redis.port }, scope });
 
   describeStoreContract('indexed(s3)', {
     open: async () => {
       const prefix = `contract-${randomUUID()}`;
-      const bucket = new S3Store({
-        bucket: S3_BUCKET,
-        prefix,
-        region: 'us-east-1',
-        endpoint: proxy.url,
-        forcePathStyle: true,
-        timeoutMs: 10_000,
-      });
-      const index = await RedisBucketIndex.open({ connection: { host: '127.0.0.1', port: redis.port }, scope: prefix });
-      return new IndexedStore({ bucket, index, ttlMs: HOUR });
+      return new IndexedStore({ bucket: bucketAt(prefix), index: await indexOf(prefix), ttlMs: HOUR });
     },
     bounded: false,
   });
@@ -166,18 +170,8 @@ describe.runIf(haveRedis())('bucket index', () => {
     // The running frontend sees the index gone at its next check and lists the bucket again.
     await built(prefix);
     const fresh = new IndexedStore({
-      bucket: new S3Store({
-        bucket: S3_BUCKET,
-        prefix,
-        region: 'us-east-1',
-        endpoint: proxy.url,
-        forcePathStyle: true,
-        timeoutMs: 10_000,
-      }),
-      index: await RedisBucketIndex.open({
-        connection: { host: '127.0.0.1', port: redis.port },
-        scope: `${S3_BUCKET}/${prefix}`,
-      }),
+      bucket: bucketAt(prefix),
+      index: await indexOf(`${S3_BUCKET}/${prefix}`),
       ttlMs: HOUR,
     });
     opened.push(fresh);
@@ -202,16 +196,8 @@ describe.runIf(haveRedis())('bucket index', () => {
     await server
       .client()
       .send(new PutObjectCommand({ Bucket: S3_BUCKET, Key: objectKey(prefix, old.key), Body: old.data }));
-    const index = () => RedisBucketIndex.open({ connection: { host: '127.0.0.1', port: redis.port }, scope: prefix });
-    const bucket = () =>
-      new S3Store({
-        bucket: S3_BUCKET,
-        prefix,
-        region: 'us-east-1',
-        endpoint: proxy.url,
-        forcePathStyle: true,
-        timeoutMs: 10_000,
-      });
+    const index = () => indexOf(prefix);
+    const bucket = () => bucketAt(prefix);
     // A clock two TTLs ahead: the object is older than the TTL, so stat tells the truth but nothing is recorded.
     const later = new IndexedStore({
       bucket: bucket(),
