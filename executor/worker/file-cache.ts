@@ -21,7 +21,7 @@ import { chmod, copyFile, link, lstat, mkdir, readdir, rename, rm, unlink, write
 import { join } from 'node:path';
 import type { Digest } from '../../shared/digest.ts';
 import type { Logger } from '../../shared/log.ts';
-import { abortable } from './abortable.ts';
+import { abortable } from '../../shared/abortable.ts';
 import type { WorkerCas } from './cas.ts';
 
 export interface FileCacheOptions {

@@ -19,7 +19,7 @@ import {
   type Digest as DigestMessage,
 } from '../../shared/proto/gen/build/bazel/remote/execution/v2/remote_execution_pb.ts';
 import { MissingBlobsError } from '../reapi/missing-blobs.ts';
-import { abortable } from './abortable.ts';
+import { abortable } from '../../shared/abortable.ts';
 import type { WorkerCas } from './cas.ts';
 
 /** How much one action's input root may stage; flags --max-input-files, --max-input-dirs, --max-input-bytes. */

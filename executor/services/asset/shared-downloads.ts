@@ -6,6 +6,7 @@
  * A caller that gives up (cancel, its own deadline) stops waiting at once; the download itself stops only when
  * nobody waits for it any more, so one impatient caller cannot fail the others.
  */
+import { abortable } from '../../../shared/abortable.ts';
 
 interface Flight<T> {
   readonly result: Promise<T>;
@@ -51,25 +52,20 @@ export class SharedDownloads<T> {
   }
 }
 
+/** Waits for the flight as one more caller; the last caller to leave stops the download. */
 function waitFor<T>(flight: Flight<T>, caller: AbortSignal): Promise<T> {
   flight.waiters++;
-  return new Promise<T>((resolve, reject) => {
-    const leave = () => {
-      flight.waiters--;
-      if (flight.waiters === 0) flight.controller.abort(caller.reason);
-      reject(caller.reason);
-    };
-    if (caller.aborted) return leave();
+  const leave = () => {
+    flight.waiters--;
+    if (flight.waiters === 0) flight.controller.abort(caller.reason);
+  };
+  if (caller.aborted) leave();
+  else {
     caller.addEventListener('abort', leave, { once: true });
     flight.result.then(
-      (value) => {
-        caller.removeEventListener('abort', leave);
-        resolve(value);
-      },
-      (err: unknown) => {
-        caller.removeEventListener('abort', leave);
-        reject(err);
-      },
+      () => caller.removeEventListener('abort', leave),
+      () => caller.removeEventListener('abort', leave),
     );
-  });
+  }
+  return abortable(flight.result, caller);
 }
