@@ -29,6 +29,7 @@ import { errorForLog, LarderError } from '../../shared/errors.ts';
 import type { Logger } from '../../shared/log.ts';
 import { callStatus } from '../reapi/grpc-status.ts';
 import { singleBytesEncoder } from './bytes-message.ts';
+import { encodedOnce } from './reused-replies.ts';
 import { callFields } from './request-metadata.ts';
 
 export interface CallContext {
@@ -94,10 +95,11 @@ function isUndecodable(value: unknown): value is Undecodable {
 function serializer(schema: DescMessage) {
   const fast = singleBytesEncoder(schema);
   if (fast !== null) return fast;
-  return (message: unknown): Buffer => {
+  const encode = (message: unknown): Buffer => {
     const bytes = toBinary(schema, create(schema, message as MessageInitShape<DescMessage>));
     return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
   };
+  return (message: unknown): Buffer => encodedOnce(message, encode);
 }
 
 /** The grpc-js definition of a service: the same for clients (throwing deserializers) and servers (safe ones). */

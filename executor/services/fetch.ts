@@ -14,7 +14,7 @@ import { durationMs } from '@bufbuild/protobuf/wkt';
 import { blobKey, type Digest } from '../../shared/digest.ts';
 import { errorForLog, isLarderError, LarderError } from '../../shared/errors.ts';
 import type { FetchConfig } from '../../shared/fetch-config.ts';
-import type { Logger } from '../../shared/log.ts';
+import type { LogFields, Logger } from '../../shared/log.ts';
 import type { Metrics } from '../../shared/metrics/metrics.ts';
 import type { Fetch, FetchBlobResponse } from '../../shared/proto/gen/build/bazel/remote/asset/v1/remote_asset_pb.ts';
 import { DigestFunction_Value } from '../../shared/proto/gen/build/bazel/remote/execution/v2/remote_execution_pb.ts';
@@ -22,9 +22,11 @@ import type { BlobStore } from '../../shared/storage/store.ts';
 import { digestMessage } from '../reapi/digests.ts';
 import { Code, RpcError } from '../reapi/grpc-status.ts';
 import type { ServiceHandlers } from '../grpc/adapt.ts';
+import { reusedReply } from '../grpc/reused-replies.ts';
 import { firstMissing } from './asset/directory-tree.ts';
-import { casSize, readRecord, writeRecord } from './asset/records.ts';
+import { casSize, type RecordRef, readRecord, recordRef, writeRecord } from './asset/records.ts';
 import { type AssetRequest, instantOf, parseAssetRequest } from './asset/request.ts';
+import { RequestMemo, type RequestContent } from './asset/request-memo.ts';
 import { fetchMetrics } from './asset/metrics.ts';
 import { SharedDownloads } from './asset/shared-downloads.ts';
 import { Slots } from './asset/slots.ts';
@@ -53,18 +55,50 @@ type Answer = Omit<FetchBlobResponse, '$typeName' | 'status' | 'blobDigest'> & {
   blobDigest?: ReturnType<typeof digestMessage>;
 };
 
+/**
+ * What FetchBlob works out from a request, once per distinct request (request-memo.ts): the request parsed, the
+ * records that may answer it, the fields of its log line, and the reply it last got from the cache.
+ */
+interface KnownRequest {
+  asset: AssetRequest;
+  /** One record per URI, in the request's order. */
+  byUri: RecordRef[];
+  /** The record of the checksum.sri, if the request has one. */
+  byChecksum: RecordRef | null;
+  logFields: LogFields;
+  /** Handed out again (encoded once, see reused-replies.ts) while the cache gives the same answer. */
+  lastReply: { uri: string; digest: Digest; reply: Answer } | null;
+}
+
+function knowRequest(request: RequestContent): KnownRequest {
+  const asset = parseAssetRequest(request);
+  const { instance, qualifiers } = asset;
+  return {
+    asset,
+    byUri: asset.uris.map((uri) => recordRef(instance, { uri, identity: qualifiers.identity })),
+    byChecksum: qualifiers.checksum === null ? null : recordRef(instance, { checksum: qualifiers.checksum }),
+    logFields: {
+      uris: asset.uris.map(withoutQuery).join(' '),
+      qualifiers: request.qualifiers.map((q) => q.name).join(' '),
+    },
+    lastReply: null,
+  };
+}
+
 export function fetchService(deps: FetchDeps): ServiceHandlers<typeof Fetch> {
   const { store, log } = deps;
   const now = deps.now ?? Date.now;
   const downloads = new Slots(deps.fetch.concurrency);
   const inFlight = new SharedDownloads<{ uri: string; digest: Digest }>();
   const counts = fetchMetrics(deps.metrics, inFlight);
+  const requests = new RequestMemo(knowRequest);
 
   /**
    * The content downloaded for `asset`: by joining the same download in flight ('joined'), or by starting it
    * once a download slot is free ('origin').
    */
-  async function fetchOnce(asset: AssetRequest, waiting: AbortSignal, timeoutMs: number): Promise<Fetched> {
+  async function fetchOnce(known: KnownRequest, waiting: AbortSignal, timeoutMs: number): Promise<Fetched> {
+    const { asset } = known;
     const key = flightKey(asset);
     const joined = joinFlight(key, asset, waiting);
     if (joined !== null) return joined;
@@ -79,7 +113,7 @@ export function fetchService(deps: FetchDeps): ServiceHandlers<typeof Fetch> {
       release();
       return started;
     }
-    const fetched = await inFlight.start(key, waiting, (signal) => downloadFirst(asset, signal).finally(release));
+    const fetched = await inFlight.start(key, waiting, (signal) => downloadFirst(known, signal).finally(release));
     return { ...fetched, outcome: 'origin' };
   }
 
@@ -91,7 +125,7 @@ export function fetchService(deps: FetchDeps): ServiceHandlers<typeof Fetch> {
   }
 
   /** Downloads from the first URI that works and records the content under every URI (and its checksum). */
-  async function downloadFirst(asset: AssetRequest, signal: AbortSignal) {
+  async function downloadFirst({ asset, byUri, byChecksum }: KnownRequest, signal: AbortSignal) {
     const since = now();
     const failures: LarderError[] = [];
     const fetched = await fetchFirst(deps, asset, signal, failures);
@@ -101,10 +135,8 @@ export function fetchService(deps: FetchDeps): ServiceHandlers<typeof Fetch> {
       throw new RpcError(statusCode(last), failures.map((f) => f.message).join('; ') || last.message);
     }
     const record = { digest: fetched.digest, since, expireAt: null };
-    for (const uri of asset.uris)
-      await writeRecord(store, asset.instance, { uri, identity: asset.qualifiers.identity }, record);
-    if (asset.qualifiers.checksum !== null)
-      await writeRecord(store, asset.instance, { checksum: asset.qualifiers.checksum }, record);
+    for (const ref of byUri) await writeRecord(store, ref, record);
+    if (byChecksum !== null) await writeRecord(store, byChecksum, record);
     log.info('FetchBlob stored', {
       uri: withoutQuery(fetched.uri),
       hash: fetched.digest.hash,
@@ -115,15 +147,12 @@ export function fetchService(deps: FetchDeps): ServiceHandlers<typeof Fetch> {
 
   return {
     async fetchBlob(request, ctx) {
-      const asset = parseAssetRequest(request);
-      log.debug('FetchBlob', {
-        uris: asset.uris.map(withoutQuery).join(' '),
-        qualifiers: request.qualifiers.map((q) => q.name).join(' '),
-      });
-      const cached = await lookUp(store, asset, { now: now(), oldest: instantOf(request.oldestContentAccepted) });
+      const known = requests.get(request);
+      log.debug('FetchBlob', known.logFields);
+      const cached = await lookUp(store, known, { now: now(), oldest: instantOf(request.oldestContentAccepted) });
       if (cached !== null) {
         counts.answered('cache');
-        return answer(cached.uri, cached.digest);
+        return cachedReply(known, cached.uri, cached.digest);
       }
 
       const timeoutMs = Math.min(
@@ -132,7 +161,7 @@ export function fetchService(deps: FetchDeps): ServiceHandlers<typeof Fetch> {
       );
       const waiting = AbortSignal.any([ctx.signal, AbortSignal.timeout(timeoutMs)]);
       try {
-        const fetched = await fetchOnce(asset, waiting, timeoutMs);
+        const fetched = await fetchOnce(known, waiting, timeoutMs);
         counts.answered(fetched.outcome);
         return answer(fetched.uri, fetched.digest);
       } catch (err) {
@@ -146,13 +175,8 @@ export function fetchService(deps: FetchDeps): ServiceHandlers<typeof Fetch> {
       const asset = parseAssetRequest(request);
       const when = { now: now(), oldest: instantOf(request.oldestContentAccepted) };
       for (const uri of asset.uris) {
-        const record = await readRecord(
-          store,
-          asset.instance,
-          { uri, identity: asset.qualifiers.identity },
-          when,
-          'directory',
-        );
+        const ref = recordRef(asset.instance, { uri, identity: asset.qualifiers.identity }, 'directory');
+        const record = await readRecord(store, ref, when);
         if (record === null || (await firstMissing(store, asset.instance, record.digest)) !== null) continue;
         return {
           uri,
@@ -167,6 +191,21 @@ export function fetchService(deps: FetchDeps): ServiceHandlers<typeof Fetch> {
       );
     },
   };
+}
+
+/** The reply to a request answered from the cache: the one it got last time when the answer is the same. */
+function cachedReply(known: KnownRequest, uri: string, digest: Digest): Answer {
+  const last = known.lastReply;
+  if (
+    last !== null &&
+    last.uri === uri &&
+    last.digest.hash === digest.hash &&
+    last.digest.sizeBytes === digest.sizeBytes
+  )
+    return last.reply;
+  const reply = reusedReply(answer(uri, digest));
+  known.lastReply = { uri, digest, reply };
+  return reply;
 }
 
 function answer(uri: string, digest: Digest): Answer {
@@ -205,16 +244,16 @@ async function fetchFirst(
 /** A record for any of the URIs, else one for the checksum; a sha256 checksum is a CAS key by itself. */
 async function lookUp(
   store: BlobStore,
-  asset: AssetRequest,
+  { asset, byUri, byChecksum }: KnownRequest,
   when: { now: number; oldest: number | null },
 ): Promise<{ uri: string; digest: Digest } | null> {
-  for (const uri of asset.uris) {
-    const record = await readRecord(store, asset.instance, { uri, identity: asset.qualifiers.identity }, when);
-    if (record !== null) return { uri, digest: record.digest };
+  for (const [index, ref] of byUri.entries()) {
+    const record = await readRecord(store, ref, when);
+    if (record !== null) return { uri: asset.uris[index]!, digest: record.digest };
   }
   const checksum = asset.qualifiers.checksum;
-  if (checksum === null) return null;
-  const record = await readRecord(store, asset.instance, { checksum }, when);
+  if (checksum === null || byChecksum === null) return null;
+  const record = await readRecord(store, byChecksum, when);
   if (record !== null) return { uri: asset.uris[0]!, digest: record.digest };
   // Content is what its SHA-256 says, however old: only a client that asks for fresh content misses here.
   if (checksum.algorithm === 'sha256' && when.oldest === null) {

@@ -16,7 +16,7 @@ import { Code, RpcError } from '../reapi/grpc-status.ts';
 import type { ServiceHandlers } from '../grpc/adapt.ts';
 import { firstMissing } from './asset/directory-tree.ts';
 import type { Checksum } from './asset/qualifiers.ts';
-import { writeRecord } from './asset/records.ts';
+import { recordRef, writeRecord } from './asset/records.ts';
 import { instantOf, parseAssetRequest } from './asset/request.ts';
 
 export interface PushDeps {
@@ -42,8 +42,8 @@ export function pushService(deps: PushDeps): ServiceHandlers<typeof Push> {
       if (checksum !== null) await checkChecksum(store, key, checksum);
       const record = { digest, since: now(), expireAt: instantOf(request.expireAt) };
       for (const uri of asset.uris)
-        await writeRecord(store, asset.instance, { uri, identity: asset.qualifiers.identity }, record);
-      if (checksum !== null) await writeRecord(store, asset.instance, { checksum }, record);
+        await writeRecord(store, recordRef(asset.instance, { uri, identity: asset.qualifiers.identity }), record);
+      if (checksum !== null) await writeRecord(store, recordRef(asset.instance, { checksum }), record);
       log.debug('PushBlob recorded', { uris: asset.uris.length, hash: digest.hash });
       return {};
     },
@@ -58,8 +58,10 @@ export function pushService(deps: PushDeps): ServiceHandlers<typeof Push> {
           `the tree under ${root.hash} is not all in the CAS: ${missing} is missing`,
         );
       const record = { digest: root, since: now(), expireAt: instantOf(request.expireAt) };
-      for (const uri of asset.uris)
-        await writeRecord(store, asset.instance, { uri, identity: asset.qualifiers.identity }, record, 'directory');
+      for (const uri of asset.uris) {
+        const ref = recordRef(asset.instance, { uri, identity: asset.qualifiers.identity }, 'directory');
+        await writeRecord(store, ref, record);
+      }
       log.debug('PushDirectory recorded', { uris: asset.uris.length, hash: root.hash });
       return {};
     },

@@ -28,6 +28,25 @@ export type RecordSpace = 'blob' | 'directory';
 /** What a record is looked up by: a URI with its identifying qualifiers, or a checksum alone. */
 export type RecordName = { uri: string; identity: ReadonlyArray<[string, string]> } | { checksum: Checksum };
 
+/**
+ * A record's name worked out once: the text its store key is hashed from, and its key among the records this
+ * process knows. FetchBlob keeps these with each request it has parsed (request-memo.ts), so looking a record up
+ * again builds no text.
+ */
+export interface RecordRef {
+  readonly instance: string;
+  /** What the store key is hashed from: the same text for the same name in every larder version that wrote it. */
+  readonly text: string;
+  /** The record's key in `recent` (instance and text). */
+  readonly recentKey: string;
+}
+
+/** A record as this process last read or wrote it, with the CAS key of its blob, which every answer asks about. */
+interface Known {
+  record: AssetRecord;
+  blob: BlobKey;
+}
+
 const MAX_RECORD_BYTES = 1024;
 
 /**
@@ -36,46 +55,45 @@ const MAX_RECORD_BYTES = 1024;
  * names verified content with the time it was fetched, and the blob's presence is still asked of the store on
  * every answer. What it may miss is a newer record another process wrote, which costs nothing worse than
  * serving the content this process last saw (a client that wants newer sets oldest_content_accepted). Bounded
- * in count; the oldest entry goes first.
+ * in count: the entry remembered first goes first (a hit does not move an entry, which would cost more than the
+ * store read it saves the rare entry that falls out while still in use).
  */
-const recentByStore = new WeakMap<BlobStore, Map<string, AssetRecord>>();
+const recentByStore = new WeakMap<BlobStore, Map<string, Known>>();
 const RECENT_LIMIT = 10_000;
 
-function recentOf(store: BlobStore): Map<string, AssetRecord> {
+function recentOf(store: BlobStore): Map<string, Known> {
   const known = recentByStore.get(store);
   if (known !== undefined) return known;
-  const recent = new Map<string, AssetRecord>();
+  const recent = new Map<string, Known>();
   recentByStore.set(store, recent);
   return recent;
 }
 
-function remember(store: BlobStore, key: string, record: AssetRecord): void {
+function remember(store: BlobStore, ref: RecordRef, record: AssetRecord): Known {
   const recent = recentOf(store);
-  recent.delete(key);
-  recent.set(key, record);
+  const known = { record, blob: blobKey(ref.instance, 'cas', record.digest.hash) };
+  recent.delete(ref.recentKey);
+  recent.set(ref.recentKey, known);
   if (recent.size > RECENT_LIMIT) recent.delete(recent.keys().next().value!);
+  return known;
 }
 
-/** What names a record, as text: its prefix keeps blob and directory records, URIs and checksums apart. */
-function recordText(name: RecordName, space: RecordSpace): string {
+/** The name of a record as text: its prefix keeps blob and directory records, URIs and checksums apart. */
+export function recordRef(instance: string, name: RecordName, space: RecordSpace = 'blob'): RecordRef {
   const prefix = space === 'blob' ? 'larder-asset-v1' : 'larder-asset-v1-directory';
-  return 'uri' in name
-    ? `${prefix}\nuri\n${name.uri}\n${JSON.stringify(name.identity)}`
-    : `${prefix}\nchecksum\n${name.checksum.algorithm}\n${name.checksum.hex}`;
+  const text =
+    'uri' in name
+      ? `${prefix}\nuri\n${name.uri}\n${JSON.stringify(name.identity)}`
+      : `${prefix}\nchecksum\n${name.checksum.algorithm}\n${name.checksum.hex}`;
+  return { instance, text, recentKey: `${instance}\n${text}` };
 }
 
 /** The record's key in the store; hashed only when the store is asked, not for an answer from `recent`. */
-function storeKey(instance: string, text: string): BlobKey {
-  return blobKey(instance, 'ac', createHash('sha256').update(text).digest('hex'));
+function storeKey(ref: RecordRef): BlobKey {
+  return blobKey(ref.instance, 'ac', createHash('sha256').update(ref.text).digest('hex'));
 }
 
-export async function writeRecord(
-  store: BlobStore,
-  instance: string,
-  name: RecordName,
-  record: AssetRecord,
-  space: RecordSpace = 'blob',
-): Promise<void> {
+export async function writeRecord(store: BlobStore, ref: RecordRef, record: AssetRecord): Promise<void> {
   const bytes = new TextEncoder().encode(
     JSON.stringify({
       hash: record.digest.hash,
@@ -84,30 +102,29 @@ export async function writeRecord(
       expireAt: record.expireAt,
     }),
   );
-  const text = recordText(name, space);
-  await store.put(storeKey(instance, text), bytes, bytes.byteLength);
-  remember(store, `${instance}\n${text}`, record);
+  await store.put(storeKey(ref), bytes, bytes.byteLength);
+  remember(store, ref, record);
 }
 
 /**
- * The record for `name` if it is still good: not expired at `now`, not older than `oldest` (ms; null: any
+ * The record `ref` names if it is still good: not expired at `now`, not older than `oldest` (ms; null: any
  * age), and its blob still in the CAS. Anything else, an unreadable record included, is a miss.
  */
 export async function readRecord(
   store: BlobStore,
-  instance: string,
-  name: RecordName,
+  ref: RecordRef,
   when: { now: number; oldest: number | null },
-  space: RecordSpace = 'blob',
 ): Promise<AssetRecord | null> {
-  const text = recordText(name, space);
-  const recentKey = `${instance}\n${text}`;
-  const record = recentOf(store).get(recentKey) ?? (await readStored(store, storeKey(instance, text)));
-  if (record === null) return null;
-  remember(store, recentKey, record);
+  let known = recentOf(store).get(ref.recentKey);
+  if (known === undefined) {
+    const stored = await readStored(store, storeKey(ref));
+    if (stored === null) return null;
+    known = remember(store, ref, stored);
+  }
+  const { record, blob } = known;
   if (record.expireAt !== null && record.expireAt <= when.now) return null;
   if (when.oldest !== null && record.since < when.oldest) return null;
-  const size = await casSize(store, blobKey(instance, 'cas', record.digest.hash));
+  const size = await casSize(store, blob);
   return size === record.digest.sizeBytes ? record : null;
 }
 

@@ -11,7 +11,7 @@ import { parseQualifiers, type Qualifiers } from './qualifiers.ts';
 
 export interface AssetRequest {
   instance: string;
-  uris: string[];
+  uris: readonly string[];
   qualifiers: Qualifiers;
 }
 
@@ -20,8 +20,8 @@ const MAX_URI_LENGTH = 8 * 1024;
 
 export function parseAssetRequest(request: {
   instanceName: string;
-  uris: string[];
-  qualifiers: Qualifier[];
+  uris: readonly string[];
+  qualifiers: readonly Qualifier[];
   digestFunction: DigestFunction_Value;
 }): AssetRequest {
   checkDigestFunction(request.digestFunction);

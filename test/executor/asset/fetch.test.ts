@@ -291,6 +291,24 @@ describe('FetchBlob and PushBlob', () => {
     }
   });
 
+  it('answers the same request again with what the cache holds now: a URI pushed again names its new blob', async () => {
+    // The same request's parse, record names and reply are kept between calls (request-memo.ts, reused-replies.ts);
+    // the answer must still come from the record of the moment.
+    const uris = ['urn:larder-test:again'];
+    await server.clients.cas.batchUpdateBlobs({
+      requests: [FILE, OTHER].map((data) => ({ digest: digestOf(data), data: Buffer.from(data) })),
+    });
+    await asset.push.pushBlob({ uris, blobDigest: digestOf(FILE) });
+    for (let i = 0; i < 2; i++)
+      expect((await asset.fetch.fetchBlob({ uris })).blobDigest?.hash).toBe(digestOf(FILE).hash);
+    await asset.push.pushBlob({ uris, blobDigest: digestOf(OTHER) });
+    const again = await asset.fetch.fetchBlob({ uris });
+    expect(again.blobDigest).toEqual(expect.objectContaining(digestOf(OTHER)));
+    expect(again.uri).toBe(uris[0]);
+    const malformed = { uris, qualifiers: [{ name: 'checksum.sri', value: 'sha256-not base64' }] };
+    for (let i = 0; i < 2; i++) expect((await codeOf(asset.fetch.fetchBlob(malformed))).code).toBe(INVALID_ARGUMENT);
+  });
+
   it('PushBlob: a pushed URN is fetched from the CAS; pushes of missing blobs or wrong checksums are refused', async () => {
     const urn = 'urn:larder-test:file';
     expect((await codeOf(asset.fetch.fetchBlob({ uris: [urn] }))).code).toBe(NOT_FOUND);
