@@ -9,6 +9,10 @@
  * of the origin in the response's `status`: Bazel 4.2.3 never reads that field. Handed an OK call without a
  * digest it downloads the empty blob, and an `http_file` without a sha256 then builds with an empty file.
  * Codes Bazel retries on its own (ABORTED, RESOURCE_EXHAUSTED) are avoided where a retry cannot help.
+ *
+ * Answered from the cache, a FetchBlob costs about what a FindMissingBlobs of its digest does (bench/asset.ts): a
+ * request seen lately is not parsed again (request-memo.ts), and gets the reply it got last time, encoded once
+ * (reused-replies.ts), as long as its record still names the same blob; the blob's presence is asked every time.
  */
 import { durationMs } from '@bufbuild/protobuf/wkt';
 import { blobKey, type Digest } from '../../shared/digest.ts';
