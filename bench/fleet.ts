@@ -162,28 +162,47 @@ export interface SchedulerFigures {
 export async function runSchedulerBench(options: {
   operations: number;
   concurrency: number;
+  /** The bench Redis's appendfsync: `everysec` (Redis's default with appendonly on, as the README runs it) or `always`. */
+  fsync?: 'always' | 'everysec';
 }): Promise<SchedulerFigures[]> {
   const figures: SchedulerFigures[] = [];
   const memory = new MemoryScheduler();
   figures.push(await measureScheduler('memory', memory, [memory, memory, memory, memory], options));
   await memory.close();
-  const redis = await startRedis();
+  const fsync = options.fsync ?? 'everysec';
+  const redis = await startRedis({ args: ['--appendfsync', fsync] });
   try {
     const open = () => RedisScheduler.open({ url: redis.url, log: createLogger('silent'), shutdownGraceMs: 100 });
     const front = await open();
     // Two worker processes' schedulers, two slots each: the bench's fleet (2 workers × 2).
     const workers = [await open(), await open()];
-    // Commands sent by clients (what MONITOR shows, less what scripts run inside): round trips, at most.
+    const measured = await measureScheduler(`redis (appendfsync ${fsync})`, front, [...workers, ...workers], options);
+    // Commands sent by clients (what MONITOR shows, less what scripts run inside): round trips, at most. Counted
+    // in a pass of their own, as MONITOR slows Redis down.
     const client = new Redis(redis.url);
+    const marker = new Redis(redis.url);
     const monitor = await client.monitor();
     let sent = 0;
-    monitor.on('monitor', (_time: string, _args: string[], source: string) => {
-      if (source !== 'lua') sent++;
+    let seen = (_mark: string) => {};
+    monitor.on('monitor', (_time: string, args: string[], source: string) => {
+      if (source === 'lua') return;
+      sent++;
+      if (args[0] === 'echo') seen(args[1]!);
     });
-    const commands = async () => sent;
-    figures.push(await measureScheduler('redis', front, [...workers, ...workers], { ...options, commands }));
+    let marks = 0;
+    /** The count once MONITOR has shown every command sent before (it lags): a marker sent now, then seen. */
+    const commands = async () => {
+      const mark = `bench-mark-${marks++}`;
+      const shown = new Promise<void>((resolve) => (seen = (m) => m === mark && resolve()));
+      await marker.echo(mark);
+      await shown;
+      return sent;
+    };
+    const counted = await measureScheduler('redis', front, [...workers, ...workers], { ...options, commands });
+    figures.push({ ...measured, commandsPerOperation: counted.commandsPerOperation });
     monitor.disconnect();
     client.disconnect();
+    marker.disconnect();
     await Promise.all([front, ...workers].map((s) => s.close()));
   } finally {
     await redis.close();
@@ -243,11 +262,11 @@ async function measureScheduler(
       await execute();
       latencies.push(performance.now() - start);
     }
-    // Less the two INFO calls themselves.
     const commandsPerOperation =
       commandsBefore === undefined
         ? undefined
-        : ((await options.commands!()) - commandsBefore - 1) / options.operations;
+        : // Less the marker the second count sends.
+          ((await options.commands!()) - commandsBefore - 1) / options.operations;
     latencies.sort((a, b) => a - b);
     const start = performance.now();
     let next = 0;
@@ -457,12 +476,14 @@ if (import.meta.url === `file://${process.argv[1]}`) {
       load: { type: 'string' },
       followers: { type: 'string', default: '100' },
       'scheduler-only': { type: 'boolean', default: false },
+      fsync: { type: 'string', default: 'everysec' },
     },
   });
   if (values['scheduler-only']) {
     const figures = await runSchedulerBench({
       operations: Number(values['latency-actions']),
       concurrency: Number(values.concurrency),
+      fsync: values.fsync === 'always' ? 'always' : 'everysec',
     });
     console.log(schedulerTable(figures));
     process.exit(0);
