@@ -23,6 +23,8 @@
  *                   token, l: leaseMs, k: affinity keys it is warm for})
  *   P idle:WKEY     set: ids of the slots of one worker platform waiting for work
  *   P warm:AKEY     set: ids of waiting slots warm for affinity key AKEY (a job's persistentWorkerKey and silo)
+ *   P ev:NAME       pub/sub channel: the operation changed ('changed'), or its run is to stop ('cancel')
+ *   P ev:slot:ID    pub/sub channel: the name of an operation leased to worker slot ID whose run is to stop
  *   P stats         hash: submitted, merged, completed
  *   P ev:NAME       pub/sub channel of one operation: "changed" or "cancel"
  * Stages are REAPI's ExecutionStage numbers: 2 QUEUED, 3 EXECUTING, 4 COMPLETED.
@@ -204,8 +206,8 @@ return {name, 0}`,
    * ARGV: P, worker spec, worker slot id, token, leaseMs, wake key, affinity keys the slot is warm for… Returns a
    * job leased to this slot as {name, job, attempts, token}, or nil. First a job submit handed to the slot while
    * it was registered as waiting (its lease renewed); else the most urgent queued job of every platform queue the
-   * worker satisfies, with one of a key it is warm for first among the first AFFINITY_WINDOW; else nothing, and
-   * the slot is registered as waiting (P idle, P idle:WKEY, P warm:AKEY) with `token`, so that submit can hand
+   * worker satisfies, with one of a key it is warm for first among the first AFFINITY_WINDOW; else nothing, the
+   * platform's stale wake markers are dropped, and the slot is registered as waiting (P idle, P idle:WKEY, P warm:AKEY) with `token`, so that submit can hand
    * it the next job it could run. Every claim first ends the slot's earlier registration. Stage EXECUTING: the
    * job left the queue for a worker.
    */
@@ -260,6 +262,9 @@ else
   end
 end
 if not bestName then
+  -- Every job queued for this platform is in the queues just searched: the markers still in its wake list are of
+  -- jobs that claims took without waiting. Left there, they would wake idle slots for nothing, one by one.
+  redis.call('DEL', P .. 'wake:' .. wakeKey)
   redis.call('HSET', P .. 'idle', workerId, cjson.encode({w = wakeKey, t = token, l = leaseMs, k = keys}))
   redis.call('SADD', P .. 'idle:' .. wakeKey, workerId)
   for _, key in ipairs(keys) do redis.call('SADD', P .. 'warm:' .. key, workerId) end
@@ -372,6 +377,8 @@ if redis.call('ZREM', P .. 'queue:' .. queue, name) == 1 then
 end
 redis.call('HSET', op, 'cancel', '1')
 redis.call('PUBLISH', P .. 'ev:' .. name, 'cancel')
+local holder = redis.call('HGET', op, 'worker')
+if holder then redis.call('PUBLISH', P .. 'ev:slot:' .. holder, name) end
 return 1`,
   },
 

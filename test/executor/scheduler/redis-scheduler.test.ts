@@ -152,6 +152,23 @@ describe.runIf(haveRedis())('RedisScheduler on a real Redis', () => {
     expect(state.response?.status?.code).toBe(Code.UNAVAILABLE);
   });
 
+  it('a worker that finds nothing to claim drops the wake markers of jobs claims took meanwhile: no idle spinning', async () => {
+    // A burst queues jobs while every slot is busy (a wake marker each); busy slots then claim them without
+    // waiting, so the markers outlive their jobs. The first claim that finds nothing clears them: otherwise each
+    // idle slot would pop them one by one, a claim and a blocking read for nothing each.
+    const { scheduler: front, fleet } = await schedulerAndFleet();
+    const spec = workerSpec(AMD64);
+    await fleet.script('heartbeat', 'busy', spec.spec, spec.key);
+    for (const id of ['31', '32', '33']) await front.submit(job(id), null, ALICE.id);
+    const wake = `${prefix}wake:${spec.key}`;
+    expect(await raw.llen(wake)).toBe(3);
+    const claim = (token: string) =>
+      fleet.script<unknown[] | null>('claim', spec.spec, 'busy', token, 30_000, spec.key);
+    for (const token of ['t1', 't2', 't3']) expect(await claim(token)).not.toBeNull();
+    expect(await claim('t4')).toBeNull();
+    expect(await raw.llen(wake)).toBe(0);
+  });
+
   it('a queued job rewritten in Redis is refused by the worker that claims it, which goes on to the next', async () => {
     const [front, workers] = [await scheduler(), await scheduler()];
     const slot = await workers.join({ name: 'w', platform: AMD64 });
