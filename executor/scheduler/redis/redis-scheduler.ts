@@ -77,6 +77,8 @@ export class RedisScheduler implements Scheduler {
   private readonly leases = new HeldLeases();
   private readonly slots = new Set<WorkerSlot>();
   private readonly sweeper: NodeJS.Timeout;
+  /** Channels of operations submitted here, subscribed for their submitter's subscribe() (arm()). */
+  private readonly armed = new Map<string, Armed>();
 
   /** A scheduler over an open fleet connection, which it then owns: close() closes it. */
   constructor(private readonly fleet: FleetConnection) {
@@ -95,26 +97,67 @@ export class RedisScheduler implements Scheduler {
     return fleet.guard(async () => {
       const queue = queueSpec(job.platform);
       const name = `operations/${randomUUID()}`;
-      const [opName, outcome, ...specs] = await fleet.script<[string, number, ...string[]]>(
-        'submit',
-        name,
-        encodeJob(job),
-        formatDigest(job.actionDigest),
-        mergeKey ?? '',
-        queue.key,
-        queue.spec,
-        job.priority,
-        fleet.config.inFlightTtlMs,
-        job.instance,
-        waiter,
-        MAX_WAITERS,
-        affinityKey(job.platform),
-        fleet.config.heartbeatMs,
-      );
+      // The submitter follows the operation next (subscribe, then get): its channel is subscribed now, beside the
+      // script rather than after it, so that subscribe() finds it ready and costs no round trip.
+      const arming = this.arm(name);
+      const [submitted, armed] = await Promise.allSettled([
+        fleet.script<[string, number, ...string[]]>(
+          'submit',
+          name,
+          encodeJob(job),
+          formatDigest(job.actionDigest),
+          mergeKey ?? '',
+          queue.key,
+          queue.spec,
+          job.priority,
+          fleet.config.inFlightTtlMs,
+          job.instance,
+          waiter,
+          MAX_WAITERS,
+          affinityKey(job.platform),
+          fleet.config.heartbeatMs,
+        ),
+        arming,
+      ]);
+      if (submitted.status === 'rejected' || submitted.value[1] !== CREATED) this.disarm(name);
+      if (submitted.status === 'rejected') throw submitted.reason;
+      if (armed.status === 'rejected') this.disarm(name);
+      const [opName, outcome, ...specs] = submitted.value;
       if (outcome === NO_WORKER) unrunnable(job.platform, specs.map(decodeWorkerSpec));
       if (outcome === MERGED) return (await this.get(opName, { id: waiter, operator: false })) ?? queued(opName, job);
       return queued(opName, job);
     });
+  }
+
+  /**
+   * Subscribes to the channel of operation `name`, about to be created here, for the subscribe() that follows
+   * its submit. Nothing is called until subscribe() adopts it; unadopted (the submitter left), it is dropped after
+   * ARMED_MS. A failure leaves nothing armed: subscribe() then subscribes itself.
+   */
+  private async arm(name: string): Promise<void> {
+    const armed: Armed = { listener: null, since: performance.now(), stop: () => {}, timer: undefined };
+    this.armed.set(name, armed);
+    try {
+      armed.stop = await this.fleet.events.listen(name, () => armed.listener?.());
+    } catch (err) {
+      if (this.armed.get(name) === armed) this.armed.delete(name);
+      throw err;
+    }
+    if (this.armed.get(name) !== armed) {
+      armed.stop();
+      return;
+    }
+    armed.timer = setTimeout(() => this.disarm(name), ARMED_MS);
+    armed.timer.unref();
+  }
+
+  /** Drops what arm(name) subscribed, unless subscribe() adopted it. */
+  private disarm(name: string): void {
+    const armed = this.armed.get(name);
+    if (armed === undefined) return;
+    this.armed.delete(name);
+    clearTimeout(armed.timer);
+    armed.stop();
   }
 
   async get(name: string, caller: Caller): Promise<OperationState | null> {
@@ -147,6 +190,25 @@ export class RedisScheduler implements Scheduler {
 
   async subscribe(name: string, listener: () => void): Promise<(() => void) | null> {
     const { fleet } = this;
+    const armed = this.armed.get(name);
+    if (armed?.timer !== undefined) {
+      this.armed.delete(name);
+      clearTimeout(armed.timer);
+      armed.listener = listener;
+      // Submitted here, its channel subscribed before submit returned, and asked for sooner than Redis could
+      // forget it (no sooner than retainMs after it finished, or inFlightTtlMs after it was created): nothing to ask.
+      const { retainMs, inFlightTtlMs } = fleet.config;
+      if (performance.now() - armed.since < Math.min(retainMs, inFlightTtlMs)) return armed.stop;
+      const exists = await fleet
+        .guard(() => fleet.redis.exists(fleet.key('op', name)))
+        .catch((err: unknown) => {
+          armed.stop();
+          throw err;
+        });
+      if (exists === 1) return armed.stop;
+      armed.stop();
+      return null;
+    }
     return fleet.guard(async () => {
       // Both at once: whoever reads the state after this returns sees every later change.
       const [listening, existing] = await Promise.allSettled([
@@ -217,6 +279,7 @@ export class RedisScheduler implements Scheduler {
    */
   async close(): Promise<void> {
     clearInterval(this.sweeper);
+    for (const name of [...this.armed.keys()]) this.disarm(name);
     await this.leases.handBack(this.fleet.config.shutdownGraceMs);
     await Promise.all([...this.slots].map((slot) => slot.leave().catch(() => {})));
     await this.fleet.close();
@@ -253,9 +316,26 @@ export class RedisScheduler implements Scheduler {
   }
 }
 
-/** What the submit script answers besides a new operation: it joined one in flight, or no live worker matched. */
+/** What the submit script answers: a new operation, one in flight it joined, or no live worker matched. */
+const CREATED = 0;
 const MERGED = 1;
 const NO_WORKER = 2;
+
+/** A subscription arm() made for a submitter, and the listener subscribe() gave it (null until then). */
+interface Armed {
+  listener: (() => void) | null;
+  /** When arm() began: before the submit script was sent (performance.now()). */
+  since: number;
+  stop: () => void;
+  /** Set once the channel is subscribed: only then may subscribe() adopt it. */
+  timer: NodeJS.Timeout | undefined;
+}
+
+/**
+ * How long a subscription armed for a submitter waits for its subscribe(): the Execution service calls it as soon
+ * as submit returns; this only bounds what a submitter that never follows leaves subscribed.
+ */
+const ARMED_MS = 10_000;
 
 function queued(name: string, job: Omit<ExecutionJob, 'operation'>): OperationState {
   return {
