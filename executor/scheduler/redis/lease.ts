@@ -53,17 +53,23 @@ export function holdLease(options: {
   workerId: string;
   job: ExecutionJob;
   token: string;
+  /**
+   * The cancellations of the slot's leases, by operation: its channel (`P ev:slot:ID`, subscribed once for the
+   * slot's life) calls the one the cancel script names.
+   */
+  cancels: Map<string, () => void>;
   /** Called once the result is recorded (or given up on). */
   onComplete?: () => void;
 }): Lease {
-  const { fleet, leases, workerId, job, token, onComplete } = options;
+  const { fleet, leases, workerId, job, token, cancels, onComplete } = options;
   const name = job.operation;
   const { leaseMs, retainMs } = fleet.config;
   const controller = new AbortController();
   const unhold = leases.hold((reason) => controller.abort(reason));
   const cancelled = () => controller.abort(new RpcError(Code.CANCELLED, 'the operation was cancelled'));
-  // Cancellation reaches the holder at once by pub/sub, and at its next renewal should that message be lost.
-  const listening = fleet.events.listen(name, (message) => message === 'cancel' && cancelled()).catch(() => null);
+  // Cancellation reaches the holder at once by pub/sub on its slot's channel, and at its next renewal should
+  // that message be lost.
+  cancels.set(name, cancelled);
 
   const renew = async () => {
     try {
@@ -85,7 +91,7 @@ export function holdLease(options: {
 
   const release = () => {
     clearInterval(renewal);
-    void listening.then((stop) => stop?.());
+    if (cancels.get(name) === cancelled) cancels.delete(name);
     unhold();
   };
 

@@ -53,7 +53,13 @@ export async function joinFleet(fleet: FleetConnection, leases: HeldLeases, work
       spec.key,
       worker.report === undefined ? '' : JSON.stringify(worker.report()),
     );
-  await beat();
+  // Cancellations of this slot's leases come on a channel of its own, subscribed once: no SUBSCRIBE per job.
+  const cancels = new Map<string, () => void>();
+  const stopCancels = await fleet.events.listen(`slot:${id}`, (name) => cancels.get(name)?.());
+  await beat().catch((err: unknown) => {
+    stopCancels();
+    throw err;
+  });
   const heartbeat = setInterval(() => void beat().catch(() => {}), heartbeatMs / 3);
   heartbeat.unref();
   let blocking: Redis | null = null;
@@ -154,7 +160,7 @@ export async function joinFleet(fleet: FleetConnection, leases: HeldLeases, work
       const job = await verified(name, text, token);
       if (job !== null) {
         remember(job);
-        return holdLease({ fleet, leases, workerId: id, job, token, onComplete: () => finished(job) });
+        return holdLease({ fleet, leases, workerId: id, job, token, cancels, onComplete: () => finished(job) });
       }
     }
   }
@@ -185,6 +191,7 @@ export async function joinFleet(fleet: FleetConnection, leases: HeldLeases, work
     take,
     async leave() {
       clearInterval(heartbeat);
+      stopCancels();
       if (blocking !== null) fleet.disconnect(blocking);
       // Jobs handed to this slot that it never read go back to the queue, for the workers that could take them.
       const requeued = await fleet.script<string[]>('leave', id).catch(() => []);
