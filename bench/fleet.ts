@@ -10,6 +10,8 @@
  * For each: throughput of N distinct trivial actions (`/bin/true`, empty input root) submitted `concurrency` (8)
  * at a time,
  * and Execute → done latency of actions run one at a time (p50/p99): the difference is what Redis adds per action.
+ * The fleet's Redis runs with appendonly and `appendfsync everysec`, as the README runs it (`--fsync always`: an
+ * fsync before every write command's reply, as the test helper's Redis does).
  * Prints a table; `bench/run.ts` can import `runFleetBench` and add it to `npm run bench`.
  *
  * `--load N` (issue 18) instead runs the load the fleet must not fall over under: N (10,000) concurrent Executes
@@ -68,6 +70,8 @@ export interface FleetBenchOptions {
   latencyActions: number;
   /** Executes in flight at once for the throughput figure. Default 8. */
   concurrency?: number;
+  /** The fleet Redis's appendfsync (runSchedulerBench). */
+  fsync?: 'always' | 'everysec';
 }
 
 export async function runFleetBench(options: FleetBenchOptions): Promise<FleetFigures[]> {
@@ -90,13 +94,19 @@ export async function runFleetBench(options: FleetBenchOptions): Promise<FleetFi
   }
   {
     const dir = reachableTempDir('larder-bench-fleet-');
-    const redis = await startRedis();
+    const redis = await startRedis({ args: ['--appendfsync', options.fsync ?? 'everysec'] });
     const front = await startFrontend({ redis: redis.url, store: `${dir}/store` });
     const workers = await Promise.all(
       [0, 1].map(() => startWorker({ redis: redis.url, frontend: front.url, concurrency: 2 })),
     );
     try {
-      figures.push(await measure('redis: 1 frontend + 2 workers × 2', `127.0.0.1:${front.port}`, options));
+      figures.push(
+        await measure(
+          `redis (appendfsync ${options.fsync ?? 'everysec'}): 1 frontend + 2 workers × 2`,
+          `127.0.0.1:${front.port}`,
+          options,
+        ),
+      );
     } finally {
       await Promise.all(workers.map((w) => w.stop()));
       await front.stop();
@@ -162,7 +172,10 @@ export interface SchedulerFigures {
 export async function runSchedulerBench(options: {
   operations: number;
   concurrency: number;
-  /** The bench Redis's appendfsync: `everysec` (Redis's default with appendonly on, as the README runs it) or `always`. */
+  /**
+   * The bench Redis's appendfsync: `everysec` (Redis's default with appendonly on, as the README runs it), or
+   * `always` (the test helper's: an fsync before every write command's reply).
+   */
   fsync?: 'always' | 'everysec';
 }): Promise<SchedulerFigures[]> {
   const figures: SchedulerFigures[] = [];
@@ -496,6 +509,7 @@ if (import.meta.url === `file://${process.argv[1]}`) {
     actions: Number(values.actions),
     latencyActions: Number(values['latency-actions']),
     concurrency: Number(values.concurrency),
+    fsync: values.fsync === 'always' ? 'always' : 'everysec',
   });
   console.log(fleetTable(figures));
 }
