@@ -79,6 +79,8 @@ export class RedisScheduler implements Scheduler {
   private readonly sweeper: NodeJS.Timeout;
   /** Channels of operations submitted here, subscribed for their submitter's subscribe() (arm()). */
   private readonly armed = new Map<string, Armed>();
+  /** Those subscribe() adopted, while subscribed: get() answers their submitter from what they heard. */
+  private readonly following = new Map<string, Armed>();
 
   /** A scheduler over an open fleet connection, which it then owns: close() closes it. */
   constructor(private readonly fleet: FleetConnection) {
@@ -123,6 +125,7 @@ export class RedisScheduler implements Scheduler {
       if (submitted.status === 'rejected') throw submitted.reason;
       if (armed.status === 'rejected') this.disarm(name);
       const [opName, outcome, ...specs] = submitted.value;
+      if (outcome === CREATED) this.created(name, job, waiter, Number(specs[0]), Number(specs[1]) === WATCHED);
       if (outcome === NO_WORKER) unrunnable(job.platform, specs.map(decodeWorkerSpec));
       if (outcome === MERGED) return (await this.get(opName, { id: waiter, operator: false })) ?? queued(opName, job);
       return queued(opName, job);
@@ -135,10 +138,22 @@ export class RedisScheduler implements Scheduler {
    * ARMED_MS. A failure leaves nothing armed: subscribe() then subscribes itself.
    */
   private async arm(name: string): Promise<void> {
-    const armed: Armed = { listener: null, since: performance.now(), stop: () => {}, timer: undefined };
+    const armed: Armed = {
+      listener: null,
+      since: performance.now(),
+      stop: () => {},
+      timer: undefined,
+      waiter: null,
+      view: null,
+      heard: [],
+    };
     this.armed.set(name, armed);
     try {
-      armed.stop = await this.fleet.events.listen(name, () => armed.listener?.());
+      armed.stop = await this.fleet.events.listen(name, (message) => {
+        if (armed.waiter === null) armed.heard.push(message);
+        else armed.view = followed(armed.view, message);
+        armed.listener?.();
+      });
     } catch (err) {
       if (this.armed.get(name) === armed) this.armed.delete(name);
       throw err;
@@ -149,6 +164,32 @@ export class RedisScheduler implements Scheduler {
     }
     armed.timer = setTimeout(() => this.disarm(name), ARMED_MS);
     armed.timer.unref();
+  }
+
+  /**
+   * What submit created: when its channel was subscribed before the script ran (`watched`), every change since is
+   * heard on it, so the operation's state is known here from the script's answer and those events (followed()),
+   * and get() answers its submitter without reading Redis, for as long as the subscription lasts.
+   */
+  private created(name: string, job: Omit<ExecutionJob, 'operation'>, waiter: string, stage: number, watched: boolean) {
+    const armed = this.armed.get(name);
+    if (armed === undefined) return;
+    armed.waiter = waiter;
+    // Events heard between the script and its answer.
+    const heard = armed.heard.splice(0);
+    if (!watched) return;
+    let view: OperationState | null = { ...queued(name, job), stage: stage as ExecutionStage_Value };
+    for (const message of heard) view = followed(view, message);
+    armed.view = view;
+  }
+
+  /** get() reads operation `name` from Redis from now on: it is about to be changed from here. */
+  private forget(name: string): void {
+    for (const map of [this.armed, this.following]) {
+      const record = map.get(name);
+      if (record === undefined) continue;
+      record.view = null;
+    }
   }
 
   /** Drops what arm(name) subscribed, unless subscribe() adopted it. */
@@ -162,6 +203,9 @@ export class RedisScheduler implements Scheduler {
 
   async get(name: string, caller: Caller): Promise<OperationState | null> {
     const { fleet } = this;
+    const followedHere = this.following.get(name);
+    if (followedHere?.view != null && followedHere.waiter === caller.id)
+      return standingView(followedHere.view, 'waiting', caller);
     return fleet.guard(async () => {
       const [stage, done, response, digest, instance, mine] = await fleet.redis.hmget(
         fleet.key('op', name),
@@ -195,18 +239,23 @@ export class RedisScheduler implements Scheduler {
       this.armed.delete(name);
       clearTimeout(armed.timer);
       armed.listener = listener;
+      this.following.set(name, armed);
+      const stop = () => {
+        if (this.following.get(name) === armed) this.following.delete(name);
+        armed.stop();
+      };
       // Submitted here, its channel subscribed before submit returned, and asked for sooner than Redis could
       // forget it (no sooner than retainMs after it finished, or inFlightTtlMs after it was created): nothing to ask.
       const { retainMs, inFlightTtlMs } = fleet.config;
-      if (performance.now() - armed.since < Math.min(retainMs, inFlightTtlMs)) return armed.stop;
+      if (performance.now() - armed.since < Math.min(retainMs, inFlightTtlMs)) return stop;
       const exists = await fleet
         .guard(() => fleet.redis.exists(fleet.key('op', name)))
         .catch((err: unknown) => {
-          armed.stop();
+          stop();
           throw err;
         });
-      if (exists === 1) return armed.stop;
-      armed.stop();
+      if (exists === 1) return stop;
+      stop();
       return null;
     }
     return fleet.guard(async () => {
@@ -231,6 +280,7 @@ export class RedisScheduler implements Scheduler {
 
   async cancel(name: string, caller: Caller): Promise<boolean> {
     const { fleet } = this;
+    this.forget(name);
     return fleet.guard(async () => {
       const cancelled = statusResponse(Code.CANCELLED, 'cancelled before it ran');
       const operator = caller.operator ? 1 : 0;
@@ -242,7 +292,17 @@ export class RedisScheduler implements Scheduler {
     const slot = await this.fleet.guard(() => joinFleet(this.fleet, this.leases, worker));
     this.slots.add(slot);
     return {
-      take: slot.take,
+      take: async (signal) => {
+        const lease = await slot.take(signal);
+        return {
+          ...lease,
+          // A change made here is read back at once, not when its event comes.
+          complete: (response) => {
+            this.forget(lease.job.operation);
+            return lease.complete(response);
+          },
+        };
+      },
       leave: async () => {
         this.slots.delete(slot);
         await slot.leave();
@@ -319,11 +379,19 @@ export class RedisScheduler implements Scheduler {
 /** What the submit script answers: a new operation, one in flight it joined, or no live worker matched. */
 const CREATED = 0;
 const MERGED = 1;
+/** The submit script's answer for a new operation whose channel was subscribed before it ran. */
+const WATCHED = 1;
 const NO_WORKER = 2;
 
 /** A subscription arm() made for a submitter, and the listener subscribe() gave it (null until then). */
 interface Armed {
   listener: (() => void) | null;
+  /** The submitter, once the operation is created (created()). */
+  waiter: string | null;
+  /** The operation's state as submit's answer and the events since tell it; null when not known that way. */
+  view: OperationState | null;
+  /** Events heard before submit's answer came. */
+  heard: string[];
   /** When arm() began: before the submit script was sent (performance.now()). */
   since: number;
   stop: () => void;
@@ -336,6 +404,23 @@ interface Armed {
  * as submit returns; this only bounds what a submitter that never follows leaves subscribed.
  */
 const ARMED_MS = 10_000;
+
+/**
+ * The state after event `message` of an operation known to be in state `view`: it went to a worker, or finished
+ * (with its response); null (not known any more: read it) after any other change, or a reconnection.
+ */
+function followed(view: OperationState | null, message: string): OperationState | null {
+  if (view === null || view.done) return null;
+  if (message === 'executing') return { ...view, stage: ExecutionStage_Value.EXECUTING };
+  if (message.startsWith(DONE)) {
+    const response = decodeResponse(message.slice(DONE.length));
+    return { ...view, stage: ExecutionStage_Value.COMPLETED, done: true, response };
+  }
+  return null;
+}
+
+/** How the finish of an operation is published: this, then its response (scripts.ts, FINISH). */
+const DONE = 'done:';
 
 function queued(name: string, job: Omit<ExecutionJob, 'operation'>): OperationState {
   return {

@@ -23,7 +23,8 @@
  *                   token, l: leaseMs, k: affinity keys it is warm for})
  *   P idle:WKEY     set: ids of the slots of one worker platform waiting for work
  *   P warm:AKEY     set: ids of waiting slots warm for affinity key AKEY (a job's persistentWorkerKey and silo)
- *   P ev:NAME       pub/sub channel: the operation changed ('changed'), or its run is to stop ('cancel')
+ *   P ev:NAME       pub/sub channel: the operation went to a worker ('executing'), finished ('done:' and its
+ *                   response), changed otherwise ('changed'), or its run is to stop ('cancel')
  *   P ev:slot:ID    pub/sub channel: the name of an operation leased to worker slot ID whose run is to stop
  *   P stats         hash: submitted, merged, completed
  *   P ev:NAME       pub/sub channel of one operation: "changed" or "cancel"
@@ -73,7 +74,7 @@ local function finish(P, name, response, retainMs)
   if merge and merge ~= '' and redis.call('GET', P .. 'merge:' .. merge) == name then redis.call('DEL', P .. 'merge:' .. merge) end
   redis.call('PEXPIRE', op, retainMs)
   redis.call('HINCRBY', P .. 'stats', 'completed', 1)
-  redis.call('PUBLISH', P .. 'ev:' .. name, 'changed')
+  redis.call('PUBLISH', P .. 'ev:' .. name, 'done:' .. response)
 end`;
 
 /** Ends worker slot `id`'s registration as waiting (P idle, P idle:*, P warm:*); returns it (decoded) or nil. */
@@ -109,7 +110,8 @@ export const SCRIPTS = {
    * ARGV: P, name, job, digest, mergeKey ('' never merges), queueKey, queueSpec, priority, ttlMs, instance,
    * waiter, maxWaiters, affinity key ('' for none), heartbeatMs. Joins the operation in flight under mergeKey as
    * `waiter` (returns {name, 1}); or, when no live worker could run it, creates nothing and returns {'', 2,
-   * every live worker's spec…} (the caller says what is missing); or creates it ({name, 0}) and either hands it
+   * every live worker's spec…} (the caller says what is missing); or creates it ({name, 0, stage: 3 handed or 2
+   * queued, watched: 1 when its channel was subscribed already}) and either hands it
    * to a live worker slot waiting for work, one warm for its affinity key first (leased to it and pushed to its
    * own list: its blocking read returns the job itself), or queues it and pushes one wake marker per matching
    * worker platform. An operation with maxWaiters recorded takes no new waiter: the submission gets its own.
@@ -171,6 +173,9 @@ redis.call('HSETNX', P .. 'queues', queue, spec)
 -- A live worker could take it (checked above): whatever was seen of this queue before is past.
 redis.call('HDEL', P .. 'unserved', queue)
 redis.call('HINCRBY', P .. 'stats', 'submitted', 1)
+-- Whether the submitter's subscription to the new operation's channel is on already (nobody else knows its
+-- name): then it hears every change from here on, and may follow the operation without reading it.
+local watched = redis.call('PUBSUB', 'NUMSUB', P .. 'ev:' .. name)[2] > 0 and 1 or 0
 -- A waiting slot gets it at once: one warm for its key, else any of a matching platform (a live one).
 local function waiting(set)
   for _ = 1, 100 do
@@ -192,14 +197,14 @@ if slot then
   redis.call('HSET', op, 'attempts', '1', 'lease', registration.t, 'worker', slot, 'stage', '3')
   redis.call('ZADD', P .. 'leases', now + registration.l, name)
   redis.call('RPUSH', P .. 'wake:slot:' .. slot, cjson.encode({n = name, j = job, a = 1, t = registration.t}))
-  return {name, 0}
+  return {name, 0, 3, watched}
 end
 redis.call('ZADD', P .. 'queue:' .. queue, score, name)
 for _, wake in ipairs(wakes) do
   redis.call('RPUSH', P .. 'wake:' .. wake, '1')
   redis.call('LTRIM', P .. 'wake:' .. wake, -100000, -1)
 end
-return {name, 0}`,
+return {name, 0, 2, watched}`,
   },
 
   /**
@@ -277,7 +282,7 @@ if not job then return {bestName, '', 0, token} end
 local attempts = redis.call('HINCRBY', op, 'attempts', 1)
 redis.call('HSET', op, 'lease', token, 'worker', workerId, 'stage', '3')
 redis.call('ZADD', P .. 'leases', now + leaseMs, bestName)
-redis.call('PUBLISH', P .. 'ev:' .. bestName, 'changed')
+redis.call('PUBLISH', P .. 'ev:' .. bestName, 'executing')
 return {bestName, job, attempts, token}`,
   },
 

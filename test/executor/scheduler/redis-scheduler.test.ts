@@ -12,6 +12,7 @@ import { createLogger } from '../../../shared/log.ts';
 import {
   ActionSchema,
   ExecuteResponseSchema,
+  ExecutionStage_Value,
 } from '../../../shared/proto/gen/build/bazel/remote/execution/v2/remote_execution_pb.ts';
 import { workerSpec } from '../../../executor/scheduler/redis/codec.ts';
 import { FleetConnection } from '../../../executor/scheduler/redis/fleet-connection.ts';
@@ -60,6 +61,9 @@ describe.runIf(haveRedis())('RedisScheduler on a real Redis', () => {
     await redis?.close();
   });
   prefix = `t0:`;
+
+  /** HMGET calls Redis has served (INFO commandstats, scripts' own included): how often operation state was read. */
+  const hmgetCalls = async () => Number(/cmdstat_hmget:calls=(\d+)/.exec(await raw.info('commandstats'))?.[1] ?? 0);
 
   it("reports each platform queue's oldest wait whatever the priorities, and the live workers' reports", async () => {
     const [front, workers] = [await scheduler(), await scheduler()];
@@ -150,6 +154,27 @@ describe.runIf(haveRedis())('RedisScheduler on a real Redis', () => {
     const op = await front.submit(job('18', 'arm64'), null, ALICE.id);
     const state = await whenDone(front, op.name);
     expect(state.response?.status?.code).toBe(Code.UNAVAILABLE);
+  });
+
+  it('the submitter follows its operation to done from the events alone: no read of its state', async () => {
+    const [front, workers] = [await scheduler(), await scheduler()];
+    const slot = await workers.join({ name: 'w', platform: AMD64 });
+    const taking = slot.take(new AbortController().signal);
+    const before = await hmgetCalls();
+    const op = await front.submit(job('41'), null, ALICE.id);
+    let changed = () => {};
+    const unsubscribe = await front.subscribe(op.name, () => changed());
+    expect(await front.get(op.name, ALICE)).toMatchObject({ done: false, stage: ExecutionStage_Value.EXECUTING });
+    const told = new Promise<void>((resolve) => (changed = resolve));
+    await (await taking).complete(ok(7));
+    await told;
+    expect((await front.get(op.name, ALICE))?.response?.result?.exitCode).toBe(7);
+    // The one HMGET is the complete script's own (is the lease still the worker's?).
+    expect(await hmgetCalls()).toBe(before + 1);
+    // Once unsubscribed, the state is read from Redis, as every other follower's is.
+    unsubscribe?.();
+    expect((await front.get(op.name, ALICE))?.response?.result?.exitCode).toBe(7);
+    expect(await hmgetCalls()).toBe(before + 2);
   });
 
   it('a worker that finds nothing to claim drops the wake markers of jobs claims took meanwhile: no idle spinning', async () => {
