@@ -4,7 +4,7 @@
  * carry no path (the path stays in the cause, for the log).
  */
 import { Buffer } from 'node:buffer';
-import { close, closeSync, fdatasync, fstat, open as openFd, openSync, read, write, writeSync } from 'node:fs';
+import { close, closeSync, fdatasync, fstat, open as openFd, read, write, writeSync } from 'node:fs';
 import { open } from 'node:fs/promises';
 import { LarderError } from '../errors.ts';
 import { bodyError } from './streams.ts';
@@ -19,21 +19,21 @@ const WHOLE_READ = 1024 * 1024;
  */
 export const BLOB_MODE = 0o600;
 
-/** Blobs up to this size are created and written with synchronous calls (see disk.ts SMALL_BLOB). */
+/** Blobs up to this size are written with one synchronous call (see disk.ts SMALL_BLOB). */
 const SYNC_WRITE_MAX = 64 * 1024;
 
 /**
- * Writes a blob whose bytes are in memory into a new file. Small ones are created and written synchronously (for
- * them a thread-pool round trip costs more than the page-cache copy); larger ones on the thread pool, because
- * creating a file can wait for the file system's journal (ext4 under other uploads' fdatasync), a wait of
- * milliseconds that must not stall the event loop for a megabyte's sake. The sync to stable storage always runs
- * on the thread pool.
+ * Writes a blob whose bytes are in memory into a new file. The file is created on the thread pool whatever its
+ * size: creating a file on ext4 takes a journal handle, and while other uploads' fdatasync commit the journal
+ * that waits for milliseconds, a wait that must not stall the event loop (it did, per action-cache write). Small
+ * blobs are then written with one synchronous call (a page-cache copy, cheaper than a thread-pool round trip),
+ * larger ones on the thread pool. The sync to stable storage always runs on the thread pool.
  */
 export async function writeWholeFile(path: string, bytes: Uint8Array, makeRoom: () => Promise<boolean>): Promise<void> {
   const sync = bytes.byteLength <= SYNC_WRITE_MAX;
   let fd: number;
   try {
-    fd = sync ? openSync(path, 'wx', BLOB_MODE) : await callback<number>((done) => openFd(path, 'wx', BLOB_MODE, done));
+    fd = await callback<number>((done) => openFd(path, 'wx', BLOB_MODE, done));
   } catch (err) {
     throw diskError(err, 'create');
   }
@@ -50,8 +50,8 @@ export async function writeWholeFile(path: string, bytes: Uint8Array, makeRoom: 
     }
     await callback<void>((done) => fdatasync(fd, done)).catch((err) => Promise.reject(diskError(err, 'sync')));
   } finally {
-    if (sync) closeSync(fd);
-    else await callback<void>((done) => close(fd, done)).catch(() => {});
+    // Closing a file already synced has nothing to wait for.
+    closeSync(fd);
   }
 }
 
@@ -177,14 +177,6 @@ export function fileStream(fd: number, size: number): ReadableStream<Uint8Array>
     },
     cancel: release,
   });
-}
-
-export function syncDisk(action: string, call: () => void): void {
-  try {
-    call();
-  } catch (err) {
-    throw diskError(err, action);
-  }
 }
 
 export function errno(err: unknown): string | undefined {

@@ -30,7 +30,7 @@
  * must therefore run as one user.
  */
 import { createHash, randomUUID } from 'node:crypto';
-import { closeSync, readFileSync, renameSync, rmSync, statSync } from 'node:fs';
+import { closeSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { chmod, mkdir, readdir, rename, rm, stat, statfs, unlink, utimes } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import type { BlobKey } from '../digest.ts';
@@ -48,7 +48,6 @@ import {
   fileSize,
   fileStream,
   openForReading,
-  syncDisk,
   writeFile,
   writeWholeFile,
 } from './disk-files.ts';
@@ -78,9 +77,10 @@ interface Entry {
 }
 
 /**
- * Blobs up to this size are read and written whole, with synchronous calls: most of Bazel's blobs are this
- * small, and for them the thread-pool round trips of async fs calls cost more than the I/O itself (which the
- * page cache absorbs). The event loop is never blocked for longer than one small file takes.
+ * Blobs up to this size are read whole, and their bytes written, with synchronous calls: most of Bazel's blobs
+ * are this small, and for them the thread-pool round trips of async fs calls cost more than the I/O itself (which
+ * the page cache absorbs). Creating and renaming their files waits for the journal, so that stays on the thread
+ * pool (writeWholeFile). The event loop is never blocked for longer than one small file's read takes.
  */
 const SMALL_BLOB = 64 * 1024;
 /** Hits refresh the file's mtime at most this often, so restarts keep a fair LRU order at little cost. */
@@ -236,8 +236,15 @@ export class DiskStore implements BlobStore {
   async get(key: BlobKey): Promise<StoredBlob | null> {
     const rel = relativePath(key);
     const path = join(this.#root, 'blobs', rel);
-    const known = this.#index.get(rel);
-    if (known !== undefined && known.size <= SMALL_BLOB) {
+    let known = this.#index.get(rel);
+    if (known === undefined) {
+      // Mostly an action-cache miss (every action asks before it runs): one lookup in the dentry cache answers
+      // it, cheaper than an open on the thread pool that fails, and a small hit is then read like a known one.
+      const size = this.#fileSize(rel);
+      if (size === null) return null;
+      known = this.#current(rel, size);
+    }
+    if (known.size <= SMALL_BLOB) {
       const bytes = this.#readSmall(rel, path);
       if (bytes !== null) this.#markUsed(rel, this.#current(rel, bytes.byteLength));
       return bytes === null ? null : bytesBlob(bytes);
@@ -254,11 +261,11 @@ export class DiskStore implements BlobStore {
       throw diskError(err, 'open');
     }
     // The open handle keeps the bytes readable even if the blob is evicted or replaced meanwhile. A CAS blob's
-    // size is fixed by its hash, so a known one needs no fstat; an action-cache entry may have been replaced
+    // size is fixed by its hash, so the one found above needs no fstat; an action-cache entry may have been replaced
     // (by this process or another sharing the folder) with one of another size, so its size is the file's.
     let size: number;
     try {
-      size = key.kind === 'cas' && known !== undefined ? known.size : await fileSize(fd);
+      size = key.kind === 'cas' ? known.size : await fileSize(fd);
     } catch (err) {
       closeSync(fd);
       throw diskError(err, 'stat');
@@ -305,9 +312,10 @@ export class DiskStore implements BlobStore {
           body instanceof Uint8Array
             ? body
             : await collect(body, SMALL_BLOB).catch((err) => Promise.reject(bodyError(err)));
+        // The rename is on the thread pool too: like a create, it waits for the journal (see writeWholeFile).
         await this.#publish(rel, bytes.byteLength, async () => {
           await writeWholeFile(temp, bytes, () => makeRoom(bytes.byteLength));
-          syncDisk('publish', () => renameSync(temp, join(this.#root, 'blobs', rel)));
+          await rename(temp, join(this.#root, 'blobs', rel));
         });
       } else {
         const written = await writeFile(temp, body, (written) => makeRoom(size - written));
