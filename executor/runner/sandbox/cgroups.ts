@@ -18,7 +18,7 @@
  * is counted per action (OOM kills) is measured from where the last action left it.
  */
 import { existsSync, readFileSync } from 'node:fs';
-import { appendFile, mkdir, readdir, readFile, rmdir, writeFile } from 'node:fs/promises';
+import { appendFile, mkdir, readdir, rmdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 
 export interface CgroupLimits {
@@ -124,6 +124,12 @@ function ownCgroups(): Map<string, string> {
   return own;
 }
 
+/**
+ * A cgroup (or /proc) file's text, '' where it cannot be read. Synchronous: these files are made by the kernel
+ * from memory as they are read (no disk, no journal, no lock another action's work holds for long), so the read
+ * is a few system calls of microseconds. Every action reads three or four of them, and on the thread pool each
+ * cost five round trips (open, fstat, read, read, close), more than the reads themselves.
+ */
 function readOrEmpty(path: string): string {
   try {
     return readFileSync(path, 'utf8');
@@ -156,10 +162,8 @@ function v1(roots: Map<string, string>, homeFiles: string[]): OpenCgroups {
       const dirs = dirsOf(name);
       const memory = dirs.get('memory')!;
       const freezer = dirs.get('freezer')!;
-      const oomKills = async () => {
-        const control = await readFile(join(memory, 'memory.oom_control'), 'utf8').catch(() => '');
-        return Number(/^oom_kill (\d+)$/m.exec(control)?.[1] ?? 0);
-      };
+      const oomKills = () =>
+        Number(/^oom_kill (\d+)$/m.exec(readOrEmpty(join(memory, 'memory.oom_control')))?.[1] ?? 0);
       let oomBefore = 0;
       return {
         enterFiles: [...dirs.values()].map((dir) => join(dir, 'tasks')),
@@ -171,11 +175,11 @@ function v1(roots: Map<string, string>, homeFiles: string[]): OpenCgroups {
           });
         },
         async oomKilled() {
-          return (await oomKills()) > oomBefore;
+          return oomKills() > oomBefore;
         },
         async recycle() {
-          if (!(await isEmpty(join(freezer, 'cgroup.procs')))) return false;
-          oomBefore = await oomKills();
+          if (!isEmpty(join(freezer, 'cgroup.procs'))) return false;
+          oomBefore = oomKills();
           return true;
         },
         async remove() {
@@ -220,10 +224,7 @@ function v2(base: string, home: string): OpenCgroups {
     },
     existing(name) {
       const dir = join(base, name);
-      const oomKills = async () => {
-        const events = await readFile(join(dir, 'memory.events'), 'utf8').catch(() => '');
-        return Number(/^oom_kill (\d+)$/m.exec(events)?.[1] ?? 0);
-      };
+      const oomKills = () => Number(/^oom_kill (\d+)$/m.exec(readOrEmpty(join(dir, 'memory.events')))?.[1] ?? 0);
       let oomBefore = 0;
       return {
         enterFiles: [join(dir, 'cgroup.procs')],
@@ -237,11 +238,11 @@ function v2(base: string, home: string): OpenCgroups {
           });
         },
         async oomKilled() {
-          return (await oomKills()) > oomBefore;
+          return oomKills() > oomBefore;
         },
         async recycle() {
-          if (!(await isEmpty(join(dir, 'cgroup.procs')))) return false;
-          oomBefore = await oomKills();
+          if (!isEmpty(join(dir, 'cgroup.procs'))) return false;
+          oomBefore = oomKills();
           return true;
         },
         async remove() {
@@ -260,7 +261,7 @@ function v2(base: string, home: string): OpenCgroups {
 async function waitEmpty(procs: string, kill: (pids: number[]) => Promise<void>): Promise<void> {
   const deadline = Date.now() + EMPTY_LIMIT_MS;
   for (let round = 0; Date.now() < deadline; round++) {
-    const pids = (await readFile(procs, 'utf8').catch(() => '')).split('\n').filter(Boolean).map(Number);
+    const pids = readOrEmpty(procs).split('\n').filter(Boolean).map(Number);
     if (pids.length === 0) return;
     await kill(pids);
     await new Promise((resolve) => setTimeout(resolve, round < 10 ? 1 : 10));
@@ -268,9 +269,12 @@ async function waitEmpty(procs: string, kill: (pids: number[]) => Promise<void>)
 }
 
 /** Whether a cgroup's process list is empty; false where it cannot be read. */
-async function isEmpty(procs: string): Promise<boolean> {
-  const listed = await readFile(procs, 'utf8').catch(() => null);
-  return listed !== null && listed.trim() === '';
+function isEmpty(procs: string): boolean {
+  try {
+    return readFileSync(procs, 'utf8').trim() === '';
+  } catch {
+    return false;
+  }
 }
 
 function signal(pid: number): void {
