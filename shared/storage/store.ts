@@ -55,7 +55,8 @@ export interface BlobStore {
    * Optional, for stores that can answer for many blobs at once (an index in front of a bucket): the sizes of
    * `keys`, in order. A size is an answer stat would give; null means "not known to be stored", which may also be
    * a blob the store holds but cannot confirm without a round trip per blob. Callers treat null as missing (and
-   * upload the blob again), never the other way round: FindMissingBlobs is the one caller.
+   * upload the blob again), never the other way round: FindMissingBlobs, and the executor's check of an action's
+   * inputs (a missing input is reported to the client, which uploads it), are the callers.
    */
   statMany?(keys: readonly BlobKey[]): Promise<Array<number | null>>;
   /**
