@@ -104,6 +104,8 @@ export class DiskStore implements BlobStore {
   readonly #madeDirs = new Set<string>();
   /** tmp/{owner tag}: this process's uploads in flight, apart from other processes' (see owner.ts). */
   readonly #tmp: string;
+  /** blobs/ under the root; relative paths (relativePath) are normalised already. */
+  readonly #blobs: string;
   #bytes = 0;
   /** Declared sizes of this process's uploads in flight: counted against the budget from their first byte. */
   #reserved = 0;
@@ -118,6 +120,7 @@ export class DiskStore implements BlobStore {
     this.#log = options.log;
     this.#onEvicted = options.onEvicted;
     this.#tmp = join(options.path, 'tmp', ownerTag());
+    this.#blobs = join(options.path, 'blobs');
     // Before the index is rebuilt from the files: whatever others publish from here on is caught up on later.
     this.#ledger = new Ledger(options.path);
   }
@@ -222,20 +225,23 @@ export class DiskStore implements BlobStore {
 
   /**
    * A CAS blob the index knows, by its path, with no system call: the file is opened by whoever sends it, and a
-   * blob another process evicted meanwhile fails that open (a miss). Unknown ones are left to `get`.
+   * blob another process evicted meanwhile fails that open (a miss). Unknown ones are left to `get`, and so are
+   * small ones (up to SMALL_BLOB): `get` reads those whole with one synchronous call, which costs less than a sender
+   * opening the file and sendfile-ing it (Bun does that on its thread pool: 47 µs of CPU per 4 KiB response of a
+   * bare Bun.serve, against 31 µs for the bytes read whole).
    */
   async locate(key: BlobKey): Promise<BlobFile | null> {
     if (key.kind !== 'cas') return null;
     const rel = relativePath(key);
     const known = this.#index.get(rel);
-    if (known === undefined) return null;
+    if (known === undefined || known.size <= SMALL_BLOB) return null;
     this.#markUsed(rel, known);
-    return { path: join(this.#root, 'blobs', rel), size: known.size };
+    return { path: this.#pathOf(rel), size: known.size };
   }
 
   async get(key: BlobKey): Promise<StoredBlob | null> {
     const rel = relativePath(key);
-    const path = join(this.#root, 'blobs', rel);
+    const path = this.#pathOf(rel);
     let known = this.#index.get(rel);
     if (known === undefined) {
       // Mostly an action-cache miss (every action asks before it runs): one lookup in the dentry cache answers
@@ -395,10 +401,15 @@ export class DiskStore implements BlobStore {
     // Synchronous: a lookup in the kernel's dentry cache, cheaper than a thread-pool round trip. Every new
     // upload asks once (is it stored already?), so this is on the hot path, and a miss must not cost an exception.
     try {
-      return statSync(join(this.#root, 'blobs', rel), { throwIfNoEntry: false })?.size ?? null;
+      return statSync(this.#pathOf(rel), { throwIfNoEntry: false })?.size ?? null;
     } catch (err) {
       throw diskError(err, 'stat');
     }
+  }
+
+  /** A blob's file: `join` once for the folder, not per request (it normalises the whole path each time). */
+  #pathOf(rel: string): string {
+    return `${this.#blobs}/${rel}`;
   }
 
   #forget(rel: string): void {

@@ -102,16 +102,20 @@ describe('disk store', () => {
     expect(bytesOf(await collect(blob!.body, 1 << 20))).toEqual(bytesOf(data));
   });
 
-  it('locates a CAS blob it knows by its file, and leaves unknown blobs and action-cache entries to get', async () => {
+  it('locates a CAS blob it knows by its file, and leaves unknown, small (read whole) and action-cache blobs to get', async () => {
     const store = await DiskStore.open({ path: freshDir(), maxBytes: 1 << 20 });
-    const blob = randomBytes(1000);
+    const blob = randomBytes(100_000);
     expect(await store.locate(cas(blob))).toBeNull();
-    await store.put(cas(blob), blob, 1000);
+    await store.put(cas(blob), blob, blob.length);
     const file = await store.locate(cas(blob));
-    expect(file?.size).toBe(1000);
+    expect(file?.size).toBe(blob.length);
     expect(bytesOf(readFileSync(file!.path))).toEqual(bytesOf(blob));
+    const small = randomBytes(64 * 1024);
+    await store.put(cas(small), small, small.length);
+    expect(await store.locate(cas(small))).toBeNull();
+    expect((await store.get(cas(small)))?.bytes).toBeDefined();
     const ac = blobKey('', 'ac', sha256(randomBytes(8)));
-    await store.put(ac, blob, 1000);
+    await store.put(ac, blob, blob.length);
     expect(await store.locate(ac)).toBeNull();
     await store.close();
   });
