@@ -69,7 +69,7 @@ export function createEdgeApp(options: EdgeAppOptions): Hono<EdgeEnv> {
   if (status !== undefined) app.get('/status', async (c) => c.html(renderStatusPage(await status())));
 
   app.all('*', async (c) => {
-    const key = parseBlobPath(new URL(c.req.url).pathname);
+    const key = (c.var.blob as BlobKey | undefined) ?? parseBlobPath(new URL(c.req.url).pathname);
     if (key === null)
       return c.text('not found: cache paths are /[instance/]ac/{sha256} and /[instance/]cas/{sha256}\n', 404);
     switch (c.req.method) {

@@ -5,13 +5,15 @@
  */
 import type { MiddlewareHandler } from 'hono';
 import type { Principal } from '../shared/auth/authenticator.ts';
+import type { BlobKey } from '../shared/digest.ts';
 import type { AccessGate } from '../shared/auth/gate.ts';
 import type { Logger } from '../shared/log.ts';
 import type { Metrics } from '../shared/metrics/metrics.ts';
 import { HTTP_STATUS } from './errors.ts';
 
 export interface EdgeEnv {
-  Variables: { principal: Principal };
+  /** `blob`: the key a cache request addresses, parsed once (by observeRequests) for the route to use. */
+  Variables: { principal: Principal; blob: BlobKey };
 }
 
 export function edgeAuth(gate: AccessGate, log: Logger, metrics?: Metrics): MiddlewareHandler<EdgeEnv> {

@@ -8,13 +8,15 @@ import type { MiddlewareHandler } from 'hono';
 import type { Logger } from '../shared/log.ts';
 import type { Metrics, Outcome } from '../shared/metrics/metrics.ts';
 import { REQUEST_METADATA_KEY, requestMetadataFields, requestMetadataFromHeader } from '../shared/request-metadata.ts';
+import type { EdgeEnv } from './auth.ts';
 import { parseBlobPath } from './blob-path.ts';
 
-export function observeRequests(log: Logger, metrics?: Metrics): MiddlewareHandler {
+export function observeRequests(log: Logger, metrics?: Metrics): MiddlewareHandler<EdgeEnv> {
   return async function observeRequests(c, next) {
     const path = new URL(c.req.url).pathname;
     const key = parseBlobPath(path);
     if (key === null) return next();
+    c.set('blob', key);
     const started = performance.now();
     await next();
     const method = c.req.method;
