@@ -32,17 +32,22 @@ const LATENCY_BUCKETS = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0
 export class Metrics {
   readonly registry = new Registry();
 
-  readonly #requests = new Counter({
+  // Counted per request: tallied as plain numbers and added to the counters when they are read (see Tally).
+  readonly #requestTally = new Tally<'protocol' | 'method' | 'kind' | 'outcome'>();
+  readonly #bytesTally = new Tally<'protocol' | 'direction'>();
+  readonly #requests: Counter<'protocol' | 'method' | 'kind' | 'outcome'> = new Counter({
     name: 'larder_requests_total',
     help: 'Cache requests by protocol, method, kind (ac/cas) and outcome (hit, miss, stored, refused, error)',
     labelNames: ['protocol', 'method', 'kind', 'outcome'] as const,
     registers: [this.registry],
+    collect: (): void => this.#requestTally.addTo(this.#requests),
   });
-  readonly #bytes = new Counter({
+  readonly #bytes: Counter<'protocol' | 'direction'> = new Counter({
     name: 'larder_bytes_total',
     help: 'Bytes received (in: uploads) and sent (out: downloads), by protocol; gRPC counts whole messages',
     labelNames: ['protocol', 'direction'] as const,
     registers: [this.registry],
+    collect: (): void => this.#bytesTally.addTo(this.#bytes),
   });
   readonly #storeSeconds = new Histogram({
     name: 'larder_store_operation_seconds',
@@ -97,7 +102,12 @@ export class Metrics {
   readonly #totals = { requests: 0, hits: 0, misses: 0, bytesIn: 0, bytesOut: 0 };
 
   request(protocol: Protocol, method: string, kind: BlobKind, outcome: Outcome, count = 1): void {
-    this.#requests.inc({ protocol, method, kind, outcome }, count);
+    this.#requestTally.add(`${protocol} ${method} ${kind} ${outcome}`, count, () => ({
+      protocol,
+      method,
+      kind,
+      outcome,
+    }));
     this.#totals.requests += count;
     if (outcome === 'hit') this.#totals.hits += count;
     if (outcome === 'miss') this.#totals.misses += count;
@@ -105,7 +115,7 @@ export class Metrics {
 
   bytes(protocol: Protocol, direction: 'in' | 'out', bytes: number): void {
     if (bytes <= 0) return;
-    this.#bytes.inc({ protocol, direction }, bytes);
+    this.#bytesTally.add(`${protocol} ${direction}`, bytes, () => ({ protocol, direction }));
     if (direction === 'in') this.#totals.bytesIn += bytes;
     else this.#totals.bytesOut += bytes;
   }
@@ -186,4 +196,27 @@ export interface Totals {
   bytesIn: number;
   bytesOut: number;
   stores: Array<StoreLabels & { bytes: number; budget: number }>;
+}
+
+/**
+ * Counts by label set, kept as plain numbers until the counter is read (its `collect`, at every scrape): prom-client
+ * checks and hashes the labels object on every `inc`, a cost paid per request otherwise. Label sets are keyed by
+ * their values joined (none contains the separator: each is a closed set, or an HTTP method token).
+ */
+class Tally<Label extends string> {
+  readonly #counts = new Map<string, { labels: Record<Label, string>; pending: number }>();
+
+  add(id: string, count: number, labels: () => Record<Label, string>): void {
+    const entry = this.#counts.get(id);
+    if (entry === undefined) this.#counts.set(id, { labels: labels(), pending: count });
+    else entry.pending += count;
+  }
+
+  addTo(counter: Counter<Label>): void {
+    for (const entry of this.#counts.values()) {
+      if (entry.pending === 0) continue;
+      counter.inc(entry.labels, entry.pending);
+      entry.pending = 0;
+    }
+  }
 }
