@@ -11,8 +11,9 @@
  *   BENCH_BLOBS=100           distinct pre-populated blobs per size (GET hits and re-uploads cycle over them)
  *   BENCH_STREAM_SIZE=1GiB    the big blob streamed in and out for the RSS figure; 0 skips it
  *   BENCH_SERVERS=nginx,bazel-remote,node,deno,bun   side by side (bench/servers.ts: nginx, bazel-remote, node, deno,
- *                             bun, node-p2, deno-p2, bun-p2, node-before, deno-before)
- *   BENCH_BEFORE=path         another larder checkout (say, main) to run as node-before/deno-before (added by default when set)
+ *                             bun, node-p2, deno-p2, bun-p2, node-before, deno-before, bun-before)
+ *   BENCH_BEFORE=path         another larder checkout (say, main) to run as node-before/deno-before/bun-before (the first two
+ *                             added by default when set)
  *   BENCH_PIN=1               server on CPU 1, load generator on CPU 0 (needs taskset and 2 CPUs); 0 = no pinning
  *   BENCH_WAIT_QUIET=1        before each measured run, wait (≤ 30 s, ≤ 3 min in all) for other work on the machine to go quiet; 0 = don't
  *   BENCH_PROFILE=1           run larder under --cpu-prof; profiles land in BENCH_PROFILE_DIR and are summarised

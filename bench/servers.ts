@@ -12,6 +12,7 @@
  *   bun-p2       the same on Bun (reusePort children)
  *   node-before  the larder checkout at BENCH_BEFORE on Node (pinned), for before/after figures in one run
  *   deno-before  the same checkout on Deno
+ *   bun-before   the same checkout on Bun
  */
 import { startBazelRemote } from './bazel-remote.ts';
 import { startLarder } from './larder.ts';
@@ -29,6 +30,7 @@ export const SERVER_NAMES = [
   'bun-p2',
   'node-before',
   'deno-before',
+  'bun-before',
 ] as const;
 export type ServerName = (typeof SERVER_NAMES)[number];
 
@@ -74,5 +76,7 @@ export function startServer(name: ServerName, dir: string, options: StartOptions
       return startLarder({ storeDir, cpu, root: options.before!, nodeFlags: options.nodeFlags });
     case 'deno-before':
       return startLarder({ storeDir, cpu, runtime: 'deno', root: options.before! });
+    case 'bun-before':
+      return startLarder({ storeDir, cpu, runtime: 'bun', root: options.before! });
   }
 }
