@@ -45,7 +45,8 @@ export interface BlobStore {
   /**
    * Optional, for stores that keep CAS blobs in local files: the blob's file and size without opening it, for a
    * runtime that sends files itself (sendfile). Null when the store cannot say so cheaply (it does not know the
-   * blob, or keeps it elsewhere): the caller then asks `get`, which gives the truthful answer. The file may be
+   * blob, or keeps it elsewhere) or when `get` serves it more cheaply (the disk store reads small blobs whole):
+   * the caller then asks `get`, which gives the truthful answer. The file may be
    * evicted before it is sent; the sender answers that as the miss it then is.
    */
   locate?(key: BlobKey): Promise<BlobFile | null>;
