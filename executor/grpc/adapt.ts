@@ -29,6 +29,7 @@ import { errorForLog, LarderError } from '../../shared/errors.ts';
 import type { Logger } from '../../shared/log.ts';
 import { callStatus } from '../reapi/grpc-status.ts';
 import { singleBytesEncoder } from './bytes-message.ts';
+import { digestListDecoder, digestListEncoder } from './digest-lists.ts';
 import { encodedOnce } from './reused-replies.ts';
 import { callFields } from './request-metadata.ts';
 
@@ -93,7 +94,7 @@ function isUndecodable(value: unknown): value is Undecodable {
 }
 
 function serializer(schema: DescMessage) {
-  const fast = singleBytesEncoder(schema);
+  const fast = singleBytesEncoder(schema) ?? digestListEncoder(schema);
   if (fast !== null) return fast;
   const encode = (message: unknown): Buffer => {
     const bytes = toBinary(schema, create(schema, message as MessageInitShape<DescMessage>));
@@ -109,6 +110,7 @@ export function serviceDefinition(service: DescService, side: 'client' | 'server
     if (method.methodKind === 'bidi_streaming')
       throw new Error(`${method.name}: bidirectional streaming is not adapted`);
     const input = method.input;
+    const decode = digestListDecoder(input) ?? ((bytes: Uint8Array) => fromBinary(input, bytes));
     definition[method.localName] = {
       path: `/${service.typeName}/${method.name}`,
       requestStream: method.methodKind === 'client_streaming',
@@ -116,10 +118,10 @@ export function serviceDefinition(service: DescService, side: 'client' | 'server
       requestSerialize: serializer(input),
       requestDeserialize:
         side === 'client'
-          ? (bytes: Buffer) => fromBinary(input, bytes)
+          ? decode
           : (bytes: Buffer) => {
               try {
-                return fromBinary(input, bytes);
+                return decode(bytes);
               } catch (err) {
                 return {
                   [UNDECODABLE]: `malformed ${input.typeName}: ${(err as Error).message}`,
@@ -127,7 +129,7 @@ export function serviceDefinition(service: DescService, side: 'client' | 'server
               }
             },
       responseSerialize: serializer(method.output),
-      responseDeserialize: (bytes: Buffer) => fromBinary(method.output, bytes),
+      responseDeserialize: digestListDecoder(method.output) ?? ((bytes: Buffer) => fromBinary(method.output, bytes)),
     };
   }
   return definition as grpc.ServiceDefinition;
