@@ -45,8 +45,13 @@ export function grpcObserver(metrics: Metrics): CallObserver {
         metrics.request('grpc', method, cache.kind, outcomeOf(code, cache.ok));
         return;
       }
-      for (const blob of blobs)
-        metrics.request('grpc', method, cache.kind, outcomeOf(blob.status?.code ?? Code.OK, cache.ok));
+      // Counted by outcome and added once each: a batch of 1,000 blobs is a few counter updates, not 1,000.
+      const counts = new Map<Outcome, number>();
+      for (const blob of blobs) {
+        const outcome = outcomeOf(blob.status?.code ?? Code.OK, cache.ok);
+        counts.set(outcome, (counts.get(outcome) ?? 0) + 1);
+      }
+      for (const [outcome, count] of counts) metrics.request('grpc', method, cache.kind, outcome, count);
     },
   };
 }

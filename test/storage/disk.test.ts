@@ -230,7 +230,9 @@ describe('disk store: action-cache entries, whose size the key does not fix', ()
     ['smaller', 300_000, 100_000],
     ['from small to large', 1000, 200_000],
     ['from large to small', 200_000, 1000],
-  ])('reads an entry over 64 KiB whole after another process replaced it with a %s one', async (_, before, after) => {
+    ['small but larger', 1000, 2000],
+    ['small but smaller', 2000, 1000],
+  ])('reads an entry whole after another process replaced it with a %s one', async (_, before, after) => {
     const path = freshDir();
     const edge = await DiskStore.open({ path, maxBytes: 1 << 24 });
     const executor = await DiskStore.open({ path, maxBytes: 1 << 24 });
