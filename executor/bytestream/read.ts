@@ -77,9 +77,10 @@ function byteStream(body: ReadableStream<Uint8Array>): boolean {
 }
 
 /**
- * Sends `bytes` of a byte stream read straight into each message's buffer (one per message, sized to what is left,
- * at most READ_CHUNK_BYTES), with room in front for the field's key and length, so the message is encoded without
- * copying the data (bytes-message.ts). The buffer is not reused: grpc-js may hold a message until it frames it.
+ * Sends `bytes` of a byte stream read straight into each message's buffer (at most READ_CHUNK_BYTES), with room in
+ * front for the field's key and length, so the message is encoded without copying the data (bytes-message.ts).
+ * A buffer is reused once its message is encoded (grpc-js has then copied it into its frame), not before: grpc-js
+ * may queue several messages before it frames them. So a long Read allocates a few buffers, not one per megabyte.
  */
 async function sendInPlace(
   body: ReadableStream<Uint8Array>,
@@ -87,12 +88,15 @@ async function sendInPlace(
   send: (data: Uint8Array) => Promise<void>,
 ): Promise<void> {
   const reader = body.getReader({ mode: 'byob' });
+  /** Buffers whose messages are encoded, free for the next chunk; each as large as the first chunk. */
+  const first = Math.min(bytes, READ_CHUNK_BYTES);
+  const free: ArrayBuffer[] = [];
   let left = bytes;
   try {
     while (left > 0) {
       const length = Math.min(left, READ_CHUNK_BYTES);
       // Not from Buffer's shared pool: a BYOB read takes the whole ArrayBuffer over.
-      let buffer = Buffer.allocUnsafeSlow(BYTES_FIELD_HEADROOM + length).buffer as ArrayBuffer;
+      let buffer = free.pop() ?? (Buffer.allocUnsafeSlow(BYTES_FIELD_HEADROOM + first).buffer as ArrayBuffer);
       let filled = 0;
       while (filled < length) {
         const view = new Uint8Array(buffer, BYTES_FIELD_HEADROOM + filled, length - filled);
@@ -102,7 +106,8 @@ async function sendInPlace(
         filled += value.byteLength;
       }
       left -= length;
-      await send(bytesWithHeadroom(new Uint8Array(buffer), length));
+      const full = buffer;
+      await send(bytesWithHeadroom(new Uint8Array(full), length, () => free.push(full)));
     }
   } finally {
     await reader.cancel().catch(() => {});

@@ -24,15 +24,19 @@ export function singleBytesEncoder(schema: DescMessage): ((message: unknown) => 
     // proto3: an empty bytes field is not written at all.
     if (data === undefined || data.byteLength === 0) return Buffer.alloc(0);
     const header = [...varint(tag), ...varint(data.byteLength)];
-    if (withHeadroom.has(data) && header.length <= BYTES_FIELD_HEADROOM) {
+    const encoded = withHeadroom.get(data);
+    withHeadroom.delete(data);
+    if (encoded !== undefined && header.length <= BYTES_FIELD_HEADROOM) {
       const start = data.byteOffset - header.length;
       const message = Buffer.from(data.buffer, start, header.length + data.byteLength);
       message.set(header, 0);
+      encoded();
       return message;
     }
     const out = Buffer.allocUnsafe(header.length + data.byteLength);
     out.set(header, 0);
     out.set(data, header.length);
+    encoded?.();
     return out;
   };
 }
@@ -40,16 +44,21 @@ export function singleBytesEncoder(schema: DescMessage): ((message: unknown) => 
 /** Room for a bytes field's key and length (a one-byte key and a length of up to 2^28) in front of its data. */
 export const BYTES_FIELD_HEADROOM = 5;
 
-/** Data whose owner gave the BYTES_FIELD_HEADROOM bytes in front of it to the encoder. */
-const withHeadroom = new WeakSet<Uint8Array>();
+/** Data whose owner gave the BYTES_FIELD_HEADROOM bytes in front of it to the encoder, with what to tell it once encoded. */
+const withHeadroom = new WeakMap<Uint8Array, () => void>();
 
 /**
  * The `length` bytes at BYTES_FIELD_HEADROOM of `buffer` as a field's data, to be encoded in place: the caller gives
- * up the first BYTES_FIELD_HEADROOM bytes of the buffer, and must not change any of it until the message is sent.
+ * up the first BYTES_FIELD_HEADROOM bytes of the buffer, and must not change any of it until `encoded` is called.
+ *
+ * `encoded` runs inside the serializer, which grpc-js calls from its serializeMessage, copying the message into the
+ * frame it sends before anything else runs (grpc-js 1.14, server-interceptors.js); so the buffer is free again for
+ * code that awaited meanwhile: ByteStream Read reads the next chunk into it instead of allocating a megabyte per
+ * message. A server that framed messages without copying them would have to call it later.
  */
-export function bytesWithHeadroom(buffer: Uint8Array, length: number): Uint8Array {
+export function bytesWithHeadroom(buffer: Uint8Array, length: number, encoded: () => void = () => {}): Uint8Array {
   const data = buffer.subarray(BYTES_FIELD_HEADROOM, BYTES_FIELD_HEADROOM + length);
-  withHeadroom.add(data);
+  withHeadroom.set(data, encoded);
   return data;
 }
 

@@ -41,3 +41,18 @@ describe('singleBytesEncoder', () => {
     expect(singleBytesEncoder(WriteRequestSchema)).toBeNull();
   });
 });
+
+describe('bytesWithHeadroom', () => {
+  const encode = singleBytesEncoder(ReadResponseSchema)!;
+
+  it('tells its owner when the message is encoded (so the buffer may be reused), once, and not before', () => {
+    for (const size of [1, 1024 * 1024]) {
+      let told = 0;
+      const data = bytesWithHeadroom(new Uint8Array(BYTES_FIELD_HEADROOM + size), size, () => told++);
+      expect(told).toBe(0);
+      encode({ data });
+      encode({ data });
+      expect(told).toBe(1);
+    }
+  });
+});
