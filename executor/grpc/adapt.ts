@@ -28,6 +28,7 @@ import type { Principal } from '../../shared/auth/authenticator.ts';
 import { errorForLog, LarderError } from '../../shared/errors.ts';
 import type { Logger } from '../../shared/log.ts';
 import { callStatus } from '../reapi/grpc-status.ts';
+import { batchReadResponseEncoder } from './batch-read-message.ts';
 import { singleBytesEncoder } from './bytes-message.ts';
 import { digestListDecoder, digestListEncoder } from './digest-lists.ts';
 import { encodedOnce } from './reused-replies.ts';
@@ -94,7 +95,7 @@ function isUndecodable(value: unknown): value is Undecodable {
 }
 
 function serializer(schema: DescMessage) {
-  const fast = singleBytesEncoder(schema) ?? digestListEncoder(schema);
+  const fast = singleBytesEncoder(schema) ?? digestListEncoder(schema) ?? batchReadResponseEncoder(schema);
   if (fast !== null) return fast;
   const encode = (message: unknown): Buffer => {
     const bytes = toBinary(schema, create(schema, message as MessageInitShape<DescMessage>));

@@ -66,8 +66,7 @@ export function digestListEncoder(schema: DescMessage): ((message: unknown) => B
         const { hash, sizeBytes } = digest;
         if (typeof hash !== 'string' || typeof sizeBytes !== 'bigint') return generic(schema, message);
         const size = Number(sizeBytes);
-        // Negative sizes take ten bytes of two's complement, and past 2^53 a number is not exact: protobuf-es.
-        if (size < 0 || size > Number.MAX_SAFE_INTEGER) return generic(schema, message);
+        if (!plainSize(size)) return generic(schema, message);
         const hashLength = Buffer.byteLength(hash);
         const inner = digestLength(hashLength, size);
         total += varintLength(tag) + varintLength(inner) + inner;
@@ -84,16 +83,7 @@ export function digestListEncoder(schema: DescMessage): ((message: unknown) => B
         const size = sizes[n++]!;
         at = writeVarint(out, at, tag);
         at = writeVarint(out, at, digestLength(hashLength, size));
-        // proto3: empty strings and zeros are not written.
-        if (hashLength > 0) {
-          out[at++] = HASH_TAG;
-          at = writeVarint(out, at, hashLength);
-          at += out.write(digest.hash as string, at, hashLength, 'utf8');
-        }
-        if (size !== 0) {
-          out[at++] = SIZE_TAG;
-          at = writeVarint(out, at, size);
-        }
+        at = writeDigestFields(out, at, digest.hash as string, hashLength, size);
       }
     }
     return out;
@@ -103,9 +93,30 @@ export function digestListEncoder(schema: DescMessage): ((message: unknown) => B
 const HASH_TAG = (1 << 3) | LENGTH_DELIMITED;
 const SIZE_TAG = (2 << 3) | VARINT;
 
-/** Bytes of a Digest's encoding. */
-function digestLength(hashLength: number, size: number): number {
+/** A Digest's fields (not its key and length), as protobuf-es writes them; returns where the next byte goes. */
+export function writeDigestFields(out: Buffer, from: number, hash: string, hashLength: number, size: number): number {
+  let at = from;
+  // proto3: empty strings and zeros are not written.
+  if (hashLength > 0) {
+    out[at++] = HASH_TAG;
+    at = writeVarint(out, at, hashLength);
+    at += out.write(hash, at, hashLength, 'utf8');
+  }
+  if (size !== 0) {
+    out[at++] = SIZE_TAG;
+    at = writeVarint(out, at, size);
+  }
+  return at;
+}
+
+/** Bytes of a Digest's encoding (without its key and length), from its hash's UTF-8 length and its size. */
+export function digestLength(hashLength: number, size: number): number {
   return (hashLength > 0 ? 1 + varintLength(hashLength) + hashLength : 0) + (size !== 0 ? 1 + varintLength(size) : 0);
+}
+
+/** Negative sizes take ten bytes of two's complement, and past 2^53 a number is not exact: those go to protobuf-es. */
+export function plainSize(size: number): boolean {
+  return size >= 0 && size <= Number.MAX_SAFE_INTEGER;
 }
 
 function generic(schema: DescMessage, message: unknown): Buffer {
@@ -178,7 +189,7 @@ function readVarint(bytes: Buffer, from: number): [number, number] {
   throw NOT_PLAIN;
 }
 
-function writeVarint(out: Buffer, from: number, value: number): number {
+export function writeVarint(out: Buffer, from: number, value: number): number {
   let at = from;
   while (value > 0x7f) {
     out[at++] = (value % 128) | 0x80;
@@ -188,7 +199,7 @@ function writeVarint(out: Buffer, from: number, value: number): number {
   return at;
 }
 
-function varintLength(value: number): number {
+export function varintLength(value: number): number {
   let length = 1;
   while (value > 0x7f) {
     value = Math.floor(value / 128);

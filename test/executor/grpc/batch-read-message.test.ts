@@ -1,0 +1,54 @@
+// The hand-written encoder for BatchReadBlobsResponse writes exactly what protobuf-es writes, and leaves the
+// replies it does not take to protobuf-es.
+import { create, fromBinary, toBinary } from '@bufbuild/protobuf';
+import { describe, expect, it } from 'vitest';
+import { batchReadResponseEncoder } from '../../../executor/grpc/batch-read-message.ts';
+import {
+  BatchReadBlobsResponseSchema,
+  BatchUpdateBlobsResponseSchema,
+  Compressor_Value,
+  DigestSchema,
+} from '../../../shared/proto/gen/build/bazel/remote/execution/v2/remote_execution_pb.ts';
+import { StatusSchema } from '../../../shared/proto/gen/google/rpc/status_pb.ts';
+import { randomBytes } from '../helpers.ts';
+
+const hex = (seed: number) => Buffer.from(randomBytes(32, seed)).toString('hex');
+
+describe('batchReadResponseEncoder', () => {
+  const encode = batchReadResponseEncoder(BatchReadBlobsResponseSchema)!;
+  const same = (responses: unknown[]) => {
+    const init = { responses } as Parameters<typeof create<typeof BatchReadBlobsResponseSchema>>[1];
+    const expected = Buffer.from(toBinary(BatchReadBlobsResponseSchema, create(BatchReadBlobsResponseSchema, init)));
+    expect(Buffer.compare(encode(init), expected)).toBe(0);
+  };
+
+  it('encodes found and missing blobs byte for byte like protobuf-es, from empty to 2 MiB', () => {
+    same([]);
+    same(
+      [0, 1, 127, 128, 1024, 16_384, 2 * 1024 * 1024].map((size, i) => ({
+        digest: create(DigestSchema, { hash: hex(i + 1), sizeBytes: BigInt(size) }),
+        data: randomBytes(size, i + 1),
+        status: create(StatusSchema, { code: 0 }),
+        compressor: Compressor_Value.IDENTITY,
+      })),
+    );
+    same([
+      { digest: { hash: hex(9), sizeBytes: 5n }, status: create(StatusSchema, { code: 5, message: 'blob ünknown' }) },
+      { digest: {}, data: randomBytes(3, 4), compressor: Compressor_Value.ZSTD },
+      {},
+    ]);
+  });
+
+  it('gives protobuf-es what it does not take: status details, negative codes, huge sizes, unknown fields', () => {
+    const detail = { typeUrl: 'type.googleapis.com/x', value: new Uint8Array([1, 2]) };
+    same([{ status: { code: 3, details: [detail] } }]);
+    same([{ status: { code: -1 } }]);
+    same([{ digest: { hash: hex(1), sizeBytes: 2n ** 60n } }]);
+    const withUnknown = fromBinary(DigestSchema, Buffer.from([(7 << 3) | 0, 1]));
+    same([{ digest: withUnknown }]);
+  });
+
+  it('is only used for BatchReadBlobsResponse', () => {
+    expect(batchReadResponseEncoder(BatchUpdateBlobsResponseSchema)).toBeNull();
+  });
+});
