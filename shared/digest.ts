@@ -34,11 +34,15 @@ export function isEmptyDigest(digest: Digest): boolean {
   return digest.sizeBytes === 0 && digest.hash === EMPTY_SHA256;
 }
 
-const SHA256_HEX = /^[0-9a-f]{64}$/;
+/**
+ * Any character that is not lowercase hex. Length and characters are checked apart: V8 runs `/^[0-9a-f]{64}$/` at
+ * about half this speed, and a FindMissingBlobs checks 10,000 hashes.
+ */
+const NOT_HEX = /[^0-9a-f]/;
 
 /** Checks a SHA-256 hex string. Uppercase is refused rather than folded: Bazel always sends lowercase. */
 export function parseHash(hash: string): string {
-  if (!SHA256_HEX.test(hash)) {
+  if (hash.length !== 64 || NOT_HEX.test(hash)) {
     throw new LarderError(
       'invalid_argument',
       `not a SHA-256 hash (64 lowercase hex characters): ${JSON.stringify(hash.slice(0, 80))}`,
