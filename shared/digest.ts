@@ -34,23 +34,15 @@ export function isEmptyDigest(digest: Digest): boolean {
   return digest.sizeBytes === 0 && digest.hash === EMPTY_SHA256;
 }
 
-/** Which character codes are lowercase hex digits. */
-const HEX = new Uint8Array(128);
-for (const c of '0123456789abcdef') HEX[c.charCodeAt(0)] = 1;
-
 /**
- * Whether `hash` is 64 lowercase hex characters. A loop the JIT compiles in place: V8 entering a regular expression
- * (`/^[0-9a-f]{64}$/`) for each of the 10,000 hashes of a FindMissingBlobs cost about a sixth of the call's CPU.
+ * Any character that is not lowercase hex. Length and characters are checked apart: V8 runs `/^[0-9a-f]{64}$/` at
+ * about half this speed, and a FindMissingBlobs checks 10,000 hashes.
  */
-function isSha256Hex(hash: string): boolean {
-  if (hash.length !== 64) return false;
-  for (let i = 0; i < 64; i++) if (HEX[hash.charCodeAt(i)] !== 1) return false;
-  return true;
-}
+const NOT_HEX = /[^0-9a-f]/;
 
 /** Checks a SHA-256 hex string. Uppercase is refused rather than folded: Bazel always sends lowercase. */
 export function parseHash(hash: string): string {
-  if (!isSha256Hex(hash)) {
+  if (hash.length !== 64 || NOT_HEX.test(hash)) {
     throw new LarderError(
       'invalid_argument',
       `not a SHA-256 hash (64 lowercase hex characters): ${JSON.stringify(hash.slice(0, 80))}`,
