@@ -1,8 +1,11 @@
 /**
- * An action in a container of its own: create, attach, wait, start, collect, remove. Race-free: the attach and
- * the `wait?condition=next-exit` are in place before the start, so neither the first output nor the exit is
- * missed. The command is PID 1, so when it exits the kernel kills everything else in the container: once the
- * engine reports the exit, nothing the command started is left.
+ * An action in a container of its own: create, attach, start, wait, collect, remove. Race-free: the attach is in
+ * place before the start, so no output is missed, and the wait is asked for after the start with
+ * `condition=not-running`, which a container that has already exited answers at once with its exit code. (A
+ * `next-exit` wait sent before the start is not: the engine may take the start first, and a quick command's exit
+ * then passes before the wait is registered, which leaves the wait, and the action, hanging for good.) The
+ * command is PID 1, so when it exits the kernel kills everything else in the container: once the engine reports
+ * the exit, nothing the command started is left.
  */
 import type { Socket } from 'node:net';
 import { constants } from 'node:os';
@@ -44,10 +47,6 @@ export async function runOneShot(
     const demuxer = new FrameDemuxer((which, data) => output.write(which, data, stream));
     stream.on('data', (chunk: Buffer) => demuxer.push(chunk));
     const drained = streamClosed(stream);
-    const exit = engine.call<{ StatusCode: number }>('POST', `/containers/${id}/wait?condition=next-exit`, undefined, {
-      timeoutMs: 0,
-    });
-    exit.catch(() => undefined);
 
     try {
       await engine.call('POST', `/containers/${id}/start`);
@@ -61,6 +60,15 @@ export async function runOneShot(
       }
       throw err;
     }
+    const exit = engine.call<{ StatusCode: number }>(
+      'POST',
+      `/containers/${id}/wait?condition=not-running`,
+      undefined,
+      {
+        timeoutMs: 0,
+      },
+    );
+    exit.catch(() => undefined);
 
     let timedOut = false;
     let cancelled = false;
