@@ -337,11 +337,11 @@ export class DiskStore implements BlobStore {
         // The rename is on the thread pool too: like a create, it waits for the journal (see writeWholeFile).
         await this.#publish(rel, bytes.byteLength, async () => {
           await writeWholeFile(temp, bytes, () => makeRoom(bytes.byteLength));
-          await rename(temp, join(this.#root, 'blobs', rel));
+          await rename(temp, this.#pathOf(rel)).catch((err) => Promise.reject(diskError(err, 'publish')));
         });
       } else {
         const written = await writeFile(temp, body, (written) => makeRoom(size - written));
-        await this.#publish(rel, written, () => rename(temp, join(this.#root, 'blobs', rel)));
+        await this.#publish(rel, written, () => rename(temp, this.#pathOf(rel)));
       }
     } catch (err) {
       // Best effort: a broken tmp/ must not hide the error that brought us here.
@@ -363,7 +363,7 @@ export class DiskStore implements BlobStore {
       // The caller's file has the caller's mode: made private before it is published.
       await this.#publish(rel, size, async () => {
         await chmod(path, BLOB_MODE);
-        await rename(path, join(this.#root, 'blobs', rel));
+        await rename(path, this.#pathOf(rel));
       });
       return true;
     } catch (err) {
@@ -442,7 +442,7 @@ export class DiskStore implements BlobStore {
     if (now - entry.usedAt > TOUCH_INTERVAL_MS) {
       entry.usedAt = now;
       const seconds = now / 1000;
-      utimes(join(this.#root, 'blobs', rel), seconds, seconds).catch(() => {});
+      utimes(this.#pathOf(rel), seconds, seconds).catch(() => {});
     }
   }
 
@@ -459,7 +459,7 @@ export class DiskStore implements BlobStore {
     }
     this.#ledger.evicted(victims);
     if (victims.length > 0) this.#onEvicted?.(victims.length);
-    await Promise.all(victims.map((rel) => unlink(join(this.#root, 'blobs', rel)).catch(() => {})));
+    await Promise.all(victims.map((rel) => unlink(this.#pathOf(rel)).catch(() => {})));
     // One line per blob, after it is gone: processes sharing the folder can be checked against these.
     for (const rel of victims) this.#log?.debug('disk: evicted', { blob: rel });
   }
@@ -478,7 +478,7 @@ export class DiskStore implements BlobStore {
     }
     this.#ledger.evicted(victims);
     if (victims.length > 0) this.#onEvicted?.(victims.length);
-    await Promise.all(victims.map((rel) => unlink(join(this.#root, 'blobs', rel)).catch(() => {})));
+    await Promise.all(victims.map((rel) => unlink(this.#pathOf(rel)).catch(() => {})));
     this.#log?.warn(
       `disk: the file system is full below the budget; evicted ${victims.length} blobs (${formatSize(freed)}) and retrying`,
       {
@@ -491,7 +491,7 @@ export class DiskStore implements BlobStore {
   async #ensureDir(rel: string): Promise<void> {
     const dir = rel.slice(0, rel.lastIndexOf('/'));
     if (this.#madeDirs.has(dir)) return;
-    await mkdir(join(this.#root, 'blobs', dir), { recursive: true, mode: FOLDER_MODE });
+    await mkdir(join(this.#blobs, dir), { recursive: true, mode: FOLDER_MODE });
     this.#madeDirs.add(dir);
   }
 
@@ -499,11 +499,11 @@ export class DiskStore implements BlobStore {
     const walked = { at: Date.now(), gaps: this.#gaps };
     const found: Array<{ rel: string; size: number; usedAt: number }> = [];
     const walk = async (rel: string): Promise<void> => {
-      for (const dirent of await readdir(join(this.#root, 'blobs', rel), { withFileTypes: true })) {
+      for (const dirent of await readdir(join(this.#blobs, rel), { withFileTypes: true })) {
         const child = rel === '' ? dirent.name : `${rel}/${dirent.name}`;
         if (dirent.isDirectory()) await walk(child);
         else if (dirent.isFile()) {
-          const info = await stat(join(this.#root, 'blobs', child));
+          const info = await stat(join(this.#blobs, child));
           found.push({ rel: child, size: info.size, usedAt: info.mtimeMs });
         }
       }
