@@ -11,7 +11,10 @@
  * - get streams the object body straight out, with backpressure.
  * - put: a blob up to one part (8 MiB) is buffered and sent as one PutObject with a known length, after the
  *   body has ended cleanly; a larger one goes up as a multipart upload (s3-upload.ts), completed only after
- *   the body ended cleanly and aborted otherwise. Either way a rejected upload publishes nothing.
+ *   the body ended cleanly and aborted otherwise. Either way a rejected upload publishes nothing. A small CAS
+ *   blob whose PutObject is already in flight is not sent again: its body, read whole (and so verified above),
+ *   is the same content, and the upload waits for that PutObject instead (sending its own if that one fails).
+ *   Builds upload the same outputs from many actions at once, and each S3 request is billed.
  * - Faults: each attempt gives up after a third of `timeoutMs` without progress, the SDK retries transient
  *   failures with jittered backoff (3 attempts), and a request that has not answered within `timeoutMs`
  *   overall is abandoned: errors map to 'unavailable' (503) or 'timeout' (504), see s3-errors.ts. The
@@ -68,6 +71,8 @@ export class S3Store implements BlobStore {
   readonly #partBytes: number;
   readonly #concurrency: number;
   readonly #observer: S3Observer | undefined;
+  /** PutObjects of small CAS blobs in flight, by object key. */
+  readonly #casPutsInFlight = new Map<string, Promise<unknown>>();
 
   constructor(options: S3StoreOptions) {
     this.#bucket = options.bucket;
@@ -146,10 +151,26 @@ export class S3Store implements BlobStore {
     }
     // Small: read it all first, so nothing is sent unless the body ended cleanly.
     const bytes = await collect(body, size).catch((err: unknown) => Promise.reject(bodyError(err)));
-    await this.#send(
-      new PutObjectCommand({ Bucket: this.#bucket, Key: this.#key(key), Body: bytes, ContentLength: bytes.byteLength }),
+    const objectKey = this.#key(key);
+    const sending = key.kind === 'cas' ? this.#casPutsInFlight.get(objectKey) : undefined;
+    if (
+      sending !== undefined &&
+      (await sending.then(
+        () => true,
+        () => false,
+      ))
+    )
+      return;
+    const sent = this.#send(
+      new PutObjectCommand({ Bucket: this.#bucket, Key: objectKey, Body: bytes, ContentLength: bytes.byteLength }),
       what,
     );
+    if (key.kind === 'cas' && !this.#casPutsInFlight.has(objectKey)) {
+      this.#casPutsInFlight.set(objectKey, sent);
+      const done = () => this.#casPutsInFlight.delete(objectKey);
+      sent.then(done, done);
+    }
+    await sent;
   }
 
   /**

@@ -104,6 +104,21 @@ describe('s3 store', () => {
       expect(proxy.requests.slice(from).map((r) => r.split(' ')[0])).toEqual(['PUT']);
     });
 
+    it('sends one PutObject for a CAS blob uploaded 50 times at once, and one per action-cache upload', async () => {
+      const store = viaProxy();
+      const data = randomBytes(256 * 1024);
+      const from = proxy.requests.length;
+      await Promise.all(Array.from({ length: 50 }, () => store.put(cas(data), streamOf(data), data.length)));
+      expect(sent(from, /^PUT /)).toHaveLength(1);
+      expect(await read(store, cas(data))).toEqual(data);
+
+      // An action-cache key may be given other content by each writer: every upload is sent.
+      const acKey = blobKey('', 'ac', sha256(randomBytes(8)));
+      const afterCas = proxy.requests.length;
+      await Promise.all([1, 2, 3].map((n) => store.put(acKey, streamOf(Buffer.from([n])), 1)));
+      expect(sent(afterCas, /^PUT /)).toHaveLength(3);
+    });
+
     it('uploads a large blob in parts and completes it', async () => {
       const store = viaProxy();
       const data = randomBytes(12 * MiB);
