@@ -1,6 +1,9 @@
 // The OIDC authenticator in-process against a real OpenID provider on loopback: discovery or a configured
 // JWKS URL, roles from claims, and the difference between a bad token (unauthenticated) and an IdP that
 // cannot be reached or misdescribes itself (unavailable).
+import { once } from 'node:events';
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createOidcAuthenticator, DEFAULT_ALGORITHMS, type OidcOptions } from '../../../shared/auth/oidc.ts';
 import { isLarderError } from '../../../shared/errors.ts';
@@ -60,11 +63,24 @@ describe('OIDC authenticator', () => {
     expect(await failure(misnamed.authenticate({ scheme: 'bearer', token }))).toMatch(
       /^unavailable: OIDC discovery .* names issuer/,
     );
-    const down = createOidcAuthenticator({ ...options(), issuer: 'http://127.0.0.1:9' });
-    expect(await failure(down.authenticate({ scheme: 'bearer', token }))).toMatch(/^unavailable: /);
-    // A failed discovery is not retried before the cooldown: the second call answers at once, from memory.
-    const started = Date.now();
-    expect(await failure(down.authenticate({ scheme: 'bearer', token }))).toMatch(/^unavailable: /);
-    expect(Date.now() - started).toBeLessThan(100);
+    // An issuer that answers every request with 503, counting them.
+    let asked = 0;
+    const failing = createServer((_req, res) => {
+      asked++;
+      res.writeHead(503).end();
+    });
+    failing.listen(0, '127.0.0.1');
+    await once(failing, 'listening');
+    try {
+      const issuer = `http://127.0.0.1:${(failing.address() as AddressInfo).port}`;
+      const down = createOidcAuthenticator({ ...options(), issuer, jwksCooldownMs: 60_000 });
+      expect(await failure(down.authenticate({ scheme: 'bearer', token }))).toMatch(/^unavailable: /);
+      expect(asked).toBe(1);
+      // A failed discovery is not retried before the cooldown: the second call answers from memory.
+      expect(await failure(down.authenticate({ scheme: 'bearer', token }))).toMatch(/^unavailable: /);
+      expect(asked).toBe(1);
+    } finally {
+      failing.close();
+    }
   });
 });
