@@ -78,7 +78,36 @@ export interface ExecuteRow {
   actionsPerSecond: number;
   /** CPU of the executor process (not of the commands it runs) per action, in µs. */
   executorCpuUs: number;
+  /** Where an action's time goes: the median of each phase (PHASES), in ms. */
+  phaseP50Ms: number[];
 }
+
+/**
+ * An Execute's life cut at the timestamps the worker records in ExecutedActionMetadata, plus the client's own
+ * send and receive times (one clock: client and executor run on this machine).
+ */
+const PHASES: Array<{ name: string; from: MetadataInstant; to: MetadataInstant }> = [
+  { name: 'sent → queued', from: 'sent', to: 'queuedTimestamp' },
+  { name: 'queued → worker', from: 'queuedTimestamp', to: 'workerStartTimestamp' },
+  { name: 'worker → staging', from: 'workerStartTimestamp', to: 'inputFetchStartTimestamp' },
+  { name: 'staging', from: 'inputFetchStartTimestamp', to: 'inputFetchCompletedTimestamp' },
+  { name: 'staged → run', from: 'inputFetchCompletedTimestamp', to: 'executionStartTimestamp' },
+  { name: 'run', from: 'executionStartTimestamp', to: 'executionCompletedTimestamp' },
+  { name: 'outputs', from: 'executionCompletedTimestamp', to: 'outputUploadCompletedTimestamp' },
+  { name: 'outputs → done', from: 'outputUploadCompletedTimestamp', to: 'workerCompletedTimestamp' },
+  { name: 'done → received', from: 'workerCompletedTimestamp', to: 'received' },
+];
+type MetadataInstant =
+  | 'sent'
+  | 'received'
+  | 'queuedTimestamp'
+  | 'workerStartTimestamp'
+  | 'inputFetchStartTimestamp'
+  | 'inputFetchCompletedTimestamp'
+  | 'executionStartTimestamp'
+  | 'executionCompletedTimestamp'
+  | 'outputUploadCompletedTimestamp'
+  | 'workerCompletedTimestamp';
 
 /** The floor at one concurrency: a small process spawning the command, plus one action-cache write. */
 export interface FloorRow {
@@ -197,6 +226,13 @@ export function formatExecutionRows(rows: ExecutionRows): string {
     ],
     [...floorRows, ...executeRows],
   );
+  const phases = formatTable(
+    ['p50 ms of each phase', ...PHASES.map((phase) => phase.name)],
+    rows.execute.map((r) => [
+      `executor, sandbox ${r.sandbox}, concurrency ${r.concurrency}`,
+      ...r.phaseP50Ms.map((ms) => num(ms)),
+    ]),
+  );
   const staging = formatTable(
     ['stageInputs', 'files', 'ms (best)', 'files/s', 'fetched', 'linked'],
     rows.staging.map((r) => [r.run, r.files, num(r.ms), num(r.filesPerSecond), r.fetchedFiles, r.linked]),
@@ -214,6 +250,9 @@ export function formatExecutionRows(rows: ExecutionRows): string {
     execute,
     'floor: a small Node process (bench/spawn-floor.mjs) spawning the command and waiting for it, plus one ActionResult put into a fresh disk store (p50: spawn + write); the sandboxed floor spawns the same bwrap command line the executor does; floor actions/s: spawns alone.',
     `the sandbox adds: ${added.join('; ')}`,
+    '',
+    phases,
+    "phases: from the worker's ExecutedActionMetadata timestamps (millisecond resolution) and the client's send and receive times; each column is its own median, so they need not add up to the p50.",
     '',
     staging,
     '',
@@ -408,10 +447,10 @@ async function measureExecute(o: {
       const digests = await actionsFor(`c${concurrency}`, o.actions);
       const cpuBefore = cpuSeconds(executor.pid);
       const started = performance.now();
-      const latencies = await executeAll(fixture, digests, concurrency);
+      const executed = await executeAll(fixture, digests, concurrency);
       const seconds = (performance.now() - started) / 1000;
       const cpu = cpuSeconds(executor.pid) - cpuBefore;
-      latencies.sort((a, b) => a - b);
+      const latencies = executed.map((e) => e.ms).sort((a, b) => a - b);
       rows.push({
         sandbox: o.sandbox,
         concurrency,
@@ -420,6 +459,12 @@ async function measureExecute(o: {
         p99Ms: percentile(latencies, 0.99),
         actionsPerSecond: digests.length / seconds,
         executorCpuUs: (cpu / digests.length) * 1e6,
+        phaseP50Ms: PHASES.map(({ from, to }) =>
+          percentile(
+            executed.map((e) => e.instants[to] - e.instants[from]).sort((a, b) => a - b),
+            0.5,
+          ),
+        ),
       });
     }
     return rows;
@@ -487,16 +532,44 @@ export async function startBenchExecutor(
   return { url, address: new URL(url).host, pid: child.pid!, stop: () => stopChild(child, 8000) };
 }
 
-/** Executes every action with `concurrency` in flight; returns each call's latency (ms). Throws at the first failure. */
-async function executeAll(fixture: ActionFixture, digests: DigestMessage[], concurrency: number): Promise<number[]> {
-  const latencies: number[] = [];
+/** One Execute: its latency (ms) and the instants of its life (ms since the epoch, see PHASES). */
+interface Executed {
+  ms: number;
+  instants: Record<MetadataInstant, number>;
+}
+
+/** Executes every action with `concurrency` in flight. Throws at the first failure. */
+async function executeAll(fixture: ActionFixture, digests: DigestMessage[], concurrency: number): Promise<Executed[]> {
+  const executed: Executed[] = [];
+  const epochMs = () => performance.timeOrigin + performance.now();
   await mapLimit(digests, concurrency, async (digest) => {
-    const started = performance.now();
+    const sent = epochMs();
     const { response } = await bounded(fixture.execute(digest), EXECUTE_TIMEOUT_MS, `Execute ${digest.hash}`);
-    latencies.push(performance.now() - started);
+    const received = epochMs();
     checkExecuted(response, digest);
+    const metadata = response.result!.executionMetadata!;
+    const at = (name: Exclude<MetadataInstant, 'sent' | 'received'>) => {
+      const t = metadata[name];
+      if (t === undefined) throw new Error(`Execute ${digest.hash}: no ${name} in the result's metadata`);
+      return Number(t.seconds) * 1000 + t.nanos / 1e6;
+    };
+    executed.push({
+      ms: received - sent,
+      instants: {
+        sent,
+        received,
+        queuedTimestamp: at('queuedTimestamp'),
+        workerStartTimestamp: at('workerStartTimestamp'),
+        inputFetchStartTimestamp: at('inputFetchStartTimestamp'),
+        inputFetchCompletedTimestamp: at('inputFetchCompletedTimestamp'),
+        executionStartTimestamp: at('executionStartTimestamp'),
+        executionCompletedTimestamp: at('executionCompletedTimestamp'),
+        outputUploadCompletedTimestamp: at('outputUploadCompletedTimestamp'),
+        workerCompletedTimestamp: at('workerCompletedTimestamp'),
+      },
+    });
   });
-  return latencies;
+  return executed;
 }
 
 function checkExecuted(response: ExecuteResponse, digest: DigestMessage): void {
