@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, utimesSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { blobKey } from '../../shared/digest.ts';
@@ -245,5 +245,45 @@ describe('disk store: action-cache entries, whose size the key does not fix', ()
     expect(got.size).toBe(after);
     expect(bytesOf(got.bytes)).toEqual(bytesOf(second));
     expect(await edge.stat(ac)).toBe(after);
+  });
+});
+
+describe('disk store: statMany, answered from the index', () => {
+  const hash = sha256('one hash, three blobs');
+  // One hash under three keys, each with its own size: a lookup that confused them would answer a wrong size.
+  const keys = [blobKey('', 'cas', hash), blobKey('team/a', 'cas', hash), blobKey('', 'ac', hash)];
+  const sizes = [1000, 2000, 3000];
+  const putAll = async (store: DiskStore) => {
+    for (const [i, key] of keys.entries()) await store.put(key, randomBytes(sizes[i]!), sizes[i]!);
+  };
+
+  it('tells apart blobs of one hash in another instance or key space, and learns of their eviction by another process', async () => {
+    const path = freshDir();
+    const edge = await DiskStore.open({ path, maxBytes: 10_000 });
+    const executor = await DiskStore.open({ path, maxBytes: 10_000 });
+    await putAll(edge);
+    expect(await edge.statMany(keys)).toEqual(sizes);
+    expect(await executor.statMany(keys)).toEqual(sizes); // learnt through the ledger
+    const big = randomBytes(9000);
+    await edge.put(blobKey('', 'cas', sha256(big)), big, big.length); // evicts all three
+    for (const key of keys) expect(await edge.stat(key)).toBeNull();
+    expect(await executor.statMany(keys)).toEqual([null, null, null]);
+    expect(await executor.statMany([blobKey('', 'cas', sha256(big))])).toEqual([9000]);
+  });
+
+  it('knows every blob on disk after a restart, and evicts a file found where its name does not belong', async () => {
+    const path = freshDir();
+    const before = await DiskStore.open({ path, maxBytes: 10_000 });
+    await putAll(before);
+    await before.close();
+    // Left by hand in the default instance's CAS folder, under a folder its name does not start with.
+    const stray = join(path, 'blobs', '_', 'cas', '00', 'ff'.padEnd(64, '0'));
+    mkdirSync(join(stray, '..'), { recursive: true });
+    writeFileSync(stray, randomBytes(500));
+    utimesSync(stray, 1, 1); // the least recently used
+    const after = await DiskStore.open({ path, maxBytes: 6_000 }); // 6,500 bytes found: the stray file goes
+    expect(await after.statMany(keys)).toEqual(sizes);
+    expect(existsSync(stray)).toBe(false);
+    expect(after.bytes).toBe(6000);
   });
 });
