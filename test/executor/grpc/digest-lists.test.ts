@@ -4,7 +4,9 @@ import { create, fromBinary, toBinary } from '@bufbuild/protobuf';
 import { describe, expect, it } from 'vitest';
 import { digestListDecoder, digestListEncoder } from '../../../executor/grpc/digest-lists.ts';
 import {
+  BatchReadBlobsRequestSchema,
   BatchUpdateBlobsRequestSchema,
+  Compressor_Value,
   DigestFunction_Value,
   FindMissingBlobsRequestSchema,
   FindMissingBlobsResponseSchema,
@@ -44,6 +46,39 @@ describe('digestListDecoder', () => {
     const truncated = known.subarray(0, known.length - 3);
     expect(() => fromBinary(FindMissingBlobsRequestSchema, truncated)).toThrow();
     expect(() => decode(truncated)).toThrow();
+  });
+
+  it('decodes BatchReadBlobsRequest like protobuf-es, its compressors packed (as protobuf-es writes them) or not', () => {
+    const batchRead = digestListDecoder(BatchReadBlobsRequestSchema)!;
+    expect(batchRead).not.toBeNull();
+    for (const request of [
+      {},
+      { instanceName: 'main', digests, acceptableCompressors: [Compressor_Value.IDENTITY, Compressor_Value.ZSTD] },
+      { digests: digests.slice(0, 2), acceptableCompressors: [Compressor_Value.ZSTD], digestFunction: 1 },
+    ]) {
+      const bytes = toBinary(BatchReadBlobsRequestSchema, create(BatchReadBlobsRequestSchema, request));
+      expect(batchRead(bytes)).toEqual(fromBinary(BatchReadBlobsRequestSchema, bytes));
+    }
+    // Unpacked (one key per value), packed and unpacked mixed, and values protobuf-es reads as negative int32s.
+    for (const tail of [
+      [(3 << 3) | 0, 1, (3 << 3) | 0, 0],
+      [(3 << 3) | 2, 2, 1, 2, (3 << 3) | 0, 1],
+      [(3 << 3) | 2, 5, 0xff, 0xff, 0xff, 0xff, 0x0f],
+      [(3 << 3) | 2, 1, 0x80], // a varint cut short by its field's end
+    ]) {
+      const bytes = Buffer.concat([
+        toBinary(BatchReadBlobsRequestSchema, create(BatchReadBlobsRequestSchema, { digests: digests.slice(0, 1) })),
+        Buffer.from(tail),
+      ]);
+      let expected: unknown;
+      try {
+        expected = fromBinary(BatchReadBlobsRequestSchema, bytes);
+      } catch {
+        expect(() => batchRead(bytes)).toThrow();
+        continue;
+      }
+      expect(batchRead(bytes)).toEqual(expected);
+    }
   });
 
   it('is only used for messages of strings, enums and lists of digests', () => {
