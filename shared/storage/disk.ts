@@ -17,8 +17,9 @@
  * (disk-ledger.ts) and evicts against the folder's total, counting its own uploads in flight from their first
  * byte (others' uploads in flight are the slack).
  *
- * Power loss: a blob's bytes are synced to stable storage (fdatasync) before its rename publishes it, so a
- * crash never leaves a torn or empty file under a valid name; at worst the rename itself is lost, a miss.
+ * Power loss: a blob's bytes are synced to stable storage (fdatasync, or fsync: see writeWholeFile) before its rename
+ * publishes it, so a crash never leaves a torn or empty file under a valid name; at worst the rename itself is lost,
+ * a miss.
  * (Re-hashing recent blobs after an unclean shutdown was the alternative; see the README for why not.)
  *
  * A full file system (ENOSPC) below the budget evicts least recently used blobs for the rest of the upload and
