@@ -80,16 +80,29 @@ const runtimes = [
 describe.runIf(needsRoot(MOUNTS)).each(runtimes as Array<'node' | 'bun'>)('full disk on %s', (runtime) => {
   beforeAll(() => failUnlessRoot(MOUNTS));
 
-  it('answers 507 when the disk is full, keeps nothing partial, and recovers', async () => {
-    const mount = join(dir.path, `small-disk-${runtime}`);
+  /** An edge whose disk store (budget 1 GiB) sits on a 2 MiB tmpfs of its own, for `test`; unmounted after. */
+  async function onSmallDisk(
+    name: string,
+    test: (edge: { url: string }, agent: http.Agent, mount: string) => Promise<void>,
+  ): Promise<void> {
+    const mount = join(dir.path, `${name}-${runtime}`);
     mkdirSync(mount);
     execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=2m', 'tmpfs', mount]);
     const agent = new http.Agent({ keepAlive: false });
-    const edge = await startEdgeProcess({
-      runtime,
-      args: ['--store', `disk:${mount}/cache`, '--max-size', '1GiB'],
-    });
     try {
+      const edge = await startEdgeProcess({ runtime, args: ['--store', `disk:${mount}/cache`, '--max-size', '1GiB'] });
+      try {
+        await test(edge, agent, mount);
+      } finally {
+        await edge.stop();
+      }
+    } finally {
+      execFileSync('umount', [mount]);
+    }
+  }
+
+  it('answers 507 when the disk is full, keeps nothing partial, and recovers', async () => {
+    await onSmallDisk('small-disk', async (edge, agent, mount) => {
       const big = randomBlob(3 << 20);
       const res = await request(agent, `${edge.url}/cas/${big.hash}`, 'PUT', big.data);
       expect(res.status).toBe(507);
@@ -99,23 +112,12 @@ describe.runIf(needsRoot(MOUNTS)).each(runtimes as Array<'node' | 'bun'>)('full 
       const small = randomBlob(10_000);
       expect((await request(agent, `${edge.url}/cas/${small.hash}`, 'PUT', small.data)).status).toBe(200);
       expect(bytesOf((await request(agent, `${edge.url}/cas/${small.hash}`, 'GET')).body)).toEqual(bytesOf(small.data));
-    } finally {
-      await edge.stop();
-      execFileSync('umount', [mount]);
-    }
+    });
   });
   // Bodies of up to 2 MiB are taken whole and written with one call: a full disk below the budget evicts least
   // recently used blobs and writes the blob again; with nothing left to evict it is a 507, and nothing partial stays.
   it('makes room for a whole upload on a full disk below the budget, or answers 507 when nothing can go', async () => {
-    const mount = join(dir.path, `small-disk-whole-${runtime}`);
-    mkdirSync(mount);
-    execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=2m', 'tmpfs', mount]);
-    const agent = new http.Agent({ keepAlive: false });
-    const edge = await startEdgeProcess({
-      runtime,
-      args: ['--store', `disk:${mount}/cache`, '--max-size', '1GiB'],
-    });
-    try {
+    await onSmallDisk('small-disk-whole', async (edge, agent, mount) => {
       const old = randomBlob(1 << 20);
       expect((await request(agent, `${edge.url}/cas/${old.hash}`, 'PUT', old.data)).status).toBe(200);
       const next = randomBlob(1.5 * (1 << 20));
@@ -128,9 +130,6 @@ describe.runIf(needsRoot(MOUNTS)).each(runtimes as Array<'node' | 'bun'>)('full 
       expect(res.status).toBe(507);
       expect(filesUnder(join(mount, 'cache/tmp'))).toEqual([]);
       expect((await request(agent, `${edge.url}/cas/${tooBig.hash}`, 'GET')).status).toBe(404);
-    } finally {
-      await edge.stop();
-      execFileSync('umount', [mount]);
-    }
+    });
   });
 });
