@@ -94,18 +94,15 @@ export async function runFleetBench(options: FleetBenchOptions): Promise<FleetFi
   }
   {
     const dir = reachableTempDir('larder-bench-fleet-');
-    const redis = await startRedis({ args: ['--appendfsync', options.fsync ?? 'everysec'] });
+    const fsync = options.fsync ?? 'everysec';
+    const redis = await startRedis({ args: ['--appendfsync', fsync] });
     const front = await startFrontend({ redis: redis.url, store: `${dir}/store` });
     const workers = await Promise.all(
       [0, 1].map(() => startWorker({ redis: redis.url, frontend: front.url, concurrency: 2 })),
     );
     try {
       figures.push(
-        await measure(
-          `redis (appendfsync ${options.fsync ?? 'everysec'}): 1 frontend + 2 workers × 2`,
-          `127.0.0.1:${front.port}`,
-          options,
-        ),
+        await measure(`redis (appendfsync ${fsync}): 1 frontend + 2 workers × 2`, `127.0.0.1:${front.port}`, options),
       );
     } finally {
       await Promise.all(workers.map((w) => w.stop()));

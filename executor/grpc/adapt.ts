@@ -14,9 +14,7 @@
  * and never writes one of a server stream (nothing is sent).
  */
 import {
-  create,
   fromBinary,
-  toBinary,
   type DescMessage,
   type DescMethod,
   type DescService,
@@ -30,7 +28,7 @@ import type { Logger } from '../../shared/log.ts';
 import { callStatus } from '../reapi/grpc-status.ts';
 import { batchReadResponseEncoder } from './batch-read-message.ts';
 import { singleBytesEncoder } from './bytes-message.ts';
-import { digestListDecoder, digestListEncoder } from './digest-lists.ts';
+import { digestListDecoder, digestListEncoder, generic } from './digest-lists.ts';
 import { encodedOnce } from './reused-replies.ts';
 import { callFields } from './request-metadata.ts';
 
@@ -97,11 +95,7 @@ function isUndecodable(value: unknown): value is Undecodable {
 function serializer(schema: DescMessage) {
   const fast = singleBytesEncoder(schema) ?? digestListEncoder(schema) ?? batchReadResponseEncoder(schema);
   if (fast !== null) return fast;
-  const encode = (message: unknown): Buffer => {
-    const bytes = toBinary(schema, create(schema, message as MessageInitShape<DescMessage>));
-    return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
-  };
-  return (message: unknown): Buffer => encodedOnce(message, encode);
+  return (message: unknown): Buffer => encodedOnce(message, (m) => generic(schema, m));
 }
 
 /** The grpc-js definition of a service: the same for clients (throwing deserializers) and servers (safe ones). */

@@ -6,9 +6,9 @@
  * (test/executor/grpc/batch-read-message.test.ts checks that). A reply the fast path does not take (a status with
  * details, a negative code or compressor, a size past 2^53, unknown fields kept from a request) goes to protobuf-es.
  */
-import { create, type DescMessage, type MessageInitShape, toBinary } from '@bufbuild/protobuf';
+import type { DescMessage } from '@bufbuild/protobuf';
 import { BatchReadBlobsResponseSchema } from '../../shared/proto/gen/build/bazel/remote/execution/v2/remote_execution_pb.ts';
-import { digestLength, plainSize, varintLength, writeDigestFields, writeVarint } from './digest-lists.ts';
+import { digestLength, generic, plainSize, varintLength, writeDigestFields, writeVarint } from './digest-lists.ts';
 
 type Fields = Record<string, unknown>;
 
@@ -123,9 +123,4 @@ function statusLength(code: number, messageLength: number): number {
     (code !== 0 ? 1 + varintLength(code) : 0) +
     (messageLength > 0 ? 1 + varintLength(messageLength) + messageLength : 0)
   );
-}
-
-function generic(schema: DescMessage, message: unknown): Buffer {
-  const bytes = toBinary(schema, create(schema, message as MessageInitShape<DescMessage>));
-  return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
 }

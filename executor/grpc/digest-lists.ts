@@ -124,7 +124,8 @@ export function plainSize(size: number): boolean {
   return size >= 0 && size <= Number.MAX_SAFE_INTEGER;
 }
 
-function generic(schema: DescMessage, message: unknown): Buffer {
+/** `message` encoded by protobuf-es: what every hand-written encoder here falls back to, and its reference. */
+export function generic(schema: DescMessage, message: unknown): Buffer {
   const bytes = toBinary(schema, create(schema, message as MessageInitShape<DescMessage>));
   return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
 }

@@ -206,10 +206,11 @@ export class DiskStore implements BlobStore {
     const sizes = new Array<number | null>(keys.length).fill(null);
     const recheck: Array<{ at: number; id: BlobId }> = [];
     for (let at = 0; at < keys.length; at++) {
-      const entry = this.#index.get(blobId(keys[at]!));
+      const id = blobId(keys[at]!);
+      const entry = this.#index.get(id);
       if (entry === undefined) continue;
       if (entry.confirmedGap === gaps && entry.confirmedAt >= trustedSince) sizes[at] = entry.size;
-      else recheck.push({ at, id: blobId(keys[at]!) });
+      else recheck.push({ at, id });
     }
     await mapLimit(recheck, RECHECKS_IN_FLIGHT, async ({ at, id }) => {
       const asked = { at: Date.now(), gaps: this.#gaps };

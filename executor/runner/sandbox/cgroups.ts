@@ -162,8 +162,7 @@ function v1(roots: Map<string, string>, homeFiles: string[]): OpenCgroups {
       const dirs = dirsOf(name);
       const memory = dirs.get('memory')!;
       const freezer = dirs.get('freezer')!;
-      const oomKills = () =>
-        Number(/^oom_kill (\d+)$/m.exec(readOrEmpty(join(memory, 'memory.oom_control')))?.[1] ?? 0);
+      const oomKills = () => oomKillCount(join(memory, 'memory.oom_control'));
       let oomBefore = 0;
       return {
         enterFiles: [...dirs.values()].map((dir) => join(dir, 'tasks')),
@@ -224,7 +223,7 @@ function v2(base: string, home: string): OpenCgroups {
     },
     existing(name) {
       const dir = join(base, name);
-      const oomKills = () => Number(/^oom_kill (\d+)$/m.exec(readOrEmpty(join(dir, 'memory.events')))?.[1] ?? 0);
+      const oomKills = () => oomKillCount(join(dir, 'memory.events'));
       let oomBefore = 0;
       return {
         enterFiles: [join(dir, 'cgroup.procs')],
@@ -266,6 +265,11 @@ async function waitEmpty(procs: string, kill: (pids: number[]) => Promise<void>)
     await kill(pids);
     await new Promise((resolve) => setTimeout(resolve, round < 10 ? 1 : 10));
   }
+}
+
+/** The `oom_kill` count of a v1 memory.oom_control or v2 memory.events file (0 where it cannot be read). */
+function oomKillCount(file: string): number {
+  return Number(/^oom_kill (\d+)$/m.exec(readOrEmpty(file))?.[1] ?? 0);
 }
 
 /** Whether a cgroup's process list is empty; false where it cannot be read. */

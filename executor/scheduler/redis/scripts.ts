@@ -27,7 +27,6 @@
  *                   response), changed otherwise ('changed'), or its run is to stop ('cancel')
  *   P ev:slot:ID    pub/sub channel: the name of an operation leased to worker slot ID whose run is to stop
  *   P stats         hash: submitted, merged, completed
- *   P ev:NAME       pub/sub channel of one operation: "changed" or "cancel"
  * Stages are REAPI's ExecutionStage numbers: 2 QUEUED, 3 EXECUTING, 4 COMPLETED.
  */
 
