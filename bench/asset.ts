@@ -5,9 +5,9 @@
  *
  *   1. A loopback HTTP origin serves one 50 MiB blob and 1,000 blobs of 1 KiB; the executor is started with
  *      `--fetch-allow` naming it, and each blob is fetched once (untimed) so it is cached.
- *   2. Measured, alternating FetchBlob and FindMissingBlobs (one digest per call) at concurrency 1 and 8: the
- *      50 MiB blob over and over, and each small blob in turn. Every FetchBlob must name the expected digest and
- *      every FindMissingBlobs must report nothing missing.
+ *   2. Measured, FetchBlob and FindMissingBlobs (one digest per call) at concurrency 1 and 8 in interleaved blocks
+ *      of 100 calls (A-B-B-A, see `interleaved`): the 50 MiB blob over and over, and each small blob in turn. Every
+ *      FetchBlob must name the expected digest and every FindMissingBlobs must report nothing missing.
  *      The measured calls go out as bytes encoded once per blob, and each reply must equal, byte for byte, the
  *      reply the untimed pass decoded and checked for that blob. So the client costs the same for either kind
  *      and the ratio is the server's: through the generated client, FindMissingBlobs is encoded by the
@@ -47,21 +47,18 @@ import {
 } from '../shared/proto/gen/build/bazel/remote/execution/v2/remote_execution_pb.ts';
 import { reachableTempDir } from '../test/executor/helpers.ts';
 import { startBenchExecutor } from './execution.ts';
-import { cpuSeconds } from './proc.ts';
+import { cpuNanoseconds } from './proc.ts';
 import { printProfile } from './profile-summary.ts';
 import { formatTable, num } from './table.ts';
 
 export interface AssetBenchOptions {
   /** Fewer calls and one round (default false). */
   quick?: boolean;
-  /** Calls of the 50 MiB blob per measurement (default 2,000; 300 quick). */
+  /** Calls of the 50 MiB blob per round (default 2,000; 400 quick); a multiple of 200 (one A-B-B-A quad). */
   bigCalls?: number;
-  /** Small blobs (default 1,000); each is asked for once per measurement. */
+  /** Small blobs (default 1,000; a multiple of 200); each is asked for once per round. */
   smallBlobs?: number;
-  /**
-   * Rounds of every measurement, which kind goes first alternating; each cell keeps the round with the lowest executor
-   * CPU per call (default 4; 1 quick).
-   */
+  /** Passes over the calls of every row, interleaved in A-B-B-A blocks; a cell adds up all of them (default 4; 1 quick). */
   rounds?: number;
   /** Run the executor under --cpu-prof, its profile written here and summarised when it stops. */
   profileDir?: string | null;
@@ -70,9 +67,12 @@ export interface AssetBenchOptions {
 export interface AssetBenchRow {
   blobs: string;
   concurrency: number;
+  /** Calls of each kind measured (every round's). */
   calls: number;
   fetch: Measured;
   findMissing: Measured;
+  /** FetchBlob calls/s ÷ FindMissingBlobs calls/s within each A-B-B-A quad of blocks: how far one quad strays. */
+  quadRatios: { low: number; median: number; high: number; count: number };
 }
 
 interface Measured {
@@ -98,7 +98,7 @@ interface Blob {
 
 export async function runAssetBench(options: AssetBenchOptions = {}): Promise<AssetBenchRow[]> {
   const quick = options.quick ?? false;
-  const bigCalls = options.bigCalls ?? (quick ? 300 : 2000);
+  const bigCalls = options.bigCalls ?? (quick ? 400 : 2000);
   const smallCount = options.smallBlobs ?? 1000;
   const rounds = options.rounds ?? (quick ? 1 : 4);
   const profileDir = options.profileDir ?? null;
@@ -164,20 +164,10 @@ export async function runAssetBench(options: AssetBenchOptions = {}): Promise<As
     const rows: AssetBenchRow[] = [];
     for (const { blobs, items } of workloads) {
       for (const concurrency of CONCURRENCIES) {
-        let bestFetch: Measured | undefined;
-        let bestFind: Measured | undefined;
-        for (let round = 0; round < rounds; round++) {
-          // Which kind goes first alternates: the second of a pair pays for the first's garbage.
-          const fetchFirst = round % 2 === 0;
-          const f0 = fetchFirst ? await measure(executor.pid, items, concurrency, fetchBlob) : undefined;
-          const m = await measure(executor.pid, items, concurrency, findMissing);
-          const f = f0 ?? (await measure(executor.pid, items, concurrency, fetchBlob));
-          if (bestFetch === undefined || f.cpuMicros < bestFetch.cpuMicros) bestFetch = f;
-          if (bestFind === undefined || m.cpuMicros < bestFind.cpuMicros) bestFind = m;
-        }
-        rows.push({ blobs, concurrency, calls: items.length, fetch: bestFetch!, findMissing: bestFind! });
+        const row = await interleaved(executor.pid, items, concurrency, rounds, { fetch: fetchBlob, findMissing });
+        rows.push({ blobs, ...row });
         process.stderr.write(
-          `  asset ${blobs} c=${concurrency}: FetchBlob ${num(bestFetch!.callsPerSecond)}/s, FindMissingBlobs ${num(bestFind!.callsPerSecond)}/s\n`,
+          `  asset ${blobs} c=${concurrency}: FetchBlob ${num(row.fetch.callsPerSecond)}/s, FindMissingBlobs ${num(row.findMissing.callsPerSecond)}/s\n`,
         );
       }
     }
@@ -204,6 +194,7 @@ export function formatAssetRows(rows: AssetBenchRow[]): string {
     'FetchBlob calls/s',
     'FindMissing calls/s',
     'calls/s ÷',
+    '÷ per quad: median (low–high)',
     'FetchBlob p50/p99 ms',
     'FindMissing p50/p99 ms',
     'FetchBlob CPU µs/call',
@@ -217,6 +208,7 @@ export function formatAssetRows(rows: AssetBenchRow[]): string {
     num(r.fetch.callsPerSecond),
     num(r.findMissing.callsPerSecond),
     `${(r.fetch.callsPerSecond / r.findMissing.callsPerSecond).toFixed(2)}`,
+    `${r.quadRatios.median.toFixed(2)} (${r.quadRatios.low.toFixed(2)}–${r.quadRatios.high.toFixed(2)}) of ${r.quadRatios.count}`,
     `${num(r.fetch.p50Ms)} / ${num(r.fetch.p99Ms)}`,
     `${num(r.findMissing.p50Ms)} / ${num(r.findMissing.p99Ms)}`,
     num(r.fetch.cpuMicros),
@@ -227,10 +219,11 @@ export function formatAssetRows(rows: AssetBenchRow[]): string {
   return [
     formatTable(header, body),
     '',
-    'Both kinds ran alternately against the same executor and the same digests, one digest per call, sent as bytes encoded once',
-    "per blob; every reply equalled that blob's first reply, which was decoded and checked.",
-    'calls/s ÷: FetchBlob calls/s over FindMissingBlobs calls/s (1 or more meets the issue); CPU ×: FetchBlob CPU per call over FindMissingBlobs.',
-    'The origin saw no request while these were measured (checked). CPU is read from /proc in 10 ms ticks.',
+    `Both kinds ran against the same executor and the same digests, one digest per call, in interleaved blocks of ${BLOCK_CALLS} calls`,
+    "(F M M F …), sent as bytes encoded once per blob; every reply equalled that blob's first reply, which was decoded and checked.",
+    'calls/s ÷: FetchBlob calls/s over FindMissingBlobs calls/s over all blocks (1 or more meets the issue); per quad: the same',
+    'ratio within each F-M-M-F quad of blocks, whose spread is the noise. CPU ×: FetchBlob CPU per call over FindMissingBlobs.',
+    "The origin saw no request while these were measured (checked). Executor CPU: its threads' schedstat, in ns.",
   ].join('\n');
 }
 
@@ -273,32 +266,116 @@ function blob(path: string, data: Buffer): Blob {
   return { path, data, hash: createHash('sha256').update(data).digest('hex') };
 }
 
-/** Calls `call` once per item with `concurrency` in flight: calls/s, latency percentiles, executor CPU per call. */
-async function measure(
+/** Calls in one block: big enough that its CPU and time are well above the clocks' resolution, small enough to interleave finely. */
+const BLOCK_CALLS = 100;
+
+/** One kind's calls added up over every block it ran. */
+interface Tally {
+  seconds: number;
+  calls: number;
+  cpuNs: number;
+  clientCpuUs: number;
+  latencies: number[];
+}
+
+type Kind = 'fetch' | 'findMissing';
+
+/**
+ * Both kinds over the same items, `rounds` passes, each pass cut into blocks of BLOCK_CALLS calls that run in the
+ * order F M, M F, F M, … (A-B-B-A). Whatever drifts while the bench runs (other processes, the disk, the JIT,
+ * garbage the previous block left) then falls on both kinds alike, where measuring one kind's whole pass after the
+ * other's let it decide the ratio. Each kind's figures are its totals over all its blocks; each A-B-B-A quad also
+ * gives a ratio of its own, and their spread is the noise the headline ratio carries.
+ */
+async function interleaved(
+  pid: number,
+  items: Blob[],
+  concurrency: number,
+  rounds: number,
+  calls: Record<Kind, (b: Blob) => Promise<void>>,
+): Promise<Omit<AssetBenchRow, 'blobs'>> {
+  const tallies: Record<Kind, Tally> = { fetch: emptyTally(), findMissing: emptyTally() };
+  const quadRatios: number[] = [];
+  const quads = items.length / (2 * BLOCK_CALLS);
+  if (!Number.isInteger(quads) || quads === 0)
+    throw new Error(`${items.length} calls do not make whole A-B-B-A quads of ${BLOCK_CALLS}-call blocks`);
+  for (let round = 0; round < rounds; round++) {
+    for (let q = 0; q < quads; q++) {
+      const quad: Record<Kind, Tally> = { fetch: emptyTally(), findMissing: emptyTally() };
+      const at = q * 2 * BLOCK_CALLS;
+      const halves = [
+        { block: items.slice(at, at + BLOCK_CALLS), order: ['fetch', 'findMissing'] as const },
+        { block: items.slice(at + BLOCK_CALLS, at + 2 * BLOCK_CALLS), order: ['findMissing', 'fetch'] as const },
+      ];
+      for (const { block, order } of halves)
+        for (const kind of order) await runBlock(pid, block, concurrency, calls[kind], quad[kind]);
+      quadRatios.push(callsPerSecond(quad.fetch) / callsPerSecond(quad.findMissing));
+      addTally(tallies.fetch, quad.fetch);
+      addTally(tallies.findMissing, quad.findMissing);
+    }
+  }
+  quadRatios.sort((a, b) => a - b);
+  return {
+    concurrency,
+    calls: tallies.fetch.calls,
+    fetch: measured(tallies.fetch),
+    findMissing: measured(tallies.findMissing),
+    quadRatios: {
+      low: quadRatios[0]!,
+      median: percentile(quadRatios, 0.5),
+      high: quadRatios.at(-1)!,
+      count: quadRatios.length,
+    },
+  };
+}
+
+/** Calls `call` once per item with `concurrency` in flight, adding its time, CPU and latencies to `tally`. */
+async function runBlock(
   pid: number,
   items: Blob[],
   concurrency: number,
   call: (b: Blob) => Promise<void>,
-): Promise<Measured> {
-  const latencies: number[] = [];
-  const cpuBefore = cpuSeconds(pid);
+  tally: Tally,
+): Promise<void> {
+  const cpuBefore = cpuNanoseconds(pid);
   const clientBefore = process.cpuUsage();
   const started = performance.now();
   await mapLimit(items, concurrency, async (b) => {
     const t = performance.now();
     await call(b);
-    latencies.push(performance.now() - t);
+    tally.latencies.push(performance.now() - t);
   });
-  const seconds = (performance.now() - started) / 1000;
-  const cpu = cpuSeconds(pid) - cpuBefore;
+  tally.seconds += (performance.now() - started) / 1000;
+  tally.cpuNs += cpuNanoseconds(pid) - cpuBefore;
   const client = process.cpuUsage(clientBefore);
-  latencies.sort((a, b) => a - b);
+  tally.clientCpuUs += client.user + client.system;
+  tally.calls += items.length;
+}
+
+function emptyTally(): Tally {
+  return { seconds: 0, calls: 0, cpuNs: 0, clientCpuUs: 0, latencies: [] };
+}
+
+function addTally(into: Tally, from: Tally): void {
+  into.seconds += from.seconds;
+  into.calls += from.calls;
+  into.cpuNs += from.cpuNs;
+  into.clientCpuUs += from.clientCpuUs;
+  into.latencies.push(...from.latencies);
+}
+
+function callsPerSecond(tally: Tally): number {
+  return tally.calls / tally.seconds;
+}
+
+function measured(tally: Tally): Measured {
+  const latencies = [...tally.latencies].sort((a, b) => a - b);
   return {
-    callsPerSecond: items.length / seconds,
+    callsPerSecond: callsPerSecond(tally),
     p50Ms: percentile(latencies, 0.5),
     p99Ms: percentile(latencies, 0.99),
-    cpuMicros: (cpu * 1e6) / items.length,
-    clientCpuMicros: (client.user + client.system) / items.length,
+    cpuMicros: tally.cpuNs / 1000 / tally.calls,
+    clientCpuMicros: tally.clientCpuUs / tally.calls,
   };
 }
 
