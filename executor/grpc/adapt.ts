@@ -29,6 +29,7 @@ import { callStatus } from '../reapi/grpc-status.ts';
 import { batchReadResponseEncoder } from './batch-read-message.ts';
 import { singleBytesEncoder } from './bytes-message.ts';
 import { digestListDecoder, digestListEncoder, generic } from './digest-lists.ts';
+import { repeatedRequestDecoder } from './repeated-requests.ts';
 import { encodedOnce } from './reused-replies.ts';
 import { callFields } from './request-metadata.ts';
 
@@ -105,7 +106,8 @@ export function serviceDefinition(service: DescService, side: 'client' | 'server
     if (method.methodKind === 'bidi_streaming')
       throw new Error(`${method.name}: bidirectional streaming is not adapted`);
     const input = method.input;
-    const decode = digestListDecoder(input) ?? ((bytes: Uint8Array) => fromBinary(input, bytes));
+    const protobufEs = (bytes: Uint8Array) => fromBinary(input, bytes);
+    const decode = digestListDecoder(input) ?? repeatedRequestDecoder(input, protobufEs) ?? protobufEs;
     definition[method.localName] = {
       path: `/${service.typeName}/${method.name}`,
       requestStream: method.methodKind === 'client_streaming',

@@ -26,7 +26,7 @@ export function encodedOnce(message: unknown, encode: (message: unknown) => Buff
 }
 
 /** Freezes a message and the messages and lists in it; bytes fields cannot be frozen and are left as they are. */
-function deepFreeze(value: object): void {
+export function deepFreeze(value: object): void {
   Object.freeze(value);
   for (const field of Object.values(value))
     if (typeof field === 'object' && field !== null && !ArrayBuffer.isView(field) && !Object.isFrozen(field))

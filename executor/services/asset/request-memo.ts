@@ -25,6 +25,8 @@ const MAX_KEY_CHARS = 2048;
 export class RequestMemo<T> {
   readonly #work: (request: RequestContent) => T;
   readonly #kept = new Map<string, T>();
+  /** By the request object itself, for frozen requests; weak, so it holds nothing the decoder has let go of. */
+  readonly #byObject = new WeakMap<object, T>();
 
   /** `work` must depend on RequestContent's fields only. */
   constructor(work: (request: RequestContent) => T) {
@@ -33,6 +35,19 @@ export class RequestMemo<T> {
 
   /** What `work` gives for `request`, from the memo when a request with the same content was seen lately. */
   get(request: RequestContent): T {
+    // A frozen request cannot change, so what was worked out from it still holds: grpc/repeated-requests.ts hands
+    // the same frozen object to every call with the same bytes, and then not even the key needs building.
+    const frozen = Object.isFrozen(request);
+    if (frozen) {
+      const same = this.#byObject.get(request);
+      if (same !== undefined) return same;
+    }
+    const worked = this.#byContent(request);
+    if (frozen) this.#byObject.set(request, worked);
+    return worked;
+  }
+
+  #byContent(request: RequestContent): T {
     const key = contentKey(request);
     if (key === null) return this.#work(request);
     const kept = this.#kept.get(key);

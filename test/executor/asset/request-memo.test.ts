@@ -68,6 +68,14 @@ describe('RequestMemo', () => {
     expect(worked).toHaveLength(2);
   });
 
+  it('knows a frozen request by the object itself, even one too big to key by its content', () => {
+    const { memo, worked } = counting();
+    const big = Object.freeze(request(['http://a/x'], [['http_header:Cookie', 'c'.repeat(4096)]]));
+    const first = memo.get(big);
+    expect(memo.get(big)).toBe(first);
+    expect(worked).toHaveLength(1);
+  });
+
   it('keeps at most 4096 requests, letting go of the one kept first', () => {
     const { memo, worked } = counting();
     for (let i = 0; i <= 4096; i++) memo.get(request([`http://a/${i}`]));
