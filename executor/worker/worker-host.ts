@@ -79,10 +79,14 @@ async function openClaimed(
   const identities = actionIdentities(config);
   const workDir = resolve(config.workDir);
   const actionsDir = join(workDir, 'actions');
+  const removedDir = join(workDir, 'removed');
   await rm(actionsDir, { recursive: true, force: true });
+  await rm(removedDir, { recursive: true, force: true });
   await rm(join(workDir, 'workers'), { recursive: true, force: true });
   // Other slots' uids may pass through to their own folders (0711), never list what is there.
   await mkdir(actionsDir, { mode: 0o711 });
+  // Finished actions' folders wait here to be deleted, out of every slot uid's reach (0700).
+  await mkdir(removedDir, { mode: 0o700 });
   for (const identity of identities.all) await checkReachable(actionsDir, identity, runAsName(config));
   const cache = await FileCache.open({ dir: join(workDir, 'inputs'), maxBytes: config.inputCacheBytes, log });
 
@@ -120,6 +124,7 @@ async function openClaimed(
       defaultContainerImage: config.docker.defaultImage,
       persistentWorkers,
       actionsDir,
+      removedDir,
       identities,
       maxOutputBytes: MAX_ACTION_OUTPUT_BYTES,
       inputLimits: config.inputLimits,

@@ -127,7 +127,8 @@ export class Worker {
         cas: this.options.environment.casFor(job.instance),
         workerName: this.options.name,
       };
-      response = await runAction(job, env, cancelled);
+      const run = await runAction(job, env, cancelled);
+      response = run.response;
       log.debug('executed', {
         worker: this.options.name,
         action: job.actionDigest.hash,
@@ -135,7 +136,8 @@ export class Worker {
         status: response.status?.code,
       });
       finished(response);
-      await lease.complete(response);
+      // The slot stays taken until the action's files are gone, so a busy worker cannot pile up folders to delete.
+      await lease.complete(response).finally(run.removeFiles);
     } catch (err) {
       // runAction turns every failure into a response; this is the last line of defence.
       log.error('worker failed on an action', { action: job.actionDigest.hash, error: (err as Error).message });

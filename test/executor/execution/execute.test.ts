@@ -308,6 +308,26 @@ describe('Execute on the embedded worker', () => {
 });
 
 describe('the work folder', () => {
+  it("moves an action's folder out before answering and deletes it before the slot takes the next action", async () => {
+    const server = await startTestServer({ args: ['--concurrency', '1'] });
+    try {
+      const fx = new ActionFixture(server.clients);
+      const workDir = join(server.dir, 'work');
+      const inputRoot = await fx.tree(Object.fromEntries(Array.from({ length: 20 }, (_, i) => [`in-${i}`, `${i}`])));
+      for (let i = 0; i < 5; i++) {
+        const { response } = await fx.execute(
+          await fx.action({ inputRoot, salt: `removed-${i}`, command: { arguments: ['/bin/sh', '-c', 'echo out'] } }),
+        );
+        expect(response.result!.exitCode).toBe(0);
+        expect(readdirSync(join(workDir, 'actions'))).toEqual([]);
+        // One slot: this action's folder may still be waiting here, but none of the actions before it.
+        expect(readdirSync(join(workDir, 'removed')).length).toBeLessThanOrEqual(1);
+      }
+    } finally {
+      await server.stop();
+    }
+  });
+
   it("is emptied of a crashed run's action directories at start, and keeps the input cache", async () => {
     const first = await startTestServer();
     const workDir = join(first.dir, 'work');
@@ -315,12 +335,15 @@ describe('the work folder', () => {
     const inputRoot = await fx.tree({ 'kept.txt': 'cached input' });
     await fx.execute(await fx.action({ inputRoot, command: { arguments: ['/bin/true'] } }));
     await first.executor.close();
-    // What a crash mid-action leaves behind.
+    // What a crash mid-action leaves behind, or just after its answer, before its folder was deleted.
     mkdirSync(join(workDir, 'actions', 'left-behind', 'root'), { recursive: true });
     writeFileSync(join(workDir, 'actions', 'left-behind', 'root', 'junk'), 'x'.repeat(1000));
+    mkdirSync(join(workDir, 'removed', 'answered', 'root'), { recursive: true });
+    writeFileSync(join(workDir, 'removed', 'answered', 'root', 'junk'), 'x'.repeat(1000));
     const second = await startTestServer({ args: ['--work-dir', workDir] });
     try {
       expect(readdirSync(join(workDir, 'actions'))).toEqual([]);
+      expect(readdirSync(join(workDir, 'removed'))).toEqual([]);
       expect(readdirSync(join(workDir, 'inputs')).length).toBe(1);
     } finally {
       await second.stop();
