@@ -11,7 +11,8 @@
  *   console.log(formatGrpcRows(rows));
  *
  * Or on its own: `npx tsx bench/grpc.ts` (BENCH_GRPC_STREAM_MIB=64 for a quicker run; BENCH_GRPC_ROUNDS=N rounds
- * of each server, default 2; BENCH_GRPC_PEER=0 leaves bazel-remote out; BENCH_PROFILE_DIR=DIR profiles the
+ * of each server, default 2; BENCH_GRPC_PEER=0 leaves bazel-remote out; BENCH_BEFORE=path of another larder
+ * checkout, built, adds its executor to the rounds for before/after figures; BENCH_PROFILE_DIR=DIR profiles the
  * executor).
  */
 import { type ChildProcess, spawn } from 'node:child_process';
@@ -369,7 +370,22 @@ if (process.argv[1] !== undefined && resolve(process.argv[1]) === resolve(import
   const streamMiB = Number(process.env.BENCH_GRPC_STREAM_MIB ?? 256);
   const profileDir = process.env.BENCH_PROFILE_DIR || undefined;
   const settings = { streamBytes: streamMiB * MiB, profileDir };
-  if (process.env.BENCH_GRPC_PEER === '0') console.log(formatGrpcRows(await runGrpcBench(settings)));
+  const before = process.env.BENCH_BEFORE || undefined;
+  if (before !== undefined) {
+    // Three servers in alternating rounds: this checkout, the one at BENCH_BEFORE, and bazel-remote (unless
+    // BENCH_GRPC_PEER=0), so before/after and both multiples of the peer come from one run.
+    const now: GrpcBenchRow[][] = [];
+    const then: GrpcBenchRow[][] = [];
+    const peer: GrpcBenchRow[][] = [];
+    for (let round = 0; round < Number(process.env.BENCH_GRPC_ROUNDS ?? 2); round++) {
+      now.push(await runGrpcBench({ ...settings, server: 'larder' }));
+      then.push(await runGrpcBench({ ...settings, server: 'larder', root: resolve(before) }));
+      if (process.env.BENCH_GRPC_PEER !== '0') peer.push(await runGrpcBench({ ...settings, server: 'bazel-remote' }));
+    }
+    console.log(formatGrpcComparison(now, then));
+    if (peer.length > 0)
+      console.log(`\n${formatGrpcSideBySide(now, peer)}\n\nbefore:\n${formatGrpcSideBySide(then, peer)}`);
+  } else if (process.env.BENCH_GRPC_PEER === '0') console.log(formatGrpcRows(await runGrpcBench(settings)));
   else {
     const { larder, peer } = await runGrpcSideBySide(settings, Number(process.env.BENCH_GRPC_ROUNDS ?? 2));
     console.log(formatGrpcSideBySide(larder, peer));
