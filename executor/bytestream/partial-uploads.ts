@@ -169,8 +169,15 @@ export class PartialUploads {
             return;
           }
         }
-        await handle!.write(chunk);
+        // Hashed while the thread pool writes: the two overlap instead of taking turns.
+        const written = handle!.write(chunk);
         partial.hash?.update(chunk);
+        try {
+          await written;
+        } catch (err) {
+          partial.hash = null; // it has bytes the file may not: a resumed Write hashes the file again (pin)
+          throw err;
+        }
         partial.bytes += chunk.byteLength;
         this.#bytes += chunk.byteLength;
       },
