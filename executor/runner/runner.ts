@@ -17,7 +17,10 @@ export interface RunRequest {
   readonly timeoutMs: number;
   /** Aborted when the operation is cancelled or the server stops: the run ends at once. */
   readonly signal: AbortSignal;
-  /** Files the command's stdout and stderr go to, each cut at `maxOutputBytes`. */
+  /**
+   * Files the command's stdout and stderr go to, each cut at `maxOutputBytes`; a runner may leave a stream that
+   * carried nothing without a file (read it as empty).
+   */
   readonly stdoutPath: string;
   readonly stderrPath: string;
   readonly maxOutputBytes: number;

@@ -244,7 +244,12 @@ async function handOver(directories: string[], user: Identity): Promise<void> {
 
 /** Uploads captured stdout or stderr (with `prefix` first) and returns its digest; an empty one is not uploaded. */
 async function uploadOutput(cas: WorkerCas, path: string, prefix: string) {
-  const captured = await readFile(path).catch(() => Buffer.alloc(0));
+  // No file: the command wrote nothing there (the runner makes it with the first byte). Any other failure to read
+  // it fails the action rather than pass off an empty stream as what the command wrote.
+  const captured = await readFile(path).catch((err: NodeJS.ErrnoException) => {
+    if (err.code === 'ENOENT') return Buffer.alloc(0);
+    throw err;
+  });
   const bytes = prefix === '' ? captured : Buffer.concat([Buffer.from(prefix), captured]);
   const digest: Digest = { hash: createHash('sha256').update(bytes).digest('hex'), sizeBytes: bytes.byteLength };
   if (bytes.byteLength > 0) await cas.uploadBytes(digest, bytes);

@@ -13,7 +13,8 @@
  *   → { type: 'started', id, pid } | { type: 'error', id, code, message }
  *   → { type: 'exit', id, code, signal }            the command's leader exited (its group may live on)
  *   → { type: 'output', id, truncated, writeError } both pipes are closed and the files written (or, with
- *                                                   writeError, what made writing them fail: ENOSPC…)
+ *                                                   writeError, what made writing them fail: ENOSPC…); a
+ *                                                   stream that carried nothing leaves no file
  *   ← { type: 'abandon', id }                       stop waiting for the pipes (a process left the group)
  *
  * `cgroup`, when set, is { enter: [files], leave: [files] }: this process writes its own pid into each `enter`
@@ -80,7 +81,10 @@ function run(request) {
 }
 
 /**
- * Copies a pipe into a file, keeping at most `limit` bytes of the command's stdout and stderr together.
+ * Copies a pipe into a file, keeping at most `limit` bytes of the command's stdout and stderr together. The file
+ * is made when the first byte arrives: most commands write nothing to one of the two, and an open and a close on
+ * the thread pool each way would hold up the 'output' report of every action (the executor reads a missing file
+ * as empty output).
  * @param {import('node:stream').Readable} source
  * @param {string} path
  * @param {number} limit
@@ -88,16 +92,23 @@ function run(request) {
  * @param {() => void} done
  */
 function copyBounded(source, path, limit, budget, done) {
-  const file = createWriteStream(path, { mode: 0o600 });
+  /** @type {import('node:fs').WriteStream | null} */
+  let file = null;
   // A file that cannot be written (a full disk, its folder gone) must not take the spawner down: the rest of the
   // output is drained and dropped, and the error is reported so the action fails instead of passing with a
   // silently empty stdout.
   let failed = false;
-  file.once('error', (/** @type {NodeJS.ErrnoException} */ error) => {
-    failed = true;
-    budget.writeError ??= `${error.code ?? 'EIO'}: ${error.message}`;
-    source.resume();
-  });
+  const opened = () => {
+    if (file !== null) return file;
+    const made = createWriteStream(path, { mode: 0o600 });
+    made.once('error', (/** @type {NodeJS.ErrnoException} */ error) => {
+      failed = true;
+      budget.writeError ??= `${error.code ?? 'EIO'}: ${error.message}`;
+      source.resume();
+    });
+    file = made;
+    return made;
+  };
   source.on('data', (/** @type {Buffer} */ chunk) => {
     const room = limit - budget.bytes;
     if (room <= 0) {
@@ -107,13 +118,15 @@ function copyBounded(source, path, limit, budget, done) {
     const kept = chunk.byteLength <= room ? chunk : chunk.subarray(0, room);
     if (kept !== chunk) budget.truncated = true;
     budget.bytes += kept.byteLength;
+    if (failed) return;
     // Backpressure: a command that writes faster than the disk takes it waits on its pipe.
-    if (!failed && !file.write(kept)) {
+    const target = opened();
+    if (!target.write(kept)) {
       source.pause();
-      file.once('drain', () => source.resume());
+      target.once('drain', () => source.resume());
     }
   });
-  source.once('close', () => (failed ? done() : file.end(() => done())));
+  source.once('close', () => (failed || file === null ? done() : file.end(() => done())));
 }
 
 /**
