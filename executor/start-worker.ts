@@ -95,7 +95,7 @@ async function start(
     onFinished: side.actions.finished,
     environment: {
       ...host.environment,
-      casFor: (instance) => grpcCas(frontend, instance),
+      casFor: (instance) => host.rememberedBlobs.wrap(grpcCas(frontend, instance), instance),
       writeActionResult: grpcActionCacheWriter(frontend),
     },
   });

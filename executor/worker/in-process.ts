@@ -58,7 +58,7 @@ export async function startInProcessWorkers(options: {
           onFinished: options.onFinished,
           environment: {
             ...host.environment,
-            casFor: (instance) => storeCas(store, instance),
+            casFor: (instance) => host.rememberedBlobs.wrap(storeCas(store, instance), instance),
             writeActionResult: (instance, digest, result) =>
               writeActionResult(store, blobKey(instance, 'ac', digest.hash), result),
           },

@@ -16,6 +16,7 @@ import { LarderError } from '../../shared/errors.ts';
 import type { Logger } from '../../shared/log.ts';
 import type { RunnerKind } from '../reapi/platform.ts';
 import { DockerEngine, DockerRunner } from '../runner/docker/index.ts';
+import { RememberedBlobs } from './remembered-blobs.ts';
 import { FileCache } from './file-cache.ts';
 import { LocalRunner } from '../runner/local-runner.ts';
 import { Bubblewrap, findBubblewrap, probeSandbox } from '../runner/sandbox/bubblewrap.ts';
@@ -41,6 +42,8 @@ export interface WorkerHost {
   readonly runnerKinds: RunnerKind[];
   /** Remote persistent workers (null unless --persistent-workers names a runner). */
   readonly persistentWorkers: PersistentWorkers | null;
+  /** What this host has lately seen in each instance's CAS: every worker's CAS goes through it (remembered-blobs.ts). */
+  readonly rememberedBlobs: RememberedBlobs;
   /** Everything runAction needs except what depends on where blobs live. */
   readonly environment: Omit<ActionEnvironment, 'cas' | 'workerName' | 'writeActionResult'>;
   /** The input cache, docker containers and persistent workers now: the worker's status page and /metrics. */
@@ -118,6 +121,7 @@ async function openClaimed(
   return {
     runnerKinds: [...runners.keys()],
     persistentWorkers,
+    rememberedBlobs: new RememberedBlobs(),
     environment: {
       cache,
       runners,

@@ -54,6 +54,26 @@ describe('Execute with bad input', () => {
     await notCached(actionDigest);
   });
 
+  it('inputs another instance holds are still missing here, after an action there ran over them', async () => {
+    // The worker remembers what it saw in each instance's CAS and caches input files for everyone: neither may let
+    // one instance's action run over a file only another instance was given.
+    const secret = 'only team-a uploaded this\n';
+    const teamA = new ActionFixture(server.clients, 'team-a');
+    const teamB = new ActionFixture(server.clients, 'team-b');
+    const inputRoot = await teamA.tree({ 'secret.txt': secret });
+    const ranA = await teamA.execute(
+      await teamA.action({ inputRoot, command: { arguments: ['/bin/cat', 'secret.txt'] } }),
+    );
+    expect(ranA.response.result!.exitCode).toBe(0);
+    // team-b knows the digests, uploads the Directory naming the file, but never the file itself.
+    await teamB.directory({ files: [{ name: 'secret.txt', digest: create(DigestSchema, digestOf(secret)) }] });
+    const { response } = await teamB.execute(
+      await teamB.action({ inputRoot, command: { arguments: ['/bin/cat', 'secret.txt'] } }),
+    );
+    expect(response.status?.code).toBe(Code.FAILED_PRECONDITION);
+    expect(missingSubjects(response)).toEqual([`MISSING blobs/${digestOf(secret).hash}/${secret.length}`]);
+  });
+
   it('a missing Action or Command is FAILED_PRECONDITION with its digest, so the client uploads it again', async () => {
     const action = create(DigestSchema, digestOf('no such action'));
     expect(missingSubjects((await fx.execute(action)).response)).toEqual([
