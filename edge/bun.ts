@@ -31,7 +31,9 @@ if (config.processes > 1 && !isEdgeChild()) {
 } else {
   const whole = new WholeBodies();
   const { app, store, gate, history } = await buildEdge(config, {
-    bodies: bunBodies(whole),
+    // Only a disk store lets go of an upload's bytes when its put resolves (bun-body.ts): a memory tier keeps them,
+    // and an S3 client may still be sending them for an attempt it gave up on.
+    bodies: bunBodies(whole, config.store.kind === 'disk'),
     sender: bunSender(whole),
     fileSender: bunFileSender,
   });

@@ -1,13 +1,14 @@
 // The edge on Bun: the whole HTTP protocol suite (disk and memory stores), and what Bun does differently: a blob
 // the disk store keeps in a file goes out with sendfile(2) (bun-body.ts), opened once (by Bun, the store only
-// locates it), seen by strace attached to the server; one evicted behind the server's back is a clean miss.
-import { spawn } from 'node:child_process';
+// locates it), seen by strace attached to the server; one evicted behind the server's back is a clean miss. A whole
+// upload's buffer is freed as soon as a disk store has it, never when the store may keep it (a memory tier).
+import { spawn, spawnSync } from 'node:child_process';
 import { readdirSync, rmSync } from 'node:fs';
 import http from 'node:http';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type EdgeProcess, startEdgeProcess, tempDir } from '../helpers/edge-process.ts';
 import { randomBlob, request, sha256 } from '../helpers/http.ts';
-import { bunPath, findTool, requireTool } from '../helpers/tools.ts';
+import { bunPath, findTool, REPO_ROOT, requireTool } from '../helpers/tools.ts';
 import { describeHttpProtocol } from './http-protocol.ts';
 
 const hasBun = requireTool('bun', bunPath(), 'npm ci installs it from @oven/bun-linux-x64');
@@ -26,6 +27,32 @@ describe.runIf(hasBun)('on Bun', () => {
     runtime: 'bun',
     store: async () => ({ args: ['--store', 'memory:1GiB'], cleanup: () => {} }),
     streamsToStorage: false,
+  });
+
+  it('frees a whole upload once the store is done with it, only when asked (bun-body.ts)', () => {
+    // One Bun process runs the receiver on a real Request with and without `release`, and reports what the store's
+    // put saw and what is left of those bytes afterwards (a freed buffer reads as 0 bytes).
+    const script = `
+      const { bunBodies } = await import(${JSON.stringify(`${REPO_ROOT}/edge/bun-body.ts`)});
+      const results = {};
+      for (const release of [true, false]) {
+        const data = new Uint8Array(300000).fill(7);
+        const c = { req: { raw: new Request('http://edge/cas/x', { method: 'PUT', body: data }) } };
+        let body;
+        let seen;
+        await bunBodies(undefined, release)(c, data.byteLength, async (b) => {
+          body = b;
+          seen = [b.byteLength, b.every((x) => x === 7)];
+        });
+        results[release ? 'released' : 'kept'] = { seen, after: body.byteLength };
+      }
+      console.log(JSON.stringify(results));`;
+    const result = spawnSync(bunPath()!, ['--eval', script], { encoding: 'utf8', timeout: 60_000 });
+    expect(result.status, result.stderr).toBe(0);
+    expect(JSON.parse(result.stdout)).toEqual({
+      released: { seen: [300000, true], after: 0 },
+      kept: { seen: [300000, true], after: 300000 },
+    });
   });
 
   describe.runIf(requireTool('strace', strace, 'apt-get install strace'))('downloads', () => {
