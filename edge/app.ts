@@ -69,7 +69,8 @@ export function createEdgeApp(options: EdgeAppOptions): Hono<EdgeEnv> {
   if (status !== undefined) app.get('/status', async (c) => c.html(renderStatusPage(await status())));
 
   app.all('*', async (c) => {
-    const key = (c.var.blob as BlobKey | undefined) ?? parseBlobPath(new URL(c.req.url).pathname);
+    // c.get, not c.var: Hono builds c.var afresh from all the variables on every read.
+    const key = (c.get('blob') as BlobKey | undefined) ?? parseBlobPath(new URL(c.req.url).pathname);
     if (key === null)
       return c.text('not found: cache paths are /[instance/]ac/{sha256} and /[instance/]cas/{sha256}\n', 404);
     switch (c.req.method) {
@@ -163,7 +164,7 @@ export function createEdgeApp(options: EdgeAppOptions): Hono<EdgeEnv> {
       decodeActionResult(bytes);
       await store.put(key, bytes, size);
     });
-    log.debug('stored', { key: formatKey(key), size, by: c.var.principal?.subject });
+    log.debug('stored', { key: formatKey(key), size, by: c.get('principal')?.subject });
     return new Response(null, { status: 200 });
   }
 
