@@ -9,7 +9,8 @@
  * Callers record through the small methods below rather than touching instruments, so the label sets stay in
  * one file. The totals() view feeds the status page's chart (shared/metrics/history.ts).
  */
-import { Counter, Gauge, Histogram, Registry } from 'prom-client';
+import { Counter, Gauge, Registry } from 'prom-client';
+import { TalliedHistogram } from './tallied-histogram.ts';
 
 export type Protocol = 'http' | 'grpc';
 export type BlobKind = 'ac' | 'cas';
@@ -20,6 +21,11 @@ export type BlobKind = 'ac' | 'cas';
  */
 export type Outcome = 'hit' | 'miss' | 'stored' | 'refused' | 'error';
 export type StoreOperation = 'get' | 'stat' | 'put';
+export type StoreResult = 'hit' | 'miss' | 'ok' | 'error';
+const STORE_OPERATIONS: readonly StoreOperation[] = ['get', 'stat', 'put'];
+const STORE_RESULTS: readonly StoreResult[] = ['hit', 'miss', 'ok', 'error'];
+const STORE_OPERATION_INDEX: Record<StoreOperation, number> = { get: 0, stat: 1, put: 2 };
+const STORE_RESULT_INDEX: Record<StoreResult, number> = { hit: 0, miss: 1, ok: 2, error: 3 };
 /** Where a store sits: its kind and its position in `tiered(…)` (0 = the front, or the only store). */
 export interface StoreLabels {
   store: 'memory' | 'disk' | 's3';
@@ -49,10 +55,10 @@ export class Metrics {
     registers: [this.registry],
     collect: (): void => this.#bytesTally.addTo(this.#bytes),
   });
-  readonly #storeSeconds = new Histogram({
+  // Observed once per blob (a BatchReadBlobs of 1,000 is 1,000 gets): a TalliedHistogram, not prom-client's.
+  readonly #storeSeconds = new TalliedHistogram<'store' | 'tier' | 'operation' | 'result'>({
     name: 'larder_store_operation_seconds',
     help: 'Store operation latency by store, tier, operation and result (get: until the blob is open, not read)',
-    labelNames: ['store', 'tier', 'operation', 'result'] as const,
     buckets: LATENCY_BUCKETS,
     registers: [this.registry],
   });
@@ -120,24 +126,17 @@ export class Metrics {
     else this.#totals.bytesOut += bytes;
   }
 
-  storeOperation(
-    labels: StoreLabels,
-    operation: StoreOperation,
-    result: 'hit' | 'miss' | 'ok' | 'error',
-    seconds: number,
-  ): void {
-    // A FindMissingBlobs of 10,000 digests is 10,000 observations: prom-client checks and hashes a labels object on
-    // every call, so each label combination's child is looked up once and kept (the combinations are few and fixed).
-    const id = `${labels.store}\u0000${labels.tier}\u0000${operation}\u0000${result}`;
-    let child = this.#storeChildren.get(id);
-    if (child === undefined) {
-      child = this.#storeSeconds.labels({ ...labels, operation, result });
-      this.#storeChildren.set(id, child);
-    }
-    child.observe(seconds);
+  /**
+   * How one store of the graph records its operations' latencies (seconds). Its series (every operation and result)
+   * are resolved here, once, so recording one is an array index and no label lookup.
+   */
+  storeObserver(labels: StoreLabels): (operation: StoreOperation, result: StoreResult, seconds: number) => void {
+    const series = STORE_OPERATIONS.flatMap((operation) =>
+      STORE_RESULTS.map((result) => this.#storeSeconds.series({ ...labels, operation, result })),
+    );
+    return (operation, result, seconds) =>
+      series[STORE_OPERATION_INDEX[operation] * STORE_RESULTS.length + STORE_RESULT_INDEX[result]]!.observe(seconds);
   }
-
-  readonly #storeChildren = new Map<string, { observe(value: number): void }>();
 
   /** Reports a bounded store's usage at every scrape; `bytes` is read then, so it is always current. */
   watchStore(labels: StoreLabels, usage: { bytes: () => number; budget: number }): void {

@@ -79,8 +79,7 @@ async function openNode(config: StoreConfig, options: OpenStoreOptions, tier: nu
       break;
     }
   }
-  if (metrics !== undefined)
-    store = measured(store, (operation, result, seconds) => metrics.storeOperation(labels, operation, result, seconds));
+  if (metrics !== undefined) store = measured(store, metrics.storeObserver(labels));
   const { bucketIndex } = options;
   if (config.kind !== 's3' || bucketIndex === undefined) return store;
   const index = await bucketIndex.open(config).catch(async (err: unknown) => {

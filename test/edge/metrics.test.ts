@@ -9,7 +9,15 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type EdgeProcess, startEdgeProcess, tempDir, edgeRuntimes } from '../helpers/edge-process.ts';
 import { randomBlob } from '../helpers/http.ts';
-import { delta, sample, scrape } from '../helpers/prometheus.ts';
+import {
+  checkHistogramGrowth,
+  delta,
+  histogramSeries,
+  LATENCY_BOUNDS,
+  parseExposition,
+  sample,
+  scrape,
+} from '../helpers/prometheus.ts';
 
 const runtimes = edgeRuntimes();
 const KiB = 1024;
@@ -113,6 +121,28 @@ describe.each(runtimes)('metrics on %s', (runtime) => {
     for (const secret of [a.hash, b.hash, 'team-a', 'ci', 'wrong-password'])
       expect(text).not.toMatch(new RegExp(`"${secret}"`));
     expect(text).not.toContain(a.hash);
+  });
+
+  it('exposes the store latency histogram as prom-client writes it, growing by exactly the operations made', async () => {
+    const beforeText = await (await fetch(`${edge.url}/metrics`)).text();
+    const c = randomBlob(KiB);
+    expect(await call('PUT', `/cas/${c.hash}`, { body: c.data })).toBe(200);
+    expect(await call('GET', `/cas/${c.hash}`)).toBe(200);
+    expect(await call('GET', `/cas/${c.hash}`)).toBe(200);
+    const afterText = await (await fetch(`${edge.url}/metrics`)).text();
+
+    const series = checkHistogramGrowth(beforeText, afterText, 'larder_store_operation_seconds', LATENCY_BOUNDS);
+    expect(histogramSeries(afterText, 'larder_store_operation_seconds').help).toBe(
+      'Store operation latency by store, tier, operation and result (get: until the blob is open, not read)',
+    );
+    expect(series.map((s) => s.labels)).toContain('store="memory",tier="0",operation="put",result="ok"');
+    const moved = delta(parseExposition(beforeText), parseExposition(afterText));
+    const ops = (store: string, tier: string, operation: string, result: string) =>
+      moved('larder_store_operation_seconds_count', { store, tier, operation, result });
+    expect(ops('memory', '0', 'put', 'ok')).toBe(1);
+    expect(ops('disk', '1', 'put', 'ok')).toBe(1);
+    expect(ops('memory', '0', 'get', 'hit')).toBe(2);
+    expect(ops('disk', '1', 'get', 'hit')).toBe(0);
   });
 
   it('serves /metrics to readers only, like the cache; /healthz stays open', async () => {

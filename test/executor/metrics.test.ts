@@ -11,7 +11,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { Code } from '../../executor/reapi/grpc-status.ts';
 import { DigestSchema } from '../../shared/proto/gen/build/bazel/remote/execution/v2/remote_execution_pb.ts';
-import { delta, sample, scrape } from '../helpers/prometheus.ts';
+import { checkHistogramGrowth, delta, LATENCY_BOUNDS, parseExposition, sample, scrape } from '../helpers/prometheus.ts';
 import { ActionFixture } from './execution/fixture.ts';
 import { codeOf, reachableTempDir, startTestServer, type TestServer } from './helpers.ts';
 
@@ -95,6 +95,29 @@ it('counts gRPC calls, cache requests per blob, bytes, refusals and executed act
   expect(workers[0]![0]).toMatch(/Arch=amd64.*OSFamily=linux/i);
   expect(workers[0]![1]).toBe(1);
   expect(sample(after, 'process_cpu_seconds_total')).toBeGreaterThan(0);
+});
+
+it('exposes the store latency histogram as prom-client writes it, growing by exactly the operations made', async () => {
+  const beforeText = await (await fetch(metricsUrl)).text();
+  const blobs = [Buffer.from('histogram blob one'), Buffer.from('histogram blob two')];
+  const absent = Buffer.from('histogram blob never uploaded');
+  const stored = await server.clients.cas.batchUpdateBlobs({
+    requests: blobs.map((data) => ({ digest: digestOf(data), data })),
+  });
+  expect(stored.responses.map((r) => r.status?.code ?? 0)).toEqual([Code.OK, Code.OK]);
+  const read = await server.clients.cas.batchReadBlobs({ digests: [...blobs, absent].map(digestOf) });
+  expect(read.responses.map((r) => r.status?.code ?? 0)).toEqual([Code.OK, Code.OK, Code.NOT_FOUND]);
+  const afterText = await (await fetch(metricsUrl)).text();
+
+  const series = checkHistogramGrowth(beforeText, afterText, 'larder_store_operation_seconds', LATENCY_BOUNDS);
+  expect(series.map((s) => s.labels)).toContain('store="disk",tier="0",operation="get",result="hit"');
+  const moved = delta(parseExposition(beforeText), parseExposition(afterText));
+  const ops = (operation: string, result: string) =>
+    moved('larder_store_operation_seconds_count', { store: 'disk', tier: '0', operation, result });
+  expect(ops('put', 'ok')).toBe(2);
+  expect(ops('get', 'hit')).toBe(2);
+  expect(ops('get', 'miss')).toBe(1);
+  expect(ops('get', 'error') + ops('put', 'error') + ops('stat', 'error')).toBe(0);
 });
 
 it('serves /metrics to readers only; /healthz stays open', async () => {
