@@ -38,7 +38,7 @@ const LATENCY_BUCKETS = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0
 export class Metrics {
   readonly registry = new Registry();
 
-  // Counted per request: tallied as plain numbers and added to the counters when they are read (see Tally).
+  // Counted per request or call: tallied as plain numbers and added to the counters when they are read (see Tally).
   readonly #requestTally = new Tally<'protocol' | 'method' | 'kind' | 'outcome'>();
   readonly #bytesTally = new Tally<'protocol' | 'direction'>();
   readonly #requests: Counter<'protocol' | 'method' | 'kind' | 'outcome'> = new Counter({
@@ -98,11 +98,13 @@ export class Metrics {
     labelNames: ['operation', 'reason'] as const,
     registers: [this.registry],
   });
-  readonly #grpcCalls = new Counter({
+  readonly #grpcCallTally = new Tally<'method' | 'code'>();
+  readonly #grpcCalls: Counter<'method' | 'code'> = new Counter({
     name: 'larder_grpc_calls_total',
     help: 'gRPC calls by method and status code',
     labelNames: ['method', 'code'] as const,
     registers: [this.registry],
+    collect: (): void => this.#grpcCallTally.addTo(this.#grpcCalls),
   });
   /** Running sums for the status page, kept beside the labelled counters so reading them is synchronous. */
   readonly #totals = { requests: 0, hits: 0, misses: 0, bytesIn: 0, bytesOut: 0 };
@@ -165,7 +167,7 @@ export class Metrics {
   }
 
   grpcCall(method: string, code: string): void {
-    this.#grpcCalls.inc({ method, code });
+    this.#grpcCallTally.add(`${method} ${code}`, 1, () => ({ method, code }));
   }
 
   /** The running totals and each bounded store's usage, for the status page. */
@@ -200,7 +202,7 @@ export interface Totals {
 /**
  * Counts by label set, kept as plain numbers until the counter is read (its `collect`, at every scrape): prom-client
  * checks and hashes the labels object on every `inc`, a cost paid per request otherwise. Label sets are keyed by
- * their values joined (none contains the separator: each is a closed set, or an HTTP method token).
+ * their values joined (none contains the separator: each is a closed set, an HTTP method token or a gRPC method name).
  */
 class Tally<Label extends string> {
   readonly #counts = new Map<string, { labels: Record<Label, string>; pending: number }>();
