@@ -74,11 +74,14 @@ export class Metrics {
     labelNames: ['store', 'tier'] as const,
     registers: [this.registry],
   });
-  readonly #evictions = new Counter({
+  // A full memory tier evicts on nearly every insertion: tallied too.
+  readonly #evictionTally = new Tally<'store' | 'tier'>();
+  readonly #evictions: Counter<'store' | 'tier'> = new Counter({
     name: 'larder_store_evictions_total',
     help: 'Blobs evicted from a memory or disk store to stay within its budget (or to make room on a full disk)',
     labelNames: ['store', 'tier'] as const,
     registers: [this.registry],
+    collect: (): void => this.#evictionTally.addTo(this.#evictions),
   });
   readonly #authRefusals = new Counter({
     name: 'larder_auth_refusals_total',
@@ -151,7 +154,10 @@ export class Metrics {
   readonly #watched: Array<{ labels: StoreLabels; bytes: () => number; budget: number }> = [];
 
   evicted(labels: StoreLabels, blobs: number): void {
-    this.#evictions.inc(labels, blobs);
+    this.#evictionTally.add(`${labels.store} ${labels.tier}`, blobs, () => ({
+      store: labels.store,
+      tier: labels.tier,
+    }));
   }
 
   authRefused(protocol: Protocol, reason: 'unauthenticated' | 'permission_denied' | 'unavailable'): void {
