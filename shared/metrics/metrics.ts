@@ -1,7 +1,9 @@
 /**
  * Everything larder counts, in one Prometheus registry per server (prom-client). Runtime-neutral: prom-client's
- * registry, counters and histograms run unchanged on Node and on Deno (no permissions needed), and `/metrics`
- * serves `registry.metrics()`; the exposition format is prom-client's, never written here.
+ * registry, counters and histograms run unchanged on Node, Deno and Bun (no permissions needed), and `/metrics`
+ * serves `registry.metrics()`; the exposition format is prom-client's, never written here. What is recorded per
+ * blob or request is kept as plain numbers until a scrape reads it (Tally, TalliedHistogram): prom-client's own
+ * recording checks and hashes a labels object every time.
  *
  * Labels are bounded by construction: protocol, method and kind are closed sets, stores are named by kind and
  * tier position, reasons are error codes. No hash, instance name, path or user name ever becomes a label value.
