@@ -17,8 +17,8 @@ declare const Bun: { file(path: string): Blob };
  * their buffer is freed right then, not at some later collection. By then the allocator has handed a buffer left for
  * the collector back to the kernel, and the next upload's buffer is faulted in afresh, page by page: freed at once,
  * it is reused while its pages are still mapped. For 1 MiB uploads to a disk store (8 at a time, Bun pinned to one
- * core) that cut the page faults per upload from ~190 to ~80 and ~0.5 ms of CPU from ~4.7 (harness runs on a busy machine). Never for a store
- * that may keep the bytes it is handed (a memory tier keeps them as they are).
+ * core) that cut the page faults per upload from ~190 to ~80 and ~0.5 ms of CPU from ~4.7 (harness runs on a busy
+ * machine). Never for a store that may keep the bytes it is handed (a memory tier keeps them as they are).
  */
 export function bunBodies(whole = new WholeBodies(), release = false): BodyReceiver {
   return async function bunBodies(c, size, use) {

@@ -22,12 +22,13 @@ export type BlobKind = 'ac' | 'cas';
  * `error` (store down, timeout, disk full).
  */
 export type Outcome = 'hit' | 'miss' | 'stored' | 'refused' | 'error';
-export type StoreOperation = 'get' | 'stat' | 'put';
-export type StoreResult = 'hit' | 'miss' | 'ok' | 'error';
-const STORE_OPERATIONS: readonly StoreOperation[] = ['get', 'stat', 'put'];
-const STORE_RESULTS: readonly StoreResult[] = ['hit', 'miss', 'ok', 'error'];
-const STORE_OPERATION_INDEX: Record<StoreOperation, number> = { get: 0, stat: 1, put: 2 };
-const STORE_RESULT_INDEX: Record<StoreResult, number> = { hit: 0, miss: 1, ok: 2, error: 3 };
+const STORE_OPERATIONS = ['get', 'stat', 'put'] as const;
+const STORE_RESULTS = ['hit', 'miss', 'ok', 'error'] as const;
+export type StoreOperation = (typeof STORE_OPERATIONS)[number];
+export type StoreResult = (typeof STORE_RESULTS)[number];
+/** Each operation's and result's place in the lists above: where storeObserver finds a series. */
+const STORE_OPERATION_INDEX = indexOf(STORE_OPERATIONS);
+const STORE_RESULT_INDEX = indexOf(STORE_RESULTS);
 /** Where a store sits: its kind and its position in `tiered(…)` (0 = the front, or the only store). */
 export interface StoreLabels {
   store: 'memory' | 'disk' | 's3';
@@ -205,6 +206,10 @@ export interface Totals {
   bytesIn: number;
   bytesOut: number;
   stores: Array<StoreLabels & { bytes: number; budget: number }>;
+}
+
+function indexOf<T extends string>(list: readonly T[]): Record<T, number> {
+  return Object.fromEntries(list.map((item, i) => [item, i])) as Record<T, number>;
 }
 
 /**
