@@ -10,20 +10,26 @@
  * one hash call and one write instead of a stream of chunks, each with its promises. Memory stays bounded: at
  * most WHOLE_BODY_BUDGET bytes of such bodies are held at once; past that, bodies stream.
  */
-import type { Context } from 'hono';
 import { bodyError, collect, streamOf } from '../shared/storage/streams.ts';
 import type { BlobBody, BlobFile, StoredBlob } from '../shared/storage/store.ts';
-import type { EdgeEnv } from './auth.ts';
 
-/** Hands `use` the body of an upload of `size` bytes (declared by Content-Length, already checked against limits). */
-export type BodyReceiver = (c: Context<EdgeEnv>, size: number, use: (body: BlobBody) => Promise<void>) => Promise<void>;
+/**
+ * Hands `use` the body of an upload of `size` bytes (declared by Content-Length, already checked against limits).
+ * `env` is what the runtime's adapter passed with the request (@hono/node-server: the Node request and response).
+ */
+export type BodyReceiver = (
+  request: Request,
+  env: unknown,
+  size: number,
+  use: (body: BlobBody) => Promise<void>,
+) => Promise<void>;
 
 /**
  * Downloads: turns a blob the app found (and decided to serve, with these headers) into the Response that sends
  * it. The default sends bytes in hand as they are and streams the rest; a runtime may do better.
  */
 export type BlobSender = (
-  c: Context<EdgeEnv>,
+  env: unknown,
   blob: StoredBlob,
   headers: Record<string, string>,
 ) => Response | Promise<Response>;
@@ -32,9 +38,9 @@ export type BlobSender = (
  * Downloads, for a runtime that sends files itself: a blob the store located in a file (BlobStore.locate) without
  * opening it. The file may be gone by the time it is opened; the sender answers that as a miss.
  */
-export type FileSender = (c: Context<EdgeEnv>, file: BlobFile, headers: Record<string, string>) => Response;
+export type FileSender = (file: BlobFile, headers: Record<string, string>) => Response;
 
-export function webSender(_c: Context<EdgeEnv>, blob: StoredBlob, headers: Record<string, string>): Response {
+export function webSender(_env: unknown, blob: StoredBlob, headers: Record<string, string>): Response {
   // The casts only narrow the buffer type: Uint8Array<ArrayBufferLike> is what the stores hand out.
   return new Response(blob.bytes !== undefined ? (blob.bytes as Uint8Array<ArrayBuffer>) : blob.body, { headers });
 }
@@ -83,8 +89,7 @@ export class WholeBodies {
  * used it then held ~200 MiB more while streaming a 256 MiB blob: test/edge/http-protocol.ts checks that.)
  */
 export function webBodies(whole = new WholeBodies()): BodyReceiver {
-  return async function webBodies(c, size, use) {
-    const request = c.req.raw;
+  return async function webBodies(request, _env, size, use) {
     const read = () =>
       collect(request.body ?? streamOf(new Uint8Array(0)), size).catch((err: unknown) =>
         Promise.reject(bodyError(err)),

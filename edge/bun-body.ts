@@ -21,8 +21,7 @@ declare const Bun: { file(path: string): Blob };
  * machine). Never for a store that may keep the bytes it is handed (a memory tier keeps them as they are).
  */
 export function bunBodies(whole = new WholeBodies(), release = false): BodyReceiver {
-  return async function bunBodies(c, size, use) {
-    const request = c.req.raw;
+  return async function bunBodies(request, _env, size, use) {
     const read = async () => {
       let bytes: Uint8Array;
       try {
@@ -59,16 +58,16 @@ function free(bytes: Uint8Array): void {
  * when a response is done, so the budget counts these bytes while they are read, not while they are sent.
  */
 export function bunSender(whole = new WholeBodies()): BlobSender {
-  return async function bunSender(c, blob, headers) {
-    if (blob.bytes !== undefined) return webSender(c, blob, headers);
+  return async function bunSender(env, blob, headers) {
+    if (blob.bytes !== undefined) return webSender(env, blob, headers);
     if (blob.path !== undefined) {
       await blob.body.cancel();
       return new Response(Bun.file(blob.path), { headers });
     }
-    if (!whole.take(blob.size)) return webSender(c, blob, headers);
+    if (!whole.take(blob.size)) return webSender(env, blob, headers);
     try {
       const bytes = await collect(blob.body, blob.size);
-      return webSender(c, { size: blob.size, body: blob.body, bytes }, headers);
+      return webSender(env, { size: blob.size, body: blob.body, bytes }, headers);
     } finally {
       whole.give(blob.size);
     }
@@ -79,4 +78,4 @@ export function bunSender(whole = new WholeBodies()): BlobSender {
  * A blob the store located in a file (BlobStore.locate) goes out as that file without the store opening it first:
  * Bun opens it once, to send it. One evicted meanwhile fails that open, answered as a miss (bun.ts).
  */
-export const bunFileSender: FileSender = (_c, file, headers) => new Response(Bun.file(file.path), { headers });
+export const bunFileSender: FileSender = (file, headers) => new Response(Bun.file(file.path), { headers });

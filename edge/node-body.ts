@@ -14,10 +14,10 @@ import { type BlobSender, type BodyReceiver, webBodies, webSender, WholeBodies }
 
 export function nodeBodies(whole = new WholeBodies()): BodyReceiver {
   const fallback = webBodies(whole);
-  return async function nodeBodies(c, size, use) {
+  return async function nodeBodies(request, env, size, use) {
     // @hono/node-server passes { incoming, outgoing } as the app's env; anything else (app.request() in tests) is web.
-    const incoming = (c.env as { incoming?: IncomingMessage } | undefined)?.incoming;
-    if (incoming === undefined || incoming.readableDidRead) return fallback(c, size, use);
+    const incoming = (env as { incoming?: IncomingMessage } | undefined)?.incoming;
+    if (incoming === undefined || incoming.readableDidRead) return fallback(request, env, size, use);
     if (await whole.hold(size, () => readIncoming(incoming, size), use)) return;
     await use(Readable.toWeb(incoming) as ReadableStream<Uint8Array>);
   };
@@ -30,13 +30,13 @@ export function nodeBodies(whole = new WholeBodies()): BodyReceiver {
  * is done with them.
  */
 export function nodeSender(whole = new WholeBodies()): BlobSender {
-  return async function nodeSender(c, blob, headers) {
-    const outgoing = (c.env as { outgoing?: ServerResponse } | undefined)?.outgoing;
+  return async function nodeSender(env, blob, headers) {
+    const outgoing = (env as { outgoing?: ServerResponse } | undefined)?.outgoing;
     if (blob.bytes !== undefined || outgoing === undefined || !whole.take(blob.size))
-      return webSender(c, blob, headers);
+      return webSender(env, blob, headers);
     outgoing.once('close', () => whole.give(blob.size));
     const bytes = await collect(blob.body, blob.size);
-    return webSender(c, { size: blob.size, body: blob.body, bytes }, headers);
+    return webSender(env, { size: blob.size, body: blob.body, bytes }, headers);
   };
 }
 

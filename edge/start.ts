@@ -1,5 +1,4 @@
-/** Builds a ready-to-serve edge from its config: store, logger, app. Shared by the Node and Deno entry files. */
-import type { Hono } from 'hono';
+/** Builds a ready-to-serve edge from its config: store, logger, app. Shared by the runtime entry files. */
 import { checkExposure } from '../shared/auth/exposure.ts';
 import { describeAuth, openAccessGate } from '../shared/auth/from-config.ts';
 import type { AccessGate } from '../shared/auth/gate.ts';
@@ -10,12 +9,11 @@ import { Metrics } from '../shared/metrics/metrics.ts';
 import { describeStore } from '../shared/storage/config.ts';
 import { openStore } from '../shared/storage/from-config.ts';
 import type { BlobStore } from '../shared/storage/store.ts';
-import { createEdgeApp } from './app.ts';
-import type { EdgeEnv } from './auth.ts';
+import { createEdgeApp, type EdgeApp } from './app.ts';
 import type { BlobSender, BodyReceiver, FileSender } from './bodies.ts';
 
 export interface Edge {
-  app: Hono<EdgeEnv>;
+  app: EdgeApp;
   store: BlobStore;
   gate: AccessGate;
   log: Logger;

@@ -37,10 +37,10 @@ describe.runIf(hasBun)('on Bun', () => {
       const results = {};
       for (const release of [true, false]) {
         const data = new Uint8Array(300000).fill(7);
-        const c = { req: { raw: new Request('http://edge/cas/x', { method: 'PUT', body: data }) } };
+        const request = new Request('http://edge/cas/x', { method: 'PUT', body: data });
         let body;
         let seen;
-        await bunBodies(undefined, release)(c, data.byteLength, async (b) => {
+        await bunBodies(undefined, release)(request, undefined, data.byteLength, async (b) => {
           body = b;
           seen = [b.byteLength, b.every((x) => x === 7)];
         });
