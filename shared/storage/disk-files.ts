@@ -7,9 +7,11 @@ import { Buffer } from 'node:buffer';
 import {
   close,
   closeSync,
+  constants,
   fdatasync,
   fstat,
   open as openFd,
+  openSync,
   read,
   unlink,
   write,
@@ -41,6 +43,8 @@ const SYNC_WRITE_MAX = 64 * 1024;
  * larger ones on the thread pool. The sync to stable storage always runs on the thread pool.
  */
 export async function writeWholeFile(path: string, bytes: Uint8Array, makeRoom: () => Promise<boolean>): Promise<void> {
+  if (DIRECT_WRITES && bytes.byteLength >= DIRECT_WRITE_MIN && (await writeWholeFileDirect(path, bytes, makeRoom)))
+    return;
   if (ONE_TASK_WRITES) return writeWholeFileInOneTask(path, bytes, makeRoom);
   const sync = bytes.byteLength <= SYNC_WRITE_MAX;
   let fd: number;
@@ -97,6 +101,95 @@ async function writeWholeFileInOneTask(
       await callback<void>((done) => unlink(path, done)).catch(() => {});
       if (!(await makeRoom())) throw diskError(err, action);
     }
+  }
+}
+
+/**
+ * On Bun, whole blobs of DIRECT_WRITE_MIN bytes and more are written with O_DIRECT: from the upload's buffer to the
+ * disk, without the copy into the page cache. That copy (allocating fresh page-cache pages and filling them) cost
+ * more CPU than all the rest of a 1 MiB upload: writing and syncing 1 MiB files took 2.2–2.5 ms of CPU each through
+ * the page cache and 0.5–0.6 ms direct (a Bun loop of 200 files a round, ext4 on this VM). The price is paid by the
+ * first read of such a blob, which comes from the disk instead of memory.
+ * Only Bun: O_DIRECT needs the buffer's address aligned (to the device's logical block, 512 bytes here), and Bun's
+ * `Request.arrayBuffer()` buffers were in every upload tried, where Node's concatenated socket chunks are not. A
+ * direct write the kernel refuses (EINVAL: a misaligned buffer, a file system without O_DIRECT) is done again
+ * through the page cache, so alignment decides the cost, never the outcome.
+ */
+const DIRECT_WRITES = ONE_TASK_WRITES && typeof constants.O_DIRECT === 'number';
+const DIRECT_WRITE_MIN = 256 * 1024;
+/** Direct transfers start and end on this boundary (a multiple of every logical block size in use); the rest of a blob, under it, goes through the page cache. */
+const DIRECT_ALIGN = 4096;
+
+/**
+ * writeWholeFile with O_DIRECT (see DIRECT_WRITES): the aligned part of the blob direct, its tail (under
+ * DIRECT_ALIGN) through the page cache by a second descriptor, then the file synced like any other. False when the
+ * kernel refused the direct write: nothing is left behind, and the caller writes the blob the usual way.
+ */
+async function writeWholeFileDirect(
+  path: string,
+  bytes: Uint8Array,
+  makeRoom: () => Promise<boolean>,
+): Promise<boolean> {
+  const flags = constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_DIRECT;
+  let fd: number;
+  try {
+    fd = await callback<number>((done) => openFd(path, flags, BLOB_MODE, done));
+  } catch (err) {
+    if (errno(err) !== 'EINVAL') throw diskError(err, 'create');
+    await callback<void>((done) => unlink(path, done)).catch(() => {});
+    return false;
+  }
+  let refused = false;
+  try {
+    const aligned = bytes.byteLength - (bytes.byteLength % DIRECT_ALIGN);
+    for (let offset = 0; offset < aligned; ) {
+      const at = offset;
+      try {
+        offset += await callback<number>((done) => write(fd, bytes, at, aligned - at, at, done));
+      } catch (err) {
+        if (errno(err) === 'EINVAL') {
+          refused = true;
+          return false;
+        }
+        if (errno(err) !== 'ENOSPC' || !(await makeRoom())) throw diskError(err, 'write');
+      }
+    }
+    if (aligned < bytes.byteLength) await writeTail(path, bytes, aligned, makeRoom);
+    await callback<void>((done) => fdatasync(fd, done)).catch((err) => Promise.reject(diskError(err, 'sync')));
+    return true;
+  } finally {
+    closeSync(fd);
+    if (refused) await callback<void>((done) => unlink(path, done)).catch(() => {});
+  }
+}
+
+/**
+ * Writes `bytes` from `from` on into the file at `path` through the page cache. The tail of a direct write is under
+ * DIRECT_ALIGN bytes, so it is written with synchronous calls: cheaper than thread-pool round trips, and opening a
+ * file that exists waits for no journal.
+ */
+async function writeTail(
+  path: string,
+  bytes: Uint8Array,
+  from: number,
+  makeRoom: () => Promise<boolean>,
+): Promise<void> {
+  let fd: number;
+  try {
+    fd = openSync(path, constants.O_WRONLY);
+  } catch (err) {
+    throw diskError(err, 'write');
+  }
+  try {
+    for (let offset = from; offset < bytes.byteLength; ) {
+      try {
+        offset += writeSync(fd, bytes, offset, bytes.byteLength - offset, offset);
+      } catch (err) {
+        if (errno(err) !== 'ENOSPC' || !(await makeRoom())) throw diskError(err, 'write');
+      }
+    }
+  } finally {
+    closeSync(fd);
   }
 }
 

@@ -1,14 +1,14 @@
 // Power loss: a blob must never be published (renamed into blobs/) before its bytes are on stable storage,
 // or a crash can leave a zero-length or torn file under a valid CAS name. Watched with strace on a real
 // edge process (on Node and on Bun): every rename of an upload's temp file follows an fdatasync (or fsync) of that file.
-import { type ChildProcess, spawn } from 'node:child_process';
+import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import http from 'node:http';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type EdgeProcess, startEdgeProcess, tempDir } from '../helpers/edge-process.ts';
 import { randomBlob, request } from '../helpers/http.ts';
-import { bunPath, findTool, requireTool } from '../helpers/tools.ts';
+import { bunPath, findTool, REPO_ROOT, requireTool } from '../helpers/tools.ts';
 
 const haveStrace = requireTool('strace', findTool('strace'), 'apt-get install strace');
 
@@ -115,6 +115,31 @@ describe.runIf(haveStrace).each(runtimes as Array<'node' | 'bun'>)('disk store d
     expect(unsynced).toEqual([]);
   }, 60_000);
 
+  // Bun writes large whole blobs past the page cache (disk-files.ts DIRECT_WRITES): the aligned part direct, the
+  // tail through the page cache. Either way the blob reads back byte for byte, and is synced before it is published.
+  it(`writes large whole uploads ${runtime === 'bun' ? 'with' : 'without'} O_DIRECT, tails included`, async () => {
+    const logFile = join(dir.path, 'strace-direct.log');
+    const sizes = [300_001, 1024 * 1024, 2_000_000];
+    const blobs = sizes.map((size) => randomBlob(size));
+    const trace = await traceProcess(edge.pid, logFile);
+    try {
+      for (const { data, hash } of blobs)
+        expect((await request(agent, `${edge.url}/cas/${hash}`, 'PUT', data)).status).toBe(200);
+    } finally {
+      await trace.stop();
+    }
+    for (const { data, hash } of blobs) {
+      const got = await request(agent, `${edge.url}/cas/${hash}`, 'GET');
+      expect([got.status, got.body.equals(data)]).toEqual([200, true]);
+    }
+    const text = readFileSync(logFile, 'utf8');
+    const tmpDir = join(store, 'tmp');
+    const creations = text.split('\n').filter((line) => line.includes(tmpDir) && /O_CREAT/.test(line));
+    expect(creations).toHaveLength(3);
+    expect(creations.filter((line) => /O_DIRECT/.test(line))).toHaveLength(runtime === 'bun' ? 3 : 0);
+    expect(unsyncedPublishes(text, tmpDir)).toEqual({ published: 3, unsynced: [] });
+  }, 60_000);
+
   // Creating or renaming a file waits for the journal while other writes' fdatasync commit it (milliseconds on
   // ext4): on the event loop that stalled every request, once per action-cache write.
   it('creates and publishes small blobs off the event loop', async () => {
@@ -132,5 +157,40 @@ describe.runIf(haveStrace).each(runtimes as Array<'node' | 'bun'>)('disk store d
     const tmpDir = join(store, 'tmp');
     expect(unsyncedPublishes(text, tmpDir).published).toBe(3);
     expect(tempCallsBy(text, tmpDir, edge.pid)).toEqual([]);
+  }, 60_000);
+});
+
+describe.runIf(haveStrace && runtimes.includes('bun'))('direct writes on Bun', () => {
+  // A buffer O_DIRECT cannot take (one byte off the alignment Bun's upload buffers have) is refused by the kernel
+  // with EINVAL; the blob is then written through the page cache instead, whole and right.
+  it('writes a blob the kernel refuses to take direct through the page cache instead', () => {
+    const dir = tempDir('larder-direct-');
+    try {
+      const path = join(dir.path, 'blob');
+      const script = `
+        const { writeWholeFile } = await import(${JSON.stringify(`${REPO_ROOT}/shared/storage/disk-files.ts`)});
+        const { readFileSync } = await import('node:fs');
+        const bytes = new Uint8Array(1024 * 1024 + 1).map((_, i) => i % 251).subarray(1);
+        await writeWholeFile(${JSON.stringify(path)}, bytes, async () => false);
+        console.log(JSON.stringify(Buffer.from(readFileSync(${JSON.stringify(path)})).equals(Buffer.from(bytes))));`;
+      const log = join(dir.path, 'strace.log');
+      const result = spawnSync(
+        'strace',
+        ['-f', '-o', log, '-e', 'trace=openat,write,pwrite64', bunPath()!, '--eval', script],
+        {
+          encoding: 'utf8',
+          timeout: 60_000,
+        },
+      );
+      expect(result.status, result.stderr).toBe(0);
+      expect(result.stdout.trim()).toBe('true');
+      const calls = readFileSync(log, 'utf8')
+        .split('\n')
+        .filter((line) => line.includes(path) || /pwrite64\(\d+, .*, 1048576, 0\)/.test(line));
+      expect(calls.some((line) => /O_DIRECT/.test(line))).toBe(true);
+      expect(calls.some((line) => /= -1 EINVAL/.test(line))).toBe(true);
+    } finally {
+      dir.remove();
+    }
   }, 60_000);
 });
