@@ -8,39 +8,20 @@
  *   PUT  /[instance/]{ac|cas}/{hash}   stores the body once its length (and, for cas, SHA-256) checks out
  */
 import { Hono } from 'hono';
-import type { AccessGate } from '../shared/auth/gate.ts';
-import type { Logger } from '../shared/log.ts';
-import type { Metrics } from '../shared/metrics/metrics.ts';
 import { REQUEST_METADATA_KEY } from '../shared/request-metadata.ts';
 import { renderStatusPage, type StatusSnapshot } from '../shared/status/page.ts';
-import type { BlobStore } from '../shared/storage/store.ts';
 import { edgeAuth, type EdgeEnv } from './auth.ts';
-import { type BlobSender, type BodyReceiver, type FileSender, webBodies, webSender } from './bodies.ts';
+import { type BlobSender, type BodyReceiver, webBodies, webSender } from './bodies.ts';
 import { parseBlobPath } from './blob-path.ts';
-import { cacheRequests, errorResponse } from './cache-requests.ts';
+import { type CacheRequestOptions, cacheRequests, errorResponse } from './cache-requests.ts';
 
-export interface EdgeAppOptions {
-  store: BlobStore;
-  log: Logger;
-  /** Largest blob accepted; a bigger upload is refused with 413 before its body is read. */
-  maxBlobBytes: number;
-  /** Answer AC reads whose outputs are gone from the CAS as misses. */
-  validateActionResults: boolean;
-  /** Who may read and write; absent, every request is allowed (embedding and tests only: buildEdge always sets it). */
-  gate?: AccessGate;
-  /** Counts requests, bytes and refusals, and serves them at `GET /metrics` (read role, like the cache). */
-  metrics?: Metrics;
+export interface EdgeAppOptions extends Omit<CacheRequestOptions, 'bodies' | 'sender'> {
   /** What `GET /status` shows (read role, like the cache); no status page without it. */
   status?: () => StatusSnapshot | Promise<StatusSnapshot>;
-  /**
-   * Where an accepted upload's bytes come from (bodies.ts); the web-standard receiver by default. Called only once
-   * the request has been parsed, authorised and size-checked: a runtime's receiver moves bytes, it decides nothing.
-   */
+  /** The runtime's body receiver (bodies.ts); the web-standard one by default. */
   bodies?: BodyReceiver;
-  /** How a found blob is sent (bodies.ts): bytes as they are, streams streamed, by default; the app chose the headers. */
+  /** The runtime's blob sender (bodies.ts): bytes as they are, streams streamed, by default. */
   sender?: BlobSender;
-  /** How a blob the store located in a file is sent (Bun's sendfile); without it, every download asks `get`. */
-  fileSender?: FileSender;
 }
 
 /** The edge as its runtime entry serves it. */

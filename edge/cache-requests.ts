@@ -23,12 +23,22 @@ import { HTTP_STATUS } from './errors.ts';
 export interface CacheRequestOptions {
   store: BlobStore;
   log: Logger;
+  /** Largest blob accepted; a bigger upload is refused with 413 before its body is read. */
   maxBlobBytes: number;
+  /** Answer AC reads whose outputs are gone from the CAS as misses. */
   validateActionResults: boolean;
+  /** Who may read and write; absent, every request is allowed (embedding and tests only: buildEdge always sets it). */
   gate?: AccessGate;
+  /** Counts requests, bytes and refusals (served at `GET /metrics` by app.ts). */
   metrics?: Metrics;
+  /**
+   * Where an accepted upload's bytes come from (bodies.ts). Called only once the request has been parsed,
+   * authorised and size-checked: a runtime's receiver moves bytes, it decides nothing.
+   */
   bodies: BodyReceiver;
+  /** How a found blob is sent (bodies.ts); the app chose the headers. */
   sender: BlobSender;
+  /** How a blob the store located in a file is sent (Bun's sendfile); without it, every download asks `get`. */
   fileSender?: FileSender;
 }
 
