@@ -12,6 +12,11 @@
  * and Execute → done latency of actions run one at a time (p50/p99): the difference is what Redis adds per action.
  * The fleet's Redis runs with appendonly and `appendfsync everysec`, as the README runs it (`--fsync always`: an
  * fsync before every write command's reply, as the test helper's Redis does).
+ * Then a counting pass (a fresh frontend and two workers on the same Redis, each side through a counting proxy of
+ * its own, bench/redis-tally.ts) counts what each action asks: Redis commands and round trips, frontend and
+ * workers apart, and the gRPC calls the workers make to the frontend (its larder_grpc_calls_total), one at a time
+ * and 8 in flight. Those counts are exact on a loaded machine, where the timings are not; `--count-only` runs
+ * that pass alone (~20 s) and prints the commands by name.
  * Prints a table; `bench/run.ts` can import `runFleetBench` and add it to `npm run bench`.
  *
  * `--load N` (issue 18) instead runs the load the fleet must not fall over under: N (10,000) concurrent Executes
@@ -42,7 +47,7 @@ import { RedisScheduler } from '../executor/scheduler/redis/redis-scheduler.ts';
 import type { Scheduler } from '../executor/scheduler/scheduler.ts';
 import { createLogger } from '../shared/log.ts';
 import { peakRssMiB } from '../test/helpers/proc.ts';
-import { startRedis } from '../test/helpers/redis.ts';
+import { startRedis, type TestRedis } from '../test/helpers/redis.ts';
 import { ActionFixture, finalResponse } from '../test/executor/execution/fixture.ts';
 import {
   type Clients,
@@ -54,6 +59,7 @@ import {
 } from '../test/executor/helpers.ts';
 import { startFrontend, startWorker } from '../test/executor/fleet/fleet.ts';
 import { job } from '../test/executor/scheduler/fixtures.ts';
+import { type RedisTally, startCountingProxy } from './redis-tally.ts';
 import { formatTable, num } from './table.ts';
 
 export interface FleetFigures {
@@ -63,7 +69,33 @@ export interface FleetFigures {
   actionsPerSecond: number;
   p50Ms: number;
   p99Ms: number;
+  /** What each action cost in requests, counted in a pass of its own (countFleet); absent for the memory row. */
+  counted?: { serial: ActionCounts; loaded: ActionCounts };
 }
+
+/** Requests per action, counted exactly (bench/redis-tally.ts, the frontend's larder_grpc_calls_total). */
+export interface ActionCounts {
+  frontend: SideCounts;
+  workers: SideCounts;
+  /** gRPC calls the workers made to the frontend (CAS, action cache), per action. */
+  grpcFromWorkers: number;
+}
+
+export interface SideCounts {
+  /** Redis commands per action, background ones (BACKGROUND) left out. */
+  commands: number;
+  /** Redis round trips per action (redis-tally.ts says what one is), background ones included. */
+  roundTrips: number;
+  /** Commands per action by name (scripts by their scripts.ts name), background ones included. */
+  byName: Map<string, number>;
+}
+
+/**
+ * Commands sent on timers, not for an action: heartbeats (every 5 s), lease sweeps and stranded checks (every
+ * second with the fleet's 3 s lease). Left out of the per-action command figure; their share of round trips is
+ * small in a pass of a few seconds.
+ */
+const BACKGROUND = new Set(['heartbeat', 'sweep', 'stranded']);
 
 export interface FleetBenchOptions {
   actions: number;
@@ -100,27 +132,118 @@ export async function runFleetBench(options: FleetBenchOptions): Promise<FleetFi
     const workers = await Promise.all(
       [0, 1].map(() => startWorker({ redis: redis.url, frontend: front.url, concurrency: 2 })),
     );
+    let measured: FleetFigures;
     try {
-      figures.push(
-        await measure(`redis (appendfsync ${fsync}): 1 frontend + 2 workers × 2`, `127.0.0.1:${front.port}`, options),
+      measured = await measure(
+        `redis (appendfsync ${fsync}): 1 frontend + 2 workers × 2`,
+        `127.0.0.1:${front.port}`,
+        options,
       );
     } finally {
       await Promise.all(workers.map((w) => w.stop()));
       await front.stop();
+    }
+    try {
+      figures.push({ ...measured, counted: await countFleet(redis, `${dir}/store`) });
+    } finally {
       await redis.close();
     }
   }
   return figures;
 }
 
+/** Actions per counting pass: one at a time, then 8 in flight. */
+const COUNTED_SERIAL = 100;
+const COUNTED_LOADED = 200;
+
+/**
+ * The counting pass: a fleet like the measured one (a frontend and two workers × 2, on the same Redis), each
+ * side through a counting proxy of its own, and the frontend's gRPC calls read from its /metrics; requests per
+ * action one at a time, then 8 in flight. Exact counts, whatever the machine's load.
+ */
+async function countFleet(redis: TestRedis, store: string): Promise<{ serial: ActionCounts; loaded: ActionCounts }> {
+  const frontendProxy = await startCountingProxy(redis.port);
+  const workersProxy = await startCountingProxy(redis.port);
+  const front = await startFrontend({ redis: frontendProxy.url, store, args: ['--metrics-listen', '127.0.0.1:0'] });
+  const workers = await Promise.all(
+    [0, 1].map(() => startWorker({ redis: workersProxy.url, frontend: front.url, concurrency: 2 })),
+  );
+  const clients = clientsFor(`127.0.0.1:${front.port}`);
+  try {
+    // Printed just after the listening line startFrontend waits for.
+    let metricsUrl: string | undefined;
+    for (let i = 0; i < 100 && metricsUrl === undefined; i++) {
+      metricsUrl = /larder executor metrics on (\S+)\/metrics/.exec(front.output())?.[1];
+      if (metricsUrl === undefined) await new Promise((resolve) => setTimeout(resolve, 100));
+    }
+    if (metricsUrl === undefined) throw new Error(`the frontend named no metrics address:\n${front.output()}`);
+    const fixture = new ActionFixture(clients);
+    const run = runner(clients);
+    const tag = `count-${Date.now()}`;
+    for (const action of await actions(fixture, 20, `${tag}-warm`)) await run(action);
+    /** Runs `load` `concurrency` at a time; returns what it cost per action. */
+    const counted = async (load: Digest[], concurrency: number): Promise<ActionCounts> => {
+      const grpcBefore = await grpcCallsByWorkers(metricsUrl!);
+      frontendProxy.reset();
+      workersProxy.reset();
+      await inFlight(load, concurrency, run);
+      const perAction = (tally: RedisTally): SideCounts => {
+        const byName = new Map([...tally.commands].map(([name, n]) => [name, n / load.length]));
+        const commands = [...byName].reduce((sum, [name, n]) => sum + (BACKGROUND.has(name) ? 0 : n), 0);
+        return { commands, roundTrips: tally.roundTrips / load.length, byName };
+      };
+      const frontend = perAction(frontendProxy.tally());
+      const workers = perAction(workersProxy.tally());
+      const grpcFromWorkers = ((await grpcCallsByWorkers(metricsUrl!)) - grpcBefore) / load.length;
+      return { frontend, workers, grpcFromWorkers };
+    };
+    const serial = await counted(await actions(fixture, COUNTED_SERIAL, `${tag}-serial`), 1);
+    const loaded = await counted(await actions(fixture, COUNTED_LOADED, `${tag}-loaded`), 8);
+    return { serial, loaded };
+  } finally {
+    clients.close();
+    await Promise.all(workers.map((w) => w.stop()));
+    await front.stop();
+    await frontendProxy.close();
+    await workersProxy.close();
+  }
+}
+
+/**
+ * The gRPC calls the frontend has answered, less the clients' own (Execute, WaitExecution): while the bench only
+ * executes, the rest are the workers' (reading inputs, uploading outputs, writing the action cache).
+ */
+async function grpcCallsByWorkers(metricsUrl: string): Promise<number> {
+  const text = await (await fetch(`${metricsUrl}/metrics`)).text();
+  let calls = 0;
+  for (const [, method, value] of text.matchAll(/^larder_grpc_calls_total\{[^}]*method="([^"]+)"[^}]*\} (\S+)$/gm))
+    if (method !== 'Execute' && method !== 'WaitExecution') calls += Number(value);
+  return calls;
+}
+
+/** Runs one action through Execute to its result; throws unless it exited 0. */
+function runner(clients: Clients): (actionDigest: Digest) => Promise<void> {
+  return async (actionDigest) => {
+    const response = finalResponse(await drain(clients.execution.execute({ actionDigest, skipCacheLookup: true })));
+    if (response.result?.exitCode !== 0) throw new Error(`an action failed: ${response.status?.message}`);
+  };
+}
+
+/** Runs every action of `load` through `run`, `concurrency` at a time. */
+async function inFlight(load: Digest[], concurrency: number, run: (d: Digest) => Promise<void>): Promise<void> {
+  let next = 0;
+  await Promise.all(
+    Array.from({ length: concurrency }, async () => {
+      while (next < load.length) await run(load[next++]!);
+    }),
+  );
+}
+
 async function measure(setup: string, address: string, options: FleetBenchOptions): Promise<FleetFigures> {
   const clients = clientsFor(address);
   const fixture = new ActionFixture(clients);
   try {
-    const run = async (actionDigest: Digest) => {
-      const response = finalResponse(await drain(clients.execution.execute({ actionDigest, skipCacheLookup: true })));
-      if (response.result?.exitCode !== 0) throw new Error(`an action failed: ${response.status?.message}`);
-    };
+    const run = runner(clients);
     const tag = `${setup}-${Date.now()}`;
     // Warm up: connections, the input cache, JIT.
     for (const action of await actions(fixture, 20, `${tag}-warm`)) await run(action);
@@ -135,12 +258,7 @@ async function measure(setup: string, address: string, options: FleetBenchOption
 
     const load = await actions(fixture, options.actions, `${tag}-load`);
     const start = performance.now();
-    let next = 0;
-    await Promise.all(
-      Array.from({ length: options.concurrency ?? 8 }, async () => {
-        while (next < load.length) await run(load[next++]!);
-      }),
-    );
+    await inFlight(load, options.concurrency ?? 8, run);
     const seconds = (performance.now() - start) / 1000;
     return {
       setup,
@@ -464,17 +582,47 @@ export function fleetTable(figures: FleetFigures[]): string {
       'p99 ms',
       'p50 added',
       'p99 added',
+      'Redis commands/action (front + workers): 1 at a time, 8 in flight',
+      'Redis round trips/action (front + workers)',
+      'gRPC worker→frontend/action',
     ],
-    figures.map((f) => [
-      f.setup,
-      num(f.actionsPerSecond),
-      `${num(f.actionsPerSecond / base.actionsPerSecond)}×`,
-      num(f.p50Ms),
-      num(f.p99Ms),
-      num(f.p50Ms - base.p50Ms),
-      num(f.p99Ms - base.p99Ms),
-    ]),
+    figures.map((f) => {
+      const c = f.counted;
+      const pair = (pick: (s: SideCounts) => number) =>
+        c === undefined
+          ? '-'
+          : [c.serial, c.loaded].map((a) => `${num(pick(a.frontend))} + ${num(pick(a.workers))}`).join(', ');
+      return [
+        f.setup,
+        num(f.actionsPerSecond),
+        `${num(f.actionsPerSecond / base.actionsPerSecond)}×`,
+        num(f.p50Ms),
+        num(f.p99Ms),
+        num(f.p50Ms - base.p50Ms),
+        num(f.p99Ms - base.p99Ms),
+        pair((s) => s.commands),
+        pair((s) => s.roundTrips),
+        c === undefined ? '-' : `${num(c.serial.grpcFromWorkers)}, ${num(c.loaded.grpcFromWorkers)}`,
+      ];
+    }),
   );
+}
+
+/** Each counted pass's commands per action by name, per side (what the fleet table's counts are made of). */
+export function countsBreakdown(figures: FleetFigures[]): string {
+  const lines: string[] = [];
+  for (const f of figures) {
+    if (f.counted === undefined) continue;
+    for (const [pass, counts] of [
+      ['1 at a time', f.counted.serial],
+      ['8 in flight', f.counted.loaded],
+    ] as const)
+      for (const side of ['frontend', 'workers'] as const) {
+        const names = [...counts[side].byName].sort(([, a], [, b]) => b - a).map(([n, v]) => `${n} ${num(v)}`);
+        lines.push(`${f.setup}, ${pass}, ${side}: ${names.join(', ')}`);
+      }
+  }
+  return lines.join('\n');
 }
 
 if (import.meta.url === `file://${process.argv[1]}`) {
@@ -487,8 +635,22 @@ if (import.meta.url === `file://${process.argv[1]}`) {
       followers: { type: 'string', default: '100' },
       'scheduler-only': { type: 'boolean', default: false },
       fsync: { type: 'string', default: 'everysec' },
+      'count-only': { type: 'boolean', default: false },
     },
   });
+  if (values['count-only']) {
+    // The counting pass alone (exact, and quick): what each action asks of Redis and of the frontend.
+    const redis = await startRedis({ args: ['--appendfsync', 'everysec'] });
+    try {
+      const counted = await countFleet(redis, `${reachableTempDir('larder-bench-count-')}/store`);
+      const figures = [{ setup: 'redis', concurrency: 8, actionsPerSecond: NaN, p50Ms: NaN, p99Ms: NaN, counted }];
+      console.log(fleetTable(figures));
+      console.log(countsBreakdown(figures));
+    } finally {
+      await redis.close();
+    }
+    process.exit(0);
+  }
   if (values['scheduler-only']) {
     const figures = await runSchedulerBench({
       operations: Number(values['latency-actions']),
@@ -509,4 +671,6 @@ if (import.meta.url === `file://${process.argv[1]}`) {
     fsync: values.fsync === 'always' ? 'always' : 'everysec',
   });
   console.log(fleetTable(figures));
+  console.log(`\nRedis commands per action by name (background: ${[...BACKGROUND].join(', ')}):`);
+  console.log(countsBreakdown(figures));
 }
