@@ -137,7 +137,9 @@ export class Worker {
       });
       finished(response);
       // The slot stays taken until the action's files are gone, so a busy worker cannot pile up folders to delete.
-      await lease.complete(response).finally(run.removeFiles);
+      // With every slot busy, the take loop waits for this one: it takes next, as soon as this run returns.
+      const takeFollows = this.queue.pending >= this.options.concurrency && !this.stopping.signal.aborted;
+      await lease.complete(response, { takeFollows }).finally(run.removeFiles);
     } catch (err) {
       // runAction turns every failure into a response; this is the last line of defence.
       log.error('worker failed on an action', { action: job.actionDigest.hash, error: (err as Error).message });

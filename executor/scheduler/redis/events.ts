@@ -1,8 +1,9 @@
 /**
  * Operation events over Redis pub/sub: one subscriber connection per process, one channel per operation
- * (`P ev:NAME`), subscribed while someone in this process listens. Pub/sub is at most once (a message sent
- * while the connection is down is lost), so after every reconnection each listener is called once, and
- * followers re-read the state; the Execution service also re-reads at every keepalive.
+ * (`P ev:NAME`), subscribed while someone in this process listens, and channels of other kinds (a frontend's reply
+ * channel, a worker slot's) by their own names. Pub/sub is at most once (a message sent while the connection is
+ * down is lost), so after every reconnection each listener is called once with 'changed', and followers re-read
+ * the state; the Execution service also re-reads at every keepalive.
  */
 import type { Redis } from 'ioredis';
 
@@ -32,8 +33,12 @@ export class OperationEvents {
    * event published once this resolves, and may hear some published before: it is added before the SUBSCRIBE is
    * sent, as the reply and the first messages can come in one read.
    */
-  async listen(name: string, listener: EventListener): Promise<() => void> {
-    const channel = `${this.prefix}ev:${name}`;
+  listen(name: string, listener: EventListener): Promise<() => void> {
+    return this.listenOn(`${this.prefix}ev:${name}`, listener);
+  }
+
+  /** As listen(), on channel `channel` (its full name, prefix included). */
+  async listenOn(channel: string, listener: EventListener): Promise<() => void> {
     let entry = this.listeners.get(channel);
     if (entry === undefined) {
       const created: Channel = { listeners: new Set(), subscribed: this.subscriber.subscribe(channel) };

@@ -60,8 +60,13 @@ export function holdLease(options: {
   cancels: Map<string, () => void>;
   /** Called once the result is recorded (or given up on). */
   onComplete?: () => void;
+  /**
+   * Asked as a result is sent whose take follows (Lease.complete's takeFollows): the claim of the slot's next take,
+   * to send with the result (one script for both, scripts.ts complete), or null.
+   */
+  nextClaim?: () => NextClaim | null;
 }): Lease {
-  const { fleet, leases, workerId, job, token, cancels, onComplete } = options;
+  const { fleet, leases, workerId, job, token, cancels, onComplete, nextClaim } = options;
   const name = job.operation;
   const { leaseMs, retainMs } = fleet.config;
   const controller = new AbortController();
@@ -100,16 +105,26 @@ export function holdLease(options: {
     signal: controller.signal,
     // Stage EXECUTING was set when the job was leased (claim or submit): nothing more to tell.
     async executing() {},
-    async complete(response: ExecuteResponse) {
+    async complete(response: ExecuteResponse, { takeFollows = false } = {}) {
+      const handing = leases.signal.aborted && controller.signal.reason === leases.signal.reason;
+      const next = handing || !takeFollows ? null : (nextClaim?.() ?? null);
       try {
-        if (leases.signal.aborted && controller.signal.reason === leases.signal.reason) {
+        if (handing) {
           const queue = await retried(() => fleet.script<string | null>('release', name, token));
           if (queue) await wakeWorkers(fleet, [queue]);
           return;
         }
-        const recorded = await retried(() =>
-          fleet.script<number>('complete', name, token, encodeResponse(response), retainMs),
+        const [recorded, ...claimed] = await retried(() =>
+          fleet.script<[number, ...(Claimed | [])]>(
+            'complete',
+            name,
+            token,
+            encodeResponse(response),
+            retainMs,
+            ...(next?.args ?? []),
+          ),
         );
+        next?.claimed(claimed.length === 0 ? null : (claimed as Claimed));
         if (recorded === 0)
           fleet.log.info('result not recorded: the lease was lost and the action went to another worker', {
             worker: workerId,
@@ -123,11 +138,26 @@ export function holdLease(options: {
           error: (err as Error).message,
         });
       } finally {
+        // Unless told above: nothing is known of the claim (it failed with the result); the take claims itself.
+        next?.claimed('unknown');
         release();
         onComplete?.();
       }
     },
   };
+}
+
+/** A job a claim leased to a slot: its operation, the job as queued (JSON; '' when it expired), attempts, token. */
+export type Claimed = [name: string, job: string, attempts: number, token: string];
+
+/**
+ * A claim sent with a result (holdLease's nextClaim): its ARGV after the complete script's own, and who is told
+ * what it found: a job, null (nothing: the slot is registered as waiting), or 'unknown' (it failed). Only the first
+ * call of `claimed` counts.
+ */
+export interface NextClaim {
+  args: (string | number)[];
+  claimed(outcome: Claimed | null | 'unknown'): void;
 }
 
 /** A result is worth waiting for Redis a while (a restart); the lease holds meanwhile, as renewals go on. */

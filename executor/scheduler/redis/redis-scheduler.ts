@@ -14,6 +14,11 @@
  * - Registration: workers heartbeat into `P workers` (on Redis's clock); submit fails fast with
  *   FAILED_PRECONDITION when no live worker could run the action, as the in-memory scheduler does, and the
  *   sweep fails queued jobs whose every matching worker has been gone for a grace period (UNAVAILABLE).
+ * - Reply channel: a frontend subscribes one channel of its own (`P reply:ID`) once, and every event of an
+ *   operation it created is published there too, with the operation's name; its submitters follow their
+ *   operations through it, routed by name in this process, so a submission costs one script and nothing else.
+ *   Followers that did not submit here (WaitExecution on another frontend, a merged submission) subscribe the
+ *   operation's own channel, which hears every event as well.
  * - Waiters: each operation records the principals waiting on it (`w:ID` fields), so a stranger's get and
  *   cancel find nothing and a cancel detaches only its caller; the run stops when no waiter is left.
  * - At-least-once: a claimed job carries a lease its worker renews (lease.ts) from claim to result;
@@ -66,6 +71,7 @@ import {
 } from './codec.ts';
 import { FleetConnection, type FleetOptions } from './fleet-connection.ts';
 import { fleetWorkers, queueFigures } from './fleet-status.ts';
+import type { EventListener } from './events.ts';
 import { HeldLeases } from './lease.ts';
 import { wakeWorkers } from './live-workers.ts';
 import { joinFleet } from './worker-slot.ts';
@@ -77,8 +83,13 @@ export class RedisScheduler implements Scheduler {
   private readonly leases = new HeldLeases();
   private readonly slots = new Set<WorkerSlot>();
   private readonly sweeper: NodeJS.Timeout;
-  /** Channels of operations submitted here, subscribed for their submitter's subscribe() (arm()). */
+  /** Operations submitted here, routed from the reply channel for their submitter's subscribe() (arm()). */
   private readonly armed = new Map<string, Armed>();
+  /** This frontend's reply channel id (scripts.ts, `P reply:ID`), and where its events go, by operation name. */
+  private readonly replyId = randomUUID();
+  private readonly routes = new Map<string, EventListener>();
+  /** The reply channel's subscription, made at the first submit and kept for this scheduler's life. */
+  private replying: Promise<() => void> | null = null;
   /** Those subscribe() adopted, while subscribed: get() answers their submitter from what they heard. */
   private readonly following = new Map<string, Armed>();
 
@@ -99,8 +110,8 @@ export class RedisScheduler implements Scheduler {
     return fleet.guard(async () => {
       const queue = queueSpec(job.platform);
       const name = `operations/${randomUUID()}`;
-      // The submitter follows the operation next (subscribe, then get): its channel is subscribed now, beside the
-      // script rather than after it, so that subscribe() finds it ready and costs no round trip.
+      // The submitter follows the operation next (subscribe, then get): its route from the reply channel is set
+      // now, before the script runs, so that subscribe() finds it ready and costs no round trip.
       const arming = this.arm(name);
       const [submitted, armed] = await Promise.allSettled([
         fleet.script<[string, number, ...string[]]>(
@@ -118,6 +129,7 @@ export class RedisScheduler implements Scheduler {
           MAX_WAITERS,
           affinityKey(job.platform),
           fleet.config.heartbeatMs,
+          this.replyId,
         ),
         arming,
       ]);
@@ -133,9 +145,10 @@ export class RedisScheduler implements Scheduler {
   }
 
   /**
-   * Subscribes to the channel of operation `name`, about to be created here, for the subscribe() that follows
-   * its submit. Nothing is called until subscribe() adopts it; unadopted (the submitter left), it is dropped after
-   * ARMED_MS. A failure leaves nothing armed: subscribe() then subscribes itself.
+   * Routes the events of operation `name`, about to be created here, from the reply channel (subscribed first if
+   * it is not yet) for the subscribe() that follows its submit. Nothing is called until subscribe() adopts it;
+   * unadopted (the submitter left), it is dropped after ARMED_MS. A failure leaves nothing armed: subscribe() then
+   * subscribes the operation's own channel.
    */
   private async arm(name: string): Promise<void> {
     const armed: Armed = {
@@ -148,13 +161,19 @@ export class RedisScheduler implements Scheduler {
       heard: [],
     };
     this.armed.set(name, armed);
+    const route: EventListener = (message) => {
+      if (armed.waiter === null) armed.heard.push(message);
+      else armed.view = followed(armed.view, message);
+      armed.listener?.();
+    };
+    this.routes.set(name, route);
+    armed.stop = () => {
+      if (this.routes.get(name) === route) this.routes.delete(name);
+    };
     try {
-      armed.stop = await this.fleet.events.listen(name, (message) => {
-        if (armed.waiter === null) armed.heard.push(message);
-        else armed.view = followed(armed.view, message);
-        armed.listener?.();
-      });
+      await this.replyChannel();
     } catch (err) {
+      armed.stop();
       if (this.armed.get(name) === armed) this.armed.delete(name);
       throw err;
     }
@@ -164,6 +183,25 @@ export class RedisScheduler implements Scheduler {
     }
     armed.timer = setTimeout(() => this.disarm(name), ARMED_MS);
     armed.timer.unref();
+  }
+
+  /**
+   * The reply channel's subscription, made once: its messages are `NAME EVENT`, each for the route of operation
+   * NAME; a message without a name ('changed', after a reconnection: anything may have been missed) is for all.
+   */
+  private replyChannel(): Promise<() => void> {
+    if (this.replying !== null) return this.replying;
+    const replying = this.fleet.events.listenOn(this.fleet.key('reply', this.replyId), (message) => {
+      const space = message.indexOf(' ');
+      if (space < 0) for (const route of [...this.routes.values()]) route(message);
+      else this.routes.get(message.slice(0, space))?.(message.slice(space + 1));
+    });
+    this.replying = replying;
+    // A failed SUBSCRIBE is tried again at the next submit.
+    replying.catch(() => {
+      if (this.replying === replying) this.replying = null;
+    });
+    return replying;
   }
 
   /**
@@ -297,9 +335,9 @@ export class RedisScheduler implements Scheduler {
         return {
           ...lease,
           // A change made here is read back at once, not when its event comes.
-          complete: (response) => {
+          complete: (response, options) => {
             this.forget(lease.job.operation);
-            return lease.complete(response);
+            return lease.complete(response, options);
           },
         };
       },
@@ -340,6 +378,7 @@ export class RedisScheduler implements Scheduler {
   async close(): Promise<void> {
     clearInterval(this.sweeper);
     for (const name of [...this.armed.keys()]) this.disarm(name);
+    void this.replying?.then((stop) => stop()).catch(() => {});
     await this.leases.handBack(this.fleet.config.shutdownGraceMs);
     await Promise.all([...this.slots].map((slot) => slot.leave().catch(() => {})));
     await this.fleet.close();
@@ -383,7 +422,7 @@ const MERGED = 1;
 const WATCHED = 1;
 const NO_WORKER = 2;
 
-/** A subscription arm() made for a submitter, and the listener subscribe() gave it (null until then). */
+/** A route arm() made for a submitter, and the listener subscribe() gave it (null until then). */
 interface Armed {
   listener: (() => void) | null;
   /** The submitter, once the operation is created (created()). */
@@ -395,13 +434,13 @@ interface Armed {
   /** When arm() began: before the submit script was sent (performance.now()). */
   since: number;
   stop: () => void;
-  /** Set once the channel is subscribed: only then may subscribe() adopt it. */
+  /** Set once the reply channel is subscribed: only then may subscribe() adopt it. */
   timer: NodeJS.Timeout | undefined;
 }
 
 /**
- * How long a subscription armed for a submitter waits for its subscribe(): the Execution service calls it as soon
- * as submit returns; this only bounds what a submitter that never follows leaves subscribed.
+ * How long a route armed for a submitter waits for its subscribe(): the Execution service calls it as soon as
+ * submit returns; this only bounds what a submitter that never follows leaves routed.
  */
 const ARMED_MS = 10_000;
 

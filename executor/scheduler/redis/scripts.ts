@@ -7,7 +7,8 @@
  * Redis (or a primary with replicas), not a Redis Cluster.
  *   P op:NAME       hash: job (JSON), stage, done 0|1, response (base64 ExecuteResponse), digest, instance,
  *                   merge, queue (platform key), score, at (queued since, Redis clock ms), attempts, lease (token
- *                   of the holder), worker, cancel, affinity (key, or '')
+ *                   of the holder), worker, cancel, affinity (key, or ''), reply (the id of the frontend that
+ *                   created it, whose reply channel hears its events too; '' for none)
  *                   w:PRINCIPAL (1 waiting, 0 detached by its own cancel), waiters (recorded), waiting (count)
  *   P merge:KEY     string: the name of the operation in flight for a merge key
  *   P queue:PKEY    sorted set of queued operation names, by priority then arrival (one per platform)
@@ -24,7 +25,10 @@
  *   P idle:WKEY     set: ids of the slots of one worker platform waiting for work
  *   P warm:AKEY     set: ids of waiting slots warm for affinity key AKEY (a job's persistentWorkerKey and silo)
  *   P ev:NAME       pub/sub channel: the operation went to a worker ('executing'), finished ('done:' and its
- *                   response), changed otherwise ('changed'), or its run is to stop ('cancel')
+ *                   response), changed otherwise ('changed'), or its run is to stop ('cancel'); for followers on
+ *                   frontends other than the one that created it (WaitExecution, merged submissions)
+ *   P reply:ID      pub/sub channel of one frontend, subscribed once for its life: the events of every operation
+ *                   it created, as 'NAME EVENT', so that its submitters follow them without a SUBSCRIBE each
  *   P ev:slot:ID    pub/sub channel: the name of an operation leased to worker slot ID whose run is to stop
  *   P stats         hash: submitted, merged, completed
  * Stages are REAPI's ExecutionStage numbers: 2 QUEUED, 3 EXECUTING, 4 COMPLETED.
@@ -62,8 +66,19 @@ local function offers(worker, spec)
   return true
 end`;
 
+/**
+ * Publishes an event of operation `name` on its own channel and on the reply channel of the frontend that created
+ * it (scripts.ts header): each follower hears it once, on whichever channel it listens.
+ */
+const TELL = `
+local function tell(P, name, message)
+  redis.call('PUBLISH', P .. 'ev:' .. name, message)
+  local reply = redis.call('HGET', P .. 'op:' .. name, 'reply')
+  if reply and reply ~= '' then redis.call('PUBLISH', P .. 'reply:' .. reply, name .. ' ' .. message) end
+end`;
+
 /** Marks operation P..'op:'..name done with `response`, once; shared by complete, cancel and sweep. */
-const FINISH = `
+const FINISH = `${TELL}
 local function finish(P, name, response, retainMs)
   local op = P .. 'op:' .. name
   local merge = redis.call('HGET', op, 'merge')
@@ -73,7 +88,7 @@ local function finish(P, name, response, retainMs)
   if merge and merge ~= '' and redis.call('GET', P .. 'merge:' .. merge) == name then redis.call('DEL', P .. 'merge:' .. merge) end
   redis.call('PEXPIRE', op, retainMs)
   redis.call('HINCRBY', P .. 'stats', 'completed', 1)
-  redis.call('PUBLISH', P .. 'ev:' .. name, 'done:' .. response)
+  tell(P, name, 'done:' .. response)
 end`;
 
 /** Ends worker slot `id`'s registration as waiting (P idle, P idle:*, P warm:*); returns it (decoded) or nil. */
@@ -100,17 +115,94 @@ local function requeue(P, name)
   redis.call('HSET', op, 'stage', '2')
   redis.call('ZADD', P .. 'queue:' .. queue, score, name)
   redis.call('ZREM', P .. 'leases', name)
-  redis.call('PUBLISH', P .. 'ev:' .. name, 'changed')
+  tell(P, name, 'changed')
   return queue
+end`;
+
+/**
+ * The claim of worker slot workerId (its spec decoded; ARGV[from…]: the affinity keys it is warm for): a job leased
+ * to it as {name, job, attempts, token}, or nil. First a job submit handed to the slot while it was registered as
+ * waiting (its lease renewed); else the most urgent queued job of every platform queue the worker satisfies, with
+ * one of a key it is warm for first among the first AFFINITY_WINDOW; else nothing, the platform's stale wake
+ * markers are dropped, and the slot is registered as waiting (P idle, P idle:WKEY, P warm:AKEY) with `token`, so
+ * that submit can hand it the next job it could run. Every claim first ends the slot's earlier registration.
+ * Stage EXECUTING: the job left the queue for a worker.
+ */
+const CLAIM = `${OFFERS}${UNREGISTER}
+local function claim(P, workerSpec, workerId, token, leaseMs, wakeKey, from, now)
+  unregister(P, workerId)
+  local own = P .. 'wake:slot:' .. workerId
+  for _ = 1, 100 do
+    local item = redis.call('LPOP', own)
+    if not item then break end
+    if item ~= '1' then
+      local handed = cjson.decode(item)
+      local op = P .. 'op:' .. handed.n
+      local lease, done = unpack(redis.call('HMGET', op, 'lease', 'done'))
+      if lease == handed.t and done == '0' then
+        redis.call('ZADD', P .. 'leases', 'XX', now + leaseMs, handed.n)
+        return {handed.n, handed.j, handed.a, handed.t}
+      end
+    end
+  end
+  local warm, keys = {}, {}
+  for i = from, #ARGV do
+    warm[ARGV[i]] = true
+    table.insert(keys, ARGV[i])
+  end
+  local queues = redis.call('HGETALL', P .. 'queues')
+  local offered = {}
+  for i = 1, #queues, 2 do
+    if offers(workerSpec, cjson.decode(queues[i + 1])) then table.insert(offered, P .. 'queue:' .. queues[i]) end
+  end
+  local bestName, bestScore
+  if #keys == 0 then
+    -- Nothing to weigh but urgency: the head of each queue.
+    for _, queue in ipairs(offered) do
+      local head = redis.call('ZRANGE', queue, 0, 0, 'WITHSCORES')
+      if head[1] and (not bestScore or tonumber(head[2]) < bestScore) then bestName, bestScore = head[1], tonumber(head[2]) end
+    end
+  else
+    local candidates = {}
+    for _, queue in ipairs(offered) do
+      local window = redis.call('ZRANGE', queue, 0, ${AFFINITY_WINDOW - 1}, 'WITHSCORES')
+      for i = 1, #window, 2 do table.insert(candidates, {window[i], tonumber(window[i + 1])}) end
+    end
+    table.sort(candidates, function(a, b) return a[2] < b[2] end)
+    for i = 1, math.min(#candidates, ${AFFINITY_WINDOW}) do
+      local name = candidates[i][1]
+      if warm[redis.call('HGET', P .. 'op:' .. name, 'affinity') or ''] then bestName = name break end
+      if not bestScore then bestName, bestScore = name, candidates[i][2] end
+    end
+  end
+  if not bestName then
+    -- Every job queued for this platform is in the queues just searched: the markers still in its wake list are of
+    -- jobs that claims took without waiting. Left there, they would wake idle slots for nothing, one by one.
+    redis.call('DEL', P .. 'wake:' .. wakeKey)
+    redis.call('HSET', P .. 'idle', workerId, cjson.encode({w = wakeKey, t = token, l = leaseMs, k = keys}))
+    redis.call('SADD', P .. 'idle:' .. wakeKey, workerId)
+    for _, key in ipairs(keys) do redis.call('SADD', P .. 'warm:' .. key, workerId) end
+    return nil
+  end
+  local op = P .. 'op:' .. bestName
+  redis.call('ZREM', P .. 'queue:' .. redis.call('HGET', op, 'queue'), bestName)
+  local job = redis.call('HGET', op, 'job')
+  if not job then return {bestName, '', 0, token} end
+  local attempts = redis.call('HINCRBY', op, 'attempts', 1)
+  redis.call('HSET', op, 'lease', token, 'worker', workerId, 'stage', '3')
+  redis.call('ZADD', P .. 'leases', now + leaseMs, bestName)
+  tell(P, bestName, 'executing')
+  return {bestName, job, attempts, token}
 end`;
 
 export const SCRIPTS = {
   /**
    * ARGV: P, name, job, digest, mergeKey ('' never merges), queueKey, queueSpec, priority, ttlMs, instance,
-   * waiter, maxWaiters, affinity key ('' for none), heartbeatMs. Joins the operation in flight under mergeKey as
+   * waiter, maxWaiters, affinity key ('' for none), heartbeatMs, the submitting frontend's reply id ('' for
+   * none). Joins the operation in flight under mergeKey as
    * `waiter` (returns {name, 1}); or, when no live worker could run it, creates nothing and returns {'', 2,
    * every live worker's spec…} (the caller says what is missing); or creates it ({name, 0, stage: 3 handed or 2
-   * queued, watched: 1 when its channel was subscribed already}) and either hands it
+   * queued, watched: 1 when the frontend's reply channel was subscribed already}) and either hands it
    * to a live worker slot waiting for work, one warm for its affinity key first (leased to it and pushed to its
    * own list: its blocking read returns the job itself), or queues it and pushes one wake marker per matching
    * worker platform. An operation with maxWaiters recorded takes no new waiter: the submission gets its own.
@@ -120,7 +212,7 @@ export const SCRIPTS = {
     lua: `${UNREGISTER}${IS_LIVE}${OFFERS}
 local P, name, job, digest, mergeKey, queue, spec, priority, ttl = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6], ARGV[7], tonumber(ARGV[8]), ARGV[9]
 local instance, waiter, maxWaiters = ARGV[10], 'w:' .. ARGV[11], tonumber(ARGV[12])
-local affinity, heartbeatMs = ARGV[13], tonumber(ARGV[14])
+local affinity, heartbeatMs, reply = ARGV[13], tonumber(ARGV[14]), ARGV[15]
 if mergeKey ~= '' then
   local existing = redis.call('GET', P .. 'merge:' .. mergeKey)
   local joined = existing and P .. 'op:' .. existing
@@ -166,15 +258,15 @@ end
 -- to 4e12 jobs.
 local score = string.format('%.0f', (priority + 1000) * 4e12 + redis.call('INCR', P .. 'seq'))
 local op = P .. 'op:' .. name
-redis.call('HSET', op, 'job', job, 'stage', '2', 'done', '0', 'digest', digest, 'instance', instance, 'merge', mergeKey, 'queue', queue, 'score', score, 'at', now, 'attempts', '0', waiter, '1', 'waiters', '1', 'waiting', '1', 'affinity', affinity)
+redis.call('HSET', op, 'job', job, 'stage', '2', 'done', '0', 'digest', digest, 'instance', instance, 'merge', mergeKey, 'queue', queue, 'score', score, 'at', now, 'attempts', '0', waiter, '1', 'waiters', '1', 'waiting', '1', 'affinity', affinity, 'reply', reply)
 redis.call('PEXPIRE', op, ttl)
 redis.call('HSETNX', P .. 'queues', queue, spec)
 -- A live worker could take it (checked above): whatever was seen of this queue before is past.
 redis.call('HDEL', P .. 'unserved', queue)
 redis.call('HINCRBY', P .. 'stats', 'submitted', 1)
--- Whether the submitter's subscription to the new operation's channel is on already (nobody else knows its
--- name): then it hears every change from here on, and may follow the operation without reading it.
-local watched = redis.call('PUBSUB', 'NUMSUB', P .. 'ev:' .. name)[2] > 0 and 1 or 0
+-- Whether the submitting frontend's reply channel is subscribed (nobody else knows its id): then it hears every
+-- change of the new operation from here on, and its submitter may follow it without reading it.
+local watched = reply ~= '' and redis.call('PUBSUB', 'NUMSUB', P .. 'reply:' .. reply)[2] > 0 and 1 or 0
 -- A waiting slot gets it at once: one warm for its key, else any of a matching platform (a live one).
 local function waiting(set)
   for _ = 1, 100 do
@@ -207,82 +299,16 @@ return {name, 0, 2, watched}`,
   },
 
   /**
-   * ARGV: P, worker spec, worker slot id, token, leaseMs, wake key, affinity keys the slot is warm for… Returns a
-   * job leased to this slot as {name, job, attempts, token}, or nil. First a job submit handed to the slot while
-   * it was registered as waiting (its lease renewed); else the most urgent queued job of every platform queue the
-   * worker satisfies, with one of a key it is warm for first among the first AFFINITY_WINDOW; else nothing, the
-   * platform's stale wake markers are dropped, and the slot is registered as waiting (P idle, P idle:WKEY, P warm:AKEY) with `token`, so that submit can hand
-   * it the next job it could run. Every claim first ends the slot's earlier registration. Stage EXECUTING: the
-   * job left the queue for a worker.
+   * ARGV: P, worker spec, worker slot id, token, leaseMs, wake key, affinity keys the slot is warm for… Returns
+   * what CLAIM claims: a job leased to this slot as {name, job, attempts, token}, or nil (the slot is then
+   * registered as waiting).
    */
   claim: {
     numberOfKeys: 0,
-    lua: `${OFFERS}${UNREGISTER}
-local P, workerSpec, workerId, token, leaseMs, wakeKey = ARGV[1], cjson.decode(ARGV[2]), ARGV[3], ARGV[4], tonumber(ARGV[5]), ARGV[6]
+    lua: `${TELL}${CLAIM}
+local P = ARGV[1]
 ${NOW}
-unregister(P, workerId)
-local own = P .. 'wake:slot:' .. workerId
-for _ = 1, 100 do
-  local item = redis.call('LPOP', own)
-  if not item then break end
-  if item ~= '1' then
-    local handed = cjson.decode(item)
-    local op = P .. 'op:' .. handed.n
-    local lease, done = unpack(redis.call('HMGET', op, 'lease', 'done'))
-    if lease == handed.t and done == '0' then
-      redis.call('ZADD', P .. 'leases', 'XX', now + leaseMs, handed.n)
-      return {handed.n, handed.j, handed.a, handed.t}
-    end
-  end
-end
-local warm, keys = {}, {}
-for i = 7, #ARGV do
-  warm[ARGV[i]] = true
-  table.insert(keys, ARGV[i])
-end
-local queues = redis.call('HGETALL', P .. 'queues')
-local offered = {}
-for i = 1, #queues, 2 do
-  if offers(workerSpec, cjson.decode(queues[i + 1])) then table.insert(offered, P .. 'queue:' .. queues[i]) end
-end
-local bestName, bestScore
-if #keys == 0 then
-  -- Nothing to weigh but urgency: the head of each queue.
-  for _, queue in ipairs(offered) do
-    local head = redis.call('ZRANGE', queue, 0, 0, 'WITHSCORES')
-    if head[1] and (not bestScore or tonumber(head[2]) < bestScore) then bestName, bestScore = head[1], tonumber(head[2]) end
-  end
-else
-  local candidates = {}
-  for _, queue in ipairs(offered) do
-    local window = redis.call('ZRANGE', queue, 0, ${AFFINITY_WINDOW - 1}, 'WITHSCORES')
-    for i = 1, #window, 2 do table.insert(candidates, {window[i], tonumber(window[i + 1])}) end
-  end
-  table.sort(candidates, function(a, b) return a[2] < b[2] end)
-  for i = 1, math.min(#candidates, ${AFFINITY_WINDOW}) do
-    local name = candidates[i][1]
-    if warm[redis.call('HGET', P .. 'op:' .. name, 'affinity') or ''] then bestName = name break end
-    if not bestScore then bestName, bestScore = name, candidates[i][2] end
-  end
-end
-if not bestName then
-  -- Every job queued for this platform is in the queues just searched: the markers still in its wake list are of
-  -- jobs that claims took without waiting. Left there, they would wake idle slots for nothing, one by one.
-  redis.call('DEL', P .. 'wake:' .. wakeKey)
-  redis.call('HSET', P .. 'idle', workerId, cjson.encode({w = wakeKey, t = token, l = leaseMs, k = keys}))
-  redis.call('SADD', P .. 'idle:' .. wakeKey, workerId)
-  for _, key in ipairs(keys) do redis.call('SADD', P .. 'warm:' .. key, workerId) end
-  return nil
-end
-local op = P .. 'op:' .. bestName
-redis.call('ZREM', P .. 'queue:' .. redis.call('HGET', op, 'queue'), bestName)
-local job = redis.call('HGET', op, 'job')
-if not job then return {bestName, '', 0, token} end
-local attempts = redis.call('HINCRBY', op, 'attempts', 1)
-redis.call('HSET', op, 'lease', token, 'worker', workerId, 'stage', '3')
-redis.call('ZADD', P .. 'leases', now + leaseMs, bestName)
-redis.call('PUBLISH', P .. 'ev:' .. bestName, 'executing')
-return {bestName, job, attempts, token}`,
+return claim(P, cjson.decode(ARGV[2]), ARGV[3], ARGV[4], tonumber(ARGV[5]), ARGV[6], 7, now)`,
   },
 
   /**
@@ -291,7 +317,7 @@ return {bestName, job, attempts, token}`,
    */
   leave: {
     numberOfKeys: 0,
-    lua: `${UNREGISTER}${REQUEUE}
+    lua: `${UNREGISTER}${TELL}${REQUEUE}
 local P, id = ARGV[1], ARGV[2]
 unregister(P, id)
 redis.call('HDEL', P .. 'workers', id)
@@ -325,16 +351,29 @@ if cancel == '1' then return 2 end
 return 1`,
   },
 
-  /** ARGV: P, name, token, response, retainMs. Records the result if `token` still holds the lease: 1, else 0. */
+  /**
+   * ARGV: P, name, token, response, retainMs, and, for a worker slot that takes its next job next, the claim's
+   * ARGV (worker spec, slot id, token, leaseMs, wake key, warm keys…). Records the result if `token` still holds
+   * the lease, then claims for the slot when asked (CLAIM): one round trip from one job to the next. Returns
+   * {1 recorded | 0 not (the lease was lost), and what the claim claimed (name, job, attempts, token), if
+   * anything}.
+   */
   complete: {
     numberOfKeys: 0,
-    lua: `${FINISH}
+    lua: `${FINISH}${CLAIM}
 local P, name, token, response, retainMs = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5]
 local op = P .. 'op:' .. name
 local lease, done = unpack(redis.call('HMGET', op, 'lease', 'done'))
-if lease ~= token or done ~= '0' then return 0 end
-finish(P, name, response, retainMs)
-return 1`,
+local recorded = 0
+if lease == token and done == '0' then
+  finish(P, name, response, retainMs)
+  recorded = 1
+end
+if not ARGV[6] then return {recorded} end
+${NOW}
+local claimed = claim(P, cjson.decode(ARGV[6]), ARGV[7], ARGV[8], tonumber(ARGV[9]), ARGV[10], 11, now)
+if not claimed then return {recorded} end
+return {recorded, claimed[1], claimed[2], claimed[3], claimed[4]}`,
   },
 
   /**
@@ -343,7 +382,7 @@ return 1`,
    */
   release: {
     numberOfKeys: 0,
-    lua: `${REQUEUE}
+    lua: `${TELL}${REQUEUE}
 local P, name, token = ARGV[1], ARGV[2], ARGV[3]
 local op = P .. 'op:' .. name
 local lease, done = unpack(redis.call('HMGET', op, 'lease', 'done'))
@@ -369,7 +408,7 @@ if done == '1' then return 1 end
 if mine == '1' then
   redis.call('HSET', op, waiter, '0')
   local waiting = redis.call('HINCRBY', op, 'waiting', -1)
-  redis.call('PUBLISH', P .. 'ev:' .. name, 'changed')
+  tell(P, name, 'changed')
   if waiting > 0 then return 1 end
 elseif not operator then
   return 1
@@ -380,7 +419,7 @@ if redis.call('ZREM', P .. 'queue:' .. queue, name) == 1 then
   return 1
 end
 redis.call('HSET', op, 'cancel', '1')
-redis.call('PUBLISH', P .. 'ev:' .. name, 'cancel')
+tell(P, name, 'cancel')
 local holder = redis.call('HGET', op, 'worker')
 if holder then redis.call('PUBLISH', P .. 'ev:slot:' .. holder, name) end
 return 1`,

@@ -10,6 +10,12 @@
  * platform's wake list. So an idle fleet runs a new job after one script on the frontend and one blocking read
  * on the worker, without a claim in between.
  *
+ * A result whose worker takes its next job right after (Lease.complete's takeFollows: the result frees the slot it
+ * was waiting for), sent while no take is under way, carries the slot's next claim (the complete script claims as
+ * well), so the take finds the job (or the slot registered as waiting) already claimed: one round trip from one
+ * job to the next. A job so claimed and never taken (the worker left) goes back to the queue, not counted as an
+ * attempt.
+ *
  * Affinity: WorkerInfo.warmFor is a question about a job, which Redis cannot ask. A worker is warm only for keys
  * of jobs it has run, so the slot keeps the last job of each affinity key it took and, at every claim, asks
  * warmFor about those: the keys that answer yes go to the claim script, which prefers their jobs and, when
@@ -23,12 +29,12 @@ import { callStatus } from '../../reapi/grpc-status.ts';
 import type { ExecutionJob, Lease, WorkerInfo, WorkerSlot } from '../scheduler.ts';
 import { affinityKey, decodeJob, statusResponse, workerSpec } from './codec.ts';
 import type { FleetConnection } from './fleet-connection.ts';
-import { type HeldLeases, holdLease } from './lease.ts';
+import { type Claimed, type HeldLeases, holdLease, type NextClaim } from './lease.ts';
 import { wakeWorkers } from './live-workers.ts';
 import { verifyJob } from './verify-job.ts';
 
 /** A job leased to a slot: its operation, the job as queued (JSON; '' when it expired meanwhile), attempts, token. */
-type Handed = [name: string, job: string, attempts: number, token: string];
+type Handed = Claimed;
 
 /** The pause after a wait for work failed, before the slot asks the queue again. */
 const WAIT_RETRY_MS = 500;
@@ -68,6 +74,34 @@ export async function joinFleet(fleet: FleetConnection, leases: HeldLeases, work
   /** The last job taken of each affinity key (most recent last), to ask worker.warmFor about. */
   const ran = new Map<string, ExecutionJob>();
   const ownWake = fleet.key('wake', 'slot', id);
+  /** Whether a take is under way (then a result carries no claim: that take claims). */
+  let taking = false;
+  let leaving = false;
+  /**
+   * The claim the last result carried, for the next take: a job, null (nothing; the slot is registered as waiting,
+   * so the take waits at once), or 'unknown' (the take claims itself). At most one at a time.
+   */
+  let prefetched: Promise<Handed | null | 'unknown'> | null = null;
+  /** The warm keys the slot was registered with by that claim, should it have found nothing. */
+  let prefetchedKeys: string[] = [];
+
+  const claimArgs = (keys = warmKeys()): (string | number)[] => [
+    spec.spec,
+    id,
+    randomUUID(),
+    leaseMs,
+    spec.key,
+    ...keys,
+  ];
+
+  /** holdLease's nextClaim: a claim with the result, when no take is under way and none is pending. */
+  const nextClaim = (): NextClaim | null => {
+    if (taking || leaving || prefetched !== null || leases.signal.aborted) return null;
+    let settle!: (outcome: Handed | null | 'unknown') => void;
+    prefetched = new Promise((resolve) => (settle = resolve));
+    prefetchedKeys = warmKeys();
+    return { args: claimArgs(prefetchedKeys), claimed: (outcome) => settle(outcome) };
+  };
 
   /** The affinity keys this slot is warm for now. */
   const warmKeys = (): string[] =>
@@ -125,6 +159,23 @@ export async function joinFleet(fleet: FleetConnection, leases: HeldLeases, work
   }
 
   async function take(signal: AbortSignal): Promise<Lease> {
+    taking = true;
+    try {
+      return await takeNext(signal);
+    } finally {
+      taking = false;
+    }
+  }
+
+  async function takeNext(signal: AbortSignal): Promise<Lease> {
+    // What the last result's claim found, if it carried one.
+    let known: Handed | null | 'unknown' = 'unknown';
+    if (prefetched !== null) {
+      known = await prefetched;
+      prefetched = null;
+      // Registered as waiting, but warm for other keys by now: registered again by a claim of its own.
+      if (known === null && warmKeys().join('\n') !== prefetchedKeys.join('\n')) known = 'unknown';
+    }
     for (;;) {
       if (signal.aborted) throw signal.reason;
       if (leases.signal.aborted) {
@@ -132,20 +183,17 @@ export async function joinFleet(fleet: FleetConnection, leases: HeldLeases, work
         await new Promise((_, reject) => signal.addEventListener('abort', () => reject(signal.reason), { once: true }));
       }
       let handed: Handed | null = null;
-      try {
-        // The token is the lease's if a job is claimed, and the one submit leases with if the slot is registered.
-        handed = await fleet.script<Handed | null>(
-          'claim',
-          spec.spec,
-          id,
-          randomUUID(),
-          leaseMs,
-          spec.key,
-          ...warmKeys(),
-        );
-      } catch (err) {
-        // Redis is away: wait for it rather than spin (the blocking connection's own retries pace this).
-        fleet.log.warn('could not ask the queue for work', { worker: id, error: (err as Error).message });
+      if (known !== 'unknown') {
+        handed = known;
+        known = 'unknown';
+      } else {
+        try {
+          // The token is the lease's if a job is claimed, and the one submit leases with if the slot is registered.
+          handed = await fleet.script<Handed | null>('claim', ...claimArgs());
+        } catch (err) {
+          // Redis is away: wait for it rather than spin (the blocking connection's own retries pace this).
+          fleet.log.warn('could not ask the queue for work', { worker: id, error: (err as Error).message });
+        }
       }
       handed ??= await waitForWork(signal).catch(async (err) => {
         if (signal.aborted || leases.signal.aborted) return null;
@@ -160,7 +208,16 @@ export async function joinFleet(fleet: FleetConnection, leases: HeldLeases, work
       const job = await verified(name, text, token);
       if (job !== null) {
         remember(job);
-        return holdLease({ fleet, leases, workerId: id, job, token, cancels, onComplete: () => finished(job) });
+        return holdLease({
+          fleet,
+          leases,
+          workerId: id,
+          job,
+          token,
+          cancels,
+          onComplete: () => finished(job),
+          nextClaim,
+        });
       }
     }
   }
@@ -190,9 +247,17 @@ export async function joinFleet(fleet: FleetConnection, leases: HeldLeases, work
   return {
     take,
     async leave() {
+      leaving = true;
       clearInterval(heartbeat);
       stopCancels();
       if (blocking !== null) fleet.disconnect(blocking);
+      // A job the last result claimed for a take that never came goes back to the queue, not counted.
+      const claimed = prefetched === null ? null : await prefetched;
+      prefetched = null;
+      if (Array.isArray(claimed)) {
+        const queue = await fleet.script<string | null>('release', claimed[0], claimed[3]).catch(() => null);
+        if (queue) await wakeWorkers(fleet, [queue]).catch(() => {});
+      }
       // Jobs handed to this slot that it never read go back to the queue, for the workers that could take them.
       const requeued = await fleet.script<string[]>('leave', id).catch(() => []);
       if (requeued.length > 0) await wakeWorkers(fleet, requeued).catch(() => {});

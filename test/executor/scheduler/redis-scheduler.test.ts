@@ -287,4 +287,108 @@ describe.runIf(haveRedis())('RedisScheduler on a real Redis', () => {
     expect(await raw.hget(`${prefix}op:${op.name}`, 'attempts')).toBe('1');
     await lease.complete(ok(0));
   });
+
+  /** The pub/sub channels of this test's prefix that some connection subscribes, less the worker slots' own. */
+  const operationChannels = async () =>
+    (await raw.pubsub('CHANNELS', `${prefix}*`)).filter((c) => !(c as string).startsWith(`${prefix}ev:slot:`));
+
+  it('a frontend holds one subscription however many operations its submitters follow, each told of its own', async () => {
+    const [front, workers] = [await scheduler(), await scheduler()];
+    const slot = await workers.join({ name: 'w', platform: AMD64 });
+    const ops = [];
+    for (let i = 0; i < 5; i++) ops.push(await front.submit(job(`5${i}`), null, ALICE.id));
+    const heard = ops.map(() => 0);
+    const onEvent = ops.map(() => () => {});
+    const stops = await Promise.all(
+      ops.map((op, i) =>
+        front.subscribe(op.name, () => {
+          heard[i]!++;
+          onEvent[i]!();
+        }),
+      ),
+    );
+    // One channel for the frontend, subscribed once for its life: no SUBSCRIBE (nor UNSUBSCRIBE) per operation.
+    expect(await operationChannels()).toHaveLength(1);
+    expect(await raw.pubsub('NUMSUB', ...ops.map((op) => `${prefix}ev:${op.name}`))).toEqual(
+      ops.flatMap((op) => [`${prefix}ev:${op.name}`, 0]),
+    );
+    const lease = await slot.take(new AbortController().signal);
+    const finished = ops.findIndex((op) => op.name === lease.job.operation);
+    const done = new Promise<void>((resolve) => {
+      onEvent[finished] = () => void front.get(lease.job.operation, ALICE).then((state) => state?.done && resolve());
+    });
+    await lease.complete(ok(3));
+    await done;
+    expect((await front.get(lease.job.operation, ALICE))?.response?.result?.exitCode).toBe(3);
+    // Events went only to their own operations' followers: those still queued heard nothing.
+    const stages = await Promise.all(ops.map((op) => raw.hget(`${prefix}op:${op.name}`, 'stage')));
+    expect(stages.filter((stage) => stage === String(ExecutionStage_Value.QUEUED))).toHaveLength(4);
+    expect(heard.filter((_, i) => stages[i] === String(ExecutionStage_Value.QUEUED))).toEqual([0, 0, 0, 0]);
+    for (const stop of stops) stop?.();
+    expect(await operationChannels()).toHaveLength(1);
+    await slot.leave();
+  });
+
+  it('a follower on another frontend (WaitExecution there) hears its operation finish', async () => {
+    const [submitting, following, workers] = [await scheduler(), await scheduler(), await scheduler()];
+    const slot = await workers.join({ name: 'w', platform: AMD64 });
+    const op = await submitting.submit(job('60'), null, ALICE.id);
+    let told = () => {};
+    const heard = new Promise<void>((resolve) => (told = resolve));
+    const stop = await following.subscribe(op.name, () => told());
+    expect(stop).not.toBeNull();
+    const lease = await slot.take(new AbortController().signal);
+    await lease.complete(ok(4));
+    await heard;
+    expect((await whenDone(following, op.name)).response?.result?.exitCode).toBe(4);
+    stop?.();
+    await slot.leave();
+  });
+
+  /** Scripts Redis has run (EVALSHA and EVAL calls, INFO commandstats). */
+  const scriptCalls = async () => {
+    const stats = await raw.info('commandstats');
+    const calls = (command: string) => Number(new RegExp(`cmdstat_${command}:calls=(\\d+)`).exec(stats)?.[1] ?? 0);
+    return calls('evalsha') + calls('eval');
+  };
+
+  it("a worker's result and its claim of the next queued job are one script: the next take costs no round trip", async () => {
+    // Long leases: no sweep runs meanwhile (every third of a lease) to blur the count.
+    const timing = { leaseMs: 60_000 };
+    const [front, workers] = [await scheduler(timing), await scheduler(timing)];
+    const slot = await workers.join({ name: 'w', platform: AMD64 });
+    const first = await front.submit(job('70'), null, ALICE.id);
+    const lease = await slot.take(new AbortController().signal);
+    expect(lease.job.operation).toBe(first.name);
+    const second = await front.submit(job('71'), null, ALICE.id);
+    const before = await scriptCalls();
+    // The worker says its take follows at once (all its slots were busy); without that, nothing is claimed early.
+    await lease.complete(ok(0), { takeFollows: true });
+    const next = await slot.take(new AbortController().signal);
+    expect(await scriptCalls()).toBe(before + 1);
+    expect(next.job.operation).toBe(second.name);
+    expect(await raw.hget(`${prefix}op:${second.name}`, 'attempts')).toBe('1');
+    await next.complete(ok(0));
+    expect((await whenDone(front, second.name)).done).toBe(true);
+    await slot.leave();
+  });
+
+  it('a job a worker claimed with its last result, and then never took, goes back to the queue when it leaves', async () => {
+    const timing = { leaseMs: 60_000 };
+    const [front, workers] = [await scheduler(timing), await scheduler(timing)];
+    const slot = await workers.join({ name: 'leaving', platform: AMD64 });
+    await front.submit(job('80'), null, ALICE.id);
+    const lease = await slot.take(new AbortController().signal);
+    const next = await front.submit(job('81'), null, ALICE.id);
+    await lease.complete(ok(0), { takeFollows: true });
+    expect(await raw.hget(`${prefix}op:${next.name}`, 'worker')).toMatch(/^leaving#/);
+    await slot.leave();
+    expect(await raw.hget(`${prefix}op:${next.name}`, 'stage')).toBe(String(ExecutionStage_Value.QUEUED));
+    const other = await (await scheduler(timing)).join({ name: 'other', platform: AMD64 });
+    const taken = await other.take(new AbortController().signal);
+    expect(taken.job.operation).toBe(next.name);
+    expect(await raw.hget(`${prefix}op:${next.name}`, 'attempts')).toBe('1');
+    await taken.complete(ok(0));
+    await other.leave();
+  });
 });
