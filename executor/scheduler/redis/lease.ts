@@ -61,12 +61,12 @@ export function holdLease(options: {
   /** Called once the result is recorded (or given up on). */
   onComplete?: () => void;
   /**
-   * Asked as a result is sent whose take follows (Lease.complete's takeFollows): the claim of the slot's next take,
-   * to send with the result (one script for both, scripts.ts complete), or null.
+   * Asked as a result is sent (with Lease.complete's takeFollows): what to send with it for the slot (the claim of
+   * its next take, or the slot freed for a take under way; scripts.ts complete), or null.
    */
-  nextClaim?: () => NextClaim | null;
+  withResult?: (takeFollows: boolean) => WithResult | null;
 }): Lease {
-  const { fleet, leases, workerId, job, token, cancels, onComplete, nextClaim } = options;
+  const { fleet, leases, workerId, job, token, cancels, onComplete, withResult } = options;
   const name = job.operation;
   const { leaseMs, retainMs } = fleet.config;
   const controller = new AbortController();
@@ -107,7 +107,7 @@ export function holdLease(options: {
     async executing() {},
     async complete(response: ExecuteResponse, { takeFollows = false } = {}) {
       const handing = leases.signal.aborted && controller.signal.reason === leases.signal.reason;
-      const next = handing || !takeFollows ? null : (nextClaim?.() ?? null);
+      const next = handing ? null : (withResult?.(takeFollows) ?? null);
       try {
         if (handing) {
           const queue = await retried(() => fleet.script<string | null>('release', name, token));
@@ -124,7 +124,7 @@ export function holdLease(options: {
             ...(next?.args ?? []),
           ),
         );
-        next?.claimed(claimed.length === 0 ? null : (claimed as Claimed));
+        next?.claimed?.(claimed.length === 0 ? null : (claimed as Claimed));
         if (recorded === 0)
           fleet.log.info('result not recorded: the lease was lost and the action went to another worker', {
             worker: workerId,
@@ -139,7 +139,7 @@ export function holdLease(options: {
         });
       } finally {
         // Unless told above: nothing is known of the claim (it failed with the result); the take claims itself.
-        next?.claimed('unknown');
+        next?.claimed?.('unknown');
         release();
         onComplete?.();
       }
@@ -151,13 +151,13 @@ export function holdLease(options: {
 export type Claimed = [name: string, job: string, attempts: number, token: string];
 
 /**
- * A claim sent with a result (holdLease's nextClaim): its ARGV after the complete script's own, and who is told
- * what it found: a job, null (nothing: the slot is registered as waiting), or 'unknown' (it failed). Only the first
- * call of `claimed` counts.
+ * What is sent with a result for the slot (holdLease's withResult): its ARGV after the complete script's own, and,
+ * for a claim, who is told what it found: a job, null (nothing: the slot is registered as waiting), or 'unknown'
+ * (it failed). Only the first call of `claimed` counts.
  */
-export interface NextClaim {
+export interface WithResult {
   args: (string | number)[];
-  claimed(outcome: Claimed | null | 'unknown'): void;
+  claimed?(outcome: Claimed | null | 'unknown'): void;
 }
 
 /** A result is worth waiting for Redis a while (a restart); the lease holds meanwhile, as renewals go on. */

@@ -19,9 +19,11 @@
  *   P unserved      hash: platform key → since when its queue has held jobs that no live worker can take
  *   P wake:WKEY     list: one marker per job queued for workers of one platform; they BLPOP on it
  *   P wake:slot:ID  list: what is handed to one waiting worker slot alone: jobs leased to it by submit (JSON
- *                   {n: name, j: job, a: attempts, t: lease token}) and plain markers ('1') that make it look again
+ *                   {n: name, j: job, a: attempts, t: lease token, r: 1 when the slot is still registered as
+ *                   waiting, for its worker's other free slots}) and plain markers ('1') that make it look again
  *   P idle          hash: worker slot id → its registration while it waits for work (JSON {w: wake key, t: lease
- *                   token, l: leaseMs, k: affinity keys it is warm for})
+ *                   token, l: leaseMs, k: affinity keys it is warm for, c: how many jobs it takes (its worker's
+ *                   free slots)})
  *   P idle:WKEY     set: ids of the slots of one worker platform waiting for work
  *   P warm:AKEY     set: ids of waiting slots warm for affinity key AKEY (a job's persistentWorkerKey and silo)
  *   P ev:NAME       pub/sub channel: the operation went to a worker ('executing'), finished ('done:' and its
@@ -103,6 +105,14 @@ local function unregister(P, id)
   return registration
 end`;
 
+/** Registers worker slot `id` as waiting for up to `capacity` jobs (P idle, P idle:WKEY, P warm:AKEY). */
+const REGISTER = `
+local function register(P, id, wakeKey, token, leaseMs, keys, capacity)
+  redis.call('HSET', P .. 'idle', id, cjson.encode({w = wakeKey, t = token, l = leaseMs, k = keys, c = capacity}))
+  redis.call('SADD', P .. 'idle:' .. wakeKey, id)
+  for _, key in ipairs(keys) do redis.call('SADD', P .. 'warm:' .. key, id) end
+end`;
+
 /** How far down the queues a claim looks for a job its slot is warm for. */
 const AFFINITY_WINDOW = 32;
 
@@ -124,12 +134,12 @@ end`;
  * to it as {name, job, attempts, token}, or nil. First a job submit handed to the slot while it was registered as
  * waiting (its lease renewed); else the most urgent queued job of every platform queue the worker satisfies, with
  * one of a key it is warm for first among the first AFFINITY_WINDOW; else nothing, the platform's stale wake
- * markers are dropped, and the slot is registered as waiting (P idle, P idle:WKEY, P warm:AKEY) with `token`, so
- * that submit can hand it the next job it could run. Every claim first ends the slot's earlier registration.
+ * markers are dropped, and the slot is registered as waiting for up to `capacity` jobs (REGISTER) with `token`, so
+ * that submit can hand it the next jobs it could run. Every claim first ends the slot's earlier registration.
  * Stage EXECUTING: the job left the queue for a worker.
  */
-const CLAIM = `${OFFERS}${UNREGISTER}
-local function claim(P, workerSpec, workerId, token, leaseMs, wakeKey, from, now)
+const CLAIM = `${OFFERS}${UNREGISTER}${REGISTER}
+local function claim(P, workerSpec, workerId, token, leaseMs, wakeKey, capacity, from, now)
   unregister(P, workerId)
   local own = P .. 'wake:slot:' .. workerId
   for _ = 1, 100 do
@@ -179,9 +189,7 @@ local function claim(P, workerSpec, workerId, token, leaseMs, wakeKey, from, now
     -- Every job queued for this platform is in the queues just searched: the markers still in its wake list are of
     -- jobs that claims took without waiting. Left there, they would wake idle slots for nothing, one by one.
     redis.call('DEL', P .. 'wake:' .. wakeKey)
-    redis.call('HSET', P .. 'idle', workerId, cjson.encode({w = wakeKey, t = token, l = leaseMs, k = keys}))
-    redis.call('SADD', P .. 'idle:' .. wakeKey, workerId)
-    for _, key in ipairs(keys) do redis.call('SADD', P .. 'warm:' .. key, workerId) end
+    register(P, workerId, wakeKey, token, leaseMs, keys, capacity)
     return nil
   end
   local op = P .. 'op:' .. bestName
@@ -209,7 +217,7 @@ export const SCRIPTS = {
    */
   submit: {
     numberOfKeys: 0,
-    lua: `${UNREGISTER}${IS_LIVE}${OFFERS}
+    lua: `${UNREGISTER}${REGISTER}${IS_LIVE}${OFFERS}
 local P, name, job, digest, mergeKey, queue, spec, priority, ttl = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6], ARGV[7], tonumber(ARGV[8]), ARGV[9]
 local instance, waiter, maxWaiters = ARGV[10], 'w:' .. ARGV[11], tonumber(ARGV[12])
 local affinity, heartbeatMs, reply = ARGV[13], tonumber(ARGV[14]), ARGV[15]
@@ -267,14 +275,23 @@ redis.call('HINCRBY', P .. 'stats', 'submitted', 1)
 -- Whether the submitting frontend's reply channel is subscribed (nobody else knows its id): then it hears every
 -- change of the new operation from here on, and its submitter may follow it without reading it.
 local watched = reply ~= '' and redis.call('PUBSUB', 'NUMSUB', P .. 'reply:' .. reply)[2] > 0 and 1 or 0
--- A waiting slot gets it at once: one warm for its key, else any of a matching platform (a live one).
+-- A waiting slot gets it at once: one warm for its key, else any of a matching platform (a live one). A slot
+-- registered for more than one job stays registered for the rest; each job it is handed gets a token of its own.
 local function waiting(set)
   for _ = 1, 100 do
     local slot = redis.call('SPOP', set)
     if not slot then return nil end
     local registration = unregister(P, slot)
     local okW, w = pcall(cjson.decode, redis.call('HGET', P .. 'workers', slot) or '')
-    if registration and okW and type(w) == 'table' and isLive(w, now, heartbeatMs) then return slot, registration end
+    if registration and okW and type(w) == 'table' and isLive(w, now, heartbeatMs) then
+      local capacity = tonumber(registration.c) or 1
+      registration.r = capacity > 1 and 1 or 0
+      if capacity > 1 then
+        register(P, slot, registration.w, registration.t, registration.l, registration.k, capacity - 1)
+        registration.t = registration.t .. '.' .. capacity
+      end
+      return slot, registration
+    end
   end
   return nil
 end
@@ -287,7 +304,7 @@ end
 if slot then
   redis.call('HSET', op, 'attempts', '1', 'lease', registration.t, 'worker', slot, 'stage', '3')
   redis.call('ZADD', P .. 'leases', now + registration.l, name)
-  redis.call('RPUSH', P .. 'wake:slot:' .. slot, cjson.encode({n = name, j = job, a = 1, t = registration.t}))
+  redis.call('RPUSH', P .. 'wake:slot:' .. slot, cjson.encode({n = name, j = job, a = 1, t = registration.t, r = registration.r}))
   return {name, 0, 3, watched}
 end
 redis.call('ZADD', P .. 'queue:' .. queue, score, name)
@@ -299,8 +316,8 @@ return {name, 0, 2, watched}`,
   },
 
   /**
-   * ARGV: P, worker spec, worker slot id, token, leaseMs, wake key, affinity keys the slot is warm for… Returns
-   * what CLAIM claims: a job leased to this slot as {name, job, attempts, token}, or nil (the slot is then
+   * ARGV: P, worker spec, worker slot id, token, leaseMs, wake key, how many jobs the slot takes (its worker's
+   * free slots; 1 if absent), affinity keys the slot is warm for… Returns what CLAIM claims: a job leased to this slot as {name, job, attempts, token}, or nil (the slot is then
    * registered as waiting).
    */
   claim: {
@@ -308,7 +325,7 @@ return {name, 0, 2, watched}`,
     lua: `${TELL}${CLAIM}
 local P = ARGV[1]
 ${NOW}
-return claim(P, cjson.decode(ARGV[2]), ARGV[3], ARGV[4], tonumber(ARGV[5]), ARGV[6], 7, now)`,
+return claim(P, cjson.decode(ARGV[2]), ARGV[3], ARGV[4], tonumber(ARGV[5]), ARGV[6], tonumber(ARGV[7]) or 1, 8, now)`,
   },
 
   /**
@@ -353,10 +370,11 @@ return 1`,
 
   /**
    * ARGV: P, name, token, response, retainMs, and, for a worker slot that takes its next job next, the claim's
-   * ARGV (worker spec, slot id, token, leaseMs, wake key, warm keys…). Records the result if `token` still holds
-   * the lease, then claims for the slot when asked (CLAIM): one round trip from one job to the next. Returns
-   * {1 recorded | 0 not (the lease was lost), and what the claim claimed (name, job, attempts, token), if
-   * anything}.
+   * ARGV (worker spec, slot id, token, leaseMs, wake key, capacity, warm keys…); or '' and the slot id of a worker
+   * whose take is under way. Records the result if `token` still holds the lease, then claims for the slot when
+   * asked (CLAIM): one round trip from one job to the next; or, for a take under way, lets the slot's registration
+   * as waiting (if it is registered) take one job more: the slot this result frees. Returns {1 recorded | 0 not
+   * (the lease was lost), and what the claim claimed (name, job, attempts, token), if anything}.
    */
   complete: {
     numberOfKeys: 0,
@@ -370,8 +388,17 @@ if lease == token and done == '0' then
   recorded = 1
 end
 if not ARGV[6] then return {recorded} end
+if ARGV[6] == '' then
+  local text = redis.call('HGET', P .. 'idle', ARGV[7])
+  if text then
+    local registration = cjson.decode(text)
+    registration.c = (tonumber(registration.c) or 1) + 1
+    redis.call('HSET', P .. 'idle', ARGV[7], cjson.encode(registration))
+  end
+  return {recorded}
+end
 ${NOW}
-local claimed = claim(P, cjson.decode(ARGV[6]), ARGV[7], ARGV[8], tonumber(ARGV[9]), ARGV[10], 11, now)
+local claimed = claim(P, cjson.decode(ARGV[6]), ARGV[7], ARGV[8], tonumber(ARGV[9]), ARGV[10], tonumber(ARGV[11]) or 1, 12, now)
 if not claimed then return {recorded} end
 return {recorded, claimed[1], claimed[2], claimed[3], claimed[4]}`,
   },

@@ -9,6 +9,8 @@
  * job it could run straight to it: leased, and pushed to the slot's own list, which its BLPOP watches before the
  * platform's wake list. So an idle fleet runs a new job after one script on the frontend and one blocking read
  * on the worker, without a claim in between.
+ * The registration says how many jobs the slot takes (its worker's free slots): submit keeps it registered for
+ * the rest when it hands it one, and its next take waits at once, again without a claim.
  *
  * A result whose worker takes its next job right after (Lease.complete's takeFollows: the result frees the slot it
  * was waiting for), sent while no take is under way, carries the slot's next claim (the complete script claims as
@@ -29,7 +31,7 @@ import { callStatus } from '../../reapi/grpc-status.ts';
 import type { ExecutionJob, Lease, WorkerInfo, WorkerSlot } from '../scheduler.ts';
 import { affinityKey, decodeJob, statusResponse, workerSpec } from './codec.ts';
 import type { FleetConnection } from './fleet-connection.ts';
-import { type Claimed, type HeldLeases, holdLease, type NextClaim } from './lease.ts';
+import { type Claimed, type HeldLeases, holdLease, type WithResult } from './lease.ts';
 import { wakeWorkers } from './live-workers.ts';
 import { verifyJob } from './verify-job.ts';
 
@@ -84,23 +86,45 @@ export async function joinFleet(fleet: FleetConnection, leases: HeldLeases, work
   let prefetched: Promise<Handed | null | 'unknown'> | null = null;
   /** The warm keys the slot was registered with by that claim, should it have found nothing. */
   let prefetchedKeys: string[] = [];
+  /**
+   * Whether the slot is registered as waiting, for its next take: its last claim found nothing, or submit handed it
+   * a job and kept it registered for its worker's other free slots. That take then waits at once, without a claim.
+   */
+  let registered = false;
 
-  const claimArgs = (keys = warmKeys()): (string | number)[] => [
+  /**
+   * A claim's ARGV: the token is the lease's if a job is claimed, and the one submit leases with if the slot is
+   * registered; the capacity is how many jobs its worker would take now (its free slots, this take's included).
+   */
+  const claimArgs = (keys = warmKeys(), capacity = freeSlots()): (string | number)[] => [
     spec.spec,
     id,
     randomUUID(),
     leaseMs,
     spec.key,
+    capacity,
     ...keys,
   ];
 
-  /** holdLease's nextClaim: a claim with the result, when no take is under way and none is pending. */
-  const nextClaim = (): NextClaim | null => {
-    if (taking || leaving || prefetched !== null || leases.signal.aborted) return null;
+  /** The worker's free slots as its report says (a take is for one of them), 1 without a report. */
+  const freeSlots = (): number => {
+    const report = worker.report?.();
+    return report === undefined ? 1 : Math.max(1, report.slots - report.running);
+  };
+
+  /**
+   * holdLease's withResult: with a take under way, the slot this result frees is one more job the slot's registration
+   * as waiting may be handed; else, when the take follows, its claim (unless one is pending already).
+   */
+  const withResult = (takeFollows: boolean): WithResult | null => {
+    if (leaving || leases.signal.aborted) return null;
+    if (taking) return { args: ['', id] };
+    if (!takeFollows || prefetched !== null) return null;
     let settle!: (outcome: Handed | null | 'unknown') => void;
     prefetched = new Promise((resolve) => (settle = resolve));
     prefetchedKeys = warmKeys();
-    return { args: claimArgs(prefetchedKeys), claimed: (outcome) => settle(outcome) };
+    // For the one slot this result frees.
+    return { args: claimArgs(prefetchedKeys, 1), claimed: (outcome) => settle(outcome) };
   };
 
   /** The affinity keys this slot is warm for now. */
@@ -126,6 +150,7 @@ export async function joinFleet(fleet: FleetConnection, leases: HeldLeases, work
   /**
    * Waits for what is pushed to this slot or its platform (or wakeTimeoutMs), however the caller's signal or the
    * scheduler's close ends it: a job handed to this slot by submit (returned), or a marker to look again (null).
+   * Sets `registered`: whether submit kept the slot registered as waiting when it handed the job.
    */
   async function waitForWork(signal: AbortSignal): Promise<Handed | null> {
     blocking ??= fleet.connect('blocking', { maxRetriesPerRequest: null });
@@ -139,6 +164,7 @@ export async function joinFleet(fleet: FleetConnection, leases: HeldLeases, work
     if (signals.aborted) throw signals.reason;
     signals.addEventListener('abort', stop, { once: true });
     waiting = true;
+    registered = false;
     try {
       // Its own list first: a job handed to this slot.
       const popped = await connection.blpop(
@@ -147,7 +173,8 @@ export async function joinFleet(fleet: FleetConnection, leases: HeldLeases, work
         Math.max(1, Math.round(wakeTimeoutMs / 1000)),
       );
       if (popped === null || popped[0] !== ownWake || popped[1] === '1') return null;
-      const handed = JSON.parse(popped[1]) as { n: string; j: string; a: number; t: string };
+      const handed = JSON.parse(popped[1]) as { n: string; j: string; a: number; t: string; r?: number };
+      registered = handed.r === 1;
       return [handed.n, handed.j, handed.a, handed.t];
     } catch (err) {
       if (signals.aborted) throw signals.reason;
@@ -169,12 +196,14 @@ export async function joinFleet(fleet: FleetConnection, leases: HeldLeases, work
 
   async function takeNext(signal: AbortSignal): Promise<Lease> {
     // What the last result's claim found, if it carried one.
-    let known: Handed | null | 'unknown' = 'unknown';
+    let known: Handed | null = null;
     if (prefetched !== null) {
-      known = await prefetched;
+      const outcome = await prefetched;
       prefetched = null;
-      // Registered as waiting, but warm for other keys by now: registered again by a claim of its own.
-      if (known === null && warmKeys().join('\n') !== prefetchedKeys.join('\n')) known = 'unknown';
+      // Registered as waiting only if that claim found nothing (and the slot is not warm for other keys by now:
+      // then registered again by a claim of its own); a claim that failed may have changed anything.
+      if (outcome !== 'unknown') known = outcome;
+      registered = outcome === null && warmKeys().join('\n') === prefetchedKeys.join('\n');
     }
     for (;;) {
       if (signal.aborted) throw signal.reason;
@@ -182,13 +211,10 @@ export async function joinFleet(fleet: FleetConnection, leases: HeldLeases, work
         // A closing scheduler hands out nothing more; the worker's own stop ends this wait.
         await new Promise((_, reject) => signal.addEventListener('abort', () => reject(signal.reason), { once: true }));
       }
-      let handed: Handed | null = null;
-      if (known !== 'unknown') {
-        handed = known;
-        known = 'unknown';
-      } else {
+      let handed: Handed | null = known;
+      known = null;
+      if (handed === null && !registered) {
         try {
-          // The token is the lease's if a job is claimed, and the one submit leases with if the slot is registered.
           handed = await fleet.script<Handed | null>('claim', ...claimArgs());
         } catch (err) {
           // Redis is away: wait for it rather than spin (the blocking connection's own retries pace this).
@@ -216,7 +242,7 @@ export async function joinFleet(fleet: FleetConnection, leases: HeldLeases, work
           token,
           cancels,
           onComplete: () => finished(job),
-          nextClaim,
+          withResult,
         });
       }
     }

@@ -391,4 +391,66 @@ describe.runIf(haveRedis())('RedisScheduler on a real Redis', () => {
     await taken.complete(ok(0));
     await other.leave();
   });
+
+  it('a worker with another free slot stays registered as waiting when a job is handed to it: its next take just waits', async () => {
+    const timing = { leaseMs: 60_000 };
+    const [front, workers] = [await scheduler(timing), await scheduler(timing)];
+    let running = 0;
+    const report = () => ({ running, slots: 2, done: 0, failed: 0 });
+    const slot = await workers.join({ name: 'two', platform: AMD64, report });
+    const first = slot.take(new AbortController().signal);
+    for (let i = 0; i < 100 && (await raw.hlen(`${prefix}idle`)) === 0; i++)
+      await new Promise((resolve) => setTimeout(resolve, 20));
+    const a = await front.submit(job('90'), null, ALICE.id);
+    const leaseA = await first;
+    expect(leaseA.job.operation).toBe(a.name);
+    running = 1;
+    const before = await scriptCalls();
+    const second = slot.take(new AbortController().signal);
+    // Handed to it without a claim in between: the only script is the submit.
+    const b = await front.submit(job('91'), null, ALICE.id);
+    expect(await raw.hget(`${prefix}op:${b.name}`, 'worker')).toMatch(/^two#/);
+    const leaseB = await second;
+    expect(leaseB.job.operation).toBe(b.name);
+    expect(await scriptCalls()).toBe(before + 1);
+    // Both its slots busy now: it is not registered as waiting any more, and the next job is queued.
+    expect(await raw.hlen(`${prefix}idle`)).toBe(0);
+    const c = await front.submit(job('92'), null, ALICE.id);
+    expect(await raw.hget(`${prefix}op:${c.name}`, 'stage')).toBe(String(ExecutionStage_Value.QUEUED));
+    await leaseA.complete(ok(0));
+    await leaseB.complete(ok(0));
+    expect(leaseA.job.operation).not.toBe(leaseB.job.operation);
+    // The two leases are told apart: each result was recorded for its own operation.
+    expect((await front.get(a.name, ALICE))?.done).toBe(true);
+    expect((await front.get(b.name, ALICE))?.done).toBe(true);
+    await slot.leave();
+  });
+
+  it('a result that frees a slot while its worker waits for work lets the waiting worker be handed one job more', async () => {
+    const timing = { leaseMs: 60_000 };
+    const [front, workers] = [await scheduler(timing), await scheduler(timing)];
+    let running = 0;
+    const report = () => ({ running, slots: 2, done: 0, failed: 0 });
+    const slot = await workers.join({ name: 'two', platform: AMD64, report });
+    await front.submit(job('93'), null, ALICE.id);
+    const leaseX = await slot.take(new AbortController().signal);
+    running = 1;
+    // It waits for work with one slot free: registered for one job.
+    const first = slot.take(new AbortController().signal);
+    for (let i = 0; i < 100 && (await raw.hlen(`${prefix}idle`)) === 0; i++)
+      await new Promise((resolve) => setTimeout(resolve, 20));
+    const before = await scriptCalls();
+    await leaseX.complete(ok(0));
+    running = 0;
+    const a = await front.submit(job('94'), null, ALICE.id);
+    expect((await first).job.operation).toBe(a.name);
+    running = 1;
+    const second = slot.take(new AbortController().signal);
+    const b = await front.submit(job('95'), null, ALICE.id);
+    expect(await raw.hget(`${prefix}op:${b.name}`, 'worker')).toMatch(/^two#/);
+    expect((await second).job.operation).toBe(b.name);
+    // The result, and the two submits: no claim.
+    expect(await scriptCalls()).toBe(before + 3);
+    await slot.leave();
+  });
 });
