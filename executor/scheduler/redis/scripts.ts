@@ -206,8 +206,8 @@ end`;
 export const SCRIPTS = {
   /**
    * ARGV: P, name, job, digest, mergeKey ('' never merges), queueKey, queueSpec, priority, ttlMs, instance,
-   * waiter, maxWaiters, affinity key ('' for none), heartbeatMs, the submitting frontend's reply id ('' for
-   * none). Joins the operation in flight under mergeKey as
+   * waiter, maxWaiters, affinity key ('' for none), heartbeatMs, the submitting frontend's reply id ('' or absent
+   * for none). Joins the operation in flight under mergeKey as
    * `waiter` (returns {name, 1}); or, when no live worker could run it, creates nothing and returns {'', 2,
    * every live worker's spec…} (the caller says what is missing); or creates it ({name, 0, stage: 3 handed or 2
    * queued, watched: 1 when the frontend's reply channel was subscribed already}) and either hands it
@@ -220,7 +220,7 @@ export const SCRIPTS = {
     lua: `${UNREGISTER}${REGISTER}${IS_LIVE}${OFFERS}
 local P, name, job, digest, mergeKey, queue, spec, priority, ttl = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6], ARGV[7], tonumber(ARGV[8]), ARGV[9]
 local instance, waiter, maxWaiters = ARGV[10], 'w:' .. ARGV[11], tonumber(ARGV[12])
-local affinity, heartbeatMs, reply = ARGV[13], tonumber(ARGV[14]), ARGV[15]
+local affinity, heartbeatMs, reply = ARGV[13], tonumber(ARGV[14]), ARGV[15] or ''
 if mergeKey ~= '' then
   local existing = redis.call('GET', P .. 'merge:' .. mergeKey)
   local joined = existing and P .. 'op:' .. existing
