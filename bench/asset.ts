@@ -47,7 +47,18 @@ import {
 } from '../shared/proto/gen/build/bazel/remote/execution/v2/remote_execution_pb.ts';
 import { reachableTempDir } from '../test/executor/helpers.ts';
 import { startBenchExecutor } from './execution.ts';
-import { cpuNanoseconds } from './proc.ts';
+import {
+  addTally,
+  callsPerSecond,
+  emptyTally,
+  formatSpread,
+  interleave,
+  measure,
+  percentile,
+  spread,
+  type Spread,
+  type Tally,
+} from './interleave.ts';
 import { printProfile } from './profile-summary.ts';
 import { formatTable, num } from './table.ts';
 
@@ -72,7 +83,7 @@ export interface AssetBenchRow {
   fetch: Measured;
   findMissing: Measured;
   /** FetchBlob calls/s ÷ FindMissingBlobs calls/s within each A-B-B-A quad of blocks: how far one quad strays. */
-  quadRatios: { low: number; median: number; high: number; count: number };
+  quadRatios: Spread;
 }
 
 interface Measured {
@@ -208,7 +219,7 @@ export function formatAssetRows(rows: AssetBenchRow[]): string {
     num(r.fetch.callsPerSecond),
     num(r.findMissing.callsPerSecond),
     `${(r.fetch.callsPerSecond / r.findMissing.callsPerSecond).toFixed(2)}`,
-    `${r.quadRatios.median.toFixed(2)} (${r.quadRatios.low.toFixed(2)}–${r.quadRatios.high.toFixed(2)}) of ${r.quadRatios.count}`,
+    formatSpread(r.quadRatios),
     `${num(r.fetch.p50Ms)} / ${num(r.fetch.p99Ms)}`,
     `${num(r.findMissing.p50Ms)} / ${num(r.findMissing.p99Ms)}`,
     num(r.fetch.cpuMicros),
@@ -269,23 +280,12 @@ function blob(path: string, data: Buffer): Blob {
 /** Calls in one block: big enough that its CPU and time are well above the clocks' resolution, small enough to interleave finely. */
 const BLOCK_CALLS = 100;
 
-/** One kind's calls added up over every block it ran. */
-interface Tally {
-  seconds: number;
-  calls: number;
-  cpuNs: number;
-  clientCpuUs: number;
-  latencies: number[];
-}
-
 type Kind = 'fetch' | 'findMissing';
 
 /**
- * Both kinds over the same items, `rounds` passes, each pass cut into blocks of BLOCK_CALLS calls that run in the
- * order F M, M F, F M, … (A-B-B-A). Whatever drifts while the bench runs (other processes, the disk, the JIT,
- * garbage the previous block left) then falls on both kinds alike, where measuring one kind's whole pass after the
- * other's let it decide the ratio. Each kind's figures are its totals over all its blocks; each A-B-B-A quad also
- * gives a ratio of its own, and their spread is the noise the headline ratio carries.
+ * Both kinds over the same items, `rounds` passes, each pass cut into blocks of BLOCK_CALLS calls in A-B-B-A order
+ * (interleave.ts): F M, M F, F M, … Each kind's figures are its totals over all its blocks; each quad's own ratio
+ * shows the noise.
  */
 async function interleaved(
   pid: number,
@@ -294,78 +294,33 @@ async function interleaved(
   rounds: number,
   calls: Record<Kind, (b: Blob) => Promise<void>>,
 ): Promise<Omit<AssetBenchRow, 'blobs'>> {
-  const tallies: Record<Kind, Tally> = { fetch: emptyTally(), findMissing: emptyTally() };
-  const quadRatios: number[] = [];
   const quads = items.length / (2 * BLOCK_CALLS);
   if (!Number.isInteger(quads) || quads === 0)
     throw new Error(`${items.length} calls do not make whole A-B-B-A quads of ${BLOCK_CALLS}-call blocks`);
+  const totals: Record<Kind, Tally> = { fetch: emptyTally(), findMissing: emptyTally() };
+  const ratios: number[] = [];
   for (let round = 0; round < rounds; round++) {
-    for (let q = 0; q < quads; q++) {
-      const quad: Record<Kind, Tally> = { fetch: emptyTally(), findMissing: emptyTally() };
-      const at = q * 2 * BLOCK_CALLS;
-      const halves = [
-        { block: items.slice(at, at + BLOCK_CALLS), order: ['fetch', 'findMissing'] as const },
-        { block: items.slice(at + BLOCK_CALLS, at + 2 * BLOCK_CALLS), order: ['findMissing', 'fetch'] as const },
-      ];
-      for (const { block, order } of halves)
-        for (const kind of order) await runBlock(pid, block, concurrency, calls[kind], quad[kind]);
-      quadRatios.push(callsPerSecond(quad.fetch) / callsPerSecond(quad.findMissing));
-      addTally(tallies.fetch, quad.fetch);
-      addTally(tallies.findMissing, quad.findMissing);
-    }
+    const pass = await interleave(['fetch', 'findMissing'] as const, quads, (kind, block, tally) => {
+      const slice = items.slice(block * BLOCK_CALLS, (block + 1) * BLOCK_CALLS);
+      return measure(pid, tally, slice.length, () =>
+        mapLimit(slice, concurrency, async (b) => {
+          const t = performance.now();
+          await calls[kind](b);
+          tally.latencies.push(performance.now() - t);
+        }),
+      );
+    });
+    for (const quad of pass.quads) ratios.push(callsPerSecond(quad.fetch) / callsPerSecond(quad.findMissing));
+    addTally(totals.fetch, pass.totals.fetch);
+    addTally(totals.findMissing, pass.totals.findMissing);
   }
-  quadRatios.sort((a, b) => a - b);
   return {
     concurrency,
-    calls: tallies.fetch.calls,
-    fetch: measured(tallies.fetch),
-    findMissing: measured(tallies.findMissing),
-    quadRatios: {
-      low: quadRatios[0]!,
-      median: percentile(quadRatios, 0.5),
-      high: quadRatios.at(-1)!,
-      count: quadRatios.length,
-    },
+    calls: totals.fetch.calls,
+    fetch: measured(totals.fetch),
+    findMissing: measured(totals.findMissing),
+    quadRatios: spread(ratios),
   };
-}
-
-/** Calls `call` once per item with `concurrency` in flight, adding its time, CPU and latencies to `tally`. */
-async function runBlock(
-  pid: number,
-  items: Blob[],
-  concurrency: number,
-  call: (b: Blob) => Promise<void>,
-  tally: Tally,
-): Promise<void> {
-  const cpuBefore = cpuNanoseconds(pid);
-  const clientBefore = process.cpuUsage();
-  const started = performance.now();
-  await mapLimit(items, concurrency, async (b) => {
-    const t = performance.now();
-    await call(b);
-    tally.latencies.push(performance.now() - t);
-  });
-  tally.seconds += (performance.now() - started) / 1000;
-  tally.cpuNs += cpuNanoseconds(pid) - cpuBefore;
-  const client = process.cpuUsage(clientBefore);
-  tally.clientCpuUs += client.user + client.system;
-  tally.calls += items.length;
-}
-
-function emptyTally(): Tally {
-  return { seconds: 0, calls: 0, cpuNs: 0, clientCpuUs: 0, latencies: [] };
-}
-
-function addTally(into: Tally, from: Tally): void {
-  into.seconds += from.seconds;
-  into.calls += from.calls;
-  into.cpuNs += from.cpuNs;
-  into.clientCpuUs += from.clientCpuUs;
-  into.latencies.push(...from.latencies);
-}
-
-function callsPerSecond(tally: Tally): number {
-  return tally.calls / tally.seconds;
 }
 
 function measured(tally: Tally): Measured {
@@ -377,10 +332,6 @@ function measured(tally: Tally): Measured {
     cpuMicros: tally.cpuNs / 1000 / tally.calls,
     clientCpuMicros: tally.clientCpuUs / tally.calls,
   };
-}
-
-function percentile(sorted: number[], p: number): number {
-  return sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil(p * sorted.length) - 1))] ?? Number.NaN;
 }
 
 /** The stand-in for the internet: serves the blobs by path and counts every request it gets. */

@@ -153,7 +153,7 @@ export interface ExecutionRows {
 /** Upper bound for one Execute; a hung executor fails the bench instead of stalling it. */
 const EXECUTE_TIMEOUT_MS = 60_000;
 const TARGETS = ['//:remote_outputs'];
-const LARDER_BIN = fileURLToPath(new URL('../bin/larder.js', import.meta.url));
+const REPO_ROOT = fileURLToPath(new URL('..', import.meta.url));
 
 export async function runExecutionBench(options: ExecutionBenchOptions = {}): Promise<ExecutionRows> {
   const quick = options.quick ?? false;
@@ -486,12 +486,14 @@ export interface Executor {
 
 /**
  * A real `larder executor` process (bin/larder.js, as a user starts it) with its own store and work folder under
- * `dir`, which `nobody` can enter. Stopped by its PID (proc.ts also kills it if the bench dies first).
+ * `dir`, which `nobody` can enter. Stopped by its PID (proc.ts also kills it if the bench dies first). `root` is the
+ * larder checkout to run it from (another one, built, for before/after figures).
  */
 export async function startBenchExecutor(
   dir: string,
   nodeFlags: string[] = [],
   extraArgs: string[] = [],
+  root: string = REPO_ROOT,
 ): Promise<Executor> {
   const args = [
     'executor',
@@ -509,7 +511,7 @@ export async function startBenchExecutor(
     '8',
     ...extraArgs,
   ];
-  const child = spawnTracked(process.execPath, [...nodeFlags, LARDER_BIN, ...args], undefined, {
+  const child = spawnTracked(process.execPath, [...nodeFlags, join(root, 'bin/larder.js'), ...args], undefined, {
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   let output = '';

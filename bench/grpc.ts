@@ -1,395 +1,440 @@
 /**
- * gRPC (REAPI) figures for `larder executor`: FindMissingBlobs of 10,000 digests, BatchUpdateBlobs and
- * BatchReadBlobs of small blobs, and ByteStream Write/Read of one large blob. The server runs as its own
- * process on a fresh disk store, so client and server each get a core. The same scenarios, with the same
- * (larder's generated) client, run against bazel-remote (bench/bazel-remote.ts: its disk store uncompressed, on
- * the same file system) in the same run, rounds alternating, so the table shows
- * larder ÷ bazel-remote for every row.
+ * gRPC (REAPI) figures for `larder executor` beside bazel-remote: FindMissingBlobs of 10,000 digests, BatchUpdateBlobs
+ * and BatchReadBlobs of small blobs, and ByteStream Write and Read of large blobs. Every server runs as its own
+ * process on its own fresh disk store, all started at once, and every row runs one call per block, the servers
+ * interleaved in A-B-B-A order (interleave.ts; A-B-C-C-B-A for three). Measured one server's whole round after the
+ * other's, a 64 MiB Read ranged 201–456 MiB/s within one run, so the ratio said more about the machine than the
+ * servers; interleaved, each cell adds up all its blocks and each quad's own ratio shows the noise. All servers are
+ * driven by the same client (larder's generated one).
  *
- *   import { runGrpcBench, formatGrpcRows } from './grpc.ts';
- *   const rows = await runGrpcBench({ streamBytes: 256 * 2 ** 20 });
- *   console.log(formatGrpcRows(rows));
+ *   import { runGrpcInterleaved, formatGrpcPair } from './grpc.ts';
+ *   const [larder, peer] = await runGrpcInterleaved([{ label: 'larder', server: 'larder' }, { label: 'bazel-remote', server: 'bazel-remote' }]);
+ *   console.log(formatGrpcPair(larder, peer, ['larder', 'bazel-remote']));
  *
- * Or on its own: `npx tsx bench/grpc.ts` (BENCH_GRPC_STREAM_MIB=64 for a quicker run; BENCH_GRPC_ROUNDS=N rounds
- * of each server, default 2; BENCH_GRPC_PEER=0 leaves bazel-remote out; BENCH_BEFORE=path of another larder
- * checkout, built, adds its executor to the rounds for before/after figures; BENCH_PROFILE_DIR=DIR profiles the
- * executor).
+ * Or on its own: `npx tsx bench/grpc.ts` (BENCH_GRPC_STREAM_MIB=N MiB per ByteStream blob, default 64;
+ * BENCH_GRPC_ROUNDS=N passes over every row, default 2; BENCH_GRPC_PEER=0 leaves bazel-remote out; BENCH_BEFORE=path
+ * of another larder checkout, built, adds its executor to the interleaving for before/after figures;
+ * BENCH_PROFILE_DIR=DIR profiles the executor).
  */
-import { type ChildProcess, spawn } from 'node:child_process';
 import { createHash, randomBytes, randomUUID } from 'node:crypto';
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { rmSync } from 'node:fs';
 import { join, resolve } from 'node:path';
-import { performance } from 'node:perf_hooks';
 import { createClient } from '../executor/grpc/client.ts';
+import { reachableTempDir } from '../test/executor/helpers.ts';
 import { startBazelRemote } from './bazel-remote.ts';
-import { cpuSeconds } from './proc.ts';
+import { startBenchExecutor } from './execution.ts';
+import {
+  addTally,
+  callsPerSecond,
+  emptyTally,
+  formatSpread,
+  interleave,
+  measure,
+  percentile,
+  spread,
+  type Tally,
+} from './interleave.ts';
+import { formatTable, num } from './table.ts';
 import { ContentAddressableStorage } from '../shared/proto/gen/build/bazel/remote/execution/v2/remote_execution_pb.ts';
 import { ByteStream } from '../shared/proto/gen/google/bytestream/bytestream_pb.ts';
 
 export interface GrpcBenchOptions {
-  /** Bytes of the one ByteStream blob (default 256 MiB). */
+  /** Bytes of each ByteStream blob: one Write or one Read per block (default 64 MiB). */
   streamBytes?: number;
-  /** Digests per FindMissingBlobs call (default 10,000) and how many calls (default 20). */
+  /** Digests per FindMissingBlobs call (default 10,000). */
   findMissingDigests?: number;
-  findMissingCalls?: number;
-  /** Small-blob batches: blob size (default 1 KiB), blobs per call (default 1,000), calls (default 20). */
+  /** Timed calls per server and pass, two per A-B-B-A quad (rounded up to whole quads): */
+  findMissingCalls?: number; // default 10
+  batchCalls?: number; // BatchUpdateBlobs and BatchReadBlobs each, default 10
+  writeCalls?: number; // ByteStream.Write, default 8
+  readCalls?: number; // ByteStream.Read, default 16
+  /** Small-blob batches: blob size (default 1 KiB) and blobs per call (default 1,000). */
   batchBlobBytes?: number;
   batchBlobsPerCall?: number;
-  batchCalls?: number;
-  /** Another larder checkout to run the executor from (BENCH_BEFORE), for before/after figures. */
-  root?: string;
-  /** Which server answers: larder's executor (default) or the Go peer, bazel-remote. */
-  server?: 'larder' | 'bazel-remote';
-  /** Run the executor under --cpu-prof, its profile written here when it stops (BENCH_PROFILE). */
+  /** Passes over every row (default 2); each pass interleaves all servers afresh. */
+  passes?: number;
+  /** Run larder's executors under --cpu-prof, their profiles written here when they stop (BENCH_PROFILE_DIR). */
   profileDir?: string;
+  /** For runGrpcBench: another larder checkout to run the executor from (BENCH_BEFORE), or the Go peer. */
+  root?: string;
+  server?: 'larder' | 'bazel-remote';
+}
+
+/** One server of an interleaved run: larder's executor (from `root`, default this checkout) or bazel-remote. */
+export interface GrpcServerSpec {
+  label: string;
+  server: 'larder' | 'bazel-remote';
+  root?: string;
 }
 
 export interface GrpcBenchRow {
   scenario: string;
-  /** Calls per second (unary scenarios) or 1 for a single stream. */
+  /** Calls per second over all timed calls. */
   callsPerSecond: number;
   /** Items per second: digests, blobs, or MiB for streams. */
   throughput: number;
   unit: string;
-  /** Median call latency in milliseconds (whole stream for ByteStream). */
+  /** Median call latency in milliseconds (the whole stream for ByteStream). */
   medianMs: number;
-  /** The executor's CPU time per call in milliseconds (user + system, all its threads), over the timed calls. */
+  /** The server's CPU time per call in milliseconds (user + system, all its threads, from schedstat). */
   serverCpuMs: number;
+  /** The bench's own CPU per call in milliseconds (the client, which shares the machine's two cores). */
+  clientCpuMs: number;
+  /** Throughput within each A-B-B-A quad, every pass's in order: the same index is the same quad on every server. */
+  quadThroughputs: number[];
 }
 
 const MiB = 1024 * 1024;
-const REPO_ROOT = resolve(import.meta.dirname, '..');
 
-export async function runGrpcBench(options: GrpcBenchOptions = {}): Promise<GrpcBenchRow[]> {
+/** A running server with its clients and the state its calls carry from one to the next. */
+interface Target {
+  label: string;
+  pid: number;
+  cas: ReturnType<typeof createClient<typeof ContentAddressableStorage>>;
+  bytestream: ReturnType<typeof createClient<typeof ByteStream>>;
+  /** Batches uploaded so far (BatchReadBlobs reads them back in turn) and how many reads took one. */
+  batches: Batch[];
+  batchReads: number;
+  /** The last blob written through ByteStream (Read reads it). */
+  streamed?: { hash: string; size: number };
+  stop(): Promise<void>;
+}
+
+type Batch = { digest: { hash: string; sizeBytes: bigint }; data: Uint8Array }[];
+
+/** One row: its label, what a call moves, and the untimed preparation of a server's next call (resolving to the call). */
+interface Scenario {
+  name: string;
+  unit: string;
+  /** Items per call (digests, blobs, MiB). */
+  items: number;
+  calls: number;
+  next(target: Target): Promise<() => Promise<unknown>>;
+}
+
+/**
+ * Starts every server, runs every row interleaved across them, stops them. Returns each server's rows, in the order
+ * of `specs`.
+ */
+export async function runGrpcInterleaved(
+  specs: GrpcServerSpec[],
+  options: GrpcBenchOptions = {},
+): Promise<GrpcBenchRow[][]> {
   const o = {
-    streamBytes: 256 * MiB,
+    streamBytes: 64 * MiB,
     findMissingDigests: 10_000,
-    findMissingCalls: 20,
+    findMissingCalls: 10,
+    batchCalls: 10,
+    writeCalls: 8,
+    readCalls: 16,
     batchBlobBytes: 1024,
     batchBlobsPerCall: 1000,
-    batchCalls: 20,
+    passes: 2,
     ...options,
   };
-  const dir = mkdtempSync(join(tmpdir(), 'larder-bench-grpc-'));
-  const nodeFlags = o.profileDir === undefined ? [] : ['--cpu-prof', `--cpu-prof-dir=${o.profileDir}`];
-  const server =
-    options.server === 'bazel-remote'
-      ? await startBazelRemote(dir, undefined).then((peer) => ({ ...peer, address: peer.grpcAddress }))
-      : await startExecutor(o.root ?? REPO_ROOT, nodeFlags, [
-          '--store',
-          `disk:${join(dir, 'store')}`,
-          '--max-size',
-          '4GiB',
-          '--log-level',
-          'warn',
-        ]);
-  const cas = createClient(ContentAddressableStorage, server.address);
-  const bytestream = createClient(ByteStream, server.address);
+  if (new Set(specs.map((s) => s.label)).size !== specs.length) throw new Error('gRPC bench: server labels repeat');
+  const dir = reachableTempDir('larder-bench-grpc-');
+  const targets: Target[] = [];
   try {
-    const rows: GrpcBenchRow[] = [];
-
+    for (const spec of specs) targets.push(await startTarget(spec, join(dir, spec.label), o.profileDir));
     // FindMissingBlobs: half the digests present, so both answers are exercised.
     const present = Array.from({ length: o.findMissingDigests / 2 }, (_, i) => Buffer.from(`present ${i}`));
-    for (let i = 0; i < present.length; i += 1000) {
-      await cas.batchUpdateBlobs({
-        requests: present.slice(i, i + 1000).map((data) => ({ digest: digestOf(data), data })),
-      });
-    }
     const digests = [
       ...present.map(digestOf),
       ...Array.from({ length: o.findMissingDigests / 2 }, (_, i) => digestOf(Buffer.from(`absent ${i}`))),
     ];
-    const findTimes = await timeCalls(server.pid, o.findMissingCalls, () =>
-      cas.findMissingBlobs({ blobDigests: digests }),
-    );
-    rows.push(
-      unaryRow(`FindMissingBlobs (${o.findMissingDigests} digests)`, findTimes, o.findMissingDigests, 'digests/s'),
-    );
-
-    // Batch calls of fresh small blobs, then the same blobs read back.
-    const batches = Array.from({ length: o.batchCalls }, (_, _c) =>
-      Array.from({ length: o.batchBlobsPerCall }, () => randomBytes(o.batchBlobBytes)).map((data) => ({
-        digest: digestOf(data),
-        data,
-      })),
-    );
-    let call = 0;
-    const updateTimes = await timeCalls(server.pid, o.batchCalls, () =>
-      cas.batchUpdateBlobs({ requests: batches[call++]! }),
-    );
-    rows.push(
-      unaryRow(
-        `BatchUpdateBlobs (${o.batchBlobsPerCall} × ${o.batchBlobBytes} B)`,
-        updateTimes,
-        o.batchBlobsPerCall,
-        'blobs/s',
-      ),
-    );
-    call = 0;
-    const readTimes = await timeCalls(server.pid, o.batchCalls, () =>
-      cas.batchReadBlobs({ digests: batches[call++]!.map((b) => b.digest) }),
-    );
-    rows.push(
-      unaryRow(
-        `BatchReadBlobs (${o.batchBlobsPerCall} × ${o.batchBlobBytes} B)`,
-        readTimes,
-        o.batchBlobsPerCall,
-        'blobs/s',
-      ),
-    );
-
-    // One large blob through ByteStream, in 1 MiB requests.
-    const blob = randomBytes(o.streamBytes);
-    const hash = createHash('sha256').update(blob).digest('hex');
-    const name = `uploads/${randomUUID()}/blobs/${hash}/${o.streamBytes}`;
-    function* writes() {
-      for (let offset = 0; offset < blob.byteLength; offset += MiB) {
-        const data = blob.subarray(offset, offset + MiB);
-        yield {
-          resourceName: offset === 0 ? name : '',
-          writeOffset: BigInt(offset),
-          data,
-          finishWrite: offset + MiB >= blob.byteLength,
-        };
+    for (const target of targets) {
+      for (let i = 0; i < present.length; i += 1000) {
+        const requests = present.slice(i, i + 1000).map((data) => ({ digest: digestOf(data), data }));
+        await target.cas.batchUpdateBlobs({ requests });
       }
     }
-    const writeMs = await timeStream(server.pid, () => bytestream.write(writes()));
-    rows.push(streamRow(`ByteStream.Write (${o.streamBytes / MiB} MiB)`, writeMs, o.streamBytes));
-    const readMs = await timeStream(server.pid, async () => {
-      let got = 0;
-      for await (const part of bytestream.read({ resourceName: `blobs/${hash}/${o.streamBytes}` }))
-        got += part.data.byteLength;
-      if (got !== o.streamBytes) throw new Error(`read ${got} of ${o.streamBytes} bytes`);
-    });
-    rows.push(streamRow(`ByteStream.Read (${o.streamBytes / MiB} MiB)`, readMs, o.streamBytes));
-    return rows;
+    const stream = streamSource(o.streamBytes);
+    const scenarios: Scenario[] = [
+      {
+        name: `FindMissingBlobs (${o.findMissingDigests} digests)`,
+        unit: 'digests/s',
+        items: o.findMissingDigests,
+        calls: o.findMissingCalls,
+        next: async (t) => () => t.cas.findMissingBlobs({ blobDigests: digests }),
+      },
+      {
+        name: `BatchUpdateBlobs (${o.batchBlobsPerCall} × ${o.batchBlobBytes} B)`,
+        unit: 'blobs/s',
+        items: o.batchBlobsPerCall,
+        calls: o.batchCalls,
+        next: async (t) => {
+          const batch = Array.from({ length: o.batchBlobsPerCall }, () => randomBytes(o.batchBlobBytes)).map(
+            (data) => ({ digest: digestOf(data), data }),
+          );
+          t.batches.push(batch);
+          return () => t.cas.batchUpdateBlobs({ requests: batch });
+        },
+      },
+      {
+        name: `BatchReadBlobs (${o.batchBlobsPerCall} × ${o.batchBlobBytes} B)`,
+        unit: 'blobs/s',
+        items: o.batchBlobsPerCall,
+        calls: o.batchCalls,
+        next: async (t) => {
+          const batch = t.batches[t.batchReads++ % t.batches.length]!;
+          return () => t.cas.batchReadBlobs({ digests: batch.map((b) => b.digest) });
+        },
+      },
+      {
+        name: `ByteStream.Write (${o.streamBytes / MiB} MiB)`,
+        unit: 'MiB/s',
+        items: o.streamBytes / MiB,
+        calls: o.writeCalls,
+        next: async (t) => {
+          const { hash, requests } = stream.fresh();
+          t.streamed = { hash, size: o.streamBytes };
+          return async () => {
+            const { committedSize } = await t.bytestream.write(requests());
+            if (committedSize !== BigInt(o.streamBytes))
+              throw new Error(`${t.label}: Write committed ${committedSize} of ${o.streamBytes} bytes`);
+          };
+        },
+      },
+      {
+        name: `ByteStream.Read (${o.streamBytes / MiB} MiB)`,
+        unit: 'MiB/s',
+        items: o.streamBytes / MiB,
+        calls: o.readCalls,
+        next: async (t) => {
+          const { hash, size } = t.streamed!;
+          return async () => {
+            let got = 0;
+            for await (const part of t.bytestream.read({ resourceName: `blobs/${hash}/${size}` }))
+              got += part.data.byteLength;
+            if (got !== size) throw new Error(`${t.label}: Read got ${got} of ${size} bytes`);
+          };
+        },
+      },
+    ];
+
+    const tallies = scenarios.map(() => new Map(targets.map((t) => [t.label, [] as Tally[]])));
+    for (let pass = 0; pass < o.passes; pass++) {
+      for (const [s, scenario] of scenarios.entries()) {
+        // Untimed, on the first pass: one call to each server (connection, JIT, caches).
+        if (pass === 0) for (const target of targets) await (await scenario.next(target))();
+        const byLabel = new Map(targets.map((t) => [t.label, t]));
+        const quads = Math.max(1, Math.ceil(scenario.calls / 2));
+        const result = await interleave(
+          targets.map((t) => t.label),
+          quads,
+          async (label, _block, tally) => {
+            const target = byLabel.get(label)!;
+            const call = await scenario.next(target);
+            const before = tally.seconds;
+            await measure(target.pid, tally, 1, call);
+            tally.latencies.push((tally.seconds - before) * 1000);
+          },
+        );
+        for (const quad of result.quads) for (const t of targets) tallies[s]!.get(t.label)!.push(quad[t.label]!);
+      }
+    }
+    return targets.map((t) => scenarios.map((scenario, s) => row(scenario, tallies[s]!.get(t.label)!)));
   } finally {
-    cas.close();
-    bytestream.close();
-    await server.stop();
+    for (const target of targets) await target.stop();
     rmSync(dir, { recursive: true, force: true });
   }
 }
 
-/** A Markdown table of the rows (kept here rather than in table.ts so this file stands alone). */
-export function formatGrpcRows(rows: GrpcBenchRow[]): string {
-  const header = ['gRPC scenario', 'calls/s', 'throughput', 'unit', 'median ms', 'server CPU ms/call'];
-  const body = rows.map((r) => [
-    r.scenario,
-    num(r.callsPerSecond),
-    num(r.throughput),
-    r.unit,
-    num(r.medianMs),
-    num(r.serverCpuMs),
-  ]);
-  const widths = header.map((h, i) => Math.max(h.length, ...body.map((row) => row[i]!.length)));
-  const right = [false, true, true, false, true, true];
-  const line = (cells: string[]) =>
-    `| ${cells.map((c, i) => (right[i] ? c.padStart(widths[i]!) : c.padEnd(widths[i]!))).join(' | ')} |`;
-  const rule = `|${widths.map((w, i) => (right[i] ? `${'-'.repeat(w + 1)}:` : '-'.repeat(w + 2))).join('|')}|`;
-  return [line(header), rule, ...body.map(line)].join('\n');
+/** One server's row from its quads' tallies. */
+function row(scenario: Scenario, quads: Tally[]): GrpcBenchRow {
+  const total = emptyTally();
+  for (const q of quads) addTally(total, q);
+  return {
+    scenario: scenario.name,
+    unit: scenario.unit,
+    callsPerSecond: callsPerSecond(total),
+    throughput: callsPerSecond(total) * scenario.items,
+    medianMs: percentile(
+      total.latencies.sort((a, b) => a - b),
+      0.5,
+    ),
+    serverCpuMs: total.cpuNs / 1e6 / total.calls,
+    clientCpuMs: total.clientCpuUs / 1000 / total.calls,
+    quadThroughputs: quads.map((q) => callsPerSecond(q) * scenario.items),
+  };
 }
 
 /**
- * This larder against another checkout (BENCH_BEFORE), rounds interleaved: each cell lists every round's figure,
- * so the spread between rounds shows how noisy the machine was.
+ * Blobs for ByteStream.Write, a fresh one per call (a server may skip a blob it already has): one random buffer
+ * whose first bytes are overwritten with a new UUID each time, hashed before the call is timed, sent in 1 MiB
+ * requests as Bazel sends them.
  */
-export function formatGrpcComparison(now: GrpcBenchRow[][], before: GrpcBenchRow[][]): string {
-  return formatRounds(
-    now,
-    before,
-    ['now', 'before', 'now ÷ before', 'server CPU ms/call now', 'before'],
-    'now ÷ before: best round of each; rounds ran alternately (now, before, now, before…) on the same machine.',
-  );
+function streamSource(bytes: number) {
+  const blob = randomBytes(bytes);
+  return {
+    fresh() {
+      blob.write(randomUUID(), 0, 'latin1');
+      const hash = createHash('sha256').update(blob).digest('hex');
+      const name = `uploads/${randomUUID()}/blobs/${hash}/${bytes}`;
+      function* requests() {
+        for (let offset = 0; offset < bytes; offset += MiB) {
+          yield {
+            resourceName: offset === 0 ? name : '',
+            writeOffset: BigInt(offset),
+            data: blob.subarray(offset, offset + MiB),
+            finishWrite: offset + MiB >= bytes,
+          };
+        }
+      }
+      return { hash, requests };
+    },
+  };
 }
 
-/**
- * larder against bazel-remote, rounds alternating: each cell lists every round's figure (the spread shows how
- * noisy the machine was); the ratio is of the best round of each.
- */
-export function formatGrpcSideBySide(larder: GrpcBenchRow[][], peer: GrpcBenchRow[][]): string {
-  return formatRounds(
-    larder,
-    peer,
-    ['larder', 'bazel-remote', 'larder ÷ bazel-remote', 'server CPU ms/call larder', 'bazel-remote'],
-    'larder ÷ bazel-remote: throughput, best round of each; rounds ran alternately (larder, bazel-remote, …), ' +
-      "both with larder's generated client, stores on the same file system.",
-  );
+/** One server alone: larder's executor (or bazel-remote, options.server), every row. */
+export async function runGrpcBench(options: GrpcBenchOptions = {}): Promise<GrpcBenchRow[]> {
+  const server = options.server ?? 'larder';
+  const [rows] = await runGrpcInterleaved([{ label: server, server, root: options.root }], options);
+  return rows!;
 }
 
-/** Two series of alternating rounds, row by row: every round's throughput and CPU, and the ratio of the best rounds. */
-function formatRounds(
-  first: GrpcBenchRow[][],
-  second: GrpcBenchRow[][],
-  columns: [string, string, string, string, string],
-  footer: string,
-): string {
-  const header = ['gRPC scenario', 'unit', ...columns];
-  const rounds = (runs: GrpcBenchRow[][], i: number, pick: (r: GrpcBenchRow) => number) =>
-    runs.map((rows) => num(pick(rows[i]!))).join(', ');
-  const best = (runs: GrpcBenchRow[][], i: number) => Math.max(...runs.map((rows) => rows[i]!.throughput));
-  const body = first[0]!.map((row, i) => [
-    row.scenario,
-    row.unit,
-    rounds(first, i, (r) => r.throughput),
-    rounds(second, i, (r) => r.throughput),
-    `${(best(first, i) / best(second, i)).toFixed(2)}×`,
-    rounds(first, i, (r) => r.serverCpuMs),
-    rounds(second, i, (r) => r.serverCpuMs),
-  ]);
-  const widths = header.map((h, i) => Math.max(h.length, ...body.map((row) => row[i]!.length)));
-  const line = (cells: string[]) =>
-    `| ${cells.map((c, i) => (i < 2 ? c.padEnd(widths[i]!) : c.padStart(widths[i]!))).join(' | ')} |`;
-  const rule = `|${widths.map((w, i) => (i < 2 ? '-'.repeat(w + 2) : `${'-'.repeat(w + 1)}:`)).join('|')}|`;
-  return [line(header), rule, ...body.map(line), '', footer].join('\n');
-}
-
-/** larder and bazel-remote in alternating rounds of the same scenarios. */
+/** larder and bazel-remote interleaved; `passes` as GrpcBenchOptions.passes. */
 export async function runGrpcSideBySide(
   options: GrpcBenchOptions,
-  rounds: number,
-): Promise<{ larder: GrpcBenchRow[][]; peer: GrpcBenchRow[][] }> {
-  const larder: GrpcBenchRow[][] = [];
-  const peer: GrpcBenchRow[][] = [];
-  for (let round = 0; round < rounds; round++) {
-    larder.push(await runGrpcBench({ ...options, server: 'larder' }));
-    peer.push(await runGrpcBench({ ...options, server: 'bazel-remote' }));
-  }
-  return { larder, peer };
+  passes: number,
+): Promise<{ larder: GrpcBenchRow[]; peer: GrpcBenchRow[] }> {
+  const [larder, peer] = await runGrpcInterleaved(
+    [
+      { label: 'larder', server: 'larder' },
+      { label: 'bazel-remote', server: 'bazel-remote' },
+    ],
+    { ...options, passes },
+  );
+  return { larder: larder!, peer: peer! };
 }
 
-function num(value: number): string {
-  if (!Number.isFinite(value)) return 'n/a';
-  if (value >= 100) return Math.round(value).toString();
-  return value >= 10 ? value.toFixed(1) : value.toFixed(2);
+/** One server's rows as a table. */
+export function formatGrpcRows(rows: GrpcBenchRow[]): string {
+  const header = ['gRPC scenario', 'calls/s', 'throughput', 'unit', 'median ms', 'server CPU ms/call'];
+  return formatTable(
+    header,
+    rows.map((r) => [
+      r.scenario,
+      num(r.callsPerSecond),
+      num(r.throughput),
+      r.unit,
+      num(r.medianMs),
+      num(r.serverCpuMs),
+    ]),
+  );
+}
+
+/**
+ * Two servers of one interleaved run, row by row: each one's throughput over all its blocks, their ratio, the
+ * ratio's median and spread over the quads, and each one's CPU per call (server, then client).
+ */
+export function formatGrpcPair(first: GrpcBenchRow[], second: GrpcBenchRow[], names: [string, string]): string {
+  const [a, b] = names;
+  const header = [
+    'gRPC scenario',
+    'unit',
+    a,
+    b,
+    `${a} ÷ ${b}`,
+    '÷ per quad: median (low–high)',
+    `server CPU ms/call ${a}`,
+    b,
+    `client CPU ms/call ${a}`,
+    b,
+  ];
+  const body = first.map((r, i) => {
+    const s = second[i]!;
+    const ratios = r.quadThroughputs.map((t, q) => t / s.quadThroughputs[q]!);
+    return [
+      r.scenario,
+      r.unit,
+      num(r.throughput),
+      num(s.throughput),
+      `${(r.throughput / s.throughput).toFixed(2)}×`,
+      formatSpread(spread(ratios)),
+      num(r.serverCpuMs),
+      num(s.serverCpuMs),
+      num(r.clientCpuMs),
+      num(s.clientCpuMs),
+    ];
+  });
+  return formatTable(header, body);
+}
+
+const INTERLEAVED_NOTE =
+  'Throughput over all timed calls; the servers ran at once, one call per block, in A-B-B-A order, so ÷ per quad ' +
+  'is the ratio within each quad and its spread is the noise. Same client for both; stores on the same file system.';
+
+export function formatGrpcSideBySide(larder: GrpcBenchRow[], peer: GrpcBenchRow[]): string {
+  return `${formatGrpcPair(larder, peer, ['larder', 'bazel-remote'])}\n\n${INTERLEAVED_NOTE}`;
+}
+
+/**
+ * This larder against another checkout (BENCH_BEFORE) measured in separate runs, one after the other (bench/run.ts
+ * does that): each cell lists every run's throughput, so the spread between runs shows how noisy the machine was.
+ * `npx tsx bench/grpc.ts` with BENCH_BEFORE interleaves them instead (formatGrpcPair).
+ */
+export function formatGrpcComparison(now: GrpcBenchRow[][], before: GrpcBenchRow[][]): string {
+  const runs = (rounds: GrpcBenchRow[][], i: number, pick: (r: GrpcBenchRow) => number) =>
+    rounds.map((rows) => num(pick(rows[i]!))).join(', ');
+  const best = (rounds: GrpcBenchRow[][], i: number) => Math.max(...rounds.map((rows) => rows[i]!.throughput));
+  const header = ['gRPC scenario', 'unit', 'now', 'before', 'now ÷ before', 'server CPU ms/call now', 'before'];
+  const body = now[0]!.map((r, i) => [
+    r.scenario,
+    r.unit,
+    runs(now, i, (x) => x.throughput),
+    runs(before, i, (x) => x.throughput),
+    `${(best(now, i) / best(before, i)).toFixed(2)}×`,
+    runs(now, i, (x) => x.serverCpuMs),
+    runs(before, i, (x) => x.serverCpuMs),
+  ]);
+  return `${formatTable(header, body)}\n\nnow ÷ before: best run of each; the runs alternated (now, before, now…).`;
 }
 
 function digestOf(data: Uint8Array) {
   return { hash: createHash('sha256').update(data).digest('hex'), sizeBytes: BigInt(data.byteLength) };
 }
 
-/** Call latencies in ms, and the server's CPU per timed call (ms). */
-type TimedCalls = number[] & { cpuMs: number };
-
-/** One untimed warm-up call (connection, JIT), then `count - 1` timed ones, with the server's CPU over those. */
-async function timeCalls(pid: number, count: number, call: () => Promise<unknown>): Promise<TimedCalls> {
-  await call();
-  const before = cpuSeconds(pid);
-  const times: number[] = [];
-  for (let i = 1; i < count; i++) times.push(await timeOnce(call));
-  return Object.assign(times, { cpuMs: ((cpuSeconds(pid) - before) * 1000) / times.length });
-}
-
-/** One timed call (a whole stream), with the server's CPU over it. */
-async function timeStream(pid: number, call: () => Promise<unknown>): Promise<TimedCalls> {
-  const before = cpuSeconds(pid);
-  const ms = await timeOnce(call);
-  return Object.assign([ms], { cpuMs: (cpuSeconds(pid) - before) * 1000 });
-}
-
-async function timeOnce(call: () => Promise<unknown>): Promise<number> {
-  const start = performance.now();
-  await call();
-  return performance.now() - start;
-}
-
-function median(values: number[]): number {
-  const sorted = [...values].sort((a, b) => a - b);
-  return sorted[Math.floor(sorted.length / 2)] ?? NaN;
-}
-
-function unaryRow(scenario: string, times: TimedCalls, itemsPerCall: number, unit: string): GrpcBenchRow {
-  const callsPerSecond = (times.length * 1000) / times.reduce((a, b) => a + b, 0);
+async function startTarget(spec: GrpcServerSpec, dir: string, profileDir: string | undefined): Promise<Target> {
+  const nodeFlags = profileDir === undefined ? [] : ['--cpu-prof', `--cpu-prof-dir=${profileDir}`];
+  const server =
+    spec.server === 'bazel-remote'
+      ? await startBazelRemote(dir, undefined).then((peer) => ({ ...peer, address: peer.grpcAddress }))
+      : await startBenchExecutor(dir, nodeFlags, [], spec.root);
+  const cas = createClient(ContentAddressableStorage, server.address);
+  const bytestream = createClient(ByteStream, server.address);
   return {
-    scenario,
-    callsPerSecond,
-    throughput: callsPerSecond * itemsPerCall,
-    unit,
-    medianMs: median(times),
-    serverCpuMs: times.cpuMs,
-  };
-}
-
-function streamRow(scenario: string, times: TimedCalls, bytes: number): GrpcBenchRow {
-  const ms = times[0]!;
-  return {
-    scenario,
-    callsPerSecond: 1000 / ms,
-    throughput: bytes / MiB / (ms / 1000),
-    unit: 'MiB/s',
-    medianMs: ms,
-    serverCpuMs: times.cpuMs,
-  };
-}
-
-interface Server {
-  address: string;
-  pid: number;
-  stop(): Promise<void>;
-}
-
-/** `larder executor` as a child process on a free port; stopped by its PID. */
-async function startExecutor(root: string, nodeFlags: string[], args: string[]): Promise<Server> {
-  const child: ChildProcess = spawn(
-    process.execPath,
-    [...nodeFlags, join(root, 'bin/larder.js'), 'executor', '--listen', '127.0.0.1:0', ...args],
-    {
-      cwd: root,
-      stdio: ['ignore', 'pipe', 'pipe'],
-    },
-  );
-  let output = '';
-  child.stderr!.on('data', (d: Buffer) => (output += d.toString()));
-  const exited = new Promise<void>((done) => child.once('exit', () => done()));
-  const address = await new Promise<string>((ready, fail) => {
-    const timer = setTimeout(() => fail(new Error(`executor did not start:\n${output}`)), 30_000);
-    child.stdout!.on('data', (d: Buffer) => {
-      output += d.toString();
-      const match = /listening on grpc:\/\/(\S+)/.exec(output);
-      if (match) {
-        clearTimeout(timer);
-        ready(match[1]!);
-      }
-    });
-    child.once('exit', (code) => fail(new Error(`executor exited (${code}):\n${output}`)));
-  });
-  return {
-    address,
-    pid: child.pid!,
+    label: spec.label,
+    pid: server.pid,
+    cas,
+    bytestream,
+    batches: [],
+    batchReads: 0,
     async stop() {
-      if (child.exitCode === null && child.signalCode === null) process.kill(child.pid!, 'SIGTERM');
-      const timer = setTimeout(() => child.exitCode === null && process.kill(child.pid!, 'SIGKILL'), 8_000);
-      await exited;
-      clearTimeout(timer);
+      cas.close();
+      bytestream.close();
+      await server.stop();
     },
   };
 }
 
 if (process.argv[1] !== undefined && resolve(process.argv[1]) === resolve(import.meta.filename)) {
-  const streamMiB = Number(process.env.BENCH_GRPC_STREAM_MIB ?? 256);
-  const profileDir = process.env.BENCH_PROFILE_DIR || undefined;
-  const settings = { streamBytes: streamMiB * MiB, profileDir };
+  const options: GrpcBenchOptions = {
+    streamBytes: Number(process.env.BENCH_GRPC_STREAM_MIB ?? 64) * MiB,
+    passes: Number(process.env.BENCH_GRPC_ROUNDS ?? 2),
+    profileDir: process.env.BENCH_PROFILE_DIR || undefined,
+  };
   const before = process.env.BENCH_BEFORE || undefined;
-  if (before !== undefined) {
-    // Three servers in alternating rounds: this checkout, the one at BENCH_BEFORE, and bazel-remote (unless
-    // BENCH_GRPC_PEER=0), so before/after and both multiples of the peer come from one run.
-    const now: GrpcBenchRow[][] = [];
-    const then: GrpcBenchRow[][] = [];
-    const peer: GrpcBenchRow[][] = [];
-    for (let round = 0; round < Number(process.env.BENCH_GRPC_ROUNDS ?? 2); round++) {
-      now.push(await runGrpcBench({ ...settings, server: 'larder' }));
-      then.push(await runGrpcBench({ ...settings, server: 'larder', root: resolve(before) }));
-      if (process.env.BENCH_GRPC_PEER !== '0') peer.push(await runGrpcBench({ ...settings, server: 'bazel-remote' }));
-    }
-    console.log(formatGrpcComparison(now, then));
-    if (peer.length > 0)
-      console.log(`\n${formatGrpcSideBySide(now, peer)}\n\nbefore:\n${formatGrpcSideBySide(then, peer)}`);
-  } else if (process.env.BENCH_GRPC_PEER === '0') console.log(formatGrpcRows(await runGrpcBench(settings)));
-  else {
-    const { larder, peer } = await runGrpcSideBySide(settings, Number(process.env.BENCH_GRPC_ROUNDS ?? 2));
-    console.log(formatGrpcSideBySide(larder, peer));
-  }
-  if (profileDir !== undefined)
-    console.log(`executor profile in ${profileDir} (npx tsx bench/profile-summary.ts FILE)`);
+  const specs: GrpcServerSpec[] = [{ label: 'larder', server: 'larder' }];
+  if (before !== undefined) specs.push({ label: 'before', server: 'larder', root: resolve(before) });
+  if (process.env.BENCH_GRPC_PEER !== '0') specs.push({ label: 'bazel-remote', server: 'bazel-remote' });
+  const rows = await runGrpcInterleaved(specs, options);
+  if (specs.length === 1) console.log(formatGrpcRows(rows[0]!));
+  for (let i = 0; i < specs.length; i++)
+    for (let j = i + 1; j < specs.length; j++)
+      console.log(`\n${formatGrpcPair(rows[i]!, rows[j]!, [specs[i]!.label, specs[j]!.label])}`);
+  if (specs.length > 1) console.log(`\n${INTERLEAVED_NOTE}`);
+  if (options.profileDir !== undefined)
+    console.log(`executor profile in ${options.profileDir} (npx tsx bench/profile-summary.ts FILE)`);
 }
