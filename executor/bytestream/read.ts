@@ -9,7 +9,8 @@ import { streamOf } from '../../shared/storage/streams.ts';
 import type { ReadRequest } from '../../shared/proto/gen/google/bytestream/bytestream_pb.ts';
 import { Code, RpcError } from '../reapi/grpc-status.ts';
 import type { Zstd } from '../reapi/zstd.ts';
-import { BYTES_FIELD_HEADROOM, bytesWithHeadroom } from '../grpc/bytes-message.ts';
+import type { Send } from '../grpc/adapt.ts';
+import { FRAME_HEADROOM, bytesWithHeadroom } from '../grpc/bytes-message.ts';
 import { parseReadName } from './resource-name.ts';
 
 /** Largest data chunk per ReadResponse: well under every client's 4 MiB default message limit. */
@@ -20,11 +21,7 @@ export interface ReadDeps {
   zstd: Zstd | null;
 }
 
-export async function readBlob(
-  deps: ReadDeps,
-  request: ReadRequest,
-  send: (data: Uint8Array) => Promise<void>,
-): Promise<void> {
+export async function readBlob(deps: ReadDeps, request: ReadRequest, send: Send<Uint8Array>): Promise<void> {
   const resource = parseReadName(request.resourceName);
   const { digest } = resource;
   const offset = Number(request.readOffset);
@@ -78,17 +75,15 @@ function byteStream(body: ReadableStream<Uint8Array>): boolean {
 
 /**
  * Sends `bytes` of a byte stream read straight into each message's buffer (at most READ_CHUNK_BYTES), with room in
- * front for the field's key and length, so the message is encoded without copying the data (bytes-message.ts).
- * A buffer is reused once its message is encoded (grpc-js has then copied it into its frame), not before: grpc-js
- * may queue several messages before it frames them. So a long Read allocates a few buffers, not one per megabyte.
+ * front for the gRPC prefix and the field's key and length, so the message is encoded and framed in that memory
+ * (bytes-message.ts, in-place-frames.ts): no copy, and no new megabyte per message for the garbage collector.
+ * A buffer is reused once its message has been written out, not before: grpc-js may queue several messages before
+ * it writes them. So a long Read allocates a few buffers, not one per megabyte; how many stay in flight is bounded
+ * by `send`, which waits while the client is slow.
  */
-async function sendInPlace(
-  body: ReadableStream<Uint8Array>,
-  bytes: number,
-  send: (data: Uint8Array) => Promise<void>,
-): Promise<void> {
+async function sendInPlace(body: ReadableStream<Uint8Array>, bytes: number, send: Send<Uint8Array>): Promise<void> {
   const reader = body.getReader({ mode: 'byob' });
-  /** Buffers whose messages are encoded, free for the next chunk; each as large as the first chunk. */
+  /** Buffers whose messages are written, free for the next chunk; each as large as the first chunk. */
   const first = Math.min(bytes, READ_CHUNK_BYTES);
   const free: ArrayBuffer[] = [];
   let left = bytes;
@@ -96,10 +91,10 @@ async function sendInPlace(
     while (left > 0) {
       const length = Math.min(left, READ_CHUNK_BYTES);
       // Not from Buffer's shared pool: a BYOB read takes the whole ArrayBuffer over.
-      let buffer = free.pop() ?? (Buffer.allocUnsafeSlow(BYTES_FIELD_HEADROOM + first).buffer as ArrayBuffer);
+      let buffer = free.pop() ?? (Buffer.allocUnsafeSlow(FRAME_HEADROOM + first).buffer as ArrayBuffer);
       let filled = 0;
       while (filled < length) {
-        const view = new Uint8Array(buffer, BYTES_FIELD_HEADROOM + filled, length - filled);
+        const view = new Uint8Array(buffer, FRAME_HEADROOM + filled, length - filled);
         const { done, value } = await reader.read(view);
         if (value !== undefined) buffer = value.buffer as ArrayBuffer; // the read took the buffer over and hands it back
         if (done || value === undefined) throw new LarderError('internal', 'blob ended before its size');
@@ -107,7 +102,7 @@ async function sendInPlace(
       }
       left -= length;
       const full = buffer;
-      await send(bytesWithHeadroom(new Uint8Array(full), length, () => free.push(full)));
+      await send(bytesWithHeadroom(new Uint8Array(full), length), () => free.push(full));
     }
   } finally {
     await reader.cancel().catch(() => {});
@@ -115,11 +110,7 @@ async function sendInPlace(
 }
 
 /** Sends the stream in chunks of at most READ_CHUNK_BYTES, stopping after `limit` bytes. */
-async function sendChunks(
-  stream: ReadableStream<Uint8Array>,
-  limit: number,
-  send: (data: Uint8Array) => Promise<void>,
-): Promise<void> {
+async function sendChunks(stream: ReadableStream<Uint8Array>, limit: number, send: Send<Uint8Array>): Promise<void> {
   const reader = stream.getReader();
   let left = limit;
   try {

@@ -54,10 +54,17 @@ type Reply<M> = M extends { output: infer O extends DescMessage } ? MessageInitS
 export type Handler<M> = M extends { methodKind: 'unary' }
   ? (request: Request<M>, ctx: CallContext) => Promise<Reply<M>>
   : M extends { methodKind: 'server_streaming' }
-    ? (request: Request<M>, ctx: CallContext, send: (reply: Reply<M>) => Promise<void>) => Promise<void>
+    ? (request: Request<M>, ctx: CallContext, send: Send<Reply<M>>) => Promise<void>
     : M extends { methodKind: 'client_streaming' }
       ? (requests: AsyncIterable<Request<M>>, ctx: CallContext) => Promise<Reply<M>>
       : never;
+
+/**
+ * Sends one reply of a server stream, waiting while the client is slow. `written` is called once the reply has been
+ * written out (perhaps never, if the call ends first); until then the reply's memory may still be read, so a sender
+ * that reuses a reply's buffers (ByteStream Read) waits for it.
+ */
+export type Send<R> = (reply: R, written?: () => void) => Promise<void>;
 
 /** One handler per method of a generated service, keyed by the method's localName (`findMissingBlobs`). */
 export type ServiceHandlers<S extends Pick<DescService, 'method'>> = {
@@ -230,9 +237,9 @@ function adaptMethod(method: DescMethod, handler: AnyHandler, options: AdaptOpti
         const begun = begin(call);
         authorized(begun)
           .then(async (ctx) => {
-            const send = async (reply: unknown) => {
+            const send = async (reply: unknown, written?: () => void) => {
               if (ctx.signal.aborted) throw ctx.signal.reason;
-              if (!call.write(reply)) await drained(call, ctx.signal);
+              if (!call.write(reply, written && (() => written()))) await drained(call, ctx.signal);
             };
             await handler(await decoded(call.request), ctx, send);
           })

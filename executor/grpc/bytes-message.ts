@@ -6,8 +6,9 @@
  * writer produces (test/executor/grpc/bytes-message.test.ts checks that).
  *
  * A sender that owns the memory just in front of its data (bytesWithHeadroom: ByteStream Read reads blob bytes from
- * the file straight into a message buffer) gets no copy at all: the field's key and length are written into that
- * room and the message is the data's own memory. grpc-js then makes the one copy that frames it.
+ * the file straight into a message buffer) gets no copy and no allocation at all: the field's key and length are
+ * written into that room, and the gRPC message prefix in front of them when grpc-js frames it (in-place-frames.ts),
+ * so the frame sent is the data's own memory.
  */
 import type { DescMessage } from '@bufbuild/protobuf';
 import { ScalarType } from '@bufbuild/protobuf';
@@ -24,19 +25,16 @@ export function singleBytesEncoder(schema: DescMessage): ((message: unknown) => 
     // proto3: an empty bytes field is not written at all.
     if (data === undefined || data.byteLength === 0) return Buffer.alloc(0);
     const header = [...varint(tag), ...varint(data.byteLength)];
-    const encoded = withHeadroom.get(data);
-    withHeadroom.delete(data);
-    if (encoded !== undefined && header.length <= BYTES_FIELD_HEADROOM) {
+    if (withHeadroom.has(data) && header.length <= BYTES_FIELD_HEADROOM) {
       const start = data.byteOffset - header.length;
       const message = Buffer.from(data.buffer, start, header.length + data.byteLength);
       message.set(header, 0);
-      encoded();
+      framableInPlace.add(message);
       return message;
     }
     const out = Buffer.allocUnsafe(header.length + data.byteLength);
     out.set(header, 0);
     out.set(data, header.length);
-    encoded?.();
     return out;
   };
 }
@@ -44,22 +42,44 @@ export function singleBytesEncoder(schema: DescMessage): ((message: unknown) => 
 /** Room for a bytes field's key and length (a one-byte key and a length of up to 2^28) in front of its data. */
 export const BYTES_FIELD_HEADROOM = 5;
 
-/** Data whose owner gave the BYTES_FIELD_HEADROOM bytes in front of it to the encoder, with what to tell it once encoded. */
-const withHeadroom = new WeakMap<Uint8Array, () => void>();
+/** gRPC's message prefix: a compressed flag and a 4-byte big-endian length. */
+const GRPC_PREFIX_BYTES = 5;
+
+/** Room in front of a bytes field's data for the gRPC prefix, the field's key and its length: a whole frame in place. */
+export const FRAME_HEADROOM = GRPC_PREFIX_BYTES + BYTES_FIELD_HEADROOM;
+
+/** Data whose owner gave the memory in front of it (up to FRAME_HEADROOM bytes) to the encoder and framer. */
+const withHeadroom = new WeakSet<Uint8Array>();
+
+/** Encoded messages with room for the gRPC prefix just in front of them. */
+const framableInPlace = new WeakSet<Uint8Array>();
 
 /**
- * The `length` bytes at BYTES_FIELD_HEADROOM of `buffer` as a field's data, to be encoded in place: the caller gives
- * up the first BYTES_FIELD_HEADROOM bytes of the buffer, and must not change any of it until `encoded` is called.
- *
- * `encoded` runs inside the serializer, which grpc-js calls from its serializeMessage, copying the message into the
- * frame it sends before anything else runs (grpc-js 1.14, server-interceptors.js); so the buffer is free again for
- * code that awaited meanwhile: ByteStream Read reads the next chunk into it instead of allocating a megabyte per
- * message. A server that framed messages without copying them would have to call it later.
+ * The `length` bytes at FRAME_HEADROOM of `buffer` as a field's data, to be encoded and framed in place: the caller
+ * gives up the FRAME_HEADROOM bytes in front of it, and must not change any of the buffer until the message has been
+ * written out (the server-streaming `send`'s `written`), since the frame grpc-js sends may be this very memory.
  */
-export function bytesWithHeadroom(buffer: Uint8Array, length: number, encoded: () => void = () => {}): Uint8Array {
-  const data = buffer.subarray(BYTES_FIELD_HEADROOM, BYTES_FIELD_HEADROOM + length);
-  withHeadroom.set(data, encoded);
+export function bytesWithHeadroom(buffer: Uint8Array, length: number): Uint8Array {
+  const data = buffer.subarray(FRAME_HEADROOM, FRAME_HEADROOM + length);
+  withHeadroom.add(data);
   return data;
+}
+
+/**
+ * The gRPC frame of an encoded `message` (an uncompressed one: grpc-js servers do not compress), written in the
+ * room in front of it when its encoder left some (null otherwise: the caller copies it into a new frame).
+ */
+export function frameInPlace(message: Uint8Array): Buffer | null {
+  if (!framableInPlace.has(message)) return null;
+  framableInPlace.delete(message);
+  const frame = Buffer.from(
+    message.buffer,
+    message.byteOffset - GRPC_PREFIX_BYTES,
+    GRPC_PREFIX_BYTES + message.byteLength,
+  );
+  frame.writeUInt8(0, 0);
+  frame.writeUInt32BE(message.byteLength, 1);
+  return frame;
 }
 
 function varint(value: number): number[] {

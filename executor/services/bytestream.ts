@@ -12,7 +12,7 @@ import { type WriteDeps, writeBlob } from '../bytestream/write.ts';
 export function byteStreamService(deps: WriteDeps): ServiceHandlers<typeof ByteStream> {
   return {
     async read(request, _ctx, send) {
-      await readBlob(deps, request, (data) => send({ data }));
+      await readBlob(deps, request, (data, written) => send({ data }, written));
     },
 
     async write(requests, ctx) {

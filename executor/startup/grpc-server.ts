@@ -11,6 +11,7 @@ import type { Metrics } from '../../shared/metrics/metrics.ts';
 import type { BlobStore } from '../../shared/storage/store.ts';
 import type { PartialUploads } from '../bytestream/partial-uploads.ts';
 import { widenReceiveWindows } from '../grpc/flow-control.ts';
+import { allowInPlaceFrames } from '../grpc/in-place-frames.ts';
 import { watchUnservedMethods } from '../grpc/unserved-methods.ts';
 import { createExecutorServer } from './server.ts';
 import type { loadZstd } from '../reapi/zstd.ts';
@@ -61,6 +62,8 @@ export async function startGrpcServer(
   });
   if (!watchUnservedMethods(server, { log, metrics: options.metrics }))
     log.warn('cannot watch for calls to unserved methods (grpc-js internals changed?): they are not logged');
+  if (!allowInPlaceFrames())
+    log.warn('cannot frame replies in place (grpc-js internals changed?): every ByteStream Read message is copied');
   if (!widenReceiveWindows(server))
     log.warn(
       'could not widen HTTP/2 receive windows (grpc-js internals changed?): uploads stay at 64 KiB per round trip',

@@ -1,7 +1,12 @@
 // The hand-written encoder for single-bytes-field messages writes exactly what protobuf-es writes.
 import { create, toBinary } from '@bufbuild/protobuf';
 import { describe, expect, it } from 'vitest';
-import { BYTES_FIELD_HEADROOM, bytesWithHeadroom, singleBytesEncoder } from '../../../executor/grpc/bytes-message.ts';
+import {
+  bytesWithHeadroom,
+  FRAME_HEADROOM,
+  frameInPlace,
+  singleBytesEncoder,
+} from '../../../executor/grpc/bytes-message.ts';
 import { ReadResponseSchema, WriteRequestSchema } from '../../../shared/proto/gen/google/bytestream/bytestream_pb.ts';
 import { randomBytes } from '../helpers.ts';
 
@@ -19,8 +24,8 @@ describe('singleBytesEncoder', () => {
   it("encodes data given with headroom in place: the same bytes, in the data's own memory, not a copy", () => {
     for (const size of [1, 127, 128, 16_384, 1024 * 1024]) {
       const data = randomBytes(size, size + 2);
-      const buffer = new Uint8Array(BYTES_FIELD_HEADROOM + size);
-      buffer.set(data, BYTES_FIELD_HEADROOM);
+      const buffer = new Uint8Array(FRAME_HEADROOM + size);
+      buffer.set(data, FRAME_HEADROOM);
       const framed = bytesWithHeadroom(buffer, size);
       const expected = toBinary(ReadResponseSchema, create(ReadResponseSchema, { data }));
       const encoded = encode({ data: framed });
@@ -42,17 +47,26 @@ describe('singleBytesEncoder', () => {
   });
 });
 
-describe('bytesWithHeadroom', () => {
+describe('frameInPlace', () => {
   const encode = singleBytesEncoder(ReadResponseSchema)!;
 
-  it('tells its owner when the message is encoded (so the buffer may be reused), once, and not before', () => {
-    for (const size of [1, 1024 * 1024]) {
-      let told = 0;
-      const data = bytesWithHeadroom(new Uint8Array(BYTES_FIELD_HEADROOM + size), size, () => told++);
-      expect(told).toBe(0);
-      encode({ data });
-      encode({ data });
-      expect(told).toBe(1);
+  it('writes the gRPC prefix in front of a message encoded in place: the whole frame in the data’s own memory', () => {
+    for (const size of [1, 127, 128, 16_384, 1024 * 1024]) {
+      const data = randomBytes(size, size + 4);
+      const buffer = new Uint8Array(FRAME_HEADROOM + size);
+      buffer.set(data, FRAME_HEADROOM);
+      const message = encode({ data: bytesWithHeadroom(buffer, size) });
+      const expected = Buffer.from(toBinary(ReadResponseSchema, create(ReadResponseSchema, { data })));
+      const prefix = Buffer.alloc(5);
+      prefix.writeUInt32BE(expected.byteLength, 1);
+      const frame = frameInPlace(message);
+      expect(frame?.buffer).toBe(buffer.buffer);
+      expect(Buffer.compare(frame!, Buffer.concat([prefix, expected])), `size ${size}`).toBe(0);
     }
+  });
+
+  it('leaves a message without room in front of it to be copied', () => {
+    expect(frameInPlace(encode({ data: randomBytes(100, 5) }))).toBeNull();
+    expect(frameInPlace(Buffer.alloc(10))).toBeNull();
   });
 });
