@@ -287,10 +287,13 @@ function streamSource(bytes: number) {
   };
 }
 
-/** One server alone: larder's executor (or bazel-remote, options.server), every row. */
+/**
+ * One server alone: larder's executor (or bazel-remote, options.server), every row, one pass unless told (the caller
+ * runs it again for each round).
+ */
 export async function runGrpcBench(options: GrpcBenchOptions = {}): Promise<GrpcBenchRow[]> {
   const server = options.server ?? 'larder';
-  const [rows] = await runGrpcInterleaved([{ label: server, server, root: options.root }], options);
+  const [rows] = await runGrpcInterleaved([{ label: server, server, root: options.root }], { passes: 1, ...options });
   return rows!;
 }
 
