@@ -11,7 +11,6 @@ import {
   fdatasync,
   fstat,
   open as openFd,
-  openSync,
   read,
   unlink,
   write,
@@ -92,7 +91,7 @@ async function writeWholeFileInOneTask(
 ): Promise<void> {
   for (;;) {
     try {
-      await callback<void>((done) => writeFileAt(path, bytes, { flag: 'wx', mode: BLOB_MODE, flush: true }, done));
+      await writeFileTask(path, bytes, { flag: 'wx', mode: BLOB_MODE, flush: true });
       return;
     } catch (err) {
       const failed = (err as { syscall?: string }).syscall;
@@ -121,76 +120,42 @@ const DIRECT_WRITE_MIN = 256 * 1024;
 const DIRECT_ALIGN = 4096;
 
 /**
- * writeWholeFile with O_DIRECT (see DIRECT_WRITES): the aligned part of the blob direct, its tail (under
- * DIRECT_ALIGN) through the page cache by a second descriptor, then the file synced like any other. False when the
- * kernel refused the direct write: nothing is left behind, and the caller writes the blob the usual way.
+ * writeWholeFile with O_DIRECT (see DIRECT_WRITES), in one thread-pool task per part (see writeWholeFileInOneTask):
+ * the aligned part of the blob direct, synced at once when that is all of it; else the tail (under DIRECT_ALIGN)
+ * appended through the page cache, and the whole file synced with it. False when the kernel refused the direct
+ * write: nothing is left behind, and the caller writes the blob the usual way.
  */
 async function writeWholeFileDirect(
   path: string,
   bytes: Uint8Array,
   makeRoom: () => Promise<boolean>,
 ): Promise<boolean> {
-  const flags = constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_DIRECT;
-  let fd: number;
-  try {
-    fd = await callback<number>((done) => openFd(path, flags, BLOB_MODE, done));
-  } catch (err) {
-    if (errno(err) !== 'EINVAL') throw diskError(err, 'create');
-    await callback<void>((done) => unlink(path, done)).catch(() => {});
-    return false;
-  }
-  let refused = false;
-  try {
-    const aligned = bytes.byteLength - (bytes.byteLength % DIRECT_ALIGN);
-    for (let offset = 0; offset < aligned; ) {
-      const at = offset;
-      try {
-        offset += await callback<number>((done) => write(fd, bytes, at, aligned - at, at, done));
-      } catch (err) {
-        if (errno(err) === 'EINVAL') {
-          refused = true;
-          return false;
-        }
-        if (errno(err) !== 'ENOSPC' || !(await makeRoom())) throw diskError(err, 'write');
-      }
+  const aligned = bytes.subarray(0, bytes.byteLength - (bytes.byteLength % DIRECT_ALIGN));
+  const tail = bytes.subarray(aligned.byteLength);
+  for (;;) {
+    try {
+      await writeFileTask(path, aligned, { flag: DIRECT_CREATE, mode: BLOB_MODE, flush: tail.byteLength === 0 });
+      if (tail.byteLength > 0) await writeFileTask(path, tail, { flag: 'a', mode: BLOB_MODE, flush: true });
+      return true;
+    } catch (err) {
+      await callback<void>((done) => unlink(path, done)).catch(() => {});
+      if (errno(err) === 'EINVAL') return false;
+      const failed = (err as { syscall?: string }).syscall;
+      const action = failed === 'open' ? 'create' : failed === 'fsync' ? 'sync' : 'write';
+      if (errno(err) !== 'ENOSPC' || action === 'create' || !(await makeRoom())) throw diskError(err, action);
     }
-    if (aligned < bytes.byteLength) await writeTail(path, bytes, aligned, makeRoom);
-    await callback<void>((done) => fdatasync(fd, done)).catch((err) => Promise.reject(diskError(err, 'sync')));
-    return true;
-  } finally {
-    closeSync(fd);
-    if (refused) await callback<void>((done) => unlink(path, done)).catch(() => {});
   }
 }
 
-/**
- * Writes `bytes` from `from` on into the file at `path` through the page cache. The tail of a direct write is under
- * DIRECT_ALIGN bytes, so it is written with synchronous calls: cheaper than thread-pool round trips, and opening a
- * file that exists waits for no journal.
- */
-async function writeTail(
+const DIRECT_CREATE = constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | (constants.O_DIRECT ?? 0);
+
+/** node:fs writeFile; its flags may be a number (open(2)'s), which Node and Bun take though the types say string. */
+function writeFileTask(
   path: string,
   bytes: Uint8Array,
-  from: number,
-  makeRoom: () => Promise<boolean>,
+  options: { flag: string | number; mode: number; flush: boolean },
 ): Promise<void> {
-  let fd: number;
-  try {
-    fd = openSync(path, constants.O_WRONLY);
-  } catch (err) {
-    throw diskError(err, 'write');
-  }
-  try {
-    for (let offset = from; offset < bytes.byteLength; ) {
-      try {
-        offset += writeSync(fd, bytes, offset, bytes.byteLength - offset, offset);
-      } catch (err) {
-        if (errno(err) !== 'ENOSPC' || !(await makeRoom())) throw diskError(err, 'write');
-      }
-    }
-  } finally {
-    closeSync(fd);
-  }
+  return callback<void>((done) => writeFileAt(path, bytes, options as { flag: string }, done));
 }
 
 /** A node:fs callback call as a promise, without the FileHandle objects of fs/promises. */
