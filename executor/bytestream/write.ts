@@ -11,6 +11,7 @@ import { isLarderError, LarderError } from '../../shared/errors.ts';
 import type { Logger } from '../../shared/log.ts';
 import type { BlobStore } from '../../shared/storage/store.ts';
 import type { WriteRequest } from '../../shared/proto/gen/google/bytestream/bytestream_pb.ts';
+import { handBack } from '../grpc/lent-frames.ts';
 import { Code, RpcError } from '../reapi/grpc-status.ts';
 import type { Zstd } from '../reapi/zstd.ts';
 import { fileSlice, type PartialUploads, type Recorder } from './partial-uploads.ts';
@@ -139,6 +140,9 @@ async function storeByAdopting(
   let total = recorder.resumedFrom;
   for await (const chunk of incoming) {
     total += chunk.byteLength;
+    // `incoming` enqueues a message's data only once the recorder has written and hashed it, and nothing else reads
+    // it: its memory can take a later message of this call (lent-frames.ts), instead of a fresh megabyte each.
+    handBack(chunk);
     if (total > size) throw new LarderError('size_mismatch', `size mismatch: declared ${size} bytes, received more`);
   }
   if (total !== size)

@@ -12,6 +12,7 @@ import type { BlobStore } from '../../shared/storage/store.ts';
 import type { PartialUploads } from '../bytestream/partial-uploads.ts';
 import { widenReceiveWindows } from '../grpc/flow-control.ts';
 import { allowInPlaceFrames } from '../grpc/in-place-frames.ts';
+import { allowLentFrames } from '../grpc/lent-frames.ts';
 import { watchUnservedMethods } from '../grpc/unserved-methods.ts';
 import { createExecutorServer } from './server.ts';
 import type { loadZstd } from '../reapi/zstd.ts';
@@ -64,6 +65,10 @@ export async function startGrpcServer(
     log.warn('cannot watch for calls to unserved methods (grpc-js internals changed?): they are not logged');
   if (!allowInPlaceFrames())
     log.warn('cannot frame replies in place (grpc-js internals changed?): every ByteStream Read message is copied');
+  if (!allowLentFrames())
+    log.warn(
+      'cannot decode into handed-back buffers (grpc-js internals changed?): every ByteStream Write message is a new one',
+    );
   if (!widenReceiveWindows(server))
     log.warn(
       'could not widen HTTP/2 receive windows (grpc-js internals changed?): uploads stay at 64 KiB per round trip',
