@@ -144,6 +144,27 @@ describe('ContentAddressableStorage', () => {
     ).toEqual([]);
   });
 
+  it('refuses a FindMissingBlobs whose every digest but one is well formed, naming that one', async () => {
+    const good = Array.from({ length: 5 }, (_, i) => digestOf(`good ${i}`));
+    const hash = good[0]!.hash;
+    const malformed = [
+      { hash: hash.slice(1), sizeBytes: 1n }, // 63 characters
+      { hash: `${hash}0`, sizeBytes: 1n }, // 65
+      { hash: hash.toUpperCase(), sizeBytes: 1n },
+      ...['g', '/', ':', '`', ' ', 'é', '\u0660'].map((c) => ({ hash: `${hash.slice(0, 63)}${c}`, sizeBytes: 1n })),
+      { hash, sizeBytes: -1n },
+      { hash, sizeBytes: 2n ** 53n }, // not exact as a number
+    ];
+    for (const digest of malformed) {
+      const refused = await codeOf(cas().findMissingBlobs({ blobDigests: [...good, digest, ...good] }));
+      expect(refused.code, `${JSON.stringify(digest.hash)}/${digest.sizeBytes}`).toBe(grpc.status.INVALID_ARGUMENT);
+      expect(refused.details).toMatch(/blob_digests\[5\]/);
+    }
+    // The empty blob is always there, and never reported missing; the others are.
+    const reply = await cas().findMissingBlobs({ blobDigests: [...good, { hash: EMPTY_SHA256, sizeBytes: 0n }] });
+    expect(reply.missingBlobDigests).toEqual(good.map((d) => expect.objectContaining(d)));
+  });
+
   it('answers FindMissingBlobs for 10,000 digests', async () => {
     const digests = Array.from({ length: 10_000 }, (_, i) => digestOf(`blob ${i}`));
     const reply = await cas().findMissingBlobs({ blobDigests: digests });
