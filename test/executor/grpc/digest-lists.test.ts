@@ -90,7 +90,10 @@ describe('digestListEncoder', () => {
   const encode = digestListEncoder(FindMissingBlobsResponseSchema)!;
 
   it('encodes FindMissingBlobsResponse byte for byte like protobuf-es', () => {
-    for (const missingBlobDigests of [[], digests, digests.slice(0, 1)]) {
+    // ASCII hashes are written as Latin-1 (the same bytes); any other character must still be UTF-8, lone surrogates
+    // included (as protobuf-es writes them).
+    const unusual = ['ÿ', 'x\u{1F600}', '\ud800', 'a\u0660'].map((hash) => ({ hash, sizeBytes: 1n }));
+    for (const missingBlobDigests of [[], digests, digests.slice(0, 1), unusual]) {
       const message = create(FindMissingBlobsResponseSchema, { missingBlobDigests });
       const expected = Buffer.from(toBinary(FindMissingBlobsResponseSchema, message));
       expect(Buffer.compare(encode(message), expected)).toBe(0);
