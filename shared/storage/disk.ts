@@ -34,6 +34,7 @@ import { createHash, randomUUID } from 'node:crypto';
 import { closeSync, openSync, readFileSync, readSync, rmSync, statSync } from 'node:fs';
 import { chmod, mkdir, readdir, rename, rm, stat, statfs, unlink, utimes } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
+import { setImmediate } from 'node:timers/promises';
 import type { BlobKey } from '../digest.ts';
 import { LarderError } from '../errors.ts';
 import type { Logger } from '../log.ts';
@@ -214,7 +215,7 @@ export class DiskStore implements BlobStore {
     // Synchronous checks (see #fileSize), RECHECKS_AT_ONCE between turns of the event loop: once a minute every blob
     // a FindMissingBlobs names is checked again, and 5,000 of them on the thread pool took 150-180 ms of CPU against 28-31 ms (one process, loaded machine).
     for (let from = 0; from < recheck.length; from += RECHECKS_AT_ONCE) {
-      if (from > 0) await new Promise((next) => setImmediate(next));
+      if (from > 0) await setImmediate();
       const asked = { at: Date.now(), gaps: this.#gaps };
       for (const { at, id } of recheck.slice(from, from + RECHECKS_AT_ONCE)) {
         const size = this.#fileSize(id);
