@@ -195,7 +195,8 @@ export class DiskStore implements BlobStore {
    * - If the ledger may have lost news (a process's ledger came and went before this one read it: it started,
    *   evicted and stopped meanwhile), every confirmation is withdrawn (`#gaps`).
    * - Confirmations older than CONFIRMED_FOR_MS bound how long deletions by anything else go unseen.
-   * Blobs the index knows but cannot vouch for are checked on the file system, a few hundred per turn of the event loop.
+   * Blobs the index knows but cannot vouch for are checked on the file system, a few hundred per turn of the event
+   * loop.
    * Blobs the index does not know are reported missing without a look: the index learns of every publish
    * through the ledger, and a wrong "missing" only costs the client an upload, which then indexes the blob.
    */
@@ -213,7 +214,8 @@ export class DiskStore implements BlobStore {
       else recheck.push({ at, id });
     }
     // Synchronous checks (see #fileSize), RECHECKS_AT_ONCE between turns of the event loop: once a minute every blob
-    // a FindMissingBlobs names is checked again, and 5,000 of them on the thread pool took 150-180 ms of CPU against 28-31 ms (one process, loaded machine).
+    // a FindMissingBlobs names is checked again, and 5,000 of them on the thread pool took 150-180 ms of CPU against
+    // 28-31 ms synchronously (one process, loaded machine).
     for (let from = 0; from < recheck.length; from += RECHECKS_AT_ONCE) {
       if (from > 0) await setImmediate();
       const asked = { at: Date.now(), gaps: this.#gaps };
