@@ -13,8 +13,8 @@
  * nothing breaks: messages are copied as before, and this returns false
  * (test/executor/grpc/in-place-frames.test.ts checks that a served frame is the sender's memory).
  */
-import { createRequire } from 'node:module';
 import { frameInPlace } from './bytes-message.ts';
+import { grpcJsPrototype } from './grpc-js-internals.ts';
 
 interface FramingCall {
   handler: { serialize(value: unknown): Buffer };
@@ -25,17 +25,12 @@ const INSTALLED = Symbol('larder in-place frames');
 
 /** Wraps grpc-js's server framing once per process; returns whether it could. */
 export function allowInPlaceFrames(): boolean {
-  let prototype: (FramingCall & { [INSTALLED]?: true }) | undefined;
-  try {
-    // grpc-js's own module instance: the package's entry point requires this very file.
-    const internals = createRequire(import.meta.url)('@grpc/grpc-js/build/src/server-interceptors.js') as {
-      BaseServerInterceptingCall?: { prototype?: FramingCall };
-    };
-    prototype = internals.BaseServerInterceptingCall?.prototype;
-  } catch {
-    return false;
-  }
-  if (prototype === undefined || typeof prototype.serializeMessage !== 'function') return false;
+  const prototype = grpcJsPrototype<FramingCall & { [INSTALLED]?: true }>(
+    'server-interceptors.js',
+    'BaseServerInterceptingCall',
+    'serializeMessage',
+  );
+  if (prototype === undefined) return false;
   if (prototype[INSTALLED]) return true;
   prototype.serializeMessage = function serializeMessage(this: FramingCall, value: unknown): Buffer {
     const message = this.handler.serialize(value);

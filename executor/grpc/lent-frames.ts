@@ -14,7 +14,7 @@
  * messages are decoded as before, and this returns false (test/executor/grpc/lent-frames.test.ts checks that a
  * handed-back buffer receives the next message).
  */
-import { createRequire } from 'node:module';
+import { grpcJsPrototype } from './grpc-js-internals.ts';
 
 /** Messages smaller than this are joined as grpc-js joins them: lending pays only for large ones. */
 export const LENDABLE_BYTES = 64 * 1024;
@@ -126,17 +126,13 @@ const INSTALLED = Symbol('larder lent frames');
 
 /** Wraps grpc-js's message decoder once per process; returns whether it could. */
 export function allowLentFrames(): boolean {
-  let prototype: (StreamDecoderLike & { [INSTALLED]?: true }) | undefined;
-  try {
-    // grpc-js's own module instance: the package's server and client code require this very file.
-    const internals = createRequire(import.meta.url)('@grpc/grpc-js/build/src/stream-decoder.js') as {
-      StreamDecoder?: { prototype?: StreamDecoderLike };
-    };
-    prototype = internals.StreamDecoder?.prototype;
-  } catch {
-    return false;
-  }
-  if (prototype === undefined || typeof prototype.write !== 'function') return false;
+  // The package's server and client code both decode with this class.
+  const prototype = grpcJsPrototype<StreamDecoderLike & { [INSTALLED]?: true }>(
+    'stream-decoder.js',
+    'StreamDecoder',
+    'write',
+  );
+  if (prototype === undefined) return false;
   if (prototype[INSTALLED]) return true;
   const original = prototype.write;
   prototype.write = function write(this: Wrapped, data: Buffer): Buffer[] {
