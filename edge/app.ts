@@ -54,7 +54,7 @@ export function createEdgeApp(options: EdgeAppOptions): EdgeApp {
     c.text('not found: cache paths are /[instance/]ac/{sha256} and /[instance/]cas/{sha256}\n', 404),
   );
   routes.onError((err, c) =>
-    errorResponse(err, log, c.req.method, new URL(c.req.url).pathname, c.req.header(REQUEST_METADATA_KEY) ?? null),
+    errorResponse(err, log, c.req.method, pathOf(c.req.url), c.req.header(REQUEST_METADATA_KEY) ?? null),
   );
 
   async function fetch(request: Request, env?: unknown): Promise<Response> {

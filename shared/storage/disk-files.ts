@@ -81,24 +81,34 @@ const ONE_TASK_WRITES = typeof (globalThis as { Bun?: unknown }).Bun !== 'undefi
 
 /**
  * writeWholeFile in one thread-pool task (ONE_TASK_WRITES): the same file, the same mode, on stable storage when it
- * resolves (fsync, which also syncs what fdatasync leaves out). A failed call may leave part of the file: on ENOSPC
- * that is removed, `makeRoom` asked, and the whole file written again.
+ * resolves (fsync, which also syncs what fdatasync leaves out).
  */
-async function writeWholeFileInOneTask(
-  path: string,
-  bytes: Uint8Array,
-  makeRoom: () => Promise<boolean>,
-): Promise<void> {
+function writeWholeFileInOneTask(path: string, bytes: Uint8Array, makeRoom: () => Promise<boolean>): Promise<void> {
+  return writeFileInTasks(path, [{ bytes, flag: 'wx', flush: true }], makeRoom);
+}
+
+/** One writeFile task's part of a new file: its bytes, the open(2) flags (a string or a number), and whether it syncs. */
+interface FilePart {
+  bytes: Uint8Array;
+  flag: string | number;
+  flush: boolean;
+}
+
+/**
+ * Writes a new file at `path` in one thread-pool task per part, in order, with the blobs' mode. A failed call may
+ * leave part of the file, so it is removed; on ENOSPC `makeRoom` is asked and the whole file written again.
+ * Failures are disk errors, with the system's error as their cause.
+ */
+async function writeFileInTasks(path: string, parts: FilePart[], makeRoom: () => Promise<boolean>): Promise<void> {
   for (;;) {
     try {
-      await writeFileTask(path, bytes, { flag: 'wx', mode: BLOB_MODE, flush: true });
+      for (const { bytes, flag, flush } of parts) await writeFileTask(path, bytes, { flag, mode: BLOB_MODE, flush });
       return;
     } catch (err) {
+      await callback<void>((done) => unlink(path, done)).catch(() => {});
       const failed = (err as { syscall?: string }).syscall;
       const action = failed === 'open' ? 'create' : failed === 'fsync' ? 'sync' : 'write';
-      if (errno(err) !== 'ENOSPC' || action === 'create') throw diskError(err, action);
-      await callback<void>((done) => unlink(path, done)).catch(() => {});
-      if (!(await makeRoom())) throw diskError(err, action);
+      if (errno(err) !== 'ENOSPC' || action === 'create' || !(await makeRoom())) throw diskError(err, action);
     }
   }
 }
@@ -132,18 +142,14 @@ async function writeWholeFileDirect(
 ): Promise<boolean> {
   const aligned = bytes.subarray(0, bytes.byteLength - (bytes.byteLength % DIRECT_ALIGN));
   const tail = bytes.subarray(aligned.byteLength);
-  for (;;) {
-    try {
-      await writeFileTask(path, aligned, { flag: DIRECT_CREATE, mode: BLOB_MODE, flush: tail.byteLength === 0 });
-      if (tail.byteLength > 0) await writeFileTask(path, tail, { flag: 'a', mode: BLOB_MODE, flush: true });
-      return true;
-    } catch (err) {
-      await callback<void>((done) => unlink(path, done)).catch(() => {});
-      if (errno(err) === 'EINVAL') return false;
-      const failed = (err as { syscall?: string }).syscall;
-      const action = failed === 'open' ? 'create' : failed === 'fsync' ? 'sync' : 'write';
-      if (errno(err) !== 'ENOSPC' || action === 'create' || !(await makeRoom())) throw diskError(err, action);
-    }
+  const parts: FilePart[] = [{ bytes: aligned, flag: DIRECT_CREATE, flush: tail.byteLength === 0 }];
+  if (tail.byteLength > 0) parts.push({ bytes: tail, flag: 'a', flush: true });
+  try {
+    await writeFileInTasks(path, parts, makeRoom);
+    return true;
+  } catch (err) {
+    if (errno((err as Error).cause) === 'EINVAL') return false;
+    throw err;
   }
 }
 
