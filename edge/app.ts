@@ -27,7 +27,7 @@ export interface EdgeAppOptions extends Omit<CacheRequestOptions, 'bodies' | 'se
 /** The edge as its runtime entry serves it. */
 export interface EdgeApp {
   /** Answers one request; `env` is whatever the runtime's adapter passes with it (@hono/node-server's Node objects). */
-  fetch(request: Request, env?: unknown): Promise<Response>;
+  fetch(request: Request, env?: unknown): Response | Promise<Response>;
   /** Answers a request for `path` on this app without a server (tests, embedding). */
   request(path: string, init?: RequestInit): Promise<Response>;
 }
@@ -57,7 +57,7 @@ export function createEdgeApp(options: EdgeAppOptions): EdgeApp {
     errorResponse(err, log, c.req.method, pathOf(c.req.url), c.req.header(REQUEST_METADATA_KEY) ?? null),
   );
 
-  async function fetch(request: Request, env?: unknown): Promise<Response> {
+  function fetch(request: Request, env?: unknown): Response | Promise<Response> {
     const path = pathOf(request.url);
     let key;
     try {
@@ -67,7 +67,7 @@ export function createEdgeApp(options: EdgeAppOptions): EdgeApp {
     }
     return key === null ? routes.fetch(request, env) : cacheRequest(request, env, path, key);
   }
-  return { fetch, request: (path, init) => fetch(new Request(new URL(path, 'http://localhost'), init)) };
+  return { fetch, request: async (path, init) => fetch(new Request(new URL(path, 'http://localhost'), init)) };
 }
 
 /**

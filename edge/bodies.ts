@@ -36,9 +36,10 @@ export type BlobSender = (
 
 /**
  * Downloads, for a runtime that sends files itself: a blob the store located in a file (BlobStore.locate) without
- * opening it. The file may be gone by the time it is opened; the sender answers that as a miss.
+ * opening it, typed `application/octet-stream` and sized by the runtime as it sends it (no header object to build
+ * per download). The file may be gone by the time it is opened; the sender answers that as a miss.
  */
-export type FileSender = (file: BlobFile, headers: Record<string, string>) => Response;
+export type FileSender = (file: BlobFile) => Response;
 
 export function webSender(_env: unknown, blob: StoredBlob, headers: Record<string, string>): Response {
   // The casts only narrow the buffer type: Uint8Array<ArrayBufferLike> is what the stores hand out.

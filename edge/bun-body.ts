@@ -10,7 +10,7 @@ import type { BlobBody } from '../shared/storage/store.ts';
 import { bodyError, collect, streamOf } from '../shared/storage/streams.ts';
 import { type BlobSender, type BodyReceiver, type FileSender, webSender, WholeBodies } from './bodies.ts';
 
-declare const Bun: { file(path: string): Blob };
+declare const Bun: { file(path: string, options?: { type: string }): Blob };
 
 /**
  * `release`: the store is done with an upload's bytes once its put resolves (a disk store: written and synced), so
@@ -76,6 +76,9 @@ export function bunSender(whole = new WholeBodies()): BlobSender {
 
 /**
  * A blob the store located in a file (BlobStore.locate) goes out as that file without the store opening it first:
- * Bun opens it once, to send it. One evicted meanwhile fails that open, answered as a miss (bun.ts).
+ * Bun opens it once, to send it, and writes its Content-Length from the open file. One evicted meanwhile fails that
+ * open, answered as a miss (bun.ts).
  */
-export const bunFileSender: FileSender = (file, headers) => new Response(Bun.file(file.path), { headers });
+export const bunFileSender: FileSender = (file) => new Response(Bun.file(file.path, BLOB_FILE));
+
+const BLOB_FILE = { type: 'application/octet-stream' };

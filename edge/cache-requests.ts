@@ -7,6 +7,7 @@
  * cold for the next request's code. app.ts sends cache paths here before its router sees them.
  */
 import type { Principal } from '../shared/auth/authenticator.ts';
+import { ROLES } from '../shared/auth/operations.ts';
 import type { AccessGate } from '../shared/auth/gate.ts';
 import { decodeActionResult, MAX_BUFFERED_PROTO_BYTES, outputsPresent } from '../shared/ac/validate.ts';
 import { type BlobKey, EMPTY_SHA256, formatKey } from '../shared/digest.ts';
@@ -14,7 +15,7 @@ import { errorForLog, isLarderError, LarderError } from '../shared/errors.ts';
 import type { Logger } from '../shared/log.ts';
 import type { Metrics, Outcome } from '../shared/metrics/metrics.ts';
 import { REQUEST_METADATA_KEY, requestMetadataFields, requestMetadataFromHeader } from '../shared/request-metadata.ts';
-import type { BlobStore } from '../shared/storage/store.ts';
+import type { BlobFile, BlobStore } from '../shared/storage/store.ts';
 import { collect, readWhole } from '../shared/storage/streams.ts';
 import { authorize } from './auth.ts';
 import type { BlobSender, BodyReceiver, FileSender } from './bodies.ts';
@@ -43,44 +44,118 @@ export interface CacheRequestOptions {
 }
 
 /** Answers one cache request for `key` (parsed from `path`); `env` is what the runtime's adapter passed with it. */
-export type CacheRequestHandler = (request: Request, env: unknown, path: string, key: BlobKey) => Promise<Response>;
+export type CacheRequestHandler = (
+  request: Request,
+  env: unknown,
+  path: string,
+  key: BlobKey,
+) => Response | Promise<Response>;
 
 const BLOB_HEADERS = { 'content-type': 'application/octet-stream' };
+
+/** Who every request is when the app has no gate (embedding and tests): allowed everything. */
+const UNGATED: Principal = { subject: 'anonymous', via: 'anonymous', roles: new Set(ROLES) };
 
 export function cacheRequests(options: CacheRequestOptions): CacheRequestHandler {
   const { store, log, metrics, gate, bodies, fileSender } = options;
   const send = options.sender;
 
-  return async function cacheRequest(request, env, path, key) {
+  return function cacheRequest(request, env, path, key) {
     const started = performance.now();
-    const response = await answered(request, env, path, key);
+    // Authenticated and authorised first: 401/403 before any body is read.
+    const admitted = admittedWithoutCredentials(request);
+    if (admitted !== null) return answerAs(admitted, request, env, path, key, started);
+    return authorize(gate!, log, metrics, request, path).then(
+      (outcome) =>
+        outcome instanceof Response
+          ? observed(request, path, key, started, outcome)
+          : answerAs(outcome, request, env, path, key, started),
+      (err: unknown) => observed(request, path, key, started, failed(err, request, path)),
+    );
+  };
+
+  /**
+   * The answer to an admitted request. The commonest, a download of a blob the store has in a file, is answered
+   * without a promise: on Bun that spares the async machinery around the sendfile.
+   */
+  function answerAs(
+    principal: Principal,
+    request: Request,
+    env: unknown,
+    path: string,
+    key: BlobKey,
+    started: number,
+  ): Response | Promise<Response> {
+    const file = request.method === 'GET' ? located(key) : null;
+    if (file !== null) return observed(request, path, key, started, fileSender!(file), file.size);
+    return answered(principal, request, env, path, key).then((response) =>
+      observed(request, path, key, started, response),
+    );
+  }
+
+  /**
+   * Logs and counts an answered request, then hands its response on. `sentBytes` is a download's size when the
+   * response does not carry it yet (a file Bun sizes as it sends it); otherwise its Content-Length says.
+   */
+  function observed(
+    request: Request,
+    path: string,
+    key: BlobKey,
+    started: number,
+    response: Response,
+    sentBytes?: number,
+  ): Response {
     const { method } = request;
     const { status } = response;
-    log.debug('request', {
-      method,
-      path,
-      status,
-      ms: Math.round((performance.now() - started) * 10) / 10,
-      ...requestMetadataFields(requestMetadataFromHeader(request.headers.get(REQUEST_METADATA_KEY))),
-    });
+    if (log.debugging !== false) {
+      log.debug('request', {
+        method,
+        path,
+        status,
+        ms: Math.round((performance.now() - started) * 10) / 10,
+        ...requestMetadataFields(requestMetadataFromHeader(request.headers.get(REQUEST_METADATA_KEY))),
+      });
+    }
     if (metrics === undefined) return response;
     metrics.request('http', method, key.kind, outcomeOf(method, status));
     if (status !== 200) return response;
     if (method === 'PUT') metrics.bytes('http', 'in', Number(request.headers.get('content-length') ?? 0));
-    else if (method === 'GET') metrics.bytes('http', 'out', Number(response.headers.get('content-length') ?? 0));
+    else if (method === 'GET')
+      metrics.bytes('http', 'out', sentBytes ?? Number(response.headers.get('content-length') ?? 0));
     return response;
-  };
+  }
 
-  /** The request's answer: what it asked for, a refusal, or what went wrong, as a response. */
-  async function answered(request: Request, env: unknown, path: string, key: BlobKey): Promise<Response> {
+  /**
+   * Who a request without credentials is, when anonymous may do what it asks (or there is no gate); null when it
+   * must be authorised (`authorize`), which also says why it is refused.
+   */
+  function admittedWithoutCredentials(request: Request): Principal | null {
+    if (gate === undefined) return UNGATED;
+    return request.headers.has('authorization') ? null : gate.anonymous(request.method);
+  }
+
+  /**
+   * The file of a CAS blob the store locates from memory, when the runtime sends files itself. A store that fails
+   * to say is asked again by `get`, whose error is then the answer.
+   */
+  function located(key: BlobKey): BlobFile | null {
+    if (fileSender === undefined || store.locate === undefined || key.kind !== 'cas') return null;
     try {
-      // Authenticated and authorised first: 401/403 before any body is read.
-      let principal: Principal | undefined;
-      if (gate !== undefined) {
-        const outcome = await authorize(gate, log, metrics, request, path);
-        if (outcome instanceof Response) return outcome;
-        principal = outcome;
-      }
+      return store.locate(key);
+    } catch {
+      return null;
+    }
+  }
+
+  /** The request's answer: what it asked for, or what went wrong, as a response. */
+  async function answered(
+    principal: Principal,
+    request: Request,
+    env: unknown,
+    path: string,
+    key: BlobKey,
+  ): Promise<Response> {
+    try {
       switch (request.method) {
         case 'GET':
           return key.kind === 'ac' ? await getActionResult(key) : await getBlob(env, key);
@@ -92,15 +167,16 @@ export function cacheRequests(options: CacheRequestOptions): CacheRequestHandler
           return textResponse(`method ${request.method} not allowed\n`, 405, { allow: 'GET, HEAD, PUT' });
       }
     } catch (err) {
-      return errorResponse(err, log, request.method, path, request.headers.get(REQUEST_METADATA_KEY));
+      return failed(err, request, path);
     }
   }
 
+  function failed(err: unknown, request: Request, path: string): Response {
+    return errorResponse(err, log, request.method, path, request.headers.get(REQUEST_METADATA_KEY));
+  }
+
+  /** A download `answerAs` could not locate in a file: the store reads it, or says it is missing. */
   async function getBlob(env: unknown, key: BlobKey): Promise<Response> {
-    if (fileSender !== undefined && store.locate !== undefined) {
-      const file = await store.locate(key);
-      if (file !== null) return fileSender(file, { ...BLOB_HEADERS, 'content-length': String(file.size) });
-    }
     const blob = await store.get(key);
     if (blob === null) {
       if (key.kind === 'cas' && key.hash === EMPTY_SHA256) return blobResponse(new Uint8Array(0));
@@ -146,7 +222,7 @@ export function cacheRequests(options: CacheRequestOptions): CacheRequestHandler
     return new Response(null, { headers: { ...BLOB_HEADERS, 'content-length': String(size) } });
   }
 
-  async function putBlob(request: Request, env: unknown, key: BlobKey, by: Principal | undefined): Promise<Response> {
+  async function putBlob(request: Request, env: unknown, key: BlobKey, by: Principal): Promise<Response> {
     const size = declaredLength(request.headers.get('content-length'));
     if (size > options.maxBlobBytes) {
       throw new LarderError('too_large', `blob of ${size} bytes exceeds the ${options.maxBlobBytes}-byte limit`);
@@ -164,7 +240,7 @@ export function cacheRequests(options: CacheRequestOptions): CacheRequestHandler
       decodeActionResult(bytes);
       await store.put(key, bytes, size);
     });
-    log.debug('stored', { key: formatKey(key), size, by: by?.subject });
+    log.debug('stored', { key: formatKey(key), size, by: by.subject });
     return new Response(null, { status: 200 });
   }
 }

@@ -24,6 +24,8 @@ export { isLogFormat, isLogLevel, type LogFormat, type LogLevel } from './log-op
 export type LogFields = Record<string, string | number | boolean | undefined>;
 
 export interface Logger {
+  /** Whether `debug` writes anything: a hot path skips building fields nobody reads (absent: assume it does). */
+  readonly debugging?: boolean;
   debug(message: string, fields?: LogFields): void;
   info(message: string, fields?: LogFields): void;
   warn(message: string, fields?: LogFields): void;
@@ -42,7 +44,13 @@ export function createLogger(level: LogLevel, format: LogFormat = 'auto'): Logge
     // LogTape reads `{name}` in a message as a placeholder; larder's messages are plain text.
     logger[LOGTAPE_LEVEL[at]](message.replaceAll('{', '{{').replaceAll('}', '}}'), definedFields(fields));
   };
-  return { debug: emit('debug'), info: emit('info'), warn: emit('warn'), error: emit('error') };
+  return {
+    debugging: RANK.debug >= RANK[level],
+    debug: emit('debug'),
+    info: emit('info'),
+    warn: emit('warn'),
+    error: emit('error'),
+  };
 }
 
 function definedFields(fields: LogFields | undefined): Record<string, unknown> {

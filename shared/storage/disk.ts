@@ -236,7 +236,7 @@ export class DiskStore implements BlobStore {
    * opening the file and sendfile-ing it (Bun does that on its thread pool: 47 µs of CPU per 4 KiB response of a
    * bare Bun.serve, against 31 µs for the bytes read whole).
    */
-  async locate(key: BlobKey): Promise<BlobFile | null> {
+  locate(key: BlobKey): BlobFile | null {
     if (key.kind !== 'cas') return null;
     const id = blobId(key);
     const known = this.#index.get(id);

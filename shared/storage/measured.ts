@@ -3,7 +3,7 @@
  * until the blob is open (its bytes stream afterwards, at the client's pace), `stat`, and `put` until the blob
  * is published. It changes nothing about what the store answers.
  */
-import type { BlobStore } from './store.ts';
+import type { BlobFile, BlobStore } from './store.ts';
 
 export type MeasuredResult = 'hit' | 'miss' | 'ok' | 'error';
 export type Observe = (operation: 'get' | 'stat' | 'put', result: MeasuredResult, seconds: number) => void;
@@ -32,12 +32,15 @@ export function measured(inner: BlobStore, observe: Observe): BlobStore {
     locate:
       inner.locate === undefined
         ? undefined
-        : async (key) => {
+        : (key) => {
             const start = performance.now();
-            const file = await inner.locate!(key).catch((err: unknown) => {
+            let file: BlobFile | null;
+            try {
+              file = inner.locate!(key);
+            } catch (err) {
               observe('get', 'error', (performance.now() - start) / 1000);
               throw err;
-            });
+            }
             if (file !== null) observe('get', 'hit', (performance.now() - start) / 1000);
             return file;
           },

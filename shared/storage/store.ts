@@ -44,12 +44,13 @@ export interface BlobStore {
   get(key: BlobKey): Promise<StoredBlob | null>;
   /**
    * Optional, for stores that keep CAS blobs in local files: the blob's file and size without opening it, for a
-   * runtime that sends files itself (sendfile). Null when the store cannot say so cheaply (it does not know the
-   * blob, or keeps it elsewhere) or when `get` serves it more cheaply (the disk store reads small blobs whole):
-   * the caller then asks `get`, which gives the truthful answer. The file may be
-   * evicted before it is sent; the sender answers that as the miss it then is.
+   * runtime that sends files itself (sendfile). Synchronous: it answers from what the store holds in memory, so
+   * the commonest download is answered without a promise. Null when the store cannot say so from memory (it does
+   * not know the blob, or keeps it elsewhere) or when `get` serves it more cheaply (the disk store reads small
+   * blobs whole): the caller then asks `get`, which gives the truthful answer. The file may be evicted before it
+   * is sent; the sender answers that as the miss it then is.
    */
-  locate?(key: BlobKey): Promise<BlobFile | null>;
+  locate?(key: BlobKey): BlobFile | null;
   /** The stored blob's size without reading its bytes, or null on a miss. */
   stat(key: BlobKey): Promise<number | null>;
   /**

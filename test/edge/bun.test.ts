@@ -3,11 +3,15 @@
 // locates it), seen by strace attached to the server; one evicted behind the server's back is a clean miss. A whole
 // upload's buffer is freed as soon as a disk store has it, never when the store may keep it (a memory tier).
 import { spawn, spawnSync } from 'node:child_process';
+import { createHash } from 'node:crypto';
 import { readdirSync, rmSync } from 'node:fs';
+import { writeFile } from 'node:fs/promises';
 import http from 'node:http';
+import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type EdgeProcess, startEdgeProcess, tempDir } from '../helpers/edge-process.ts';
 import { randomBlob, request, sha256 } from '../helpers/http.ts';
+import { delta, scrape } from '../helpers/prometheus.ts';
 import { bunPath, findTool, REPO_ROOT, requireTool } from '../helpers/tools.ts';
 import { describeHttpProtocol } from './http-protocol.ts';
 
@@ -59,7 +63,15 @@ describe.runIf(hasBun)('on Bun', () => {
     const dir = tempDir();
     let edge: EdgeProcess;
     beforeAll(async () => {
-      edge = await startEdgeProcess({ runtime: 'bun', args: ['--store', `disk:${dir.path}`] });
+      const htpasswd = join(dir.path, 'htpasswd');
+      await writeFile(htpasswd, `ci:{SHA}${createHash('sha1').update('ci-password').digest('base64')}\n`);
+      // Anonymous may read and write, as without an authenticator; `ci` signs in.
+      const config = join(dir.path, 'larder.json');
+      await writeFile(config, JSON.stringify({ auth: { anonymous: ['read', 'write'] } }));
+      edge = await startEdgeProcess({
+        runtime: 'bun',
+        args: ['--store', `disk:${dir.path}/blobs`, '--htpasswd', htpasswd, '--config', config],
+      });
     });
     afterAll(async () => {
       await edge?.stop();
@@ -105,14 +117,43 @@ describe.runIf(hasBun)('on Bun', () => {
       expect(opens.length, trace.slice(-2000)).toBe(1);
     });
 
+    it('sends a file with its length and type, and counts it, to anonymous and signed-in readers alike', async () => {
+      // Anonymous downloads of located files are answered without a promise, signed-in ones after the password
+      // check (cache-requests.ts): both are sent as files, and both are counted.
+      const agent = new http.Agent({ keepAlive: true });
+      try {
+        const { data, hash } = randomBlob(1024 * 1024);
+        expect((await request(agent, `${edge.url}/cas/${hash}`, 'PUT', data)).status).toBe(200);
+        const before = await scrape(`${edge.url}/metrics`);
+        const signedIn = { authorization: `Basic ${btoa('ci:ci-password')}` };
+        for (const headers of [{}, signedIn]) {
+          const got = await request(agent, `${edge.url}/cas/${hash}`, 'GET', undefined, headers);
+          expect([got.status, got.headers['content-length'], got.headers['content-type'], sha256(got.body)]).toEqual([
+            200,
+            String(data.length),
+            'application/octet-stream',
+            hash,
+          ]);
+        }
+        const moved = delta(before, await scrape(`${edge.url}/metrics`));
+        expect(moved('larder_bytes_total', { protocol: 'http', direction: 'out' })).toBe(2 * data.length);
+        expect(moved('larder_requests_total', { protocol: 'http', method: 'GET', kind: 'cas', outcome: 'hit' })).toBe(
+          2,
+        );
+      } finally {
+        agent.destroy();
+      }
+    });
+
     it('answers a blob whose file was removed behind its back as a miss, and stores it again', async () => {
       const agent = new http.Agent({ keepAlive: true });
       try {
         const { data, hash } = randomBlob(256 * 1024);
         expect((await request(agent, `${edge.url}/cas/${hash}`, 'PUT', data)).status).toBe(200);
-        const files = (readdirSync(dir.path, { recursive: true }) as string[]).filter((f) => f.endsWith(hash));
+        const blobs = `${dir.path}/blobs`;
+        const files = (readdirSync(blobs, { recursive: true }) as string[]).filter((f) => f.endsWith(hash));
         expect(files).toHaveLength(1);
-        rmSync(`${dir.path}/${files[0]}`);
+        rmSync(`${blobs}/${files[0]}`);
         const gone = await request(agent, `${edge.url}/cas/${hash}`, 'GET');
         expect(gone.status).toBe(404);
         expect((await request(agent, `${edge.url}/cas/${hash}`, 'PUT', data)).status).toBe(200);

@@ -69,9 +69,16 @@ export interface SimpleResponse {
 }
 
 /** One request on a given keep-alive agent (fetch's pool can't be sized per test). */
-export function request(agent: http.Agent, url: string, method: string, body?: Buffer): Promise<SimpleResponse> {
+export function request(
+  agent: http.Agent,
+  url: string,
+  method: string,
+  body?: Buffer,
+  headers: Record<string, string> = {},
+): Promise<SimpleResponse> {
   return new Promise((resolve, reject) => {
-    const req = http.request(url, { method, agent, headers: body ? { 'content-length': body.length } : {} }, (res) => {
+    const sent = body ? { ...headers, 'content-length': body.length } : headers;
+    const req = http.request(url, { method, agent, headers: sent }, (res) => {
       const chunks: Buffer[] = [];
       res.on('data', (c: Buffer) => chunks.push(c));
       res.on('end', () => resolve({ status: res.statusCode!, body: Buffer.concat(chunks), headers: res.headers }));
