@@ -49,6 +49,7 @@ import { BazelWorkspace, bazelStatus, describeRun, remoteExecutionFlags, type Ba
 import { ActionFixture } from '../test/executor/execution/fixture.ts';
 import { clientsFor, reachableTempDir, sha256 } from '../test/executor/helpers.ts';
 import { cpuSeconds, spawnTracked, stopChild } from './proc.ts';
+import { instantsOf, type Instants, PHASES, percentile, phaseMediansMs } from './phases.ts';
 import { printProfile } from './profile-summary.ts';
 import { formatTable, num } from './table.ts';
 
@@ -81,33 +82,6 @@ export interface ExecuteRow {
   /** Where an action's time goes: the median of each phase (PHASES), in ms. */
   phaseP50Ms: number[];
 }
-
-/**
- * An Execute's life cut at the timestamps the worker records in ExecutedActionMetadata, plus the client's own
- * send and receive times (one clock: client and executor run on this machine).
- */
-const PHASES: Array<{ name: string; from: MetadataInstant; to: MetadataInstant }> = [
-  { name: 'sent → queued', from: 'sent', to: 'queuedTimestamp' },
-  { name: 'queued → worker', from: 'queuedTimestamp', to: 'workerStartTimestamp' },
-  { name: 'worker → staging', from: 'workerStartTimestamp', to: 'inputFetchStartTimestamp' },
-  { name: 'staging', from: 'inputFetchStartTimestamp', to: 'inputFetchCompletedTimestamp' },
-  { name: 'staged → run', from: 'inputFetchCompletedTimestamp', to: 'executionStartTimestamp' },
-  { name: 'run', from: 'executionStartTimestamp', to: 'executionCompletedTimestamp' },
-  { name: 'outputs', from: 'executionCompletedTimestamp', to: 'outputUploadCompletedTimestamp' },
-  { name: 'outputs → done', from: 'outputUploadCompletedTimestamp', to: 'workerCompletedTimestamp' },
-  { name: 'done → received', from: 'workerCompletedTimestamp', to: 'received' },
-];
-type MetadataInstant =
-  | 'sent'
-  | 'received'
-  | 'queuedTimestamp'
-  | 'workerStartTimestamp'
-  | 'inputFetchStartTimestamp'
-  | 'inputFetchCompletedTimestamp'
-  | 'executionStartTimestamp'
-  | 'executionCompletedTimestamp'
-  | 'outputUploadCompletedTimestamp'
-  | 'workerCompletedTimestamp';
 
 /** The floor at one concurrency: a small process spawning the command, plus one action-cache write. */
 export interface FloorRow {
@@ -459,12 +433,7 @@ async function measureExecute(o: {
         p99Ms: percentile(latencies, 0.99),
         actionsPerSecond: digests.length / seconds,
         executorCpuUs: (cpu / digests.length) * 1e6,
-        phaseP50Ms: PHASES.map(({ from, to }) =>
-          percentile(
-            executed.map((e) => e.instants[to] - e.instants[from]).sort((a, b) => a - b),
-            0.5,
-          ),
-        ),
+        phaseP50Ms: phaseMediansMs(executed.map((e) => e.instants)),
       });
     }
     return rows;
@@ -537,7 +506,7 @@ export async function startBenchExecutor(
 /** One Execute: its latency (ms) and the instants of its life (ms since the epoch, see PHASES). */
 interface Executed {
   ms: number;
-  instants: Record<MetadataInstant, number>;
+  instants: Instants;
 }
 
 /** Executes every action with `concurrency` in flight. Throws at the first failure. */
@@ -549,27 +518,7 @@ async function executeAll(fixture: ActionFixture, digests: DigestMessage[], conc
     const { response } = await bounded(fixture.execute(digest), EXECUTE_TIMEOUT_MS, `Execute ${digest.hash}`);
     const received = epochMs();
     checkExecuted(response, digest);
-    const metadata = response.result!.executionMetadata!;
-    const at = (name: Exclude<MetadataInstant, 'sent' | 'received'>) => {
-      const t = metadata[name];
-      if (t === undefined) throw new Error(`Execute ${digest.hash}: no ${name} in the result's metadata`);
-      return Number(t.seconds) * 1000 + t.nanos / 1e6;
-    };
-    executed.push({
-      ms: received - sent,
-      instants: {
-        sent,
-        received,
-        queuedTimestamp: at('queuedTimestamp'),
-        workerStartTimestamp: at('workerStartTimestamp'),
-        inputFetchStartTimestamp: at('inputFetchStartTimestamp'),
-        inputFetchCompletedTimestamp: at('inputFetchCompletedTimestamp'),
-        executionStartTimestamp: at('executionStartTimestamp'),
-        executionCompletedTimestamp: at('executionCompletedTimestamp'),
-        outputUploadCompletedTimestamp: at('outputUploadCompletedTimestamp'),
-        workerCompletedTimestamp: at('workerCompletedTimestamp'),
-      },
-    });
+    executed.push({ ms: received - sent, instants: instantsOf(response, sent, received, `Execute ${digest.hash}`) });
   });
   return executed;
 }
@@ -581,10 +530,6 @@ function checkExecuted(response: ExecuteResponse, digest: DigestMessage): void {
     response.cachedResult ? 'a cached result (the action did not run)' : '',
   ].filter(Boolean);
   if (problems.length > 0) throw new Error(`Execute ${digest.hash}: ${problems.join('; ')}`);
-}
-
-function percentile(sorted: number[], p: number): number {
-  return sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil(p * sorted.length) - 1))] ?? NaN;
 }
 
 function bounded<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {

@@ -38,6 +38,7 @@ import {
   CommandSchema,
   DigestSchema,
   ExecuteResponseSchema,
+  type ExecuteResponse,
   type Digest,
 } from '../shared/proto/gen/build/bazel/remote/execution/v2/remote_execution_pb.ts';
 import { Redis } from 'ioredis';
@@ -60,6 +61,7 @@ import {
 import { startFrontend, startWorker } from '../test/executor/fleet/fleet.ts';
 import { job } from '../test/executor/scheduler/fixtures.ts';
 import { type RedisTally, startCountingProxy } from './redis-tally.ts';
+import { instantsOf, type Instants, PHASES, phaseMediansMs } from './phases.ts';
 import { formatTable, num } from './table.ts';
 
 export interface FleetFigures {
@@ -69,6 +71,8 @@ export interface FleetFigures {
   actionsPerSecond: number;
   p50Ms: number;
   p99Ms: number;
+  /** Median of each phase (bench/phases.ts) of the actions run one at a time, in ms. */
+  phaseP50Ms: number[];
   /** What each action cost in requests, counted in a pass of its own (countFleet); absent for the memory row. */
   counted?: { serial: ActionCounts; loaded: ActionCounts };
 }
@@ -222,15 +226,16 @@ async function grpcCallsByWorkers(metricsUrl: string): Promise<number> {
 }
 
 /** Runs one action through Execute to its result; throws unless it exited 0. */
-function runner(clients: Clients): (actionDigest: Digest) => Promise<void> {
+function runner(clients: Clients): (actionDigest: Digest) => Promise<ExecuteResponse> {
   return async (actionDigest) => {
     const response = finalResponse(await drain(clients.execution.execute({ actionDigest, skipCacheLookup: true })));
     if (response.result?.exitCode !== 0) throw new Error(`an action failed: ${response.status?.message}`);
+    return response;
   };
 }
 
 /** Runs every action of `load` through `run`, `concurrency` at a time. */
-async function inFlight(load: Digest[], concurrency: number, run: (d: Digest) => Promise<void>): Promise<void> {
+async function inFlight(load: Digest[], concurrency: number, run: (d: Digest) => Promise<unknown>): Promise<void> {
   let next = 0;
   await Promise.all(
     Array.from({ length: concurrency }, async () => {
@@ -249,10 +254,14 @@ async function measure(setup: string, address: string, options: FleetBenchOption
     for (const action of await actions(fixture, 20, `${tag}-warm`)) await run(action);
 
     const latencies: number[] = [];
+    const lives: Instants[] = [];
+    const epochMs = () => performance.timeOrigin + performance.now();
     for (const action of await actions(fixture, options.latencyActions, `${tag}-latency`)) {
-      const start = performance.now();
-      await run(action);
-      latencies.push(performance.now() - start);
+      const sent = epochMs();
+      const response = await run(action);
+      const received = epochMs();
+      latencies.push(received - sent);
+      lives.push(instantsOf(response, sent, received, `Execute ${action.hash}`));
     }
     latencies.sort((a, b) => a - b);
 
@@ -266,6 +275,7 @@ async function measure(setup: string, address: string, options: FleetBenchOption
       actionsPerSecond: load.length / seconds,
       p50Ms: percentile(latencies, 0.5),
       p99Ms: percentile(latencies, 0.99),
+      phaseP50Ms: phaseMediansMs(lives),
     };
   } finally {
     clients.close();
@@ -609,6 +619,23 @@ export function fleetTable(figures: FleetFigures[]): string {
   );
 }
 
+/** Where the one-at-a-time actions' time went in each setup, and what the fleet adds to each phase. */
+export function phasesTable(figures: FleetFigures[]): string {
+  const base = figures[0]!;
+  return formatTable(
+    ['p50 ms of each phase (1 at a time)', ...PHASES.map((phase) => phase.name)],
+    [
+      ...figures.map((f) => [f.setup, ...f.phaseP50Ms.map((ms) => num(ms))]),
+      ...figures
+        .slice(1)
+        .map((f) => [
+          `added by ${f.setup.split(' ')[0]}`,
+          ...f.phaseP50Ms.map((ms, i) => num(ms - base.phaseP50Ms[i]!)),
+        ]),
+    ],
+  );
+}
+
 /** Each counted pass's commands per action by name, per side (what the fleet table's counts are made of). */
 export function countsBreakdown(figures: FleetFigures[]): string {
   const lines: string[] = [];
@@ -644,7 +671,9 @@ if (import.meta.url === `file://${process.argv[1]}`) {
     const redis = await startRedis({ args: ['--appendfsync', 'everysec'] });
     try {
       const counted = await countFleet(redis, `${reachableTempDir('larder-bench-count-')}/store`);
-      const figures = [{ setup: 'redis', concurrency: 8, actionsPerSecond: NaN, p50Ms: NaN, p99Ms: NaN, counted }];
+      const figures = [
+        { setup: 'redis', concurrency: 8, actionsPerSecond: NaN, p50Ms: NaN, p99Ms: NaN, phaseP50Ms: [], counted },
+      ];
       console.log(fleetTable(figures));
       console.log(countsBreakdown(figures));
     } finally {
@@ -672,6 +701,10 @@ if (import.meta.url === `file://${process.argv[1]}`) {
     fsync: values.fsync === 'always' ? 'always' : 'everysec',
   });
   console.log(fleetTable(figures));
+  console.log(`\n${phasesTable(figures)}`);
+  console.log(
+    "phases: from the workers' ExecutedActionMetadata timestamps (millisecond resolution) and the client's send and receive times; each column is its own median.",
+  );
   console.log(`\nRedis commands per action by name (background: ${[...BACKGROUND].join(', ')}):`);
   console.log(countsBreakdown(figures));
 }
