@@ -50,7 +50,15 @@ export function digestListDecoder(schema: DescMessage): ((bytes: Uint8Array) => 
   const typeName = schema.typeName;
   return (bytes: Uint8Array) => {
     try {
-      return decodePlain(Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength), typeName, schema, byNumber);
+      allHashes = true;
+      const message = decodePlain(
+        Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength),
+        typeName,
+        schema,
+        byNumber,
+      );
+      if (allHashes) hashesChecked.add(message);
+      return message;
     } catch (err) {
       if (err !== NOT_PLAIN) throw err;
       return fromBinary(schema, bytes);
@@ -96,6 +104,25 @@ export function digestListEncoder(schema: DescMessage): ((message: unknown) => B
     return out;
   };
 }
+
+/**
+ * Messages this decoder made whose every Digest has a SHA-256 hash (64 lowercase hex characters), checked on the
+ * bytes as they were read: a FindMissingBlobs of 10,000 digests need not check each string again (a regex test per
+ * hash was about an eighth of the call's CPU in a profile; the check on the bytes adds a fifteenth of that).
+ */
+const hashesChecked = new WeakSet<object>();
+
+/** Whether every Digest of `message` is known to have a SHA-256 hash (see hashesChecked); false says only "not known". */
+export function hashesAreChecked(message: object): boolean {
+  return hashesChecked.has(message);
+}
+
+/** Whether every Digest decoded since decoding began had a SHA-256 hash (set by decodeDigest, like varintEnd). */
+let allHashes = true;
+
+/** 1 for the bytes of lowercase hex digits, else 0. */
+const LOWER_HEX = new Uint8Array(256);
+for (const digit of '0123456789abcdef') LOWER_HEX[digit.charCodeAt(0)] = 1;
 
 const HASH_TAG = (1 << 3) | LENGTH_DELIMITED;
 const SIZE_TAG = (2 << 3) | VARINT;
@@ -194,6 +221,7 @@ function enumValue(value: number): number {
 function decodeDigest(bytes: Buffer, from: number, to: number): Fields {
   let hash = '';
   let size = 0;
+  let isSha256 = false; // the last hash field wins, as in protobuf-es; none is an empty hash
   let at = from;
   while (at < to) {
     const key = bytes[at++]!;
@@ -202,14 +230,23 @@ function decodeDigest(bytes: Buffer, from: number, to: number): Fields {
       const start = varintEnd;
       at = start + length;
       if (at > to) throw NOT_PLAIN;
-      hash = ascii(bytes, start, at);
+      isSha256 = length === 64 && lowerHex(bytes, start, at);
+      hash = isSha256 ? bytes.toString('latin1', start, at) : ascii(bytes, start, at);
     } else if (key === SIZE_TAG) {
       size = readVarint(bytes, at);
       at = varintEnd;
       if (at > to) throw NOT_PLAIN;
     } else throw NOT_PLAIN;
   }
+  if (!isSha256) allHashes = false;
   return { $typeName: DigestSchema.typeName, hash, sizeBytes: BigInt(size) };
+}
+
+/** Whether the bytes are all lowercase hex digits (so ASCII too). */
+function lowerHex(bytes: Buffer, from: number, to: number): boolean {
+  let all = 1;
+  for (let i = from; i < to; i++) all &= LOWER_HEX[bytes[i]!]!;
+  return all === 1;
 }
 
 /** The bytes as a string when all are ASCII (where UTF-8 and Latin-1 agree), else not for the fast path. */

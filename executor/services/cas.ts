@@ -25,6 +25,7 @@ import {
 } from '../../shared/proto/gen/build/bazel/remote/execution/v2/remote_execution_pb.ts';
 import { checkDigestFunction, digestOf, instanceOf } from '../reapi/digests.ts';
 import type { ServiceHandlers } from '../grpc/adapt.ts';
+import { hashesAreChecked } from '../grpc/digest-lists.ts';
 import { blobStatus } from '../reapi/grpc-status.ts';
 import { mapLimit } from '../../shared/map-limit.ts';
 import type { Zstd } from '../reapi/zstd.ts';
@@ -56,11 +57,13 @@ export function casService(deps: CasDeps): ServiceHandlers<typeof ContentAddress
       const sizes: number[] = [];
       const keys: BlobKey[] = [];
       const digests = request.blobDigests;
+      const hashesChecked = hashesAreChecked(request); // by the decoder, on the bytes, for every digest
       for (let i = 0; i < digests.length; i++) {
         const message = digests[i]!;
         const size = Number(message.sizeBytes);
         // digestOf()'s own checks, inlined: a digest that fails them is handed to it, to be refused with its message.
-        if (!isHash(message.hash) || !Number.isSafeInteger(size) || size < 0) digestOf(message, `blob_digests[${i}]`);
+        if ((!hashesChecked && !isHash(message.hash)) || !Number.isSafeInteger(size) || size < 0)
+          digestOf(message, `blob_digests[${i}]`);
         if (size === 0 && message.hash === EMPTY_SHA256) continue; // always there
         asked.push(message);
         sizes.push(size);

@@ -2,7 +2,7 @@
 // message it does not take to protobuf-es.
 import { create, fromBinary, toBinary } from '@bufbuild/protobuf';
 import { describe, expect, it } from 'vitest';
-import { digestListDecoder, digestListEncoder } from '../../../executor/grpc/digest-lists.ts';
+import { digestListDecoder, digestListEncoder, hashesAreChecked } from '../../../executor/grpc/digest-lists.ts';
 import {
   BatchReadBlobsRequestSchema,
   BatchUpdateBlobsRequestSchema,
@@ -83,6 +83,38 @@ describe('digestListDecoder', () => {
 
   it('is only used for messages of strings, enums and lists of digests', () => {
     expect(digestListDecoder(BatchUpdateBlobsRequestSchema)).toBeNull();
+  });
+
+  it('vouches for the hashes of a message only when every digest has 64 lowercase hex characters', () => {
+    const good = Array.from({ length: 3 }, (_, i) => ({ hash: hex(i + 1), sizeBytes: 1n }));
+    const encoded = (blobDigests: Array<{ hash?: string; sizeBytes?: bigint }>) =>
+      toBinary(FindMissingBlobsRequestSchema, create(FindMissingBlobsRequestSchema, { blobDigests }));
+    expect(hashesAreChecked(decode(encoded(good)) as object)).toBe(true);
+    expect(hashesAreChecked(decode(encoded([])) as object)).toBe(true);
+    const hash = good[0]!.hash;
+    for (const bad of [
+      hash.toUpperCase(),
+      hash.slice(1),
+      `${hash}0`,
+      `${hash.slice(0, 63)}g`,
+      `${hash.slice(0, 63)}é`,
+      '',
+    ]) {
+      const message = decode(encoded([...good, { hash: bad, sizeBytes: 1n }, ...good])) as object;
+      expect(hashesAreChecked(message), JSON.stringify(bad)).toBe(false);
+    }
+    expect(hashesAreChecked(decode(encoded([...good, { sizeBytes: 1n }])) as object)).toBe(false);
+    // A digest with two hash fields has the last (as protobuf-es reads it): a good one then a bad one is bad.
+    const twice = Buffer.concat([
+      Buffer.from([0x12, 2 + 64 + 3 + 2, 0x0a, 64]),
+      Buffer.from(hash, 'latin1'),
+      Buffer.from([0x0a, 1, 0x41, 0x10, 1]),
+    ]);
+    expect((decode(twice) as { blobDigests: Array<{ hash: string }> }).blobDigests[0]!.hash).toBe('A');
+    expect(hashesAreChecked(decode(twice) as object)).toBe(false);
+    // Messages protobuf-es decodes (here, with an unknown field) are never vouched for.
+    const unknown = Buffer.concat([encoded(good), Buffer.from([0x78, 1])]);
+    expect(hashesAreChecked(decode(unknown) as object)).toBe(false);
   });
 });
 
