@@ -6,6 +6,9 @@
  * 10,000 digests that decoding and encoding, and the garbage it leaves, was about a third of the call's CPU in a
  * profile of the executor, which left it slower than bazel-remote on that call (issue 21).
  *
+ * A list of digests whose hashes are all SHA-256 hashes is kept as columns, its Digest objects made only if it is read
+ * (digest-columns.ts): FindMissingBlobs answers from the columns.
+ *
  * The fast paths only take the shape real clients send: known fields with their own wire types, ASCII strings
  * (decoding) and sizes below 2^49 (decoding) or 2^53 (encoding). Anything else (unknown fields, non-ASCII names,
  * negative or huge sizes) goes to protobuf-es, so the result is always exactly what protobuf-es produces (test/executor/grpc/digest-lists.test.ts
@@ -21,6 +24,7 @@ import {
   type MessageInitShape,
 } from '@bufbuild/protobuf';
 import { DigestSchema } from '../../shared/proto/gen/build/bazel/remote/execution/v2/remote_execution_pb.ts';
+import { type DigestColumns, digestsAt, encodeChosen, keepColumns } from './digest-columns.ts';
 
 type Fields = Record<string, unknown>;
 
@@ -50,15 +54,7 @@ export function digestListDecoder(schema: DescMessage): ((bytes: Uint8Array) => 
   const typeName = schema.typeName;
   return (bytes: Uint8Array) => {
     try {
-      allHashes = true;
-      const message = decodePlain(
-        Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength),
-        typeName,
-        schema,
-        byNumber,
-      );
-      if (allHashes) hashesChecked.add(message);
-      return message;
+      return decodePlain(Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength), typeName, schema, byNumber);
     } catch (err) {
       if (err !== NOT_PLAIN) throw err;
       return fromBinary(schema, bytes);
@@ -70,7 +66,11 @@ export function digestListDecoder(schema: DescMessage): ((bytes: Uint8Array) => 
 export function digestListEncoder(schema: DescMessage): ((message: unknown) => Buffer) | null {
   if (schema.fields.length === 0 || !schema.fields.every(isDigestList)) return null;
   const lists = schema.fields.map((f) => ({ key: f.localName, tag: (f.number << 3) | LENGTH_DELIMITED }));
+  const [only] = lists;
   return (message: unknown): Buffer => {
+    // A reply of digests chosen from a request's (FindMissingBlobs's missing ones): their bytes, copied.
+    const copied = lists.length === 1 ? encodeChosen(message, only!.key, only!.tag) : undefined;
+    if (copied !== undefined) return copied;
     const fields = message as Fields;
     // Measured once, written once: each digest's hash length (UTF-8 bytes) and size, then the whole message.
     const hashLengths: number[] = [];
@@ -105,20 +105,11 @@ export function digestListEncoder(schema: DescMessage): ((message: unknown) => B
   };
 }
 
-/**
- * Messages this decoder made whose every Digest has a SHA-256 hash (64 lowercase hex characters), checked on the
- * bytes as they were read: a FindMissingBlobs of 10,000 digests need not check each string again (a regex test per
- * hash was about an eighth of the call's CPU in a profile; the check on the bytes adds a fifteenth of that).
- */
-const hashesChecked = new WeakSet<object>();
-
-/** Whether every Digest of `message` is known to have a SHA-256 hash (see hashesChecked); false says only "not known". */
-export function hashesAreChecked(message: object): boolean {
-  return hashesChecked.has(message);
-}
-
 /** Whether every Digest decoded since decoding began had a SHA-256 hash (set by decodeDigest, like varintEnd). */
 let allHashes = true;
+/** The hash and size of the Digest decodeDigest read last (like varintEnd: no pair per digest). */
+let digestHash = '';
+let digestSize = 0;
 
 /** 1 for the bytes of lowercase hex digits, else 0. */
 const LOWER_HEX = new Uint8Array(256);
@@ -167,8 +158,16 @@ function decodePlain(
   byNumber: Array<PlainField | undefined>,
 ): Fields {
   const message: Fields = { $typeName: typeName };
+  // Lists of digests are read into columns (digest-columns.ts), and made Digest objects at the end or when read.
   for (const field of schema.fields)
-    message[field.localName] = isDigestList(field) || isEnumList(field) ? [] : isString(field) ? '' : 0;
+    message[field.localName] = isDigestList(field)
+      ? { hashes: [], sizes: [], spans: [], bytes }
+      : isEnumList(field)
+        ? []
+        : isString(field)
+          ? ''
+          : 0;
+  allHashes = true;
   let at = 0;
   while (at < bytes.length) {
     const key = readVarint(bytes, at);
@@ -206,8 +205,23 @@ function decodePlain(
       }
       continue;
     }
-    if (kind === 'string') message[field.localName] = ascii(bytes, start, at);
-    else (message[field.localName] as Fields[]).push(decodeDigest(bytes, start, at));
+    if (kind === 'string') {
+      message[field.localName] = ascii(bytes, start, at);
+      continue;
+    }
+    decodeDigest(bytes, start, at);
+    const columns = message[field.localName] as DigestColumns;
+    columns.hashes.push(digestHash);
+    columns.sizes.push(digestSize);
+    columns.spans.push(afterKey, at);
+  }
+  // Columns are kept only where every hash is a SHA-256 hash (their handlers check nothing more) and the message has
+  // one list: FindMissingBlobsRequest and BatchReadBlobsRequest.
+  const lists = schema.fields.filter(isDigestList);
+  for (const field of lists) {
+    const columns = message[field.localName] as DigestColumns;
+    if (allHashes && lists.length === 1) keepColumns(message, field.localName, columns);
+    else message[field.localName] = digestsAt(columns);
   }
   return message;
 }
@@ -218,7 +232,8 @@ function enumValue(value: number): number {
   return value;
 }
 
-function decodeDigest(bytes: Buffer, from: number, to: number): Fields {
+/** Reads a Digest's fields into digestHash and digestSize. */
+function decodeDigest(bytes: Buffer, from: number, to: number): void {
   let hash = '';
   let size = 0;
   let isSha256 = false; // the last hash field wins, as in protobuf-es; none is an empty hash
@@ -239,7 +254,8 @@ function decodeDigest(bytes: Buffer, from: number, to: number): Fields {
     } else throw NOT_PLAIN;
   }
   if (!isSha256) allHashes = false;
-  return { $typeName: DigestSchema.typeName, hash, sizeBytes: BigInt(size) };
+  digestHash = hash;
+  digestSize = size;
 }
 
 /** Whether the bytes are all lowercase hex digits (so ASCII too). */

@@ -4,15 +4,7 @@
  * A malformed request fails as a whole (INVALID_ARGUMENT); inside a well-formed batch each blob succeeds
  * or fails alone, with its own status.
  */
-import {
-  type BlobKey,
-  type Digest,
-  EMPTY_SHA256,
-  blobKey,
-  formatDigest,
-  isEmptyDigest,
-  isHash,
-} from '../../shared/digest.ts';
+import { type BlobKey, type Digest, EMPTY_SHA256, blobKey, formatDigest, isEmptyDigest } from '../../shared/digest.ts';
 import { LarderError } from '../../shared/errors.ts';
 import type { BlobStore } from '../../shared/storage/store.ts';
 import { statMany } from '../../shared/storage/stat-many.ts';
@@ -25,7 +17,7 @@ import {
 } from '../../shared/proto/gen/build/bazel/remote/execution/v2/remote_execution_pb.ts';
 import { checkDigestFunction, digestOf, instanceOf } from '../reapi/digests.ts';
 import type { ServiceHandlers } from '../grpc/adapt.ts';
-import { hashesAreChecked } from '../grpc/digest-lists.ts';
+import { chosenDigests, digestColumns } from '../grpc/digest-columns.ts';
 import { blobStatus } from '../reapi/grpc-status.ts';
 import { mapLimit } from '../../shared/map-limit.ts';
 import type { Zstd } from '../reapi/zstd.ts';
@@ -51,28 +43,25 @@ export function casService(deps: CasDeps): ServiceHandlers<typeof ContentAddress
       checkDigestFunction(request.digestFunction);
       const instance = instanceOf(request.instanceName);
       // One batch for the whole request: behind a bucket index that is one round trip, not one per digest.
-      // One pass, one key and one size per digest (this runs 10,000 times for one call), and no Digest objects: the
-      // hash and size are checked as digestOf() checks them, and the keys skip blobKey()'s checks, made here already.
-      const asked: DigestMessage[] = [];
-      const sizes: number[] = [];
+      // This runs 10,000 times for one call: one pass, one key and one size per digest, and no Digest objects where
+      // the decoder kept the digests as columns (its hashes are SHA-256 hashes, its sizes safe integers).
+      const columns = digestColumns(request);
+      const { hashes, sizes } = columns ?? checkedColumns(request.blobDigests);
+      const asked: number[] = [];
       const keys: BlobKey[] = [];
-      const digests = request.blobDigests;
-      const hashesChecked = hashesAreChecked(request); // by the decoder, on the bytes, for every digest
-      for (let i = 0; i < digests.length; i++) {
-        const message = digests[i]!;
-        const size = Number(message.sizeBytes);
-        // digestOf()'s own checks, inlined: a digest that fails them is handed to it, to be refused with its message.
-        if ((!hashesChecked && !isHash(message.hash)) || !Number.isSafeInteger(size) || size < 0)
-          digestOf(message, `blob_digests[${i}]`);
-        if (size === 0 && message.hash === EMPTY_SHA256) continue; // always there
-        asked.push(message);
-        sizes.push(size);
-        keys.push({ instance, kind: 'cas', hash: message.hash });
+      for (let i = 0; i < hashes.length; i++) {
+        const hash = hashes[i]!;
+        if (sizes[i] === 0 && hash === EMPTY_SHA256) continue; // always there
+        asked.push(i);
+        // blobKey()'s checks were made already.
+        keys.push({ instance, kind: 'cas', hash });
       }
       const stored = await statMany(store, keys, CONCURRENCY);
-      const missingBlobDigests: DigestMessage[] = [];
-      for (let i = 0; i < asked.length; i++) if (stored[i] !== sizes[i]) missingBlobDigests.push(asked[i]!);
-      return { missingBlobDigests };
+      const missing: number[] = [];
+      for (let n = 0; n < asked.length; n++) if (stored[n] !== sizes[asked[n]!]) missing.push(asked[n]!);
+      // From columns, the missing digests' own bytes are the reply's (digest-columns.ts).
+      if (columns !== undefined) return chosenDigests('missingBlobDigests', columns, missing);
+      return { missingBlobDigests: missing.map((i) => request.blobDigests[i]!) };
     },
 
     async batchUpdateBlobs(request) {
@@ -165,6 +154,18 @@ export function casService(deps: CasDeps): ServiceHandlers<typeof ContentAddress
     }
     return readWhole(blob, digest.sizeBytes);
   }
+}
+
+/** The hashes and sizes of digests the decoder did not keep as columns, each checked as digestOf() checks it. */
+function checkedColumns(digests: readonly DigestMessage[]): { hashes: string[]; sizes: number[] } {
+  const hashes: string[] = [];
+  const sizes: number[] = [];
+  for (let i = 0; i < digests.length; i++) {
+    const digest = digestOf(digests[i]!, `blob_digests[${i}]`);
+    hashes.push(digest.hash);
+    sizes.push(digest.sizeBytes);
+  }
+  return { hashes, sizes };
 }
 
 /**

@@ -2,7 +2,8 @@
 // message it does not take to protobuf-es.
 import { create, fromBinary, toBinary } from '@bufbuild/protobuf';
 import { describe, expect, it } from 'vitest';
-import { digestListDecoder, digestListEncoder, hashesAreChecked } from '../../../executor/grpc/digest-lists.ts';
+import { chosenDigests, digestColumns } from '../../../executor/grpc/digest-columns.ts';
+import { digestListDecoder, digestListEncoder } from '../../../executor/grpc/digest-lists.ts';
 import {
   BatchReadBlobsRequestSchema,
   BatchUpdateBlobsRequestSchema,
@@ -85,12 +86,14 @@ describe('digestListDecoder', () => {
     expect(digestListDecoder(BatchUpdateBlobsRequestSchema)).toBeNull();
   });
 
-  it('vouches for the hashes of a message only when every digest has 64 lowercase hex characters', () => {
-    const good = Array.from({ length: 3 }, (_, i) => ({ hash: hex(i + 1), sizeBytes: 1n }));
+  it('keeps a list as columns only when every digest has 64 lowercase hex characters', () => {
+    const good = Array.from({ length: 3 }, (_, i) => ({ hash: hex(i + 1), sizeBytes: BigInt(i * 1000) }));
     const encoded = (blobDigests: Array<{ hash?: string; sizeBytes?: bigint }>) =>
       toBinary(FindMissingBlobsRequestSchema, create(FindMissingBlobsRequestSchema, { blobDigests }));
-    expect(hashesAreChecked(decode(encoded(good)) as object)).toBe(true);
-    expect(hashesAreChecked(decode(encoded([])) as object)).toBe(true);
+    const columns = digestColumns(decode(encoded(good)) as object);
+    expect(columns?.hashes).toEqual(good.map((d) => d.hash));
+    expect(columns?.sizes).toEqual([0, 1000, 2000]);
+    expect(digestColumns(decode(encoded([])) as object)?.hashes).toEqual([]);
     const hash = good[0]!.hash;
     for (const bad of [
       hash.toUpperCase(),
@@ -100,10 +103,12 @@ describe('digestListDecoder', () => {
       `${hash.slice(0, 63)}é`,
       '',
     ]) {
-      const message = decode(encoded([...good, { hash: bad, sizeBytes: 1n }, ...good])) as object;
-      expect(hashesAreChecked(message), JSON.stringify(bad)).toBe(false);
+      const bytes = encoded([...good, { hash: bad, sizeBytes: 1n }, ...good]);
+      const message = decode(bytes) as object;
+      expect(digestColumns(message), JSON.stringify(bad)).toBeUndefined();
+      expect(message).toEqual(fromBinary(FindMissingBlobsRequestSchema, bytes));
     }
-    expect(hashesAreChecked(decode(encoded([...good, { sizeBytes: 1n }])) as object)).toBe(false);
+    expect(digestColumns(decode(encoded([...good, { sizeBytes: 1n }])) as object)).toBeUndefined();
     // A digest with two hash fields has the last (as protobuf-es reads it): a good one then a bad one is bad.
     const twice = Buffer.concat([
       Buffer.from([0x12, 2 + 64 + 3 + 2, 0x0a, 64]),
@@ -111,10 +116,19 @@ describe('digestListDecoder', () => {
       Buffer.from([0x0a, 1, 0x41, 0x10, 1]),
     ]);
     expect((decode(twice) as { blobDigests: Array<{ hash: string }> }).blobDigests[0]!.hash).toBe('A');
-    expect(hashesAreChecked(decode(twice) as object)).toBe(false);
-    // Messages protobuf-es decodes (here, with an unknown field) are never vouched for.
-    const unknown = Buffer.concat([encoded(good), Buffer.from([0x78, 1])]);
-    expect(hashesAreChecked(decode(unknown) as object)).toBe(false);
+    expect(digestColumns(decode(twice) as object)).toBeUndefined();
+    // Messages protobuf-es decodes (here, with an unknown field) have none.
+    expect(digestColumns(decode(Buffer.concat([encoded(good), Buffer.from([0x78, 1])])) as object)).toBeUndefined();
+  });
+
+  it('makes the Digest objects of a list kept as columns when it is first read, and takes a list written to it', () => {
+    const blobDigests = Array.from({ length: 4 }, (_, i) => ({ hash: hex(i + 7), sizeBytes: 2n ** BigInt(i * 12) }));
+    const bytes = toBinary(FindMissingBlobsRequestSchema, create(FindMissingBlobsRequestSchema, { blobDigests }));
+    const message = decode(bytes) as { blobDigests: unknown[] };
+    expect(message.blobDigests).toBe(message.blobDigests); // made once
+    expect(message).toEqual(fromBinary(FindMissingBlobsRequestSchema, bytes));
+    message.blobDigests = [];
+    expect(message.blobDigests).toEqual([]);
   });
 });
 
@@ -129,6 +143,21 @@ describe('digestListEncoder', () => {
       const message = create(FindMissingBlobsResponseSchema, { missingBlobDigests });
       const expected = Buffer.from(toBinary(FindMissingBlobsResponseSchema, message));
       expect(Buffer.compare(encode(message), expected)).toBe(0);
+    }
+  });
+
+  it('encodes a reply of digests chosen from a request by copying their bytes, which decode to those digests', () => {
+    const blobDigests = Array.from({ length: 5 }, (_, i) => ({ hash: hex(i + 20), sizeBytes: BigInt(i * 300) }));
+    const bytes = toBinary(FindMissingBlobsRequestSchema, create(FindMissingBlobsRequestSchema, { blobDigests }));
+    const columns = digestColumns(digestListDecoder(FindMissingBlobsRequestSchema)!(bytes) as object)!;
+    for (const chosen of [[], [0], [4, 1, 3], [0, 1, 2, 3, 4]]) {
+      const reply = chosenDigests<{ missingBlobDigests: unknown[] }>('missingBlobDigests', columns, chosen);
+      const wire = encode(reply);
+      const expected = { missingBlobDigests: chosen.map((i) => blobDigests[i]!) };
+      expect(wire).toEqual(
+        Buffer.from(toBinary(FindMissingBlobsResponseSchema, create(FindMissingBlobsResponseSchema, expected))),
+      );
+      expect(reply.missingBlobDigests).toEqual(expected.missingBlobDigests.map((d) => expect.objectContaining(d)));
     }
   });
 

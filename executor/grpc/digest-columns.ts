@@ -1,0 +1,103 @@
+/**
+ * Lists of digests kept as the decoder read them (digest-lists.ts): each digest's hash and size in two arrays, and
+ * where its encoding lies in the request's bytes, instead of a Digest object with a BigInt size each. A
+ * FindMissingBlobs of 10,000 digests made 20,000 such objects, which lived for the whole call and were the largest
+ * part of what the garbage collector then copied (issue 21); its handler reads the arrays (`digestColumns`), and
+ * answers with some of the same digests (`chosenDigests`), encoded by copying their bytes from the request.
+ *
+ * The list stays a list of Digest for everyone else: the message's field is a getter that makes the objects, the
+ * same ones protobuf-es would, the first time it is read.
+ */
+import { DigestSchema } from '../../shared/proto/gen/build/bazel/remote/execution/v2/remote_execution_pb.ts';
+
+type Fields = Record<string, unknown>;
+
+export interface DigestColumns {
+  /** Each digest's hash: always 64 lowercase hex characters (the decoder keeps columns only then). */
+  readonly hashes: string[];
+  /** Each digest's size, a safe integer. */
+  readonly sizes: number[];
+  /** For each digest, where its value (length prefix and fields, not the list field's key) starts and ends in `bytes`. */
+  readonly spans: number[];
+  readonly bytes: Buffer;
+}
+
+const columnsOf = new WeakMap<object, DigestColumns>();
+
+/** The columns of a decoded message's one list of digests, when the decoder kept them. */
+export function digestColumns(message: object): DigestColumns | undefined {
+  return columnsOf.get(message);
+}
+
+/** Makes `message[key]` the list of digests in `columns`, made when first read, and keeps the columns with it. */
+export function keepColumns(message: Fields, key: string, columns: DigestColumns): void {
+  columnsOf.set(message, columns);
+  lazyList(message, key, () => digestsAt(columns));
+}
+
+/** The Digest objects of `columns`, all or those at `indexes`, as protobuf-es makes them. */
+export function digestsAt(columns: DigestColumns, indexes?: readonly number[]): Fields[] {
+  const count = indexes === undefined ? columns.hashes.length : indexes.length;
+  const digests = new Array<Fields>(count);
+  for (let n = 0; n < count; n++) {
+    const i = indexes === undefined ? n : indexes[n]!;
+    digests[n] = { $typeName: DigestSchema.typeName, hash: columns.hashes[i]!, sizeBytes: BigInt(columns.sizes[i]!) };
+  }
+  return digests;
+}
+
+interface Chosen {
+  key: string;
+  columns: DigestColumns;
+  indexes: readonly number[];
+}
+
+const chosenOf = new WeakMap<object, Chosen>();
+
+/**
+ * A reply whose list `key` holds the digests at `indexes` of `columns` (FindMissingBlobsResponse's missing ones):
+ * its encoder copies their bytes from the request (`encodeChosen`), and the list is made only if read.
+ */
+export function chosenDigests<T>(key: string, columns: DigestColumns, indexes: readonly number[]): T {
+  const reply: Fields = {};
+  chosenOf.set(reply, { key, columns, indexes });
+  lazyList(reply, key, () => digestsAt(columns, indexes));
+  return reply as T;
+}
+
+/**
+ * The encoding of a reply made by chosenDigests with one list `key` under field key `tag`, else undefined. Each
+ * digest's bytes are the client's own, length prefix included: a valid encoding of the very digest the decoder read,
+ * which is all a reader needs (a writer's choices, such as field order, are not part of the message).
+ */
+export function encodeChosen(message: unknown, key: string, tag: number): Buffer | undefined {
+  const chosen = typeof message === 'object' && message !== null ? chosenOf.get(message) : undefined;
+  if (chosen === undefined || chosen.key !== key || tag > 0x7f) return undefined;
+  const { columns, indexes } = chosen;
+  const { spans, bytes } = columns;
+  let total = 0;
+  for (const i of indexes) total += 1 + spans[2 * i + 1]! - spans[2 * i]!;
+  const out = Buffer.allocUnsafe(total);
+  let at = 0;
+  for (const i of indexes) {
+    out[at++] = tag;
+    at += bytes.copy(out, at, spans[2 * i]!, spans[2 * i + 1]!);
+  }
+  return out;
+}
+
+/** Defines `message[key]` as `make()`'s list, made at the first read; a write replaces it like any field. */
+function lazyList(message: Fields, key: string, make: () => Fields[]): void {
+  const settle = (value: unknown) =>
+    Object.defineProperty(message, key, { value, writable: true, enumerable: true, configurable: true });
+  Object.defineProperty(message, key, {
+    get() {
+      const list = make();
+      settle(list);
+      return list;
+    },
+    set: settle,
+    enumerable: true,
+    configurable: true,
+  });
+}
