@@ -8,6 +8,7 @@
  */
 import type { DescMessage } from '@bufbuild/protobuf';
 import { BatchReadBlobsResponseSchema } from '../../shared/proto/gen/build/bazel/remote/execution/v2/remote_execution_pb.ts';
+import { framableMessage } from './bytes-message.ts';
 import { digestLength, generic, plainSize, varintLength, writeDigestFields, writeVarint } from './digest-lists.ts';
 
 type Fields = Record<string, unknown>;
@@ -42,7 +43,7 @@ export function batchReadResponseEncoder(schema: DescMessage): ((message: unknow
       measured.push(parts);
       total += 1 + varintLength(parts.length) + parts.length;
     }
-    const out = Buffer.allocUnsafe(total);
+    const out = framableMessage(total); // framed in place: grpc-js copies no megabyte
     let at = 0;
     for (const { digest, data, status, compressor, length } of measured) {
       out[at++] = RESPONSES_TAG;

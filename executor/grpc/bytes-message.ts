@@ -66,6 +66,17 @@ export function bytesWithHeadroom(buffer: Uint8Array, length: number): Uint8Arra
 }
 
 /**
+ * Memory for an encoded message of `length` bytes, with room in front of it for the gRPC prefix, so that grpc-js frames
+ * it in place (in-place-frames.ts) instead of copying it into a frame of its own: for an encoder that writes a large
+ * message itself (BatchReadBlobs's megabyte of blobs), one allocation and one write. Nothing else holds the memory.
+ */
+export function framableMessage(length: number): Buffer {
+  const message = Buffer.allocUnsafe(GRPC_PREFIX_BYTES + length).subarray(GRPC_PREFIX_BYTES);
+  framableInPlace.add(message);
+  return message;
+}
+
+/**
  * The gRPC frame of an encoded `message` (an uncompressed one: grpc-js servers do not compress), written in the
  * room in front of it when its encoder left some (null otherwise: the caller copies it into a new frame).
  */

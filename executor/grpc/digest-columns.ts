@@ -8,6 +8,7 @@
  * The list stays a list of Digest for everyone else: the message's field is a getter that makes the objects, the
  * same ones protobuf-es would, the first time it is read.
  */
+import { framableMessage } from './bytes-message.ts';
 import { DigestSchema } from '../../shared/proto/gen/build/bazel/remote/execution/v2/remote_execution_pb.ts';
 
 type Fields = Record<string, unknown>;
@@ -77,7 +78,7 @@ export function encodeChosen(message: unknown, key: string, tag: number): Buffer
   const { spans, bytes } = columns;
   let total = 0;
   for (const i of indexes) total += 1 + spans[2 * i + 1]! - spans[2 * i]!;
-  const out = Buffer.allocUnsafe(total);
+  const out = framableMessage(total);
   let at = 0;
   for (const i of indexes) {
     out[at++] = tag;

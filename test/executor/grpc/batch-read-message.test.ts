@@ -3,6 +3,7 @@
 import { create, fromBinary, toBinary } from '@bufbuild/protobuf';
 import { describe, expect, it } from 'vitest';
 import { batchReadResponseEncoder } from '../../../executor/grpc/batch-read-message.ts';
+import { frameInPlace } from '../../../executor/grpc/bytes-message.ts';
 import {
   BatchReadBlobsResponseSchema,
   BatchUpdateBlobsResponseSchema,
@@ -21,6 +22,17 @@ describe('batchReadResponseEncoder', () => {
     const expected = Buffer.from(toBinary(BatchReadBlobsResponseSchema, create(BatchReadBlobsResponseSchema, init)));
     expect(Buffer.compare(encode(init), expected)).toBe(0);
   };
+
+  it('leaves room in front of the reply for the gRPC prefix, so it is framed where it was written', () => {
+    const message = encode({
+      responses: [{ digest: { hash: hex(3), sizeBytes: 1024n }, data: randomBytes(1024, 3), status: {} }],
+    });
+    const frame = frameInPlace(message)!;
+    expect(frame.buffer).toBe(message.buffer);
+    expect(frame.byteOffset + 5).toBe(message.byteOffset);
+    expect(frame.subarray(5).equals(message)).toBe(true);
+    expect(frame.readUInt32BE(1)).toBe(message.byteLength);
+  });
 
   it('encodes found and missing blobs byte for byte like protobuf-es, from empty to 2 MiB', () => {
     same([]);

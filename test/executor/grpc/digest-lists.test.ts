@@ -2,6 +2,7 @@
 // message it does not take to protobuf-es.
 import { create, fromBinary, toBinary } from '@bufbuild/protobuf';
 import { describe, expect, it } from 'vitest';
+import { frameInPlace } from '../../../executor/grpc/bytes-message.ts';
 import { chosenDigests, digestColumns } from '../../../executor/grpc/digest-columns.ts';
 import { digestListDecoder, digestListEncoder } from '../../../executor/grpc/digest-lists.ts';
 import {
@@ -157,6 +158,7 @@ describe('digestListEncoder', () => {
       expect(wire).toEqual(
         Buffer.from(toBinary(FindMissingBlobsResponseSchema, create(FindMissingBlobsResponseSchema, expected))),
       );
+      expect(frameInPlace(wire)?.subarray(5).equals(wire)).toBe(true); // room for the gRPC prefix left in front
       expect(reply.missingBlobDigests).toEqual(expected.missingBlobDigests.map((d) => expect.objectContaining(d)));
     }
   });
