@@ -87,17 +87,22 @@ export function encodeChosen(message: unknown, key: string, tag: number): Buffer
   return out;
 }
 
-/** Defines `message[key]` as `make()`'s list, made at the first read; a write replaces it like any field. */
+/**
+ * Defines `message[key]` as `make()`'s list, made at the first read; a write replaces it like any field, and throws
+ * once the message is frozen (deepFreeze), as a frozen field would. The list is kept in the getter rather than put
+ * in its place, so that freezing, which reads every field, works too.
+ */
 function lazyList(message: Fields, key: string, make: () => Fields[]): void {
-  const settle = (value: unknown) =>
-    Object.defineProperty(message, key, { value, writable: true, enumerable: true, configurable: true });
+  let list: unknown;
   Object.defineProperty(message, key, {
     get() {
-      const list = make();
-      settle(list);
+      if (list === undefined) list = make();
       return list;
     },
-    set: settle,
+    set(value: unknown) {
+      if (Object.isFrozen(message)) throw new TypeError(`Cannot assign to read only property '${key}' of object`);
+      list = value;
+    },
     enumerable: true,
     configurable: true,
   });

@@ -5,6 +5,7 @@ import { describe, expect, it } from 'vitest';
 import { frameInPlace } from '../../../executor/grpc/bytes-message.ts';
 import { chosenDigests, digestColumns } from '../../../executor/grpc/digest-columns.ts';
 import { digestListDecoder, digestListEncoder } from '../../../executor/grpc/digest-lists.ts';
+import { deepFreeze } from '../../../executor/grpc/reused-replies.ts';
 import {
   BatchReadBlobsRequestSchema,
   BatchUpdateBlobsRequestSchema,
@@ -130,6 +131,13 @@ describe('digestListDecoder', () => {
     expect(message).toEqual(fromBinary(FindMissingBlobsRequestSchema, bytes));
     message.blobDigests = [];
     expect(message.blobDigests).toEqual([]);
+    const frozen = decode(bytes) as { blobDigests: unknown[] };
+    deepFreeze(frozen);
+    expect(frozen).toEqual(fromBinary(FindMissingBlobsRequestSchema, bytes));
+    expect(Object.isFrozen(frozen.blobDigests[0])).toBe(true);
+    expect(() => {
+      frozen.blobDigests = [];
+    }).toThrow(TypeError);
   });
 });
 
