@@ -86,7 +86,12 @@ export function casService(deps: CasDeps): ServiceHandlers<typeof ContentAddress
     async batchReadBlobs(request) {
       checkDigestFunction(request.digestFunction);
       const instance = instanceOf(request.instanceName);
-      const digests = request.digests.map((d, i) => digestOf(d, `digests[${i}]`));
+      // Digests the decoder kept as columns were checked on its bytes (SHA-256 hashes, safe sizes) already.
+      const columns = digestColumns(request);
+      const digests: Digest[] =
+        columns !== undefined
+          ? columns.hashes.map((hash, i) => ({ hash, sizeBytes: columns.sizes[i]! }))
+          : request.digests.map((d, i) => digestOf(d, `digests[${i}]`));
       checkBatchSize(
         digests.reduce((sum, d) => sum + d.sizeBytes, 0),
         deps.maxBatchBytes,

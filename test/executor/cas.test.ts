@@ -132,6 +132,13 @@ describe('ContentAddressableStorage', () => {
       cas().batchReadBlobs({ digests: [{ hash: EMPTY_SHA256.replace('e', 'f'), sizeBytes: BigInt(2 * MiB) }] }),
     );
     expect(overRead.code).toBe(grpc.status.INVALID_ARGUMENT);
+    // One malformed digest among well-formed ones refuses the whole BatchReadBlobs, naming it.
+    const good = digestOf(Buffer.from('good'));
+    for (const hash of [good.hash.toUpperCase(), good.hash.slice(1), `${good.hash.slice(0, 63)}g`]) {
+      const malformed = await codeOf(cas().batchReadBlobs({ digests: [good, { hash, sizeBytes: 4n }, good] }));
+      expect(malformed.code, hash).toBe(grpc.status.INVALID_ARGUMENT);
+      expect(malformed.details).toMatch(/digests\[1\]/);
+    }
 
     for (const fn of [DigestFunction_Value.SHA1, DigestFunction_Value.BLAKE3, DigestFunction_Value.MD5]) {
       const refused = await codeOf(cas().findMissingBlobs({ digestFunction: fn, blobDigests: [] }));
