@@ -20,6 +20,10 @@ export interface DigestColumns {
   readonly sizes: number[];
   /** For each digest, where its value (length prefix and fields, not the list field's key) starts and ends in `bytes`. */
   readonly spans: number[];
+  /**
+   * The request's bytes, read again when the reply is encoded: they must not change meanwhile. Each unary request
+   * has a buffer of its own (lent-frames.ts lends a buffer only to the next message of the call that handed it back).
+   */
   readonly bytes: Buffer;
 }
 
