@@ -9,6 +9,7 @@
 import type { DescMessage } from '@bufbuild/protobuf';
 import { BatchReadBlobsResponseSchema } from '../../shared/proto/gen/build/bazel/remote/execution/v2/remote_execution_pb.ts';
 import { framableMessage } from './bytes-message.ts';
+import { writtenMessage } from './found-blobs-reply.ts';
 import { digestLength, generic, plainSize, varintLength, writeDigestFields, writeVarint } from './digest-lists.ts';
 
 type Fields = Record<string, unknown>;
@@ -34,6 +35,9 @@ const MESSAGE_TAG = (2 << 3) | 2;
 export function batchReadResponseEncoder(schema: DescMessage): ((message: unknown) => Buffer) | null {
   if (schema.typeName !== BatchReadBlobsResponseSchema.typeName) return null;
   return (message: unknown): Buffer => {
+    // A reply its handler wrote whole, each blob read where it lies (found-blobs-reply.ts).
+    const written = writtenMessage(message);
+    if (written !== undefined) return written;
     const responses = ((message as Fields).responses as Fields[] | undefined) ?? [];
     const measured: Measured[] = [];
     let total = 0;

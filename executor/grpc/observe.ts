@@ -7,6 +7,7 @@
 import { status as Code } from '@grpc/grpc-js';
 import type { BlobKind, Metrics, Outcome } from '../../shared/metrics/metrics.ts';
 import type { CallObserver } from './adapt.ts';
+import { foundBlobCount } from './found-blobs-reply.ts';
 
 /** The cache reads and writes, by method name: their kind, and what an OK status means. */
 const CACHE_METHODS: Record<string, { kind: BlobKind; ok: Outcome; batch?: true }> = {
@@ -37,6 +38,12 @@ export function grpcObserver(metrics: Metrics): CallObserver {
       metrics.grpcCall(method, Code[code] ?? String(code));
       const cache = CACHE_METHODS[method];
       if (cache === undefined) return;
+      // A BatchReadBlobs reply written whole says how many blobs it carries, all found, without a list to count.
+      const found = code === Code.OK ? foundBlobCount(reply) : undefined;
+      if (found !== undefined) {
+        if (found > 0) metrics.request('grpc', method, cache.kind, cache.ok, found);
+        return;
+      }
       const blobs =
         cache.batch && code === Code.OK
           ? (reply as { responses?: Array<{ status?: { code: number } }> }).responses

@@ -21,6 +21,7 @@ import { chosenDigests, digestColumns } from '../grpc/digest-columns.ts';
 import { blobStatus } from '../reapi/grpc-status.ts';
 import { mapLimit } from '../../shared/map-limit.ts';
 import type { Zstd } from '../reapi/zstd.ts';
+import { readBatch } from './batch-read.ts';
 import { TreeOrders } from './tree-orders.ts';
 import { streamTree } from './tree.ts';
 
@@ -86,12 +87,18 @@ export function casService(deps: CasDeps): ServiceHandlers<typeof ContentAddress
     async batchReadBlobs(request) {
       checkDigestFunction(request.digestFunction);
       const instance = instanceOf(request.instanceName);
-      // Digests the decoder kept as columns were checked on its bytes (SHA-256 hashes, safe sizes) already.
+      // Digests the decoder kept as columns were checked on its bytes (SHA-256 hashes, safe sizes) already: their
+      // blobs are read into the reply where it lies (batch-read.ts).
       const columns = digestColumns(request);
-      const digests: Digest[] =
-        columns !== undefined
-          ? columns.hashes.map((hash, i) => ({ hash, sizeBytes: columns.sizes[i]! }))
-          : request.digests.map((d, i) => digestOf(d, `digests[${i}]`));
+      if (columns !== undefined) {
+        checkBatchSize(
+          columns.sizes.reduce((sum, size) => sum + size, 0),
+          deps.maxBatchBytes,
+          'BatchReadBlobs asks for',
+        );
+        return readBatch(store, instance, columns, CONCURRENCY);
+      }
+      const digests = request.digests.map((d, i) => digestOf(d, `digests[${i}]`));
       checkBatchSize(
         digests.reduce((sum, d) => sum + d.sizeBytes, 0),
         deps.maxBatchBytes,

@@ -44,6 +44,22 @@ export function measured(inner: BlobStore, observe: Observe): BlobStore {
             if (file !== null) observe('get', 'hit', (performance.now() - start) / 1000);
             return file;
           },
+    // Likewise, a blob read into the caller's memory is a get's hit, and one not read is counted by the get that follows.
+    readSmallInto:
+      inner.readSmallInto === undefined
+        ? undefined
+        : (key, into, at, size) => {
+            const start = performance.now();
+            let read: boolean;
+            try {
+              read = inner.readSmallInto!(key, into, at, size);
+            } catch (err) {
+              observe('get', 'error', (performance.now() - start) / 1000);
+              throw err;
+            }
+            if (read) observe('get', 'hit', (performance.now() - start) / 1000);
+            return read;
+          },
     stat: (key) => timed('stat', () => inner.stat(key), found),
     put: (key, body, size) =>
       timed(

@@ -51,6 +51,17 @@ export interface BlobStore {
    * is sent; the sender answers that as the miss it then is.
    */
   locate?(key: BlobKey): BlobFile | null;
+  /**
+   * Optional, for stores that read small blobs whole at little cost (small files on disk): reads the blob `key`,
+   * which the caller expects to be `size` bytes, into `into` from `at`, synchronously, so that a reply carrying many
+   * small blobs (BatchReadBlobs) is filled where it lies, with no buffer of the store's own per blob. The byte just
+   * after (`into[at + size]`) must exist and may be overwritten: one byte more is asked for, so a file of another size
+   * is noticed in the same read; the caller restores it. True when `into` now holds exactly the blob's bytes. False
+   * when the store did not read it (it does not know the blob, it is larger than the store reads this way, or it is
+   * not `size` bytes): the caller then asks `get`, which gives the truthful answer. Errors mean the store could not
+   * read it.
+   */
+  readSmallInto?(key: BlobKey, into: Uint8Array, at: number, size: number): boolean;
   /** The stored blob's size without reading its bytes, or null on a miss. */
   stat(key: BlobKey): Promise<number | null>;
   /**

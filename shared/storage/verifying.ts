@@ -22,6 +22,10 @@ export function verifying(inner: BlobStore): BlobStore {
   return {
     get: (key) => inner.get(key),
     locate: inner.locate === undefined ? undefined : (key) => inner.locate!(key),
+    readSmallInto:
+      inner.readSmallInto === undefined
+        ? undefined
+        : (key, into, at, size) => inner.readSmallInto!(key, into, at, size),
     stat: (key) => inner.stat(key),
     statMany: inner.statMany === undefined ? undefined : (keys) => inner.statMany!(keys),
     async put(key: BlobKey, body: BlobBody, size: number) {

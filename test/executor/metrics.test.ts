@@ -120,6 +120,21 @@ it('exposes the store latency histogram as prom-client writes it, growing by exa
   expect(ops('get', 'error') + ops('put', 'error') + ops('stat', 'error')).toBe(0);
 });
 
+it('counts each blob of a batch read whose blobs are all found, as a cache hit and a store hit', async () => {
+  const blobs = ['all found one', 'all found two', 'all found three'].map((s) => Buffer.from(s));
+  for (const blob of blobs) await fx.upload(blob);
+  const before = await scrape(metricsUrl);
+  const read = await server.clients.cas.batchReadBlobs({ digests: blobs.map(digestOf) });
+  expect(read.responses.map((r) => r.status?.code ?? 0)).toEqual([Code.OK, Code.OK, Code.OK]);
+  const moved = delta(before, await scrape(metricsUrl));
+  expect(
+    moved('larder_requests_total', { protocol: 'grpc', method: 'BatchReadBlobs', kind: 'cas', outcome: 'hit' }),
+  ).toBe(3);
+  expect(
+    moved('larder_store_operation_seconds_count', { store: 'disk', tier: '0', operation: 'get', result: 'hit' }),
+  ).toBe(3);
+});
+
 it('serves /metrics to readers only; /healthz stays open', async () => {
   const wrong = { authorization: `Basic ${btoa('ci:wrong-password')}` };
   expect((await fetch(metricsUrl, { headers: wrong })).status).toBe(401);

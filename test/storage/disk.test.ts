@@ -120,6 +120,46 @@ describe('disk store', () => {
     await store.close();
   });
 
+  it("reads a small blob into the caller's buffer, exactly, and leaves to get what is missing, of another size or large", async () => {
+    const path = freshDir();
+    const store = verifying(await DiskStore.open({ path, maxBytes: 1 << 20 }));
+    const fileOf = (data: Uint8Array) =>
+      join(path, (readdirSync(path, { recursive: true }) as string[]).find((f) => f.endsWith(cas(data).hash))!);
+    const blob = randomBytes(1024);
+    await store.put(cas(blob), blob, blob.length);
+    const into = Buffer.alloc(2000, 0xee);
+    expect(store.readSmallInto!(cas(blob), into, 100, blob.length)).toBe(true);
+    expect(bytesOf(into.subarray(100, 100 + blob.length))).toEqual(bytesOf(blob));
+    expect(into.subarray(0, 100).every((b) => b === 0xee)).toBe(true); // nothing before its room
+    expect(() => store.readSmallInto!(cas(blob), into, 1000, blob.length)).toThrow(RangeError); // no byte after it
+
+    // Asked at another size than it has: not read, and get says what is stored.
+    expect(store.readSmallInto!(cas(blob), into, 0, blob.length - 1)).toBe(false);
+    expect(store.readSmallInto!(cas(blob), into, 0, blob.length + 1)).toBe(false);
+
+    // Its file made longer behind the store's back (the index still says 1024): not read.
+    writeFileSync(fileOf(blob), Buffer.concat([blob, Buffer.from('more')]));
+    expect(store.readSmallInto!(cas(blob), into, 0, blob.length)).toBe(false);
+    // And removed: not read either, and now a miss.
+    rmSync(fileOf(blob));
+    expect(store.readSmallInto!(cas(blob), into, 0, blob.length)).toBe(false);
+    expect(await store.get(cas(blob))).toBeNull();
+
+    // Larger than it reads whole: left to get.
+    const large = randomBytes(64 * 1024 + 1);
+    await store.put(cas(large), large, large.length);
+    expect(store.readSmallInto!(cas(large), Buffer.alloc(large.length + 1), 0, large.length)).toBe(false);
+
+    // Published by another process sharing the folder, unknown to this one's index: read all the same.
+    const other = await DiskStore.open({ path, maxBytes: 1 << 20 });
+    const theirs = randomBytes(1500);
+    await other.put(cas(theirs), theirs, theirs.length);
+    expect(store.readSmallInto!(cas(theirs), into, 0, theirs.length)).toBe(true);
+    expect(bytesOf(into.subarray(0, theirs.length))).toEqual(bytesOf(theirs));
+    await other.close();
+    await store.close?.();
+  });
+
   it('writes again an upload of a blob whose file was removed behind its back (its index may still vouch for it)', async () => {
     const path = freshDir();
     const store = verifying(await DiskStore.open({ path, maxBytes: 1 << 20 }));

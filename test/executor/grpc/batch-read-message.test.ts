@@ -4,7 +4,11 @@ import { create, fromBinary, toBinary } from '@bufbuild/protobuf';
 import { describe, expect, it } from 'vitest';
 import { batchReadResponseEncoder } from '../../../executor/grpc/batch-read-message.ts';
 import { frameInPlace } from '../../../executor/grpc/bytes-message.ts';
+import { digestColumns } from '../../../executor/grpc/digest-columns.ts';
+import { digestListDecoder } from '../../../executor/grpc/digest-lists.ts';
+import { foundBlobCount, foundReply, layOutFound } from '../../../executor/grpc/found-blobs-reply.ts';
 import {
+  BatchReadBlobsRequestSchema,
   BatchReadBlobsResponseSchema,
   BatchUpdateBlobsResponseSchema,
   Compressor_Value,
@@ -62,5 +66,54 @@ describe('batchReadResponseEncoder', () => {
 
   it('is only used for BatchReadBlobsResponse', () => {
     expect(batchReadResponseEncoder(BatchUpdateBlobsResponseSchema)).toBeNull();
+  });
+});
+
+describe('a reply laid out as found (found-blobs-reply.ts)', () => {
+  const decodeRequest = digestListDecoder(BatchReadBlobsRequestSchema)!;
+  const encode = batchReadResponseEncoder(BatchReadBlobsResponseSchema)!;
+  const sizes = [1, 0, 127, 128, 16_384, 70_000];
+  const blobs = sizes.map((size, i) => randomBytes(size, i + 1));
+  const request = toBinary(
+    BatchReadBlobsRequestSchema,
+    create(BatchReadBlobsRequestSchema, {
+      digests: blobs.map((b, i) => ({ hash: hex(i + 1), sizeBytes: BigInt(b.byteLength) })),
+    }),
+  );
+  const filled = () => {
+    const columns = digestColumns(decodeRequest(request) as object)!;
+    const layout = layOutFound(columns);
+    for (const [i, b] of blobs.entries()) layout.message.set(b, layout.dataAt[i]!);
+    return foundReply(columns, layout);
+  };
+  const expected = blobs.map((data, i) => ({
+    digest: create(DigestSchema, { hash: hex(i + 1), sizeBytes: BigInt(data.byteLength) }),
+    data,
+    status: create(StatusSchema, { code: 0 }),
+    compressor: Compressor_Value.IDENTITY,
+  }));
+  const protobufEs = (responses: unknown[]) =>
+    Buffer.from(
+      toBinary(
+        BatchReadBlobsResponseSchema,
+        create(BatchReadBlobsResponseSchema, { responses } as Parameters<typeof create>[1]),
+      ),
+    );
+
+  it('is, once filled, byte for byte what protobuf-es writes, framed in place, counted as all found', () => {
+    const reply = filled();
+    expect(foundBlobCount(reply)).toBe(blobs.length);
+    const message = encode(reply);
+    expect(message.equals(protobufEs(expected))).toBe(true);
+    expect(frameInPlace(message)?.buffer).toBe(message.buffer);
+  });
+
+  it('makes its list of responses when read, and is encoded from a list written in its place', () => {
+    const reply = filled();
+    const read = reply.responses.map((r) => ({ ...r, data: Buffer.from(r.data) }));
+    expect(protobufEs(read).equals(protobufEs(expected))).toBe(true);
+    reply.responses = reply.responses.slice(0, 2);
+    expect(foundBlobCount(reply)).toBeUndefined();
+    expect(encode(reply).equals(protobufEs(expected.slice(0, 2)))).toBe(true);
   });
 });
