@@ -40,10 +40,26 @@ export class TieredStore implements BlobStore {
   readonly #back: BlobStore;
   readonly #log: Logger | undefined;
 
+  /**
+   * The front's, when it has one: a blob the front reads into the caller's memory never asks the back; one it does not
+   * read (a miss there, or a front that fails) is left to `get`, which asks the back and fills the front.
+   */
+  readonly readSmallInto?: (key: BlobKey, into: Uint8Array, at: number, size: number) => boolean;
+
   constructor(options: TieredStoreOptions) {
     this.#front = options.front;
     this.#back = options.back;
     this.#log = options.log;
+    const front = this.#front;
+    if (front.readSmallInto !== undefined) {
+      this.readSmallInto = (key, into, at, size) => {
+        try {
+          return front.readSmallInto!(key, into, at, size);
+        } catch (err) {
+          return this.#ignored('get', err, false);
+        }
+      };
+    }
   }
 
   async get(key: BlobKey): Promise<StoredBlob | null> {

@@ -4,7 +4,9 @@ import { randomBytes } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
 import { blobKey, type BlobKey } from '../../shared/digest.ts';
 import { LarderError } from '../../shared/errors.ts';
+import { DiskStore } from '../../shared/storage/disk.ts';
 import { MemoryStore } from '../../shared/storage/memory.ts';
+import { tempDir } from '../helpers/edge-process.ts';
 import type { BlobStore } from '../../shared/storage/store.ts';
 import { bodyStream, collect, streamOf } from '../../shared/storage/streams.ts';
 import { TieredStore } from '../../shared/storage/tiered.ts';
@@ -103,6 +105,42 @@ describe('tiered store', () => {
       },
     };
     expect(bytesOf(await read(new TieredStore({ front: failing, back }), key(data)))).toEqual(bytesOf(data));
+  });
+
+  it("reads a small blob into the caller's memory from a disk front only, leaving a front miss to get", async () => {
+    const dir = tempDir();
+    try {
+      const back = switchable(new MemoryStore({ maxBytes: 1 << 20 }));
+      const tiered = new TieredStore({
+        front: await DiskStore.open({ path: dir.path, maxBytes: 1 << 20 }),
+        back: back.store,
+      });
+      const data = randomBytes(1000);
+      await tiered.put(key(data), data, data.length);
+      const calls = back.state.calls;
+      back.state.down = true;
+      const into = Buffer.alloc(1001);
+      expect(tiered.readSmallInto!(key(data), into, 0, 1000)).toBe(true);
+      expect(bytesOf(into.subarray(0, 1000))).toEqual(bytesOf(data));
+      const onlyBack = randomBytes(1000);
+      expect(tiered.readSmallInto!(key(onlyBack), into, 0, 1000)).toBe(false); // get asks the back
+      expect(back.state.calls).toBe(calls);
+      expect(
+        new TieredStore({ front: new MemoryStore({ maxBytes: 1000 }), back: back.store }).readSmallInto,
+      ).toBeUndefined();
+      const broken = new TieredStore({
+        front: {
+          ...switchable(new MemoryStore({ maxBytes: 1000 })).store,
+          readSmallInto: () => {
+            throw new LarderError('internal', 'front: broken');
+          },
+        },
+        back: back.store,
+      });
+      expect(broken.readSmallInto!(key(data), into, 0, 1000)).toBe(false); // a broken front is a miss
+    } finally {
+      dir.remove();
+    }
   });
 
   it('a front that errors on reads counts as a miss', async () => {
