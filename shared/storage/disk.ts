@@ -315,16 +315,18 @@ export class DiskStore implements BlobStore {
   /**
    * A small blob read into the caller's memory (BlobStore.readSmallInto: BatchReadBlobs fills its reply with a
    * thousand of these): open, one read of one byte more than `size`, close, like #readSmall but with no buffer of
-   * its own. A blob the index knows at another size is left to `get` without a look; one it does not know may have
-   * been published by another process sharing the folder, which the open finds out. Synchronous, for the reason
-   * SMALL_BLOB gives; the caller bounds how many it reads before the event loop gets a turn.
+   * its own. A blob the index does not know, or knows at another size, is left to `get` without a look: mostly a
+   * miss, which `get` answers with a lookup that costs no exception (a failed open throws one); a blob another process
+   * sharing the folder published is known once the ledger is caught up, which FindMissingBlobs (statMany) and every
+   * upload do. Synchronous, for the reason SMALL_BLOB gives; the caller bounds how many it reads before the event loop
+   * gets a turn.
    */
   readSmallInto(key: BlobKey, into: Uint8Array, at: number, size: number): boolean {
     if (size > SMALL_BLOB) return false;
     if (at < 0 || at + size + 1 > into.byteLength) throw new RangeError('disk: no room for the blob and one byte more');
     const id = blobId(key);
     const known = this.#index.get(id);
-    if (known !== undefined && known.size !== size) return false;
+    if (known === undefined || known.size !== size) return false;
     let fd: number;
     try {
       fd = openSync(this.#pathOf(id), 'r');
@@ -342,7 +344,9 @@ export class DiskStore implements BlobStore {
       closeSync(fd);
     }
     if (read !== size) return false; // another size than asked for: `get` says what is stored
-    this.#markUsed(id, this.#current(id, size));
+    known.confirmedAt = Date.now();
+    known.confirmedGap = this.#gaps;
+    this.#markUsed(id, known);
     return true;
   }
 

@@ -120,7 +120,7 @@ describe('disk store', () => {
     await store.close();
   });
 
-  it("reads a small blob into the caller's buffer, exactly, and leaves to get what is missing, of another size or large", async () => {
+  it("reads a small blob it knows into the caller's buffer, exactly, and leaves to get what is unknown, missing, of another size or large", async () => {
     const path = freshDir();
     const store = verifying(await DiskStore.open({ path, maxBytes: 1 << 20 }));
     const fileOf = (data: Uint8Array) =>
@@ -150,10 +150,15 @@ describe('disk store', () => {
     await store.put(cas(large), large, large.length);
     expect(store.readSmallInto!(cas(large), Buffer.alloc(large.length + 1), 0, large.length)).toBe(false);
 
-    // Published by another process sharing the folder, unknown to this one's index: read all the same.
+    // Not known to the index (never stored, or published by another process sharing the folder since this one last
+    // caught up with it): left to get, which finds it.
+    expect(store.readSmallInto!(cas(randomBytes(10)), into, 0, 10)).toBe(false);
     const other = await DiskStore.open({ path, maxBytes: 1 << 20 });
     const theirs = randomBytes(1500);
     await other.put(cas(theirs), theirs, theirs.length);
+    expect(store.readSmallInto!(cas(theirs), into, 0, theirs.length)).toBe(false);
+    expect(bytesOf((await store.get(cas(theirs)))!.bytes!)).toEqual(bytesOf(theirs));
+    // Known from then on, and read.
     expect(store.readSmallInto!(cas(theirs), into, 0, theirs.length)).toBe(true);
     expect(bytesOf(into.subarray(0, theirs.length))).toEqual(bytesOf(theirs));
     await other.close();
