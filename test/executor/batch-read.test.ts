@@ -71,6 +71,7 @@ describe('BatchReadBlobs over the disk store, as calls to the store', () => {
     expect(gets).toEqual([]);
     expect(into).toHaveLength(300);
     expect(new Set(into).size).toBe(1); // one reply buffer for all of them
+    expect((await server.clients.cas.batchReadBlobs({ digests: [] })).responses).toEqual([]);
   });
 
   it('asks get for a large blob, and answers a removed, a grown and an unknown blob NOT_FOUND', async () => {
