@@ -3,9 +3,11 @@
  * namespaces, only its execution root writable, no network), under the slot's own uid, in a cgroup of its own
  * (sandbox/cgroups.ts: memory and process limits), and in a process group of its own (a new session).
  *
- * The run is over only when nothing of the command is left: its process group is killed and waited for, the
- * sandbox's PID namespace dies with its init (the kernel kills whatever else is in it, setsid or not), and the
- * cgroup is killed until empty. Only then are outputs collected, so no process can change them underneath.
+ * The run is over only when nothing of the command is left running: its process group is killed and waited for,
+ * the sandbox's PID namespace dies with its init (the kernel kills whatever else is in it, setsid or not), and the
+ * cgroup is killed until nothing in it can run again. Only then are outputs collected, so no process can change
+ * them underneath. What the kernel is still tearing down (bubblewrap's init unmounting the sandbox) leaves the
+ * cgroup after the result is on its way: the group is reused only once it is empty.
  *
  * Commands are started by the spawner (spawner/), a small helper process, so that starting one costs the
  * same whatever the executor's own memory, and their output never passes through the executor's event loop.
@@ -38,8 +40,9 @@ export class LocalRunner implements Runner {
   readonly kind = 'local' as const;
   private readonly spawner = new Spawner();
   private nextGroup = 1;
-  /** Emptied action cgroups waiting for the next action (at most as many as ran at once). */
+  /** Emptied action cgroups waiting for the next action (at most as many as ran or emptied at once). */
   private readonly idleCgroups: ActionCgroup[] = [];
+  private closed = false;
 
   constructor(private readonly options: LocalRunnerOptions) {}
 
@@ -55,17 +58,14 @@ export class LocalRunner implements Runner {
     try {
       return await this.runIn(request, argv, cgroup, startedAt);
     } finally {
-      // runIn killed whatever was in it; only a group with nothing left is given to the next action.
-      if (cgroup !== null) {
-        if (await cgroup.recycle()) this.idleCgroups.push(cgroup);
-        else await cgroup.remove();
-      }
+      if (cgroup !== null) this.giveBack(cgroup);
       // The folders bubblewrap made in the input root to mount /proc, /dev and /tmp on are not the action's outputs.
       for (const path of mountPoints) await rmdir(path).catch(() => undefined);
     }
   }
 
   close(): void {
+    this.closed = true;
     this.spawner.close();
     for (const cgroup of this.idleCgroups.splice(0)) void cgroup.remove();
   }
@@ -76,6 +76,19 @@ export class LocalRunner implements Runner {
     return (
       (await this.options.cgroups?.create(`action-${process.pid}-${this.nextGroup++}`, this.options.limits)) ?? null
     );
+  }
+
+  /**
+   * Makes a group runIn killed idle again once no task is left in it. Not awaited: what may still be in it is
+   * exiting (killAll), and the kernel's teardown need not hold up the action's result. A group that is empty
+   * already is idle again at once (in the same turn of the event loop); until one that is not has emptied, the
+   * next action takes another group (or makes one).
+   */
+  private giveBack(cgroup: ActionCgroup): void {
+    void cgroup.recycle().then(async (empty) => {
+      if (empty && !this.closed) this.idleCgroups.push(cgroup);
+      else await cgroup.remove();
+    });
   }
 
   /** The command line to spawn: the action's own, or bubblewrap running it in a sandbox. */
@@ -149,7 +162,7 @@ export class LocalRunner implements Runner {
     // process cannot leave) its cgroup.
     signalGroup(started.pid, 'SIGKILL');
     await groupGone(started.pid);
-    await cgroup?.killAll();
+    await cgroup?.killAll(command.output);
     const output = await drainWithin(command.output, () => command.abandon());
     const oomKilled = (await cgroup?.oomKilled()) ?? false;
 

@@ -34,16 +34,24 @@ export interface ActionCgroup {
    * the writing thread (the spawner's main thread, which forks), v2 `cgroup.procs`.
    */
   readonly enterFiles: readonly string[];
-  /** Kills every process in the group and resolves once none is left (bounded in time). */
-  killAll(): Promise<void>;
+  /**
+   * Kills every process in the group and resolves once none of them can run again (bounded in time): each is
+   * gone, a zombie, or already exiting. An exiting task has left its last system call and only the kernel's
+   * teardown of it remains (bubblewrap's namespace init unmounting the sandbox, typically a few ms after the
+   * command's own exit): it runs no code of the action's and writes nothing more, so nothing waits for it here.
+   * `exitSign`, when given, settles once the group's processes have probably begun to exit (the command's output
+   * pipes closed, which an exiting process does early): the first pause between rounds ends there.
+   */
+  killAll(exitSign?: Promise<unknown>): Promise<void>;
   /** Whether the kernel killed a process of the group for exceeding its memory limit since it was made or recycled. */
   oomKilled(): Promise<boolean>;
   /**
-   * Readies the group for another action, after killAll: true when no process is left in it (OOM kills are
-   * counted afresh from here); false when one is (a process stuck in the kernel), and then it must be removed.
+   * Readies the group for another action, after killAll: resolves true once no task is left in it, the exiting
+   * ones included (OOM kills are counted afresh from here; at once when it is empty already); false when one
+   * stays past a bound (a process stuck in the kernel), and then it must be removed.
    */
   recycle(): Promise<boolean>;
-  /** Removes the group; it must be empty (after killAll). */
+  /** Removes the group, after killAll, once no task is left in it (bounded in time). */
   remove(): Promise<void>;
 }
 
@@ -55,8 +63,10 @@ export interface Cgroups {
 }
 
 const V1_CONTROLLERS = ['memory', 'pids', 'freezer'] as const;
-/** How long killAll waits for a group to empty: a process in uninterruptible sleep (a stuck NFS read) may linger. */
+/** How long killAll and recycle wait for a group: a process in uninterruptible sleep (a stuck NFS read) may linger. */
 const EMPTY_LIMIT_MS = 10_000;
+/** The task flag `PF_EXITING` (include/linux/sched.h), in /proc/<tid>/stat's ninth field: do_exit has begun. */
+const PF_EXITING = 0x4;
 
 /**
  * The cgroups this process may create action groups in, or null with the reason (not root, no writable
@@ -166,8 +176,9 @@ function v1(roots: Map<string, string>, homeFiles: string[]): OpenCgroups {
       let oomBefore = 0;
       return {
         enterFiles: [...dirs.values()].map((dir) => join(dir, 'tasks')),
-        async killAll() {
-          await waitEmpty(join(freezer, 'cgroup.procs'), async (pids) => {
+        async killAll(exitSign) {
+          // `tasks` lists threads: a process whose leader exited while its other threads run on is still live.
+          await killUntilNoneCanRun(join(freezer, 'tasks'), exitSign, async (pids) => {
             await writeFile(join(freezer, 'freezer.state'), 'FROZEN').catch(() => undefined);
             for (const pid of pids) signal(pid);
             await writeFile(join(freezer, 'freezer.state'), 'THAWED').catch(() => undefined);
@@ -177,11 +188,12 @@ function v1(roots: Map<string, string>, homeFiles: string[]): OpenCgroups {
           return oomKills() > oomBefore;
         },
         async recycle() {
-          if (!isEmpty(join(freezer, 'cgroup.procs'))) return false;
+          if (!(await emptied(join(freezer, 'cgroup.procs')))) return false;
           oomBefore = oomKills();
           return true;
         },
         async remove() {
+          await emptied(join(freezer, 'cgroup.procs'));
           for (const dir of dirs.values()) await rmdir(dir).catch(() => undefined);
         },
       };
@@ -227,8 +239,8 @@ function v2(base: string, home: string): OpenCgroups {
       let oomBefore = 0;
       return {
         enterFiles: [join(dir, 'cgroup.procs')],
-        async killAll() {
-          await waitEmpty(join(dir, 'cgroup.procs'), async (pids) => {
+        async killAll(exitSign) {
+          await killUntilNoneCanRun(join(dir, 'cgroup.threads'), exitSign, async (pids) => {
             const killed = await writeFile(join(dir, 'cgroup.kill'), '1').then(
               () => true,
               () => false, // kernels before 5.14 have no cgroup.kill
@@ -240,11 +252,12 @@ function v2(base: string, home: string): OpenCgroups {
           return oomKills() > oomBefore;
         },
         async recycle() {
-          if (!isEmpty(join(dir, 'cgroup.procs'))) return false;
+          if (!(await emptied(join(dir, 'cgroup.procs')))) return false;
           oomBefore = oomKills();
           return true;
         },
         async remove() {
+          await emptied(join(dir, 'cgroup.procs'));
           await rmdir(dir).catch(() => undefined);
         },
       };
@@ -254,18 +267,75 @@ function v2(base: string, home: string): OpenCgroups {
 }
 
 /**
- * Kills until `procs` lists no process. There is no event for "a cgroup emptied" that works on both layouts, so
- * this asks at a short interval, bounded in time.
+ * Kills until no task `threads` lists can run again (taskCanRun). There is no event for "a cgroup's processes
+ * died" that works on both layouts, so this asks at a short interval, bounded in time.
  */
-async function waitEmpty(procs: string, kill: (pids: number[]) => Promise<void>): Promise<void> {
+async function killUntilNoneCanRun(
+  threads: string,
+  exitSign: Promise<unknown> | undefined,
+  kill: (pids: number[]) => Promise<void>,
+): Promise<void> {
   const deadline = Date.now() + EMPTY_LIMIT_MS;
   for (let round = 0; Date.now() < deadline; round++) {
-    const pids = readOrEmpty(procs).split('\n').filter(Boolean).map(Number);
-    if (pids.length === 0) return;
-    await kill(pids);
-    await new Promise((resolve) => setTimeout(resolve, round < 10 ? 1 : 10));
+    const tids = listed(threads);
+    if (!tids.some(taskCanRun)) return;
+    cgroupCounters.killRounds++;
+    await kill(tids);
+    // Typically bubblewrap's init, which reported the command's exit and has yet to be given the CPU to exit
+    // itself: its pipes closing is the first sign that it has.
+    await (round === 0 && exitSign !== undefined ? Promise.race([pause(round), exitSign]) : pause(round));
   }
 }
+
+/** Whether `procs` lists no task at all (the exiting ones gone too), asked at a short interval, bounded in time. */
+async function emptied(procs: string): Promise<boolean> {
+  const deadline = Date.now() + EMPTY_LIMIT_MS;
+  for (let round = 0; Date.now() < deadline; round++) {
+    if (isEmpty(procs)) return true;
+    cgroupCounters.emptyWaits++;
+    await pause(round);
+  }
+  return false;
+}
+
+function pause(round: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, round < 10 ? 1 : 10));
+}
+
+/** The ids a cgroup's `cgroup.procs`, `cgroup.threads` or `tasks` file lists. */
+function listed(file: string): number[] {
+  return readOrEmpty(file).split('\n').filter(Boolean).map(Number);
+}
+
+/**
+ * Whether task `tid` may still run code of its own: false once it is gone, a zombie, or exiting (PF_EXITING is set
+ * when do_exit begins, after its last system call returned). True where /proc cannot tell.
+ */
+export function taskCanRun(tid: number): boolean {
+  let stat: string;
+  try {
+    stat = readFileSync(`/proc/${tid}/stat`, 'utf8');
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code !== 'ENOENT' && (err as NodeJS.ErrnoException).code !== 'ESRCH';
+  }
+  return statCanRun(stat);
+}
+
+/** taskCanRun's reading of one /proc/<tid>/stat line. */
+export function statCanRun(stat: string): boolean {
+  // tid (comm) state ppid pgrp session tty_nr tpgid flags …; comm may hold spaces and parentheses, so from the last ')'.
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  const state = fields[0];
+  const flags = Number(fields[6]);
+  if (state === undefined || !Number.isInteger(flags)) return true;
+  return state !== 'Z' && state !== 'X' && (flags & PF_EXITING) === 0;
+}
+
+/**
+ * How often killAll had to kill (a task of the group could still run when it looked) and recycle had to wait for
+ * exiting tasks to go: what tests read to see that a trivial command's run waits for neither.
+ */
+export const cgroupCounters = { killRounds: 0, emptyWaits: 0 };
 
 /** The `oom_kill` count of a v1 memory.oom_control or v2 memory.events file (0 where it cannot be read). */
 function oomKillCount(file: string): number {
