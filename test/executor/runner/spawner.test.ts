@@ -1,6 +1,6 @@
 // The spawner captures what a command writes into its stdout and stderr files, and makes no file for a stream that
 // carried nothing (the worker reads a missing file as empty output).
-import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, watch, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
@@ -60,5 +60,44 @@ describe('Spawner output capture', () => {
     });
     expect(await command.output).toEqual({ truncated: true, writeError: null });
     expect(readFileSync(stdoutPath).byteLength).toBe(1024);
+  });
+});
+
+describe('Spawner cgroup moves', () => {
+  // Regular files stand in for the cgroup files here (the runner's suite uses real cgroups): what the spawner
+  // writes into them is what it would have asked the kernel.
+  it('keeps writing itself into its home cgroup after starting a command there, so the next move is cheap', async () => {
+    const enter = join(dir, 'enter-tasks');
+    const home = join(dir, 'home-tasks');
+    writeFileSync(enter, '');
+    writeFileSync(home, '');
+    const command = spawner.run({
+      argv: ['/bin/sh', '-c', 'exit 0'],
+      cwd: dir,
+      env: { PATH: '/usr/bin:/bin' },
+      user: null,
+      maxOutputBytes: 1024,
+      cgroup: { enter: [enter], leave: [home] },
+      stdoutPath: join(dir, 'moves.out'),
+      stderrPath: join(dir, 'moves.err'),
+    });
+    const started = await command.started;
+    expect('pid' in started).toBe(true);
+    await command.exited;
+    await command.output;
+    const spawnerPid = readFileSync(enter, 'utf8');
+    expect(spawnerPid).toMatch(/^\d+$/);
+    // Emptied now that the command has ended and nothing else is asked: the spawner writes its pid there again
+    // (each write truncates the file first, so a read may catch it empty: the watch waits for the pid).
+    writeFileSync(home, '');
+    await new Promise<void>((resolve) => {
+      const check = () => {
+        if (readFileSync(home, 'utf8') !== spawnerPid) return;
+        watcher.close();
+        resolve();
+      };
+      const watcher = watch(home, check);
+      check();
+    });
   });
 });
