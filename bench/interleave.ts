@@ -7,20 +7,7 @@
  * ratio carries. Used by bench/asset.ts and bench/grpc.ts.
  */
 import { performance } from 'node:perf_hooks';
-import { setFlagsFromString } from 'node:v8';
-import { runInNewContext } from 'node:vm';
 import { cpuNanoseconds } from './proc.ts';
-
-/**
- * A full collection of the bench's own heap, run before each timed block: the client's garbage from the last block
- * (a call's replies are megabytes) is then not collected inside the next one, whichever server it times. Without it
- * the client's CPU per BatchReadBlobs call swung between 7 and 25 ms with the block it landed in, more than the servers
- * differ. `--expose-gc` set at run time, since the bench is started through tsx.
- */
-const collectGarbage = (() => {
-  setFlagsFromString('--expose-gc');
-  return runInNewContext('gc') as () => void;
-})();
 
 /** One kind's work added up over the blocks it ran. */
 export interface Tally {
@@ -50,9 +37,8 @@ export function callsPerSecond(tally: Tally): number {
   return tally.calls / tally.seconds;
 }
 
-/** Runs `work` (which makes `calls` calls) on a clean client heap, adding its wall time, the server's (`pid`) CPU and the bench's to `tally`. */
+/** Runs `work` (which makes `calls` calls) and adds its wall time, the server's (`pid`) CPU and the bench's to `tally`. */
 export async function measure(pid: number, tally: Tally, calls: number, work: () => Promise<unknown>): Promise<void> {
-  collectGarbage();
   const cpuBefore = cpuNanoseconds(pid);
   const clientBefore = process.cpuUsage();
   const started = performance.now();
