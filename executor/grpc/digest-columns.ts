@@ -37,7 +37,12 @@ export function digestColumns(message: object): DigestColumns | undefined {
 /** Makes `message[key]` the list of digests in `columns`, made when first read, and keeps the columns with it. */
 export function keepColumns(message: Fields, key: string, columns: DigestColumns): void {
   columnsOf.set(message, columns);
-  lazyList(message, key, () => digestsAt(columns));
+  lazyList(
+    message,
+    key,
+    () => digestsAt(columns),
+    () => columnsOf.delete(message),
+  );
 }
 
 /** The Digest objects of `columns`, all or those at `indexes`, as protobuf-es makes them. */
@@ -66,7 +71,12 @@ const chosenOf = new WeakMap<object, Chosen>();
 export function chosenDigests<T>(key: string, columns: DigestColumns, indexes: readonly number[]): T {
   const reply: Fields = {};
   chosenOf.set(reply, { key, columns, indexes });
-  lazyList(reply, key, () => digestsAt(columns, indexes));
+  lazyList(
+    reply,
+    key,
+    () => digestsAt(columns, indexes),
+    () => chosenOf.delete(reply),
+  );
   return reply as T;
 }
 
@@ -92,11 +102,12 @@ export function encodeChosen(message: unknown, key: string, tag: number): Buffer
 }
 
 /**
- * Defines `message[key]` as `make()`'s list, made at the first read; a write replaces it like any field, and throws
- * once the message is frozen (deepFreeze), as a frozen field would. The list is kept in the getter rather than put
- * in its place, so that freezing, which reads every field, works too.
+ * Defines `message[key]` as `make()`'s list, made at the first read; a write replaces it like any field (and calls
+ * `replaced`: whatever stood for the old list no longer does), and throws once the message is frozen (deepFreeze), as
+ * a frozen field would. The list is kept in the getter rather than put in its place, so that freezing, which reads
+ * every field, works too.
  */
-function lazyList(message: Fields, key: string, make: () => Fields[]): void {
+export function lazyList(message: object, key: string, make: () => object[], replaced: () => void): void {
   let list: unknown;
   Object.defineProperty(message, key, {
     get() {
@@ -105,6 +116,7 @@ function lazyList(message: Fields, key: string, make: () => Fields[]): void {
     },
     set(value: unknown) {
       if (Object.isFrozen(message)) throw new TypeError(`Cannot assign to read only property '${key}' of object`);
+      replaced();
       list = value;
     },
     enumerable: true,

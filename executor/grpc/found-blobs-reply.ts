@@ -15,7 +15,7 @@ import {
   Compressor_Value,
 } from '../../shared/proto/gen/build/bazel/remote/execution/v2/remote_execution_pb.ts';
 import { framableMessage } from './bytes-message.ts';
-import { type DigestColumns, digestsAt } from './digest-columns.ts';
+import { type DigestColumns, digestsAt, lazyList } from './digest-columns.ts';
 import { varintLength, writeVarint } from './digest-lists.ts';
 import { blobStatus } from '../reapi/grpc-status.ts';
 
@@ -85,20 +85,12 @@ const written = new WeakMap<object, { message: Buffer; blobs: number }>();
 export function foundReply(columns: DigestColumns, layout: FoundBlobsLayout): BatchReadBlobsResponse {
   const reply = {} as BatchReadBlobsResponse;
   written.set(reply, { message: layout.message, blobs: columns.sizes.length });
-  let list: unknown;
-  Object.defineProperty(reply, 'responses', {
-    get() {
-      if (list === undefined) list = foundResponses(columns, layout);
-      return list;
-    },
-    set(value: unknown) {
-      if (Object.isFrozen(reply)) throw new TypeError("Cannot assign to read only property 'responses' of object");
-      written.delete(reply);
-      list = value;
-    },
-    enumerable: true,
-    configurable: true,
-  });
+  lazyList(
+    reply,
+    'responses',
+    () => foundResponses(columns, layout),
+    () => written.delete(reply),
+  );
   return reply;
 }
 

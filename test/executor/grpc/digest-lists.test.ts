@@ -11,6 +11,7 @@ import {
   BatchUpdateBlobsRequestSchema,
   Compressor_Value,
   DigestFunction_Value,
+  DigestSchema,
   FindMissingBlobsRequestSchema,
   FindMissingBlobsResponseSchema,
 } from '../../../shared/proto/gen/build/bazel/remote/execution/v2/remote_execution_pb.ts';
@@ -169,6 +170,24 @@ describe('digestListEncoder', () => {
       expect(frameInPlace(wire)?.subarray(5).equals(wire)).toBe(true); // room for the gRPC prefix left in front
       expect(reply.missingBlobDigests).toEqual(expected.missingBlobDigests.map((d) => expect.objectContaining(d)));
     }
+  });
+
+  it('encodes a reply whose chosen list was replaced from the list it now holds', () => {
+    const blobDigests = Array.from({ length: 3 }, (_, i) => ({ hash: hex(i + 40), sizeBytes: BigInt(i + 1) }));
+    const bytes = toBinary(FindMissingBlobsRequestSchema, create(FindMissingBlobsRequestSchema, { blobDigests }));
+    const request = digestListDecoder(FindMissingBlobsRequestSchema)!(bytes) as { blobDigests: unknown[] };
+    const reply = chosenDigests<{ missingBlobDigests: unknown[] }>(
+      'missingBlobDigests',
+      digestColumns(request)!,
+      [0, 1],
+    );
+    const replacement = [create(DigestSchema, blobDigests[2]!)];
+    reply.missingBlobDigests = replacement;
+    const expected = create(FindMissingBlobsResponseSchema, { missingBlobDigests: replacement });
+    expect(encode(reply)).toEqual(Buffer.from(toBinary(FindMissingBlobsResponseSchema, expected)));
+    // A request whose list was replaced no longer has columns that stand for it.
+    request.blobDigests = [];
+    expect(digestColumns(request)).toBeUndefined();
   });
 
   it('is only used for messages of lists of digests', () => {
