@@ -117,6 +117,11 @@ describe('access gate', () => {
     expect(await gate.check(undefined, 'GET')).toMatchObject({ allowed: true, principal: { via: 'anonymous' } });
     expect(await gate.check(undefined, 'PUT')).toMatchObject({ allowed: false, code: 'unauthenticated' });
     expect(await gate.check('Bearer stale', 'GET')).toMatchObject({ allowed: false, code: 'unauthenticated' });
+    // The same answer without a promise, for requests without credentials (the edge's downloads).
+    expect(gate.anonymous('GET')).toMatchObject({ via: 'anonymous', roles: new Set(['read']) });
+    expect(gate.anonymous('HEAD')).toBe(gate.anonymous('GET')); // one principal for every anonymous request
+    expect(gate.anonymous('PUT')).toBeNull();
+    expect(gate.anonymous('DELETE')).toBeNull();
   });
 
   it('without authenticators, anonymous holds the roles configured for it', async () => {
