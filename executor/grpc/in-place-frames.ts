@@ -14,35 +14,30 @@
  * (test/executor/grpc/in-place-frames.test.ts checks that a served frame is the sender's memory).
  */
 import { frameInPlace } from './bytes-message.ts';
-import { grpcJsPrototype } from './grpc-js-internals.ts';
+import { wrapGrpcJsMethod } from './grpc-js-internals.ts';
 
 interface FramingCall {
   handler: { serialize(value: unknown): Buffer };
   serializeMessage(value: unknown): Buffer;
 }
 
-const INSTALLED = Symbol('larder in-place frames');
-
 /** Wraps grpc-js's server framing once per process; returns whether it could. */
 export function allowInPlaceFrames(): boolean {
-  const prototype = grpcJsPrototype<FramingCall & { [INSTALLED]?: true }>(
+  return wrapGrpcJsMethod(
     'server-interceptors.js',
     'BaseServerInterceptingCall',
     'serializeMessage',
+    () =>
+      function serializeMessage(this: FramingCall, value: unknown): Buffer {
+        const message = this.handler.serialize(value);
+        const inPlace = frameInPlace(message);
+        if (inPlace !== null) return inPlace;
+        // As grpc-js frames it: an uncompressed flag, the length, the message.
+        const frame = Buffer.allocUnsafe(message.byteLength + 5);
+        frame.writeUInt8(0, 0);
+        frame.writeUInt32BE(message.byteLength, 1);
+        frame.set(message, 5);
+        return frame;
+      },
   );
-  if (prototype === undefined) return false;
-  if (prototype[INSTALLED]) return true;
-  prototype.serializeMessage = function serializeMessage(this: FramingCall, value: unknown): Buffer {
-    const message = this.handler.serialize(value);
-    const inPlace = frameInPlace(message);
-    if (inPlace !== null) return inPlace;
-    // As grpc-js frames it: an uncompressed flag, the length, the message.
-    const frame = Buffer.allocUnsafe(message.byteLength + 5);
-    frame.writeUInt8(0, 0);
-    frame.writeUInt32BE(message.byteLength, 1);
-    frame.set(message, 5);
-    return frame;
-  };
-  prototype[INSTALLED] = true;
-  return true;
 }

@@ -14,7 +14,7 @@
  * messages are decoded as before, and this returns false (test/executor/grpc/lent-frames.test.ts checks that a
  * handed-back buffer receives the next message).
  */
-import { grpcJsPrototype } from './grpc-js-internals.ts';
+import { wrapGrpcJsMethod } from './grpc-js-internals.ts';
 
 /** Messages smaller than this are joined as grpc-js joins them: lending pays only for large ones. */
 export const LENDABLE_BYTES = 64 * 1024;
@@ -122,30 +122,24 @@ interface StreamDecoderLike {
 
 const LENDING = Symbol('larder lending decoder');
 type Wrapped = StreamDecoderLike & { [LENDING]?: LendingDecoder | null };
-const INSTALLED = Symbol('larder lent frames');
-
 /** Wraps grpc-js's message decoder once per process; returns whether it could. */
 export function allowLentFrames(): boolean {
   // The package's server and client code both decode with this class.
-  const prototype = grpcJsPrototype<StreamDecoderLike & { [INSTALLED]?: true }>(
+  return wrapGrpcJsMethod<StreamDecoderLike['write']>(
     'stream-decoder.js',
     'StreamDecoder',
     'write',
+    (original) =>
+      function write(this: Wrapped, data: Buffer): Buffer[] {
+        let decoder = this[LENDING];
+        if (decoder === undefined) {
+          // A decoder grpc-js made as it makes them today (a limit, nothing read yet) is taken over for good; any other
+          // (older internals, or one that was already reading when this was installed) keeps decoding as grpc-js does.
+          const fresh = typeof this.maxReadMessageLength === 'number' && this.readState === 0;
+          decoder = fresh ? new LendingDecoder(this.maxReadMessageLength as number) : null;
+          this[LENDING] = decoder;
+        }
+        return decoder === null ? original.call(this, data) : decoder.write(data);
+      },
   );
-  if (prototype === undefined) return false;
-  if (prototype[INSTALLED]) return true;
-  const original = prototype.write;
-  prototype.write = function write(this: Wrapped, data: Buffer): Buffer[] {
-    let decoder = this[LENDING];
-    if (decoder === undefined) {
-      // A decoder grpc-js made as it makes them today (a limit, nothing read yet) is taken over for good; any other
-      // (older internals, or one that was already reading when this was installed) keeps decoding as grpc-js does.
-      const fresh = typeof this.maxReadMessageLength === 'number' && this.readState === 0;
-      decoder = fresh ? new LendingDecoder(this.maxReadMessageLength as number) : null;
-      this[LENDING] = decoder;
-    }
-    return decoder === null ? original.call(this, data) : decoder.write(data);
-  };
-  prototype[INSTALLED] = true;
-  return true;
 }
