@@ -293,6 +293,19 @@ export class DiskStore implements BlobStore {
    * meanwhile) is noticed and read whole instead.
    */
   #readSmall(id: BlobId, path: string, expected: number): Uint8Array | null {
+    return this.#readOpen(id, path, (fd) => {
+      const bytes = Buffer.allocUnsafe(expected + 1);
+      const read = readSync(fd, bytes, 0, expected + 1, 0);
+      return read === expected ? bytes.subarray(0, read) : readFileSync(fd);
+    });
+  }
+
+  /**
+   * What `read` makes of blob `id`'s file, opened synchronously and closed after; null when the file is gone
+   * (evicted, possibly by another process sharing the folder, or removed behind larder's back), which the index
+   * then forgets. The small-blob reads share it.
+   */
+  #readOpen<T>(id: BlobId, path: string, read: (fd: number) => T): T | null {
     let fd: number;
     try {
       fd = openSync(path, 'r');
@@ -302,9 +315,7 @@ export class DiskStore implements BlobStore {
       return null;
     }
     try {
-      const bytes = Buffer.allocUnsafe(expected + 1);
-      const read = readSync(fd, bytes, 0, expected + 1, 0);
-      return read === expected ? bytes.subarray(0, read) : readFileSync(fd);
+      return read(fd);
     } catch (err) {
       throw diskError(err, 'read');
     } finally {
@@ -327,23 +338,9 @@ export class DiskStore implements BlobStore {
     const id = blobId(key);
     const known = this.#index.get(id);
     if (known === undefined || known.size !== size) return false;
-    let fd: number;
-    try {
-      fd = openSync(this.#pathOf(id), 'r');
-    } catch (err) {
-      if (errno(err) !== 'ENOENT') throw diskError(err, 'read');
-      this.#forget(id); // evicted, possibly by another process sharing the folder, or removed behind larder's back
-      return false;
-    }
-    let read: number;
-    try {
-      read = readSync(fd, into, at, size + 1, 0);
-    } catch (err) {
-      throw diskError(err, 'read');
-    } finally {
-      closeSync(fd);
-    }
-    if (read !== size) return false; // another size than asked for: `get` says what is stored
+    const read = this.#readOpen(id, this.#pathOf(id), (fd) => readSync(fd, into, at, size + 1, 0));
+    // Gone, or another size than asked for: `get` says what is stored.
+    if (read !== size) return false;
     known.confirmedAt = Date.now();
     known.confirmedGap = this.#gaps;
     this.#markUsed(id, known);
