@@ -13,6 +13,7 @@ import { mkdir, mkdtemp, open, readdir, rename, rm, stat, type FileHandle } from
 import { join } from 'node:path';
 import { LarderError } from '../../shared/errors.ts';
 import { ownerAlive, ownerTag } from '../../shared/storage/owner.ts';
+import { SyncAhead } from '../../shared/storage/sync-ahead.ts';
 
 export interface PartialUploadsOptions {
   /**
@@ -147,12 +148,14 @@ export class PartialUploads {
       return null;
     }
     partial.active = true;
+    const ahead = new SyncAhead(handle);
     const resumedFrom = partial.bytes;
     let recording = true;
     let pinned = false;
     let overBudget = false;
     const stopRecording = async () => {
       recording = false;
+      await ahead.settled();
       await handle?.close().catch(() => {});
       handle = null;
     };
@@ -180,6 +183,8 @@ export class PartialUploads {
         }
         partial.bytes += chunk.byteLength;
         this.#bytes += chunk.byteLength;
+        // Only a pinned recording is synced at the end (complete), so only it is synced ahead.
+        if (pinned) ahead.wrote(partial.bytes);
       },
       readKept: () => fileSlice(partial.path, resumedFrom),
       keep: async () => {
@@ -199,7 +204,7 @@ export class PartialUploads {
       complete: async () => {
         if (!recording || partial.hash === null)
           throw new LarderError('internal', 'partial upload: complete() without a pinned recording');
-        await handle!.datasync();
+        await ahead.syncWhole();
         await stopRecording();
         // A new Write of the same name may start at once: it must not append to the file being handed over.
         const path = `${partial.path}.${randomUUID()}`;

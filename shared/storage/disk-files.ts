@@ -20,6 +20,7 @@ import {
 import { open } from 'node:fs/promises';
 import { LarderError } from '../errors.ts';
 import { bodyError } from './streams.ts';
+import { SyncAhead } from './sync-ahead.ts';
 
 /** Reads of this size: 1 MiB reads throughout would mean fewer chunks, but Deno then held ~200 MiB streaming a 256 MiB blob out. */
 const READ_CHUNK = 256 * 1024;
@@ -173,9 +174,9 @@ function callback<T>(call: (done: (err: Error | null, value: T) => void) => void
 const WRITE_BATCH = 1024 * 1024;
 
 /**
- * Copies the body into a new file, in writes of about WRITE_BATCH bytes. Body errors pass through as they are;
- * only file errors become disk errors. On ENOSPC, `makeRoom(written)` may free space (true) and the write that
- * failed is retried.
+ * Copies the body into a new file, in writes of about WRITE_BATCH bytes, synced ahead (sync-ahead.ts) and
+ * synced whole before it resolves. Body errors pass through as they are; only file errors become disk errors. On ENOSPC,
+ * `makeRoom(written)` may free space (true) and the write that failed is retried.
  */
 export async function writeFile(
   path: string,
@@ -184,12 +185,14 @@ export async function writeFile(
 ): Promise<number> {
   const handle = await open(path, 'wx', BLOB_MODE).catch((err) => Promise.reject(diskError(err, 'create')));
   const reader = body.getReader();
+  const ahead = new SyncAhead(handle);
   // One batch buffer per upload, reused after each write (which is awaited): allocating one per MiB made Deno's
   // resident memory grow by ~200 MiB over a 256 MiB upload, its collector being slow to free large buffers.
   let batch: Buffer | null = null;
   let filled = 0;
   let written = 0;
   const writeOut = async (bytes: Uint8Array) => {
+    if (ahead.failure !== null) throw diskError(ahead.failure, 'sync');
     let offset = 0;
     while (offset < bytes.byteLength) {
       try {
@@ -201,6 +204,7 @@ export async function writeFile(
       }
     }
     written += bytes.byteLength;
+    ahead.wrote(written);
   };
   const flush = async () => {
     if (filled === 0) return;
@@ -224,10 +228,11 @@ export async function writeFile(
     }
     await flush();
     // On stable storage before the caller publishes it (see put).
-    await handle.datasync().catch((err) => Promise.reject(diskError(err, 'sync')));
+    await ahead.syncWhole().catch((err) => Promise.reject(diskError(err, 'sync')));
     return written;
   } finally {
     reader.releaseLock();
+    await ahead.settled();
     await handle.close();
   }
 }

@@ -10,6 +10,7 @@ import { tempDir } from '../helpers/edge-process.ts';
 import { sha256 } from '../helpers/http.ts';
 import { describeStoreContract } from './store-contract.ts';
 import { bytesOf } from '../helpers/bytes.ts';
+import { watchDatasync } from '../helpers/datasync-watch.ts';
 
 const dirs: Array<{ remove: () => void }> = [];
 const freshDir = () => {
@@ -44,6 +45,34 @@ describe('disk store', () => {
     expect(filled).toBe(blob.byteLength);
     expect(Buffer.compare(Buffer.from(buffer, 0, filled), blob)).toBe(0);
 
+    expect(Buffer.compare(await collect((await store.get(cas(blob)))!.body, blob.byteLength + 1), blob)).toBe(0);
+  });
+
+  it('syncs a streamed upload ahead while it is still coming in, and stores it whole', async () => {
+    const store = await DiskStore.open({ path: freshDir(), maxBytes: 1 << 26 });
+    const blob = randomBytes(9 * 1024 * 1024);
+    const syncs = await watchDatasync(freshDir());
+    try {
+      let feed!: ReadableStreamDefaultController<Uint8Array>;
+      const body = new ReadableStream<Uint8Array>({ start: (controller) => void (feed = controller) });
+      const stored = store.put(cas(blob), body, blob.byteLength);
+      // All but the last MiB, in the 64 KiB pieces a socket gives; the body stays open until the sync is seen.
+      for (let at = 0; at < blob.byteLength - (1 << 20); at += 1 << 16) feed.enqueue(blob.subarray(at, at + (1 << 16)));
+      let timer: NodeJS.Timeout | undefined;
+      await Promise.race([
+        syncs.first,
+        new Promise(
+          (_, reject) => (timer = setTimeout(() => reject(new Error('no sync before the body ended')), 10_000)),
+        ),
+      ]).finally(() => clearTimeout(timer));
+      feed.enqueue(blob.subarray(blob.byteLength - (1 << 20)));
+      feed.close();
+      await stored;
+      // Ahead, then the whole file at the end.
+      expect(syncs.calls()).toBeGreaterThanOrEqual(2);
+    } finally {
+      syncs.restore();
+    }
     expect(Buffer.compare(await collect((await store.get(cas(blob)))!.body, blob.byteLength + 1), blob)).toBe(0);
   });
 

@@ -1,9 +1,11 @@
 // The partial-upload area: what is kept for resuming, and the three bounds (bytes, count, idle time).
-import { mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { createHash } from 'node:crypto';
+import { mkdirSync, mkdtempSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { PartialUploads, type PartialUploadsOptions } from '../../../executor/bytestream/partial-uploads.ts';
+import { watchDatasync } from '../../helpers/datasync-watch.ts';
 
 describe('PartialUploads', () => {
   let parentDir: string;
@@ -52,6 +54,34 @@ describe('PartialUploads', () => {
     await second.append(bytes(30));
     await second.discard();
     expect(uploads.committed('up/1')).toBe(0);
+  });
+
+  it('syncs a pinned recording ahead while it grows, and hands it over whole; an unpinned one is never synced', async () => {
+    await open({ maxBytes: 64 << 20 });
+    const mib = new Uint8Array(1 << 20).fill(3);
+    const syncs = await watchDatasync(parentDir);
+    try {
+      const unpinned = (await uploads.begin('up/unpinned', 10 << 20, 0))!;
+      for (let i = 0; i < 6; i++) await unpinned.append(mib);
+      await unpinned.discard();
+      expect(syncs.calls()).toBe(0);
+
+      const pinned = (await uploads.begin('up/pinned', 6 << 20, 0))!;
+      await pinned.pin();
+      for (let i = 0; i < 6; i++) await pinned.append(mib);
+      expect(syncs.calls()).toBe(1); // started at 4 MiB, before the upload ended
+      const file = await pinned.complete();
+      expect(syncs.calls()).toBe(2); // and the rest, before the file is handed over
+      expect(file.bytes).toBe(6 << 20);
+      expect(statSync(file.path).size).toBe(6 << 20);
+      expect(file.sha256).toBe(
+        createHash('sha256')
+          .update(Buffer.concat(Array(6).fill(mib)))
+          .digest('hex'),
+      );
+    } finally {
+      syncs.restore();
+    }
   });
 
   it('does not keep small uploads, nor ones larger than the whole budget', async () => {
