@@ -10,6 +10,7 @@
  * For each: throughput of N distinct trivial actions (`/bin/true`, empty input root) submitted `concurrency` (8)
  * at a time,
  * and Execute → done latency of actions run one at a time (p50/p99): the difference is what Redis adds per action.
+ * Both setups run at once and are measured in alternating blocks (A-B-B-A), so a drift in load weighs on both.
  * The fleet's Redis runs with appendonly and `appendfsync everysec`, as the README runs it (`--fsync always`: an
  * fsync before every write command's reply, as the test helper's Redis does).
  * Then a counting pass (a fresh frontend and two workers on the same Redis, each side through a counting proxy of
@@ -111,49 +112,45 @@ export interface FleetBenchOptions {
 }
 
 export async function runFleetBench(options: FleetBenchOptions): Promise<FleetFigures[]> {
-  const figures: FleetFigures[] = [];
-  {
-    const dir = reachableTempDir('larder-bench-memory-');
+  const memoryDir = reachableTempDir('larder-bench-memory-');
+  const fleetDir = reachableTempDir('larder-bench-fleet-');
+  const fsync = options.fsync ?? 'everysec';
+  const redis = await startRedis({ args: ['--appendfsync', fsync] });
+  let counted: FleetFigures['counted'];
+  let figures: FleetFigures[];
+  try {
+    // Both run at once, measured in alternating blocks (below): a drift in the machine's load then weighs on both
+    // alike, where measuring one setup after the other put it all on one side.
     const executor = await startExecutorProcess([
       '--store',
-      `disk:${dir}/store`,
+      `disk:${memoryDir}/store`,
       '--workers',
       '1',
       '--concurrency',
       '4',
     ]);
-    try {
-      figures.push(await measure('memory: 1 process, 1 worker × 4', `127.0.0.1:${executor.port}`, options));
-    } finally {
-      await executor.stop();
-    }
-  }
-  {
-    const dir = reachableTempDir('larder-bench-fleet-');
-    const fsync = options.fsync ?? 'everysec';
-    const redis = await startRedis({ args: ['--appendfsync', fsync] });
-    const front = await startFrontend({ redis: redis.url, store: `${dir}/store` });
+    const front = await startFrontend({ redis: redis.url, store: `${fleetDir}/store` });
     const workers = await Promise.all(
       [0, 1].map(() => startWorker({ redis: redis.url, frontend: front.url, concurrency: 2 })),
     );
-    let measured: FleetFigures;
     try {
-      measured = await measure(
-        `redis (appendfsync ${fsync}): 1 frontend + 2 workers × 2`,
-        `127.0.0.1:${front.port}`,
+      figures = await measureSideBySide(
+        [
+          { setup: 'memory: 1 process, 1 worker × 4', address: `127.0.0.1:${executor.port}` },
+          { setup: `redis (appendfsync ${fsync}): 1 frontend + 2 workers × 2`, address: `127.0.0.1:${front.port}` },
+        ],
         options,
       );
     } finally {
       await Promise.all(workers.map((w) => w.stop()));
       await front.stop();
+      await executor.stop();
     }
-    try {
-      figures.push({ ...measured, counted: await countFleet(redis, `${dir}/store`) });
-    } finally {
-      await redis.close();
-    }
+    counted = await countFleet(redis, `${fleetDir}/store`);
+  } finally {
+    await redis.close();
   }
-  return figures;
+  return [figures[0]!, { ...figures[1]!, counted }];
 }
 
 /** Actions per counting pass: one at a time, then 8 in flight. */
@@ -244,41 +241,71 @@ async function inFlight(load: Digest[], concurrency: number, run: (d: Digest) =>
   );
 }
 
-async function measure(setup: string, address: string, options: FleetBenchOptions): Promise<FleetFigures> {
-  const clients = clientsFor(address);
-  const fixture = new ActionFixture(clients);
-  try {
-    const run = runner(clients);
-    const tag = `${setup}-${Date.now()}`;
-    // Warm up: connections, the input cache, JIT.
-    for (const action of await actions(fixture, 20, `${tag}-warm`)) await run(action);
+/** Blocks each setup's actions are measured in, in A-B-B-A order: one-at-a-time latencies, then throughput. */
+const BLOCKS = 4;
 
-    const latencies: number[] = [];
-    const lives: Instants[] = [];
-    const epochMs = () => performance.timeOrigin + performance.now();
-    for (const action of await actions(fixture, options.latencyActions, `${tag}-latency`)) {
-      const sent = epochMs();
-      const response = await run(action);
-      const received = epochMs();
-      latencies.push(received - sent);
-      lives.push(instantsOf(response, sent, received, `Execute ${action.hash}`));
-    }
-    latencies.sort((a, b) => a - b);
-
-    const load = await actions(fixture, options.actions, `${tag}-load`);
-    const start = performance.now();
-    await inFlight(load, options.concurrency ?? 8, run);
-    const seconds = (performance.now() - start) / 1000;
+/**
+ * Latency one at a time and throughput `concurrency` at a time of each setup, measured in BLOCKS alternating
+ * blocks (A-B-B-A, …) of an equal share of the actions each, so that the setups see the same machine.
+ */
+async function measureSideBySide(
+  setups: Array<{ setup: string; address: string }>,
+  options: FleetBenchOptions,
+): Promise<FleetFigures[]> {
+  const sides = setups.map(({ setup, address }) => {
+    const clients = clientsFor(address);
     return {
       setup,
-      concurrency: options.concurrency ?? 8,
-      actionsPerSecond: load.length / seconds,
-      p50Ms: percentile(latencies, 0.5),
-      p99Ms: percentile(latencies, 0.99),
-      phaseP50Ms: phaseMediansMs(lives),
+      clients,
+      fixture: new ActionFixture(clients),
+      run: runner(clients),
+      tag: `${setup}-${Date.now()}`,
+      latencies: [] as number[],
+      lives: [] as Instants[],
+      actions: 0,
+      seconds: 0,
     };
+  });
+  const inOrder = (block: number) => (block % 2 === 0 ? sides : [...sides].reverse());
+  const epochMs = () => performance.timeOrigin + performance.now();
+  try {
+    // Warm up: connections, the input cache, JIT.
+    for (const side of sides)
+      for (const action of await actions(side.fixture, 20, `${side.tag}-warm`)) await side.run(action);
+    for (let block = 0; block < BLOCKS; block++) {
+      for (const side of inOrder(block)) {
+        const latencyActions = Math.ceil(options.latencyActions / BLOCKS);
+        for (const action of await actions(side.fixture, latencyActions, `${side.tag}-latency-${block}`)) {
+          const sent = epochMs();
+          const response = await side.run(action);
+          const received = epochMs();
+          side.latencies.push(received - sent);
+          side.lives.push(instantsOf(response, sent, received, `Execute ${action.hash}`));
+        }
+      }
+    }
+    for (let block = 0; block < BLOCKS; block++) {
+      for (const side of inOrder(block)) {
+        const load = await actions(side.fixture, Math.ceil(options.actions / BLOCKS), `${side.tag}-load-${block}`);
+        const start = performance.now();
+        await inFlight(load, options.concurrency ?? 8, side.run);
+        side.seconds += (performance.now() - start) / 1000;
+        side.actions += load.length;
+      }
+    }
+    return sides.map((side) => {
+      const latencies = side.latencies.sort((a, b) => a - b);
+      return {
+        setup: side.setup,
+        concurrency: options.concurrency ?? 8,
+        actionsPerSecond: side.actions / side.seconds,
+        p50Ms: percentile(latencies, 0.5),
+        p99Ms: percentile(latencies, 0.99),
+        phaseP50Ms: phaseMediansMs(side.lives),
+      };
+    });
   } finally {
-    clients.close();
+    for (const side of sides) side.clients.close();
   }
 }
 
