@@ -31,13 +31,14 @@ export class SyncAhead {
   wrote(bytes: number): void {
     if (this.#syncing !== null || this.#failure !== null || bytes - this.#startedAt < SYNC_AHEAD_BYTES) return;
     this.#startedAt = bytes;
-    this.#syncing = this.#handle.datasync().then(
-      () => void (this.#syncing = null),
-      (err: unknown) => {
+    this.#syncing = this.#handle
+      .datasync()
+      .catch((err: unknown) => {
         this.#failure ??= err;
+      })
+      .finally(() => {
         this.#syncing = null;
-      },
-    );
+      });
   }
 
   /** Syncs all that was written: waits for a sync in flight, then syncs the rest; rejects with the first failure. */

@@ -54,7 +54,11 @@ describe('disk store', () => {
     const syncs = await watchDatasync(freshDir());
     try {
       let feed!: ReadableStreamDefaultController<Uint8Array>;
-      const body = new ReadableStream<Uint8Array>({ start: (controller) => void (feed = controller) });
+      const body = new ReadableStream<Uint8Array>({
+        start(controller) {
+          feed = controller;
+        },
+      });
       const stored = store.put(cas(blob), body, blob.byteLength);
       // All but the last MiB, in the 64 KiB pieces a socket gives; the body stays open until the sync is seen.
       for (let at = 0; at < blob.byteLength - (1 << 20); at += 1 << 16) feed.enqueue(blob.subarray(at, at + (1 << 16)));
