@@ -51,6 +51,8 @@ async function main(argv: string[]): Promise<number> {
         return 0;
       }
       const { startExecutor } = await import('../executor/start.ts');
+      const { keepHeapRoom } = await import('../executor/startup/heap-growth.ts');
+      keepHeapRoom();
       const executor = await startExecutor(parseExecutorConfig(args, process.env), { commandLine: args });
       const stop = () => void executor.close().then(() => process.exit(0));
       process.once('SIGINT', stop);
