@@ -226,7 +226,7 @@ export function formatExecutionRows(rows: ExecutionRows): string {
     `the sandbox adds: ${added.join('; ')}`,
     '',
     phases,
-    "phases: from the worker's ExecutedActionMetadata timestamps (millisecond resolution) and the client's send and receive times; each column is its own median, so they need not add up to the p50.",
+    "phases: from the worker's ExecutedActionMetadata timestamps (microsecond resolution, on the wall clock) and the client's send and receive times; each column is its own median, so they need not add up to the p50.",
     '',
     staging,
     '',

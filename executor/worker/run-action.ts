@@ -35,6 +35,7 @@ import type { Runner, RunOutcome } from '../runner/runner.ts';
 import type { Identities, Identity } from '../runner/sandbox/identities.ts';
 import { type InputLimits, stageInputs } from './stage-inputs.ts';
 import { ActionTimeoutError, startDeadline } from './deadline.ts';
+import { preciseTimestamp } from './precise-wall-clock.ts';
 
 export interface ActionEnvironment {
   /** This worker's name, reported in ExecutedActionMetadata.worker. */
@@ -308,6 +309,7 @@ function statusOf(reason: unknown) {
     : { code, message: details };
 }
 
+/** Sub-millisecond wall-clock time: the phases of a small action last a millisecond or two. */
 function now() {
-  return timestampFromDate(new Date());
+  return preciseTimestamp();
 }

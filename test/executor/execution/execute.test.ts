@@ -89,6 +89,15 @@ describe('Execute on the embedded worker', () => {
       metadata.workerCompletedTimestamp,
     ].map((t) => Number(t!.seconds) * 1e9 + t!.nanos);
     expect([...order].sort((a, b) => a - b)).toEqual(order);
+    // The worker's instants are finer than milliseconds: a trivial action's phases last one or two.
+    const workerInstants = [
+      metadata.workerStartTimestamp,
+      metadata.inputFetchStartTimestamp,
+      metadata.executionStartTimestamp,
+      metadata.executionCompletedTimestamp,
+      metadata.workerCompletedTimestamp,
+    ];
+    expect(workerInstants.filter((t) => t!.nanos % 1e6 !== 0).length).toBeGreaterThan(0);
     // Written to the action cache: GetActionResult hits, and a second Execute is answered from it.
     const cached = await server.clients.ac.getActionResult({ actionDigest });
     expect(cached.exitCode).toBe(0);
