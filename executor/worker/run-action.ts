@@ -7,7 +7,7 @@
 import { create } from '@bufbuild/protobuf';
 import { timestampFromDate } from '@bufbuild/protobuf/wkt';
 import { createHash, randomUUID } from 'node:crypto';
-import { chown, mkdir, readFile, rename, rm } from 'node:fs/promises';
+import { chown, mkdir, readFile, rename } from 'node:fs/promises';
 import { constants } from 'node:os';
 import { join } from 'node:path';
 import type { Digest } from '../../shared/digest.ts';
@@ -57,6 +57,8 @@ export interface ActionEnvironment {
    * only the worker's user may enter it. Emptied at start by the worker.
    */
   removedDir: string;
+  /** Deletes a finished action's directory (directory-remover.ts: off the event loop and the thread pool). */
+  removeDirectory(path: string): Promise<void>;
   /** Who each one-shot action runs as (a uid of its own per slot when larder is root), owning its directories. */
   identities: Identities;
   /** stdout and stderr together are cut at this many bytes. */
@@ -110,9 +112,11 @@ export async function runAction(
     response,
     async removeFiles() {
       if (moved === null) return;
-      await rm(moved, { recursive: true, force: true }).catch((err: Error) =>
-        env.log.warn('could not remove an action directory', { dir: moved, error: err.message }),
-      );
+      await env
+        .removeDirectory(moved)
+        .catch((err: Error) =>
+          env.log.warn('could not remove an action directory', { dir: moved, error: err.message }),
+        );
       if (moved === dir) env.identities.release(identity.held);
     },
   };

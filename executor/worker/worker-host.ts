@@ -18,6 +18,7 @@ import type { RunnerKind } from '../reapi/platform.ts';
 import { DockerEngine, DockerRunner } from '../runner/docker/index.ts';
 import { RememberedBlobs } from './remembered-blobs.ts';
 import { FileCache } from './file-cache.ts';
+import { DirectoryRemover } from './directory-remover.ts';
 import { LocalRunner } from '../runner/local-runner.ts';
 import { Bubblewrap, findBubblewrap, probeSandbox } from '../runner/sandbox/bubblewrap.ts';
 import { type Cgroups, openCgroups } from '../runner/sandbox/cgroups.ts';
@@ -92,6 +93,7 @@ async function openClaimed(
   await mkdir(removedDir, { mode: 0o700 });
   for (const identity of identities.all) await checkReachable(actionsDir, identity, runAsName(config));
   const cache = await FileCache.open({ dir: join(workDir, 'inputs'), maxBytes: config.inputCacheBytes, log });
+  const remover = new DirectoryRemover();
 
   const sandbox = await openSandbox(config, actionsDir, identities, log);
   const cgroups = await openActionCgroups(root.owner, log);
@@ -129,6 +131,7 @@ async function openClaimed(
       persistentWorkers,
       actionsDir,
       removedDir,
+      removeDirectory: (path) => remover.remove(path),
       identities,
       maxOutputBytes: MAX_ACTION_OUTPUT_BYTES,
       inputLimits: config.inputLimits,
@@ -143,6 +146,7 @@ async function openClaimed(
       await persistentWorkers?.close();
       await docker?.close(); // every container it started, warm ones included
       local.close();
+      await remover.close();
       await root.release();
     },
   };
