@@ -166,7 +166,7 @@ export class LocalRunner implements Runner {
     const output = await drainWithin(command.output, () => command.abandon());
     const oomKilled = (await cgroup?.oomKilled()) ?? false;
 
-    if (this.options.sandbox !== null && ended.code === 1) {
+    if (this.options.sandbox !== null && ended.code === 1 && output.stderrBytes !== 0) {
       // bubblewrap reports a command it could not start (no such program, a working directory that is not
       // there) as one line of its own on stderr and exit status 1.
       const why = await sandboxStartError(request.stderrPath);
@@ -184,6 +184,7 @@ export class LocalRunner implements Runner {
       startError: null,
       outputTruncated: output.truncated,
       outputError: output.writeError,
+      outputBytes: { stdout: output.stdoutBytes, stderr: output.stderrBytes },
       oomKilled,
       startedAt,
       endedAt: new Date(),

@@ -43,6 +43,11 @@ export interface RunOutcome {
   readonly outputTruncated: boolean;
   /** stdout or stderr could not be written (`ENOSPC: …`): what was captured is incomplete, so never cache it. */
   readonly outputError?: string | null;
+  /**
+   * How many bytes the runner itself wrote into the stdout and stderr files, when it knows (0: the stream carried
+   * nothing and no file was made); absent or null: read the files to find out.
+   */
+  readonly outputBytes?: { readonly stdout: number | null; readonly stderr: number | null } | null;
   /** The kernel killed the command for exceeding its memory limit (its cgroup or container; exitCode is 137 then). */
   readonly oomKilled?: boolean;
   readonly startedAt: Date;

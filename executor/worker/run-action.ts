@@ -186,8 +186,8 @@ async function execute(
   const result = create(ActionResultSchema, { exitCode: outcome.exitCode });
   if (outputs !== null) Object.assign(result, outputs);
   const stderrPrefix = outcome.startError === null ? '' : `${outcome.startError}\n`;
-  result.stdoutDigest = await uploadOutput(env.cas, join(dir, 'stdout'), '');
-  result.stderrDigest = await uploadOutput(env.cas, join(dir, 'stderr'), stderrPrefix);
+  result.stdoutDigest = await uploadOutput(env.cas, join(dir, 'stdout'), '', outcome.outputBytes?.stdout);
+  result.stderrDigest = await uploadOutput(env.cas, join(dir, 'stderr'), stderrPrefix, outcome.outputBytes?.stderr);
   metadata.outputUploadCompletedTimestamp = now();
   metadata.workerCompletedTimestamp = now();
   result.executionMetadata = metadata;
@@ -247,14 +247,20 @@ async function handOver(directories: string[], user: Identity): Promise<void> {
   await mapLimit(directories, 64, (d) => chown(d, user.uid, user.gid));
 }
 
-/** Uploads captured stdout or stderr (with `prefix` first) and returns its digest; an empty one is not uploaded. */
-async function uploadOutput(cas: WorkerCas, path: string, prefix: string) {
+/**
+ * Uploads captured stdout or stderr (with `prefix` first) and returns its digest; an empty one is not uploaded.
+ * `written` is what the runner says it wrote there, when it knows: a stream that carried nothing is not looked for.
+ */
+async function uploadOutput(cas: WorkerCas, path: string, prefix: string, written: number | null | undefined) {
   // No file: the command wrote nothing there (the runner makes it with the first byte). Any other failure to read
   // it fails the action rather than pass off an empty stream as what the command wrote.
-  const captured = await readFile(path).catch((err: NodeJS.ErrnoException) => {
-    if (err.code === 'ENOENT') return Buffer.alloc(0);
-    throw err;
-  });
+  const captured =
+    written === 0
+      ? Buffer.alloc(0)
+      : await readFile(path).catch((err: NodeJS.ErrnoException) => {
+          if (err.code === 'ENOENT') return Buffer.alloc(0);
+          throw err;
+        });
   const bytes = prefix === '' ? captured : Buffer.concat([Buffer.from(prefix), captured]);
   const digest: Digest = { hash: createHash('sha256').update(bytes).digest('hex'), sizeBytes: bytes.byteLength };
   if (bytes.byteLength > 0) await cas.uploadBytes(digest, bytes);

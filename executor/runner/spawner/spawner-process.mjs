@@ -11,10 +11,14 @@
  * Protocol (IPC, JSON), keyed by the request id:
  *   ← { type: 'run', id, argv, cwd, env, user, stdoutPath, stderrPath, maxOutputBytes, cgroup }
  *   → { type: 'started', id, pid } | { type: 'error', id, code, message }
- *   → { type: 'exit', id, code, signal }            the command's leader exited (its group may live on)
- *   → { type: 'output', id, truncated, writeError } both pipes are closed and the files written (or, with
+ *   → { type: 'exit', id, code, signal, output? }   the command's leader exited (its group may live on); with
+ *                                                   `output` when the pipes had closed by then too (the usual
+ *                                                   case), so that no 'output' message follows
+ *   → { type: 'output', id, truncated, writeError, stdoutBytes, stderrBytes }
+ *                                                   both pipes are closed and the files written (or, with
  *                                                   writeError, what made writing them fail: ENOSPC…); a
- *                                                   stream that carried nothing leaves no file
+ *                                                   stream that carried nothing leaves no file; the byte
+ *                                                   counts are what was written into each file
  *   ← { type: 'abandon', id }                       stop waiting for the pipes (a process left the group)
  *
  * `cgroup`, when set, is { enter: [files], leave: [files] }: this process writes its own pid into each `enter`
@@ -75,24 +79,71 @@ function run(request) {
     // spawn() throws at once for some errors (E2BIG: an argument or environment too large for the kernel):
     // that is this command's failure, never the spawner's, whose other commands run on.
     send({ type: 'error', id: request.id, code: error.code ?? 'ESPAWN', message: error.message });
-    send({ type: 'output', id: request.id, truncated: false, writeError: null });
+    send({ type: 'output', id: request.id, truncated: false, writeError: null, stdoutBytes: 0, stderrBytes: 0 });
     return;
   }
   running.set(request.id, child);
   const budget = { bytes: 0, truncated: false, /** @type {string | null} */ writeError: null };
+  const written = { stdout: 0, stderr: 0 };
+  // Each message wakes the executor's event loop: exit and output go as one when the pipes closed by then.
+  /** @type {object | null} */
+  let output = null;
+  let outputSent = false;
   let open = 2;
   const closed = () => {
     if (--open > 0) return;
     running.delete(request.id);
-    send({ type: 'output', id: request.id, truncated: budget.truncated, writeError: budget.writeError });
+    output = {
+      truncated: budget.truncated,
+      writeError: budget.writeError,
+      stdoutBytes: written.stdout,
+      stderrBytes: written.stderr,
+    };
+    if (exited) sendOutput();
   };
-  copyBounded(/** @type {any} */ (child.stdout), request.stdoutPath, request.maxOutputBytes, budget, closed);
-  copyBounded(/** @type {any} */ (child.stderr), request.stderrPath, request.maxOutputBytes, budget, closed);
-  child.once('spawn', () => send({ type: 'started', id: request.id, pid: child.pid }));
-  child.once('error', (/** @type {NodeJS.ErrnoException} */ error) =>
-    send({ type: 'error', id: request.id, code: error.code ?? '', message: error.message }),
+  let exited = false;
+  const sendOutput = () => {
+    if (outputSent || output === null) return;
+    outputSent = true;
+    send({ type: 'output', id: request.id, ...output });
+  };
+  const counter = (/** @type {'stdout' | 'stderr'} */ stream) => (/** @type {number} */ bytes) => {
+    written[stream] += bytes;
+  };
+  copyBounded(
+    /** @type {any} */ (child.stdout),
+    request.stdoutPath,
+    request.maxOutputBytes,
+    budget,
+    closed,
+    counter('stdout'),
   );
-  child.once('exit', (code, signal) => send({ type: 'exit', id: request.id, code, signal }));
+  copyBounded(
+    /** @type {any} */ (child.stderr),
+    request.stderrPath,
+    request.maxOutputBytes,
+    budget,
+    closed,
+    counter('stderr'),
+  );
+  child.once('spawn', () => send({ type: 'started', id: request.id, pid: child.pid }));
+  child.once('error', (/** @type {NodeJS.ErrnoException} */ error) => {
+    // A command that could not start has no exit: its output follows the error on its own.
+    send({ type: 'error', id: request.id, code: error.code ?? '', message: error.message });
+    exited = true;
+    sendOutput();
+  });
+  child.once('exit', (code, signal) =>
+    // The pipes' end-of-file is usually read in the same turn of the event loop as the exit.
+    setImmediate(() => {
+      exited = true;
+      if (output === null) send({ type: 'exit', id: request.id, code, signal });
+      else {
+        outputSent = true;
+        send({ type: 'exit', id: request.id, code, signal, output });
+      }
+    }),
+  );
 }
 
 /**
@@ -105,8 +156,9 @@ function run(request) {
  * @param {number} limit
  * @param {{ bytes: number, truncated: boolean, writeError: string | null }} budget
  * @param {() => void} done
+ * @param {(bytes: number) => void} wrote told of the bytes kept for this file
  */
-function copyBounded(source, path, limit, budget, done) {
+function copyBounded(source, path, limit, budget, done, wrote) {
   /** @type {import('node:fs').WriteStream | null} */
   let file = null;
   // A file that cannot be written (a full disk, its folder gone) must not take the spawner down: the rest of the
@@ -134,6 +186,7 @@ function copyBounded(source, path, limit, budget, done) {
     if (kept !== chunk) budget.truncated = true;
     budget.bytes += kept.byteLength;
     if (failed) return;
+    wrote(kept.byteLength);
     // Backpressure: a command that writes faster than the disk takes it waits on its pipe.
     const target = opened();
     if (!target.write(kept)) {

@@ -26,6 +26,12 @@ export interface CapturedOutput {
   truncated: boolean;
   /** Why the output could not be written (`ENOSPC: …`): what was captured is incomplete. */
   writeError: string | null;
+  /**
+   * Bytes written into each file; 0: the stream carried nothing, and no file was made. null: not known (the
+   * spawner died), read the files.
+   */
+  stdoutBytes: number | null;
+  stderrBytes: number | null;
 }
 
 export interface SpawnedCommand {
@@ -42,8 +48,8 @@ export interface SpawnedCommand {
 type Message =
   | { type: 'started'; id: number; pid: number }
   | { type: 'error'; id: number; code: string; message: string }
-  | { type: 'exit'; id: number; code: number | null; signal: NodeJS.Signals | null }
-  | { type: 'output'; id: number; truncated: boolean; writeError: string | null };
+  | { type: 'exit'; id: number; code: number | null; signal: NodeJS.Signals | null; output?: CapturedOutput }
+  | ({ type: 'output'; id: number } & CapturedOutput);
 
 interface Pending {
   started: (value: { pid: number } | { error: NodeJS.ErrnoException }) => void;
@@ -96,7 +102,7 @@ export class Spawner {
         const error = Object.assign(new Error('the spawner process exited'), { code: 'ESPAWNER' });
         pending.started({ error });
         pending.exited({ code: null, signal: 'SIGKILL' });
-        pending.output({ truncated: false, writeError: null });
+        pending.output({ truncated: false, writeError: null, stdoutBytes: null, stderrBytes: null });
         this.pending.delete(id);
       }
     });
@@ -122,9 +128,18 @@ export class Spawner {
       case 'exit':
         pending.exited({ code: message.code, signal: message.signal });
         pending.exitSeen = true;
+        if (message.output !== undefined) {
+          pending.output(message.output);
+          pending.outputSeen = true;
+        }
         break;
       case 'output':
-        pending.output({ truncated: message.truncated, writeError: message.writeError });
+        pending.output({
+          truncated: message.truncated,
+          writeError: message.writeError,
+          stdoutBytes: message.stdoutBytes,
+          stderrBytes: message.stderrBytes,
+        });
         pending.outputSeen = true;
         break;
     }

@@ -26,8 +26,9 @@ async function run(name: string, script: string) {
   });
   expect('pid' in (await command.started)).toBe(true);
   expect((await command.exited).code).toBe(0);
-  expect(await command.output).toEqual({ truncated: false, writeError: null });
-  return paths;
+  const output = await command.output;
+  expect(output).toMatchObject({ truncated: false, writeError: null });
+  return { ...paths, output };
 }
 
 describe('Spawner output capture', () => {
@@ -46,6 +47,36 @@ describe('Spawner output capture', () => {
     expect(readFileSync(both.stderrPath, 'utf8')).toBe('err\n');
   });
 
+  it('reports how many bytes it wrote into each file', async () => {
+    expect((await run('quiet-count', 'exit 0')).output).toMatchObject({ stdoutBytes: 0, stderrBytes: 0 });
+    expect((await run('counted', 'echo out; echo error >&2')).output).toMatchObject({
+      stdoutBytes: 4,
+      stderrBytes: 6,
+    });
+  });
+
+  it('tells the exit and the output in one message when the pipes closed first', async () => {
+    const messages: Array<{ type: string; id: number; output?: unknown }> = [];
+    const started = spawner.run({
+      argv: ['/bin/sh', '-c', 'exec >&- 2>&-; sleep 0.5'],
+      cwd: dir,
+      env: { PATH: '/usr/bin:/bin' },
+      user: null,
+      maxOutputBytes: 1024,
+      cgroup: null,
+      stdoutPath: join(dir, 'closed-first.out'),
+      stderrPath: join(dir, 'closed-first.err'),
+    });
+    const child = (spawner as unknown as { child: import('node:child_process').ChildProcess }).child;
+    const listen = (message: { type: string; id: number; output?: unknown }) => messages.push(message);
+    child.on('message', listen);
+    expect((await started.exited).code).toBe(0);
+    expect(await started.output).toMatchObject({ stdoutBytes: 0, stderrBytes: 0 });
+    child.off('message', listen);
+    expect(messages.map((m) => m.type)).toEqual(['started', 'exit']);
+    expect(messages[1]!.output).toMatchObject({ truncated: false, stdoutBytes: 0 });
+  });
+
   it('cuts the two streams together at the bound', async () => {
     const stdoutPath = join(dir, 'big.out');
     const command = spawner.run({
@@ -58,7 +89,7 @@ describe('Spawner output capture', () => {
       stdoutPath,
       stderrPath: join(dir, 'big.err'),
     });
-    expect(await command.output).toEqual({ truncated: true, writeError: null });
+    expect(await command.output).toEqual({ truncated: true, writeError: null, stdoutBytes: 1024, stderrBytes: 0 });
     expect(readFileSync(stdoutPath).byteLength).toBe(1024);
   });
 });
