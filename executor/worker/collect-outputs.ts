@@ -100,6 +100,8 @@ interface Wanted {
  */
 export async function prepareOutputs(spec: OutputSpec): Promise<string[]> {
   const wanted = wantedOutputs(spec);
+  // Nothing to check or prepare: no file-system call (each costs a trip through the thread pool).
+  if (wanted.length === 0 && spec.workingDirectory === '') return [];
   const realRoot = await realpath(spec.execRoot);
   await checkWorkingDirectory(spec, realRoot);
   const created: string[] = [];
@@ -121,7 +123,6 @@ export async function prepareOutputs(spec: OutputSpec): Promise<string[]> {
 /** Reads the outputs the action left, uploads their blobs (and Trees) and describes them. */
 export async function collectOutputs(spec: OutputSpec & { cas: WorkerCas }): Promise<CollectedOutputs> {
   const wanted = wantedOutputs(spec);
-  const realRoot = await realpath(spec.execRoot);
   const result: CollectedOutputs = {
     outputFiles: [],
     outputDirectories: [],
@@ -129,6 +130,8 @@ export async function collectOutputs(spec: OutputSpec & { cas: WorkerCas }): Pro
     outputFileSymlinks: [],
     outputDirectorySymlinks: [],
   };
+  if (wanted.length === 0) return result;
+  const realRoot = await realpath(spec.execRoot);
   const context: Context = { realRoot, uploads: new Map(), keptBytes: 0 };
   const described = await mapLimit(wanted, OUTPUT_CONCURRENCY, (output) => describe(spec.execRoot, output, context));
   described.forEach((found, i) => {
