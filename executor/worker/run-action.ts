@@ -7,7 +7,8 @@
 import { create } from '@bufbuild/protobuf';
 import { timestampFromDate } from '@bufbuild/protobuf/wkt';
 import { createHash, randomUUID } from 'node:crypto';
-import { chown, mkdir, readFile, rename } from 'node:fs/promises';
+import { mkdirSync } from 'node:fs';
+import { chown, readFile, rename } from 'node:fs/promises';
 import { constants } from 'node:os';
 import { join } from 'node:path';
 import type { Digest } from '../../shared/digest.ts';
@@ -132,8 +133,11 @@ async function execute(
 ): Promise<ExecuteResponse> {
   const { command, action } = job;
   // The action's own folder holds its captured stdout and stderr, whichever workspace it runs in. Other slots'
-  // uids may pass through it (0711) but not list it; its exec root is the slot's own (0700).
-  await mkdir(dir, { recursive: true, mode: 0o711 });
+  // uids may pass through it (0711) but not list it; its exec root is the slot's own (0700). Made synchronously,
+  // like the exec root: one mkdir in the local work folder costs microseconds, and as a promise it cost a trip
+  // through the thread pool, whose wake-ups made it the executor's most expensive call per action (CPU profile,
+  // 2-core host, 0.4-0.8 ms of main-thread time each).
+  mkdirSync(dir, { recursive: true, mode: 0o711 });
   const workspace =
     (await env.persistentWorkers?.open(job, env.cas, signal)) ?? (await oneShotWorkspace(job, env, dir, identity));
   let outcome: RunOutcome;
@@ -231,7 +235,7 @@ async function oneShotWorkspace(
   if (runner === undefined)
     throw new LarderError('invalid_argument', `this worker has no ${job.platform.runner} runner`);
   const execRoot = join(dir, 'root');
-  await mkdir(execRoot, { recursive: true, mode: 0o700 });
+  mkdirSync(execRoot, { recursive: true, mode: 0o700 });
   identity.held = env.identities.acquire();
   return {
     execRoot,
