@@ -42,6 +42,7 @@ import type { BlobStore } from '../shared/storage/store.ts';
 import { Bubblewrap, findBubblewrap } from '../executor/runner/sandbox/bubblewrap.ts';
 import { writeActionResult } from '../executor/services/action-cache.ts';
 import { FileCache } from '../executor/worker/file-cache.ts';
+import { FileSystemThread } from '../executor/worker/file-system-thread.ts';
 import { stageInputs, type StageStats } from '../executor/worker/stage-inputs.ts';
 import { storeCas } from '../executor/worker/store-cas.ts';
 import { mapLimit } from '../shared/map-limit.ts';
@@ -547,6 +548,7 @@ async function measureStaging(directories: number, filesPerDirectory: number, ru
   const dir = await mkdtemp(join(tmpdir(), 'larder-bench-stage-'));
   const store = await openStore({ kind: 'disk', path: join(dir, 'store'), maxBytes: 4 * 2 ** 30 });
   const cas = storeCas(store, '');
+  const thread = new FileSystemThread();
   const files = directories * filesPerDirectory;
   try {
     const rootDigest = await uploadTree(cas, directories, filesPerDirectory);
@@ -563,6 +565,7 @@ async function measureStaging(directories: number, filesPerDirectory: number, ru
           rootDigest,
           execRoot: join(dir, `exec-${kind}-${run}`),
           limits: { maxFiles: files, maxDirectories: directories + 1, maxBytes: Number.MAX_SAFE_INTEGER },
+          thread,
         });
         best[kind] = Math.min(best[kind], performance.now() - started);
         const fetched = kind === 'cold' ? files : 0;
@@ -586,6 +589,7 @@ async function measureStaging(directories: number, filesPerDirectory: number, ru
       linked: last![run].linked,
     }));
   } finally {
+    await thread.close();
     await store.close?.();
     await rm(dir, { recursive: true, force: true });
   }

@@ -119,6 +119,31 @@ export class FileCache {
     return { files: this.count, bytes: this.#bytes, maxBytes: this.#maxBytes, hits: this.#hits, misses: this.#misses };
   }
 
+  /**
+   * For linking in batches (stage-inputs.ts): the path of the cached file for (digest, executable) when it is
+   * here now, counted as a hit and pinned (never evicted) until `release`; null when only link() can place it
+   * (not cached, empty, or too large to cache).
+   */
+  hold(digest: Digest, executable: boolean): string | null {
+    if (digest.sizeBytes === 0 || digest.sizeBytes > this.#maxBytes) return null;
+    const name = entryName(digest, executable);
+    if (!this.#touch(name)) return null;
+    this.#hits++;
+    this.#pins.set(name, (this.#pins.get(name) ?? 0) + 1);
+    return join(this.#dir, name);
+  }
+
+  /** Ends `hold`s: the files may be evicted again, and what the budget no longer has room for goes now. */
+  async release(held: ReadonlyArray<{ digest: Digest; executable: boolean }>): Promise<void> {
+    for (const { digest, executable } of held) {
+      const name = entryName(digest, executable);
+      const pins = (this.#pins.get(name) ?? 1) - 1;
+      if (pins <= 0) this.#pins.delete(name);
+      else this.#pins.set(name, pins);
+    }
+    await this.#evict();
+  }
+
   /** Where the cached file for (digest, executable) lives, whether or not it is there now. */
   pathOf(digest: Digest, executable: boolean): string {
     return join(this.#dir, entryName(digest, executable));

@@ -31,6 +31,7 @@ import type { ExecutionJob } from '../scheduler/scheduler.ts';
 import type { WorkerCas } from './cas.ts';
 import { type CollectedOutputs, collectOutputs, prepareOutputs } from './collect-outputs.ts';
 import type { FileCache } from './file-cache.ts';
+import type { FileSystemThread } from './file-system-thread.ts';
 import type { ActionWorkspace, PersistentWorkers } from './persistent/persistent-workers.ts';
 import type { Runner, RunOutcome } from '../runner/runner.ts';
 import type { Identities, Identity } from '../runner/sandbox/identities.ts';
@@ -58,8 +59,10 @@ export interface ActionEnvironment {
    * only the worker's user may enter it. Emptied at start by the worker.
    */
   removedDir: string;
-  /** Deletes a finished action's directory (directory-remover.ts: off the event loop and the thread pool). */
+  /** Deletes a finished action's directory (file-system-thread.ts: off the event loop and the thread pool). */
   removeDirectory(path: string): Promise<void>;
+  /** Where staging makes folders, symlinks and links in batches (file-system-thread.ts). */
+  stagingThread: FileSystemThread;
   /** Who each one-shot action runs as (a uid of its own per slot when larder is root), owning its directories. */
   identities: Identities;
   /** stdout and stderr together are cut at this many bytes. */
@@ -154,6 +157,7 @@ async function execute(
       rootDigest: { hash: inputRoot.hash, sizeBytes: Number(inputRoot.sizeBytes) },
       execRoot,
       limits: env.inputLimits,
+      thread: env.stagingThread,
       signal: deadline.signal,
     }).finally(deadline.stop);
     const spec = {

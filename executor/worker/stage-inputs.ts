@@ -12,12 +12,13 @@
  * the signal's reason once nothing of it still writes into the exec root. The caller deletes the half-staged
  * exec root.
  */
-import { mkdir, symlink } from 'node:fs/promises';
+import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import PQueue from 'p-queue';
 import { type Digest, formatDigest } from '../../shared/digest.ts';
 import type { WorkerCas } from './cas.ts';
 import type { FileCache } from './file-cache.ts';
+import type { AppliedOps, FileSystemOp, FileSystemThread } from './file-system-thread.ts';
 import { checkSymlinks } from './input-symlinks.ts';
 import { MissingBlobsError } from '../reapi/missing-blobs.ts';
 import { type InputLimits, type InputTree, readInputTree } from './input-tree.ts';
@@ -25,6 +26,11 @@ import { type InputLimits, type InputTree, readInputTree } from './input-tree.ts
 export type { InputLimits } from './input-tree.ts';
 
 const LINK_CONCURRENCY = 32;
+/**
+ * Folders, symlinks and links sent to the file-system thread at once: one round trip per batch instead of one per
+ * entry, and small enough that another action's batch waits at most a few milliseconds behind one.
+ */
+const BATCH_OPS = 512;
 /** Files waiting for a link slot: the walk pauses beyond this, so a wide tree never queues a million closures. */
 const MAX_QUEUED_FILES = 4 * LINK_CONCURRENCY;
 
@@ -35,6 +41,8 @@ export interface StageInputsOptions {
   /** Created if missing; should be empty. */
   execRoot: string;
   limits: InputLimits;
+  /** Makes the folders, symlinks and links of cached files, in batches (file-system-thread.ts). */
+  thread: FileSystemThread;
   signal?: AbortSignal;
 }
 
@@ -60,7 +68,7 @@ export async function stageInputs(options: StageInputsOptions): Promise<StageSta
 }
 
 async function materialise(options: StageInputsOptions, tree: InputTree): Promise<StageStats> {
-  const { cas, cache, execRoot, signal } = options;
+  const { cas, cache, execRoot, signal, thread } = options;
   const stats: StageStats = {
     files: 0,
     directories: 0,
@@ -74,9 +82,11 @@ async function materialise(options: StageInputsOptions, tree: InputTree): Promis
   await mkdir(execRoot, { recursive: true });
   stats.createdDirectories.push(execRoot);
 
-  // Files go through the queue while the walk goes on. The first failure (an abort included) stops
-  // everything: queued links are dropped, and the ones already running finish or give up (file-cache.ts)
-  // before this returns, so nothing still writes into the exec root when the caller deletes it.
+  // Folders, symlinks and links of files already cached go to the file-system thread in batches, in tree
+  // order. Files that must be fetched first (or whose link failed there) go through the queue, once the batch
+  // that makes their folder is done. The first failure (an abort included) stops everything: no new batch is
+  // sent, queued links are dropped, and the ones already running finish or give up (file-cache.ts) before this
+  // returns, so nothing still writes into the exec root when the caller deletes it.
   const queue = new PQueue({ concurrency: LINK_CONCURRENCY });
   let failure: { error: unknown } | null = null;
   const fail = (error: unknown) => {
@@ -100,6 +110,44 @@ async function materialise(options: StageInputsOptions, tree: InputTree): Promis
       fail(err);
     }
   };
+
+  let ops: FileSystemOp[] = [];
+  /** The cached files `ops` links, by index in `ops`, held in the cache until the batch is done. */
+  let held = new Map<number, { digest: Digest; executable: boolean }>();
+  /** Files waiting for the batch that makes their folder. */
+  let deferred: Array<{ digest: Digest; executable: boolean; path: string }> = [];
+  const flush = async () => {
+    const batch = { ops, held, deferred };
+    ops = [];
+    held = new Map();
+    deferred = [];
+    let applied: AppliedOps;
+    try {
+      applied = await thread.apply(batch.ops);
+    } finally {
+      await cache.release([...batch.held.values()]);
+    }
+    if (applied.stopped !== null) {
+      const { code, message } = applied.stopped;
+      throw Object.assign(new Error(message), { code });
+    }
+    stats.linked += batch.held.size - applied.failedLinks.length;
+    // A link the thread could not make (the cached file deleted behind the cache's back, too many links to one
+    // inode) is made by the cache, which knows what to do about each.
+    for (const { index } of applied.failedLinks) {
+      const file = batch.held.get(index)!;
+      batch.deferred.push({ ...file, path: (batch.ops[index] as { path: string }).path });
+    }
+    for (const file of batch.deferred) {
+      if (failure !== null) return;
+      if (queue.size >= MAX_QUEUED_FILES) await queue.onSizeLessThan(MAX_QUEUED_FILES);
+      void queue.add(() => stageFile(file.digest, file.executable, file.path));
+    }
+  };
+  const add = async (op: FileSystemOp) => {
+    ops.push(op);
+    if (ops.length >= BATCH_OPS) await flush();
+  };
   const walk = async (digest: Digest, dir: string) => {
     stats.directories++;
     for (const [name, entry] of tree.directories.get(formatDigest(digest))!.entries) {
@@ -109,12 +157,19 @@ async function materialise(options: StageInputsOptions, tree: InputTree): Promis
       if (entry.kind === 'file') {
         stats.files++;
         stats.bytes += entry.digest!.sizeBytes;
-        if (queue.size >= MAX_QUEUED_FILES) await queue.onSizeLessThan(MAX_QUEUED_FILES);
-        void queue.add(() => stageFile(entry.digest!, entry.executable!, path));
+        const file = { digest: entry.digest!, executable: entry.executable! };
+        const cached = cache.hold(file.digest, file.executable);
+        if (cached === null) {
+          deferred.push({ ...file, path });
+          if (deferred.length >= BATCH_OPS) await flush();
+        } else {
+          held.set(ops.length, file);
+          await add({ op: 'link', from: cached, path });
+        }
       } else if (entry.kind === 'symlink') {
-        await symlink(entry.target!, path);
+        await add({ op: 'symlink', target: entry.target!, path });
       } else {
-        await mkdir(path);
+        await add({ op: 'mkdir', path });
         stats.createdDirectories.push(path);
         await walk(entry.digest!, path);
       }
@@ -122,10 +177,14 @@ async function materialise(options: StageInputsOptions, tree: InputTree): Promis
   };
 
   try {
-    await walk(options.rootDigest, execRoot).catch(fail);
+    await walk(options.rootDigest, execRoot)
+      .then(() => (failure === null ? flush() : undefined))
+      .catch(fail);
     await queue.onIdle();
   } finally {
     signal?.removeEventListener('abort', onAbort);
+    // Files held for a batch that was never sent.
+    await cache.release([...held.values()]);
   }
   if (failure !== null) throw (failure as { error: unknown }).error;
   return stats;

@@ -18,7 +18,7 @@ import type { RunnerKind } from '../reapi/platform.ts';
 import { DockerEngine, DockerRunner } from '../runner/docker/index.ts';
 import { RememberedBlobs } from './remembered-blobs.ts';
 import { FileCache } from './file-cache.ts';
-import { DirectoryRemover } from './directory-remover.ts';
+import { FileSystemThread } from './file-system-thread.ts';
 import { LocalRunner } from '../runner/local-runner.ts';
 import { Bubblewrap, findBubblewrap, probeSandbox } from '../runner/sandbox/bubblewrap.ts';
 import { type Cgroups, openCgroups } from '../runner/sandbox/cgroups.ts';
@@ -93,7 +93,10 @@ async function openClaimed(
   await mkdir(removedDir, { mode: 0o700 });
   for (const identity of identities.all) await checkReachable(actionsDir, identity, runAsName(config));
   const cache = await FileCache.open({ dir: join(workDir, 'inputs'), maxBytes: config.inputCacheBytes, log });
-  const remover = new DirectoryRemover();
+  // Two threads: a deletion can sleep in the kernel for milliseconds (a sandboxed exec root's rmdir), and staging
+  // must not wait behind it.
+  const remover = new FileSystemThread();
+  const stagingThread = new FileSystemThread();
 
   const sandbox = await openSandbox(config, actionsDir, identities, log);
   const cgroups = await openActionCgroups(root.owner, log);
@@ -132,6 +135,7 @@ async function openClaimed(
       actionsDir,
       removedDir,
       removeDirectory: (path) => remover.remove(path),
+      stagingThread,
       identities,
       maxOutputBytes: MAX_ACTION_OUTPUT_BYTES,
       inputLimits: config.inputLimits,
@@ -147,6 +151,7 @@ async function openClaimed(
       await docker?.close(); // every container it started, warm ones included
       local.close();
       await remover.close();
+      await stagingThread.close();
       await root.release();
     },
   };

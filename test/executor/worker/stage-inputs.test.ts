@@ -1,18 +1,21 @@
 import { create, type MessageInitShape, toBinary } from '@bufbuild/protobuf';
-import { existsSync, readdirSync, readFileSync, readlinkSync, statSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, readlinkSync, rmSync, statSync } from 'node:fs';
 import { join } from 'node:path';
-import { describe, expect, it } from 'vitest';
+import { afterAll, describe, expect, it } from 'vitest';
 import type { Digest } from '../../../shared/digest.ts';
 import { isLarderError } from '../../../shared/errors.ts';
 import { DirectorySchema } from '../../../shared/proto/gen/build/bazel/remote/execution/v2/remote_execution_pb.ts';
 import type { BlobStore } from '../../../shared/storage/store.ts';
 import { FileCache } from '../../../executor/worker/file-cache.ts';
+import { FileSystemThread } from '../../../executor/worker/file-system-thread.ts';
 import { MissingBlobsError } from '../../../executor/reapi/missing-blobs.ts';
 import { stageInputs } from '../../../executor/worker/stage-inputs.ts';
 import { storeCas } from '../../../executor/worker/store-cas.ts';
 import { digestOf, holdingCas, memoryStore, putBlob, tempDirs } from './helpers.ts';
 
 const freshDir = tempDirs();
+const thread = new FileSystemThread();
+afterAll(() => thread.close());
 /** Limits no test tree here reaches, unless it means to. */
 const GENEROUS = { maxFiles: 1_000_000, maxDirectories: 100_000, maxBytes: 2 ** 40 };
 type DirInit = MessageInitShape<typeof DirectorySchema>;
@@ -29,7 +32,7 @@ async function setup() {
   const cache = await FileCache.open({ dir: freshDir(), maxBytes: 1 << 24 });
   const execRoot = join(freshDir(), 'root');
   const stage = (rootDigest: Digest, signal?: AbortSignal, limits = GENEROUS) =>
-    stageInputs({ cas: storeCas(store, ''), cache, rootDigest, execRoot, limits, signal });
+    stageInputs({ cas: storeCas(store, ''), cache, rootDigest, execRoot, limits, thread, signal });
   return { store, cache, execRoot, stage };
 }
 
@@ -74,6 +77,47 @@ describe('stageInputs', () => {
       createdDirectories: [execRoot, join(execRoot, 'lib1'), join(execRoot, 'lib2')],
     });
     expect(store.gets).toBe(2 + 2); // each distinct Directory once, each distinct file once
+  });
+
+  it('stages a cached tree again by links alone, fetching anew a cached file deleted behind the cache', async () => {
+    const { store, cache, stage } = await setup();
+    const text = await putBlob(store, 'cached text\n');
+    const other = await putBlob(store, 'deleted behind its back\n');
+    const sub = await putDir(store, { files: [file('t.txt', text)], symlinks: [{ name: 'up', target: '../o.txt' }] });
+    const root = await putDir(store, { files: [file('o.txt', other)], directories: [dir('sub', sub)] });
+    await stage(root);
+    rmSync(cache.pathOf(other, false));
+    const again = join(freshDir(), 'again');
+    const stats = await stageInputs({
+      cas: storeCas(store, ''),
+      cache,
+      rootDigest: root,
+      execRoot: again,
+      limits: GENEROUS,
+      thread,
+    });
+    expect(readFileSync(join(again, 'o.txt'), 'utf8')).toBe('deleted behind its back\n');
+    expect(readFileSync(join(again, 'sub/up'), 'utf8')).toBe('deleted behind its back\n');
+    expect(statSync(join(again, 'sub/t.txt')).ino).toBe(statSync(cache.pathOf(text, false)).ino);
+    expect(stats).toMatchObject({ files: 2, linked: 2, copied: 0, fetchedFiles: 1 });
+  });
+
+  it('stages trees of more entries than one batch, cached or not', async () => {
+    const { store, execRoot, stage } = await setup();
+    const directories = [];
+    for (let d = 0; d < 3; d++) {
+      const files = [];
+      for (let f = 0; f < 300; f++) files.push(file(`f${f}`, await putBlob(store, `file ${d}/${f}\n`)));
+      directories.push(dir(`d${d}`, await putDir(store, { files })));
+    }
+    const root = await putDir(store, { directories });
+    const cold = await stage(root);
+    expect(cold).toMatchObject({ files: 900, linked: 900, fetchedFiles: 900 });
+    expect(readFileSync(join(execRoot, 'd2/f299'), 'utf8')).toBe('file 2/299\n');
+    rmSync(execRoot, { recursive: true });
+    const warm = await stage(root);
+    expect(warm).toMatchObject({ files: 900, linked: 900, fetchedFiles: 0 });
+    expect(readdirSync(join(execRoot, 'd1')).length).toBe(300);
   });
 
   it('lists every missing blob, directories and files, before creating anything', async () => {
@@ -288,6 +332,7 @@ describe('stageInputs', () => {
       rootDigest: root,
       execRoot,
       limits: GENEROUS,
+      thread,
       signal: controller.signal,
     });
     await held.waiting;
