@@ -8,9 +8,9 @@
  * Two jobs, each on a thread of its own (a worker host makes one of each, so that a deletion sleeping in the
  * kernel never holds up staging):
  * - `remove(path)`: deletes a tree (rmSync).
- * - `apply(ops)`: makes folders, symlinks and hard links in order (stage-inputs.ts). A folder or symlink that
- *   cannot be made stops the batch (what follows may be inside it); a link that fails is reported and the rest
- *   go on, for the caller to make that file another way.
+ * - `apply(ops)`: makes folders, symlinks and hard links, and changes owners, in order (stage-inputs.ts,
+ *   run-action.ts). Any of these that fails stops the batch (what follows may be inside it), except a link: that
+ *   failure is reported and the rest go on, for the caller to make that file another way.
  *
  * Requests are served in order. The thread keeps the process alive only while requests are pending; a thread
  * that dies is replaced at the next request, its pending ones failed.
@@ -18,12 +18,13 @@
 import { Worker } from 'node:worker_threads';
 
 export type FileSystemOp =
-  | { op: 'mkdir'; path: string }
+  | { op: 'mkdir'; path: string; recursive?: boolean }
+  | { op: 'chown'; path: string; uid: number; gid: number }
   | { op: 'symlink'; target: string; path: string }
   | { op: 'link'; from: string; path: string };
 
 export interface AppliedOps {
-  /** The folder or symlink that could not be made (the ops after it were not tried), or null. */
+  /** The op (not a link) that failed, with the ops after it not tried; null when none did. */
   stopped: { index: number; code: string; message: string } | null;
   /** Links that failed, by index in the batch, with their error code. */
   failedLinks: Array<{ index: number; code: string }>;
@@ -32,14 +33,15 @@ export interface AppliedOps {
 /** Plain JavaScript for the thread. */
 const THREAD = `
 const { parentPort } = require('node:worker_threads');
-const { linkSync, mkdirSync, rmSync, symlinkSync } = require('node:fs');
+const { chownSync, linkSync, mkdirSync, rmSync, symlinkSync } = require('node:fs');
 const apply = (ops) => {
   const failedLinks = [];
   for (let index = 0; index < ops.length; index++) {
     const op = ops[index];
     try {
       if (op.op === 'link') linkSync(op.from, op.path);
-      else if (op.op === 'mkdir') mkdirSync(op.path);
+      else if (op.op === 'mkdir') mkdirSync(op.path, { recursive: op.recursive === true });
+      else if (op.op === 'chown') chownSync(op.path, op.uid, op.gid);
       else symlinkSync(op.target, op.path);
     } catch (error) {
       if (op.op === 'link') failedLinks.push({ index, code: String(error.code) });
@@ -76,7 +78,7 @@ export class FileSystemThread {
     await this.#request({ path });
   }
 
-  /** Makes the folders, symlinks and links `ops` name, in order (see AppliedOps for what a failure does). */
+  /** Applies `ops` in order (see AppliedOps for what a failure does). */
   async apply(ops: readonly FileSystemOp[]): Promise<AppliedOps> {
     return (await this.#request({ ops }))!;
   }

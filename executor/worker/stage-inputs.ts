@@ -12,7 +12,6 @@
  * the signal's reason once nothing of it still writes into the exec root. The caller deletes the half-staged
  * exec root.
  */
-import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import PQueue from 'p-queue';
 import { type Digest, formatDigest } from '../../shared/digest.ts';
@@ -79,7 +78,6 @@ async function materialise(options: StageInputsOptions, tree: InputTree): Promis
     fetchedBytes: 0,
     createdDirectories: [],
   };
-  await mkdir(execRoot, { recursive: true });
   stats.createdDirectories.push(execRoot);
 
   // Folders, symlinks and links of files already cached go to the file-system thread in batches, in tree
@@ -111,7 +109,7 @@ async function materialise(options: StageInputsOptions, tree: InputTree): Promis
     }
   };
 
-  let ops: FileSystemOp[] = [];
+  let ops: FileSystemOp[] = [{ op: 'mkdir', path: execRoot, recursive: true }];
   /** The cached files `ops` links, by index in `ops`, held in the cache until the batch is done. */
   let held = new Map<number, { digest: Digest; executable: boolean }>();
   /** Files waiting for the batch that makes their folder. */

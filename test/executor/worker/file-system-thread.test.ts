@@ -78,6 +78,19 @@ describe('FileSystemThread', () => {
     await thread.close();
   });
 
+  it('changes owners, and makes a folder with its parents when asked', async () => {
+    const thread = new FileSystemThread();
+    const deep = join(dir, 'owned', 'a', 'b');
+    const applied = await thread.apply([
+      { op: 'mkdir', path: deep, recursive: true },
+      { op: 'mkdir', path: deep, recursive: true },
+      { op: 'chown', path: deep, uid: 12345, gid: 23456 },
+    ]);
+    expect(applied).toEqual({ stopped: null, failedLinks: [] });
+    expect(statSync(deep)).toMatchObject({ uid: 12345, gid: 23456 });
+    await thread.close();
+  });
+
   it('stops a batch at a folder or symlink it cannot make', async () => {
     const thread = new FileSystemThread();
     const root = join(dir, 'stopped');
