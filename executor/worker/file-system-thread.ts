@@ -18,7 +18,7 @@
 import { Worker } from 'node:worker_threads';
 
 export type FileSystemOp =
-  | { op: 'mkdir'; path: string; recursive?: boolean }
+  | { op: 'mkdir'; path: string; recursive?: boolean; mode?: number }
   | { op: 'chown'; path: string; uid: number; gid: number }
   | { op: 'symlink'; target: string; path: string }
   | { op: 'link'; from: string; path: string };
@@ -40,7 +40,7 @@ const apply = (ops) => {
     const op = ops[index];
     try {
       if (op.op === 'link') linkSync(op.from, op.path);
-      else if (op.op === 'mkdir') mkdirSync(op.path, { recursive: op.recursive === true });
+      else if (op.op === 'mkdir') mkdirSync(op.path, { recursive: op.recursive === true, mode: op.mode });
       else if (op.op === 'chown') chownSync(op.path, op.uid, op.gid);
       else symlinkSync(op.target, op.path);
     } catch (error) {

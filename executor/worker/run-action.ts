@@ -7,8 +7,7 @@
 import { create } from '@bufbuild/protobuf';
 import { timestampFromDate } from '@bufbuild/protobuf/wkt';
 import { createHash, randomUUID } from 'node:crypto';
-import { mkdirSync, renameSync } from 'node:fs';
-import { readFile } from 'node:fs/promises';
+import { readFile, rename } from 'node:fs/promises';
 import { constants } from 'node:os';
 import { join } from 'node:path';
 import type { Digest } from '../../shared/digest.ts';
@@ -106,10 +105,12 @@ export async function runAction(
   }
   // The runner has already waited for the command's whole process group, so nothing writes here any more. Deleting
   // an action's files takes a system call per file (about 3 ms for a trivial action's 25); one rename takes them
-  // out of the slot's reach now, and the deletion waits until the answer is out. Synchronous: one rename in the
-  // work folder costs microseconds, less than a trip through the thread pool.
+  // out of the slot's reach now, and the deletion waits until the answer is out.
   const removed = join(env.removedDir, name);
-  const moved = renameOut(dir, removed);
+  const moved = await rename(dir, removed).then(
+    () => removed,
+    (err: NodeJS.ErrnoException) => (err.code === 'ENOENT' ? null : dir),
+  );
   // Only now, with nothing of the action running and its files out of reach, may another slot have its uid.
   if (moved !== dir) env.identities.release(identity.held);
   return {
@@ -136,11 +137,11 @@ async function execute(
 ): Promise<ExecuteResponse> {
   const { command, action } = job;
   // The action's own folder holds its captured stdout and stderr, whichever workspace it runs in. Other slots'
-  // uids may pass through it (0711) but not list it; its exec root is the slot's own (0700). Made synchronously,
-  // like the exec root: one mkdir in the local work folder costs microseconds, and as a promise it cost a trip
-  // through the thread pool, whose wake-ups made it the executor's most expensive call per action (CPU profile,
-  // 2-core host, 0.4-0.8 ms of main-thread time each).
-  mkdirSync(dir, { recursive: true, mode: 0o711 });
+  // uids may pass through it (0711) but not list it; its exec root is the slot's own (0700), made with it (and
+  // left empty when a persistent worker runs the action). Both in one request to the file-system thread: a mkdir
+  // in the actions folder can wait in the kernel for a millisecond while sandboxes come and go (CPU profile at
+  // concurrency 8), too long to block the event loop, and two trips through the thread pool cost more.
+  await makeActionFolders(env.stagingThread, dir);
   const workspace =
     (await env.persistentWorkers?.open(job, env.cas, signal)) ?? (await oneShotWorkspace(job, env, dir, identity));
   let outcome: RunOutcome;
@@ -239,7 +240,6 @@ async function oneShotWorkspace(
   if (runner === undefined)
     throw new LarderError('invalid_argument', `this worker has no ${job.platform.runner} runner`);
   const execRoot = join(dir, 'root');
-  mkdirSync(execRoot, { recursive: true, mode: 0o700 });
   identity.held = env.identities.acquire();
   return {
     execRoot,
@@ -249,14 +249,13 @@ async function oneShotWorkspace(
   };
 }
 
-/** Moves an action's folder to `removed`: where it now is, or null when it was never made. */
-function renameOut(dir: string, removed: string): string | null {
-  try {
-    renameSync(dir, removed);
-    return removed;
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === 'ENOENT' ? null : dir;
-  }
+/** Makes an action's folder (0711) and its exec root inside it (0700). */
+async function makeActionFolders(thread: FileSystemThread, dir: string): Promise<void> {
+  const { stopped } = await thread.apply([
+    { op: 'mkdir', path: dir, recursive: true, mode: 0o711 },
+    { op: 'mkdir', path: join(dir, 'root'), mode: 0o700 },
+  ]);
+  if (stopped !== null) throw Object.assign(new Error(stopped.message), { code: stopped.code });
 }
 
 /** Makes the staged directories the slot user's; the cached input files stay read-only and ours. */
