@@ -6,10 +6,10 @@
  */
 import { create } from '@bufbuild/protobuf';
 import { timestampFromDate } from '@bufbuild/protobuf/wkt';
-import { createHash, randomUUID } from 'node:crypto';
+import { createHash } from 'node:crypto';
 import { readFile, rename } from 'node:fs/promises';
 import { constants } from 'node:os';
-import { join } from 'node:path';
+import { basename, join } from 'node:path';
 import type { Digest } from '../../shared/digest.ts';
 import { isLarderError, LarderError } from '../../shared/errors.ts';
 import type { Logger } from '../../shared/log.ts';
@@ -29,6 +29,7 @@ import type { ExecutionJob } from '../scheduler/scheduler.ts';
 import type { WorkerCas } from './cas.ts';
 import { type CollectedOutputs, collectOutputs, prepareOutputs } from './collect-outputs.ts';
 import type { FileCache } from './file-cache.ts';
+import type { ActionFolders } from './action-folders.ts';
 import type { FileSystemThread } from './file-system-thread.ts';
 import type { ActionWorkspace, PersistentWorkers } from './persistent/persistent-workers.ts';
 import type { Runner, RunOutcome } from '../runner/runner.ts';
@@ -53,8 +54,8 @@ export interface ActionEnvironment {
   defaultContainerImage: string | null;
   /** Remote persistent workers, when the server enabled them for some runner. */
   persistentWorkers: PersistentWorkers | null;
-  /** Where per-action directories are made; emptied at start by the worker. */
-  actionsDir: string;
+  /** Fresh per-action folders, made ahead in the actions folder (emptied at start by the worker). */
+  actionFolders: ActionFolders;
   /**
    * Where a finished action's directory is moved (one rename) before its answer goes out, to be deleted after it;
    * only the worker's user may enter it. Emptied at start by the worker.
@@ -91,12 +92,11 @@ export async function runAction(
     queuedTimestamp: timestampFromDate(job.queuedAt),
     workerStartTimestamp: now(),
   });
-  const name = randomUUID();
-  const dir = join(env.actionsDir, name);
+  const folder: { dir: string | null } = { dir: null };
   const identity: { held: Identity | null } = { held: null };
   let response: ExecuteResponse;
   try {
-    response = await execute(job, env, signal, metadata, dir, identity);
+    response = await execute(job, env, signal, metadata, folder, identity);
   } catch (err) {
     // A cancellation can land in any phase (staging, upload); whatever it interrupted, it is the answer.
     response = signal.aborted ? create(ExecuteResponseSchema, { status: statusOf(signal.reason) }) : failure(err, job);
@@ -106,11 +106,15 @@ export async function runAction(
   // The runner has already waited for the command's whole process group, so nothing writes here any more. Deleting
   // an action's files takes a system call per file (about 3 ms for a trivial action's 25); one rename takes them
   // out of the slot's reach now, and the deletion waits until the answer is out.
-  const removed = join(env.removedDir, name);
-  const moved = await rename(dir, removed).then(
-    () => removed,
-    (err: NodeJS.ErrnoException) => (err.code === 'ENOENT' ? null : dir),
-  );
+  const dir = folder.dir;
+  const removed = dir === null ? null : join(env.removedDir, basename(dir));
+  const moved =
+    dir === null || removed === null
+      ? null
+      : await rename(dir, removed).then(
+          () => removed,
+          (err: NodeJS.ErrnoException) => (err.code === 'ENOENT' ? null : dir),
+        );
   // Only now, with nothing of the action running and its files out of reach, may another slot have its uid.
   if (moved !== dir) env.identities.release(identity.held);
   return {
@@ -132,16 +136,15 @@ async function execute(
   env: ActionEnvironment,
   signal: AbortSignal,
   metadata: ExecutedActionMetadata,
-  dir: string,
+  folder: { dir: string | null },
   identity: { held: Identity | null },
 ): Promise<ExecuteResponse> {
   const { command, action } = job;
   // The action's own folder holds its captured stdout and stderr, whichever workspace it runs in. Other slots'
-  // uids may pass through it (0711) but not list it; its exec root is the slot's own (0700), made with it (and
-  // left empty when a persistent worker runs the action). Both in one request to the file-system thread: a mkdir
-  // in the actions folder can wait in the kernel for a millisecond while sandboxes come and go (CPU profile at
-  // concurrency 8), too long to block the event loop, and two trips through the thread pool cost more.
-  await makeActionFolders(env.stagingThread, dir);
+  // uids may pass through it (0711) but not list it; its exec root is the slot's own (0700), left empty when a
+  // persistent worker runs the action. Made ahead (action-folders.ts).
+  const dir = await env.actionFolders.take();
+  folder.dir = dir;
   const workspace =
     (await env.persistentWorkers?.open(job, env.cas, signal)) ?? (await oneShotWorkspace(job, env, dir, identity));
   let outcome: RunOutcome;
@@ -247,15 +250,6 @@ async function oneShotWorkspace(
     run: (request) => runner.run({ ...request, execRoot, user: identity.held, options: job.platform.options }),
     close: async () => undefined,
   };
-}
-
-/** Makes an action's folder (0711) and its exec root inside it (0700). */
-async function makeActionFolders(thread: FileSystemThread, dir: string): Promise<void> {
-  const { stopped } = await thread.apply([
-    { op: 'mkdir', path: dir, recursive: true, mode: 0o711 },
-    { op: 'mkdir', path: join(dir, 'root'), mode: 0o700 },
-  ]);
-  if (stopped !== null) throw Object.assign(new Error(stopped.message), { code: stopped.code });
 }
 
 /** Makes the staged directories the slot user's; the cached input files stay read-only and ours. */

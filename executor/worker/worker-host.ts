@@ -19,6 +19,7 @@ import { DockerEngine, DockerRunner } from '../runner/docker/index.ts';
 import { RememberedBlobs } from './remembered-blobs.ts';
 import { FileCache } from './file-cache.ts';
 import { FileSystemThread } from './file-system-thread.ts';
+import { ActionFolders } from './action-folders.ts';
 import { LocalRunner } from '../runner/local-runner.ts';
 import { Bubblewrap, findBubblewrap, probeSandbox } from '../runner/sandbox/bubblewrap.ts';
 import { type Cgroups, openCgroups } from '../runner/sandbox/cgroups.ts';
@@ -34,6 +35,9 @@ import type { Runner } from '../runner/runner.ts';
  * retired after 10 idle minutes or 1,000 actions (tools that grow with every request get a fresh start).
  */
 const PERSISTENT_WORKER_LIMITS = { maxPerKey: 4, maxTotal: 32, idleMs: 10 * 60_000, maxRequests: 1000 };
+
+/** Action folders kept made ahead: enough for a burst of starts on a few slots; beyond it, one is made on the spot. */
+const SPARE_ACTION_FOLDERS = 4;
 
 /** stdout and stderr of one action, together, are cut here: enough for any compiler, bounded for a runaway. */
 export const MAX_ACTION_OUTPUT_BYTES = 64 * 1024 * 1024;
@@ -97,6 +101,8 @@ async function openClaimed(
   // must not wait behind it.
   const remover = new FileSystemThread();
   const stagingThread = new FileSystemThread();
+  // Spare action folders are made on the removals' thread: background work too, kept off staging's.
+  const actionFolders = new ActionFolders(actionsDir, remover, SPARE_ACTION_FOLDERS);
 
   const sandbox = await openSandbox(config, actionsDir, identities, log);
   const cgroups = await openActionCgroups(root.owner, log);
@@ -132,7 +138,7 @@ async function openClaimed(
       runners,
       defaultContainerImage: config.docker.defaultImage,
       persistentWorkers,
-      actionsDir,
+      actionFolders,
       removedDir,
       removeDirectory: (path) => remover.remove(path),
       stagingThread,
@@ -150,6 +156,7 @@ async function openClaimed(
       await persistentWorkers?.close();
       await docker?.close(); // every container it started, warm ones included
       local.close();
+      actionFolders.close();
       await remover.close();
       await stagingThread.close();
       await root.release();

@@ -2,7 +2,7 @@
 import type * as grpc from '@grpc/grpc-js';
 import { type ChildProcess, spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { chmodSync, chownSync, mkdtempSync, rmSync } from 'node:fs';
+import { chmodSync, chownSync, existsSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { type ServiceClient, createClient } from '../../executor/grpc/client.ts';
@@ -62,6 +62,20 @@ export interface TestServer {
   clients: Clients;
   dir: string;
   stop(): Promise<void>;
+}
+
+/**
+ * What a work folder's actions/ holds besides spare folders made ahead (action-folders.ts: an empty folder with an
+ * empty `root`, or one half made): anything an action left, as paths relative to actions/.
+ */
+export function actionLeftovers(workDir: string): string[] {
+  const actions = join(workDir, 'actions');
+  return readdirSync(actions).flatMap((folder) => {
+    const inFolder = readdirSync(join(actions, folder)).filter((entry) => entry !== 'root');
+    const root = join(actions, folder, 'root');
+    const inRoot = existsSync(root) ? readdirSync(root).map((entry) => `root/${entry}`) : [];
+    return [...inFolder, ...inRoot].map((entry) => `${folder}/${entry}`);
+  });
 }
 
 /**

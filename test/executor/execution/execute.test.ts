@@ -1,12 +1,12 @@
 // Execute, WaitExecution and Operations against a real in-process executor with its embedded worker and the
 // local runner: commands really run, as the unprivileged user when the suite runs as root.
-import { chmodSync, mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ExecutionStage_Value } from '../../../shared/proto/gen/build/bazel/remote/execution/v2/remote_execution_pb.ts';
 import { Code } from '../../../executor/reapi/grpc-status.ts';
-import { codeOf, startTestServer, type TestServer } from '../helpers.ts';
+import { actionLeftovers, codeOf, startTestServer, type TestServer } from '../helpers.ts';
 import { ancestry, markedProcesses, newMark } from '../../helpers/marked-processes.ts';
 import { ActionFixture, finalResponse, metadataOf } from './fixture.ts';
 import { failUnlessRoot, needsRoot } from '../../helpers/tools.ts';
@@ -284,9 +284,9 @@ describe('Execute on the embedded worker', () => {
     expect((await after).response.result!.exitCode).toBe(0);
   });
 
-  it('removes every action directory when its action is done', () => {
-    const left = readdirSync(join(server.dir, 'work', 'actions'));
-    expect(left, JSON.stringify(left.map((d) => readdirSync(join(server.dir, 'work', 'actions', d))))).toEqual([]);
+  it('removes every action directory when its action is done: what is left are empty spares', () => {
+    expect(actionLeftovers(join(server.dir, 'work'))).toEqual([]);
+    expect(readdirSync(join(server.dir, 'work', 'actions')).length).toBeLessThanOrEqual(4);
   });
 
   it('WaitExecution and GetOperation of an unknown name are NOT_FOUND', async () => {
@@ -328,9 +328,34 @@ describe('the work folder', () => {
           await fx.action({ inputRoot, salt: `removed-${i}`, command: { arguments: ['/bin/sh', '-c', 'echo out'] } }),
         );
         expect(response.result!.exitCode).toBe(0);
-        expect(readdirSync(join(workDir, 'actions'))).toEqual([]);
+        // Nothing of the action is left among its folders: only spares made ahead, empty.
+        expect(actionLeftovers(workDir)).toEqual([]);
         // One slot: this action's folder may still be waiting here, but none of the actions before it.
         expect(readdirSync(join(workDir, 'removed')).length).toBeLessThanOrEqual(1);
+      }
+    } finally {
+      await server.stop();
+    }
+  });
+
+  it('keeps a few action folders made ahead: empty, only root may write in them (0711, exec root 0700)', async () => {
+    const server = await startTestServer({ args: ['--concurrency', '1'] });
+    try {
+      const fx = new ActionFixture(server.clients);
+      const actions = join(server.dir, 'work', 'actions');
+      const { response } = await fx.execute(await fx.action({ command: { arguments: ['/bin/true'] } }));
+      expect(response.result!.exitCode).toBe(0);
+      // Spares are made on the file-system thread while actions run: wait for the first whole one.
+      const whole = () => readdirSync(actions).filter((d) => existsSync(join(actions, d, 'root')));
+      await waitFor(() => whole().length > 0);
+      expect(readdirSync(actions).length).toBeLessThanOrEqual(4);
+      for (const spare of whole()) {
+        const folder = statSync(join(actions, spare));
+        const root = statSync(join(actions, spare, 'root'));
+        expect([folder.mode & 0o777, root.mode & 0o777]).toEqual([0o711, 0o700]);
+        expect([folder.uid, root.uid]).toEqual([process.getuid!(), process.getuid!()]);
+        expect(readdirSync(join(actions, spare))).toEqual(['root']);
+        expect(readdirSync(join(actions, spare, 'root'))).toEqual([]);
       }
     } finally {
       await server.stop();
