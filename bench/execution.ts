@@ -43,6 +43,7 @@ import { Bubblewrap, findBubblewrap } from '../executor/runner/sandbox/bubblewra
 import { writeActionResult } from '../executor/services/action-cache.ts';
 import { FileCache } from '../executor/worker/file-cache.ts';
 import { FileSystemThread } from '../executor/worker/file-system-thread.ts';
+import { preciseWallClockMs } from '../executor/worker/precise-wall-clock.ts';
 import { stageInputs, type StageStats } from '../executor/worker/stage-inputs.ts';
 import { storeCas } from '../executor/worker/store-cas.ts';
 import { mapLimit } from '../shared/map-limit.ts';
@@ -513,7 +514,9 @@ interface Executed {
 /** Executes every action with `concurrency` in flight. Throws at the first failure. */
 async function executeAll(fixture: ActionFixture, digests: DigestMessage[], concurrency: number): Promise<Executed[]> {
   const executed: Executed[] = [];
-  const epochMs = () => performance.timeOrigin + performance.now();
+  // The clock the worker's metadata uses: performance.timeOrigin + now() drifts from the wall clock, and a step
+  // of the host's clock shows up as a phase of tens of ms (seen on this host).
+  const epochMs = preciseWallClockMs;
   await mapLimit(digests, concurrency, async (digest) => {
     const sent = epochMs();
     const { response } = await bounded(fixture.execute(digest), EXECUTE_TIMEOUT_MS, `Execute ${digest.hash}`);
