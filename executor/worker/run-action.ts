@@ -36,10 +36,10 @@ import type { Runner, RunOutcome } from '../runner/runner.ts';
 import type { Identities, Identity } from '../runner/sandbox/identities.ts';
 import { type InputLimits, stageInputs } from './stage-inputs.ts';
 import { ActionTimeoutError, startDeadline } from './deadline.ts';
+import { preciseTimestamp } from './precise-wall-clock.ts';
 
 /** Folders chowned per request to the file-system thread. */
 const HAND_OVER_BATCH = 512;
-import { preciseTimestamp } from './precise-wall-clock.ts';
 
 export interface ActionEnvironment {
   /** This worker's name, reported in ExecutedActionMetadata.worker. */
