@@ -44,6 +44,7 @@ import {
 } from '../shared/proto/gen/build/bazel/remote/execution/v2/remote_execution_pb.ts';
 import { Redis } from 'ioredis';
 import { workerPlatform } from '../executor/reapi/platform.ts';
+import { preciseWallClockMs } from '../executor/worker/precise-wall-clock.ts';
 import { MemoryScheduler } from '../executor/scheduler/memory-scheduler.ts';
 import { RedisScheduler } from '../executor/scheduler/redis/redis-scheduler.ts';
 import type { Scheduler } from '../executor/scheduler/scheduler.ts';
@@ -267,7 +268,8 @@ async function measureSideBySide(
     };
   });
   const inOrder = (block: number) => (block % 2 === 0 ? sides : [...sides].reverse());
-  const epochMs = () => performance.timeOrigin + performance.now();
+  // Latency on the monotonic clock; the phases' instants on the clock the workers' metadata uses, which follows
+  // the wall clock (performance.timeOrigin + now() drifts from it, and a step of the host's clock showed as tens of ms).
   try {
     // Warm up: connections, the input cache, JIT.
     for (const side of sides)
@@ -276,10 +278,10 @@ async function measureSideBySide(
       for (const side of inOrder(block)) {
         const latencyActions = Math.ceil(options.latencyActions / BLOCKS);
         for (const action of await actions(side.fixture, latencyActions, `${side.tag}-latency-${block}`)) {
-          const sent = epochMs();
+          const [sent, started] = [preciseWallClockMs(), performance.now()];
           const response = await side.run(action);
-          const received = epochMs();
-          side.latencies.push(received - sent);
+          const [received, ended] = [preciseWallClockMs(), performance.now()];
+          side.latencies.push(ended - started);
           side.lives.push(instantsOf(response, sent, received, `Execute ${action.hash}`));
         }
       }
@@ -730,7 +732,7 @@ if (import.meta.url === `file://${process.argv[1]}`) {
   console.log(fleetTable(figures));
   console.log(`\n${phasesTable(figures)}`);
   console.log(
-    "phases: from the workers' ExecutedActionMetadata timestamps (millisecond resolution) and the client's send and receive times; each column is its own median.",
+    "phases: from the workers' ExecutedActionMetadata timestamps (microsecond resolution) and the client's send and receive times; each column is its own median.",
   );
   console.log(`\nRedis commands per action by name (background: ${[...BACKGROUND].join(', ')}):`);
   console.log(countsBreakdown(figures));
