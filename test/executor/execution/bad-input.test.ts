@@ -2,7 +2,7 @@
 // left running, and nothing lands in the action cache.
 import { create, toBinary } from '@bufbuild/protobuf';
 import { execFileSync } from 'node:child_process';
-import { mkdirSync, readdirSync, rmSync } from 'node:fs';
+import { mkdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Code } from '../../../executor/reapi/grpc-status.ts';

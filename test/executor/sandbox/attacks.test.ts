@@ -1,7 +1,7 @@
 // Issue 17's table, tried as an attacker would against a real `larder executor` process (as root in CI, so
 // actions run as uids of their own): each test is one row, and each failed before the sandbox existed.
 import { execFileSync } from 'node:child_process';
-import { chownSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { chownSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { fromBinary } from '@bufbuild/protobuf';
 import { createServer, type Server } from 'node:net';
 import { tmpdir } from 'node:os';
