@@ -13,6 +13,7 @@ import { mkdir, mkdtemp, open, readdir, rename, rm, stat, type FileHandle } from
 import { join } from 'node:path';
 import { LarderError } from '../../shared/errors.ts';
 import { ownerAlive, ownerTag } from '../../shared/storage/owner.ts';
+import { diskError, errno } from '../../shared/storage/disk-files.ts';
 import { SyncAhead } from '../../shared/storage/sync-ahead.ts';
 
 export interface PartialUploadsOptions {
@@ -53,9 +54,11 @@ export interface Recorder {
   discard(): Promise<void>;
   /**
    * For a Write whose bytes go nowhere but this file (the store will adopt it): hash them, and go on
-   * recording past the budget instead of stopping (such an upload is then not kept if interrupted).
+   * recording past the budget instead of stopping (such an upload is then not kept if interrupted). When the
+   * file system fills up, `makeRoom(written)` is asked once to free room for the rest of the blob (`written`: the
+   * bytes in the file so far) and the write is tried again if it did.
    */
-  pin(): Promise<void>;
+  pin(makeRoom?: (written: number) => Promise<boolean>): Promise<void>;
   /** Ends recording and hands the file over, synced, with its size and SHA-256; the caller removes or moves it. */
   complete(): Promise<{ path: string; bytes: number; sha256: string }>;
 }
@@ -152,7 +155,28 @@ export class PartialUploads {
     const resumedFrom = partial.bytes;
     let recording = true;
     let pinned = false;
+    let makeRoom: ((written: number) => Promise<boolean>) | undefined;
     let overBudget = false;
+    /**
+     * Writes all of `chunk` at the file's end. A write may be short (a nearly full disk takes what fits): the rest
+     * follows, and every byte that reached the file is counted, so the file and `partial.bytes` always agree.
+     */
+    const writeAll = async (chunk: Uint8Array) => {
+      let offset = 0;
+      let roomMade = false;
+      while (offset < chunk.byteLength) {
+        try {
+          const { bytesWritten } = await handle!.write(chunk, offset, chunk.byteLength - offset);
+          offset += bytesWritten;
+          partial.bytes += bytesWritten;
+          this.#bytes += bytesWritten;
+        } catch (err) {
+          if (errno(err) !== 'ENOSPC' || roomMade || makeRoom === undefined || !(await makeRoom(partial.bytes)))
+            throw diskError(err, 'write');
+          roomMade = true;
+        }
+      }
+    };
     const stopRecording = async () => {
       recording = false;
       await ahead.settled();
@@ -173,7 +197,7 @@ export class PartialUploads {
           }
         }
         // Hashed while the thread pool writes: the two overlap instead of taking turns.
-        const written = handle!.write(chunk);
+        const written = writeAll(chunk);
         partial.hash?.update(chunk);
         try {
           await written;
@@ -181,8 +205,6 @@ export class PartialUploads {
           partial.hash = null; // it has bytes the file may not: a resumed Write hashes the file again (pin)
           throw err;
         }
-        partial.bytes += chunk.byteLength;
-        this.#bytes += chunk.byteLength;
         // Only a pinned recording is synced at the end (complete), so only it is synced ahead.
         if (pinned) ahead.wrote(partial.bytes);
       },
@@ -194,8 +216,9 @@ export class PartialUploads {
         partial.active = false;
         partial.idleSince = this.#now();
       },
-      pin: async () => {
+      pin: async (onFullDisk) => {
         pinned = true;
+        makeRoom = onFullDisk;
         if (partial.hash !== null) return;
         // Kept by an attempt that did not hash (none does today, but a resumed partial may predate a pin).
         partial.hash = createHash('sha256');
@@ -204,7 +227,7 @@ export class PartialUploads {
       complete: async () => {
         if (!recording || partial.hash === null)
           throw new LarderError('internal', 'partial upload: complete() without a pinned recording');
-        await ahead.syncWhole();
+        await ahead.syncWhole().catch((err) => Promise.reject(diskError(err, 'sync')));
         await stopRecording();
         // A new Write of the same name may start at once: it must not append to the file being handed over.
         const path = `${partial.path}.${randomUUID()}`;

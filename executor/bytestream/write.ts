@@ -136,7 +136,10 @@ async function storeByAdopting(
   incoming: ReadableStream<Uint8Array>,
   recorder: Recorder,
 ): Promise<void> {
-  await recorder.pin();
+  // A file system full below the store's budget: the store evicts for the rest of the blob, as its own uploads do.
+  await recorder.pin(
+    store.evictForFullDisk === undefined ? undefined : (written) => store.evictForFullDisk!(size - written),
+  );
   let total = recorder.resumedFrom;
   for await (const chunk of incoming) {
     total += chunk.byteLength;

@@ -413,6 +413,10 @@ export class DiskStore implements BlobStore {
     }
   }
 
+  async evictForFullDisk(bytes: number): Promise<boolean> {
+    return this.#evictForFullDisk(bytes, null);
+  }
+
   /** Moves a written file into place and indexes it (room was made for it before it was written). */
   async #publish(id: BlobId, size: number, move: () => Promise<void>): Promise<void> {
     await this.#ensureDir(id);
@@ -511,7 +515,7 @@ export class DiskStore implements BlobStore {
   }
 
   /** Evicts least recently used blobs (not `keep`) until `bytes` are freed; false when there was nothing to evict. */
-  async #evictForFullDisk(bytes: number, keep: BlobId): Promise<boolean> {
+  async #evictForFullDisk(bytes: number, keep: BlobId | null): Promise<boolean> {
     this.#catchUp();
     const victims: BlobId[] = [];
     let freed = 0;

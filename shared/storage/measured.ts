@@ -72,6 +72,7 @@ export function measured(inner: BlobStore, observe: Observe): BlobStore {
     statWritten:
       inner.statWritten === undefined ? undefined : (key) => timed('stat', () => inner.statWritten!(key), found),
     adopt: inner.adopt === undefined ? undefined : (key, path, size, sha256) => inner.adopt!(key, path, size, sha256),
+    evictForFullDisk: inner.evictForFullDisk === undefined ? undefined : (bytes) => inner.evictForFullDisk!(bytes),
     close: () => inner.close?.() ?? Promise.resolve(),
   };
 }

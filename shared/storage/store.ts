@@ -86,6 +86,11 @@ export interface BlobStore {
    * owns the file either way unless this resolved true.
    */
   adopt?(key: BlobKey, path: string, size: number, sha256: string): Promise<boolean>;
+  /**
+   * Optional, with `adopt`: the file system under the store filled up below its budget while a caller wrote a file
+   * to adopt. Evicts least recently used blobs for `bytes` more; resolves false when there was nothing to evict.
+   */
+  evictForFullDisk?(bytes: number): Promise<boolean>;
   /** Releases what the store holds open (file handles, sockets). */
   close?(): Promise<void>;
 }

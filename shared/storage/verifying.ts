@@ -55,6 +55,7 @@ export function verifying(inner: BlobStore): BlobStore {
             }
             return inner.adopt!(key, path, size, sha256);
           },
+    evictForFullDisk: inner.evictForFullDisk === undefined ? undefined : (bytes) => inner.evictForFullDisk!(bytes),
     close: () => inner.close?.() ?? Promise.resolve(),
   };
 }

@@ -183,36 +183,39 @@ export interface ExecutorProcess {
   stop(): Promise<void>;
 }
 
-/** A real `larder executor` process (bin/larder.js), stopped by PID; `user` runs it as another (unprivileged) user. */
+/**
+ * A real `larder executor` process (bin/larder.js), stopped by PID; `user` runs it as another (unprivileged) user;
+ * `wrapper` is a command line it is started through (it must exec the command it is given last).
+ */
 export async function startExecutorProcess(
   args: string[],
   env: Record<string, string> = {},
   user?: { uid: number; gid: number },
+  wrapper: string[] = [],
 ): Promise<ExecutorProcess> {
   // Each process stages actions in a folder of its own: a shared one would be emptied by the next to start.
   const workDir = args.includes('--work-dir') ? null : reachableTempDir('larder-executor-work-');
   if (workDir !== null && user !== undefined) chownSync(workDir, user.uid, user.gid);
   const workArgs = workDir === null ? [] : ['--work-dir', join(workDir, 'work')];
-  const child: ChildProcess = spawn(
+  const [command, ...commandArgs] = [
+    ...wrapper,
     process.execPath,
-    [
-      join(REPO_ROOT, 'bin/larder.js'),
-      'executor',
-      '--listen',
-      '127.0.0.1:0',
-      '--log-level',
-      'warn',
-      ...workArgs,
-      ...args,
-    ],
-    {
-      cwd: REPO_ROOT,
-      // Readable text logs, which the suites match; the JSON default for pipes has a suite of its own (test/log.test.ts).
-      env: { ...process.env, LARDER_LOG_FORMAT: 'text', ...env },
-      stdio: ['ignore', 'pipe', 'pipe'],
-      ...user,
-    },
-  );
+    join(REPO_ROOT, 'bin/larder.js'),
+    'executor',
+    '--listen',
+    '127.0.0.1:0',
+    '--log-level',
+    'warn',
+    ...workArgs,
+    ...args,
+  ];
+  const child: ChildProcess = spawn(command!, commandArgs, {
+    cwd: REPO_ROOT,
+    // Readable text logs, which the suites match; the JSON default for pipes has a suite of its own (test/log.test.ts).
+    env: { ...process.env, LARDER_LOG_FORMAT: 'text', ...env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+    ...user,
+  });
   let output = '';
   child.stdout!.on('data', (d: Buffer) => (output += d.toString()));
   child.stderr!.on('data', (d: Buffer) => (output += d.toString()));
