@@ -13,7 +13,7 @@ import { mkdir, mkdtemp, open, readdir, rename, rm, stat, type FileHandle } from
 import { join } from 'node:path';
 import { LarderError } from '../../shared/errors.ts';
 import { ownerAlive, ownerTag } from '../../shared/storage/owner.ts';
-import { diskError, errno } from '../../shared/storage/disk-files.ts';
+import { diskError, writeAllAt } from '../../shared/storage/disk-files.ts';
 import { SyncAhead } from '../../shared/storage/sync-ahead.ts';
 
 export interface PartialUploadsOptions {
@@ -158,24 +158,20 @@ export class PartialUploads {
     let makeRoom: ((written: number) => Promise<boolean>) | undefined;
     let overBudget = false;
     /**
-     * Writes all of `chunk` at the file's end. A write may be short (a nearly full disk takes what fits): the rest
-     * follows, and every byte that reached the file is counted, so the file and `partial.bytes` always agree.
+     * Writes all of `chunk` at the file's end, counting every byte that reached it, so the file and `partial.bytes`
+     * always agree even when a full disk stops a write halfway. Room is asked for at most once per chunk.
      */
-    const writeAll = async (chunk: Uint8Array) => {
-      let offset = 0;
-      let roomMade = false;
-      while (offset < chunk.byteLength) {
-        try {
-          const { bytesWritten } = await handle!.write(chunk, offset, chunk.byteLength - offset);
-          offset += bytesWritten;
-          partial.bytes += bytesWritten;
-          this.#bytes += bytesWritten;
-        } catch (err) {
-          if (errno(err) !== 'ENOSPC' || roomMade || makeRoom === undefined || !(await makeRoom(partial.bytes)))
-            throw diskError(err, 'write');
-          roomMade = true;
-        }
-      }
+    const writeAll = (chunk: Uint8Array) => {
+      let roomAsked = false;
+      const askRoom = async () => {
+        if (roomAsked || makeRoom === undefined) return false;
+        roomAsked = true;
+        return makeRoom(partial.bytes);
+      };
+      return writeAllAt(handle!, chunk, null, askRoom, (bytes) => {
+        partial.bytes += bytes;
+        this.#bytes += bytes;
+      });
     };
     const stopRecording = async () => {
       recording = false;

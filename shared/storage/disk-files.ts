@@ -17,7 +17,7 @@ import {
   writeFile as writeFileAt,
   writeSync,
 } from 'node:fs';
-import { open } from 'node:fs/promises';
+import { type FileHandle, open } from 'node:fs/promises';
 import { LarderError } from '../errors.ts';
 import { bodyError } from './streams.ts';
 import { SyncAhead } from './sync-ahead.ts';
@@ -174,6 +174,32 @@ function callback<T>(call: (done: (err: Error | null, value: T) => void) => void
 const WRITE_BATCH = 1024 * 1024;
 
 /**
+ * Writes all of `bytes` into an open file at `position` (null: at its end, for a file opened to append). A write
+ * may be short (a nearly full disk takes what fits): the rest follows, at its position, and `wrote(n)` is told of
+ * every n bytes that reached the file. On ENOSPC, `makeRoom(done)` (`done`: the bytes of `bytes` written so far)
+ * may free space (true), and the write is tried again. File errors become disk errors.
+ */
+export async function writeAllAt(
+  handle: FileHandle,
+  bytes: Uint8Array,
+  position: number | null,
+  makeRoom: (done: number) => Promise<boolean>,
+  wrote: (bytes: number) => void = () => {},
+): Promise<void> {
+  let offset = 0;
+  while (offset < bytes.byteLength) {
+    try {
+      const at = position === null ? null : position + offset;
+      const { bytesWritten } = await handle.write(bytes, offset, bytes.byteLength - offset, at);
+      offset += bytesWritten;
+      wrote(bytesWritten);
+    } catch (err) {
+      if (errno(err) !== 'ENOSPC' || !(await makeRoom(offset))) throw diskError(err, 'write');
+    }
+  }
+}
+
+/**
  * Copies the body into a new file, in writes of about WRITE_BATCH bytes, synced ahead (sync-ahead.ts) and
  * synced whole before it resolves. Body errors pass through as they are; only file errors become disk errors. On ENOSPC,
  * `makeRoom(written)` may free space (true) and the write that failed is retried.
@@ -193,16 +219,7 @@ export async function writeFile(
   let written = 0;
   const writeOut = async (bytes: Uint8Array) => {
     if (ahead.failure !== null) throw diskError(ahead.failure, 'sync');
-    let offset = 0;
-    while (offset < bytes.byteLength) {
-      try {
-        // A write may be short (a nearly full disk takes what fits): write the rest, at its position.
-        const { bytesWritten } = await handle.write(bytes, offset, bytes.byteLength - offset, written + offset);
-        offset += bytesWritten;
-      } catch (err) {
-        if (errno(err) !== 'ENOSPC' || !(await makeRoom(written + offset))) throw diskError(err, 'write');
-      }
-    }
+    await writeAllAt(handle, bytes, written, (done) => makeRoom(written + done));
     written += bytes.byteLength;
     ahead.wrote(written);
   };
