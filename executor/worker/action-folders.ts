@@ -10,7 +10,7 @@
  */
 import { randomUUID } from 'node:crypto';
 import { join } from 'node:path';
-import type { FileSystemThread } from './file-system-thread.ts';
+import { type FileSystemThread, throwIfStopped } from './file-system-thread.ts';
 
 export class ActionFolders {
   readonly #spares: string[] = [];
@@ -54,11 +54,12 @@ export class ActionFolders {
 
   async #make(): Promise<string> {
     const folder = join(this.dir, randomUUID());
-    const { stopped } = await this.thread.apply([
-      { op: 'mkdir', path: folder, mode: 0o711 },
-      { op: 'mkdir', path: join(folder, 'root'), mode: 0o700 },
-    ]);
-    if (stopped !== null) throw Object.assign(new Error(stopped.message), { code: stopped.code });
+    throwIfStopped(
+      await this.thread.apply([
+        { op: 'mkdir', path: folder, mode: 0o711 },
+        { op: 'mkdir', path: join(folder, 'root'), mode: 0o700 },
+      ]),
+    );
     return folder;
   }
 }

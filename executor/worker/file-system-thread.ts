@@ -30,6 +30,11 @@ export interface AppliedOps {
   failedLinks: Array<{ index: number; code: string }>;
 }
 
+/** Throws the failure that stopped a batch, as a file-system error (with its `code`); returns if none did. */
+export function throwIfStopped({ stopped }: AppliedOps): void {
+  if (stopped !== null) throw Object.assign(new Error(stopped.message), { code: stopped.code });
+}
+
 /** Plain JavaScript for the thread. */
 const THREAD = `
 const { parentPort } = require('node:worker_threads');

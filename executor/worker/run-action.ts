@@ -30,7 +30,7 @@ import type { WorkerCas } from './cas.ts';
 import { type CollectedOutputs, collectOutputs, prepareOutputs } from './collect-outputs.ts';
 import type { FileCache } from './file-cache.ts';
 import type { ActionFolders } from './action-folders.ts';
-import type { FileSystemThread } from './file-system-thread.ts';
+import { type FileSystemThread, throwIfStopped } from './file-system-thread.ts';
 import type { ActionWorkspace, PersistentWorkers } from './persistent/persistent-workers.ts';
 import type { Runner, RunOutcome } from '../runner/runner.ts';
 import type { Identities, Identity } from '../runner/sandbox/identities.ts';
@@ -259,8 +259,7 @@ async function handOver(thread: FileSystemThread, directories: string[], user: I
     const ops = directories
       .slice(i, i + HAND_OVER_BATCH)
       .map((path) => ({ op: 'chown' as const, path, uid: user.uid, gid: user.gid }));
-    const { stopped } = await thread.apply(ops);
-    if (stopped !== null) throw Object.assign(new Error(stopped.message), { code: stopped.code });
+    throwIfStopped(await thread.apply(ops));
   }
 }
 

@@ -17,7 +17,7 @@ import PQueue from 'p-queue';
 import { type Digest, formatDigest } from '../../shared/digest.ts';
 import type { WorkerCas } from './cas.ts';
 import type { FileCache } from './file-cache.ts';
-import type { AppliedOps, FileSystemOp, FileSystemThread } from './file-system-thread.ts';
+import { type AppliedOps, type FileSystemOp, type FileSystemThread, throwIfStopped } from './file-system-thread.ts';
 import { checkSymlinks } from './input-symlinks.ts';
 import { MissingBlobsError } from '../reapi/missing-blobs.ts';
 import { type InputLimits, type InputTree, readInputTree } from './input-tree.ts';
@@ -125,10 +125,7 @@ async function materialise(options: StageInputsOptions, tree: InputTree): Promis
     } finally {
       await cache.release([...batch.held.values()]);
     }
-    if (applied.stopped !== null) {
-      const { code, message } = applied.stopped;
-      throw Object.assign(new Error(message), { code });
-    }
+    throwIfStopped(applied);
     stats.linked += batch.held.size - applied.failedLinks.length;
     // A link the thread could not make (the cached file deleted behind the cache's back, too many links to one
     // inode) is made by the cache, which knows what to do about each.
