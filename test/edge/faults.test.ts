@@ -1,24 +1,17 @@
 // Faults a long-running edge meets, against a real `larder edge` process over real sockets and a real disk:
 // instance names at the limits of validation, error answers that never reveal a server path, slow and
 // stalled uploads, running out of file descriptors, and a full disk.
-import { spawnSync } from 'node:child_process';
 import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import http from 'node:http';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type EdgeProcess, startEdgeProcess, tempDir } from '../helpers/edge-process.ts';
 import { randomBlob, request } from '../helpers/http.ts';
-import { findTool, requireTool } from '../helpers/tools.ts';
+import { findTool, requireTool, requireUnshare } from '../helpers/tools.ts';
 import { bytesOf } from '../helpers/bytes.ts';
 
 const havePrlimit = requireTool('prlimit', findTool('prlimit'), 'apt-get install util-linux');
-// A tmpfs of our own needs a user and mount namespace; some container runtimes forbid them.
-const unshareWorks = findTool('unshare') !== undefined && spawnSync('unshare', ['-rm', 'true']).status === 0;
-const haveUnshare = requireTool(
-  'unshare -rm (user namespaces)',
-  unshareWorks ? 'unshare' : undefined,
-  'apt-get install util-linux; allow unprivileged user namespaces',
-);
+const haveUnshare = requireUnshare();
 
 /** A PUT whose body is written in `pieces` parts `gapMs` apart, then (unless `stallAfter`) finished. */
 function slowUpload(

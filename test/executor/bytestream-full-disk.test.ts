@@ -4,22 +4,24 @@
 // the store: it must make room the way the store's own uploads do, never publish a short file, and say what is
 // wrong when no room can be made.
 import * as grpc from '@grpc/grpc-js';
-import { spawnSync } from 'node:child_process';
 import { createHash, randomBytes, randomUUID } from 'node:crypto';
 import { rmSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { findTool, requireTool } from '../helpers/tools.ts';
-import { type Clients, clientsFor, type ExecutorProcess, reachableTempDir, startExecutorProcess } from './helpers.ts';
+import { requireUnshare } from '../helpers/tools.ts';
+import {
+  type Clients,
+  clientsFor,
+  codeOf,
+  type ExecutorProcess,
+  reachableTempDir,
+  readAll,
+  startExecutorProcess,
+  writeRequests,
+} from './helpers.ts';
 
 const MiB = 1024 * 1024;
-const unshareWorks = findTool('unshare') !== undefined && spawnSync('unshare', ['-rm', 'true']).status === 0;
-const haveUnshare = requireTool(
-  'unshare -rm (user namespaces)',
-  unshareWorks ? 'unshare' : undefined,
-  'apt-get install util-linux; allow unprivileged user namespaces',
-);
 
-describe.runIf(haveUnshare)('ByteStream Write on a full disk (an 8 MiB tmpfs under a 64 MiB budget)', () => {
+describe.runIf(requireUnshare())('ByteStream Write on a full disk (an 8 MiB tmpfs under a 64 MiB budget)', () => {
   const dir = reachableTempDir('larder-write-full-');
   let executor: ExecutorProcess;
   let clients: Clients;
@@ -40,24 +42,11 @@ describe.runIf(haveUnshare)('ByteStream Write on a full disk (an 8 MiB tmpfs und
     rmSync(dir, { recursive: true, force: true });
   });
 
+  /** Writes `data`; resolves with its hash and the Write's outcome. */
   const write = (data: Buffer) => {
     const hash = createHash('sha256').update(data).digest('hex');
     const name = `uploads/${randomUUID()}/blobs/${hash}/${data.byteLength}`;
-    function* requests() {
-      for (let offset = 0; offset < data.byteLength; offset += MiB)
-        yield {
-          resourceName: offset === 0 ? name : '',
-          writeOffset: BigInt(offset),
-          data: data.subarray(offset, offset + MiB),
-          finishWrite: offset + MiB >= data.byteLength,
-        };
-    }
-    return { hash, written: clients.bytestream.write(requests()) };
-  };
-  const read = async (hash: string, size: number) => {
-    const parts: Uint8Array[] = [];
-    for await (const part of clients.bytestream.read({ resourceName: `blobs/${hash}/${size}` })) parts.push(part.data);
-    return Buffer.concat(parts);
+    return { hash, written: clients.bytestream.write(writeRequests(name, data)) };
   };
 
   it('evicts the oldest blobs and goes on when the disk fills, and every blob it keeps is whole', async () => {
@@ -68,18 +57,16 @@ describe.runIf(haveUnshare)('ByteStream Write on a full disk (an 8 MiB tmpfs und
       expect((await written).committedSize, `Write ${i}`).toBe(BigInt(data.byteLength));
       hashes.push(hash);
     }
-    expect(Buffer.compare(await read(hashes.at(-1)!, 3 * MiB), blobs.at(-1)!)).toBe(0);
-    const first = await read(hashes[0]!, 3 * MiB).catch((err: grpc.ServiceError) => err);
-    expect((first as grpc.ServiceError).code).toBe(grpc.status.NOT_FOUND);
+    expect(Buffer.compare(await readAll(clients, `blobs/${hashes.at(-1)}/${3 * MiB}`), blobs.at(-1)!)).toBe(0);
+    expect((await codeOf(readAll(clients, `blobs/${hashes[0]}/${3 * MiB}`))).code).toBe(grpc.status.NOT_FOUND);
   }, 60_000);
 
   it('answers RESOURCE_EXHAUSTED, saying the disk is full, for a blob no eviction can make room for', async () => {
     const data = randomBytes(12 * MiB);
     const { hash, written } = write(data);
-    const err = (await written.catch((e: grpc.ServiceError) => e)) as grpc.ServiceError;
+    const err = await codeOf(written);
     expect(err.code, err.details).toBe(grpc.status.RESOURCE_EXHAUSTED);
     expect(err.details).toMatch(/disk is full/);
-    const stored = await read(hash, data.byteLength).catch((e: grpc.ServiceError) => e);
-    expect((stored as grpc.ServiceError).code).toBe(grpc.status.NOT_FOUND);
+    expect((await codeOf(readAll(clients, `blobs/${hash}/${data.byteLength}`))).code).toBe(grpc.status.NOT_FOUND);
   }, 60_000);
 });

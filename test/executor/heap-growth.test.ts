@@ -10,7 +10,7 @@ import { rmSync } from 'node:fs';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { growingPercentFor, HEAP_ROOM_BYTES, LARGE_HEAP_BYTES } from '../../executor/startup/heap-growth.ts';
 import { sample, scrape } from '../helpers/prometheus.ts';
-import { clientsFor, type ExecutorProcess, reachableTempDir, startExecutorProcess } from './helpers.ts';
+import { clientsFor, type ExecutorProcess, reachableTempDir, startExecutorProcess, writeRequests } from './helpers.ts';
 
 const MiB = 1024 * 1024;
 const BLOB_BYTES = 64 * MiB;
@@ -51,16 +51,7 @@ it('takes a dozen 64 MiB Writes with at most a few full collections', async () =
     blob.write(randomUUID(), 0, 'latin1'); // a new blob each time: a stored one would be answered at once
     const hash = createHash('sha256').update(blob).digest('hex');
     const name = `uploads/${randomUUID()}/blobs/${hash}/${BLOB_BYTES}`;
-    function* requests() {
-      for (let offset = 0; offset < BLOB_BYTES; offset += MiB)
-        yield {
-          resourceName: offset === 0 ? name : '',
-          writeOffset: BigInt(offset),
-          data: blob.subarray(offset, offset + MiB),
-          finishWrite: offset + MiB >= BLOB_BYTES,
-        };
-    }
-    expect((await bytestream.write(requests())).committedSize).toBe(BigInt(BLOB_BYTES));
+    expect((await bytestream.write(writeRequests(name, blob))).committedSize).toBe(BigInt(BLOB_BYTES));
   };
   for (let i = 0; i < WARM_WRITES; i++) await write();
   const majors = async () => sample(await scrape(metricsUrl), 'nodejs_gc_duration_seconds_count', { kind: 'major' });

@@ -166,6 +166,18 @@ export async function drain<T>(stream: AsyncIterable<T>): Promise<T[]> {
   return out;
 }
 
+/** The WriteRequests of a ByteStream upload of `data` to `resourceName`, in messages of 1 MiB, the last finishing it. */
+export function* writeRequests(resourceName: string, data: Uint8Array) {
+  const MiB = 1024 * 1024;
+  for (let offset = 0; offset < data.byteLength; offset += MiB)
+    yield {
+      resourceName: offset === 0 ? resourceName : '',
+      writeOffset: BigInt(offset),
+      data: data.subarray(offset, offset + MiB),
+      finishWrite: offset + MiB >= data.byteLength,
+    };
+}
+
 export async function readAll(
   clients: Clients,
   resourceName: string,

@@ -7,7 +7,7 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { tempDir } from '../helpers/edge-process.ts';
 import { peakRssMiB, writtenBytes } from '../helpers/proc.ts';
 import { REPO_ROOT, requireTool } from '../helpers/tools.ts';
-import { clientsFor, codeOf, startExecutorProcess } from './helpers.ts';
+import { clientsFor, codeOf, startExecutorProcess, writeRequests } from './helpers.ts';
 import { makeCertificate, opensslPath } from './tls.ts';
 import { createHash } from 'node:crypto';
 
@@ -100,18 +100,9 @@ describe('larder executor process', () => {
       const data = Buffer.alloc(size);
       for (let i = 0; i < size; i += 4) data.writeUInt32LE((i * 2654435761) >>> 0, i);
       const hex = createHash('sha256').update(data).digest('hex');
-      function* requests() {
-        for (let at = 0; at < size; at += MiB) {
-          yield {
-            resourceName: at === 0 ? `uploads/once/blobs/${hex}/${size}` : '',
-            writeOffset: BigInt(at),
-            data: data.subarray(at, at + MiB),
-            finishWrite: at + MiB >= size,
-          };
-        }
-      }
       const before = writtenBytes(executor.pid);
-      expect((await clients.bytestream.write(requests())).committedSize).toBe(BigInt(size));
+      const name = `uploads/once/blobs/${hex}/${size}`;
+      expect((await clients.bytestream.write(writeRequests(name, data))).committedSize).toBe(BigInt(size));
       const written = writtenBytes(executor.pid) - before;
       console.log(`ByteStream upload of ${size / MiB} MiB: the executor wrote ${(written / MiB).toFixed(1)} MiB`);
       expect(written).toBeGreaterThanOrEqual(size);

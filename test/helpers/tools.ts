@@ -2,6 +2,7 @@
  * Finding the real tools tests drive. In CI (CI=true) a missing tool is a failure, never a skip; on a
  * developer's machine the suite that needs it is skipped with a message saying what to install.
  */
+import { spawnSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { delimiter, join, resolve } from 'node:path';
 
@@ -42,6 +43,19 @@ export function requireTool(name: string, path: string | undefined, install: str
   if (IN_CI) throw new Error(`CI=true and ${message}`);
   console.warn(`skipping: ${message}`);
   return false;
+}
+
+/**
+ * Whether a suite that mounts a tmpfs of its own in a user and mount namespace (`unshare -rm`, no privileges needed)
+ * should run: some container runtimes forbid those namespaces. Throws in CI when they are missing (requireTool).
+ */
+export function requireUnshare(): boolean {
+  const works = findTool('unshare') !== undefined && spawnSync('unshare', ['-rm', 'true']).status === 0;
+  return requireTool(
+    'unshare -rm (user namespaces)',
+    works ? 'unshare' : undefined,
+    'apt-get install util-linux; allow unprivileged user namespaces',
+  );
 }
 
 /** Root: mounting a tmpfs, chowning to other users, running actions as other users. */
