@@ -51,7 +51,8 @@ import { BazelWorkspace, bazelStatus, describeRun, remoteExecutionFlags, type Ba
 import { ActionFixture } from '../test/executor/execution/fixture.ts';
 import { clientsFor, reachableTempDir, sha256 } from '../test/executor/helpers.ts';
 import { cpuSeconds, spawnTracked, stopChild } from './proc.ts';
-import { instantsOf, type Instants, PHASES, percentile, phaseMediansMs } from './phases.ts';
+import { instantsOf, type Instants, PHASES, phaseMediansMs } from './phases.ts';
+import { percentile } from './interleave.ts';
 import { printProfile } from './profile-summary.ts';
 import { formatTable, num } from './table.ts';
 

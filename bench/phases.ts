@@ -3,6 +3,7 @@
  * the client's own send and receive times (one clock: the client, the executor and any workers run on this
  * machine). The execution bench and the fleet bench both report these medians.
  */
+import { percentile } from './interleave.ts';
 import type { ExecuteResponse } from '../shared/proto/gen/build/bazel/remote/execution/v2/remote_execution_pb.ts';
 
 type MetadataInstant =
@@ -61,9 +62,4 @@ export function phaseMediansMs(lives: Instants[]): number[] {
       0.5,
     ),
   );
-}
-
-/** The nearest-rank percentile of sorted values. */
-export function percentile(sorted: number[], p: number): number {
-  return sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil(p * sorted.length) - 1))] ?? NaN;
 }
