@@ -18,6 +18,8 @@
  * workers apart, and the gRPC calls the workers make to the frontend (its larder_grpc_calls_total), one at a time
  * and 8 in flight. Those counts are exact on a loaded machine, where the timings are not; `--count-only` runs
  * that pass alone (~20 s) and prints the commands by name.
+ * The throughput blocks also give each process's CPU per action (the fleet's frontend, workers and redis-server;
+ * the memory setup's one executor), which on a 2-core host is what bounds actions per second.
  * Prints a table; `bench/run.ts` can import `runFleetBench` and add it to `npm run bench`.
  *
  * `--load N` (issue 18) instead runs the load the fleet must not fall over under: N (10,000) concurrent Executes
@@ -62,6 +64,7 @@ import {
 } from '../test/executor/helpers.ts';
 import { startFrontend, startWorker } from '../test/executor/fleet/fleet.ts';
 import { job } from '../test/executor/scheduler/fixtures.ts';
+import { cpuNanoseconds } from './proc.ts';
 import { type RedisTally, startCountingProxy } from './redis-tally.ts';
 import { instantsOf, type Instants, PHASES, phaseMediansMs } from './phases.ts';
 import { formatTable, num } from './table.ts';
@@ -75,6 +78,11 @@ export interface FleetFigures {
   p99Ms: number;
   /** Median of each phase (bench/phases.ts) of the actions run one at a time, in ms. */
   phaseP50Ms: number[];
+  /**
+   * CPU per action of each of the setup's processes (all their threads; not the actions' own processes) while
+   * actionsPerSecond was measured, in ms: on a small host the fleet's throughput is bounded by what it spends.
+   */
+  cpuMsPerAction?: Array<{ process: string; ms: number }>;
   /** What each action cost in requests, counted in a pass of its own (countFleet); absent for the memory row. */
   counted?: { serial: ActionCounts; loaded: ActionCounts };
 }
@@ -137,8 +145,20 @@ export async function runFleetBench(options: FleetBenchOptions): Promise<FleetFi
     try {
       figures = await measureSideBySide(
         [
-          { setup: 'memory: 1 process, 1 worker × 4', address: `127.0.0.1:${executor.port}` },
-          { setup: `redis (appendfsync ${fsync}): 1 frontend + 2 workers × 2`, address: `127.0.0.1:${front.port}` },
+          {
+            setup: 'memory: 1 process, 1 worker × 4',
+            address: `127.0.0.1:${executor.port}`,
+            processes: [{ name: 'executor', pid: executor.pid }],
+          },
+          {
+            setup: `redis (appendfsync ${fsync}): 1 frontend + 2 workers × 2`,
+            address: `127.0.0.1:${front.port}`,
+            processes: [
+              { name: 'frontend', pid: front.pid },
+              ...workers.map((w, i) => ({ name: `worker ${i + 1}`, pid: w.pid })),
+              { name: 'redis-server', pid: redis.pid() },
+            ],
+          },
         ],
         options,
       );
@@ -250,13 +270,15 @@ const BLOCKS = 4;
  * blocks (A-B-B-A, …) of an equal share of the actions each, so that the setups see the same machine.
  */
 async function measureSideBySide(
-  setups: Array<{ setup: string; address: string }>,
+  setups: Array<{ setup: string; address: string; processes: Array<{ name: string; pid: number }> }>,
   options: FleetBenchOptions,
 ): Promise<FleetFigures[]> {
-  const sides = setups.map(({ setup, address }) => {
+  const sides = setups.map(({ setup, address, processes }) => {
     const clients = clientsFor(address);
     return {
       setup,
+      processes,
+      cpuNs: processes.map(() => 0),
       clients,
       fixture: new ActionFixture(clients),
       run: runner(clients),
@@ -289,9 +311,11 @@ async function measureSideBySide(
     for (let block = 0; block < BLOCKS; block++) {
       for (const side of inOrder(block)) {
         const load = await actions(side.fixture, Math.ceil(options.actions / BLOCKS), `${side.tag}-load-${block}`);
+        const cpuBefore = side.processes.map(({ pid }) => cpuNanoseconds(pid));
         const start = performance.now();
         await inFlight(load, options.concurrency ?? 8, side.run);
         side.seconds += (performance.now() - start) / 1000;
+        for (const [i, { pid }] of side.processes.entries()) side.cpuNs[i]! += cpuNanoseconds(pid) - cpuBefore[i]!;
         side.actions += load.length;
       }
     }
@@ -304,6 +328,10 @@ async function measureSideBySide(
         p50Ms: percentile(latencies, 0.5),
         p99Ms: percentile(latencies, 0.99),
         phaseP50Ms: phaseMediansMs(side.lives),
+        cpuMsPerAction: side.processes.map(({ name }, i) => ({
+          process: name,
+          ms: side.cpuNs[i]! / 1e6 / side.actions,
+        })),
       };
     });
   } finally {
@@ -625,6 +653,7 @@ export function fleetTable(figures: FleetFigures[]): string {
       'Redis commands/action (front + workers): 1 at a time, 8 in flight',
       'Redis round trips/action (front + workers)',
       'gRPC worker→frontend/action',
+      'CPU ms/action (8 in flight)',
     ],
     figures.map((f) => {
       const c = f.counted;
@@ -643,6 +672,7 @@ export function fleetTable(figures: FleetFigures[]): string {
         pair((s) => s.commands),
         pair((s) => s.roundTrips),
         c === undefined ? '-' : `${num(c.serial.grpcFromWorkers)}, ${num(c.loaded.grpcFromWorkers)}`,
+        f.cpuMsPerAction === undefined ? '-' : num(f.cpuMsPerAction.reduce((sum, { ms }) => sum + ms, 0)),
       ];
     }),
   );
@@ -663,6 +693,14 @@ export function phasesTable(figures: FleetFigures[]): string {
         ]),
     ],
   );
+}
+
+/** Each setup's CPU per action by process (what the fleet table's CPU column is made of). */
+export function cpuBreakdown(figures: FleetFigures[]): string {
+  return figures
+    .filter((f) => f.cpuMsPerAction !== undefined)
+    .map((f) => `${f.setup}: ${f.cpuMsPerAction!.map(({ process, ms }) => `${process} ${num(ms)}`).join(', ')}`)
+    .join('\n');
 }
 
 /** Each counted pass's commands per action by name, per side (what the fleet table's counts are made of). */
@@ -736,4 +774,8 @@ if (import.meta.url === `file://${process.argv[1]}`) {
   );
   console.log(`\nRedis commands per action by name (background: ${[...BACKGROUND].join(', ')}):`);
   console.log(countsBreakdown(figures));
+  console.log(
+    "\nCPU ms per action by process, 8 in flight (all of a process's threads; the actions' own processes apart):",
+  );
+  console.log(cpuBreakdown(figures));
 }
