@@ -83,6 +83,12 @@ export interface FleetFigures {
    * actionsPerSecond was measured, in ms: on a small host the fleet's throughput is bounded by what it spends.
    */
   cpuMsPerAction?: Array<{ process: string; ms: number }>;
+  /**
+   * Means over the actions run one at a time, in ms: of outputs → done, and of the store's puts meanwhile
+   * (larder_store_operation_seconds), which are the action-cache writes, in the memory executor itself or in the
+   * fleet's frontend. Means add up: the difference is what carrying the write there cost.
+   */
+  outputsToDone?: { meanMs: number; putMeanMs: number };
   /** What each action cost in requests, counted in a pass of its own (countFleet); absent for the memory row. */
   counted?: { serial: ActionCounts; loaded: ActionCounts };
 }
@@ -137,8 +143,14 @@ export async function runFleetBench(options: FleetBenchOptions): Promise<FleetFi
       '1',
       '--concurrency',
       '4',
+      '--metrics-listen',
+      '127.0.0.1:0',
     ]);
-    const front = await startFrontend({ redis: redis.url, store: `${fleetDir}/store` });
+    const front = await startFrontend({
+      redis: redis.url,
+      store: `${fleetDir}/store`,
+      args: ['--metrics-listen', '127.0.0.1:0'],
+    });
     const workers = await Promise.all(
       [0, 1].map(() => startWorker({ redis: redis.url, frontend: front.url, concurrency: 2 })),
     );
@@ -148,11 +160,13 @@ export async function runFleetBench(options: FleetBenchOptions): Promise<FleetFi
           {
             setup: 'memory: 1 process, 1 worker × 4',
             address: `127.0.0.1:${executor.port}`,
+            metricsUrl: await metricsUrlOf(executor),
             processes: [{ name: 'executor', pid: executor.pid }],
           },
           {
             setup: `redis (appendfsync ${fsync}): 1 frontend + 2 workers × 2`,
             address: `127.0.0.1:${front.port}`,
+            metricsUrl: await metricsUrlOf(front),
             processes: [
               { name: 'frontend', pid: front.pid },
               ...workers.map((w, i) => ({ name: `worker ${i + 1}`, pid: w.pid })),
@@ -192,13 +206,7 @@ async function countFleet(redis: TestRedis, store: string): Promise<{ serial: Ac
   );
   const clients = clientsFor(`127.0.0.1:${front.port}`);
   try {
-    // Printed just after the listening line startFrontend waits for.
-    let metricsUrl: string | undefined;
-    for (let i = 0; i < 100 && metricsUrl === undefined; i++) {
-      metricsUrl = /larder executor metrics on (\S+)\/metrics/.exec(front.output())?.[1];
-      if (metricsUrl === undefined) await new Promise((resolve) => setTimeout(resolve, 100));
-    }
-    if (metricsUrl === undefined) throw new Error(`the frontend named no metrics address:\n${front.output()}`);
+    const metricsUrl = await metricsUrlOf(front);
     const fixture = new ActionFixture(clients);
     const run = runner(clients);
     const tag = `count-${Date.now()}`;
@@ -229,6 +237,25 @@ async function countFleet(redis: TestRedis, store: string): Promise<{ serial: Ac
     await frontendProxy.close();
     await workersProxy.close();
   }
+}
+
+/** The /metrics address of an executor started with --metrics-listen (printed just after its listening line). */
+async function metricsUrlOf(executor: { output(): string }): Promise<string> {
+  for (let i = 0; i < 100; i++) {
+    const url = /larder executor metrics on (\S+)\/metrics/.exec(executor.output())?.[1];
+    if (url !== undefined) return url;
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+  throw new Error(`the executor named no metrics address:\n${executor.output()}`);
+}
+
+/** The store's puts so far (every store of the graph, every result): their count and their summed seconds. */
+async function storePuts(metricsUrl: string): Promise<{ count: number; seconds: number }> {
+  const text = await (await fetch(`${metricsUrl}/metrics`)).text();
+  const puts = { count: 0, seconds: 0 };
+  const series = /^larder_store_operation_seconds_(sum|count)\{[^}]*operation="put"[^}]*\} (\S+)$/gm;
+  for (const [, kind, value] of text.matchAll(series)) puts[kind === 'sum' ? 'seconds' : 'count'] += Number(value);
+  return puts;
 }
 
 /**
@@ -270,13 +297,20 @@ const BLOCKS = 4;
  * blocks (A-B-B-A, …) of an equal share of the actions each, so that the setups see the same machine.
  */
 async function measureSideBySide(
-  setups: Array<{ setup: string; address: string; processes: Array<{ name: string; pid: number }> }>,
+  setups: Array<{
+    setup: string;
+    address: string;
+    metricsUrl: string;
+    processes: Array<{ name: string; pid: number }>;
+  }>,
   options: FleetBenchOptions,
 ): Promise<FleetFigures[]> {
-  const sides = setups.map(({ setup, address, processes }) => {
+  const sides = setups.map(({ setup, address, metricsUrl, processes }) => {
     const clients = clientsFor(address);
     return {
       setup,
+      metricsUrl,
+      puts: { count: 0, seconds: 0 },
       processes,
       cpuNs: processes.map(() => 0),
       clients,
@@ -299,13 +333,19 @@ async function measureSideBySide(
     for (let block = 0; block < BLOCKS; block++) {
       for (const side of inOrder(block)) {
         const latencyActions = Math.ceil(options.latencyActions / BLOCKS);
-        for (const action of await actions(side.fixture, latencyActions, `${side.tag}-latency-${block}`)) {
+        const load = await actions(side.fixture, latencyActions, `${side.tag}-latency-${block}`);
+        // The uploads of the actions above are puts too: counted from here, only the runs' own (action-cache) ones.
+        const putsBefore = await storePuts(side.metricsUrl);
+        for (const action of load) {
           const [sent, started] = [preciseWallClockMs(), performance.now()];
           const response = await side.run(action);
           const [received, ended] = [preciseWallClockMs(), performance.now()];
           side.latencies.push(ended - started);
           side.lives.push(instantsOf(response, sent, received, `Execute ${action.hash}`));
         }
+        const putsAfter = await storePuts(side.metricsUrl);
+        side.puts.count += putsAfter.count - putsBefore.count;
+        side.puts.seconds += putsAfter.seconds - putsBefore.seconds;
       }
     }
     for (let block = 0; block < BLOCKS; block++) {
@@ -328,6 +368,12 @@ async function measureSideBySide(
         p50Ms: percentile(latencies, 0.5),
         p99Ms: percentile(latencies, 0.99),
         phaseP50Ms: phaseMediansMs(side.lives),
+        outputsToDone: {
+          meanMs:
+            side.lives.reduce((sum, l) => sum + l.workerCompletedTimestamp - l.outputUploadCompletedTimestamp, 0) /
+            side.lives.length,
+          putMeanMs: (side.puts.seconds * 1000) / side.puts.count,
+        },
         cpuMsPerAction: side.processes.map(({ name }, i) => ({
           process: name,
           ms: side.cpuNs[i]! / 1e6 / side.actions,
@@ -695,6 +741,17 @@ export function phasesTable(figures: FleetFigures[]): string {
   );
 }
 
+/** Where each setup's outputs → done went, in means (see FleetFigures.outputsToDone). */
+export function writeBreakdown(figures: FleetFigures[]): string {
+  return figures
+    .filter((f) => f.outputsToDone !== undefined)
+    .map((f) => {
+      const { meanMs, putMeanMs } = f.outputsToDone!;
+      return `${f.setup}: outputs → done ${num(meanMs)} = store put ${num(putMeanMs)} + ${num(meanMs - putMeanMs)} around it`;
+    })
+    .join('\n');
+}
+
 /** Each setup's CPU per action by process (what the fleet table's CPU column is made of). */
 export function cpuBreakdown(figures: FleetFigures[]): string {
   return figures
@@ -772,6 +829,10 @@ if (import.meta.url === `file://${process.argv[1]}`) {
   console.log(
     "phases: from the workers' ExecutedActionMetadata timestamps (microsecond resolution) and the client's send and receive times; each column is its own median.",
   );
+  console.log(
+    "\nThe action-cache write (outputs → done), means of the actions run one at a time, in ms: the store's put in the executor or the fleet's frontend (larder_store_operation_seconds), and the rest (the worker's UpdateActionResult round trip, in the fleet):",
+  );
+  console.log(writeBreakdown(figures));
   console.log(`\nRedis commands per action by name (background: ${[...BACKGROUND].join(', ')}):`);
   console.log(countsBreakdown(figures));
   console.log(
