@@ -18,7 +18,9 @@
  *   console.log(formatExecutionRows(await runExecutionBench({ quick: true })));
  *
  * Or on its own: `npx tsx bench/execution.ts [--quick]` (BENCH_BAZEL=0 skips the Bazel builds; BENCH_PROFILE=1
- * profiles the executor during the Execute measurement).
+ * profiles the executor during the Execute measurement; BENCH_BEFORE=path of another larder checkout, built, runs
+ * its executor through the same Execute rows, interleaved block by block with this one's, and prints both with
+ * their ratio).
  */
 import { create, toBinary } from '@bufbuild/protobuf';
 import { randomBytes } from 'node:crypto';
@@ -50,9 +52,9 @@ import { mapLimit } from '../shared/map-limit.ts';
 import { BazelWorkspace, bazelStatus, describeRun, remoteExecutionFlags, type BazelRun } from '../test/bazel/bazel.ts';
 import { ActionFixture } from '../test/executor/execution/fixture.ts';
 import { clientsFor, reachableTempDir, sha256 } from '../test/executor/helpers.ts';
-import { cpuSeconds, spawnTracked, stopChild } from './proc.ts';
+import { spawnTracked, stopChild } from './proc.ts';
 import { instantsOf, type Instants, PHASES, phaseMediansMs } from './phases.ts';
-import { percentile } from './interleave.ts';
+import { callsPerSecond, formatSpread, interleave, measure, percentile, spread } from './interleave.ts';
 import { printProfile } from './profile-summary.ts';
 import { formatTable, num } from './table.ts';
 
@@ -71,6 +73,13 @@ export interface ExecutionBenchOptions {
   quick?: boolean;
   /** Runs the executor of the Execute measurement under --cpu-prof into this folder and prints its top functions. */
   profileDir?: string | null;
+  /** Executes per block of the interleaving (default 50; 25 quick). */
+  blockActions?: number;
+  /**
+   * Another larder checkout, built (BENCH_BEFORE): its executor runs the same Execute rows in the same run,
+   * interleaved block by block with this checkout's, for before/after figures.
+   */
+  before?: string;
 }
 
 export interface ExecuteRow {
@@ -84,6 +93,8 @@ export interface ExecuteRow {
   executorCpuUs: number;
   /** Where an action's time goes: the median of each phase (PHASES), in ms. */
   phaseP50Ms: number[];
+  /** Each A-B-B-A quad's own figures, whose spread between quads is the noise a before/after ratio carries. */
+  quads: Array<{ p50Ms: number; actionsPerSecond: number }>;
 }
 
 /** The floor at one concurrency: a small process spawning the command, plus one action-cache write. */
@@ -121,6 +132,8 @@ export interface BazelRow {
 export interface ExecutionRows {
   floor: FloorRow[];
   execute: ExecuteRow[];
+  /** The same rows from the `before` checkout's executor, measured interleaved with `execute`. */
+  before?: ExecuteRow[];
   staging: StagingRow[];
   bazel: BazelRow[];
   /** Why the Bazel builds did not run, when they did not. */
@@ -136,35 +149,37 @@ export async function runExecutionBench(options: ExecutionBenchOptions = {}): Pr
   const quick = options.quick ?? false;
   const profileDir = options.profileDir ?? null;
   if (profileDir !== null) await mkdir(profileDir, { recursive: true });
+  const roots = [{ label: 'now', root: REPO_ROOT }];
+  if (options.before !== undefined) roots.push({ label: 'before', root: resolve(options.before) });
   const executeOptions = {
     actions: options.actions ?? (quick ? 100 : 1000),
+    blockActions: options.blockActions ?? (quick ? 25 : 50),
     concurrencies: options.concurrencies ?? [1, 8],
     inputFiles: options.inputFiles ?? 20,
     profileDir,
+    roots,
   };
   const floor = await measureFloor(executeOptions.actions, executeOptions.concurrencies);
-  const execute = [
-    ...(await measureExecute({ ...executeOptions, sandbox: 'on' })),
-    ...(await measureExecute({ ...executeOptions, sandbox: 'off', profileDir: null })),
-  ];
+  const on = await measureExecute({ ...executeOptions, sandbox: 'on' });
+  const off = await measureExecute({ ...executeOptions, sandbox: 'off', profileDir: null });
+  const execute = [...on[0]!, ...off[0]!];
+  const before = options.before === undefined ? undefined : [...on[1]!, ...off[1]!];
   const staging = await measureStaging(
     options.stageDirectories ?? 100,
     options.stageFilesPerDirectory ?? 100,
     options.stageRuns ?? (quick ? 1 : 3),
   );
+  const measured = { floor, execute, before, staging };
   const bazelRounds = options.bazelRounds ?? (quick ? 1 : 2);
   const bazel = bazelStatus();
-  if (bazelRounds === 0)
-    return { floor, execute, staging, bazel: [], bazelSkipped: 'Bazel builds skipped (0 rounds asked for)' };
+  if (bazelRounds === 0) return { ...measured, bazel: [], bazelSkipped: 'Bazel builds skipped (0 rounds asked for)' };
   if (!bazel.available)
     return {
-      floor,
-      execute,
-      staging,
+      ...measured,
       bazel: [],
       bazelSkipped: `Bazel not available (${bazel.reason}): local vs remote build skipped`,
     };
-  return { floor, execute, staging, bazel: await measureBazel(bazelRounds) };
+  return { ...measured, bazel: await measureBazel(bazelRounds) };
 }
 
 export function formatExecutionRows(rows: ExecutionRows): string {
@@ -234,6 +249,7 @@ export function formatExecutionRows(rows: ExecutionRows): string {
     staging,
     '',
   ];
+  if (rows.before !== undefined) lines.push(formatBeforeAfter(rows.execute, rows.before), '');
   if (rows.bazel.length === 0) {
     lines.push(rows.bazelSkipped ?? 'no Bazel builds');
   } else {
@@ -277,6 +293,47 @@ export function formatExecutionRows(rows: ExecutionRows): string {
 
 function ratio(a: number, b: number): string {
   return `${(a / b).toFixed(2)}×`;
+}
+
+/** This checkout's Execute rows against the `before` checkout's, measured interleaved in one run. */
+function formatBeforeAfter(now: ExecuteRow[], before: ExecuteRow[]): string {
+  const body = now.map((r, i) => {
+    const b = before[i]!;
+    const perQuad = (pick: (q: ExecuteRow['quads'][number]) => number) =>
+      formatSpread(spread(r.quads.map((q, n) => pick(q) / pick(b.quads[n]!))));
+    return [
+      `executor, sandbox ${r.sandbox}, concurrency ${r.concurrency}`,
+      num(r.p50Ms),
+      num(b.p50Ms),
+      ratio(r.p50Ms, b.p50Ms),
+      perQuad((q) => q.p50Ms),
+      num(r.actionsPerSecond),
+      num(b.actionsPerSecond),
+      ratio(r.actionsPerSecond, b.actionsPerSecond),
+      perQuad((q) => q.actionsPerSecond),
+      num(r.executorCpuUs),
+      num(b.executorCpuUs),
+    ];
+  });
+  return [
+    formatTable(
+      [
+        'Execute: now against before',
+        'p50 ms now',
+        'before',
+        'now ÷ before',
+        '÷ per quad: median (low–high)',
+        'actions/s now',
+        'before',
+        'now ÷ before',
+        '÷ per quad',
+        'executor CPU µs/action now',
+        'before',
+      ],
+      body,
+    ),
+    "before/after: both executors ran in this run, in blocks of Executes in A-B-B-A order (interleave.ts); ÷ per quad is each quad's own ratio, and its spread the noise.",
+  ].join('\n');
 }
 
 // ---------------------------------------------------------------------------
@@ -379,73 +436,121 @@ async function actionCacheWrites(store: BlobStore, count: number, concurrency: n
 // ---------------------------------------------------------------------------
 // 1. Execute overhead
 
+/** One executor of the Execute measurement: this checkout's, or another's (BENCH_BEFORE), with its own store. */
+interface ExecuteTarget {
+  label: string;
+  executor: Executor;
+  clients: ReturnType<typeof clientsFor>;
+  fixture: ActionFixture;
+  /** Uploads `count` actions of the bench's command, each with its own salt (so each runs), and returns their digests. */
+  actionsFor(prefix: string, count: number): Promise<DigestMessage[]>;
+}
+
+/**
+ * Each checkout's executor, with the sandbox `o.sandbox`, at every concurrency: blocks of `o.blockActions`
+ * Executes, the executors interleaved in A-B-B-A order (interleave.ts), so drift on the machine falls on each alike.
+ * Returns each root's rows, in the order of `roots`.
+ */
 async function measureExecute(o: {
   actions: number;
+  blockActions: number;
   concurrencies: number[];
   inputFiles: number;
   profileDir: string | null;
   sandbox: 'on' | 'off';
-}): Promise<ExecuteRow[]> {
+  roots: Array<{ label: string; root: string }>;
+}): Promise<ExecuteRow[][]> {
   const dir = reachableTempDir('larder-bench-exec-');
-  const { profileDir } = o;
-  const executor = await startBenchExecutor(
-    dir,
-    profileDir === null ? [] : ['--cpu-prof', `--cpu-prof-dir=${profileDir}`],
-    ['--sandbox', o.sandbox],
-  ).catch(async (err: unknown) => {
-    await rm(dir, { recursive: true, force: true });
-    throw err;
-  });
-  const clients = clientsFor(executor.address);
-  const fixture = new ActionFixture(clients);
+  const targets: ExecuteTarget[] = [];
   try {
-    const inputs = Object.fromEntries(
-      Array.from({ length: o.inputFiles }, (_, i) => [`input-${i}.txt`, `input file ${i}\n`.repeat(10)]),
-    );
-    const inputRoot = await fixture.tree(inputs);
-    const [commandDigest] = await fixture.upload(
-      toBinary(CommandSchema, create(CommandSchema, { arguments: ['/bin/true'] })),
-    );
-    // Actions differing only by salt: each is its own cache key, so each Execute runs the command.
-    const actionsFor = async (prefix: string, count: number) => {
-      const protos = Array.from({ length: count }, (_, i) =>
+    for (const [i, { label, root }] of o.roots.entries()) {
+      // Only this checkout's executor is profiled (the first root).
+      const nodeFlags = o.profileDir === null || i > 0 ? [] : ['--cpu-prof', `--cpu-prof-dir=${o.profileDir}`];
+      const executor = await startBenchExecutor(join(dir, label), nodeFlags, ['--sandbox', o.sandbox], root);
+      const clients = clientsFor(executor.address);
+      const fixture = new ActionFixture(clients);
+      targets.push({ label, executor, clients, fixture, actionsFor: await actionMaker(fixture, o.inputFiles) });
+    }
+    // Unmeasured: stages the inputs into each executor's file cache and warms its JIT.
+    for (const t of targets) await executeAll(t.fixture, await t.actionsFor('warm-up', 50), 8);
+
+    const rows: ExecuteRow[][] = targets.map(() => []);
+    for (const concurrency of o.concurrencies) {
+      const byLabel = new Map(targets.map((t) => [t.label, t]));
+      const lives = new Map(targets.map((t) => [t.label, [] as Instants[]]));
+      const quads = Math.max(1, Math.ceil(o.actions / (2 * o.blockActions)));
+      const result = await interleave(
+        targets.map((t) => t.label),
+        quads,
+        async (label, block, tally) => {
+          const t = byLabel.get(label)!;
+          const digests = await t.actionsFor(`c${concurrency}-b${block}`, o.blockActions);
+          let executed: Executed[] = [];
+          await measure(t.executor.pid, tally, digests.length, async () => {
+            executed = await executeAll(t.fixture, digests, concurrency);
+          });
+          tally.latencies.push(...executed.map((e) => e.ms));
+          lives.get(label)!.push(...executed.map((e) => e.instants));
+        },
+      );
+      for (const [i, t] of targets.entries()) {
+        const total = result.totals[t.label]!;
+        rows[i]!.push({
+          sandbox: o.sandbox,
+          concurrency,
+          actions: total.calls,
+          p50Ms: p50(total.latencies),
+          p99Ms: percentile(
+            [...total.latencies].sort((a, b) => a - b),
+            0.99,
+          ),
+          actionsPerSecond: callsPerSecond(total),
+          executorCpuUs: total.cpuNs / 1000 / total.calls,
+          phaseP50Ms: phaseMediansMs(lives.get(t.label)!),
+          quads: result.quads.map((q) => ({
+            p50Ms: p50(q[t.label]!.latencies),
+            actionsPerSecond: callsPerSecond(q[t.label]!),
+          })),
+        });
+      }
+    }
+    return rows;
+  } finally {
+    for (const t of targets) {
+      t.clients.close();
+      await t.executor.stop();
+    }
+    await rm(dir, { recursive: true, force: true });
+    if (o.profileDir !== null && targets.length > 0) printProfile(o.profileDir, targets[0]!.executor.pid);
+  }
+}
+
+function p50(latencies: number[]): number {
+  return percentile(
+    [...latencies].sort((a, b) => a - b),
+    0.5,
+  );
+}
+
+/** Uploads the bench's input root (`inputFiles` small files) and command; returns a maker of salted actions. */
+async function actionMaker(fixture: ActionFixture, inputFiles: number): Promise<ExecuteTarget['actionsFor']> {
+  const inputs = Object.fromEntries(
+    Array.from({ length: inputFiles }, (_, i) => [`input-${i}.txt`, `input file ${i}\n`.repeat(10)]),
+  );
+  const inputRoot = await fixture.tree(inputs);
+  const [commandDigest] = await fixture.upload(
+    toBinary(CommandSchema, create(CommandSchema, { arguments: ['/bin/true'] })),
+  );
+  // Actions differing only by salt: each is its own cache key, so each Execute runs the command.
+  return (prefix, count) =>
+    fixture.upload(
+      ...Array.from({ length: count }, (_, i) =>
         toBinary(
           ActionSchema,
           create(ActionSchema, { commandDigest, inputRootDigest: inputRoot, salt: Buffer.from(`${prefix}-${i}`) }),
         ),
-      );
-      return fixture.upload(...protos);
-    };
-    // Unmeasured: stages the inputs into the executor's file cache and warms its JIT.
-    await executeAll(fixture, await actionsFor('warm-up', 50), 8);
-
-    const rows: ExecuteRow[] = [];
-    for (const concurrency of o.concurrencies) {
-      const digests = await actionsFor(`c${concurrency}`, o.actions);
-      const cpuBefore = cpuSeconds(executor.pid);
-      const started = performance.now();
-      const executed = await executeAll(fixture, digests, concurrency);
-      const seconds = (performance.now() - started) / 1000;
-      const cpu = cpuSeconds(executor.pid) - cpuBefore;
-      const latencies = executed.map((e) => e.ms).sort((a, b) => a - b);
-      rows.push({
-        sandbox: o.sandbox,
-        concurrency,
-        actions: digests.length,
-        p50Ms: percentile(latencies, 0.5),
-        p99Ms: percentile(latencies, 0.99),
-        actionsPerSecond: digests.length / seconds,
-        executorCpuUs: (cpu / digests.length) * 1e6,
-        phaseP50Ms: phaseMediansMs(executed.map((e) => e.instants)),
-      });
-    }
-    return rows;
-  } finally {
-    clients.close();
-    await executor.stop();
-    await rm(dir, { recursive: true, force: true });
-    if (profileDir !== null) printProfile(profileDir, executor.pid);
-  }
+      ),
+    );
 }
 
 /** `url` is grpc://127.0.0.1:PORT, for Bazel; `address` is 127.0.0.1:PORT, for clients. */
@@ -708,7 +813,12 @@ if (process.argv[1] !== undefined && resolve(process.argv[1]) === resolve(import
   try {
     console.log(
       formatExecutionRows(
-        await runExecutionBench({ quick: process.argv.includes('--quick'), profileDir, bazelRounds }),
+        await runExecutionBench({
+          quick: process.argv.includes('--quick'),
+          profileDir,
+          bazelRounds,
+          before: process.env.BENCH_BEFORE || undefined,
+        }),
       ),
     );
   } catch (err) {
