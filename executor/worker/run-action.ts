@@ -155,13 +155,15 @@ async function execute(
     const inputRoot = job.action.inputRootDigest!;
     // Staging counts against the action's timeout; the run gets what is left (deadline.ts).
     const deadline = startDeadline(job.timeoutMs, signal);
-    const staged = await stageInputs({
+    await stageInputs({
       cas: env.cas,
       cache: env.cache,
       rootDigest: { hash: inputRoot.hash, sizeBytes: Number(inputRoot.sizeBytes) },
       execRoot,
       limits: env.inputLimits,
       thread: env.stagingThread,
+      // The input directories go to the slot's uid as they are made (staging's own batches).
+      owner: workspace.identity,
       signal: deadline.signal,
     }).finally(deadline.stop);
     const spec = {
@@ -172,8 +174,8 @@ async function execute(
       outputDirectories: command.outputDirectories,
     };
     const created = await prepareOutputs(spec);
-    if (workspace.identity !== null)
-      await handOver(env.stagingThread, [...staged.createdDirectories, ...created], workspace.identity);
+    if (workspace.identity !== null && created.length > 0)
+      await handOver(env.stagingThread, created, workspace.identity);
     metadata.inputFetchCompletedTimestamp = now();
 
     metadata.executionStartTimestamp = now();
@@ -252,9 +254,9 @@ async function oneShotWorkspace(
   };
 }
 
-/** Makes the staged directories the slot user's; the cached input files stay read-only and ours. */
+/** Makes the output parents prepareOutputs made the slot user's, as staging did with the input directories. */
 async function handOver(thread: FileSystemThread, directories: string[], user: Identity): Promise<void> {
-  // An input root may have 100,000 folders: chowned on the file-system thread, a bounded batch at a time.
+  // A Command may name thousands of outputs: their parents are chowned on the file-system thread, a batch at a time.
   for (let i = 0; i < directories.length; i += HAND_OVER_BATCH) {
     const ops = directories
       .slice(i, i + HAND_OVER_BATCH)

@@ -12,6 +12,7 @@ import { MissingBlobsError } from '../../../executor/reapi/missing-blobs.ts';
 import { stageInputs } from '../../../executor/worker/stage-inputs.ts';
 import { storeCas } from '../../../executor/worker/store-cas.ts';
 import { digestOf, holdingCas, memoryStore, putBlob, tempDirs } from './helpers.ts';
+import { needsRoot } from '../../helpers/tools.ts';
 
 const freshDir = tempDirs();
 const thread = new FileSystemThread();
@@ -119,6 +120,32 @@ describe('stageInputs', () => {
     expect(warm).toMatchObject({ files: 900, linked: 900, fetchedFiles: 0 });
     expect(readdirSync(join(execRoot, 'd1')).length).toBe(300);
   });
+
+  it.runIf(needsRoot('chowning to another uid'))(
+    "hands every directory it makes to the owner it is given, and leaves the files the cache's",
+    async () => {
+      const { store, cache, execRoot } = await setup();
+      const owner = { uid: 1_900_000_123, gid: 1_900_000_123 };
+      const text = await putBlob(store, 'owned text\n');
+      const inner = await putDir(store, { files: [file('t.txt', text)] });
+      const sub = await putDir(store, { directories: [dir('inner', inner)] });
+      const root = await putDir(store, { files: [file('a.txt', text)], directories: [dir('sub', sub)] });
+      const stats = await stageInputs({
+        cas: storeCas(store, ''),
+        cache,
+        rootDigest: root,
+        execRoot,
+        limits: GENEROUS,
+        thread,
+        owner,
+      });
+      for (const path of stats.createdDirectories)
+        expect([path, statSync(path).uid, statSync(path).gid]).toEqual([path, owner.uid, owner.gid]);
+      expect(stats.createdDirectories).toEqual([execRoot, join(execRoot, 'sub'), join(execRoot, 'sub/inner')]);
+      for (const path of ['a.txt', 'sub/inner/t.txt'])
+        expect(statSync(join(execRoot, path)).uid).toBe(process.getuid!());
+    },
+  );
 
   it('lists every missing blob, directories and files, before creating anything', async () => {
     const { store, execRoot, stage } = await setup();
