@@ -8,9 +8,10 @@
  * Two jobs, each on a thread of its own (a worker host makes one of each, so that a deletion sleeping in the
  * kernel never holds up staging):
  * - `remove(path)`: deletes a tree (rmSync).
- * - `apply(ops)`: makes folders, symlinks and hard links, and changes owners, in order (stage-inputs.ts,
- *   run-action.ts). Any of these that fails stops the batch (what follows may be inside it), except a link: that
- *   failure is reported and the rest go on, for the caller to make that file another way.
+ * - `apply(ops)`: makes folders, symlinks and hard links, changes owners and deletes trees, in order
+ *   (stage-inputs.ts, run-action.ts, action-folders.ts). Any of these that fails stops the batch (what follows may
+ *   be inside it), except a link: that failure is reported and the rest go on, for the caller to make that file
+ *   another way.
  *
  * Requests are served in order. The thread keeps the process alive only while requests are pending; a thread
  * that dies is replaced at the next request, its pending ones failed.
@@ -21,7 +22,9 @@ export type FileSystemOp =
   | { op: 'mkdir'; path: string; recursive?: boolean; mode?: number }
   | { op: 'chown'; path: string; uid: number; gid: number }
   | { op: 'symlink'; target: string; path: string }
-  | { op: 'link'; from: string; path: string };
+  | { op: 'link'; from: string; path: string }
+  /** Deletes a tree, as `remove` does (nothing there is no failure). */
+  | { op: 'remove'; path: string };
 
 export interface AppliedOps {
   /** The op (not a link) that failed, with the ops after it not tried; null when none did. */
@@ -47,6 +50,7 @@ const apply = (ops) => {
       if (op.op === 'link') linkSync(op.from, op.path);
       else if (op.op === 'mkdir') mkdirSync(op.path, { recursive: op.recursive === true, mode: op.mode });
       else if (op.op === 'chown') chownSync(op.path, op.uid, op.gid);
+      else if (op.op === 'remove') rmSync(op.path, { recursive: true, force: true });
       else symlinkSync(op.target, op.path);
     } catch (error) {
       if (op.op === 'link') failedLinks.push({ index, code: String(error.code) });

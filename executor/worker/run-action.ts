@@ -61,7 +61,10 @@ export interface ActionEnvironment {
    * only the worker's user may enter it. Emptied at start by the worker.
    */
   removedDir: string;
-  /** Deletes a finished action's directory (file-system-thread.ts: off the event loop and the thread pool). */
+  /**
+   * Deletes a directory (file-system-thread.ts). runAction no longer uses it: a finished action's folder goes back
+   * through `actionFolders.retire`, which makes the next spare in the same request.
+   */
   removeDirectory(path: string): Promise<void>;
   /** Where staging makes folders, symlinks and links in batches (file-system-thread.ts). */
   stagingThread: FileSystemThread;
@@ -92,7 +95,7 @@ export async function runAction(
     queuedTimestamp: timestampFromDate(job.queuedAt),
     workerStartTimestamp: now(),
   });
-  const folder: { dir: string | null } = { dir: null };
+  const folder: ActionFolder = { dir: null, movedOut: null };
   const identity: { held: Identity | null } = { held: null };
   let response: ExecuteResponse;
   try {
@@ -103,26 +106,18 @@ export async function runAction(
   } finally {
     metadata.workerCompletedTimestamp = now();
   }
-  // The runner has already waited for the command's whole process group, so nothing writes here any more. Deleting
-  // an action's files takes a system call per file (about 3 ms for a trivial action's 25); one rename takes them
-  // out of the slot's reach now, and the deletion waits until the answer is out.
   const dir = folder.dir;
-  const removed = dir === null ? null : join(env.removedDir, basename(dir));
-  const moved =
-    dir === null || removed === null
-      ? null
-      : await rename(dir, removed).then(
-          () => removed,
-          (err: NodeJS.ErrnoException) => (err.code === 'ENOENT' ? null : dir),
-        );
+  // Usually under way already, since the outputs were read (moveOut).
+  const moved = await (folder.movedOut ?? moveOut(env, dir));
   // Only now, with nothing of the action running and its files out of reach, may another slot have its uid.
   if (moved !== dir) env.identities.release(identity.held);
   return {
     response,
     async removeFiles() {
       if (moved === null) return;
-      await env
-        .removeDirectory(moved)
+      // With a spare folder made in its place in the same request (action-folders.ts).
+      await env.actionFolders
+        .retire(moved)
         .catch((err: Error) =>
           env.log.warn('could not remove an action directory', { dir: moved, error: err.message }),
         );
@@ -131,12 +126,35 @@ export async function runAction(
   };
 }
 
+/** The action's folder (null until taken), and its move out of the slot's reach once started (moveOut). */
+interface ActionFolder {
+  dir: string | null;
+  movedOut: Promise<string | null> | null;
+}
+
+/**
+ * Moves a finished action's folder where no slot's uid can reach it, and resolves to where it is now: the removed
+ * folder; the folder itself when it could not be moved (it is deleted in place, and its uid given back only after
+ * that); null when there is nothing (left) to delete. The runner has already waited for the command's whole
+ * process group, so nothing writes here any more. Deleting an action's files takes a system call per file (about
+ * 3 ms for a trivial action's 25); one rename takes them out of the slot's reach now, and the deletion waits until
+ * the answer is out. Never rejects.
+ */
+function moveOut(env: ActionEnvironment, dir: string | null): Promise<string | null> {
+  if (dir === null) return Promise.resolve(null);
+  const removed = join(env.removedDir, basename(dir));
+  return rename(dir, removed).then(
+    () => removed,
+    (err: NodeJS.ErrnoException) => (err.code === 'ENOENT' ? null : dir),
+  );
+}
+
 async function execute(
   job: ExecutionJob,
   env: ActionEnvironment,
   signal: AbortSignal,
   metadata: ExecutedActionMetadata,
-  folder: { dir: string | null },
+  folder: ActionFolder,
   identity: { held: Identity | null },
 ): Promise<ExecuteResponse> {
   const { command, action } = job;
@@ -202,6 +220,8 @@ async function execute(
   const stderrPrefix = outcome.startError === null ? '' : `${outcome.startError}\n`;
   result.stdoutDigest = await uploadOutput(env.cas, join(dir, 'stdout'), '', outcome.outputBytes?.stdout);
   result.stderrDigest = await uploadOutput(env.cas, join(dir, 'stderr'), stderrPrefix, outcome.outputBytes?.stderr);
+  // Nothing reads the folder from here on: it moves out while the action cache is written.
+  folder.movedOut = moveOut(env, dir);
   metadata.outputUploadCompletedTimestamp = now();
   metadata.workerCompletedTimestamp = now();
   result.executionMetadata = metadata;

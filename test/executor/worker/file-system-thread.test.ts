@@ -91,6 +91,22 @@ describe('FileSystemThread', () => {
     await thread.close();
   });
 
+  it('deletes a tree within a batch, before the ops after it, and takes nothing there as done', async () => {
+    const thread = new FileSystemThread();
+    const old = join(dir, 'batch-old');
+    mkdirSync(join(old, 'root', 'a'), { recursive: true });
+    writeFileSync(join(old, 'root', 'a', 'f'), 'x', { mode: 0o444 });
+    const fresh = join(dir, 'batch-fresh');
+    const applied = await thread.apply([
+      { op: 'remove', path: old },
+      { op: 'remove', path: join(dir, 'never-there') },
+      { op: 'mkdir', path: fresh },
+    ]);
+    expect(applied).toEqual({ stopped: null, failedLinks: [] });
+    expect([existsSync(old), existsSync(fresh)]).toEqual([false, true]);
+    await thread.close();
+  });
+
   it('stops a batch at a folder or symlink it cannot make', async () => {
     const thread = new FileSystemThread();
     const root = join(dir, 'stopped');

@@ -1,0 +1,122 @@
+/**
+ * runAction's handling of an action's folder, with a real CAS, file cache and file-system thread, and a runner
+ * that only records where it was asked to run (the command itself is the runners' suites' business).
+ */
+import { create, toBinary } from '@bufbuild/protobuf';
+import { existsSync, mkdirSync, readdirSync } from 'node:fs';
+import { join } from 'node:path';
+import { afterAll, describe, expect, it } from 'vitest';
+import { createLogger } from '../../../shared/log.ts';
+import {
+  ActionSchema,
+  CommandSchema,
+  DirectorySchema,
+} from '../../../shared/proto/gen/build/bazel/remote/execution/v2/remote_execution_pb.ts';
+import type { Runner, RunOutcome } from '../../../executor/runner/runner.ts';
+import { sharedIdentity } from '../../../executor/runner/sandbox/identities.ts';
+import type { ExecutionJob } from '../../../executor/scheduler/scheduler.ts';
+import { ActionFolders } from '../../../executor/worker/action-folders.ts';
+import { FileCache } from '../../../executor/worker/file-cache.ts';
+import { FileSystemThread } from '../../../executor/worker/file-system-thread.ts';
+import { type ActionEnvironment, runAction } from '../../../executor/worker/run-action.ts';
+import { storeCas } from '../../../executor/worker/store-cas.ts';
+import { memoryStore, putBlob, tempDirs } from './helpers.ts';
+
+const freshDir = tempDirs();
+const thread = new FileSystemThread();
+afterAll(() => thread.close());
+
+/** A runner whose commands exit 0 at once, writing nothing; `execRoots` lists where each ran. */
+function recordingRunner(): Runner & { execRoots: string[] } {
+  const execRoots: string[] = [];
+  return {
+    kind: 'local',
+    execRoots,
+    async run(request): Promise<RunOutcome> {
+      execRoots.push(request.execRoot);
+      const now = new Date();
+      return {
+        exitCode: 0,
+        signal: null,
+        timedOut: false,
+        cancelled: false,
+        startError: null,
+        outputTruncated: false,
+        outputBytes: { stdout: 0, stderr: 0 },
+        startedAt: now,
+        endedAt: now,
+      };
+    },
+  };
+}
+
+async function setup(writeActionResult: ActionEnvironment['writeActionResult']) {
+  const store = memoryStore();
+  const work = freshDir();
+  const actionsDir = join(work, 'actions');
+  const removedDir = join(work, 'removed');
+  mkdirSync(actionsDir, { mode: 0o711 });
+  mkdirSync(removedDir, { mode: 0o700 });
+  const runner = recordingRunner();
+  const env: ActionEnvironment = {
+    workerName: 'test/0',
+    cas: storeCas(store, ''),
+    writeActionResult,
+    cache: await FileCache.open({ dir: join(work, 'inputs'), maxBytes: 1 << 24 }),
+    runners: new Map([['local', runner]]),
+    defaultContainerImage: null,
+    persistentWorkers: null,
+    actionFolders: new ActionFolders(actionsDir, thread, 2),
+    removedDir,
+    removeDirectory: (path) => thread.remove(path),
+    stagingThread: thread,
+    identities: sharedIdentity(null),
+    maxOutputBytes: 1 << 20,
+    inputLimits: { maxFiles: 1000, maxDirectories: 100, maxBytes: 1 << 24 },
+    log: createLogger('silent'),
+  };
+  const input = await putBlob(store, 'an input\n');
+  const root = await putBlob(
+    store,
+    toBinary(
+      DirectorySchema,
+      create(DirectorySchema, { files: [{ name: 'in.txt', digest: { hash: input.hash, sizeBytes: 9n } }] }),
+    ),
+  );
+  const command = create(CommandSchema, { arguments: ['/bin/true'] });
+  const action = create(ActionSchema, { inputRootDigest: { hash: root.hash, sizeBytes: BigInt(root.sizeBytes) } });
+  const job: ExecutionJob = {
+    operation: 'operations/test',
+    instance: '',
+    actionDigest: { hash: 'a'.repeat(64), sizeBytes: 10 },
+    action,
+    command,
+    encoded: { action: toBinary(ActionSchema, action), command: toBinary(CommandSchema, command) },
+    platform: { constraints: new Map(), options: new Map(), runner: 'local' },
+    timeoutMs: 60_000,
+    priority: 0,
+    queuedAt: new Date(),
+  };
+  return { env, job, runner, actionsDir, removedDir };
+}
+
+describe('runAction', () => {
+  it("moves the action's folder out of the slot's reach while the action cache is written", async () => {
+    let folderWhileWriting: { inActions: boolean; inRemoved: boolean } | null = null;
+    let execRoot = '';
+    let moved: () => boolean = () => false;
+    const { env, job, runner, removedDir } = await setup(async () => {
+      execRoot = runner.execRoots[0]!;
+      const name = join(execRoot, '..').split('/').pop()!;
+      moved = () => existsSync(join(removedDir, name));
+      // The move started once the outputs were read; it lands while this write is still going on.
+      for (let i = 0; i < 1000 && !moved(); i++) await new Promise((resolve) => setImmediate(resolve));
+      folderWhileWriting = { inActions: existsSync(execRoot), inRemoved: moved() };
+    });
+    const run = await runAction(job, env, new AbortController().signal);
+    expect(run.response.status?.code).toBe(0);
+    expect(folderWhileWriting).toEqual({ inActions: false, inRemoved: true });
+    await run.removeFiles();
+    expect(readdirSync(removedDir)).toEqual([]);
+  });
+});
