@@ -218,12 +218,16 @@ export function formatExecutionRows(rows: ExecutionRows): string {
     ],
     [...floorRows, ...executeRows],
   );
+  const phaseRows = (execute: ExecuteRow[], label: string) =>
+    execute.map((r) => [
+      `executor${label}, sandbox ${r.sandbox}, concurrency ${r.concurrency}`,
+      ...r.phaseP50Ms.map((ms) => num(ms)),
+    ]);
   const phases = formatTable(
     ['p50 ms of each phase', ...PHASES.map((phase) => phase.name)],
-    rows.execute.map((r) => [
-      `executor, sandbox ${r.sandbox}, concurrency ${r.concurrency}`,
-      ...r.phaseP50Ms.map((ms) => num(ms)),
-    ]),
+    rows.before === undefined
+      ? phaseRows(rows.execute, '')
+      : [...phaseRows(rows.execute, ' (now)'), ...phaseRows(rows.before, ' (before)')],
   );
   const staging = formatTable(
     ['stageInputs', 'files', 'ms (best)', 'files/s', 'fetched', 'linked'],
