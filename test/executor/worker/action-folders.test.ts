@@ -61,4 +61,17 @@ describe('ActionFolders', () => {
     }
     folders.close();
   });
+
+  it('makes the spares a burst used up in one request', async () => {
+    const actions = join(freshDir(), 'actions');
+    mkdirSync(actions);
+    const folders = new ActionFolders(actions, thread, 3);
+    thread.batches.length = 0;
+    // None ready: this take makes its own folder, and the three spares together.
+    await folders.take();
+    expect((await spares(actions, 4)).length).toBe(4);
+    const made = thread.batches.filter((ops) => ops.length > 0).map((ops) => ops.length);
+    expect(made.sort()).toEqual([2, 6]);
+    folders.close();
+  });
 });
