@@ -137,3 +137,11 @@ describe('Spawner cgroup moves', () => {
     });
   });
 });
+
+describe('the spawner process', () => {
+  it('runs without V8 background threads (--single-threaded), so that a fork copies and faults in less', async () => {
+    // The command's parent is the spawner itself.
+    const { stdoutPath } = await run('parent', 'tr "\\0" " " < /proc/$PPID/cmdline');
+    expect(readFileSync(stdoutPath, 'utf8').split(' ')).toContain('--single-threaded');
+  });
+});
