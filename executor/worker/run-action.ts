@@ -61,11 +61,6 @@ export interface ActionEnvironment {
    * only the worker's user may enter it. Emptied at start by the worker.
    */
   removedDir: string;
-  /**
-   * Deletes a directory (file-system-thread.ts). runAction no longer uses it: a finished action's folder goes back
-   * through `actionFolders.retire`, which makes the next spare in the same request.
-   */
-  removeDirectory(path: string): Promise<void>;
   /** Where staging makes folders, symlinks and links in batches (file-system-thread.ts). */
   stagingThread: FileSystemThread;
   /** Who each one-shot action runs as (a uid of its own per slot when larder is root), owning its directories. */
@@ -173,15 +168,17 @@ async function execute(
     const inputRoot = job.action.inputRootDigest!;
     // Staging counts against the action's timeout; the run gets what is left (deadline.ts).
     const deadline = startDeadline(job.timeoutMs, signal);
-    await stageInputs({
+    // Where it is safe (see handOverWhileStaging), the input directories go to the slot's uid in staging's own
+    // batches, as they are made: no round trip of their own afterwards.
+    const ownerWhileStaging = workspace.handOverWhileStaging ? workspace.identity : null;
+    const staged = await stageInputs({
       cas: env.cas,
       cache: env.cache,
       rootDigest: { hash: inputRoot.hash, sizeBytes: Number(inputRoot.sizeBytes) },
       execRoot,
       limits: env.inputLimits,
       thread: env.stagingThread,
-      // The input directories go to the slot's uid as they are made (staging's own batches).
-      owner: workspace.identity,
+      owner: ownerWhileStaging,
       signal: deadline.signal,
     }).finally(deadline.stop);
     const spec = {
@@ -192,8 +189,9 @@ async function execute(
       outputDirectories: command.outputDirectories,
     };
     const created = await prepareOutputs(spec);
-    if (workspace.identity !== null && created.length > 0)
-      await handOver(env.stagingThread, created, workspace.identity);
+    const toHandOver = ownerWhileStaging === null ? [...staged.createdDirectories, ...created] : created;
+    if (workspace.identity !== null && toHandOver.length > 0)
+      await handOver(env.stagingThread, toHandOver, workspace.identity);
     metadata.inputFetchCompletedTimestamp = now();
 
     metadata.executionStartTimestamp = now();
@@ -269,14 +267,15 @@ async function oneShotWorkspace(
   return {
     execRoot,
     identity: identity.held,
+    handOverWhileStaging: env.identities.exclusive,
     run: (request) => runner.run({ ...request, execRoot, user: identity.held, options: job.platform.options }),
     close: async () => undefined,
   };
 }
 
-/** Makes the output parents prepareOutputs made the slot user's, as staging did with the input directories. */
+/** Makes `directories` the slot user's (the cached input files stay read-only and ours). */
 async function handOver(thread: FileSystemThread, directories: string[], user: Identity): Promise<void> {
-  // A Command may name thousands of outputs: their parents are chowned on the file-system thread, a batch at a time.
+  // An input root may have 100,000 folders: chowned on the file-system thread, a bounded batch at a time.
   for (let i = 0; i < directories.length; i += HAND_OVER_BATCH) {
     const ops = directories
       .slice(i, i + HAND_OVER_BATCH)

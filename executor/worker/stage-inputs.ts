@@ -45,7 +45,8 @@ export interface StageInputsOptions {
   /**
    * Who the staged directories are handed to (the slot's uid, which the command runs as), in the batch that makes
    * each: no round trip of their own to the file-system thread after staging. Files stay the cache's (read-only).
-   * Safe because nothing runs as the slot's uid while its action stages. Null or absent: left as made.
+   * Only for a uid nothing runs as while its action stages (run-action.ts, handOverWhileStaging): root goes on
+   * working inside the folders it hands over. Null or absent: left as made.
    */
   owner?: { uid: number; gid: number } | null;
   signal?: AbortSignal;

@@ -140,7 +140,6 @@ async function openClaimed(
       persistentWorkers,
       actionFolders,
       removedDir,
-      removeDirectory: (path) => remover.remove(path),
       stagingThread,
       identities,
       maxOutputBytes: MAX_ACTION_OUTPUT_BYTES,

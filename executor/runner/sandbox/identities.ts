@@ -20,6 +20,11 @@ export interface Identities {
   readonly all: readonly Identity[];
   /** How many slots can hold a uid at once (Infinity when they share one). */
   readonly capacity: number;
+  /**
+   * Each holder has its uid to itself: no process runs as it but the holder's own, and none before the holder
+   * starts one. False when slots share one user (or the server's own).
+   */
+  readonly exclusive: boolean;
 }
 
 /** A uid (and a group of the same number) per slot, from an inclusive range. */
@@ -46,6 +51,7 @@ export function uidRange(first: number, last: number): Identities {
     // Checks only ever need one representative: every uid of the range is alike to the file system.
     all: [{ uid: first, gid: first }],
     capacity: last - first + 1,
+    exclusive: true,
   };
 }
 
@@ -56,5 +62,6 @@ export function sharedIdentity(identity: Identity | null): Identities {
     release: () => undefined,
     all: identity === null ? [] : [identity],
     capacity: Number.POSITIVE_INFINITY,
+    exclusive: false,
   };
 }

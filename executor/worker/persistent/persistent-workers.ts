@@ -27,6 +27,13 @@ export interface ActionWorkspace {
   readonly execRoot: string;
   /** Who the action's processes run as and who owns its directories (null: the server's own user). */
   readonly identity: Identity | null;
+  /**
+   * Nothing runs as `identity` until this workspace's command starts (a one-shot slot's own uid), so staging may hand
+   * each directory over as it makes it. Otherwise root must not work inside folders that uid already owns: a
+   * process of it (a warm persistent worker, another action of a shared user) could swap a folder for a symlink and
+   * turn root's next link or mkdir somewhere else; the directories are handed over once staging is done.
+   */
+  readonly handOverWhileStaging: boolean;
   run(request: Omit<RunRequest, 'execRoot' | 'options' | 'user'>): Promise<RunOutcome>;
   /** Gives the place back (a worker slot stays warm); outputs must have been collected. */
   close(): Promise<void>;
@@ -105,6 +112,7 @@ export class PersistentWorkers {
     return {
       execRoot: slot.dir,
       identity: slot.identity,
+      handOverWhileStaging: false,
       run: (request) =>
         this.run(slot, { job, commandLine, protocol, files, env: Object.fromEntries(env), launcher }, request),
       close: () => this.pool.release(slot),

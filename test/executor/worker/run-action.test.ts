@@ -3,7 +3,7 @@
  * that only records where it was asked to run (the command itself is the runners' suites' business).
  */
 import { create, toBinary } from '@bufbuild/protobuf';
-import { existsSync, mkdirSync, readdirSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { createLogger } from '../../../shared/log.ts';
@@ -13,27 +13,31 @@ import {
   DirectorySchema,
 } from '../../../shared/proto/gen/build/bazel/remote/execution/v2/remote_execution_pb.ts';
 import type { Runner, RunOutcome } from '../../../executor/runner/runner.ts';
-import { sharedIdentity } from '../../../executor/runner/sandbox/identities.ts';
+import { type Identities, sharedIdentity, uidRange } from '../../../executor/runner/sandbox/identities.ts';
 import type { ExecutionJob } from '../../../executor/scheduler/scheduler.ts';
 import { ActionFolders } from '../../../executor/worker/action-folders.ts';
 import { FileCache } from '../../../executor/worker/file-cache.ts';
-import { FileSystemThread } from '../../../executor/worker/file-system-thread.ts';
+import { type FileSystemOp, FileSystemThread } from '../../../executor/worker/file-system-thread.ts';
 import { type ActionEnvironment, runAction } from '../../../executor/worker/run-action.ts';
 import { storeCas } from '../../../executor/worker/store-cas.ts';
 import { memoryStore, putBlob, tempDirs } from './helpers.ts';
+import { needsRoot } from '../../helpers/tools.ts';
 
 const freshDir = tempDirs();
 const thread = new FileSystemThread();
 afterAll(() => thread.close());
 
-/** A runner whose commands exit 0 at once, writing nothing; `execRoots` lists where each ran. */
-function recordingRunner(): Runner & { execRoots: string[] } {
+/** A runner whose commands exit 0 at once, writing nothing; `execRoots` lists where each ran, `owners` their uid then. */
+function recordingRunner(): Runner & { execRoots: string[]; owners: number[] } {
   const execRoots: string[] = [];
+  const owners: number[] = [];
   return {
     kind: 'local',
     execRoots,
+    owners,
     async run(request): Promise<RunOutcome> {
       execRoots.push(request.execRoot);
+      owners.push(statSync(request.execRoot).uid);
       const now = new Date();
       return {
         exitCode: 0,
@@ -50,7 +54,22 @@ function recordingRunner(): Runner & { execRoots: string[] } {
   };
 }
 
-async function setup(writeActionResult: ActionEnvironment['writeActionResult']) {
+/** A file-system thread that lists the batches it is asked to apply. */
+class RecordingThread extends FileSystemThread {
+  readonly batches: FileSystemOp[][] = [];
+  override apply(ops: readonly FileSystemOp[]) {
+    this.batches.push([...ops]);
+    return super.apply(ops);
+  }
+}
+
+async function setup(
+  writeActionResult: ActionEnvironment['writeActionResult'],
+  {
+    identities = sharedIdentity(null),
+    stagingThread = thread,
+  }: { identities?: Identities; stagingThread?: FileSystemThread } = {},
+) {
   const store = memoryStore();
   const work = freshDir();
   const actionsDir = join(work, 'actions');
@@ -68,9 +87,8 @@ async function setup(writeActionResult: ActionEnvironment['writeActionResult']) 
     persistentWorkers: null,
     actionFolders: new ActionFolders(actionsDir, thread, 2),
     removedDir,
-    removeDirectory: (path) => thread.remove(path),
-    stagingThread: thread,
-    identities: sharedIdentity(null),
+    stagingThread,
+    identities,
     maxOutputBytes: 1 << 20,
     inputLimits: { maxFiles: 1000, maxDirectories: 100, maxBytes: 1 << 24 },
     log: createLogger('silent'),
@@ -119,4 +137,33 @@ describe('runAction', () => {
     await run.removeFiles();
     expect(readdirSync(removedDir)).toEqual([]);
   });
+
+  // Handing each folder over in the batch that makes it saves a round trip, but root then goes on linking inside
+  // folders the uid owns: only done when no process can run as that uid meanwhile.
+  const uid = 1_900_000_321;
+  for (const [who, identities, whileStaging] of [
+    ['a uid of its own (--run-as-uids)', uidRange(uid, uid), true],
+    ['a user every slot shares (--run-as)', sharedIdentity({ uid, gid: uid }), false],
+  ] as const) {
+    it.runIf(needsRoot('chowning to another uid'))(
+      `as ${who}, hands the exec root over ${whileStaging ? 'while staging' : 'only once staging is done'}`,
+      async () => {
+        const recording = new RecordingThread();
+        try {
+          const { env, job, runner } = await setup(async () => {}, { identities, stagingThread: recording });
+          const run = await runAction(job, env, new AbortController().signal);
+          expect(run.response.status?.code).toBe(0);
+          await run.removeFiles();
+          expect(runner.owners).toEqual([uid]);
+          // The batch that makes the exec root: does it hand it over too, or does a batch of its own do that later?
+          const making = recording.batches.findIndex((batch) => batch.some(({ op }) => op === 'mkdir'));
+          const handing = recording.batches.findIndex((batch) => batch.some(({ op }) => op === 'chown'));
+          expect(making).toBeGreaterThanOrEqual(0);
+          expect(handing === making).toBe(whileStaging);
+        } finally {
+          await recording.close();
+        }
+      },
+    );
+  }
 });
