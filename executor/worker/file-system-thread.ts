@@ -5,13 +5,11 @@
  * its 20 input links and its folders were the executor's most expensive calls in a CPU profile, and they all
  * queued in the same four pool threads as the next action's work. Here a request is one message each way.
  *
- * Two jobs, each on a thread of its own (a worker host makes one of each, so that a deletion sleeping in the
- * kernel never holds up staging):
- * - `remove(path)`: deletes a tree (rmSync).
- * - `apply(ops)`: makes folders, symlinks and hard links, changes owners and deletes trees, in order
- *   (stage-inputs.ts, run-action.ts, action-folders.ts). Any of these that fails stops the batch (what follows may
- *   be inside it), except a link: that failure is reported and the rest go on, for the caller to make that file
- *   another way.
+ * `apply(ops)` makes folders, symlinks and hard links, changes owners and deletes trees, in order (stage-inputs.ts,
+ * run-action.ts, action-folders.ts). Any of these that fails stops the batch (what follows may be inside it), except
+ * a link: that failure is reported and the rest go on, for the caller to make that file another way. A worker host
+ * keeps two threads, one for staging and one for deletions, so that a deletion sleeping in the kernel never holds
+ * up staging.
  *
  * Requests are served in order. The thread keeps the process alive only while requests are pending; a thread
  * that dies is replaced at the next request, its pending ones failed.
@@ -23,7 +21,7 @@ export type FileSystemOp =
   | { op: 'chown'; path: string; uid: number; gid: number }
   | { op: 'symlink'; target: string; path: string }
   | { op: 'link'; from: string; path: string }
-  /** Deletes a tree, as `remove` does (nothing there is no failure). */
+  /** Deletes a tree (rmSync; nothing there is no failure). */
   | { op: 'remove'; path: string };
 
 export interface AppliedOps {
@@ -59,12 +57,9 @@ const apply = (ops) => {
   }
   return { stopped: null, failedLinks };
 };
-parentPort.on('message', ({ id, path, ops }) => {
+parentPort.on('message', ({ id, ops }) => {
   try {
-    if (ops === undefined) {
-      rmSync(path, { recursive: true, force: true });
-      parentPort.postMessage({ id, error: null, applied: null });
-    } else parentPort.postMessage({ id, error: null, applied: apply(ops) });
+    parentPort.postMessage({ id, error: null, applied: apply(ops) });
   } catch (error) {
     parentPort.postMessage({ id, error: String(error && error.message ? error.message : error), applied: null });
   }
@@ -72,7 +67,7 @@ parentPort.on('message', ({ id, path, ops }) => {
 `;
 
 interface Pending {
-  resolve(applied: AppliedOps | null): void;
+  resolve(applied: AppliedOps): void;
   reject(error: Error): void;
 }
 
@@ -82,14 +77,15 @@ export class FileSystemThread {
   #nextId = 1;
   #closed = false;
 
-  /** Deletes `path` and everything under it; resolves at once if there is nothing there. */
-  async remove(path: string): Promise<void> {
-    await this.#request({ path });
-  }
-
   /** Applies `ops` in order (see AppliedOps for what a failure does). */
-  async apply(ops: readonly FileSystemOp[]): Promise<AppliedOps> {
-    return (await this.#request({ ops }))!;
+  apply(ops: readonly FileSystemOp[]): Promise<AppliedOps> {
+    if (this.#closed) return Promise.reject(new Error('the file-system thread is closed'));
+    const id = this.#nextId++;
+    const done = new Promise<AppliedOps>((resolve, reject) => this.#pending.set(id, { resolve, reject }));
+    const thread = this.#start();
+    thread.ref();
+    thread.postMessage({ id, ops });
+    return done;
   }
 
   /** Ends the thread; requests still pending fail. */
@@ -101,20 +97,10 @@ export class FileSystemThread {
     this.#failPending(new Error('the file-system thread was closed'));
   }
 
-  #request(request: { path: string } | { ops: readonly FileSystemOp[] }): Promise<AppliedOps | null> {
-    if (this.#closed) return Promise.reject(new Error('the file-system thread is closed'));
-    const id = this.#nextId++;
-    const done = new Promise<AppliedOps | null>((resolve, reject) => this.#pending.set(id, { resolve, reject }));
-    const thread = this.#start();
-    thread.ref();
-    thread.postMessage({ id, ...request });
-    return done;
-  }
-
   #start(): Worker {
     if (this.#thread !== null) return this.#thread;
     const thread = new Worker(THREAD, { eval: true });
-    thread.on('message', ({ id, error, applied }: { id: number; error: string | null; applied: AppliedOps | null }) => {
+    thread.on('message', ({ id, error, applied }: { id: number; error: string | null; applied: AppliedOps }) => {
       const pending = this.#pending.get(id);
       this.#pending.delete(id);
       if (error === null) pending?.resolve(applied);

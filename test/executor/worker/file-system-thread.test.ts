@@ -14,7 +14,12 @@ import {
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { FileSystemThread } from '../../../executor/worker/file-system-thread.ts';
+import { FileSystemThread, throwIfStopped } from '../../../executor/worker/file-system-thread.ts';
+
+/** Deletes a tree with one `remove` op, rejecting with its failure (how action-folders.ts retires a folder). */
+async function removeTree(thread: FileSystemThread, path: string): Promise<void> {
+  throwIfStopped(await thread.apply([{ op: 'remove', path }]));
+}
 
 const dir = mkdtempSync(join(tmpdir(), 'larder-remover-test-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
@@ -30,7 +35,7 @@ describe('FileSystemThread', () => {
     writeFileSync(join(tree, 'root', 'a', 'b', 'ro'), 'x', { mode: 0o444 });
     symlinkSync(outside, join(tree, 'root', 'link'));
     chmodSync(join(tree, 'root', 'a', 'b'), 0o555);
-    await remover.remove(tree);
+    await removeTree(remover, tree);
     expect(existsSync(tree)).toBe(false);
     expect(existsSync(outside)).toBe(true);
     await remover.close();
@@ -38,10 +43,10 @@ describe('FileSystemThread', () => {
 
   it('resolves for a path that is not there, and several removals at once each resolve', async () => {
     const remover = new FileSystemThread();
-    await remover.remove(join(dir, 'never-made'));
+    await removeTree(remover, join(dir, 'never-made'));
     const trees = Array.from({ length: 10 }, (_, i) => join(dir, `many-${i}`));
     for (const tree of trees) mkdirSync(join(tree, 'x'), { recursive: true });
-    await Promise.all(trees.map((tree) => remover.remove(tree)));
+    await Promise.all(trees.map((tree) => removeTree(remover, tree)));
     expect(trees.filter(existsSync)).toEqual([]);
     await remover.close();
   });
@@ -49,10 +54,10 @@ describe('FileSystemThread', () => {
   it('rejects with the reason when a tree cannot be deleted, and goes on with the next', async () => {
     const remover = new FileSystemThread();
     // A name longer than NAME_MAX: the kernel refuses to look it up, whoever asks.
-    await expect(remover.remove(join(dir, 'n'.repeat(300)))).rejects.toThrow(/ENAMETOOLONG/);
+    await expect(removeTree(remover, join(dir, 'n'.repeat(300)))).rejects.toThrow(/ENAMETOOLONG/);
     const tree = join(dir, 'after-failure');
     mkdirSync(tree);
-    await remover.remove(tree);
+    await removeTree(remover, tree);
     expect(existsSync(tree)).toBe(false);
     await remover.close();
   });
@@ -123,6 +128,6 @@ describe('FileSystemThread', () => {
   it('refuses work once closed', async () => {
     const remover = new FileSystemThread();
     await remover.close();
-    await expect(remover.remove(join(dir, 'late'))).rejects.toThrow(/closed/);
+    await expect(removeTree(remover, join(dir, 'late'))).rejects.toThrow(/closed/);
   });
 });
