@@ -8,7 +8,7 @@
  * interleave.ts), so a drift in the machine's load weighs on both. BENCH_AC_QUADS=N rounds (default 4).
  */
 import { create } from '@bufbuild/protobuf';
-import { createHash, randomBytes } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
 import { rmSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { createClient } from '../executor/grpc/client.ts';
@@ -19,10 +19,10 @@ import {
   DigestSchema,
   OutputFileSchema,
 } from '../shared/proto/gen/build/bazel/remote/execution/v2/remote_execution_pb.ts';
-import { reachableTempDir } from '../test/executor/helpers.ts';
+import { reachableTempDir, sha256 } from '../test/executor/helpers.ts';
 import { REPO_ROOT } from '../test/helpers/tools.ts';
 import { startBenchExecutor } from './execution.ts';
-import { formatSpread, interleave, percentile, spread } from './interleave.ts';
+import { formatSpread, interleave, percentileOf, spread } from './interleave.ts';
 import { cpuNanoseconds } from './proc.ts';
 import { formatTable, num } from './table.ts';
 
@@ -37,15 +37,14 @@ interface Target {
 
 /** A distinct action result of a trivial action's size (about 200 bytes), under a fresh action digest. */
 function entry() {
-  const hash = (bytes: Uint8Array) => createHash('sha256').update(bytes).digest('hex');
   const action = randomBytes(32);
   const output = randomBytes(32);
   return {
-    actionDigest: create(DigestSchema, { hash: hash(action), sizeBytes: 140n }),
+    actionDigest: create(DigestSchema, { hash: sha256(action), sizeBytes: 140n }),
     actionResult: create(ActionResultSchema, {
       exitCode: 0,
-      outputFiles: [create(OutputFileSchema, { path: 'out/a.txt', digest: { hash: hash(output), sizeBytes: 32n } })],
-      stdoutDigest: create(DigestSchema, { hash: hash(new Uint8Array()), sizeBytes: 0n }),
+      outputFiles: [create(OutputFileSchema, { path: 'out/a.txt', digest: { hash: sha256(output), sizeBytes: 32n } })],
+      stdoutDigest: create(DigestSchema, { hash: sha256(new Uint8Array()), sizeBytes: 0n }),
     }),
   };
 }
@@ -103,24 +102,14 @@ async function main(): Promise<void> {
     for (const dir of dirs) rmSync(dir, { recursive: true, force: true });
   }
   const rows = targets.map((t, at) => {
-    const all = serialMs[at]!.flat().sort((a, b) => a - b);
-    const blockP50 = serialMs[at]!.map((times) =>
-      percentile(
-        [...times].sort((a, b) => a - b),
-        0.5,
-      ),
-    );
+    const all = serialMs[at]!.flat();
+    const blockP50 = serialMs[at]!.map((times) => percentileOf(times, 0.5));
     return [
       t.label,
-      num(percentile(all, 0.5)),
-      num(percentile(all, 0.99)),
+      num(percentileOf(all, 0.5)),
+      num(percentileOf(all, 0.99)),
       formatSpread(spread(blockP50)),
-      num(
-        percentile(
-          [...trivialMs[at]!].sort((a, b) => a - b),
-          0.5,
-        ),
-      ),
+      num(percentileOf(trivialMs[at]!, 0.5)),
       formatSpread(spread(loadedPerSecond[at]!)),
       Math.round(cpuNs[at]! / 1000 / (quads * 2 * (SERIAL_CALLS + LOADED_CALLS))),
     ];

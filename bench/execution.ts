@@ -54,7 +54,7 @@ import { ActionFixture } from '../test/executor/execution/fixture.ts';
 import { clientsFor, reachableTempDir, sha256 } from '../test/executor/helpers.ts';
 import { spawnTracked, stopChild } from './proc.ts';
 import { instantsOf, type Instants, PHASES, phaseMediansMs } from './phases.ts';
-import { callsPerSecond, formatSpread, interleave, measure, percentile, spread } from './interleave.ts';
+import { callsPerSecond, formatSpread, interleave, measure, percentile, percentileOf, spread } from './interleave.ts';
 import { printProfile } from './profile-summary.ts';
 import { formatTable, num } from './table.ts';
 
@@ -503,16 +503,13 @@ async function measureExecute(o: {
           sandbox: o.sandbox,
           concurrency,
           actions: total.calls,
-          p50Ms: p50(total.latencies),
-          p99Ms: percentile(
-            [...total.latencies].sort((a, b) => a - b),
-            0.99,
-          ),
+          p50Ms: percentileOf(total.latencies, 0.5),
+          p99Ms: percentileOf(total.latencies, 0.99),
           actionsPerSecond: callsPerSecond(total),
           executorCpuUs: total.cpuNs / 1000 / total.calls,
           phaseP50Ms: phaseMediansMs(lives.get(t.label)!),
           quads: result.quads.map((q) => ({
-            p50Ms: p50(q[t.label]!.latencies),
+            p50Ms: percentileOf(q[t.label]!.latencies, 0.5),
             actionsPerSecond: callsPerSecond(q[t.label]!),
           })),
         });
@@ -527,13 +524,6 @@ async function measureExecute(o: {
     await rm(dir, { recursive: true, force: true });
     if (o.profileDir !== null && targets.length > 0) printProfile(o.profileDir, targets[0]!.executor.pid);
   }
-}
-
-function p50(latencies: number[]): number {
-  return percentile(
-    [...latencies].sort((a, b) => a - b),
-    0.5,
-  );
 }
 
 /** Uploads the bench's input root (`inputFiles` small files) and command; returns a maker of salted actions. */

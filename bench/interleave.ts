@@ -98,6 +98,15 @@ export function formatSpread(s: Spread): string {
   return `${s.median.toFixed(2)} (${s.low.toFixed(2)}–${s.high.toFixed(2)}) of ${s.count}`;
 }
 
+/** The `p` percentile (nearest rank) of values in any order: `percentile` of a sorted copy. */
+export function percentileOf(values: readonly number[], p: number): number {
+  return percentile(
+    [...values].sort((a, b) => a - b),
+    p,
+  );
+}
+
+/** The `p` percentile (nearest rank) of values sorted in ascending order. */
 export function percentile(sorted: number[], p: number): number {
   return sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil(p * sorted.length) - 1))] ?? Number.NaN;
 }
