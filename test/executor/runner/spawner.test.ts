@@ -6,7 +6,7 @@ import { once } from 'node:events';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { Spawner } from '../../../executor/runner/spawner/spawner.ts';
+import { type SpawnRequest, Spawner } from '../../../executor/runner/spawner/spawner.ts';
 
 const dir = mkdtempSync(join(tmpdir(), 'larder-spawner-test-'));
 const spawner = new Spawner();
@@ -18,17 +18,24 @@ afterAll(async () => {
   rmSync(dir, { recursive: true, force: true });
 });
 
-async function run(name: string, script: string) {
-  const paths = { stdoutPath: join(dir, `${name}.out`), stderrPath: join(dir, `${name}.err`) };
-  const command = spawner.run({
+/** What the suite asks the spawner for: `script` under /bin/sh, its output kept (1 KiB at most) in `{name}.out`/`.err`. */
+function request(name: string, script: string, cgroup: SpawnRequest['cgroup'] = null): SpawnRequest {
+  return {
     argv: ['/bin/sh', '-c', script],
     cwd: dir,
     env: { PATH: '/usr/bin:/bin' },
     user: null,
     maxOutputBytes: 1024,
-    cgroup: null,
-    ...paths,
-  });
+    cgroup,
+    stdoutPath: join(dir, `${name}.out`),
+    stderrPath: join(dir, `${name}.err`),
+  };
+}
+
+async function run(name: string, script: string) {
+  const asked = request(name, script);
+  const paths = { stdoutPath: asked.stdoutPath, stderrPath: asked.stderrPath };
+  const command = spawner.run(asked);
   expect('pid' in (await command.started)).toBe(true);
   expect((await command.exited).code).toBe(0);
   const output = await command.output;
@@ -62,16 +69,7 @@ describe('Spawner output capture', () => {
 
   it('tells the exit and the output in one message when the pipes closed first', async () => {
     const messages: Array<{ type: string; id: number; output?: unknown }> = [];
-    const started = spawner.run({
-      argv: ['/bin/sh', '-c', 'exec >&- 2>&-; sleep 0.5'],
-      cwd: dir,
-      env: { PATH: '/usr/bin:/bin' },
-      user: null,
-      maxOutputBytes: 1024,
-      cgroup: null,
-      stdoutPath: join(dir, 'closed-first.out'),
-      stderrPath: join(dir, 'closed-first.err'),
-    });
+    const started = spawner.run(request('closed-first', 'exec >&- 2>&-; sleep 0.5'));
     const child = (spawner as unknown as { child: import('node:child_process').ChildProcess }).child;
     const listen = (message: { type: string; id: number; output?: unknown }) => messages.push(message);
     child.on('message', listen);
@@ -83,17 +81,9 @@ describe('Spawner output capture', () => {
   });
 
   it('cuts the two streams together at the bound', async () => {
-    const stdoutPath = join(dir, 'big.out');
-    const command = spawner.run({
-      argv: ['/bin/sh', '-c', 'head -c 4000 /dev/zero'],
-      cwd: dir,
-      env: { PATH: '/usr/bin:/bin' },
-      user: null,
-      maxOutputBytes: 1024,
-      cgroup: null,
-      stdoutPath,
-      stderrPath: join(dir, 'big.err'),
-    });
+    const asked = request('big', 'head -c 4000 /dev/zero');
+    const stdoutPath = asked.stdoutPath;
+    const command = spawner.run(asked);
     expect(await command.output).toEqual({ truncated: true, writeError: null, stdoutBytes: 1024, stderrBytes: 0 });
     expect(readFileSync(stdoutPath).byteLength).toBe(1024);
   });
@@ -107,16 +97,7 @@ describe('Spawner cgroup moves', () => {
     const home = join(dir, 'home-tasks');
     writeFileSync(enter, '');
     writeFileSync(home, '');
-    const command = spawner.run({
-      argv: ['/bin/sh', '-c', 'exit 0'],
-      cwd: dir,
-      env: { PATH: '/usr/bin:/bin' },
-      user: null,
-      maxOutputBytes: 1024,
-      cgroup: { enter: [enter], leave: [home] },
-      stdoutPath: join(dir, 'moves.out'),
-      stderrPath: join(dir, 'moves.err'),
-    });
+    const command = spawner.run(request('moves', 'exit 0', { enter: [enter], leave: [home] }));
     const started = await command.started;
     expect('pid' in started).toBe(true);
     await command.exited;
