@@ -92,6 +92,11 @@ const TOUCH_INTERVAL_MS = 10 * 60 * 1000;
  * blobs behind larder's back (by hand, another tool) goes unseen; this bounds how long.
  */
 const CONFIRMED_FOR_MS = 60 * 1000;
+/**
+ * Deciding what to evict catches the ledger up only when it was not caught up this recently: a second stat of the
+ * ledger folder per upload cost about 6% of a new 4 KiB upload's CPU on Bun (issue 21).
+ */
+const BUDGET_CATCH_UP_MS = 1;
 /** statMany's file-system checks made at once, before the event loop gets a turn (about 1.5 ms of them). */
 const RECHECKS_AT_ONCE = 256;
 
@@ -114,6 +119,8 @@ export class DiskStore implements BlobStore {
   readonly #ledger: Ledger;
   /** Catch-ups that may have missed news (an eviction among it): entries confirmed before the last are not trusted. */
   #gaps = 0;
+  /** When the ledger was last caught up (performance.now()). */
+  #caughtUpAt = Number.NEGATIVE_INFINITY;
 
   private constructor(options: DiskStoreOptions) {
     this.#root = options.path;
@@ -430,6 +437,7 @@ export class DiskStore implements BlobStore {
    * may have missed some of it, nothing the index knows counts as confirmed any more (see statMany).
    */
   #catchUp(): void {
+    this.#caughtUpAt = performance.now();
     const complete = this.#ledger.catchUp((event) =>
       event.published ? this.#record(blobIdOf(event.rel), event.size) : this.#forget(blobIdOf(event.rel)),
     );
@@ -493,7 +501,9 @@ export class DiskStore implements BlobStore {
 
   /** Deletes least recently used blobs until `incoming` more bytes fit (a blob being replaced does not count). */
   async #evictFor(incoming: number, replacing?: BlobId): Promise<void> {
-    this.#catchUp();
+    // Only the budget's accuracy rests on this catch-up (an eviction missed costs a failed unlink at worst), so one
+    // made just before is enough: an upload's "already stored?" check (verifying.ts, statMany) made one a moment ago.
+    if (performance.now() - this.#caughtUpAt >= BUDGET_CATCH_UP_MS) this.#catchUp();
     const victims: BlobId[] = [];
     const replaced = replacing === undefined ? 0 : (this.#index.get(replacing)?.size ?? 0);
     for (const [id] of this.#index) {
