@@ -158,9 +158,8 @@ export class LocalRunner implements Runner {
     const ended = await command.exited;
     clearTimeout(timer);
     request.signal.removeEventListener('abort', onAbort);
-    // Whatever the command left running goes too, and is waited for: its process group, then (the one thing a
-    // process cannot leave) its cgroup.
-    signalGroup(started.pid, 'SIGKILL');
+    // Whatever the command left running goes too, and is waited for: its process group (groupGone kills it first),
+    // then (the one thing a process cannot leave) its cgroup.
     await groupGone(started.pid);
     await cgroup?.killAll(command.output);
     const output = await drainWithin(command.output, () => command.abandon());

@@ -13,9 +13,12 @@ export class ActionTimeoutError extends LarderError {
 }
 
 export interface ActionDeadline {
-  /** Aborts when `cancelled` does (with its reason) or the timeout passes (with an ActionTimeoutError). */
+  /**
+   * Aborts when `cancelled` does (with its reason) or the timeout passes (with an ActionTimeoutError), until
+   * `stop`: it is staging's signal.
+   */
   readonly signal: AbortSignal;
-  /** Stops the timer (idempotent): staging is over, and the runner times the rest. */
+  /** Stops the timer and the following of `cancelled` (idempotent): staging is over, and the runner times the rest. */
   stop(): void;
   /** What is left of the timeout for the run, in ms; throws ActionTimeoutError when nothing is. */
   remainingMs(): number;
@@ -23,11 +26,19 @@ export interface ActionDeadline {
 
 export function startDeadline(timeoutMs: number, cancelled: AbortSignal, now: () => number = Date.now): ActionDeadline {
   const startedAt = now();
-  const expired = new AbortController();
-  const timer = setTimeout(() => expired.abort(new ActionTimeoutError(timeoutMs)), timeoutMs);
+  // One controller that both causes abort, rather than AbortSignal.any over a second one: on Node 20 that costs
+  // tens of µs more per action on the event loop, and weak references from `cancelled` kept until a collection.
+  const deadline = new AbortController();
+  const onCancel = () => deadline.abort(cancelled.reason);
+  const timer = setTimeout(() => deadline.abort(new ActionTimeoutError(timeoutMs)), timeoutMs);
+  if (cancelled.aborted) onCancel();
+  else cancelled.addEventListener('abort', onCancel, { once: true });
   return {
-    signal: AbortSignal.any([cancelled, expired.signal]),
-    stop: () => clearTimeout(timer),
+    signal: deadline.signal,
+    stop() {
+      clearTimeout(timer);
+      cancelled.removeEventListener('abort', onCancel);
+    },
     remainingMs() {
       clearTimeout(timer);
       const left = timeoutMs - (now() - startedAt);

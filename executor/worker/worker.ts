@@ -113,7 +113,7 @@ export class Worker {
       since: new Date(),
     });
     log.debug('executing', { worker: this.options.name, action: job.actionDigest.hash, operation: job.operation });
-    const cancelled = AbortSignal.any([lease.signal, this.stopping.signal]);
+    const cancelled = eitherSignal(lease.signal, this.stopping.signal);
     const started = performance.now();
     const finished = (response: ExecuteResponse) => {
       this.done++;
@@ -127,7 +127,7 @@ export class Worker {
         cas: this.options.environment.casFor(job.instance),
         workerName: this.options.name,
       };
-      const run = await runAction(job, env, cancelled);
+      const run = await runAction(job, env, cancelled.signal).finally(cancelled.release);
       response = run.response;
       log.debug('executed', {
         worker: this.options.name,
@@ -152,4 +152,25 @@ export class Worker {
       this.runs.delete(job.operation);
     }
   }
+}
+
+/**
+ * A signal that aborts when `a` or `b` does, with its reason, until `release`. AbortSignal.any does the same at a
+ * few times the cost on Node 20 (tens of µs per action on the event loop), and leaves a weak reference to every
+ * action's signal on the worker's long-lived one until a collection.
+ */
+function eitherSignal(a: AbortSignal, b: AbortSignal): { signal: AbortSignal; release(): void } {
+  const either = new AbortController();
+  const onAbort = (event: Event) => either.abort((event.target as AbortSignal).reason);
+  for (const source of [a, b]) {
+    if (source.aborted) either.abort(source.reason);
+    else source.addEventListener('abort', onAbort, { once: true });
+  }
+  return {
+    signal: either.signal,
+    release() {
+      a.removeEventListener('abort', onAbort);
+      b.removeEventListener('abort', onAbort);
+    },
+  };
 }
