@@ -18,9 +18,9 @@ export function signalGroup(pid: number | undefined, signal: NodeJS.Signals): vo
 
 /**
  * Kills the group (SIGKILL, again at every look) and resolves once no live process of it is left. There is no event
- * for "a process group emptied", so this asks the kernel at a short interval, bounded in time. Killed processes whose parent is gone wait as zombies
- * until init reaps them, which some container inits do slowly or never; a zombie runs no code and writes
- * nothing, so on Linux the group counts as gone once /proc shows only zombies in it.
+ * for "a process group emptied", so this asks the kernel at a short interval, bounded in time. Killed processes whose
+ * parent is gone wait as zombies until init reaps them, which some container inits do slowly or never; a zombie runs
+ * no code and writes nothing, so on Linux the group counts as gone once /proc shows only zombies in it.
  */
 export async function groupGone(pgid: number): Promise<void> {
   const deadline = Date.now() + GROUP_EXIT_LIMIT_MS;
