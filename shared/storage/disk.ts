@@ -93,8 +93,8 @@ const TOUCH_INTERVAL_MS = 10 * 60 * 1000;
  */
 const CONFIRMED_FOR_MS = 60 * 1000;
 /**
- * Deciding what to evict catches the ledger up only when it was not caught up this recently: a second stat of the
- * ledger folder per upload cost about 6% of a new 4 KiB upload's CPU on Bun (issue 21).
+ * Deciding what to evict catches the ledger up only when it was not caught up this recently: a second catch-up per
+ * upload cost 3-6% of a new 4 KiB upload's server CPU on Bun (issue 21).
  */
 const BUDGET_CATCH_UP_MS = 1;
 /** statMany's file-system checks made at once, before the event loop gets a turn (about 1.5 ms of them). */
