@@ -6,6 +6,7 @@
  * with a CAS over gRPC (grpc-cas.ts).
  */
 import PQueue from 'p-queue';
+import { followSignals } from '../../shared/abortable.ts';
 import { formatDigest } from '../../shared/digest.ts';
 import { create } from '@bufbuild/protobuf';
 import type { Logger } from '../../shared/log.ts';
@@ -113,7 +114,7 @@ export class Worker {
       since: new Date(),
     });
     log.debug('executing', { worker: this.options.name, action: job.actionDigest.hash, operation: job.operation });
-    const cancelled = eitherSignal(lease.signal, this.stopping.signal);
+    const cancelled = followSignals([lease.signal, this.stopping.signal]);
     const started = performance.now();
     const finished = (response: ExecuteResponse) => {
       this.done++;
@@ -152,25 +153,4 @@ export class Worker {
       this.runs.delete(job.operation);
     }
   }
-}
-
-/**
- * A signal that aborts when `a` or `b` does, with its reason, until `release`. AbortSignal.any does the same at a
- * few times the cost on Node 20 (tens of µs per action on the event loop), and leaves a weak reference to every
- * action's signal on the worker's long-lived one until a collection.
- */
-function eitherSignal(a: AbortSignal, b: AbortSignal): { signal: AbortSignal; release(): void } {
-  const either = new AbortController();
-  const onAbort = (event: Event) => either.abort((event.target as AbortSignal).reason);
-  for (const source of [a, b]) {
-    if (source.aborted) either.abort(source.reason);
-    else source.addEventListener('abort', onAbort, { once: true });
-  }
-  return {
-    signal: either.signal,
-    release() {
-      a.removeEventListener('abort', onAbort);
-      b.removeEventListener('abort', onAbort);
-    },
-  };
 }
