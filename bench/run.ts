@@ -110,12 +110,13 @@ async function main(): Promise<number> {
       }
       for (const scenario of options.scenarios) {
         for (const connections of options.connections) {
-          // Attempts go round the servers (A B C, A B C, ...), not one server's in a row: whatever drifts during
-          // a cell (the disk's journal and writeback after uploads, another program's load) then weighs on every
-          // server alike instead of on whichever ran last.
+          // Attempts go round the servers, every other round backwards (A B C, C B A, ...), not one server's in a
+          // row: whatever drifts during a cell (the disk's journal and writeback after uploads, another program's
+          // load) then weighs on every server alike instead of on whichever ran last.
           const best = new Map<ServerName, Measurement>();
           for (let attempt = 0; attempt < options.repeat; attempt++) {
-            for (const [name, server] of servers) {
+            const round = attempt % 2 === 0 ? [...servers] : [...servers].reverse();
+            for (const [name, server] of round) {
               const m = await measure(generator, server, name, { scenario, size, connections }, options);
               attempts.push(m);
               log(progressLine(m));
