@@ -4,6 +4,7 @@
  */
 import packageJson from '../package.json' with { type: 'json' };
 import { hideCommandLine } from '../executor/command-line.ts';
+import { closeInheritedDescriptors } from '../executor/startup/inherited-descriptors.ts';
 import { isLarderError } from '../shared/errors.ts';
 
 const USAGE = `usage: larder <command> [options]
@@ -21,7 +22,11 @@ commands:
 async function main(argv: string[]): Promise<number> {
   const [command, ...args] = argv;
   // First of all: a password on the command line is readable by every process on the host until hidden.
-  if (command === 'executor' || command === 'worker') hideCommandLine(command, args);
+  if (command === 'executor' || command === 'worker') {
+    hideCommandLine(command, args);
+    // Before anything is started: what larder's own parent left open must reach no action and no worker.
+    closeInheritedDescriptors();
+  }
   switch (command) {
     case 'edge': {
       const { EDGE_OPTIONS, parseEdgeConfig } = await import('../shared/config.ts');

@@ -486,3 +486,53 @@ describe('persistent workers of another silo', () => {
     expect(await siloB('two')).toBe(before);
   });
 });
+
+describe('an executor whose parent left a descriptor open', () => {
+  // bash opens fd 100 without close-on-exec and becomes the executor: what a service manager or a CI runner
+  // may hand over. Node itself marks only its first descriptors close-on-exec, so without larder closing it, every
+  // command it starts would inherit it.
+  const server = executorFor(() =>
+    startExecutorProcess([...FRESH_STORE, '--persistent-workers', 'local', '--concurrency', '2'], {}, undefined, [
+      '/bin/bash',
+      '-c',
+      'exec 100</dev/null; exec "$@"',
+      'bash',
+    ]),
+  );
+
+  it('hands an action no descriptor beyond stdin, stdout and stderr', async () => {
+    const { fx } = server;
+    const { response } = await fx.execute(
+      await fx.action({
+        salt: newMark('descriptors'),
+        command: { arguments: [SH, '-c', 'cd /proc/self/fd && echo *'] },
+      }),
+    );
+    expect(response.result!.exitCode).toBe(0);
+    // 3: the shell's handle on the folder it lists
+    expect((await fx.read(response.result!.stdoutDigest)).toString()).toBe('0 1 2 3\n');
+  });
+
+  it('hands a persistent worker none of them either', async () => {
+    const { fx } = server;
+    const inputRoot = await fx.tree({
+      tools: {
+        'worker.js': { content: readFileSync(join(WORKSPACE_TEMPLATE, 'tools/upper_worker.js')), executable: true },
+      },
+      'ask.args': 'descriptors\n',
+    });
+    const { response } = await fx.execute(
+      await fx.action({
+        inputRoot,
+        salt: newMark('descriptors'),
+        platform: { persistentWorkerKey: 'descriptors', persistentWorkerProtocol: 'json' },
+        command: { arguments: [NODE, 'tools/worker.js', '@ask.args'] },
+      }),
+    );
+    expect(response.result!.exitCode).toBe(0);
+    const stderr = (await fx.read(response.result!.stderrDigest)).toString();
+    const descriptors = /descriptors: ([\d ]+)/.exec(stderr)![1]!.split(' ');
+    expect(descriptors).toContain('0'); // what it lists is the worker's own table
+    expect(descriptors).not.toContain('100');
+  });
+});

@@ -7,8 +7,8 @@
 // For the tests and benchmarks of remote persistent workers it also takes, at start-up, `--startup-delay-ms=N`
 // (a slow-starting tool: a JVM, a compiler loading itself), and, among a request's arguments, directives:
 // `crash-once:PATH` (the first process to see it exits mid-request; PATH records its pid), `garbage` (writes bytes
-// that are not a response), `hang` (never answers), `fail` (exit code 3) and `cat:PATH` (PATH's content goes into
-// the output: where am I running?).
+// that are not a response), `hang` (never answers), `fail` (exit code 3), `cat:PATH` (PATH's content goes into
+// the output: where am I running?) and `descriptors` (the numbers of the worker's open descriptors, into the output).
 
 const fs = require('node:fs');
 // Which process answered, for tests that count worker processes: pids say nothing across sandboxes, each of
@@ -33,6 +33,7 @@ function work(args) {
     if (arg === 'garbage' || arg === 'hang') return { [arg]: true };
     if (arg === 'fail') return { exitCode: 3, output: 'failing on purpose\n' };
     if (arg.startsWith('cat:')) extra += fs.readFileSync(arg.slice(4), 'utf8');
+    else if (arg === 'descriptors') extra += `descriptors: ${fs.readdirSync('/proc/self/fd').join(' ')}\n`;
     else if (arg.startsWith('crash-once:')) {
       const marker = arg.slice('crash-once:'.length);
       if (!fs.existsSync(marker)) {
