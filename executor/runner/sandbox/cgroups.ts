@@ -57,7 +57,12 @@ export interface ActionCgroup {
 
 export interface Cgroups {
   readonly version: 1 | 2;
-  /** The same files of the cgroups this server (and the spawner it forks) lives in: where the spawner goes back. */
+  /**
+   * Where the spawner goes back: the cgroups this server (and the spawner it forks) lives in, by their
+   * `cgroup.procs` files, which move every thread of the process. A thread the spawner's runtime started while its
+   * main thread was in an action's group (Bun starts one at its first spawn) is in that group too; left there, it
+   * would be killed with the action, and a thread killed takes its whole process with it.
+   */
   readonly homeFiles: readonly string[];
   create(name: string, limits: CgroupLimits): Promise<ActionCgroup>;
 }
@@ -105,7 +110,7 @@ export async function openCgroups(prefix: string): Promise<Cgroups | { unavailab
     return { unavailable: `cgroup v1: ${(err as Error).message}` };
   }
   const home = V1_CONTROLLERS.map((controller) =>
-    join('/sys/fs/cgroup', controller, own.get(controller) ?? '/', 'tasks'),
+    join('/sys/fs/cgroup', controller, own.get(controller) ?? '/', 'cgroup.procs'),
   );
   const cgroups = v1(roots, home);
   // A group missing from some hierarchy is fine: killing goes through the freezer's, removal ignores absent ones.

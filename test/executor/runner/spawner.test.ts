@@ -1,20 +1,27 @@
 // The spawner captures what a command writes into its stdout and stderr files, and makes no file for a stream that
-// carried nothing (the worker reads a missing file as empty output).
-import { existsSync, mkdtempSync, readFileSync, rmSync, watch, writeFileSync } from 'node:fs';
+// carried nothing (the worker reads a missing file as empty output). Every suite runs on both of the spawner's
+// runtimes: Bun (where npm installed it, the default) and Node (the fallback).
+import { existsSync, mkdtempSync, readFileSync, realpathSync, rmSync, watch, writeFileSync } from 'node:fs';
 import type { ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { type SpawnRequest, Spawner } from '../../../executor/runner/spawner/spawner.ts';
+import { installedBun, type SpawnRequest, Spawner } from '../../../executor/runner/spawner/spawner.ts';
+import { bunPath, requireTool } from '../../helpers/tools.ts';
 
 const dir = mkdtempSync(join(tmpdir(), 'larder-spawner-test-'));
-const spawner = new Spawner();
+const bun = bunPath();
+const runtimes: Array<[string, Spawner]> = [['Node', new Spawner(null)]];
+if (requireTool('Bun', bun, 'npm ci installs it from @oven/bun-linux-x64')) runtimes.unshift(['Bun', new Spawner(bun)]);
+
 afterAll(async () => {
-  // The spawner may still be writing into a stand-in cgroup file here (keepMovesCheap): it goes first.
-  const child = (spawner as unknown as { child: ChildProcess | null }).child;
-  spawner.close();
-  if (child !== null && child.exitCode === null && child.signalCode === null) await once(child, 'exit');
+  for (const [, spawner] of runtimes) {
+    // The spawner may still be writing into a stand-in cgroup file here (keepMovesCheap): it goes first.
+    const child = (spawner as unknown as { child: ChildProcess | null }).child;
+    spawner.close();
+    if (child !== null && child.exitCode === null && child.signalCode === null) await once(child, 'exit');
+  }
   rmSync(dir, { recursive: true, force: true });
 });
 
@@ -32,97 +39,117 @@ function request(name: string, script: string, cgroup: SpawnRequest['cgroup'] = 
   };
 }
 
-async function run(name: string, script: string) {
-  const asked = request(name, script);
-  const paths = { stdoutPath: asked.stdoutPath, stderrPath: asked.stderrPath };
-  const command = spawner.run(asked);
-  expect('pid' in (await command.started)).toBe(true);
-  expect((await command.exited).code).toBe(0);
-  const output = await command.output;
-  expect(output).toMatchObject({ truncated: false, writeError: null });
-  return { ...paths, output };
-}
-
-describe('Spawner output capture', () => {
-  it('makes no file for a stream the command wrote nothing to', async () => {
-    const { stdoutPath, stderrPath } = await run('quiet', 'exit 0');
-    expect(existsSync(stdoutPath)).toBe(false);
-    expect(existsSync(stderrPath)).toBe(false);
+describe('the spawner by default', () => {
+  it('runs on the Bun npm installed', () => {
+    if (bun === undefined) return; // requireTool above already failed the run in CI
+    expect(installedBun()).toBe(realpathSync(bun));
+    expect(new Spawner().runtime).toBe('bun');
   });
+});
 
-  it('writes each stream that carried bytes, and only that one', async () => {
-    const { stdoutPath, stderrPath } = await run('stdout-only', 'echo out');
-    expect(readFileSync(stdoutPath, 'utf8')).toBe('out\n');
-    expect(existsSync(stderrPath)).toBe(false);
-    const both = await run('both', 'echo out; echo err >&2');
-    expect(readFileSync(both.stdoutPath, 'utf8')).toBe('out\n');
-    expect(readFileSync(both.stderrPath, 'utf8')).toBe('err\n');
-  });
+describe.each(runtimes)('the spawner on %s', (runtime, spawner) => {
+  let names = 0;
+  /** A request whose files no other runtime's run of the same test shares. */
+  const requestOf = (name: string, script: string, cgroup: SpawnRequest['cgroup'] = null) =>
+    request(`${runtime}-${name}-${names++}`, script, cgroup);
 
-  it('reports how many bytes it wrote into each file', async () => {
-    expect((await run('quiet-count', 'exit 0')).output).toMatchObject({ stdoutBytes: 0, stderrBytes: 0 });
-    expect((await run('counted', 'echo out; echo error >&2')).output).toMatchObject({
-      stdoutBytes: 4,
-      stderrBytes: 6,
-    });
-  });
-
-  it('tells the exit and the output in one message when the pipes closed first', async () => {
-    const messages: Array<{ type: string; id: number; output?: unknown }> = [];
-    const started = spawner.run(request('closed-first', 'exec >&- 2>&-; sleep 0.5'));
-    const child = (spawner as unknown as { child: import('node:child_process').ChildProcess }).child;
-    const listen = (message: { type: string; id: number; output?: unknown }) => messages.push(message);
-    child.on('message', listen);
-    expect((await started.exited).code).toBe(0);
-    expect(await started.output).toMatchObject({ stdoutBytes: 0, stderrBytes: 0 });
-    child.off('message', listen);
-    expect(messages.map((m) => m.type)).toEqual(['started', 'exit']);
-    expect(messages[1]!.output).toMatchObject({ truncated: false, stdoutBytes: 0 });
-  });
-
-  it('cuts the two streams together at the bound', async () => {
-    const asked = request('big', 'head -c 4000 /dev/zero');
-    const stdoutPath = asked.stdoutPath;
+  async function run(name: string, script: string) {
+    const asked = requestOf(name, script);
+    const paths = { stdoutPath: asked.stdoutPath, stderrPath: asked.stderrPath };
     const command = spawner.run(asked);
-    expect(await command.output).toEqual({ truncated: true, writeError: null, stdoutBytes: 1024, stderrBytes: 0 });
-    expect(readFileSync(stdoutPath).byteLength).toBe(1024);
-  });
-});
+    expect('pid' in (await command.started)).toBe(true);
+    expect((await command.exited).code).toBe(0);
+    const output = await command.output;
+    expect(output).toMatchObject({ truncated: false, writeError: null });
+    return { ...paths, output };
+  }
 
-describe('Spawner cgroup moves', () => {
-  // Regular files stand in for the cgroup files here (the runner's suite uses real cgroups): what the spawner
-  // writes into them is what it would have asked the kernel.
-  it('keeps writing itself into its home cgroup after starting a command there, so the next move is cheap', async () => {
-    const enter = join(dir, 'enter-tasks');
-    const home = join(dir, 'home-tasks');
-    writeFileSync(enter, '');
-    writeFileSync(home, '');
-    const command = spawner.run(request('moves', 'exit 0', { enter: [enter], leave: [home] }));
-    const started = await command.started;
-    expect('pid' in started).toBe(true);
-    await command.exited;
-    await command.output;
-    const spawnerPid = readFileSync(enter, 'utf8');
-    expect(spawnerPid).toMatch(/^\d+$/);
-    // Emptied now that the command has ended and nothing else is asked: the spawner writes its pid there again
-    // (each write truncates the file first, so a read may catch it empty: the watch waits for the pid).
-    writeFileSync(home, '');
-    await new Promise<void>((resolve) => {
-      const check = () => {
-        if (readFileSync(home, 'utf8') !== spawnerPid) return;
-        watcher.close();
-        resolve();
-      };
-      const watcher = watch(home, check);
-      check();
+  describe('Spawner output capture', () => {
+    it('makes no file for a stream the command wrote nothing to', async () => {
+      const { stdoutPath, stderrPath } = await run('quiet', 'exit 0');
+      expect(existsSync(stdoutPath)).toBe(false);
+      expect(existsSync(stderrPath)).toBe(false);
+    });
+
+    it('writes each stream that carried bytes, and only that one', async () => {
+      const { stdoutPath, stderrPath } = await run('stdout-only', 'echo out');
+      expect(readFileSync(stdoutPath, 'utf8')).toBe('out\n');
+      expect(existsSync(stderrPath)).toBe(false);
+      const both = await run('both', 'echo out; echo err >&2');
+      expect(readFileSync(both.stdoutPath, 'utf8')).toBe('out\n');
+      expect(readFileSync(both.stderrPath, 'utf8')).toBe('err\n');
+    });
+
+    it('reports how many bytes it wrote into each file', async () => {
+      expect((await run('quiet-count', 'exit 0')).output).toMatchObject({ stdoutBytes: 0, stderrBytes: 0 });
+      expect((await run('counted', 'echo out; echo error >&2')).output).toMatchObject({
+        stdoutBytes: 4,
+        stderrBytes: 6,
+      });
+    });
+
+    it('tells the exit and the output in one message when the pipes closed first', async () => {
+      const messages: Array<{ type: string; id: number; output?: unknown }> = [];
+      const started = spawner.run(requestOf('closed-first', 'exec >&- 2>&-; sleep 0.5'));
+      const child = (spawner as unknown as { child: import('node:child_process').ChildProcess }).child;
+      const listen = (message: { type: string; id: number; output?: unknown }) => messages.push(message);
+      child.on('message', listen);
+      expect((await started.exited).code).toBe(0);
+      expect(await started.output).toMatchObject({ stdoutBytes: 0, stderrBytes: 0 });
+      child.off('message', listen);
+      expect(messages.map((m) => m.type)).toEqual(['started', 'exit']);
+      expect(messages[1]!.output).toMatchObject({ truncated: false, stdoutBytes: 0 });
+    });
+
+    it('cuts the two streams together at the bound', async () => {
+      const asked = requestOf('big', 'head -c 4000 /dev/zero');
+      const stdoutPath = asked.stdoutPath;
+      const command = spawner.run(asked);
+      expect(await command.output).toEqual({ truncated: true, writeError: null, stdoutBytes: 1024, stderrBytes: 0 });
+      expect(readFileSync(stdoutPath).byteLength).toBe(1024);
     });
   });
-});
 
-describe('the spawner process', () => {
-  it('runs without V8 background threads (--single-threaded), so that a fork copies and faults in less', async () => {
-    // The command's parent is the spawner itself.
-    const { stdoutPath } = await run('parent', 'tr "\\0" " " < /proc/$PPID/cmdline');
-    expect(readFileSync(stdoutPath, 'utf8').split(' ')).toContain('--single-threaded');
+  describe('Spawner cgroup moves', () => {
+    // Regular files stand in for the cgroup files here (the runner's suite uses real cgroups): what the spawner
+    // writes into them is what it would have asked the kernel.
+    it('keeps writing itself into its home cgroup after starting a command there, so the next move is cheap', async () => {
+      const enter = join(dir, `${runtime}-enter-tasks`);
+      const home = join(dir, `${runtime}-home-tasks`);
+      writeFileSync(enter, '');
+      writeFileSync(home, '');
+      const command = spawner.run(requestOf('moves', 'exit 0', { enter: [enter], leave: [home] }));
+      const started = await command.started;
+      expect('pid' in started).toBe(true);
+      await command.exited;
+      await command.output;
+      const spawnerPid = readFileSync(enter, 'utf8');
+      expect(spawnerPid).toMatch(/^\d+$/);
+      // Emptied now that the command has ended and nothing else is asked: the spawner writes its pid there again
+      // (each write truncates the file first, so a read may catch it empty: the watch waits for the pid).
+      writeFileSync(home, '');
+      await new Promise<void>((resolve) => {
+        const check = () => {
+          if (readFileSync(home, 'utf8') !== spawnerPid) return;
+          watcher.close();
+          resolve();
+        };
+        const watcher = watch(home, check);
+        check();
+      });
+    });
+  });
+
+  describe('the spawner process', () => {
+    it('runs on its runtime (on Node without V8 background threads, so that a fork copies and faults in less)', async () => {
+      // The command's parent is the spawner itself.
+      const { stdoutPath } = await run('parent', 'readlink /proc/$PPID/exe; tr "\\0" " " < /proc/$PPID/cmdline');
+      const [exe, commandLine] = readFileSync(stdoutPath, 'utf8').split('\n');
+      if (runtime === 'Bun') expect(exe).toBe(realpathSync(bun!));
+      else {
+        expect(exe).toBe(realpathSync(process.execPath));
+        expect(commandLine!.split(' ')).toContain('--single-threaded');
+      }
+    });
   });
 });
