@@ -1,5 +1,5 @@
 /**
- * Descriptors the executor was handed open by whoever started it. A parent may leave some open without
+ * Descriptors the executor (or a fleet's worker) was handed open by whoever started it. A parent may leave some open without
  * close-on-exec (a service manager's, a shell's or a test runner's pipe). Node marks its first descriptors
  * close-on-exec when it starts, but only up to the first gap past 15, so one with a higher number stays inheritable
  * and would reach every command larder starts: actions (bubblewrap passes descriptors on too), persistent workers
@@ -13,10 +13,9 @@ const O_CLOEXEC = 0o2000000;
 /**
  * Closes every descriptor beyond stdin, stdout and stderr that a command started now would inherit. Node's own
  * descriptors are all close-on-exec, which is how the two are told apart. Call it first thing at start, before
- * anything of larder's opens a descriptor. Returns the numbers it closed.
+ * anything of larder's opens a descriptor.
  */
-export function closeInheritedDescriptors(): number[] {
-  const closed: number[] = [];
+export function closeInheritedDescriptors(): void {
   for (const name of readdirSync('/proc/self/fd')) {
     const fd = Number(name);
     if (fd <= 2) continue;
@@ -29,7 +28,5 @@ export function closeInheritedDescriptors(): number[] {
     const flags = /^flags:\s+([0-7]+)$/m.exec(info);
     if (flags === null || (Number.parseInt(flags[1]!, 8) & O_CLOEXEC) !== 0) continue;
     closeSync(fd);
-    closed.push(fd);
   }
-  return closed;
 }

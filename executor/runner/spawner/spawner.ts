@@ -96,8 +96,11 @@ export class Spawner {
   private readonly pending = new Map<number, Pending>();
   private nextId = 1;
 
+  /** Whether a spawner on Bun ever answered: until one has, Bun may not be able to run here at all. */
+  private bunAnswered = false;
+
   /** @param bun the Bun binary the spawner runs on; null: on this Node. */
-  constructor(private readonly bun: string | null = installedBun()) {}
+  constructor(private bun: string | null = installedBun()) {}
 
   /** Which runtime the spawner process runs on. */
   get runtime(): 'bun' | 'node' {
@@ -115,8 +118,7 @@ export class Spawner {
     );
     const output = new Promise<CapturedOutput>((resolve) => (pending.output = resolve));
     this.pending.set(id, pending);
-    const child = this.process();
-    child.send({ type: 'run', id, ...request, env: { ...request.env } });
+    this.process().send({ type: 'run', id, ...request, env: { ...request.env } });
     return { started, exited, output, abandon: () => this.child?.send({ type: 'abandon', id }) };
   }
 
@@ -141,10 +143,19 @@ export class Spawner {
       stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
       serialization: 'json',
     });
-    child.on('message', (message: Message) => this.onMessage(message));
-    child.once('exit', () => {
+    const onBun = this.bun !== null;
+    child.on('message', (message: Message) => {
+      if (onBun) this.bunAnswered = true;
+      this.onMessage(message);
+    });
+    let gone = false;
+    const ended = (signal: NodeJS.Signals | null) => {
+      if (gone) return;
+      gone = true;
       if (this.child === child) this.child = null;
+      if (onBun && !this.bunAnswered && signal === null) this.leaveBun();
       // Commands it was watching are orphaned: report them as failed rather than leave their actions hanging.
+      // (Never sent again: one may have started before the spawner died, and must not run twice.)
       for (const [id, pending] of this.pending) {
         const error = Object.assign(new Error('the spawner process exited'), { code: 'ESPAWNER' });
         pending.started({ error });
@@ -152,12 +163,25 @@ export class Spawner {
         pending.output({ truncated: false, writeError: null, stdoutBytes: null, stderrBytes: null });
         this.pending.delete(id);
       }
-    });
+    };
+    child.once('exit', (_code, signal) => ended(signal));
+    // It could not be started (EAGAIN, an exec the file system forbids), or a message could not reach it (EPIPE: it
+    // died and its exit is yet to be seen): either way it is gone. Unheard, the error would end the executor.
+    child.on('error', () => ended(null));
     // The spawner must not keep the executor alive on its own.
     child.unref();
     (child as unknown as { channel?: { unref(): void } }).channel?.unref();
     this.child = child;
     return child;
+  }
+
+  /**
+   * Bun exited on its own before it ever answered, so it probably cannot run here (a binary for another C library,
+   * a file system mounted noexec): from now on the spawner runs on Node.
+   */
+  private leaveBun(): void {
+    process.stderr.write(`larder: the spawner could not run on Bun (${this.bun}); it runs on Node from now on\n`);
+    this.bun = null;
   }
 
   private onMessage(message: Message): void {

@@ -12,11 +12,18 @@ import { bunPath, requireTool } from '../../helpers/tools.ts';
 
 const dir = mkdtempSync(join(tmpdir(), 'larder-spawner-test-'));
 const bun = bunPath();
-const runtimes: Array<[string, Spawner]> = [['Node', new Spawner(null)]];
-if (requireTool('Bun', bun, 'npm ci installs it from @oven/bun-linux-x64')) runtimes.unshift(['Bun', new Spawner(bun)]);
+/** Every spawner the suite makes, each closed after it. */
+const spawners: Spawner[] = [];
+const spawnerOn = (runtime: string | null) => {
+  const spawner = new Spawner(runtime);
+  spawners.push(spawner);
+  return spawner;
+};
+const runtimes: Array<[string, Spawner]> = [['Node', spawnerOn(null)]];
+if (requireTool('Bun', bun, 'npm ci installs it from @oven/bun-linux-x64')) runtimes.unshift(['Bun', spawnerOn(bun!)]);
 
 afterAll(async () => {
-  for (const [, spawner] of runtimes) {
+  for (const spawner of spawners) {
     // The spawner may still be writing into a stand-in cgroup file here (keepMovesCheap): it goes first.
     const child = (spawner as unknown as { child: ChildProcess | null }).child;
     spawner.close();
@@ -44,6 +51,17 @@ describe('the spawner by default', () => {
     if (bun === undefined) return; // requireTool above already failed the run in CI
     expect(installedBun()).toBe(realpathSync(bun));
     expect(new Spawner().runtime).toBe('bun');
+  });
+
+  it('runs on Node from then on when Bun exits before it ever answers', async () => {
+    // /bin/false stands in for a Bun that cannot run here: it exits 1 at once, whatever it is given.
+    const spawner = spawnerOn('/bin/false');
+    const first = spawner.run(request('no-bun', 'exit 0'));
+    expect(await first.started).toMatchObject({ error: { code: 'ESPAWNER' } });
+    expect(spawner.runtime).toBe('node');
+    const next = spawner.run(request('no-bun-next', 'exit 0'));
+    expect('pid' in (await next.started)).toBe(true);
+    expect((await next.exited).code).toBe(0);
   });
 });
 
@@ -141,6 +159,23 @@ describe.each(runtimes)('the spawner on %s', (runtime, spawner) => {
   });
 
   describe('the spawner process', () => {
+    it('dies without taking the executor with it, and the next command gets a new one', async () => {
+      await run('before-death', 'exit 0');
+      const first = (spawner as unknown as { child: ChildProcess }).child;
+      first.kill('SIGKILL');
+      // Dead (a zombie) before this turn of the event loop ends, so the executor has not heard of it yet: the next
+      // command is sent down a channel nobody reads any more (EPIPE).
+      const deadline = Date.now() + 5_000;
+      while (!/^\d+ \(.*\) Z /.test(readFileSync(`/proc/${first.pid}/stat`, 'utf8')))
+        if (Date.now() > deadline) throw new Error('the spawner did not die within 5 s');
+      const orphaned = spawner.run(requestOf('at-death', 'exit 0'));
+      const started = await orphaned.started;
+      if ('error' in started) expect(started.error.code).toBe('ESPAWNER');
+      await orphaned.output;
+      await run('after-death', 'exit 0');
+      expect((spawner as unknown as { child: ChildProcess }).child).not.toBe(first);
+    });
+
     it('runs on its runtime (on Node without V8 background threads, so that a fork copies and faults in less)', async () => {
       // The command's parent is the spawner itself.
       const { stdoutPath } = await run('parent', 'readlink /proc/$PPID/exe; tr "\\0" " " < /proc/$PPID/cmdline');
