@@ -42,6 +42,7 @@ import {
 import { openStore } from '../shared/storage/from-config.ts';
 import type { BlobStore } from '../shared/storage/store.ts';
 import { Bubblewrap, findBubblewrap } from '../executor/runner/sandbox/bubblewrap.ts';
+import { installedBun } from '../executor/runner/spawner/spawner.ts';
 import { writeActionResult } from '../executor/services/action-cache.ts';
 import { FileCache } from '../executor/worker/file-cache.ts';
 import { FileSystemThread } from '../executor/worker/file-system-thread.ts';
@@ -100,6 +101,11 @@ export interface ExecuteRow {
 /** The floor at one concurrency: a small process spawning the command, plus one action-cache write. */
 export interface FloorRow {
   sandbox: 'on' | 'off';
+  /**
+   * What the spawning process runs on: Node (the issue's yardstick, which the ×floor column uses) or Bun, which
+   * the executor's spawner runs on where npm installed it (spawner.ts).
+   */
+  spawner: 'node' | 'bun';
   concurrency: number;
   spawnP50Ms: number;
   spawnP99Ms: number;
@@ -184,9 +190,9 @@ export async function runExecutionBench(options: ExecutionBenchOptions = {}): Pr
 
 export function formatExecutionRows(rows: ExecutionRows): string {
   const floorOf = (sandbox: 'on' | 'off', concurrency: number) =>
-    rows.floor.find((f) => f.sandbox === sandbox && f.concurrency === concurrency);
+    rows.floor.find((f) => f.sandbox === sandbox && f.concurrency === concurrency && f.spawner === 'node');
   const floorRows = rows.floor.map((f) => [
-    `floor: spawn ${f.sandbox === 'on' ? 'bwrap /bin/true' : '/bin/true'} + AC write, concurrency ${f.concurrency}`,
+    `floor: ${f.spawner === 'node' ? 'Node' : 'Bun'} spawns ${f.sandbox === 'on' ? 'bwrap /bin/true' : '/bin/true'} + AC write, concurrency ${f.concurrency}`,
     '',
     `${num(f.spawnP50Ms + f.acWriteP50Ms)} (${num(f.spawnP50Ms)} + ${num(f.acWriteP50Ms)})`,
     `${num(f.spawnP99Ms + f.acWriteP99Ms)}`,
@@ -244,7 +250,7 @@ export function formatExecutionRows(rows: ExecutionRows): string {
     .filter(Boolean);
   const lines = [
     execute,
-    'floor: a small Node process (bench/spawn-floor.mjs) spawning the command and waiting for it, plus one ActionResult put into a fresh disk store (p50: spawn + write); the sandboxed floor spawns the same bwrap command line the executor does; floor actions/s: spawns alone.',
+    'floor: a small Node process (bench/spawn-floor.mjs) spawning the command and waiting for it, plus one ActionResult put into a fresh disk store (p50: spawn + write); the sandboxed floor spawns the same bwrap command line the executor does; floor actions/s: spawns alone. p50 ×floor is against the Node floor; the Bun rows are the same script on Bun, which the executor starts commands from (its spawner).',
     `the sandbox adds: ${added.join('; ')}`,
     '',
     phases,
@@ -362,20 +368,26 @@ async function measureFloor(count: number, concurrencies: number[]): Promise<Flo
         sandbox.argv({ execRoot, cwd: execRoot, network: false, rootIsInput: false }, ['/bin/true'], user),
       ]);
     }
+    const bun = installedBun();
+    const runtimes: Array<['node' | 'bun', string]> = [['node', process.execPath]];
+    if (bun !== null) runtimes.push(['bun', bun]);
     const rows: FloorRow[] = [];
     for (const concurrency of concurrencies) {
       const writes = await actionCacheWrites(store, count, concurrency);
       for (const [sandbox, argv] of commands) {
-        const spawned = await spawnFloor(argv, count, concurrency, sandbox === 'on' ? user : null);
-        rows.push({
-          sandbox,
-          concurrency,
-          spawnP50Ms: percentile(spawned.latenciesMs, 0.5),
-          spawnP99Ms: percentile(spawned.latenciesMs, 0.99),
-          spawnsPerSecond: count / spawned.seconds,
-          acWriteP50Ms: percentile(writes, 0.5),
-          acWriteP99Ms: percentile(writes, 0.99),
-        });
+        for (const [spawner, runtime] of runtimes) {
+          const spawned = await spawnFloor(runtime, argv, count, concurrency, sandbox === 'on' ? user : null);
+          rows.push({
+            sandbox,
+            spawner,
+            concurrency,
+            spawnP50Ms: percentile(spawned.latenciesMs, 0.5),
+            spawnP99Ms: percentile(spawned.latenciesMs, 0.99),
+            spawnsPerSecond: count / spawned.seconds,
+            acWriteP50Ms: percentile(writes, 0.5),
+            acWriteP99Ms: percentile(writes, 0.99),
+          });
+        }
       }
     }
     return rows;
@@ -385,21 +397,17 @@ async function measureFloor(count: number, concurrencies: number[]): Promise<Flo
   }
 }
 
-/** Runs spawn-floor.mjs with plain Node (no loader) and returns its sorted latencies. */
+/** Runs spawn-floor.mjs on `runtime` (plain Node, no loader; or Bun) and returns its sorted latencies. */
 async function spawnFloor(
+  runtime: string,
   argv: string[],
   count: number,
   concurrency: number,
   user: { uid: number; gid: number } | null,
 ): Promise<{ latenciesMs: number[]; seconds: number }> {
-  const child = spawnTracked(
-    process.execPath,
-    [SPAWN_FLOOR, JSON.stringify({ argv, count, concurrency, user })],
-    undefined,
-    {
-      stdio: ['ignore', 'pipe', 'pipe'],
-    },
-  );
+  const child = spawnTracked(runtime, [SPAWN_FLOOR, JSON.stringify({ argv, count, concurrency, user })], undefined, {
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
   let stdout = '';
   let stderr = '';
   child.stdout!.on('data', (d: Buffer) => (stdout += d.toString()));
