@@ -298,7 +298,40 @@ function resultsTable(measurements: Measurement[], attempts: Measurement[], opti
     notes.push(
       `Repeat noise: across the ${options.repeat} attempts of each cell, µs/req varied by a median of ${spread.median.toFixed(0)}% (worst ${spread.worst.toFixed(0)}%).`,
     );
+  notes.push(...throughputByRound(attempts));
   return formatTable(header, rows) + notes.join('\n');
+}
+
+/**
+ * Each larder's req/s as a multiple of bazel-remote's in the same round, median and range over the rounds. The
+ * table's req/s is the attempt with the least CPU, whichever round it came from; with the disk's latency
+ * swinging from round to round (uploads that sync), the ratio within each round is the fairer throughput figure.
+ * The k-th attempt of a server in a cell ran in round k (each round measures every server once).
+ */
+function throughputByRound(attempts: Measurement[]): string[] {
+  const cells = new Map<string, Map<ServerName, Measurement[]>>();
+  for (const m of attempts) {
+    const cell = `${SCENARIO_LABEL[m.scenario]} ${formatSize(m.size)} c=${m.connections}`;
+    const servers = cells.get(cell) ?? new Map<ServerName, Measurement[]>();
+    servers.set(m.server, [...(servers.get(m.server) ?? []), m]);
+    cells.set(cell, servers);
+  }
+  const lines: string[] = [];
+  for (const [cell, servers] of cells) {
+    const reference = servers.get('bazel-remote');
+    if (reference === undefined || reference.length < 2) continue;
+    for (const [server, measured] of servers) {
+      if (server === 'bazel-remote' || server === 'nginx') continue;
+      const ratios = measured
+        .map((m, round) => reqPerSecond(m) / reqPerSecond(reference[round]!))
+        .sort((a, b) => a - b);
+      const median = ratios[Math.floor(ratios.length / 2)]!;
+      lines.push(
+        `  ${cell}, ${server}: ${median.toFixed(2)} (${ratios[0]!.toFixed(2)}–${ratios.at(-1)!.toFixed(2)}) of ${ratios.length} rounds`,
+      );
+    }
+  }
+  return lines.length === 0 ? [] : ["req/s ÷ bazel-remote's in the same round, median (range):", ...lines];
 }
 
 /** How much µs/req varied between attempts of one cell (max/min − 1, in %): the run's own noise figure. */
