@@ -152,8 +152,10 @@ export class Spawner {
     const ended = (signal: NodeJS.Signals | null) => {
       if (gone) return;
       gone = true;
-      if (this.child === child) this.child = null;
-      if (onBun && !this.bunAnswered && signal === null) this.leaveBun();
+      // Not the current one any more: closed on purpose (close()), which a spawner that never answered may be too.
+      const current = this.child === child;
+      if (current) this.child = null;
+      if (current && onBun && !this.bunAnswered && signal === null) this.leaveBun();
       // Commands it was watching are orphaned: report them as failed rather than leave their actions hanging.
       // (Never sent again: one may have started before the spawner died, and must not run twice.)
       for (const [id, pending] of this.pending) {

@@ -53,6 +53,17 @@ describe('the spawner by default', () => {
     expect(new Spawner().runtime).toBe('bun');
   });
 
+  it('stays on Bun when closed before its spawner ever answered', async () => {
+    if (bun === undefined) return; // requireTool above already failed the run in CI
+    const spawner = spawnerOn(bun);
+    const command = spawner.run(request('closed-at-once', 'exit 0'));
+    const child = (spawner as unknown as { child: ChildProcess }).child;
+    spawner.close();
+    await once(child, 'exit');
+    await command.output;
+    expect(spawner.runtime).toBe('bun');
+  });
+
   it('runs on Node from then on when Bun exits before it ever answers', async () => {
     // /bin/false stands in for a Bun that cannot run here: it exits 1 at once, whatever it is given.
     const spawner = spawnerOn('/bin/false');
