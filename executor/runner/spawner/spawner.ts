@@ -149,13 +149,14 @@ export class Spawner {
       this.onMessage(message);
     });
     let gone = false;
-    const ended = (signal: NodeJS.Signals | null) => {
+    /** `byItself`: it exited with a status (no signal killed it), or could not be started at all. */
+    const ended = (byItself: boolean) => {
       if (gone) return;
       gone = true;
       // Not the current one any more: closed on purpose (close()), which a spawner that never answered may be too.
       const current = this.child === child;
       if (current) this.child = null;
-      if (current && onBun && !this.bunAnswered && signal === null) this.leaveBun();
+      if (current && onBun && !this.bunAnswered && byItself) this.leaveBun();
       // Commands it was watching are orphaned: report them as failed rather than leave their actions hanging.
       // (Never sent again: one may have started before the spawner died, and must not run twice.)
       for (const [id, pending] of this.pending) {
@@ -166,10 +167,10 @@ export class Spawner {
         this.pending.delete(id);
       }
     };
-    child.once('exit', (_code, signal) => ended(signal));
-    // It could not be started (EAGAIN, an exec the file system forbids), or a message could not reach it (EPIPE: it
-    // died and its exit is yet to be seen): either way it is gone. Unheard, the error would end the executor.
-    child.on('error', () => ended(null));
+    child.once('exit', (_code, signal) => ended(signal === null));
+    // It could not be started (EAGAIN, an exec the file system forbids: no pid), or a message could not reach it
+    // (EPIPE: it died, how is for its exit to say): either way it is gone. Unheard, the error would end the executor.
+    child.on('error', () => ended(child.pid === undefined));
     // The spawner must not keep the executor alive on its own.
     child.unref();
     (child as unknown as { channel?: { unref(): void } }).channel?.unref();
