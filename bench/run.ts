@@ -38,6 +38,7 @@ import {
 } from './proc.ts';
 import { summarize } from './profile-summary.ts';
 import type { LoadResult, Scenario } from './protocol.ts';
+import { percentile } from './interleave.ts';
 import { formatTable, num } from './table.ts';
 import {
   formatGrpcComparison,
@@ -309,15 +310,8 @@ function resultsTable(measurements: Measurement[], attempts: Measurement[], opti
  * The k-th attempt of a server in a cell ran in round k (each round measures every server once).
  */
 function throughputByRound(attempts: Measurement[]): string[] {
-  const cells = new Map<string, Map<ServerName, Measurement[]>>();
-  for (const m of attempts) {
-    const cell = `${SCENARIO_LABEL[m.scenario]} ${formatSize(m.size)} c=${m.connections}`;
-    const servers = cells.get(cell) ?? new Map<ServerName, Measurement[]>();
-    servers.set(m.server, [...(servers.get(m.server) ?? []), m]);
-    cells.set(cell, servers);
-  }
   const lines: string[] = [];
-  for (const [cell, servers] of cells) {
+  for (const [cell, servers] of attemptsByCell(attempts)) {
     const reference = servers.get('bazel-remote');
     if (reference === undefined || reference.length < 2) continue;
     for (const [server, measured] of servers) {
@@ -325,7 +319,7 @@ function throughputByRound(attempts: Measurement[]): string[] {
       const ratios = measured
         .map((m, round) => reqPerSecond(m) / reqPerSecond(reference[round]!))
         .sort((a, b) => a - b);
-      const median = ratios[Math.floor(ratios.length / 2)]!;
+      const median = percentile(ratios, 0.5);
       lines.push(
         `  ${cell}, ${server}: ${median.toFixed(2)} (${ratios[0]!.toFixed(2)}–${ratios.at(-1)!.toFixed(2)}) of ${ratios.length} rounds`,
       );
@@ -334,14 +328,23 @@ function throughputByRound(attempts: Measurement[]): string[] {
   return lines.length === 0 ? [] : ["req/s ÷ bazel-remote's in the same round, median (range):", ...lines];
 }
 
+/** The attempts of each cell (by its label: scenario, size, connections), each server's in the order they ran. */
+function attemptsByCell(attempts: Measurement[]): Map<string, Map<ServerName, Measurement[]>> {
+  const cells = new Map<string, Map<ServerName, Measurement[]>>();
+  for (const m of attempts) {
+    const cell = `${SCENARIO_LABEL[m.scenario]} ${formatSize(m.size)} c=${m.connections}`;
+    const servers = cells.get(cell) ?? new Map<ServerName, Measurement[]>();
+    servers.set(m.server, [...(servers.get(m.server) ?? []), m]);
+    cells.set(cell, servers);
+  }
+  return cells;
+}
+
 /** How much µs/req varied between attempts of one cell (max/min − 1, in %): the run's own noise figure. */
 function repeatSpread(attempts: Measurement[]): { median: number; worst: number } | null {
-  const cells = new Map<string, number[]>();
-  for (const m of attempts) {
-    const id = `${m.server} ${m.scenario} ${m.size} ${m.connections}`;
-    cells.set(id, [...(cells.get(id) ?? []), cpuMicros(m)]);
-  }
-  const spreads = [...cells.values()]
+  const perServer = [...attemptsByCell(attempts).values()].flatMap((servers) => [...servers.values()]);
+  const spreads = perServer
+    .map((measured) => measured.map(cpuMicros))
     .filter((v) => v.length > 1)
     .map((v) => (Math.max(...v) / Math.min(...v) - 1) * 100)
     .sort((a, b) => a - b);
