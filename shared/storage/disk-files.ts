@@ -21,6 +21,7 @@ import { type FileHandle, open } from 'node:fs/promises';
 import { LarderError } from '../errors.ts';
 import { bodyError } from './streams.ts';
 import { SyncAhead } from './sync-ahead.ts';
+import type { TempFiles } from './temp-files.ts';
 
 /** Reads of this size: 1 MiB reads throughout would mean fewer chunks, but Deno then held ~200 MiB streaming a 256 MiB blob out. */
 const READ_CHUNK = 256 * 1024;
@@ -36,23 +37,24 @@ export const BLOB_MODE = 0o600;
 const SYNC_WRITE_MAX = 64 * 1024;
 
 /**
- * Writes a blob whose bytes are in memory into a new file. The file is created on the thread pool whatever its
- * size: creating a file on ext4 takes a journal handle, and while other uploads' fdatasync commit the journal
- * that waits for milliseconds, a wait that must not stall the event loop (it did, per action-cache write). Small
- * blobs are then written with one synchronous call (a page-cache copy, cheaper than a thread-pool round trip),
- * larger ones on the thread pool. The sync to stable storage always runs on the thread pool.
+ * Writes a blob whose bytes are in memory into a new temp file, synced to stable storage, and resolves to its path;
+ * a write that fails leaves no file. On Bun, in one thread-pool task (see ONE_TASK_WRITES). Elsewhere into the file
+ * `temps` created ahead (temp-files.ts): small blobs with one synchronous write (a page-cache copy, cheaper than a
+ * thread-pool round trip), larger ones on the thread pool; the sync always runs on the thread pool.
  */
-export async function writeWholeFile(path: string, bytes: Uint8Array, makeRoom: () => Promise<boolean>): Promise<void> {
-  if (DIRECT_WRITES && bytes.byteLength >= DIRECT_WRITE_MIN && (await writeWholeFileDirect(path, bytes, makeRoom)))
-    return;
-  if (ONE_TASK_WRITES) return writeWholeFileInOneTask(path, bytes, makeRoom);
-  const sync = bytes.byteLength <= SYNC_WRITE_MAX;
-  let fd: number;
-  try {
-    fd = await callback<number>((done) => openFd(path, 'wx', BLOB_MODE, done));
-  } catch (err) {
-    throw diskError(err, 'create');
+export async function writeWholeFile(
+  temps: TempFiles,
+  bytes: Uint8Array,
+  makeRoom: () => Promise<boolean>,
+): Promise<string> {
+  if (ONE_TASK_WRITES) {
+    const path = temps.name();
+    if (!(DIRECT_WRITES && bytes.byteLength >= DIRECT_WRITE_MIN && (await writeWholeFileDirect(path, bytes, makeRoom))))
+      await writeWholeFileInOneTask(path, bytes, makeRoom);
+    return path;
   }
+  const { path, fd } = await temps.take();
+  const sync = bytes.byteLength <= SYNC_WRITE_MAX;
   try {
     for (let offset = 0; offset < bytes.byteLength; ) {
       const at = offset;
@@ -65,10 +67,14 @@ export async function writeWholeFile(path: string, bytes: Uint8Array, makeRoom: 
       }
     }
     await callback<void>((done) => fdatasync(fd, done)).catch((err) => Promise.reject(diskError(err, 'sync')));
+  } catch (err) {
+    await callback<void>((done) => unlink(path, done)).catch(() => {});
+    throw err;
   } finally {
     // Closing a file already synced has nothing to wait for.
     closeSync(fd);
   }
+  return path;
 }
 
 /**

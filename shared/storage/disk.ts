@@ -30,7 +30,7 @@
  * which is enough (nobody else can get past them) and costs no walk over the blobs. Processes sharing a folder
  * must therefore run as one user.
  */
-import { createHash, randomUUID } from 'node:crypto';
+import { createHash } from 'node:crypto';
 import { closeSync, openSync, readFileSync, readSync, rmSync, statSync } from 'node:fs';
 import { chmod, mkdir, readdir, rename, rm, stat, statfs, unlink, utimes } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
@@ -53,6 +53,7 @@ import {
   writeWholeFile,
 } from './disk-files.ts';
 import { bodyError, bytesBlob, collect } from './streams.ts';
+import { TempFiles } from './temp-files.ts';
 
 export interface DiskStoreOptions {
   /** The folder that holds the cache; created if missing. */
@@ -112,6 +113,8 @@ export class DiskStore implements BlobStore {
   readonly #madeDirs = new Set<string>();
   /** tmp/{owner tag}: this process's uploads in flight, apart from other processes' (see owner.ts). */
   readonly #tmp: string;
+  /** Names, and files created ahead, for uploads in #tmp. */
+  readonly #temps: TempFiles;
   #bytes = 0;
   /** Declared sizes of this process's uploads in flight: counted against the budget from their first byte. */
   #reserved = 0;
@@ -129,6 +132,7 @@ export class DiskStore implements BlobStore {
     this.#log = options.log;
     this.#onEvicted = options.onEvicted;
     this.#tmp = join(options.path, 'tmp', ownerTag());
+    this.#temps = new TempFiles(this.#tmp);
     // Before the index is rebuilt from the files: whatever others publish from here on is caught up on later.
     this.#ledger = new Ledger(options.path);
   }
@@ -169,6 +173,7 @@ export class DiskStore implements BlobStore {
 
   async close(): Promise<void> {
     this.#ledger.close();
+    await this.#temps.close();
   }
 
   get bytes(): number {
@@ -363,7 +368,8 @@ export class DiskStore implements BlobStore {
       );
     }
     const id = blobId(key);
-    const temp = join(this.#tmp, randomUUID());
+    // Set once the upload has a temp file of its own, so that a failure removes it.
+    let temp: string | null = null;
     // Room is made before the first byte is written, so uploads in flight count against the budget too.
     this.#reserved += size;
     try {
@@ -382,19 +388,21 @@ export class DiskStore implements BlobStore {
           body instanceof Uint8Array
             ? body
             : await collect(body, SMALL_BLOB).catch((err) => Promise.reject(bodyError(err)));
-        // The rename is on the thread pool too: like a create, it waits for the journal (see writeWholeFile).
+        // The rename is on the thread pool too: like a create, it waits for the journal.
         await this.#publish(id, bytes.byteLength, async () => {
-          await writeWholeFile(temp, bytes, () => makeRoom(bytes.byteLength));
+          temp = await writeWholeFile(this.#temps, bytes, () => makeRoom(bytes.byteLength));
           await rename(temp, this.#pathOf(id)).catch((err) => Promise.reject(diskError(err, 'publish')));
         });
       } else {
-        const written = await writeFile(temp, body, (written) => makeRoom(size - written));
-        await this.#publish(id, written, () => rename(temp, this.#pathOf(id)));
+        const path = this.#temps.name();
+        temp = path;
+        const written = await writeFile(path, body, (written) => makeRoom(size - written));
+        await this.#publish(id, written, () => rename(path, this.#pathOf(id)));
       }
     } catch (err) {
       // Best effort: a broken tmp/ must not hide the error that brought us here.
       try {
-        rmSync(temp, { force: true });
+        if (temp !== null) rmSync(temp, { force: true });
       } catch {}
       throw err instanceof LarderError ? err : diskError(err, 'write');
     } finally {

@@ -8,15 +8,10 @@ import { startEdgeProcess, tempDir } from '../helpers/edge-process.ts';
 import { abortedUpload, randomBlob, request } from '../helpers/http.ts';
 import { bunPath, failUnlessRoot, needsRoot, requireTool } from '../helpers/tools.ts';
 import { bytesOf } from '../helpers/bytes.ts';
+import { filesUnder, uploadLeftovers } from '../helpers/files.ts';
 
 const dir = tempDir();
 afterAll(() => dir.remove());
-
-/** Files (not folders) anywhere below a folder. */
-const filesUnder = (path: string) =>
-  readdirSync(path, { recursive: true, withFileTypes: true })
-    .filter((entry) => entry.isFile())
-    .map((entry) => entry.name);
 
 describe('edge restarts', () => {
   const agent = new http.Agent({ keepAlive: false });
@@ -107,7 +102,7 @@ describe.runIf(needsRoot(MOUNTS)).each(runtimes as Array<'node' | 'bun'>)('full 
       const res = await request(agent, `${edge.url}/cas/${big.hash}`, 'PUT', big.data);
       expect(res.status).toBe(507);
       expect(res.body.toString()).toMatch(/full/);
-      expect(filesUnder(join(mount, 'cache/tmp'))).toEqual([]);
+      expect(uploadLeftovers(join(mount, 'cache/tmp'))).toEqual([]);
       expect((await request(agent, `${edge.url}/cas/${big.hash}`, 'GET')).status).toBe(404);
       const small = randomBlob(10_000);
       expect((await request(agent, `${edge.url}/cas/${small.hash}`, 'PUT', small.data)).status).toBe(200);
@@ -128,7 +123,7 @@ describe.runIf(needsRoot(MOUNTS)).each(runtimes as Array<'node' | 'bun'>)('full 
       const tooBig = randomBlob(2 << 20);
       const res = await request(agent, `${edge.url}/cas/${tooBig.hash}`, 'PUT', tooBig.data);
       expect(res.status).toBe(507);
-      expect(filesUnder(join(mount, 'cache/tmp'))).toEqual([]);
+      expect(uploadLeftovers(join(mount, 'cache/tmp'))).toEqual([]);
       expect((await request(agent, `${edge.url}/cas/${tooBig.hash}`, 'GET')).status).toBe(404);
     });
   });

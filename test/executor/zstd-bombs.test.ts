@@ -3,7 +3,7 @@
 // fail with INVALID_ARGUMENT or RESOURCE_EXHAUSTED, and nothing is stored.
 import * as grpc from '@grpc/grpc-js';
 import { randomUUID } from 'node:crypto';
-import { readdirSync } from 'node:fs';
+import { uploadLeftovers } from '../helpers/files.ts';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadZstd } from '../../executor/reapi/zstd.ts';
@@ -137,10 +137,7 @@ describe.runIf(haveZstd)('zstd bombs against a real executor', () => {
     ];
     const { missingBlobDigests } = await clients.cas.findMissingBlobs({ blobDigests: digests });
     expect(missingBlobDigests).toHaveLength(digests.length);
-    const leftovers = readdirSync(join(store, 'tmp'), { recursive: true, withFileTypes: true }).filter((entry) =>
-      entry.isFile(),
-    );
-    expect(leftovers).toEqual([]);
+    expect(uploadLeftovers(join(store, 'tmp'))).toEqual([]);
     report(watch);
   });
 });
