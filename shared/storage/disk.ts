@@ -388,7 +388,7 @@ export class DiskStore implements BlobStore {
           body instanceof Uint8Array
             ? body
             : await collect(body, SMALL_BLOB).catch((err) => Promise.reject(bodyError(err)));
-        // The rename is on the thread pool too: like a create, it waits for the journal.
+        // The rename is on the thread pool too: like a create, it may wait for the journal (see temp-files.ts).
         await this.#publish(id, bytes.byteLength, async () => {
           temp = await writeWholeFile(this.#temps, bytes, () => makeRoom(bytes.byteLength));
           await rename(temp, this.#pathOf(id)).catch((err) => Promise.reject(diskError(err, 'publish')));

@@ -1,10 +1,12 @@
 /**
  * The disk store's temp files, in its own tmp/{owner} folder: a fresh name for each upload, or a file created ahead.
  *
- * Creating a file was the slowest step of writing a small blob on this host's ext4: 0.4–1.1 ms for the open(2) that
- * makes the inode, against 0.3–0.7 ms for the fdatasync (a Node loop of 300 action-result writes; the executor's
- * action-cache write, which ends every action, spent 0.9–1.1 ms of its 2.2–3.3 in it). So one file is kept created
- * ahead: the next small write only writes, syncs and renames it, and a new one is made while the caller goes on.
+ * Creating a file was the slowest step of writing a small blob on this host's ext4: 0.4–1.2 ms for the open(2) that
+ * makes the inode, against 0.3–0.8 ms for the fdatasync (Node, 300 writes of 200 bytes, one after another and 5 ms
+ * apart); in the executor's action-cache write, which ends every action, the create took 0.9–1.1 ms of 1.7–3.3.
+ * So one file is kept created ahead: the next small write only writes, syncs and renames it, and a new one is made
+ * on the thread pool while the caller goes on (never on the event loop: on ext4 with a journal a create can wait
+ * milliseconds for other uploads' syncs to commit it).
  * It is an empty file with the blobs' mode, named AHEAD_PREFIX… so that it is not taken for an upload's leftover; `close`
  * removes it, and a process killed before that leaves it in its tmp folder, which the next start removes with the
  * folder (disk.ts removeAbandoned).
