@@ -21,7 +21,6 @@ import { type FileHandle, open } from 'node:fs/promises';
 import { LarderError } from '../errors.ts';
 import { bodyError } from './streams.ts';
 import { SyncAhead } from './sync-ahead.ts';
-import type { TempFiles } from './temp-files.ts';
 
 /** Reads of this size: 1 MiB reads throughout would mean fewer chunks, but Deno then held ~200 MiB streaming a 256 MiB blob out. */
 const READ_CHUNK = 256 * 1024;
@@ -36,6 +35,12 @@ export const BLOB_MODE = 0o600;
 /** Blobs up to this size are written with one synchronous call (see disk.ts SMALL_BLOB). */
 const SYNC_WRITE_MAX = 64 * 1024;
 
+/** Where writeWholeFile gets its temp file: a fresh name, or a file created ahead (temp-files.ts TempFiles). */
+export interface TempFileSource {
+  name(): string;
+  take(): Promise<{ path: string; fd: number }>;
+}
+
 /**
  * Writes a blob whose bytes are in memory into a new temp file, synced to stable storage, and resolves to its path;
  * a write that fails leaves no file. On Bun, in one thread-pool task (see ONE_TASK_WRITES). Elsewhere into the file
@@ -43,7 +48,7 @@ const SYNC_WRITE_MAX = 64 * 1024;
  * thread-pool round trip), larger ones on the thread pool; the sync always runs on the thread pool.
  */
 export async function writeWholeFile(
-  temps: TempFiles,
+  temps: TempFileSource,
   bytes: Uint8Array,
   makeRoom: () => Promise<boolean>,
 ): Promise<string> {

@@ -14,7 +14,7 @@
 import { close, fstatSync, open, unlink } from 'node:fs';
 import { randomUUID } from 'node:crypto';
 import { join } from 'node:path';
-import { BLOB_MODE, diskError } from './disk-files.ts';
+import { BLOB_MODE, diskError, type TempFileSource } from './disk-files.ts';
 
 /** How the name of a file created ahead begins. */
 export const AHEAD_PREFIX = 'ahead-';
@@ -25,7 +25,7 @@ export interface TempFile {
   fd: number;
 }
 
-export class TempFiles {
+export class TempFiles implements TempFileSource {
   readonly #dir: string;
   /** The file created ahead (null once its creation failed: the taker creates its own then). */
   #ahead: Promise<TempFile | null> | null = null;
