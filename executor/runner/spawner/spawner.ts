@@ -168,9 +168,12 @@ export class Spawner {
       }
     };
     child.once('exit', (_code, signal) => ended(signal === null));
-    // It could not be started (EAGAIN, an exec the file system forbids: no pid), or a message could not reach it
-    // (EPIPE: it died, how is for its exit to say): either way it is gone. Unheard, the error would end the executor.
-    child.on('error', () => ended(child.pid === undefined));
+    // It could not be started (EAGAIN, an exec the file system forbids: no pid, and no exit will follow), or a
+    // message could not reach it (EPIPE: it died, and its exit, which follows, says how: a Bun that could not run
+    // exits by itself, often before the first message is even sent). Unheard, the error would end the executor.
+    child.on('error', () => {
+      if (child.pid === undefined) ended(true);
+    });
     // The spawner must not keep the executor alive on its own.
     child.unref();
     (child as unknown as { channel?: { unref(): void } }).channel?.unref();
