@@ -56,10 +56,12 @@ export class TempFiles implements TempFileSource {
 
   /** Removes the file created ahead; a take after this creates its file then. */
   async close(): Promise<void> {
-    this.#closed = true;
-    const file = await this.#ahead;
+    // Let go of it first: a take meanwhile must not be handed the file this removes.
+    const ahead = this.#ahead;
     this.#ahead = null;
-    if (file === null || file === undefined) return;
+    this.#closed = true;
+    const file = await ahead;
+    if (file === null) return;
     await new Promise<void>((resolve) => close(file.fd, () => unlink(file.path, () => resolve())));
   }
 

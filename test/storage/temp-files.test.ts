@@ -52,6 +52,19 @@ describe('temp files', () => {
     expect(readdirSync(dir)).toEqual([]);
   });
 
+  it('hands a take made while it closes a file of its own, not the one it removes', async () => {
+    const dir = freshDir();
+    const temps = new TempFiles(dir);
+    const first = await temps.take(); // and one is made ahead
+    closeSync(first.fd);
+    const closing = temps.close();
+    const file = await temps.take();
+    await closing;
+    expect(statSync(file.path).isFile()).toBe(true);
+    writeSync(file.fd, 'x'); // still open: close did not take it
+    closeSync(file.fd);
+  });
+
   it('never hands out a file made ahead that was removed from the folder since', async () => {
     const dir = freshDir();
     const temps = new TempFiles(dir);
