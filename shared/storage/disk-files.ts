@@ -35,10 +35,16 @@ export const BLOB_MODE = 0o600;
 /** Blobs up to this size are written with one synchronous call (see disk.ts SMALL_BLOB). */
 const SYNC_WRITE_MAX = 64 * 1024;
 
+/** A new, empty, open temp file: its path, and its descriptor (the taker writes and closes it). */
+export interface TempFile {
+  path: string;
+  fd: number;
+}
+
 /** Where writeWholeFile gets its temp file: a fresh name, or a file created ahead (temp-files.ts TempFiles). */
 export interface TempFileSource {
   name(): string;
-  take(): Promise<{ path: string; fd: number }>;
+  take(): Promise<TempFile>;
 }
 
 /**

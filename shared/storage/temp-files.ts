@@ -14,16 +14,10 @@
 import { close, fstatSync, open, unlink } from 'node:fs';
 import { randomUUID } from 'node:crypto';
 import { join } from 'node:path';
-import { BLOB_MODE, diskError, type TempFileSource } from './disk-files.ts';
+import { BLOB_MODE, diskError, type TempFile, type TempFileSource } from './disk-files.ts';
 
 /** How the name of a file created ahead begins. */
 export const AHEAD_PREFIX = 'ahead-';
-
-/** A new, empty, open file: its path, and its descriptor (the taker writes and closes it). */
-export interface TempFile {
-  path: string;
-  fd: number;
-}
 
 export class TempFiles implements TempFileSource {
   readonly #dir: string;
