@@ -16,10 +16,13 @@ type Fields = Record<string, unknown>;
 export interface DigestColumns {
   /** Each digest's hash: always 64 lowercase hex characters (the decoder keeps columns only then). */
   readonly hashes: string[];
-  /** Each digest's size, a safe integer. */
-  readonly sizes: number[];
+  /**
+   * Each digest's size, a safe integer. Sizes and spans are typed arrays: their numbers lie outside the JS heap, which
+   * the garbage collector then need not copy while a call holds them (digest-lists.ts).
+   */
+  readonly sizes: Float64Array;
   /** For each digest, where its value (length prefix and fields, not the list field's key) starts and ends in `bytes`. */
-  readonly spans: number[];
+  readonly spans: Uint32Array;
   /**
    * The request's bytes, read again when the reply is encoded: they must not change meanwhile. Each unary request
    * has a buffer of its own (lent-frames.ts lends a buffer only to the next message of the call that handed it back).
@@ -46,7 +49,7 @@ export function keepColumns(message: Fields, key: string, columns: DigestColumns
 }
 
 /** The Digest objects of `columns`, all or those at `indexes`, as protobuf-es makes them. */
-export function digestsAt(columns: DigestColumns, indexes?: readonly number[]): Fields[] {
+export function digestsAt(columns: DigestColumns, indexes?: ArrayLike<number>): Fields[] {
   const count = indexes === undefined ? columns.hashes.length : indexes.length;
   const digests = new Array<Fields>(count);
   for (let n = 0; n < count; n++) {
@@ -59,7 +62,7 @@ export function digestsAt(columns: DigestColumns, indexes?: readonly number[]): 
 interface Chosen {
   key: string;
   columns: DigestColumns;
-  indexes: readonly number[];
+  indexes: ArrayLike<number>;
 }
 
 const chosenOf = new WeakMap<object, Chosen>();
@@ -68,7 +71,7 @@ const chosenOf = new WeakMap<object, Chosen>();
  * A reply whose list `key` holds the digests at `indexes` of `columns` (FindMissingBlobsResponse's missing ones):
  * its encoder copies their bytes from the request (`encodeChosen`), and the list is made only if read.
  */
-export function chosenDigests<T>(key: string, columns: DigestColumns, indexes: readonly number[]): T {
+export function chosenDigests<T>(key: string, columns: DigestColumns, indexes: ArrayLike<number>): T {
   const reply: Fields = {};
   chosenOf.set(reply, { key, columns, indexes });
   lazyList(
@@ -91,10 +94,14 @@ export function encodeChosen(message: unknown, key: string, tag: number): Buffer
   const { columns, indexes } = chosen;
   const { spans, bytes } = columns;
   let total = 0;
-  for (const i of indexes) total += 1 + spans[2 * i + 1]! - spans[2 * i]!;
+  for (let n = 0; n < indexes.length; n++) {
+    const i = indexes[n]!;
+    total += 1 + spans[2 * i + 1]! - spans[2 * i]!;
+  }
   const out = framableMessage(total);
   let at = 0;
-  for (const i of indexes) {
+  for (let n = 0; n < indexes.length; n++) {
+    const i = indexes[n]!;
     out[at++] = tag;
     at += bytes.copy(out, at, spans[2 * i]!, spans[2 * i + 1]!);
   }

@@ -48,21 +48,27 @@ export function casService(deps: CasDeps): ServiceHandlers<typeof ContentAddress
       // the decoder kept the digests as columns (its hashes are SHA-256 hashes, its sizes safe integers).
       const columns = digestColumns(request);
       const { hashes, sizes } = columns ?? checkedColumns(request.blobDigests);
-      const asked: number[] = [];
-      const keys: BlobKey[] = [];
+      // Lists sized once, and indexes in typed arrays: what a call holds is what the collector copies if it runs
+      // meanwhile (digest-lists.ts).
+      const asked = new Uint32Array(hashes.length);
+      const keys = new Array<BlobKey>(hashes.length);
+      let count = 0;
       for (let i = 0; i < hashes.length; i++) {
         const hash = hashes[i]!;
         if (sizes[i] === 0 && hash === EMPTY_SHA256) continue; // always there
-        asked.push(i);
+        asked[count] = i;
         // blobKey()'s checks were made already.
-        keys.push({ instance, kind: 'cas', hash });
+        keys[count++] = { instance, kind: 'cas', hash };
       }
+      keys.length = count;
       const stored = await statMany(store, keys, CONCURRENCY);
-      const missing: number[] = [];
-      for (let n = 0; n < asked.length; n++) if (stored[n] !== sizes[asked[n]!]) missing.push(asked[n]!);
+      const missing = new Uint32Array(count);
+      let missed = 0;
+      for (let n = 0; n < count; n++) if (stored[n] !== sizes[asked[n]!]) missing[missed++] = asked[n]!;
+      const indexes = missing.subarray(0, missed);
       // From columns, the missing digests' own bytes are the reply's (digest-columns.ts).
-      if (columns !== undefined) return chosenDigests('missingBlobDigests', columns, missing);
-      return { missingBlobDigests: missing.map((i) => request.blobDigests[i]!) };
+      if (columns !== undefined) return chosenDigests('missingBlobDigests', columns, indexes);
+      return { missingBlobDigests: Array.from(indexes, (i) => request.blobDigests[i]!) };
     },
 
     async batchUpdateBlobs(request) {
