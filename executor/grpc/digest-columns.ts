@@ -8,6 +8,7 @@
  * The list stays a list of Digest for everyone else: the message's field is a getter that makes the objects, the
  * same ones protobuf-es would, the first time it is read.
  */
+import { Attached } from './attached.ts';
 import { framableMessage } from './bytes-message.ts';
 import { DigestSchema } from '../../shared/proto/gen/build/bazel/remote/execution/v2/remote_execution_pb.ts';
 
@@ -30,7 +31,7 @@ export interface DigestColumns {
   readonly bytes: Buffer;
 }
 
-const columnsOf = new WeakMap<object, DigestColumns>();
+const columnsOf = new Attached<DigestColumns>('digest columns');
 
 /** The columns of a decoded message's one list of digests, when the decoder kept them. */
 export function digestColumns(message: object): DigestColumns | undefined {
@@ -65,7 +66,7 @@ interface Chosen {
   indexes: ArrayLike<number>;
 }
 
-const chosenOf = new WeakMap<object, Chosen>();
+const chosenOf = new Attached<Chosen>('chosen digests');
 
 /**
  * A reply whose list `key` holds the digests at `indexes` of `columns` (FindMissingBlobsResponse's missing ones):
@@ -111,22 +112,55 @@ export function encodeChosen(message: unknown, key: string, tag: number): Buffer
 /**
  * Defines `message[key]` as `make()`'s list, made at the first read; a write replaces it like any field (and calls
  * `replaced`: whatever stood for the old list no longer does), and throws once the message is frozen (deepFreeze), as
- * a frozen field would. The list is kept in the getter rather than put in its place, so that freezing, which reads
- * every field, works too.
+ * a frozen field would. The list is kept beside the accessor rather than put in its place, so that freezing, which
+ * reads every field, works too.
+ *
+ * The getter and setter are made once per field name and shared by every message, each message's own state attached
+ * to it. V8 keeps an accessor's functions in the object's hidden class, which lives in the old generation: functions
+ * made per message gave each message a hidden class of its own, which kept that call's columns alive through young
+ * collections until a full one, as a WeakMap did (attached.ts).
  */
 export function lazyList(message: object, key: string, make: () => object[], replaced: () => void): void {
-  let list: unknown;
-  Object.defineProperty(message, key, {
-    get() {
-      if (list === undefined) list = make();
-      return list;
+  const field = lazyField(key);
+  field.state.set(message, { list: undefined, make, replaced });
+  Object.defineProperty(message, key, field.accessor);
+}
+
+interface LazyState {
+  list: unknown;
+  make: () => object[];
+  replaced: () => void;
+}
+
+interface LazyField {
+  state: Attached<LazyState>;
+  accessor: PropertyDescriptor;
+}
+
+const lazyFields = new Map<string, LazyField>();
+
+function lazyField(key: string): LazyField {
+  const known = lazyFields.get(key);
+  if (known !== undefined) return known;
+  const state = new Attached<LazyState>(`lazy ${key}`);
+  const field: LazyField = {
+    state,
+    accessor: {
+      get(this: object) {
+        const lazy = state.get(this)!;
+        if (lazy.list === undefined) lazy.list = lazy.make();
+        return lazy.list;
+      },
+      set(this: object, value: unknown) {
+        if (Object.isFrozen(this)) throw new TypeError(`Cannot assign to read only property '${key}' of object`);
+        const lazy = state.get(this)!;
+        lazy.replaced();
+        lazy.list = value;
+      },
+      enumerable: true,
+      configurable: true,
     },
-    set(value: unknown) {
-      if (Object.isFrozen(message)) throw new TypeError(`Cannot assign to read only property '${key}' of object`);
-      replaced();
-      list = value;
-    },
-    enumerable: true,
-    configurable: true,
-  });
+  };
+  lazyFields.set(key, field);
+  return field;
 }

@@ -14,6 +14,7 @@ import {
   type BatchReadBlobsResponse,
   Compressor_Value,
 } from '../../shared/proto/gen/build/bazel/remote/execution/v2/remote_execution_pb.ts';
+import { Attached } from './attached.ts';
 import { framableMessage } from './bytes-message.ts';
 import { type DigestColumns, digestsAt, lazyList } from './digest-columns.ts';
 import { varintLength, writeVarint } from './digest-lists.ts';
@@ -75,7 +76,7 @@ function responseLength(digestValue: number, size: number): number {
 }
 
 /** Replies made by foundReply, with their bytes and how many blobs they carry. */
-const written = new WeakMap<object, { message: Buffer; blobs: number }>();
+const written = new Attached<{ message: Buffer; blobs: number }>('found blobs');
 
 /**
  * The reply whose every blob was read into `layout`: encoded as it lies (`writtenMessage`). Its list of responses is
