@@ -61,7 +61,8 @@ describe('lazyList', () => {
         () => [{ i }],
         () => {},
       );
-    const [da, db] = [a, b].map((m) => Object.getOwnPropertyDescriptor(m, 'digests')!);
+    const da = Object.getOwnPropertyDescriptor(a, 'digests')!;
+    const db = Object.getOwnPropertyDescriptor(b, 'digests')!;
     expect(da.get).toBe(db.get);
     expect(da.set).toBe(db.set);
     expect((a as { digests: unknown }).digests).toEqual([{ i: 0 }]);
