@@ -26,6 +26,7 @@ import type { Principal } from '../../shared/auth/authenticator.ts';
 import { errorForLog, LarderError } from '../../shared/errors.ts';
 import type { Logger } from '../../shared/log.ts';
 import { callStatus } from '../reapi/grpc-status.ts';
+import { Attached } from './attached.ts';
 import { batchReadResponseEncoder } from './batch-read-message.ts';
 import { singleBytesEncoder } from './bytes-message.ts';
 import { digestListDecoder, digestListEncoder, generic } from './digest-lists.ts';
@@ -182,7 +183,7 @@ type ErrorCallback = (error: grpc.ServerErrorResponse | null, value?: unknown) =
 function adaptMethod(method: DescMethod, handler: AnyHandler, options: AdaptOptions): grpc.UntypedHandleCall {
   const path = `/${method.parent.typeName}/${method.name}`;
   /** Per call, what stops listening for its cancel: called once the call is answered. */
-  const stopWatching = new WeakMap<CallContext, () => void>();
+  const stopWatching = new Attached<() => void>('stop watching');
   const finished = (ctx: CallContext, code: grpc.status, reply?: unknown) => {
     stopWatching.get(ctx)?.();
     options.observe?.finished(ctx, code, reply);
