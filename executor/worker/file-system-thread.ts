@@ -11,9 +11,14 @@
  * keeps two threads, one for staging and one for deletions, so that a deletion sleeping in the kernel never holds
  * up staging.
  *
+ * A small batch with nothing pending before it (at most `inlineOps` ops, no deletion) is applied at once on the
+ * calling thread instead: a round trip to an idle thread cost 0.6 ms (p50) of a trivial action's staging on a 2-core
+ * host, where its three calls cost 0.1 ms. A deletion may walk a whole tree, so it always goes to the thread.
+ *
  * Requests are served in order. The thread keeps the process alive only while requests are pending; a thread
  * that dies is replaced at the next request, its pending ones failed.
  */
+import * as fs from 'node:fs';
 import { Worker } from 'node:worker_threads';
 
 export type FileSystemOp =
@@ -36,35 +41,49 @@ export function throwIfStopped({ stopped }: AppliedOps): void {
   if (stopped !== null) throw Object.assign(new Error(stopped.message), { code: stopped.code });
 }
 
-/** Plain JavaScript for the thread. */
-const THREAD = `
-const { parentPort } = require('node:worker_threads');
-const { chownSync, linkSync, mkdirSync, rmSync, symlinkSync } = require('node:fs');
-const apply = (ops) => {
-  const failedLinks = [];
+/** The file-system calls applyOps makes, passed in so that its source runs as it is on the thread too. */
+type FileSystemCalls = Pick<typeof fs, 'chownSync' | 'linkSync' | 'mkdirSync' | 'rmSync' | 'symlinkSync'>;
+
+/**
+ * Applies `ops` in order with `calls` (see AppliedOps). The thread runs this function's own source (THREAD), so it
+ * refers to nothing outside its parameters and declares no function inside (a loader would name those with a helper
+ * the thread does not have).
+ */
+function applyOps(ops: readonly FileSystemOp[], calls: FileSystemCalls): AppliedOps {
+  const failedLinks: AppliedOps['failedLinks'] = [];
   for (let index = 0; index < ops.length; index++) {
-    const op = ops[index];
+    const op = ops[index]!;
     try {
-      if (op.op === 'link') linkSync(op.from, op.path);
-      else if (op.op === 'mkdir') mkdirSync(op.path, { recursive: op.recursive === true, mode: op.mode });
-      else if (op.op === 'chown') chownSync(op.path, op.uid, op.gid);
-      else if (op.op === 'remove') rmSync(op.path, { recursive: true, force: true });
-      else symlinkSync(op.target, op.path);
+      if (op.op === 'link') calls.linkSync(op.from, op.path);
+      else if (op.op === 'mkdir') calls.mkdirSync(op.path, { recursive: op.recursive === true, mode: op.mode });
+      else if (op.op === 'chown') calls.chownSync(op.path, op.uid, op.gid);
+      else if (op.op === 'remove') calls.rmSync(op.path, { recursive: true, force: true });
+      else calls.symlinkSync(op.target, op.path);
     } catch (error) {
-      if (op.op === 'link') failedLinks.push({ index, code: String(error.code) });
-      else return { stopped: { index, code: String(error.code), message: String(error.message) }, failedLinks };
+      const { code, message } = error as NodeJS.ErrnoException;
+      if (op.op === 'link') failedLinks.push({ index, code: String(code) });
+      else return { stopped: { index, code: String(code), message: String(message) }, failedLinks };
     }
   }
   return { stopped: null, failedLinks };
-};
+}
+
+/** Plain JavaScript for the thread: applyOps, with node:fs. */
+const THREAD = `
+const { parentPort } = require('node:worker_threads');
+const calls = require('node:fs');
+const applyOps = ${applyOps.toString()};
 parentPort.on('message', ({ id, ops }) => {
   try {
-    parentPort.postMessage({ id, error: null, applied: apply(ops) });
+    parentPort.postMessage({ id, error: null, applied: applyOps(ops, calls) });
   } catch (error) {
     parentPort.postMessage({ id, error: String(error && error.message ? error.message : error), applied: null });
   }
 });
 `;
+
+/** Ops a batch may have to be applied on the calling thread (FileSystemThread's default). */
+export const INLINE_OPS = 8;
 
 interface Pending {
   resolve(applied: AppliedOps): void;
@@ -77,9 +96,15 @@ export class FileSystemThread {
   #nextId = 1;
   #closed = false;
 
+  /** @param inlineOps the most ops a batch applied on the calling thread may have (0: every batch goes to the thread). */
+  constructor(private readonly inlineOps = INLINE_OPS) {}
+
   /** Applies `ops` in order (see AppliedOps for what a failure does). */
   apply(ops: readonly FileSystemOp[]): Promise<AppliedOps> {
     if (this.#closed) return Promise.reject(new Error('the file-system thread is closed'));
+    // Only with nothing pending: a batch applied here must not overtake one sent before it.
+    if (ops.length <= this.inlineOps && this.#pending.size === 0 && ops.every((op) => op.op !== 'remove'))
+      return Promise.resolve(applyOps(ops, fs));
     const id = this.#nextId++;
     const done = new Promise<AppliedOps>((resolve, reject) => this.#pending.set(id, { resolve, reject }));
     const thread = this.#start();

@@ -1,5 +1,6 @@
 // The file-system thread: whole trees deleted, read-only parts included, and staging's folders, symlinks and links
-// made in batches, one request each.
+// made in batches, one request each; small batches with nothing pending are applied on the calling thread, with the
+// same semantics (the op tests run both ways).
 import {
   chmodSync,
   existsSync,
@@ -14,7 +15,7 @@ import {
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { FileSystemThread, throwIfStopped } from '../../../executor/worker/file-system-thread.ts';
+import { FileSystemThread, INLINE_OPS, throwIfStopped } from '../../../executor/worker/file-system-thread.ts';
 
 /** Deletes a tree with one `remove` op, rejecting with its failure (how action-folders.ts retires a folder). */
 async function removeTree(thread: FileSystemThread, path: string): Promise<void> {
@@ -61,17 +62,25 @@ describe('FileSystemThread', () => {
     expect(existsSync(tree)).toBe(false);
     await remover.close();
   });
+});
+
+describe.each([
+  ['on its thread', 0],
+  ['on the calling thread when small', INLINE_OPS],
+])('FileSystemThread ops, %s', (_, inlineOps) => {
+  const base = join(dir, `ops-${inlineOps}`);
+  mkdirSync(base);
 
   it('makes folders, symlinks and links in order; a failed link is reported and the rest go on', async () => {
-    const thread = new FileSystemThread();
-    const source = join(dir, 'source.txt');
+    const thread = new FileSystemThread(inlineOps);
+    const source = join(base, 'source.txt');
     writeFileSync(source, 'linked');
-    const root = join(dir, 'staged');
+    const root = join(base, 'staged');
     mkdirSync(root);
     const applied = await thread.apply([
       { op: 'mkdir', path: join(root, 'sub') },
       { op: 'link', from: source, path: join(root, 'sub', 'a') },
-      { op: 'link', from: join(dir, 'not-there'), path: join(root, 'sub', 'b') },
+      { op: 'link', from: join(base, 'not-there'), path: join(root, 'sub', 'b') },
       { op: 'symlink', target: 'a', path: join(root, 'sub', 'c') },
       { op: 'link', from: source, path: join(root, 'd') },
     ]);
@@ -84,8 +93,8 @@ describe('FileSystemThread', () => {
   });
 
   it('changes owners, and makes a folder with its parents when asked', async () => {
-    const thread = new FileSystemThread();
-    const deep = join(dir, 'owned', 'a', 'b');
+    const thread = new FileSystemThread(inlineOps);
+    const deep = join(base, 'owned', 'a', 'b');
     const applied = await thread.apply([
       { op: 'mkdir', path: deep, recursive: true },
       { op: 'mkdir', path: deep, recursive: true },
@@ -98,13 +107,13 @@ describe('FileSystemThread', () => {
 
   it('deletes a tree within a batch, before the ops after it, and takes nothing there as done', async () => {
     const thread = new FileSystemThread();
-    const old = join(dir, 'batch-old');
+    const old = join(base, 'batch-old');
     mkdirSync(join(old, 'root', 'a'), { recursive: true });
     writeFileSync(join(old, 'root', 'a', 'f'), 'x', { mode: 0o444 });
-    const fresh = join(dir, 'batch-fresh');
+    const fresh = join(base, 'batch-fresh');
     const applied = await thread.apply([
       { op: 'remove', path: old },
-      { op: 'remove', path: join(dir, 'never-there') },
+      { op: 'remove', path: join(base, 'never-there') },
       { op: 'mkdir', path: fresh },
     ]);
     expect(applied).toEqual({ stopped: null, failedLinks: [] });
@@ -113,8 +122,8 @@ describe('FileSystemThread', () => {
   });
 
   it('stops a batch at a folder or symlink it cannot make', async () => {
-    const thread = new FileSystemThread();
-    const root = join(dir, 'stopped');
+    const thread = new FileSystemThread(inlineOps);
+    const root = join(base, 'stopped');
     mkdirSync(join(root, 'taken'), { recursive: true });
     const applied = await thread.apply([
       { op: 'mkdir', path: join(root, 'taken') },
@@ -126,8 +135,39 @@ describe('FileSystemThread', () => {
   });
 
   it('refuses work once closed', async () => {
-    const remover = new FileSystemThread();
+    const remover = new FileSystemThread(inlineOps);
     await remover.close();
     await expect(removeTree(remover, join(dir, 'late'))).rejects.toThrow(/closed/);
+  });
+});
+
+describe('FileSystemThread on the calling thread', () => {
+  it('applies a small batch before apply returns, and a larger one or a deletion on its thread', async () => {
+    const thread = new FileSystemThread();
+    const small = join(dir, 'inline-small');
+    const pending = thread.apply([{ op: 'mkdir', path: small }]);
+    expect(existsSync(small)).toBe(true);
+    expect(await pending).toEqual({ stopped: null, failedLinks: [] });
+    const large = Array.from({ length: INLINE_OPS + 1 }, (_, i) => join(dir, `inline-large-${i}`));
+    const applied = thread.apply(large.map((path) => ({ op: 'mkdir' as const, path })));
+    expect(existsSync(large[0]!)).toBe(false);
+    await applied;
+    expect(large.filter(existsSync)).toEqual(large);
+    await thread.close();
+  });
+
+  it('sends a small batch to the thread while one sent before it is pending there, so it cannot overtake it', async () => {
+    const thread = new FileSystemThread();
+    const tree = join(dir, 'overtaken');
+    mkdirSync(join(tree, 'a'), { recursive: true });
+    for (let i = 0; i < 2000; i++) writeFileSync(join(tree, 'a', `f${i}`), 'x');
+    const removed = thread.apply([{ op: 'remove', path: tree }]);
+    const remade = thread.apply([{ op: 'mkdir', path: tree }]);
+    expect(await removed).toEqual({ stopped: null, failedLinks: [] });
+    // Applied at once, the mkdir would have found the old tree there (EEXIST), and the removal taken the new one.
+    expect(await remade).toEqual({ stopped: null, failedLinks: [] });
+    expect(existsSync(tree)).toBe(true);
+    expect(existsSync(join(tree, 'a'))).toBe(false);
+    await thread.close();
   });
 });
