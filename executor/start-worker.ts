@@ -96,7 +96,8 @@ async function start(
     environment: {
       ...host.environment,
       casFor: (instance) => host.rememberedBlobs.wrap(grpcCas(frontend, instance), instance),
-      writeActionResult: grpcActionCacheWriter(frontend),
+      // The fleet's frontends read one shared store, not through this process: the answer waits for the write.
+      actionCache: { write: grpcActionCacheWriter(frontend), readsWaitForWrites: false },
     },
   });
   await worker.start();

@@ -28,6 +28,7 @@ import { callerOf } from './caller.ts';
 import { operationMessage, unknownOperation } from './operation-message.ts';
 import { outputCheck } from './output-check.ts';
 import { prepareJob, priorityOf, type TimeoutPolicy } from './prepare-job.ts';
+import type { ActionCacheWrites } from '../services/action-cache-writes.ts';
 import type { RecentActions } from './recent-actions.ts';
 
 export interface ExecutionDeps {
@@ -40,6 +41,8 @@ export interface ExecutionDeps {
   keepaliveMs: number;
   /** Where finished actions are recorded for the actions page; none: not recorded. */
   recent?: RecentActions;
+  /** The action cache writes this process's workers have under way, which the cache lookup waits for. */
+  actionCacheWrites?: ActionCacheWrites;
 }
 
 type Send = (operation: Operation) => Promise<void>;

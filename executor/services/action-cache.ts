@@ -19,6 +19,7 @@ import {
 } from '../../shared/proto/gen/build/bazel/remote/execution/v2/remote_execution_pb.ts';
 import { checkDigestFunction, digestOf, instanceOf } from '../reapi/digests.ts';
 import type { CallContext, ServiceHandlers } from '../grpc/adapt.ts';
+import type { ActionCacheWrites } from './action-cache-writes.ts';
 
 /** Inlined bytes per reply, summed: far below message limits, and enough for typical stdout/stderr. */
 export const MAX_INLINE_BYTES = 1024 * 1024;
@@ -29,6 +30,8 @@ export interface ActionCacheDeps {
   validateActionResults: boolean;
   /** Seam for per-role authorisation: whether this caller may write the action cache. */
   canUpdateActionCache(ctx: CallContext): boolean;
+  /** The writes this process's workers have under way, which lookups wait for; absent: no workers here. */
+  actionCacheWrites?: ActionCacheWrites;
 }
 
 export function actionCacheService(deps: ActionCacheDeps): ServiceHandlers<typeof ActionCache> {
@@ -79,12 +82,13 @@ export async function writeActionResult(store: BlobStore, key: BlobKey, result: 
  * Shared by GetActionResult and Execute's cache lookup.
  */
 export async function lookupActionResult(
-  deps: Pick<ActionCacheDeps, 'store' | 'log' | 'validateActionResults'>,
+  deps: Pick<ActionCacheDeps, 'store' | 'log' | 'validateActionResults' | 'actionCacheWrites'>,
   instance: string,
   hash: string,
 ): Promise<ActionResult | null> {
   const { store, log } = deps;
   const key = blobKey(instance, 'ac', hash);
+  await deps.actionCacheWrites?.settled(key);
   const blob = await store.get(key);
   if (blob === null) return null;
   let result: ActionResult;

@@ -45,6 +45,7 @@ export async function startGrpcServer(
     ...config,
     ...services,
     log,
+    ...(execution?.workers ? { actionCacheWrites: execution.workers.actionCacheWrites } : {}),
     execution:
       execution === null
         ? undefined

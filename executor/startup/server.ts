@@ -28,6 +28,7 @@ import { addService, type AdaptOptions, type CallContext } from '../grpc/adapt.t
 import { grpcObserver } from '../grpc/observe.ts';
 import { logCalls } from '../grpc/request-metadata.ts';
 import { actionCacheService, MAX_INLINE_BYTES } from '../services/action-cache.ts';
+import type { ActionCacheWrites } from '../services/action-cache-writes.ts';
 import { byteStreamService } from '../services/bytestream.ts';
 import { capabilitiesService } from '../services/capabilities.ts';
 import { casService } from '../services/cas.ts';
@@ -53,6 +54,8 @@ export interface ExecutorServerOptions {
    * Default: the caller's roles allow UpdateActionResult (everyone, without a gate).
    */
   canUpdateActionCache?: (ctx: CallContext) => boolean;
+  /** The action cache writes of this process's workers under way, which its lookups wait for (action-cache-writes.ts). */
+  actionCacheWrites?: ActionCacheWrites;
   /** Remote execution: served (and advertised) only with a scheduler that has somewhere to run actions. */
   execution?: Omit<ExecutionDeps, 'store' | 'log' | 'validateActionResults'>;
   /** Counts calls, bytes, cache requests and refusals; nothing is counted without it. */

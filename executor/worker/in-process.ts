@@ -3,13 +3,14 @@
  * as their CAS and action cache, and one worker host (work folder, input cache, runners, persistent workers).
  */
 import { hostname } from 'node:os';
-import { blobKey } from '../../shared/digest.ts';
+import { blobKey, type Digest } from '../../shared/digest.ts';
+import type { ActionResult } from '../../shared/proto/gen/build/bazel/remote/execution/v2/remote_execution_pb.ts';
 import type { ExecutionConfig } from '../config/execution-options.ts';
 import type { Logger } from '../../shared/log.ts';
 import type { BlobStore } from '../../shared/storage/store.ts';
 import { describeWorkerPlatform, workerPlatform } from '../reapi/platform.ts';
 import type { Scheduler } from '../scheduler/scheduler.ts';
-import { writeActionResult } from '../services/action-cache.ts';
+import { ActionCacheWrites } from '../services/action-cache-writes.ts';
 import type { PersistentWorkers } from './persistent/persistent-workers.ts';
 import { storeCas } from './store-cas.ts';
 import { Worker, type WorkerOptions } from './worker.ts';
@@ -29,6 +30,8 @@ export interface InProcessWorkers {
   readonly workers: readonly Worker[];
   /** Remote persistent workers (null unless --persistent-workers names a runner). */
   readonly persistentWorkers: PersistentWorkers | null;
+  /** The action cache writes the workers have under way, for this process's lookups to wait for. */
+  readonly actionCacheWrites: ActionCacheWrites;
   stop(): Promise<void>;
 }
 
@@ -43,6 +46,12 @@ export async function startInProcessWorkers(options: {
 }): Promise<InProcessWorkers> {
   const { config, store, log } = options;
   const host = await openWorkerHost(config, log);
+  const actionCacheWrites = new ActionCacheWrites(store);
+  const actionCache = {
+    write: (instance: string, digest: Digest, result: ActionResult) =>
+      actionCacheWrites.write(blobKey(instance, 'ac', digest.hash), result),
+    readsWaitForWrites: true,
+  };
   const workers: Worker[] = [];
   options.pools.forEach((pool, index) => {
     const platform = workerPlatform(pool.labels, host.runnerKinds);
@@ -59,8 +68,7 @@ export async function startInProcessWorkers(options: {
           environment: {
             ...host.environment,
             casFor: (instance) => host.rememberedBlobs.wrap(storeCas(store, instance), instance),
-            writeActionResult: (instance, digest, result) =>
-              writeActionResult(store, blobKey(instance, 'ac', digest.hash), result),
+            actionCache,
           },
         }),
       );
@@ -77,6 +85,7 @@ export async function startInProcessWorkers(options: {
   return {
     workers,
     persistentWorkers: host.persistentWorkers,
+    actionCacheWrites,
     async stop() {
       await Promise.all(workers.map((w) => w.stop()));
       await host.close();

@@ -45,8 +45,8 @@ export interface ActionEnvironment {
   /** This worker's name, reported in ExecutedActionMetadata.worker. */
   workerName: string;
   cas: WorkerCas;
-  /** Writes a successful, cacheable result to the action cache of the job's instance. */
-  writeActionResult(instance: string, actionDigest: Digest, result: ActionResult): Promise<void>;
+  /** Where successful, cacheable results go. */
+  actionCache: ActionCacheWriter;
   cache: FileCache;
   /** The runners this worker has, by kind; the job's platform says which it needs (the scheduler checked it is here). */
   runners: ReadonlyMap<RunnerKind, Runner>;
@@ -72,11 +72,26 @@ export interface ActionEnvironment {
   log: Logger;
 }
 
-/** What runAction gives: the answer, and the deletion of the action's files, for after the answer has gone out. */
+/** Where a worker writes the results it may cache. */
+export interface ActionCacheWriter {
+  /** Writes a successful, cacheable result to the action cache of `instance`. */
+  write(instance: string, actionDigest: Digest, result: ActionResult): Promise<void>;
+  /**
+   * Whether every read of that action cache a client can make once answered waits for a write under way (the
+   * services of the worker's own process: action-cache-writes.ts). Then the answer goes out first and the write
+   * follows it; else the answer waits for the write, so that a client answered finds the result cached.
+   */
+  readsWaitForWrites: boolean;
+}
+
+/** What runAction gives: the answer, and what follows it once it has gone out. */
 export interface ActionRun {
   response: ExecuteResponse;
-  /** Deletes what the action left; never rejects (a failure is logged). */
-  removeFiles(): Promise<void>;
+  /**
+   * Waits for the action cache write the answer did not wait for, and deletes what the action left; never rejects
+   * (a failure is logged: the client has its result either way).
+   */
+  finish(): Promise<void>;
 }
 
 export async function runAction(
@@ -90,7 +105,7 @@ export async function runAction(
     queuedTimestamp: timestampFromDate(job.queuedAt),
     workerStartTimestamp: now(),
   });
-  const folder: ActionFolder = { dir: null, movedOut: null };
+  const folder: ActionFolder = { dir: null, movedOut: null, cacheWrite: null };
   const identity: { held: Identity | null } = { held: null };
   let response: ExecuteResponse;
   try {
@@ -106,25 +121,30 @@ export async function runAction(
   const moved = await (folder.movedOut ?? moveOut(env, dir));
   // Only now, with nothing of the action running and its files out of reach, may another slot have its uid.
   if (moved !== dir) env.identities.release(identity.held);
+  const removeFiles = async () => {
+    if (moved === null) return;
+    // With a spare folder made in its place in the same request (action-folders.ts).
+    await env.actionFolders
+      .retire(moved)
+      .catch((err: Error) => env.log.warn('could not remove an action directory', { dir: moved, error: err.message }));
+    if (moved === dir) env.identities.release(identity.held);
+  };
   return {
     response,
-    async removeFiles() {
-      if (moved === null) return;
-      // With a spare folder made in its place in the same request (action-folders.ts).
-      await env.actionFolders
-        .retire(moved)
-        .catch((err: Error) =>
-          env.log.warn('could not remove an action directory', { dir: moved, error: err.message }),
-        );
-      if (moved === dir) env.identities.release(identity.held);
+    finish: async () => {
+      await Promise.all([folder.cacheWrite, removeFiles()]);
     },
   };
 }
 
-/** The action's folder (null until taken), and its move out of the slot's reach once started (moveOut). */
+/**
+ * The action's folder (null until taken), its move out of the slot's reach once started (moveOut), and the action
+ * cache write its answer does not wait for (ActionCacheWriter.readsWaitForWrites), once started.
+ */
 interface ActionFolder {
   dir: string | null;
   movedOut: Promise<string | null> | null;
+  cacheWrite: Promise<void> | null;
 }
 
 /**
@@ -245,7 +265,22 @@ async function execute(
       },
     });
   }
-  if (outcome.exitCode === 0 && !action.doNotCache) await env.writeActionResult(job.instance, job.actionDigest, result);
+  if (outcome.exitCode === 0 && !action.doNotCache) {
+    const written = env.actionCache.write(job.instance, job.actionDigest, result);
+    if (!env.actionCache.readsWaitForWrites) await written;
+    else {
+      // Caught at once: the answer goes out meanwhile, and nothing else would hear of a failure.
+      folder.cacheWrite = written.catch((err: Error) =>
+        env.log.warn(
+          'could not write an action result to the action cache (its client has it; the next build runs it)',
+          {
+            action: job.actionDigest.hash,
+            error: err.message,
+          },
+        ),
+      );
+    }
+  }
   return create(ExecuteResponseSchema, { result, status: { code: Code.OK }, message: describeFailure(outcome) });
 }
 

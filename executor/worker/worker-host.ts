@@ -50,7 +50,7 @@ export interface WorkerHost {
   /** What this host has lately seen in each instance's CAS: every worker's CAS goes through it (remembered-blobs.ts). */
   readonly rememberedBlobs: RememberedBlobs;
   /** Everything runAction needs except what depends on where blobs live. */
-  readonly environment: Omit<ActionEnvironment, 'cas' | 'workerName' | 'writeActionResult'>;
+  readonly environment: Omit<ActionEnvironment, 'cas' | 'workerName' | 'actionCache'>;
   /** The input cache, docker containers and persistent workers now: the worker's status page and /metrics. */
   stats(): WorkerHostStats;
   close(): Promise<void>;

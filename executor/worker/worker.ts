@@ -137,10 +137,11 @@ export class Worker {
         status: response.status?.code,
       });
       finished(response);
-      // The slot stays taken until the action's files are gone, so a busy worker cannot pile up folders to delete.
+      // The slot stays taken until the action's files are gone and its action cache write is done, so a busy worker
+      // cannot pile up folders to delete or writes under way.
       // With every slot busy, the take loop waits for this one: it takes next, as soon as this run returns.
       const takeFollows = this.queue.pending >= this.options.concurrency && !this.stopping.signal.aborted;
-      await lease.complete(response, { takeFollows }).finally(run.removeFiles);
+      await lease.complete(response, { takeFollows }).finally(run.finish);
     } catch (err) {
       // runAction turns every failure into a response; this is the last line of defence.
       log.error('worker failed on an action', { action: job.actionDigest.hash, error: (err as Error).message });

@@ -6,7 +6,8 @@ import { create, toBinary } from '@bufbuild/protobuf';
 import { existsSync, mkdirSync, readdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { createLogger } from '../../../shared/log.ts';
+import { createLogger, type Logger } from '../../../shared/log.ts';
+import { Code } from '../../../executor/reapi/grpc-status.ts';
 import {
   ActionSchema,
   CommandSchema,
@@ -18,7 +19,7 @@ import type { ExecutionJob } from '../../../executor/scheduler/scheduler.ts';
 import { ActionFolders } from '../../../executor/worker/action-folders.ts';
 import { FileCache } from '../../../executor/worker/file-cache.ts';
 import { type FileSystemOp, FileSystemThread } from '../../../executor/worker/file-system-thread.ts';
-import { type ActionEnvironment, runAction } from '../../../executor/worker/run-action.ts';
+import { type ActionCacheWriter, type ActionEnvironment, runAction } from '../../../executor/worker/run-action.ts';
 import { storeCas } from '../../../executor/worker/store-cas.ts';
 import { memoryStore, putBlob, tempDirs } from './helpers.ts';
 import { needsRoot } from '../../helpers/tools.ts';
@@ -64,11 +65,13 @@ class RecordingThread extends FileSystemThread {
 }
 
 async function setup(
-  writeActionResult: ActionEnvironment['writeActionResult'],
+  write: ActionCacheWriter['write'],
   {
     identities = sharedIdentity(null),
     stagingThread = thread,
-  }: { identities?: Identities; stagingThread?: FileSystemThread } = {},
+    readsWaitForWrites = false,
+    log = createLogger('silent'),
+  }: { identities?: Identities; stagingThread?: FileSystemThread; readsWaitForWrites?: boolean; log?: Logger } = {},
 ) {
   const store = memoryStore();
   const work = freshDir();
@@ -80,7 +83,7 @@ async function setup(
   const env: ActionEnvironment = {
     workerName: 'test/0',
     cas: storeCas(store, ''),
-    writeActionResult,
+    actionCache: { write, readsWaitForWrites },
     cache: await FileCache.open({ dir: join(work, 'inputs'), maxBytes: 1 << 24 }),
     runners: new Map([['local', runner]]),
     defaultContainerImage: null,
@@ -91,7 +94,7 @@ async function setup(
     identities,
     maxOutputBytes: 1 << 20,
     inputLimits: { maxFiles: 1000, maxDirectories: 100, maxBytes: 1 << 24 },
-    log: createLogger('silent'),
+    log,
   };
   const input = await putBlob(store, 'an input\n');
   const root = await putBlob(
@@ -134,8 +137,56 @@ describe('runAction', () => {
     const run = await runAction(job, env, new AbortController().signal);
     expect(run.response.status?.code).toBe(0);
     expect(folderWhileWriting).toEqual({ inActions: false, inRemoved: true });
-    await run.removeFiles();
+    await run.finish();
     expect(readdirSync(removedDir)).toEqual([]);
+  });
+
+  it('answers before the action cache write when reads wait for writes, and finish waits for the write', async () => {
+    let release!: () => void;
+    const gate = new Promise<void>((resolve) => (release = resolve));
+    let written = false;
+    const { env, job } = await setup(
+      async () => {
+        await gate;
+        written = true;
+      },
+      { readsWaitForWrites: true },
+    );
+    const run = await runAction(job, env, new AbortController().signal);
+    expect(run.response.status?.code).toBe(0);
+    expect(written).toBe(false);
+    let finished = false;
+    const finishing = run.finish().then(() => (finished = true));
+    for (let i = 0; i < 20; i++) await new Promise((resolve) => setImmediate(resolve));
+    expect(finished).toBe(false);
+    release();
+    await finishing;
+    expect(written).toBe(true);
+  });
+
+  it('answers success when a write it did not wait for fails, and finish logs the failure', async () => {
+    const warnings: string[] = [];
+    const log = { ...createLogger('silent'), warn: (message: string) => warnings.push(message) };
+    const { env, job } = await setup(
+      async () => {
+        throw new Error('disk on fire');
+      },
+      { readsWaitForWrites: true, log },
+    );
+    const run = await runAction(job, env, new AbortController().signal);
+    expect(run.response.status?.code).toBe(0);
+    await run.finish();
+    expect(warnings).toEqual([expect.stringContaining('could not write an action result to the action cache')]);
+  });
+
+  it('waits for the write before answering when reads do not wait for writes, and fails the action with it', async () => {
+    const { env, job } = await setup(async () => {
+      throw new Error('frontend gone');
+    });
+    const run = await runAction(job, env, new AbortController().signal);
+    expect(run.response.status?.code).toBe(Code.INTERNAL);
+    expect(run.response.status?.message).toContain('frontend gone');
+    await run.finish();
   });
 
   // Handing each folder over in the batch that makes it saves a round trip, but root then goes on linking inside
@@ -153,7 +204,7 @@ describe('runAction', () => {
           const { env, job, runner } = await setup(async () => {}, { identities, stagingThread: recording });
           const run = await runAction(job, env, new AbortController().signal);
           expect(run.response.status?.code).toBe(0);
-          await run.removeFiles();
+          await run.finish();
           expect(runner.owners).toEqual([uid]);
           // The batch that makes the exec root: does it hand it over too, or does a batch of its own do that later?
           const making = recording.batches.findIndex((batch) => batch.some(({ op }) => op === 'mkdir'));
