@@ -3,6 +3,7 @@
 // same semantics (the op tests run both ways).
 import {
   chmodSync,
+  readdirSync,
   existsSync,
   mkdirSync,
   mkdtempSync,
@@ -142,17 +143,42 @@ describe.each([
 });
 
 describe('FileSystemThread on the calling thread', () => {
-  it('applies a small batch before apply returns, and a larger one or a deletion on its thread', async () => {
+  it('applies a small batch of links, symlinks, owners and made-ahead folders before apply returns', async () => {
     const thread = new FileSystemThread();
-    const small = join(dir, 'inline-small');
-    const pending = thread.apply([{ op: 'mkdir', path: small }]);
-    expect(existsSync(small)).toBe(true);
-    expect(await pending).toEqual({ stopped: null, failedLinks: [] });
-    const large = Array.from({ length: INLINE_OPS + 1 }, (_, i) => join(dir, `inline-large-${i}`));
-    const applied = thread.apply(large.map((path) => ({ op: 'mkdir' as const, path })));
-    expect(existsSync(large[0]!)).toBe(false);
+    const root = join(dir, 'inline');
+    mkdirSync(root);
+    const source = join(dir, 'inline-source.txt');
+    writeFileSync(source, 'linked');
+    const pending = thread.apply([
+      { op: 'mkdir', path: root, recursive: true },
+      { op: 'chown', path: root, uid: 12345, gid: 23456 },
+      { op: 'link', from: source, path: join(root, 'a') },
+      { op: 'link', from: join(dir, 'not-there'), path: join(root, 'b') },
+      { op: 'symlink', target: 'a', path: join(root, 'c') },
+    ]);
+    expect(readdirSync(root).sort()).toEqual(['a', 'c']);
+    expect(statSync(root)).toMatchObject({ uid: 12345, gid: 23456 });
+    expect(await pending).toEqual({ stopped: null, failedLinks: [{ index: 3, code: 'ENOENT' }] });
+    await thread.close();
+  });
+
+  it('sends a batch that makes a new folder, deletes, or is larger to the thread', async () => {
+    const thread = new FileSystemThread();
+    const made = join(dir, 'made-by-thread');
+    const applied = thread.apply([{ op: 'mkdir', path: made }]);
+    expect(existsSync(made)).toBe(false);
     await applied;
-    expect(large.filter(existsSync)).toEqual(large);
+    expect(existsSync(made)).toBe(true);
+    const removed = thread.apply([{ op: 'remove', path: made }]);
+    expect(existsSync(made)).toBe(true);
+    await removed;
+    const source = join(dir, 'many-source.txt');
+    writeFileSync(source, 'linked');
+    const links = Array.from({ length: INLINE_OPS + 1 }, (_, i) => join(dir, `many-link-${i}`));
+    const linked = thread.apply(links.map((path) => ({ op: 'link' as const, from: source, path })));
+    expect(existsSync(links[0]!)).toBe(false);
+    await linked;
+    expect(links.filter(existsSync)).toEqual(links);
     await thread.close();
   });
 
@@ -161,13 +187,14 @@ describe('FileSystemThread on the calling thread', () => {
     const tree = join(dir, 'overtaken');
     mkdirSync(join(tree, 'a'), { recursive: true });
     for (let i = 0; i < 2000; i++) writeFileSync(join(tree, 'a', `f${i}`), 'x');
+    const source = join(dir, 'overtaking-source.txt');
+    writeFileSync(source, 'linked');
     const removed = thread.apply([{ op: 'remove', path: tree }]);
-    const remade = thread.apply([{ op: 'mkdir', path: tree }]);
+    const linked = thread.apply([{ op: 'link', from: source, path: join(tree, 'a', 'late') }]);
     expect(await removed).toEqual({ stopped: null, failedLinks: [] });
-    // Applied at once, the mkdir would have found the old tree there (EEXIST), and the removal taken the new one.
-    expect(await remade).toEqual({ stopped: null, failedLinks: [] });
-    expect(existsSync(tree)).toBe(true);
-    expect(existsSync(join(tree, 'a'))).toBe(false);
+    // Applied at once, the link would have gone into the old tree (and the removal taken it): after it, it fails.
+    expect(await linked).toEqual({ stopped: null, failedLinks: [{ index: 0, code: 'ENOENT' }] });
+    expect(existsSync(tree)).toBe(false);
     await thread.close();
   });
 });
