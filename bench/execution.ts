@@ -43,7 +43,7 @@ import { openStore } from '../shared/storage/from-config.ts';
 import type { BlobStore } from '../shared/storage/store.ts';
 import { Bubblewrap, findBubblewrap } from '../executor/runner/sandbox/bubblewrap.ts';
 import { installedBun } from '../executor/runner/spawner/spawner.ts';
-import { writeActionResult } from '../executor/services/action-cache.ts';
+import { writeActionResult } from '../executor/services/action-cache-writes.ts';
 import { FileCache } from '../executor/worker/file-cache.ts';
 import { FileSystemThread } from '../executor/worker/file-system-thread.ts';
 import { preciseWallClockMs } from '../executor/worker/precise-wall-clock.ts';

@@ -1,4 +1,7 @@
 /**
+ * Writes to the action cache: one result (writeActionResult), and the results this process's workers are writing
+ * (ActionCacheWrites).
+ *
  * The action results this process's workers are writing to the action cache. A worker in the same process as the
  * services answers its client before that write is done (run-action.ts): on disk the write waits for an fdatasync,
  * 1.4 ms of a trivial action's 10 ms at p50 on a 2-core host. Every lookup here (GetActionResult, Execute's cache
@@ -6,10 +9,27 @@
  * identical action submitted meanwhile, finds the result. Another process reading the same store (an edge on the
  * same folder) finds it once the write is done, a few ms after the answer at most.
  */
+import { toBinary } from '@bufbuild/protobuf';
+import { MAX_BUFFERED_PROTO_BYTES } from '../../shared/ac/validate.ts';
 import type { BlobKey } from '../../shared/digest.ts';
+import { LarderError } from '../../shared/errors.ts';
 import type { BlobStore } from '../../shared/storage/store.ts';
-import type { ActionResult } from '../../shared/proto/gen/build/bazel/remote/execution/v2/remote_execution_pb.ts';
-import { writeActionResult } from './action-cache.ts';
+import {
+  type ActionResult,
+  ActionResultSchema,
+} from '../../shared/proto/gen/build/bazel/remote/execution/v2/remote_execution_pb.ts';
+
+/** Stores `result` under an `ac` key: UpdateActionResult's write, and a worker's after a successful run. */
+export async function writeActionResult(store: BlobStore, key: BlobKey, result: ActionResult): Promise<void> {
+  const bytes = toBinary(ActionResultSchema, result);
+  if (bytes.byteLength > MAX_BUFFERED_PROTO_BYTES) {
+    throw new LarderError(
+      'too_large',
+      `action result of ${bytes.byteLength} bytes exceeds the ${MAX_BUFFERED_PROTO_BYTES}-byte limit`,
+    );
+  }
+  await store.put(key, bytes, bytes.byteLength);
+}
 
 export class ActionCacheWrites {
   /** By writtenKey: the latest write of each key under way, settled (it never rejects). */

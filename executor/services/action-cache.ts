@@ -1,25 +1,18 @@
-/**
- * ActionCache: GetActionResult and UpdateActionResult over the same `ac` keys the edge uses, so an
- * entry written over HTTP is a hit here. Reads get the edge's validation (an entry whose outputs are
- * gone from the CAS is a miss) and may inline small stdout/stderr/output files when the client asks.
- */
-import { toBinary } from '@bufbuild/protobuf';
 import { decodeActionResult, MAX_BUFFERED_PROTO_BYTES, outputsPresent } from '../../shared/ac/validate.ts';
 import { type BlobKey, blobKey, formatKey } from '../../shared/digest.ts';
 import { isLarderError, LarderError } from '../../shared/errors.ts';
 import type { Logger } from '../../shared/log.ts';
 import type { BlobStore } from '../../shared/storage/store.ts';
 import { readWhole } from '../../shared/storage/streams.ts';
-import {
-  type ActionCache,
-  type ActionResult,
-  ActionResultSchema,
-  type Digest as DigestMessage,
-  type GetActionResultRequest,
+import type {
+  ActionCache,
+  ActionResult,
+  Digest as DigestMessage,
+  GetActionResultRequest,
 } from '../../shared/proto/gen/build/bazel/remote/execution/v2/remote_execution_pb.ts';
 import { checkDigestFunction, digestOf, instanceOf } from '../reapi/digests.ts';
 import type { CallContext, ServiceHandlers } from '../grpc/adapt.ts';
-import type { ActionCacheWrites } from './action-cache-writes.ts';
+import { type ActionCacheWrites, writeActionResult } from './action-cache-writes.ts';
 
 /** Inlined bytes per reply, summed: far below message limits, and enough for typical stdout/stderr. */
 export const MAX_INLINE_BYTES = 1024 * 1024;
@@ -62,18 +55,6 @@ export function actionCacheService(deps: ActionCacheDeps): ServiceHandlers<typeo
       return request.actionResult;
     },
   };
-}
-
-/** Stores `result` under an `ac` key: UpdateActionResult's write, and a worker's after a successful run. */
-export async function writeActionResult(store: BlobStore, key: BlobKey, result: ActionResult): Promise<void> {
-  const bytes = toBinary(ActionResultSchema, result);
-  if (bytes.byteLength > MAX_BUFFERED_PROTO_BYTES) {
-    throw new LarderError(
-      'too_large',
-      `action result of ${bytes.byteLength} bytes exceeds the ${MAX_BUFFERED_PROTO_BYTES}-byte limit`,
-    );
-  }
-  await store.put(key, bytes, bytes.byteLength);
 }
 
 /**
