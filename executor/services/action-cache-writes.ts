@@ -1,13 +1,11 @@
 /**
- * Writes to the action cache: one result (writeActionResult), and the results this process's workers are writing
- * (ActionCacheWrites).
- *
- * The action results this process's workers are writing to the action cache. A worker in the same process as the
- * services answers its client before that write is done (run-action.ts): on disk the write waits for an fdatasync,
- * 1.4 ms of a trivial action's 10 ms at p50 on a 2-core host. Every lookup here (GetActionResult, Execute's cache
- * lookup) of a key being written waits for that write first, so a client that asks right after its answer, or an
- * identical action submitted meanwhile, finds the result. Another process reading the same store (an edge on the
- * same folder) finds it once the write is done, a few ms after the answer at most.
+ * Writes to the action cache: writeActionResult stores one result; ActionCacheWrites keeps the writes this process's
+ * workers have under way. A worker in the same process as the services answers its client before that write is done
+ * (run-action.ts): on disk the write waits for an fdatasync, 1.4 ms of a trivial action's 10 ms at p50 on a 2-core
+ * host. Every lookup here (GetActionResult, Execute's cache lookup) of a key being written waits for that write
+ * first, so a client that asks right after its answer, or an identical action submitted meanwhile, finds the result.
+ * Another process reading the same store (an edge on the same folder) finds it once the write is done, a few ms
+ * after the answer at most.
  */
 import { toBinary } from '@bufbuild/protobuf';
 import { MAX_BUFFERED_PROTO_BYTES } from '../../shared/ac/validate.ts';

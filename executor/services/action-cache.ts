@@ -1,3 +1,8 @@
+/**
+ * ActionCache: GetActionResult and UpdateActionResult over the same `ac` keys the edge uses, so an
+ * entry written over HTTP is a hit here. Reads get the edge's validation (an entry whose outputs are
+ * gone from the CAS is a miss) and may inline small stdout/stderr/output files when the client asks.
+ */
 import { decodeActionResult, MAX_BUFFERED_PROTO_BYTES, outputsPresent } from '../../shared/ac/validate.ts';
 import { type BlobKey, blobKey, formatKey } from '../../shared/digest.ts';
 import { isLarderError, LarderError } from '../../shared/errors.ts';
