@@ -96,6 +96,11 @@ export interface ExecuteRow {
   phaseP50Ms: number[];
   /** Each A-B-B-A quad's own figures, whose spread between quads is the noise a before/after ratio carries. */
   quads: Array<{ p50Ms: number; actionsPerSecond: number }>;
+  /**
+   * The Node floor measured in blocks interleaved with this row's (spawn p50 + write p50 over those blocks), and this
+   * row's p50 ÷ that quad's floor, per quad; absent where the floor cannot run (no bubblewrap for the sandboxed row).
+   */
+  floor?: { p50Ms: number; quadRatios: number[] };
 }
 
 /** The floor at one concurrency: a small process spawning the command, plus one action-cache write. */
@@ -189,8 +194,6 @@ export async function runExecutionBench(options: ExecutionBenchOptions = {}): Pr
 }
 
 export function formatExecutionRows(rows: ExecutionRows): string {
-  const floorOf = (sandbox: 'on' | 'off', concurrency: number) =>
-    rows.floor.find((f) => f.sandbox === sandbox && f.concurrency === concurrency && f.spawner === 'node');
   const floorRows = rows.floor.map((f) => [
     `floor: ${f.spawner === 'node' ? 'Node' : 'Bun'} spawns ${f.sandbox === 'on' ? 'bwrap /bin/true' : '/bin/true'} + AC write, concurrency ${f.concurrency}`,
     '',
@@ -200,18 +203,16 @@ export function formatExecutionRows(rows: ExecutionRows): string {
     '',
     '',
   ]);
-  const executeRows = rows.execute.map((r) => {
-    const floor = floorOf(r.sandbox, r.concurrency);
-    return [
-      `executor, sandbox ${r.sandbox}, concurrency ${r.concurrency}`,
-      r.actions,
-      num(r.p50Ms),
-      num(r.p99Ms),
-      num(r.actionsPerSecond),
-      num(r.executorCpuUs),
-      floor === undefined ? '' : ratio(r.p50Ms, floor.spawnP50Ms + floor.acWriteP50Ms),
-    ];
-  });
+  const executeRows = rows.execute.map((r) => [
+    `executor, sandbox ${r.sandbox}, concurrency ${r.concurrency}`,
+    r.actions,
+    num(r.p50Ms),
+    num(r.p99Ms),
+    num(r.actionsPerSecond),
+    num(r.executorCpuUs),
+    r.floor === undefined ? '' : `${ratio(r.p50Ms, r.floor.p50Ms)} of ${num(r.floor.p50Ms)}`,
+    r.floor === undefined ? '' : formatSpread(spread(r.floor.quadRatios)),
+  ]);
   const execute = formatTable(
     [
       'Execute /bin/true (warm inputs)',
@@ -220,9 +221,10 @@ export function formatExecutionRows(rows: ExecutionRows): string {
       'p99 ms',
       'actions/s',
       'executor CPU µs/action',
-      'p50 ×floor',
+      'p50 ×floor (interleaved, ms)',
+      '÷ floor per quad',
     ],
-    [...floorRows, ...executeRows],
+    [...floorRows.map((row) => [...row, '']), ...executeRows],
   );
   const phaseRows = (execute: ExecuteRow[], label: string) =>
     execute.map((r) => [
@@ -250,7 +252,7 @@ export function formatExecutionRows(rows: ExecutionRows): string {
     .filter(Boolean);
   const lines = [
     execute,
-    'floor: a small Node process (bench/spawn-floor.mjs) spawning the command and waiting for it, plus one ActionResult put into a fresh disk store (p50: spawn + write); the sandboxed floor spawns the same bwrap command line the executor does; floor actions/s: spawns alone. p50 ×floor is against the Node floor; the Bun rows are the same script on Bun, which the executor starts commands from (its spawner).',
+    "floor: a small Node process (bench/spawn-floor.mjs) spawning the command and waiting for it, plus one ActionResult put into a fresh disk store (p50: spawn + write); the sandboxed floor spawns the same bwrap command line the executor does; floor actions/s: spawns alone. The Bun rows are the same script on Bun, which the executor starts commands from (its spawner). The floor rows above ran before the executors; p50 ×floor is against the Node floor measured again in blocks of its own, taking turns with the executors' blocks (A-B-B-A), whose p50 it shows, and ÷ floor per quad is each quad's own ratio: its spread is the noise.",
     `the sandbox adds: ${added.join('; ')}`,
     '',
     phases,
@@ -351,32 +353,55 @@ function formatBeforeAfter(now: ExecuteRow[], before: ExecuteRow[]): string {
 
 const SPAWN_FLOOR = fileURLToPath(new URL('./spawn-floor.mjs', import.meta.url));
 
-async function measureFloor(count: number, concurrencies: number[]): Promise<FloorRow[]> {
-  const dir = reachableTempDir('larder-bench-floor-');
+/** What the floor runs: the command (bare, or in the executor's bwrap sandbox), as whom, and its action-cache store. */
+interface Floor {
+  /** The command line for the sandbox setting; null: bubblewrap is not installed. */
+  argv(sandbox: 'on' | 'off'): string[] | null;
+  /** As the executor runs commands: as root, a uid of the slot's own (the first of the default --run-as-uids range). */
+  user: { uid: number; gid: number } | null;
+  store: BlobStore;
+  close(): Promise<void>;
+}
+
+async function openFloor(dir: string): Promise<Floor> {
   const store = await openStore({ kind: 'disk', path: join(dir, 'store'), maxBytes: 4 * 2 ** 30 });
+  const execRoot = join(dir, 'root');
+  await mkdir(execRoot, { mode: 0o777, recursive: true });
+  const user = process.getuid?.() === 0 ? { uid: 1_900_000_000, gid: 1_900_000_000 } : null;
+  const bwrap = findBubblewrap();
+  const sandboxed =
+    bwrap === null
+      ? null
+      : new Bubblewrap(bwrap, []).argv(
+          { execRoot, cwd: execRoot, network: false, rootIsInput: false },
+          ['/bin/true'],
+          user,
+        );
+  return {
+    argv: (sandbox) => (sandbox === 'off' ? ['/bin/true'] : sandboxed),
+    user,
+    store,
+    async close() {
+      await store.close?.();
+      await rm(dir, { recursive: true, force: true });
+    },
+  };
+}
+
+async function measureFloor(count: number, concurrencies: number[]): Promise<FloorRow[]> {
+  const floor = await openFloor(reachableTempDir('larder-bench-floor-'));
   try {
-    const execRoot = join(dir, 'root');
-    await mkdir(execRoot, { mode: 0o777 });
-    // As the executor runs it: as root, a uid of the slot's own (the first of the default --run-as-uids range).
-    const user = process.getuid?.() === 0 ? { uid: 1_900_000_000, gid: 1_900_000_000 } : null;
-    const bwrap = findBubblewrap();
-    const commands: Array<['on' | 'off', string[]]> = [['off', ['/bin/true']]];
-    if (bwrap !== null) {
-      const sandbox = new Bubblewrap(bwrap, []);
-      commands.push([
-        'on',
-        sandbox.argv({ execRoot, cwd: execRoot, network: false, rootIsInput: false }, ['/bin/true'], user),
-      ]);
-    }
     const bun = installedBun();
     const runtimes: Array<['node' | 'bun', string]> = [['node', process.execPath]];
     if (bun !== null) runtimes.push(['bun', bun]);
     const rows: FloorRow[] = [];
     for (const concurrency of concurrencies) {
-      const writes = await actionCacheWrites(store, count, concurrency);
-      for (const [sandbox, argv] of commands) {
+      const writes = await actionCacheWrites(floor.store, count, concurrency, 'floor');
+      for (const sandbox of ['off', 'on'] as const) {
+        const argv = floor.argv(sandbox);
+        if (argv === null) continue;
         for (const [spawner, runtime] of runtimes) {
-          const spawned = await spawnFloor(runtime, argv, count, concurrency, sandbox === 'on' ? user : null);
+          const spawned = await spawnFloor(runtime, argv, count, concurrency, sandbox === 'on' ? floor.user : null);
           rows.push({
             sandbox,
             spawner,
@@ -392,8 +417,7 @@ async function measureFloor(count: number, concurrencies: number[]): Promise<Flo
     }
     return rows;
   } finally {
-    await store.close?.();
-    await rm(dir, { recursive: true, force: true });
+    await floor.close();
   }
 }
 
@@ -426,8 +450,13 @@ async function spawnFloor(
   return result;
 }
 
-/** `count` distinct ActionResults (the size a trivial action's is) written with `concurrency` in flight; sorted ms. */
-async function actionCacheWrites(store: BlobStore, count: number, concurrency: number): Promise<number[]> {
+/** `count` ActionResults (the size a trivial action's is), new keys by `prefix`, written `concurrency` at a time; sorted ms. */
+async function actionCacheWrites(
+  store: BlobStore,
+  count: number,
+  concurrency: number,
+  prefix: string,
+): Promise<number[]> {
   const result = create(ActionResultSchema, {
     exitCode: 0,
     executionMetadata: { worker: 'bench/0/0', queuedTimestamp: timestampFromDate(new Date()) },
@@ -438,7 +467,7 @@ async function actionCacheWrites(store: BlobStore, count: number, concurrency: n
     concurrency,
     async (i) => {
       const started = performance.now();
-      await writeActionResult(store, blobKey('', 'ac', sha256(`floor-${concurrency}-${i}`)), result);
+      await writeActionResult(store, blobKey('', 'ac', sha256(`${prefix}-${concurrency}-${i}`)), result);
       latencies.push(performance.now() - started);
     },
   );
@@ -447,6 +476,9 @@ async function actionCacheWrites(store: BlobStore, count: number, concurrency: n
 
 // ---------------------------------------------------------------------------
 // 1. Execute overhead
+
+/** The interleaving's name for the Node floor's blocks (beside the executors' labels, `now` and `before`). */
+const FLOOR = 'floor';
 
 /** One executor of the Execute measurement: this checkout's, or another's (BENCH_BEFORE), with its own store. */
 interface ExecuteTarget {
@@ -474,6 +506,7 @@ async function measureExecute(o: {
 }): Promise<ExecuteRow[][]> {
   const dir = reachableTempDir('larder-bench-exec-');
   const targets: ExecuteTarget[] = [];
+  const floor = await openFloor(join(dir, 'floor'));
   try {
     for (const [i, { label, root }] of o.roots.entries()) {
       // Only this checkout's executor is profiled (the first root).
@@ -487,14 +520,33 @@ async function measureExecute(o: {
     for (const t of targets) await executeAll(t.fixture, await t.actionsFor('warm-up', 50), 8);
 
     const rows: ExecuteRow[][] = targets.map(() => []);
+    // The floor takes its turn in the blocks too: measured once before the rows, it drifted with the machine (Node's
+    // spawn of /bin/true took 4.7 ms in one run, 6.7 in another) while the executor, which spawns from Bun, did not.
+    const floorArgv = floor.argv(o.sandbox);
+    const floorUser = o.sandbox === 'on' ? floor.user : null;
     for (const concurrency of o.concurrencies) {
       const byLabel = new Map(targets.map((t) => [t.label, t]));
       const lives = new Map(targets.map((t) => [t.label, [] as Instants[]]));
       const quads = Math.max(1, Math.ceil(o.actions / (2 * o.blockActions)));
+      /** The floor's action-cache writes, by quad (its tallies hold its spawns). */
+      const floorWrites: number[][] = Array.from({ length: quads }, () => []);
       const result = await interleave(
-        targets.map((t) => t.label),
+        [...targets.map((t) => t.label), ...(floorArgv === null ? [] : [FLOOR])],
         quads,
         async (label, block, tally) => {
+          if (label === FLOOR) {
+            const spawned = await spawnFloor(process.execPath, floorArgv!, o.blockActions, concurrency, floorUser);
+            tally.latencies.push(...spawned.latenciesMs);
+            tally.calls += o.blockActions;
+            const writes = await actionCacheWrites(
+              floor.store,
+              o.blockActions,
+              concurrency,
+              `c${concurrency}-b${block}`,
+            );
+            floorWrites[Math.floor(block / 2)]!.push(...writes);
+            return;
+          }
           const t = byLabel.get(label)!;
           const digests = await t.actionsFor(`c${concurrency}-b${block}`, o.blockActions);
           let executed: Executed[] = [];
@@ -505,8 +557,21 @@ async function measureExecute(o: {
           lives.get(label)!.push(...executed.map((e) => e.instants));
         },
       );
+      const floorP50 = (spawns: number[], writes: number[]) => percentileOf(spawns, 0.5) + percentileOf(writes, 0.5);
       for (const [i, t] of targets.entries()) {
         const total = result.totals[t.label]!;
+        const interleavedFloor =
+          floorArgv === null
+            ? {}
+            : {
+                floor: {
+                  p50Ms: floorP50(result.totals[FLOOR]!.latencies, floorWrites.flat()),
+                  quadRatios: result.quads.map(
+                    (q, quad) =>
+                      percentileOf(q[t.label]!.latencies, 0.5) / floorP50(q[FLOOR]!.latencies, floorWrites[quad]!),
+                  ),
+                },
+              };
         rows[i]!.push({
           sandbox: o.sandbox,
           concurrency,
@@ -520,6 +585,7 @@ async function measureExecute(o: {
             p50Ms: percentileOf(q[t.label]!.latencies, 0.5),
             actionsPerSecond: callsPerSecond(q[t.label]!),
           })),
+          ...interleavedFloor,
         });
       }
     }
@@ -529,6 +595,7 @@ async function measureExecute(o: {
       t.clients.close();
       await t.executor.stop();
     }
+    await floor.close();
     await rm(dir, { recursive: true, force: true });
     if (o.profileDir !== null && targets.length > 0) printProfile(o.profileDir, targets[0]!.executor.pid);
   }
