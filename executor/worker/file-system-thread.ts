@@ -103,6 +103,7 @@ export class FileSystemThread {
   readonly #pending = new Map<number, Pending>();
   #nextId = 1;
   #closed = false;
+  #sentToThread = 0;
 
   /** @param inlineOps the most ops a batch applied on the calling thread may have (0: every batch goes to the thread). */
   constructor(private readonly inlineOps = INLINE_OPS) {}
@@ -114,11 +115,17 @@ export class FileSystemThread {
     if (ops.length <= this.inlineOps && this.#pending.size === 0 && ops.every(cheap))
       return Promise.resolve(applyOps(ops, fs));
     const id = this.#nextId++;
+    this.#sentToThread++;
     const done = new Promise<AppliedOps>((resolve, reject) => this.#pending.set(id, { resolve, reject }));
     const thread = this.#start();
     thread.ref();
     thread.postMessage({ id, ops });
     return done;
+  }
+
+  /** How many batches went to the thread, not applied on the calling thread (what tests look at). */
+  get sentToThread(): number {
+    return this.#sentToThread;
   }
 
   /** Ends the thread; requests still pending fail. */

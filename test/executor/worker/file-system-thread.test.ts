@@ -159,26 +159,25 @@ describe('FileSystemThread on the calling thread', () => {
     expect(readdirSync(root).sort()).toEqual(['a', 'c']);
     expect(statSync(root)).toMatchObject({ uid: 12345, gid: 23456 });
     expect(await pending).toEqual({ stopped: null, failedLinks: [{ index: 3, code: 'ENOENT' }] });
+    expect(thread.sentToThread).toBe(0);
     await thread.close();
   });
 
   it('sends a batch that makes a new folder, deletes, or is larger to the thread', async () => {
     const thread = new FileSystemThread();
     const made = join(dir, 'made-by-thread');
-    const applied = thread.apply([{ op: 'mkdir', path: made }]);
+    await thread.apply([{ op: 'mkdir', path: made }]);
+    expect(existsSync(made)).toBe(true);
+    expect(thread.sentToThread).toBe(1);
+    await thread.apply([{ op: 'remove', path: made }]);
     expect(existsSync(made)).toBe(false);
-    await applied;
-    expect(existsSync(made)).toBe(true);
-    const removed = thread.apply([{ op: 'remove', path: made }]);
-    expect(existsSync(made)).toBe(true);
-    await removed;
+    expect(thread.sentToThread).toBe(2);
     const source = join(dir, 'many-source.txt');
     writeFileSync(source, 'linked');
     const links = Array.from({ length: INLINE_OPS + 1 }, (_, i) => join(dir, `many-link-${i}`));
-    const linked = thread.apply(links.map((path) => ({ op: 'link' as const, from: source, path })));
-    expect(existsSync(links[0]!)).toBe(false);
-    await linked;
+    await thread.apply(links.map((path) => ({ op: 'link' as const, from: source, path })));
     expect(links.filter(existsSync)).toEqual(links);
+    expect(thread.sentToThread).toBe(3);
     await thread.close();
   });
 
