@@ -520,8 +520,9 @@ async function measureExecute(o: {
     for (const t of targets) await executeAll(t.fixture, await t.actionsFor('warm-up', 50), 8);
 
     const rows: ExecuteRow[][] = targets.map(() => []);
-    // The floor takes its turn in the blocks too: measured once before the rows, it drifted with the machine (Node's
-    // spawn of /bin/true took 4.7 ms in one run, 6.7 in another) while the executor, which spawns from Bun, did not.
+    // The floor takes its turn in the blocks too: measured once, before the rows, it and the executor drifted apart
+    // with the machine (Node's spawn of /bin/true took 4.7 ms in one run and 6.7 in another, while the executor's p50
+    // went from 10.0 to 7.3 ms), and the ratio read 1.91× in one run and 0.96× in the other.
     const floorArgv = floor.argv(o.sandbox);
     const floorUser = o.sandbox === 'on' ? floor.user : null;
     for (const concurrency of o.concurrencies) {
