@@ -105,20 +105,20 @@ export async function runAction(
     queuedTimestamp: timestampFromDate(job.queuedAt),
     workerStartTimestamp: now(),
   });
-  const folder: ActionFolder = { dir: null, movedOut: null, cacheWrite: null };
+  const leftovers: Leftovers = { dir: null, movedOut: null, cacheWrite: null };
   const identity: { held: Identity | null } = { held: null };
   let response: ExecuteResponse;
   try {
-    response = await execute(job, env, signal, metadata, folder, identity);
+    response = await execute(job, env, signal, metadata, leftovers, identity);
   } catch (err) {
     // A cancellation can land in any phase (staging, upload); whatever it interrupted, it is the answer.
     response = signal.aborted ? create(ExecuteResponseSchema, { status: statusOf(signal.reason) }) : failure(err, job);
   } finally {
     metadata.workerCompletedTimestamp = now();
   }
-  const dir = folder.dir;
+  const dir = leftovers.dir;
   // Usually under way already, since the outputs were read (moveOut).
-  const moved = await (folder.movedOut ?? moveOut(env, dir));
+  const moved = await (leftovers.movedOut ?? moveOut(env, dir));
   // Only now, with nothing of the action running and its files out of reach, may another slot have its uid.
   if (moved !== dir) env.identities.release(identity.held);
   const removeFiles = async () => {
@@ -132,16 +132,17 @@ export async function runAction(
   return {
     response,
     finish: async () => {
-      await Promise.all([folder.cacheWrite, removeFiles()]);
+      await Promise.all([leftovers.cacheWrite, removeFiles()]);
     },
   };
 }
 
 /**
- * The action's folder (null until taken), its move out of the slot's reach once started (moveOut), and the action
- * cache write its answer does not wait for (ActionCacheWriter.readsWaitForWrites), once started.
+ * What runAction finishes once the answer is out: the action's folder (null until taken), its move out of the slot's
+ * reach once started (moveOut), and the action cache write the answer does not wait for
+ * (ActionCacheWriter.readsWaitForWrites), once started.
  */
-interface ActionFolder {
+interface Leftovers {
   dir: string | null;
   movedOut: Promise<string | null> | null;
   cacheWrite: Promise<void> | null;
@@ -169,7 +170,7 @@ async function execute(
   env: ActionEnvironment,
   signal: AbortSignal,
   metadata: ExecutedActionMetadata,
-  folder: ActionFolder,
+  leftovers: Leftovers,
   identity: { held: Identity | null },
 ): Promise<ExecuteResponse> {
   const { command, action } = job;
@@ -177,7 +178,7 @@ async function execute(
   // uids may pass through it (0711) but not list it; its exec root is the slot's own (0700), left empty when a
   // persistent worker runs the action. Made ahead (action-folders.ts).
   const dir = await env.actionFolders.take();
-  folder.dir = dir;
+  leftovers.dir = dir;
   const workspace =
     (await env.persistentWorkers?.open(job, env.cas, signal)) ?? (await oneShotWorkspace(job, env, dir, identity));
   let outcome: RunOutcome;
@@ -238,8 +239,8 @@ async function execute(
   const stderrPrefix = outcome.startError === null ? '' : `${outcome.startError}\n`;
   result.stdoutDigest = await uploadOutput(env.cas, join(dir, 'stdout'), '', outcome.outputBytes?.stdout);
   result.stderrDigest = await uploadOutput(env.cas, join(dir, 'stderr'), stderrPrefix, outcome.outputBytes?.stderr);
-  // Nothing reads the folder from here on: it moves out while the action cache is written.
-  folder.movedOut = moveOut(env, dir);
+  // Nothing reads the folder from here on: it moves out meanwhile.
+  leftovers.movedOut = moveOut(env, dir);
   metadata.outputUploadCompletedTimestamp = now();
   metadata.workerCompletedTimestamp = now();
   result.executionMetadata = metadata;
@@ -270,7 +271,7 @@ async function execute(
     if (!env.actionCache.readsWaitForWrites) await written;
     else {
       // Caught at once: the answer goes out meanwhile, and nothing else would hear of a failure.
-      folder.cacheWrite = written.catch((err: Error) =>
+      leftovers.cacheWrite = written.catch((err: Error) =>
         env.log.warn(
           'could not write an action result to the action cache (its client has it; the next build runs it)',
           {
